@@ -1,0 +1,1 @@
+"""The REST API (FastAPI), mounted under /api/v1."""

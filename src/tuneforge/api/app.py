@@ -1,0 +1,78 @@
+"""The application factory: API, web UI and (by default) the job runner in one process."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from tuneforge import __version__
+from tuneforge.api import errors
+from tuneforge.api.limits import BodyLimit
+from tuneforge.api.routes import auth, health, jobs
+from tuneforge.db.session import make_engine, make_sessionmaker, migrate, transaction
+from tuneforge.jobs.runner import LocalRunner
+from tuneforge.services import accounts
+from tuneforge.services.auth import LoginLimiter, SessionSigner
+from tuneforge.settings import Settings
+from tuneforge.storage import ArtifactStore
+
+API_PREFIX = "/api/v1"
+UPLOAD_PATHS: frozenset[str] = frozenset()
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, ui: bool = True) -> FastAPI:
+    """Build the app. The database is migrated and the runner started when it starts serving."""
+    settings = settings or Settings()
+    settings.check_safe()
+    engine = make_engine(settings.resolved_database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        migrate(engine)
+        if settings.auth_mode == "none":
+            with transaction(app.state.sessions) as session:
+                accounts.ensure_user(session, accounts.LOCAL_USER, is_admin=True)
+        if settings.run_jobs:
+            app.state.runner = LocalRunner(settings, app.state.sessions)
+            app.state.runner.start()
+        log.info("TuneForge %s serving with %s auth", __version__, settings.auth_mode)
+        try:
+            yield
+        finally:
+            if app.state.runner is not None:
+                app.state.runner.stop()
+            engine.dispose()
+
+    app = FastAPI(
+        title="TuneForge",
+        version=__version__,
+        description="Fine-tune Gemma models: datasets, training, chat, evaluation and export.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = make_sessionmaker(engine)
+    app.state.store = ArtifactStore(settings.resolved_storage_url, settings.storage_options)
+    app.state.runner = None
+    app.state.signer = SessionSigner(settings.session_secret, settings.session_max_age)
+    app.state.limiter = LoginLimiter(settings.login_attempts_per_minute)
+    errors.install(app)
+    for module in (health, auth, jobs):
+        app.include_router(module.router, prefix=API_PREFIX)
+    app.add_middleware(
+        BodyLimit,
+        default=settings.max_request_bytes,
+        upload=settings.max_upload_bytes,
+        upload_paths=UPLOAD_PATHS,
+    )
+    if ui:
+        from tuneforge.ui import mount
+
+        mount(app)
+    return app

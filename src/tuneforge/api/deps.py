@@ -1,0 +1,52 @@
+"""Typed dependencies for routes: settings, a database session, the current user, the store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from tuneforge.db.tables import User
+from tuneforge.services.auth import SESSION_COOKIE, resolve_user
+from tuneforge.settings import Settings
+from tuneforge.storage import ArtifactStore
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One transaction per request: committed when the route returns, rolled back on error."""
+    with request.app.state.sessions() as session, session.begin():
+        yield session
+
+
+def get_store(request: Request) -> ArtifactStore:
+    store: ArtifactStore = request.app.state.store
+    return store
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+StoreDep = Annotated[ArtifactStore, Depends(get_store)]
+
+
+def get_current_user(request: Request, session: SessionDep, settings: SettingsDep) -> User:
+    return resolve_user(
+        session,
+        settings,
+        request.app.state.signer,
+        address=request.client.host if request.client else None,
+        headers={k.lower(): v for k, v in request.headers.items()},
+        cookie=request.cookies.get(SESSION_COOKIE),
+        allow_cookie=request.method in SAFE_METHODS,
+    )
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]

@@ -1,0 +1,66 @@
+"""Request body limits, enforced while the body streams in (Content-Length is not trusted)."""
+
+from __future__ import annotations
+
+import json
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """Answers 413 once a body passes its limit: `upload` bytes on upload routes, `default` else."""
+
+    def __init__(self, app: ASGIApp, *, default: int, upload: int,
+                 upload_paths: frozenset[str]) -> None:
+        self.app = app
+        self.default = default
+        self.upload = upload
+        self.upload_paths = upload_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.upload if scope["path"] in self.upload_paths else self.default
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _reject(send, limit)
+            return
+        seen = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLarge:
+            if not started:
+                await _reject(send, limit)
+
+
+async def _reject(send: Send, limit: int) -> None:
+    body = json.dumps({"error": {
+        "code": "too_large",
+        "message": f"The request body is larger than the limit of {limit:,} bytes.",
+        "details": {"limit": limit},
+    }}).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,1 @@
+"""One module per resource; each route parses, calls one service function, returns an XPublic."""

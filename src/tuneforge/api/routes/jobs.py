@@ -1,0 +1,114 @@
+"""Jobs: create, list, read, cancel, delete, and their events as Server-Sent Events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+
+from tuneforge.api.deps import CurrentUser, SessionDep, StoreDep
+from tuneforge.db.session import transaction
+from tuneforge.jobs.states import TERMINAL, JobStatus
+from tuneforge.schemas.jobs import JobCreate, JobEventPublic, JobList, JobPublic
+from tuneforge.services import jobs as service
+from tuneforge.services.errors import NotFound
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+KEEPALIVE_SECONDS = 15.0
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=JobPublic)
+def create_job(body: JobCreate, session: SessionDep, user: CurrentUser) -> JobPublic:
+    return JobPublic.model_validate(service.create_job(session, user, body))
+
+
+@router.get("", response_model=JobList)
+def list_jobs(
+    session: SessionDep,
+    user: CurrentUser,
+    status: Annotated[JobStatus | None, Query(description="Only jobs in this status.")] = None,
+    kind: Annotated[str | None, Query(description="Only jobs of this kind.")] = None,
+    offset: Annotated[int, Query(ge=0, description="Skip this many jobs.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=500, description="Return at most this many.")] = 50,
+) -> JobList:
+    rows, total = service.list_jobs(
+        session, user, status=status, kind=kind, offset=offset, limit=limit
+    )
+    return JobList(items=[JobPublic.model_validate(r) for r in rows], total=total)
+
+
+@router.get("/{job_id}", response_model=JobPublic)
+def get_job(job_id: str, session: SessionDep, user: CurrentUser) -> JobPublic:
+    return JobPublic.model_validate(service.get_job(session, user, job_id))
+
+
+@router.post("/{job_id}/cancel", response_model=JobPublic)
+def cancel_job(job_id: str, session: SessionDep, user: CurrentUser) -> JobPublic:
+    return JobPublic.model_validate(service.cancel_job(session, user, job_id))
+
+
+@router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_job(job_id: str, session: SessionDep, store: StoreDep, user: CurrentUser) -> None:
+    service.delete_job(session, store, user, job_id)
+
+
+def _sse(event: JobEventPublic) -> str:
+    return f"id: {event.id}\nevent: {event.type}\ndata: {event.model_dump_json()}\n\n"
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}},
+                     "description": "Server-Sent Events: `status`, `progress`, `metric`, `log`, "
+                     "`artifact`, and a final `end` once the job has finished."}},
+)
+def job_events(
+    job_id: str,
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    last_event_id: Annotated[int | None, Header(description="Resume after this event id.")] = None,
+    after: Annotated[int, Query(ge=0, description="Resume after this event id.")] = 0,
+    follow: Annotated[bool, Query(description="Keep streaming until the job ends.")] = True,
+) -> StreamingResponse:
+    service.get_job(session, user, job_id)  # 404 before the stream starts
+    factory = request.app.state.sessions
+    poll = request.app.state.settings.poll_interval
+
+    def fetch(cursor: int) -> tuple[bool, list[JobEventPublic]]:
+        with transaction(factory) as s:
+            job, events = service.job_events(s, user, job_id, after=cursor)
+            return job.status in TERMINAL, [JobEventPublic.model_validate(e) for e in events]
+
+    async def stream() -> AsyncIterator[str]:
+        cursor = max(after, last_event_id or 0)
+        quiet = 0.0
+        while not await request.is_disconnected():
+            try:
+                finished, events = await run_in_threadpool(fetch, cursor)
+            except NotFound:
+                finished, events = True, []
+            for event in events:
+                cursor = event.id
+                yield _sse(event)
+            if events:
+                quiet = 0.0
+                continue
+            if finished or not follow:
+                yield f"event: end\ndata: {json.dumps({'job_id': job_id})}\n\n"
+                return
+            if quiet >= KEEPALIVE_SECONDS:
+                yield ": keepalive\n\n"
+                quiet = 0.0
+            await asyncio.sleep(poll)
+            quiet += poll
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+

@@ -1,0 +1,1 @@
+"""Repositories: the only way to read owned rows, always filtered by owner."""

@@ -1,0 +1,1 @@
+"""Long-running work: the job state machine, the queue, the local runner and the workers."""

@@ -1,0 +1,92 @@
+"""What a worker uses to report: progress, metrics, logs and artifacts, all persisted as events."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
+
+from tuneforge.db.session import transaction
+from tuneforge.db.tables import Job, JobEvent, utcnow
+from tuneforge.jobs.states import ACTIVE, JobStatus
+from tuneforge.storage import ArtifactStore, artifact_prefix
+
+
+class JobCancelled(Exception):
+    """Raised inside a worker when its job was asked to stop."""
+
+
+class JobContext:
+    """The worker's handle on its job. Thread-safe; every report is committed at once."""
+
+    def __init__(
+        self, factory: sessionmaker[Session], job: Job, store: ArtifactStore
+    ) -> None:
+        self.job_id = job.id
+        self.owner_id = job.owner_id
+        self.kind = job.kind
+        self.attempt = job.attempt
+        self._factory = factory
+        self._store = store
+        self.cancel_event = threading.Event()
+
+    # -- reporting ---------------------------------------------------------------------------
+    def _event(self, type_: str, data: dict[str, Any], **job_fields: Any) -> None:
+        with transaction(self._factory) as session:
+            session.add(JobEvent(job_id=self.job_id, type=type_, data=data))
+            if job_fields:
+                session.execute(update(Job).where(Job.id == self.job_id).values(**job_fields))
+
+    def progress(self, fraction: float, message: str | None = None) -> None:
+        """Report how far along the job is (0..1) and, optionally, what it is doing."""
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        self._event("progress", {"progress": fraction, "message": message},
+                    progress=fraction, message=message)
+
+    def metric(self, name: str, value: float, step: int) -> None:
+        """Record one point of the named series `name`."""
+        self.metrics({name: value}, step)
+
+    def metrics(self, values: dict[str, float], step: int) -> None:
+        """Record several series at the same step."""
+        self._event("metric", {"step": step, "values": {k: float(v) for k, v in values.items()}})
+
+    def log(self, message: str, level: str = "info") -> None:
+        self._event("log", {"level": level, "message": message})
+
+    def artifact(self, name: str, source: bytes | Path) -> str:
+        """Store a file the job produced under `{owner}/{kind}/{job}/{name}`; returns its key."""
+        key = f"{artifact_prefix(self.owner_id, self.kind, self.job_id)}/{name}"
+        if isinstance(source, bytes):
+            self._store.write_bytes(key, source)
+            size = len(source)
+        else:
+            self._store.put_file(key, source)
+            size = source.stat().st_size
+        self._event("artifact", {"name": name, "key": key, "size": size})
+        return key
+
+    # -- control -----------------------------------------------------------------------------
+    @property
+    def cancel_requested(self) -> bool:
+        return self.cancel_event.is_set()
+
+    def check_cancelled(self) -> None:
+        """Raise `JobCancelled` if the job was asked to stop; call it between units of work."""
+        if self.cancel_event.is_set():
+            raise JobCancelled("cancelled on request")
+
+    def heartbeat(self) -> None:
+        """Prove the worker is alive, and learn whether a cancel was requested."""
+        with transaction(self._factory) as session:
+            session.execute(
+                update(Job)
+                .where(Job.id == self.job_id, Job.status.in_([s.value for s in ACTIVE]))
+                .values(heartbeat_at=utcnow())
+            )
+            status = session.get(Job, self.job_id, populate_existing=True)
+            if status is not None and status.status == JobStatus.CANCELLING:
+                self.cancel_event.set()

@@ -1,0 +1,30 @@
+"""Claiming queued jobs safely when several runners share one database."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tuneforge.db.tables import Job
+from tuneforge.jobs.states import JobStatus, StaleTransition, transition
+
+
+def claim_next(session: Session, host: str) -> Job | None:
+    """Take the oldest queued job for a runner on `host`, or None.
+
+    PostgreSQL skips rows other runners hold (`FOR UPDATE SKIP LOCKED`); on SQLite, where the
+    clause does not exist, the compare-and-set inside `transition()` makes a lost race harmless.
+    """
+    job = session.scalars(
+        select(Job)
+        .where(Job.status == JobStatus.QUEUED.value)
+        .order_by(Job.created_at, Job.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    ).first()
+    if job is None:
+        return None
+    try:
+        return transition(session, job, JobStatus.RUNNING, worker_host=host, worker_pid=None)
+    except StaleTransition:
+        return None

@@ -1,0 +1,202 @@
+"""The local executor: runs each job in its own OS process on this machine.
+
+One loop does three things every `poll_interval`: it settles jobs whose worker died or stopped
+beating its heart (`worker lost`), it delivers cancel requests (SIGTERM, then SIGKILL after
+`cancel_timeout`), and it claims queued jobs while fewer than `max_concurrent_jobs` run here.
+Workers run in sessions of their own, so they outlive a restart of the server: a new runner
+adopts the live ones by their process id and settles the dead ones at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from datetime import timedelta
+
+import psutil
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from tuneforge.db.session import transaction
+from tuneforge.db.tables import Job, utcnow
+from tuneforge.jobs.queue import claim_next
+from tuneforge.jobs.states import ACTIVE, JobStatus, StaleTransition, transition
+from tuneforge.jobs.worker import SETTINGS_ENV
+from tuneforge.settings import Settings
+
+log = logging.getLogger(__name__)
+WORKER_MODULE = "tuneforge.jobs.worker"
+ACTIVE_VALUES = [s.value for s in ACTIVE]
+
+
+class LocalRunner:
+    def __init__(self, settings: Settings, factory: sessionmaker[Session]) -> None:
+        self.settings = settings
+        self.factory = factory
+        self.host = socket.gethostname()
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._signalled: set[str] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="tuneforge-runner", daemon=True)
+        self._thread.start()
+
+    def stop(self, *, terminate_workers: bool = False) -> None:
+        """Stop the loop. Workers keep running (a new runner adopts them) unless told otherwise."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if terminate_workers:
+            for proc in self._procs.values():
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait(timeout=10)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:
+                log.exception("job runner tick failed; trying again")
+            self._stop.wait(self.settings.poll_interval)
+
+    def tick(self) -> None:
+        self.sweep()
+        self.deliver_cancels()
+        self.claim()
+
+    # -- worker processes --------------------------------------------------------------------
+    def _process(self, job: Job) -> psutil.Process | None:
+        """The live worker process of a job on this host, or None."""
+        proc = self._procs.get(job.id)
+        if proc is not None:
+            return psutil.Process(proc.pid) if proc.poll() is None else None
+        if job.worker_pid is None:
+            return None
+        try:
+            candidate = psutil.Process(job.worker_pid)
+            cmdline = candidate.cmdline()
+            if candidate.status() == psutil.STATUS_ZOMBIE:
+                return None
+        except psutil.Error:
+            return None
+        return candidate if WORKER_MODULE in cmdline and job.id in cmdline else None
+
+    def _exit_reason(self, job: Job) -> str:
+        proc = self._procs.get(job.id)
+        code = proc.returncode if proc is not None else None
+        if code is not None and code < 0:
+            return f"worker lost: process {proc.pid} was killed by signal {-code}"  # type: ignore[union-attr]
+        if code is not None:
+            return f"worker lost: process {proc.pid} exited with code {code}"  # type: ignore[union-attr]
+        return f"worker lost: process {job.worker_pid} is gone"
+
+    def _spawn(self, job_id: str) -> subprocess.Popen[bytes]:
+        logs = self.settings.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, SETTINGS_ENV: self.settings.model_dump_json()}
+        with open(logs / f"job-{job_id}.log", "ab") as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", WORKER_MODULE, job_id],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+    # -- the three duties ----------------------------------------------------------------------
+    def sweep(self) -> None:
+        """Settle active jobs whose worker is gone or silent for longer than the timeout."""
+        timeout = timedelta(seconds=self.settings.heartbeat_timeout)
+        with transaction(self.factory) as session:
+            for job in session.scalars(select(Job).where(Job.status.in_(ACTIVE_VALUES))):
+                reason = None
+                local = job.worker_host == self.host
+                if local and job.worker_pid is not None and self._process(job) is None:
+                    reason = self._exit_reason(job)
+                elif job.heartbeat_at is not None and utcnow() - job.heartbeat_at > timeout:
+                    reason = (f"worker lost: no heartbeat for "
+                              f"{self.settings.heartbeat_timeout:g} s")
+                    if local:
+                        self._kill(job, signal.SIGKILL)
+                if reason is not None:
+                    self._settle(session, job, reason)
+        for job_id, proc in list(self._procs.items()):
+            if proc.poll() is not None:
+                del self._procs[job_id]
+                self._signalled.discard(job_id)
+
+    def _settle(self, session: Session, job: Job, reason: str) -> None:
+        target = JobStatus.CANCELLED if job.status == JobStatus.CANCELLING else JobStatus.FAILED
+        try:
+            transition(session, job, target, error=reason)
+            log.warning("job %s %s: %s", job.id, target.value, reason)
+        except StaleTransition:
+            pass  # the worker settled it itself in the meantime
+
+    def _kill(self, job: Job, sig: signal.Signals) -> None:
+        process = self._process(job)
+        if process is not None:
+            try:
+                process.send_signal(sig)
+            except psutil.Error:
+                pass
+
+    def deliver_cancels(self) -> None:
+        """SIGTERM a cancelling job's worker once; SIGKILL it when it overstays the timeout."""
+        grace = timedelta(seconds=self.settings.cancel_timeout)
+        with transaction(self.factory) as session:
+            jobs = session.scalars(
+                select(Job).where(
+                    Job.status == JobStatus.CANCELLING.value, Job.worker_host == self.host
+                )
+            )
+            for job in jobs:
+                if job.id not in self._signalled:
+                    self._kill(job, signal.SIGTERM)
+                    self._signalled.add(job.id)
+                elif job.cancel_requested_at and utcnow() - job.cancel_requested_at > grace:
+                    self._kill(job, signal.SIGKILL)
+                    self._settle(session, job, (f"did not stop within "
+                                                f"{self.settings.cancel_timeout:g} s; killed"))
+
+    def claim(self) -> None:
+        """Start queued jobs while there is room on this host."""
+        while not self._stop.is_set():
+            with transaction(self.factory) as session:
+                running = session.scalar(
+                    select(func.count()).where(
+                        Job.status.in_(ACTIVE_VALUES), Job.worker_host == self.host
+                    )
+                )
+                if (running or 0) >= self.settings.max_concurrent_jobs:
+                    return
+                job = claim_next(session, self.host)
+            if job is None:
+                return
+            try:
+                proc = self._spawn(job.id)
+            except OSError as exc:
+                with transaction(self.factory) as session:
+                    row = session.get(Job, job.id)
+                    if row is not None:
+                        self._settle(session, row, f"could not start a worker: {exc}")
+                continue
+            self._procs[job.id] = proc
+            with transaction(self.factory) as session:
+                session.execute(update(Job).where(Job.id == job.id).values(worker_pid=proc.pid))
+            log.info("job %s (%s) started in process %s", job.id, job.kind, proc.pid)

@@ -1,0 +1,92 @@
+"""The job state machine. A job's status changes only through `transition()`."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from tuneforge.db.tables import Job, JobEvent, utcnow
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    CANCELLING = "cancelling"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+ACTIVE = frozenset({JobStatus.RUNNING, JobStatus.CANCELLING})
+
+# Every allowed move. A failed or cancelled job may be queued again (resume).
+ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED}),
+    JobStatus.RUNNING: frozenset(
+        {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLING, JobStatus.QUEUED}
+    ),
+    JobStatus.CANCELLING: frozenset({JobStatus.CANCELLED, JobStatus.FAILED}),
+    JobStatus.SUCCEEDED: frozenset(),
+    JobStatus.FAILED: frozenset({JobStatus.QUEUED}),
+    JobStatus.CANCELLED: frozenset({JobStatus.QUEUED}),
+}
+
+
+class InvalidTransition(Exception):
+    """A move the state machine does not allow."""
+
+    def __init__(self, current: str, target: str) -> None:
+        super().__init__(f"a {current} job cannot become {target}")
+        self.current = current
+        self.target = target
+
+
+class StaleTransition(InvalidTransition):
+    """Someone else moved the job first (the status read is out of date)."""
+
+
+def transition(
+    session: Session, job: Job, target: JobStatus, **fields: Any
+) -> Job:
+    """Move `job` to `target`, or raise.
+
+    The update is a compare-and-set on the status that was read, so two runners (or a runner and a
+    cancel request) racing on the same job cannot both win. Timestamps follow the move; `fields`
+    sets other columns in the same update (error, result, worker, ...). A `status` event records
+    the move. The caller commits.
+    """
+    current = JobStatus(job.status)
+    if target not in ALLOWED[current]:
+        raise InvalidTransition(current, target)
+    now = utcnow()
+    values: dict[str, Any] = {"status": target.value, **fields}
+    if target is JobStatus.RUNNING:
+        values.update(started_at=now, heartbeat_at=now, finished_at=None, error=None)
+    elif target is JobStatus.QUEUED:
+        values.update(
+            attempt=job.attempt + 1, finished_at=None, worker_pid=None, worker_host=None,
+            cancel_requested_at=None,
+        )
+    elif target is JobStatus.CANCELLING:
+        values.setdefault("cancel_requested_at", now)
+    elif target in TERMINAL:
+        values["finished_at"] = now
+        if target is JobStatus.SUCCEEDED:
+            values["progress"] = 1.0
+    result = session.execute(
+        update(Job).where(Job.id == job.id, Job.status == current.value).values(**values)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        session.refresh(job)
+        raise StaleTransition(job.status, target)
+    for key, value in values.items():
+        setattr(job, key, value)
+    event: dict[str, Any] = {"status": target.value, "previous": current.value}
+    if values.get("error"):
+        event["error"] = values["error"]
+    session.add(JobEvent(job_id=job.id, type="status", data=event))
+    return job

@@ -1,0 +1,97 @@
+"""The worker process: `python -m tuneforge.jobs.worker JOB_ID` runs one job to its end.
+
+The runner claims the job (queued -> running) and starts this process in a session of its own, so
+the job outlives the server that started it. This process beats the job's heartbeat, turns SIGTERM
+into a cancel request, and settles the job's final status itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel
+
+from tuneforge.db.session import make_engine, make_sessionmaker, transaction
+from tuneforge.db.tables import Job
+from tuneforge.jobs.context import JobCancelled, JobContext
+from tuneforge.jobs.registry import KINDS
+from tuneforge.jobs.states import JobStatus, StaleTransition, transition
+from tuneforge.settings import Settings
+from tuneforge.storage import ArtifactStore
+
+SETTINGS_ENV = "TUNEFORGE_WORKER_SETTINGS"
+
+
+def _load(path: str) -> Callable[[Any, JobContext], Any]:
+    module, _, name = path.partition(":")
+    fn: Callable[[Any, JobContext], Any] = getattr(importlib.import_module(module), name)
+    return fn
+
+
+def _beat(ctx: JobContext, interval: float, stop: threading.Event) -> None:
+    while not stop.wait(interval):
+        try:
+            ctx.heartbeat()
+        except Exception as exc:  # a database hiccup must not kill the job
+            print(f"heartbeat failed: {exc}", file=sys.stderr)
+
+
+def run(job_id: str, settings: Settings) -> JobStatus:
+    """Run job `job_id` (already claimed and `running`) and settle its final status."""
+    factory = make_sessionmaker(make_engine(settings.resolved_database_url))
+    with transaction(factory) as session:
+        job = session.get(Job, job_id)
+        if job is None or job.status != JobStatus.RUNNING:
+            return JobStatus(job.status) if job else JobStatus.FAILED
+        session.expunge(job)
+    ctx = JobContext(factory, job, ArtifactStore(settings.resolved_storage_url,
+                                                 settings.storage_options))
+    signal.signal(signal.SIGTERM, lambda *_: ctx.cancel_event.set())
+    stop = threading.Event()
+    beat = threading.Thread(target=_beat, args=(ctx, settings.heartbeat_interval, stop),
+                            daemon=True)
+    beat.start()
+    kind = KINDS[job.kind]
+    target, fields = JobStatus.SUCCEEDED, {}
+    try:
+        spec = kind.spec.model_validate(job.spec)
+        outcome = _load(kind.worker)(spec, ctx)
+        if isinstance(outcome, BaseModel):
+            outcome = outcome.model_dump(mode="json")
+        fields = {"result": outcome}
+        if ctx.cancel_requested:
+            target = JobStatus.CANCELLED
+    except JobCancelled as exc:
+        target, fields = JobStatus.CANCELLED, {"error": str(exc)}
+    except Exception as exc:
+        ctx.log(traceback.format_exc(), level="error")
+        target, fields = JobStatus.FAILED, {"error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        stop.set()
+    with transaction(factory) as session:
+        row = session.get(Job, job_id, populate_existing=True)
+        assert row is not None
+        if row.status == JobStatus.CANCELLING and target is JobStatus.SUCCEEDED:
+            target = JobStatus.CANCELLED
+        try:
+            transition(session, row, target, **fields)
+        except StaleTransition:  # the runner settled it first (e.g. it gave up on us)
+            return JobStatus(row.status)
+    return target
+
+
+def main() -> None:
+    settings = Settings.model_validate_json(os.environ[SETTINGS_ENV])
+    status = run(sys.argv[1], settings)
+    sys.exit(0 if status is JobStatus.SUCCEEDED else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""The `diagnostic` job: runs for a while, reports every second, and can be told to fail."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from tuneforge.jobs.context import JobContext
+from tuneforge.schemas.jobs import DiagnosticSpec
+
+
+def run(spec: DiagnosticSpec, ctx: JobContext) -> dict[str, float | int]:
+    fail_at = spec.fail_after
+    ctx.log(f"diagnostic job started in process {os.getpid()} for {spec.seconds:g} s")
+    start = time.monotonic()
+    ticks = 0
+    while (elapsed := time.monotonic() - start) < spec.seconds:
+        if not spec.ignore_cancel:
+            ctx.check_cancelled()
+        if fail_at is not None and elapsed >= fail_at:
+            raise RuntimeError(f"diagnostic failure after {elapsed:.1f} s, as requested")
+        time.sleep(min(1.0, spec.seconds - elapsed))
+        ticks += 1
+        done = min((time.monotonic() - start) / spec.seconds, 1.0)
+        ctx.progress(done, f"tick {ticks}")
+        ctx.metric("elapsed_seconds", time.monotonic() - start, step=ticks)
+    if spec.fail or (fail_at is not None):
+        raise RuntimeError("diagnostic failure at the end, as requested")
+    ctx.log("diagnostic job finished")
+    return {"ticks": ticks, "seconds": round(time.monotonic() - start, 3)}

@@ -1,0 +1,1 @@
+"""API contracts: what clients send (`XCreate`) and receive (`XPublic`)."""

@@ -1,0 +1,111 @@
+"""Users, passwords and API tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tuneforge.db.tables import ApiToken, User, utcnow
+from tuneforge.services.errors import Conflict, InvalidInput, NotFound
+
+LOCAL_USER = "local"
+TOKEN_PREFIX = "tf_"
+USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+_hasher = PasswordHasher()
+# Verifying against this keeps a login for an unknown user as slow as one for a known user.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+def _check_username(username: str) -> None:
+    if not USERNAME.match(username):
+        raise InvalidInput(
+            "A user name has 1 to 64 letters, digits or . _ @ -, starting with a letter or digit."
+        )
+
+
+def get_user(session: Session, username: str) -> User | None:
+    return session.scalars(select(User).where(User.username == username)).first()
+
+
+def create_user(
+    session: Session, username: str, password: str | None, *, is_admin: bool = False
+) -> User:
+    _check_username(username)
+    if password is not None and len(password) < 8:
+        raise InvalidInput("A password needs at least 8 characters.")
+    if get_user(session, username) is not None:
+        raise Conflict(f"The user {username!r} already exists.")
+    user = User(
+        username=username,
+        password_hash=_hasher.hash(password) if password is not None else None,
+        is_admin=is_admin,
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def ensure_user(session: Session, username: str, *, is_admin: bool = False) -> User:
+    """The user with this name, created on first sight (implicit and gateway users)."""
+    user = get_user(session, username)
+    return user if user is not None else create_user(session, username, None, is_admin=is_admin)
+
+
+def authenticate(session: Session, username: str, password: str) -> User | None:
+    """The user if the password is right, else None (timing does not reveal which part failed)."""
+    user = get_user(session, username)
+    try:
+        _hasher.verify(user.password_hash if user and user.password_hash else _DUMMY_HASH,
+                       password)
+    except (VerificationError, InvalidHashError):
+        return None
+    return user if user is not None and user.password_hash else None
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(session: Session, user: User, name: str) -> tuple[ApiToken, str]:
+    """A new API token; the secret is returned once and only its hash is kept."""
+    name = name.strip()
+    if not 1 <= len(name) <= 100:
+        raise InvalidInput("A token name has 1 to 100 characters.")
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(owner_id=user.id, name=name, token_hash=_digest(secret), prefix=secret[:10])
+    session.add(token)
+    session.flush()
+    return token, secret
+
+
+def list_tokens(session: Session, user: User) -> list[ApiToken]:
+    return list(
+        session.scalars(
+            select(ApiToken).where(ApiToken.owner_id == user.id).order_by(ApiToken.created_at)
+        )
+    )
+
+
+def revoke_token(session: Session, user: User, token_id: str) -> None:
+    token = session.scalars(
+        select(ApiToken).where(ApiToken.id == token_id, ApiToken.owner_id == user.id)
+    ).first()
+    if token is None:
+        raise NotFound("No such token.")
+    session.delete(token)
+
+
+def user_for_token(session: Session, secret: str) -> User | None:
+    if not secret.startswith(TOKEN_PREFIX):
+        return None
+    token = session.scalars(select(ApiToken).where(ApiToken.token_hash == _digest(secret))).first()
+    if token is None:
+        return None
+    token.last_used_at = utcnow()
+    return session.get(User, token.owner_id)

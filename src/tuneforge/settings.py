@@ -1,0 +1,202 @@
+"""Every knob of TuneForge, read from `TUNEFORGE_*` environment variables (or a `.env` file).
+
+Each field carries a description: `docs/configuration.md` is generated from them
+(`tuneforge config-docs > docs/configuration.md`) and a test keeps it current.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+AuthMode = Literal["auto", "none", "local", "header"]
+
+
+class UnsafeConfiguration(RuntimeError):
+    """The configuration would expose the studio; the server refuses to start."""
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses that only this machine can reach."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TUNEFORGE_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path("~/.tuneforge"),
+        description="Where TuneForge keeps its embedded database, artifacts and caches.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the database. Default: SQLite at `{data_dir}/tuneforge.db`. "
+        "PostgreSQL: `postgresql+psycopg://user:password@host:5432/tuneforge`.",
+    )
+    storage_url: str | None = Field(
+        default=None,
+        description="Where artifacts live (fsspec URL). Default: `file://{data_dir}/artifacts`. "
+        "Also `s3://bucket/prefix` or `gs://bucket/prefix` with the `cloud` extra.",
+    )
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description='Options passed to the storage filesystem, as JSON, e.g. `{"client_kwargs": '
+        '{"endpoint_url": "http://127.0.0.1:9000"}}` for an S3-compatible server.',
+    )
+    executor: Literal["local"] = Field(
+        default="local",
+        description="How jobs run: `local` runs each job in its own OS process on this machine.",
+    )
+    run_jobs: bool = Field(
+        default=True,
+        description="Whether `tuneforge serve` also runs queued jobs. Turn off when dedicated "
+        "`tuneforge worker` processes do it.",
+    )
+    max_concurrent_jobs: int = Field(
+        default=2, ge=1, le=256, description="How many jobs one runner executes at once."
+    )
+    heartbeat_interval: float = Field(
+        default=2.0, gt=0, description="Seconds between a worker's heartbeats."
+    )
+    heartbeat_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds without a heartbeat after which a running job is marked failed "
+        "with reason `worker lost`.",
+    )
+    cancel_timeout: float = Field(
+        default=20.0,
+        gt=0,
+        description="Seconds a worker has to stop after a cancel (it may save a checkpoint) "
+        "before it is killed.",
+    )
+    poll_interval: float = Field(
+        default=0.5, gt=0, description="Seconds between the runner's looks at the job queue."
+    )
+    auth: AuthMode = Field(
+        default="auto",
+        description="`none`: one implicit local user (only on a loopback address). `local`: user "
+        "accounts with passwords and API tokens. `header`: trust a user id header set by a "
+        "fronting gateway. `auto`: `none` on a loopback address, `local` elsewhere.",
+    )
+    auth_header: str = Field(
+        default="X-Forwarded-User",
+        description="In `header` mode, the request header that carries the user name.",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1/32", "::1/128"],
+        description="In `header` mode, the addresses (CIDR) allowed to set the user header.",
+    )
+    proxy_secret: str | None = Field(
+        default=None,
+        description="In `header` mode, a shared secret the gateway sends in `X-TuneForge-Proxy-"
+        "Secret`; when set, requests from any address are trusted if they carry it.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address the server binds to.")
+    port: int = Field(default=7860, ge=1, le=65535, description="Port the server listens on.")
+    secret_key: str | None = Field(
+        default=None,
+        description="Signs session cookies. When unset on a loopback address, a random key is "
+        "generated once and kept in `{data_dir}/secret_key`; elsewhere it must be set.",
+    )
+    session_max_age: int = Field(
+        default=7 * 24 * 3600, gt=0, description="Seconds a login session stays valid."
+    )
+    login_attempts_per_minute: int = Field(
+        default=5,
+        ge=1,
+        description="Failed logins allowed per minute for one user name from one address.",
+    )
+    max_request_bytes: int = Field(
+        default=1 << 20, gt=0, description="Largest request body accepted, except for uploads."
+    )
+    max_upload_bytes: int = Field(
+        default=2 << 30, gt=0, description="Largest upload accepted (datasets, documents)."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="How much the server logs."
+    )
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def auth_mode(self) -> Literal["none", "local", "header"]:
+        """The effective auth mode (`auto` resolved by the bind address)."""
+        if self.auth == "auto":
+            return "none" if is_loopback(self.host) else "local"
+        return self.auth
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'tuneforge.db'}"
+
+    @property
+    def resolved_storage_url(self) -> str:
+        return self.storage_url or f"file://{self.data_dir / 'artifacts'}"
+
+    @cached_property
+    def session_secret(self) -> str:
+        """The cookie-signing key: configured, or generated once per data dir on loopback."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    def check_safe(self) -> None:
+        """Fail closed on configurations that would expose the studio to the network."""
+        if is_loopback(self.host):
+            return
+        if self.auth_mode == "none":
+            raise UnsafeConfiguration(
+                f"Refusing to serve without authentication on {self.host}: set "
+                "TUNEFORGE_AUTH=local (or header), or bind to 127.0.0.1."
+            )
+        if not self.secret_key:
+            raise UnsafeConfiguration(
+                f"Refusing to serve on {self.host} with the default secret key: set "
+                "TUNEFORGE_SECRET_KEY to a long random string (e.g. `openssl rand -hex 32`)."
+            )
+        if self.auth_mode == "header" and not self.proxy_secret and not self.trusted_proxies:
+            raise UnsafeConfiguration(
+                "Header auth needs TUNEFORGE_TRUSTED_PROXIES or TUNEFORGE_PROXY_SECRET."
+            )
+
+
+def reference_markdown() -> str:
+    """The configuration reference, generated from the field descriptions."""
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated by `tuneforge config-docs`; do not edit by hand. Every setting is read from",
+        "the environment variable shown (or a `.env` file in the working directory).",
+        "",
+        "| Variable | Default | Description |",
+        "| --- | --- | --- |",
+    ]
+    for name, field in Settings.model_fields.items():
+        if field.default_factory is not None:
+            default: object = field.default_factory()  # type: ignore[call-arg]
+        else:
+            default = field.default
+        shown = "(unset)" if default is None else f"`{default}`"
+        description = (field.description or "").replace("|", "\\|")
+        lines.append(f"| `TUNEFORGE_{name.upper()}` | {shown} | {description} |")
+    return "\n".join(lines) + "\n"

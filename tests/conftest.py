@@ -1,0 +1,127 @@
+"""Shared fixtures: a fresh migrated database per test (SQLite, or PostgreSQL when
+`TUNEFORGE_TEST_DATABASE_URL` is set), settings that point at it, and API clients."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import make_url, text
+
+from tuneforge.api.app import create_app
+from tuneforge.db.session import make_engine, make_sessionmaker, migrate, transaction
+from tuneforge.services import accounts
+from tuneforge.settings import Settings
+
+PG_URL = os.environ.get("TUNEFORGE_TEST_DATABASE_URL")
+
+
+def _admin_engine(url: str) -> Any:
+    return make_engine(
+        make_url(url).set(database="postgres").render_as_string(False)
+    ).execution_options(isolation_level="AUTOCOMMIT")
+
+
+@pytest.fixture(scope="session")
+def database_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database migrated once per test session, copied for each test."""
+    if PG_URL:
+        base = make_url(PG_URL)
+        name = f"{base.database}_tpl"
+        admin = _admin_engine(PG_URL)
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            c.execute(text(f'CREATE DATABASE "{name}"'))
+        engine = make_engine(base.set(database=name).render_as_string(False))
+        migrate(engine)
+        engine.dispose()
+        yield name
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    else:
+        path = tmp_path_factory.mktemp("template") / "template.db"
+        engine = make_engine(f"sqlite:///{path}")
+        migrate(engine)
+        engine.dispose()
+        yield str(path)
+
+
+@pytest.fixture
+def database_url(database_template: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh, migrated, empty database for one test."""
+    if PG_URL:
+        base = make_url(PG_URL)
+        name = f"{base.database}_{uuid.uuid4().hex[:8]}"
+        admin = _admin_engine(PG_URL)
+        with admin.connect() as c:
+            c.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{database_template}"'))
+        yield base.set(database=name).render_as_string(False)
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    else:
+        path = tmp_path / "tuneforge.db"
+        shutil.copyfile(database_template, path)
+        yield f"sqlite:///{path}"
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, database_url: str) -> Callable[..., Settings]:
+    """Settings for a test: fast heartbeats and polling, data in `tmp_path`."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "data_dir": tmp_path / "data",
+            "database_url": database_url,
+            "heartbeat_interval": 0.5,
+            "heartbeat_timeout": 5.0,
+            "cancel_timeout": 3.0,
+            "poll_interval": 0.2,
+            "auth": "none",
+            "run_jobs": False,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def make_client(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., TestClient]]:
+    """Start the app (without the UI) with settings overrides; closed after the test."""
+    clients: list[TestClient] = []
+
+    def make(**overrides: Any) -> TestClient:
+        client = TestClient(create_app(make_settings(**overrides), ui=False))
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+def add_user(settings: Settings, username: str, *, admin: bool = False) -> str:
+    """Create a user with password `password-{username}` and return a new API token."""
+    factory = make_sessionmaker(make_engine(settings.resolved_database_url))
+    with transaction(factory) as session:
+        user = accounts.create_user(session, username, f"password-{username}", is_admin=admin)
+        _, secret = accounts.create_token(session, user, "tests")
+    return secret
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
