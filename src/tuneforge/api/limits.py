@@ -14,8 +14,9 @@ class BodyTooLarge(Exception):
 class BodyLimit:
     """Answers 413 once a body passes its limit: `upload` bytes on upload routes, `default` else."""
 
-    def __init__(self, app: ASGIApp, *, default: int, upload: int,
-                 upload_paths: frozenset[str]) -> None:
+    def __init__(
+        self, app: ASGIApp, *, default: int, upload: int, upload_paths: frozenset[str]
+    ) -> None:
         self.app = app
         self.default = default
         self.upload = upload
@@ -55,12 +56,23 @@ class BodyLimit:
 
 
 async def _reject(send: Send, limit: int) -> None:
-    body = json.dumps({"error": {
-        "code": "too_large",
-        "message": f"The request body is larger than the limit of {limit:,} bytes.",
-        "details": {"limit": limit},
-    }}).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]})
+    body = json.dumps(
+        {
+            "error": {
+                "code": "too_large",
+                "message": f"The request body is larger than the limit of {limit:,} bytes.",
+                "details": {"limit": limit},
+            }
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

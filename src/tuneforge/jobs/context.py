@@ -22,9 +22,7 @@ class JobCancelled(Exception):
 class JobContext:
     """The worker's handle on its job. Thread-safe; every report is committed at once."""
 
-    def __init__(
-        self, factory: sessionmaker[Session], job: Job, store: ArtifactStore
-    ) -> None:
+    def __init__(self, factory: sessionmaker[Session], job: Job, store: ArtifactStore) -> None:
         self.job_id = job.id
         self.owner_id = job.owner_id
         self.kind = job.kind
@@ -43,8 +41,12 @@ class JobContext:
     def progress(self, fraction: float, message: str | None = None) -> None:
         """Report how far along the job is (0..1) and, optionally, what it is doing."""
         fraction = min(max(float(fraction), 0.0), 1.0)
-        self._event("progress", {"progress": fraction, "message": message},
-                    progress=fraction, message=message)
+        self._event(
+            "progress",
+            {"progress": fraction, "message": message},
+            progress=fraction,
+            message=message,
+        )
 
     def metric(self, name: str, value: float, step: int) -> None:
         """Record one point of the named series `name`."""

@@ -17,7 +17,5 @@ class JobKind:
 
 
 KINDS: dict[str, JobKind] = {
-    "diagnostic": JobKind(
-        DiagnosticSpec, "tuneforge.jobs.workers.diagnostic:run", admin_only=True
-    ),
+    "diagnostic": JobKind(DiagnosticSpec, "tuneforge.jobs.workers.diagnostic:run", admin_only=True),
 }

@@ -9,6 +9,7 @@ adopts the live ones by their process id and settles the dead ones at once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -30,7 +31,7 @@ from tuneforge.jobs.worker import SETTINGS_ENV
 from tuneforge.settings import Settings
 
 log = logging.getLogger(__name__)
-WORKER_MODULE = "tuneforge.jobs.worker"
+WORKER_MODULE = "tuneforge.jobs"
 ACTIVE_VALUES = [s.value for s in ACTIVE]
 
 
@@ -129,8 +130,7 @@ class LocalRunner:
                 if local and job.worker_pid is not None and self._process(job) is None:
                     reason = self._exit_reason(job)
                 elif job.heartbeat_at is not None and utcnow() - job.heartbeat_at > timeout:
-                    reason = (f"worker lost: no heartbeat for "
-                              f"{self.settings.heartbeat_timeout:g} s")
+                    reason = f"worker lost: no heartbeat for {self.settings.heartbeat_timeout:g} s"
                     if local:
                         self._kill(job, signal.SIGKILL)
                 if reason is not None:
@@ -151,10 +151,8 @@ class LocalRunner:
     def _kill(self, job: Job, sig: signal.Signals) -> None:
         process = self._process(job)
         if process is not None:
-            try:
+            with contextlib.suppress(psutil.Error):  # it ended on its own meanwhile
                 process.send_signal(sig)
-            except psutil.Error:
-                pass
 
     def deliver_cancels(self) -> None:
         """SIGTERM a cancelling job's worker once; SIGKILL it when it overstays the timeout."""
@@ -171,8 +169,11 @@ class LocalRunner:
                     self._signalled.add(job.id)
                 elif job.cancel_requested_at and utcnow() - job.cancel_requested_at > grace:
                     self._kill(job, signal.SIGKILL)
-                    self._settle(session, job, (f"did not stop within "
-                                                f"{self.settings.cancel_timeout:g} s; killed"))
+                    self._settle(
+                        session,
+                        job,
+                        (f"did not stop within {self.settings.cancel_timeout:g} s; killed"),
+                    )
 
     def claim(self) -> None:
         """Start queued jobs while there is room on this host."""

@@ -49,9 +49,7 @@ class StaleTransition(InvalidTransition):
     """Someone else moved the job first (the status read is out of date)."""
 
 
-def transition(
-    session: Session, job: Job, target: JobStatus, **fields: Any
-) -> Job:
+def transition(session: Session, job: Job, target: JobStatus, **fields: Any) -> Job:
     """Move `job` to `target`, or raise.
 
     The update is a compare-and-set on the status that was read, so two runners (or a runner and a
@@ -68,7 +66,10 @@ def transition(
         values.update(started_at=now, heartbeat_at=now, finished_at=None, error=None)
     elif target is JobStatus.QUEUED:
         values.update(
-            attempt=job.attempt + 1, finished_at=None, worker_pid=None, worker_host=None,
+            attempt=job.attempt + 1,
+            finished_at=None,
+            worker_pid=None,
+            worker_host=None,
             cancel_requested_at=None,
         )
     elif target is JobStatus.CANCELLING:

@@ -1,4 +1,4 @@
-"""The worker process: `python -m tuneforge.jobs.worker JOB_ID` runs one job to its end.
+"""The worker process (`python -m tuneforge.jobs JOB_ID`) runs one job to its end.
 
 The runner claims the job (queued -> running) and starts this process in a session of its own, so
 the job outlives the server that started it. This process beats the job's heartbeat, turns SIGTERM
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import signal
 import sys
 import threading
 import traceback
@@ -43,20 +42,26 @@ def _beat(ctx: JobContext, interval: float, stop: threading.Event) -> None:
             print(f"heartbeat failed: {exc}", file=sys.stderr)
 
 
-def run(job_id: str, settings: Settings) -> JobStatus:
+def run(job_id: str, settings: Settings, terminate: threading.Event) -> JobStatus:
     """Run job `job_id` (already claimed and `running`) and settle its final status."""
     factory = make_sessionmaker(make_engine(settings.resolved_database_url))
     with transaction(factory) as session:
         job = session.get(Job, job_id)
-        if job is None or job.status != JobStatus.RUNNING:
-            return JobStatus(job.status) if job else JobStatus.FAILED
+        if job is None:
+            return JobStatus.FAILED
+        if job.status == JobStatus.CANCELLING:
+            transition(session, job, JobStatus.CANCELLED, error="cancelled before it started")
+        if job.status != JobStatus.RUNNING:
+            return JobStatus(job.status)
         session.expunge(job)
-    ctx = JobContext(factory, job, ArtifactStore(settings.resolved_storage_url,
-                                                 settings.storage_options))
-    signal.signal(signal.SIGTERM, lambda *_: ctx.cancel_event.set())
+    ctx = JobContext(
+        factory, job, ArtifactStore(settings.resolved_storage_url, settings.storage_options)
+    )
+    ctx.cancel_event = terminate
     stop = threading.Event()
-    beat = threading.Thread(target=_beat, args=(ctx, settings.heartbeat_interval, stop),
-                            daemon=True)
+    beat = threading.Thread(
+        target=_beat, args=(ctx, settings.heartbeat_interval, stop), daemon=True
+    )
     beat.start()
     kind = KINDS[job.kind]
     target, fields = JobStatus.SUCCEEDED, {}
@@ -87,11 +92,7 @@ def run(job_id: str, settings: Settings) -> JobStatus:
     return target
 
 
-def main() -> None:
+def main(job_id: str, terminate: threading.Event) -> int:
+    """Run the job with the runner's settings; the exit code says whether it succeeded."""
     settings = Settings.model_validate_json(os.environ[SETTINGS_ENV])
-    status = run(sys.argv[1], settings)
-    sys.exit(0 if status is JobStatus.SUCCEEDED else 1)
-
-
-if __name__ == "__main__":
-    main()
+    return 0 if run(job_id, settings, terminate) is JobStatus.SUCCEEDED else 1

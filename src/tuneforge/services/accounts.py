@@ -15,7 +15,7 @@ from tuneforge.db.tables import ApiToken, User, utcnow
 from tuneforge.services.errors import Conflict, InvalidInput, NotFound
 
 LOCAL_USER = "local"
-TOKEN_PREFIX = "tf_"
+TOKEN_PREFIX = "tf_"  # noqa: S105 (a prefix, not a secret)
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 _hasher = PasswordHasher()
 # Verifying against this keeps a login for an unknown user as slow as one for a known user.
@@ -61,8 +61,7 @@ def authenticate(session: Session, username: str, password: str) -> User | None:
     """The user if the password is right, else None (timing does not reveal which part failed)."""
     user = get_user(session, username)
     try:
-        _hasher.verify(user.password_hash if user and user.password_hash else _DUMMY_HASH,
-                       password)
+        _hasher.verify(user.password_hash if user and user.password_hash else _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):
         return None
     return user if user is not None and user.password_hash else None

@@ -17,7 +17,7 @@ from tuneforge.services.errors import RateLimited, Unauthenticated
 from tuneforge.settings import Settings
 
 SESSION_COOKIE = "tuneforge_session"
-PROXY_SECRET_HEADER = "X-TuneForge-Proxy-Secret"
+PROXY_SECRET_HEADER = "X-TuneForge-Proxy-Secret"  # noqa: S105 (a header name)
 
 
 class SessionSigner:

@@ -37,10 +37,15 @@ def get_job(session: Session, user: User, job_id: str) -> Job:
 
 
 def list_jobs(
-    session: Session, user: User, *, status: JobStatus | None = None, kind: str | None = None,
-    offset: int = 0, limit: int = 50,
+    session: Session,
+    user: User,
+    *,
+    status: JobStatus | None = None,
+    kind: str | None = None,
+    offset: int = 0,
+    limit: int = 50,
 ) -> tuple[list[Job], int]:
-    return JobRepository(session, user).list(
+    return JobRepository(session, user).search(
         status=status.value if status else None, kind=kind, offset=offset, limit=limit
     )
 
@@ -66,7 +71,12 @@ def delete_job(session: Session, store: ArtifactStore, user: User, job_id: str) 
 
 
 def job_events(
-    session: Session, user: User, job_id: str, *, after: int = 0, limit: int = 500,
+    session: Session,
+    user: User,
+    job_id: str,
+    *,
+    after: int = 0,
+    limit: int = 500,
     types: set[str] | None = None,
 ) -> tuple[Job, list[JobEvent]]:
     repository = JobRepository(session, user)

@@ -45,13 +45,15 @@ class TokenCreated(TokenPublic):
 class LoginRequest(BaseModel):
     username: str = Field(max_length=64, description="Your user name.")
     password: str = Field(max_length=1024, description="Your password.")
-    token_name: str = Field(default="login", max_length=100,
-                            description="A name for the API token this login creates.")
+    token_name: str = Field(
+        default="login", max_length=100, description="A name for the API token this login creates."
+    )
 
 
 @router.post("/auth/login", response_model=TokenCreated, status_code=status.HTTP_201_CREATED)
-def login(body: LoginRequest, request: Request, session: SessionDep,
-          settings: SettingsDep) -> TokenCreated:
+def login(
+    body: LoginRequest, request: Request, session: SessionDep, settings: SettingsDep
+) -> TokenCreated:
     """Trade a user name and password for a new API token (in `local` auth mode)."""
     if settings.auth_mode != "local":
         raise Conflict(f"Logging in is not used in `{settings.auth_mode}` auth mode.")

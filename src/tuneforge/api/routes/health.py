@@ -50,6 +50,11 @@ async def health(request: Request) -> JSONResponse:
     storage = await run_in_threadpool(_check_storage, request)
     runner = _check_runner(request)
     ok = database == "ok" and storage == "ok" and runner in ("ok", "external")
-    body = Health(status="ok" if ok else "degraded", database=database, storage=storage,
-                  runner=runner, version=__version__)
+    body = Health(
+        status="ok" if ok else "degraded",
+        database=database,
+        storage=storage,
+        runner=runner,
+        version=__version__,
+    )
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)

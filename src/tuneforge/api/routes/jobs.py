@@ -64,9 +64,13 @@ def _sse(event: JobEventPublic) -> str:
 @router.get(
     "/{job_id}/events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}},
-                     "description": "Server-Sent Events: `status`, `progress`, `metric`, `log`, "
-                     "`artifact`, and a final `end` once the job has finished."}},
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "Server-Sent Events: `status`, `progress`, `metric`, `log`, "
+            "`artifact`, and a final `end` once the job has finished.",
+        }
+    },
 )
 def job_events(
     job_id: str,
@@ -109,6 +113,8 @@ def job_events(
             await asyncio.sleep(poll)
             quiet += poll
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -11,7 +11,7 @@ from tuneforge.db.tables import Job, JobEvent
 class JobRepository(OwnedRepository[Job]):
     model = Job
 
-    def list(
+    def search(
         self, *, status: str | None, kind: str | None, offset: int, limit: int
     ) -> tuple[list[Job], int]:
         statement = select(Job)
@@ -23,8 +23,9 @@ class JobRepository(OwnedRepository[Job]):
             statement, offset=offset, limit=limit, order=(Job.created_at.desc(), Job.id)
         )
 
-    def events(self, job: Job, *, after: int, limit: int, types: set[str] | None = None
-               ) -> list[JobEvent]:
+    def events(
+        self, job: Job, *, after: int, limit: int, types: set[str] | None = None
+    ) -> list[JobEvent]:
         statement = select(JobEvent).where(JobEvent.job_id == job.id, JobEvent.id > after)
         if types:
             statement = statement.where(JobEvent.type.in_(sorted(types)))

@@ -1,0 +1,45 @@
+# TuneForge developer commands. `make run` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: run test check lint format types docs clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Stamps re-install when pyproject.toml changes.
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed-run
+
+run: $(VENV)/.installed-run  ## Set up and start the studio on http://127.0.0.1:7860
+	$(BIN)/tuneforge serve
+
+test: $(VENV)/.installed-dev  ## Set up and run the whole test suite
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests
+
+format: $(VENV)/.installed-dev
+	$(BIN)/ruff format src tests
+
+types: $(VENV)/.installed-dev
+	$(BIN)/mypy
+
+docs: $(VENV)/.installed-run  ## Regenerate the configuration reference
+	$(BIN)/tuneforge config-docs > docs/configuration.md
+
+check: lint types  ## Lint, format check, types, tests
+	$(BIN)/ruff format --check src tests
+	$(MAKE) test
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
