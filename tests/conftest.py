@@ -22,54 +22,54 @@ from tuneforge.settings import Settings
 PG_URL = os.environ.get("TUNEFORGE_TEST_DATABASE_URL")
 
 
-def _admin_engine(url: str) -> Any:
-    return make_engine(
-        make_url(url).set(database="postgres").render_as_string(False)
-    ).execution_options(isolation_level="AUTOCOMMIT")
+def _admin_engine() -> Any:
+    assert PG_URL
+    url = make_url(PG_URL).set(database="postgres").render_as_string(False)
+    return make_engine(url).execution_options(isolation_level="AUTOCOMMIT")
+
+
+def create_database(directory: Path, template: str | None = None) -> str:
+    """A new database (a copy of `template` when given) and its URL."""
+    if not PG_URL:
+        path = directory / f"tuneforge-{uuid.uuid4().hex[:8]}.db"
+        if template:
+            shutil.copyfile(template, path)
+        return f"sqlite:///{path}"
+    base = make_url(PG_URL)
+    name = f"{base.database}_{uuid.uuid4().hex[:8]}"
+    admin = _admin_engine()
+    with admin.connect() as c:
+        copy = f' TEMPLATE "{make_url(template).database}"' if template else ""
+        c.execute(text(f'CREATE DATABASE "{name}"{copy}'))
+    admin.dispose()
+    return base.set(database=name).render_as_string(False)
+
+
+def drop_database(url: str) -> None:
+    if PG_URL:
+        admin = _admin_engine()
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture(scope="session")
 def database_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A database migrated once per test session, copied for each test."""
-    if PG_URL:
-        base = make_url(PG_URL)
-        name = f"{base.database}_tpl"
-        admin = _admin_engine(PG_URL)
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            c.execute(text(f'CREATE DATABASE "{name}"'))
-        engine = make_engine(base.set(database=name).render_as_string(False))
-        migrate(engine)
-        engine.dispose()
-        yield name
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-    else:
-        path = tmp_path_factory.mktemp("template") / "template.db"
-        engine = make_engine(f"sqlite:///{path}")
-        migrate(engine)
-        engine.dispose()
-        yield str(path)
+    url = create_database(tmp_path_factory.mktemp("template"))
+    engine = make_engine(url)
+    migrate(engine)
+    engine.dispose()
+    yield url if PG_URL else make_url(url).database or ""
+    drop_database(url)
 
 
 @pytest.fixture
 def database_url(database_template: str, tmp_path: Path) -> Iterator[str]:
     """A fresh, migrated, empty database for one test."""
-    if PG_URL:
-        base = make_url(PG_URL)
-        name = f"{base.database}_{uuid.uuid4().hex[:8]}"
-        admin = _admin_engine(PG_URL)
-        with admin.connect() as c:
-            c.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{database_template}"'))
-        yield base.set(database=name).render_as_string(False)
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-    else:
-        path = tmp_path / "tuneforge.db"
-        shutil.copyfile(database_template, path)
-        yield f"sqlite:///{path}"
+    url = create_database(tmp_path, database_template)
+    yield url
+    drop_database(url)
 
 
 @pytest.fixture

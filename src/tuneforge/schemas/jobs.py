@@ -28,7 +28,7 @@ class DiagnosticSpec(BaseModel):
 
 class DiagnosticJobCreate(BaseModel):
     kind: Literal["diagnostic"] = Field(description="Checks the worker pipeline (admins only).")
-    spec: DiagnosticSpec = Field(default_factory=DiagnosticSpec)
+    spec: DiagnosticSpec = Field(default_factory=DiagnosticSpec, description="How it runs.")
 
 
 JobCreate = Annotated[DiagnosticJobCreate, Field(discriminator="kind")]
