@@ -10,13 +10,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tuneforge.db.session import make_engine, make_sessionmaker, transaction
 from tuneforge.db.tables import Job, JobEvent
-from tuneforge.jobs.states import (
-    ALLOWED,
-    InvalidTransition,
-    JobStatus,
-    StaleTransition,
-    transition,
-)
+from tuneforge.jobs.states import InvalidTransition, StaleTransition, transition
+from tuneforge.jobs.status import ALLOWED, JobStatus
 from tuneforge.services import accounts
 from tuneforge.settings import Settings
 

@@ -16,11 +16,13 @@ from tuneforge.db.session import make_engine, make_sessionmaker, migrate, transa
 from tuneforge.jobs.runner import LocalRunner
 from tuneforge.services import accounts
 from tuneforge.services.auth import LoginLimiter, SessionSigner
+from tuneforge.services.errors import NotFound
 from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore
 
 API_PREFIX = "/api/v1"
 UPLOAD_PATHS: frozenset[str] = frozenset()
+ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 log = logging.getLogger(__name__)
 
 
@@ -65,6 +67,13 @@ def create_app(settings: Settings | None = None, *, ui: bool = True) -> FastAPI:
     errors.install(app)
     for module in (health, auth, jobs):
         app.include_router(module.router, prefix=API_PREFIX)
+
+    @app.api_route(f"{API_PREFIX}/{{rest:path}}", methods=list(ALL_METHODS),
+                   include_in_schema=False)
+    def unknown_endpoint(rest: str) -> None:
+        """Unknown API paths answer in the API's error shape, not with a UI page."""
+        raise NotFound(f"There is no endpoint {API_PREFIX}/{rest}; see /docs.")
+
     app.add_middleware(
         BodyLimit,
         default=settings.max_request_bytes,

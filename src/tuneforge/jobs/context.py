@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tuneforge.db.session import transaction
 from tuneforge.db.tables import Job, JobEvent, utcnow
-from tuneforge.jobs.states import ACTIVE, JobStatus
+from tuneforge.jobs.status import ACTIVE, JobStatus
 from tuneforge.storage import ArtifactStore, artifact_prefix
 
 

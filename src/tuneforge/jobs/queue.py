@@ -6,7 +6,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tuneforge.db.tables import Job
-from tuneforge.jobs.states import JobStatus, StaleTransition, transition
+from tuneforge.jobs.states import StaleTransition, transition
+from tuneforge.jobs.status import JobStatus
 
 
 def claim_next(session: Session, host: str) -> Job | None:

@@ -26,7 +26,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from tuneforge.db.session import transaction
 from tuneforge.db.tables import Job, utcnow
 from tuneforge.jobs.queue import claim_next
-from tuneforge.jobs.states import ACTIVE, JobStatus, StaleTransition, transition
+from tuneforge.jobs.states import StaleTransition, transition
+from tuneforge.jobs.status import ACTIVE, JobStatus
 from tuneforge.jobs.worker import SETTINGS_ENV
 from tuneforge.settings import Settings
 

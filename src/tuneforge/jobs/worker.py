@@ -21,7 +21,8 @@ from tuneforge.db.session import make_engine, make_sessionmaker, transaction
 from tuneforge.db.tables import Job
 from tuneforge.jobs.context import JobCancelled, JobContext
 from tuneforge.jobs.registry import KINDS
-from tuneforge.jobs.states import JobStatus, StaleTransition, transition
+from tuneforge.jobs.states import StaleTransition, transition
+from tuneforge.jobs.status import JobStatus
 from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tuneforge.jobs.states import JobStatus
+from tuneforge.jobs.status import JobStatus
 
 
 class DiagnosticSpec(BaseModel):

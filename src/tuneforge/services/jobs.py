@@ -7,7 +7,8 @@ from sqlalchemy.orm import Session
 from tuneforge.db.repositories.jobs import JobRepository
 from tuneforge.db.tables import Job, JobEvent, User
 from tuneforge.jobs.registry import KINDS
-from tuneforge.jobs.states import TERMINAL, InvalidTransition, JobStatus, transition
+from tuneforge.jobs.states import InvalidTransition, transition
+from tuneforge.jobs.status import TERMINAL, JobStatus
 from tuneforge.schemas.jobs import JobCreate
 from tuneforge.services.errors import Conflict, NotFound, PermissionDenied
 from tuneforge.storage import ArtifactStore, artifact_prefix

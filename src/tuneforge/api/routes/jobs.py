@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 
 from tuneforge.api.deps import CurrentUser, SessionDep, StoreDep
 from tuneforge.db.session import transaction
-from tuneforge.jobs.states import TERMINAL, JobStatus
+from tuneforge.jobs.status import TERMINAL, JobStatus
 from tuneforge.schemas.jobs import JobCreate, JobEventPublic, JobList, JobPublic
 from tuneforge.services import jobs as service
 from tuneforge.services.errors import NotFound

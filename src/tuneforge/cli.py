@@ -1,0 +1,363 @@
+"""The `tuneforge` command line: run the server or a worker, manage users, follow jobs.
+
+Startup stays light: heavy modules (the web stack, the database layer, the HTTP client) are
+imported inside the commands that need them, so `tuneforge --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+from tuneforge import __version__
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from tuneforge.client import Client
+    from tuneforge.schemas.jobs import JobPublic
+    from tuneforge.settings import Settings
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+admin_app = typer.Typer(
+    help="Manage users and API tokens directly in the configured database.",
+    no_args_is_help=True,
+)
+jobs_app = typer.Typer(
+    help="List, inspect, cancel and follow jobs through a running server's API.",
+    no_args_is_help=True,
+)
+app.add_typer(admin_app, name="admin")
+app.add_typer(jobs_app, name="jobs")
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _print_table(rows: Sequence[Sequence[object]], headers: Sequence[str] | None = None) -> None:
+    """Print rows as aligned columns (the last column is not padded)."""
+    cells = [[str(c) for c in row] for row in ([headers] if headers else []) + list(rows)]
+    if not cells:
+        return
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    for row in cells:
+        padded = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=False)]
+        typer.echo("  ".join([*padded, row[-1]]).rstrip())
+
+
+def _load_settings(**overrides: Any) -> Settings:
+    """`Settings()` from the environment, with the given non-None overrides; exit 2 if invalid."""
+    from pydantic import ValidationError
+
+    from tuneforge.settings import Settings
+
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        _fail(f"Invalid configuration: {exc}", code=2)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tuneforge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """TuneForge: a self-hosted studio for fine-tuning Gemma models."""
+
+
+# -- server and worker --------------------------------------------------------------------------
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind to [default: TUNEFORGE_HOST or 127.0.0.1].")
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="Port to listen on [default: TUNEFORGE_PORT or 7860]."),
+    ] = None,
+) -> None:
+    """Run the web studio and REST API (and, unless TUNEFORGE_RUN_JOBS=false, the jobs)."""
+    from tuneforge.settings import UnsafeConfiguration
+
+    settings = _load_settings(host=host, port=port)
+    try:
+        settings.check_safe()
+    except UnsafeConfiguration as exc:
+        _fail(str(exc), code=2)
+    import uvicorn
+
+    from tuneforge.api.app import create_app
+
+    shown = f"[{settings.host}]" if ":" in settings.host else settings.host
+    typer.echo(
+        f"TuneForge {__version__} on http://{shown}:{settings.port} "
+        f"({settings.auth_mode} auth); press Ctrl-C to stop."
+    )
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Run queued jobs without the web server (start several to scale out)."""
+    from tuneforge.db.session import make_engine, make_sessionmaker, migrate
+    from tuneforge.jobs.runner import LocalRunner
+
+    settings = _load_settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    engine = make_engine(settings.resolved_database_url)
+    migrate(engine)
+    runner = LocalRunner(settings, make_sessionmaker(engine))
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    runner.start()
+    typer.echo(
+        f"TuneForge {__version__} worker running up to {settings.max_concurrent_jobs} "
+        "jobs at once; press Ctrl-C to stop."
+    )
+    stop.wait()
+    runner.stop()
+    engine.dispose()
+    typer.echo("Worker stopped; running jobs continue and the next runner adopts them.")
+
+
+# -- admin ----------------------------------------------------------------------------------------
+@contextmanager
+def _database() -> Iterator[sessionmaker[Session]]:
+    """Sessions on the migrated, configured database; a domain error ends the command (exit 1)."""
+    from tuneforge.db.session import make_engine, make_sessionmaker, migrate
+    from tuneforge.services.errors import DomainError
+
+    engine = make_engine(_load_settings().resolved_database_url)
+    try:
+        migrate(engine)
+        yield make_sessionmaker(engine)
+    except DomainError as exc:
+        _fail(exc.message)
+    finally:
+        engine.dispose()
+
+
+@admin_app.command("create-user")
+def create_user(
+    name: Annotated[str, typer.Argument(help="The new user's name.")],
+    password: Annotated[
+        str,
+        typer.Option(
+            prompt=True,
+            hide_input=True,
+            confirmation_prompt=True,
+            help="The password (asked for when not given).",
+        ),
+    ],
+    admin: Annotated[bool, typer.Option("--admin", help="Make the user an administrator.")] = False,
+) -> None:
+    """Create a user account with a password."""
+    from tuneforge.db.session import transaction
+    from tuneforge.services import accounts
+
+    with _database() as factory, transaction(factory) as session:
+        accounts.create_user(session, name, password, is_admin=admin)
+    typer.echo(f"Created {'administrator' if admin else 'user'} {name}.")
+
+
+@admin_app.command()
+def token(
+    user: Annotated[str, typer.Argument(help="The user the token acts as.")],
+    name: Annotated[str, typer.Option("--name", help="What the token is for.")] = "cli",
+) -> None:
+    """Create an API token for a user and print only the token (for scripts)."""
+    from tuneforge.db.session import transaction
+    from tuneforge.services import accounts
+    from tuneforge.services.errors import NotFound
+
+    with _database() as factory, transaction(factory) as session:
+        account = accounts.get_user(session, user)
+        if account is None:
+            raise NotFound(f"There is no user {user!r}.")
+        _, secret = accounts.create_token(session, account, name)
+    typer.echo(secret)
+
+
+# -- jobs (through the API) -----------------------------------------------------------------------
+@jobs_app.callback()
+def _jobs(
+    ctx: typer.Context,
+    url: Annotated[
+        str, typer.Option(envvar="TUNEFORGE_URL", help="The TuneForge server.")
+    ] = "http://127.0.0.1:7860",
+    token: Annotated[
+        str | None, typer.Option(envvar="TUNEFORGE_TOKEN", help="An API token (`tf_...`).")
+    ] = None,
+) -> None:
+    ctx.obj = {"url": url, "token": token}
+
+
+@contextmanager
+def _api(ctx: typer.Context) -> Iterator[Client]:
+    """A client for the `jobs` group's server; API and connection errors end the command."""
+    import httpx
+
+    from tuneforge.client import ApiError, Client
+
+    url = ctx.obj["url"]
+    try:
+        with Client(url, ctx.obj["token"]) as client:
+            yield client
+    except ApiError as exc:
+        _fail(str(exc))
+    except httpx.ConnectError:
+        _fail(f"The TuneForge server is not reachable at {url}.")
+    except httpx.TransportError as exc:
+        _fail(f"The connection to the TuneForge server at {url} failed: {exc}")
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment is not None else "-"
+
+
+def _job_row(job: JobPublic) -> list[object]:
+    return [
+        job.id,
+        job.kind,
+        job.status,
+        f"{job.progress:.0%}",
+        _when(job.created_at),
+        job.error or job.message or "",
+    ]
+
+
+def _echo_json(data: object) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+JobId = Annotated[str, typer.Argument(help="The job's id.")]
+
+
+@jobs_app.command("list")
+def list_jobs(
+    ctx: typer.Context,
+    status: Annotated[
+        str | None, typer.Option(help="Only jobs in this status (running, ...).")
+    ] = None,
+    kind: Annotated[str | None, typer.Option(help="Only jobs of this kind.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="Show at most this many.")] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """List your jobs, newest first."""
+    with _api(ctx) as client:
+        jobs = client.list_jobs(status=status, kind=kind, limit=limit)
+    if as_json:
+        _echo_json(jobs.model_dump(mode="json"))
+        return
+    _print_table(
+        [_job_row(job) for job in jobs.items],
+        ["ID", "KIND", "STATUS", "PROGRESS", "CREATED", "MESSAGE"],
+    )
+    typer.echo(f"{len(jobs.items)} of {jobs.total} jobs")
+
+
+@jobs_app.command()
+def show(ctx: typer.Context, job_id: JobId, as_json: JsonFlag = False) -> None:
+    """Show one job."""
+    with _api(ctx) as client:
+        job = client.get_job(job_id)
+    if as_json:
+        _echo_json(job.model_dump(mode="json"))
+        return
+    _print_table(
+        [
+            ("id", job.id),
+            ("kind", job.kind),
+            ("status", job.status),
+            ("progress", f"{job.progress:.0%}"),
+            ("message", job.message or "-"),
+            ("error", job.error or "-"),
+            ("attempt", job.attempt),
+            ("created", _when(job.created_at)),
+            ("started", _when(job.started_at)),
+            ("finished", _when(job.finished_at)),
+            ("spec", json.dumps(job.spec)),
+            ("result", json.dumps(job.result) if job.result is not None else "-"),
+        ]
+    )
+
+
+@jobs_app.command()
+def cancel(ctx: typer.Context, job_id: JobId) -> None:
+    """Cancel a queued job, or ask a running one to stop."""
+    with _api(ctx) as client:
+        job = client.cancel_job(job_id)
+    typer.echo(f"Job {job.id} is {job.status}.")
+
+
+def _describe(event: dict[str, Any]) -> str:
+    """One line for a job event: a bracketed tag, then what happened."""
+    data, tag = event["data"], event["type"]
+    if tag == "status":
+        text = f"{data['previous']} -> {data['status']}" if "previous" in data else data["status"]
+        text += f": {data['error']}" if data.get("error") else ""
+    elif tag == "progress":
+        tag, text = f"{data['progress']:.0%}", data.get("message") or ""
+    elif tag == "metric":
+        text = f"step {data['step']}: " + " ".join(f"{k}={v:g}" for k, v in data["values"].items())
+    elif tag == "log":
+        tag, text = data["level"], data["message"]
+    elif tag == "artifact":
+        text = f"{data['name']} ({data['size']} bytes)"
+    else:
+        text = json.dumps(data)
+    return f"{'[' + tag + ']':<10} {text}".rstrip()
+
+
+@jobs_app.command()
+def watch(ctx: typer.Context, job_id: JobId) -> None:
+    """Follow a job's progress and logs until it ends (exit 0 if it succeeded, else 1)."""
+    with _api(ctx) as client:
+        for event in client.events(job_id):
+            if event["type"] != "end":
+                typer.echo(_describe(event))
+        job = client.get_job(job_id)
+    typer.echo(f"Job {job.id} {job.status}" + (f": {job.error}" if job.error else "."))
+    raise typer.Exit(0 if job.status == "succeeded" else 1)
+
+
+# -- docs -----------------------------------------------------------------------------------------
+@app.command("config-docs")
+def config_docs() -> None:
+    """Print the configuration reference (docs/configuration.md) as Markdown."""
+    from tuneforge.settings import reference_markdown
+
+    typer.echo(reference_markdown(), nl=False)
+
+
+def main() -> None:
+    app(prog_name="tuneforge")
