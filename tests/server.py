@@ -40,6 +40,15 @@ def free_port() -> int:
 def running_server(settings_env: dict[str, str], *, timeout: float = 30.0) -> Iterator[str]:
     """Start `python -m tuneforge serve` with `settings_env` (other `TUNEFORGE_*` variables of
     this process are dropped) and yield its base URL once `/api/v1/health` answers 200."""
+    with server_process(settings_env, timeout=timeout) as (url, _):
+        yield url
+
+
+@contextmanager
+def server_process(
+    settings_env: dict[str, str], *, timeout: float = 30.0
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Like `running_server`, and also yields the server's process (to kill it, say)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUNEFORGE_")}
@@ -80,7 +89,7 @@ def running_server(settings_env: dict[str, str], *, timeout: float = 30.0) -> It
                 if time.monotonic() > deadline:
                     fail(f"The server did not become healthy within {timeout:g} s")
                 time.sleep(0.1)
-            yield url
+            yield url, process
         finally:
             process.terminate()
             try:
