@@ -51,7 +51,11 @@ def server_process(
     """Like `running_server`, and also yields the server's process (to kill it, say)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TUNEFORGE_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("TUNEFORGE_") and k != "PYTEST_CURRENT_TEST"  # a real server
+    }
     env.update(settings_env)
     with tempfile.TemporaryFile() as output:
         process = subprocess.Popen(

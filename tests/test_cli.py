@@ -141,7 +141,7 @@ def test_serve_refuses_an_exposed_bind_without_a_secret_key(
     make_settings: Callable[..., Settings],
 ) -> None:
     env = {**_env(make_settings()), "TUNEFORGE_AUTH": "local", "TUNEFORGE_SECRET_KEY": None}
-    result = runner.invoke(app, ["serve", "--host", "0.0.0.0"], env=env)  # noqa: S104
+    result = runner.invoke(app, ["serve", "--host", "0.0.0.0"], env=env)
     assert result.exit_code == 2
     assert "TUNEFORGE_SECRET_KEY" in result.stderr
     assert "Traceback" not in result.output

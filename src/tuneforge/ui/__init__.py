@@ -2,6 +2,29 @@
 
 from fastapi import FastAPI
 
+BRAND_COLOR = "#4f46e5"
+
 
 def mount(app: FastAPI) -> None:
-    """Attach the UI pages to `app`."""
+    """Attach the UI pages to `app` (once per process: NiceGUI's pages are global)."""
+    from nicegui import app as nicegui_app
+    from nicegui import ui
+
+    from tuneforge.ui import backend, routes
+
+    backend.bind(app)
+    # Importing the page modules registers their pages.
+    from tuneforge.ui import job, jobs, login, placeholders, settings_page  # noqa: F401
+
+    # Before the UI takes over "/", so that these plain routes are matched first.
+    app.include_router(routes.router)
+    nicegui_app.colors(primary=BRAND_COLOR)
+    ui.button.default_props("no-caps")
+    ui.run_with(
+        app,
+        title="TuneForge",
+        favicon="✨",
+        language="en-US",
+        storage_secret=app.state.settings.session_secret,
+        show_welcome_message=False,
+    )
