@@ -31,10 +31,3 @@ def test_up_from_empty_matches_the_models_and_down_removes_everything(tmp_path: 
     finally:
         engine.dispose()
         drop_database(url)
-
-
-def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
-    with engine.connect() as connection:
-        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1

@@ -68,8 +68,9 @@ def create_app(settings: Settings | None = None, *, ui: bool = True) -> FastAPI:
     for module in (health, auth, jobs):
         app.include_router(module.router, prefix=API_PREFIX)
 
-    @app.api_route(f"{API_PREFIX}/{{rest:path}}", methods=list(ALL_METHODS),
-                   include_in_schema=False)
+    @app.api_route(
+        f"{API_PREFIX}/{{rest:path}}", methods=list(ALL_METHODS), include_in_schema=False
+    )
     def unknown_endpoint(rest: str) -> None:
         """Unknown API paths answer in the API's error shape, not with a UI page."""
         raise NotFound(f"There is no endpoint {API_PREFIX}/{rest}; see /docs.")

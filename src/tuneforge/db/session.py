@@ -33,9 +33,11 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(connection: Any) -> None:
-            # Take the write lock up front: a read that later writes can then never fail on a
-            # snapshot that another process (a worker) changed in between.
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # A transaction that may write takes the write lock up front: a read that later
+            # writes can then never fail on a snapshot that another process (a worker) changed
+            # in between. Read-only transactions (live views polling) take no lock at all.
+            read_only = connection.get_execution_options().get("read_only", False)
+            connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
@@ -46,9 +48,14 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A session that commits on success and rolls back on error."""
+def transaction(factory: sessionmaker[Session], *, read_only: bool = False) -> Iterator[Session]:
+    """A session that commits on success and rolls back on error.
+
+    `read_only` promises no writes: on SQLite it then waits for no other writer.
+    """
     with factory() as session, session.begin():
+        if read_only:
+            session.connection(execution_options={"read_only": True})
         yield session
 
 

@@ -47,9 +47,19 @@ def state() -> Any:
 
 async def call(fn: Callable[Concatenate[Session, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
     """Run a service function in its own transaction, off the event loop."""
+    return await _run(False, fn, *args, **kwargs)
 
+
+async def read(fn: Callable[Concatenate[Session, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Like `call`, for functions that only read (the live views poll with it)."""
+    return await _run(True, fn, *args, **kwargs)
+
+
+async def _run(
+    read_only: bool, fn: Callable[Concatenate[Session, P], R], *args: P.args, **kwargs: P.kwargs
+) -> R:
     def work() -> tuple[R]:
-        with transaction(state().sessions) as session:
+        with transaction(state().sessions, read_only=read_only) as session:
             return (fn(session, *args, **kwargs),)
 
     outcome = await run.io_bound(work)

@@ -10,7 +10,7 @@ from tuneforge.db.tables import Job, JobEvent, User
 from tuneforge.jobs.status import TERMINAL, JobStatus
 from tuneforge.services import jobs as job_service
 from tuneforge.services.errors import NotFound
-from tuneforge.ui.backend import call, reported, state
+from tuneforge.ui.backend import call, read, reported, state
 from tuneforge.ui.formatting import clock, duration, kind_title, status_color, when
 from tuneforge.ui.layout import EmptyState, confirm, heading, page
 
@@ -147,7 +147,7 @@ class JobView:
 
     async def refresh(self) -> None:
         try:
-            job, logs = await call(
+            job, logs = await read(
                 job_service.job_events,
                 self.user,
                 self.job_id,

@@ -12,7 +12,7 @@ from tuneforge.db.tables import Job, User
 from tuneforge.jobs.status import JobStatus
 from tuneforge.schemas.jobs import DiagnosticJobCreate, DiagnosticSpec
 from tuneforge.services import jobs as job_service
-from tuneforge.ui.backend import call, reported
+from tuneforge.ui.backend import call, read, reported
 from tuneforge.ui.formatting import duration, kind_title, status_color, when
 from tuneforge.ui.layout import EmptyState, heading, page
 
@@ -106,7 +106,7 @@ async def jobs_page(user: User) -> None:
 
     async def refresh() -> None:
         status = JobStatus(status_filter.value) if status_filter.value else None
-        jobs, total = await call(job_service.list_jobs, user, status=status, limit=SHOWN)
+        jobs, total = await read(job_service.list_jobs, user, status=status, limit=SHOWN)
         rows = [_row(job) for job in jobs]
         if rows != table.rows:
             table.rows = rows

@@ -86,7 +86,7 @@ def job_events(
     poll = request.app.state.settings.poll_interval
 
     def fetch(cursor: int) -> tuple[bool, list[JobEventPublic]]:
-        with transaction(factory) as s:
+        with transaction(factory, read_only=True) as s:
             job, events = service.job_events(s, user, job_id, after=cursor)
             return job.status in TERMINAL, [JobEventPublic.model_validate(e) for e in events]
 
