@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -22,6 +23,7 @@ from tuneforge.schemas.jobs import DiagnosticJobCreate, DiagnosticSpec
 from tuneforge.services import accounts
 from tuneforge.services import jobs as service
 from tuneforge.settings import Settings
+from tuneforge.storage import ArtifactStore
 
 pytestmark = pytest.mark.slow
 
@@ -29,6 +31,11 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def factory(settings: Settings) -> sessionmaker[Session]:
     return make_sessionmaker(make_engine(settings.resolved_database_url))
+
+
+@pytest.fixture
+def store(settings: Settings) -> ArtifactStore:
+    return ArtifactStore(settings.resolved_storage_url, settings.storage_options)
 
 
 @pytest.fixture
@@ -129,7 +136,9 @@ def wait_until_working(factory: sessionmaker[Session], job_id: str) -> Job:
     return job
 
 
-def test_success_reports_progress_metrics_logs_and_result(factory, admin, runners) -> None:
+def test_success_reports_progress_metrics_logs_artifacts_and_result(
+    factory, admin, runners, store
+) -> None:
     job_id = submit(factory, admin, seconds=2)
     runners()
     job = wait_for(factory, job_id, lambda j: j.status == "succeeded")
@@ -143,6 +152,15 @@ def test_success_reports_progress_metrics_logs_and_result(factory, admin, runner
     assert steps == [1, 2]
     logs = [e.data["message"] for e in events(factory, job_id, "log")]
     assert logs[-1] == "diagnostic job finished"
+    (artifact,) = [e.data for e in events(factory, job_id, "artifact")]
+    assert artifact["key"] == f"{admin.id}/diagnostic/{job_id}/report.json"
+    stored = json.loads(store.read_bytes(artifact["key"]))
+    assert stored["ticks"] == 2 and stored["pid"] == job.worker_pid
+    assert artifact["size"] == store.size(artifact["key"])
+    # Deleting the job deletes its artifacts.
+    with transaction(factory) as session:
+        service.delete_job(session, store, admin, job_id)
+    assert store.list(f"{admin.id}/diagnostic/{job_id}") == []
 
 
 def test_failure_is_recorded_with_its_reason(factory, admin, runners) -> None:
@@ -198,6 +216,17 @@ def test_kill_9_of_the_worker_fails_the_job_as_worker_lost(
     # The runner goes on running new work.
     next_id = submit(factory, admin, seconds=1)
     wait_for(factory, next_id, lambda j: j.status == "succeeded")
+
+
+def test_a_hung_worker_is_killed_and_declared_lost(factory, admin, runners) -> None:
+    """A worker that is alive but stopped (SIGSTOP) no longer beats its heart."""
+    job_id = submit(factory, admin, seconds=60)
+    runners(heartbeat_timeout=2.0)
+    job = wait_until_working(factory, job_id)
+    os.kill(job.worker_pid, signal.SIGSTOP)
+    job = wait_for(factory, job_id, lambda j: j.status == "failed", timeout=10)
+    assert job.error == "worker lost: no heartbeat for 2 s"
+    assert gone(job.worker_pid)
 
 
 def test_a_silent_worker_elsewhere_is_declared_lost(factory, admin, runners, settings) -> None:

@@ -1,7 +1,12 @@
-"""The `diagnostic` job: runs for a while, reports every second, and can be told to fail."""
+"""The `diagnostic` job: runs for a while, reports every second, and can be told to fail.
+
+It exercises the whole pipeline an operator cares about: a worker process starts, reports
+progress, metrics and logs, writes an artifact to the store, and settles its job.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -26,5 +31,7 @@ def run(spec: DiagnosticSpec, ctx: JobContext) -> dict[str, float | int]:
         ctx.metric("elapsed_seconds", time.monotonic() - start, step=ticks)
     if spec.fail or (fail_at is not None):
         raise RuntimeError("diagnostic failure at the end, as requested")
+    report = {"ticks": ticks, "seconds": round(time.monotonic() - start, 3)}
+    ctx.artifact("report.json", json.dumps({**report, "pid": os.getpid()}).encode())
     ctx.log("diagnostic job finished")
-    return {"ticks": ticks, "seconds": round(time.monotonic() - start, 3)}
+    return report
