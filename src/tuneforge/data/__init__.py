@@ -1,0 +1,1 @@
+"""Datasets: reading any file safely, mapping rows to Gemma conversations, validating, splitting."""

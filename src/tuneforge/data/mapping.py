@@ -1,0 +1,347 @@
+"""The processing config's mapping: how one source row becomes a Gemma conversation.
+
+A mapping has a processing `mode` (what training needs) and a `layout` (how the source stores
+turns): a column of OpenAI/TRL `messages`, a column of ShareGPT `conversations`, Alpaca columns,
+or `fields`, where each role comes from a column or a template over columns. `map_row` turns a
+row into the processed record and lists every problem it found instead of stopping at the first.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import itertools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tuneforge.data.conversation import Message, Part, Role, message, text_of
+from tuneforge.data.templates import Template, parse_template
+from tuneforge.services.errors import InvalidInput
+
+Mode = Literal["conversation", "prompt_only", "preference", "language_modeling"]
+Layout = Literal["messages", "sharegpt", "alpaca", "fields"]
+ImageResolver = Callable[[str], bytes | None]
+
+ROLE_NAMES: dict[str, Role] = {
+    "system": "system",
+    "user": "user",
+    "human": "user",
+    "assistant": "assistant",
+    "gpt": "assistant",
+    "model": "assistant",
+    "bot": "assistant",
+    "chatgpt": "assistant",
+}
+
+
+class FieldSource(BaseModel):
+    """Where one part of the conversation comes from: a column, or a template over columns."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    column: str | None = Field(default=None, description="Take the text from this column.")
+    template: str | None = Field(
+        default=None, description="Build the text from columns, e.g. `Classify: {review}`."
+    )
+
+    @model_validator(mode="after")
+    def _one(self) -> FieldSource:
+        if (self.column is None) == (self.template is None):
+            raise ValueError("give either a column or a template")
+        return self
+
+
+class MappingSpec(BaseModel):
+    """How rows become conversations. Formats we recognise get this filled in automatically."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Mode = Field(
+        default="conversation",
+        description=(
+            "`conversation`: prompts and answers for supervised fine-tuning; `prompt_only`: "
+            "prompts for GRPO (other columns are kept for reward functions); `preference`: a "
+            "prompt with a chosen and a rejected answer (DPO/ORPO); `language_modeling`: "
+            "plain text."
+        ),
+    )
+    layout: Layout = Field(
+        default="fields",
+        description=(
+            "How the source stores turns: `messages` (OpenAI/TRL role/content list), `sharegpt` "
+            "(from/value list), `alpaca` (instruction/input/output), or `fields` (one column or "
+            "template per role)."
+        ),
+    )
+    messages_column: str | None = Field(
+        default=None, description="The column holding the turns (layouts messages/sharegpt)."
+    )
+    system: FieldSource | None = Field(default=None, description="The system prompt, per row.")
+    system_prompt: str | None = Field(
+        default=None, description="One system prompt for every row (when no system field)."
+    )
+    user: FieldSource | None = Field(default=None, description="The user's turn (the prompt).")
+    assistant: FieldSource | None = Field(
+        default=None, description="The assistant's turn (the answer to learn)."
+    )
+    chosen: FieldSource | None = Field(default=None, description="The preferred answer.")
+    rejected: FieldSource | None = Field(default=None, description="The worse answer.")
+    text: FieldSource | None = Field(default=None, description="The text (language modelling).")
+    image_column: str | None = Field(
+        default=None,
+        description=(
+            "A column with an image per row: a path inside the uploaded ZIP, base64 data, or "
+            "bytes. URLs are never fetched."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> MappingSpec:
+        if self.layout in ("messages", "sharegpt") and not self.messages_column:
+            raise ValueError(f"the {self.layout} layout needs messages_column")
+        if self.layout == "fields":
+            needed = {
+                "conversation": ("user", "assistant"),
+                "prompt_only": ("user",),
+                "preference": ("user", "chosen", "rejected"),
+                "language_modeling": ("text",),
+            }[self.mode]
+            missing = [name for name in needed if getattr(self, name) is None]
+            if missing:
+                raise ValueError(f"mode {self.mode} needs {', '.join(missing)}")
+        return self
+
+
+@dataclass
+class RowResult:
+    """A mapped row: the processed record (None when unusable) and the problems found."""
+
+    record: dict[str, Any] | None
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+
+class RowMapper:
+    """A mapping compiled against a table's columns (templates parsed once)."""
+
+    def __init__(self, spec: MappingSpec, columns: list[str], images: ImageResolver | None = None):
+        self.spec = spec
+        self.columns = columns
+        self.images = images
+        self.fields: dict[str, Template | str] = {}
+        for name in ("system", "user", "assistant", "chosen", "rejected", "text"):
+            source: FieldSource | None = getattr(spec, name)
+            if source is None:
+                continue
+            if source.column is not None:
+                if source.column not in columns:
+                    raise InvalidInput(
+                        f"The {name} column {source.column!r} does not exist.", {"columns": columns}
+                    )
+                self.fields[name] = source.column
+            else:
+                assert source.template is not None
+                self.fields[name] = parse_template(source.template, columns)
+
+    # -- values --------------------------------------------------------------------------------
+    def _value(self, row: Mapping[str, Any], name: str, problems: list[tuple[str, str]]) -> Any:
+        source = self.fields.get(name)
+        if source is None:
+            return None
+        if isinstance(source, Template):
+            return source.render(row)
+        value = row.get(source)
+        if value is None:
+            problems.append(("missing_field", f"{name} ({source}) is missing"))
+        return value
+
+    def _text(self, value: Any, what: str, problems: list[tuple[str, str]]) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            problems.append(("non_text", f"{what} is {type(value).__name__}, not text"))
+            return None
+        text = str(value)
+        if not text.strip():
+            problems.append(("empty_field", f"{what} is empty"))
+            return None
+        return text
+
+    def _image(self, row: Mapping[str, Any], problems: list[tuple[str, str]]) -> bytes | None:
+        column = self.spec.image_column
+        if column is None:
+            return None
+        value = row.get(column)
+        if isinstance(value, dict):
+            value = value.get("bytes") or value.get("path")
+        if isinstance(value, bytes | bytearray):
+            return bytes(value)
+        if not isinstance(value, str) or not value:
+            problems.append(("image_missing", f"no image in {column}"))
+            return None
+        if value.startswith(("http://", "https://", "ftp://")):
+            problems.append(("image_url", f"{value[:80]} is a URL; images must be in the upload"))
+            return None
+        if self.images is not None and (data := self.images(value)) is not None:
+            return data
+        payload = value.split(",", 1)[1] if value.startswith("data:") else value
+        try:
+            return base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError):
+            problems.append(
+                ("image_missing", f"{value[:80]} is neither a file in the ZIP nor base64 data")
+            )
+            return None
+
+    # -- turns ---------------------------------------------------------------------------------
+    def _turns_from_list(self, value: Any, problems: list[tuple[str, str]]) -> list[Message]:
+        if not isinstance(value, list):
+            problems.append(("non_text", "the turns column does not hold a list of turns"))
+            return []
+        role_key, text_key = (
+            ("from", "value") if self.spec.layout == "sharegpt" else ("role", "content")
+        )
+        turns: list[Message] = []
+        for turn in value:
+            if not isinstance(turn, dict):
+                problems.append(("non_text", "a turn is not an object"))
+                continue
+            role = ROLE_NAMES.get(str(turn.get(role_key, "")).lower())
+            if role is None:
+                problems.append(("unknown_role", f"unknown role {turn.get(role_key)!r}"))
+                continue
+            content = turn.get(text_key)
+            if isinstance(content, list):
+                parts = self._parts(content, problems)
+                if parts is not None:
+                    turns.append({"role": role, "content": parts})
+                continue
+            text = self._text(content, f"a {role} turn", problems)
+            turns.append(message(role, text or ""))
+        return turns
+
+    def _parts(self, content: list[Any], problems: list[tuple[str, str]]) -> list[Part] | None:
+        parts: list[Part] = []
+        for part in content:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "text" and isinstance(part.get("text"), str):
+                parts.append({"type": "text", "text": part["text"]})
+            elif kind == "image":
+                parts.append({"type": "image"})
+            elif kind == "image_url":
+                problems.append(("image_url", "image URLs are never fetched"))
+                return None
+            else:
+                problems.append(("non_text", f"unknown content part {str(part)[:60]}"))
+                return None
+        return parts
+
+    def _alpaca(self, row: Mapping[str, Any], problems: list[tuple[str, str]]) -> list[Message]:
+        turns: list[Message] = []
+        system = self._text(row.get("system"), "system", []) if row.get("system") else None
+        if system:
+            turns.append(message("system", system))
+        for pair in row.get("history") or []:
+            if isinstance(pair, list | tuple) and len(pair) == 2:
+                turns += [message("user", str(pair[0])), message("assistant", str(pair[1]))]
+        instruction = self._text(row.get("instruction"), "instruction", problems)
+        extra = row.get("input")
+        prompt = f"{instruction}\n\n{extra}" if instruction and extra else instruction
+        turns.append(message("user", prompt or ""))
+        output = self._text(row.get("output"), "output", problems)
+        turns.append(message("assistant", output or ""))
+        return turns
+
+    def _fields(
+        self, row: Mapping[str, Any], problems: list[tuple[str, str]], answer: str | None
+    ) -> list[Message]:
+        turns: list[Message] = []
+        system = self._text(self._value(row, "system", problems), "system", problems)
+        if system:
+            turns.append(message("system", system))
+        prompt = self._value(row, "user", problems)
+        if isinstance(prompt, list):  # a conversational prompt already
+            turns += self._turns_from_list(prompt, problems)
+        else:
+            turns.append(message("user", self._text(prompt, "user", problems) or ""))
+        if answer is not None:
+            value = self._value(row, answer, problems)
+            turns += self._answer(value, answer, problems)
+        return turns
+
+    def _answer(self, value: Any, what: str, problems: list[tuple[str, str]]) -> list[Message]:
+        if isinstance(value, list):
+            return [t for t in self._turns_from_list(value, problems) if t["role"] == "assistant"]
+        return [message("assistant", self._text(value, what, problems) or "")]
+
+    def map(self, row: Mapping[str, Any]) -> RowResult:
+        problems: list[tuple[str, str]] = []
+        spec = self.spec
+        if spec.mode == "language_modeling" and spec.layout == "fields":
+            text = self._text(self._value(row, "text", problems), "text", problems)
+            return RowResult({"text": text} if text else None, problems)
+        if spec.layout in ("messages", "sharegpt"):
+            assert spec.messages_column is not None
+            turns = self._turns_from_list(row.get(spec.messages_column), problems)
+        elif spec.layout == "alpaca":
+            turns = self._alpaca(row, problems)
+        else:
+            answer = {"conversation": "assistant", "prompt_only": None, "preference": None}
+            turns = self._fields(row, problems, answer.get(spec.mode))
+        if spec.system_prompt and not (turns and turns[0]["role"] == "system"):
+            turns.insert(0, message("system", spec.system_prompt))
+        image = self._image(row, problems)
+        if image is not None:
+            first_user = next((t for t in turns if t["role"] == "user"), None)
+            if first_user is not None:
+                first_user["content"].insert(0, {"type": "image"})
+        return self._record(row, turns, image, problems)
+
+    def _record(
+        self,
+        row: Mapping[str, Any],
+        turns: list[Message],
+        image: bytes | None,
+        problems: list[tuple[str, str]],
+    ) -> RowResult:
+        check_order(turns, problems)
+        mode = self.spec.mode
+        record: dict[str, Any]
+        if mode == "language_modeling":
+            record = {"text": "\n\n".join(text_of(t) for t in turns)}
+        elif mode == "conversation":
+            if not turns or turns[-1]["role"] != "assistant":
+                problems.append(("role_order", "the conversation does not end with an answer"))
+            elif not text_of(turns[-1]).strip():
+                problems.append(("empty_assistant", "the answer is empty"))
+            record = {"messages": turns}
+        elif mode == "prompt_only":
+            while turns and turns[-1]["role"] == "assistant":
+                turns.pop()
+            extras = {k: v for k, v in row.items() if k not in {"prompt", "images"}}
+            record = {**extras, "prompt": turns}
+        else:
+            chosen = self._answer(self._value(row, "chosen", problems), "chosen", problems)
+            rejected = self._answer(self._value(row, "rejected", problems), "rejected", problems)
+            for name, answer in (("chosen", chosen), ("rejected", rejected)):
+                if not answer or not text_of(answer[-1]).strip():
+                    problems.append(("empty_assistant", f"the {name} answer is empty"))
+            record = {"prompt": turns, "chosen": chosen[-1:], "rejected": rejected[-1:]}
+        if image is not None:
+            record["images"] = [image]
+        return RowResult(None if problems else record, problems)
+
+
+def check_order(turns: list[Message], problems: list[tuple[str, str]]) -> None:
+    """Gemma's template wants an optional system turn, then user and assistant alternating."""
+    roles = [t["role"] for t in turns]
+    if roles and roles[0] == "system":
+        roles = roles[1:]
+    if "system" in roles:
+        problems.append(("role_order", "a system turn after the first turn"))
+    elif not roles or roles[0] != "user":
+        problems.append(("role_order", "the conversation does not start with a user turn"))
+    elif any(a == b for a, b in itertools.pairwise(roles)):
+        problems.append(("role_order", "two turns of the same role in a row"))

@@ -1,0 +1,1 @@
+"""Gemma models: the catalog, loading, tokenizers and chat templates."""
