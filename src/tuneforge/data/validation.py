@@ -1,0 +1,133 @@
+"""The validation report: every problem over all rows, with counts and the first examples."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import defaultdict
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+EXAMPLES = 5
+PREVIEW_CHARS = 200
+DESCRIPTIONS = {
+    "missing_field": "A field the mapping needs is missing.",
+    "empty_field": "A field is empty or only whitespace.",
+    "non_text": "A value that should be text is something else (a list, an object, ...).",
+    "unknown_role": "A turn has a role that is not system, user or assistant.",
+    "role_order": "Turns are out of order: Gemma wants a user turn first, then user and "
+    "assistant taking turns.",
+    "empty_assistant": "An answer (assistant turn) is empty.",
+    "image_missing": "An image cannot be found.",
+    "image_url": "An image is given as a URL; the server never fetches URLs.",
+    "image_undecodable": "An image cannot be decoded.",
+    "too_long": "An example is longer than the maximum length in Gemma tokens.",
+    "duplicate": "An exact duplicate of an earlier example.",
+    "duplicate_normalised": "A duplicate of an earlier example once case and spaces are ignored.",
+}
+DUPLICATES = ("duplicate", "duplicate_normalised")
+
+
+class ProblemExample(BaseModel):
+    row: int = Field(description="The row number in the source (0-based).")
+    detail: str = Field(description="What is wrong in this row.")
+    value: str = Field(description="The start of the row, to find it.")
+
+
+class Problem(BaseModel):
+    code: str = Field(description="Which check found it.")
+    description: str = Field(description="What the problem means.")
+    count: int = Field(description="How many rows have it.")
+    examples: list[ProblemExample] = Field(description="The first rows that have it.")
+
+
+class ValidationReport(BaseModel):
+    rows_in: int = Field(description="Rows read from the source (after sampling).")
+    rows_out: int = Field(description="Rows kept in the processed dataset.")
+    dropped: int = Field(description="Rows left out because of a problem.")
+    policy: Literal["drop", "fail"] = Field(description="What happens to rows with problems.")
+    problems: list[Problem] = Field(description="Each problem found, most frequent first.")
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _normalised(value: Any) -> Any:
+    """The value with every text lower-cased and its spaces collapsed."""
+    if isinstance(value, str):
+        return re.sub(r"\s+", " ", value.strip().lower())
+    if isinstance(value, dict):
+        return {k: _normalised(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_normalised(v) for v in value]
+    return value
+
+
+def _digest(value: Any) -> bytes:
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=repr)
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
+class ReportBuilder:
+    """Collects problems row by row; also finds exact and normalised duplicates."""
+
+    def __init__(self, policy: Literal["drop", "fail"], drop_duplicates: bool) -> None:
+        self.policy = policy
+        self.drop_duplicates = drop_duplicates
+        self.rows_in = 0
+        self.rows_out = 0
+        self._counts: dict[str, int] = defaultdict(int)
+        self._examples: dict[str, list[ProblemExample]] = defaultdict(list)
+        self._seen: set[bytes] = set()
+        self._seen_normalised: set[bytes] = set()
+
+    def duplicate_problems(self, record: dict[str, Any]) -> list[tuple[str, str]]:
+        """Whether `record` repeats an earlier one (remembering it otherwise)."""
+        exact, loose = _digest(record), _digest(_normalised(record))
+        if exact in self._seen:
+            return [("duplicate", "the same as an earlier row")]
+        self._seen.add(exact)
+        if loose in self._seen_normalised:
+            return [("duplicate_normalised", "the same as an earlier row but for case/spaces")]
+        self._seen_normalised.add(loose)
+        return []
+
+    def add(self, row: int, problems: list[tuple[str, str]], preview: Any) -> bool:
+        """Record a row's problems; returns whether the row is kept."""
+        self.rows_in += 1
+        for code, detail in problems:
+            self._counts[code] += 1
+            if len(self._examples[code]) < EXAMPLES:
+                shown = (
+                    preview
+                    if isinstance(preview, str)
+                    else json.dumps(preview, ensure_ascii=False, default=repr)
+                )
+                self._examples[code].append(
+                    ProblemExample(row=row, detail=detail, value=shown[:PREVIEW_CHARS])
+                )
+        blocking = [c for c, _ in problems if c not in DUPLICATES or self.drop_duplicates]
+        kept = not blocking
+        self.rows_out += kept
+        return kept
+
+    def finish(self) -> ValidationReport:
+        problems = [
+            Problem(
+                code=code,
+                description=DESCRIPTIONS.get(code, code),
+                count=count,
+                examples=self._examples[code],
+            )
+            for code, count in sorted(self._counts.items(), key=lambda item: -item[1])
+        ]
+        return ValidationReport(
+            rows_in=self.rows_in,
+            rows_out=self.rows_out,
+            dropped=self.rows_in - self.rows_out,
+            policy=self.policy,
+            problems=problems,
+        )
