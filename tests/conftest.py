@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import make_url, text
 
+from tests.models import models_cache_dir
 from tuneforge.api.app import create_app
 from tuneforge.db.session import make_engine, make_sessionmaker, migrate, transaction
 from tuneforge.services import accounts
@@ -72,13 +73,20 @@ def database_url(database_template: str, tmp_path: Path) -> Iterator[str]:
     drop_database(url)
 
 
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    """One model cache for every test: the tokenizer is converted from the GGUF once."""
+    return models_cache_dir()
+
+
 @pytest.fixture
-def make_settings(tmp_path: Path, database_url: str) -> Callable[..., Settings]:
+def make_settings(tmp_path: Path, database_url: str, models_dir: Path) -> Callable[..., Settings]:
     """Settings for a test: fast heartbeats and polling, data in `tmp_path`."""
 
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "data_dir": tmp_path / "data",
+            "model_cache_dir": models_dir,
             "database_url": database_url,
             "heartbeat_interval": 0.5,
             "heartbeat_timeout": 5.0,

@@ -39,6 +39,11 @@ class Settings(BaseSettings):
         default=Path("~/.tuneforge"),
         description="Where TuneForge keeps its embedded database, artifacts and caches.",
     )
+    model_cache_dir: Path | None = Field(
+        default=None,
+        description="Where models and tokenizers are cached once converted (the bundled Gemma 3 "
+        "270M, hub downloads). Default: `{data_dir}/models`.",
+    )
     database_url: str | None = Field(
         default=None,
         description="SQLAlchemy URL of the database. Default: SQLite at `{data_dir}/tuneforge.db`. "
@@ -139,6 +144,10 @@ class Settings(BaseSettings):
         if self.auth == "auto":
             return "none" if is_loopback(self.host) else "local"
         return self.auth
+
+    @property
+    def models_dir(self) -> Path:
+        return (self.model_cache_dir or self.data_dir / "models").expanduser()
 
     @property
     def resolved_database_url(self) -> str:

@@ -8,6 +8,7 @@ import pytest
 from tests.conftest import add_user, bearer
 
 MISSING = "0" * 32
+MAPPING = {"user": {"column": "question"}, "assistant": {"column": "answer"}}
 PUBLIC = {("GET", "/api/v1/health"), ("POST", "/api/v1/auth/login")}
 # Every protected endpoint, with a body that would be valid.
 ROUTES: dict[tuple[str, str], dict[str, object] | None] = {
@@ -21,7 +22,32 @@ ROUTES: dict[tuple[str, str], dict[str, object] | None] = {
     ("POST", "/api/v1/jobs/{job_id}/cancel"): None,
     ("DELETE", "/api/v1/jobs/{job_id}"): None,
     ("GET", "/api/v1/jobs/{job_id}/events"): None,
+    ("POST", "/api/v1/datasets"): None,  # multipart, see UPLOADS
+    ("GET", "/api/v1/datasets"): None,
+    ("GET", "/api/v1/datasets/{dataset_id}"): None,
+    ("DELETE", "/api/v1/datasets/{dataset_id}"): None,
+    ("GET", "/api/v1/datasets/{dataset_id}/rows"): None,
+    ("POST", "/api/v1/datasets/{dataset_id}/preview"): MAPPING,
+    ("POST", "/api/v1/datasets/{dataset_id}/process"): {"mapping": MAPPING},
+    ("GET", "/api/v1/datasets/{dataset_id}/report"): None,
+    ("GET", "/api/v1/datasets/{dataset_id}/stats"): None,
 }
+UPLOADS = {("POST", "/api/v1/datasets")}
+CSV = b"question,answer\nWhat is 2+2?,4\nCapital of France?,Paris\n"
+
+
+def send(
+    client,
+    method: str,
+    route: str,
+    ids: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+):
+    """Call an endpoint (`route` with its ids filled in) with a valid body for it."""
+    path = route.format(**(ids or {}))
+    if (method, route) in UPLOADS:
+        return client.post(path, files={"file": ("qa.csv", CSV, "text/csv")}, headers=headers)
+    return client.request(method, path, json=ROUTES[(method, route)], headers=headers)
 
 
 @pytest.fixture
@@ -34,7 +60,13 @@ def world(make_client, settings):
     assert job.status_code == 201
     client.post(f"/api/v1/jobs/{job.json()['id']}/cancel", headers=alice)
     token = client.post("/api/v1/tokens", json={"name": "alice's"}, headers=alice)
-    ids = {"job_id": job.json()["id"], "token_id": token.json()["id"]}
+    dataset = send(client, "POST", "/api/v1/datasets", headers=alice)
+    assert dataset.status_code == 201, dataset.text
+    ids = {
+        "job_id": job.json()["id"],
+        "token_id": token.json()["id"],
+        "dataset_id": dataset.json()["id"],
+    }
     return client, alice, bob, ids
 
 
@@ -47,26 +79,18 @@ def test_the_table_covers_every_endpoint(make_client) -> None:
 @pytest.mark.parametrize(("method", "path"), list(ROUTES))
 def test_no_token_is_401(world, method: str, path: str) -> None:
     client, _, _, ids = world
-    response = client.request(method, path.format(**ids), json=ROUTES[(method, path)])
+    response = send(client, method, path, ids)
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "unauthenticated"
-    bad = client.request(
-        method,
-        path.format(**ids),
-        json=ROUTES[(method, path)],
-        headers=bearer("tf_not-a-real-token"),
-    )
+    bad = send(client, method, path, ids, bearer("tf_not-a-real-token"))
     assert bad.status_code == 401
 
 
 @pytest.mark.parametrize(("method", "path"), [r for r in ROUTES if "{" in r[1]])
 def test_another_users_id_is_404_like_a_missing_one(world, method: str, path: str) -> None:
     client, alice, bob, ids = world
-    body = ROUTES[(method, path)]
-    foreign = client.request(method, path.format(**ids), json=body, headers=bob)
-    missing = client.request(
-        method, path.format(**dict.fromkeys(ids, MISSING)), json=body, headers=bob
-    )
+    foreign = send(client, method, path, ids, bob)
+    missing = send(client, method, path, dict.fromkeys(ids, MISSING), bob)
     assert foreign.status_code == missing.status_code == 404
     assert foreign.json()["error"]["code"] == "not_found"
     # The same answer, but for the id itself.
@@ -77,6 +101,7 @@ def test_another_users_id_is_404_like_a_missing_one(world, method: str, path: st
     # Alice still has everything.
     assert client.get(f"/api/v1/jobs/{ids['job_id']}", headers=alice).status_code == 200
     assert ids["token_id"] in client.get("/api/v1/tokens", headers=alice).text
+    assert client.get(f"/api/v1/datasets/{ids['dataset_id']}", headers=alice).status_code == 200
 
 
 def test_lists_show_only_ones_own(world) -> None:
@@ -86,6 +111,8 @@ def test_lists_show_only_ones_own(world) -> None:
         ids["job_id"]
     ]
     assert ids["token_id"] not in client.get("/api/v1/tokens", headers=bob).text
+    assert client.get("/api/v1/datasets", headers=bob).json() == {"items": [], "total": 0}
+    assert client.get("/api/v1/datasets", headers=alice).json()["total"] == 1
 
 
 def test_admins_see_everyones_jobs(world, settings) -> None:

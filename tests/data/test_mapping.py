@@ -3,6 +3,8 @@ columns get a best guess; every problem in a row is reported, not just the first
 
 from __future__ import annotations
 
+import base64
+import io
 from typing import Any
 
 import pytest
@@ -188,17 +190,27 @@ def test_every_problem_of_a_row_is_reported() -> None:
     assert ("missing_field", "user (q) is missing") in missing.problems
 
 
+def png() -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4), "red").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def test_images_come_from_the_zip_or_base64_never_urls() -> None:
     spec = MappingSpec(
         user=FieldSource(column="q"), assistant=FieldSource(column="a"), image_column="image"
     )
-    files = {"img/cat.png": b"PNG..."}
+    files = {"img/cat.png": png(), "img/broken.png": b"PNG..."}
     mapper = RowMapper(spec, ["q", "a", "image"], images=files.get)
     from_zip = mapper.map({"q": "What?", "a": "A cat.", "image": "img/cat.png"})
-    assert from_zip.record is not None and from_zip.record["images"] == [b"PNG..."]
+    assert from_zip.record is not None and from_zip.record["images"] == [png()]
     assert from_zip.record["messages"][0]["content"][0] == {"type": "image"}
-    b64 = mapper.map({"q": "What?", "a": "A cat.", "image": "UE5HLi4u"})
-    assert b64.record is not None and b64.record["images"] == [b"PNG..."]
+    b64 = mapper.map({"q": "What?", "a": "A cat.", "image": base64.b64encode(png()).decode()})
+    assert b64.record is not None and b64.record["images"] == [png()]
+    broken = mapper.map({"q": "What?", "a": "A cat.", "image": "img/broken.png"})
+    assert broken.record is None and broken.problems[0][0] == "image_undecodable"
     url = mapper.map({"q": "What?", "a": "A cat.", "image": "https://example.com/cat.png"})
     assert url.record is None and url.problems[0][0] == "image_url"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,7 +12,7 @@ from fastapi import FastAPI
 from tuneforge import __version__
 from tuneforge.api import errors
 from tuneforge.api.limits import BodyLimit
-from tuneforge.api.routes import auth, health, jobs
+from tuneforge.api.routes import auth, datasets, health, jobs
 from tuneforge.db.session import make_engine, make_sessionmaker, migrate, transaction
 from tuneforge.jobs.runner import LocalRunner
 from tuneforge.services import accounts
@@ -21,7 +22,9 @@ from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore
 
 API_PREFIX = "/api/v1"
-UPLOAD_PATHS: frozenset[str] = frozenset()
+UPLOAD_PATHS = frozenset({API_PREFIX + datasets.UPLOAD_PATH})
+# NiceGUI posts the files of each upload widget to a route of its own (see `ui/datasets.py`).
+UI_UPLOAD_PATTERNS = (re.compile(r"/_nicegui/client/[0-9a-f-]+/upload/[0-9]+"),)
 ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 log = logging.getLogger(__name__)
 
@@ -65,7 +68,7 @@ def create_app(settings: Settings | None = None, *, ui: bool = True) -> FastAPI:
     app.state.signer = SessionSigner(settings.session_secret, settings.session_max_age)
     app.state.limiter = LoginLimiter(settings.login_attempts_per_minute)
     errors.install(app)
-    for module in (health, auth, jobs):
+    for module in (health, auth, jobs, datasets):
         app.include_router(module.router, prefix=API_PREFIX)
 
     @app.api_route(
@@ -80,6 +83,7 @@ def create_app(settings: Settings | None = None, *, ui: bool = True) -> FastAPI:
         default=settings.max_request_bytes,
         upload=settings.max_upload_bytes,
         upload_paths=UPLOAD_PATHS,
+        upload_patterns=UI_UPLOAD_PATTERNS if ui else (),
     )
     if ui:
         from tuneforge.ui import mount

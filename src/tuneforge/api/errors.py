@@ -45,7 +45,8 @@ def error_response(
 def install(app: FastAPI) -> None:
     @app.exception_handler(errors.DomainError)
     async def _domain(_: Request, exc: errors.DomainError) -> JSONResponse:
-        return error_response(STATUS.get(type(exc), 400), exc.code, exc.message, exc.details)
+        status = next((STATUS[c] for c in type(exc).__mro__ if c in STATUS), 400)
+        return error_response(status, exc.code, exc.message, exc.details)
 
     @app.exception_handler(InvalidTransition)
     async def _transition(_: Request, exc: InvalidTransition) -> JSONResponse:

@@ -3,26 +3,42 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class BodyLimit:
-    """Answers 413 once a body passes its limit: `upload` bytes on upload routes, `default` else."""
+    """Answers 413 once a body passes its limit: `upload` bytes on upload routes, `default` else.
+
+    Upload routes are the `upload_paths`, and the paths that one of `upload_patterns` matches
+    whole (for routes with ids in them, like the web UI's upload widgets).
+    """
 
     def __init__(
-        self, app: ASGIApp, *, default: int, upload: int, upload_paths: frozenset[str]
+        self,
+        app: ASGIApp,
+        *,
+        default: int,
+        upload: int,
+        upload_paths: frozenset[str],
+        upload_patterns: Sequence[re.Pattern[str]] = (),
     ) -> None:
         self.app = app
         self.default = default
         self.upload = upload
         self.upload_paths = upload_paths
+        self.upload_patterns = upload_patterns
+
+    def _is_upload(self, path: str) -> bool:
+        return path in self.upload_paths or any(p.fullmatch(path) for p in self.upload_patterns)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.upload if scope["path"] in self.upload_paths else self.default
+        limit = self.upload if self._is_upload(scope["path"]) else self.default
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _reject(send, limit)

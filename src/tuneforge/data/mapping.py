@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -170,6 +171,13 @@ class RowMapper:
         return text
 
     def _image(self, row: Mapping[str, Any], problems: list[tuple[str, str]]) -> bytes | None:
+        data = self._image_bytes(row, problems)
+        if data is not None and not decodable(data):
+            problems.append(("image_undecodable", f"{len(data):,} bytes that are no image"))
+            return None
+        return data
+
+    def _image_bytes(self, row: Mapping[str, Any], problems: list[tuple[str, str]]) -> bytes | None:
         column = self.spec.image_column
         if column is None:
             return None
@@ -332,6 +340,18 @@ class RowMapper:
         if image is not None:
             record["images"] = [image]
         return RowResult(None if problems else record, problems)
+
+
+def decodable(data: bytes) -> bool:
+    """Whether `data` is an image Pillow can decode (its header and structure; bombs refused)."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.verify()
+    except Exception:  # Pillow raises many kinds for broken or hostile images
+        return False
+    return True
 
 
 def check_order(turns: list[Message], problems: list[tuple[str, str]]) -> None:

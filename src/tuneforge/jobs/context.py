@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tuneforge.db.session import transaction
 from tuneforge.db.tables import Job, JobEvent, utcnow
 from tuneforge.jobs.status import ACTIVE, JobStatus
+from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore, artifact_prefix
 
 
@@ -22,13 +24,16 @@ class JobCancelled(Exception):
 class JobContext:
     """The worker's handle on its job. Thread-safe; every report is committed at once."""
 
-    def __init__(self, factory: sessionmaker[Session], job: Job, store: ArtifactStore) -> None:
+    def __init__(
+        self, factory: sessionmaker[Session], job: Job, store: ArtifactStore, settings: Settings
+    ) -> None:
         self.job_id = job.id
         self.owner_id = job.owner_id
         self.kind = job.kind
         self.attempt = job.attempt
+        self.settings = settings
+        self.store = store
         self._factory = factory
-        self._store = store
         self.cancel_event = threading.Event()
 
     # -- reporting ---------------------------------------------------------------------------
@@ -63,10 +68,10 @@ class JobContext:
         """Store a file the job produced under `{owner}/{kind}/{job}/{name}`; returns its key."""
         key = f"{artifact_prefix(self.owner_id, self.kind, self.job_id)}/{name}"
         if isinstance(source, bytes):
-            self._store.write_bytes(key, source)
+            self.store.write_bytes(key, source)
             size = len(source)
         else:
-            self._store.put_file(key, source)
+            self.store.put_file(key, source)
             size = source.stat().st_size
         self._event("artifact", {"name": name, "key": key, "size": size})
         return key
@@ -80,6 +85,10 @@ class JobContext:
         """Raise `JobCancelled` if the job was asked to stop; call it between units of work."""
         if self.cancel_event.is_set():
             raise JobCancelled("cancelled on request")
+
+    def transaction(self) -> AbstractContextManager[Session]:
+        """A database transaction, for workers that record what they made (a dataset, a model)."""
+        return transaction(self._factory)
 
     def heartbeat(self) -> None:
         """Prove the worker is alive, and learn whether a cancel was requested."""

