@@ -24,6 +24,7 @@ ROUTES: dict[tuple[str, str], dict[str, object] | None] = {
     ("GET", "/api/v1/jobs/{job_id}/events"): None,
     ("POST", "/api/v1/datasets"): None,  # multipart, see UPLOADS
     ("GET", "/api/v1/datasets"): None,
+    ("POST", "/api/v1/datasets/import"): {"source": "huggingface", "path": "tatsu-lab/alpaca"},
     ("GET", "/api/v1/datasets/{dataset_id}"): None,
     ("DELETE", "/api/v1/datasets/{dataset_id}"): None,
     ("GET", "/api/v1/datasets/{dataset_id}/rows"): None,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from tuneforge.schemas.jobs import DatasetProcessSpec, DiagnosticSpec
+from tuneforge.schemas.jobs import DatasetJobSpec, DiagnosticSpec
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,7 @@ class JobKind:
 
 
 KINDS: dict[str, JobKind] = {
-    "dataset_process": JobKind(DatasetProcessSpec, "tuneforge.jobs.workers.dataset_process:run"),
+    "dataset_import": JobKind(DatasetJobSpec, "tuneforge.jobs.workers.dataset_import:run"),
+    "dataset_process": JobKind(DatasetJobSpec, "tuneforge.jobs.workers.dataset_process:run"),
     "diagnostic": JobKind(DiagnosticSpec, "tuneforge.jobs.workers.diagnostic:run", admin_only=True),
 }

@@ -63,9 +63,9 @@ def run(job_id: str, settings: Settings, terminate: threading.Event) -> JobStatu
         target=_beat, args=(ctx, settings.heartbeat_interval, stop), daemon=True
     )
     beat.start()
-    kind = KINDS[job.kind]
     target, fields = JobStatus.SUCCEEDED, {}
     try:
+        kind = KINDS[job.kind]
         spec = kind.spec.model_validate(job.spec)
         outcome = _load(kind.worker)(spec, ctx)
         if isinstance(outcome, BaseModel):

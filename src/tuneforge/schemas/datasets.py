@@ -56,6 +56,31 @@ class RowsPage(BaseModel):
     rows: list[dict[str, Any]] = Field(description="The rows (long values shortened).")
 
 
+class DatasetImport(BaseModel):
+    """Bring in a Hugging Face dataset (by id, or a dataset directory on the server)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: Literal["huggingface", "server_path"] = Field(
+        description=(
+            "`huggingface`: a dataset id on the Hub, e.g. `tatsu-lab/alpaca` (administrators "
+            "may also give a dataset directory on the server); `server_path`: a data file on "
+            "the server (administrators only)."
+        )
+    )
+    path: str = Field(min_length=1, max_length=1000, description="The dataset id or the path.")
+    subset: str | None = Field(
+        default=None, max_length=200, description="The configuration (subset) to load, if any."
+    )
+    split: str | None = Field(
+        default=None, max_length=200, description="Only this split (default: all of them)."
+    )
+    revision: str | None = Field(
+        default=None, max_length=200, description="A branch, tag or commit of the dataset."
+    )
+    name: str | None = Field(default=None, max_length=200, description="A name for it.")
+
+
 class ProcessingConfig(BaseModel):
     """Everything that turns a raw dataset into training data; stored with the result."""
 

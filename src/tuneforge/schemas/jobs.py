@@ -26,10 +26,10 @@ class DiagnosticSpec(BaseModel):
     )
 
 
-class DatasetProcessSpec(BaseModel):
-    """Processes a large raw dataset (created by `POST /datasets/{id}/process`)."""
+class DatasetJobSpec(BaseModel):
+    """Imports or processes a dataset (jobs the datasets endpoints create)."""
 
-    dataset_id: str = Field(description="The processed dataset to fill (status `processing`).")
+    dataset_id: str = Field(description="The dataset the job fills (status `processing`).")
 
 
 class DiagnosticJobCreate(BaseModel):

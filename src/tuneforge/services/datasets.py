@@ -12,7 +12,7 @@ from typing import Any, BinaryIO
 
 from sqlalchemy.orm import Session
 
-from tuneforge.data import parquet
+from tuneforge.data import hub, parquet
 from tuneforge.data.formats import guess_mapping
 from tuneforge.data.limits import ParseLimits
 from tuneforge.data.mapping import ImageResolver, MappingSpec, RowMapper
@@ -20,8 +20,9 @@ from tuneforge.data.process import process, records, texts_for_length
 from tuneforge.data.readers import read_table
 from tuneforge.db.repositories.datasets import DatasetRepository
 from tuneforge.db.tables import Dataset, Job, User
-from tuneforge.schemas.datasets import ProcessingConfig
-from tuneforge.services.errors import Conflict, InvalidInput, NotFound
+from tuneforge.jobs.status import JobStatus
+from tuneforge.schemas.datasets import DatasetImport, ProcessingConfig
+from tuneforge.services.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore, artifact_prefix
 
@@ -29,6 +30,7 @@ SYNC_ROWS = 20_000  # larger datasets are processed in a job
 SAMPLE_ROWS = 50  # rows looked at to recognise the format
 PREVIEW_ROWS = 3
 SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}$")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?$")
 
 
 def _prefix(dataset: Dataset) -> str:
@@ -65,30 +67,95 @@ def upload(
         table = result.table
         if result.images is not None:
             result.images.close()  # read again from the stored archive when processing
-        guess = guess_mapping(table.column_names, records(table.slice(0, SAMPLE_ROWS)))
         dataset = Dataset(
             owner_id=user.id,
             name=(name or filename)[:200],
             kind="raw",
             origin="upload",
             origin_ref=filename[:1000],
-            format=guess.format if guess.sure else None,
             status="ready",
-            rows=table.num_rows,
-            splits={"train": table.num_rows},
-            columns=_columns(table),
-            mapping=guess.mapping.model_dump(mode="json", exclude_none=True)
-            if guess.mapping
-            else None,
-            warnings=[*result.warnings, *([] if guess.sure else [guess.reason])],
         )
         session.add(dataset)
         session.flush()
         prefix = _prefix(dataset)
         store.put_file(f"{prefix}/source/original{_suffix(filename)}", path)
-        size = path.stat().st_size
-        size += parquet.write_split(store, parquet.split_key(prefix, "raw", "train"), table)
-        dataset.size_bytes = size
+        _record_raw(store, dataset, {"train": table}, result.warnings)
+        dataset.size_bytes += path.stat().st_size
+    return dataset
+
+
+def _record_raw(
+    store: ArtifactStore, dataset: Dataset, tables: dict[str, Any], warnings: list[str]
+) -> None:
+    """Store a raw dataset's splits as Parquet and describe them (format guess, columns, ...)."""
+    first = next(iter(tables.values()))
+    guess = guess_mapping(first.column_names, records(first.slice(0, SAMPLE_ROWS)))
+    dataset.format = guess.format if guess.sure else None
+    dataset.mapping = (
+        guess.mapping.model_dump(mode="json", exclude_none=True) if guess.mapping else None
+    )
+    dataset.warnings = [*warnings, *([] if guess.sure else [guess.reason])]
+    dataset.columns = _columns(first)
+    dataset.splits = {name: table.num_rows for name, table in tables.items()}
+    dataset.rows = sum(dataset.splits.values())
+    dataset.size_bytes = sum(
+        parquet.write_split(store, parquet.split_key(_prefix(dataset), "raw", name), table)
+        for name, table in tables.items()
+    )
+    dataset.status = "ready"
+
+
+def import_dataset(session: Session, user: User, request: DatasetImport) -> Dataset:
+    """Start bringing in a Hugging Face dataset or a file on the server (in a job)."""
+    is_path = request.source == "server_path" or request.path.startswith(("/", "."))
+    if is_path and not user.is_admin:
+        raise PermissionDenied("Only administrators can import from a path on the server.")
+    if not is_path and not HUB_ID.match(request.path):
+        raise InvalidInput(
+            f"{request.path!r} is not a Hugging Face dataset id (like `tatsu-lab/alpaca`)."
+        )
+    dataset = Dataset(
+        owner_id=user.id,
+        name=(request.name or request.path)[:200],
+        kind="raw",
+        origin="huggingface" if request.source == "huggingface" else "server_path",
+        origin_ref=request.path,
+        status="processing",
+        config=request.model_dump(mode="json"),
+    )
+    session.add(dataset)
+    session.flush()
+    job = Job(
+        owner_id=user.id, kind="dataset_import", spec={"dataset_id": dataset.id}, status="queued"
+    )
+    session.add(job)
+    session.flush()
+    dataset.job_id = job.id
+    return dataset
+
+
+def run_import(store: ArtifactStore, settings: Settings, dataset: Dataset) -> None:
+    """Load what `import_dataset` asked for and record it on `dataset` (the caller commits)."""
+    request = DatasetImport.model_validate(dataset.config)
+    path = Path(request.path)
+    if request.source == "server_path" and path.is_file():
+        result = read_table(path, path.name)
+        if result.images is not None:
+            result.images.close()
+            store.put_file(f"{_prefix(dataset)}/source/original.zip", path)
+        _record_raw(store, dataset, {"train": result.table}, result.warnings)
+        return
+    tables = hub.load_tables(request, settings.data_dir / "cache" / "huggingface")
+    _record_raw(store, dataset, tables, [])
+
+
+def _settle(session: Session, dataset: Dataset) -> Dataset:
+    """A dataset whose job ended without finishing it (a lost worker) is failed, with why."""
+    if dataset.status == "processing" and dataset.job_id:
+        job = session.get(Job, dataset.job_id)
+        if job is None or job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+            dataset.status = "failed"
+            dataset.error = job.error if job and job.error else "its job ended unfinished"
     return dataset
 
 
@@ -96,13 +163,14 @@ def get_dataset(session: Session, user: User, dataset_id: str) -> Dataset:
     dataset = DatasetRepository(session, user).get(dataset_id)
     if dataset is None:
         raise NotFound(f"No dataset {dataset_id}.")
-    return dataset
+    return _settle(session, dataset)
 
 
 def list_datasets(
     session: Session, user: User, *, kind: str | None = None, offset: int = 0, limit: int = 50
 ) -> tuple[list[Dataset], int]:
-    return DatasetRepository(session, user).search(kind=kind, offset=offset, limit=limit)
+    rows, total = DatasetRepository(session, user).search(kind=kind, offset=offset, limit=limit)
+    return [_settle(session, row) for row in rows], total
 
 
 def delete_dataset(session: Session, store: ArtifactStore, user: User, dataset_id: str) -> None:

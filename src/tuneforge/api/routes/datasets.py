@@ -9,7 +9,13 @@ from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
 from tuneforge.api.deps import CurrentUser, SessionDep, SettingsDep, StoreDep
 from tuneforge.data.mapping import MappingSpec
 from tuneforge.data.validation import ValidationReport
-from tuneforge.schemas.datasets import DatasetList, DatasetPublic, ProcessingConfig, RowsPage
+from tuneforge.schemas.datasets import (
+    DatasetImport,
+    DatasetList,
+    DatasetPublic,
+    ProcessingConfig,
+    RowsPage,
+)
 from tuneforge.services import datasets as service
 from tuneforge.services.errors import NotFound
 
@@ -42,6 +48,12 @@ def upload_dataset(
         name=name,
     )
     return DatasetPublic.model_validate(dataset)
+
+
+@router.post("/import", status_code=status.HTTP_202_ACCEPTED, response_model=DatasetPublic)
+def import_dataset(body: DatasetImport, session: SessionDep, user: CurrentUser) -> DatasetPublic:
+    """Bring in a Hugging Face dataset or (administrators) a file on the server, in a job."""
+    return DatasetPublic.model_validate(service.import_dataset(session, user, body))
 
 
 @router.get("", response_model=DatasetList)

@@ -1,0 +1,68 @@
+"""Loading Hugging Face datasets (by Hub id, or a dataset directory on the server).
+
+Runs in a job worker: `datasets` downloads, caches and converts the data. A Hub id is resolved
+from an empty working directory, so an id can never name a folder of the server's own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from tuneforge.data.limits import DEFAULT_LIMITS, DataFileError
+from tuneforge.schemas.datasets import DatasetImport
+
+
+@contextlib.contextmanager
+def _nowhere() -> Iterator[None]:
+    """Work from an empty directory for the duration (this process only runs this job)."""
+    previous = Path.cwd()
+    with tempfile.TemporaryDirectory() as empty:
+        os.chdir(empty)
+        try:
+            yield
+        finally:
+            os.chdir(previous)
+
+
+def load_tables(request: DatasetImport, cache_dir: Path) -> dict[str, pa.Table]:
+    """The dataset's splits as Arrow tables, checked against the upload limits."""
+    from datasets import DatasetDict, load_dataset
+
+    is_dir = request.source == "server_path" or Path(request.path).is_absolute()
+    context = contextlib.nullcontext() if is_dir else _nowhere()
+    try:
+        with context:
+            loaded: Any = load_dataset(
+                request.path,
+                name=request.subset,
+                split=request.split,
+                revision=request.revision,
+                cache_dir=str(cache_dir),
+            )
+    except FileNotFoundError as exc:
+        raise DataFileError(f"No dataset {request.path!r}: {exc}") from exc
+    except Exception as exc:  # network, authentication, unknown subset or split, bad files
+        raise DataFileError(
+            f"Could not load {request.path!r} with the datasets library: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    splits = dict(loaded) if isinstance(loaded, DatasetDict) else {request.split or "train": loaded}
+    tables = {name: split.data.table for name, split in splits.items()}
+    for name, table in tables.items():
+        if (
+            table.num_rows > DEFAULT_LIMITS.max_rows
+            or table.num_columns > DEFAULT_LIMITS.max_columns
+        ):
+            raise DataFileError(
+                f"The {name} split has {table.num_rows:,} rows and {table.num_columns:,} columns; "
+                f"the limits are {DEFAULT_LIMITS.max_rows:,} rows and "
+                f"{DEFAULT_LIMITS.max_columns:,} columns. Choose a split or a subset."
+            )
+    return tables
