@@ -14,7 +14,15 @@ def mount(app: FastAPI) -> None:
 
     backend.bind(app)
     # Importing the page modules registers their pages.
-    from tuneforge.ui import job, jobs, login, placeholders, settings_page  # noqa: F401
+    from tuneforge.ui import (  # noqa: F401
+        dataset,
+        datasets,
+        job,
+        jobs,
+        login,
+        placeholders,
+        settings_page,
+    )
 
     # Before the UI takes over "/", so that these plain routes are matched first.
     app.include_router(routes.router)

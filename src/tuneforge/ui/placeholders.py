@@ -21,14 +21,6 @@ class Placeholder:
 
 PLACEHOLDERS = (
     Placeholder(
-        "/datasets",
-        "Datasets",
-        "table_chart",
-        "Here you will upload CSV, JSON Lines, Parquet or text files, map their columns to "
-        "conversations, and check them before training.",
-        "Uploading is not available yet. Today you can watch the studio's jobs run.",
-    ),
-    Placeholder(
         "/train",
         "Train",
         "model_training",

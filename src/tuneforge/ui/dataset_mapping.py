@@ -1,0 +1,116 @@
+"""The mapping form: how a raw dataset's rows become conversations, built from `MappingSpec`."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from nicegui import ui
+
+from tuneforge.data.mapping import FieldSource, MappingSpec
+from tuneforge.ui.dataset_fields import blank, description, label, select, text
+
+Changed = Callable[[], Awaitable[None]]
+
+# The roles each mode takes in the `fields` layout; the system prompt is the optional one.
+ROLES_BY_MODE: dict[str, tuple[str, ...]] = {
+    "conversation": ("system", "user", "assistant"),
+    "prompt_only": ("system", "user"),
+    "preference": ("system", "user", "chosen", "rejected"),
+    "language_modeling": ("text",),
+}
+OPTIONAL_ROLES = frozenset({"system"})
+ROLES = ("system", "user", "assistant", "chosen", "rejected", "text")
+TURN_LAYOUTS = frozenset({"messages", "sharegpt"})
+SOURCES = {"column": "Column", "template": "Template"}
+NO_SOURCE = {"": "None"}
+
+
+class SourceInput(ui.column):
+    """Where one role's text comes from: a column, or a template over columns."""
+
+    def __init__(self, role: str, columns: list[str], source: dict[str, Any] | None) -> None:
+        super().__init__()
+        self.role = role
+        source = source or {}
+        how = "template" if source.get("template") else "column" if source else ""
+        self.classes(f"w-full gap-1 mapping-role mapping-role-{role}")
+        with self:
+            with ui.row().classes("w-full items-center justify-between"):
+                ui.label(label(role)).classes("text-subtitle2")
+                options = (NO_SOURCE if role in OPTIONAL_ROLES else {}) | SOURCES
+                self.how = ui.toggle(options, value=how or next(iter(options)))
+                self.how.props("dense no-caps unelevated toggle-color=primary size=sm")
+            ui.markdown(description(MappingSpec, role)).classes("field-help text-grey-7 -mt-2")
+            self.column = select(FieldSource, "column", source.get("column"), columns)
+            self.template = text(FieldSource, "template", source.get("template"))
+        self.column.bind_visibility_from(self.how, "value", value="column")
+        self.template.bind_visibility_from(self.how, "value", value="template")
+
+    def source(self) -> dict[str, Any] | None:
+        if self.how.value == "column":
+            return {"column": self.column.value}
+        if self.how.value == "template":
+            return {"template": self.template.value}
+        return None
+
+
+class MappingForm(ui.column):
+    """The mapping's fields, pre-filled with `mapping`; `on_change` runs after every change."""
+
+    def __init__(
+        self, columns: list[str], mapping: dict[str, Any] | None, on_change: Changed
+    ) -> None:
+        super().__init__()
+        initial = mapping or {}
+        self.on_change = on_change
+        self.classes("w-full gap-4 mapping-form")
+        with self:
+            self.mode = select(MappingSpec, "mode", initial.get("mode", "conversation"))
+            self.layout = select(MappingSpec, "layout", initial.get("layout", "fields"))
+            self.messages_column = select(
+                MappingSpec, "messages_column", initial.get("messages_column"), columns
+            )
+            self.sources = {role: SourceInput(role, columns, initial.get(role)) for role in ROLES}
+            self.system_prompt = text(MappingSpec, "system_prompt", initial.get("system_prompt"))
+            self.system_prompt.props("type=textarea autogrow")
+            self.image_column = select(
+                MappingSpec, "image_column", initial.get("image_column"), columns, optional=True
+            )
+        for widget in (
+            self.mode,
+            self.layout,
+            self.messages_column,
+            self.system_prompt,
+            self.image_column,
+            *(part for s in self.sources.values() for part in (s.how, s.column, s.template)),
+        ):
+            widget.on_value_change(self._changed)
+        self._arrange()
+
+    def _arrange(self) -> None:
+        """Show only the fields that the chosen mode and layout use."""
+        mode, layout = self.mode.value, self.layout.value
+        self.messages_column.set_visibility(layout in TURN_LAYOUTS)
+        for role, source in self.sources.items():
+            source.set_visibility(layout == "fields" and role in ROLES_BY_MODE[mode])
+        for widget in (self.system_prompt, self.image_column):
+            widget.set_visibility(mode != "language_modeling")
+
+    async def _changed(self) -> None:
+        self._arrange()
+        await self.on_change()
+
+    def spec(self) -> MappingSpec:
+        """The mapping as filled in; raises pydantic's ValidationError when incomplete."""
+        mode, layout = self.mode.value, self.layout.value
+        values: dict[str, Any] = {"mode": mode, "layout": layout}
+        if layout in TURN_LAYOUTS:
+            values["messages_column"] = self.messages_column.value
+        if layout == "fields":
+            for role in ROLES_BY_MODE[mode]:
+                values[role] = self.sources[role].source()
+        if mode != "language_modeling":
+            values["system_prompt"] = blank(self.system_prompt.value)
+            values["image_column"] = self.image_column.value
+        return MappingSpec.model_validate(values)

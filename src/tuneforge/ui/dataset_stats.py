@@ -1,0 +1,128 @@
+"""Charts of a processed dataset's statistics: token lengths, turns, labels, duplicates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nicegui import ui
+
+from tuneforge.data.stats import DatasetStats, LengthStats
+from tuneforge.ui import BRAND_COLOR
+from tuneforge.ui.dataset_fields import description, label
+
+LENGTHS = {"total_tokens": "Total", "prompt_tokens": "Prompt", "answer_tokens": "Answer"}
+FIGURES = ("min", "mean", "p50", "p90", "p95", "p99", "max")
+SUMMARY_COLUMNS = [
+    {"name": "part", "label": "", "field": "part", "align": "left"},
+    *({"name": f, "label": label(f), "field": f, "align": "right"} for f in FIGURES),
+]
+LABEL_BAR_PX = 22
+SUBTITLE = "text-subtitle2 text-grey-9"
+
+
+def _bars(
+    categories: list[str], counts: list[int], axis: str, *, horizontal: bool = False
+) -> dict[str, Any]:
+    """ECharts options for a bar chart of `counts` rows per category."""
+    category_axis: dict[str, Any] = {
+        "type": "category",
+        "data": categories,
+        "name": axis,
+        "nameLocation": "middle",
+        "nameGap": 32,
+        "axisLabel": {"hideOverlap": True},
+    }
+    value_axis: dict[str, Any] = {"type": "value", "name": "rows", "minInterval": 1}
+    if horizontal:
+        category_axis |= {"inverse": True, "name": ""}
+        value_axis |= {"nameLocation": "middle", "nameGap": 28}
+    return {
+        "grid": {"left": 12, "right": 24, "top": 32, "bottom": 40, "containLabel": True},
+        "tooltip": {"trigger": "axis", "axisPointer": {"type": "shadow"}},
+        "xAxis": value_axis if horizontal else category_axis,
+        "yAxis": category_axis if horizontal else value_axis,
+        "series": [
+            {
+                "type": "bar",
+                "name": "rows",
+                "data": counts,
+                "barCategoryGap": "20%" if horizontal else "4%",
+                "barMaxWidth": 64,
+                "itemStyle": {"color": BRAND_COLOR},
+            }
+        ],
+    }
+
+
+def _histogram(lengths: LengthStats) -> dict[str, Any]:
+    categories = [
+        f"{b.start:,}" if b.end - b.start == 1 else f"{b.start:,}-{b.end - 1:,}"
+        for b in lengths.histogram
+    ]
+    return _bars(categories, [b.count for b in lengths.histogram], "Gemma tokens")
+
+
+def stats_view(data: dict[str, Any]) -> None:
+    """The statistics as stored on the dataset."""
+    stats = DatasetStats.model_validate(data)
+    with ui.column().classes("w-full gap-6 dataset-stats"):
+        _lengths(stats)
+        with ui.row().classes("w-full gap-6 items-start"):
+            with ui.column().classes("col-12 col-md gap-1"):
+                ui.label("Turns per example").classes(SUBTITLE)
+                ui.markdown(description(DatasetStats, "turns")).classes("field-help text-grey-7")
+                ui.echart(
+                    _bars([str(t) for t in stats.turns], list(stats.turns.values()), "turns")
+                ).classes("w-full h-56 turns-chart")
+            if stats.labels is not None:
+                _labels(stats)
+        duplicates = stats.duplicates
+        ui.label(
+            f"Duplicates: {duplicates.exact:,} exact, {duplicates.normalized:,} once case "
+            "and spaces are ignored."
+        ).classes("text-body2 text-grey-8")
+
+
+def _lengths(stats: DatasetStats) -> None:
+    with ui.row().classes("w-full items-center justify-between"):
+        ui.label("Example lengths in Gemma tokens").classes(SUBTITLE)
+        part = ui.toggle(LENGTHS, value="total_tokens").props(
+            "dense no-caps unelevated toggle-color=primary"
+        )
+    chart = ui.echart(_histogram(stats.total_tokens)).classes("w-full h-64 token-histogram")
+    explanation = ui.markdown(description(DatasetStats, "total_tokens")).classes(
+        "field-help text-grey-7"
+    )
+
+    def show(name: str) -> None:
+        chart.options.clear()
+        chart.options.update(_histogram(getattr(stats, name)))
+        chart.update()
+        explanation.set_content(description(DatasetStats, name))
+
+    part.on_value_change(lambda event: show(event.value))
+    ui.table(
+        columns=SUMMARY_COLUMNS,
+        rows=[{"part": title, **_figures(getattr(stats, name))} for name, title in LENGTHS.items()],
+        row_key="part",
+    ).props("flat dense bordered").classes("w-full length-summary")
+
+
+def _figures(lengths: LengthStats) -> dict[str, str]:
+    return {name: f"{getattr(lengths, name):,.0f}" for name in FIGURES}
+
+
+def _labels(stats: DatasetStats) -> None:
+    labels = stats.labels
+    assert labels is not None
+    names = [entry.label for entry in labels.top]
+    counts = [entry.count for entry in labels.top]
+    if labels.other:
+        names.append(f"({labels.distinct - len(labels.top):,} others)")
+        counts.append(labels.other)
+    with ui.column().classes("col-12 col-md gap-1"):
+        ui.label(f"Labels in {labels.column!r}").classes(SUBTITLE)
+        ui.label(f"{labels.distinct:,} distinct values").classes("text-body2 text-grey-7")
+        ui.echart(_bars(names, counts, "", horizontal=True)).classes("w-full label-chart").style(
+            f"height: {max(160, 48 + LABEL_BAR_PX * len(names))}px"
+        )
