@@ -1,4 +1,5 @@
-"""The `tuneforge` command line: run the server or a worker, manage users, follow jobs.
+"""The `tuneforge` command line: run the server or a worker, manage users, follow jobs, bring
+in and process datasets (`tuneforge.cli_datasets`).
 
 Startup stays light: heavy modules (the web stack, the database layer, the HTTP client) are
 imported inside the commands that need them, so `tuneforge --help` answers at once.
@@ -10,20 +11,28 @@ import json
 import logging
 import signal
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from tuneforge import __version__
+from tuneforge.cli_common import (
+    JsonFlag,
+    api,
+    api_group,
+    describe_event,
+    echo_json,
+    fail,
+    print_table,
+    when,
+)
+from tuneforge.cli_datasets import datasets_app
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from sqlalchemy.orm import Session, sessionmaker
 
-    from tuneforge.client import Client
     from tuneforge.schemas.jobs import JobPublic
     from tuneforge.settings import Settings
 
@@ -36,28 +45,10 @@ admin_app = typer.Typer(
     help="Manage users and API tokens directly in the configured database.",
     no_args_is_help=True,
 )
-jobs_app = typer.Typer(
-    help="List, inspect, cancel and follow jobs through a running server's API.",
-    no_args_is_help=True,
-)
+jobs_app = api_group("List, inspect, cancel and follow jobs through a running server's API.")
 app.add_typer(admin_app, name="admin")
 app.add_typer(jobs_app, name="jobs")
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    typer.secho(message, fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
-
-
-def _print_table(rows: Sequence[Sequence[object]], headers: Sequence[str] | None = None) -> None:
-    """Print rows as aligned columns (the last column is not padded)."""
-    cells = [[str(c) for c in row] for row in ([headers] if headers else []) + list(rows)]
-    if not cells:
-        return
-    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
-    for row in cells:
-        padded = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=False)]
-        typer.echo("  ".join([*padded, row[-1]]).rstrip())
+app.add_typer(datasets_app, name="datasets")
 
 
 def _load_settings(**overrides: Any) -> Settings:
@@ -69,7 +60,7 @@ def _load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        _fail(f"Invalid configuration: {exc}", code=2)
+        fail(f"Invalid configuration: {exc}", code=2)
 
 
 def _version(value: bool) -> None:
@@ -106,7 +97,7 @@ def serve(
     try:
         settings.check_safe()
     except UnsafeConfiguration as exc:
-        _fail(str(exc), code=2)
+        fail(str(exc), code=2)
     import uvicorn
 
     from tuneforge.api.app import create_app
@@ -160,7 +151,7 @@ def _database() -> Iterator[sessionmaker[Session]]:
         migrate(engine)
         yield make_sessionmaker(engine)
     except DomainError as exc:
-        _fail(exc.message)
+        fail(exc.message)
     finally:
         engine.dispose()
 
@@ -207,58 +198,17 @@ def token(
 
 
 # -- jobs (through the API) -----------------------------------------------------------------------
-@jobs_app.callback()
-def _jobs(
-    ctx: typer.Context,
-    url: Annotated[
-        str, typer.Option(envvar="TUNEFORGE_URL", help="The TuneForge server.")
-    ] = "http://127.0.0.1:7860",
-    token: Annotated[
-        str | None, typer.Option(envvar="TUNEFORGE_TOKEN", help="An API token (`tf_...`).")
-    ] = None,
-) -> None:
-    ctx.obj = {"url": url, "token": token}
-
-
-@contextmanager
-def _api(ctx: typer.Context) -> Iterator[Client]:
-    """A client for the `jobs` group's server; API and connection errors end the command."""
-    import httpx
-
-    from tuneforge.client import ApiError, Client
-
-    url = ctx.obj["url"]
-    try:
-        with Client(url, ctx.obj["token"]) as client:
-            yield client
-    except ApiError as exc:
-        _fail(str(exc))
-    except httpx.ConnectError:
-        _fail(f"The TuneForge server is not reachable at {url}.")
-    except httpx.TransportError as exc:
-        _fail(f"The connection to the TuneForge server at {url} failed: {exc}")
-
-
-def _when(moment: datetime | None) -> str:
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment is not None else "-"
-
-
 def _job_row(job: JobPublic) -> list[object]:
     return [
         job.id,
         job.kind,
         job.status,
         f"{job.progress:.0%}",
-        _when(job.created_at),
+        when(job.created_at),
         job.error or job.message or "",
     ]
 
 
-def _echo_json(data: object) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str))
-
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 JobId = Annotated[str, typer.Argument(help="The job's id.")]
 
 
@@ -273,12 +223,12 @@ def list_jobs(
     as_json: JsonFlag = False,
 ) -> None:
     """List your jobs, newest first."""
-    with _api(ctx) as client:
+    with api(ctx) as client:
         jobs = client.list_jobs(status=status, kind=kind, limit=limit)
     if as_json:
-        _echo_json(jobs.model_dump(mode="json"))
+        echo_json(jobs.model_dump(mode="json"))
         return
-    _print_table(
+    print_table(
         [_job_row(job) for job in jobs.items],
         ["ID", "KIND", "STATUS", "PROGRESS", "CREATED", "MESSAGE"],
     )
@@ -288,12 +238,12 @@ def list_jobs(
 @jobs_app.command()
 def show(ctx: typer.Context, job_id: JobId, as_json: JsonFlag = False) -> None:
     """Show one job."""
-    with _api(ctx) as client:
+    with api(ctx) as client:
         job = client.get_job(job_id)
     if as_json:
-        _echo_json(job.model_dump(mode="json"))
+        echo_json(job.model_dump(mode="json"))
         return
-    _print_table(
+    print_table(
         [
             ("id", job.id),
             ("kind", job.kind),
@@ -302,9 +252,9 @@ def show(ctx: typer.Context, job_id: JobId, as_json: JsonFlag = False) -> None:
             ("message", job.message or "-"),
             ("error", job.error or "-"),
             ("attempt", job.attempt),
-            ("created", _when(job.created_at)),
-            ("started", _when(job.started_at)),
-            ("finished", _when(job.finished_at)),
+            ("created", when(job.created_at)),
+            ("started", when(job.started_at)),
+            ("finished", when(job.finished_at)),
             ("spec", json.dumps(job.spec)),
             ("result", json.dumps(job.result) if job.result is not None else "-"),
         ]
@@ -314,37 +264,18 @@ def show(ctx: typer.Context, job_id: JobId, as_json: JsonFlag = False) -> None:
 @jobs_app.command()
 def cancel(ctx: typer.Context, job_id: JobId) -> None:
     """Cancel a queued job, or ask a running one to stop."""
-    with _api(ctx) as client:
+    with api(ctx) as client:
         job = client.cancel_job(job_id)
     typer.echo(f"Job {job.id} is {job.status}.")
-
-
-def _describe(event: dict[str, Any]) -> str:
-    """One line for a job event: a bracketed tag, then what happened."""
-    data, tag = event["data"], event["type"]
-    if tag == "status":
-        text = f"{data['previous']} -> {data['status']}" if "previous" in data else data["status"]
-        text += f": {data['error']}" if data.get("error") else ""
-    elif tag == "progress":
-        tag, text = f"{data['progress']:.0%}", data.get("message") or ""
-    elif tag == "metric":
-        text = f"step {data['step']}: " + " ".join(f"{k}={v:g}" for k, v in data["values"].items())
-    elif tag == "log":
-        tag, text = data["level"], data["message"]
-    elif tag == "artifact":
-        text = f"{data['name']} ({data['size']} bytes)"
-    else:
-        text = json.dumps(data)
-    return f"{'[' + tag + ']':<10} {text}".rstrip()
 
 
 @jobs_app.command()
 def watch(ctx: typer.Context, job_id: JobId) -> None:
     """Follow a job's progress and logs until it ends (exit 0 if it succeeded, else 1)."""
-    with _api(ctx) as client:
+    with api(ctx) as client:
         for event in client.events(job_id):
             if event["type"] != "end":
-                typer.echo(_describe(event))
+                typer.echo(describe_event(event))
         job = client.get_job(job_id)
     typer.echo(f"Job {job.id} {job.status}" + (f": {job.error}" if job.error else "."))
     raise typer.Exit(0 if job.status == "succeeded" else 1)

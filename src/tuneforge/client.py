@@ -8,6 +8,12 @@
             print(event["type"], event["data"])
         print(tf.wait(job.id).status)
 
+        raw = tf.upload_dataset("qa.csv")           # recognised, with a proposed mapping
+        # or: raw = tf.wait_dataset(tf.import_dataset("tatsu-lab/alpaca").id)
+        processed = tf.process_dataset(raw.id, {"mapping": raw.mapping})
+        processed = tf.wait_dataset(processed.id)   # large data is processed in a job
+        print(tf.dataset_report(processed.id).rows_out)
+
 Failures the server reports raise `ApiError`; a server that cannot be reached raises the
 underlying `httpx.TransportError`. The client speaks HTTP only: it never imports the server.
 """
@@ -17,17 +23,24 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import httpx
+from pydantic import BaseModel
 
 from tuneforge import __version__
+from tuneforge.data.mapping import MappingSpec
+from tuneforge.data.validation import ValidationReport
+from tuneforge.schemas.datasets import DatasetList, DatasetPublic, ProcessingConfig, RowsPage
 from tuneforge.schemas.jobs import JobEventPublic, JobList, JobPublic
 
 API_PREFIX = "/api/v1"
 DEFAULT_URL = "http://127.0.0.1:7860"
 END_EVENT = "end"
+# Uploads and synchronous processing (up to 20,000 rows, tokenized) answer only when done.
+WORK_TIMEOUT = 600.0
 
 
 class ApiError(Exception):
@@ -70,6 +83,7 @@ class Client:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._work_timeout = httpx.Timeout(timeout, read=max(timeout, WORK_TIMEOUT))
         headers = {"User-Agent": f"tuneforge-client/{__version__}"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -239,6 +253,115 @@ class Client:
             if failures > max_reconnects:
                 raise problem
             time.sleep(min(0.2 * 2**failures, 5.0))
+
+    # -- datasets --------------------------------------------------------------------------------
+    def upload_dataset(self, path: str | Path, name: str | None = None) -> DatasetPublic:
+        """Upload a data file (streamed from disk) as a raw dataset; the server recognises its
+        format and proposes a mapping (`mapping`), or says in `warnings` why it could not."""
+        path = Path(path)
+        with path.open("rb") as file:
+            created = self._call(
+                "POST",
+                "/datasets",
+                files={"file": (path.name, file)},
+                data=None if name is None else {"name": name},
+                timeout=self._work_timeout,
+            )
+        return DatasetPublic.model_validate(created)
+
+    def import_dataset(
+        self,
+        path: str,
+        source: Literal["huggingface", "server_path"] = "huggingface",
+        *,
+        subset: str | None = None,
+        split: str | None = None,
+        revision: str | None = None,
+        name: str | None = None,
+    ) -> DatasetPublic:
+        """Bring in a Hugging Face dataset by id (`tatsu-lab/alpaca`; administrators may also
+        give a dataset directory on the server) or, with `source="server_path"`, a data file on
+        the server (administrators only). It is read in a job: the dataset comes back
+        `processing`, with `job_id`, and `wait_dataset` waits for it."""
+        options = {"subset": subset, "split": split, "revision": revision, "name": name}
+        body = {"source": source, "path": path} | {
+            key: value for key, value in options.items() if value is not None
+        }
+        return DatasetPublic.model_validate(self._call("POST", "/datasets/import", json=body))
+
+    def list_datasets(
+        self, kind: str | None = None, offset: int = 0, limit: int = 50
+    ) -> DatasetList:
+        """Your datasets, newest first; `kind` is `raw` or `processed` (default: both)."""
+        params: dict[str, Any] = {"offset": offset, "limit": limit}
+        if kind is not None:
+            params["kind"] = kind
+        return DatasetList.model_validate(self._call("GET", "/datasets", params=params))
+
+    def get_dataset(self, dataset_id: str) -> DatasetPublic:
+        return DatasetPublic.model_validate(self._call("GET", f"/datasets/{dataset_id}"))
+
+    def delete_dataset(self, dataset_id: str) -> None:
+        self._call("DELETE", f"/datasets/{dataset_id}")
+
+    def dataset_rows(
+        self, dataset_id: str, split: str | None = None, offset: int = 0, limit: int = 20
+    ) -> RowsPage:
+        """A page of rows of one split (default: the first), long values shortened."""
+        params: dict[str, Any] = {"offset": offset, "limit": limit}
+        if split is not None:
+            params["split"] = split
+        return RowsPage.model_validate(
+            self._call("GET", f"/datasets/{dataset_id}/rows", params=params)
+        )
+
+    def preview_mapping(
+        self, dataset_id: str, mapping: dict[str, Any] | MappingSpec
+    ) -> list[dict[str, Any]]:
+        """The raw dataset's first rows mapped: each a dict with `row`, `rendered` (the text in
+        Gemma's chat format, or None) and `problems` (what is wrong with the row)."""
+        examples: list[dict[str, Any]] = self._call(
+            "POST", f"/datasets/{dataset_id}/preview", json=_body(mapping)
+        )
+        return examples
+
+    def process_dataset(
+        self, dataset_id: str, config: dict[str, Any] | ProcessingConfig
+    ) -> DatasetPublic:
+        """Process a raw dataset into a new processed one. Small data is processed at once
+        (status `ready` or `failed`); large data in a job (status `processing`, with `job_id`):
+        `wait_dataset` waits for it."""
+        processed = self._call(
+            "POST",
+            f"/datasets/{dataset_id}/process",
+            json=_body(config),
+            timeout=self._work_timeout,
+        )
+        return DatasetPublic.model_validate(processed)
+
+    def wait_dataset(self, dataset_id: str, timeout: float | None = None) -> DatasetPublic:
+        """The dataset once no job is importing or processing it any more (at once if none is):
+        `ready` or `failed`. Follows the job's events like `wait`, and raises `TimeoutError`
+        after `timeout` seconds."""
+        dataset = self.get_dataset(dataset_id)
+        if dataset.status == "processing" and dataset.job_id:
+            self.wait(dataset.job_id, timeout)
+            dataset = self.get_dataset(dataset_id)
+        return dataset
+
+    def dataset_report(self, dataset_id: str) -> ValidationReport:
+        """A processed dataset's validation report: rows in and out, and every problem found."""
+        return ValidationReport.model_validate(self._call("GET", f"/datasets/{dataset_id}/report"))
+
+    def dataset_stats(self, dataset_id: str) -> dict[str, Any]:
+        """A processed dataset's statistics (rows per split, token lengths, ...)."""
+        stats: dict[str, Any] = self._call("GET", f"/datasets/{dataset_id}/stats")
+        return stats
+
+
+def _body(value: dict[str, Any] | BaseModel) -> dict[str, Any]:
+    """A request body from a dict (sent as it is; the server validates it) or a model."""
+    return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
 
 
 def _parse_sse(lines: Iterator[str]) -> Iterator[tuple[str | None, str, str] | None]:
