@@ -186,8 +186,9 @@ def test_large_data_and_imports_run_in_jobs(server: tuple[str, str, str], tmp_pa
         assert (imported.status, imported.rows, imported.format) == ("ready", 30, "question_answer")
         assert imported.mapping == raw.mapping and imported.origin_ref == str(csv)
         assert tf.get_job(started.job_id).status == "succeeded"
-        lost = tf.wait_dataset(tf.import_dataset(str(tmp_path / "none.csv"), "server_path").id, 60)
-        assert lost.status == "failed" and "none.csv" in (lost.error or "")
+        with pytest.raises(ApiError) as missing:
+            tf.import_dataset(str(tmp_path / "none.csv"), "server_path")
+        assert missing.value.status == 422 and "none.csv" in missing.value.message
         with pytest.raises(ApiError) as bad_id:
             tf.import_dataset("not a dataset id")
         assert bad_id.value.status == 422 and "Hugging Face dataset id" in bad_id.value.message

@@ -96,8 +96,7 @@ def test_paths_are_for_administrators_and_ids_are_ids(api, tmp_path: Path) -> No
         headers=admin,
         json={"source": "server_path", "path": str(tmp_path / "none")},
     )
-    failed = wait_ready(client, admin, missing.json()["id"])
-    assert failed["status"] == "failed" and "none" in failed["error"]
+    assert missing.status_code == 422 and "none" in missing.json()["error"]["message"]
 
 
 def png(color: str) -> bytes:

@@ -23,6 +23,7 @@ from tuneforge.jobs.context import JobCancelled, JobContext
 from tuneforge.jobs.registry import KINDS
 from tuneforge.jobs.states import StaleTransition, transition
 from tuneforge.jobs.status import JobStatus
+from tuneforge.services.errors import DomainError
 from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore
 
@@ -75,6 +76,9 @@ def run(job_id: str, settings: Settings, terminate: threading.Event) -> JobStatu
             target = JobStatus.CANCELLED
     except JobCancelled as exc:
         target, fields = JobStatus.CANCELLED, {"error": str(exc)}
+    except DomainError as exc:  # the user's data or request: the message says it all
+        ctx.log(exc.message, level="error")
+        target, fields = JobStatus.FAILED, {"error": exc.message}
     except Exception as exc:
         ctx.log(traceback.format_exc(), level="error")
         target, fields = JobStatus.FAILED, {"error": f"{type(exc).__name__}: {exc}"}

@@ -16,11 +16,12 @@ from tuneforge.data import hub, parquet
 from tuneforge.data.formats import guess_mapping
 from tuneforge.data.limits import ParseLimits
 from tuneforge.data.mapping import ImageResolver, MappingSpec, RowMapper
-from tuneforge.data.process import process, records, texts_for_length
+from tuneforge.data.process import process, records
 from tuneforge.data.readers import read_table
 from tuneforge.db.repositories.datasets import DatasetRepository
 from tuneforge.db.tables import Dataset, Job, User
 from tuneforge.jobs.status import JobStatus
+from tuneforge.models.chat_template import render
 from tuneforge.schemas.datasets import DatasetImport, ProcessingConfig
 from tuneforge.services.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from tuneforge.settings import Settings
@@ -110,6 +111,8 @@ def import_dataset(session: Session, user: User, request: DatasetImport) -> Data
     is_path = request.source == "server_path" or request.path.startswith(("/", "."))
     if is_path and not user.is_admin:
         raise PermissionDenied("Only administrators can import from a path on the server.")
+    if request.source == "server_path" and not Path(request.path).exists():
+        raise InvalidInput(f"There is no file or directory {request.path!r} on the server.")
     if not is_path and not HUB_ID.match(request.path):
         raise InvalidInput(
             f"{request.path!r} is not a Hugging Face dataset id (like `tatsu-lab/alpaca`)."
@@ -234,7 +237,7 @@ def preview(
     for number, result in enumerate(mapped):
         rendered = None
         if result.record is not None:
-            rendered = "".join(texts_for_length(result.record))
+            rendered = rendered_example(result.record)
         examples.append(
             {
                 "row": number,
@@ -267,6 +270,17 @@ def source_images(
         return
     with images:
         yield images.get
+
+
+def rendered_example(record: dict[str, Any]) -> str:
+    """A processed record as training sees it (a preference pair: the prompt with each answer)."""
+    if "messages" in record:
+        return render(record["messages"])
+    if "chosen" in record:
+        return "".join(render(record["prompt"] + record[k]) for k in ("chosen", "rejected"))
+    if "prompt" in record:
+        return render(record["prompt"], add_generation_prompt=True)
+    return str(record["text"])
 
 
 def _raw(session: Session, user: User, dataset_id: str) -> Dataset:

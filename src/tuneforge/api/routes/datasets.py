@@ -137,7 +137,7 @@ def process_dataset(
 def dataset_report(dataset_id: str, session: SessionDep, user: CurrentUser) -> ValidationReport:
     dataset = service.get_dataset(session, user, dataset_id)
     if dataset.report is None:
-        raise NotFound("This dataset has no validation report (only processed datasets do).")
+        raise NotFound("This dataset has no validation report (raw data, or not processed yet).")
     return ValidationReport.model_validate(dataset.report)
 
 
