@@ -1,17 +1,19 @@
-"""Benchmark: token statistics of a prompt/response CSV, TuneForge's path against a baseline.
+"""Benchmark: processing a prompt/response CSV into a dataset, TuneForge against a baseline.
 
     python bench/data_processing.py [--rows 100000] [--models-dir DIR] [--profile]
 
-Generates a CSV of English-like prompts and responses (deterministic), then, in the same run and
-with the same real Gemma 3 tokenizer already loaded and warmed up for both:
+Generates a CSV of English-like prompts and responses with a category (deterministic), then, in
+the same run and with the same real Gemma 3 tokenizer already loaded and warmed up for both, turns
+it into conversations checked for blanks, duplicates (exact and but for case and spaces) and
+length, holds out a seeded 10% test split, builds the split tables and measures token statistics:
 
-* TuneForge: pyarrow reads the CSV; each batch of rows becomes conversations, is rendered with
-  Gemma's chat template and measured by `StatsBuilder` (batched token counting that uses both
-  cores and counts each distinct word once).
-* Baseline: pandas `read_csv`, `iterrows`, a dict per row, the same template, one
-  `tokenizer.encode` per prompt and per answer, and the statistics in pure Python.
+* TuneForge: pyarrow reads the CSV; `tuneforge.data.process.process` does the rest, exactly as a
+  processing job does (the `fields` mapping prompt → user, response → assistant).
+* Baseline: pandas `read_csv`, `iterrows`, a dict per row, the checks in plain Python, the same
+  chat template, one `tokenizer.encode` per prompt and per answer, a seeded shuffle, pyarrow
+  tables from the kept records, and the statistics in pure Python.
 
-Both produce the same statistics (asserted); CSV generation is not timed.
+Both keep the same rows and give the same statistics (asserted); CSV generation is not timed.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import cProfile
 import csv
 import math
 import pstats
+import random
 import sys
 import tempfile
 import time
@@ -30,19 +33,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.csv as pacsv
 from tokenizers import Tokenizer
 
-from tuneforge.data.conversation import message
-from tuneforge.data.stats import (
-    PERCENTILES,
-    TOP_LABELS,
-    DatasetStats,
-    StatsBuilder,
-    histogram_width,
-)
+from tuneforge.data.conversation import Message, message
+from tuneforge.data.mapping import FieldSource, MappingSpec
+from tuneforge.data.process import process
+from tuneforge.data.splits import SplitSpec
+from tuneforge.data.stats import PERCENTILES, TOP_LABELS, DatasetStats, histogram_width
 from tuneforge.models.chat_template import prompt_and_answer
 from tuneforge.models.tokenizer import count_tokens, gemma_tokenizer
+from tuneforge.schemas.datasets import ProcessingConfig
 from tuneforge.settings import Settings
 
 COMMON_WORDS = """
@@ -85,6 +87,9 @@ COMMON, SYLLABLES = COMMON_WORDS.split(), SYLLABLE_LIST.split()
 CATEGORIES = 80
 RARE_WORDS = 0.08  # share of words drawn from a long tail of made-up rare words
 POOL = 250_000
+MAX_LENGTH = 1024  # drops the longest rows of the long tail
+TEST_SIZE = 0.1
+SEED = 42
 
 
 def _word_pool(rng: np.random.Generator) -> np.ndarray:
@@ -137,18 +142,33 @@ def generate_csv(path: Path, rows: int, seed: int = 1234) -> int:
     return sum(len(text.split()) for text in prompts + responses)
 
 
-def tuneforge_stats(path: Path, tokenizer: Tokenizer, batch_size: int = 16_384) -> DatasetStats:
-    """TuneForge's path: pyarrow batches → conversations → `StatsBuilder`."""
+def _config(test_size: float | None) -> ProcessingConfig:
+    return ProcessingConfig(
+        mapping=MappingSpec(
+            user=FieldSource(column="prompt"), assistant=FieldSource(column="response")
+        ),
+        split=SplitSpec(mode="none")
+        if test_size is None
+        else SplitSpec(mode="manual", test_size=test_size, seed=SEED),
+        max_length=MAX_LENGTH,
+        drop_duplicates=True,
+        label_column="category",
+    )
+
+
+def tuneforge_stats(
+    path: Path, tokenizer: Tokenizer, batch_rows: int | None = None, test_size: float | None = None
+) -> DatasetStats:
+    """TuneForge's path: pyarrow reads the CSV, `process` does the rest (and builds the split
+    tables, which the baseline builds too)."""
     table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(newlines_in_values=True))
-    builder = StatsBuilder(tokenizer, label_column="category")
-    for batch in table.to_batches(max_chunksize=batch_size):
-        columns = batch.to_pydict()
-        conversations = [
-            [message("user", prompt), message("assistant", response)]
-            for prompt, response in zip(columns["prompt"], columns["response"], strict=True)
-        ]
-        builder.add("train", conversations, columns["category"])
-    return builder.finish()
+    result = process(
+        {"train": table},
+        _config(test_size),
+        lambda texts: count_tokens(texts, tokenizer),
+        batch_rows=batch_rows,
+    )
+    return result.stats
 
 
 def _summary(values: list[int]) -> dict[str, Any]:
@@ -171,41 +191,70 @@ def _summary(values: list[int]) -> dict[str, Any]:
     }
 
 
-def baseline_stats(path: Path, tokenizer: Tokenizer) -> dict[str, Any]:
-    """The straightforward way: pandas, `iterrows`, one `encode` per text, pure Python stats."""
+def baseline_stats(
+    path: Path, tokenizer: Tokenizer, test_size: float | None = None
+) -> dict[str, Any]:
+    """The straightforward way: pandas reads the CSV; for each row (`iterrows`) a dict, the
+    checks in plain Python, one `encode` per prompt and per answer; a seeded shuffle splits what
+    is kept, pyarrow makes the split tables, and the statistics are pure Python."""
     frame = pd.read_csv(path, keep_default_na=False)
-    prompt_lengths: list[int] = []
-    answer_lengths: list[int] = []
-    labels: Counter[str] = Counter()
-    seen: set[str] = set()
-    seen_normalized: set[str] = set()
+    kept: list[tuple[list[Message], int, int, str, str]] = []
+    seen: set[tuple[str, str]] = set()
+    seen_normalized: set[tuple[str, str]] = set()
     for _, row in frame.iterrows():
         record = {"prompt": row["prompt"], "response": row["response"], "category": row["category"]}
-        conversation = [message("user", record["prompt"]), message("assistant", record["response"])]
+        question, response = str(record["prompt"]), str(record["response"])
+        if not question.strip() or not response.strip():
+            continue
+        exact = (question, response)
+        loose = (" ".join(question.lower().split()), " ".join(response.lower().split()))
+        if exact in seen:
+            continue
+        seen.add(exact)
+        if loose in seen_normalized:
+            continue
+        seen_normalized.add(loose)
+        conversation = [message("user", question), message("assistant", response)]
         prompt, answer = prompt_and_answer(conversation)
-        prompt_lengths.append(len(tokenizer.encode(prompt, add_special_tokens=False).ids))
-        answer_lengths.append(len(tokenizer.encode(answer, add_special_tokens=False).ids))
-        labels[str(record["category"])] += 1
-        seen.add(prompt + answer)
-        seen_normalized.add(" ".join((prompt + answer).lower().split()))
+        prompt_length = len(tokenizer.encode(prompt, add_special_tokens=False).ids)
+        answer_length = len(tokenizer.encode(answer, add_special_tokens=False).ids)
+        if prompt_length + answer_length > MAX_LENGTH:
+            continue
+        kept.append(
+            (conversation, prompt_length, answer_length, prompt + answer, record["category"])
+        )
+    order = list(range(len(kept)))
+    random.Random(SEED).shuffle(order)  # noqa: S311 (a reproducible split, not secrets)
+    held_out = set(order[: round(len(kept) * test_size)] if test_size else [])
+    splits = {"train": [i for i in range(len(kept)) if i not in held_out]}
+    if test_size is not None:
+        splits["test"] = sorted(held_out)
+    tables = {
+        name: pa.Table.from_pylist([{"messages": kept[i][0]} for i in indices])
+        for name, indices in splits.items()
+    }
+    prompt_lengths = [k[1] for k in kept]
+    answer_lengths = [k[2] for k in kept]
+    labels = Counter(str(kept[i][4]) for indices in splits.values() for i in indices)
+    texts = [k[3] for k in kept]
     top = labels.most_common(TOP_LABELS)
     return {
-        "rows": {"train": len(prompt_lengths)},
+        "rows": {name: table.num_rows for name, table in tables.items()},
         "prompt_tokens": _summary(prompt_lengths),
         "answer_tokens": _summary(answer_lengths),
         "total_tokens": _summary(
             [p + a for p, a in zip(prompt_lengths, answer_lengths, strict=True)]
         ),
-        "turns": {2: len(prompt_lengths)},
+        "turns": {2: len(kept)},
         "labels": {
             "column": "category",
             "distinct": len(labels),
             "top": [{"label": label, "count": count} for label, count in top],
-            "other": len(prompt_lengths) - sum(count for _, count in top),
+            "other": len(kept) - sum(count for _, count in top),
         },
         "duplicates": {
-            "exact": len(prompt_lengths) - len(seen),
-            "normalized": len(prompt_lengths) - len(seen_normalized),
+            "exact": len(texts) - len(set(texts)),
+            "normalized": len(texts) - len({" ".join(t.lower().split()) for t in texts}),
         },
     }
 
@@ -239,21 +288,19 @@ def main(argv: list[str] | None = None) -> None:
         path.read_bytes()  # both read it from the page cache
         if args.profile:
             profiler = cProfile.Profile()
-            profiler.runcall(tuneforge_stats, path, tokenizer)
-            pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+            profiler.runcall(tuneforge_stats, path, tokenizer, None, TEST_SIZE)
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
             return
-        ours, ours_seconds = _timed(tuneforge_stats, path, tokenizer)
-        theirs, their_seconds = _timed(baseline_stats, path, tokenizer)
+        ours, ours_seconds = _timed(tuneforge_stats, path, tokenizer, None, TEST_SIZE)
+        theirs, their_seconds = _timed(baseline_stats, path, tokenizer, TEST_SIZE)
     total = ours.total_tokens
     print(
         f"{args.rows:,} rows, {size / 1e6:.1f} MB of CSV, {total.mean:.0f} Gemma tokens per row "
-        f"on average ({total.mean * total.count / words:.2f} tokens per word)"
+        f"on average ({total.mean * total.count / words:.2f} tokens per word); kept "
+        f"{', '.join(f'{n:,} {split}' for split, n in ours.rows.items())}"
     )
     for name, seconds in (("TuneForge", ours_seconds), ("baseline", their_seconds)):
-        print(
-            f"{name:>10}: {seconds:6.2f} s  {args.rows / seconds:9,.0f} rows/s  "
-            f"{total.mean * total.count / seconds / 1e6:5.2f} M tokens/s"
-        )
+        print(f"{name:>10}: {seconds:6.2f} s  {args.rows / seconds:9,.0f} rows/s")
     print(f"     ratio: {their_seconds / ours_seconds:.1f}x")
     print(
         f"p95 total tokens: {ours.total_tokens.p95} (TuneForge), "

@@ -108,6 +108,34 @@ def test_recognised_formats_need_no_mapping(api, case: str) -> None:
     assert all(p["problems"] == [] for p in preview)
 
 
+def test_preference_pairs_and_prompts_need_no_mapping(api) -> None:
+    client, alice = api
+    pairs = [{"prompt": q, "chosen": a, "rejected": "No idea."} for q, a in ROWS]
+    dataset = upload(client, alice, "pairs.jsonl", _jsonl(pairs)).json()
+    assert dataset["format"] == "preference"
+    preview = client.post(
+        f"/api/v1/datasets/{dataset['id']}/preview", json=dataset["mapping"], headers=alice
+    ).json()
+    _, a = ROWS[0]
+    rejected = EXPECTED[0].replace(a, "No idea.")
+    assert preview[0]["rendered"] == EXPECTED[0] + rejected
+    prompts = upload(client, alice, "prompts.csv", b"prompt,solution\nSolve 2+2,4\n").json()
+    assert prompts["format"] == "prompt_only"
+    preview = client.post(
+        f"/api/v1/datasets/{prompts['id']}/preview", json=prompts["mapping"], headers=alice
+    ).json()
+    assert preview[0]["rendered"] == (
+        "<bos><start_of_turn>user\nSolve 2+2<end_of_turn>\n<start_of_turn>model\n"
+    )
+    for raw in (dataset, prompts):
+        processed = client.post(
+            f"/api/v1/datasets/{raw['id']}/process",
+            headers=alice,
+            json={"mapping": raw["mapping"], "split": {"mode": "none"}},
+        )
+        assert processed.json()["status"] == "ready", processed.text
+
+
 def test_plain_text_lines_are_language_modelling_data(api) -> None:
     client, alice = api
     dataset = upload(client, alice, "notes.txt", b"First line.\nSecond line.\n").json()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -161,11 +160,14 @@ class RowMapper:
     def _text(self, value: Any, what: str, problems: list[tuple[str, str]]) -> str | None:
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
+        if type(value) is str:
+            text = value
+        elif isinstance(value, bool) or not isinstance(value, str | int | float):
             problems.append(("non_text", f"{what} is {type(value).__name__}, not text"))
             return None
-        text = str(value)
-        if not text.strip():
+        else:
+            text = str(value)
+        if not text or text.isspace():
             problems.append(("empty_field", f"{what} is empty"))
             return None
         return text
@@ -363,5 +365,5 @@ def check_order(turns: list[Message], problems: list[tuple[str, str]]) -> None:
         problems.append(("role_order", "a system turn after the first turn"))
     elif not roles or roles[0] != "user":
         problems.append(("role_order", "the conversation does not start with a user turn"))
-    elif any(a == b for a, b in itertools.pairwise(roles)):
+    elif roles[::2].count("user") + roles[1::2].count("assistant") < len(roles):
         problems.append(("role_order", "two turns of the same role in a row"))

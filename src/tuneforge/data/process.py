@@ -1,29 +1,33 @@
 """Processing: raw rows → mapped, validated, split Gemma conversations with token statistics.
 
-Works batch by batch so memory follows the batch size, not the dataset: each batch is mapped,
-checked for duplicates and length (tokens counted with the real Gemma tokenizer, in parallel
-batches), reported, and the kept records are collected per split.
+Works batch by batch: each batch is mapped, checked for duplicates and length (tokens counted
+with the real Gemma tokenizer, in parallel batches) and reported, and what is kept is collected
+column by column; then the kept rows are split and the output tables built. The `fields` layout
+is mapped a column at a time (`FieldsMapper`), every other mapping row by row (`RowMapper`):
+both give the same tables, report and statistics.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
 from tuneforge.data.conversation import Message
+from tuneforge.data.fast_fields import FieldsMapper, Mapped, column_values
+from tuneforge.data.fast_fields import records as records
 from tuneforge.data.mapping import ImageResolver, RowMapper
-from tuneforge.data.readers import iter_rows
 from tuneforge.data.splits import SplitSpec, split_indices
 from tuneforge.data.stats import DatasetStats, StatsBuilder
-from tuneforge.data.validation import ReportBuilder, ValidationReport
-from tuneforge.models.chat_template import prompt_and_answer, render
+from tuneforge.data.validation import ReportBuilder, ValidationReport, duplicate_keys
+from tuneforge.models.chat_template import END_OF_TURN, prompt_and_answer, render, render_content
 from tuneforge.schemas.datasets import ProcessingConfig
 from tuneforge.services.errors import InvalidInput
 
-BATCH_ROWS = 2_000
+BATCH_ROWS = 2_000  # rows mapped at a time, row by row
 TokenCounter = Callable[[Sequence[str]], list[int]]
 
 
@@ -35,14 +39,19 @@ class Processed:
 
 
 def texts_for_length(record: Mapping[str, Any]) -> tuple[str, str]:
-    """The rendered prompt and answer whose tokens make the record's length."""
+    """The rendered prompt and answer whose tokens make the record's length (for a preference
+    record, the longer of its two answers)."""
     if "text" in record and "messages" not in record and "prompt" not in record:
         return "", str(record["text"])
     if "messages" in record:
         return prompt_and_answer(record["messages"])
     prompt: list[Message] = record["prompt"]
     rendered = render(prompt, add_generation_prompt=True)
-    answers = [render(a, bos=False) for a in (record.get("chosen"), record.get("rejected")) if a]
+    answers = [
+        f"{render_content(answer[-1]['content'])}{END_OF_TURN}\n"
+        for answer in (record.get("chosen"), record.get("rejected"))
+        if answer
+    ]
     return rendered, max(answers, key=len, default="")
 
 
@@ -55,17 +64,84 @@ def turns_of(record: Mapping[str, Any]) -> int:
     return count + (1 if "chosen" in record else 0)
 
 
-def records(table: pa.Table) -> list[dict[str, Any]]:
-    """The table's rows as dicts, with columns the reader kept as JSON text decoded."""
-    return [row for batch in iter_rows(table, max(table.num_rows, 1)) for row in batch]
+@dataclass
+class Kept:
+    """The rows kept so far, column by column: what the statistics, the split and the output
+    table need of each."""
+
+    prompt_tokens: list[int] = field(default_factory=list)
+    answer_tokens: list[int] = field(default_factory=list)
+    turns: list[int] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)  # the rendered example
+    labels: list[Any] = field(default_factory=list)  # the label column's value
+    strata: list[Any] = field(default_factory=list)  # the stratify column's value
+    records: dict[str, list[Any]] = field(default_factory=dict)  # the mapper's output columns
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def extend(self, other: Kept) -> None:
+        self.prompt_tokens += other.prompt_tokens
+        self.answer_tokens += other.answer_tokens
+        self.turns += other.turns
+        self.texts += other.texts
+        self.labels += other.labels
+        self.strata += other.strata
+        for name, values in other.records.items():
+            self.records.setdefault(name, []).extend(values)
+
+    def select(self, rows: Sequence[int]) -> Kept:
+        def pick(values: list[Any]) -> list[Any]:
+            return [values[i] for i in rows] if values else []
+
+        return Kept(
+            pick(self.prompt_tokens),
+            pick(self.answer_tokens),
+            pick(self.turns),
+            pick(self.texts),
+            pick(self.labels),
+            pick(self.strata),
+            {name: pick(values) for name, values in self.records.items()},
+        )
 
 
-def _batches(
-    table: pa.Table, indices: list[int]
-) -> Iterator[tuple[list[int], list[dict[str, Any]]]]:
-    for start in range(0, len(indices), BATCH_ROWS):
-        chunk = indices[start : start + BATCH_ROWS]
-        yield chunk, records(table.take(pa.array(chunk, pa.int64())))
+class _RowByRow:
+    """Any mapping: each row through `RowMapper.map`, the records kept as dicts."""
+
+    batch_rows = BATCH_ROWS
+
+    def __init__(self, mapper: RowMapper) -> None:
+        self.mapper = mapper
+
+    def map(self, part: pa.Table) -> Mapped:
+        rows = records(part)
+        results = [self.mapper.map(row) for row in rows]
+        mapped = [r.record for r in results if r.record is not None]
+        texts = [texts_for_length(record) for record in mapped]
+        return Mapped(
+            problems=[r.problems for r in results],
+            ok=[i for i, r in enumerate(results) if r.record is not None],
+            prompts=[prompt for prompt, _ in texts],
+            answers=[answer for _, answer in texts],
+            turns=[turns_of(record) for record in mapped],
+            keys=[duplicate_keys(record) for record in mapped],
+            records={"record": mapped},
+            preview=rows.__getitem__,
+        )
+
+    @staticmethod
+    def table(kept: dict[str, list[Any]]) -> pa.Table:
+        return pa.Table.from_pylist(kept["record"])
+
+
+def _parts(table: pa.Table, indices: list[int], size: int) -> Iterator[tuple[list[int], pa.Table]]:
+    """Batches of `size` of the (ascending) rows `indices`: their numbers and their rows."""
+    for start in range(0, len(indices), size):
+        chunk = indices[start : start + size]
+        if chunk[-1] - chunk[0] == len(chunk) - 1:  # a run, the usual case
+            yield chunk, table.slice(chunk[0], len(chunk))
+        else:
+            yield chunk, table.take(pa.array(chunk, pa.int64()))
 
 
 def _groups(
@@ -96,74 +172,112 @@ def process(
     count_tokens: TokenCounter,
     images: ImageResolver | None = None,
     progress: Callable[[float], None] | None = None,
+    *,
+    batch_rows: int | None = None,
 ) -> Processed:
     """Map and validate the source `tables` (one per source split), then split what is kept,
-    so the test split has exactly the size asked for."""
+    so the test split has exactly the size asked for. `batch_rows` (rows mapped at a time)
+    changes nothing but memory and speed."""
     combined, groups = _groups(tables, config)
     mapper = RowMapper(config.mapping, combined.column_names, images)
+    fields = FieldsMapper.compile(mapper, combined.schema)
+    path = _RowByRow(mapper) if fields is None else fields
     report = ReportBuilder(config.on_problem, config.drop_duplicates)
-    kept: dict[str, list[Kept]] = {name: [] for name in groups}
+    kept = {name: Kept() for name in groups}
     total, done = sum(len(rows) for rows in groups.values()), 0
-    for group, indices in groups.items():
-        for chunk, rows in _batches(combined, indices):
-            kept[group] += _batch(mapper, report, config, count_tokens, chunk, rows)
-            done += len(rows)
-            if progress is not None:
-                progress(done / total if total else 1.0)
+    batches = _checked(
+        path, combined, groups, batch_rows or path.batch_rows, report, config, count_tokens
+    )
+    for group, size, batch in batches:
+        kept[group].extend(batch)
+        done += size
+        if progress is not None:
+            progress(done / total)
     if config.split.mode != "source":
-        rows_kept = kept.pop("all")
-        labels = (
-            [k[4].get(config.split.stratify_by) for k in rows_kept]
-            if config.split.stratify_by
-            else None
-        )
+        everything = kept.pop("all")
+        strata = everything.strata if config.split.stratify_by else None
         spec = config.split.model_copy(update={"sample_size": None})
-        for name, indices in split_indices(spec, len(rows_kept), labels).items():
-            kept[name] = [rows_kept[i] for i in indices]
+        for name, indices in split_indices(spec, len(everything), strata).items():
+            kept[name] = everything.select(indices)
     stats = StatsBuilder(label_column=config.label_column)
-    for name, rows_of_split in kept.items():
+    for name, rows in kept.items():
+        labels = rows.labels if config.label_column else None
         stats.add_lengths(
-            name,
-            [k[1] for k in rows_of_split],
-            [k[2] for k in rows_of_split],
-            [turns_of(k[0]) for k in rows_of_split],
-            [k[3] for k in rows_of_split],
-            [k[4].get(config.label_column) for k in rows_of_split] if config.label_column else None,
+            name, rows.prompt_tokens, rows.answer_tokens, rows.turns, rows.texts, labels
         )
-    splits = {
-        name: pa.Table.from_pylist([k[0] for k in rows_of_split])
-        for name, rows_of_split in kept.items()
-        if rows_of_split
-    }
+    splits = {name: path.table(rows.records) for name, rows in kept.items() if rows}
     return Processed(splits, report.finish(), stats.finish())
 
 
-Kept = tuple[dict[str, Any], int, int, str, dict[str, Any]]
+@dataclass
+class _Batch:
+    """A mapped batch of a group whose tokens are being counted."""
+
+    group: str
+    chunk: list[int]  # its rows' numbers
+    part: pa.Table  # its rows
+    mapped: Mapped
+    counted: Future[list[int]]  # its prompts' then its answers' tokens
 
 
-def _batch(
-    mapper: RowMapper,
+def _checked(
+    path: _RowByRow | FieldsMapper,
+    combined: pa.Table,
+    groups: dict[str, list[int]],
+    batch_rows: int,
     report: ReportBuilder,
     config: ProcessingConfig,
     count_tokens: TokenCounter,
-    chunk: list[int],
-    rows: list[dict[str, Any]],
-) -> list[Kept]:
-    """Map and check one batch; returns (record, prompt tokens, answer tokens, text, source row)
-    for each kept row."""
-    results = [mapper.map(row) for row in rows]
-    mapped = [(i, r.record) for i, r in enumerate(results) if r.record is not None]
-    texts = {i: texts_for_length(record) for i, record in mapped}
-    counts = iter(count_tokens([t for pair in texts.values() for t in pair]))
-    lengths = {i: (next(counts), next(counts)) for i in texts}
-    kept: list[Kept] = []
-    for i, (row, result) in enumerate(zip(rows, results, strict=True)):
-        problems = list(result.problems)
-        if result.record is not None:
-            problems += report.duplicate_problems(result.record)
-            size = sum(lengths[i])
+) -> Iterator[tuple[str, int, Kept]]:
+    """Every batch mapped and checked, in order: its group, its row count, what is kept of it.
+    A batch's tokens are counted in a thread (the tokenizer and Arrow release the GIL) while the
+    next batch is mapped."""
+    with ThreadPoolExecutor(max_workers=1) as counter:
+        waiting: _Batch | None = None
+        for group, indices in groups.items():
+            for chunk, part in _parts(combined, indices, batch_rows):
+                mapped = path.map(part)
+                texts = [*mapped.prompts, *mapped.answers]
+                batch = _Batch(group, chunk, part, mapped, counter.submit(count_tokens, texts))
+                if waiting is not None:
+                    yield waiting.group, len(waiting.chunk), _check(waiting, report, config)
+                waiting = batch
+        if waiting is not None:
+            yield waiting.group, len(waiting.chunk), _check(waiting, report, config)
+
+
+def _check(batch: _Batch, report: ReportBuilder, config: ProcessingConfig) -> Kept:
+    """Check a mapped batch for duplicates and length, report every row's problems, and return
+    what is kept of it."""
+    mapped, counts = batch.mapped, batch.counted.result()
+    prompt_tokens, answer_tokens = counts[: len(mapped.ok)], counts[len(mapped.ok) :]
+    slots = dict(zip(mapped.ok, range(len(mapped.ok)), strict=True))
+    keep: list[int] = []  # positions in `mapped.ok`
+    for i, found in enumerate(mapped.problems):
+        slot = slots.get(i)
+        problems = list(found)
+        if slot is not None:
+            problems += report.duplicate_of(*mapped.keys[slot])
+            size = prompt_tokens[slot] + answer_tokens[slot]
             if size > config.max_length:
                 problems.append(("too_long", f"{size} tokens > {config.max_length}"))
-        if report.add(chunk[i], problems, row) and result.record is not None:
-            kept.append((result.record, *lengths[i], "".join(texts[i]), row))
-    return kept
+        preview = mapped.preview(i) if problems and report.wants_example(problems) else None
+        if report.add(batch.chunk[i], problems, preview) and slot is not None:
+            keep.append(slot)
+    rows = [mapped.ok[slot] for slot in keep]
+
+    def values_of(column: str | None) -> list[Any]:
+        if column is None:
+            return []
+        values = column_values(batch.part, column)
+        return [values[i] for i in rows]
+
+    return Kept(
+        prompt_tokens=[prompt_tokens[slot] for slot in keep],
+        answer_tokens=[answer_tokens[slot] for slot in keep],
+        turns=[mapped.turns[slot] for slot in keep],
+        texts=[mapped.prompts[slot] + mapped.answers[slot] for slot in keep],
+        labels=values_of(config.label_column),
+        strata=values_of(config.split.stratify_by),
+        records={name: [values[slot] for slot in keep] for name, values in mapped.records.items()},
+    )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections import defaultdict
+from collections.abc import Hashable
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -55,10 +55,21 @@ class ValidationReport(BaseModel):
         return not self.problems
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, default=repr)
+_PREVIEW = json.JSONEncoder(ensure_ascii=False, default=repr)
+
+
+def normalised_text(text: str) -> str:
+    """`text` lower-cased, trimmed, and every run of whitespace made one space."""
+    if text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " ":
+        return text.lower()  # its only whitespace is single spaces between words: the usual case
+    return " ".join(text.lower().split())
+
+
 def _normalised(value: Any) -> Any:
-    """The value with every text lower-cased and its spaces collapsed."""
+    """The value with every text normalised (`normalised_text`)."""
     if isinstance(value, str):
-        return re.sub(r"\s+", " ", value.strip().lower())
+        return normalised_text(value)
     if isinstance(value, dict):
         return {k: _normalised(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -67,8 +78,13 @@ def _normalised(value: Any) -> Any:
 
 
 def _digest(value: Any) -> bytes:
-    text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=repr)
-    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+    return hashlib.blake2b(_CANONICAL.encode(value).encode(), digest_size=16).digest()
+
+
+def duplicate_keys(value: Any) -> tuple[bytes, bytes]:
+    """Keys under which `value` (a record, or part of one) is the same as another: exactly, and
+    once case and spaces are ignored. Equal keys mean equal canonical JSON."""
+    return _digest(value), _digest(_normalised(value))
 
 
 class ReportBuilder:
@@ -81,12 +97,16 @@ class ReportBuilder:
         self.rows_out = 0
         self._counts: dict[str, int] = defaultdict(int)
         self._examples: dict[str, list[ProblemExample]] = defaultdict(list)
-        self._seen: set[bytes] = set()
-        self._seen_normalised: set[bytes] = set()
+        self._seen: set[Hashable] = set()
+        self._seen_normalised: set[Hashable] = set()
 
     def duplicate_problems(self, record: dict[str, Any]) -> list[tuple[str, str]]:
         """Whether `record` repeats an earlier one (remembering it otherwise)."""
-        exact, loose = _digest(record), _digest(_normalised(record))
+        return self.duplicate_of(*duplicate_keys(record))
+
+    def duplicate_of(self, exact: Hashable, loose: Hashable) -> list[tuple[str, str]]:
+        """Whether a record with these keys (see `duplicate_keys`) repeats an earlier one
+        (remembering it otherwise). One run must key all its records the same way."""
         if exact in self._seen:
             return [("duplicate", "the same as an earlier row")]
         self._seen.add(exact)
@@ -95,17 +115,18 @@ class ReportBuilder:
         self._seen_normalised.add(loose)
         return []
 
+    def wants_example(self, problems: list[tuple[str, str]]) -> bool:
+        """Whether `add` would keep one of these problems as an example (and so show the row)."""
+        return any(len(self._examples.get(code, ())) < EXAMPLES for code, _ in problems)
+
     def add(self, row: int, problems: list[tuple[str, str]], preview: Any) -> bool:
-        """Record a row's problems; returns whether the row is kept."""
+        """Record a row's problems; returns whether the row is kept. `preview` (the row) is
+        only shown when `wants_example(problems)`."""
         self.rows_in += 1
         for code, detail in problems:
             self._counts[code] += 1
             if len(self._examples[code]) < EXAMPLES:
-                shown = (
-                    preview
-                    if isinstance(preview, str)
-                    else json.dumps(preview, ensure_ascii=False, default=repr)
-                )
+                shown = preview if isinstance(preview, str) else _PREVIEW.encode(preview)
                 self._examples[code].append(
                     ProblemExample(row=row, detail=detail, value=shown[:PREVIEW_CHARS])
                 )
