@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from tokenizers import Tokenizer
 
+from tuneforge.data.config import ProcessingConfig
 from tuneforge.data.conversation import Message, message
 from tuneforge.data.mapping import FieldSource, MappingSpec
 from tuneforge.data.process import process
@@ -44,7 +45,6 @@ from tuneforge.data.splits import SplitSpec
 from tuneforge.data.stats import PERCENTILES, TOP_LABELS, DatasetStats, histogram_width
 from tuneforge.models.chat_template import prompt_and_answer
 from tuneforge.models.tokenizer import count_tokens, gemma_tokenizer
-from tuneforge.schemas.datasets import ProcessingConfig
 from tuneforge.settings import Settings
 
 COMMON_WORDS = """

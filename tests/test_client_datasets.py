@@ -13,9 +13,9 @@ import pytest
 from tests.conftest import add_user
 from tests.server import running_server, server_env
 from tuneforge.client import ApiError, Client
+from tuneforge.data.config import ProcessingConfig
 from tuneforge.data.mapping import FieldSource, MappingSpec
 from tuneforge.data.splits import SplitSpec
-from tuneforge.schemas.datasets import ProcessingConfig
 from tuneforge.services.datasets import SYNC_ROWS
 from tuneforge.settings import Settings
 

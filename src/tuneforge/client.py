@@ -31,9 +31,10 @@ import httpx
 from pydantic import BaseModel
 
 from tuneforge import __version__
+from tuneforge.data.config import ProcessingConfig
 from tuneforge.data.mapping import MappingSpec
 from tuneforge.data.validation import ValidationReport
-from tuneforge.schemas.datasets import DatasetList, DatasetPublic, ProcessingConfig, RowsPage
+from tuneforge.schemas.datasets import DatasetList, DatasetPublic, RowsPage
 from tuneforge.schemas.jobs import JobEventPublic, JobList, JobPublic
 
 API_PREFIX = "/api/v1"

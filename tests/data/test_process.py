@@ -19,6 +19,7 @@ from tokenizers import Tokenizer
 
 from tests.models import models_cache_dir
 from tuneforge.data import fast_fields
+from tuneforge.data.config import ProcessingConfig
 from tuneforge.data.conversation import message
 from tuneforge.data.fast_fields import FieldsMapper
 from tuneforge.data.mapping import RowMapper
@@ -27,7 +28,6 @@ from tuneforge.data.readers import JSON_TEXT_METADATA
 from tuneforge.data.validation import normalised_text
 from tuneforge.models.chat_template import render
 from tuneforge.models.tokenizer import count_tokens, gemma_tokenizer
-from tuneforge.schemas.datasets import ProcessingConfig
 
 WORDS = ["alpha", "Beta", "GAMMA", "délta", "ΣΊΣΥΦΟΣ", "İstanbul", "naïve", "x", "42", "<b>"]
 SPACES = [" ", " ", " ", "  ", "\t", "\n", "\u00a0", "\u3000", " \n "]

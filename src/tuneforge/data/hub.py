@@ -15,8 +15,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from tuneforge.data.config import DatasetImport
 from tuneforge.data.limits import DEFAULT_LIMITS, DataFileError
-from tuneforge.schemas.datasets import DatasetImport
 
 
 @contextlib.contextmanager

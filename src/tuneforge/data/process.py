@@ -16,6 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from tuneforge.data.config import ProcessingConfig
 from tuneforge.data.conversation import Message
 from tuneforge.data.fast_fields import FieldsMapper, Mapped, column_values
 from tuneforge.data.fast_fields import records as records
@@ -24,7 +25,6 @@ from tuneforge.data.splits import SplitSpec, split_indices
 from tuneforge.data.stats import DatasetStats, StatsBuilder
 from tuneforge.data.validation import ReportBuilder, ValidationReport, duplicate_keys
 from tuneforge.models.chat_template import END_OF_TURN, prompt_and_answer, render, render_content
-from tuneforge.schemas.datasets import ProcessingConfig
 from tuneforge.services.errors import InvalidInput
 
 BATCH_ROWS = 2_000  # rows mapped at a time, row by row

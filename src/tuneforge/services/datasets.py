@@ -13,6 +13,7 @@ from typing import Any, BinaryIO
 from sqlalchemy.orm import Session
 
 from tuneforge.data import hub, parquet
+from tuneforge.data.config import DatasetImport, ProcessingConfig
 from tuneforge.data.formats import guess_mapping
 from tuneforge.data.limits import ParseLimits
 from tuneforge.data.mapping import ImageResolver, MappingSpec, RowMapper
@@ -22,7 +23,6 @@ from tuneforge.db.repositories.datasets import DatasetRepository
 from tuneforge.db.tables import Dataset, Job, User
 from tuneforge.jobs.status import JobStatus
 from tuneforge.models.chat_template import render
-from tuneforge.schemas.datasets import DatasetImport, ProcessingConfig
 from tuneforge.services.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore, artifact_prefix

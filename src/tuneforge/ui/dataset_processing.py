@@ -7,10 +7,10 @@ from collections.abc import Callable
 from nicegui import ui
 from pydantic import ValidationError
 
+from tuneforge.data.config import ProcessingConfig
 from tuneforge.data.mapping import MappingSpec
 from tuneforge.data.splits import SplitSpec
 from tuneforge.db.tables import Dataset, User
-from tuneforge.schemas.datasets import ProcessingConfig
 from tuneforge.services import datasets as service
 from tuneforge.ui.backend import call, reported, state
 from tuneforge.ui.dataset_fields import (

@@ -7,15 +7,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
 
 from tuneforge.api.deps import CurrentUser, SessionDep, SettingsDep, StoreDep
+from tuneforge.data.config import DatasetImport, ProcessingConfig
 from tuneforge.data.mapping import MappingSpec
 from tuneforge.data.validation import ValidationReport
-from tuneforge.schemas.datasets import (
-    DatasetImport,
-    DatasetList,
-    DatasetPublic,
-    ProcessingConfig,
-    RowsPage,
-)
+from tuneforge.schemas.datasets import DatasetList, DatasetPublic, RowsPage
 from tuneforge.services import datasets as service
 from tuneforge.services.errors import NotFound
 
