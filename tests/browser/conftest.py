@@ -52,7 +52,9 @@ def studio(make_settings: Callable[..., Settings]) -> Iterator[Studio]:
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed")
+        pytest.fail(
+            f"The browser tests drive Debian's chromium: apt-get install chromium ({CHROMIUM})."
+        )
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS

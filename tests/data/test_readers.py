@@ -114,10 +114,9 @@ _MEASURE = textwrap.dedent(
 )
 
 
-@pytest.fixture
-def linux() -> None:
-    if not Path("/proc/self/status").exists():
-        pytest.skip("peak memory is read from /proc (Linux)")
+LINUX_ONLY = pytest.mark.skipif(
+    not Path("/proc/self/status").exists(), reason="peak memory is read from /proc (Linux)"
+)
 
 
 def _peak_growth(warmup: Path, *paths: Path) -> dict[str, Any]:
@@ -133,7 +132,7 @@ def _peak_growth(warmup: Path, *paths: Path) -> dict[str, Any]:
     return result
 
 
-@pytest.mark.usefixtures("linux")
+@LINUX_ONLY
 def test_hostile_files_are_refused_in_bounded_memory(
     corpus: dict[str, HostileCase], write: Callable[[str, bytes | str], Path]
 ) -> None:
@@ -148,7 +147,7 @@ def test_hostile_files_are_refused_in_bounded_memory(
     assert measured["growth"] < 64 * MIB, size_text(measured["growth"])
 
 
-@pytest.mark.usefixtures("linux")
+@LINUX_ONLY
 def test_a_100mb_csv_reads_in_bounded_memory(
     tmp_path: Path, write: Callable[[str, bytes | str], Path]
 ) -> None:
