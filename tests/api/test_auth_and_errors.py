@@ -134,3 +134,35 @@ def test_openapi_describes_every_field(make_client) -> None:
         if "description" not in spec
     ]
     assert undescribed == []
+
+
+def test_upload_routes_take_large_bodies_and_only_they() -> None:
+    """The datasets endpoint and the web UI's upload widgets get the upload limit; not others."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient as StarletteClient
+
+    from tuneforge.api.app import UI_UPLOAD_PATTERNS
+    from tuneforge.api.limits import BodyLimit
+
+    async def echo(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(str(len(await request.body())))
+
+    inner = Starlette(routes=[Route("/{path:path}", echo, methods=["POST"])])
+    app = BodyLimit(
+        inner,
+        default=100,
+        upload=10_000,
+        upload_paths=frozenset({"/api/v1/datasets"}),
+        upload_patterns=UI_UPLOAD_PATTERNS,
+    )
+    client = StarletteClient(app)
+    body = b"x" * 5_000
+    widget = "/_nicegui/client/0b5c7a52-1b6d-4a55-8a43-7a1e0e1f3c9d/upload/12"
+    assert client.post("/api/v1/datasets", content=body).text == "5000"
+    assert client.post(widget, content=body).text == "5000"
+    assert client.post("/api/v1/jobs", content=body).status_code == 413
+    assert client.post(widget + "/x", content=body).status_code == 413  # whole-path match only
+    assert client.post("/api/v1/datasets", content=b"x" * 20_000).status_code == 413
