@@ -26,10 +26,10 @@ test: $(VENV)/.installed-dev  ## Set up and run the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests bench
 
 format: $(VENV)/.installed-dev
-	$(BIN)/ruff format src tests
+	$(BIN)/ruff format src tests bench
 
 types: $(VENV)/.installed-dev
 	$(BIN)/mypy
@@ -38,7 +38,7 @@ docs: $(VENV)/.installed-run  ## Regenerate the configuration reference
 	$(BIN)/tuneforge config-docs > docs/configuration.md
 
 check: lint types  ## Lint, format check, types, tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff format --check src tests bench
 	$(MAKE) test
 
 clean:
