@@ -36,7 +36,3 @@ def message(role: Role, text: str) -> Message:
 def text_of(msg: Message) -> str:
     """The message's text parts joined (images contribute nothing)."""
     return "".join(part.get("text", "") for part in msg["content"] if part["type"] == "text")
-
-
-def image_count(msg: Message) -> int:
-    return sum(1 for part in msg["content"] if part["type"] == "image")

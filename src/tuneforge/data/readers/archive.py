@@ -13,9 +13,10 @@ import re
 import struct
 import zipfile
 import zlib
+from abc import ABC, abstractmethod
 from collections.abc import Generator
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
 from tuneforge.data.limits import MIB, DataFileError, ParseLimits, size_text
 
@@ -38,7 +39,20 @@ def damaged(reason: object) -> DataFileError:
     )
 
 
-class SafeZip:
+class Closing(ABC):
+    """`with` support for anything that has a `close()`."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SafeZip(Closing):
     """A ZIP archive whose directory passed the limits. `members` maps each file's name (with
     "/" separators) to its entry; directories are left out."""
 
@@ -63,17 +77,6 @@ class SafeZip:
             raise
         self._decompressed = 0
         self._sizes: dict[str, int] = {}
-
-    def __enter__(self) -> SafeZip:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         self._zip.close()

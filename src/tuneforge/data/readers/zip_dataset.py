@@ -14,13 +14,12 @@ import posixpath
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from types import TracebackType
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from tuneforge.data.limits import DataFileError, ParseLimits, size_text
-from tuneforge.data.readers.archive import SafeZip
+from tuneforge.data.readers.archive import Closing, SafeZip
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
 METADATA_SUFFIXES = frozenset({".csv", ".tsv", ".json", ".jsonl", ".ndjson", ".parquet"})
@@ -31,7 +30,7 @@ _JUNK_NAMES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
 ReadMember = Callable[[Path, str], tuple[pa.Table, list[str]]]
 
 
-class ArchiveImages:
+class ArchiveImages(Closing):
     """The images of a ZIP dataset, read from the archive when asked for.
 
     Reads open the archive at `path` once (keep the file until done) and return at most
@@ -70,17 +69,6 @@ class ArchiveImages:
         if self._zip is not None:
             self._zip.close()
             self._zip = None
-
-    def __enter__(self) -> ArchiveImages:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def resolve(reference: str, names: frozenset[str], base: str) -> str | None:
