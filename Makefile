@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# The PyTorch build to install (a CUDA machine may want another, e.g. TORCH=torch).
+TORCH ?= torch==2.13.0
 
 .PHONY: run test check lint format types docs clean
 
@@ -12,11 +14,11 @@ $(BIN)/python:
 
 # Stamps re-install when pyproject.toml changes.
 $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet '$(TORCH)' -e .
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet '$(TORCH)' -e '.[dev]'
 	touch $@ $(VENV)/.installed-run
 
 run: $(VENV)/.installed-run  ## Set up and start the studio on http://127.0.0.1:7860

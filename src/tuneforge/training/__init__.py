@@ -1,0 +1,1 @@
+"""Fine-tuning: specs, recipes, components, presets, estimates."""

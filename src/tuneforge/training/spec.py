@@ -1,0 +1,314 @@
+"""What a training run does, as one typed spec per trainer (a discriminated union on `trainer`).
+
+The fields carry descriptions, bounds and defaults: the REST schema, the UI form with its help
+texts, the CLI's YAML configs and the presets all come from these models. Fields are grouped (the
+`group` key of their JSON schema) so forms can lay them out in sections. `dpo`, `orpo` and `grpo`
+specs join the union later as further subclasses of `TrainingBase`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+
+Method = Literal["lora", "qlora", "full"]
+Precision = Literal["auto", "bf16", "fp16", "fp32"]
+Scheduler = Literal["linear", "cosine", "constant"]
+Tracker = Literal["wandb", "mlflow"]
+
+MAX_SAMPLE_PROMPTS = 5
+MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,99}")
+
+
+def _group(name: str) -> dict[str, Any]:
+    return {"group": name}
+
+
+class TrainingBase(BaseModel):
+    """Settings every trainer shares: what to train, how hard, and how to report."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # -- what ----------------------------------------------------------------------------------
+    name: str | None = Field(
+        default=None,
+        max_length=200,
+        description="A name for the run and the model it makes (default: model + dataset + date).",
+        json_schema_extra=_group("run"),
+    )
+    base_model: str = Field(
+        min_length=1,
+        max_length=300,
+        description="The model to fine-tune: a catalog id such as `gemma-3-270m`.",
+        json_schema_extra=_group("run"),
+    )
+    dataset_id: str = Field(
+        min_length=1,
+        max_length=64,
+        description="The processed dataset to learn from (its `train` split; `test` for evaluation).",
+        json_schema_extra=_group("run"),
+    )
+    method: Method = Field(
+        default="lora",
+        description="`lora` trains small adapter matrices beside the frozen model (fast, small "
+        "files); `qlora` does the same over a 4-bit base (least memory; needs a CUDA GPU); `full` "
+        "updates every weight (most memory, rarely better for small data).",
+        json_schema_extra=_group("run"),
+    )
+
+    # -- optimisation --------------------------------------------------------------------------
+    learning_rate: float = Field(
+        default=2e-4,
+        gt=0,
+        le=1,
+        description="Step size of the AdamW optimizer at its peak. LoRA likes 1e-4 to 3e-4; full "
+        "fine-tuning 1e-5 to 5e-5. Too high makes the loss jump; too low learns nothing.",
+        json_schema_extra=_group("optimisation"),
+    )
+    epochs: float = Field(
+        default=3,
+        gt=0,
+        le=100,
+        description="Passes over the training split (fractions allowed). Ignored when max steps "
+        "is set.",
+        json_schema_extra=_group("optimisation"),
+    )
+    max_steps: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000_000,
+        description="Stop after this many optimizer steps, whatever the epochs say.",
+        json_schema_extra=_group("optimisation"),
+    )
+    batch_size: int = Field(
+        default=4,
+        ge=1,
+        le=1024,
+        description="Examples per forward pass. More uses more memory and is faster per example.",
+        json_schema_extra=_group("optimisation"),
+    )
+    gradient_accumulation: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description="Forward passes summed into one optimizer step: the effective batch is batch "
+        "size x accumulation, at the memory cost of one batch.",
+        json_schema_extra=_group("optimisation"),
+    )
+    max_length: int = Field(
+        default=1024,
+        ge=16,
+        le=131_072,
+        description="Longest example in tokens; longer ones are cut at the end. Memory grows with "
+        "it, so set it near your data's 95th percentile.",
+        json_schema_extra=_group("optimisation"),
+    )
+    scheduler: Scheduler = Field(
+        default="cosine",
+        description="How the learning rate moves after warmup: `cosine` decays smoothly to zero, "
+        "`linear` decays in a straight line, `constant` stays at the peak.",
+        json_schema_extra=_group("optimisation"),
+    )
+    warmup_ratio: float = Field(
+        default=0.03,
+        ge=0,
+        le=0.5,
+        description="Fraction of the steps over which the learning rate climbs from zero to its "
+        "peak, which steadies the first updates.",
+        json_schema_extra=_group("optimisation"),
+    )
+    weight_decay: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="AdamW weight decay: pulls trained weights towards zero to curb overfitting.",
+        json_schema_extra=_group("optimisation"),
+    )
+    max_grad_norm: float = Field(
+        default=1.0,
+        ge=0,
+        le=1000,
+        description="Clip the gradient to this norm before each step (0 turns clipping off).",
+        json_schema_extra=_group("optimisation"),
+    )
+    seed: int = Field(
+        default=42,
+        ge=0,
+        le=2**31 - 1,
+        description="Seeds data order, adapter initialisation and dropout: same seed, same run.",
+        json_schema_extra=_group("optimisation"),
+    )
+
+    # -- LoRA ----------------------------------------------------------------------------------
+    lora_r: int = Field(
+        default=16,
+        ge=1,
+        le=1024,
+        description="LoRA rank: the width of the adapter matrices. 8-32 suits most tasks; higher "
+        "learns more and costs more.",
+        json_schema_extra=_group("lora"),
+    )
+    lora_alpha: float = Field(
+        default=32,
+        gt=0,
+        le=4096,
+        description="LoRA scaling: updates are multiplied by alpha / rank (by alpha / sqrt(rank) "
+        "with rsLoRA). Twice the rank is a good start.",
+        json_schema_extra=_group("lora"),
+    )
+    lora_dropout: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="Dropout on the adapter's input; 0.05-0.1 can help small datasets overfit less.",
+        json_schema_extra=_group("lora"),
+    )
+    lora_target_modules: list[str] = Field(
+        default_factory=lambda: ["all-linear"],
+        min_length=1,
+        max_length=64,
+        description="Which layers get adapters: `all-linear` (every linear layer but the output "
+        "head, the best default) or module names such as `q_proj`, `v_proj`.",
+        json_schema_extra=_group("lora"),
+    )
+    use_rslora: bool = Field(
+        default=False,
+        description="Rank-stabilised LoRA: scale by alpha / sqrt(rank), which keeps high ranks "
+        "learning.",
+        json_schema_extra=_group("lora"),
+    )
+
+    # -- hardware ------------------------------------------------------------------------------
+    precision: Precision = Field(
+        default="auto",
+        description="Number format for the frozen weights and the arithmetic. `auto` picks bf16 "
+        "where the CPU or GPU supports it, else fp16 on GPUs and fp32 on CPUs. Trained weights "
+        "always stay in fp32.",
+        json_schema_extra=_group("hardware"),
+    )
+    gradient_checkpointing: bool = Field(
+        default=False,
+        description="Recompute activations in the backward pass instead of keeping them: about a "
+        "third slower, much less memory for long examples.",
+        json_schema_extra=_group("hardware"),
+    )
+    use_unsloth: bool = Field(
+        default=True,
+        description="On a CUDA GPU with Unsloth installed, use its faster kernels (ignored "
+        "elsewhere).",
+        json_schema_extra=_group("hardware"),
+    )
+
+    # -- evaluation and checkpoints ------------------------------------------------------------
+    eval_every: int = Field(
+        default=0,
+        ge=0,
+        le=10_000_000,
+        description="Evaluate on the test split every this many steps (0: only at the end). "
+        "Each evaluation reports loss, perplexity, token accuracy and the sample answers.",
+        json_schema_extra=_group("evaluation"),
+    )
+    eval_max_examples: int = Field(
+        default=200,
+        ge=1,
+        le=100_000,
+        description="Evaluate on at most this many test examples (the same ones every time).",
+        json_schema_extra=_group("evaluation"),
+    )
+    sample_prompts: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_SAMPLE_PROMPTS,
+        description="Up to 5 prompts the model answers at each evaluation, so you can read how "
+        "it changes (empty: the first prompts of the test split).",
+        json_schema_extra=_group("evaluation"),
+    )
+    sample_max_new_tokens: int = Field(
+        default=64,
+        ge=1,
+        le=2048,
+        description="Longest sample answer, in tokens.",
+        json_schema_extra=_group("evaluation"),
+    )
+    early_stopping_patience: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="Stop when the evaluation loss has not improved for this many evaluations "
+        "(empty: never stop early).",
+        json_schema_extra=_group("evaluation"),
+    )
+    checkpoint_every: int = Field(
+        default=100,
+        ge=1,
+        le=10_000_000,
+        description="Save a resumable checkpoint every this many steps (one is also saved when "
+        "you cancel).",
+        json_schema_extra=_group("evaluation"),
+    )
+    keep_checkpoints: int = Field(
+        default=2,
+        ge=1,
+        le=100,
+        description="Keep only the newest this many checkpoints.",
+        json_schema_extra=_group("evaluation"),
+    )
+    tracking: list[Tracker] = Field(
+        default_factory=list,
+        max_length=2,
+        description="Also log to Weights & Biases or MLflow (keys from your stored secrets). "
+        "TensorBoard logs are always written with the run.",
+        json_schema_extra=_group("evaluation"),
+    )
+
+    @field_validator("sample_prompts")
+    @classmethod
+    def _prompts(cls, prompts: list[str]) -> list[str]:
+        cleaned = [p.strip() for p in prompts if p.strip()]
+        if any(len(p) > 4000 for p in cleaned):
+            raise ValueError("a sample prompt is longer than 4000 characters")
+        return cleaned
+
+    @field_validator("lora_target_modules")
+    @classmethod
+    def _targets(cls, targets: list[str]) -> list[str]:
+        for target in targets:
+            if not MODULE_NAME.fullmatch(target):
+                raise ValueError(f"{target!r} is not a module name")
+        return targets
+
+    @property
+    def effective_batch(self) -> int:
+        return self.batch_size * self.gradient_accumulation
+
+
+class SFTSpec(TrainingBase):
+    """Supervised fine-tuning: learn to answer like the dataset's conversations."""
+
+    trainer: Literal["sft"] = Field(
+        default="sft",
+        description="`sft`: supervised fine-tuning on conversations (prompt -> answer).",
+        json_schema_extra=_group("run"),
+    )
+    packing: bool = Field(
+        default=True,
+        description="Put several examples in one sequence with no padding (each still sees only "
+        "itself): the same result, faster.",
+        json_schema_extra=_group("optimisation"),
+    )
+    assistant_only_loss: bool = Field(
+        default=True,
+        description="Learn only from the answers (the model's turns), not from the prompts.",
+        json_schema_extra=_group("optimisation"),
+    )
+
+
+def _trainer(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("trainer", "sft"))
+    return str(getattr(value, "trainer", "sft"))
+
+
+#: Every trainer's spec; the `trainer` field chooses (default `sft`).
+TrainingSpec = Annotated[Union[Annotated[SFTSpec, Tag("sft")]], Discriminator(_trainer)]  # noqa: UP007
