@@ -13,6 +13,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -279,6 +280,38 @@ def watch(ctx: typer.Context, job_id: JobId) -> None:
         job = client.get_job(job_id)
     typer.echo(f"Job {job.id} {job.status}" + (f": {job.error}" if job.error else "."))
     raise typer.Exit(0 if job.status == "succeeded" else 1)
+
+
+# -- headless training ----------------------------------------------------------------------------
+@app.command()
+def train(
+    config: Annotated[
+        Path,
+        typer.Argument(
+            help="A YAML training spec (a preset is a good start) with `data:`, a data file.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ],
+    output: Annotated[
+        Path, typer.Option(help="Where checkpoints, TensorBoard logs and the model go.")
+    ] = Path("tuneforge-run"),
+) -> None:
+    """Fine-tune on a local data file without a server (Ctrl-C saves a checkpoint; the same
+    command again resumes from it)."""
+    from tuneforge.jobs.context import JobCancelled
+    from tuneforge.services.errors import DomainError
+    from tuneforge.training.local_run import run_local
+
+    try:
+        outcome = run_local(config, output, _load_settings())
+    except DomainError as exc:
+        fail(exc.message)
+    except JobCancelled as exc:
+        fail(f"Stopped: {exc}.", code=130)
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in outcome.metrics.items())
+    typer.echo(f"Trained {outcome.steps} steps ({outcome.epochs:.2f} epochs): {shown}")
+    typer.echo(f"Model ({outcome.kind}) saved in {outcome.output}")
 
 
 # -- docs -----------------------------------------------------------------------------------------

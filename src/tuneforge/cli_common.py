@@ -106,6 +106,10 @@ def describe_event(event: dict[str, Any]) -> str:
         tag, text = f"{data['progress']:.0%}", data.get("message") or ""
     elif tag == "metric":
         text = f"step {data['step']}: " + " ".join(f"{k}={v:g}" for k, v in data["values"].items())
+    elif tag == "samples":
+        text = f"step {data['step']}: " + " | ".join(
+            f"{item['prompt'][:40]!r} -> {item['answer'][:60]!r}" for item in data["items"]
+        )
     elif tag == "log":
         tag, text = data["level"], data["message"]
     elif tag == "artifact":

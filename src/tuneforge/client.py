@@ -14,6 +14,11 @@
         processed = tf.wait_dataset(processed.id)   # large data is processed in a job
         print(tf.dataset_report(processed.id).rows_out)
 
+        spec = {"base_model": "gemma-3-270m", "dataset_id": processed.id, "max_steps": 100}
+        print(tf.estimate(spec).estimate.duration_seconds)   # before launching
+        run = tf.wait(tf.train(spec).id)                      # live: tf.events(run.id)
+        print(tf.metrics(run.id).series["loss"][-1], run.result["model_id"])
+
 Failures the server reports raise `ApiError`; a server that cannot be reached raises the
 underlying `httpx.TransportError`. The client speaks HTTP only: it never imports the server.
 """
@@ -36,6 +41,8 @@ from tuneforge.data.mapping import MappingSpec
 from tuneforge.data.validation import ValidationReport
 from tuneforge.schemas.datasets import DatasetList, DatasetPublic, RowsPage
 from tuneforge.schemas.jobs import JobEventPublic, JobList, JobPublic
+from tuneforge.schemas.models import ModelList, ModelPublic
+from tuneforge.schemas.trainings import Comparison, EstimatePublic, RunMetrics
 
 API_PREFIX = "/api/v1"
 DEFAULT_URL = "http://127.0.0.1:7860"
@@ -358,6 +365,68 @@ class Client:
         """A processed dataset's statistics (rows per split, token lengths, ...)."""
         stats: dict[str, Any] = self._call("GET", f"/datasets/{dataset_id}/stats")
         return stats
+
+    # -- training ----------------------------------------------------------------------------------
+    def train(self, spec: dict[str, Any] | BaseModel) -> JobPublic:
+        """Launch a training run (a `train` job); refused with a message saying what to change
+        when it cannot fit this machine."""
+        return self.create_job("train", _body(spec))
+
+    def resume(self, job_id: str) -> JobPublic:
+        """Queue a failed or cancelled run again; it continues from its newest checkpoint."""
+        return JobPublic.model_validate(self._call("POST", f"/jobs/{job_id}/resume"))
+
+    def clone(self, job_id: str, **changes: Any) -> JobPublic:
+        """Launch a new run with another run's settings, changed by `changes`."""
+        spec = {**self.get_job(job_id).spec, **changes}
+        return self.train(spec)
+
+    def metrics(self, job_id: str) -> RunMetrics:
+        """A run's metric series (`[step, value]` points) and sample generations."""
+        return RunMetrics.model_validate(self._call("GET", f"/jobs/{job_id}/metrics"))
+
+    def compare(self, job_ids: list[str]) -> Comparison:
+        """Runs side by side: their curves and the settings in which they differ."""
+        return Comparison.model_validate(
+            self._call("GET", "/trainings/compare", params={"ids": job_ids})
+        )
+
+    def estimate(self, spec: dict[str, Any] | BaseModel) -> EstimatePublic:
+        """Memory, duration and recommendations for a run, without launching it."""
+        return EstimatePublic.model_validate(
+            self._call("POST", "/trainings/estimate", json=_body(spec))
+        )
+
+    def recommendations(self, dataset_id: str, base_model: str) -> list[dict[str, Any]]:
+        """Suggested settings for a dataset and model, each with its reason."""
+        params = {"dataset_id": dataset_id, "base_model": base_model}
+        found: list[dict[str, Any]] = self._call("GET", "/trainings/recommendations", params=params)
+        return found
+
+    def catalog(self) -> list[dict[str, Any]]:
+        """The models that can be fine-tuned."""
+        entries: list[dict[str, Any]] = self._call("GET", "/catalog")
+        return entries
+
+    def presets(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self._call("GET", "/trainings/presets")
+        return found
+
+    def preset(self, preset_id: str) -> dict[str, Any]:
+        """A preset's settings (a spec without `dataset_id`)."""
+        values: dict[str, Any] = self._call("GET", f"/trainings/presets/{preset_id}")
+        return values
+
+    # -- models ------------------------------------------------------------------------------------
+    def list_models(self, offset: int = 0, limit: int = 50) -> ModelList:
+        params = {"offset": offset, "limit": limit}
+        return ModelList.model_validate(self._call("GET", "/models", params=params))
+
+    def get_model(self, model_id: str) -> ModelPublic:
+        return ModelPublic.model_validate(self._call("GET", f"/models/{model_id}"))
+
+    def delete_model(self, model_id: str) -> None:
+        self._call("DELETE", f"/models/{model_id}")
 
 
 def _body(value: dict[str, Any] | BaseModel) -> dict[str, Any]:

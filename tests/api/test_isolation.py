@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import add_user, bearer
+from tuneforge.db.session import make_engine, make_sessionmaker, transaction
+from tuneforge.db.tables import Model
 
 MISSING = "0" * 32
 MAPPING = {"user": {"column": "question"}, "assistant": {"column": "answer"}}
@@ -32,7 +34,20 @@ ROUTES: dict[tuple[str, str], dict[str, object] | None] = {
     ("POST", "/api/v1/datasets/{dataset_id}/process"): {"mapping": MAPPING},
     ("GET", "/api/v1/datasets/{dataset_id}/report"): None,
     ("GET", "/api/v1/datasets/{dataset_id}/stats"): None,
+    ("POST", "/api/v1/jobs/{job_id}/resume"): None,
+    ("GET", "/api/v1/jobs/{job_id}/metrics"): None,
+    ("GET", "/api/v1/models"): None,
+    ("GET", "/api/v1/models/{model_id}"): None,
+    ("DELETE", "/api/v1/models/{model_id}"): None,
+    ("GET", "/api/v1/catalog"): None,
+    ("POST", "/api/v1/trainings/estimate"): {"base_model": "tiny-random-gemma3", "dataset_id": "x"},
+    ("GET", "/api/v1/trainings/recommendations"): None,
+    ("GET", "/api/v1/trainings/compare"): None,
+    ("GET", "/api/v1/trainings/presets"): None,
+    ("GET", "/api/v1/trainings/presets/{preset_id}"): None,
 }
+# Routes with an id of something nobody owns (the same for everyone).
+SHARED = {("GET", "/api/v1/trainings/presets/{preset_id}")}
 UPLOADS = {("POST", "/api/v1/datasets")}
 CSV = b"question,answer\nWhat is 2+2?,4\nCapital of France?,Paris\n"
 
@@ -45,7 +60,7 @@ def send(
     headers: dict[str, str] | None = None,
 ):
     """Call an endpoint (`route` with its ids filled in) with a valid body for it."""
-    path = route.format(**(ids or {}))
+    path = route.format(**(ids or {}), preset_id="gemma-3-270m_lora")
     if (method, route) in UPLOADS:
         return client.post(path, files={"file": ("qa.csv", CSV, "text/csv")}, headers=headers)
     return client.request(method, path, json=ROUTES[(method, route)], headers=headers)
@@ -67,8 +82,28 @@ def world(make_client, settings):
         "job_id": job.json()["id"],
         "token_id": token.json()["id"],
         "dataset_id": dataset.json()["id"],
+        "model_id": _model(settings, job.json()["owner_id"], job.json()["id"]),
     }
     return client, alice, bob, ids
+
+
+def _model(settings, owner_id: str, job_id: str) -> str:
+    """A model record (as a training run leaves it), without training one."""
+    factory = make_sessionmaker(make_engine(settings.resolved_database_url))
+    with transaction(factory) as session:
+        model = Model(
+            owner_id=owner_id,
+            name="m",
+            base_model="tiny-random-gemma3",
+            kind="adapter",
+            job_id=job_id,
+            spec={},
+            metrics={},
+            artifact_key=f"{owner_id}/train/{job_id}/model",
+        )
+        session.add(model)
+        session.flush()
+        return model.id
 
 
 def test_the_table_covers_every_endpoint(make_client) -> None:
@@ -87,7 +122,7 @@ def test_no_token_is_401(world, method: str, path: str) -> None:
     assert bad.status_code == 401
 
 
-@pytest.mark.parametrize(("method", "path"), [r for r in ROUTES if "{" in r[1]])
+@pytest.mark.parametrize(("method", "path"), [r for r in ROUTES if "{" in r[1] and r not in SHARED])
 def test_another_users_id_is_404_like_a_missing_one(world, method: str, path: str) -> None:
     client, alice, bob, ids = world
     foreign = send(client, method, path, ids, bob)
@@ -103,6 +138,7 @@ def test_another_users_id_is_404_like_a_missing_one(world, method: str, path: st
     assert client.get(f"/api/v1/jobs/{ids['job_id']}", headers=alice).status_code == 200
     assert ids["token_id"] in client.get("/api/v1/tokens", headers=alice).text
     assert client.get(f"/api/v1/datasets/{ids['dataset_id']}", headers=alice).status_code == 200
+    assert client.get(f"/api/v1/models/{ids['model_id']}", headers=alice).status_code == 200
 
 
 def test_lists_show_only_ones_own(world) -> None:
@@ -114,6 +150,8 @@ def test_lists_show_only_ones_own(world) -> None:
     assert ids["token_id"] not in client.get("/api/v1/tokens", headers=bob).text
     assert client.get("/api/v1/datasets", headers=bob).json() == {"items": [], "total": 0}
     assert client.get("/api/v1/datasets", headers=alice).json()["total"] == 1
+    assert client.get("/api/v1/models", headers=bob).json() == {"items": [], "total": 0}
+    assert client.get("/api/v1/models", headers=alice).json()["total"] == 1
 
 
 def test_admins_see_everyones_jobs(world, settings) -> None:

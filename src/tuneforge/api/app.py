@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from tuneforge import __version__
 from tuneforge.api import errors
 from tuneforge.api.limits import BodyLimit
-from tuneforge.api.routes import auth, datasets, health, jobs
+from tuneforge.api.routes import auth, datasets, health, jobs, models, trainings
 from tuneforge.db.session import make_engine, make_sessionmaker, migrate, transaction
 from tuneforge.jobs.runner import LocalRunner
 from tuneforge.services import accounts
@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None, *, ui: bool = True) -> FastAPI:
     app.state.signer = SessionSigner(settings.session_secret, settings.session_max_age)
     app.state.limiter = LoginLimiter(settings.login_attempts_per_minute)
     errors.install(app)
-    for module in (health, auth, jobs, datasets):
+    for module in (health, auth, jobs, datasets, models, trainings):
         app.include_router(module.router, prefix=API_PREFIX)
 
     @app.api_route(

@@ -61,6 +61,10 @@ class JobContext:
         """Record several series at the same step."""
         self._event("metric", {"step": step, "values": {k: float(v) for k, v in values.items()}})
 
+    def samples(self, step: int, items: list[dict[str, str]]) -> None:
+        """Record generated answers (`prompt`, `answer`, optional `reference`) at `step`."""
+        self._event("samples", {"step": step, "items": items})
+
     def log(self, message: str, level: str = "info") -> None:
         self._event("log", {"level": level, "message": message})
 

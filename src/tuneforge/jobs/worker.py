@@ -67,7 +67,7 @@ def run(job_id: str, settings: Settings, terminate: threading.Event) -> JobStatu
     target, fields = JobStatus.SUCCEEDED, {}
     try:
         kind = KINDS[job.kind]
-        spec = kind.spec.model_validate(job.spec)
+        spec = kind.validate(job.spec)
         outcome = _load(kind.worker)(spec, ctx)
         if isinstance(outcome, BaseModel):
             outcome = outcome.model_dump(mode="json")

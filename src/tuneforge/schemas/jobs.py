@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tuneforge.jobs.status import JobStatus
+from tuneforge.training.spec import TrainingSpec
 
 
 class DiagnosticSpec(BaseModel):
@@ -37,7 +38,12 @@ class DiagnosticJobCreate(BaseModel):
     spec: DiagnosticSpec = Field(default_factory=DiagnosticSpec, description="How it runs.")
 
 
-JobCreate = Annotated[DiagnosticJobCreate, Field(discriminator="kind")]
+class TrainJobCreate(BaseModel):
+    kind: Literal["train"] = Field(description="Fine-tunes a model on a processed dataset.")
+    spec: TrainingSpec = Field(description="What to train and how (`trainer` chooses: `sft`).")
+
+
+JobCreate = Annotated[DiagnosticJobCreate | TrainJobCreate, Field(discriminator="kind")]
 
 
 class JobPublic(BaseModel):
@@ -69,7 +75,7 @@ class JobEventPublic(BaseModel):
 
     id: int = Field(description="Increasing event id; resume a stream after it.")
     job_id: str = Field(description="The job that reported the event.")
-    type: Literal["status", "progress", "metric", "log", "artifact"] = Field(
+    type: Literal["status", "progress", "metric", "samples", "log", "artifact"] = Field(
         description="What kind of report this is."
     )
     data: dict[str, Any] = Field(description="The report itself.")

@@ -283,6 +283,15 @@ def rendered_example(record: dict[str, Any]) -> str:
     return str(record["text"])
 
 
+def processed_records(store: ArtifactStore, dataset: Dataset, split: str) -> list[dict[str, Any]]:
+    """Every row of a processed dataset's split, as records (empty if it has no such split)."""
+    if split not in dataset.splits:
+        return []
+    table = parquet.read_split(store, parquet.split_key(_prefix(dataset), "processed", split))
+    rows: list[dict[str, Any]] = table.to_pylist()
+    return rows
+
+
 def _raw(session: Session, user: User, dataset_id: str) -> Dataset:
     dataset = get_dataset(session, user, dataset_id)
     if dataset.kind != "raw":

@@ -47,7 +47,7 @@ class TrainingBase(BaseModel):
     dataset_id: str = Field(
         min_length=1,
         max_length=64,
-        description="The processed dataset to learn from (its `train` split; `test` for evaluation).",
+        description="The processed dataset to learn from (its `train` split; `test` evaluates).",
         json_schema_extra=_group("run"),
     )
     method: Method = Field(
@@ -162,7 +162,7 @@ class TrainingBase(BaseModel):
         default=0.0,
         ge=0,
         lt=1,
-        description="Dropout on the adapter's input; 0.05-0.1 can help small datasets overfit less.",
+        description="Dropout on the adapter input; 0.05-0.1 can help small datasets overfit less.",
         json_schema_extra=_group("lora"),
     )
     lora_target_modules: list[str] = Field(

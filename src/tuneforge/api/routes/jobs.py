@@ -11,11 +11,13 @@ from fastapi import APIRouter, Header, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from tuneforge.api.deps import CurrentUser, SessionDep, StoreDep
+from tuneforge.api.deps import CurrentUser, SessionDep, SettingsDep, StoreDep
 from tuneforge.db.session import transaction
 from tuneforge.jobs.status import TERMINAL, JobStatus
 from tuneforge.schemas.jobs import JobCreate, JobEventPublic, JobList, JobPublic
+from tuneforge.schemas.trainings import RunMetrics
 from tuneforge.services import jobs as service
+from tuneforge.services import training
 from tuneforge.services.errors import NotFound
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -23,8 +25,10 @@ KEEPALIVE_SECONDS = 15.0
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=JobPublic)
-def create_job(body: JobCreate, session: SessionDep, user: CurrentUser) -> JobPublic:
-    return JobPublic.model_validate(service.create_job(session, user, body))
+def create_job(
+    body: JobCreate, session: SessionDep, settings: SettingsDep, user: CurrentUser
+) -> JobPublic:
+    return JobPublic.model_validate(service.create_job(session, user, body, settings))
 
 
 @router.get("", response_model=JobList)
@@ -52,6 +56,18 @@ def cancel_job(job_id: str, session: SessionDep, user: CurrentUser) -> JobPublic
     return JobPublic.model_validate(service.cancel_job(session, user, job_id))
 
 
+@router.post("/{job_id}/resume", response_model=JobPublic)
+def resume_job(job_id: str, session: SessionDep, user: CurrentUser) -> JobPublic:
+    """Queue a failed or cancelled training run again, from its newest checkpoint."""
+    return JobPublic.model_validate(training.resume(session, user, job_id))
+
+
+@router.get("/{job_id}/metrics", response_model=RunMetrics)
+def job_metrics(job_id: str, session: SessionDep, user: CurrentUser) -> RunMetrics:
+    """A training run's metric series and sample generations."""
+    return RunMetrics.model_validate(training.metrics(session, user, job_id))
+
+
 @router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_job(job_id: str, session: SessionDep, store: StoreDep, user: CurrentUser) -> None:
     service.delete_job(session, store, user, job_id)
@@ -67,7 +83,7 @@ def _sse(event: JobEventPublic) -> str:
     responses={
         200: {
             "content": {"text/event-stream": {}},
-            "description": "Server-Sent Events: `status`, `progress`, `metric`, `log`, "
+            "description": "Server-Sent Events: `status`, `progress`, `metric`, `samples`, `log`, "
             "`artifact`, and a final `end` once the job has finished.",
         }
     },

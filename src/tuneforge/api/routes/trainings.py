@@ -1,0 +1,66 @@
+"""Training runs: estimates and recommendations before launch, comparisons after; the catalog
+of models and the presets. Runs themselves are jobs (`POST /jobs` with kind `train`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from tuneforge.api.deps import CurrentUser, SessionDep, SettingsDep
+from tuneforge.models.catalog import CatalogEntry, load_catalog
+from tuneforge.schemas.trainings import Comparison, EstimatePublic
+from tuneforge.services import training as service
+from tuneforge.training import presets
+from tuneforge.training.presets import PresetInfo
+from tuneforge.training.recommend import Recommendation
+from tuneforge.training.spec import TrainingSpec
+
+router = APIRouter(tags=["trainings"])
+
+
+@router.get("/catalog", response_model=list[CatalogEntry])
+def list_catalog(settings: SettingsDep, user: CurrentUser) -> list[CatalogEntry]:
+    return load_catalog(settings.catalog_file).models
+
+
+@router.post("/trainings/estimate", response_model=EstimatePublic)
+def estimate(
+    spec: TrainingSpec, session: SessionDep, settings: SettingsDep, user: CurrentUser
+) -> EstimatePublic:
+    return EstimatePublic(
+        estimate=service.estimate_run(session, user, settings, spec),
+        recommendations=service.recommendations(
+            session, user, settings, spec.dataset_id, spec.base_model
+        ),
+    )
+
+
+@router.get("/trainings/recommendations", response_model=list[Recommendation])
+def recommendations(
+    session: SessionDep,
+    settings: SettingsDep,
+    user: CurrentUser,
+    dataset_id: Annotated[str, Query(description="The processed dataset to train on.")],
+    base_model: Annotated[str, Query(description="The catalog model to fine-tune.")],
+) -> list[Recommendation]:
+    return service.recommendations(session, user, settings, dataset_id, base_model)
+
+
+@router.get("/trainings/compare", response_model=Comparison)
+def compare(
+    session: SessionDep,
+    user: CurrentUser,
+    ids: Annotated[list[str], Query(description="The training runs (job ids), 2 to 8.")],
+) -> Comparison:
+    return Comparison.model_validate(service.compare(session, user, ids))
+
+
+@router.get("/trainings/presets", response_model=list[PresetInfo])
+def list_presets(user: CurrentUser) -> list[PresetInfo]:
+    return presets.list_presets()
+
+
+@router.get("/trainings/presets/{preset_id}", response_model=dict[str, Any])
+def get_preset(preset_id: str, user: CurrentUser) -> dict[str, Any]:
+    return presets.load_preset(preset_id)

@@ -1,0 +1,144 @@
+"""The `train` job: fine-tunes a catalog model on a processed dataset and records the Model.
+
+Checkpoints go to the artifact store under the job's prefix (`checkpoints/step-N/`, the newest
+K kept), so a resumed job, wherever it runs, continues from the newest complete one. The finished
+model is uploaded under `model/`, the TensorBoard logs under `tensorboard/`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from tuneforge.db.tables import Dataset, Model, User
+from tuneforge.hardware import detect_hardware
+from tuneforge.jobs.context import JobContext
+from tuneforge.models.loading import resolve
+from tuneforge.services.datasets import processed_records
+from tuneforge.services.errors import InvalidInput
+from tuneforge.services.training import training_dataset
+from tuneforge.storage import ArtifactStore, artifact_prefix
+from tuneforge.training.checkpoint import checkpoint_name, step_of
+from tuneforge.training.estimate import CalibrationCache
+from tuneforge.training.recipes.sft import Checkpoints, train_sft
+from tuneforge.training.reporting import Tracked
+from tuneforge.training.spec import SFTSpec
+
+
+def _dataset(ctx: JobContext, spec: SFTSpec) -> Dataset:
+    with ctx.transaction() as session:
+        owner = session.get(User, ctx.owner_id)
+        if owner is None:
+            raise InvalidInput("The run's owner no longer exists.")
+        dataset = training_dataset(session, owner, spec.dataset_id)
+        session.expunge(dataset)
+    return dataset
+
+
+class StoredCheckpoints:
+    """The job's checkpoints in the artifact store."""
+
+    def __init__(self, store: ArtifactStore, prefix: str, keep: int) -> None:
+        self.store = store
+        self.prefix = f"{prefix}/checkpoints"
+        self.keep = keep
+
+    def steps(self) -> list[int]:
+        names = {
+            key[len(self.prefix) + 1 :].split("/", 1)[0] for key in self.store.list(self.prefix)
+        }
+        steps = (step_of(name) for name in names)
+        return sorted(s for s in steps if s is not None and self.store.is_complete(self._key(s)))
+
+    def _key(self, step: int) -> str:
+        return f"{self.prefix}/{checkpoint_name(step)}"
+
+    def fetch_latest(self, local: Path) -> Path | None:
+        steps = self.steps()
+        if not steps:
+            return None
+        shutil.rmtree(local, ignore_errors=True)
+        self.store.get_dir(self._key(steps[-1]), local)
+        return local
+
+    def save(self, path: Path, step: int) -> None:
+        self.store.put_dir(self._key(step), path)
+        for old in self.steps()[: -self.keep]:
+            self.store.delete(self._key(old))
+
+
+def run(spec: SFTSpec, ctx: JobContext) -> dict[str, Any]:
+    dataset = _dataset(ctx, spec)
+    settings = ctx.settings
+    ctx.progress(0.0, f"preparing {spec.base_model}")
+    entry, model_path = resolve(spec.base_model, settings)
+    train = processed_records(ctx.store, dataset, "train")
+    test = processed_records(ctx.store, dataset, "test")
+    prefix = artifact_prefix(ctx.owner_id, ctx.kind, ctx.job_id)
+    workdir = settings.data_dir / "work" / ctx.job_id
+    stored = StoredCheckpoints(ctx.store, prefix, spec.keep_checkpoints)
+    latest = stored.fetch_latest(workdir / "resume")
+    name = spec.name or f"{entry.id} on {dataset.name}"
+    reporter = Tracked(ctx, spec, workdir / "tensorboard", name)
+    try:
+        outcome = train_sft(
+            spec,
+            model_path,
+            train,
+            test,
+            reporter,
+            workdir,
+            Checkpoints(latest=latest, save=stored.save),
+        )
+        ctx.progress(1.0, "uploading the model")
+        ctx.store.put_dir(f"{prefix}/model", outcome.output)
+        paths = sorted(p for p in outcome.output.rglob("*") if p.is_file())
+        files = [p.relative_to(outcome.output).as_posix() for p in paths]
+        size = sum(p.stat().st_size for p in paths)
+    finally:
+        reporter.close()
+        if (workdir / "tensorboard").is_dir():
+            ctx.store.put_dir(f"{prefix}/tensorboard", workdir / "tensorboard")
+        shutil.rmtree(workdir, ignore_errors=True)
+    CalibrationCache(settings.data_dir / "calibration.json").record(
+        CalibrationCache.key(
+            detect_hardware().fingerprint,
+            entry.id,
+            spec.method,
+            outcome.precision,
+            spec.gradient_checkpointing,
+            spec.packing,
+        ),
+        outcome.tokens_per_second,
+        outcome.peak_rss_bytes,
+    )
+    with ctx.transaction() as session:
+        model = Model(
+            owner_id=ctx.owner_id,
+            name=name,
+            base_model=entry.id,
+            kind=outcome.kind,
+            dataset_id=dataset.id,
+            job_id=ctx.job_id,
+            spec=spec.model_dump(mode="json"),
+            metrics=outcome.metrics,
+            artifact_key=f"{prefix}/model",
+            files=files,
+            size_bytes=size,
+        )
+        session.add(model)
+        session.flush()
+        model_id = model.id
+    ctx.log(f"saved model {model_id} ({outcome.kind}, {size / 1e6:.1f} MB)")
+    return {
+        "model_id": model_id,
+        "steps": outcome.steps,
+        "epochs": outcome.epochs,
+        "metrics": outcome.metrics,
+        "tokens_per_second": outcome.tokens_per_second,
+        "peak_rss_bytes": outcome.peak_rss_bytes,
+        "stopped_early": outcome.stopped_early,
+        "precision": outcome.precision,
+        "device": outcome.device,
+    }

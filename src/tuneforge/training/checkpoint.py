@@ -1,0 +1,91 @@
+"""Resumable checkpoints: trained weights, optimizer state, RNG state and the loop's counters.
+
+The learning-rate schedule and the data order are functions of the step (see `schedule.py`), so
+the step restores them. A checkpoint directory is written under a temporary name and renamed when
+complete; loading reads tensors with `weights_only=True`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from tuneforge.training.runtime import trainable_parameters
+
+WEIGHTS = "trainable.safetensors"
+OPTIMIZER = "optimizer.pt"
+RNG = "rng.safetensors"
+STATE = "state.json"
+
+
+@dataclass
+class LoopState:
+    """The counters a resumed run continues from."""
+
+    step: int = 0
+    best_eval_loss: float | None = None
+    evaluations_without_improvement: int = 0
+    tokens_seen: int = 0
+    seconds: float = 0.0  # training time so far, over every attempt
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def step_of(name: str) -> int | None:
+    prefix, _, number = name.partition("-")
+    return int(number) if prefix == "step" and number.isdigit() else None
+
+
+def save_checkpoint(
+    directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: LoopState
+) -> Path:
+    """Write a checkpoint at `directory` (replaced atomically) and return it."""
+    partial = directory.with_name(directory.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    weights = {name: p.detach().to("cpu").contiguous() for name, p in trainable_parameters(model)}
+    save_file(weights, str(partial / WEIGHTS))
+    torch.save(optimizer.state_dict(), partial / OPTIMIZER)
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for index, cuda_state in enumerate(torch.cuda.get_rng_state_all()):
+            rng[f"cuda{index}"] = cuda_state
+    save_file(rng, str(partial / RNG))
+    meta: dict[str, Any] = {"loop": asdict(state), "python_rng": random.getstate()}
+    (partial / STATE).write_text(json.dumps(meta), encoding="utf-8")
+    shutil.rmtree(directory, ignore_errors=True)
+    partial.rename(directory)
+    return directory
+
+
+def load_checkpoint(
+    directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer
+) -> LoopState:
+    """Restore what `save_checkpoint` wrote into `model` and `optimizer`; returns the counters."""
+    saved = load_file(str(directory / WEIGHTS))
+    parameters = dict(trainable_parameters(model))
+    if set(saved) != set(parameters):
+        raise ValueError("The checkpoint does not match this model's trainable weights.")
+    with torch.no_grad():
+        for name, tensor in saved.items():
+            parameters[name].copy_(tensor)
+    optimizer.load_state_dict(torch.load(directory / OPTIMIZER, weights_only=True))
+    rng = load_file(str(directory / RNG))
+    torch.set_rng_state(rng["torch"])
+    cuda_states = [rng[k] for k in sorted(k for k in rng if k.startswith("cuda"))]
+    if cuda_states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda_states)
+    meta = json.loads((directory / STATE).read_text(encoding="utf-8"))
+    version, internal, gauss = meta["python_rng"]
+    random.setstate((version, tuple(internal), gauss))
+    return LoopState(**meta["loop"])

@@ -1,0 +1,1 @@
+"""Training recipes: setup, train, save (one module per trainer)."""

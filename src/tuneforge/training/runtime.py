@@ -1,0 +1,159 @@
+"""Device, precision and the trainable model: LoRA, QLoRA or full weights; Unsloth on CUDA.
+
+The frozen base is loaded in the compute precision (bf16 where the hardware supports it); the
+trained weights (LoRA matrices, or every weight in full fine-tuning) stay in fp32 and the
+arithmetic runs under autocast. QLoRA loads the base in 4 bits through bitsandbytes and needs
+CUDA; Unsloth replaces the loading and the adapters on CUDA when it is installed and allowed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from tuneforge.hardware import detect_hardware
+from tuneforge.services.errors import InvalidInput
+from tuneforge.training.estimate import resolve_precision
+from tuneforge.training.spec import TrainingBase
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+LINEAR_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: str
+    precision: str  # bf16 | fp16 | fp32: the arithmetic
+    unsloth: bool
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return DTYPES[self.precision]
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device, dtype=self.dtype)
+
+
+def runtime_for(spec: TrainingBase) -> Runtime:
+    """Where and how `spec` trains on this machine, or a clear error when it cannot."""
+    cuda = torch.cuda.is_available()
+    if spec.method == "qlora":
+        if not cuda:
+            raise InvalidInput(
+                "QLoRA needs a CUDA GPU (it loads the model in 4 bits with bitsandbytes); this "
+                "machine has none. Choose LoRA: on a CPU it is the fastest method."
+            )
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise InvalidInput("QLoRA needs bitsandbytes: pip install 'tuneforge[gpu]'.")
+    if spec.precision == "fp16" and not cuda:
+        raise InvalidInput("fp16 training needs a CUDA GPU; on a CPU choose bf16 or fp32.")
+    precision = resolve_precision(spec.precision, detect_hardware(), spec.method)
+    unsloth = (
+        cuda
+        and spec.use_unsloth
+        and spec.method != "full"
+        and importlib.util.find_spec("unsloth") is not None
+    )
+    return Runtime("cuda" if cuda else "cpu", precision, unsloth)
+
+
+def trainable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    return [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+
+
+def prepare_model(spec: TrainingBase, path: Path, runtime: Runtime) -> nn.Module:
+    """The model ready to train: adapters added (LoRA/QLoRA) or every weight trainable (full)."""
+    torch.manual_seed(spec.seed)  # adapter initialisation
+    if runtime.unsloth:
+        return _unsloth(spec, path, runtime)
+    from transformers import AutoModelForCausalLM
+
+    options: dict[str, Any] = {"attn_implementation": "sdpa"}
+    if spec.method == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        options["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=runtime.dtype,
+        )
+        options["device_map"] = {"": 0}
+    # Full fine-tuning keeps fp32 master weights; adapters train over a base in the compute dtype.
+    dtype = torch.float32 if spec.method == "full" else runtime.dtype
+    model: nn.Module = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **options)
+    if spec.method != "qlora":
+        model.to(runtime.device)
+    if spec.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    if spec.method == "full":
+        for parameter in model.parameters():
+            parameter.requires_grad_(True)
+        return model
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if spec.method == "qlora":
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=spec.gradient_checkpointing
+        )
+    targets = spec.lora_target_modules
+    config = LoraConfig(
+        r=spec.lora_r,
+        lora_alpha=spec.lora_alpha,
+        lora_dropout=spec.lora_dropout,
+        target_modules="all-linear" if targets == ["all-linear"] else targets,
+        use_rslora=spec.use_rslora,
+        task_type="CAUSAL_LM",
+    )
+    try:
+        model = get_peft_model(model, config)  # type: ignore[arg-type]
+    except ValueError as exc:  # e.g. a target module the model does not have
+        raise InvalidInput(f"Cannot add LoRA adapters: {exc}") from exc
+    for _, parameter in trainable_parameters(model):
+        parameter.data = parameter.data.float()
+    return model
+
+
+def _unsloth(spec: TrainingBase, path: Path, runtime: Runtime) -> nn.Module:
+    from unsloth import FastLanguageModel
+
+    model, _ = FastLanguageModel.from_pretrained(
+        model_name=str(path),
+        max_seq_length=spec.max_length,
+        dtype=runtime.dtype,
+        load_in_4bit=spec.method == "qlora",
+    )
+    targets = spec.lora_target_modules
+    result: nn.Module = FastLanguageModel.get_peft_model(
+        model,
+        r=spec.lora_r,
+        lora_alpha=spec.lora_alpha,
+        lora_dropout=spec.lora_dropout,
+        target_modules=LINEAR_MODULES if targets == ["all-linear"] else targets,
+        use_gradient_checkpointing="unsloth" if spec.gradient_checkpointing else False,
+        use_rslora=spec.use_rslora,
+        random_state=spec.seed,
+    )
+    return result
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[None]:
+    """Eval mode without gradients, restoring training mode afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)

@@ -1,0 +1,194 @@
+"""Does fine-tuning teach the real Gemma 3 270M? A task it cannot do, learnt through the API.
+
+The task: pull a person's name, age and city out of a sentence into a fixed JSON shape. The base
+(pre-trained) model continues the text instead; after a few minutes of LoRA on this CPU it
+answers held-out sentences (names, ages and cities it never saw in training) exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import random
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.api.test_jobs_api import wait_status
+from tests.conftest import add_user, bearer
+from tuneforge.data.conversation import message
+from tuneforge.models.catalog import catalog
+from tuneforge.storage import ArtifactStore
+
+NAMES = [
+    "Maria",
+    "Ahmed",
+    "Yuki",
+    "Olga",
+    "Pedro",
+    "Ines",
+    "Tomas",
+    "Lena",
+    "Kofi",
+    "Priya",
+    "Marek",
+    "Sofia",
+    "Jonas",
+    "Amara",
+    "Diego",
+    "Hana",
+    "Ivan",
+    "Chloe",
+    "Rafael",
+    "Nadia",
+    "Oskar",
+    "Leila",
+    "Bruno",
+    "Anika",
+    "Felix",
+    "Zara",
+    "Emil",
+    "Noor",
+    "Hugo",
+    "Mina",
+    "Carlos",
+    "Elif",
+    "Pavel",
+    "Rosa",
+    "Kenji",
+    "Alma",
+    "Viktor",
+    "Dalia",
+    "Omar",
+    "Greta",
+]
+CITIES = [
+    "Porto",
+    "Lyon",
+    "Osaka",
+    "Tallinn",
+    "Quito",
+    "Seville",
+    "Krakow",
+    "Bergen",
+    "Accra",
+    "Pune",
+    "Brno",
+    "Genoa",
+    "Malmo",
+    "Lagos",
+    "Cusco",
+    "Sapporo",
+    "Riga",
+    "Nantes",
+    "Recife",
+    "Tunis",
+    "Graz",
+    "Aarhus",
+    "Bilbao",
+    "Cork",
+    "Dakar",
+    "Haifa",
+    "Izmir",
+    "Kazan",
+    "Leeds",
+    "Mombasa",
+]
+TEMPLATES = [
+    "{name} is {age} years old and lives in {city}.",
+    "Living in {city}, {name} turned {age} this year.",
+    "At {age}, {name} moved to {city}.",
+    "{name} ({age}) works in {city}.",
+    "Our new colleague {name}, aged {age}, comes from {city}.",
+]
+INSTRUCTION = "Extract the person as JSON with keys name, age and city."
+HELD_OUT = 20
+
+
+def example(rng: random.Random, names: list[str], cities: list[str]) -> tuple[str, str]:
+    name, city, age = rng.choice(names), rng.choice(cities), rng.randint(18, 90)
+    sentence = rng.choice(TEMPLATES).format(name=name, age=age, city=city)
+    answer = json.dumps({"name": name, "age": age, "city": city})
+    return f"{INSTRUCTION}\n{sentence}", answer
+
+
+def dataset() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    rng = random.Random(7)
+    # Held-out prompts use names and cities that never appear in training.
+    train = [example(rng, NAMES[:30], CITIES[:22]) for _ in range(240)]
+    held_out = [example(rng, NAMES[30:], CITIES[22:]) for _ in range(HELD_OUT)]
+    return train, held_out
+
+
+def score(model, tokenizer, prompts: list[tuple[str, str]]) -> float:
+    from tuneforge.training.components.tokenize import encode_prompt
+
+    right = 0
+    end = tokenizer.token_to_id("<end_of_turn>")
+    for prompt, answer in prompts:
+        ids = torch.tensor([encode_prompt([message("user", prompt)], tokenizer)])
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=40,
+                do_sample=False,
+                eos_token_id=[end, 1],
+                pad_token_id=0,
+            )
+        text = tokenizer.decode(out[0, ids.shape[1] :].tolist(), skip_special_tokens=True)
+        with contextlib.suppress(json.JSONDecodeError):
+            right += json.loads(text.strip()) == json.loads(answer)
+    return right / len(prompts)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_lora_teaches_gemma_270m_a_task_it_cannot_do(make_client, settings) -> None:
+    from peft import PeftModel
+    from tokenizers import Tokenizer
+    from tuneforge.models.loading import load_causal_lm, model_dir
+
+    client = make_client(auth="local", run_jobs=True)
+    alice = bearer(add_user(settings, "alice"))
+    train, held_out = dataset()
+    lines = [{"question": q, "answer": a} for q, a in train]
+    body = "\n".join(json.dumps(line) for line in lines).encode()
+    raw = client.post(
+        "/api/v1/datasets", files={"file": ("people.jsonl", io.BytesIO(body))}, headers=alice
+    ).json()
+    config = {"mapping": raw["mapping"], "split": {"test_size": 0.1, "seed": 1}}
+    processed = client.post(f"/api/v1/datasets/{raw['id']}/process", json=config, headers=alice)
+    assert processed.status_code == 201, processed.text
+
+    entry = catalog().get("gemma-3-270m")
+    path = model_dir(entry, settings.models_dir)  # converted once, cached between runs
+    tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+    base = load_causal_lm(path, torch.bfloat16)
+    before = score(base, tokenizer, held_out)
+    assert before < 0.2, f"the base model already does the task ({before:.0%})"
+
+    spec = {
+        "base_model": "gemma-3-270m",
+        "dataset_id": processed.json()["id"],
+        "epochs": 2,
+        "batch_size": 8,
+        "learning_rate": 5e-4,
+        "eval_every": 20,
+    }
+    started = time.monotonic()
+    job = client.post("/api/v1/jobs", json={"kind": "train", "spec": spec}, headers=alice)
+    assert job.status_code == 201, job.text
+    done = wait_status(client, job.json()["id"], alice, "succeeded", timeout=1200)
+    minutes = (time.monotonic() - started) / 60
+    model = client.get(f"/api/v1/models/{done['result']['model_id']}", headers=alice).json()
+    local = Path(settings.data_dir) / "tuned"
+    ArtifactStore(settings.resolved_storage_url).get_dir(model["artifact_key"], local)
+    tuned = PeftModel.from_pretrained(base, local)
+    after = score(tuned, tokenizer, held_out)
+    print(f"held-out exact JSON: {before:.0%} -> {after:.0%} after {minutes:.1f} min of training")
+    assert after >= 0.8
+    assert minutes < 12
