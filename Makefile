@@ -36,8 +36,9 @@ format: $(VENV)/.installed-dev
 types: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
-docs: $(VENV)/.installed-run  ## Regenerate the configuration reference
+docs: $(VENV)/.installed-run  ## Regenerate the configuration and training settings references
 	$(BIN)/tuneforge config-docs > docs/configuration.md
+	$(BIN)/tuneforge spec-docs > docs/training-spec.md
 
 check: lint types  ## Lint, format check, types, tests
 	$(BIN)/ruff format --check src tests bench

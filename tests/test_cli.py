@@ -137,6 +137,13 @@ def test_config_docs_match_the_committed_reference() -> None:
     assert committed == result.stdout, "run `make docs` to regenerate docs/configuration.md"
 
 
+def test_spec_docs_match_the_committed_reference() -> None:
+    result = runner.invoke(app, ["spec-docs"])
+    assert result.exit_code == 0 and "| `learning_rate` |" in result.stdout
+    committed = (ROOT / "docs" / "training-spec.md").read_text()
+    assert committed == result.stdout, "run `make docs` to regenerate docs/training-spec.md"
+
+
 def test_serve_refuses_an_exposed_bind_without_a_secret_key(
     make_settings: Callable[..., Settings],
 ) -> None:

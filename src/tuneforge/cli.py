@@ -30,6 +30,7 @@ from tuneforge.cli_common import (
     when,
 )
 from tuneforge.cli_datasets import datasets_app
+from tuneforge.cli_training import models_app, runs_app
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -50,6 +51,8 @@ jobs_app = api_group("List, inspect, cancel and follow jobs through a running se
 app.add_typer(admin_app, name="admin")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(datasets_app, name="datasets")
+app.add_typer(runs_app, name="runs")
+app.add_typer(models_app, name="models")
 
 
 def _load_settings(**overrides: Any) -> Settings:
@@ -321,6 +324,14 @@ def config_docs() -> None:
     from tuneforge.settings import reference_markdown
 
     typer.echo(reference_markdown(), nl=False)
+
+
+@app.command("spec-docs")
+def spec_docs() -> None:
+    """Print the training settings reference (docs/training-spec.md) as Markdown."""
+    from tuneforge.training.spec_docs import spec_markdown
+
+    typer.echo(spec_markdown(), nl=False)
 
 
 def main() -> None:

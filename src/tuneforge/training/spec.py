@@ -35,7 +35,7 @@ class TrainingBase(BaseModel):
     name: str | None = Field(
         default=None,
         max_length=200,
-        description="A name for the run and the model it makes (default: model + dataset + date).",
+        description="A name for the run and the model it makes (default: `<model> on <dataset>`).",
         json_schema_extra=_group("run"),
     )
     base_model: str = Field(

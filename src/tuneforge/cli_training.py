@@ -1,0 +1,317 @@
+"""`tuneforge runs` and `tuneforge models`: launch, estimate, follow, resume, clone and compare
+training runs, and list the models they made, through a running server's API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from tuneforge.cli_common import (
+    JsonFlag,
+    api,
+    api_group,
+    describe_event,
+    echo_json,
+    fail,
+    print_table,
+    when,
+)
+
+if TYPE_CHECKING:
+    from tuneforge.client import Client
+    from tuneforge.schemas.jobs import JobPublic
+
+runs_app = api_group("Launch, follow, resume and compare training runs through a server's API.")
+models_app = api_group("List, inspect and delete fine-tuned models through a server's API.")
+
+RunId = Annotated[str, typer.Argument(help="The run's id (its job id).", show_default=False)]
+Changes = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Change a setting: `--set learning_rate=1e-4` (repeatable)."),
+]
+Wait = Annotated[bool, typer.Option(help="Follow the run until it ends, or only start it.")]
+SHOWN = ("loss", "eval_loss", "perplexity", "token_accuracy", "learning_rate", "tokens_per_second")
+
+
+def _changes(pairs: list[str] | None) -> dict[str, Any]:
+    """`key=value` pairs, values read as YAML (numbers, booleans, lists) when they parse."""
+    import yaml
+
+    changes: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            fail(f"--set takes key=value, not {pair!r}.")
+        changes[key.strip()] = yaml.safe_load(value) if value else value
+    return changes
+
+
+def _spec(config: Path | None, pairs: list[str] | None) -> dict[str, Any]:
+    """A spec from a YAML or JSON file (a preset is a good start) and `--set` changes."""
+    import yaml
+
+    values: Any = {}
+    if config is not None:
+        try:
+            values = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            fail(f"Cannot read {config}: {exc}")
+        if not isinstance(values, dict):
+            fail(f"{config} must hold a mapping of settings.")
+    return {**values, **_changes(pairs)}
+
+
+def _follow(client: Client, job: JobPublic) -> None:
+    """Print the run's progress, evaluations and logs until it ends; exit 1 unless it succeeded."""
+    for event in client.events(job.id):
+        if event["type"] == "metric" and not any(
+            k.startswith("eval") for k in event["data"]["values"]
+        ):
+            continue  # every step's metrics are in `runs metrics`; evaluations are shown
+        if event["type"] != "end":
+            typer.echo(describe_event(event))
+    done = client.get_job(job.id)
+    typer.echo(f"Run {done.id} {done.status}" + (f": {done.error}" if done.error else "."))
+    if done.result and done.result.get("model_id"):
+        typer.echo(f"Model: {done.result['model_id']}")
+    raise typer.Exit(0 if done.status == "succeeded" else 1)
+
+
+Config = Annotated[
+    Path | None,
+    typer.Argument(help="A YAML spec (see `runs preset`).", exists=True, dir_okay=False),
+]
+
+
+@runs_app.command()
+def start(
+    ctx: typer.Context, config: Config = None, changes: Changes = None, wait: Wait = True
+) -> None:
+    """Launch a training run from a spec file and/or `--set` settings."""
+    with api(ctx) as client:
+        job = client.train(_spec(config, changes))
+        typer.echo(f"Run {job.id} queued.")
+        if wait:
+            _follow(client, job)
+
+
+@runs_app.command()
+def estimate(
+    ctx: typer.Context, config: Config = None, changes: Changes = None, as_json: JsonFlag = False
+) -> None:
+    """Estimate memory and duration of a run on the server's machine, with recommendations."""
+    with api(ctx) as client:
+        result = client.estimate(_spec(config, changes))
+    if as_json:
+        echo_json(result.model_dump(mode="json"))
+        return
+    e = result.estimate
+    print_table(
+        [
+            ("fits", "yes" if e.fits else "NO"),
+            (
+                "peak memory",
+                f"{e.peak_memory_bytes / 1e9:.1f} GB of {e.available_memory_bytes / 1e9:.1f} GB",
+            ),
+            (
+                "duration",
+                f"{e.duration_seconds / 60:.1f} min" + ("" if e.calibrated else " (rough)"),
+            ),
+            ("steps", e.steps),
+            ("device", f"{e.device}, {e.precision}"),
+        ]
+    )
+    for message in e.messages:
+        typer.echo(f"note: {message}")
+    if e.refusal:
+        typer.echo(f"refused: {e.refusal}")
+    for item in result.recommendations:
+        typer.echo(f"recommend {item.field}={json.dumps(item.value)}: {item.reason}")
+
+
+@runs_app.command("list")
+def list_runs(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """Your training runs, newest first."""
+    with api(ctx) as client:
+        jobs = client.list_jobs(kind="train")
+    if as_json:
+        echo_json(jobs.model_dump(mode="json"))
+        return
+    rows = [
+        [j.id, j.spec.get("base_model", ""), j.status, f"{j.progress:.0%}", when(j.created_at)]
+        for j in jobs.items
+    ]
+    print_table(rows, ["ID", "MODEL", "STATUS", "PROGRESS", "CREATED"])
+
+
+@runs_app.command()
+def metrics(ctx: typer.Context, run_id: RunId, as_json: JsonFlag = False) -> None:
+    """A run's latest metrics (`--json`: every series and the sample answers)."""
+    with api(ctx) as client:
+        found = client.metrics(run_id)
+    if as_json:
+        echo_json(found.model_dump(mode="json"))
+        return
+    rows = [
+        (name, f"{points[-1][1]:.4g} at step {points[-1][0]}")
+        for name in SHOWN
+        if (points := found.series.get(name))
+    ]
+    print_table(rows)
+    if found.samples:
+        latest = found.samples[-1]
+        for item in latest.items:
+            typer.echo(f"step {latest.step}: {item['prompt']!r} -> {item['answer']!r}")
+
+
+@runs_app.command()
+def resume(ctx: typer.Context, run_id: RunId, wait: Wait = True) -> None:
+    """Resume a failed or cancelled run from its newest checkpoint."""
+    with api(ctx) as client:
+        job = client.resume(run_id)
+        typer.echo(f"Run {job.id} queued again (attempt {job.attempt}).")
+        if wait:
+            _follow(client, job)
+
+
+@runs_app.command()
+def clone(ctx: typer.Context, run_id: RunId, changes: Changes = None, wait: Wait = True) -> None:
+    """Launch a new run with another run's settings, changed by `--set`."""
+    with api(ctx) as client:
+        job = client.clone(run_id, **_changes(changes))
+        typer.echo(f"Run {job.id} queued.")
+        if wait:
+            _follow(client, job)
+
+
+@runs_app.command()
+def compare(
+    ctx: typer.Context,
+    run_ids: Annotated[list[str], typer.Argument(help="Two or more run ids.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Runs side by side: final metrics and the settings that differ."""
+    with api(ctx) as client:
+        found = client.compare(run_ids)
+    if as_json:
+        echo_json(found.model_dump(mode="json"))
+        return
+    headers = ["", *[run.job_id for run in found.runs]]
+    rows: list[list[object]] = [["status", *[run.status for run in found.runs]]]
+    for name in ("loss", "eval_loss"):
+        rows.append(
+            [
+                name,
+                *[
+                    f"{r.series[name][-1][1]:.4g}" if r.series.get(name) else "-"
+                    for r in found.runs
+                ],
+            ]
+        )
+    rows += [[key, *[json.dumps(v) for v in values]] for key, values in found.differences.items()]
+    print_table(rows, headers)
+
+
+@runs_app.command()
+def presets(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """The presets: a good start for each model and method."""
+    with api(ctx) as client:
+        found = client.presets()
+    if as_json:
+        echo_json(found)
+        return
+    print_table([[p["id"], p.get("title", "")] for p in found], ["PRESET", "FOR"])
+
+
+@runs_app.command()
+def preset(
+    ctx: typer.Context, preset_id: Annotated[str, typer.Argument(help="The preset.")]
+) -> None:
+    """Print a preset's settings as YAML (add `dataset_id`, then `runs start` it)."""
+    import yaml
+
+    with api(ctx) as client:
+        values = client.preset(preset_id)
+    typer.echo(yaml.safe_dump(values, sort_keys=False), nl=False)
+
+
+# -- models ---------------------------------------------------------------------------------------
+ModelId = Annotated[str, typer.Argument(help="The model's id.", show_default=False)]
+
+
+@models_app.command("list")
+def list_models(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """Your fine-tuned models, newest first."""
+    with api(ctx) as client:
+        found = client.list_models()
+    if as_json:
+        echo_json(found.model_dump(mode="json"))
+        return
+    rows = [
+        [
+            m.id,
+            m.name,
+            m.base_model,
+            m.kind,
+            f"{m.metrics.get('eval_loss', m.metrics.get('loss', 0)):.4g}",
+            when(m.created_at),
+        ]
+        for m in found.items
+    ]
+    print_table(rows, ["ID", "NAME", "BASE", "KIND", "LOSS", "CREATED"])
+
+
+@models_app.command()
+def show(ctx: typer.Context, model_id: ModelId, as_json: JsonFlag = False) -> None:
+    """One model: where it came from, its metrics and files."""
+    with api(ctx) as client:
+        model = client.get_model(model_id)
+    if as_json:
+        echo_json(model.model_dump(mode="json"))
+        return
+    print_table(
+        [
+            ("id", model.id),
+            ("name", model.name),
+            ("base model", model.base_model),
+            ("kind", model.kind),
+            ("dataset", model.dataset_id or "-"),
+            ("run", model.job_id or "-"),
+            ("metrics", ", ".join(f"{k} {v:.4g}" for k, v in model.metrics.items())),
+            ("files", ", ".join(model.files)),
+            ("size", f"{model.size_bytes / 1e6:.1f} MB"),
+            ("created", when(model.created_at)),
+        ]
+    )
+
+
+@models_app.command()
+def delete(ctx: typer.Context, model_id: ModelId) -> None:
+    """Delete a model and its files (its run stays)."""
+    with api(ctx) as client:
+        client.delete_model(model_id)
+    typer.echo(f"Model {model_id} deleted.")
+
+
+@models_app.command()
+def catalog(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """The base models that can be fine-tuned."""
+    with api(ctx) as client:
+        entries = client.catalog()
+    if as_json:
+        echo_json(entries)
+        return
+    rows = [
+        [
+            e["id"],
+            e["name"],
+            f"{e['parameters'] / 1e6:,.0f}M",
+            e["modality"],
+            "offline" if e["offline"] else "hub",
+        ]
+        for e in entries
+    ]
+    print_table(rows, ["ID", "NAME", "PARAMETERS", "MODALITY", "SOURCE"])
