@@ -15,7 +15,6 @@ from torch import nn
 from tuneforge.data.conversation import message, text_of
 from tuneforge.models.chat_template import END_OF_TURN
 from tuneforge.training.components.loss import causal_lm_loss
-from tuneforge.training.components.packing import collate
 from tuneforge.training.components.tokenize import Example, encode_prompt
 from tuneforge.training.runtime import Runtime, evaluating
 
@@ -36,11 +35,11 @@ def evaluate(
     loss, tokens, correct = 0.0, 0, 0
     with evaluating(model), runtime.autocast():
         for start in range(0, len(examples), batch_size):
-            batch = collate(examples[start : start + batch_size], packing).to(runtime.device)
-            out = causal_lm_loss(model, batch)
-            loss += float(out.loss_sum)
-            tokens += out.tokens
-            correct += out.correct
+            for batch in runtime.forwards(examples[start : start + batch_size], packing):
+                out = causal_lm_loss(model, batch)
+                loss += float(out.loss_sum)
+                tokens += out.tokens
+                correct += out.correct
     mean = loss / max(tokens, 1)
     return {
         "eval_loss": mean,

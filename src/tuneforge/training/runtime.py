@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,8 @@ from torch import nn
 
 from tuneforge.hardware import detect_hardware
 from tuneforge.services.errors import InvalidInput
+from tuneforge.training.components.packing import Batch, collate
+from tuneforge.training.components.tokenize import Example
 from tuneforge.training.estimate import resolve_precision
 from tuneforge.training.spec import TrainingBase
 
@@ -36,6 +38,18 @@ class Runtime:
     @property
     def dtype(self) -> torch.dtype:
         return DTYPES[self.precision]
+
+    def forwards(self, examples: Sequence[Example], packing: bool) -> list[Batch]:
+        """The forward passes that run `examples` (a micro-batch), none of them padded when
+        `packing`: on a GPU one packed row (each example attending only to itself); on a CPU
+        one pass per example, which is faster there (a packed row's block-diagonal mask makes
+        attention dense, while CPU matrix products are already efficient at a few hundred
+        rows). All three forms give the same loss and gradients."""
+        if not packing:
+            return [collate(examples, packing=False).to(self.device)]
+        if self.device == "cpu":
+            return [collate([example], packing=True) for example in examples]
+        return [collate(examples, packing=True).to(self.device)]
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.precision == "fp32":

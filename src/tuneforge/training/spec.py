@@ -293,8 +293,8 @@ class SFTSpec(TrainingBase):
     )
     packing: bool = Field(
         default=True,
-        description="Put several examples in one sequence with no padding (each still sees only "
-        "itself): the same result, faster.",
+        description="Padding-free batches: no compute is spent on padding (on a GPU the examples "
+        "are packed into one sequence, each seeing only itself). The same result, faster.",
         json_schema_extra=_group("optimisation"),
     )
     assistant_only_loss: bool = Field(

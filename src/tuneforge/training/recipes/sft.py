@@ -30,7 +30,6 @@ from tuneforge.models.chat_template import GEMMA_CHAT_TEMPLATE
 from tuneforge.services.errors import InvalidInput
 from tuneforge.training.checkpoint import LoopState, load_checkpoint, save_checkpoint
 from tuneforge.training.components.loss import causal_lm_loss
-from tuneforge.training.components.packing import collate
 from tuneforge.training.components.tokenize import Example, encode_record
 from tuneforge.training.evaluation import evaluate, generate, sample_prompts
 from tuneforge.training.reporting import Reporter, system_stats
@@ -155,7 +154,9 @@ def train_sft(
         step = state.step + 1
         started = time.perf_counter()
         batches = [
-            collate([train[i] for i in ids], spec.packing) for ids in plan.step_batches(step)
+            batch
+            for ids in plan.step_batches(step)
+            for batch in runtime.forwards([train[i] for i in ids], spec.packing)
         ]
         loss_tokens = sum(b.loss_tokens for b in batches)
         tokens = sum(b.tokens for b in batches)
@@ -165,9 +166,9 @@ def train_sft(
         loss_sum = 0.0
         for batch in batches:
             with runtime.autocast():
-                out = causal_lm_loss(model, batch.to(runtime.device))
+                out = causal_lm_loss(model, batch)
             scaler.scale(out.loss_sum / max(loss_tokens, 1)).backward()
-            loss_sum += float(out.loss_sum)
+            loss_sum += float(out.loss_sum.detach())
         scaler.unscale_(optimizer)
         limit = spec.max_grad_norm if spec.max_grad_norm > 0 else math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(parameters, limit))
@@ -248,7 +249,8 @@ def save_model(spec: SFTSpec, model: nn.Module, base_path: Path, output: Path) -
     else:
         peft_config = model.peft_config["default"]  # type: ignore[index]
         peft_config.base_model_name_or_path = spec.base_model
-        model.save_pretrained(output)  # type: ignore[operator]
+        # The embeddings are frozen: no need to look up the base's config to decide.
+        model.save_pretrained(output, save_embedding_layers=False)  # type: ignore[operator]
     for name in TOKENIZER_FILES:
         if (base_path / name).exists():
             shutil.copyfile(base_path / name, output / name)

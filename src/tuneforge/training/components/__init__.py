@@ -1,0 +1,1 @@
+"""Training building blocks the recipes share: tokenising, packing, and the loss."""

@@ -1,0 +1,239 @@
+"""Records become the tokens inference sees, with loss exactly on the answers."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+from tokenizers import Tokenizer
+
+from tests.models import models_cache_dir
+from tuneforge.data.conversation import message
+from tuneforge.models.chat_template import render
+from tuneforge.models.tokenizer import gemma_tokenizer
+from tuneforge.training.components.tokenize import (
+    IGNORE_INDEX,
+    Example,
+    encode_prompt,
+    encode_record,
+)
+
+CONVERSATIONS: list[list[Any]] = [
+    [message("user", "Hi"), message("assistant", "Hello there!")],
+    [
+        message("system", "  You answer in French.  "),
+        message("user", "What is 12 + 30?\n"),
+        message("assistant", "  42, exactement.  "),
+        message("user", "Et 7 \u00d7 6 ?"),
+        message("assistant", "\n42 aussi.\n\nVoilà."),
+    ],
+    [
+        message("user", "Ünïcödé: 日本語のテキスト, emoji 🎉🚀, Ελληνικά"),
+        message("assistant", "Réponse: 東京 🗼 — ça va?"),
+        message("user", " trailing spaces   "),
+        message("assistant", "3.14159 2.71828 1e-10 0x1F -17 1,000,000"),
+    ],
+    [
+        message("user", "Code please"),
+        message("assistant", "```python\ndef f(x):\n    return x  *  2\n```\n\t tab"),
+    ],
+    [message("user", "Empty answer next"), message("assistant", "   ")],
+    [  # a string content, and text split over parts
+        {"role": "user", "content": "plain string content"},
+        {
+            "role": "assistant",
+            "content": [{"type": "text", "text": "first "}, {"type": "text", "text": " second"}],
+        },
+    ],
+]
+
+# pieces of random texts: whitespace runs, numbers, unicode, markup, a literal special token
+NOISE = [
+    " ",
+    "  ",
+    "\n",
+    "\n\n",
+    "\t",
+    "a",
+    "the",
+    "Word",
+    "1",
+    "42",
+    "3.5",
+    "-",
+    ".",
+    "!",
+    "日本",
+    "é",
+    "🎉",
+    "<",
+    ">",
+    "</",
+    "▁",
+    "model",
+    "\r\n",
+    "```",
+]
+NOISE.append("<end_of_turn>")
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Tokenizer:
+    return gemma_tokenizer(models_cache_dir())
+
+
+def _ids(tokenizer: Tokenizer, text: str) -> list[int]:
+    return list(tokenizer.encode(text, add_special_tokens=False).ids)
+
+
+def _loss_spans(example: Example) -> list[list[int]]:
+    """The runs of consecutive tokens that carry loss."""
+    spans: list[list[int]] = []
+    previous = IGNORE_INDEX
+    for label in example.labels:
+        if label != IGNORE_INDEX:
+            if previous == IGNORE_INDEX:
+                spans.append([])
+            spans[-1].append(label)
+        previous = label
+    return spans
+
+
+@pytest.mark.parametrize("messages", CONVERSATIONS)
+def test_segments_tokenise_like_the_whole_rendered_text(
+    tokenizer: Tokenizer, messages: list[Any]
+) -> None:
+    whole = _ids(tokenizer, render(messages))
+    assert whole[0] == tokenizer.token_to_id("<bos>") and whole[1] != whole[0]
+    for assistant_only in (True, False):
+        example = encode_record({"messages": messages}, tokenizer, 10_000, assistant_only)
+        assert example is not None
+        assert example.input_ids == whole
+
+
+def _random_text(rng: random.Random) -> str:
+    return "".join(rng.choice(NOISE) for _ in range(rng.randint(0, 30)))
+
+
+def test_segments_tokenise_like_the_whole_text_on_random_conversations(
+    tokenizer: Tokenizer,
+) -> None:
+    rng = random.Random(7)
+    for _ in range(200):
+        turns = rng.randint(1, 4)
+        messages = [message("system", _random_text(rng))] if rng.random() < 0.5 else []
+        for _ in range(turns):
+            messages += [message("user", _random_text(rng))]
+            messages += [message("assistant", _random_text(rng))]
+        example = encode_record({"messages": messages}, tokenizer, 10_000, assistant_only=True)
+        assert example is not None
+        assert example.input_ids == _ids(tokenizer, render(messages)), messages
+
+
+@pytest.mark.parametrize("messages", CONVERSATIONS)
+def test_loss_is_on_each_answer_and_its_end_of_turn(
+    tokenizer: Tokenizer, messages: list[Any]
+) -> None:
+    example = encode_record({"messages": messages}, tokenizer, 10_000, assistant_only=True)
+    assert example is not None
+    end_of_turn = tokenizer.token_to_id("<end_of_turn>")
+    answers = [m for m in messages if m["role"] == "assistant"]
+    spans = _loss_spans(example)
+    assert len(spans) == len(answers)
+    for span, answer in zip(spans, answers, strict=True):
+        content = answer["content"]
+        text = (
+            content.strip()
+            if isinstance(content, str)
+            else "".join(p["text"].strip() for p in content)
+        )
+        assert span == [*_ids(tokenizer, text), end_of_turn]
+    # where a loss token is, the label is that token; the newline after <end_of_turn> has none
+    for index, label in enumerate(example.labels):
+        assert label in (IGNORE_INDEX, example.input_ids[index])
+        if example.input_ids[index - 1] == end_of_turn:
+            assert label == IGNORE_INDEX
+    assert example.input_ids[-1] == tokenizer.token_to_id("\n")
+
+
+def test_without_assistant_only_every_token_but_the_first_carries_loss(
+    tokenizer: Tokenizer,
+) -> None:
+    example = encode_record({"messages": CONVERSATIONS[1]}, tokenizer, 10_000, False)
+    assert example is not None
+    assert example.labels == [IGNORE_INDEX, *example.input_ids[1:]]
+
+
+def test_a_preference_record_trains_on_the_prompt_and_the_chosen_answer(
+    tokenizer: Tokenizer,
+) -> None:
+    prompt = [message("system", "Be brief."), message("user", "Capital of France?")]
+    record = {
+        "prompt": prompt,
+        "chosen": [message("assistant", "Paris.")],
+        "rejected": [message("assistant", "Lyon, I think.")],
+    }
+    example = encode_record(record, tokenizer, 10_000, assistant_only=True)
+    expected = encode_record(
+        {"messages": [*prompt, message("assistant", "Paris.")]}, tokenizer, 10_000, True
+    )
+    assert example == expected
+
+
+def test_a_text_record_is_bos_text_eos_with_loss_on_everything(tokenizer: Tokenizer) -> None:
+    text = "  Once upon a time, 1234 dragons 🐉 lived here.\n\nThe end. "
+    for assistant_only in (True, False):
+        example = encode_record({"text": text}, tokenizer, 10_000, assistant_only)
+        assert example is not None
+        assert example.input_ids == _ids(tokenizer, f"<bos>{text}<eos>")
+        assert example.labels == [IGNORE_INDEX, *example.input_ids[1:]]
+
+
+def test_truncation_keeps_the_start_and_drops_records_without_loss(tokenizer: Tokenizer) -> None:
+    messages = [message("user", "word " * 50), message("assistant", "Short answer.")]
+    full = encode_record({"messages": messages}, tokenizer, 10_000, assistant_only=True)
+    assert full is not None
+    prompt_length = next(i for i, label in enumerate(full.labels) if label != IGNORE_INDEX)
+    cut = encode_record({"messages": messages}, tokenizer, prompt_length + 2, True)
+    assert cut is not None
+    assert cut.input_ids == full.input_ids[: prompt_length + 2]
+    assert sum(label != IGNORE_INDEX for label in cut.labels) == 2
+    assert encode_record({"messages": messages}, tokenizer, prompt_length, True) is None
+    # without assistant_only the prompt itself is trained on, so the record survives
+    assert encode_record({"messages": messages}, tokenizer, prompt_length, False) is not None
+
+
+def test_images_and_wrong_shapes_are_refused_clearly(tokenizer: Tokenizer) -> None:
+    with_image = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What?"}]},
+        message("assistant", "A cat."),
+    ]
+    with pytest.raises(ValueError, match="vision training is not supported"):
+        encode_record({"messages": with_image}, tokenizer, 100, True)
+    with pytest.raises(ValueError, match="vision training is not supported"):
+        encode_prompt(with_image[:1], tokenizer)
+    with pytest.raises(ValueError, match="no answer"):
+        encode_record({"prompt": [message("user", "Hi")]}, tokenizer, 100, True)
+    with pytest.raises(ValueError, match="needs `messages`"):
+        encode_record({"question": "Hi"}, tokenizer, 100, True)
+    out_of_order = [message("user", "Hi"), message("user", "Hi?"), message("assistant", "Hi.")]
+    with pytest.raises(ValueError, match="role 'user' where Gemma expects 'assistant'"):
+        encode_record({"messages": out_of_order}, tokenizer, 100, True)
+    with pytest.raises(ValueError, match="no user message"):
+        encode_record({"messages": [message("assistant", "Hi")]}, tokenizer, 100, True)
+
+
+def test_the_prompt_ends_with_the_generation_prompt(tokenizer: Tokenizer) -> None:
+    messages = CONVERSATIONS[1][:-1]
+    ids = encode_prompt(messages, tokenizer)
+    assert ids == _ids(tokenizer, render(messages, add_generation_prompt=True))
+    assert ids[-3:] == _ids(tokenizer, "<start_of_turn>model\n")
+    # the prompt is exactly what training saw before the answer it learned
+    example = encode_record({"messages": CONVERSATIONS[1]}, tokenizer, 10_000, True)
+    assert example is not None
+    assert example.input_ids[: len(ids)] == ids
+    assert example.labels[len(ids) - 1] == IGNORE_INDEX
+    assert example.labels[len(ids)] != IGNORE_INDEX
+    with pytest.raises(ValueError, match="must end with a user message"):
+        encode_prompt(CONVERSATIONS[0], tokenizer)
