@@ -14,14 +14,20 @@ def mount(app: FastAPI) -> None:
 
     backend.bind(app)
     # Importing the page modules registers their pages.
+    # `compare` (`/runs/compare`) before `run` (`/runs/{job_id}`), which would take its path.
     from tuneforge.ui import (  # noqa: F401
+        compare,
         dataset,
         datasets,
         job,
         jobs,
         login,
+        model,
+        models,
         placeholders,
+        run,
         settings_page,
+        train,
     )
 
     # Before the UI takes over "/", so that these plain routes are matched first.

@@ -60,6 +60,12 @@ class JobView:
             self.status = (
                 ui.badge().classes("job-status text-body2 q-px-md q-py-xs").props("rounded")
             )
+            if job.kind == "train":
+                ui.button(
+                    "Open run page",
+                    icon="stacked_line_chart",
+                    on_click=lambda: ui.navigate.to(f"/runs/{job.id}"),
+                ).props("unelevated")
             self.cancel = ui.button("Cancel job", icon="stop", on_click=self.cancel_job)
             self.cancel.props("outline color=negative")
             self.delete = ui.button("Delete", icon="delete", on_click=self.delete_job)

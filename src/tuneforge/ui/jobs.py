@@ -31,7 +31,7 @@ COLUMNS = [
 SLOTS = {
     "body-cell-kind": """
         <q-td :props="props">
-          <a :href="'/jobs/' + props.row.id" @click.stop
+          <a :href="props.row.href" @click.stop
              class="text-primary text-weight-medium" style="text-decoration: none">
             {{ props.value }}</a>
           <div class="text-caption text-grey-6">{{ props.row.id.slice(0, 8) }}</div>
@@ -67,6 +67,7 @@ FILTERS: dict[str, str] = {"": "All statuses"} | {s.value: s.value.capitalize() 
 def _row(job: Job) -> dict[str, Any]:
     return {
         "id": job.id,
+        "href": f"/runs/{job.id}" if job.kind == "train" else f"/jobs/{job.id}",
         "kind": kind_title(job.kind),
         "status": job.status,
         "color": status_color(job.status),
@@ -100,7 +101,7 @@ async def jobs_page(user: User) -> None:
         )
         for name, template in SLOTS.items():
             table.add_slot(name, template)
-        table.on("rowClick", lambda e: ui.navigate.to(f"/jobs/{e.args[1]['id']}"))
+        table.on("rowClick", lambda e: ui.navigate.to(e.args[1]["href"]))
         nothing = EmptyState("work_history")
         count = ui.label().classes("text-caption text-grey-7 q-px-md q-py-sm")
 

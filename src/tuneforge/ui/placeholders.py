@@ -21,27 +21,12 @@ class Placeholder:
 
 PLACEHOLDERS = (
     Placeholder(
-        "/train",
-        "Train",
-        "model_training",
-        "Here you will pick a Gemma model and a dataset, choose a recipe and its settings, "
-        "and press Train.",
-        "Training runs will appear as jobs; the Jobs page already shows how they are tracked.",
-    ),
-    Placeholder(
-        "/models",
-        "Models",
-        "inventory_2",
-        "Your fine-tuned models will be listed here, ready to take home as a LoRA adapter, a "
-        "merged model or a GGUF file for Ollama and llama.cpp.",
-        "There is nothing to list until the first training run finishes.",
-    ),
-    Placeholder(
         "/playground",
         "Playground",
         "forum",
         "Here you will chat with a fine-tuned model side by side with the model it started from.",
-        "It opens once models can be trained.",
+        "Until then, your fine-tuned models, with their curves and sample answers, are on the "
+        "Models page.",
     ),
 )
 
@@ -54,7 +39,7 @@ def _register(placeholder: Placeholder) -> None:
             EmptyState(placeholder.icon, "Coming soon", placeholder.coming),
         ):
             ui.label(placeholder.today).classes("text-body2 text-grey-7 q-mt-md")
-            ui.button("Open Jobs", icon="work_history", on_click=lambda: ui.navigate.to("/jobs"))
+            ui.button("Open Models", icon="inventory_2", on_click=lambda: ui.navigate.to("/models"))
 
     page(placeholder.path, placeholder.title)(build)
 

@@ -1,0 +1,228 @@
+"""`/runs/compare?ids=a,b,...`: training runs side by side: their loss curves overlaid, the
+settings in which they differ, and their final metrics; and the dialog that picks them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nicegui import ui
+from sqlalchemy.orm import Session
+
+from tuneforge.db.tables import User
+from tuneforge.jobs.status import TERMINAL
+from tuneforge.services import jobs as job_service
+from tuneforge.services import training as service
+from tuneforge.services.errors import DomainError, NotFound
+from tuneforge.ui.backend import read
+from tuneforge.ui.formatting import status_color, when
+from tuneforge.ui.layout import EmptyState, heading, page
+from tuneforge.ui.run_charts import Line, base_options, line_series
+from tuneforge.ui.run_format import metric, metric_name, setting
+from tuneforge.ui.train_form import label
+
+MAX_RUNS = 8
+REFRESH_SECONDS = 5.0  # while a compared run is still going
+PALETTE = ("#4f46e5", "#ea580c", "#0d9488", "#db2777", "#65a30d", "#0284c7", "#9333ea", "#ca8a04")
+FINAL = ("loss", "eval_loss", "perplexity", "token_accuracy", "tokens_per_second")
+LOWER_IS_BETTER = frozenset({"loss", "eval_loss", "perplexity"})
+
+
+def training_runs(session: Session, user: User) -> list[tuple[str, str]]:
+    """The user's newest training runs as (id, label)."""
+    jobs, _ = job_service.list_jobs(session, user, kind=service.TRAIN_KIND, limit=100)
+    return [
+        (
+            job.id,
+            f"{job.spec.get('name') or job.spec.get('base_model')} · {job.status} · "
+            f"{when(job.created_at)}",
+        )
+        for job in jobs
+    ]
+
+
+def compare_dialog(user: User, job_id: str) -> ui.dialog:
+    """Pick runs to compare with `job_id`; opens the comparison."""
+    with ui.dialog() as dialog, ui.card().classes("w-[32rem] q-pa-lg gap-4"):
+        ui.label("Compare with other runs").classes("text-h6")
+        ui.label(
+            "Their loss curves are drawn over this run's, with the settings that differ."
+        ).classes("text-body2 text-grey-8")
+        choice = (
+            ui.select({}, label="Runs", multiple=True)
+            .props("outlined dense use-chips options-dense")
+            .classes("w-full compare-runs")
+        )
+        nothing = ui.label("You have no other training runs yet.").classes("text-body2 text-grey-7")
+
+        def go() -> None:
+            picked = [i for i in choice.value or [] if i != job_id][: MAX_RUNS - 1]
+            if not picked:
+                ui.notify("Pick at least one other run.", type="warning")
+                return
+            ui.navigate.to(f"/runs/compare?ids={','.join([job_id, *picked])}")
+
+        with ui.row().classes("w-full justify-end gap-2"):
+            ui.button("Cancel", on_click=dialog.close).props("flat")
+            ui.button("Compare", icon="stacked_line_chart", on_click=go).props("unelevated")
+
+    async def fill() -> None:
+        runs = [(i, text) for i, text in await read(training_runs, user) if i != job_id]
+        choice.set_options(dict(runs))
+        choice.set_visibility(bool(runs))
+        nothing.set_visibility(not runs)
+
+    dialog.on("show", fill)
+    return dialog
+
+
+@page("/runs/compare", "Compare runs")
+async def compare_page(user: User, ids: str = "") -> None:
+    job_ids = list(dict.fromkeys(i.strip() for i in ids.split(",") if i.strip()))
+    heading("Compare runs", "Loss curves overlaid, the settings that differ, and the results.")
+    try:
+        comparison = await read(service.compare, user, job_ids)
+    except DomainError as exc:
+        if isinstance(exc, NotFound):
+            ui.status_code(404)
+            title, text = (
+                "Run not found",
+                "One of these runs is not among yours: it may have been deleted.",
+            )
+        else:
+            title, text = "Nothing to compare", f"{exc.message} Open a run and press Compare."
+        with ui.card().classes("w-full"), EmptyState("stacked_line_chart", title, text):
+            ui.button("Open Jobs", on_click=lambda: ui.navigate.to("/jobs")).classes("q-mt-md")
+        return
+    view = CompareView(comparison)
+
+    async def refresh() -> None:
+        if all(run["status"] in TERMINAL for run in view.runs):
+            timer.cancel()
+            return
+        view.show(await read(service.compare, user, job_ids))
+
+    timer = ui.timer(REFRESH_SECONDS, refresh)
+
+
+def _names(runs: list[dict[str, Any]]) -> list[str]:
+    """Each run's name, its short id added where two runs share one."""
+    names = [str(run["name"]) for run in runs]
+    return [
+        f"{name} ({run['job_id'][:6]})" if names.count(name) > 1 else name
+        for name, run in zip(names, runs, strict=True)
+    ]
+
+
+class CompareView:
+    def __init__(self, comparison: dict[str, Any]) -> None:
+        self.runs: list[dict[str, Any]] = comparison["runs"]
+        with ui.card().classes("w-full q-pa-lg gap-2"):
+            with ui.row().classes("w-full items-center gap-3 compare-legend"):
+                self.legend = ui.row().classes("gap-3")
+            ui.label("Loss (solid: training, dashed: eval)").classes(
+                "text-subtitle1 text-weight-medium"
+            )
+            self.chart = ui.echart(base_options((None,), legend=False)).classes(
+                "w-full h-96 compare-chart"
+            )
+        with ui.row().classes("w-full gap-6 items-start"):
+            with ui.card().classes("col-12 col-md q-pa-lg gap-3 min-w-0"):
+                ui.label("Settings that differ").classes("text-subtitle1 text-weight-medium")
+                self.differences = ui.column().classes("w-full")
+            with ui.card().classes("col-12 col-md q-pa-lg gap-3 min-w-0"):
+                ui.label("Results").classes("text-subtitle1 text-weight-medium")
+                self.results = ui.column().classes("w-full")
+        self.show(comparison)
+
+    def show(self, comparison: dict[str, Any]) -> None:
+        self.runs = comparison["runs"]
+        names = _names(self.runs)
+        series: list[dict[str, Any]] = []
+        self.legend.clear()
+        for index, (run, name) in enumerate(zip(self.runs, names, strict=True)):
+            color = PALETTE[index % len(PALETTE)]
+            with (
+                self.legend,
+                ui.link(target=f"/runs/{run['job_id']}").classes(
+                    "row items-center gap-1 no-underline text-grey-9"
+                ),
+            ):
+                ui.element("div").style(
+                    f"width: 12px; height: 12px; border-radius: 3px; background: {color}"
+                )
+                ui.label(name).classes("text-body2 text-weight-medium")
+                ui.badge(run["status"], color=status_color(run["status"])).props("rounded")
+            for metric_key, suffix, dashed in (
+                ("loss", "loss", False),
+                ("eval_loss", "eval", True),
+            ):
+                points = run["series"].get(metric_key)
+                if points:
+                    line = Line(
+                        metric_key, f"{name} · {suffix}", color, dashed=dashed, markers=dashed
+                    )
+                    series.append(line_series(line, [(int(s), float(v)) for s, v in points]))
+        self.chart.options["series"] = series
+        self.chart.update()
+        self._differences(comparison["differences"], names)
+        self._results(names)
+
+    def _differences(self, differences: dict[str, list[Any]], names: list[str]) -> None:
+        self.differences.clear()
+        with self.differences:
+            if not differences:
+                ui.label("None: these runs have the same settings.").classes(
+                    "text-body2 text-grey-7"
+                )
+                return
+            columns = [{"name": "setting", "label": "Setting", "field": "setting", "align": "left"}]
+            columns += [
+                {"name": f"r{i}", "label": name, "field": f"r{i}", "align": "left"}
+                for i, name in enumerate(names)
+            ]
+            rows = [
+                {"setting": label(key), **{f"r{i}": setting(v) for i, v in enumerate(values)}}
+                for key, values in differences.items()
+            ]
+            ui.table(columns=columns, rows=rows, row_key="setting").props(
+                "flat dense bordered wrap-cells"
+            ).classes("w-full compare-differences")
+
+    def _results(self, names: list[str]) -> None:
+        finals = [_final(run) for run in self.runs]
+        columns = [{"name": "metric", "label": "", "field": "metric", "align": "left"}]
+        columns += [
+            {"name": f"r{i}", "label": name, "field": f"r{i}", "align": "right"}
+            for i, name in enumerate(names)
+        ]
+        rows = []
+        for name in FINAL:
+            values = [final.get(name) for final in finals]
+            known = [v for v in values if v is not None]
+            best = (min(known) if name in LOWER_IS_BETTER else max(known)) if known else None
+            row: dict[str, Any] = {"metric": metric_name(name)}
+            for i, value in enumerate(values):
+                ranked = len(set(known)) > 1
+                mark = " ★" if ranked and value is not None and value == best else ""
+                row[f"r{i}"] = metric(name, value) + mark
+            rows.append(row)
+        self.results.clear()
+        with self.results:
+            ui.table(columns=columns, rows=rows, row_key="metric").props(
+                "flat dense bordered"
+            ).classes("w-full compare-results")
+            ui.label("★ the best of the runs. Unfinished runs show their latest values.").classes(
+                "text-caption text-grey-7"
+            )
+
+
+def _final(run: dict[str, Any]) -> dict[str, float]:
+    """A run's final metrics, or the latest of each series while it has not finished."""
+    result = run.get("result") or {}
+    finals = dict(result.get("metrics") or {})
+    if result.get("tokens_per_second") is not None:
+        finals["tokens_per_second"] = result["tokens_per_second"]
+    for name, points in run["series"].items():
+        if name not in finals and points:
+            finals[name] = max(points, key=lambda point: point[0])[1]
+    return finals

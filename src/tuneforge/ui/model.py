@@ -1,0 +1,139 @@
+"""`/models/{id}`: one fine-tuned model: where it came from (base model, dataset, run), how well
+it learned, how it was trained, and its files."""
+
+from __future__ import annotations
+
+from nicegui import ui
+from sqlalchemy.orm import Session
+
+from tuneforge.data.limits import size_text
+from tuneforge.db.tables import Model, User
+from tuneforge.services import datasets as dataset_service
+from tuneforge.services import models as service
+from tuneforge.services.errors import NotFound
+from tuneforge.ui.backend import call, read, reported, state
+from tuneforge.ui.formatting import when
+from tuneforge.ui.layout import EmptyState, confirm, heading, page
+from tuneforge.ui.models import KINDS
+from tuneforge.ui.run_format import metric, metric_name
+from tuneforge.ui.run_settings import settings_view
+
+CARD = "w-full q-pa-lg gap-3"
+TITLE = "text-subtitle1 text-weight-medium"
+#: The metrics shown first, in this order; any others follow.
+FIRST = ("loss", "eval_loss", "perplexity", "token_accuracy")
+HIDDEN = frozenset({"eta_seconds", "learning_rate", "grad_norm"})
+
+
+def model_with_dataset(session: Session, user: User, model_id: str) -> tuple[Model, str | None]:
+    """The model, and its dataset's name while the dataset is still there."""
+    model = service.get_model(session, user, model_id)
+    if not model.dataset_id:
+        return model, None
+    try:
+        return model, dataset_service.get_dataset(session, user, model.dataset_id).name
+    except NotFound:
+        return model, None
+
+
+@page("/models/{model_id}", "Model")
+async def model_page(user: User, model_id: str) -> None:
+    try:
+        model, dataset = await read(model_with_dataset, user, model_id)
+    except NotFound:
+        ui.status_code(404)
+        with EmptyState(
+            "search_off",
+            "Model not found",
+            "There is no model with this id among yours. It may have been deleted.",
+        ):
+            ui.button(
+                "Back to models", icon="arrow_back", on_click=lambda: ui.navigate.to("/models")
+            ).classes("q-mt-md")
+        return
+    with ui.link(target="/models").classes("row items-center gap-1 text-grey-7 no-underline -mb-4"):
+        ui.icon("arrow_back", size="xs")
+        ui.label("All models").classes("text-body2")
+    kind = KINDS.get(model.kind, model.kind)
+    with (
+        heading(model.name, f"{kind} · fine-tuned from {model.base_model}"),
+        ui.row().classes("items-center gap-2"),
+    ):
+        for action, icon in (("Chat", "forum"), ("Export", "download")):
+            with ui.element("div"):
+                ui.button(f"{action} · coming soon", icon=icon).props("outline disable").classes(
+                    f"model-{action.lower()}"
+                )
+                ui.tooltip(f"{action} arrives in a coming version.")
+        _delete_button(user, model)
+    with ui.row().classes("w-full gap-6 items-stretch"):
+        with ui.card().classes("col-12 col-md " + CARD):
+            ui.label("Summary").classes(TITLE)
+            _summary(model, dataset)
+        with ui.card().classes("col-12 col-md " + CARD):
+            ui.label("Final metrics").classes(TITLE)
+            _metrics(model)
+    with ui.row().classes("w-full gap-6 items-start"):
+        with ui.card().classes("col-12 col-md " + CARD):
+            ui.label("How it was trained").classes(TITLE)
+            settings_view(model.spec)
+        with ui.card().classes("col-12 col-md " + CARD):
+            ui.label("Files").classes(TITLE)
+            with ui.column().classes("w-full gap-1 model-files"):
+                for name in model.files:
+                    with ui.row().classes("items-center gap-2 no-wrap"):
+                        ui.icon("description", size="xs", color="grey-6")
+                        ui.label(name).classes("text-body2 font-mono")
+            ui.label(f"{len(model.files)} files, {size_text(model.size_bytes)} in all.").classes(
+                "text-caption text-grey-7"
+            )
+
+
+def _summary(model: Model, dataset: str | None) -> None:
+    with ui.grid(columns="auto 1fr").classes("gap-x-6 gap-y-2 text-body2 model-facts"):
+        ui.label("Base model").classes("text-grey-7")
+        ui.label(model.base_model)
+        ui.label("Kind").classes("text-grey-7")
+        ui.label(KINDS.get(model.kind, model.kind))
+        ui.label("Dataset").classes("text-grey-7")
+        if dataset and model.dataset_id:
+            ui.link(dataset, f"/datasets/{model.dataset_id}")
+        else:
+            ui.label("(deleted)").classes("text-grey-6")
+        ui.label("Training run").classes("text-grey-7")
+        if model.job_id:
+            ui.link("Open the run", f"/runs/{model.job_id}").classes("model-run")
+        else:
+            ui.label("(deleted)").classes("text-grey-6")
+        ui.label("Size").classes("text-grey-7")
+        ui.label(size_text(model.size_bytes))
+        ui.label("Created").classes("text-grey-7")
+        ui.label(when(model.created_at))
+
+
+def _metrics(model: Model) -> None:
+    names = [n for n in FIRST if n in model.metrics]
+    names += sorted(n for n in model.metrics if n not in FIRST and n not in HIDDEN)
+    if not names:
+        ui.label("The run reported no metrics.").classes("text-body2 text-grey-7")
+        return
+    with ui.grid(columns="auto 1fr").classes("gap-x-6 gap-y-2 text-body2 model-metrics"):
+        for name in names:
+            ui.label(metric_name(name)).classes("text-grey-7")
+            ui.label(metric(name, model.metrics[name])).classes("text-weight-medium")
+
+
+def _delete_button(user: User, model: Model) -> None:
+    async def delete() -> None:
+        if not await confirm(
+            f"Delete {model.name!r}?",
+            "Its files are deleted; the run that made it stays, with its curves. "
+            "This cannot be undone.",
+            "Delete model",
+        ):
+            return
+        with reported():
+            await call(service.delete_model, state().store, user, model.id)
+            ui.navigate.to("/models")
+
+    ui.button("Delete", icon="delete", on_click=delete).props("flat color=grey-8")

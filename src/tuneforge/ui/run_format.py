@@ -1,0 +1,73 @@
+"""How training numbers read on screen: metrics, counts, spans of time, settings."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+#: Metric names as people say them.
+METRIC_NAMES = {
+    "loss": "Training loss",
+    "eval_loss": "Eval loss",
+    "perplexity": "Perplexity",
+    "token_accuracy": "Token accuracy",
+    "learning_rate": "Learning rate",
+    "grad_norm": "Gradient norm",
+    "tokens_per_second": "Tokens/s",
+    "epoch": "Epoch",
+    "eta_seconds": "Time left",
+}
+
+
+def metric_name(name: str) -> str:
+    return METRIC_NAMES.get(name, name.replace("_", " ").capitalize())
+
+
+def metric(name: str, value: float | None) -> str:
+    """A metric's value: accuracy as a percentage, rates rounded, small numbers significant."""
+    if value is None or not math.isfinite(value):
+        return "—"
+    if name == "token_accuracy":
+        return f"{value:.1%}"
+    if name == "tokens_per_second":
+        return f"{value:,.0f}"
+    if name == "eta_seconds":
+        return span(value)
+    if name == "learning_rate":
+        return f"{value:.2e}"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
+
+
+def count(n: float) -> str:
+    """A large count for people: 1,234 · 12.3 K · 4.5 M · 2.7 B."""
+    for suffix, scale, start in (("B", 1e9, 1e9), ("M", 1e6, 1e6), ("K", 1e3, 1e4)):
+        if n >= start:
+            return f"{n / scale:,.1f} {suffix}"
+    return f"{n:,.0f}"
+
+
+def span(seconds: float) -> str:
+    """A duration, coarse: "45 s", "3 min 20 s", "2 h 05 min"."""
+    total = max(round(seconds), 0)
+    minutes, secs = divmod(total, 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {secs:02d} s"
+    return f"{secs} s"
+
+
+def setting(value: Any) -> str:
+    """A spec value in a table cell."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(str(item) for item in value) or "—"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)

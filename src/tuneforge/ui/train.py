@@ -1,0 +1,314 @@
+"""`/train`: choose a processed dataset, a Gemma model and a method, see what is recommended and
+what the run would take on this machine, and press Train. `?clone=<run>` starts from a run's
+settings, `?dataset=<id>` from a dataset."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from nicegui import ui
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from tuneforge.db.tables import Dataset, User
+from tuneforge.models.catalog import CatalogEntry, load_catalog
+from tuneforge.schemas.jobs import TrainJobCreate
+from tuneforge.services import datasets as dataset_service
+from tuneforge.services import jobs as job_service
+from tuneforge.services import training as service
+from tuneforge.services.errors import DomainError, NotFound
+from tuneforge.training import presets
+from tuneforge.training.spec import SFTSpec
+from tuneforge.ui.backend import call, read, reported, state
+from tuneforge.ui.layout import EmptyState, heading, page
+from tuneforge.ui.train_advice import Advice
+from tuneforge.ui.train_estimate import EstimatePanel
+from tuneforge.ui.train_form import GROUPS, SpecForm, problems
+
+log = logging.getLogger(__name__)
+
+DEBOUNCE_SECONDS = 0.4
+CARD = "w-full q-pa-lg gap-4"
+TITLE = "text-subtitle1 text-weight-medium"
+NO_DATA = (
+    "A run learns from a processed dataset: upload your examples on the Datasets page, check "
+    "how they map to conversations, and process them. Then come back here."
+)
+
+
+def trainable(session: Session, user: User) -> list[Dataset]:
+    """The user's datasets a run can learn from: processed, ready, with training rows."""
+    datasets, _ = dataset_service.list_datasets(session, user, kind="processed", limit=500)
+    return [d for d in datasets if d.status == "ready" and d.splits.get("train")]
+
+
+@page("/train", "Train")
+async def train_page(user: User, clone: str | None = None, dataset: str | None = None) -> None:
+    datasets = await read(trainable, user)
+    started_from: dict[str, Any] = {}
+    subtitle = (
+        "Pick what to learn from and which Gemma to teach; the settings start from sensible "
+        "defaults, and the estimate says whether the run fits this machine."
+    )
+    if clone:
+        try:
+            run = await read(service.training_job, user, clone)
+            started_from = dict(run.spec)
+            name = started_from.get("name")
+            started_from["name"] = f"{name} (copy)" if name else None
+            subtitle = f"Starting from the settings of run {run.spec.get('name') or run.id[:8]}."
+        except NotFound:
+            ui.notify("That run was not found; starting from the defaults.", type="warning")
+    if dataset:
+        started_from["dataset_id"] = dataset
+    heading("Train a model", subtitle)
+    if not datasets:
+        with (
+            ui.card().classes("w-full"),
+            EmptyState("table_chart", "No training data yet", NO_DATA),
+        ):
+            ui.button(
+                "Open Datasets", icon="table_chart", on_click=lambda: ui.navigate.to("/datasets")
+            ).props("unelevated").classes("q-mt-md")
+        return
+    models = load_catalog(state().settings.catalog_file).models
+    view = TrainView(user, datasets, models, started_from)
+    await view.picked()
+
+
+class TrainView:
+    """The pickers, recommendations, settings form, estimate and Train button, kept in step."""
+
+    def __init__(
+        self,
+        user: User,
+        datasets: list[Dataset],
+        models: list[CatalogEntry],
+        start: dict[str, Any],
+    ) -> None:
+        self.user = user
+        self.datasets = {d.id: d for d in datasets}
+        self.models = {m.id: m for m in models}
+        self.presets = presets.list_presets()
+        self.asked = 0
+        self.form = SpecForm(self.changed)
+        dataset_id = start.get("dataset_id")
+        if dataset_id is not None and dataset_id not in self.datasets:
+            ui.notify(
+                "That dataset cannot be trained on (it is gone, raw, or not ready): "
+                "choose a processed one.",
+                type="warning",
+            )
+            dataset_id = None
+        model_id = start.get("base_model")
+        if model_id not in self.models:
+            model_id = next((m.id for m in models if not m.test_only), models[0].id)
+        with ui.grid().classes("w-full gap-6 grid-cols-1 lg:grid-cols-[1fr_340px] items-start"):
+            with ui.column().classes("w-full gap-6 min-w-0"):
+                self._what(dataset_id or datasets[0].id, model_id)
+                with ui.card().classes(CARD):
+                    self.advice = Advice(self.apply, self.form.value)
+                self._settings()
+            with (
+                ui.column().classes("w-full gap-4 lg:sticky lg:top-20"),
+                ui.card().classes("w-full q-pa-lg gap-4"),
+            ):
+                self.estimate = EstimatePanel()
+                self.train_button = ui.button("Train", icon="play_arrow", on_click=self.train)
+                self.train_button.props("unelevated size=lg").classes("w-full train-button")
+                ui.label(
+                    "The run is a job: it goes on when you close the browser, and you can "
+                    "watch it learn on its page."
+                ).classes("text-caption text-grey-7")
+        self.form.set_values({k: v for k, v in start.items() if k != "base_model"})
+
+    def _what(self, dataset_id: str, model_id: str) -> None:
+        with ui.card().classes(CARD):
+            ui.label("What to train").classes(TITLE)
+            with ui.grid().classes("w-full gap-x-6 gap-y-4 grid-cols-1 md:grid-cols-2"):
+                with ui.column().classes("w-full gap-1"):
+                    self.dataset = (
+                        ui.select(
+                            {d.id: d.name for d in self.datasets.values()},
+                            label="Dataset",
+                            value=dataset_id,
+                            on_change=self.picked,
+                        )
+                        .props("outlined dense options-dense")
+                        .classes("w-full train-dataset")
+                    )
+                    self.dataset_facts = ui.label().classes("text-caption text-grey-7")
+                with ui.column().classes("w-full gap-1"):
+                    self.model = (
+                        ui.select(
+                            {m.id: _model_label(m) for m in self.models.values()},
+                            label="Model",
+                            value=model_id,
+                            on_change=self.picked,
+                        )
+                        .props("outlined dense options-dense")
+                        .classes("w-full train-model")
+                    )
+                    self.model_facts = ui.label().classes("text-caption text-grey-7")
+            self.form.field("method")
+            self.form.field("name")
+
+    def _settings(self) -> None:
+        with ui.card().classes(CARD):
+            with ui.row().classes("w-full items-center justify-between gap-4"):
+                with ui.column().classes("gap-0"):
+                    ui.label("Settings").classes(TITLE)
+                    ui.label(
+                        "Every setting says what it does; the defaults are a good start."
+                    ).classes("text-body2 text-grey-7")
+                self.preset = (
+                    ui.select({}, label="Start from a preset", clearable=True)
+                    .props("outlined dense options-dense")
+                    .classes("w-80 train-preset")
+                )
+            self.preset_facts = ui.label().classes("text-caption text-grey-7 preset-facts")
+            self.preset.on_value_change(self.preset_chosen)
+            self.panels: dict[str, ui.expansion] = {}
+            for group, title in GROUPS.items():
+                if group == "run" or not self.form.fields(group):
+                    continue
+                with (
+                    ui.expansion(title, value=group == "optimisation")
+                    .classes(f"w-full panel-{group}")
+                    .props("dense header-class='text-weight-medium'") as panel
+                ):
+                    self.form.section(group)
+                self.panels[group] = panel
+
+    def apply(self, values: dict[str, Any]) -> None:
+        """Fill in `values` (recommendations, a preset): the pickers' fields and the form's."""
+        values = dict(values)
+        model = values.pop("base_model", None)
+        if model in self.models:
+            self.model.set_value(model)
+        values.pop("dataset_id", None)
+        values.pop("trainer", None)
+        self.form.set_values(values)
+
+    def _offer_presets(self) -> None:
+        """The presets of the chosen model."""
+        offered = {p.id: p.title for p in self.presets if p.model == self.model.value}
+        if self.preset.value not in offered:
+            self.preset.set_value(None)
+        self.preset.set_options(offered)
+        self.preset.set_visibility(bool(offered))
+
+    async def preset_chosen(self) -> None:
+        chosen = next((p for p in self.presets if p.id == self.preset.value), None)
+        self.preset_facts.set_text(
+            f"{chosen.description} Hardware: {chosen.hardware}" if chosen else ""
+        )
+        self.preset_facts.set_visibility(chosen is not None)
+        if chosen is not None:
+            self.apply(presets.load_preset(chosen.id))
+            ui.notify(f"{chosen.title}: its settings are in the form.", type="positive")
+
+    async def picked(self) -> None:
+        """A dataset or model was chosen: describe them, and fetch their recommendations."""
+        dataset = self.datasets.get(self.dataset.value)
+        entry = self.models.get(self.model.value)
+        if dataset is not None:
+            test = dataset.splits.get("test", 0)
+            self.dataset_facts.set_text(
+                f"{dataset.splits.get('train', 0):,} training and {test:,} test examples"
+                + ("" if test else ": without a test split nothing is evaluated")
+            )
+        if entry is not None:
+            self.model_facts.set_text(entry.description)
+        self._offer_presets()
+        await self.changed()
+        if dataset is None or entry is None:
+            return
+        try:
+            items = await read(
+                service.recommendations, self.user, state().settings, dataset.id, entry.id
+            )
+        except Exception as exc:
+            self.advice.problem(_failure(exc, "Recommending settings"))
+            return
+        if (self.dataset.value, self.model.value) == (dataset.id, entry.id):
+            self.advice.show(items)
+
+    def spec(self) -> SFTSpec:
+        """The settings as a spec; raises pydantic's ValidationError when they do not fit."""
+        return SFTSpec.model_validate(
+            {
+                **self.form.values(),
+                "dataset_id": self.dataset.value,
+                "base_model": self.model.value,
+            }
+        )
+
+    async def changed(self) -> None:
+        """Something changed: follow it at once in the page, and estimate once typing pauses."""
+        self.asked += 1
+        asked = self.asked
+        self.advice.update_applied()
+        lora = self.panels.get("lora")
+        if lora is not None:
+            lora.set_visibility(self.form.value("method") != "full")
+        self.estimate.busy(True)
+        await asyncio.sleep(DEBOUNCE_SECONDS)
+        if asked != self.asked:
+            return
+        try:
+            spec = self.spec()
+        except ValidationError as exc:
+            self._ready(False)
+            self.estimate.problem(problems(exc))
+            self.estimate.busy(False)
+            return
+        try:
+            estimate = await read(service.estimate_run, self.user, state().settings, spec)
+        except Exception as exc:
+            if asked == self.asked:
+                self._ready(False)
+                self.estimate.problem(_failure(exc, "Estimating the run"))
+                self.estimate.busy(False)
+            return
+        if asked != self.asked:  # the form changed while this was estimated
+            return
+        self.estimate.show(estimate)
+        self.estimate.busy(False)
+        self._ready(not estimate.refusal)
+
+    def _ready(self, ready: bool) -> None:
+        self.train_button.set_enabled(ready)
+
+    async def train(self) -> None:
+        try:
+            spec = self.spec()
+        except ValidationError as exc:
+            ui.notify(problems(exc), type="warning", multi_line=True)
+            return
+        self.train_button.props("loading")
+        try:
+            with reported():
+                job = await call(
+                    job_service.create_job,
+                    self.user,
+                    TrainJobCreate(kind="train", spec=spec),
+                    state().settings,
+                )
+                ui.navigate.to(f"/runs/{job.id}")
+        finally:
+            self.train_button.props(remove="loading")
+
+
+def _failure(exc: Exception, doing: str) -> str:
+    """What to tell the user when `doing` failed with `exc`."""
+    if isinstance(exc, DomainError):
+        return exc.message
+    log.error("%s failed", doing, exc_info=exc)
+    return f"{doing} failed unexpectedly; the details are in the server's log."
+
+
+def _model_label(entry: CatalogEntry) -> str:
+    return f"{entry.name} · test only" if entry.test_only else entry.name

@@ -1,0 +1,219 @@
+"""The training settings as a form made from the spec's JSON schema: a widget per field by its
+type (numbers within their bounds, choices for literals, switches for flags, chips for lists),
+grouped as the spec groups them, each with its description as help. No field is written by hand:
+a field added to the spec appears here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from nicegui import ui
+from pydantic import BaseModel, ValidationError
+
+from tuneforge.training.spec import SFTSpec
+
+Changed = Callable[[], Any]
+
+#: The spec's groups as form sections, in order.
+GROUPS = {
+    "run": "Run",
+    "optimisation": "Optimisation",
+    "lora": "LoRA adapters",
+    "hardware": "Hardware and precision",
+    "evaluation": "Evaluation and checkpoints",
+}
+#: Fields chosen elsewhere on the page (pickers), or fixed.
+PICKED = frozenset({"base_model", "dataset_id", "trainer"})
+#: Choices with at most this many options are toggles, more are drop-downs.
+TOGGLE_OPTIONS = 4
+WORDS = {
+    "lora": "LoRA",
+    "rslora": "rsLoRA",
+    "r": "rank",
+    "eval": "evaluate",
+    "grad": "gradient",
+    "unsloth": "Unsloth",
+}
+# Names of literal values that read better spelled out.
+VALUE_NAMES = {
+    "lora": "LoRA",
+    "qlora": "QLoRA",
+    "full": "Full",
+    "wandb": "Weights & Biases",
+    "mlflow": "MLflow",
+}
+
+
+def label(name: str) -> str:
+    """A field's name in words: `lora_r` → "LoRA rank", `eval_every` → "Evaluate every"."""
+    words = [WORDS.get(word, word) for word in name.split("_")]
+    text = " ".join(words)
+    return text[:1].upper() + text[1:]
+
+
+def problems(error: ValidationError) -> str:
+    """What is wrong with the settings, in words: "Batch size: Input should be ≥ 1; ..."."""
+    said = []
+    for issue in error.errors():
+        names = [part for part in issue["loc"] if isinstance(part, str)]
+        where = label(names[-1]) if names else ""
+        message = str(issue["msg"]).removeprefix("Value error, ")
+        if issue.get("input") is None and str(issue["type"]).endswith(("_type", "_parsing")):
+            message = "needs a value"
+        said.append(f"{where}: {message}" if where else message[:1].upper() + message[1:])
+    return "; ".join(said) + "."
+
+
+def _choices(schema: dict[str, Any]) -> list[Any] | None:
+    if "enum" in schema:
+        return list(schema["enum"])
+    return None
+
+
+def _nullable(schema: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """The schema of a value that may also be empty (`X | None`), and whether it may."""
+    options = schema.get("anyOf")
+    if options is None:
+        return schema, False
+    kept = [option for option in options if option.get("type") != "null"]
+    return {**schema, **kept[0]}, len(kept) < len(options)
+
+
+class SpecForm:
+    """Widgets for `model`'s fields; `section(group)` builds a group's widgets where it is called.
+
+    `values()` reads the fields, `set_values()` fills them in; `changed()` is called on every edit.
+    """
+
+    def __init__(self, changed: Changed, model: type[BaseModel] = SFTSpec) -> None:
+        self.model = model
+        self.changed = changed
+        self.schema: dict[str, dict[str, Any]] = model.model_json_schema()["properties"]
+        self.widgets: dict[str, ui.element] = {}
+        self.kinds: dict[str, str] = {}
+        self.sections: dict[str, ui.element] = {}
+
+    def fields(self, group: str) -> list[str]:
+        return [
+            name
+            for name, schema in self.schema.items()
+            if schema.get("group") == group and name not in PICKED
+        ]
+
+    def default(self, name: str) -> Any:
+        return self.model.model_fields[name].get_default(call_default_factory=True)
+
+    def section(self, group: str, *, skip: frozenset[str] = frozenset()) -> ui.grid:
+        """The group's fields (except those in `skip`) in a grid, in the spec's order."""
+        grid = ui.grid().classes(f"w-full gap-x-6 gap-y-4 grid-cols-1 md:grid-cols-2 group-{group}")
+        with grid:
+            for name in self.fields(group):
+                if name not in skip:
+                    self.field(name)
+        self.sections[group] = grid
+        return grid
+
+    def field(self, name: str) -> ui.element:
+        """The widget of one field, with its help underneath."""
+        schema, nullable = _nullable(self.schema[name])
+        value = self.default(name)
+        help_text = schema.get("description", "")
+        with ui.column().classes(f"w-full gap-1 spec-field field-{name}"):
+            widget = self._widget(name, schema, nullable, value)
+            ui.markdown(help_text).classes("field-help text-caption text-grey-7")
+        widget.on_value_change(self.changed)  # type: ignore[attr-defined]
+        self.widgets[name] = widget
+        return widget
+
+    def _widget(self, name: str, schema: dict[str, Any], nullable: bool, value: Any) -> ui.element:
+        kind = schema.get("type")
+        text = label(name)
+        choices = _choices(schema)
+        if kind == "boolean":
+            self.kinds[name] = "bool"
+            return ui.switch(text, value=bool(value)).props("dense")
+        if choices is not None:
+            self.kinds[name] = "choice"
+            options = {choice: VALUE_NAMES.get(str(choice), str(choice)) for choice in choices}
+            if len(options) <= TOGGLE_OPTIONS:
+                with ui.column().classes("gap-1"):
+                    ui.label(text).classes("text-caption text-grey-8")
+                    return ui.toggle(options, value=value).props(
+                        "no-caps unelevated dense rounded toggle-color=primary color=grey-2 "
+                        "text-color=grey-9 padding='4px 14px'"
+                    )
+            return (
+                ui.select(options, label=text, value=value)
+                .props("outlined dense")
+                .classes("w-full")
+            )
+        if kind == "array":
+            items = schema.get("items", {})
+            item_choices = _choices(items)
+            self.kinds[name] = "list"
+            if item_choices is not None:
+                options = {c: VALUE_NAMES.get(str(c), str(c)) for c in item_choices}
+                return (
+                    ui.select(options, label=text, value=list(value), multiple=True)
+                    .props("outlined dense use-chips")
+                    .classes("w-full")
+                )
+            chips = ui.input_chips(text, value=list(value), new_value_mode="add-unique")
+            chips.props('hint="Type one, then press Enter."')
+            return chips.props("outlined dense hide-bottom-space").classes("w-full")
+        if kind in ("integer", "number"):
+            self.kinds[name] = "int" if kind == "integer" else "float"
+            low = schema.get("minimum", schema.get("exclusiveMinimum"))
+            high = schema.get("maximum", schema.get("exclusiveMaximum"))
+            number = ui.number(
+                text,
+                value=value,
+                min=low,
+                max=high,
+                precision=0 if kind == "integer" else None,
+                step=1 if kind == "integer" else None,
+                placeholder="empty: not set" if nullable else None,
+            ).props("outlined dense hide-bottom-space")
+            number.classes("w-full")
+            if kind == "number":
+                number.props("step=any")
+            if nullable:
+                number.props("clearable")
+            return number
+        self.kinds[name] = "text"
+        return (
+            ui.input(text, value=value or "", placeholder="automatic" if nullable else None)
+            .props(f"outlined dense maxlength={schema.get('maxLength', 1000)} debounce=400")
+            .classes("w-full")
+        )
+
+    def values(self) -> dict[str, Any]:
+        """The fields as filled in (not yet validated)."""
+        result: dict[str, Any] = {}
+        for name, widget in self.widgets.items():
+            value = widget.value  # type: ignore[attr-defined]
+            kind = self.kinds[name]
+            if kind == "int" and value is not None:
+                value = int(value) if float(value).is_integer() else value
+            elif kind == "text":
+                value = value.strip() if value and value.strip() else None
+            elif kind == "list":
+                value = list(value or [])
+            result[name] = value
+        return result
+
+    def set_values(self, values: dict[str, Any]) -> None:
+        """Fill in the fields named in `values` (others are left as they are)."""
+        for name, value in values.items():
+            widget = self.widgets.get(name)
+            if widget is None:
+                continue
+            if self.kinds[name] == "text":
+                value = value or ""
+            elif self.kinds[name] == "list":
+                value = list(value or [])
+            widget.set_value(value)  # type: ignore[attr-defined]
+
+    def value(self, name: str) -> Any:
+        return self.values().get(name)
