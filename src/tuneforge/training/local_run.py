@@ -62,7 +62,7 @@ def local_records(
         {"train": table},
         ProcessingConfig(mapping=guess.mapping),
         lambda texts: count_tokens(texts, tokenizer),
-        result.images,
+        result.images.get if result.images is not None else None,
     )
     if result.images is not None:
         result.images.close()

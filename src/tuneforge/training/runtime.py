@@ -95,7 +95,7 @@ def prepare_model(spec: TrainingBase, path: Path, runtime: Runtime) -> nn.Module
     if spec.method == "qlora":
         from transformers import BitsAndBytesConfig
 
-        options["quantization_config"] = BitsAndBytesConfig(
+        options["quantization_config"] = BitsAndBytesConfig(  # type: ignore[no-untyped-call]
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
@@ -104,7 +104,7 @@ def prepare_model(spec: TrainingBase, path: Path, runtime: Runtime) -> nn.Module
         options["device_map"] = {"": 0}
     # Full fine-tuning keeps fp32 master weights; adapters train over a base in the compute dtype.
     dtype = torch.float32 if spec.method == "full" else runtime.dtype
-    model: nn.Module = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **options)
+    model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **options)
     if spec.method != "qlora":
         model.to(runtime.device)
     if spec.gradient_checkpointing:
@@ -113,11 +113,12 @@ def prepare_model(spec: TrainingBase, path: Path, runtime: Runtime) -> nn.Module
     if spec.method == "full":
         for parameter in model.parameters():
             parameter.requires_grad_(True)
-        return model
+        result: nn.Module = model
+        return result
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if spec.method == "qlora":
-        model = prepare_model_for_kbit_training(
+        model = prepare_model_for_kbit_training(  # type: ignore[no-untyped-call]
             model, use_gradient_checkpointing=spec.gradient_checkpointing
         )
     targets = spec.lora_target_modules
@@ -130,12 +131,13 @@ def prepare_model(spec: TrainingBase, path: Path, runtime: Runtime) -> nn.Module
         task_type="CAUSAL_LM",
     )
     try:
-        model = get_peft_model(model, config)  # type: ignore[arg-type]
+        model = get_peft_model(model, config)
     except ValueError as exc:  # e.g. a target module the model does not have
         raise InvalidInput(f"Cannot add LoRA adapters: {exc}") from exc
     for _, parameter in trainable_parameters(model):
         parameter.data = parameter.data.float()
-    return model
+    adapted: nn.Module = model
+    return adapted
 
 
 def _unsloth(spec: TrainingBase, path: Path, runtime: Runtime) -> nn.Module:

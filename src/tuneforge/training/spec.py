@@ -150,9 +150,9 @@ class TrainingBase(BaseModel):
         "learns more and costs more.",
         json_schema_extra=_group("lora"),
     )
-    lora_alpha: float = Field(
+    lora_alpha: int = Field(
         default=32,
-        gt=0,
+        ge=1,
         le=4096,
         description="LoRA scaling: updates are multiplied by alpha / rank (by alpha / sqrt(rank) "
         "with rsLoRA). Twice the rank is a good start.",

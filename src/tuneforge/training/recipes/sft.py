@@ -167,7 +167,7 @@ def train_sft(
         for batch in batches:
             with runtime.autocast():
                 out = causal_lm_loss(model, batch)
-            scaler.scale(out.loss_sum / max(loss_tokens, 1)).backward()
+            scaler.scale(out.loss_sum / max(loss_tokens, 1)).backward()  # type: ignore[no-untyped-call]
             loss_sum += float(out.loss_sum.detach())
         scaler.unscale_(optimizer)
         limit = spec.max_grad_norm if spec.max_grad_norm > 0 else math.inf
@@ -247,7 +247,7 @@ def save_model(spec: SFTSpec, model: nn.Module, base_path: Path, output: Path) -
     if spec.method == "full":
         model.save_pretrained(output)  # type: ignore[operator]
     else:
-        peft_config = model.peft_config["default"]  # type: ignore[index]
+        peft_config: Any = model.peft_config["default"]  # type: ignore[index]
         peft_config.base_model_name_or_path = spec.base_model
         # The embeddings are frozen: no need to look up the base's config to decide.
         model.save_pretrained(output, save_embedding_layers=False)  # type: ignore[operator]
