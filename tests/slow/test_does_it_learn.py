@@ -153,6 +153,7 @@ def test_lora_teaches_gemma_270m_a_task_it_cannot_do(make_client, settings) -> N
         pytest.skip("runs once per CI run, in the SQLite pass: the database plays no part")
     from peft import PeftModel
     from tokenizers import Tokenizer
+
     from tuneforge.models.loading import load_causal_lm, model_dir
 
     client = make_client(auth="local", run_jobs=True)

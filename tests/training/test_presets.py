@@ -1,0 +1,85 @@
+"""Presets: one per catalog model and method, each valid, complete and commented."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+import pytest
+import yaml
+
+from tuneforge.models.catalog import catalog
+from tuneforge.training.presets import (
+    METHODS,
+    RUN_FIELDS,
+    UnknownPreset,
+    header,
+    list_presets,
+    load_preset,
+)
+from tuneforge.training.spec import SFTSpec
+
+DIRECTORY = files("tuneforge.training").joinpath("presets")
+EXPECTED = [f"{entry.id}_{method}" for entry in catalog().models for method in METHODS]
+
+
+def text(preset_id: str) -> str:
+    return DIRECTORY.joinpath(f"{preset_id}.yaml").read_text(encoding="utf-8")
+
+
+def test_every_catalog_model_has_a_preset_per_method() -> None:
+    listed = [preset.id for preset in list_presets()]
+    missing = sorted(set(EXPECTED) - set(listed))
+    assert not missing, f"no preset for {missing}"
+    assert listed == EXPECTED, "presets of models not in the catalog, or out of order"
+
+
+@pytest.mark.parametrize("preset_id", EXPECTED)
+def test_a_preset_validates_and_holds_every_setting_but_the_run_ones(preset_id: str) -> None:
+    values = load_preset(preset_id)
+    model_id, _, method = preset_id.rpartition("_")
+    assert values["base_model"] == model_id
+    assert values["method"] == method
+    spec = SFTSpec(**values, dataset_id="d")
+    assert set(values) == set(SFTSpec.model_fields) - RUN_FIELDS
+    assert spec.effective_batch >= 8
+
+
+@pytest.mark.parametrize("preset_id", EXPECTED)
+def test_a_preset_has_a_header_and_a_comment_on_every_setting(preset_id: str) -> None:
+    source = text(preset_id)
+    paragraphs = header(source)
+    assert len(paragraphs) >= 3, "title, what it is for, and the hardware it needs"
+    info = next(p for p in list_presets() if p.id == preset_id)
+    assert info.title and info.description and info.hardware
+    assert info.model == preset_id.rpartition("_")[0]
+    assert "GB" in info.hardware, "the header says how much memory it needs"
+    lines = source.splitlines()
+    keys = 0
+    for number, line in enumerate(lines):
+        if not line or line.startswith((" ", "#", "-")):
+            continue
+        keys += 1
+        key = line.split(":", 1)[0]
+        above = lines[number - 1] if number else ""
+        assert above.startswith("# ") or " # " in line, f"{preset_id}: `{key}` has no comment"
+    assert keys == len(yaml.safe_load(source))
+
+
+def test_vision_presets_say_the_images_are_not_trained() -> None:
+    for info in list_presets():
+        entry = catalog().get(info.model)
+        assert entry is not None
+        if entry.modality == "vision":
+            assert "text only" in info.description, info.id
+
+
+def test_qlora_presets_say_they_need_cuda() -> None:
+    for info in list_presets():
+        if info.method == "qlora":
+            assert "CUDA" in info.description + info.hardware, info.id
+
+
+@pytest.mark.parametrize("preset_id", ["nope_lora", "../catalog_lora", "gemma-3-270m_dpo", ""])
+def test_an_unknown_preset_is_refused(preset_id: str) -> None:
+    with pytest.raises(UnknownPreset):
+        load_preset(preset_id)
