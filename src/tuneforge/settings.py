@@ -44,6 +44,14 @@ class Settings(BaseSettings):
         description="Where models and tokenizers are cached once converted (the bundled Gemma 3 "
         "270M, hub downloads). Default: `{data_dir}/models`.",
     )
+    catalog_file: Path | None = Field(
+        default=None,
+        description="A YAML file of extra models, listed after the built-in Gemma ones: a "
+        "`models:` list shaped like the built-in `catalog.yaml`, each entry either `source: "
+        "local` with a `path` (a transformers directory on the server; relative paths start at "
+        "the file's folder) or `source: hub` with a `hub_id`. Ids must differ from every other "
+        "entry's. Edits are picked up without a restart.",
+    )
     database_url: str | None = Field(
         default=None,
         description="SQLAlchemy URL of the database. Default: SQLite at `{data_dir}/tuneforge.db`. "

@@ -3,18 +3,43 @@
 Each entry says where the weights come from (`source`), what the model is (parameters, context,
 modality, architecture numbers the memory estimate uses) and what settings suit it. The web process
 reads it without torch; loading the weights is `tuneforge.models.loading`'s job, in workers.
+
+Admins add models without touching the code: `load_catalog(settings.catalog_file)` appends the
+entries of their YAML file (the same `models:` shape) to the built-in ones, for example
+
+    models:
+      - id: support-bot-v2
+        name: Support bot v2
+        family: gemma-3
+        variant: it
+        source: local
+        path: /srv/models/support-bot-v2   # a transformers directory (relative: from this file)
+        parameters: 999885952
+        context_length: 32768
+        modality: text
+        license: Gemma Terms of Use
+        description: Our Gemma 3 1B, already tuned on support tickets.
+        architecture: {layers: 26, hidden_size: 1152, intermediate_size: 6912,
+                       attention_heads: 4, kv_heads: 1, head_dim: 256, vocab_size: 262144}
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from importlib.resources import files
+from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 Source = Literal["hub", "gguf-package", "tiny-random", "local"]
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+
+
+class CatalogError(ValueError):
+    """A catalog file that cannot be used: missing, not YAML, invalid, or repeating an id."""
 
 
 class Architecture(BaseModel):
@@ -36,7 +61,11 @@ class CatalogEntry(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(description="The catalog id users pick, such as `gemma-3-270m`.")
+    id: str = Field(
+        pattern=ID_PATTERN,
+        description="The catalog id users pick, such as `gemma-3-270m` (letters, digits, `.`, "
+        "`_`, `-`; it also names the model's cache folder).",
+    )
     name: str = Field(description="A human name.")
     family: str = Field(description="`gemma-3` or `gemma-3n`.")
     variant: Literal["pt", "it"] = Field(
@@ -55,7 +84,8 @@ class CatalogEntry(BaseModel):
     license: str = Field(description="The licence the weights come under.")
     description: str = Field(description="One or two sentences for the model picker.")
     offline: bool = Field(
-        default=False, description="Available on a machine without a model hub."
+        default=False,
+        description="Available on a machine without a model hub (local entries always are).",
     )
     test_only: bool = Field(
         default=False, description="Random weights: for tests and smoke runs, not for real use."
@@ -66,9 +96,35 @@ class CatalogEntry(BaseModel):
         description="Recommended training settings for this model (TrainingSpec field values).",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _local_is_offline(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("source") == "local" and "offline" not in data:
+            return {**data, "offline": True}
+        return data
+
+    @model_validator(mode="after")
+    def _has_location(self) -> CatalogEntry:
+        if self.source == "hub" and not self.hub_id:
+            raise ValueError(
+                f"{self.id}: a `hub` model needs a `hub_id` such as google/gemma-3-1b-it"
+            )
+        if self.source == "local" and not self.path:
+            raise ValueError(f"{self.id}: a `local` model needs the `path` of its directory")
+        return self
+
 
 class Catalog(BaseModel):
     models: list[CatalogEntry] = Field(description="Every model, in picker order.")
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Catalog:
+        seen: set[str] = set()
+        for entry in self.models:
+            if entry.id in seen:
+                raise ValueError(f"the id {entry.id!r} appears more than once")
+            seen.add(entry.id)
+        return self
 
     def get(self, model_id: str) -> CatalogEntry | None:
         return next((entry for entry in self.models if entry.id == model_id), None)
@@ -79,3 +135,53 @@ def catalog() -> Catalog:
     """The built-in catalog (validated once per process)."""
     text = files("tuneforge.models").joinpath("catalog.yaml").read_text(encoding="utf-8")
     return Catalog.model_validate(yaml.safe_load(text))
+
+
+def load_catalog(extra: Path | None = None) -> Catalog:
+    """The built-in catalog followed by the entries of the admin's file `extra` (the
+    `catalog_file` setting), if any. The file is read again only when it changes; a missing or
+    invalid file, or an id that is already taken, raises `CatalogError` with what to fix."""
+    if extra is None:
+        return catalog()
+    path = Path(extra).expanduser().resolve()
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise CatalogError(
+            f"The catalog file {path} (TUNEFORGE_CATALOG_FILE) cannot be read: {exc.strerror}."
+        ) from exc
+    return _merged(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _merged(path: Path, mtime_ns: int, size: int) -> Catalog:
+    """`catalog()` plus the file's entries (cached per version of the file)."""
+    where = f"The catalog file {path} (TUNEFORGE_CATALOG_FILE)"
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise CatalogError(f"{where} cannot be read as YAML: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("models"), list):
+        raise CatalogError(f"{where} must hold a `models:` list, like the built-in catalog.yaml.")
+    try:
+        added = Catalog.model_validate(data).models
+    except ValidationError as exc:
+        raise CatalogError(f"{where} is invalid: {_explain(exc)}") from exc
+    builtin = catalog()
+    for entry in added:
+        if builtin.get(entry.id) is not None:
+            raise CatalogError(
+                f"{where} adds {entry.id!r}, an id the built-in catalog already has: give the "
+                "model another id."
+            )
+        if entry.source == "local" and entry.path:
+            entry.path = os.path.normpath(path.parent / Path(entry.path).expanduser())
+    return Catalog(models=[*builtin.models, *added])
+
+
+def _explain(error: ValidationError) -> str:
+    """Pydantic's errors in one line each, with where they are (`models.2.architecture`)."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in e['loc']) or 'file'}: {e['msg']}"
+        for e in error.errors(include_url=False)
+    )
