@@ -16,6 +16,8 @@ def parse_sse(text: str) -> list[dict[str, object]]:
         fields = dict(
             line.split(": ", 1) for line in block.splitlines() if not line.startswith(":")
         )
+        if not fields:  # a keep-alive comment
+            continue
         events.append(
             {"id": fields.get("id"), "event": fields["event"], "data": json.loads(fields["data"])}
         )

@@ -23,7 +23,7 @@ def spec(**values: object) -> SFTSpec:
     base: dict[str, object] = {
         "base_model": "tiny-random-gemma3",
         "dataset_id": "d",
-        "learning_rate": 3e-3,
+        "learning_rate": 1e-2,
         "batch_size": 4,
         "lora_r": 8,
         "lora_alpha": 16,
