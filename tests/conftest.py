@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,11 +14,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import make_url, text
+from sqlalchemy import make_url, select, text
 
 from tests.models import models_cache_dir
 from tuneforge.api.app import create_app
 from tuneforge.db.session import make_engine, make_sessionmaker, migrate, transaction
+from tuneforge.db.tables import Job
 from tuneforge.services import accounts
 from tuneforge.settings import Settings
 
@@ -119,7 +122,22 @@ def make_client(make_settings: Callable[..., Settings]) -> Iterator[Callable[...
 
     yield make
     for client in clients:
+        _stop_workers(client)
         client.__exit__(None, None, None)
+
+
+def _stop_workers(client: TestClient) -> None:
+    """Kill the workers a test left running (a failed test must not leave a training run
+    eating the CPU of the tests after it): workers outlive their server by design."""
+    with transaction(client.app.state.sessions) as session:  # type: ignore[attr-defined]
+        pids = session.scalars(
+            select(Job.worker_pid).where(
+                Job.status.in_(["running", "cancelling"]), Job.worker_pid.is_not(None)
+            )
+        ).all()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def add_user(settings: Settings, username: str, *, admin: bool = False) -> str:
