@@ -83,6 +83,7 @@ def test_train_streams_metrics_and_makes_a_model_peft_loads(api, settings) -> No
     assert [m["id"] for m in listed["items"]] == [model_id]
     # The adapter loads with PEFT over the base model.
     from peft import PeftModel
+
     from tuneforge.models.loading import load_causal_lm, model_dir
 
     store = ArtifactStore(settings.resolved_storage_url)

@@ -8,10 +8,10 @@ import pytest
 import torch
 from peft import get_peft_model_state_dict
 from safetensors.torch import load_file
-from tuneforge.models.loading import load_causal_lm
 
 from tests.training.conftest import Recorder, conversations
 from tuneforge.jobs.context import JobCancelled
+from tuneforge.models.loading import load_causal_lm
 from tuneforge.training.recipes.sft import Checkpoints, train_sft
 from tuneforge.training.runtime import prepare_model, runtime_for
 from tuneforge.training.spec import SFTSpec
