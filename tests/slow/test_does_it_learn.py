@@ -151,8 +151,6 @@ def score(model, tokenizer, prompts: list[tuple[str, str]]) -> float:
 def test_lora_teaches_gemma_270m_a_task_it_cannot_do(make_client, settings) -> None:
     if os.environ.get("TUNEFORGE_TEST_DATABASE_URL"):
         pytest.skip("runs once per CI run, in the SQLite pass: the database plays no part")
-    if not os.environ.get("TUNEFORGE_SLOW_TESTS"):
-        pytest.skip("set TUNEFORGE_SLOW_TESTS=1: not yet proven within CI's time on this machine")
     from peft import PeftModel
     from tokenizers import Tokenizer
 
