@@ -108,3 +108,31 @@ def test_the_sliding_window_is_exercised() -> None:
     unwindowed = _alone(model, example)
     torch.testing.assert_close(windowed[:8], unwindowed[:8], atol=1e-5, rtol=0)
     assert (windowed[8:] - unwindowed[8:]).abs().max() > 1e-3
+
+
+def test_examples_in_parallel_give_the_gradients_of_one_after_the_other() -> None:
+    from tuneforge.training.components.loss import causal_lm_loss
+    from tuneforge.training.runtime import Runtime
+
+    model = tiny_gemma3()
+    batches = [collate([example], packing=True) for example in _examples((13, 5, 21, 9, 17))]
+
+    def gradients(runtime: Runtime) -> tuple[float, list[torch.Tensor]]:
+        model.zero_grad()
+
+        def run(batch: object) -> float:
+            out = causal_lm_loss(model, batch)  # type: ignore[arg-type]
+            out.loss_sum.backward()
+            return float(out.loss_sum)
+
+        total = runtime.backward_each(batches, run)
+        return total, [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    threads = torch.get_num_threads()
+    one_by_one = gradients(Runtime("cpu", "fp32", False, parallel=1))
+    together = gradients(Runtime("cpu", "fp32", False, parallel=2))
+    assert torch.get_num_threads() == threads  # restored
+    assert together[0] == pytest.approx(one_by_one[0], rel=1e-6)
+    assert len(together[1]) == len(one_by_one[1]) > 0
+    for a, b in zip(together[1], one_by_one[1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

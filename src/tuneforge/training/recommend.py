@@ -93,11 +93,14 @@ def _precision(hardware: Hardware, method: Method) -> Recommendation:
         )
     elif value == "bf16":
         reason = (
-            "This CPU has bf16 instructions (AVX-512 BF16/AMX): half the memory of fp32 and "
-            "several times faster; the trained weights stay in fp32."
+            "This CPU multiplies bf16 matrices in hardware (AMX, or BF16 on Arm): half the "
+            "memory of fp32 and faster; the trained weights stay in fp32."
         )
     else:
-        reason = "This CPU has no bf16 instructions, so bf16 would be emulated and slow: fp32."
+        reason = (
+            "This CPU has no bf16 matrix unit (AMX), so its fp32 matrix products are faster "
+            "than bf16 ones: fp32."
+        )
     return Recommendation(field="precision", value=value, reason=reason)
 
 

@@ -11,6 +11,7 @@ where it stopped. The caller (a job worker, or `tuneforge train`) provides the r
 
 from __future__ import annotations
 
+import functools
 import math
 import resource
 import shutil
@@ -30,6 +31,7 @@ from tuneforge.models.chat_template import GEMMA_CHAT_TEMPLATE
 from tuneforge.services.errors import InvalidInput
 from tuneforge.training.checkpoint import LoopState, load_checkpoint, save_checkpoint
 from tuneforge.training.components.loss import causal_lm_loss
+from tuneforge.training.components.packing import Batch
 from tuneforge.training.components.tokenize import Example, encode_record
 from tuneforge.training.evaluation import evaluate, generate, sample_prompts
 from tuneforge.training.reporting import Reporter, system_stats
@@ -142,6 +144,13 @@ def train_sft(
         state.evaluations_without_improvement += 1
         return state.evaluations_without_improvement >= spec.early_stopping_patience
 
+    def forward_backward(batch: Batch, denominator: int) -> float:
+        """One pass of `batch`, its gradient added (scaled to a mean over the step's tokens)."""
+        with runtime.autocast():
+            out = causal_lm_loss(model, batch)
+        scaler.scale(out.loss_sum / denominator).backward()  # type: ignore[no-untyped-call]
+        return float(out.loss_sum.detach())
+
     model.train()
     step_seconds: list[float] = []
     step_rates: list[float] = []
@@ -163,12 +172,9 @@ def train_sft(
         learning_rate = plan.learning_rate(step)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate
-        loss_sum = 0.0
-        for batch in batches:
-            with runtime.autocast():
-                out = causal_lm_loss(model, batch)
-            scaler.scale(out.loss_sum / max(loss_tokens, 1)).backward()  # type: ignore[no-untyped-call]
-            loss_sum += float(out.loss_sum.detach())
+        loss_sum = runtime.backward_each(
+            batches, functools.partial(forward_backward, denominator=max(loss_tokens, 1))
+        )
         scaler.unscale_(optimizer)
         limit = spec.max_grad_norm if spec.max_grad_norm > 0 else math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(parameters, limit))
