@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ import torch
 
 from tests.api.test_jobs_api import parse_sse, wait_status
 from tests.conftest import add_user, bearer
+from tests.jobs.test_restart import worker_pid
 from tuneforge.models.catalog import catalog
 from tuneforge.storage import ArtifactStore
 
@@ -169,6 +172,46 @@ def test_cancel_then_resume_continues_the_step_count(make_client, settings) -> N
     assert comparison["differences"]["max_steps"] == [60, 3]
     assert comparison["differences"]["learning_rate"] == [3e-3, 1e-3]
     assert len(comparison["runs"][1]["series"]["loss"]) == 3
+
+
+@pytest.mark.timeout(900)
+def test_a_killed_worker_resumes_from_its_last_checkpoint(make_client, settings) -> None:
+    client = make_client(auth="local", run_jobs=True)
+    alice = bearer(add_user(settings, "alice"))
+    dataset = processed_dataset(client, alice)
+    run = spec(dataset["id"], max_steps=30, eval_every=0, checkpoint_every=4)
+    job_id = client.post("/api/v1/jobs", json={"kind": "train", "spec": run}, headers=alice).json()[
+        "id"
+    ]
+    for event in parse_sse_stream(client, job_id, alice):
+        if event["event"] == "metric" and event["data"]["data"]["step"] >= 10:
+            break
+    pid = worker_pid(settings, job_id)
+    os.kill(pid, signal.SIGKILL)  # no chance to checkpoint
+    failed = wait_status(client, job_id, alice, "failed", timeout=60)
+    assert failed["error"].startswith("worker lost")
+    reached = max(
+        s
+        for s, _ in client.get(f"/api/v1/jobs/{job_id}/metrics", headers=alice).json()["series"][
+            "loss"
+        ]
+    )
+    assert client.post(f"/api/v1/jobs/{job_id}/resume", headers=alice).status_code == 200
+    done = wait_status(client, job_id, alice, "succeeded", timeout=300)
+    assert done["attempt"] == 1 and done["result"]["steps"] == 30
+    loss = client.get(f"/api/v1/jobs/{job_id}/metrics", headers=alice).json()["series"]["loss"]
+    assert [s for s, _ in loss] == list(range(1, 31))
+    logs = [
+        e["data"]["data"]["message"]
+        for e in parse_sse(client.get(f"/api/v1/jobs/{job_id}/events", headers=alice).text)
+        if e["event"] == "log"
+    ]
+    checkpoint = reached - reached % 4  # the last checkpoint the killed worker completed
+    resumed = [m for m in logs if m.startswith("resumed from step ")]
+    assert resumed and resumed[0] in {
+        f"resumed from step {checkpoint} of 30",
+        f"resumed from step {checkpoint - 4} of 30",  # killed while writing that checkpoint
+    }
 
 
 def parse_sse_stream(client, job_id: str, headers: dict[str, str]):
