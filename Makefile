@@ -5,6 +5,10 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 # The PyTorch build to install (a CUDA machine may want another, e.g. TORCH=torch).
 TORCH ?= torch==2.13.0
+# Optional extras installed with TuneForge: `gguf` (llama.cpp: the fast chat path on a CPU, and
+# GGUF checks) is built from source the first time (about 7 minutes on 2 cores); pip keeps the
+# built wheel in its cache, so later installs take seconds. `make run EXTRAS=` skips it.
+EXTRAS ?= gguf
 
 .PHONY: run test check lint format types docs clean
 
@@ -14,11 +18,11 @@ $(BIN)/python:
 
 # Stamps re-install when pyproject.toml changes.
 $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet '$(TORCH)' -e .
+	$(BIN)/pip install --quiet '$(TORCH)' -e '.[$(EXTRAS)]'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet '$(TORCH)' -e '.[dev]'
+	$(BIN)/pip install --quiet '$(TORCH)' -e '.[dev,gguf]'
 	touch $@ $(VENV)/.installed-run
 
 run: $(VENV)/.installed-run  ## Set up and start the studio on http://127.0.0.1:7860

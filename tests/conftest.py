@@ -16,10 +16,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import make_url, select, text
 
+from tests.fine_tuned import tiny_adapter  # noqa: F401  (a fixture for every test folder)
 from tests.models import models_cache_dir
 from tuneforge.api.app import create_app
 from tuneforge.db.session import make_engine, make_sessionmaker, migrate, transaction
 from tuneforge.db.tables import Job
+from tuneforge.models.catalog import catalog
 from tuneforge.services import accounts
 from tuneforge.settings import Settings
 
@@ -151,3 +153,12 @@ def add_user(settings: Settings, username: str, *, admin: bool = False) -> str:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="session")
+def tiny_model(models_dir: Path) -> Path:
+    from tuneforge.models.loading import model_dir
+
+    entry = catalog().get("tiny-random-gemma3")
+    assert entry is not None
+    return model_dir(entry, models_dir)

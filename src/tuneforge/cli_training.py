@@ -297,6 +297,41 @@ def delete(ctx: typer.Context, model_id: ModelId) -> None:
 
 
 @models_app.command()
+def chat(
+    ctx: typer.Context,
+    model_id: Annotated[
+        str, typer.Argument(help="A catalog id or one of your model ids.", show_default=False)
+    ],
+    message: Annotated[
+        str | None, typer.Argument(help="One message to answer; omit to chat turn by turn.")
+    ] = None,
+    system: Annotated[str | None, typer.Option(help="A system prompt.")] = None,
+    temperature: Annotated[float, typer.Option(min=0, max=2, help="0: greedy.")] = 1.0,
+    max_new_tokens: Annotated[int, typer.Option(min=1, max=8192)] = 512,
+    seed: Annotated[int | None, typer.Option(help="Same seed, same answer.")] = None,
+) -> None:
+    """Chat with a model, the answer streamed as it is written (an empty line ends a chat)."""
+    params: dict[str, Any] = {"temperature": temperature, "max_new_tokens": max_new_tokens}
+    params.update({k: v for k, v in (("system", system), ("seed", seed)) if v is not None})
+    messages: list[dict[str, str]] = []
+    with api(ctx) as client:
+        while True:
+            text = message if message is not None else typer.prompt("you", default="")
+            if not text.strip():
+                return
+            messages.append({"role": "user", "content": text})
+            answer = []
+            for event in client.chat_stream(model_id, messages, **params):
+                if event["type"] == "delta":
+                    answer.append(event["text"])
+                    typer.echo(event["text"], nl=False)
+            typer.echo()
+            if message is not None:
+                return
+            messages.append({"role": "assistant", "content": "".join(answer)})
+
+
+@models_app.command()
 def catalog(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """The base models that can be fine-tuned."""
     with api(ctx) as client:

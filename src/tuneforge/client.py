@@ -40,6 +40,7 @@ from tuneforge.data.config import ProcessingConfig
 from tuneforge.data.mapping import MappingSpec
 from tuneforge.data.validation import ValidationReport
 from tuneforge.schemas.datasets import DatasetList, DatasetPublic, RowsPage
+from tuneforge.schemas.evaluations import EvaluationPublic, SamplesPage
 from tuneforge.schemas.jobs import JobEventPublic, JobList, JobPublic
 from tuneforge.schemas.models import ModelList, ModelPublic
 from tuneforge.schemas.trainings import Comparison, EstimatePublic, RunMetrics
@@ -427,6 +428,77 @@ class Client:
 
     def delete_model(self, model_id: str) -> None:
         self._call("DELETE", f"/models/{model_id}")
+
+    # -- chat ----------------------------------------------------------------------------------
+    def chat_models(self) -> list[dict[str, Any]]:
+        """Models to chat with: your fine-tuned models, then the catalog's base models."""
+        items: list[dict[str, Any]] = self._call("GET", "/chat/models")["items"]
+        return items
+
+    def chat(self, model: str, messages: list[dict[str, str]], **params: Any) -> dict[str, Any]:
+        """One whole answer: `{model, message, finish_reason, usage, engine}`. `params` are
+        the chat request's other fields (`system`, `temperature`, `max_new_tokens`, ...)."""
+        body = {"model": model, "messages": messages, **params, "stream": False}
+        answer: dict[str, Any] = self._call("POST", "/chat", json=body, timeout=self._work_timeout)
+        return answer
+
+    def chat_stream(
+        self, model: str, messages: list[dict[str, str]], **params: Any
+    ) -> Iterator[dict[str, Any]]:
+        """The answer as it is generated: `{"type": "delta", "text"}` events, then one
+        `{"type": "done", ...}` with the finish reason and token counts."""
+        body = {"model": model, "messages": messages, **params, "stream": True}
+        with self._http.stream("POST", "/chat", json=body, timeout=self._work_timeout) as response:
+            if response.is_error:
+                response.read()
+                raise ApiError.from_response(response)
+            for message in _parse_sse(response.iter_lines()):
+                if message is None:
+                    continue
+                _, event_type, data = message
+                payload = json.loads(data)
+                if event_type == "error":
+                    raise ApiError(200, payload["code"], payload["message"])
+                yield {"type": event_type, **payload}
+
+    # -- evaluations -------------------------------------------------------------------------------
+    def evaluate(self, spec: dict[str, Any] | BaseModel) -> JobPublic:
+        """Launch an evaluation (an `evaluate` job; see `EvaluationSpec`): `wait` for it, then
+        read `evaluation`. Refused at once when the dataset or a model is not yours."""
+        return self.create_job("evaluate", _body(spec))
+
+    def evaluation(self, job_id: str) -> EvaluationPublic:
+        """A finished evaluation's metrics per model, their difference B - A and the details
+        (`ApiError` 409 while it runs)."""
+        return EvaluationPublic.model_validate(self._call("GET", f"/evaluations/{job_id}"))
+
+    def evaluation_samples(
+        self, job_id: str, offset: int = 0, limit: int = 50, filter: str | None = None
+    ) -> SamplesPage:
+        """A page of the samples with their reference, answers and scores; `filter` keeps only
+        `a_right_b_wrong`, `a_wrong_b_right`, `both_right`, `both_wrong`, `a_right` or
+        `a_wrong` ones."""
+        params: dict[str, Any] = {"offset": offset, "limit": limit}
+        if filter is not None:
+            params["filter"] = filter
+        return SamplesPage.model_validate(
+            self._call("GET", f"/evaluations/{job_id}/samples", params=params)
+        )
+
+    def download_evaluation(
+        self, job_id: str, fmt: Literal["csv", "jsonl"], path: str | Path
+    ) -> Path:
+        """Save every sample of an evaluation as CSV or JSON Lines at `path` (streamed)."""
+        path = Path(path)
+        url = f"/evaluations/{job_id}/samples.{fmt}"
+        with self._http.stream("GET", url, timeout=self._work_timeout) as response:
+            if response.is_error:
+                response.read()
+                raise ApiError.from_response(response)
+            with path.open("wb") as out:
+                for chunk in response.iter_bytes():
+                    out.write(chunk)
+        return path
 
 
 def _body(value: dict[str, Any] | BaseModel) -> dict[str, Any]:

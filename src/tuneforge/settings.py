@@ -97,6 +97,12 @@ class Settings(BaseSettings):
     poll_interval: float = Field(
         default=0.5, gt=0, description="Seconds between the runner's looks at the job queue."
     )
+    inference_memory_gb: float | None = Field(
+        default=None,
+        gt=0,
+        description="Memory the inference server may fill with loaded models (GB); past it, the "
+        "least recently used model is dropped. Default: 40% of the machine's RAM.",
+    )
     auth: AuthMode = Field(
         default="auto",
         description="`none`: one implicit local user (only on a loopback address). `local`: user "
@@ -152,6 +158,25 @@ class Settings(BaseSettings):
         if self.auth == "auto":
             return "none" if is_loopback(self.host) else "local"
         return self.auth
+
+    @property
+    def inference_budget_bytes(self) -> int:
+        if self.inference_memory_gb is not None:
+            return int(self.inference_memory_gb * 2**30)
+        import psutil
+
+        return int(psutil.virtual_memory().total * 0.4)
+
+    @property
+    def inference_socket(self) -> Path:
+        """The inference server's Unix socket, in a private folder of the temporary directory
+        (a socket path must stay under 108 bytes; `data_dir` may be longer)."""
+        import hashlib
+        import os
+        import tempfile
+
+        digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"tuneforge-{os.getuid()}-{digest}" / "inference.sock"
 
     @property
     def models_dir(self) -> Path:

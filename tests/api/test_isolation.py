@@ -13,6 +13,8 @@ MISSING = "0" * 32
 MAPPING = {"user": {"column": "question"}, "assistant": {"column": "answer"}}
 PUBLIC = {("GET", "/api/v1/health"), ("POST", "/api/v1/auth/login")}
 # Every protected endpoint, with a body that would be valid.
+HELLO = {"role": "user", "content": "Hello"}
+# Chat routes name their model in the body: their scoping is in test_chat_api and test_openai_api.
 ROUTES: dict[tuple[str, str], dict[str, object] | None] = {
     ("GET", "/api/v1/me"): None,
     ("GET", "/api/v1/tokens"): None,
@@ -45,6 +47,15 @@ ROUTES: dict[tuple[str, str], dict[str, object] | None] = {
     ("GET", "/api/v1/trainings/compare"): None,
     ("GET", "/api/v1/trainings/presets"): None,
     ("GET", "/api/v1/trainings/presets/{preset_id}"): None,
+    ("GET", "/api/v1/chat/models"): None,
+    ("POST", "/api/v1/chat"): {"model": "tiny-random-gemma3", "messages": [HELLO]},
+    ("GET", "/v1/models"): None,
+    ("POST", "/v1/chat/completions"): {"model": "tiny-random-gemma3", "messages": [HELLO]},
+    ("POST", "/v1/completions"): {"model": "tiny-random-gemma3", "prompt": "Hello"},
+    ("GET", "/api/v1/evaluations/{job_id}"): None,
+    ("GET", "/api/v1/evaluations/{job_id}/samples"): None,
+    ("GET", "/api/v1/evaluations/{job_id}/samples.csv"): None,
+    ("GET", "/api/v1/evaluations/{job_id}/samples.jsonl"): None,
 }
 # Routes with an id of something nobody owns (the same for everyone).
 SHARED = {("GET", "/api/v1/trainings/presets/{preset_id}")}

@@ -23,14 +23,13 @@ from tuneforge.models.catalog import CatalogEntry, catalog
 from tuneforge.models.chat_template import GEMMA_CHAT_TEMPLATE, render
 from tuneforge.models.loading import (
     HUB_IGNORE,
-    ModelUnavailable,
     load_causal_lm,
     load_tokenizer,
     model_dir,
     resolve,
 )
 from tuneforge.models.tokenizer import MODEL_DIR, TOKENIZER_DIR, ensure_gguf
-from tuneforge.services.errors import NotFound
+from tuneforge.services.errors import ModelUnavailable, NotFound
 from tuneforge.settings import Settings
 
 

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tuneforge.data.conversation import message
-from tuneforge.models.catalog import catalog
 
 
 @dataclass
@@ -56,12 +52,3 @@ def conversations(count: int = 8) -> list[dict[str, Any]]:
         }
         for i in range(count)
     ]
-
-
-@pytest.fixture(scope="session")
-def tiny_model(models_dir: Path) -> Path:
-    from tuneforge.models.loading import model_dir
-
-    entry = catalog().get("tiny-random-gemma3")
-    assert entry is not None
-    return model_dir(entry, models_dir)

@@ -12,8 +12,20 @@ from fastapi import FastAPI
 from tuneforge import __version__
 from tuneforge.api import errors
 from tuneforge.api.limits import BodyLimit
-from tuneforge.api.routes import auth, datasets, health, jobs, models, trainings
+from tuneforge.api.routes import (
+    auth,
+    chat,
+    datasets,
+    evaluations,
+    health,
+    jobs,
+    models,
+    openai,
+    trainings,
+)
 from tuneforge.db.session import make_engine, make_sessionmaker, migrate, transaction
+from tuneforge.inference.client import InferenceClient
+from tuneforge.inference.supervisor import InferenceProcess
 from tuneforge.jobs.runner import LocalRunner
 from tuneforge.services import accounts
 from tuneforge.services.auth import LoginLimiter, SessionSigner
@@ -50,6 +62,8 @@ def create_app(settings: Settings | None = None, *, ui: bool = True) -> FastAPI:
         finally:
             if app.state.runner is not None:
                 app.state.runner.stop()
+            await app.state.inference.close()
+            app.state.inference.process.stop()
             engine.dispose()
 
     app = FastAPI(
@@ -65,11 +79,13 @@ def create_app(settings: Settings | None = None, *, ui: bool = True) -> FastAPI:
     app.state.sessions = make_sessionmaker(engine)
     app.state.store = ArtifactStore(settings.resolved_storage_url, settings.storage_options)
     app.state.runner = None
+    app.state.inference = InferenceClient(InferenceProcess(settings))
     app.state.signer = SessionSigner(settings.session_secret, settings.session_max_age)
     app.state.limiter = LoginLimiter(settings.login_attempts_per_minute)
     errors.install(app)
-    for module in (health, auth, jobs, datasets, models, trainings):
+    for module in (health, auth, jobs, datasets, models, trainings, evaluations, chat):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(openai.router)
 
     @app.api_route(
         f"{API_PREFIX}/{{rest:path}}", methods=list(ALL_METHODS), include_in_schema=False

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from tuneforge.db.tables import User
+from tuneforge.inference.client import InferenceClient
 from tuneforge.services.auth import SESSION_COOKIE, resolve_user
 from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore
@@ -32,9 +33,15 @@ def get_store(request: Request) -> ArtifactStore:
     return store
 
 
+def get_inference(request: Request) -> InferenceClient:
+    client: InferenceClient = request.app.state.inference
+    return client
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 StoreDep = Annotated[ArtifactStore, Depends(get_store)]
+InferenceDep = Annotated[InferenceClient, Depends(get_inference)]
 
 
 def get_current_user(request: Request, session: SessionDep, settings: SettingsDep) -> User:

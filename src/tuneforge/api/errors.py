@@ -23,6 +23,9 @@ STATUS: dict[type[errors.DomainError], int] = {
     errors.InvalidInput: 422,
     errors.Unauthenticated: 401,
     errors.RateLimited: 429,
+    errors.ModelUnavailable: 503,
+    errors.EngineUnavailable: 409,
+    errors.InferenceFailed: 503,
 }
 HTTP_CODES = {
     401: "unauthenticated",

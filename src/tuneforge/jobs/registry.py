@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from tuneforge.evaluation.spec import EvaluationSpec
 from tuneforge.schemas.jobs import DatasetJobSpec, DiagnosticSpec
 from tuneforge.training.spec import TrainingSpec
 
@@ -26,4 +27,5 @@ KINDS: dict[str, JobKind] = {
     "dataset_process": JobKind(DatasetJobSpec, "tuneforge.jobs.workers.dataset_process:run"),
     "diagnostic": JobKind(DiagnosticSpec, "tuneforge.jobs.workers.diagnostic:run", admin_only=True),
     "train": JobKind(TrainingSpec, "tuneforge.jobs.workers.train:run"),
+    "evaluate": JobKind(EvaluationSpec, "tuneforge.jobs.workers.evaluate:run"),
 }

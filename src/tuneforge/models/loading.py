@@ -47,7 +47,7 @@ from tuneforge.models.tokenizer import (
     ensure_tokenizer_dir,
     gemma_tokenizer,
 )
-from tuneforge.services.errors import DomainError, NotFound
+from tuneforge.services.errors import ModelUnavailable, NotFound
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -98,13 +98,6 @@ HUB_IGNORE = [
 # gives the GGUF's logits exactly. Float32 also loads faster (memory-mapped, no conversion);
 # training casts the frozen base to bfloat16 itself.
 CONVERTED_DTYPE = torch.float32
-
-
-class ModelUnavailable(DomainError):
-    """The model's weights cannot be had here: the hub is unreachable, the licence is not
-    accepted, or a local directory is missing."""
-
-    code = "model_unavailable"
 
 
 def _stderr(message: str) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tuneforge.evaluation.spec import EvaluationSpec
 from tuneforge.jobs.status import JobStatus
 from tuneforge.training.spec import TrainingSpec
 
@@ -43,7 +44,14 @@ class TrainJobCreate(BaseModel):
     spec: TrainingSpec = Field(description="What to train and how (`trainer` chooses: `sft`).")
 
 
-JobCreate = Annotated[DiagnosticJobCreate | TrainJobCreate, Field(discriminator="kind")]
+class EvaluateJobCreate(BaseModel):
+    kind: Literal["evaluate"] = Field(description="Scores one or two models on a dataset split.")
+    spec: EvaluationSpec = Field(description="Which models, which samples, which suite.")
+
+
+JobCreate = Annotated[
+    DiagnosticJobCreate | TrainJobCreate | EvaluateJobCreate, Field(discriminator="kind")
+]
 
 
 class JobPublic(BaseModel):

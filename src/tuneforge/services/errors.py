@@ -36,3 +36,23 @@ class Unauthenticated(DomainError):
 
 class RateLimited(DomainError):
     code = "rate_limited"
+
+
+class ModelUnavailable(DomainError):
+    """The model's weights cannot be had here: the hub is unreachable, the licence is not
+    accepted, or a local directory is missing."""
+
+    code = "model_unavailable"
+
+
+class EngineUnavailable(DomainError):
+    """The inference engine asked for cannot run here (a missing package or GPU, or a model
+    the engine cannot serve)."""
+
+    code = "engine_unavailable"
+
+
+class InferenceFailed(DomainError):
+    """The inference server could not answer: it did not start, or a generation broke off."""
+
+    code = "inference_failed"

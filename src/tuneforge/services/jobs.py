@@ -9,9 +9,9 @@ from tuneforge.db.tables import Job, JobEvent, User
 from tuneforge.jobs.registry import KINDS
 from tuneforge.jobs.states import InvalidTransition, transition
 from tuneforge.jobs.status import TERMINAL, JobStatus
-from tuneforge.schemas.jobs import JobCreate, TrainJobCreate
+from tuneforge.schemas.jobs import EvaluateJobCreate, JobCreate, TrainJobCreate
+from tuneforge.services import evaluations, training
 from tuneforge.services.errors import Conflict, NotFound, PermissionDenied
-from tuneforge.services.training import check_launch
 from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore, artifact_prefix
 
@@ -19,15 +19,18 @@ from tuneforge.storage import ArtifactStore, artifact_prefix
 def create_job(
     session: Session, user: User, request: JobCreate, settings: Settings | None = None
 ) -> Job:
-    """Queue a job; a training run is checked first (`settings` needed) and refused if it cannot
-    work here."""
+    """Queue a job; a training run or an evaluation is checked first (`settings` needed) and
+    refused if it cannot work here or names data or models the user cannot use."""
     kind = KINDS[request.kind]
     if kind.admin_only and not user.is_admin:
         raise PermissionDenied(f"Only administrators can run {request.kind} jobs.")
-    if isinstance(request, TrainJobCreate):
+    if isinstance(request, TrainJobCreate | EvaluateJobCreate):
         if settings is None:
-            raise ValueError("checking a training run needs the settings")
-        check_launch(session, user, settings, request.spec)
+            raise ValueError(f"checking a {request.kind} job needs the settings")
+        if isinstance(request, TrainJobCreate):
+            training.check_launch(session, user, settings, request.spec)
+        else:
+            evaluations.check_launch(session, user, settings, request.spec)
     job = Job(
         owner_id=user.id,
         kind=request.kind,

@@ -1,0 +1,175 @@
+"""The OpenAI-compatible API under `/v1`: the official `openai` client works against it.
+
+Authenticated by the same bearer API tokens as `/api/v1` and scoped the same way: a caller sees
+the catalog's base models and their own fine-tuned models, and another user's model is 404.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from tuneforge.api.deps import CurrentUser, InferenceDep, SessionDep, SettingsDep
+from tuneforge.inference.client import InferenceClient
+from tuneforge.inference.engine import Delta, Finished
+from tuneforge.inference.params import Generate, GenerationParams, Turn
+from tuneforge.schemas.openai import ChatCompletionRequest, CompletionRequest, Sampling
+from tuneforge.services import chat as service
+from tuneforge.services.errors import InvalidInput
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+
+@router.get("/models")
+def list_models(session: SessionDep, user: CurrentUser, settings: SettingsDep) -> dict[str, Any]:
+    models = service.chat_models(session, user, settings)
+    return {
+        "object": "list",
+        "data": [
+            {
+                "id": m.id,
+                "object": "model",
+                "created": int(m.created_at.timestamp()) if m.created_at else 0,
+                "owned_by": user.username if m.fine_tuned else "tuneforge",
+            }
+            for m in models
+        ],
+    }
+
+
+@router.post("/chat/completions", response_model=None)
+async def chat_completions(
+    body: ChatCompletionRequest,
+    session: SessionDep,
+    user: CurrentUser,
+    settings: SettingsDep,
+    inference: InferenceDep,
+) -> dict[str, Any] | StreamingResponse:
+    try:
+        messages = [
+            Turn(role="system" if m.role == "developer" else m.role, content=m.text())
+            for m in body.messages
+        ]
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+    _, generate = await run_in_threadpool(
+        service.prepare,
+        session,
+        user,
+        settings,
+        body.model,
+        _params(body, body.max_new_tokens),
+        messages,
+    )
+    return await _answer(inference, generate, body, chat=True)
+
+
+@router.post("/completions", response_model=None)
+async def completions(
+    body: CompletionRequest,
+    session: SessionDep,
+    user: CurrentUser,
+    settings: SettingsDep,
+    inference: InferenceDep,
+) -> dict[str, Any] | StreamingResponse:
+    _, generate = await run_in_threadpool(
+        service.prepare,
+        session,
+        user,
+        settings,
+        body.model,
+        _params(body, body.max_tokens),
+        None,
+        body.prompt,
+    )
+    return await _answer(inference, generate, body, chat=False)
+
+
+def _params(body: Sampling, max_new_tokens: int) -> GenerationParams:
+    try:
+        return GenerationParams.model_validate(body.generation(max_new_tokens))
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+
+
+async def _answer(
+    inference: InferenceClient, generate: Generate, body: Sampling, *, chat: bool
+) -> dict[str, Any] | StreamingResponse:
+    head = {
+        "id": ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex,
+        "object": "chat.completion" if chat else "text_completion",
+        "created": int(time.time()),
+        "model": body.model,
+    }
+    if not body.stream:
+        text, done = await inference.complete(generate)
+        if chat:
+            choice = {"index": 0, "message": {"role": "assistant", "content": text}}
+        else:
+            prompt = body.prompt if isinstance(body, CompletionRequest) and body.echo else ""
+            choice = {"index": 0, "text": prompt + text, "logprobs": None}
+        return {
+            **head,
+            "choices": [{**choice, "finish_reason": done.reason}],
+            "usage": _usage(done),
+        }
+    events = inference.stream(generate)
+    first = await anext(events)  # a model that cannot load answers with an HTTP error
+    head["object"] = "chat.completion.chunk" if chat else "text_completion"
+
+    def chunk(text: str | None, reason: str | None) -> str:
+        if chat:
+            delta = {} if text is None else {"content": text}
+            choice: dict[str, Any] = {"index": 0, "delta": delta}
+        else:
+            choice = {"index": 0, "text": text or "", "logprobs": None}
+        return f"data: {json.dumps({**head, 'choices': [{**choice, 'finish_reason': reason}]})}\n\n"
+
+    async def stream() -> AsyncIterator[str]:
+        if chat:
+            opening = {
+                **head,
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"role": "assistant", "content": ""},
+                        "finish_reason": None,
+                    }
+                ],
+            }
+            yield f"data: {json.dumps(opening)}\n\n"
+        async for event in _chain(first, events):
+            if isinstance(event, Delta):
+                yield chunk(event.text, None)
+            else:
+                yield chunk(None, event.reason)
+                if body.include_usage:
+                    yield f"data: {json.dumps({**head, 'choices': [], 'usage': _usage(event)})}\n\n"
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
+
+
+async def _chain(
+    first: Delta | Finished, rest: AsyncIterator[Delta | Finished]
+) -> AsyncIterator[Delta | Finished]:
+    yield first
+    async for event in rest:
+        yield event
+
+
+def _usage(done: Finished) -> dict[str, int]:
+    return {
+        "prompt_tokens": done.prompt_tokens,
+        "completion_tokens": done.completion_tokens,
+        "total_tokens": done.prompt_tokens + done.completion_tokens,
+    }

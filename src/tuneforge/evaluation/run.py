@@ -1,0 +1,159 @@
+"""An evaluation from a split's rows to its results, in the worker process (no database here).
+
+The samples are drawn (`select_samples`); each model answers every sample's prompt with the
+transformers engine (greedy by default), and the suite scores the answers against the
+references. Both models run on the same engine with the same numerics, so a difference in the
+results is the models' own: a fine-tune and its base load the base once, with the adapter
+attached (`ModelCache`). The perplexity suite generates nothing; it scores the references.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tuneforge.data.conversation import text_of
+from tuneforge.evaluation.metrics import SUITES, SuiteResult, json_output
+from tuneforge.evaluation.perplexity import perplexity
+from tuneforge.evaluation.report import LABELS
+from tuneforge.evaluation.samples import Sample, select_samples
+from tuneforge.evaluation.spec import EvaluationSpec
+from tuneforge.inference import loaders
+from tuneforge.inference.cache import Loaded, ModelCache
+from tuneforge.inference.engine import Delta
+from tuneforge.inference.hf_engine import TransformersEngine
+from tuneforge.inference.params import GenerationParams, ModelRef
+from tuneforge.models.catalog import load_catalog
+from tuneforge.models.chat_template import render
+from tuneforge.services.errors import InvalidInput
+from tuneforge.settings import Settings
+
+ENGINE = "transformers"  # serves every model and fine-tune, and gives perplexity its logits
+NEEDS = {"perplexity": "an answer (or a plain text) to score", "vibe": "a user prompt"}
+
+OnSample = Callable[[str, int, int], None]
+"""Called with a model's label, the number of samples and how many it has done: before its
+first sample (0) and after each one. It may raise to stop the evaluation (a cancelled job)."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The results: per model (in `LABELS` order) its `metrics` and `details`; the difference
+    B - A of each metric both have (None for one model); one row per sample (see `report`);
+    how many rows of the split could not be used."""
+
+    metrics: list[dict[str, float]]
+    details: list[dict[str, Any]]
+    difference: dict[str, float] | None
+    rows: list[dict[str, Any]]
+    skipped: int
+
+
+def answer(
+    loaded: Loaded, sample: Sample, params: GenerationParams, cancelled: threading.Event
+) -> str:
+    """The model's answer to the sample's prompt, rendered with Gemma's chat template."""
+    text = render(sample.prompt, add_generation_prompt=True)
+    events = loaded.engine.stream(text, params, cancelled, loaded.adapter)
+    return "".join(event.text for event in events if isinstance(event, Delta)).strip()
+
+
+def score(spec: EvaluationSpec, answers: Sequence[str], samples: Sequence[Sample]) -> SuiteResult:
+    """The suite's scores of `answers` against the samples' references."""
+    references = [sample.reference or "" for sample in samples]
+    if spec.suite == "json":
+        return json_output(answers, references, schema=spec.json_schema)
+    return SUITES[spec.suite](answers, references)
+
+
+def difference(metrics: Sequence[Mapping[str, float]]) -> dict[str, float] | None:
+    """B - A for every metric both models have; None unless there are two with metrics."""
+    if len(metrics) != 2 or not metrics[0]:
+        return None
+    a, b = metrics
+    return {name: b[name] - a[name] for name in a if name in b}
+
+
+def _row(
+    number: int,
+    sample: Sample,
+    answers: Mapping[str, list[str]],
+    results: Mapping[str, SuiteResult],
+) -> dict[str, Any]:
+    return {
+        "index": sample.index,
+        "prompt": sample.question,
+        "messages": [{"role": m["role"], "text": text_of(m)} for m in sample.prompt],
+        "reference": sample.reference,
+        "answers": {label: values[number] for label, values in answers.items()},
+        "scores": {label: result.per_sample[number] for label, result in results.items()},
+    }
+
+
+def run_evaluation(
+    spec: EvaluationSpec,
+    refs: Sequence[ModelRef],
+    records: Sequence[Mapping[str, Any]],
+    settings: Settings,
+    on_sample: OnSample,
+    cancelled: threading.Event,
+) -> Outcome:
+    """Evaluate the models `refs` (A, then B) on `records`, the rows of the spec's split.
+
+    `cancelled` stops an answer being generated; `on_sample` is where to stop between samples.
+    """
+    samples, skipped = select_samples(
+        records, spec.suite, max_samples=spec.max_samples, seed=spec.seed
+    )
+    if not samples:
+        needs = NEEDS.get(spec.suite, "a user prompt and a reference answer")
+        raise InvalidInput(
+            f"None of the {len(records)} rows of the {spec.split} split can be used by the "
+            f"{spec.suite} suite: it needs {needs}, in text (rows with images are left out)."
+        )
+    params = GenerationParams(
+        temperature=spec.temperature, max_new_tokens=spec.max_new_tokens, seed=spec.seed
+    )
+    cache = ModelCache(
+        settings.inference_budget_bytes,
+        lambda ref: ENGINE,
+        lambda name, ref: loaders.load(name, ref, settings),
+        lambda engine, ref: loaders.attach(engine, ref, settings),
+    )
+    catalog = load_catalog(settings.catalog_file)
+    labels = LABELS[: len(refs)]
+    answers: dict[str, list[str]] = {}
+    results: dict[str, SuiteResult] = {}
+    total = len(samples)
+    for label, ref in zip(labels, refs, strict=True):
+        progress = functools.partial(on_sample, label, total)
+        progress(0)
+        loaded = cache.get(ref)
+        if spec.suite == "perplexity":
+            entry = catalog.get(ref.base)
+            assert isinstance(loaded.engine, TransformersEngine) and entry is not None
+            results[label] = perplexity(
+                loaded.engine,
+                loaded.adapter,
+                samples,
+                entry.context_length,
+                progress,
+            )
+            continue
+        answers[label] = []
+        for done, sample in enumerate(samples, 1):
+            answers[label].append(answer(loaded, sample, params, cancelled))
+            progress(done)
+        if spec.suite != "vibe":
+            results[label] = score(spec, answers[label], samples)
+    metrics = [results[label].metrics if label in results else {} for label in labels]
+    return Outcome(
+        metrics=metrics,
+        details=[results[label].details if label in results else {} for label in labels],
+        difference=difference(metrics),
+        rows=[_row(number, sample, answers, results) for number, sample in enumerate(samples)],
+        skipped=skipped,
+    )

@@ -1,0 +1,83 @@
+"""The samples of an evaluation: rows of a processed split, each split into what the model is
+asked (the prompt) and what it should answer (the reference), drawn reproducibly."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tuneforge.data.conversation import Message, text_of
+
+
+@dataclass(frozen=True)
+class Sample:
+    index: int  # the row's position in its split
+    prompt: list[Message]  # the conversation the model continues
+    reference: str | None  # the expected answer, when the row has one
+    record: Mapping[str, Any]  # the whole row (perplexity scores its answers)
+
+    @property
+    def question(self) -> str:
+        """What a person reads as the prompt: the text of its last user turn."""
+        return next((text_of(m) for m in reversed(self.prompt) if m["role"] == "user"), "")
+
+
+def _text_only(messages: Sequence[Message], record: Mapping[str, Any]) -> bool:
+    images = record.get("images")
+    return not images and all(p["type"] == "text" for m in messages for p in m["content"])
+
+
+def to_sample(index: int, record: Mapping[str, Any]) -> Sample | None:
+    """The row as a sample, or None when it has images or nothing to ask or score.
+
+    A conversation is asked everything before its last assistant turn, whose text is the
+    reference; one that ends on a user turn is asked as it is, without a reference. A
+    prompt-only row is asked its prompt, a preference row too, with its chosen answer as the
+    reference. A plain-text row (language modelling) asks nothing: its text is the reference,
+    which only perplexity scores.
+    """
+    if "messages" in record:
+        messages: list[Message] = list(record["messages"])
+        answered = bool(messages) and messages[-1]["role"] == "assistant"
+        prompt = messages[:-1] if answered else messages
+        reference = text_of(messages[-1]) if answered else None
+    elif "prompt" in record:
+        prompt = list(record["prompt"])
+        chosen = record.get("chosen")
+        reference = None if chosen is None else text_of(chosen)
+        messages = [*prompt, *([chosen] if chosen is not None else [])]
+    elif "text" in record:
+        return Sample(index, [], str(record["text"]), record)
+    else:
+        return None
+    if not _text_only(messages, record):
+        return None
+    return Sample(index, prompt, reference, record)
+
+
+def usable(sample: Sample, suite: str) -> bool:
+    """Whether `suite` can use `sample`: perplexity needs a reference (the tokens it scores),
+    `vibe` a prompt with a user turn, every other suite both."""
+    askable = any(m["role"] == "user" for m in sample.prompt)
+    if suite == "perplexity":
+        return sample.reference is not None
+    return askable and (suite == "vibe" or sample.reference is not None)
+
+
+def select_samples(
+    records: Sequence[Mapping[str, Any]], suite: str, *, max_samples: int, seed: int
+) -> tuple[list[Sample], int]:
+    """At most `max_samples` samples of `records` that `suite` can use, a random draw seeded by
+    `seed` when there are more, in the rows' order; and how many rows it cannot use at all."""
+    chosen = [
+        sample
+        for index, record in enumerate(records)
+        if (sample := to_sample(index, record)) is not None and usable(sample, suite)
+    ]
+    skipped = len(records) - len(chosen)
+    if len(chosen) > max_samples:
+        drawn = sorted(random.Random(seed).sample(range(len(chosen)), max_samples))  # noqa: S311
+        chosen = [chosen[i] for i in drawn]
+    return chosen, skipped

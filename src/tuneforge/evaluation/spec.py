@@ -1,0 +1,108 @@
+"""What an `evaluate` job does: which models answer which samples, scored by which suite.
+
+Importing this module stays cheap (the web process validates specs): the JSON Schema check
+imports `jsonschema` only when a schema is given.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Suite: TypeAlias = Literal[
+    "classification",
+    "extraction",
+    "summarisation",
+    "translation",
+    "json",
+    "conversation",
+    "perplexity",
+    "vibe",
+]
+
+
+class EvaluationSpec(BaseModel):
+    """One or two models answer the same samples of a processed dataset's split, and a suite
+    scores their answers against the references (the split's last assistant turns)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(
+        min_length=1,
+        max_length=200,
+        description="The model evaluated (A): a catalog id such as `gemma-3-270m` or the id of "
+        "one of your fine-tuned models.",
+    )
+    compare_with: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="A second model (B) that answers the same samples; the results then show "
+        "each metric's difference B - A (with a base model as `model` and its fine-tune here: "
+        "what fine-tuning changed).",
+    )
+    dataset_id: str = Field(
+        min_length=1, max_length=64, description="The processed dataset the samples come from."
+    )
+    split: Literal["test", "train"] = Field(
+        default="test", description="The dataset split the samples come from."
+    )
+    suite: Suite = Field(
+        description="How answers are scored: `classification` (accuracy, macro-F1, per-class "
+        "precision and recall, confusion matrix), `extraction` (exact match, token F1), "
+        "`summarisation` (ROUGE-1/2/L), `translation` (BLEU, chrF), `json` (parse rate, exact "
+        "match, schema match), `conversation` (ROUGE-L), `perplexity` (no generation: "
+        "exp of the mean loss over the answers' tokens), `vibe` (answers side by side, no "
+        "metrics)."
+    )
+    max_samples: int = Field(
+        default=200,
+        ge=1,
+        le=5000,
+        description="Evaluate at most this many samples, drawn at random (with `seed`) when the "
+        "split has more; they keep the split's order.",
+    )
+    seed: int = Field(
+        default=0,
+        ge=0,
+        le=2**32 - 1,
+        description="Seeds the choice of samples and, when `temperature` > 0, the sampling.",
+    )
+    max_new_tokens: int = Field(
+        default=256, ge=1, le=4096, description="Stop each answer after this many tokens."
+    )
+    temperature: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=2.0,
+        description="Randomness of the answers: 0 (the default) decodes greedily, so the same "
+        "model always gives the same answer.",
+    )
+    json_schema: dict[str, Any] | None = Field(
+        default=None,
+        description="For the `json` suite: a JSON Schema every answer should satisfy (its "
+        "`$schema` names the draft; the latest by default).",
+    )
+
+    @field_validator("json_schema")
+    @classmethod
+    def _valid_schema(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+        if schema is not None:
+            from tuneforge.evaluation.metrics import _validator
+
+            _validator(schema)  # raises ValueError, with the reason, for an invalid schema
+        return schema
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EvaluationSpec:
+        if self.json_schema is not None and self.suite != "json":
+            raise ValueError("json_schema applies to the json suite only")
+        if self.compare_with == self.model:
+            raise ValueError("compare_with must name a different model than model")
+        return self
+
+    @property
+    def model_ids(self) -> list[str]:
+        """The evaluated models, A then (when compared) B."""
+        return [self.model] if self.compare_with is None else [self.model, self.compare_with]

@@ -1,0 +1,93 @@
+"""Loaded models, kept between requests in an LRU cache bounded by a memory budget.
+
+A chat never reloads its model: the first request loads it, later ones find it here. LoRA
+fine-tunes share their base: the cache holds one transformers engine per base and attaches each
+adapter to it once. When the loaded models exceed the budget, the least recently used ones are
+dropped (never the one a request is about to use). Loading is done once per model even when many
+requests for it arrive together.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tuneforge.inference.engine import Engine
+from tuneforge.inference.params import ModelRef
+
+
+@dataclass(frozen=True)
+class Key:
+    engine: str
+    base: str
+    weights: str | None  # full fine-tuned weights replace the base's
+
+
+@dataclass(frozen=True)
+class Loaded:
+    engine: Engine
+    adapter: str | None  # the adapter to select for this request, if any
+
+
+class ModelCache:
+    def __init__(
+        self,
+        budget_bytes: int,
+        choose: Callable[[ModelRef], str],
+        load: Callable[[str, ModelRef], Engine],
+        attach: Callable[[Engine, ModelRef], str],
+    ) -> None:
+        self.budget_bytes = budget_bytes
+        self._choose, self._load, self._attach = choose, load, attach
+        self._engines: OrderedDict[Key, Engine] = OrderedDict()
+        self._locks: dict[Key, threading.Lock] = {}
+        self._lock = threading.Lock()
+        #: How many times each model was loaded (a model loaded once serves every request).
+        self.loads: Counter[str] = Counter()
+
+    def get(self, ref: ModelRef) -> Loaded:
+        name = self._choose(ref)
+        key = Key(name, ref.base, ref.artifact_key if ref.kind == "full" else None)
+        with self._lock:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            with self._lock:
+                engine = self._engines.get(key)
+                if engine is not None:
+                    self._engines.move_to_end(key)
+            if engine is None:
+                engine = self._load(name, ref.model_copy(update={"engine": name}))
+                self.loads[f"{name}:{ref.base}" + (f":{key.weights}" if key.weights else "")] += 1
+                with self._lock:
+                    self._engines[key] = engine
+            adapter = self._attach(engine, ref) if ref.kind == "adapter" else None
+            with self._lock:
+                self._evict(keep=key)
+        return Loaded(engine, adapter)
+
+    def _evict(self, keep: Key) -> None:
+        """Drop least recently used engines until the rest fit the budget. Call under the lock."""
+        for key in list(self._engines):
+            if self.used_bytes() <= self.budget_bytes:
+                break
+            if key != keep:
+                del self._engines[key]
+
+    def used_bytes(self) -> int:
+        return sum(engine.memory_bytes for engine in self._engines.values())
+
+    def status(self) -> dict[str, object]:
+        with self._lock:
+            loaded = [
+                {"engine": k.engine, "base": k.base, "weights": k.weights, "bytes": e.memory_bytes}
+                for k, e in self._engines.items()
+            ]
+            used = self.used_bytes()
+        return {
+            "budget_bytes": self.budget_bytes,
+            "used_bytes": used,
+            "loaded": loaded,
+            "loads": dict(self.loads),
+        }

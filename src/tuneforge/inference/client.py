@@ -1,0 +1,116 @@
+"""The web process's side of the inference server: send a generation, relay its stream.
+
+It never imports torch. The server is started on first use; while it starts (or restarts after
+a crash) connections are retried for up to `STARTUP_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from tuneforge.inference.engine import Delta, Finished
+from tuneforge.inference.params import Generate
+from tuneforge.inference.supervisor import InferenceProcess
+from tuneforge.services.errors import (
+    DomainError,
+    EngineUnavailable,
+    InferenceFailed,
+    InvalidInput,
+    ModelUnavailable,
+    NotFound,
+)
+
+STARTUP_SECONDS = 90.0
+
+
+ERRORS: dict[str, type[DomainError]] = {
+    "not_found": NotFound,
+    "engine_unavailable": EngineUnavailable,
+    "invalid_input": InvalidInput,
+    "model_unavailable": ModelUnavailable,
+}
+
+
+class InferenceClient:
+    def __init__(self, process: InferenceProcess) -> None:
+        self.process = process
+        transport = httpx.AsyncHTTPTransport(uds=str(process.socket))
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            base_url="http://inference",
+            timeout=httpx.Timeout(10.0, read=None),  # loading a model may take minutes
+        )
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def health(self) -> dict[str, Any]:
+        response = await self._request("GET", "/health")
+        try:
+            await response.aread()
+            return response.json()  # type: ignore[no-any-return]
+        finally:
+            await response.aclose()
+
+    async def stream(self, request: Generate) -> AsyncIterator[Delta | Finished]:
+        """The generation's events; raises a `DomainError` when it cannot start or breaks off."""
+        response = await self._request("POST", "/generate", json=request.model_dump(mode="json"))
+        try:
+            if response.status_code != 200:
+                await response.aread()
+                raise _error(response.json().get("error", {}))
+            async for line in response.aiter_lines():
+                if not line:
+                    continue
+                item = json.loads(line)
+                if "delta" in item:
+                    yield Delta(item["delta"])
+                elif "finished" in item:
+                    done = item["finished"]
+                    yield Finished(
+                        done["reason"],
+                        done["prompt_tokens"],
+                        done["completion_tokens"],
+                        done.get("engine", ""),
+                    )
+                else:
+                    raise _error(item.get("error", {}))
+        finally:
+            await response.aclose()
+
+    async def complete(self, request: Generate) -> tuple[str, Finished]:
+        """The whole answer at once."""
+        pieces: list[str] = []
+        async for event in self.stream(request):
+            if isinstance(event, Delta):
+                pieces.append(event.text)
+            else:
+                return "".join(pieces), event
+        raise InferenceFailed("The inference server ended the answer without finishing it.")
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Send, starting the server if needed and waiting while it comes up."""
+        self.process.ensure_started()
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while True:
+            try:
+                request = self._client.build_request(method, path, **kwargs)
+                return await self._client.send(request, stream=True)
+            except (httpx.ConnectError, FileNotFoundError) as exc:
+                if time.monotonic() > deadline:
+                    raise InferenceFailed(
+                        "The inference server did not start; see logs/inference.log in the "
+                        "data directory."
+                    ) from exc
+                await asyncio.sleep(0.25)
+
+
+def _error(body: dict[str, Any]) -> DomainError:
+    kind = ERRORS.get(str(body.get("code")), InferenceFailed)
+    return kind(str(body.get("message") or "The inference server failed."))

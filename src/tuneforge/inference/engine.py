@@ -1,0 +1,84 @@
+"""What every engine does: stream a continuation of a text, stopping where it should.
+
+An engine holds one loaded model. `stream` yields `Delta`s of new text and ends with one
+`Finished`; it stops early when `cancelled` is set (the client went away). Stop strings are cut
+by `StopScanner`, the same way for every engine, so no engine ever shows a stop string or the
+text after it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from tuneforge.inference.params import GenerationParams
+
+
+@dataclass(frozen=True)
+class Delta:
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    reason: Literal["stop", "length"]
+    prompt_tokens: int
+    completion_tokens: int
+    engine: str = ""
+
+
+Event = Delta | Finished
+
+
+class Engine(Protocol):
+    name: str
+    #: Memory the loaded model holds, for the cache's budget.
+    memory_bytes: int
+
+    def stream(
+        self,
+        text: str,
+        params: GenerationParams,
+        cancelled: threading.Event,
+        adapter: str | None = None,
+    ) -> Generator[Event, None, None]: ...
+
+
+class StopScanner:
+    """Feeds decoded text through, holding back what could be the start of a stop string.
+
+    `feed` returns the text that is safe to show; `stopped` turns true once a stop string
+    appeared (the text from it on is dropped); `flush` returns what was held back at the end.
+    """
+
+    def __init__(self, stops: list[str]) -> None:
+        self.stops = [s for s in stops if s]
+        self.held = ""
+        self.stopped = False
+
+    def feed(self, text: str) -> str:
+        if self.stopped:
+            return ""
+        self.held += text
+        cut = min((i for i in (self.held.find(s) for s in self.stops) if i >= 0), default=-1)
+        if cut >= 0:
+            self.stopped = True
+            shown, self.held = self.held[:cut], ""
+            return shown
+        keep = max((self._partial(s) for s in self.stops), default=0)
+        shown = self.held[: len(self.held) - keep]
+        self.held = self.held[len(self.held) - keep :]
+        return shown
+
+    def flush(self) -> str:
+        shown, self.held = self.held, ""
+        return "" if self.stopped else shown
+
+    def _partial(self, stop: str) -> int:
+        """Length of the longest end of the held text that begins `stop`."""
+        for size in range(min(len(stop) - 1, len(self.held)), 0, -1):
+            if stop.startswith(self.held[-size:]):
+                return size
+        return 0

@@ -1,0 +1,115 @@
+"""Which engine serves a model, and how it is loaded.
+
+`auto` picks the fastest engine that can serve the model here: vLLM on CUDA when it is installed;
+llama.cpp for a base model that has a GGUF file (the bundled Gemma 3 270M) when the `gguf` extra
+is installed; transformers otherwise (every model, every fine-tune). An engine asked for by name
+that cannot run here is refused with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from pathlib import Path
+
+from tuneforge.inference.engine import Engine
+from tuneforge.inference.params import EngineName, ModelRef
+from tuneforge.models.catalog import CatalogEntry
+from tuneforge.models.loading import resolve
+from tuneforge.models.tokenizer import ensure_gguf
+from tuneforge.services.errors import EngineUnavailable
+from tuneforge.settings import Settings
+from tuneforge.storage import ArtifactStore
+
+
+def installed(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def choose(ref: ModelRef, entry: CatalogEntry) -> str:
+    """The engine for `ref` (resolving `auto`), or `EngineUnavailable` with what is missing."""
+    engine: EngineName = ref.engine
+    if engine == "auto":
+        if cuda_available() and installed("vllm") and ref.kind != "adapter":
+            return "vllm"
+        if ref.kind == "base" and entry.source == "gguf-package" and installed("llama_cpp"):
+            return "llama.cpp"
+        return "transformers"
+    if engine == "vllm":
+        if not cuda_available():
+            raise EngineUnavailable("vLLM needs a CUDA GPU, and this machine has none.")
+        if not installed("vllm"):
+            raise EngineUnavailable("vLLM is not installed here: pip install vllm.")
+        if ref.kind == "adapter":
+            raise EngineUnavailable(
+                "The vLLM engine serves base and fully fine-tuned models; LoRA adapters use the "
+                "transformers engine."
+            )
+    if engine == "llama.cpp":
+        if ref.kind != "base" or entry.source != "gguf-package":
+            raise EngineUnavailable(
+                f"llama.cpp runs GGUF files, and {ref.base!r}"
+                + (" with a fine-tune" if ref.kind != "base" else "")
+                + " has none yet: export the model as GGUF, or use the transformers engine."
+            )
+        if not installed("llama_cpp"):
+            raise EngineUnavailable(
+                "llama.cpp is not installed here: pip install 'tuneforge[gguf]'."
+            )
+    return engine
+
+
+def load(engine: str, ref: ModelRef, settings: Settings) -> Engine:
+    """Load the engine `engine` (as chosen by `choose`) for `ref`'s base or full weights."""
+    entry, path = resolve(ref.base, settings)
+    threads = max(1, len(os.sched_getaffinity(0)))
+    if engine == "llama.cpp":
+        from tuneforge.inference.llamacpp_engine import LlamaCppEngine
+
+        return LlamaCppEngine(ensure_gguf(settings.models_dir), threads, entry.context_length)
+    if ref.kind == "full" and ref.artifact_key:
+        path = fetch(ref.artifact_key, settings)
+    if engine == "vllm":
+        from tuneforge.inference.vllm_engine import VllmEngine
+
+        return VllmEngine(path)
+    from tuneforge.inference.hf_engine import TransformersEngine
+
+    return TransformersEngine(path, "cuda" if cuda_available() else "cpu")
+
+
+def attach(engine: Engine, ref: ModelRef, settings: Settings) -> str:
+    """Attach `ref`'s LoRA adapter to `engine` (a transformers engine) once; its name."""
+    from tuneforge.inference.hf_engine import TransformersEngine
+
+    if not isinstance(engine, TransformersEngine) or ref.artifact_key is None:
+        raise EngineUnavailable(f"The {engine.name} engine cannot serve a LoRA adapter.")
+    name = adapter_name(ref.artifact_key)
+    engine.add_adapter(name, fetch(ref.artifact_key, settings))
+    return name
+
+
+def adapter_name(artifact_key: str) -> str:
+    """A PEFT adapter name for an artifact key (keys hold characters PEFT names may not)."""
+    return "a" + hashlib.sha256(artifact_key.encode()).hexdigest()[:16]
+
+
+def fetch(artifact_key: str, settings: Settings) -> Path:
+    """The fine-tuned files under `artifact_key`, copied once from the artifact store into a
+    local cache (artifacts are immutable once complete, so the copy never goes stale)."""
+    local = settings.data_dir.expanduser() / "cache" / "inference" / adapter_name(artifact_key)
+    done = local / ".complete"
+    if not done.exists():
+        store = ArtifactStore(settings.resolved_storage_url, settings.storage_options)
+        if not store.is_complete(artifact_key):
+            raise EngineUnavailable("The model's files are missing from the artifact store.")
+        store.get_dir(artifact_key, local)
+        done.touch()
+    return local

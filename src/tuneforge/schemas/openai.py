@@ -1,0 +1,86 @@
+"""OpenAI-compatible request shapes (`/v1`), so the official `openai` client works unchanged.
+
+Unknown fields are accepted and ignored, as clients send many optional ones; the sampling fields
+TuneForge honours map onto `GenerationParams`. Unset ones take Gemma's recommended sampling
+rather than OpenAI's defaults. `top_k` and `repetition_penalty` are accepted as extensions.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tuneforge.inference.params import MAX_MESSAGE_CHARS, MAX_MESSAGES, MAX_STOP_STRINGS
+
+
+class Sampling(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    top_k: int | None = Field(None, ge=0, le=1000)
+    repetition_penalty: float | None = Field(None, ge=0.5, le=2.0)
+    seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    stop: str | list[str] | None = None
+    n: int = Field(1, ge=1, le=1, description="One choice per request.")
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _stops(cls, stop: str | list[str] | None) -> list[str] | None:
+        stops = [stop] if isinstance(stop, str) else stop
+        if stops is not None and len(stops) > MAX_STOP_STRINGS:
+            raise ValueError(f"at most {MAX_STOP_STRINGS} stop strings")
+        return stops
+
+    def generation(self, max_new_tokens: int) -> dict[str, Any]:
+        """The `GenerationParams` fields the client set (the rest keep their defaults)."""
+        values = self.model_dump(
+            include={"temperature", "top_p", "top_k", "repetition_penalty", "seed", "stop"},
+            exclude_none=True,
+        )
+        return {**values, "max_new_tokens": max_new_tokens}
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.get("include_usage"))
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    type: str
+    text: str | None = None
+
+
+class OpenAIMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[ContentPart] = Field(max_length=MAX_MESSAGE_CHARS)
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        if any(part.type != "text" for part in self.content):
+            raise ValueError("Only text content parts are supported here.")
+        return "".join(part.text or "" for part in self.content)
+
+
+class ChatCompletionRequest(Sampling):
+    messages: list[OpenAIMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
+    max_tokens: int | None = Field(None, ge=1, le=8192)
+    max_completion_tokens: int | None = Field(None, ge=1, le=8192)
+
+    @property
+    def max_new_tokens(self) -> int:
+        return self.max_completion_tokens or self.max_tokens or 512
+
+
+class CompletionRequest(Sampling):
+    prompt: str = Field(max_length=MAX_MESSAGE_CHARS)
+    max_tokens: int = Field(16, ge=1, le=8192)  # OpenAI's default for completions
+    echo: bool = False

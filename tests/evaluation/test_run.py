@@ -1,0 +1,204 @@
+"""The evaluation's logic with tiny-random-gemma3: which rows become samples and how (prompt and
+reference), the seeded draw, greedy answers exactly as transformers' own greedy decoding gives
+them, scores and the difference table, and perplexity checked against a direct computation
+(a plain forward pass and torch's cross-entropy over the assistant tokens), for a base model
+and for its LoRA fine-tune loaded over it."""
+
+from __future__ import annotations
+
+import copy
+import math
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tuneforge.data.conversation import message
+from tuneforge.evaluation.metrics import classification
+from tuneforge.evaluation.run import difference, run_evaluation
+from tuneforge.evaluation.samples import select_samples, to_sample, usable
+from tuneforge.evaluation.spec import EvaluationSpec
+from tuneforge.inference.params import ModelRef
+from tuneforge.models.chat_template import render
+from tuneforge.models.loading import load_causal_lm, load_tokenizer
+from tuneforge.settings import Settings
+from tuneforge.storage import ArtifactStore
+
+TINY = "tiny-random-gemma3"
+
+
+def conversation(*turns: tuple[str, str]) -> dict:
+    return {"messages": [message(role, text) for role, text in turns]}
+
+
+def qa(i: int) -> dict:
+    return conversation(("user", f"Is review {i} good?"), ("assistant", ["yes", "no"][i % 2]))
+
+
+def spec(**values: object) -> EvaluationSpec:
+    return EvaluationSpec.model_validate(
+        {"model": TINY, "dataset_id": "d", "suite": "classification", "max_new_tokens": 6} | values
+    )
+
+
+def test_rows_become_prompts_and_references() -> None:
+    multi = to_sample(
+        0,
+        conversation(
+            ("system", "Be brief."),
+            ("user", "Hi"),
+            ("assistant", "Hello"),
+            ("user", "Capital of France?"),
+            ("assistant", "Paris"),
+        ),
+    )
+    assert multi is not None
+    assert [m["role"] for m in multi.prompt] == ["system", "user", "assistant", "user"]
+    assert (multi.question, multi.reference) == ("Capital of France?", "Paris")
+    unanswered = to_sample(1, conversation(("user", "Tell me a joke")))
+    assert unanswered is not None and unanswered.reference is None
+    assert usable(unanswered, "vibe") and not usable(unanswered, "classification")
+    assert not usable(unanswered, "perplexity")
+    chosen = {
+        "prompt": [message("user", "2+2?")],
+        "chosen": message("assistant", "4"),
+        "rejected": message("assistant", "5"),
+    }
+    preference = to_sample(2, chosen)
+    assert preference is not None and (preference.question, preference.reference) == ("2+2?", "4")
+    text = to_sample(3, {"text": "Once upon a time"})
+    assert text is not None and text.reference == "Once upon a time"
+    assert usable(text, "perplexity") and not usable(text, "vibe")
+    image = {
+        "messages": [
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What?"}]},
+            message("assistant", "A cat"),
+        ],
+        "images": [b"..."],
+    }
+    assert to_sample(4, image) is None
+
+
+def test_the_draw_is_seeded_and_keeps_the_splits_order() -> None:
+    records = [qa(i) for i in range(40)] + [conversation(("user", "no answer"))]
+    first, skipped = select_samples(records, "classification", max_samples=10, seed=3)
+    again, _ = select_samples(records, "classification", max_samples=10, seed=3)
+    other, _ = select_samples(records, "classification", max_samples=10, seed=4)
+    indexes = [s.index for s in first]
+    assert indexes == [s.index for s in again] == sorted(indexes)
+    assert len(set(indexes)) == 10 and indexes != [s.index for s in other]
+    assert skipped == 1  # the row without an answer; the 30 not drawn are not "skipped"
+    everything, _ = select_samples(records, "vibe", max_samples=100, seed=3)
+    assert [s.index for s in everything] == list(range(41))
+
+
+def test_difference_is_b_minus_a_for_shared_metrics() -> None:
+    a = {"accuracy": 0.25, "macro_f1": 0.5}
+    assert difference([a, {"accuracy": 0.75, "macro_f1": 0.25}]) == {
+        "accuracy": 0.5,
+        "macro_f1": -0.25,
+    }
+    assert difference([a]) is None
+    assert difference([{}, {}]) is None
+
+
+def test_greedy_answers_match_transformers_and_are_scored(settings: Settings, tiny_model) -> None:
+    records = [qa(i) for i in range(12)]
+    progress: list[tuple[str, int, int]] = []
+    outcome = run_evaluation(
+        spec(max_samples=4, seed=1),
+        [ModelRef(base=TINY)],
+        records,
+        settings,
+        lambda *step: progress.append(step),
+        threading.Event(),
+    )
+    assert progress == [("A", 4, done) for done in range(5)]
+    rows = outcome.rows
+    assert len(rows) == 4 and outcome.skipped == 0 and outcome.difference is None
+    # The answers are transformers' greedy continuations of the rendered prompts.
+    model = load_causal_lm(tiny_model, torch.float32)
+    tokenizer = load_tokenizer(tiny_model)
+    stops = tokenizer.convert_tokens_to_ids(["<end_of_turn>", "<eos>"])
+    for row in rows:
+        assert row["messages"] == [{"role": "user", "text": row["prompt"]}]
+        prompt = render(records[row["index"]]["messages"][:1], add_generation_prompt=True)
+        ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt").input_ids
+        out = model.generate(ids, max_new_tokens=6, do_sample=False, eos_token_id=stops)
+        expected = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
+        assert row["answers"] == {"A": expected}
+        assert row["reference"] == ["yes", "no"][row["index"] % 2]
+    # The metrics are the suite's on those answers, with the per-sample scores beside them.
+    scored = classification([r["answers"]["A"] for r in rows], [r["reference"] for r in rows])
+    assert outcome.metrics == [scored.metrics]
+    assert outcome.details == [scored.details]
+    assert [r["scores"]["A"] for r in rows] == scored.per_sample
+
+
+def _direct_nll(model: torch.nn.Module, tokenizer, messages: list[dict]) -> tuple[float, int]:
+    """Summed NLL and count of the tokens of each assistant answer and its `<end_of_turn>`,
+    from the model's full logits."""
+
+    def encode(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False).input_ids
+
+    ids = torch.tensor([encode(render(messages))])
+    positions: list[int] = []
+    for turn, msg in enumerate(messages):
+        if msg["role"] == "assistant":
+            start = len(encode(render(messages[:turn], add_generation_prompt=True)))
+            end = len(encode(render(messages[: turn + 1]))) - 1  # not the "\n" after the turn
+            positions += range(start, end)
+    with torch.no_grad():
+        logits = model(ids).logits[0].float()
+    index = torch.tensor(positions)
+    nll = F.cross_entropy(logits[index - 1], ids[0, index], reduction="sum")
+    return float(nll), len(positions)
+
+
+def test_perplexity_is_exp_of_the_mean_nll_over_the_answers_tokens(
+    settings: Settings, tiny_model: Path, tiny_adapter: Path
+) -> None:
+    records = [
+        qa(1),
+        conversation(
+            ("system", "Answer in one word."),
+            ("user", "Colour of the sky?"),
+            ("assistant", "Blue, mostly, on a clear day."),
+            ("user", "And grass?"),
+            ("assistant", "Green"),
+        ),
+        conversation(("user", "Count to five."), ("assistant", "one two three four five")),
+    ]
+    key = "owner/train/fixture/model"
+    ArtifactStore(settings.resolved_storage_url).put_dir(key, tiny_adapter)
+    # The fine-tune first: the base is then scored with the adapter loaded over it (disabled).
+    refs = [ModelRef(base=TINY, artifact_key=key, kind="adapter"), ModelRef(base=TINY)]
+    outcome = run_evaluation(
+        spec(suite="perplexity", model="tuned", compare_with=TINY),
+        refs,
+        records,
+        settings,
+        lambda *_: None,
+        threading.Event(),
+    )
+    from peft import PeftModel
+
+    base = load_causal_lm(tiny_model, torch.float32)
+    tuned = PeftModel.from_pretrained(copy.deepcopy(base), tiny_adapter).eval()
+    tokenizer = load_tokenizer(tiny_model)
+    for label, model, metrics in zip("AB", [tuned, base], outcome.metrics, strict=True):
+        sums = [_direct_nll(model, tokenizer, record["messages"]) for record in records]
+        total, tokens = sum(s for s, _ in sums), sum(n for _, n in sums)
+        assert metrics["perplexity"] == pytest.approx(math.exp(total / tokens), rel=1e-4)
+        assert metrics["nll"] == pytest.approx(total / tokens, rel=1e-4)
+        rows = [row["scores"][label] for row in outcome.rows]
+        assert [row["tokens"] for row in rows] == [n for _, n in sums]
+        assert [row["nll"] for row in rows] == pytest.approx([s / n for s, n in sums], rel=1e-4)
+    assert outcome.metrics[0]["perplexity"] != pytest.approx(outcome.metrics[1]["perplexity"])
+    assert outcome.difference == {
+        name: outcome.metrics[1][name] - outcome.metrics[0][name] for name in outcome.metrics[0]
+    }
+    assert all(row["answers"] == {} for row in outcome.rows)

@@ -1,0 +1,66 @@
+"""The llama.cpp engine on the bundled Gemma 3 270M GGUF (the `gguf` extra, which CI installs),
+and which engine `auto` picks for which model."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from tuneforge.inference import loaders
+from tuneforge.inference.engine import Delta, Finished
+from tuneforge.inference.params import GenerationParams, ModelRef
+from tuneforge.models.catalog import catalog
+from tuneforge.models.chat_template import render
+from tuneforge.services.errors import EngineUnavailable
+
+PROMPT = render([{"role": "user", "content": "Name three colours."}], add_generation_prompt=True)
+
+
+def entry(model_id: str):  # type: ignore[no-untyped-def]
+    found = catalog().get(model_id)
+    assert found is not None
+    return found
+
+
+def test_auto_picks_llama_cpp_for_the_bundled_gguf_and_transformers_for_fine_tunes() -> None:
+    gguf = entry("gemma-3-270m")
+    fast = "llama.cpp" if loaders.installed("llama_cpp") else "transformers"
+    assert loaders.choose(ModelRef(base="gemma-3-270m"), gguf) == fast
+    tuned = ModelRef(base="gemma-3-270m", artifact_key="k", kind="adapter")
+    assert loaders.choose(tuned, gguf) == "transformers"
+    assert loaders.choose(ModelRef(base="tiny-random-gemma3"), entry("tiny-random-gemma3")) == (
+        "transformers"
+    )
+    with pytest.raises(EngineUnavailable, match="GGUF"):
+        loaders.choose(tuned.model_copy(update={"engine": "llama.cpp"}), gguf)
+    with pytest.raises(EngineUnavailable, match="CUDA"):
+        loaders.choose(ModelRef(base="gemma-3-270m", engine="vllm"), gguf)
+
+
+def test_llama_cpp_streams_the_bundled_model(models_dir: Path) -> None:
+    pytest.importorskip("llama_cpp", reason="the gguf extra is not installed")
+    from tuneforge.inference.llamacpp_engine import LlamaCppEngine
+    from tuneforge.models.tokenizer import ensure_gguf
+
+    engine = LlamaCppEngine(ensure_gguf(models_dir), 2, 2048)
+
+    def answer(params: GenerationParams) -> tuple[str, Finished]:
+        events = list(engine.stream(PROMPT, params, threading.Event()))
+        done = events[-1]
+        assert isinstance(done, Finished)
+        return "".join(e.text for e in events if isinstance(e, Delta)), done
+
+    greedy = GenerationParams(temperature=0, max_new_tokens=16)
+    text, done = answer(greedy)
+    assert text.strip() and done.completion_tokens <= 16 and done.prompt_tokens > 5
+    assert answer(greedy)[0] == text  # greedy is deterministic
+    sampled = GenerationParams(max_new_tokens=16, seed=5)
+    assert answer(sampled)[0] == answer(sampled)[0]  # so is a seeded sample
+    cut = text.strip()[:3]
+    stopped, done = answer(greedy.model_copy(update={"stop": [cut]}))
+    assert cut not in stopped and done.reason == "stop"
+    with pytest.raises(KeyError):
+        answer_with_adapter = engine.stream(PROMPT, greedy, threading.Event(), "adapter")
+        next(answer_with_adapter)
