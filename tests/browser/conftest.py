@@ -31,6 +31,7 @@ class Studio:
 
     url: str
     admin_token: str
+    settings: Settings
 
     def api(self, token: str) -> httpx.Client:
         return httpx.Client(
@@ -46,7 +47,7 @@ def studio(make_settings: Callable[..., Settings]) -> Iterator[Studio]:
     settings = make_settings(auth="local", run_jobs=True)
     with running_server(server_env(settings), timeout=60) as url:
         add_user(settings, "alice")
-        yield Studio(url=url, admin_token=add_user(settings, "admin", admin=True))
+        yield Studio(url, add_user(settings, "admin", admin=True), settings)
 
 
 @pytest.fixture(scope="session")

@@ -129,6 +129,14 @@ def _title(user: User, dataset: Dataset) -> None:
                 await call(service.delete_dataset, state().store, user, dataset.id)
                 ui.navigate.to("/datasets")
 
+        if dataset.kind == "processed" and dataset.status == "ready":
+            for label, icon, target in (
+                ("Train on it", "model_training", f"/train?dataset={dataset.id}"),
+                ("Evaluate on it", "rule", f"/evaluations?dataset={dataset.id}"),
+            ):
+                ui.button(label, icon=icon, on_click=lambda t=target: ui.navigate.to(t)).props(
+                    "outline"
+                ).classes("dataset-" + icon.replace("_", "-"))
         if dataset.status != "processing":
             ui.button("Delete", icon="delete", on_click=delete).props("flat color=grey-8")
 

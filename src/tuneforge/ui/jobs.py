@@ -61,13 +61,15 @@ NO_JOBS = (
     "Jobs are the long-running work of the studio: preparing datasets, training, evaluating "
     "and exporting models. Each one you start shows up here with its progress and logs."
 )
+#: Kinds with a page of their own (the others open the job page).
+PAGES = {"train": "/runs/", "evaluate": "/evaluations/"}
 FILTERS: dict[str, str] = {"": "All statuses"} | {s.value: s.value.capitalize() for s in JobStatus}
 
 
 def _row(job: Job) -> dict[str, Any]:
     return {
         "id": job.id,
-        "href": f"/runs/{job.id}" if job.kind == "train" else f"/jobs/{job.id}",
+        "href": PAGES.get(job.kind, "/jobs/") + job.id,
         "kind": kind_title(job.kind),
         "status": job.status,
         "color": status_color(job.status),

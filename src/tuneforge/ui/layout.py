@@ -22,6 +22,7 @@ NAVIGATION = (
     ("Jobs", "work_history", "/jobs"),
     ("Models", "inventory_2", "/models"),
     ("Playground", "forum", "/playground"),
+    ("Evaluations", "rule", "/evaluations"),
     ("Settings", "settings", "/settings"),
 )
 

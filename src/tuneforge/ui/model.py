@@ -59,12 +59,25 @@ async def model_page(user: User, model_id: str) -> None:
         heading(model.name, f"{kind} · fine-tuned from {model.base_model}"),
         ui.row().classes("items-center gap-2"),
     ):
-        for action, icon in (("Chat", "forum"), ("Export", "download")):
-            with ui.element("div"):
-                ui.button(f"{action} · coming soon", icon=icon).props("outline disable").classes(
-                    f"model-{action.lower()}"
-                )
-                ui.tooltip(f"{action} arrives in a coming version.")
+        ui.button(
+            "Chat",
+            icon="forum",
+            on_click=lambda: ui.navigate.to(
+                f"/playground?model={model.id}&compare={model.base_model}"
+            ),
+        ).classes("model-chat").tooltip("Chat with it beside the model it started from.")
+        ui.button(
+            "Evaluate",
+            icon="rule",
+            on_click=lambda: ui.navigate.to(f"/evaluations?model={model.id}"),
+        ).props("outline").classes("model-evaluate").tooltip(
+            "Score it on a dataset split, alone or against its base."
+        )
+        with ui.element("div"):
+            ui.button("Export · coming soon", icon="download").props("outline disable").classes(
+                "model-export"
+            )
+            ui.tooltip("Export arrives in a coming version.")
         _delete_button(user, model)
     with ui.row().classes("w-full gap-6 items-stretch"):
         with ui.card().classes("col-12 col-md " + CARD):

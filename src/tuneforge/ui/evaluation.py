@@ -1,0 +1,230 @@
+"""`/evaluations/{id}`: one evaluation: live progress while it runs, then the metric table (with
+B - A when two models answered), a chart comparing them, the confusion matrix for
+classification, and every sample with its reference and answers, filterable and downloadable."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nicegui import ui
+
+from tuneforge.db.tables import User
+from tuneforge.evaluation.report import SampleFilter
+from tuneforge.services import evaluations as service
+from tuneforge.services import jobs as job_service
+from tuneforge.services.errors import NotFound
+from tuneforge.ui.backend import read, state
+from tuneforge.ui.formatting import status_color
+from tuneforge.ui.layout import EmptyState, heading, page
+
+REFRESH_SECONDS = 1.0
+PAGE_SIZE = 20
+CARD = "w-full q-pa-lg gap-3"
+TITLE = "text-subtitle1 text-weight-medium"
+FILTERS: dict[str, str] = {
+    "": "All samples",
+    "a_right_b_wrong": "A right, B wrong",
+    "a_wrong_b_right": "A wrong, B right",
+    "both_right": "Both right",
+    "both_wrong": "Both wrong",
+}
+#: Metrics that are not fractions in 0..1 (shown as numbers, not percentages).
+ABSOLUTE = frozenset({"perplexity", "nll"})
+
+
+def _value(name: str, value: float) -> str:
+    return f"{value:.3f}" if name in ABSOLUTE else f"{value:.1%}"
+
+
+def _difference(name: str, value: float) -> str:
+    return f"{value:+.3f}" if name in ABSOLUTE else f"{value * 100:+.1f} pts"
+
+
+@page("/evaluations/{job_id}", "Evaluation")
+async def evaluation_page(user: User, job_id: str) -> None:
+    try:
+        job = await read(job_service.get_job, user, job_id)
+        if job.kind != "evaluate":
+            raise NotFound("not an evaluation")
+    except NotFound:
+        ui.status_code(404)
+        EmptyState("search_off", "Evaluation not found", "There is no evaluation with this id.")
+        return
+    spec = job.spec
+    models = spec["model"] + (f" vs {spec['compare_with']}" if spec.get("compare_with") else "")
+    with ui.link(target="/evaluations").classes("row items-center gap-1 text-grey-7 no-underline"):
+        ui.icon("arrow_back", size="xs")
+        ui.label("All evaluations").classes("text-body2")
+    heading(f"{spec['suite'].capitalize()} · {models}", f"{spec['split']} split of the dataset")
+    progress_card = ui.card().classes(CARD + " evaluation-progress")
+    with progress_card:
+        status = ui.badge()
+        bar = ui.linear_progress(value=0, show_value=False)
+        message = ui.label().classes("text-body2 text-grey-7")
+    results = ui.column().classes("w-full gap-6")
+
+    async def watch() -> None:
+        current = await read(job_service.get_job, user, job_id)
+        status.set_text(current.status)
+        status.props(f"color={status_color(current.status)}")
+        bar.set_value(current.progress)
+        message.set_text(current.error or current.message or "")
+        if current.status in ("queued", "running", "cancelling"):
+            return
+        timer.deactivate()
+        if current.status == "succeeded":
+            progress_card.set_visibility(False)
+            with results:
+                await _results(user, job_id)
+
+    timer = ui.timer(REFRESH_SECONDS, watch)
+    await watch()
+
+
+async def _results(user: User, job_id: str) -> None:
+    result = await read(service.evaluation, user, job_id)
+    labels = [m["name"] for m in result["models"]]
+    metrics: list[dict[str, float]] = result["metrics"]
+    with ui.card().classes(CARD):
+        ui.label(f"Results on {result['count']} samples").classes(TITLE)
+        if result["skipped"]:
+            ui.label(
+                f"{result['skipped']} rows of the split could not be used by this suite."
+            ).classes("text-caption text-grey-7")
+        if metrics and metrics[0]:
+            _metric_table(labels, metrics, result.get("difference"))
+            if len(metrics) == 2:
+                _chart(labels, metrics)
+        else:
+            ui.label("This suite shows answers side by side, without metrics.").classes(
+                "text-body2 text-grey-7"
+            )
+        with ui.row().classes("gap-2"):
+            for fmt in ("csv", "jsonl"):
+                ui.button(
+                    f"Download {fmt.upper()}",
+                    icon="download",
+                    on_click=lambda f=fmt: ui.download(f"/api/v1/evaluations/{job_id}/samples.{f}"),
+                ).props("outline").classes(f"evaluation-download-{fmt}")
+    for label, details in zip(labels, result["details"], strict=False):
+        if details.get("confusion_matrix"):
+            _confusion(label, details)
+    await _samples(user, job_id, labels, result["suite"])
+
+
+def _metric_table(
+    labels: list[str], metrics: list[dict[str, float]], difference: dict[str, float] | None
+) -> None:
+    columns = [{"name": "metric", "label": "Metric", "field": "metric", "align": "left"}]
+    columns += [
+        {"name": f"m{i}", "label": f"{'AB'[i]}: {n}", "field": f"m{i}"}
+        for i, n in enumerate(labels)
+    ]
+    if difference:
+        columns.append({"name": "diff", "label": "B - A", "field": "diff"})
+    rows = []
+    for name in metrics[0]:
+        row: dict[str, Any] = {"metric": name}
+        for i, values in enumerate(metrics):
+            row[f"m{i}"] = _value(name, values[name])
+        if difference and name in difference:
+            row["diff"] = _difference(name, difference[name])
+        rows.append(row)
+    ui.table(columns=columns, rows=rows, row_key="metric").props("flat dense").classes(
+        "w-full evaluation-metrics"
+    )
+
+
+def _chart(labels: list[str], metrics: list[dict[str, float]]) -> None:
+    names = [n for n in metrics[0] if n not in ABSOLUTE]
+    if not names:
+        return
+    ui.echart(
+        {
+            "tooltip": {"trigger": "axis"},
+            "legend": {"data": labels},
+            "xAxis": {"type": "category", "data": names},
+            "yAxis": {"type": "value", "min": 0, "max": 1},
+            "series": [
+                {"name": label, "type": "bar", "data": [round(m[n], 4) for n in names]}
+                for label, m in zip(labels, metrics, strict=True)
+            ],
+        }
+    ).classes("w-full h-64 evaluation-chart")
+
+
+def _confusion(label: str, details: dict[str, Any]) -> None:
+    with ui.card().classes(CARD):
+        ui.label(f"Confusion matrix: {label}").classes(TITLE)
+        ui.label("Rows: the reference label; columns: the answer.").classes(
+            "text-caption text-grey-7"
+        )
+        predicted = details.get("predicted_labels", details["labels"])
+        columns = [{"name": "ref", "label": "", "field": "ref", "align": "left"}]
+        columns += [
+            {"name": f"p{i}", "label": p, "field": f"p{i}"} for i, p in enumerate(predicted)
+        ]
+        rows = [
+            {"ref": ref, **{f"p{i}": n for i, n in enumerate(counts)}}
+            for ref, counts in zip(details["labels"], details["confusion_matrix"], strict=False)
+        ]
+        ui.table(columns=columns, rows=rows, row_key="ref").props("flat dense").classes(
+            "evaluation-confusion"
+        )
+
+
+async def _samples(user: User, job_id: str, labels: list[str], suite: str) -> None:
+    store = state().store
+    view: dict[str, Any] = {"filter": "", "page": 1}
+    with ui.card().classes(CARD):
+        with ui.row().classes("w-full items-center"):
+            ui.label("Samples").classes(TITLE + " col-grow")
+            if len(labels) == 2 and suite not in ("vibe", "perplexity"):
+                ui.select(FILTERS, value="", on_change=lambda: shown.refresh()).bind_value(
+                    view, "filter"
+                ).props("dense outlined").classes("w-52 evaluation-filter")
+
+        @ui.refreshable
+        async def shown() -> None:
+            which: SampleFilter | None = view["filter"] or None  # type: ignore[assignment]
+            rows, total = await read(
+                service.samples,
+                store,
+                user,
+                job_id,
+                offset=(view["page"] - 1) * PAGE_SIZE,
+                limit=PAGE_SIZE,
+                which=which,
+            )
+            ui.label(f"{total} samples").classes("text-caption text-grey-7 evaluation-count")
+            for row in rows:
+                _sample(row, labels)
+            pages = max(1, -(-total // PAGE_SIZE))
+            if pages > 1:
+                ui.pagination(
+                    1, pages, direction_links=True, on_change=lambda: shown.refresh()
+                ).bind_value(view, "page")
+
+        await shown()
+
+
+def _sample(row: dict[str, Any], labels: list[str]) -> None:
+    with (
+        ui.column()
+        .classes("w-full gap-1 q-py-sm evaluation-sample")
+        .style("border-top: 1px solid #eee")
+    ):
+        ui.label(row["prompt"]).classes("text-body2 text-weight-medium")
+        if row.get("reference") is not None:
+            ui.label(f"Reference: {row['reference']}").classes("text-body2 text-grey-8")
+        with ui.row().classes("w-full gap-4 no-wrap"):
+            for letter, label in zip("AB", labels, strict=False):
+                scores = row["scores"].get(letter, {})
+                right = scores.get("correct")
+                with ui.column().classes("col gap-0"):
+                    mark = "" if right is None else (" ✓" if right else " ✗")
+                    score = f" · score {scores['score']:.2f}" if "score" in scores else ""
+                    ui.label(f"{letter}: {label}{mark}{score}").classes("text-caption text-grey-7")
+                    ui.label(row["answers"].get(letter, "")).classes(
+                        f"text-body2 evaluation-answer-{letter.lower()}"
+                    )

@@ -1,0 +1,167 @@
+"""`/evaluations`: the user's evaluations, live, and a form to start one.
+
+An evaluation is an `evaluate` job: one model, or two side by side (a fine-tune and its base),
+answer samples of a processed dataset's split and a suite scores them. The form can be opened
+prefilled from a model (`?model=`) or a dataset (`?dataset=`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, get_args
+
+from nicegui import ui
+from pydantic import ValidationError
+
+from tuneforge.db.tables import Job, User
+from tuneforge.evaluation.spec import EvaluationSpec, Suite
+from tuneforge.schemas.jobs import EvaluateJobCreate
+from tuneforge.services import chat as chat_service
+from tuneforge.services import datasets as dataset_service
+from tuneforge.services import jobs as job_service
+from tuneforge.ui.backend import call, read, reported, state
+from tuneforge.ui.formatting import duration, status_color, when
+from tuneforge.ui.layout import EmptyState, heading, page
+from tuneforge.ui.playground import model_options
+
+REFRESH_SECONDS = 2.0
+SUITES: dict[str, str] = {
+    "classification": "Classification: accuracy, macro-F1, confusion matrix",
+    "extraction": "Extraction / QA: exact match, token F1",
+    "summarisation": "Summarisation: ROUGE-1/2/L",
+    "translation": "Translation: BLEU, chrF",
+    "json": "JSON output: parse rate, exact match",
+    "conversation": "Open conversation: ROUGE-L",
+    "perplexity": "Perplexity on the answers (no generation)",
+    "vibe": "Vibe check: answers side by side, no metrics",
+}
+assert set(SUITES) == set(get_args(Suite)), "every suite has a label"
+COLUMNS = [
+    {"name": "models", "label": "Models", "field": "models", "align": "left"},
+    {"name": "suite", "label": "Suite", "field": "suite", "align": "left"},
+    {"name": "status", "label": "Status", "field": "status", "align": "left"},
+    {"name": "created", "label": "Started", "field": "created", "align": "left"},
+    {"name": "duration", "label": "Took", "field": "duration", "align": "left"},
+]
+STATUS_SLOT = r"""
+<q-td :props="props">
+  <q-badge :color="props.row.color" :label="props.row.status" />
+  <q-linear-progress v-if="props.row.status === 'running'" :value="props.row.progress"
+    class="q-mt-xs" style="width: 6rem" />
+</q-td>
+"""
+
+
+def _row(job: Job) -> dict[str, Any]:
+    spec = job.spec
+    models = spec["model"] + (f" vs {spec['compare_with']}" if spec.get("compare_with") else "")
+    return {
+        "id": job.id,
+        "models": models,
+        "suite": spec["suite"],
+        "status": job.status,
+        "color": status_color(job.status),
+        "progress": job.progress,
+        "created": when(job.created_at),
+        "duration": duration(job),
+    }
+
+
+@page("/evaluations", "Evaluations")
+async def evaluations_page(
+    user: User, model: str | None = None, dataset: str | None = None
+) -> None:
+    settings = state().settings
+    models = model_options(await read(chat_service.chat_models, user, settings))
+    datasets, _ = await read(dataset_service.list_datasets, user, kind="processed", limit=500)
+    ready = {d.id: d.name for d in datasets if d.status == "ready"}
+    heading(
+        "Evaluations",
+        "Score a model on your task, or a fine-tune against its base, on a dataset split.",
+    )
+    with ui.card().classes("w-full q-pa-lg gap-3 evaluation-form"):
+        ui.label("New evaluation").classes("text-subtitle1 text-weight-medium")
+        if not ready:
+            ui.label(
+                "You need a processed dataset first: upload one on the Datasets page and process "
+                "it with a test split."
+            ).classes("text-body2 text-grey-7")
+        with ui.row().classes("w-full gap-4"):
+            model_a = ui.select(
+                models, value=model if model in models else None, label="Model (A)", with_input=True
+            ).classes("col-grow evaluation-model")
+            model_b = ui.select(
+                {"": "(none)", **models}, value="", label="Compare with (B)", with_input=True
+            ).classes("col-grow evaluation-compare")
+        with ui.row().classes("w-full gap-4"):
+            dataset_select = ui.select(
+                ready, value=dataset if dataset in ready else None, label="Dataset"
+            ).classes("col-grow evaluation-dataset")
+            split = ui.select({"test": "test split", "train": "train split"}, value="test")
+            suite = ui.select(SUITES, value="classification", label="Suite").classes(
+                "col-grow evaluation-suite"
+            )
+        with ui.row().classes("w-full gap-4 items-end"):
+            limits = EvaluationSpec.model_fields
+            samples = ui.number(
+                "Max samples", value=limits["max_samples"].default, min=1, max=5000
+            ).classes("w-36 evaluation-max-samples")
+            tokens = ui.number(
+                "Max new tokens", value=limits["max_new_tokens"].default, min=1, max=4096
+            ).classes("w-36 evaluation-max-new-tokens")
+            start = (
+                ui.button("Evaluate", icon="rule").props("unelevated").classes("evaluation-start")
+            )
+
+    async def launch() -> None:
+        try:
+            spec = EvaluationSpec(
+                model=model_a.value or "",
+                compare_with=model_b.value or None,
+                dataset_id=dataset_select.value or "",
+                split=split.value,
+                suite=suite.value,
+                max_samples=int(samples.value or 1),
+                max_new_tokens=int(tokens.value or 1),
+            )
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+            )
+            ui.notify(f"Check the form: {problems}", type="warning", multi_line=True)
+            return
+        start.props("loading")
+        try:
+            with reported():
+                job = await call(
+                    job_service.create_job,
+                    user,
+                    EvaluateJobCreate(kind="evaluate", spec=spec),
+                    settings,
+                )
+                ui.navigate.to(f"/evaluations/{job.id}")
+        finally:
+            start.props(remove="loading")
+
+    start.on_click(launch)
+    with ui.card().classes("w-full q-pa-none gap-0"):
+        table = ui.table(columns=COLUMNS, rows=[], row_key="id").props("flat")
+        table.classes("w-full evaluations-table")
+        table.add_slot("body-cell-status", STATUS_SLOT)
+        table.on("rowClick", lambda e: ui.navigate.to(f"/evaluations/{e.args[1]['id']}"))
+        nothing = EmptyState(
+            "rule",
+            "No evaluations yet",
+            "Start one above: its progress shows here, and its results on its own page.",
+        )
+
+    async def refresh() -> None:
+        jobs, _ = await read(job_service.list_jobs, user, kind="evaluate", limit=100)
+        rows = [_row(job) for job in jobs]
+        if rows != table.rows:
+            table.rows = rows
+            table.update()
+        table.set_visibility(bool(rows))
+        nothing.set_visibility(not rows)
+
+    await refresh()
+    ui.timer(REFRESH_SECONDS, refresh)
