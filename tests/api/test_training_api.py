@@ -131,12 +131,7 @@ def test_cancel_then_resume_continues_the_step_count(make_client, settings) -> N
     alice = bearer(add_user(settings, "alice"))
     dataset = processed_dataset(client, alice)
     run = spec(dataset["id"], max_steps=60, eval_every=0, checkpoint_every=1000)
-    job_id = client.post("/api/v1/jobs", json={"kind": "train", "spec": run}, headers=alice).json()[
-        "id"
-    ]
-    for event in parse_sse_stream(client, job_id, alice):
-        if event["event"] == "metric" and event["data"]["data"]["step"] >= 3:
-            break
+    job_id = start_and_reach(client, alice, run, step=3)
     client.post(f"/api/v1/jobs/{job_id}/cancel", headers=alice)
     cancelled = wait_status(client, job_id, alice, "cancelled", timeout=120)
     stopped_at = max(
@@ -152,11 +147,7 @@ def test_cancel_then_resume_continues_the_step_count(make_client, settings) -> N
     assert done["attempt"] == 1 and done["result"]["steps"] == 60
     loss = client.get(f"/api/v1/jobs/{job_id}/metrics", headers=alice).json()["series"]["loss"]
     assert [s for s, _ in loss] == list(range(1, 61))
-    logs = [
-        e["data"]["data"]["message"]
-        for e in parse_sse(client.get(f"/api/v1/jobs/{job_id}/events", headers=alice).text)
-        if e["event"] == "log"
-    ]
+    logs = log_lines(client, job_id, alice)
     assert f"resumed from step {stopped_at} of 60" in logs
     # A finished run cannot be resumed; comparing shows both runs and what differs.
     assert client.post(f"/api/v1/jobs/{job_id}/resume", headers=alice).status_code == 409
@@ -180,12 +171,7 @@ def test_a_killed_worker_resumes_from_its_last_checkpoint(make_client, settings)
     alice = bearer(add_user(settings, "alice"))
     dataset = processed_dataset(client, alice)
     run = spec(dataset["id"], max_steps=30, eval_every=0, checkpoint_every=4)
-    job_id = client.post("/api/v1/jobs", json={"kind": "train", "spec": run}, headers=alice).json()[
-        "id"
-    ]
-    for event in parse_sse_stream(client, job_id, alice):
-        if event["event"] == "metric" and event["data"]["data"]["step"] >= 10:
-            break
+    job_id = start_and_reach(client, alice, run, step=10)
     pid = worker_pid(settings, job_id)
     os.kill(pid, signal.SIGKILL)  # no chance to checkpoint
     failed = wait_status(client, job_id, alice, "failed", timeout=60)
@@ -201,17 +187,28 @@ def test_a_killed_worker_resumes_from_its_last_checkpoint(make_client, settings)
     assert done["attempt"] == 1 and done["result"]["steps"] == 30
     loss = client.get(f"/api/v1/jobs/{job_id}/metrics", headers=alice).json()["series"]["loss"]
     assert [s for s, _ in loss] == list(range(1, 31))
-    logs = [
-        e["data"]["data"]["message"]
-        for e in parse_sse(client.get(f"/api/v1/jobs/{job_id}/events", headers=alice).text)
-        if e["event"] == "log"
-    ]
+    logs = log_lines(client, job_id, alice)
     checkpoint = reached - reached % 4  # the last checkpoint the killed worker completed
     resumed = [m for m in logs if m.startswith("resumed from step ")]
     assert resumed and resumed[0] in {
         f"resumed from step {checkpoint} of 30",
         f"resumed from step {checkpoint - 4} of 30",  # killed while writing that checkpoint
     }
+
+
+def log_lines(client, job_id: str, headers: dict[str, str]) -> list[str]:
+    events = parse_sse(client.get(f"/api/v1/jobs/{job_id}/events", headers=headers).text)
+    return [e["data"]["data"]["message"] for e in events if e["event"] == "log"]
+
+
+def start_and_reach(client, headers: dict[str, str], run: dict[str, object], step: int) -> str:
+    """Start a training run and return its id once it has reported `step`."""
+    job = client.post("/api/v1/jobs", json={"kind": "train", "spec": run}, headers=headers)
+    job_id: str = job.json()["id"]
+    for event in parse_sse_stream(client, job_id, headers):
+        if event["event"] == "metric" and event["data"]["data"]["step"] >= step:
+            break
+    return job_id
 
 
 def parse_sse_stream(client, job_id: str, headers: dict[str, str]):

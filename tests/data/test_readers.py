@@ -351,7 +351,8 @@ def _with_saved_results(workbook: bytes, results: dict[str, str]) -> bytes:
             data = source.read(info)
             for cell, value in results.items():
                 data = re.sub(
-                    rb'(<c r="%s"[^>]*>)(<f>[^<]*</f>)<v ?/>' % cell.encode(),
+                    # `<v/>` or `<v></v>`, as the XML library openpyxl writes with makes it
+                    rb'(<c r="%s"[^>]*>)(<f>[^<]*</f>)(?:<v ?/>|<v></v>)' % cell.encode(),
                     rb"\1\2<v>%s</v>" % value.encode(),
                     data,
                 )

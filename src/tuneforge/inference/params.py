@@ -21,8 +21,8 @@ class Turn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    role: Literal["system", "user", "assistant"]
-    content: str = Field(max_length=MAX_MESSAGE_CHARS)
+    role: Literal["system", "user", "assistant"] = Field(description="Who says it.")
+    content: str = Field(max_length=MAX_MESSAGE_CHARS, description="What is said.")
 
 
 class GenerationParams(BaseModel):

@@ -45,26 +45,29 @@ class ChatRequest(GenerationParams):
 
 
 class Usage(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
+    prompt_tokens: int = Field(description="Tokens of the conversation the model read.")
+    completion_tokens: int = Field(description="Tokens of the answer.")
 
 
 class ChatAnswer(BaseModel):
-    model: str
-    message: Turn
-    finish_reason: Literal["stop", "length"]
-    usage: Usage
+    model: str = Field(description="The model that answered.")
+    message: Turn = Field(description="The answer, as an assistant message.")
+    finish_reason: Literal["stop", "length"] = Field(
+        description="`stop`: the model ended its turn or met a stop string; `length`: "
+        "`max_new_tokens` was reached."
+    )
+    usage: Usage = Field(description="Token counts.")
     engine: str = Field(description="The engine that answered: llama.cpp, transformers or vllm.")
 
 
 class ChatModelPublic(BaseModel):
-    id: str
-    name: str
-    base: str
-    fine_tuned: bool
-    test_only: bool
-    created_at: datetime | None
+    id: str = Field(description="What to send as `model`: a catalog id or a model id.")
+    name: str = Field(description="A human name.")
+    base: str = Field(description="The catalog model it is (or was fine-tuned from).")
+    fine_tuned: bool = Field(description="One of your fine-tuned models.")
+    test_only: bool = Field(description="Random weights, for tests and smoke runs.")
+    created_at: datetime | None = Field(description="When a fine-tuned model was made.")
 
 
 class ChatModelList(BaseModel):
-    items: list[ChatModelPublic]
+    items: list[ChatModelPublic] = Field(description="Your fine-tuned models, then the catalog's.")

@@ -17,16 +17,20 @@ from tuneforge.inference.params import MAX_MESSAGE_CHARS, MAX_MESSAGES, MAX_STOP
 class Sampling(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    model: str
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
-    top_k: int | None = Field(None, ge=0, le=1000)
-    repetition_penalty: float | None = Field(None, ge=0.5, le=2.0)
-    seed: int | None = Field(None, ge=0, le=2**32 - 1)
-    stop: str | list[str] | None = None
+    model: str = Field(description="A catalog id or the id of one of your fine-tuned models.")
+    temperature: float | None = Field(None, ge=0.0, le=2.0, description="Default 1.0.")
+    top_p: float | None = Field(None, gt=0.0, le=1.0, description="Default 0.95.")
+    top_k: int | None = Field(None, ge=0, le=1000, description="Extension; default 64.")
+    repetition_penalty: float | None = Field(
+        None, ge=0.5, le=2.0, description="Extension; default 1.0 (none)."
+    )
+    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Same seed, same answer.")
+    stop: str | list[str] | None = Field(None, description="Up to 4 stop strings.")
     n: int = Field(1, ge=1, le=1, description="One choice per request.")
-    stream: bool = False
-    stream_options: dict[str, Any] | None = None
+    stream: bool = Field(False, description="Stream chunks as Server-Sent Events.")
+    stream_options: dict[str, Any] | None = Field(
+        None, description="`include_usage`: a last chunk with the token counts."
+    )
 
     @field_validator("stop")
     @classmethod
@@ -52,15 +56,19 @@ class Sampling(BaseModel):
 class ContentPart(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    type: str
-    text: str | None = None
+    type: str = Field(description="Only `text` parts are supported.")
+    text: str | None = Field(None, description="The part's text.")
 
 
 class OpenAIMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[ContentPart] = Field(max_length=MAX_MESSAGE_CHARS)
+    role: Literal["system", "developer", "user", "assistant"] = Field(
+        description="`developer` counts as `system`."
+    )
+    content: str | list[ContentPart] = Field(
+        max_length=MAX_MESSAGE_CHARS, description="Text, or a list of text parts."
+    )
 
     def text(self) -> str:
         if isinstance(self.content, str):
@@ -71,9 +79,13 @@ class OpenAIMessage(BaseModel):
 
 
 class ChatCompletionRequest(Sampling):
-    messages: list[OpenAIMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
-    max_tokens: int | None = Field(None, ge=1, le=8192)
-    max_completion_tokens: int | None = Field(None, ge=1, le=8192)
+    messages: list[OpenAIMessage] = Field(
+        min_length=1, max_length=MAX_MESSAGES, description="The conversation so far."
+    )
+    max_tokens: int | None = Field(None, ge=1, le=8192, description="Default 512.")
+    max_completion_tokens: int | None = Field(
+        None, ge=1, le=8192, description="Takes precedence over `max_tokens`."
+    )
 
     @property
     def max_new_tokens(self) -> int:
@@ -81,6 +93,6 @@ class ChatCompletionRequest(Sampling):
 
 
 class CompletionRequest(Sampling):
-    prompt: str = Field(max_length=MAX_MESSAGE_CHARS)
-    max_tokens: int = Field(16, ge=1, le=8192)  # OpenAI's default for completions
-    echo: bool = False
+    prompt: str = Field(max_length=MAX_MESSAGE_CHARS, description="Text to continue, as is.")
+    max_tokens: int = Field(16, ge=1, le=8192, description="OpenAI's default, 16.")
+    echo: bool = Field(False, description="Put the prompt before the answer.")
