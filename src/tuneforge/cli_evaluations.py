@@ -157,7 +157,9 @@ def show(ctx: typer.Context, eval_id: EvalId, as_json: JsonFlag = False) -> None
     _print_results(found)
 
 
-def _value(value: bool | int | float) -> str:
+def _value(value: bool | int | float | str) -> str:
+    if isinstance(value, str):
+        return repr(_shorten(value))
     return f"{value:.3g}" if isinstance(value, float) else str(value).lower()
 
 

@@ -126,8 +126,9 @@ class Settings(BaseSettings):
     port: int = Field(default=7860, ge=1, le=65535, description="Port the server listens on.")
     secret_key: str | None = Field(
         default=None,
-        description="Signs session cookies. When unset on a loopback address, a random key is "
-        "generated once and kept in `{data_dir}/secret_key`; elsewhere it must be set.",
+        description="Signs session cookies and encrypts the users' secrets (changing it makes "
+        "them unreadable: they must be set again). When unset on a loopback address, a random "
+        "key is generated once and kept in `{data_dir}/secret_key`; elsewhere it must be set.",
     )
     session_max_age: int = Field(
         default=7 * 24 * 3600, gt=0, description="Seconds a login session stays valid."

@@ -56,9 +56,13 @@ ROUTES: dict[tuple[str, str], dict[str, object] | None] = {
     ("GET", "/api/v1/evaluations/{job_id}/samples"): None,
     ("GET", "/api/v1/evaluations/{job_id}/samples.csv"): None,
     ("GET", "/api/v1/evaluations/{job_id}/samples.jsonl"): None,
+    ("GET", "/api/v1/secrets"): None,
+    ("PUT", "/api/v1/secrets/{name}"): {"value": "a-secret-value"},
+    ("DELETE", "/api/v1/secrets/{name}"): None,
 }
-# Routes with an id of something nobody owns (the same for everyone).
-SHARED = {("GET", "/api/v1/trainings/presets/{preset_id}")}
+# Routes with an id of something nobody owns (the same for everyone), and setting a secret: every
+# user has their own secret names, so Bob's PUT makes Bob's secret (see `test_lists_show_...`).
+SHARED = {("GET", "/api/v1/trainings/presets/{preset_id}"), ("PUT", "/api/v1/secrets/{name}")}
 UPLOADS = {("POST", "/api/v1/datasets")}
 CSV = b"question,answer\nWhat is 2+2?,4\nCapital of France?,Paris\n"
 
@@ -79,7 +83,8 @@ def send(
 
 @pytest.fixture
 def world(make_client, settings):
-    """Alice (an admin, so she can run diagnostic jobs) owns a job and a token; Bob owns nothing."""
+    """Alice (an admin, so she can run diagnostic jobs) owns a job, a token, a dataset, a model
+    and a secret; Bob owns nothing."""
     client = make_client(auth="local")
     alice = bearer(add_user(settings, "alice", admin=True))
     bob = bearer(add_user(settings, "bob"))
@@ -89,11 +94,14 @@ def world(make_client, settings):
     token = client.post("/api/v1/tokens", json={"name": "alice's"}, headers=alice)
     dataset = send(client, "POST", "/api/v1/datasets", headers=alice)
     assert dataset.status_code == 201, dataset.text
+    secret = client.put("/api/v1/secrets/ALICE_KEY", json={"value": "alice's"}, headers=alice)
+    assert secret.status_code == 200, secret.text
     ids = {
         "job_id": job.json()["id"],
         "token_id": token.json()["id"],
         "dataset_id": dataset.json()["id"],
         "model_id": _model(settings, job.json()["owner_id"], job.json()["id"]),
+        "name": "ALICE_KEY",
     }
     return client, alice, bob, ids
 
@@ -150,6 +158,7 @@ def test_another_users_id_is_404_like_a_missing_one(world, method: str, path: st
     assert ids["token_id"] in client.get("/api/v1/tokens", headers=alice).text
     assert client.get(f"/api/v1/datasets/{ids['dataset_id']}", headers=alice).status_code == 200
     assert client.get(f"/api/v1/models/{ids['model_id']}", headers=alice).status_code == 200
+    assert [s["name"] for s in client.get("/api/v1/secrets", headers=alice).json()] == ["ALICE_KEY"]
 
 
 def test_lists_show_only_ones_own(world) -> None:
@@ -163,6 +172,12 @@ def test_lists_show_only_ones_own(world) -> None:
     assert client.get("/api/v1/datasets", headers=alice).json()["total"] == 1
     assert client.get("/api/v1/models", headers=bob).json() == {"items": [], "total": 0}
     assert client.get("/api/v1/models", headers=alice).json()["total"] == 1
+    assert client.get("/api/v1/secrets", headers=bob).json() == []
+    # Bob setting the same name makes his own secret; Alice's stays hers.
+    assert send(client, "PUT", "/api/v1/secrets/{name}", ids, bob).status_code == 200
+    assert [s["name"] for s in client.get("/api/v1/secrets", headers=bob).json()] == ["ALICE_KEY"]
+    assert client.delete("/api/v1/secrets/ALICE_KEY", headers=bob).status_code == 204
+    assert [s["name"] for s in client.get("/api/v1/secrets", headers=alice).json()] == ["ALICE_KEY"]
 
 
 def test_admins_see_everyones_jobs(world, settings) -> None:

@@ -156,3 +156,22 @@ def test_api_token_created_on_settings_page_works_until_revoked(studio: Studio, 
     expect(page).to_have_url(f"{studio.url}/login")
     page.goto(f"{studio.url}/settings")
     expect(page).to_have_url(re.compile(r"/login\?next=%2Fsettings"))
+
+
+def test_a_secret_is_set_listed_without_its_value_and_deleted(studio: Studio, page: Page) -> None:
+    log_in(page, studio, "alice")
+    expect(page).to_have_url(f"{studio.url}/jobs")
+    page.goto(f"{studio.url}/settings#secrets")
+    page.locator(".secret-name input").fill("WANDB_API_KEY")
+    page.locator(".secret-value input").fill("wandb-value-123456")
+    page.get_by_role("button", name="Save secret").click()
+    row = page.locator(".secrets-table tbody tr", has_text="WANDB_API_KEY")
+    expect(row).to_have_count(1)
+    expect(page.locator(".secret-value input")).to_have_value("")
+    assert "wandb-value-123456" not in page.content()
+    page.reload()
+    assert "wandb-value-123456" not in page.content()
+    row.get_by_role("button", name="Delete").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    expect(row).to_have_count(0)
+    expect(page.get_by_text("No secrets yet.")).to_be_visible()

@@ -21,6 +21,7 @@ from tuneforge.api.routes import (
     jobs,
     models,
     openai,
+    secrets,
     trainings,
 )
 from tuneforge.db.session import make_engine, make_sessionmaker, migrate, transaction
@@ -83,7 +84,7 @@ def create_app(settings: Settings | None = None, *, ui: bool = True) -> FastAPI:
     app.state.signer = SessionSigner(settings.session_secret, settings.session_max_age)
     app.state.limiter = LoginLimiter(settings.login_attempts_per_minute)
     errors.install(app)
-    for module in (health, auth, jobs, datasets, models, trainings, evaluations, chat):
+    for module in (health, auth, jobs, datasets, models, trainings, evaluations, chat, secrets):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(openai.router)
 

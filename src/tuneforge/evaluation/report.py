@@ -54,6 +54,14 @@ def needs_two_models(which: SampleFilter) -> bool:
     return FILTERS[which][1] is not None
 
 
+def difference(metrics: Sequence[Mapping[str, float]]) -> dict[str, float] | None:
+    """B - A for every metric both models have; None unless there are two with metrics."""
+    if len(metrics) != 2 or not metrics[0]:
+        return None
+    a, b = metrics
+    return {name: b[name] - a[name] for name in a if name in b}
+
+
 def jsonl(rows: Iterable[Mapping[str, Any]]) -> bytes:
     return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
 

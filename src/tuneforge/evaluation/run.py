@@ -18,7 +18,7 @@ from typing import Any
 from tuneforge.data.conversation import text_of
 from tuneforge.evaluation.metrics import SUITES, SuiteResult, json_output
 from tuneforge.evaluation.perplexity import perplexity
-from tuneforge.evaluation.report import LABELS
+from tuneforge.evaluation.report import LABELS, difference
 from tuneforge.evaluation.samples import Sample, select_samples
 from tuneforge.evaluation.spec import EvaluationSpec
 from tuneforge.inference import loaders
@@ -67,14 +67,6 @@ def score(spec: EvaluationSpec, answers: Sequence[str], samples: Sequence[Sample
     if spec.suite == "json":
         return json_output(answers, references, schema=spec.json_schema)
     return SUITES[spec.suite](answers, references)
-
-
-def difference(metrics: Sequence[Mapping[str, float]]) -> dict[str, float] | None:
-    """B - A for every metric both models have; None unless there are two with metrics."""
-    if len(metrics) != 2 or not metrics[0]:
-        return None
-    a, b = metrics
-    return {name: b[name] - a[name] for name in a if name in b}
 
 
 def _row(

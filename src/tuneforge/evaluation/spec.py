@@ -10,6 +10,8 @@ from typing import Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tuneforge.evaluation.judge import JudgeSpec
+
 Suite: TypeAlias = Literal[
     "classification",
     "extraction",
@@ -84,6 +86,12 @@ class EvaluationSpec(BaseModel):
         description="For the `json` suite: a JSON Schema every answer should satisfy (its "
         "`$schema` names the draft; the latest by default).",
     )
+    judge: JudgeSpec | None = Field(
+        default=None,
+        description="Also have a model behind an OpenAI-compatible API grade every answer from "
+        "1 to 10 against its question and reference (`judge_score`, 0..1, per sample and as a "
+        "mean); any suite but `perplexity`.",
+    )
 
     @field_validator("json_schema")
     @classmethod
@@ -100,6 +108,8 @@ class EvaluationSpec(BaseModel):
             raise ValueError("json_schema applies to the json suite only")
         if self.compare_with == self.model:
             raise ValueError("compare_with must name a different model than model")
+        if self.judge is not None and self.suite == "perplexity":
+            raise ValueError("a judge grades answers: the perplexity suite generates none")
         return self
 
     @property

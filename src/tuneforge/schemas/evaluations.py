@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-Score = bool | int | float
+Score = bool | int | float | str
 
 
 class EvaluatedModel(BaseModel):
@@ -50,7 +50,8 @@ class SamplePublic(BaseModel):
     )
     scores: dict[str, dict[str, Score]] = Field(
         description="Each model's per-sample scores by label: `score` (0..1) and, where an "
-        "answer is simply right or wrong, `correct`; perplexity: `nll`, `perplexity`, `tokens`."
+        "answer is simply right or wrong, `correct`; perplexity: `nll`, `perplexity`, `tokens`; "
+        "with a judge, `judge_score` (0..1) and `judge_reason`."
     )
 
 

@@ -56,3 +56,9 @@ class InferenceFailed(DomainError):
     """The inference server could not answer: it did not start, or a generation broke off."""
 
     code = "inference_failed"
+
+
+class SecretUnreadable(Conflict):
+    """A stored secret no longer decrypts: the server's secret key changed since it was set."""
+
+    code = "secret_unreadable"

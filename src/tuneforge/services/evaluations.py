@@ -18,6 +18,7 @@ from tuneforge.jobs.status import JobStatus
 from tuneforge.services.chat import ChatModel, chat_model
 from tuneforge.services.datasets import get_dataset
 from tuneforge.services.errors import Conflict, InvalidInput, NotFound
+from tuneforge.services.secrets import has_secret
 from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore
 
@@ -58,9 +59,16 @@ def evaluation_models(
 
 
 def check_launch(session: Session, user: User, settings: Settings, spec: EvaluationSpec) -> None:
-    """Refuse an evaluation whose dataset or models the user cannot use, before it is queued."""
+    """Refuse an evaluation whose dataset or models the user cannot use, or whose judge's key
+    secret is not set, before it is queued."""
     evaluation_dataset(session, user, spec)
     evaluation_models(session, user, settings, spec)
+    key = spec.judge.api_key_secret if spec.judge is not None else None
+    if key is not None and not has_secret(session, user, key):
+        raise InvalidInput(
+            f"The judge's key secret {key} is not set: set it under Settings, Secrets (or with "
+            f"`tuneforge secrets set {key}`), or leave api_key_secret empty."
+        )
 
 
 def evaluation_job(session: Session, user: User, job_id: str) -> Job:

@@ -1,4 +1,4 @@
-"""`/settings`: the signed-in account and its API tokens."""
+"""`/settings`: the signed-in account, its API tokens and its secrets."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 from nicegui import ui
 from nicegui.events import GenericEventArguments
 
-from tuneforge.db.tables import ApiToken, User
-from tuneforge.services import accounts
+from tuneforge.db.tables import ApiToken, Secret, User
+from tuneforge.services import accounts, secrets
 from tuneforge.ui.backend import call, reported, state
 from tuneforge.ui.formatting import when
 from tuneforge.ui.layout import confirm, heading, page
@@ -34,6 +34,16 @@ REVOKE_SLOT = """
       <q-btn flat dense no-caps color="negative" icon="delete" label="Revoke"
              @click="() => $parent.$emit('revoke', props.row)" />
     </q-td>"""
+SECRET_COLUMNS = [
+    {"name": "name", "label": "Name", "field": "name", "align": "left"},
+    {"name": "updated", "label": "Set", "field": "updated", "align": "left"},
+    {"name": "actions", "label": "", "field": "name", "align": "right"},
+]
+DELETE_SLOT = """
+    <q-td :props="props">
+      <q-btn flat dense no-caps color="negative" icon="delete" label="Delete"
+             @click="() => $parent.$emit('delete', props.row)" />
+    </q-td>"""
 
 
 def _row(token: ApiToken) -> dict[str, Any]:
@@ -48,7 +58,7 @@ def _row(token: ApiToken) -> dict[str, Any]:
 
 @page("/settings", "Settings")
 async def settings_page(user: User) -> None:
-    heading("Settings", "Your account and the keys that let scripts act as you.")
+    heading("Settings", "Your account, the keys that let scripts act as you, and your secrets.")
     with ui.card().classes("w-full q-pa-lg gap-3"):
         ui.label("Account").classes("text-subtitle1 text-weight-medium")
         with ui.grid(columns="auto 1fr").classes("gap-x-8 gap-y-2 text-body2"):
@@ -64,6 +74,7 @@ async def settings_page(user: User) -> None:
                 ui.label(name).classes("text-grey-7")
                 ui.label(value)
     await _tokens_section(user)
+    await _secrets_section(user)
 
 
 async def _tokens_section(user: User) -> None:
@@ -120,6 +131,74 @@ async def _tokens_section(user: User) -> None:
     name.on("keydown.enter", create_token)
     table.on("revoke", revoke)
     await reload()
+
+
+async def _secrets_section(user: User) -> None:
+    with ui.card().classes("w-full q-pa-lg gap-4"):
+        ui.link_target("secrets").classes("absolute")  # /settings#secrets
+        ui.label("Secrets").classes("text-subtitle1 text-weight-medium")
+        ui.markdown(
+            "Keys that your runs use: `WANDB_API_KEY` and `MLFLOW_TRACKING_URI` for tracking, "
+            "a judge's API key for evaluations, `HF_TOKEN`... They are stored encrypted and "
+            "never shown again; set one again to replace it."
+        ).classes("text-body2 text-grey-8")
+        with ui.row().classes("w-full items-start gap-3"):
+            name = (
+                ui.input("Name", placeholder="e.g. WANDB_API_KEY")
+                .props("outlined dense maxlength=64")
+                .classes("w-72 secret-name")
+            )
+            value = (
+                ui.input("Value", password=True, password_toggle_button=False)
+                .props("outlined dense maxlength=4096 autocomplete=off")
+                .classes("w-96 secret-value")
+            )
+            save = ui.button("Save secret", icon="lock").props("unelevated")
+        table = (
+            ui.table(columns=SECRET_COLUMNS, rows=[], row_key="name")
+            .props("flat bordered")
+            .classes("w-full secrets-table")
+        )
+        table.add_slot("body-cell-actions", DELETE_SLOT)
+        none = ui.label("No secrets yet.").classes("text-body2 text-grey-6")
+
+    async def reload() -> None:
+        found = await call(secrets.list_secrets, user)
+        table.rows = [_secret_row(secret) for secret in found]
+        table.update()
+        table.set_visibility(bool(found))
+        none.set_visibility(not found)
+
+    async def save_secret() -> None:
+        with reported():
+            saved = await call(
+                secrets.set_secret, state().settings, user, name.value or "", value.value or ""
+            )
+            name.set_value("")
+            value.set_value("")
+            ui.notify(f"Secret {saved.name} saved.", type="positive")
+        await reload()
+
+    async def delete(event: GenericEventArguments) -> None:
+        if not await confirm(
+            f"Delete the secret {event.args['name']}?",
+            "Runs that need it will fail until it is set again.",
+            "Delete",
+        ):
+            return
+        with reported():
+            await call(secrets.delete_secret, user, event.args["name"])
+            ui.notify(f"Secret {event.args['name']} deleted.")
+        await reload()
+
+    save.on_click(save_secret)
+    value.on("keydown.enter", save_secret)
+    table.on("delete", delete)
+    await reload()
+
+
+def _secret_row(secret: Secret) -> dict[str, Any]:
+    return {"name": secret.name, "updated": when(secret.updated_at)}
 
 
 def _show_secret(secret: str) -> None:

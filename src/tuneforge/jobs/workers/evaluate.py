@@ -1,49 +1,88 @@
 """The `evaluate` job: one or two models answer samples of a processed dataset's split, scored
-by a suite. The per-sample rows go to the artifact store under the job's prefix as
-`samples.jsonl` and `samples.csv`; the metrics table is the job's result."""
+by a suite and, when the spec has a judge, graded by a model behind an OpenAI-compatible API.
+The per-sample rows go to the artifact store under the job's prefix as `samples.jsonl` and
+`samples.csv`; the metrics table is the job's result."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from tuneforge.db.tables import User
-from tuneforge.evaluation.report import LABELS, csv_table, jsonl
-from tuneforge.evaluation.run import run_evaluation
+from tuneforge.evaluation.judge import Judge, JudgeSpec, judge_rows
+from tuneforge.evaluation.report import LABELS, csv_table, difference, jsonl
+from tuneforge.evaluation.run import Outcome, run_evaluation
 from tuneforge.evaluation.spec import EvaluationSpec
 from tuneforge.jobs.context import JobContext
 from tuneforge.services.chat import ChatModel
 from tuneforge.services.datasets import processed_records
 from tuneforge.services.errors import InvalidInput
 from tuneforge.services.evaluations import evaluation_dataset, evaluation_models
+from tuneforge.services.secrets import secret_values
 
 PROGRESS_REPORTS = 50  # progress events per model, at most (a cancel is checked every sample)
+ANSWERING_SHARE = 0.5  # of the progress bar, when a judge grades the answers afterwards
 
 
-def _inputs(ctx: JobContext, spec: EvaluationSpec) -> tuple[list[dict[str, Any]], list[ChatModel]]:
-    """The split's rows and the models, checked again as the owner (either may have gone)."""
+def _inputs(
+    ctx: JobContext, spec: EvaluationSpec
+) -> tuple[list[dict[str, Any]], list[ChatModel], str | None]:
+    """The split's rows, the models and the judge's API key, checked again as the owner (any
+    may have gone)."""
     with ctx.transaction() as session:
         owner = session.get(User, ctx.owner_id)
         if owner is None:
             raise InvalidInput("The evaluation's owner no longer exists.")
         dataset = evaluation_dataset(session, owner, spec)
         models = evaluation_models(session, owner, ctx.settings, spec)
+        key_name = spec.judge.api_key_secret if spec.judge is not None else None
+        keys = secret_values(session, ctx.settings, owner.id, [key_name] if key_name else [])
+        if key_name is not None and key_name not in keys:
+            raise InvalidInput(f"The judge's key secret {key_name} was deleted; set it again.")
         session.expunge(dataset)
-    return processed_records(ctx.store, dataset, spec.split), models
+    api_key = keys[key_name] if key_name is not None else None
+    return processed_records(ctx.store, dataset, spec.split), models, api_key
+
+
+def _judged(spec: JudgeSpec, ctx: JobContext, outcome: Outcome, api_key: str | None) -> Outcome:
+    """The outcome with the judge's grades of every answer added to its rows and metrics."""
+    labels = LABELS[: len(outcome.metrics)]
+
+    def on_answer(total: int, done: int) -> None:
+        ctx.check_cancelled()
+        if done % max(1, total // PROGRESS_REPORTS) == 0 or done == total:
+            fraction = ANSWERING_SHARE + (1 - ANSWERING_SHARE) * done / max(total, 1)
+            ctx.progress(fraction, f"judging with {spec.model}: {done}/{total}")
+
+    ctx.log(f"judging the answers with {spec.model} at {spec.base_url}")
+    judge = Judge(spec, api_key)
+    try:
+        means = judge_rows(judge, outcome.rows, labels, on_answer)
+    finally:
+        judge.close()
+    metrics = [
+        {**values, **({"judge_score": means[label]} if label in means else {})}
+        for label, values in zip(labels, outcome.metrics, strict=True)
+    ]
+    return dataclasses.replace(outcome, metrics=metrics, difference=difference(metrics))
 
 
 def run(spec: EvaluationSpec, ctx: JobContext) -> dict[str, Any]:
-    records, models = _inputs(ctx, spec)
+    records, models, api_key = _inputs(ctx, spec)
+    share = 1.0 if spec.judge is None else ANSWERING_SHARE
 
     def on_sample(label: str, total: int, done: int) -> None:
         ctx.check_cancelled()
         if done % max(1, total // PROGRESS_REPORTS) == 0 or done == total:
             fraction = (LABELS.index(label) * total + done) / (len(models) * total)
-            ctx.progress(fraction, f"model {label}: {done}/{total}")
+            ctx.progress(share * fraction, f"model {label}: {done}/{total}")
 
     ctx.log(f"evaluating {' and '.join(m.name for m in models)} ({spec.suite})")
     outcome = run_evaluation(
         spec, [m.ref for m in models], records, ctx.settings, on_sample, ctx.cancel_event
     )
+    if spec.judge is not None:
+        outcome = _judged(spec.judge, ctx, outcome, api_key)
     labels = LABELS[: len(models)]
     samples_key = ctx.artifact("samples.jsonl", jsonl(outcome.rows))
     csv_key = ctx.artifact("samples.csv", csv_table(outcome.rows, labels))

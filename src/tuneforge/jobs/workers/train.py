@@ -17,6 +17,7 @@ from tuneforge.jobs.context import JobContext
 from tuneforge.models.loading import resolve
 from tuneforge.services.datasets import processed_records
 from tuneforge.services.errors import InvalidInput
+from tuneforge.services.secrets import secret_values
 from tuneforge.services.training import training_dataset
 from tuneforge.storage import ArtifactStore, artifact_prefix
 from tuneforge.training.checkpoint import checkpoint_name, step_of
@@ -80,7 +81,12 @@ def run(spec: SFTSpec, ctx: JobContext) -> dict[str, Any]:
     stored = StoredCheckpoints(ctx.store, prefix, spec.keep_checkpoints)
     latest = stored.fetch_latest(workdir / "resume")
     name = spec.name or f"{entry.id} on {dataset.name}"
-    reporter = Tracked(ctx, spec, workdir / "tensorboard", name)
+    wanted = {"wandb": "WANDB_API_KEY", "mlflow": "MLFLOW_TRACKING_URI"}
+    with ctx.transaction() as session:
+        tracking = secret_values(
+            session, settings, ctx.owner_id, [wanted[t] for t in spec.tracking]
+        )
+    reporter = Tracked(ctx, spec, workdir / "tensorboard", name, secrets=tracking)
     try:
         outcome = train_sft(
             spec,

@@ -1,0 +1,246 @@
+"""LLM-as-judge: a model behind any OpenAI-compatible chat-completions endpoint grades each
+answer of an evaluation against its question and reference, from 1 to 10.
+
+`JudgeSpec` says which endpoint and model, and which of the user's secrets holds the API key
+(its name only: the worker reads the value, which is never logged nor stored in the results).
+The judge answers a strict format, `{"score": n, "reason": "..."}` (code fences tolerated);
+the score maps to 0..1 as (n - 1) / 9 and lands in each sample's scores as `judge_score` and
+`judge_reason`, its mean in each model's metrics as `judge_score`.
+
+Light on purpose: the web process validates `JudgeSpec`; only `httpx` is used to call the judge.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tuneforge.services.errors import DomainError
+
+TIMEOUT = 30.0  # seconds per request
+RETRY_DELAYS = (1.0, 4.0, 10.0)  # seconds before each retry of a 429, a 5xx or a lost connection
+MAX_REASON_CHARS = 500
+SYSTEM_PROMPT = (
+    "You are a strict, fair grader. You are shown a question, usually a reference answer, and an "
+    "answer to grade. Grade how well the answer answers the question: its correctness against "
+    "the reference first, then its completeness and clarity. Use the whole scale from 1 (wrong "
+    "or irrelevant) to 10 (as good as the reference). Reply with only a JSON object, without "
+    'any other text: {"score": <an integer from 1 to 10>, "reason": "<one short sentence>"}'
+)
+_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
+_SCORE = re.compile(r"""["']?score["']?\s*[:=]\s*["']?(\d+(?:\.\d+)?)""", re.IGNORECASE)
+
+
+class JudgeSpec(BaseModel):
+    """The judge: a model behind an OpenAI-compatible API, and the key to call it with."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = Field(
+        min_length=1,
+        max_length=500,
+        description="The judge's OpenAI-compatible API, up to its version: "
+        "`https://api.openai.com/v1`, or another TuneForge's `http://host:7860/v1`.",
+    )
+    model: str = Field(
+        min_length=1, max_length=200, description="The judge model's name at that API."
+    )
+    api_key_secret: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z][A-Z0-9_]{0,63}$",
+        description="The name of one of your secrets that holds the API key (such as "
+        "`JUDGE_API_KEY`); never the key itself. None for an API that needs no key.",
+    )
+    rubric: str | None = Field(
+        default=None,
+        max_length=4000,
+        description="Extra grading instructions for the judge (what matters in an answer).",
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("base_url must be an http:// or https:// URL")
+        return url.rstrip("/")
+
+
+class JudgeFailed(DomainError):
+    """The judge endpoint refused or could not answer: the evaluation fails with this message."""
+
+    code = "judge_failed"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    score: int  # 1..10
+    reason: str
+
+    @property
+    def unit(self) -> float:
+        """The score in 0..1."""
+        return (self.score - 1) / 9
+
+
+def judge_messages(
+    question: str, reference: str | None, answer: str, rubric: str | None
+) -> list[dict[str, str]]:
+    """The chat the judge is asked: the instructions, then the sample in marked sections."""
+    system = SYSTEM_PROMPT + (f"\n\nGrading instructions:\n{rubric}" if rubric else "")
+    shown = reference if reference is not None else "(none: judge the answer on its own merits)"
+    user = f"Question:\n{question}\n\nReference answer:\n{shown}\n\nAnswer to grade:\n{answer}"
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def parse_verdict(text: str) -> Verdict | None:
+    """The judge's reply as a verdict, or None when it holds no score from 1 to 10. A JSON
+    object (inside code fences or other text too) is read first, then a bare `score: n`."""
+    score: Any = None
+    reason: Any = ""
+    found = _OBJECT.search(text)
+    if found:
+        try:
+            data = json.loads(found.group(0))
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            score, reason = data.get("score"), data.get("reason", "")
+    if score is None and (bare := _SCORE.search(text)):
+        score = bare.group(1)
+    try:
+        number = float(score)
+    except (TypeError, ValueError):
+        return None
+    if not 1 <= number <= 10 or number != int(number):
+        return None
+    return Verdict(int(number), str(reason or "").strip()[:MAX_REASON_CHARS])
+
+
+def _refusal(response: httpx.Response, model: str) -> JudgeFailed:
+    status = response.status_code
+    if status in (401, 403):
+        return JudgeFailed(
+            f"The judge endpoint refused the key (HTTP {status}): check the secret named in "
+            "the judge's api_key_secret."
+        )
+    if status == 404:
+        return JudgeFailed(
+            f"The judge endpoint answered 404 for the model {model!r}: check base_url (it "
+            "ends with the API's version, such as /v1) and the model's name."
+        )
+    return JudgeFailed(
+        f"The judge endpoint refused the request (HTTP {status}): {response.text.strip()[:200]}"
+    )
+
+
+class Judge:
+    """Grades answers through one judge endpoint (a connection pool; close it when done)."""
+
+    def __init__(
+        self,
+        spec: JudgeSpec,
+        api_key: str | None,
+        *,
+        delays: Sequence[float] = RETRY_DELAYS,
+        timeout: float = TIMEOUT,
+    ) -> None:
+        self.spec = spec
+        self.delays = delays
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=spec.base_url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _complete(self, messages: list[dict[str, str]]) -> str:
+        body = {"model": self.spec.model, "messages": messages, "temperature": 0}
+        problem = ""
+        for delay in (*self.delays, None):
+            try:
+                response = self._http.post("/chat/completions", json=body)
+            except httpx.TransportError as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.status_code == 429 or response.status_code >= 500:
+                    problem = f"HTTP {response.status_code}"
+                elif response.is_error:
+                    raise _refusal(response, self.spec.model)
+                else:
+                    return _content(response)
+            if delay is not None:
+                time.sleep(delay)
+        raise JudgeFailed(
+            f"The judge endpoint {self.spec.base_url} did not answer after "
+            f"{len(self.delays) + 1} attempts ({problem})."
+        )
+
+    def grade(self, question: str, reference: str | None, answer: str) -> Verdict | None:
+        """The judge's verdict on `answer`, or None when its reply holds no readable score."""
+        return parse_verdict(
+            self._complete(judge_messages(question, reference, answer, self.spec.rubric))
+        )
+
+
+def _content(response: httpx.Response) -> str:
+    try:
+        content = response.json()["choices"][0]["message"]["content"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise JudgeFailed(
+            "The judge endpoint's answer is not an OpenAI chat completion: "
+            f"{response.text.strip()[:200]}"
+        ) from None
+    return str(content or "")
+
+
+def _question(row: Mapping[str, Any]) -> str:
+    """The sample's conversation, or just its question when it has one turn."""
+    turns = row.get("messages") or []
+    if len(turns) <= 1:
+        return str(row["prompt"])
+    return "\n\n".join(f"[{turn['role']}] {turn['text']}" for turn in turns)
+
+
+def judge_rows(
+    judge: Judge,
+    rows: Sequence[dict[str, Any]],
+    labels: Sequence[str],
+    on_answer: Callable[[int, int], None],
+) -> dict[str, float]:
+    """Grade every model's answer in the evaluation's `rows`, adding `judge_score` (0..1) and
+    `judge_reason` to each answer's scores; return each label's mean `judge_score`.
+
+    `on_answer(total, done)` is called before the first answer and after each one (it may raise
+    to stop). An unreadable reply leaves its answer ungraded (`judge_reason` says why); the mean
+    is over the graded ones. `JudgeFailed` when the endpoint fails or grades none at all.
+    """
+    total = len(rows) * len(labels)
+    done = 0
+    on_answer(total, done)
+    graded: dict[str, list[float]] = {label: [] for label in labels}
+    for row in rows:
+        for label in labels:
+            verdict = judge.grade(_question(row), row.get("reference"), row["answers"][label])
+            scores = row["scores"].setdefault(label, {})
+            if verdict is None:
+                scores["judge_reason"] = "The judge's reply held no score from 1 to 10."
+            else:
+                scores["judge_score"] = verdict.unit
+                scores["judge_reason"] = verdict.reason
+                graded[label].append(verdict.unit)
+            done += 1
+            on_answer(total, done)
+    if total and not any(graded.values()):
+        raise JudgeFailed(
+            f"The judge {judge.spec.model!r} replied to every answer, but never with a score "
+            'from 1 to 10 in the format {"score": n, "reason": "..."}.'
+        )
+    return {label: sum(values) / len(values) for label, values in graded.items() if values}
