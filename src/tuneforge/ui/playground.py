@@ -38,7 +38,7 @@ def model_options(models: list[service.ChatModel]) -> dict[str, str]:
     def label(m: service.ChatModel) -> str:
         if m.fine_tuned:
             return f"{m.name} (fine-tuned {m.base})"
-        return f"{m.name} (base)" + (" · random weights, for tests" if m.test_only else "")
+        return f"{m.name} (base)"
 
     return {m.id: label(m) for m in models}
 
@@ -130,7 +130,7 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
             async for event in state().inference.stream(request):
                 if isinstance(event, Delta):
                     text += event.text
-                    bubble.set_content(text)
+                    bubble.set_content(_lines(text))
         except (DomainError, ValueError) as exc:
             bubble.set_content(f"**Could not answer:** {getattr(exc, 'message', exc)}")
             bubble.classes("text-negative")
@@ -184,6 +184,11 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
         )
 
 
+def _lines(text: str) -> str:
+    """Markdown that keeps the answer's line breaks (a poem, a list without bullets)."""
+    return text.replace("\n", "  \n")
+
+
 def _with_system(system: str | None, turns: list[Turn]) -> list[Turn]:
     if system and system.strip():
         return [Turn(role="system", content=system.strip()), *turns]
@@ -196,13 +201,13 @@ def _message(role: str, content: str) -> ui.markdown:
     with ui.row().classes(
         "w-full no-wrap items-start gap-1 " + ("justify-end" if mine else "justify-start")
     ):
-        body = ui.markdown(content).classes(
+        body = ui.markdown(_lines(content)).classes(
             "q-px-md q-py-sm rounded-borders text-body2 "
             + ("bg-primary text-white playground-user" if mine else "bg-grey-2 playground-answer")
         )
         if not mine:
             ui.button(
                 icon="content_copy",
-                on_click=lambda: ui.clipboard.write(body.content),
+                on_click=lambda: ui.clipboard.write(body.content.replace("  \n", "\n")),
             ).props("flat round dense size=sm").classes("playground-copy").tooltip("Copy")
     return body

@@ -1,0 +1,51 @@
+"""Evaluations in a real browser: from a fine-tuned model's page to an evaluation against its
+base, followed live to its results (the metric table with B - A, the samples, a filter)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import Studio
+from tests.browser.test_training_ui import processed_dataset
+from tests.browser.test_ui import NOT_RELOADED, log_in, mark_page
+from tests.fine_tuned import add_fine_tuned
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
+EVALUATION_URL = re.compile(r"/evaluations/[0-9a-f]{32}$")
+
+
+def test_evaluate_a_fine_tune_against_its_base(studio: Studio, page: Page, tiny_adapter) -> None:
+    processed_dataset(studio, rows=20)
+    tuned = add_fine_tuned(studio.settings, "admin", tiny_adapter, name="Colour expert")
+    log_in(page, studio, "admin")
+    page.goto(f"{studio.url}/models/{tuned}")
+    page.locator(".model-evaluate").click()
+    expect(page).to_have_url(f"{studio.url}/evaluations?model={tuned}")
+    page.locator(".evaluation-dataset").click()
+    page.get_by_role("option", name="Colours").click()
+    page.locator(".evaluation-compare").click()
+    page.get_by_role("option", name="Tiny random Gemma 3 (tests) (base)").click()
+    page.locator(".evaluation-suite").click()
+    page.get_by_role("option", name=re.compile("^Extraction")).click()
+    page.locator(".evaluation-max-samples input").fill("3")
+    page.locator(".evaluation-max-new-tokens input").fill("6")
+    page.locator(".evaluation-start").click()
+    expect(page).to_have_url(EVALUATION_URL, timeout=30_000)
+    mark_page(page)
+    table = page.locator(".evaluation-metrics")
+    expect(table).to_be_visible(timeout=300_000)  # a worker starts, loads the models, answers
+    expect(table).to_contain_text("exact_match")
+    expect(table).to_contain_text("B - A")
+    expect(page.locator(".evaluation-sample")).to_have_count(3)
+    expect(page.locator(".evaluation-count")).to_have_text("3 samples")
+    page.locator(".evaluation-filter").click()
+    page.get_by_role("option", name="Both right").click()  # random weights: never exactly right
+    expect(page.locator(".evaluation-count")).to_have_text("0 samples")
+    expect(page.locator(".evaluation-sample")).to_have_count(0)
+    assert page.evaluate("window.__marker") == NOT_RELOADED
+    page.goto(f"{studio.url}/evaluations")
+    expect(page.locator(".evaluations-table tbody tr")).to_have_count(1)
+    expect(page.locator(".evaluations-table")).to_contain_text("extraction")
