@@ -34,6 +34,7 @@ def test_evaluate_a_fine_tune_against_its_base(studio: Studio, page: Page, tiny_
     page.locator(".evaluation-max-new-tokens input").fill("6")
     page.locator(".evaluation-start").click()
     expect(page).to_have_url(EVALUATION_URL, timeout=30_000)
+    expect(page.get_by_text("Extraction · Colour expert vs Tiny random Gemma 3")).to_be_visible()
     mark_page(page)
     table = page.locator(".evaluation-metrics")
     expect(table).to_be_visible(timeout=300_000)  # a worker starts, loads the models, answers

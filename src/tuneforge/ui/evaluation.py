@@ -10,6 +10,7 @@ from nicegui import ui
 
 from tuneforge.db.tables import User
 from tuneforge.evaluation.report import SampleFilter
+from tuneforge.services import chat as chat_service
 from tuneforge.services import evaluations as service
 from tuneforge.services import jobs as job_service
 from tuneforge.services.errors import NotFound
@@ -51,7 +52,12 @@ async def evaluation_page(user: User, job_id: str) -> None:
         EmptyState("search_off", "Evaluation not found", "There is no evaluation with this id.")
         return
     spec = job.spec
-    models = spec["model"] + (f" vs {spec['compare_with']}" if spec.get("compare_with") else "")
+    names = {m.id: m.name for m in await read(chat_service.chat_models, user, state().settings)}
+    models = " vs ".join(
+        names.get(model_id, model_id)
+        for model_id in (spec["model"], spec.get("compare_with"))
+        if model_id
+    )
     with ui.link(target="/evaluations").classes("row items-center gap-1 text-grey-7 no-underline"):
         ui.icon("arrow_back", size="xs")
         ui.label("All evaluations").classes("text-body2")

@@ -143,6 +143,8 @@ async def evaluations_page(
             start.props(remove="loading")
 
     start.on_click(launch)
+    if not ready:
+        start.disable()
     with ui.card().classes("w-full q-pa-none gap-0"):
         table = ui.table(columns=COLUMNS, rows=[], row_key="id").props("flat")
         table.classes("w-full evaluations-table")
