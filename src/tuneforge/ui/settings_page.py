@@ -92,21 +92,12 @@ async def _tokens_section(user: User) -> None:
                 .classes("w-72 token-name")
             )
             create = ui.button("Create token", icon="add").props("unelevated")
-        table = (
-            ui.table(columns=TOKEN_COLUMNS, rows=[], row_key="id")
-            .props("flat bordered")
-            .classes("w-full tokens-table")
-        )
+        table, none = _listing(TOKEN_COLUMNS, "id", "tokens-table", "No tokens yet.")
         table.add_slot("body-cell-prefix", PREFIX_SLOT)
         table.add_slot("body-cell-actions", REVOKE_SLOT)
-        none = ui.label("No tokens yet.").classes("text-body2 text-grey-6")
 
     async def reload() -> None:
-        tokens = await call(accounts.list_tokens, user)
-        table.rows = [_row(token) for token in tokens]
-        table.update()
-        table.set_visibility(bool(tokens))
-        none.set_visibility(not tokens)
+        _show(table, none, [_row(token) for token in await call(accounts.list_tokens, user)])
 
     async def create_token() -> None:
         with reported():
@@ -154,20 +145,12 @@ async def _secrets_section(user: User) -> None:
                 .classes("w-96 secret-value")
             )
             save = ui.button("Save secret", icon="lock").props("unelevated")
-        table = (
-            ui.table(columns=SECRET_COLUMNS, rows=[], row_key="name")
-            .props("flat bordered")
-            .classes("w-full secrets-table")
-        )
+        table, none = _listing(SECRET_COLUMNS, "name", "secrets-table", "No secrets yet.")
         table.add_slot("body-cell-actions", DELETE_SLOT)
-        none = ui.label("No secrets yet.").classes("text-body2 text-grey-6")
 
     async def reload() -> None:
         found = await call(secrets.list_secrets, user)
-        table.rows = [_secret_row(secret) for secret in found]
-        table.update()
-        table.set_visibility(bool(found))
-        none.set_visibility(not found)
+        _show(table, none, [_secret_row(secret) for secret in found])
 
     async def save_secret() -> None:
         with reported():
@@ -228,3 +211,19 @@ def _show_secret(secret: str) -> None:
             ui.button("Done", on_click=dialog.close).props("unelevated")
     dialog.on("hide", dialog.delete)
     dialog.open()
+
+
+def _listing(
+    columns: list[dict[str, str]], row_key: str, css: str, empty: str
+) -> tuple[ui.table, ui.label]:
+    """A table of the user's items, and the line shown instead while there are none."""
+    table = ui.table(columns=columns, rows=[], row_key=row_key).props("flat bordered")
+    table.classes(f"w-full {css}")
+    return table, ui.label(empty).classes("text-body2 text-grey-6")
+
+
+def _show(table: ui.table, none: ui.label, rows: list[dict[str, Any]]) -> None:
+    table.rows = rows
+    table.update()
+    table.set_visibility(bool(rows))
+    none.set_visibility(not rows)
