@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
+import yaml
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -47,6 +48,7 @@ class FakeHub:
     repos: dict[str, dict[str, bytes]] = field(default_factory=dict)  # repo id → path → bytes
     private: dict[str, bool] = field(default_factory=dict)
     commits: dict[str, list[str]] = field(default_factory=dict)  # repo id → commit summaries
+    card_metadata: list[dict[str, Any]] = field(default_factory=list)  # validated model cards
     _server: uvicorn.Server | None = field(default=None, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
 
@@ -103,6 +105,23 @@ class FakeHub:
             return JSONResponse(
                 {"url": f"{self.url}/{repo_id}", "name": repo_id, "id": uuid.uuid4().hex}
             )
+
+        @app.post("/api/validate-yaml")
+        async def validate_yaml(request: Request) -> JSONResponse:
+            """A model card's metadata block must be a YAML mapping (the client asks before
+            committing a README.md)."""
+            content = (await request.json())["content"]
+            _, _, rest = content.partition("---\n")
+            header = rest.partition("\n---")[0] if content.startswith("---\n") else ""
+            try:
+                data = yaml.safe_load(header) if header else {}
+            except yaml.YAMLError as exc:
+                return JSONResponse({"errors": [{"message": str(exc)}]}, status_code=400)
+            if not isinstance(data, dict):
+                errors = [{"message": "the metadata must be a mapping"}]
+                return JSONResponse({"errors": errors}, status_code=400)
+            self.card_metadata.append(data)
+            return JSONResponse({"errors": [], "warnings": []})
 
         @app.get("/api/models/{namespace}/{name}")
         @app.get("/api/models/{namespace}/{name}/revision/{revision}")

@@ -489,16 +489,74 @@ class Client:
         self, job_id: str, fmt: Literal["csv", "jsonl"], path: str | Path
     ) -> Path:
         """Save every sample of an evaluation as CSV or JSON Lines at `path` (streamed)."""
-        path = Path(path)
-        url = f"/evaluations/{job_id}/samples.{fmt}"
-        with self._http.stream("GET", url, timeout=self._work_timeout) as response:
+        return self._save(f"/evaluations/{job_id}/samples.{fmt}", Path(path))
+
+    def _save(
+        self, url: str, path: Path, params: dict[str, str] | None = None, *, resume: bool = False
+    ) -> Path:
+        """Stream `url` into `path`; with `resume`, continue a partial file (HTTP Range)."""
+        have = path.stat().st_size if resume and path.exists() else 0
+        headers = {"Range": f"bytes={have}-"} if have else {}
+        with self._http.stream(
+            "GET", url, params=params, headers=headers, timeout=self._work_timeout
+        ) as response:
+            if response.status_code == 416 and have:  # the file is already whole
+                return path
             if response.is_error:
                 response.read()
                 raise ApiError.from_response(response)
-            with path.open("wb") as out:
+            with path.open("ab" if response.status_code == 206 else "wb") as out:
                 for chunk in response.iter_bytes():
                     out.write(chunk)
         return path
+
+    # -- exports ---------------------------------------------------------------------------------
+    def export_choices(self, model_id: str) -> dict[str, Any]:
+        """Every format and quantisation `model_id` can be exported as, with estimated sizes."""
+        choices: dict[str, Any] = self._call("GET", f"/models/{model_id}/export-choices")
+        return choices
+
+    def export(
+        self,
+        model_id: str,
+        format: str,
+        quantization: str | None = None,
+        destination: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Export a model (`adapter`, `merged`, `gguf`, `ollama`) to a destination (default: a
+        download kept on the server); an identical existing download comes back `reused`."""
+        body: dict[str, Any] = {"format": format, "quantization": quantization}
+        if destination is not None:
+            body["destination"] = destination
+        created: dict[str, Any] = self._call("POST", f"/models/{model_id}/exports", json=body)
+        return created
+
+    def list_exports(self, model_id: str) -> list[dict[str, Any]]:
+        exports: list[dict[str, Any]] = self._call("GET", f"/models/{model_id}/exports")["items"]
+        return exports
+
+    def get_export(self, export_id: str) -> dict[str, Any]:
+        export: dict[str, Any] = self._call("GET", f"/exports/{export_id}")
+        return export
+
+    def wait_export(self, export_id: str, timeout: float | None = None) -> dict[str, Any]:
+        """The export once it has ended (succeeded, failed or cancelled)."""
+        export = self.get_export(export_id)
+        if export["status"] in ("queued", "running") and export["job_id"]:
+            self.wait(export["job_id"], timeout)
+            export = self.get_export(export_id)
+        return export
+
+    def delete_export(self, export_id: str) -> None:
+        self._call("DELETE", f"/exports/{export_id}")
+
+    def download_export(
+        self, export_id: str, path: str | Path, file: str | None = None, *, resume: bool = True
+    ) -> Path:
+        """Save one file of an export (`file`) or all of them as a ZIP at `path`; a partial
+        `path` from an interrupted download is continued (`resume`)."""
+        params = {"file": file} if file else None
+        return self._save(f"/exports/{export_id}/download", Path(path), params, resume=resume)
 
     # -- secrets ---------------------------------------------------------------------------------
     def set_secret(self, name: str, value: str) -> None:

@@ -103,6 +103,16 @@ class Settings(BaseSettings):
         description="Memory the inference server may fill with loaded models (GB); past it, the "
         "least recently used model is dropped. Default: 40% of the machine's RAM.",
     )
+    hub_endpoint: str = Field(
+        default="https://huggingface.co",
+        description="The Hugging Face Hub that exports to the Hub go to (a mirror or a private "
+        "Hub deployment can stand in).",
+    )
+    export_directories: list[Path] = Field(
+        default_factory=list,
+        description="Server directories administrators may export models into (and below); "
+        "empty: exports to a server directory are off.",
+    )
     auth: AuthMode = Field(
         default="auto",
         description="`none`: one implicit local user (only on a loopback address). `local`: user "

@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import add_user, bearer
 from tuneforge.db.session import make_engine, make_sessionmaker, transaction
-from tuneforge.db.tables import Model
+from tuneforge.db.tables import Export, Model
 
 MISSING = "0" * 32
 MAPPING = {"user": {"column": "question"}, "assistant": {"column": "answer"}}
@@ -57,6 +57,12 @@ ROUTES: dict[tuple[str, str], dict[str, object] | None] = {
     ("GET", "/api/v1/evaluations/{job_id}/samples.csv"): None,
     ("GET", "/api/v1/evaluations/{job_id}/samples.jsonl"): None,
     ("GET", "/api/v1/secrets"): None,
+    ("GET", "/api/v1/models/{model_id}/export-choices"): None,
+    ("POST", "/api/v1/models/{model_id}/exports"): {"format": "adapter"},
+    ("GET", "/api/v1/models/{model_id}/exports"): None,
+    ("GET", "/api/v1/exports/{export_id}"): None,
+    ("DELETE", "/api/v1/exports/{export_id}"): None,
+    ("GET", "/api/v1/exports/{export_id}/download"): None,
     ("PUT", "/api/v1/secrets/{name}"): {"value": "a-secret-value"},
     ("DELETE", "/api/v1/secrets/{name}"): None,
 }
@@ -96,11 +102,13 @@ def world(make_client, settings):
     assert dataset.status_code == 201, dataset.text
     secret = client.put("/api/v1/secrets/ALICE_KEY", json={"value": "alice's"}, headers=alice)
     assert secret.status_code == 200, secret.text
+    model_id = _model(settings, job.json()["owner_id"], job.json()["id"])
     ids = {
         "job_id": job.json()["id"],
         "token_id": token.json()["id"],
         "dataset_id": dataset.json()["id"],
-        "model_id": _model(settings, job.json()["owner_id"], job.json()["id"]),
+        "model_id": model_id,
+        "export_id": _export(settings, job.json()["owner_id"], model_id),
         "name": "ALICE_KEY",
     }
     return client, alice, bob, ids
@@ -123,6 +131,23 @@ def _model(settings, owner_id: str, job_id: str) -> str:
         session.add(model)
         session.flush()
         return model.id
+
+
+def _export(settings, owner_id: str, model_id: str) -> str:
+    """An export record of the model (as a finished export job leaves it)."""
+    factory = make_sessionmaker(make_engine(settings.resolved_database_url))
+    with transaction(factory) as session:
+        export = Export(
+            owner_id=owner_id,
+            model_id=model_id,
+            format="adapter",
+            destination={"kind": "download"},
+            status="succeeded",
+            artifact_key=f"{owner_id}/exports/{model_id}/adapter",
+        )
+        session.add(export)
+        session.flush()
+        return export.id
 
 
 def test_the_table_covers_every_endpoint(make_client) -> None:
@@ -158,6 +183,7 @@ def test_another_users_id_is_404_like_a_missing_one(world, method: str, path: st
     assert ids["token_id"] in client.get("/api/v1/tokens", headers=alice).text
     assert client.get(f"/api/v1/datasets/{ids['dataset_id']}", headers=alice).status_code == 200
     assert client.get(f"/api/v1/models/{ids['model_id']}", headers=alice).status_code == 200
+    assert client.get(f"/api/v1/exports/{ids['export_id']}", headers=alice).status_code == 200
     assert [s["name"] for s in client.get("/api/v1/secrets", headers=alice).json()] == ["ALICE_KEY"]
 
 

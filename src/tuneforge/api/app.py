@@ -17,6 +17,7 @@ from tuneforge.api.routes import (
     chat,
     datasets,
     evaluations,
+    exports,
     health,
     jobs,
     models,
@@ -84,7 +85,8 @@ def create_app(settings: Settings | None = None, *, ui: bool = True) -> FastAPI:
     app.state.signer = SessionSigner(settings.session_secret, settings.session_max_age)
     app.state.limiter = LoginLimiter(settings.login_attempts_per_minute)
     errors.install(app)
-    for module in (health, auth, jobs, datasets, models, trainings, evaluations, chat, secrets):
+    routers = (health, auth, jobs, datasets, models, exports, trainings, evaluations, chat, secrets)
+    for module in routers:
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(openai.router)
 

@@ -188,3 +188,32 @@ class Secret(Base):
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Export(Base):
+    """A fine-tuned model exported in a format (adapter, merged, GGUF, Ollama) to a destination.
+    Its files live in the artifact store under `{owner}/exports/{model}/{variant}`, shared by
+    every identical export; `status` is the export's own (`services/exports.py` reconciles it
+    with the job's when a worker dies)."""
+
+    __tablename__ = "exports"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    model_id: Mapped[str] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[str | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="SET NULL"), index=True
+    )
+    format: Mapped[str] = mapped_column(String(16))
+    quantization: Mapped[str | None] = mapped_column(String(16))
+    destination: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    artifact_key: Mapped[str] = mapped_column(Text)
+    files: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    verification: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    location: Mapped[str | None] = mapped_column(Text)
+    reused_from: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

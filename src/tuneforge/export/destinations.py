@@ -368,9 +368,11 @@ def _progress_hook(report: _Report, done: int) -> Callable[..., None]:
 @contextmanager
 def _hub(dest: HubDestination, secrets: Mapping[str, str], endpoint: str) -> Iterator[HfApi]:
     """A Hub client with the user's token; whatever fails in its block, as a DeliveryError."""
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi, constants
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
+    # Exports send the user's files where they asked, and nothing anywhere else.
+    constants.HF_HUB_DISABLE_TELEMETRY = True
     token = _secret(secrets, dest.token_secret)
     try:
         yield HfApi(endpoint=endpoint, token=token)

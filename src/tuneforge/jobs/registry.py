@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from tuneforge.evaluation.spec import EvaluationSpec
+from tuneforge.export.spec import ExportSpec
 from tuneforge.schemas.jobs import DatasetJobSpec, DiagnosticSpec
 from tuneforge.training.spec import TrainingSpec
 
@@ -28,4 +29,5 @@ KINDS: dict[str, JobKind] = {
     "diagnostic": JobKind(DiagnosticSpec, "tuneforge.jobs.workers.diagnostic:run", admin_only=True),
     "train": JobKind(TrainingSpec, "tuneforge.jobs.workers.train:run"),
     "evaluate": JobKind(EvaluationSpec, "tuneforge.jobs.workers.evaluate:run"),
+    "export": JobKind(ExportSpec, "tuneforge.jobs.workers.export:run"),
 }

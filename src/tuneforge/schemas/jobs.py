@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tuneforge.evaluation.spec import EvaluationSpec
+from tuneforge.export.spec import ExportSpec
 from tuneforge.jobs.status import JobStatus
 from tuneforge.training.spec import TrainingSpec
 
@@ -49,8 +50,16 @@ class EvaluateJobCreate(BaseModel):
     spec: EvaluationSpec = Field(description="Which models, which samples, which suite.")
 
 
+class ExportJobCreate(BaseModel):
+    kind: Literal["export"] = Field(
+        description="Exports a fine-tuned model (adapter, merged, GGUF, Ollama) to a destination."
+    )
+    spec: ExportSpec = Field(description="Which model, which format, where to.")
+
+
 JobCreate = Annotated[
-    DiagnosticJobCreate | TrainJobCreate | EvaluateJobCreate, Field(discriminator="kind")
+    DiagnosticJobCreate | TrainJobCreate | EvaluateJobCreate | ExportJobCreate,
+    Field(discriminator="kind"),
 ]
 
 

@@ -9,8 +9,8 @@ from tuneforge.db.tables import Job, JobEvent, User
 from tuneforge.jobs.registry import KINDS
 from tuneforge.jobs.states import InvalidTransition, transition
 from tuneforge.jobs.status import TERMINAL, JobStatus
-from tuneforge.schemas.jobs import EvaluateJobCreate, JobCreate, TrainJobCreate
-from tuneforge.services import evaluations, training
+from tuneforge.schemas.jobs import EvaluateJobCreate, ExportJobCreate, JobCreate, TrainJobCreate
+from tuneforge.services import evaluations, exports, training
 from tuneforge.services.errors import Conflict, NotFound, PermissionDenied
 from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore, artifact_prefix
@@ -24,9 +24,11 @@ def create_job(
     kind = KINDS[request.kind]
     if kind.admin_only and not user.is_admin:
         raise PermissionDenied(f"Only administrators can run {request.kind} jobs.")
-    if isinstance(request, TrainJobCreate | EvaluateJobCreate):
+    if isinstance(request, TrainJobCreate | EvaluateJobCreate | ExportJobCreate):
         if settings is None:
             raise ValueError(f"checking a {request.kind} job needs the settings")
+        if isinstance(request, ExportJobCreate):
+            return exports.queue_export(session, user, settings, request.spec)
         if isinstance(request, TrainJobCreate):
             training.check_launch(session, user, settings, request.spec)
         else:

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from tuneforge.db.repositories.owned import OwnedRepository
 from tuneforge.db.tables import Model, User
 from tuneforge.services.errors import NotFound
-from tuneforge.storage import ArtifactStore
+from tuneforge.storage import ArtifactStore, artifact_prefix
 
 
 class ModelRepository(OwnedRepository[Model]):
@@ -31,7 +31,9 @@ def get_model(session: Session, user: User, model_id: str) -> Model:
 
 
 def delete_model(session: Session, store: ArtifactStore, user: User, model_id: str) -> None:
-    """Delete the model and its files (the run that made it stays, with its curves)."""
+    """Delete the model, its files and its exports (the run that made it stays, with its
+    curves)."""
     model = get_model(session, user, model_id)
     store.delete(model.artifact_key)
+    store.delete(artifact_prefix(model.owner_id, "exports", model.id))  # and its exports' files
     session.delete(model)

@@ -14,6 +14,7 @@ from tuneforge.services.errors import NotFound
 from tuneforge.ui.backend import call, read, reported, state
 from tuneforge.ui.formatting import when
 from tuneforge.ui.layout import EmptyState, confirm, heading, page
+from tuneforge.ui.model_export import exports_card, open_export_dialog
 from tuneforge.ui.models import KINDS
 from tuneforge.ui.run_format import metric, metric_name
 from tuneforge.ui.run_settings import settings_view
@@ -73,11 +74,12 @@ async def model_page(user: User, model_id: str) -> None:
         ).props("outline").classes("model-evaluate").tooltip(
             "Score it on a dataset split, alone or against its base."
         )
-        with ui.element("div"):
-            ui.button("Export · coming soon", icon="download").props("outline disable").classes(
-                "model-export"
-            )
-            ui.tooltip("Export arrives in a coming version.")
+        export_button = (
+            ui.button("Export", icon="download")
+            .props("outline")
+            .classes("model-export")
+            .tooltip("Files for Ollama, llama.cpp, transformers or vLLM, checked before use.")
+        )
         _delete_button(user, model)
     with ui.row().classes("w-full gap-6 items-stretch"):
         with ui.card().classes("col-12 col-md " + CARD):
@@ -86,6 +88,9 @@ async def model_page(user: User, model_id: str) -> None:
         with ui.card().classes("col-12 col-md " + CARD):
             ui.label("Final metrics").classes(TITLE)
             _metrics(model)
+    reload_exports = exports_card(user, model)
+    export_button.on_click(lambda: open_export_dialog(user, model, reload_exports))
+    await reload_exports()
     with ui.row().classes("w-full gap-6 items-start"):
         with ui.card().classes("col-12 col-md " + CARD):
             ui.label("How it was trained").classes(TITLE)

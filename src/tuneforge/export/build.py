@@ -1,0 +1,271 @@
+"""Making an export's files in a worker, and proving they work before anyone downloads them.
+
+* `adapter`: the fine-tune's PEFT files, tokenizer and chat template, with a model card.
+* `merged`: base + adapter merged (PEFT's `merge_and_unload`) and saved as safetensors in the
+  base's dtype; reloaded with plain transformers, its logits on fixed prompts are compared with
+  base + adapter (`max_abs_logit_diff`).
+* `gguf`: the merged model converted in-process (`export/gguf.py`), K-quants by llama.cpp's
+  quantiser; read back with the `gguf` package, then run in llama.cpp on fixed prompts and its
+  greedy tokens compared with transformers' (`greedy_agreement`, out of `GREEDY_TOKENS`).
+* `ollama`: the GGUF with a Modelfile.
+
+A verification below its threshold raises `VerificationFailed` carrying the numbers: the export
+is then marked failed with them, and its files are never published.
+
+Imports torch, transformers and PEFT (lazily): workers only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tuneforge.export import gguf, gguf_check
+from tuneforge.export.card import CardFacts, model_card, modelfile, ollama_name
+from tuneforge.export.spec import IN_PROCESS
+
+Progress = Callable[[float, str], None]
+
+GREEDY_TOKENS = 16
+#: The share of greedy tokens (common prefixes over the fixed prompts) llama.cpp must agree on
+#: with transformers. A broken conversion agrees on almost none; rounding can flip a near tie,
+#: and coarser types flip more.
+MIN_AGREEMENT: dict[str, float] = {
+    "f32": 0.75,
+    "f16": 0.75,
+    "bf16": 0.75,
+    "q8_0": 0.5,
+    "q6_k": 0.5,
+    "q5_k_m": 0.25,
+    "q4_k_m": 0.25,
+    # The legacy types re-quantise Gemma 3 270M's already 4-bit weights: measured 22/48 (q5_0)
+    # and 14/48 (q4_0) on the base model, and llama.cpp's own quantiser gives the same.
+    "q5_0": 0.1,
+    "q4_0": 0.1,
+}
+#: The merged model's logits may differ from base + adapter by rounding only: in float32 by
+#: summation order (1e-3), in 16-bit types by the merged weights' rounding (relative to the
+#: largest logit).
+FLOAT32_TOLERANCE = 1e-3
+HALF_RELATIVE_TOLERANCE = 0.02
+GENERATION_FILES = ("generation_config.json",)
+
+
+class VerificationFailed(Exception):
+    """The export was made but does not behave like the fine-tuned model."""
+
+    def __init__(self, message: str, verification: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.verification = verification
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to build and from what (all local paths)."""
+
+    format: str
+    quantization: str | None
+    model_kind: str  # adapter | full
+    source: Path  # the fine-tune's files (adapter, or full weights)
+    base_dir: Path  # the base model's transformers directory
+    base_dtype: str
+    vocab_gguf: Path  # the bundled GGUF: Gemma's vocabulary for tokenizer.json-only models
+    facts: CardFacts
+    threads: int = 2
+
+
+def build(plan: Plan, out: Path, progress: Progress) -> dict[str, Any]:
+    """Write the export's files into the empty directory `out`; returns the verification."""
+    verification: dict[str, Any] = {}
+    if plan.format == "adapter":
+        _copy_files(plan.source, out)
+        progress(0.9, "writing the model card")
+    elif plan.format == "merged":
+        verification["merge"] = merge(plan, out, progress)
+    else:
+        with tempfile.TemporaryDirectory(prefix="tuneforge-merge-") as work:
+            merged = Path(work) / "merged"
+            merged.mkdir()
+            verification["merge"] = merge(plan, merged, progress)
+            verification["gguf"] = _gguf(plan, merged, Path(work), out, progress)
+    files = sorted(p.name for p in out.iterdir())
+    if plan.format == "ollama":
+        files.append("Modelfile")
+    facts = dataclasses.replace(plan.facts, files=[*files, "README.md"])
+    (out / "README.md").write_text(model_card(facts), encoding="utf-8")
+    return verification
+
+
+def _copy_files(source: Path, out: Path) -> None:
+    for path in sorted(source.rglob("*")):
+        if path.is_file():
+            target = out / path.relative_to(source)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+
+
+# -- merged ----------------------------------------------------------------------------------
+
+
+def _logits(model: Any, prompts: list[list[int]]) -> list[Any]:
+    import torch
+
+    with torch.inference_mode():
+        return [model(torch.tensor([ids])).logits[0].float() for ids in prompts]
+
+
+def merge(plan: Plan, out: Path, progress: Progress) -> dict[str, Any]:
+    """Merge the fine-tune into its base, save it in `out`, reload it and compare logits."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    dtype = getattr(torch, plan.base_dtype)
+    prompts = gguf_check.prompt_ids(plan.source)
+    if plan.model_kind == "full":
+        progress(0.1, "copying the fully fine-tuned weights")
+        _copy_files(plan.source, out)
+        _copy_generation_config(plan.base_dir, out)
+        return {"kind": "full", "note": "a full fine-tune's weights need no merge"}
+    from peft import PeftModel
+
+    progress(0.05, f"loading {plan.facts.base_model} with the adapter")
+    base = AutoModelForCausalLM.from_pretrained(plan.base_dir, dtype=dtype)
+    tuned: Any = PeftModel.from_pretrained(base, plan.source)
+    tuned.eval()
+    reference = _logits(tuned, prompts)
+    progress(0.2, "merging the adapter into the weights")
+    merged = tuned.merge_and_unload()
+    merged.save_pretrained(out)
+    del merged, tuned, base
+    for path in plan.source.iterdir():  # tokenizer files and chat template
+        if path.is_file() and not path.name.startswith("adapter_"):
+            shutil.copyfile(path, out / path.name)
+    _copy_generation_config(plan.base_dir, out)
+    progress(0.3, "reloading the merged model to compare its logits with base + adapter")
+    reloaded: Any = AutoModelForCausalLM.from_pretrained(out, dtype=dtype)
+    reloaded.eval()
+    diff = max(
+        float((a - b).abs().max())
+        for a, b in zip(_logits(reloaded, prompts), reference, strict=True)
+    )
+    scale = max(float(r.abs().max()) for r in reference)
+    tolerance = FLOAT32_TOLERANCE if dtype == torch.float32 else HALF_RELATIVE_TOLERANCE * scale
+    result = {
+        "dtype": plan.base_dtype,
+        "prompts": len(prompts),
+        "max_abs_logit_diff": diff,
+        "tolerance": tolerance,
+        "passed": diff <= tolerance,
+    }
+    if diff > tolerance:
+        raise VerificationFailed(
+            f"The merged model's logits differ from base + adapter by {diff:.3g} "
+            f"(more than {tolerance:.3g}).",
+            {"merge": result},
+        )
+    return result
+
+
+def _copy_generation_config(base_dir: Path, out: Path) -> None:
+    for name in GENERATION_FILES:
+        if (base_dir / name).exists() and not (out / name).exists():
+            shutil.copyfile(base_dir / name, out / name)
+
+
+# -- gguf --------------------------------------------------------------------------------------
+
+
+def gguf_file_name(name: str, quantization: str) -> str:
+    return f"{ollama_name(name)}-{quantization}.gguf"
+
+
+def _gguf(plan: Plan, merged: Path, work: Path, out: Path, progress: Progress) -> dict[str, Any]:
+    quantization = plan.quantization or "q8_0"
+    target = out / gguf_file_name(plan.facts.name, quantization)
+
+    def converting(fraction: float, message: str) -> None:
+        progress(0.4 + 0.3 * fraction, message)
+
+    if quantization in IN_PROCESS:
+        gguf.convert(
+            merged,
+            target,
+            quantization,  # type: ignore[arg-type]
+            name=plan.facts.name,
+            progress=converting,
+            vocab_gguf=plan.vocab_gguf,
+        )
+    else:
+        f16 = work / "f16.gguf"
+        gguf.convert(
+            merged,
+            f16,
+            "f16",
+            name=plan.facts.name,
+            progress=converting,
+            vocab_gguf=plan.vocab_gguf,
+        )
+        progress(0.7, f"quantising to {quantization} with llama.cpp")
+        gguf.quantize(f16, target, quantization, threads=plan.threads)  # type: ignore[arg-type]
+        f16.unlink()
+    if plan.format == "ollama":
+        (out / "Modelfile").write_text(modelfile(target.name), encoding="utf-8")
+    progress(0.8, "reading the GGUF back")
+    return check_gguf(target, merged, quantization, plan.threads, progress)
+
+
+def check_gguf(
+    path: Path, merged: Path, quantization: str, threads: int, progress: Progress
+) -> dict[str, Any]:
+    """Read `path` back and, with llama.cpp installed, compare its greedy tokens with
+    transformers' on the merged model."""
+    summary = gguf.describe(path)
+    result: dict[str, Any] = {"file": path.name, **dataclasses.asdict(summary)}
+    problems = []
+    if summary.architecture != "gemma3":
+        problems.append(f"its architecture is {summary.architecture!r}, not gemma3")
+    if not summary.has_tokenizer:
+        problems.append("it carries no tokenizer")
+    if not summary.has_chat_template:
+        problems.append("it carries no chat template")
+    if importlib.util.find_spec("llama_cpp") is None:
+        result["greedy_agreement"] = None
+        result["note"] = "llama.cpp is not installed here: the greedy comparison was skipped"
+    elif not problems:
+        progress(0.85, "running the GGUF in llama.cpp and comparing with transformers")
+        agreement = gguf_check.compare(path, merged, n=GREEDY_TOKENS, threads=threads)
+        share = sum(agreement) / (GREEDY_TOKENS * len(agreement))
+        result.update(
+            greedy_agreement=agreement,
+            greedy_tokens=GREEDY_TOKENS,
+            agreement_share=share,
+            min_agreement_share=MIN_AGREEMENT[quantization],
+        )
+        if share < MIN_AGREEMENT[quantization]:
+            problems.append(
+                f"llama.cpp's greedy tokens agree with transformers' on {agreement} of "
+                f"{GREEDY_TOKENS} per prompt (share {share:.2f} < {MIN_AGREEMENT[quantization]})"
+            )
+    result["passed"] = not problems
+    if problems:
+        raise VerificationFailed(
+            f"The GGUF failed its check: {'; '.join(problems)}.", {"gguf": result}
+        )
+    return result
+
+
+def manifest(out: Path) -> list[dict[str, Any]]:
+    """Every file of the export with its size and CRC-32 (for ZIP downloads)."""
+    from tuneforge.export.zipstream import crc32_file
+
+    return [
+        {"name": p.relative_to(out).as_posix(), "size": p.stat().st_size, "crc32": crc32_file(p)}
+        for p in sorted(out.rglob("*"))
+        if p.is_file()
+    ]

@@ -1,0 +1,115 @@
+"""The texts an export carries: the model card (README.md) and Ollama's Modelfile."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from tuneforge.export.spec import FORMAT_HELP
+
+#: Gemma's conversation format as an Ollama (Go) template: the system prompt is folded into the
+#: first user turn, the assistant speaks as `model`, every turn ends with `<end_of_turn>`. The
+#: `<bos>` token comes from the GGUF's tokenizer (add_bos_token).
+OLLAMA_TEMPLATE = """{{- $system := "" }}
+{{- range .Messages }}{{ if eq .Role "system" }}{{ $system = .Content }}{{ end }}{{ end }}
+{{- $first := true }}
+{{- range .Messages }}
+{{- if eq .Role "user" }}<start_of_turn>user
+{{ if and $first $system }}{{ $system }}
+
+{{ end }}{{ .Content }}<end_of_turn>
+{{ $first = false }}
+{{- else if eq .Role "assistant" }}<start_of_turn>model
+{{ .Content }}<end_of_turn>
+{{ end }}
+{{- end }}<start_of_turn>model
+"""
+#: Gemma's recommended sampling, as in the Playground.
+OLLAMA_PARAMETERS = (("temperature", "1"), ("top_k", "64"), ("top_p", "0.95"))
+STOP_TOKENS = ("<end_of_turn>", "<eos>")
+
+
+@dataclass(frozen=True)
+class CardFacts:
+    """What the model card says about the fine-tune."""
+
+    name: str
+    base_model: str
+    base_name: str
+    base_hub_id: str | None
+    license: str
+    dataset: str | None
+    spec: dict[str, Any]
+    metrics: dict[str, float]
+    format: str
+    quantization: str | None
+    files: list[str] = field(default_factory=list)
+
+
+def ollama_name(name: str) -> str:
+    """A name `ollama create` accepts: lower case letters, digits, `-`, `_` and `.`."""
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "-" for c in name.lower()).strip("-.")
+    return cleaned or "tuneforge-model"
+
+
+def modelfile(gguf_name: str) -> str:
+    """Ollama's Modelfile for the GGUF file `gguf_name` in the same directory."""
+    lines = [f"FROM ./{gguf_name}", f'TEMPLATE """{OLLAMA_TEMPLATE}"""']
+    lines += [f'PARAMETER stop "{token}"' for token in STOP_TOKENS]
+    lines += [f"PARAMETER {key} {value}" for key, value in OLLAMA_PARAMETERS]
+    return "\n".join(lines) + "\n"
+
+
+def _usage(facts: CardFacts) -> str:
+    base = facts.base_hub_id or facts.base_model
+    gguf = next((f for f in facts.files if f.endswith(".gguf")), "model.gguf")
+    if facts.format == "adapter":
+        return (
+            "```python\nfrom peft import PeftModel\n"
+            "from transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
+            f'base = AutoModelForCausalLM.from_pretrained("{base}")\n'
+            'model = PeftModel.from_pretrained(base, "path/to/this/folder")\n'
+            'tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")\n```\n'
+        )
+    if facts.format == "merged":
+        return (
+            "```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
+            'model = AutoModelForCausalLM.from_pretrained("path/to/this/folder")\n'
+            'tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")\n```\n\n'
+            "vLLM: `vllm serve path/to/this/folder`\n"
+        )
+    if facts.format == "ollama":
+        return (
+            "In this folder:\n\n```sh\n"
+            f"ollama create {ollama_name(facts.name)} -f Modelfile\n"
+            f"ollama run {ollama_name(facts.name)}\n```\n"
+        )
+    return (
+        f"```sh\nllama-cli -m {gguf} -cnv\nllama-server -m {gguf}\n```\n\n"
+        "The GGUF carries the tokenizer and Gemma's chat template.\n"
+    )
+
+
+def model_card(facts: CardFacts) -> str:
+    """README.md: what the model is, how it was made, how well it did, how to load it."""
+    variant = facts.format + (f" ({facts.quantization})" if facts.quantization else "")
+    metrics = "\n".join(f"| {k} | {v:.4g} |" for k, v in sorted(facts.metrics.items()))
+    settings = json.dumps(facts.spec, indent=2, sort_keys=True)
+    files = "\n".join(f"- `{name}`" for name in facts.files)
+    return (
+        f"---\nbase_model: {facts.base_hub_id or facts.base_model}\nlicense: gemma\n"
+        f"tags:\n- gemma\n- tuneforge\n- {facts.format}\n---\n\n"
+        f"# {facts.name}\n\n"
+        f"A fine-tune of {facts.base_name} (`{facts.base_model}`) made with TuneForge"
+        + (f" on the dataset {facts.dataset!r}" if facts.dataset else "")
+        + f". Exported as {variant}: {FORMAT_HELP[facts.format]}\n\n"
+        f"Licence: the base model's ({facts.license}).\n\n"
+        "## How to use it\n\n"
+        f"{_usage(facts)}\n"
+        "Conversations use Gemma's format: `<start_of_turn>user` ... `<end_of_turn>`, then "
+        "`<start_of_turn>model`; stop at `<end_of_turn>`.\n\n"
+        "## Metrics\n\n"
+        + (f"| metric | value |\n|---|---|\n{metrics}\n\n" if metrics else "None recorded.\n\n")
+        + f"## Training settings\n\n```json\n{settings}\n```\n\n## Files\n\n{files}\n"
+    )
