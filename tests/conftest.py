@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -26,6 +27,21 @@ from tuneforge.services import accounts
 from tuneforge.settings import Settings
 
 PG_URL = os.environ.get("TUNEFORGE_TEST_DATABASE_URL")
+#: A test reaches the database through these fixtures (directly or through others, such as
+#: `settings` and `make_client`), or makes databases itself (tests/db).
+DATABASE_FIXTURES = frozenset({"database_url", "database_template"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On PostgreSQL (CI's second pass) run only the tests a database can change; the others
+    (model conversion, metrics, engines...) already ran, identically, in the SQLite pass."""
+    if not PG_URL:
+        return
+    skip = pytest.mark.skip(reason="uses no database: it runs in the SQLite pass")
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if not fixtures & DATABASE_FIXTURES and not item.nodeid.startswith("tests/db/"):
+            item.add_marker(skip)
 
 
 def _admin_engine() -> Any:
@@ -162,3 +178,18 @@ def tiny_model(models_dir: Path) -> Path:
     entry = catalog().get("tiny-random-gemma3")
     assert entry is not None
     return model_dir(entry, models_dir)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """An S3 service on loopback (moto's server), for storage and export tests."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()

@@ -4,7 +4,6 @@ fake Hugging Face Hub, both on loopback."""
 from __future__ import annotations
 
 import json
-import logging
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +14,6 @@ import boto3
 import huggingface_hub.constants
 import moto.settings
 import pytest
-from moto.server import ThreadedMotoServer
 
 from tests.hub_server import FakeHub
 
@@ -26,18 +24,6 @@ class Bucket:
     endpoint: str
     secrets: dict[str, str]  # the user's stored secrets: a real IAM user's access key
     client: Any  # an independent boto3 client with the same key
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -262,3 +262,28 @@ def test_s3_and_hub_destinations_receive_every_file(
     assert hub.card_metadata[-1]["base_model"] == "tiny-random-gemma3"
     secrets = client.get(f"/api/v1/exports/{pushed['id']}", headers=alice).text
     assert hub.token not in secrets and bucket.secrets["AWS_SECRET_ACCESS_KEY"] not in secrets
+
+
+def test_administrators_export_into_allowed_server_directories(
+    make_client, settings, tiny_adapter, tmp_path
+) -> None:
+    allowed = tmp_path / "exports"
+    client = make_client(auth="local", run_jobs=True, export_directories=[str(allowed)])
+    admin = bearer(add_user(settings, "root", admin=True))
+    model_id = add_fine_tuned(settings, "root", tiny_adapter, "Support bot")
+    url = f"/api/v1/models/{model_id}/exports"
+    outside = {"format": "adapter", "destination": {"kind": "directory", "path": "/etc/x"}}
+    refused = client.post(url, json=outside, headers=admin)
+    assert refused.status_code == 422 and str(allowed) in refused.json()["error"]["message"]
+    target = allowed / "support" / "v1"
+    done = export(
+        client,
+        admin,
+        model_id,
+        format="adapter",
+        destination={"kind": "directory", "path": str(target)},
+    )
+    assert done["status"] == "succeeded", done["error"]
+    assert done["location"] == str(target)
+    on_disk = {p.name: p.stat().st_size for p in target.iterdir()}
+    assert on_disk == {f["name"]: f["size"] for f in done["files"]}

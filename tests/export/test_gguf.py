@@ -413,3 +413,24 @@ def test_q4_k_m_of_gemma_270m_is_made_by_llama_cpp_and_runs(
     assert summary.size_bytes < gguf.describe(gemma_f16).size_bytes / 2
     assert [p.name for p in tmp_path.iterdir()] == [out.name]
     assert sum(run(out, ids, gemma_expected)) >= N  # it answers, mostly like the original
+
+
+def test_a_gguf_that_answers_differently_fails_its_check(
+    tiny_f16: tuple[Path, list[tuple[float, str]]], perturbed: Path, tiny_model: Path
+) -> None:
+    """The export's built-in check compares llama.cpp with transformers on the model it was
+    made from: held against another model's weights, it fails and carries the numbers."""
+    needs_llama_cpp()
+    from tuneforge.export.build import VerificationFailed, check_gguf
+
+    def progress(fraction: float, message: str) -> None:
+        pass
+
+    path, _ = tiny_f16
+    passed = check_gguf(path, tiny_model, "f16", 2, progress)
+    assert passed["passed"] and passed["greedy_agreement"] == [16, 16, 16]
+    with pytest.raises(VerificationFailed, match="agree with transformers") as failed:
+        check_gguf(path, perturbed, "f16", 2, progress)
+    numbers = failed.value.verification["gguf"]
+    assert numbers["passed"] is False
+    assert numbers["agreement_share"] < 0.75 and len(numbers["greedy_agreement"]) == 3

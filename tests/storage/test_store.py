@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import io
-import logging
 import os
 import sys
 import uuid
@@ -15,7 +14,6 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from tuneforge.storage import ArtifactStore, StorageError, artifact_prefix
 from tuneforge.storage.store import ArtifactNotFound, InvalidKeyError, TooLargeError
@@ -30,18 +28,6 @@ class Backend:
     new_store: Callable[[], ArtifactStore]  # a second, independent client on the same root
     raw_names: Callable[[], list[str]]  # everything physically stored, temp names included
     pending_uploads: Callable[[], int]  # unfinished multipart uploads (always 0 locally)
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=["file", "s3"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -120,14 +121,7 @@ def _run(spec: ExportSpec, ctx: JobContext) -> dict[str, Any]:
     ctx.progress(0.0, f"preparing the {spec.variant} export")
     plan, previous, secrets, key = _prepare(ctx, spec)
 
-    reported: dict[str, Any] = {}
-
-    def progress(fraction: float, message: str) -> None:
-        ctx.check_cancelled()
-        if message != reported.get("message") or fraction - reported.get("at", 0.0) >= 0.01:
-            reported.update(message=message, at=fraction)
-            ctx.progress(BUILD_SHARE * fraction, message)
-
+    progress = _progress(ctx, 0.0, BUILD_SHARE)
     with tempfile.TemporaryDirectory(prefix="tuneforge-export-") as work:
         out = Path(work) / "files"
         if plan is None:
@@ -145,7 +139,6 @@ def _run(spec: ExportSpec, ctx: JobContext) -> dict[str, Any]:
             ctx.store.put_dir(key, out)
         location = None
         if not isinstance(spec.destination, DownloadDestination):
-            ctx.progress(BUILD_SHARE, f"delivering to {describe(spec.destination)}")
             delivery = _deliver(ctx, spec, out, secrets)
             location = delivery.location
             ctx.log(f"delivered {len(delivery.files)} files to {location}")
@@ -163,11 +156,27 @@ def _run(spec: ExportSpec, ctx: JobContext) -> dict[str, Any]:
     return {"artifact_key": key, "size_bytes": size, "location": location, "reused_from": reused}
 
 
-def _deliver(ctx: JobContext, spec: ExportSpec, out: Path, secrets: dict[str, str]) -> Delivery:
-    def progress(done: int, total: int) -> None:
-        ctx.check_cancelled()
-        ctx.progress(BUILD_SHARE + (1 - BUILD_SHARE) * done / max(total, 1), "delivering")
+def _progress(ctx: JobContext, start: float, share: float) -> Callable[[float, str], None]:
+    """A progress callback for a phase that fills `share` of the bar from `start`: it checks
+    for a cancel at every call and reports each new message or percent."""
+    reported: dict[str, Any] = {}
 
+    def progress(fraction: float, message: str) -> None:
+        ctx.check_cancelled()
+        if message != reported.get("message") or fraction - reported.get("at", 0.0) >= 0.01:
+            reported.update(message=message, at=fraction)
+            ctx.progress(start + share * fraction, message)
+
+    return progress
+
+
+def _deliver(ctx: JobContext, spec: ExportSpec, out: Path, secrets: dict[str, str]) -> Delivery:
+    progress = _progress(ctx, BUILD_SHARE, 1 - BUILD_SHARE)
+    where = f"delivering to {describe(spec.destination)}"
     return deliver(
-        spec.destination, out, secrets, hub_endpoint=ctx.settings.hub_endpoint, progress=progress
+        spec.destination,
+        out,
+        secrets,
+        hub_endpoint=ctx.settings.hub_endpoint,
+        progress=lambda done, total: progress(done / max(total, 1), where),
     )
