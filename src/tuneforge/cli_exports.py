@@ -26,8 +26,9 @@ def _checks(verification: dict[str, Any] | None) -> str:
     parts = []
     if "max_abs_logit_diff" in merge:
         parts.append(f"merge max|dlogit| {merge['max_abs_logit_diff']:.1e}")
-    if gguf.get("greedy_agreement") is not None:
-        parts.append(f"llama.cpp greedy {gguf['greedy_agreement']}/{gguf['greedy_tokens']}")
+    if gguf.get("forced_agreement") is not None:
+        steps = gguf["greedy_tokens"] * len(gguf["forced_agreement"])
+        parts.append(f"llama.cpp = transformers at {sum(gguf['forced_agreement'])}/{steps} steps")
     return ", ".join(parts) or "-"
 
 

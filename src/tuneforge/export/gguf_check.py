@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,9 @@ PROMPTS = tuple(
 )
 #: Room for the prompts and the answers in llama.cpp's context.
 CONTEXT = 512
+#: Two logits closer than this are a near tie: rounding the weights (any quantisation) may
+#: swap them, and that says nothing about the conversion.
+NEAR_TIE = 0.5
 
 
 def prompt_ids(model_dir: Path, prompts: Sequence[str] = PROMPTS) -> list[list[int]]:
@@ -46,14 +50,17 @@ def prompt_ids(model_dir: Path, prompts: Sequence[str] = PROMPTS) -> list[list[i
     return encoded
 
 
-def greedy_tokens_hf(model_dir: Path, prompt_ids: list[list[int]], n: int) -> list[list[int]]:
-    """The first `n` greedy tokens after each prompt, from transformers in float32."""
+def greedy_reference(
+    model_dir: Path, prompt_ids: list[list[int]], n: int
+) -> tuple[list[list[int]], list[list[float]]]:
+    """The first `n` greedy tokens after each prompt, from transformers in float32, and at each
+    step the gap between the best and the second-best logit (small: a near tie)."""
     import torch
 
     from tuneforge.models.loading import load_causal_lm
 
     model: Any = load_causal_lm(model_dir, torch.float32)
-    answers = []
+    answers, gaps = [], []
     with torch.inference_mode():
         for ids in prompt_ids:
             # Argmax step by step rather than `generate`, which would stop at (or, with
@@ -61,14 +68,23 @@ def greedy_tokens_hf(model_dir: Path, prompt_ids: list[list[int]], n: int) -> li
             # picks at every step.
             output = model(input_ids=torch.tensor([ids]), use_cache=True)
             new: list[int] = []
+            gap: list[float] = []
             for step in range(n):
-                new.append(int(output.logits[0, -1].argmax()))
+                top = output.logits[0, -1].float().topk(2)
+                new.append(int(top.indices[0]))
+                gap.append(float(top.values[0] - top.values[1]))
                 if step + 1 < n:
                     output = model(
                         input_ids=torch.tensor([new[-1:]]), cache=output.cache, use_cache=True
                     )
             answers.append(new)
-    return answers
+            gaps.append(gap)
+    return answers, gaps
+
+
+def greedy_tokens_hf(model_dir: Path, prompt_ids: list[list[int]], n: int) -> list[list[int]]:
+    """The first `n` greedy tokens after each prompt, from transformers in float32."""
+    return greedy_reference(model_dir, prompt_ids, n)[0]
 
 
 def greedy_tokens_llamacpp(
@@ -122,3 +138,64 @@ def compare(gguf: Path, model_dir: Path, n: int = 16, threads: int | None = None
     expected = greedy_tokens_hf(model_dir, ids, n)
     found = greedy_tokens_llamacpp(gguf, ids, n, threads)
     return [agreement(a, b) for a, b in zip(expected, found, strict=True)]
+
+
+def forced_choices_llamacpp(
+    gguf: Path, prompt_ids: list[list[int]], answers: list[list[int]], threads: int | None = None
+) -> list[list[int]]:
+    """llama.cpp's best next token at every step of `answers` (transformers' own greedy
+    answers), each step seeing transformers' tokens before it: one early difference does not
+    change the steps after it."""
+    import numpy as np
+    from llama_cpp import Llama
+
+    longest = max(len(p) + len(a) for p, a in zip(prompt_ids, answers, strict=True))
+    llm: Any = Llama(
+        model_path=str(gguf),
+        n_ctx=max(CONTEXT, longest),
+        n_threads=threads or _cores(),
+        logits_all=True,
+        verbose=False,
+    )
+    choices = []
+    try:
+        for ids, answer in zip(prompt_ids, answers, strict=True):
+            llm.reset()
+            llm.eval(ids + answer[:-1])
+            scores = np.asarray(llm.scores[len(ids) - 1 : len(ids) - 1 + len(answer)])
+            choices.append([int(i) for i in scores.argmax(axis=1)])
+    finally:
+        llm.close()
+    return choices
+
+
+@dataclass(frozen=True)
+class Check:
+    """How a GGUF file answers the fixed prompts next to transformers (`n` tokens each).
+
+    `greedy`: per prompt, the leading greedy tokens both engines generate alike (one near tie
+    resolved differently ends the run). `forced`: per prompt, the steps at which llama.cpp's
+    best token, given transformers' answer so far, is transformers' token, or differs at a near
+    tie (transformers' two best logits less than `NEAR_TIE` apart); `near_ties` counts the
+    steps excused so.
+    """
+
+    greedy: list[int]
+    forced: list[int]
+    near_ties: int
+    n: int
+
+
+def check(gguf: Path, model_dir: Path, n: int = 16, threads: int | None = None) -> Check:
+    ids = prompt_ids(model_dir)
+    expected, gaps = greedy_reference(model_dir, ids, n)
+    found = greedy_tokens_llamacpp(gguf, ids, n, threads)
+    forced = forced_choices_llamacpp(gguf, ids, expected, threads)
+    agreed, ties = [], 0
+    for want, got, gap in zip(expected, forced, gaps, strict=True):
+        same = [a == b for a, b in zip(want, got, strict=True)]
+        tied = [not s and g < NEAR_TIE for s, g in zip(same, gap, strict=True)]
+        ties += sum(tied)
+        agreed.append(sum(s or t for s, t in zip(same, tied, strict=True)))
+    greedy = [agreement(a, b) for a, b in zip(expected, found, strict=True)]
+    return Check(greedy=greedy, forced=agreed, near_ties=ties, n=n)

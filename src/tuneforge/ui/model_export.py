@@ -47,9 +47,12 @@ def verification_text(verification: dict[str, Any] | None) -> str:
             f"{merge['max_abs_logit_diff']:.1e})"
         )
     gguf = verification.get("gguf", {})
-    if gguf.get("greedy_agreement") is not None:
-        agreed = ", ".join(f"{a}/{gguf['greedy_tokens']}" for a in gguf["greedy_agreement"])
-        parts.append(f"llama.cpp answers like transformers ({agreed} greedy tokens)")
+    if gguf.get("forced_agreement") is not None:
+        steps = gguf["greedy_tokens"] * len(gguf["forced_agreement"])
+        parts.append(
+            f"llama.cpp picks transformers' token at {sum(gguf['forced_agreement'])} of "
+            f"{steps} steps"
+        )
     elif gguf:
         parts.append(f"GGUF read back ({gguf.get('tensor_count')} tensors, tokenizer)")
     return ("Checked: " + "; ".join(parts)) if parts else ""
