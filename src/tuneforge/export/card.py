@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,8 +50,8 @@ class CardFacts:
 
 def ollama_name(name: str) -> str:
     """A name `ollama create` accepts: lower case letters, digits, `-`, `_` and `.`."""
-    cleaned = "".join(c if c.isalnum() or c in "-_." else "-" for c in name.lower()).strip("-.")
-    return cleaned or "tuneforge-model"
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "-" for c in name.lower())
+    return re.sub(r"-{2,}", "-", cleaned).strip("-.") or "tuneforge-model"
 
 
 def modelfile(gguf_name: str) -> str:
