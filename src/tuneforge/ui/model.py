@@ -145,7 +145,7 @@ def _delete_button(user: User, model: Model) -> None:
     async def delete() -> None:
         if not await confirm(
             f"Delete {model.name!r}?",
-            "Its files are deleted; the run that made it stays, with its curves. "
+            "Its files and exports are deleted; the run that made it stays, with its curves. "
             "This cannot be undone.",
             "Delete model",
         ):
