@@ -134,5 +134,7 @@ def test_examples_in_parallel_give_the_gradients_of_one_after_the_other() -> Non
     assert torch.get_num_threads() == threads  # restored
     assert together[0] == pytest.approx(one_by_one[0], rel=1e-6)
     assert len(together[1]) == len(one_by_one[1]) > 0
+    # The threads add their gradients in whichever order they finish: float32 sums agree to
+    # rounding (measured up to 4e-6), while a wrong gradient would be off by its own size.
     for a, b in zip(together[1], one_by_one[1], strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=2e-5)
