@@ -65,7 +65,9 @@ def unzip(client, headers, export_id: str, into: Path) -> list[str]:
         return sorted(archive.namelist())
 
 
-def base_logits(model_dir: Path, adapter: Path | None = None):
+def logits_and_greedy(model_dir: Path, adapter: Path | None = None):
+    """Logits on the fixed prompts and their 16 greedy tokens, from plain transformers (with
+    PEFT when `adapter` is given)."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
@@ -76,8 +78,19 @@ def base_logits(model_dir: Path, adapter: Path | None = None):
     if adapter is not None:
         model = PeftModel.from_pretrained(model, adapter)
     model.eval()
+    logits, tokens = [], []
     with torch.inference_mode():
-        return [model(torch.tensor([ids])).logits[0] for ids in prompt_ids(model_dir)]
+        for ids in prompt_ids(model_dir):
+            logits.append(model(torch.tensor([ids])).logits[0])
+            out = model.generate(
+                input_ids=torch.tensor([ids]),
+                max_new_tokens=16,
+                min_new_tokens=16,
+                do_sample=False,
+                pad_token_id=0,
+            )
+            tokens.append(out[0, len(ids) :].tolist())
+    return logits, tokens
 
 
 @pytest.mark.timeout(900)
@@ -111,9 +124,10 @@ def test_adapter_and_merged_exports_load_in_their_consumers(api, tiny_model, tmp
     files = unzip(client, alice, merged["id"], tmp_path / "merged")
     assert {"config.json", "model.safetensors", "generation_config.json"} <= set(files)
     assert not any(name.startswith("adapter_") for name in files)
-    reference = base_logits(tiny_model, tmp_path / "adapter")
-    plain = base_logits(tmp_path / "merged")  # plain transformers, no PEFT
+    reference, tuned_tokens = logits_and_greedy(tiny_model, tmp_path / "adapter")
+    plain, merged_tokens = logits_and_greedy(tmp_path / "merged")  # plain transformers, no PEFT
     assert max(float((a - b).abs().max()) for a, b in zip(plain, reference, strict=True)) < 1e-3
+    assert merged_tokens == tuned_tokens
 
     # The same export again: the existing one comes back, nothing is recomputed.
     again = client.post(

@@ -198,7 +198,7 @@ def test_lora_teaches_gemma_270m_a_task_it_cannot_do(make_client, settings) -> N
     print(f"held-out exact JSON: {before:.0%} -> {after:.0%} after {minutes:.1f} min of training")
     assert after >= 0.8
     assert minutes < 12
-    exported_behaves_like_the_fine_tune(client, alice, model["id"], tuned, tokenizer, held_out)
+    exported_behaves_like_the_fine_tune(client, alice, model["id"], tokenizer, held_out)
 
 
 def export(client, headers, model_id: str, **body: object) -> dict:
@@ -217,35 +217,17 @@ def download(client, headers, export: dict, name: str, into: Path) -> Path:
     return into / name
 
 
-def greedy(model, ids: list[int], tokens: int) -> list[int]:
-    with torch.no_grad():
-        out = model.generate(
-            input_ids=torch.tensor([ids]), max_new_tokens=tokens, do_sample=False, pad_token_id=0
-        )
-    return out[0, len(ids) :].tolist()
-
-
-def exported_behaves_like_the_fine_tune(client, headers, model_id, tuned, tokenizer, held_out):
-    """The merged export generates base + adapter's greedy tokens with plain transformers, and
-    the q8_0 GGUF answers the held-out sentences in llama.cpp as the fine-tune does."""
+def exported_behaves_like_the_fine_tune(client, headers, model_id, tokenizer, held_out):
+    """The q8_0 GGUF export answers the held-out sentences in llama.cpp as the fine-tune does
+    (its merge step checks the merged logits against base + adapter on the way)."""
     from llama_cpp import Llama
-    from transformers import AutoModelForCausalLM
 
     from tuneforge.training.components.tokenize import encode_prompt
 
-    prompts = [encode_prompt([message("user", p)], tokenizer) for p, _ in held_out[:5]]
-    merged = export(client, headers, model_id, format="merged")
-    print(f"merged export: {merged['verification']}")
     folder = Path(tempfile.mkdtemp())
-    for file in merged["files"]:
-        download(client, headers, merged, file["name"], folder)
-    plain = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-    for ids in prompts:
-        assert greedy(plain, ids, 24) == greedy(tuned, ids, 24)
-    del plain
-
     gguf = export(client, headers, model_id, format="gguf", quantization="q8_0")
-    print(f"q8_0 export: {gguf['verification']['gguf']}")
+    print(f"q8_0 export: {gguf['verification']}")
+    assert gguf["verification"]["merge"]["max_abs_logit_diff"] < 1e-3
     name = next(f["name"] for f in gguf["files"] if f["name"].endswith(".gguf"))
     llm = Llama(str(download(client, headers, gguf, name, folder)), n_ctx=512, verbose=False)
     end = tokenizer.token_to_id("<end_of_turn>")
