@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tuneforge.db.repositories.owned import OwnedRepository
-from tuneforge.db.tables import Export, Job, JobEvent, Model, User, utcnow
+from tuneforge.db.tables import Export, Job, Model, User, utcnow
 from tuneforge.export import sizes
 from tuneforge.export.destinations import DirectoryDestination, required_secrets
 from tuneforge.export.spec import (
@@ -126,33 +126,27 @@ def reusable(
     return None
 
 
-def queue_export(session: Session, user: User, settings: Settings, spec: ExportSpec) -> Job:
-    """Check `spec` and queue its `export` job with the export's record; the job."""
+def check_export(session: Session, user: User, settings: Settings, spec: ExportSpec) -> None:
+    """Refuse an `export` job that cannot work, before it is queued."""
+    check_request(session, user, settings, get_model(session, user, spec.model_id), spec)
+
+
+def add_record(session: Session, user: User, job: Job, spec: ExportSpec) -> Export:
+    """The record the newly queued `export` job `job` fills."""
     model = get_model(session, user, spec.model_id)
-    check_request(session, user, settings, model, spec)
-    job = Job(
-        owner_id=user.id,
-        kind=EXPORT_KIND,
-        spec=spec.model_dump(mode="json"),
+    export = Export(
+        owner_id=model.owner_id,
+        model_id=model.id,
+        job_id=job.id,
+        format=spec.format,
+        quantization=spec.quantization,
+        destination=spec.destination.model_dump(mode="json"),
         status=JobStatus.QUEUED.value,
+        artifact_key=f"{export_prefix(model.owner_id, model.id)}/{spec.variant}",
     )
-    session.add(job)
+    session.add(export)
     session.flush()
-    session.add(JobEvent(job_id=job.id, type="status", data={"status": job.status}))
-    session.add(
-        Export(
-            owner_id=model.owner_id,
-            model_id=model.id,
-            job_id=job.id,
-            format=spec.format,
-            quantization=spec.quantization,
-            destination=spec.destination.model_dump(mode="json"),
-            status=JobStatus.QUEUED.value,
-            artifact_key=f"{export_prefix(model.owner_id, model.id)}/{spec.variant}",
-        )
-    )
-    session.flush()
-    return job
+    return export
 
 
 def create_export(
@@ -175,8 +169,11 @@ def create_export(
                 and store.is_complete(export.artifact_key)
             ):
                 return export, True
+    from tuneforge.schemas.jobs import ExportJobCreate
+    from tuneforge.services.jobs import create_job  # it queues every kind of job
+
     spec = ExportSpec(model_id=model.id, **request.model_dump())
-    job = queue_export(session, user, settings, spec)
+    job = create_job(session, user, ExportJobCreate(kind="export", spec=spec), settings)
     return _by_job(session, job.id), False
 
 

@@ -28,8 +28,8 @@ def create_job(
         if settings is None:
             raise ValueError(f"checking a {request.kind} job needs the settings")
         if isinstance(request, ExportJobCreate):
-            return exports.queue_export(session, user, settings, request.spec)
-        if isinstance(request, TrainJobCreate):
+            exports.check_export(session, user, settings, request.spec)
+        elif isinstance(request, TrainJobCreate):
             training.check_launch(session, user, settings, request.spec)
         else:
             evaluations.check_launch(session, user, settings, request.spec)
@@ -42,6 +42,8 @@ def create_job(
     session.add(job)
     session.flush()
     session.add(JobEvent(job_id=job.id, type="status", data={"status": job.status}))
+    if isinstance(request, ExportJobCreate):
+        exports.add_record(session, user, job, request.spec)
     return job
 
 
