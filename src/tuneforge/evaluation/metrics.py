@@ -301,17 +301,49 @@ def summarisation(predictions: Sequence[str], references: Sequence[Reference]) -
     )
 
 
-def conversation(predictions: Sequence[str], references: Sequence[Reference]) -> SuiteResult:
-    """ROUGE-L F-measure of each reply against the reference reply, as in `summarisation`.
+def conversation(
+    predictions: Sequence[str],
+    references: Sequence[Reference],
+    embed: Callable[[Sequence[str]], Any] | None = None,
+) -> SuiteResult:
+    """ROUGE-L F-measure of each reply against the reference reply, as in `summarisation`, and,
+    given `embed` (texts to unit-length vectors, see `evaluation.embedding`), the cosine
+    similarity of the reply's and the reference's embeddings (a negative cosine counts as 0; with
+    several references, the best).
 
-    metrics: `rougeL` (mean over samples). per_sample: `rougeL` and `score` (= rougeL).
-    Embedding similarity is computed elsewhere, by the model-running evaluation worker.
+    metrics: `rougeL` and, with `embed`, `embedding_similarity` (means over samples).
+    per_sample: the same and `score` (= rougeL).
     """
-    scores = _rouge(predictions, references, ["rougeL"])
+    scores: list[dict[str, float]] = _rouge(predictions, references, ["rougeL"])
+    if embed is not None:
+        for sample, similarity in zip(
+            scores, _similarities(predictions, references, embed), strict=True
+        ):
+            sample["embedding_similarity"] = similarity
+    kinds = list(scores[0])
     return SuiteResult(
-        metrics={"rougeL": _mean([sample["rougeL"] for sample in scores])},
+        metrics={kind: _mean([sample[kind] for sample in scores]) for kind in kinds},
         per_sample=[{**sample, "score": sample["rougeL"]} for sample in scores],
     )
+
+
+def _similarities(
+    predictions: Sequence[str],
+    references: Sequence[Reference],
+    embed: Callable[[Sequence[str]], Any],
+) -> list[float]:
+    import numpy as np
+
+    answers = _reference_lists(references)
+    texts = [*predictions, *(text for group in answers for text in group)]
+    vectors = np.asarray(embed(texts), dtype=np.float64)
+    start = len(predictions)
+    similarities = []
+    for number, group in enumerate(answers):
+        cosines = vectors[start : start + len(group)] @ vectors[number]
+        similarities.append(float(np.clip(cosines.max(), 0.0, 1.0)))
+        start += len(group)
+    return similarities
 
 
 # --- translation ---------------------------------------------------------------------------------

@@ -12,11 +12,12 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tuneforge.data.conversation import text_of
-from tuneforge.evaluation.metrics import SUITES, SuiteResult, json_output
+from tuneforge.evaluation import embedding
+from tuneforge.evaluation.metrics import SUITES, SuiteResult, conversation, json_output
 from tuneforge.evaluation.perplexity import perplexity
 from tuneforge.evaluation.report import LABELS, difference
 from tuneforge.evaluation.samples import Sample, select_samples
@@ -66,6 +67,9 @@ def score(spec: EvaluationSpec, answers: Sequence[str], samples: Sequence[Sample
     references = [sample.reference or "" for sample in samples]
     if spec.suite == "json":
         return json_output(answers, references, schema=spec.json_schema)
+    if spec.suite == "conversation" and (embed := embedding.load_embedder()) is not None:
+        result = conversation(answers, references, embed)
+        return replace(result, details={"embedding_model": embedding.MODEL_NAME})
     return SUITES[spec.suite](answers, references)
 
 
