@@ -115,7 +115,8 @@ def make_settings(tmp_path: Path, database_url: str, models_dir: Path) -> Callab
             "model_cache_dir": models_dir,
             "database_url": database_url,
             "heartbeat_interval": 0.5,
-            "heartbeat_timeout": 5.0,
+            # The product's default: a busy 2-core machine can starve a worker for seconds.
+            "heartbeat_timeout": 30.0,
             "cancel_timeout": 3.0,
             "poll_interval": 0.2,
             "auth": "none",

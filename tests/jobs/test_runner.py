@@ -207,10 +207,8 @@ def test_kill_9_of_the_worker_fails_the_job_as_worker_lost(
     job = wait_for(factory, job_id, running_with_pid)
     os.kill(job.worker_pid, signal.SIGKILL)
     killed_at = time.monotonic()
-    job = wait_for(
-        factory, job_id, lambda j: j.status == "failed", timeout=settings.heartbeat_timeout
-    )
-    assert time.monotonic() - killed_at < settings.heartbeat_timeout
+    job = wait_for(factory, job_id, lambda j: j.status == "failed", timeout=10)
+    assert time.monotonic() - killed_at < 10 < settings.heartbeat_timeout  # not by the heartbeat
     assert job.error == f"worker lost: process {job.worker_pid} was killed by signal 9"
     assert runner.alive
     # The runner goes on running new work.
@@ -238,7 +236,7 @@ def test_a_silent_worker_elsewhere_is_declared_lost(factory, admin, runners, set
         job.heartbeat_at = utcnow() - timedelta(seconds=settings.heartbeat_timeout + 1)
     runners()
     job = wait_for(factory, job_id, lambda j: j.status == "failed", timeout=5)
-    assert job.error == "worker lost: no heartbeat for 5 s"
+    assert job.error == f"worker lost: no heartbeat for {settings.heartbeat_timeout:g} s"
 
 
 def test_a_new_runner_adopts_a_live_worker(factory, admin, runners) -> None:
