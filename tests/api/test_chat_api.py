@@ -4,8 +4,10 @@ that comes back after it dies."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import sqlite3
 import time
 
 import httpx
@@ -14,6 +16,7 @@ import pytest
 from tests.api.test_jobs_api import parse_sse
 from tests.conftest import add_user, bearer
 from tests.fine_tuned import add_fine_tuned
+from tuneforge.inference.client import InferenceClient
 
 pytestmark = pytest.mark.timeout(300)
 HELLO = [{"role": "user", "content": "Say hello."}]
@@ -80,6 +83,41 @@ def test_fine_tuned_models_answer_their_owner_only(api, settings, tiny_adapter) 
     assert client.post("/v1/chat/completions", json=completion, headers=alice).status_code == 200
     refused = chat(client, alice, model=tuned, engine="llama.cpp")
     assert refused.status_code == 409 and "GGUF" in refused.json()["error"]["message"]
+
+
+def test_no_database_lock_is_held_while_a_model_answers(api, settings, monkeypatch) -> None:
+    """On SQLite a request's open transaction holds the write lock: a chat must end it before
+    waiting for the model, or every other writer (job heartbeats, uploads) waits for the answer."""
+    if not settings.resolved_database_url.startswith("sqlite"):
+        pytest.skip("SQLite's write lock")
+    client, alice = api
+    path = settings.resolved_database_url.split("///", 1)[1]
+    writable: list[bool] = []
+
+    def can_write() -> bool:
+        connection = sqlite3.connect(path, timeout=0, isolation_level=None)
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute("ROLLBACK")
+            return True
+        except sqlite3.OperationalError:  # database is locked
+            return False
+        finally:
+            connection.close()
+
+    original = InferenceClient.stream
+
+    async def stream(self, request):  # the moment the model starts answering
+        writable.append(await asyncio.to_thread(can_write))
+        async for event in original(self, request):
+            yield event
+
+    monkeypatch.setattr(InferenceClient, "stream", stream)
+    streamed(chat(client, alice, max_new_tokens=4))
+    assert chat(client, alice, max_new_tokens=4, stream=False).status_code == 200
+    completion = {"model": "tiny-random-gemma3", "messages": HELLO, "max_tokens": 4}
+    assert client.post("/v1/chat/completions", json=completion, headers=alice).status_code == 200
+    assert writable == [True, True, True]
 
 
 def test_bad_conversations_get_clear_errors(api) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from tuneforge.db.tables import User
@@ -26,6 +27,13 @@ def get_session(request: Request) -> Iterator[Session]:
     """One transaction per request: committed when the route returns, rolled back on error."""
     with request.app.state.sessions() as session, session.begin():
         yield session
+
+
+async def end_transaction(session: Session) -> None:
+    """Commit the request's transaction before a long wait, such as a generation: on SQLite an
+    open transaction holds the write lock, and every other writer (a job's heartbeat, an upload,
+    a health check) would wait for the whole answer."""
+    await run_in_threadpool(session.commit)
 
 
 def get_store(request: Request) -> ArtifactStore:

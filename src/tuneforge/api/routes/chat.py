@@ -9,7 +9,13 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from tuneforge.api.deps import CurrentUser, InferenceDep, SessionDep, SettingsDep
+from tuneforge.api.deps import (
+    CurrentUser,
+    InferenceDep,
+    SessionDep,
+    SettingsDep,
+    end_transaction,
+)
 from tuneforge.inference.engine import Delta, Event, Finished
 from tuneforge.schemas.chat import (
     ChatAnswer,
@@ -51,6 +57,7 @@ async def chat(
 ) -> ChatAnswer | StreamingResponse:
     """Answer a conversation with one model (Gemma's chat template, stops at `<end_of_turn>`)."""
     model, generate = await run_in_threadpool(service.generation, session, user, settings, body)
+    await end_transaction(session)
     if not body.stream:
         text, done = await inference.complete(generate)
         return ChatAnswer(

@@ -16,7 +16,13 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from tuneforge.api.deps import CurrentUser, InferenceDep, SessionDep, SettingsDep
+from tuneforge.api.deps import (
+    CurrentUser,
+    InferenceDep,
+    SessionDep,
+    SettingsDep,
+    end_transaction,
+)
 from tuneforge.inference.client import InferenceClient
 from tuneforge.inference.engine import Delta, Finished
 from tuneforge.inference.params import Generate, GenerationParams, Turn
@@ -68,6 +74,7 @@ async def chat_completions(
         _params(body, body.max_new_tokens),
         messages,
     )
+    await end_transaction(session)
     return await _answer(inference, generate, body, chat=True)
 
 
@@ -89,6 +96,7 @@ async def completions(
         None,
         body.prompt,
     )
+    await end_transaction(session)
     return await _answer(inference, generate, body, chat=False)
 
 
