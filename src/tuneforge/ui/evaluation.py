@@ -101,6 +101,8 @@ async def _results(user: User, job_id: str) -> None:
             _metric_table(labels, metrics, result.get("difference"))
             if len(metrics) == 2:
                 _chart(labels, metrics)
+            if embedder := (result["details"] or [{}])[0].get("embedding_model"):
+                ui.label(f"Embedding similarity by {embedder}.").classes("text-caption text-grey-7")
         else:
             ui.label("This suite shows answers side by side, without metrics.").classes(
                 "text-body2 text-grey-7"
