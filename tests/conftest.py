@@ -34,17 +34,18 @@ DATABASE_FIXTURES = frozenset({"database_url", "database_template"})
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """On PostgreSQL (CI's second pass) run only the tests a database can change; the others
-    (model conversion, metrics, engines...) already ran, identically, in the SQLite pass. The
-    browser tests also run there only: the pages call the services that the API tests check
-    on PostgreSQL."""
+    (model conversion, metrics, engines...) already ran, identically, in the SQLite pass. So do
+    the browser tests (the pages call the services that the API tests check on PostgreSQL) and
+    the learning-quality tests of tests/slow (minutes of training whose database work, a job and
+    its metrics, the training API tests check)."""
     if not PG_URL:
         return
     skip = pytest.mark.skip(reason="uses no database: it runs in the SQLite pass")
-    browser = pytest.mark.skip(reason="a browser test: it runs in the SQLite pass")
+    sqlite_only = pytest.mark.skip(reason="runs in the SQLite pass only")
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
-        if item.get_closest_marker("browser") is not None:
-            item.add_marker(browser)
+        if item.get_closest_marker("browser") is not None or item.nodeid.startswith("tests/slow/"):
+            item.add_marker(sqlite_only)
         elif not fixtures & DATABASE_FIXTURES and not item.nodeid.startswith("tests/db/"):
             item.add_marker(skip)
 
