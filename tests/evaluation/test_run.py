@@ -7,6 +7,8 @@ over the assistant tokens), for a base model and for its LoRA fine-tune loaded o
 from __future__ import annotations
 
 import copy
+import csv
+import io
 import math
 import threading
 from pathlib import Path
@@ -19,6 +21,7 @@ from tuneforge.data.conversation import message
 from tuneforge.evaluation.embedding import load_embedder
 from tuneforge.evaluation.metrics import classification
 from tuneforge.evaluation.metrics import conversation as metrics_conversation
+from tuneforge.evaluation.report import csv_table
 from tuneforge.evaluation.run import difference, run_evaluation
 from tuneforge.evaluation.samples import select_samples, to_sample, usable
 from tuneforge.evaluation.spec import EvaluationSpec
@@ -104,6 +107,22 @@ def test_difference_is_b_minus_a_for_shared_metrics() -> None:
     }
     assert difference([a]) is None
     assert difference([{}, {}]) is None
+
+
+def test_csv_cells_never_start_a_spreadsheet_formula() -> None:
+    answer = '=HYPERLINK("http://example.invalid","click")'
+    rows = [
+        {
+            "index": 0,
+            "prompt": "+1 or -1?",
+            "reference": "@home",
+            "answers": {"A": answer},
+            "scores": {"A": {"score": -0.5, "correct": False}},
+        }
+    ]
+    lines = list(csv.reader(io.StringIO(csv_table(rows, ["A"]).decode())))
+    assert lines[0] == ["index", "prompt", "reference", "answer_a", "score_a", "correct_a"]
+    assert lines[1] == ["0", "'+1 or -1?", "'@home", "'" + answer, "-0.5", "false"]
 
 
 def test_greedy_answers_match_transformers_and_are_scored(settings: Settings, tiny_model) -> None:

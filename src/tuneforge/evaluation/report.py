@@ -74,9 +74,15 @@ def _score_keys(rows: Sequence[Mapping[str, Any]], label: str) -> list[str]:
     return list(keys)
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(value: Any) -> Any:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value  # a model's answer is text to read, never a formula to run
     return "" if value is None else value
 
 
