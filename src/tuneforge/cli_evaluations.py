@@ -63,6 +63,8 @@ def _print_results(found: EvaluationPublic) -> None:
         f"{found.suite} on the {found.split} split of {found.dataset_id}: {found.count} samples"
         + (f" ({found.skipped} rows could not be used)" if found.skipped else "")
     )
+    if found.judge_error:
+        typer.echo(f"The judge could not grade the answers: {found.judge_error}", err=True)
     metrics = list(dict.fromkeys(name for row in found.metrics for name in row))
     if not metrics:
         typer.echo("No metrics (the vibe suite only collects answers): see `evals samples`.")

@@ -219,3 +219,30 @@ def test_an_evaluation_graded_by_the_judge(make_client, settings) -> None:
     assert "judging with grader: 4/4" in events.text
     for text in (json.dumps(done), events.text, download.text, csv_file):
         assert KEY not in text
+
+
+@pytest.mark.timeout(600)
+def test_a_failing_judge_keeps_the_answers_ungraded(make_client, settings) -> None:
+    client = make_client(auth="local", run_jobs=True)
+    alice = bearer(add_user(settings, "alice"))
+    dataset = reviews(client, alice, rows=14)
+    client.put("/api/v1/secrets/JUDGE_API_KEY", json={"value": "sk-wrong"}, headers=alice)
+    with judge_server(KEY) as server:  # refuses the wrong key
+        job = evaluate(
+            client,
+            alice,
+            model=TINY,
+            dataset_id=dataset["id"],
+            suite="classification",
+            max_samples=4,
+            max_new_tokens=8,
+            judge={"base_url": server.url, "model": "grader", "api_key_secret": "JUDGE_API_KEY"},
+        )
+        done = wait_status(client, job.json()["id"], alice, "succeeded", timeout=300)
+    result = client.get(f"/api/v1/evaluations/{done['id']}", headers=alice).json()
+    assert result["judge_error"].startswith("The judge endpoint refused the key (HTTP 401)")
+    assert "accuracy" in result["metrics"][0] and "judge_score" not in result["metrics"][0]
+    download = client.get(f"/api/v1/evaluations/{done['id']}/samples.jsonl", headers=alice)
+    rows = [json.loads(line) for line in download.text.splitlines()]
+    assert len(rows) == 4 and all(row["answers"]["A"] is not None for row in rows)
+    assert not any("judge_reason" in row["scores"]["A"] for row in rows)

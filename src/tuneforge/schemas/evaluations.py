@@ -36,6 +36,11 @@ class EvaluationPublic(BaseModel):
     skipped: int = Field(
         description="Rows of the split the suite could not use (no prompt or reference, images)."
     )
+    judge_error: str | None = Field(
+        default=None,
+        description="Why the judge could not grade the answers (the metrics and samples are "
+        "then kept without its grades); null without a judge or when it graded them.",
+    )
 
 
 class SamplePublic(BaseModel):

@@ -93,6 +93,11 @@ async def _results(user: User, job_id: str) -> None:
     metrics: list[dict[str, float]] = result["metrics"]
     with ui.card().classes(CARD):
         ui.label(f"Results on {result['count']} samples").classes(TITLE)
+        if result.get("judge_error"):
+            ui.label(
+                f"The judge could not grade the answers: {result['judge_error']} The metrics "
+                "and samples below are without its grades."
+            ).classes("text-body2 text-negative evaluation-judge-error")
         if result["skipped"]:
             ui.label(
                 f"{result['skipped']} rows of the split could not be used by this suite."

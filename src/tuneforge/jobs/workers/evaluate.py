@@ -9,7 +9,7 @@ import dataclasses
 from typing import Any
 
 from tuneforge.db.tables import User
-from tuneforge.evaluation.judge import Judge, JudgeSpec, judge_rows
+from tuneforge.evaluation.judge import Judge, JudgeFailed, JudgeSpec, judge_rows
 from tuneforge.evaluation.report import LABELS, csv_table, difference, jsonl
 from tuneforge.evaluation.run import Outcome, run_evaluation
 from tuneforge.evaluation.spec import EvaluationSpec
@@ -81,8 +81,16 @@ def run(spec: EvaluationSpec, ctx: JobContext) -> dict[str, Any]:
     outcome = run_evaluation(
         spec, [m.ref for m in models], records, ctx.settings, on_sample, ctx.cancel_event
     )
+    judge_error = None
     if spec.judge is not None:
-        outcome = _judged(spec.judge, ctx, outcome, api_key)
+        try:
+            outcome = _judged(spec.judge, ctx, outcome, api_key)
+        except JudgeFailed as exc:  # the answers took long to make: keep them, ungraded
+            judge_error = exc.message
+            _drop_grades(outcome.rows)
+            ctx.log(
+                f"{exc.message} The results are kept without the judge's grades.", level="error"
+            )
     labels = LABELS[: len(models)]
     samples_key = ctx.artifact("samples.jsonl", jsonl(outcome.rows))
     csv_key = ctx.artifact("samples.csv", csv_table(outcome.rows, labels))
@@ -97,4 +105,13 @@ def run(spec: EvaluationSpec, ctx: JobContext) -> dict[str, Any]:
         "skipped": outcome.skipped,
         "samples_key": samples_key,
         "csv_key": csv_key,
+        "judge_error": judge_error,
     }
+
+
+def _drop_grades(rows: list[dict[str, Any]]) -> None:
+    """Remove what a judge that failed part-way added to the rows."""
+    for row in rows:
+        for scores in row["scores"].values():
+            scores.pop("judge_score", None)
+            scores.pop("judge_reason", None)
