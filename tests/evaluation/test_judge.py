@@ -177,6 +177,21 @@ def test_launch_needs_the_key_secret_and_a_suite_with_answers(make_client, setti
     assert KEY not in queued.text
 
 
+def judged_evaluation(client, headers, dataset_id: str, url: str):
+    """Launch a classification evaluation of 4 samples graded by the judge at `url`."""
+    judge = {"base_url": url, "model": "grader", "api_key_secret": "JUDGE_API_KEY"}
+    return evaluate(
+        client,
+        headers,
+        model=TINY,
+        dataset_id=dataset_id,
+        suite="classification",
+        max_samples=4,
+        max_new_tokens=8,
+        judge=judge,
+    )
+
+
 @pytest.mark.timeout(600)
 def test_an_evaluation_graded_by_the_judge(make_client, settings) -> None:
     client = make_client(auth="local", run_jobs=True)
@@ -184,16 +199,7 @@ def test_an_evaluation_graded_by_the_judge(make_client, settings) -> None:
     dataset = reviews(client, alice, rows=14)
     client.put("/api/v1/secrets/JUDGE_API_KEY", json={"value": KEY}, headers=alice)
     with judge_server(KEY) as server:
-        job = evaluate(
-            client,
-            alice,
-            model=TINY,
-            dataset_id=dataset["id"],
-            suite="classification",
-            max_samples=4,
-            max_new_tokens=8,
-            judge={"base_url": server.url, "model": "grader", "api_key_secret": "JUDGE_API_KEY"},
-        )
+        job = judged_evaluation(client, alice, dataset["id"], server.url)
         assert job.status_code == 201, job.text
         done = wait_status(client, job.json()["id"], alice, "succeeded", timeout=300)
     assert len(server.requests) == 4
@@ -228,16 +234,7 @@ def test_a_failing_judge_keeps_the_answers_ungraded(make_client, settings) -> No
     dataset = reviews(client, alice, rows=14)
     client.put("/api/v1/secrets/JUDGE_API_KEY", json={"value": "sk-wrong"}, headers=alice)
     with judge_server(KEY) as server:  # refuses the wrong key
-        job = evaluate(
-            client,
-            alice,
-            model=TINY,
-            dataset_id=dataset["id"],
-            suite="classification",
-            max_samples=4,
-            max_new_tokens=8,
-            judge={"base_url": server.url, "model": "grader", "api_key_secret": "JUDGE_API_KEY"},
-        )
+        job = judged_evaluation(client, alice, dataset["id"], server.url)
         done = wait_status(client, job.json()["id"], alice, "succeeded", timeout=300)
     result = client.get(f"/api/v1/evaluations/{done['id']}", headers=alice).json()
     assert result["judge_error"].startswith("The judge endpoint refused the key (HTTP 401)")
