@@ -1,5 +1,6 @@
 """Evaluations in a real browser: from a fine-tuned model's page to an evaluation against its
-base, followed live to its results (the metric table with B - A, the samples, a filter)."""
+base, followed live to its results (the metric table with B - A, the samples, a filter); and an
+evaluation graded by a judge set up in the form."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from playwright.sync_api import Page, expect
 from tests.browser.conftest import Studio
 from tests.browser.test_training_ui import processed_dataset
 from tests.browser.test_ui import NOT_RELOADED, log_in, mark_page
+from tests.evaluation.judge_server import judge_server
 from tests.fine_tuned import add_fine_tuned
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
@@ -50,3 +52,36 @@ def test_evaluate_a_fine_tune_against_its_base(studio: Studio, page: Page, tiny_
     page.goto(f"{studio.url}/evaluations")
     expect(page.locator(".evaluations-table tbody tr")).to_have_count(1)
     expect(page.locator(".evaluations-table")).to_contain_text("extraction")
+
+
+def test_a_judge_from_the_form_grades_the_answers(studio: Studio, page: Page) -> None:
+    processed_dataset(studio, rows=20)
+    key = "sk-judge-browser-test"
+    with studio.api(studio.admin_token) as api:
+        api.put("/secrets/JUDGE_API_KEY", json={"value": key}).raise_for_status()
+    log_in(page, studio, "admin")
+    page.goto(f"{studio.url}/evaluations")
+    page.locator(".evaluation-model").click()
+    page.get_by_role("option", name="Tiny random Gemma 3 (tests) (base)").click()
+    page.locator(".evaluation-dataset").click()
+    page.get_by_role("option", name="Colours").click()
+    page.locator(".evaluation-suite").click()
+    page.get_by_role("option", name=re.compile("^Extraction")).click()
+    page.locator(".evaluation-max-samples input").fill("2")
+    page.locator(".evaluation-max-new-tokens input").fill("6")
+    page.get_by_text("Grade the answers with a judge (optional)").click()
+    with judge_server(key) as judge:
+        page.locator(".evaluation-judge-url input").fill("ftp://nowhere")
+        page.locator(".evaluation-start").click()
+        expect(page.get_by_text(re.compile("base_url must be an http"))).to_be_visible()
+        page.locator(".evaluation-judge-url input").fill(judge.url)
+        page.locator(".evaluation-judge-model input").fill("grader")
+        page.locator(".evaluation-judge-key").click()
+        page.get_by_role("option", name="JUDGE_API_KEY").click()
+        page.locator(".evaluation-start").click()
+        expect(page).to_have_url(EVALUATION_URL, timeout=30_000)
+        table = page.locator(".evaluation-metrics")
+        expect(table).to_be_visible(timeout=300_000)
+        expect(table).to_contain_text("judge_score")
+    assert len(judge.requests) == 2
+    assert {r["authorization"] for r in judge.requests} == {f"Bearer {key}"}

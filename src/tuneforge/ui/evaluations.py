@@ -13,11 +13,14 @@ from nicegui import ui
 from pydantic import ValidationError
 
 from tuneforge.db.tables import Job, User
+from tuneforge.evaluation import embedding
+from tuneforge.evaluation.judge import JudgeSpec
 from tuneforge.evaluation.spec import EvaluationSpec, Suite
 from tuneforge.schemas.jobs import EvaluateJobCreate
 from tuneforge.services import chat as chat_service
 from tuneforge.services import datasets as dataset_service
 from tuneforge.services import jobs as job_service
+from tuneforge.services import secrets as secret_service
 from tuneforge.ui.backend import call, read, reported, state
 from tuneforge.ui.formatting import duration, status_color, when
 from tuneforge.ui.layout import EmptyState, heading, page
@@ -30,7 +33,8 @@ SUITES: dict[str, str] = {
     "summarisation": "Summarisation: ROUGE-1/2/L",
     "translation": "Translation: BLEU, chrF",
     "json": "JSON output: parse rate, exact match",
-    "conversation": "Open conversation: ROUGE-L",
+    "conversation": "Open conversation: ROUGE-L"
+    + (", embedding similarity" if embedding.available() else ""),
     "perplexity": "Perplexity on the answers (no generation)",
     "vibe": "Vibe check: answers side by side, no metrics",
 }
@@ -49,6 +53,47 @@ STATUS_SLOT = r"""
     class="q-mt-xs" style="width: 6rem" />
 </q-td>
 """
+
+
+class _JudgeFields:
+    """The optional judge: a model behind an OpenAI-compatible API that grades every answer."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        with ui.expansion("Grade the answers with a judge (optional)", icon="gavel").classes(
+            "w-full evaluation-judge"
+        ):
+            ui.label(
+                "A model behind any OpenAI-compatible API grades every answer from 1 to 10 "
+                "against the reference, after the models have answered. Store its API key as a "
+                "secret on the Settings page first, then pick it here."
+            ).classes("text-caption text-grey-7")
+            with ui.row().classes("w-full gap-4"):
+                self.url = ui.input(
+                    "Judge API URL", placeholder="https://api.openai.com/v1"
+                ).classes("col-grow evaluation-judge-url")
+                self.model = ui.input("Judge model", placeholder="gpt-4o-mini").classes(
+                    "col-grow evaluation-judge-model"
+                )
+                self.key = ui.select(
+                    {"": "(no key)", **{name: name for name in secrets}},
+                    value="",
+                    label="API key secret",
+                ).classes("col-grow evaluation-judge-key")
+            self.rubric = (
+                ui.textarea("Rubric (optional)", placeholder="What matters in an answer")
+                .props("autogrow")
+                .classes("w-full evaluation-judge-rubric")
+            )
+
+    def spec(self) -> JudgeSpec | None:
+        """The judge as the spec takes it, or None when neither URL nor model is given."""
+        url, model = (self.url.value or "").strip(), (self.model.value or "").strip()
+        if not url and not model:
+            return None
+        rubric = (self.rubric.value or "").strip()
+        return JudgeSpec(
+            base_url=url, model=model, api_key_secret=self.key.value or None, rubric=rubric or None
+        )
 
 
 def _row(job: Job) -> dict[str, Any]:
@@ -100,6 +145,7 @@ async def evaluations_page(
             suite = ui.select(SUITES, value="classification", label="Suite").classes(
                 "col-grow evaluation-suite"
             )
+        judge = _JudgeFields([s.name for s in await read(secret_service.list_secrets, user)])
         with ui.row().classes("w-full gap-4 items-end"):
             limits = EvaluationSpec.model_fields
             samples = ui.number(
@@ -122,6 +168,7 @@ async def evaluations_page(
                 suite=suite.value,
                 max_samples=int(samples.value or 1),
                 max_new_tokens=int(tokens.value or 1),
+                judge=judge.spec(),
             )
         except ValidationError as exc:
             problems = "; ".join(
