@@ -108,6 +108,12 @@ class Settings(BaseSettings):
         description="The Hugging Face Hub that exports to the Hub go to (a mirror or a private "
         "Hub deployment can stand in).",
     )
+    trusted_endpoint_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts (names or addresses) on this server's own network that every user's "
+        "judge and S3 endpoints may reach, such as a local vLLM or MinIO. Other private, "
+        "loopback and link-local addresses are for administrators' endpoints only.",
+    )
     export_directories: list[Path] = Field(
         default_factory=list,
         description="Server directories administrators may export models into (and below); "

@@ -19,6 +19,7 @@ from tuneforge.evaluation.spec import EvaluationSpec
 
 KEY = "sk-judge-0123456789-secret"
 NO_WAIT = (0.0, 0.0, 0.0)
+LOOPBACK = ["127.0.0.1"]  # where the fake judges listen: trusted for every user
 
 
 @pytest.mark.parametrize(
@@ -157,7 +158,7 @@ def test_fences_retries_and_refusals() -> None:
 
 
 def test_launch_needs_the_key_secret_and_a_suite_with_answers(make_client, settings) -> None:
-    client = make_client(auth="local")
+    client = make_client(auth="local", trusted_endpoint_hosts=LOOPBACK)
     alice = bearer(add_user(settings, "alice"))
     dataset = reviews(client, alice, rows=12)
     judge = {
@@ -194,7 +195,7 @@ def judged_evaluation(client, headers, dataset_id: str, url: str):
 
 @pytest.mark.timeout(600)
 def test_an_evaluation_graded_by_the_judge(make_client, settings) -> None:
-    client = make_client(auth="local", run_jobs=True)
+    client = make_client(auth="local", run_jobs=True, trusted_endpoint_hosts=LOOPBACK)
     alice = bearer(add_user(settings, "alice"))
     dataset = reviews(client, alice, rows=14)
     client.put("/api/v1/secrets/JUDGE_API_KEY", json={"value": KEY}, headers=alice)
@@ -229,7 +230,7 @@ def test_an_evaluation_graded_by_the_judge(make_client, settings) -> None:
 
 @pytest.mark.timeout(600)
 def test_a_failing_judge_keeps_the_answers_ungraded(make_client, settings) -> None:
-    client = make_client(auth="local", run_jobs=True)
+    client = make_client(auth="local", run_jobs=True, trusted_endpoint_hosts=LOOPBACK)
     alice = bearer(add_user(settings, "alice"))
     dataset = reviews(client, alice, rows=14)
     client.put("/api/v1/secrets/JUDGE_API_KEY", json={"value": "sk-wrong"}, headers=alice)

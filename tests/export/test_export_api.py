@@ -248,7 +248,9 @@ def test_s3_and_hub_destinations_receive_every_file(
     make_client, settings, tiny_adapter, bucket: Bucket, hub: FakeHub
 ) -> None:
     """Through the export job: credentials from the user's secrets, the files listed back."""
-    client = make_client(auth="local", run_jobs=True, hub_endpoint=hub.url)
+    client = make_client(
+        auth="local", run_jobs=True, hub_endpoint=hub.url, trusted_endpoint_hosts=["127.0.0.1"]
+    )
     alice = bearer(add_user(settings, "alice"))
     model_id = add_fine_tuned(settings, "alice", tiny_adapter, "Support bot")
     for name, value in {**bucket.secrets, "HF_TOKEN": hub.token}.items():

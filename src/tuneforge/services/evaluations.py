@@ -17,6 +17,7 @@ from tuneforge.evaluation.spec import EvaluationSpec
 from tuneforge.jobs.status import JobStatus
 from tuneforge.services.chat import ChatModel, chat_model
 from tuneforge.services.datasets import get_dataset
+from tuneforge.services.endpoints import check_endpoint
 from tuneforge.services.errors import Conflict, InvalidInput, NotFound
 from tuneforge.services.secrets import has_secret
 from tuneforge.settings import Settings
@@ -26,6 +27,7 @@ EVALUATE_KIND = "evaluate"
 UNSCORED = ("vibe", "perplexity")  # suites without right or wrong answers
 Format = Literal["csv", "jsonl"]
 MEDIA_TYPES: dict[str, str] = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
+JUDGE_URL = "The judge's base_url"  # how errors about it name it
 
 
 def evaluation_dataset(session: Session, user: User, spec: EvaluationSpec) -> Dataset:
@@ -59,10 +61,12 @@ def evaluation_models(
 
 
 def check_launch(session: Session, user: User, settings: Settings, spec: EvaluationSpec) -> None:
-    """Refuse an evaluation whose dataset or models the user cannot use, or whose judge's key
-    secret is not set, before it is queued."""
+    """Refuse an evaluation whose dataset or models the user cannot use, or whose judge the
+    user may not call or whose key secret is not set, before it is queued."""
     evaluation_dataset(session, user, spec)
     evaluation_models(session, user, settings, spec)
+    if spec.judge is not None:
+        check_endpoint(spec.judge.base_url, user, settings, JUDGE_URL)
     key = spec.judge.api_key_secret if spec.judge is not None else None
     if key is not None and not has_secret(session, user, key):
         raise InvalidInput(

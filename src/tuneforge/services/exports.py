@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from tuneforge.db.repositories.owned import OwnedRepository
 from tuneforge.db.tables import Export, Job, Model, User, utcnow
 from tuneforge.export import sizes
-from tuneforge.export.destinations import DirectoryDestination, required_secrets
+from tuneforge.export.destinations import DirectoryDestination, S3Destination, required_secrets
 from tuneforge.export.spec import (
     FORMAT_HELP,
     GGUF_FORMATS,
@@ -29,6 +29,7 @@ from tuneforge.export.spec import (
 from tuneforge.export.zipstream import CHUNK_SIZE, ZipEntry, ZipLayout
 from tuneforge.jobs.status import JobStatus
 from tuneforge.models.catalog import CatalogEntry, load_catalog
+from tuneforge.services.endpoints import check_endpoint
 from tuneforge.services.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from tuneforge.services.models import get_model
 from tuneforge.services.secrets import has_secret
@@ -88,6 +89,8 @@ def check_request(
         if not any(target == root or root in target.parents for root in roots):
             allowed = ", ".join(str(r) for r in roots) or "none (set export_directories)"
             raise InvalidInput(f"{target} is not inside an export directory; allowed: {allowed}.")
+    if isinstance(destination, S3Destination) and destination.endpoint_url is not None:
+        check_endpoint(destination.endpoint_url, user, settings, "The S3 endpoint_url")
     for name in required_secrets(destination):
         if not has_secret(session, user, name):
             raise InvalidInput(

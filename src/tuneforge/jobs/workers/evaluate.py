@@ -16,8 +16,9 @@ from tuneforge.evaluation.spec import EvaluationSpec
 from tuneforge.jobs.context import JobContext
 from tuneforge.services.chat import ChatModel
 from tuneforge.services.datasets import processed_records
+from tuneforge.services.endpoints import check_endpoint
 from tuneforge.services.errors import InvalidInput
-from tuneforge.services.evaluations import evaluation_dataset, evaluation_models
+from tuneforge.services.evaluations import JUDGE_URL, evaluation_dataset, evaluation_models
 from tuneforge.services.secrets import secret_values
 
 PROGRESS_REPORTS = 50  # progress events per model, at most (a cancel is checked every sample)
@@ -35,6 +36,8 @@ def _inputs(
             raise InvalidInput("The evaluation's owner no longer exists.")
         dataset = evaluation_dataset(session, owner, spec)
         models = evaluation_models(session, owner, ctx.settings, spec)
+        if spec.judge is not None:  # checked at launch; the address may have changed since
+            check_endpoint(spec.judge.base_url, owner, ctx.settings, JUDGE_URL)
         key_name = spec.judge.api_key_secret if spec.judge is not None else None
         keys = secret_values(session, ctx.settings, owner.id, [key_name] if key_name else [])
         if key_name is not None and key_name not in keys:

@@ -1,0 +1,54 @@
+"""Endpoints that users name for the server to call (a judge's API, an S3-compatible service).
+
+In a studio many users share, a user must not make the server reach into its own network (its
+database, a cloud metadata service, another internal host). So an endpoint a non-administrator
+names must resolve to public addresses only, unless an administrator trusts its host in
+`trusted_endpoint_hosts` (a vLLM judge or a MinIO on the local network, say). Administrators,
+and the one user of `auth: none`, may name any endpoint. The check runs when the job is
+launched and again in the worker just before the endpoint is used.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+from tuneforge.db.tables import User
+from tuneforge.services.errors import InvalidInput
+from tuneforge.settings import Settings
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def check_endpoint(url: str, user: User, settings: Settings, what: str) -> None:
+    """Refuse `url` (described as `what`, such as "The judge's base_url") when `user` may not
+    make the server call it."""
+    if user.is_admin:
+        return
+    host = urlsplit(url).hostname
+    if not host:
+        raise InvalidInput(f"{what} {url} names no host.")
+    if host.lower() in {trusted.lower() for trusted in settings.trusted_endpoint_hosts}:
+        return
+    for address in _addresses(host):
+        if not address.is_global:
+            raise InvalidInput(
+                f"{what} {url} reaches {address}, a private or local address of this server's "
+                "network, which only administrators may use; an administrator can trust the "
+                "host in trusted_endpoint_hosts (TUNEFORGE_TRUSTED_ENDPOINT_HOSTS)."
+            )
+
+
+def _addresses(host: str) -> set[Address]:
+    """The addresses `host` stands for: itself when it is one, else what it resolves to (none
+    when it does not resolve: calling it then fails on its own, saying so)."""
+    try:
+        return {ipaddress.ip_address(host)}
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError):
+        return set()
+    return {ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos}
