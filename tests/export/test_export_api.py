@@ -1,7 +1,7 @@
 """Export through the API with a LoRA fine-tune of tiny-random-gemma3: each format's files load
-in their real consumer (PEFT, transformers, llama.cpp), the built-in checks are recorded, an
-identical export is reused, downloads resume with HTTP Range, refusals say why, and another
-user's model cannot be exported."""
+in their real consumer (PEFT, transformers, llama.cpp), the built-in checks are recorded, a
+fine-tune with a GGUF export chats through llama.cpp, an identical export is reused, downloads
+resume with HTTP Range, refusals say why, and another user's model cannot be exported."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.api.test_chat_api import HELLO, inference_health
 from tests.api.test_jobs_api import wait_status
 from tests.conftest import add_user, bearer
 from tests.export.conftest import Bucket
@@ -149,6 +150,18 @@ def test_adapter_and_merged_exports_load_in_their_consumers(api, tiny_model, tmp
     assert all(e["download_url"] for e in listed)
 
 
+def served_by(client, headers, model_id: str, **body: object) -> tuple[str, str | None]:
+    """The engine a greedy chat with the model ran on, and the GGUF file it newly loaded."""
+    started = client.app.state.inference.process.pid is not None
+    before = set(inference_health(client)["loads"]) if started else set()
+    chat = {"model": model_id, "messages": HELLO, "temperature": 0, "max_new_tokens": 6}
+    answer = client.post("/api/v1/chat", json={**chat, **body, "stream": False}, headers=headers)
+    assert answer.status_code == 200, answer.text
+    loaded = set(inference_health(client)["loads"]) - before
+    gguf = next((key[key.rindex("/") :] for key in loaded if key.endswith(".gguf")), None)
+    return answer.json()["engine"], gguf
+
+
 @pytest.mark.timeout(900)
 def test_gguf_and_ollama_exports_run_in_llama_cpp(api, tmp_path) -> None:
     pytest.importorskip("llama_cpp")
@@ -167,9 +180,13 @@ def test_gguf_and_ollama_exports_run_in_llama_cpp(api, tmp_path) -> None:
     )
     assert single.status_code == 200 and single.content[:4] == b"GGUF"
     assert len(single.content) == next(f["size"] for f in gguf["files"] if f["name"] == name)
+    # From now on the fine-tune chats through llama.cpp, from that file (transformers on request).
+    assert served_by(client, alice, model_id) == ("llama.cpp", f"/{name}")
+    assert served_by(client, alice, model_id, engine="transformers")[0] == "transformers"
 
     ollama = export(client, alice, model_id, format="ollama", quantization="q8_0")
     assert ollama["status"] == "succeeded", ollama["error"]
+    assert served_by(client, alice, model_id) == ("llama.cpp", "/support-bot-q8_0.gguf")  # newest
     assert ollama["verification"]["gguf"]["agreement_share"] >= 0.85
     assert close_to_estimate(client, alice, model_id, ollama)
     files = unzip(client, alice, ollama["id"], tmp_path / "ollama")

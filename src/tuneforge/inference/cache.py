@@ -49,7 +49,7 @@ class ModelCache:
 
     def get(self, ref: ModelRef) -> Loaded:
         name = self._choose(ref)
-        key = Key(name, ref.base, ref.artifact_key if ref.kind == "full" else None)
+        key = Key(name, ref.base, ref.weights(name))
         with self._lock:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
@@ -62,7 +62,7 @@ class ModelCache:
                 self.loads[f"{name}:{ref.base}" + (f":{key.weights}" if key.weights else "")] += 1
                 with self._lock:
                     self._engines[key] = engine
-            adapter = self._attach(engine, ref) if ref.kind == "adapter" else None
+            adapter = self._attach(engine, ref) if ref.needs_adapter(name) else None
             with self._lock:
                 self._evict(keep=key)
         return Loaded(engine, adapter)

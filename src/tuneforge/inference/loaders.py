@@ -1,9 +1,9 @@
 """Which engine serves a model, and how it is loaded.
 
 `auto` picks the fastest engine that can serve the model here: vLLM on CUDA when it is installed;
-llama.cpp for a base model that has a GGUF file (the bundled Gemma 3 270M) when the `gguf` extra
-is installed; transformers otherwise (every model, every fine-tune). An engine asked for by name
-that cannot run here is refused with the reason.
+llama.cpp, when the `gguf` extra is installed, for a model that has a GGUF file (the bundled
+Gemma 3 270M, and a fine-tune with a verified GGUF export); transformers otherwise (every model,
+every fine-tune). An engine asked for by name that cannot run here is refused with the reason.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def choose(ref: ModelRef, entry: CatalogEntry) -> str:
     if engine == "auto":
         if cuda_available() and installed("vllm") and ref.kind != "adapter":
             return "vllm"
-        if ref.kind == "base" and entry.source == "gguf-package" and installed("llama_cpp"):
+        if _has_gguf(ref, entry) and installed("llama_cpp"):
             return "llama.cpp"
         return "transformers"
     if engine == "vllm":
@@ -53,7 +53,7 @@ def choose(ref: ModelRef, entry: CatalogEntry) -> str:
                 "transformers engine."
             )
     if engine == "llama.cpp":
-        if ref.kind != "base" or entry.source != "gguf-package":
+        if not _has_gguf(ref, entry):
             raise EngineUnavailable(
                 f"llama.cpp runs GGUF files, and {ref.base!r}"
                 + (" with a fine-tune" if ref.kind != "base" else "")
@@ -66,6 +66,10 @@ def choose(ref: ModelRef, entry: CatalogEntry) -> str:
     return engine
 
 
+def _has_gguf(ref: ModelRef, entry: CatalogEntry) -> bool:
+    return ref.gguf is not None or (ref.kind == "base" and entry.source == "gguf-package")
+
+
 def load(engine: str, ref: ModelRef, settings: Settings) -> Engine:
     """Load the engine `engine` (as chosen by `choose`) for `ref`'s base or full weights."""
     entry, path = resolve(ref.base, settings)
@@ -73,7 +77,12 @@ def load(engine: str, ref: ModelRef, settings: Settings) -> Engine:
     if engine == "llama.cpp":
         from tuneforge.inference.llamacpp_engine import LlamaCppEngine
 
-        return LlamaCppEngine(ensure_gguf(settings.models_dir), threads, entry.context_length)
+        if ref.gguf is None:
+            gguf = ensure_gguf(settings.models_dir)
+        else:
+            key, _, name = ref.gguf.rpartition("/")
+            gguf = fetch(key, settings) / name
+        return LlamaCppEngine(gguf, threads, entry.context_length)
     if ref.kind == "full" and ref.artifact_key:
         path = fetch(ref.artifact_key, settings)
     if engine == "vllm":

@@ -75,6 +75,22 @@ class ModelRef(BaseModel):
     artifact_key: str | None = Field(None, description="Artifact key of the fine-tuned files.")
     kind: Literal["base", "adapter", "full"] = "base"
     engine: EngineName = "auto"
+    gguf: str | None = Field(
+        None,
+        description="The fine-tune's newest verified GGUF export, as `artifact_key/file name`: "
+        "llama.cpp serves the fine-tune from it.",
+    )
+
+    def weights(self, engine: str) -> str | None:
+        """What `engine` loads besides the catalog base: the GGUF export for llama.cpp, the full
+        fine-tuned weights otherwise (None: the base, plus an adapter if any)."""
+        if engine == "llama.cpp":
+            return self.gguf
+        return self.artifact_key if self.kind == "full" else None
+
+    def needs_adapter(self, engine: str) -> bool:
+        """Whether `engine` attaches the LoRA adapter (a GGUF export has it merged in)."""
+        return self.kind == "adapter" and self.weights(engine) is None
 
 
 class Generate(BaseModel):

@@ -17,6 +17,7 @@ from tuneforge.inference.params import EngineName, Generate, GenerationParams, M
 from tuneforge.models.catalog import load_catalog
 from tuneforge.schemas.chat import ChatRequest
 from tuneforge.services.errors import InvalidInput, NotFound
+from tuneforge.services.exports import served_ggufs
 from tuneforge.services.models import ModelRepository, get_model
 from tuneforge.settings import Settings
 
@@ -37,7 +38,8 @@ def chat_models(session: Session, user: User, settings: Settings) -> list[ChatMo
     rows = ModelRepository(session, user).page(
         select(Model), offset=0, limit=500, order=(Model.created_at.desc(), Model.id)
     )[0]
-    return [_fine_tuned(row) for row in rows] + _catalog(settings)
+    ggufs = served_ggufs(session, [row.id for row in rows])
+    return [_fine_tuned(row, ggufs.get(row.id)) for row in rows] + _catalog(settings)
 
 
 def chat_model(
@@ -47,7 +49,8 @@ def chat_model(
     found = next((m for m in _catalog(settings) if m.id == model_id), None)
     if found is None:
         try:
-            found = _fine_tuned(get_model(session, user, model_id))
+            row = get_model(session, user, model_id)
+            found = _fine_tuned(row, served_ggufs(session, [row.id]).get(row.id))
         except NotFound:
             raise NotFound(
                 f"No model {model_id!r}: use a catalog id such as gemma-3-270m or the id of one "
@@ -58,12 +61,12 @@ def chat_model(
     return found
 
 
-def _fine_tuned(row: Model) -> ChatModel:
+def _fine_tuned(row: Model, gguf: str | None) -> ChatModel:
     kind = "adapter" if row.kind == "adapter" else "full"
     return ChatModel(
         id=row.id,
         name=row.name,
-        ref=ModelRef(base=row.base_model, artifact_key=row.artifact_key, kind=kind),
+        ref=ModelRef(base=row.base_model, artifact_key=row.artifact_key, kind=kind, gguf=gguf),
         base=row.base_model,
         fine_tuned=True,
         created_at=row.created_at,

@@ -6,7 +6,7 @@ imports torch: the files are made by `export` jobs (`jobs/workers/export.py`).""
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,6 +187,26 @@ def _by_job(session: Session, job_id: str) -> Export:
 def export_of_job(session: Session, job_id: str) -> Export:
     """The record an `export` job fills (for its worker)."""
     return _by_job(session, job_id)
+
+
+def served_ggufs(session: Session, model_ids: Sequence[str]) -> dict[str, str]:
+    """For each of the models that has one, its newest succeeded (so verified) GGUF export's
+    file, as `artifact_key/file name`: the file llama.cpp serves the model from."""
+    exports = session.scalars(
+        select(Export)
+        .where(
+            Export.model_id.in_(model_ids),
+            Export.status == JobStatus.SUCCEEDED.value,
+            Export.format.in_(GGUF_FORMATS),
+        )
+        .order_by(Export.created_at.desc())
+    )
+    served: dict[str, str] = {}
+    for export in exports:
+        name = next((f["name"] for f in export.files if f["name"].endswith(".gguf")), None)
+        if name is not None:
+            served.setdefault(export.model_id, f"{export.artifact_key}/{name}")
+    return served
 
 
 def list_exports(session: Session, user: User, model_id: str) -> list[Export]:
