@@ -3,6 +3,8 @@ its base, both answers streamed into their columns; regenerate, clear, and scopi
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -40,6 +42,9 @@ def test_chat_side_by_side_with_the_base_model(studio: Studio, page: Page, tiny_
             "", timeout=ANSWER_TIMEOUT
         )
     expect(page.locator(".playground-send")).not_to_have_class("q-btn--loading", timeout=60_000)
+    for column in range(2):  # how each answer was made
+        stats = page.locator(".playground-stats").nth(column)
+        expect(stats).to_have_text(re.compile(r"^transformers · \d+ tokens( · \d+ tokens/s)?$"))
     first = (answers(page, 0), answers(page, 1))
     assert first[0] != first[1]  # the fine-tune is not its base
     page.locator(".playground-regenerate").click()

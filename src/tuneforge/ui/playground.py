@@ -9,12 +9,13 @@ inference server keeps them loaded between messages.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 
 from nicegui import ui
 
 from tuneforge.db.tables import User
-from tuneforge.inference.engine import Delta
+from tuneforge.inference.engine import Delta, Finished
 from tuneforge.inference.params import GenerationParams, Turn
 from tuneforge.services import chat as service
 from tuneforge.services.errors import DomainError
@@ -22,6 +23,7 @@ from tuneforge.ui.backend import read, state
 from tuneforge.ui.layout import heading, page
 
 NONE = ""
+REDRAW_SECONDS = 0.1  # the answer's bubble is redrawn at most this often while it streams
 PARAMS = GenerationParams.model_fields
 
 
@@ -32,6 +34,8 @@ class Column:
     model: str
     turns: list[Turn] = field(default_factory=list)
     box: ui.column | None = None
+    stats: str = ""  # how the last answer was made: engine, tokens, speed
+    stats_label: ui.label | None = None
 
 
 def model_options(models: list[service.ChatModel]) -> dict[str, str]:
@@ -100,6 +104,9 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
                     ui.label(options.get(column.model, column.model)).classes(
                         "text-subtitle2 text-grey-8"
                     )
+                    column.stats_label = ui.label(column.stats).classes(
+                        "text-caption text-grey-6 playground-stats"
+                    )
                     column.box = ui.column().classes(f"w-full gap-2 playground-answers-{index}")
                     with column.box:
                         for turn in column.turns:
@@ -127,10 +134,20 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
                 generation,
                 _with_system(system.value, user_turns),
             )
+            first = shown = None
             async for event in state().inference.stream(request):
                 if isinstance(event, Delta):
+                    now = time.perf_counter()
+                    first = first or now
                     text += event.text
+                    if shown is None or now - shown >= REDRAW_SECONDS:  # not every token
+                        bubble.set_content(_lines(text))
+                        shown = now
+                else:
                     bubble.set_content(_lines(text))
+                    column.stats = _stats(event, first, time.perf_counter())
+                    if column.stats_label is not None:
+                        column.stats_label.set_text(column.stats)
         except (DomainError, ValueError) as exc:
             bubble.set_content(f"**Could not answer:** {getattr(exc, 'message', exc)}")
             bubble.classes("text-negative")
@@ -182,6 +199,14 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
         ui.button("Clear", icon="delete_sweep", on_click=clear).props("flat").classes(
             "playground-clear"
         )
+
+
+def _stats(done: Finished, first: float | None, last: float) -> str:
+    """ "llama.cpp · 128 tokens · 71 tokens/s": the engine, and the speed after the first token."""
+    stats = f"{done.engine} · {done.completion_tokens} tokens"
+    if first is not None and last > first and done.completion_tokens > 1:
+        stats += f" · {(done.completion_tokens - 1) / (last - first):.0f} tokens/s"
+    return stats
 
 
 def _lines(text: str) -> str:
