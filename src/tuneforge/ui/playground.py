@@ -23,7 +23,7 @@ from tuneforge.ui.backend import read, state
 from tuneforge.ui.layout import heading, page
 
 NONE = ""
-REDRAW_SECONDS = 0.1  # the answer's bubble is redrawn at most this often while it streams
+REDRAW_SECONDS = 0.25  # the answer is redrawn at most this often while it streams
 PARAMS = GenerationParams.model_fields
 
 
