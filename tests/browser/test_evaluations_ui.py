@@ -19,6 +19,19 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 EVALUATION_URL = re.compile(r"/evaluations/[0-9a-f]{32}$")
 
 
+def pick(page: Page, field: str, option: str | re.Pattern[str]) -> None:
+    page.locator(f".evaluation-{field}").click()
+    page.get_by_role("option", name=option).click()
+
+
+def extraction_on_colours(page: Page, samples: int) -> None:
+    """The extraction suite on the Colours dataset, `samples` answers of up to 6 tokens."""
+    pick(page, "dataset", "Colours")
+    pick(page, "suite", re.compile("^Extraction"))
+    page.locator(".evaluation-max-samples input").fill(str(samples))
+    page.locator(".evaluation-max-new-tokens input").fill("6")
+
+
 def test_evaluate_a_fine_tune_against_its_base(studio: Studio, page: Page, tiny_adapter) -> None:
     processed_dataset(studio, rows=20)
     tuned = add_fine_tuned(studio.settings, "admin", tiny_adapter, name="Colour expert")
@@ -26,14 +39,8 @@ def test_evaluate_a_fine_tune_against_its_base(studio: Studio, page: Page, tiny_
     page.goto(f"{studio.url}/models/{tuned}")
     page.locator(".model-evaluate").click()
     expect(page).to_have_url(f"{studio.url}/evaluations?model={tuned}")
-    page.locator(".evaluation-dataset").click()
-    page.get_by_role("option", name="Colours").click()
-    page.locator(".evaluation-compare").click()
-    page.get_by_role("option", name="Tiny random Gemma 3 (tests) (base)").click()
-    page.locator(".evaluation-suite").click()
-    page.get_by_role("option", name=re.compile("^Extraction")).click()
-    page.locator(".evaluation-max-samples input").fill("3")
-    page.locator(".evaluation-max-new-tokens input").fill("6")
+    pick(page, "compare", "Tiny random Gemma 3 (tests) (base)")
+    extraction_on_colours(page, samples=3)
     page.locator(".evaluation-start").click()
     expect(page).to_have_url(EVALUATION_URL, timeout=30_000)
     expect(page.get_by_text("Extraction · Colour expert vs Tiny random Gemma 3")).to_be_visible()
@@ -61,14 +68,8 @@ def test_a_judge_from_the_form_grades_the_answers(studio: Studio, page: Page) ->
         api.put("/secrets/JUDGE_API_KEY", json={"value": key}).raise_for_status()
     log_in(page, studio, "admin")
     page.goto(f"{studio.url}/evaluations")
-    page.locator(".evaluation-model").click()
-    page.get_by_role("option", name="Tiny random Gemma 3 (tests) (base)").click()
-    page.locator(".evaluation-dataset").click()
-    page.get_by_role("option", name="Colours").click()
-    page.locator(".evaluation-suite").click()
-    page.get_by_role("option", name=re.compile("^Extraction")).click()
-    page.locator(".evaluation-max-samples input").fill("2")
-    page.locator(".evaluation-max-new-tokens input").fill("6")
+    pick(page, "model", "Tiny random Gemma 3 (tests) (base)")
+    extraction_on_colours(page, samples=2)
     page.get_by_text("Grade the answers with a judge (optional)").click()
     with judge_server(key) as judge:
         page.locator(".evaluation-judge-url input").fill("ftp://nowhere")
