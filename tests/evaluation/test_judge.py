@@ -146,8 +146,10 @@ def test_fences_retries_and_refusals() -> None:
         with pytest.raises(JudgeFailed, match="404 for the model 'missing'"):
             grade("missing")
         judge = Judge(JudgeSpec(base_url=server.url, model="chatty"), KEY, delays=NO_WAIT)
+        rows = _rows()
         with pytest.raises(JudgeFailed, match="never with a score"):
-            judge_rows(judge, _rows(), ["A", "B"], lambda total, done: None)
+            judge_rows(judge, rows, ["A", "B"], lambda total, done: None)
+        assert rows == _rows()  # a failed judge leaves no partial grades behind
         judge.close()
     nobody = Judge(
         JudgeSpec(base_url=f"http://127.0.0.1:{free_port()}/v1", model="m"), None, delays=(0.0, 0.0)

@@ -37,6 +37,7 @@ SYSTEM_PROMPT = (
 )
 _OBJECT = re.compile(r"\{.*\}", re.DOTALL)
 _SCORE = re.compile(r"""["']?score["']?\s*[:=]\s*["']?(\d+(?:\.\d+)?)""", re.IGNORECASE)
+NO_SCORE = "The judge's reply held no score from 1 to 10."
 
 
 class JudgeSpec(BaseModel):
@@ -220,21 +221,22 @@ def judge_rows(
 
     `on_answer(total, done)` is called before the first answer and after each one (it may raise
     to stop). An unreadable reply leaves its answer ungraded (`judge_reason` says why); the mean
-    is over the graded ones. `JudgeFailed` when the endpoint fails or grades none at all.
+    is over the graded ones. `JudgeFailed` when the endpoint fails or grades none at all; the
+    rows are then left as they were.
     """
     total = len(rows) * len(labels)
     done = 0
     on_answer(total, done)
     graded: dict[str, list[float]] = {label: [] for label in labels}
+    grades: list[tuple[dict[str, Any], str, dict[str, Any]]] = []  # written once all are graded
     for row in rows:
         for label in labels:
             verdict = judge.grade(_question(row), row.get("reference"), row["answers"][label])
-            scores = row["scores"].setdefault(label, {})
             if verdict is None:
-                scores["judge_reason"] = "The judge's reply held no score from 1 to 10."
+                grades.append((row, label, {"judge_reason": NO_SCORE}))
             else:
-                scores["judge_score"] = verdict.unit
-                scores["judge_reason"] = verdict.reason
+                grade = {"judge_score": verdict.unit, "judge_reason": verdict.reason}
+                grades.append((row, label, grade))
                 graded[label].append(verdict.unit)
             done += 1
             on_answer(total, done)
@@ -243,4 +245,6 @@ def judge_rows(
             f"The judge {judge.spec.model!r} replied to every answer, but never with a score "
             'from 1 to 10 in the format {"score": n, "reason": "..."}.'
         )
+    for row, label, grade in grades:
+        row["scores"].setdefault(label, {}).update(grade)
     return {label: sum(values) / len(values) for label, values in graded.items() if values}

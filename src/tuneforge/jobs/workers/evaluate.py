@@ -16,9 +16,12 @@ from tuneforge.evaluation.spec import EvaluationSpec
 from tuneforge.jobs.context import JobContext
 from tuneforge.services.chat import ChatModel
 from tuneforge.services.datasets import processed_records
-from tuneforge.services.endpoints import check_endpoint
 from tuneforge.services.errors import InvalidInput
-from tuneforge.services.evaluations import JUDGE_URL, evaluation_dataset, evaluation_models
+from tuneforge.services.evaluations import (
+    check_judge_endpoint,
+    evaluation_dataset,
+    evaluation_models,
+)
 from tuneforge.services.secrets import secret_values
 
 PROGRESS_REPORTS = 50  # progress events per model, at most (a cancel is checked every sample)
@@ -36,8 +39,7 @@ def _inputs(
             raise InvalidInput("The evaluation's owner no longer exists.")
         dataset = evaluation_dataset(session, owner, spec)
         models = evaluation_models(session, owner, ctx.settings, spec)
-        if spec.judge is not None:  # checked at launch; the address may have changed since
-            check_endpoint(spec.judge.base_url, owner, ctx.settings, JUDGE_URL)
+        check_judge_endpoint(owner, ctx.settings, spec)  # its address may have changed
         key_name = spec.judge.api_key_secret if spec.judge is not None else None
         keys = secret_values(session, ctx.settings, owner.id, [key_name] if key_name else [])
         if key_name is not None and key_name not in keys:
@@ -90,7 +92,6 @@ def run(spec: EvaluationSpec, ctx: JobContext) -> dict[str, Any]:
             outcome = _judged(spec.judge, ctx, outcome, api_key)
         except JudgeFailed as exc:  # the answers took long to make: keep them, ungraded
             judge_error = exc.message
-            _drop_grades(outcome.rows)
             ctx.log(
                 f"{exc.message} The results are kept without the judge's grades.", level="error"
             )
@@ -110,11 +111,3 @@ def run(spec: EvaluationSpec, ctx: JobContext) -> dict[str, Any]:
         "csv_key": csv_key,
         "judge_error": judge_error,
     }
-
-
-def _drop_grades(rows: list[dict[str, Any]]) -> None:
-    """Remove what a judge that failed part-way added to the rows."""
-    for row in rows:
-        for scores in row["scores"].values():
-            scores.pop("judge_score", None)
-            scores.pop("judge_reason", None)
