@@ -27,7 +27,6 @@ EVALUATE_KIND = "evaluate"
 UNSCORED = ("vibe", "perplexity")  # suites without right or wrong answers
 Format = Literal["csv", "jsonl"]
 MEDIA_TYPES: dict[str, str] = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
-JUDGE_URL = "The judge's base_url"  # how errors about it name it
 
 
 def evaluation_dataset(session: Session, user: User, spec: EvaluationSpec) -> Dataset:
@@ -60,13 +59,18 @@ def evaluation_models(
     return [chat_model(session, user, settings, model_id) for model_id in spec.model_ids]
 
 
+def check_judge_endpoint(user: User, settings: Settings, spec: EvaluationSpec) -> None:
+    """Refuse a judge whose address the user may not make the server call."""
+    if spec.judge is not None:
+        check_endpoint(spec.judge.base_url, user, settings, "The judge's base_url")
+
+
 def check_launch(session: Session, user: User, settings: Settings, spec: EvaluationSpec) -> None:
     """Refuse an evaluation whose dataset or models the user cannot use, or whose judge the
     user may not call or whose key secret is not set, before it is queued."""
     evaluation_dataset(session, user, spec)
     evaluation_models(session, user, settings, spec)
-    if spec.judge is not None:
-        check_endpoint(spec.judge.base_url, user, settings, JUDGE_URL)
+    check_judge_endpoint(user, settings, spec)
     key = spec.judge.api_key_secret if spec.judge is not None else None
     if key is not None and not has_secret(session, user, key):
         raise InvalidInput(
