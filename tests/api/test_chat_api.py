@@ -12,6 +12,8 @@ import time
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from tests.api.test_jobs_api import parse_sse
 from tests.conftest import add_user, bearer
@@ -20,6 +22,10 @@ from tuneforge.inference.client import InferenceClient
 
 pytestmark = pytest.mark.timeout(300)
 HELLO = [{"role": "user", "content": "Say hello."}]
+IDLE_IN_TRANSACTION = (
+    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+    "AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()"
+)
 
 
 def chat(client, headers, **body):
@@ -86,24 +92,29 @@ def test_fine_tuned_models_answer_their_owner_only(api, settings, tiny_adapter) 
 
 
 def test_no_database_lock_is_held_while_a_model_answers(api, settings, monkeypatch) -> None:
-    """On SQLite a request's open transaction holds the write lock: a chat must end it before
-    waiting for the model, or every other writer (job heartbeats, uploads) waits for the answer."""
-    if not settings.resolved_database_url.startswith("sqlite"):
-        pytest.skip("SQLite's write lock")
+    """A chat ends its request's transaction before waiting for the model: on SQLite an open one
+    holds the write lock, and every other writer (job heartbeats, uploads) would wait for the
+    answer; on PostgreSQL it would sit idle in transaction, holding its row locks."""
     client, alice = api
-    path = settings.resolved_database_url.split("///", 1)[1]
+    url = settings.resolved_database_url
     writable: list[bool] = []
 
     def can_write() -> bool:
-        connection = sqlite3.connect(path, timeout=0, isolation_level=None)
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-            connection.execute("ROLLBACK")
-            return True
-        except sqlite3.OperationalError:  # database is locked
-            return False
-        finally:
-            connection.close()
+        if url.startswith("sqlite"):
+            connection = sqlite3.connect(url.split("///", 1)[1], timeout=0, isolation_level=None)
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+                connection.execute("ROLLBACK")
+                return True
+            except sqlite3.OperationalError:  # database is locked
+                return False
+            finally:
+                connection.close()
+        engine = create_engine(url, poolclass=NullPool)
+        with engine.connect() as connection:
+            idle = connection.scalar(text(IDLE_IN_TRANSACTION))
+        engine.dispose()
+        return idle == 0
 
     original = InferenceClient.stream
 
