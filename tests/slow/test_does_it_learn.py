@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import random
 import tempfile
 import time
@@ -150,8 +149,6 @@ def score(model, tokenizer, prompts: list[tuple[str, str]]) -> float:
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_lora_teaches_gemma_270m_a_task_it_cannot_do(make_client, settings) -> None:
-    if os.environ.get("TUNEFORGE_TEST_DATABASE_URL"):
-        pytest.skip("runs once per CI run, in the SQLite pass: the database plays no part")
     from peft import PeftModel
     from tokenizers import Tokenizer
 
