@@ -11,7 +11,7 @@ from tests.conftest import add_user, bearer
 from tests.fine_tuned import add_fine_tuned
 from tuneforge.db.tables import User
 from tuneforge.services.endpoints import check_endpoint
-from tuneforge.services.errors import InvalidInput
+from tuneforge.errors import InvalidInput
 from tuneforge.settings import Settings
 
 USER = User(username="alice", is_admin=False)

@@ -154,7 +154,7 @@ def worker() -> None:
 def _database() -> Iterator[sessionmaker[Session]]:
     """Sessions on the migrated, configured database; a domain error ends the command (exit 1)."""
     from tuneforge.db.session import make_engine, make_sessionmaker, migrate
-    from tuneforge.services.errors import DomainError
+    from tuneforge.errors import DomainError
 
     engine = make_engine(_load_settings().resolved_database_url)
     try:
@@ -197,7 +197,7 @@ def token(
     """Create an API token for a user and print only the token (for scripts)."""
     from tuneforge.db.session import transaction
     from tuneforge.services import accounts
-    from tuneforge.services.errors import NotFound
+    from tuneforge.errors import NotFound
 
     with _database() as factory, transaction(factory) as session:
         account = accounts.get_user(session, user)
@@ -308,8 +308,8 @@ def train(
 ) -> None:
     """Fine-tune on a local data file without a server (Ctrl-C saves a checkpoint; the same
     command again resumes from it)."""
-    from tuneforge.jobs.context import JobCancelled
-    from tuneforge.services.errors import DomainError
+    from tuneforge.errors import JobCancelled
+    from tuneforge.errors import DomainError
     from tuneforge.training.local_run import run_local
 
     try:

@@ -17,7 +17,7 @@ from tuneforge.cli import app
 from tuneforge.client import Client
 from tuneforge.db.session import make_engine, make_sessionmaker, transaction
 from tuneforge.db.tables import Secret, User
-from tuneforge.services.errors import SecretUnreadable
+from tuneforge.errors import SecretUnreadable
 from tuneforge.services.secrets import secret_values
 from tuneforge.settings import Settings
 

@@ -12,7 +12,7 @@ import pytest
 from tuneforge.data.formats import guess_mapping
 from tuneforge.data.mapping import FieldSource, MappingSpec, RowMapper
 from tuneforge.data.templates import parse_template
-from tuneforge.services.errors import InvalidInput
+from tuneforge.errors import InvalidInput
 
 
 def text(role: str, value: str) -> dict[str, Any]:

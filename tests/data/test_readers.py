@@ -25,7 +25,7 @@ from tests.data.hostile import CASE_NAMES, PNG, HostileCase, hostile_corpus
 from tuneforge.data.encoding import decode
 from tuneforge.data.limits import DataFileError, ParseLimits, size_text
 from tuneforge.data.readers import JSON_TEXT_KEY, ReadResult, iter_rows, read_table
-from tuneforge.services.errors import InvalidInput
+from tuneforge.errors import InvalidInput
 
 MIB = 1 << 20
 

@@ -13,7 +13,7 @@ from tuneforge.inference.engine import Delta, Finished
 from tuneforge.inference.params import GenerationParams, ModelRef
 from tuneforge.models.catalog import catalog
 from tuneforge.models.chat_template import render
-from tuneforge.services.errors import EngineUnavailable
+from tuneforge.errors import EngineUnavailable
 
 PROMPT = render([{"role": "user", "content": "Name three colours."}], add_generation_prompt=True)
 

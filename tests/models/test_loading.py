@@ -29,7 +29,7 @@ from tuneforge.models.loading import (
     resolve,
 )
 from tuneforge.models.tokenizer import MODEL_DIR, TOKENIZER_DIR, ensure_gguf
-from tuneforge.services.errors import ModelUnavailable, NotFound
+from tuneforge.errors import ModelUnavailable, NotFound
 from tuneforge.settings import Settings
 
 

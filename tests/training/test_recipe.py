@@ -10,7 +10,7 @@ from peft import get_peft_model_state_dict
 from safetensors.torch import load_file
 
 from tests.training.conftest import Recorder, conversations
-from tuneforge.jobs.context import JobCancelled
+from tuneforge.errors import JobCancelled
 from tuneforge.models.loading import load_causal_lm
 from tuneforge.training.recipes.sft import Checkpoints, train_sft
 from tuneforge.training.runtime import prepare_model, runtime_for

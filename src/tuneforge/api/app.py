@@ -31,7 +31,7 @@ from tuneforge.inference.supervisor import InferenceProcess
 from tuneforge.jobs.runner import LocalRunner
 from tuneforge.services import accounts
 from tuneforge.services.auth import LoginLimiter, SessionSigner
-from tuneforge.services.errors import NotFound
+from tuneforge.errors import NotFound
 from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore
 

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from tuneforge.jobs.states import InvalidTransition
-from tuneforge.services import errors
+from tuneforge import errors
 from tuneforge.storage import StorageError
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tuneforge.services.errors import InvalidInput
+from tuneforge.errors import InvalidInput
 
 KIB = 1 << 10
 MIB = 1 << 20

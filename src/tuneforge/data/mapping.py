@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tuneforge.data.conversation import Message, Part, Role, message, text_of
 from tuneforge.data.templates import Template, parse_template
-from tuneforge.services.errors import InvalidInput
+from tuneforge.errors import InvalidInput
 
 Mode = Literal["conversation", "prompt_only", "preference", "language_modeling"]
 Layout = Literal["messages", "sharegpt", "alpaca", "fields"]

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tuneforge.services.errors import InvalidInput
+from tuneforge.errors import InvalidInput
 
 
 class SplitSpec(BaseModel):

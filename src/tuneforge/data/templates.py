@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tuneforge.services.errors import InvalidInput
+from tuneforge.errors import InvalidInput
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tuneforge.services.errors import DomainError
+from tuneforge.errors import DomainError
 
 TIMEOUT = 30.0  # seconds per request
 RETRY_DELAYS = (1.0, 4.0, 10.0)  # seconds before each retry of a 429, a 5xx or a lost connection

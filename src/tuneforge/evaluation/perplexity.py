@@ -17,7 +17,7 @@ import torch
 from tuneforge.evaluation.metrics import SuiteResult
 from tuneforge.evaluation.samples import Sample
 from tuneforge.inference.hf_engine import TransformersEngine
-from tuneforge.services.errors import InvalidInput
+from tuneforge.errors import InvalidInput
 from tuneforge.training.components.loss import causal_lm_loss
 from tuneforge.training.components.packing import collate
 from tuneforge.training.components.tokenize import encode_record

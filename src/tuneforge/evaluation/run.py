@@ -29,7 +29,7 @@ from tuneforge.inference.hf_engine import TransformersEngine
 from tuneforge.inference.params import GenerationParams, ModelRef
 from tuneforge.models.catalog import load_catalog
 from tuneforge.models.chat_template import render
-from tuneforge.services.errors import InvalidInput
+from tuneforge.errors import InvalidInput
 from tuneforge.settings import Settings
 
 ENGINE = "transformers"  # serves every model and fine-tune, and gives perplexity its logits

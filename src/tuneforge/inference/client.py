@@ -17,7 +17,7 @@ import httpx
 from tuneforge.inference.engine import Delta, Finished
 from tuneforge.inference.params import Generate
 from tuneforge.inference.supervisor import InferenceProcess
-from tuneforge.services.errors import (
+from tuneforge.errors import (
     DomainError,
     EngineUnavailable,
     InferenceFailed,

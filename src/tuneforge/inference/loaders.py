@@ -18,7 +18,7 @@ from tuneforge.inference.params import EngineName, ModelRef
 from tuneforge.models.catalog import CatalogEntry
 from tuneforge.models.loading import resolve
 from tuneforge.models.tokenizer import ensure_gguf
-from tuneforge.services.errors import EngineUnavailable
+from tuneforge.errors import EngineUnavailable
 from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore
 

@@ -26,10 +26,9 @@ from tuneforge.inference import loaders
 from tuneforge.inference.cache import ModelCache
 from tuneforge.inference.engine import Delta
 from tuneforge.inference.params import Generate
-from tuneforge.jobs.worker import SETTINGS_ENV
 from tuneforge.models.catalog import load_catalog
-from tuneforge.services.errors import DomainError, NotFound
-from tuneforge.settings import Settings
+from tuneforge.errors import DomainError, NotFound
+from tuneforge.settings import SETTINGS_ENV, Settings
 
 log = logging.getLogger(__name__)
 PARENT_POLL_SECONDS = 2.0

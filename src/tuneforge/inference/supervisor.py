@@ -15,8 +15,7 @@ import sys
 import threading
 import time
 
-from tuneforge.jobs.worker import SETTINGS_ENV
-from tuneforge.settings import Settings
+from tuneforge.settings import SETTINGS_ENV, Settings
 
 log = logging.getLogger(__name__)
 MODULE = "tuneforge.inference.server"

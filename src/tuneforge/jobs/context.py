@@ -11,14 +11,11 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tuneforge.db.session import transaction
+from tuneforge.errors import JobCancelled
 from tuneforge.db.tables import Job, JobEvent, utcnow
 from tuneforge.jobs.status import ACTIVE, JobStatus
 from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore, artifact_prefix
-
-
-class JobCancelled(Exception):
-    """Raised inside a worker when its job was asked to stop."""
 
 
 class JobContext:

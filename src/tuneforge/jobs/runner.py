@@ -28,8 +28,7 @@ from tuneforge.db.tables import Job, utcnow
 from tuneforge.jobs.queue import claim_next
 from tuneforge.jobs.states import StaleTransition, transition
 from tuneforge.jobs.status import ACTIVE, JobStatus
-from tuneforge.jobs.worker import SETTINGS_ENV
-from tuneforge.settings import Settings
+from tuneforge.settings import SETTINGS_ENV, Settings
 
 log = logging.getLogger(__name__)
 WORKER_MODULE = "tuneforge.jobs"

@@ -19,15 +19,14 @@ from pydantic import BaseModel
 
 from tuneforge.db.session import make_engine, make_sessionmaker, transaction
 from tuneforge.db.tables import Job
-from tuneforge.jobs.context import JobCancelled, JobContext
+from tuneforge.errors import JobCancelled
+from tuneforge.jobs.context import JobContext
 from tuneforge.jobs.registry import KINDS
 from tuneforge.jobs.states import StaleTransition, transition
 from tuneforge.jobs.status import JobStatus
-from tuneforge.services.errors import DomainError
-from tuneforge.settings import Settings
+from tuneforge.errors import DomainError
+from tuneforge.settings import SETTINGS_ENV, Settings
 from tuneforge.storage import ArtifactStore
-
-SETTINGS_ENV = "TUNEFORGE_WORKER_SETTINGS"
 
 
 def _load(path: str) -> Callable[[Any, JobContext], Any]:

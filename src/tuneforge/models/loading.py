@@ -47,7 +47,7 @@ from tuneforge.models.tokenizer import (
     ensure_tokenizer_dir,
     gemma_tokenizer,
 )
-from tuneforge.services.errors import ModelUnavailable, NotFound
+from tuneforge.errors import ModelUnavailable, NotFound
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase

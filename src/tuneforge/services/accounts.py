@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tuneforge.db.tables import ApiToken, User, utcnow
-from tuneforge.services.errors import Conflict, InvalidInput, NotFound
+from tuneforge.errors import Conflict, InvalidInput, NotFound
 
 LOCAL_USER = "local"
 TOKEN_PREFIX = "tf_"  # noqa: S105 (a prefix, not a secret)

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from tuneforge.db.tables import User
 from tuneforge.services import accounts
-from tuneforge.services.errors import RateLimited, Unauthenticated
+from tuneforge.errors import RateLimited, Unauthenticated
 from tuneforge.settings import Settings
 
 SESSION_COOKIE = "tuneforge_session"

@@ -16,7 +16,7 @@ from tuneforge.db.tables import Model, User
 from tuneforge.inference.params import EngineName, Generate, GenerationParams, ModelRef, Turn
 from tuneforge.models.catalog import load_catalog
 from tuneforge.schemas.chat import ChatRequest
-from tuneforge.services.errors import InvalidInput, NotFound
+from tuneforge.errors import InvalidInput, NotFound
 from tuneforge.services.exports import served_ggufs
 from tuneforge.services.models import ModelRepository, get_model
 from tuneforge.settings import Settings

@@ -23,7 +23,7 @@ from tuneforge.db.repositories.datasets import DatasetRepository
 from tuneforge.db.tables import Dataset, Job, User
 from tuneforge.jobs.status import JobStatus
 from tuneforge.models.chat_template import render
-from tuneforge.services.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from tuneforge.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore, artifact_prefix
 

@@ -15,7 +15,7 @@ import socket
 from urllib.parse import urlsplit
 
 from tuneforge.db.tables import User
-from tuneforge.services.errors import InvalidInput
+from tuneforge.errors import InvalidInput
 from tuneforge.settings import Settings
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address

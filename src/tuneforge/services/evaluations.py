@@ -18,7 +18,7 @@ from tuneforge.jobs.status import JobStatus
 from tuneforge.services.chat import ChatModel, chat_model
 from tuneforge.services.datasets import get_dataset
 from tuneforge.services.endpoints import check_endpoint
-from tuneforge.services.errors import Conflict, InvalidInput, NotFound
+from tuneforge.errors import Conflict, InvalidInput, NotFound
 from tuneforge.services.secrets import has_secret
 from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore

@@ -30,7 +30,7 @@ from tuneforge.export.zipstream import CHUNK_SIZE, ZipEntry, ZipLayout
 from tuneforge.jobs.status import JobStatus
 from tuneforge.models.catalog import CatalogEntry, load_catalog
 from tuneforge.services.endpoints import check_endpoint
-from tuneforge.services.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from tuneforge.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from tuneforge.services.models import get_model
 from tuneforge.services.secrets import has_secret
 from tuneforge.settings import Settings

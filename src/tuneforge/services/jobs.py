@@ -11,7 +11,7 @@ from tuneforge.jobs.states import InvalidTransition, transition
 from tuneforge.jobs.status import TERMINAL, JobStatus
 from tuneforge.schemas.jobs import EvaluateJobCreate, ExportJobCreate, JobCreate, TrainJobCreate
 from tuneforge.services import evaluations, exports, training
-from tuneforge.services.errors import Conflict, NotFound, PermissionDenied
+from tuneforge.errors import Conflict, NotFound, PermissionDenied
 from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore, artifact_prefix
 

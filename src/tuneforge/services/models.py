@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from tuneforge.db.repositories.owned import OwnedRepository
 from tuneforge.db.tables import Model, User
-from tuneforge.services.errors import NotFound
+from tuneforge.errors import NotFound
 from tuneforge.storage import ArtifactStore, artifact_prefix
 
 

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tuneforge.db.tables import Secret, User, utcnow
-from tuneforge.services.errors import InvalidInput, NotFound, SecretUnreadable
+from tuneforge.errors import InvalidInput, NotFound, SecretUnreadable
 from tuneforge.settings import Settings
 
 NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")

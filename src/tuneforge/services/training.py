@@ -14,7 +14,7 @@ from tuneforge.hardware import detect_hardware
 from tuneforge.jobs.states import InvalidTransition, transition
 from tuneforge.jobs.status import JobStatus
 from tuneforge.models.catalog import CatalogEntry, load_catalog
-from tuneforge.services.errors import Conflict, InvalidInput, NotFound
+from tuneforge.errors import Conflict, InvalidInput, NotFound
 from tuneforge.settings import Settings
 from tuneforge.training.estimate import CalibrationCache, Estimate, estimate
 from tuneforge.training.recommend import Recommendation, recommend

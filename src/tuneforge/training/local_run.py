@@ -22,7 +22,7 @@ from tuneforge.data.process import process, records
 from tuneforge.data.readers import read_table
 from tuneforge.models.loading import resolve
 from tuneforge.models.tokenizer import count_tokens, gemma_tokenizer
-from tuneforge.services.errors import InvalidInput
+from tuneforge.errors import InvalidInput
 from tuneforge.settings import Settings
 from tuneforge.training.recipes.sft import Checkpoints, Outcome, train_sft
 from tuneforge.training.reporting import ConsoleReporter, Tracked

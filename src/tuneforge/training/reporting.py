@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import psutil
 
-from tuneforge.services.errors import InvalidInput
+from tuneforge.errors import InvalidInput
 from tuneforge.training.spec import TrainingBase
 
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from tuneforge.hardware import detect_hardware
-from tuneforge.services.errors import InvalidInput
+from tuneforge.errors import InvalidInput
 from tuneforge.training.components.packing import Batch, collate
 from tuneforge.training.components.tokenize import Example
 from tuneforge.training.estimate import resolve_precision

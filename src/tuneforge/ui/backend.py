@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from tuneforge.db.session import transaction
 from tuneforge.db.tables import User
 from tuneforge.services.auth import SESSION_COOKIE, resolve_user
-from tuneforge.services.errors import DomainError, Unauthenticated
+from tuneforge.errors import DomainError, Unauthenticated
 
 P = ParamSpec("P")
 R = TypeVar("R")

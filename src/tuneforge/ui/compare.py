@@ -12,7 +12,7 @@ from tuneforge.db.tables import User
 from tuneforge.jobs.status import TERMINAL
 from tuneforge.services import jobs as job_service
 from tuneforge.services import training as service
-from tuneforge.services.errors import DomainError, NotFound
+from tuneforge.errors import DomainError, NotFound
 from tuneforge.ui.backend import read
 from tuneforge.ui.formatting import status_color, when
 from tuneforge.ui.layout import EmptyState, heading, page

@@ -11,7 +11,7 @@ from nicegui import ui
 
 from tuneforge.data.mapping import MappingSpec
 from tuneforge.models.chat_template import BOS, END_OF_TURN, START_OF_IMAGE, START_OF_TURN
-from tuneforge.services.errors import DomainError
+from tuneforge.errors import DomainError
 from tuneforge.ui.dataset_summary import notice
 
 Render = Callable[[MappingSpec], Awaitable[list[dict[str, Any]]]]

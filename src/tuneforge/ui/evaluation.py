@@ -13,7 +13,7 @@ from tuneforge.evaluation.report import SampleFilter
 from tuneforge.services import chat as chat_service
 from tuneforge.services import evaluations as service
 from tuneforge.services import jobs as job_service
-from tuneforge.services.errors import NotFound
+from tuneforge.errors import NotFound
 from tuneforge.ui.backend import read, state
 from tuneforge.ui.formatting import status_color
 from tuneforge.ui.layout import EmptyState, heading, page

@@ -18,7 +18,7 @@ from tuneforge.db.tables import User
 from tuneforge.inference.engine import Delta, Finished
 from tuneforge.inference.params import GenerationParams, Turn
 from tuneforge.services import chat as service
-from tuneforge.services.errors import DomainError
+from tuneforge.errors import DomainError
 from tuneforge.ui.backend import read, state
 from tuneforge.ui.layout import heading, page
 

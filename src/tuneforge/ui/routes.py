@@ -10,7 +10,7 @@ from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 
 from tuneforge.db.session import transaction
 from tuneforge.services.auth import SESSION_COOKIE, login
-from tuneforge.services.errors import RateLimited, Unauthenticated
+from tuneforge.errors import RateLimited, Unauthenticated
 
 router = APIRouter(include_in_schema=False)
 

@@ -18,7 +18,7 @@ from tuneforge.schemas.jobs import TrainJobCreate
 from tuneforge.services import datasets as dataset_service
 from tuneforge.services import jobs as job_service
 from tuneforge.services import training as service
-from tuneforge.services.errors import DomainError, NotFound
+from tuneforge.errors import DomainError, NotFound
 from tuneforge.training import presets
 from tuneforge.training.spec import SFTSpec
 from tuneforge.ui.backend import call, read, reported, state

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tuneforge.api.deps import CurrentUser, SessionDep, SettingsDep
 from tuneforge.services import accounts
 from tuneforge.services.auth import login as check_login
-from tuneforge.services.errors import Conflict
+from tuneforge.errors import Conflict
 
 router = APIRouter(tags=["auth"])
 

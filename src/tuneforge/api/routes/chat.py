@@ -25,7 +25,7 @@ from tuneforge.schemas.chat import (
     Usage,
 )
 from tuneforge.services import chat as service
-from tuneforge.services.errors import DomainError
+from tuneforge.errors import DomainError
 
 router = APIRouter(tags=["chat"])
 

@@ -12,7 +12,7 @@ from tuneforge.data.mapping import MappingSpec
 from tuneforge.data.validation import ValidationReport
 from tuneforge.schemas.datasets import DatasetList, DatasetPublic, RowsPage
 from tuneforge.services import datasets as service
-from tuneforge.services.errors import NotFound
+from tuneforge.errors import NotFound
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 UPLOAD_PATH = "/datasets"

@@ -18,7 +18,7 @@ from tuneforge.schemas.jobs import JobCreate, JobEventPublic, JobList, JobPublic
 from tuneforge.schemas.trainings import RunMetrics
 from tuneforge.services import jobs as service
 from tuneforge.services import training
-from tuneforge.services.errors import NotFound
+from tuneforge.errors import NotFound
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 KEEPALIVE_SECONDS = 15.0

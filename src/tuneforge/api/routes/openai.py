@@ -28,7 +28,7 @@ from tuneforge.inference.engine import Delta, Finished
 from tuneforge.inference.params import Generate, GenerationParams, Turn
 from tuneforge.schemas.openai import ChatCompletionRequest, CompletionRequest, Sampling
 from tuneforge.services import chat as service
-from tuneforge.services.errors import InvalidInput
+from tuneforge.errors import InvalidInput
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 

@@ -16,7 +16,7 @@ from tuneforge.evaluation.spec import EvaluationSpec
 from tuneforge.jobs.context import JobContext
 from tuneforge.services.chat import ChatModel
 from tuneforge.services.datasets import processed_records
-from tuneforge.services.errors import InvalidInput
+from tuneforge.errors import InvalidInput
 from tuneforge.services.evaluations import (
     check_judge_endpoint,
     evaluation_dataset,

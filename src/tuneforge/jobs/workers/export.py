@@ -28,11 +28,12 @@ from tuneforge.export.destinations import (
 from tuneforge.export.sizes import base_dtype
 from tuneforge.export.spec import ExportSpec
 from tuneforge.inference.loaders import fetch
-from tuneforge.jobs.context import JobCancelled, JobContext
+from tuneforge.errors import JobCancelled
+from tuneforge.jobs.context import JobContext
 from tuneforge.jobs.status import JobStatus
 from tuneforge.models.loading import resolve
 from tuneforge.models.tokenizer import ensure_gguf
-from tuneforge.services.errors import InvalidInput
+from tuneforge.errors import InvalidInput
 from tuneforge.services.exports import check_request, export_of_job, reusable
 from tuneforge.services.models import get_model
 from tuneforge.services.secrets import secret_values

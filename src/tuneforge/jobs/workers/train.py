@@ -16,7 +16,7 @@ from tuneforge.hardware import detect_hardware
 from tuneforge.jobs.context import JobContext
 from tuneforge.models.loading import resolve
 from tuneforge.services.datasets import processed_records
-from tuneforge.services.errors import InvalidInput
+from tuneforge.errors import InvalidInput
 from tuneforge.services.secrets import secret_values
 from tuneforge.services.training import training_dataset
 from tuneforge.storage import ArtifactStore, artifact_prefix

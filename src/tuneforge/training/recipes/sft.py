@@ -26,9 +26,9 @@ import torch
 from tokenizers import Tokenizer
 from torch import nn
 
-from tuneforge.jobs.context import JobCancelled
+from tuneforge.errors import JobCancelled
 from tuneforge.models.chat_template import GEMMA_CHAT_TEMPLATE
-from tuneforge.services.errors import InvalidInput
+from tuneforge.errors import InvalidInput
 from tuneforge.training.checkpoint import LoopState, load_checkpoint, save_checkpoint
 from tuneforge.training.components.loss import causal_lm_loss
 from tuneforge.training.components.packing import Batch

@@ -1,4 +1,7 @@
-"""Domain errors. `api/errors.py` maps each to one HTTP status and the shared error shape."""
+"""Domain errors, raised anywhere in TuneForge and mapped to HTTP in one place (`api/errors.py`).
+
+This module imports nothing of TuneForge, so every layer may raise these.
+"""
 
 from __future__ import annotations
 
@@ -62,3 +65,7 @@ class SecretUnreadable(Conflict):
     """A stored secret no longer decrypts: the server's secret key changed since it was set."""
 
     code = "secret_unreadable"
+
+
+class JobCancelled(Exception):
+    """Raised inside a worker (or a headless run) when its job was asked to stop."""
