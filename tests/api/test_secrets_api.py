@@ -15,10 +15,10 @@ from tests.conftest import add_user, bearer
 from tests.server import running_server, server_env
 from tuneforge.cli import app
 from tuneforge.client import Client
+from tuneforge.db.repositories.secrets import secret_values
 from tuneforge.db.session import make_engine, make_sessionmaker, transaction
 from tuneforge.db.tables import Secret, User
 from tuneforge.errors import SecretUnreadable
-from tuneforge.services.secrets import secret_values
 from tuneforge.settings import Settings
 
 VALUE = "wandb-0123456789abcdef-very-secret"

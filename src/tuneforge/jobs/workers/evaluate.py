@@ -22,7 +22,7 @@ from tuneforge.services.evaluations import (
     evaluation_dataset,
     evaluation_models,
 )
-from tuneforge.services.secrets import secret_values
+from tuneforge.db.repositories.secrets import secret_values
 
 PROGRESS_REPORTS = 50  # progress events per model, at most (a cancel is checked every sample)
 ANSWERING_SHARE = 0.5  # of the progress bar, when a judge grades the answers afterwards

@@ -36,7 +36,7 @@ from tuneforge.models.tokenizer import ensure_gguf
 from tuneforge.errors import InvalidInput
 from tuneforge.services.exports import check_request, export_of_job, reusable
 from tuneforge.services.models import get_model
-from tuneforge.services.secrets import secret_values
+from tuneforge.db.repositories.secrets import secret_values
 
 BUILD_SHARE = 0.9  # of the progress bar; the delivery takes the rest
 

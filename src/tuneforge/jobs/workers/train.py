@@ -17,7 +17,7 @@ from tuneforge.jobs.context import JobContext
 from tuneforge.models.loading import resolve
 from tuneforge.services.datasets import processed_records
 from tuneforge.errors import InvalidInput
-from tuneforge.services.secrets import secret_values
+from tuneforge.db.repositories.secrets import secret_values
 from tuneforge.services.training import training_dataset
 from tuneforge.storage import ArtifactStore, artifact_prefix
 from tuneforge.training.checkpoint import checkpoint_name, step_of
