@@ -1,4 +1,5 @@
-"""Users, passwords and API tokens."""
+"""Users, passwords and API tokens: the rules (valid names, password length, hashing, a token
+shown once) over the queries of `db/repositories/users.py`."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import secrets
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tuneforge.db.repositories import users
 from tuneforge.db.tables import ApiToken, User, utcnow
 from tuneforge.errors import Conflict, InvalidInput, NotFound
 
@@ -30,7 +31,7 @@ def _check_username(username: str) -> None:
 
 
 def get_user(session: Session, username: str) -> User | None:
-    return session.scalars(select(User).where(User.username == username)).first()
+    return users.user_named(session, username)
 
 
 def create_user(
@@ -84,17 +85,11 @@ def create_token(session: Session, user: User, name: str) -> tuple[ApiToken, str
 
 
 def list_tokens(session: Session, user: User) -> list[ApiToken]:
-    return list(
-        session.scalars(
-            select(ApiToken).where(ApiToken.owner_id == user.id).order_by(ApiToken.created_at)
-        )
-    )
+    return users.tokens_of(session, user.id)
 
 
 def revoke_token(session: Session, user: User, token_id: str) -> None:
-    token = session.scalars(
-        select(ApiToken).where(ApiToken.id == token_id, ApiToken.owner_id == user.id)
-    ).first()
+    token = users.find_token(session, user.id, token_id)
     if token is None:
         raise NotFound("No such token.")
     session.delete(token)
@@ -103,7 +98,7 @@ def revoke_token(session: Session, user: User, token_id: str) -> None:
 def user_for_token(session: Session, secret: str) -> User | None:
     if not secret.startswith(TOKEN_PREFIX):
         return None
-    token = session.scalars(select(ApiToken).where(ApiToken.token_hash == _digest(secret))).first()
+    token = users.token_with_hash(session, _digest(secret))
     if token is None:
         return None
     token.last_used_at = utcnow()

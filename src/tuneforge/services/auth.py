@@ -12,8 +12,8 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy.orm import Session
 
 from tuneforge.db.tables import User
-from tuneforge.services import accounts
 from tuneforge.errors import RateLimited, Unauthenticated
+from tuneforge.services import accounts
 from tuneforge.settings import Settings
 
 SESSION_COOKIE = "tuneforge_session"

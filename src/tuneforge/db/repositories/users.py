@@ -1,0 +1,32 @@
+"""Users and their API tokens. A token is read by its owner's id (administrators manage only
+their own tokens too) or, to authenticate a request, by the hash of its secret."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tuneforge.db.tables import ApiToken, User
+
+
+def user_named(session: Session, username: str) -> User | None:
+    return session.scalars(select(User).where(User.username == username)).first()
+
+
+def tokens_of(session: Session, owner_id: str) -> list[ApiToken]:
+    """The owner's tokens, oldest first."""
+    return list(
+        session.scalars(
+            select(ApiToken).where(ApiToken.owner_id == owner_id).order_by(ApiToken.created_at)
+        )
+    )
+
+
+def find_token(session: Session, owner_id: str, token_id: str) -> ApiToken | None:
+    return session.scalars(
+        select(ApiToken).where(ApiToken.id == token_id, ApiToken.owner_id == owner_id)
+    ).first()
+
+
+def token_with_hash(session: Session, token_hash: str) -> ApiToken | None:
+    return session.scalars(select(ApiToken).where(ApiToken.token_hash == token_hash)).first()
