@@ -1,0 +1,35 @@
+"""The server and your account through the client: health, who you are, your API tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tuneforge.client.base import ApiError, BaseClient
+
+
+class AccountClient(BaseClient):
+    """The client's server and account methods."""
+
+    def health(self) -> dict[str, Any]:
+        """The server's health report; `status` is `ok` or `degraded` (which is not an error)."""
+        response = self._http.get("/health")
+        if response.status_code not in (200, 503):
+            raise ApiError.from_response(response)
+        report: dict[str, Any] = response.json()
+        return report
+
+    def me(self) -> dict[str, Any]:
+        user: dict[str, Any] = self._call("GET", "/me")
+        return user
+
+    def create_token(self, name: str) -> dict[str, Any]:
+        """A new API token; its secret (`token`) is returned only this once."""
+        token: dict[str, Any] = self._call("POST", "/tokens", json={"name": name})
+        return token
+
+    def list_tokens(self) -> list[dict[str, Any]]:
+        tokens: list[dict[str, Any]] = self._call("GET", "/tokens")
+        return tokens
+
+    def revoke_token(self, token_id: str) -> None:
+        self._call("DELETE", f"/tokens/{token_id}")
