@@ -15,7 +15,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from tests.api.test_jobs_api import wait_status
 from tests.api.test_training_api import parse_sse_stream
 from tests.conftest import add_user, bearer
-from tuneforge.evaluation.metrics import normalize_label
+from tuneforge.evaluation.metrics.classification import normalize_label
 
 TINY = "tiny-random-gemma3"
 WORDS = ["lovely", "awful", "great", "boring", "superb", "dreadful"]

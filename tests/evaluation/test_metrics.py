@@ -10,22 +10,20 @@ from typing import Any
 
 import pytest
 
-from tuneforge.evaluation.metrics import (
+from tuneforge.evaluation.metrics.classification import (
     OTHER_LABEL,
-    SUITES,
     classification,
-    conversation,
-    extraction,
-    json_equal,
-    json_output,
-    normalize_answer,
     normalize_label,
-    parse_json,
+)
+from tuneforge.evaluation.metrics.extraction import extraction, normalize_answer, token_f1
+from tuneforge.evaluation.metrics.json_output import json_equal, json_output, parse_json
+from tuneforge.evaluation.metrics.overlap import (
+    conversation,
     rouge_tokens,
     summarisation,
-    token_f1,
     translation,
 )
+from tuneforge.evaluation.metrics.suites import SUITES
 
 # --- normalisation -------------------------------------------------------------------------------
 
@@ -443,9 +441,9 @@ def test_suites_reject_bad_input(name: str) -> None:
         suite(["a", None], ["a", "b"])  # type: ignore[list-item]
 
 
-def test_importing_the_module_imports_no_metric_library() -> None:
+def test_importing_the_suites_imports_no_metric_library() -> None:
     code = (
-        "import sys, tuneforge.evaluation.metrics\n"
+        "import sys, tuneforge.evaluation.metrics.suites\n"
         "heavy = ('sklearn', 'sacrebleu', 'rouge_score', 'nltk', 'jsonschema', 'numpy', 'torch')\n"
         "print(sorted(m for m in heavy if m in sys.modules))"
     )

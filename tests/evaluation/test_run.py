@@ -19,8 +19,8 @@ import torch.nn.functional as F
 
 from tuneforge.data.conversation import message
 from tuneforge.evaluation.embedding import load_embedder
-from tuneforge.evaluation.metrics import classification
-from tuneforge.evaluation.metrics import conversation as metrics_conversation
+from tuneforge.evaluation.metrics.classification import classification
+from tuneforge.evaluation.metrics.overlap import conversation as metrics_conversation
 from tuneforge.evaluation.report import csv_table
 from tuneforge.evaluation.run import difference, run_evaluation
 from tuneforge.evaluation.samples import select_samples, to_sample, usable

@@ -14,10 +14,10 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from tuneforge.evaluation.metrics import SuiteResult
+from tuneforge.errors import InvalidInput
+from tuneforge.evaluation.metrics.contract import SuiteResult
 from tuneforge.evaluation.samples import Sample
 from tuneforge.inference.hf_engine import TransformersEngine
-from tuneforge.errors import InvalidInput
 from tuneforge.training.components.loss import causal_lm_loss
 from tuneforge.training.components.packing import collate
 from tuneforge.training.components.tokenize import encode_record

@@ -16,8 +16,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from tuneforge.data.conversation import text_of
+from tuneforge.errors import InvalidInput
 from tuneforge.evaluation import embedding
-from tuneforge.evaluation.metrics import SUITES, SuiteResult, conversation, json_output
+from tuneforge.evaluation.metrics.contract import SuiteResult
+from tuneforge.evaluation.metrics.json_output import json_output
+from tuneforge.evaluation.metrics.overlap import conversation
+from tuneforge.evaluation.metrics.suites import SUITES
 from tuneforge.evaluation.perplexity import perplexity
 from tuneforge.evaluation.report import LABELS, difference
 from tuneforge.evaluation.samples import Sample, select_samples
@@ -29,7 +33,6 @@ from tuneforge.inference.hf_engine import TransformersEngine
 from tuneforge.inference.params import GenerationParams, ModelRef
 from tuneforge.models.catalog import load_catalog
 from tuneforge.models.chat_template import render
-from tuneforge.errors import InvalidInput
 from tuneforge.settings import Settings
 
 ENGINE = "transformers"  # serves every model and fine-tune, and gives perplexity its logits

@@ -97,9 +97,9 @@ class EvaluationSpec(BaseModel):
     @classmethod
     def _valid_schema(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
         if schema is not None:
-            from tuneforge.evaluation.metrics import _validator
+            from tuneforge.evaluation.metrics.json_output import schema_validator
 
-            _validator(schema)  # raises ValueError, with the reason, for an invalid schema
+            schema_validator(schema)  # raises ValueError, with the reason, for an invalid schema
         return schema
 
     @model_validator(mode="after")
