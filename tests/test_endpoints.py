@@ -10,7 +10,7 @@ from tests.api.test_evaluations_api import TINY, evaluate, reviews
 from tests.conftest import add_user, bearer
 from tests.fine_tuned import add_fine_tuned
 from tuneforge.db.tables import User
-from tuneforge.services.endpoints import check_endpoint
+from tuneforge.jobs.endpoints import check_endpoint
 from tuneforge.errors import InvalidInput
 from tuneforge.settings import Settings
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -150,6 +151,11 @@ class Dataset(Base):
     job_id: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
 
+    def fill(self, fields: Mapping[str, Any]) -> None:
+        """Take what reading or processing the data found (`data/stored.py`)."""
+        for name, value in fields.items():
+            setattr(self, name, value)
+
 
 class Model(Base):
     """A fine-tuned model: what a training run made (a LoRA adapter or full weights)."""
@@ -193,8 +199,8 @@ class Secret(Base):
 class Export(Base):
     """A fine-tuned model exported in a format (adapter, merged, GGUF, Ollama) to a destination.
     Its files live in the artifact store under `{owner}/exports/{model}/{variant}`, shared by
-    every identical export; `status` is the export's own (`services/exports.py` reconciles it
-    with the job's when a worker dies)."""
+    every identical export; `status` follows its job's (the `export` kind settles it whenever
+    the job's status changes)."""
 
     __tablename__ = "exports"
 

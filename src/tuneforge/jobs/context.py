@@ -11,8 +11,17 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tuneforge.db.session import transaction
-from tuneforge.errors import JobCancelled
 from tuneforge.db.tables import Job, JobEvent, utcnow
+from tuneforge.errors import JobCancelled
+from tuneforge.jobs.events import (
+    ArtifactEvent,
+    JobEventData,
+    LogEvent,
+    MetricEvent,
+    ProgressEvent,
+    Sample,
+    SamplesEvent,
+)
 from tuneforge.jobs.status import ACTIVE, JobStatus
 from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore, artifact_prefix
@@ -34,9 +43,9 @@ class JobContext:
         self.cancel_event = threading.Event()
 
     # -- reporting ---------------------------------------------------------------------------
-    def _event(self, type_: str, data: dict[str, Any], **job_fields: Any) -> None:
+    def _event(self, event: JobEventData, **job_fields: Any) -> None:
         with transaction(self._factory) as session:
-            session.add(JobEvent(job_id=self.job_id, type=type_, data=data))
+            session.add(JobEvent(job_id=self.job_id, type=event.type, data=event.data()))
             if job_fields:
                 session.execute(update(Job).where(Job.id == self.job_id).values(**job_fields))
 
@@ -44,10 +53,7 @@ class JobContext:
         """Report how far along the job is (0..1) and, optionally, what it is doing."""
         fraction = min(max(float(fraction), 0.0), 1.0)
         self._event(
-            "progress",
-            {"progress": fraction, "message": message},
-            progress=fraction,
-            message=message,
+            ProgressEvent(progress=fraction, message=message), progress=fraction, message=message
         )
 
     def metric(self, name: str, value: float, step: int) -> None:
@@ -56,14 +62,15 @@ class JobContext:
 
     def metrics(self, values: dict[str, float], step: int) -> None:
         """Record several series at the same step."""
-        self._event("metric", {"step": step, "values": {k: float(v) for k, v in values.items()}})
+        self._event(MetricEvent(step=step, values={k: float(v) for k, v in values.items()}))
 
     def samples(self, step: int, items: list[dict[str, str]]) -> None:
         """Record generated answers (`prompt`, `answer`, optional `reference`) at `step`."""
-        self._event("samples", {"step": step, "items": items})
+        self._event(SamplesEvent(step=step, items=[Sample.model_validate(i) for i in items]))
 
     def log(self, message: str, level: str = "info") -> None:
-        self._event("log", {"level": level, "message": message})
+        """Log a line; `level` is debug, info, warning or error."""
+        self._event(LogEvent.model_validate({"level": level, "message": message}))
 
     def artifact(self, name: str, source: bytes | Path) -> str:
         """Store a file the job produced under `{owner}/{kind}/{job}/{name}`; returns its key."""
@@ -74,7 +81,7 @@ class JobContext:
         else:
             self.store.put_file(key, source)
             size = source.stat().st_size
-        self._event("artifact", {"name": name, "key": key, "size": size})
+        self._event(ArtifactEvent(name=name, key=key, size=size))
         return key
 
     # -- control -----------------------------------------------------------------------------

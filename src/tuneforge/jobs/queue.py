@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tuneforge.db.repositories.jobs import oldest_queued
 from tuneforge.db.tables import Job
 from tuneforge.jobs.states import StaleTransition, transition
 from tuneforge.jobs.status import JobStatus
@@ -16,13 +16,7 @@ def claim_next(session: Session, host: str) -> Job | None:
     PostgreSQL skips rows other runners hold (`FOR UPDATE SKIP LOCKED`); on SQLite, where the
     clause does not exist, the compare-and-set inside `transition()` makes a lost race harmless.
     """
-    job = session.scalars(
-        select(Job)
-        .where(Job.status == JobStatus.QUEUED.value)
-        .order_by(Job.created_at, Job.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    ).first()
+    job = oldest_queued(session)
     if job is None:
         return None
     try:

@@ -20,19 +20,23 @@ import threading
 from datetime import timedelta
 
 import psutil
-from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from tuneforge.db.repositories.jobs import (
+    active_count_on,
+    active_jobs,
+    cancelling_on,
+    set_worker_pid,
+)
 from tuneforge.db.session import transaction
 from tuneforge.db.tables import Job, utcnow
 from tuneforge.jobs.queue import claim_next
 from tuneforge.jobs.states import StaleTransition, transition
-from tuneforge.jobs.status import ACTIVE, JobStatus
+from tuneforge.jobs.status import JobStatus
 from tuneforge.settings import SETTINGS_ENV, Settings
 
 log = logging.getLogger(__name__)
 WORKER_MODULE = "tuneforge.jobs"
-ACTIVE_VALUES = [s.value for s in ACTIVE]
 
 
 class LocalRunner:
@@ -124,7 +128,7 @@ class LocalRunner:
         """Settle active jobs whose worker is gone or silent for longer than the timeout."""
         timeout = timedelta(seconds=self.settings.heartbeat_timeout)
         with transaction(self.factory) as session:
-            for job in session.scalars(select(Job).where(Job.status.in_(ACTIVE_VALUES))):
+            for job in active_jobs(session):
                 reason = None
                 local = job.worker_host == self.host
                 if local and job.worker_pid is not None and self._process(job) is None:
@@ -158,12 +162,7 @@ class LocalRunner:
         """SIGTERM a cancelling job's worker once; SIGKILL it when it overstays the timeout."""
         grace = timedelta(seconds=self.settings.cancel_timeout)
         with transaction(self.factory) as session:
-            jobs = session.scalars(
-                select(Job).where(
-                    Job.status == JobStatus.CANCELLING.value, Job.worker_host == self.host
-                )
-            )
-            for job in jobs:
+            for job in cancelling_on(session, self.host):
                 if job.id not in self._signalled:
                     self._kill(job, signal.SIGTERM)
                     self._signalled.add(job.id)
@@ -179,12 +178,7 @@ class LocalRunner:
         """Start queued jobs while there is room on this host."""
         while not self._stop.is_set():
             with transaction(self.factory) as session:
-                running = session.scalar(
-                    select(func.count()).where(
-                        Job.status.in_(ACTIVE_VALUES), Job.worker_host == self.host
-                    )
-                )
-                if (running or 0) >= self.settings.max_concurrent_jobs:
+                if active_count_on(session, self.host) >= self.settings.max_concurrent_jobs:
                     return
                 job = claim_next(session, self.host)
             if job is None:
@@ -199,5 +193,5 @@ class LocalRunner:
                 continue
             self._procs[job.id] = proc
             with transaction(self.factory) as session:
-                session.execute(update(Job).where(Job.id == job.id).values(worker_pid=proc.pid))
+                set_worker_pid(session, job.id, proc.pid)
             log.info("job %s (%s) started in process %s", job.id, job.kind, proc.pid)

@@ -8,6 +8,8 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from tuneforge.db.tables import Job, JobEvent, utcnow
+from tuneforge.jobs.events import StatusEvent
+from tuneforge.jobs.kind import kind_of
 from tuneforge.jobs.status import ALLOWED, TERMINAL, JobStatus
 
 
@@ -30,7 +32,8 @@ def transition(session: Session, job: Job, target: JobStatus, **fields: Any) -> 
     The update is a compare-and-set on the status that was read, so two runners (or a runner and a
     cancel request) racing on the same job cannot both win. Timestamps follow the move; `fields`
     sets other columns in the same update (error, result, worker, ...). A `status` event records
-    the move. The caller commits.
+    the move, and the job's kind settles the records that follow the job (an export, a dataset)
+    in the same transaction. The caller commits.
     """
     current = JobStatus(job.status)
     if target not in ALLOWED[current]:
@@ -61,8 +64,7 @@ def transition(session: Session, job: Job, target: JobStatus, **fields: Any) -> 
         raise StaleTransition(job.status, target)
     for key, value in values.items():
         setattr(job, key, value)
-    event: dict[str, Any] = {"status": target.value, "previous": current.value}
-    if values.get("error"):
-        event["error"] = values["error"]
-    session.add(JobEvent(job_id=job.id, type="status", data=event))
+    event = StatusEvent(status=target, previous=current, error=values.get("error") or None)
+    session.add(JobEvent(job_id=job.id, type=event.type, data=event.data()))
+    kind_of(job.kind).settle(session, job)
     return job

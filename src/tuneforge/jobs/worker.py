@@ -15,16 +15,13 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel
-
 from tuneforge.db.session import make_engine, make_sessionmaker, transaction
 from tuneforge.db.tables import Job
-from tuneforge.errors import JobCancelled
+from tuneforge.errors import DomainError, JobCancelled
 from tuneforge.jobs.context import JobContext
-from tuneforge.jobs.registry import KINDS
+from tuneforge.jobs.kind import kind_of
 from tuneforge.jobs.states import StaleTransition, transition
 from tuneforge.jobs.status import JobStatus
-from tuneforge.errors import DomainError
 from tuneforge.settings import SETTINGS_ENV, Settings
 from tuneforge.storage import ArtifactStore
 
@@ -63,14 +60,12 @@ def run(job_id: str, settings: Settings, terminate: threading.Event) -> JobStatu
         target=_beat, args=(ctx, settings.heartbeat_interval, stop), daemon=True
     )
     beat.start()
-    target, fields = JobStatus.SUCCEEDED, {}
+    target, fields = JobStatus.SUCCEEDED, dict[str, Any]()
     try:
-        kind = KINDS[job.kind]
+        kind = kind_of(job.kind)
         spec = kind.validate(job.spec)
-        outcome = _load(kind.worker)(spec, ctx)
-        if isinstance(outcome, BaseModel):
-            outcome = outcome.model_dump(mode="json")
-        fields = {"result": outcome}
+        outcome = kind.result.model_validate(_load(kind.worker)(spec, ctx))
+        fields = {"result": outcome.model_dump(mode="json")}
         if ctx.cancel_requested:
             target = JobStatus.CANCELLED
     except JobCancelled as exc:

@@ -3,44 +3,17 @@ launches one is `tuneforge.evaluation.spec.EvaluationSpec` (`POST /jobs`, kind `
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, Field
+
+from tuneforge.jobs.kinds.evaluate import EvaluationScores
 
 Score = bool | int | float | str
 
 
-class EvaluatedModel(BaseModel):
-    id: str = Field(description="A catalog id or the id of a fine-tuned model.")
-    name: str = Field(description="The model's name.")
-
-
-class EvaluationPublic(BaseModel):
+class EvaluationPublic(EvaluationScores):
     job_id: str = Field(description="The evaluation (its job id).")
-    suite: str = Field(description="How the answers were scored.")
     dataset_id: str = Field(description="The processed dataset the samples came from.")
     split: str = Field(description="The dataset split the samples came from.")
-    models: list[EvaluatedModel] = Field(description="The models: A, then B when compared.")
-    metrics: list[dict[str, float]] = Field(
-        description="Each model's metrics, in the order of `models` (fractions in 0..1, except "
-        "`perplexity` and `nll`); empty for the vibe suite."
-    )
-    difference: dict[str, float] | None = Field(
-        description="B - A for each metric, when two models were evaluated."
-    )
-    details: list[dict[str, Any]] = Field(
-        description="Each model's details: the confusion matrix and per-class precision, "
-        "recall, F1 and support (classification), sacrebleu's signatures (translation), ..."
-    )
-    count: int = Field(description="How many samples were evaluated.")
-    skipped: int = Field(
-        description="Rows of the split the suite could not use (no prompt or reference, images)."
-    )
-    judge_error: str | None = Field(
-        default=None,
-        description="Why the judge could not grade the answers (the metrics and samples are "
-        "then kept without its grades); null without a judge or when it graded them.",
-    )
 
 
 class SamplePublic(BaseModel):

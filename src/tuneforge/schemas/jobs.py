@@ -1,66 +1,43 @@
-"""Job contracts. A job's spec is a typed model chosen by its `kind` (a discriminated union)."""
+"""Job contracts. A job's spec is a typed model chosen by its `kind` (a discriminated union
+built from the registered kinds)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from tuneforge.evaluation.spec import EvaluationSpec
-from tuneforge.export.spec import ExportSpec
+from tuneforge.jobs.events import EventType, JobEventData, parse_event
+from tuneforge.jobs.kind import JobKind, all_kinds
 from tuneforge.jobs.status import JobStatus
-from tuneforge.training.spec import TrainingSpec
 
 
-class DiagnosticSpec(BaseModel):
-    """Checks the worker pipeline: runs for a while, reporting every second."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    seconds: float = Field(default=5, ge=0, le=3600, description="How long the job runs.")
-    fail: bool = Field(default=False, description="Fail at the end instead of succeeding.")
-    fail_after: float | None = Field(
-        default=None, ge=0, le=3600, description="Fail after this many seconds (implies fail)."
+def _create_model(kind: JobKind[Any, Any]) -> type[BaseModel]:
+    spec = kind.spec_type()
+    optional = isinstance(spec, type) and issubclass(spec, BaseModel)
+    optional = optional and not any(f.is_required() for f in spec.model_fields.values())
+    name = "".join(part.title() for part in kind.name.split("_"))
+    model: type[BaseModel] = create_model(
+        f"{name}JobCreate",
+        kind=(Literal[kind.name], Field(description=kind.description)),  # type: ignore[arg-type, valid-type]
+        spec=(
+            spec,
+            Field(default_factory=spec, description="Its settings.")
+            if optional
+            else Field(description="Its settings."),
+        ),
     )
-    ignore_cancel: bool = Field(
-        default=False,
-        description="Ignore cancel requests, to check that a stuck worker is killed.",
-    )
+    return model
 
 
-class DatasetJobSpec(BaseModel):
-    """Imports or processes a dataset (jobs the datasets endpoints create)."""
-
-    dataset_id: str = Field(description="The dataset the job fills (status `processing`).")
-
-
-class DiagnosticJobCreate(BaseModel):
-    kind: Literal["diagnostic"] = Field(description="Checks the worker pipeline (admins only).")
-    spec: DiagnosticSpec = Field(default_factory=DiagnosticSpec, description="How it runs.")
+def job_create_type() -> Any:
+    """What `POST /jobs` takes: a `kind` and its typed `spec`, one member per public kind."""
+    members = tuple(_create_model(k) for k in all_kinds().values() if k.public)
+    return Annotated[Union[members], Field(discriminator="kind")]  # noqa: UP007
 
 
-class TrainJobCreate(BaseModel):
-    kind: Literal["train"] = Field(description="Fine-tunes a model on a processed dataset.")
-    spec: TrainingSpec = Field(description="What to train and how (`trainer` chooses: `sft`).")
-
-
-class EvaluateJobCreate(BaseModel):
-    kind: Literal["evaluate"] = Field(description="Scores one or two models on a dataset split.")
-    spec: EvaluationSpec = Field(description="Which models, which samples, which suite.")
-
-
-class ExportJobCreate(BaseModel):
-    kind: Literal["export"] = Field(
-        description="Exports a fine-tuned model (adapter, merged, GGUF, Ollama) to a destination."
-    )
-    spec: ExportSpec = Field(description="Which model, which format, where to.")
-
-
-JobCreate = Annotated[
-    DiagnosticJobCreate | TrainJobCreate | EvaluateJobCreate | ExportJobCreate,
-    Field(discriminator="kind"),
-]
+JobCreate = job_create_type()
 
 
 class JobPublic(BaseModel):
@@ -90,10 +67,16 @@ class JobList(BaseModel):
 class JobEventPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _typed(cls, value: Any) -> Any:
+        """An event row's `data` is parsed by its `type`."""
+        if not isinstance(value, dict):
+            value = {k: getattr(value, k) for k in ("id", "job_id", "type", "data", "created_at")}
+        return {**value, "data": parse_event(value["type"], value["data"])}
+
     id: int = Field(description="Increasing event id; resume a stream after it.")
     job_id: str = Field(description="The job that reported the event.")
-    type: Literal["status", "progress", "metric", "samples", "log", "artifact"] = Field(
-        description="What kind of report this is."
-    )
-    data: dict[str, Any] = Field(description="The report itself.")
+    type: EventType = Field(description="What kind of report this is.")
+    data: JobEventData = Field(description="The report itself.")
     created_at: datetime = Field(description="When it was reported.")

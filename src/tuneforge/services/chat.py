@@ -1,91 +1,30 @@
-"""Which models a user may chat with, and what the inference server needs to load each.
-
-A chat model is a catalog base model (shared by everyone) or one of the user's own fine-tuned
-models; another user's model answers `NotFound`, exactly like a missing one.
-"""
+"""Chat as the web process sees it: which models a user may talk to (`jobs/inputs.py` resolves
+them, as it does for evaluations) and what the inference server needs for a request."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from datetime import datetime
-
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tuneforge.db.tables import Model, User
-from tuneforge.inference.params import EngineName, Generate, GenerationParams, ModelRef, Turn
-from tuneforge.models.catalog import load_catalog
+from tuneforge.db.tables import User
+from tuneforge.errors import InvalidInput
+from tuneforge.inference.params import EngineName, Generate, GenerationParams, Turn
+from tuneforge.jobs.inputs import ChatModel, usable_model, usable_models
 from tuneforge.schemas.chat import ChatRequest
-from tuneforge.errors import InvalidInput, NotFound
-from tuneforge.services.exports import served_ggufs
-from tuneforge.services.models import ModelRepository, get_model
 from tuneforge.settings import Settings
 
-
-@dataclass(frozen=True)
-class ChatModel:
-    id: str
-    name: str
-    ref: ModelRef
-    base: str
-    fine_tuned: bool
-    created_at: datetime | None
-    test_only: bool = False
+__all__ = ["ChatModel", "chat_model", "chat_models", "generation", "prepare"]
 
 
 def chat_models(session: Session, user: User, settings: Settings) -> list[ChatModel]:
     """The user's fine-tuned models (newest first), then the catalog's base models."""
-    rows = ModelRepository(session, user).page(
-        select(Model), offset=0, limit=500, order=(Model.created_at.desc(), Model.id)
-    )[0]
-    ggufs = served_ggufs(session, [row.id for row in rows])
-    return [_fine_tuned(row, ggufs.get(row.id)) for row in rows] + _catalog(settings)
+    return usable_models(session, user, settings)
 
 
 def chat_model(
     session: Session, user: User, settings: Settings, model_id: str, engine: EngineName = "auto"
 ) -> ChatModel:
     """The model `model_id` names (a catalog id or one of the user's model ids)."""
-    found = next((m for m in _catalog(settings) if m.id == model_id), None)
-    if found is None:
-        try:
-            row = get_model(session, user, model_id)
-            found = _fine_tuned(row, served_ggufs(session, [row.id]).get(row.id))
-        except NotFound:
-            raise NotFound(
-                f"No model {model_id!r}: use a catalog id such as gemma-3-270m or the id of one "
-                "of your fine-tuned models."
-            ) from None
-    if engine != "auto":
-        found = replace(found, ref=found.ref.model_copy(update={"engine": engine}))
-    return found
-
-
-def _fine_tuned(row: Model, gguf: str | None) -> ChatModel:
-    kind = "adapter" if row.kind == "adapter" else "full"
-    return ChatModel(
-        id=row.id,
-        name=row.name,
-        ref=ModelRef(base=row.base_model, artifact_key=row.artifact_key, kind=kind, gguf=gguf),
-        base=row.base_model,
-        fine_tuned=True,
-        created_at=row.created_at,
-    )
-
-
-def _catalog(settings: Settings) -> list[ChatModel]:
-    return [
-        ChatModel(
-            id=entry.id,
-            name=entry.name,
-            ref=ModelRef(base=entry.id),
-            base=entry.id,
-            fine_tuned=False,
-            created_at=None,
-            test_only=entry.test_only,
-        )
-        for entry in load_catalog(settings.catalog_file).models
-    ]
+    return usable_model(session, user, settings, model_id, engine)
 
 
 def generation(

@@ -5,41 +5,35 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from sqlalchemy.orm import Session
 
-from tuneforge.data import hub, parquet
+from tuneforge.data import parquet
 from tuneforge.data.config import DatasetImport, ProcessingConfig
-from tuneforge.data.formats import guess_mapping
 from tuneforge.data.limits import ParseLimits
-from tuneforge.data.mapping import ImageResolver, MappingSpec, RowMapper
-from tuneforge.data.process import process, records
+from tuneforge.data.mapping import MappingSpec, RowMapper
+from tuneforge.data.process import records
 from tuneforge.data.readers import read_table
+from tuneforge.data.stored import dataset_prefix, process_raw, source_images, store_raw
 from tuneforge.db.repositories.datasets import DatasetRepository
-from tuneforge.db.tables import Dataset, Job, User
-from tuneforge.jobs.status import JobStatus
-from tuneforge.models.chat_template import render
+from tuneforge.db.tables import Dataset, User
 from tuneforge.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from tuneforge.jobs.kinds.dataset import DatasetJobSpec
+from tuneforge.jobs.lifecycle import create_job
+from tuneforge.models.chat_template import render
 from tuneforge.settings import Settings
-from tuneforge.storage import ArtifactStore, artifact_prefix
+from tuneforge.storage import ArtifactStore
 
 SYNC_ROWS = 20_000  # larger datasets are processed in a job
-SAMPLE_ROWS = 50  # rows looked at to recognise the format
 PREVIEW_ROWS = 3
 SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}$")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?$")
 
 
 def _prefix(dataset: Dataset) -> str:
-    return artifact_prefix(dataset.owner_id, "datasets", dataset.id)
-
-
-def _columns(table: Any) -> list[dict[str, str]]:
-    return [{"name": f.name, "type": str(f.type)} for f in table.schema]
+    return dataset_prefix(dataset.owner_id, dataset.id)
 
 
 def _suffix(filename: str) -> str:
@@ -80,33 +74,14 @@ def upload(
         session.flush()
         prefix = _prefix(dataset)
         store.put_file(f"{prefix}/source/original{_suffix(filename)}", path)
-        _record_raw(store, dataset, {"train": table}, result.warnings)
+        dataset.fill(store_raw(store, prefix, {"train": table}, result.warnings))
         dataset.size_bytes += path.stat().st_size
     return dataset
 
 
-def _record_raw(
-    store: ArtifactStore, dataset: Dataset, tables: dict[str, Any], warnings: list[str]
-) -> None:
-    """Store a raw dataset's splits as Parquet and describe them (format guess, columns, ...)."""
-    first = next(iter(tables.values()))
-    guess = guess_mapping(first.column_names, records(first.slice(0, SAMPLE_ROWS)))
-    dataset.format = guess.format if guess.sure else None
-    dataset.mapping = (
-        guess.mapping.model_dump(mode="json", exclude_none=True) if guess.mapping else None
-    )
-    dataset.warnings = [*warnings, *([] if guess.sure else [guess.reason])]
-    dataset.columns = _columns(first)
-    dataset.splits = {name: table.num_rows for name, table in tables.items()}
-    dataset.rows = sum(dataset.splits.values())
-    dataset.size_bytes = sum(
-        parquet.write_split(store, parquet.split_key(_prefix(dataset), "raw", name), table)
-        for name, table in tables.items()
-    )
-    dataset.status = "ready"
-
-
-def import_dataset(session: Session, user: User, request: DatasetImport) -> Dataset:
+def import_dataset(
+    session: Session, user: User, settings: Settings, request: DatasetImport
+) -> Dataset:
     """Start bringing in a Hugging Face dataset or a file on the server (in a job)."""
     is_path = request.source == "server_path" or request.path.startswith(("/", "."))
     if is_path and not user.is_admin:
@@ -128,52 +103,18 @@ def import_dataset(session: Session, user: User, request: DatasetImport) -> Data
     )
     session.add(dataset)
     session.flush()
-    job = Job(
-        owner_id=user.id, kind="dataset_import", spec={"dataset_id": dataset.id}, status="queued"
-    )
-    session.add(job)
-    session.flush()
-    dataset.job_id = job.id
-    return dataset
-
-
-def run_import(store: ArtifactStore, settings: Settings, dataset: Dataset) -> None:
-    """Load what `import_dataset` asked for and record it on `dataset` (the caller commits)."""
-    request = DatasetImport.model_validate(dataset.config)
-    path = Path(request.path)
-    if request.source == "server_path" and path.is_file():
-        result = read_table(path, path.name)
-        if result.images is not None:
-            result.images.close()
-            store.put_file(f"{_prefix(dataset)}/source/original.zip", path)
-        _record_raw(store, dataset, {"train": result.table}, result.warnings)
-        return
-    tables = hub.load_tables(request, settings.data_dir / "cache" / "huggingface")
-    _record_raw(store, dataset, tables, [])
-
-
-def _settle(session: Session, dataset: Dataset) -> Dataset:
-    """A dataset whose job ended without finishing it (a lost worker) is failed, with why."""
-    if dataset.status == "processing" and dataset.job_id:
-        job = session.get(Job, dataset.job_id)
-        if job is None or job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
-            dataset.status = "failed"
-            dataset.error = job.error if job and job.error else "its job ended unfinished"
+    create_job(session, user, settings, "dataset_import", DatasetJobSpec(dataset_id=dataset.id))
     return dataset
 
 
 def get_dataset(session: Session, user: User, dataset_id: str) -> Dataset:
-    dataset = DatasetRepository(session, user).get(dataset_id)
-    if dataset is None:
-        raise NotFound(f"No dataset {dataset_id}.")
-    return _settle(session, dataset)
+    return DatasetRepository(session, user).require(dataset_id)
 
 
 def list_datasets(
     session: Session, user: User, *, kind: str | None = None, offset: int = 0, limit: int = 50
 ) -> tuple[list[Dataset], int]:
-    rows, total = DatasetRepository(session, user).search(kind=kind, offset=offset, limit=limit)
-    return [_settle(session, row) for row in rows], total
+    return DatasetRepository(session, user).search(kind=kind, offset=offset, limit=limit)
 
 
 def delete_dataset(session: Session, store: ArtifactStore, user: User, dataset_id: str) -> None:
@@ -209,13 +150,6 @@ def dataset_rows(
     return split, rows, total
 
 
-def _source_tables(store: ArtifactStore, dataset: Dataset) -> dict[str, Any]:
-    prefix = _prefix(dataset)
-    return {
-        s: parquet.read_split(store, parquet.split_key(prefix, "raw", s)) for s in dataset.splits
-    }
-
-
 def preview(
     session: Session,
     store: ArtifactStore,
@@ -230,7 +164,7 @@ def preview(
     split = next(iter(dataset.splits))
     key = parquet.split_key(_prefix(dataset), "raw", split)
     table = parquet.head(store, key, count)
-    with source_images(store, settings, dataset) as images:
+    with source_images(store, settings, _prefix(dataset), dataset.id) as images:
         mapper = RowMapper(mapping, table.column_names, images)
         mapped = [mapper.map(row) for row in records(table)]
     examples = []
@@ -248,30 +182,6 @@ def preview(
     return examples
 
 
-@contextmanager
-def source_images(
-    store: ArtifactStore, settings: Settings, dataset: Dataset
-) -> Iterator[ImageResolver | None]:
-    """For a ZIP dataset, its images (from a local copy of the stored archive); else None."""
-    archives = [k for k in store.list(f"{_prefix(dataset)}/source") if k.endswith(".zip")]
-    if not archives:
-        yield None
-        return
-    local = settings.data_dir / "cache" / "datasets" / dataset.id / "original.zip"
-    if not local.exists():
-        local.parent.mkdir(parents=True, exist_ok=True)
-        partial = local.with_suffix(".part")
-        with store.open(archives[0]) as source, partial.open("wb") as out:
-            shutil.copyfileobj(source, out, 1 << 20)
-        partial.replace(local)
-    images = read_table(local, "original.zip").images
-    if images is None:
-        yield None
-        return
-    with images:
-        yield images.get
-
-
 def rendered_example(record: dict[str, Any]) -> str:
     """A processed record as training sees it (a preference pair: the prompt with each answer)."""
     if "messages" in record:
@@ -281,15 +191,6 @@ def rendered_example(record: dict[str, Any]) -> str:
     if "prompt" in record:
         return render(record["prompt"], add_generation_prompt=True)
     return str(record["text"])
-
-
-def processed_records(store: ArtifactStore, dataset: Dataset, split: str) -> list[dict[str, Any]]:
-    """Every row of a processed dataset's split, as records (empty if it has no such split)."""
-    if split not in dataset.splits:
-        return []
-    table = parquet.read_split(store, parquet.split_key(_prefix(dataset), "processed", split))
-    rows: list[dict[str, Any]] = table.to_pylist()
-    return rows
 
 
 def _raw(session: Session, user: User, dataset_id: str) -> Dataset:
@@ -329,56 +230,15 @@ def process_dataset(
     session.add(target)
     session.flush()
     if source.rows <= SYNC_ROWS:
-        run_processing(store, settings, source, target)
+        target.fill(
+            process_raw(
+                store,
+                settings,
+                (source.id, _prefix(source), source.splits),
+                _prefix(target),
+                config,
+            )
+        )
         return target
-    job = Job(
-        owner_id=user.id, kind="dataset_process", spec={"dataset_id": target.id}, status="queued"
-    )
-    session.add(job)
-    session.flush()
-    target.job_id = job.id
+    create_job(session, user, settings, "dataset_process", DatasetJobSpec(dataset_id=target.id))
     return target
-
-
-def run_processing(
-    store: ArtifactStore,
-    settings: Settings,
-    source: Dataset,
-    target: Dataset,
-    progress: Callable[[float], None] | None = None,
-) -> None:
-    """Process `source` into `target` and record the outcome on `target` (the caller commits)."""
-    from tuneforge.models.tokenizer import count_tokens, gemma_tokenizer
-
-    config = ProcessingConfig.model_validate(target.config)
-    tokenizer = gemma_tokenizer(settings.models_dir)
-    with source_images(store, settings, source) as images:
-        result = process(
-            _source_tables(store, source),
-            config,
-            lambda texts: count_tokens(texts, tokenizer),
-            images,
-            progress,
-        )
-    target.report = result.report.model_dump(mode="json")
-    if config.on_problem == "fail" and result.report.problems:
-        target.status = "failed"
-        target.error = (
-            f"{result.report.dropped} of {result.report.rows_in} rows have problems; "
-            "see the report, fix the data or the mapping, or choose to drop them."
-        )
-        return
-    if not result.splits:
-        target.status = "failed"
-        target.error = "No row survived validation; see the report."
-        return
-    prefix = _prefix(target)
-    size = 0
-    for split, table in result.splits.items():
-        size += parquet.write_split(store, parquet.split_key(prefix, "processed", split), table)
-    target.stats = result.stats.model_dump(mode="json")
-    target.splits = {name: table.num_rows for name, table in result.splits.items()}
-    target.rows = sum(target.splits.values())
-    target.columns = _columns(next(iter(result.splits.values())))
-    target.size_bytes = size
-    target.status = "ready"

@@ -1,6 +1,7 @@
-"""Evaluations as the web process sees them: checks before launch, the results of a finished
-`evaluate` job, its samples (paged and filtered) and its files. Always as the job's owner.
-Nothing here imports torch; the work runs in `evaluate` jobs (`jobs/workers/evaluate.py`)."""
+"""Evaluations as the web process sees them: the results of a finished `evaluate` job, its
+samples (paged and filtered) and its files. Always as the job's owner. Nothing here imports
+torch; the `evaluate` kind checks a launch (`jobs/kinds/evaluate.py`) and the work runs in its
+worker."""
 
 from __future__ import annotations
 
@@ -11,77 +12,21 @@ from typing import Any, Literal
 from sqlalchemy.orm import Session
 
 from tuneforge.db.repositories.jobs import JobRepository
-from tuneforge.db.tables import Dataset, Job, User
-from tuneforge.evaluation.report import SampleFilter, matches, needs_two_models
-from tuneforge.evaluation.spec import EvaluationSpec
-from tuneforge.jobs.status import JobStatus
-from tuneforge.services.chat import ChatModel, chat_model
-from tuneforge.services.datasets import get_dataset
-from tuneforge.services.endpoints import check_endpoint
+from tuneforge.db.tables import Job, User
 from tuneforge.errors import Conflict, InvalidInput, NotFound
-from tuneforge.services.secrets import has_secret
-from tuneforge.settings import Settings
+from tuneforge.evaluation.report import SampleFilter, matches, needs_two_models
+from tuneforge.jobs.kinds.evaluate import EvaluateKind
+from tuneforge.jobs.status import JobStatus
 from tuneforge.storage import ArtifactStore
 
-EVALUATE_KIND = "evaluate"
 UNSCORED = ("vibe", "perplexity")  # suites without right or wrong answers
 Format = Literal["csv", "jsonl"]
 MEDIA_TYPES: dict[str, str] = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
 
 
-def evaluation_dataset(session: Session, user: User, spec: EvaluationSpec) -> Dataset:
-    """The dataset the samples come from: the user's own, processed, ready, with the split."""
-    dataset = get_dataset(session, user, spec.dataset_id)
-    if dataset.kind != "processed":
-        raise InvalidInput(
-            f"The dataset {dataset.name!r} is raw: process it first (map its columns to "
-            "conversations), then evaluate on the processed dataset."
-        )
-    if dataset.status != "ready":
-        raise InvalidInput(f"The dataset {dataset.name!r} is {dataset.status}, not ready.")
-    if not dataset.splits.get(spec.split):
-        raise InvalidInput(
-            f"The dataset {dataset.name!r} has no {spec.split} rows: process it with a test "
-            "split, or evaluate on the train split."
-        )
-    if dataset.format == "text" and spec.suite != "perplexity":
-        raise InvalidInput(
-            f"The dataset {dataset.name!r} is plain text, with no prompts to answer: only the "
-            "perplexity suite applies to it."
-        )
-    return dataset
-
-
-def evaluation_models(
-    session: Session, user: User, settings: Settings, spec: EvaluationSpec
-) -> list[ChatModel]:
-    """The models that answer: A, then B when compared (catalog models or the user's own)."""
-    return [chat_model(session, user, settings, model_id) for model_id in spec.model_ids]
-
-
-def check_judge_endpoint(user: User, settings: Settings, spec: EvaluationSpec) -> None:
-    """Refuse a judge whose address the user may not make the server call."""
-    if spec.judge is not None:
-        check_endpoint(spec.judge.base_url, user, settings, "The judge's base_url")
-
-
-def check_launch(session: Session, user: User, settings: Settings, spec: EvaluationSpec) -> None:
-    """Refuse an evaluation whose dataset or models the user cannot use, or whose judge the
-    user may not call or whose key secret is not set, before it is queued."""
-    evaluation_dataset(session, user, spec)
-    evaluation_models(session, user, settings, spec)
-    check_judge_endpoint(user, settings, spec)
-    key = spec.judge.api_key_secret if spec.judge is not None else None
-    if key is not None and not has_secret(session, user, key):
-        raise InvalidInput(
-            f"The judge's key secret {key} is not set: set it under Settings, Secrets (or with "
-            f"`tuneforge secrets set {key}`), or leave api_key_secret empty."
-        )
-
-
 def evaluation_job(session: Session, user: User, job_id: str) -> Job:
     job = JobRepository(session, user).get(job_id)
-    if job is None or job.kind != EVALUATE_KIND:
+    if job is None or job.kind != EvaluateKind.name:
         raise NotFound(f"No evaluation {job_id}.")
     return job
 

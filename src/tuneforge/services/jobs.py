@@ -2,56 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.orm import Session
 
 from tuneforge.db.repositories.jobs import JobRepository
 from tuneforge.db.tables import Job, JobEvent, User
-from tuneforge.jobs.registry import KINDS
+from tuneforge.errors import Conflict
+from tuneforge.jobs import lifecycle
 from tuneforge.jobs.states import InvalidTransition, transition
 from tuneforge.jobs.status import TERMINAL, JobStatus
-from tuneforge.schemas.jobs import EvaluateJobCreate, ExportJobCreate, JobCreate, TrainJobCreate
-from tuneforge.services import evaluations, exports, training
-from tuneforge.errors import Conflict, NotFound, PermissionDenied
 from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore, artifact_prefix
 
 
-def create_job(
-    session: Session, user: User, request: JobCreate, settings: Settings | None = None
-) -> Job:
-    """Queue a job; a training run or an evaluation is checked first (`settings` needed) and
-    refused if it cannot work here or names data or models the user cannot use."""
-    kind = KINDS[request.kind]
-    if kind.admin_only and not user.is_admin:
-        raise PermissionDenied(f"Only administrators can run {request.kind} jobs.")
-    if isinstance(request, TrainJobCreate | EvaluateJobCreate | ExportJobCreate):
-        if settings is None:
-            raise ValueError(f"checking a {request.kind} job needs the settings")
-        if isinstance(request, ExportJobCreate):
-            exports.check_export(session, user, settings, request.spec)
-        elif isinstance(request, TrainJobCreate):
-            training.check_launch(session, user, settings, request.spec)
-        else:
-            evaluations.check_launch(session, user, settings, request.spec)
-    job = Job(
-        owner_id=user.id,
-        kind=request.kind,
-        spec=request.spec.model_dump(mode="json"),
-        status=JobStatus.QUEUED.value,
-    )
-    session.add(job)
-    session.flush()
-    session.add(JobEvent(job_id=job.id, type="status", data={"status": job.status}))
-    if isinstance(request, ExportJobCreate):
-        exports.add_record(session, user, job, request.spec)
-    return job
+def create_job(session: Session, user: User, settings: Settings, kind: str, spec: Any) -> Job:
+    """Queue a job of `kind` with `spec` for the user, checked by its kind."""
+    return lifecycle.create_job(session, user, settings, kind, spec)
 
 
 def get_job(session: Session, user: User, job_id: str) -> Job:
-    job = JobRepository(session, user).get(job_id)
-    if job is None:
-        raise NotFound(f"No job {job_id}.")
-    return job
+    return JobRepository(session, user).require(job_id)
 
 
 def list_jobs(
@@ -98,7 +69,5 @@ def job_events(
     types: set[str] | None = None,
 ) -> tuple[Job, list[JobEvent]]:
     repository = JobRepository(session, user)
-    job = repository.get(job_id)
-    if job is None:
-        raise NotFound(f"No job {job_id}.")
+    job = repository.require(job_id)
     return job, repository.events(job, after=after, limit=limit, types=types)

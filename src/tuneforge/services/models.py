@@ -2,32 +2,22 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tuneforge.db.repositories.owned import OwnedRepository
+from tuneforge.db.repositories.models import ModelRepository
 from tuneforge.db.tables import Model, User
-from tuneforge.errors import NotFound
-from tuneforge.storage import ArtifactStore, artifact_prefix
-
-
-class ModelRepository(OwnedRepository[Model]):
-    model = Model
+from tuneforge.jobs.kinds.export import export_prefix
+from tuneforge.storage import ArtifactStore
 
 
 def list_models(
     session: Session, user: User, *, offset: int = 0, limit: int = 50
 ) -> tuple[list[Model], int]:
-    return ModelRepository(session, user).page(
-        select(Model), offset=offset, limit=limit, order=(Model.created_at.desc(), Model.id)
-    )
+    return ModelRepository(session, user).newest(offset=offset, limit=limit)
 
 
 def get_model(session: Session, user: User, model_id: str) -> Model:
-    model = ModelRepository(session, user).get(model_id)
-    if model is None:
-        raise NotFound(f"No model {model_id}.")
-    return model
+    return ModelRepository(session, user).require(model_id)
 
 
 def delete_model(session: Session, store: ArtifactStore, user: User, model_id: str) -> None:
@@ -35,5 +25,5 @@ def delete_model(session: Session, store: ArtifactStore, user: User, model_id: s
     curves)."""
     model = get_model(session, user, model_id)
     store.delete(model.artifact_key)
-    store.delete(artifact_prefix(model.owner_id, "exports", model.id))  # and its exports' files
+    store.delete(export_prefix(model.owner_id, model.id))  # and its exports' files
     session.delete(model)

@@ -1,5 +1,6 @@
-"""Training runs as the web process sees them: checks before launch, estimates, recommendations,
-resume, metrics and comparisons. Nothing here imports torch; the work runs in `train` jobs."""
+"""Training runs as the web process sees them: estimates, recommendations, resume, metrics and
+comparisons. Nothing here imports torch; the `train` kind checks a launch
+(`jobs/kinds/train.py`) and the work runs in its worker."""
 
 from __future__ import annotations
 
@@ -7,65 +8,18 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from tuneforge.db.repositories.datasets import DatasetRepository
 from tuneforge.db.repositories.jobs import JobRepository
-from tuneforge.db.tables import Dataset, Job, User
+from tuneforge.db.tables import Job, User
+from tuneforge.errors import Conflict, InvalidInput, NotFound
 from tuneforge.hardware import detect_hardware
+from tuneforge.jobs.inputs import catalog_entry
+from tuneforge.jobs.kinds.train import TrainKind, estimate_run, training_dataset
 from tuneforge.jobs.states import InvalidTransition, transition
 from tuneforge.jobs.status import JobStatus
-from tuneforge.models.catalog import CatalogEntry, load_catalog
-from tuneforge.errors import Conflict, InvalidInput, NotFound
 from tuneforge.settings import Settings
-from tuneforge.training.estimate import CalibrationCache, Estimate, estimate
 from tuneforge.training.recommend import Recommendation, recommend
-from tuneforge.training.spec import TrainingBase
 
-TRAIN_KIND = "train"
-
-
-def catalog_entry(settings: Settings, model_id: str) -> CatalogEntry:
-    entry = load_catalog(settings.catalog_file).get(model_id)
-    if entry is None:
-        raise InvalidInput(f"No model {model_id!r} in the catalog.")
-    return entry
-
-
-def training_dataset(session: Session, user: User, dataset_id: str) -> Dataset:
-    """The dataset a run learns from: the user's own, processed and ready, with a train split."""
-    dataset = DatasetRepository(session, user).get(dataset_id)
-    if dataset is None:
-        raise NotFound(f"No dataset {dataset_id}.")
-    if dataset.kind != "processed":
-        raise InvalidInput(
-            f"The dataset {dataset.name!r} is raw: process it first (map its columns to "
-            "conversations), then train on the processed dataset."
-        )
-    if dataset.status != "ready":
-        raise InvalidInput(f"The dataset {dataset.name!r} is {dataset.status}, not ready.")
-    if not dataset.splits.get("train"):
-        raise InvalidInput(f"The dataset {dataset.name!r} has no training rows.")
-    return dataset
-
-
-def estimate_run(session: Session, user: User, settings: Settings, spec: TrainingBase) -> Estimate:
-    """Peak memory and duration of `spec` on this machine, and whether it fits."""
-    dataset = training_dataset(session, user, spec.dataset_id)
-    entry = catalog_entry(settings, spec.base_model)
-    return estimate(
-        spec,
-        entry,
-        dataset.stats,
-        dataset.splits.get("train", 0),
-        detect_hardware(),
-        CalibrationCache(settings.data_dir / "calibration.json"),
-    )
-
-
-def check_launch(session: Session, user: User, settings: Settings, spec: TrainingBase) -> None:
-    """Refuse a run that cannot work here, saying what to change."""
-    result = estimate_run(session, user, settings, spec)
-    if result.refusal:
-        raise InvalidInput(result.refusal, {"estimate": result.model_dump(mode="json")})
+__all__ = ["compare", "estimate_run", "metrics", "recommendations", "resume", "training_job"]
 
 
 def recommendations(
@@ -78,7 +32,7 @@ def recommendations(
 
 def training_job(session: Session, user: User, job_id: str) -> Job:
     job = JobRepository(session, user).get(job_id)
-    if job is None or job.kind != TRAIN_KIND:
+    if job is None or job.kind != TrainKind.name:
         raise NotFound(f"No training run {job_id}.")
     return job
 

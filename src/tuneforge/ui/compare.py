@@ -9,10 +9,11 @@ from nicegui import ui
 from sqlalchemy.orm import Session
 
 from tuneforge.db.tables import User
+from tuneforge.errors import DomainError, NotFound
+from tuneforge.jobs.kinds.train import TrainKind
 from tuneforge.jobs.status import TERMINAL
 from tuneforge.services import jobs as job_service
 from tuneforge.services import training as service
-from tuneforge.errors import DomainError, NotFound
 from tuneforge.ui.backend import read
 from tuneforge.ui.formatting import status_color, when
 from tuneforge.ui.layout import EmptyState, heading, page
@@ -29,7 +30,7 @@ LOWER_IS_BETTER = frozenset({"loss", "eval_loss", "perplexity"})
 
 def training_runs(session: Session, user: User) -> list[tuple[str, str]]:
     """The user's newest training runs as (id, label)."""
-    jobs, _ = job_service.list_jobs(session, user, kind=service.TRAIN_KIND, limit=100)
+    jobs, _ = job_service.list_jobs(session, user, kind=TrainKind.name, limit=100)
     return [
         (
             job.id,

@@ -16,7 +16,6 @@ from tuneforge.db.tables import Job, User
 from tuneforge.evaluation import embedding
 from tuneforge.evaluation.judge import JudgeSpec
 from tuneforge.evaluation.spec import EvaluationSpec, Suite
-from tuneforge.schemas.jobs import EvaluateJobCreate
 from tuneforge.services import chat as chat_service
 from tuneforge.services import datasets as dataset_service
 from tuneforge.services import jobs as job_service
@@ -179,12 +178,7 @@ async def evaluations_page(
         start.props("loading")
         try:
             with reported():
-                job = await call(
-                    job_service.create_job,
-                    user,
-                    EvaluateJobCreate(kind="evaluate", spec=spec),
-                    settings,
-                )
+                job = await call(job_service.create_job, user, settings, "evaluate", spec)
                 ui.navigate.to(f"/evaluations/{job.id}")
         finally:
             start.props(remove="loading")

@@ -9,10 +9,10 @@ from nicegui import ui
 from pydantic import ValidationError
 
 from tuneforge.db.tables import Job, User
+from tuneforge.jobs.kinds.diagnostic import DiagnosticSpec
 from tuneforge.jobs.status import JobStatus
-from tuneforge.schemas.jobs import DiagnosticJobCreate, DiagnosticSpec
 from tuneforge.services import jobs as job_service
-from tuneforge.ui.backend import call, read, reported
+from tuneforge.ui.backend import call, read, reported, state
 from tuneforge.ui.formatting import duration, kind_title, status_color, when
 from tuneforge.ui.layout import EmptyState, heading, page
 
@@ -152,15 +152,12 @@ def _diagnostic_dialog(user: User, refresh: Callable[[], Awaitable[None]]) -> ui
 
         async def start() -> None:
             try:
-                request = DiagnosticJobCreate(
-                    kind="diagnostic",
-                    spec=DiagnosticSpec(seconds=seconds.value or 0, fail=fail.value),
-                )
+                spec = DiagnosticSpec(seconds=seconds.value or 0, fail=fail.value)
             except ValidationError:
                 ui.notify("Choose between 0 and 3600 seconds.", type="warning")
                 return
             with reported():
-                await call(job_service.create_job, user, request)
+                await call(job_service.create_job, user, state().settings, "diagnostic", spec)
                 dialog.close()
                 ui.notify("Diagnostic job queued.", type="positive")
                 await refresh()

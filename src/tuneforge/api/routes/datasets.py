@@ -46,9 +46,11 @@ def upload_dataset(
 
 
 @router.post("/import", status_code=status.HTTP_202_ACCEPTED, response_model=DatasetPublic)
-def import_dataset(body: DatasetImport, session: SessionDep, user: CurrentUser) -> DatasetPublic:
+def import_dataset(
+    body: DatasetImport, session: SessionDep, settings: SettingsDep, user: CurrentUser
+) -> DatasetPublic:
     """Bring in a Hugging Face dataset or (administrators) a file on the server, in a job."""
-    return DatasetPublic.model_validate(service.import_dataset(session, user, body))
+    return DatasetPublic.model_validate(service.import_dataset(session, user, settings, body))
 
 
 @router.get("", response_model=DatasetList)

@@ -13,12 +13,12 @@ from fastapi.responses import StreamingResponse
 
 from tuneforge.api.deps import CurrentUser, SessionDep, SettingsDep, StoreDep
 from tuneforge.db.session import transaction
+from tuneforge.errors import NotFound
 from tuneforge.jobs.status import TERMINAL, JobStatus
 from tuneforge.schemas.jobs import JobCreate, JobEventPublic, JobList, JobPublic
 from tuneforge.schemas.trainings import RunMetrics
 from tuneforge.services import jobs as service
 from tuneforge.services import training
-from tuneforge.errors import NotFound
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 KEEPALIVE_SECONDS = 15.0
@@ -28,7 +28,8 @@ KEEPALIVE_SECONDS = 15.0
 def create_job(
     body: JobCreate, session: SessionDep, settings: SettingsDep, user: CurrentUser
 ) -> JobPublic:
-    return JobPublic.model_validate(service.create_job(session, user, body, settings))
+    job = service.create_job(session, user, settings, body.kind, body.spec)
+    return JobPublic.model_validate(job)
 
 
 @router.get("", response_model=JobList)

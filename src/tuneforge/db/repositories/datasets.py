@@ -10,6 +10,7 @@ from tuneforge.db.tables import Dataset
 
 class DatasetRepository(OwnedRepository[Dataset]):
     model = Dataset
+    noun = "dataset"
 
     def search(self, *, kind: str | None, offset: int, limit: int) -> tuple[list[Dataset], int]:
         statement = select(Dataset)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from tuneforge.db.repositories.owned import OwnedRepository
 from tuneforge.db.tables import Job, JobEvent
@@ -10,6 +11,7 @@ from tuneforge.db.tables import Job, JobEvent
 
 class JobRepository(OwnedRepository[Job]):
     model = Job
+    noun = "job"
 
     def search(
         self, *, status: str | None, kind: str | None, offset: int, limit: int
@@ -30,3 +32,43 @@ class JobRepository(OwnedRepository[Job]):
         if types:
             statement = statement.where(JobEvent.type.in_(sorted(types)))
         return list(self.session.scalars(statement.order_by(JobEvent.id).limit(limit)))
+
+
+# -- the executor's reads, across owners ---------------------------------------------------------
+ACTIVE = ("running", "cancelling")
+
+
+def active_jobs(session: Session) -> list[Job]:
+    """Jobs a worker is running (or stopping), wherever it runs."""
+    return list(session.scalars(select(Job).where(Job.status.in_(ACTIVE))))
+
+
+def cancelling_on(session: Session, host: str) -> list[Job]:
+    """Jobs asked to stop whose worker runs on `host`."""
+    return list(
+        session.scalars(select(Job).where(Job.status == "cancelling", Job.worker_host == host))
+    )
+
+
+def active_count_on(session: Session, host: str) -> int:
+    """How many jobs run on `host`."""
+    count = session.scalar(
+        select(func.count()).where(Job.status.in_(ACTIVE), Job.worker_host == host)
+    )
+    return count or 0
+
+
+def oldest_queued(session: Session) -> Job | None:
+    """The job waiting longest, locked against other runners where the database can
+    (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite ignores it)."""
+    return session.scalars(
+        select(Job)
+        .where(Job.status == "queued")
+        .order_by(Job.created_at, Job.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    ).first()
+
+
+def set_worker_pid(session: Session, job_id: str, pid: int) -> None:
+    session.execute(update(Job).where(Job.id == job_id).values(worker_pid=pid))

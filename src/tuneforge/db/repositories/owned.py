@@ -7,6 +7,8 @@ from typing import Any, Generic, Protocol, TypeVar
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from tuneforge.errors import NotFound
+
 
 class Principal(Protocol):
     """Who is asking: a user id and whether they see everything."""
@@ -33,6 +35,8 @@ class OwnedRepository(Generic[T]):
     """
 
     model: Any
+    #: What a row is called in the message of `require`.
+    noun: str = "item"
 
     def __init__(self, session: Session, principal: Principal) -> None:
         self.session = session
@@ -48,6 +52,13 @@ class OwnedRepository(Generic[T]):
             self.scoped(select(self.model).where(self.model.id == item_id))
         ).first()
         return result
+
+    def require(self, item_id: str) -> T:
+        """The row, or `NotFound` (also when it is someone else's)."""
+        row = self.get(item_id)
+        if row is None:
+            raise NotFound(f"No {self.noun} {item_id}.")
+        return row
 
     def page(
         self, statement: Select[Any], *, offset: int, limit: int, order: tuple[Any, ...]

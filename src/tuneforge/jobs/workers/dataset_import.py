@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from tuneforge.data.config import DatasetImport
+from tuneforge.data.stored import dataset_prefix, import_raw
 from tuneforge.jobs.context import JobContext
-from tuneforge.jobs.workers.dataset_process import settled_dataset
-from tuneforge.schemas.jobs import DatasetJobSpec
-from tuneforge.services.datasets import run_import
+from tuneforge.jobs.kinds.dataset import DatasetJobSpec, DatasetResult
+from tuneforge.jobs.workers.dataset_process import dataset_of, saved
 
 
-def run(spec: DatasetJobSpec, ctx: JobContext) -> dict[str, object]:
-    with settled_dataset(ctx, spec.dataset_id) as (dataset, _):
-        ctx.log(f"importing {dataset.origin_ref!r}")
-        run_import(ctx.store, ctx.settings, dataset)
+def run(spec: DatasetJobSpec, ctx: JobContext) -> DatasetResult:
+    dataset = dataset_of(ctx, spec.dataset_id)
+    ctx.log(f"importing {dataset.origin_ref!r}")
+    request = DatasetImport.model_validate(dataset.config)
+    prefix = dataset_prefix(dataset.owner_id, dataset.id)
+    dataset.fill(import_raw(ctx.store, ctx.settings, prefix, request))
     ctx.log(f"imported {dataset.rows:,} rows in {len(dataset.splits)} split(s)")
-    return {"dataset_id": dataset.id, "rows": dataset.rows}
+    return saved(ctx, dataset)

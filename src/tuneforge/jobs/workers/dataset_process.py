@@ -2,44 +2,50 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
+from tuneforge.data.config import ProcessingConfig
+from tuneforge.data.stored import dataset_prefix, process_raw
 from tuneforge.db.tables import Dataset
+from tuneforge.errors import InvalidInput
 from tuneforge.jobs.context import JobContext
-from tuneforge.schemas.jobs import DatasetJobSpec
-from tuneforge.services.datasets import run_processing
+from tuneforge.jobs.kinds.dataset import DatasetJobSpec, DatasetResult
 
 
-@contextmanager
-def settled_dataset(ctx: JobContext, dataset_id: str) -> Iterator[tuple[Dataset, Dataset | None]]:
-    """The dataset the job fills (and its source), saved whatever happens: a failure or a
-    cancel marks it `failed` with the reason."""
+def dataset_of(ctx: JobContext, dataset_id: str) -> Dataset:
+    """The dataset the job fills, detached (a failure leaves it to the kind to mark `failed`)."""
     with ctx.transaction() as session:
         dataset = session.get(Dataset, dataset_id)
         if dataset is None:
-            raise LookupError("the dataset was deleted")
-        source = session.get(Dataset, dataset.source_id) if dataset.source_id else None
-        session.expunge_all()
-    try:
-        yield dataset, source
-    except BaseException as exc:
-        dataset.status, dataset.error = "failed", str(exc) or type(exc).__name__
-        raise
-    finally:
-        with ctx.transaction() as session:
-            session.merge(dataset)
+            raise InvalidInput("The dataset was deleted.")
+        session.expunge(dataset)
+    return dataset
 
 
-def run(spec: DatasetJobSpec, ctx: JobContext) -> dict[str, object]:
+def saved(ctx: JobContext, dataset: Dataset) -> DatasetResult:
+    """Record what the job found on the dataset; the job's result."""
+    with ctx.transaction() as session:
+        session.merge(dataset)
+    return DatasetResult(dataset_id=dataset.id, status=dataset.status, rows=dataset.rows)
+
+
+def run(spec: DatasetJobSpec, ctx: JobContext) -> DatasetResult:
     def progress(done: float) -> None:
         ctx.check_cancelled()
         ctx.progress(done, "processing rows")
 
-    with settled_dataset(ctx, spec.dataset_id) as (target, source):
-        if source is None:
-            raise LookupError("the source dataset was deleted")
-        ctx.log(f"processing {source.rows:,} rows of {source.name!r}")
-        run_processing(ctx.store, ctx.settings, source, target, progress)
+    target = dataset_of(ctx, spec.dataset_id)
+    source = dataset_of(ctx, target.source_id) if target.source_id else None
+    if source is None:
+        raise InvalidInput("The source dataset was deleted.")
+    ctx.log(f"processing {source.rows:,} rows of {source.name!r}")
+    target.fill(
+        process_raw(
+            ctx.store,
+            ctx.settings,
+            (source.id, dataset_prefix(source.owner_id, source.id), source.splits),
+            dataset_prefix(target.owner_id, target.id),
+            ProcessingConfig.model_validate(target.config),
+            progress,
+        )
+    )
     ctx.log(f"kept {target.rows:,} rows in {len(target.splits)} split(s)")
-    return {"dataset_id": target.id, "status": target.status, "rows": target.rows}
+    return saved(ctx, target)

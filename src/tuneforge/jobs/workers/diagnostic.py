@@ -11,10 +11,10 @@ import os
 import time
 
 from tuneforge.jobs.context import JobContext
-from tuneforge.schemas.jobs import DiagnosticSpec
+from tuneforge.jobs.kinds.diagnostic import DiagnosticResult, DiagnosticSpec
 
 
-def run(spec: DiagnosticSpec, ctx: JobContext) -> dict[str, float | int]:
+def run(spec: DiagnosticSpec, ctx: JobContext) -> DiagnosticResult:
     fail_at = spec.fail_after
     ctx.log(f"diagnostic job started in process {os.getpid()} for {spec.seconds:g} s")
     start = time.monotonic()
@@ -31,7 +31,7 @@ def run(spec: DiagnosticSpec, ctx: JobContext) -> dict[str, float | int]:
         ctx.metric("elapsed_seconds", time.monotonic() - start, step=ticks)
     if spec.fail or (fail_at is not None):
         raise RuntimeError("diagnostic failure at the end, as requested")
-    report = {"ticks": ticks, "seconds": round(time.monotonic() - start, 3)}
-    ctx.artifact("report.json", json.dumps({**report, "pid": os.getpid()}).encode())
+    report = DiagnosticResult(ticks=ticks, seconds=round(time.monotonic() - start, 3))
+    ctx.artifact("report.json", json.dumps({**report.model_dump(), "pid": os.getpid()}).encode())
     ctx.log("diagnostic job finished")
     return report

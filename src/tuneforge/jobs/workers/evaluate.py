@@ -8,21 +8,23 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from tuneforge.data.stored import dataset_prefix, processed_records
+from tuneforge.db.repositories.secrets import secret_values
 from tuneforge.db.tables import User
+from tuneforge.errors import InvalidInput
 from tuneforge.evaluation.judge import Judge, JudgeFailed, JudgeSpec, judge_rows
 from tuneforge.evaluation.report import LABELS, csv_table, difference, jsonl
 from tuneforge.evaluation.run import Outcome, run_evaluation
 from tuneforge.evaluation.spec import EvaluationSpec
 from tuneforge.jobs.context import JobContext
-from tuneforge.services.chat import ChatModel
-from tuneforge.services.datasets import processed_records
-from tuneforge.errors import InvalidInput
-from tuneforge.services.evaluations import (
+from tuneforge.jobs.inputs import ChatModel
+from tuneforge.jobs.kinds.evaluate import (
+    EvaluatedModel,
+    EvaluateResult,
     check_judge_endpoint,
     evaluation_dataset,
     evaluation_models,
 )
-from tuneforge.db.repositories.secrets import secret_values
 
 PROGRESS_REPORTS = 50  # progress events per model, at most (a cancel is checked every sample)
 ANSWERING_SHARE = 0.5  # of the progress bar, when a judge grades the answers afterwards
@@ -46,7 +48,8 @@ def _inputs(
             raise InvalidInput(f"The judge's key secret {key_name} was deleted; set it again.")
         session.expunge(dataset)
     api_key = keys[key_name] if key_name is not None else None
-    return processed_records(ctx.store, dataset, spec.split), models, api_key
+    prefix = dataset_prefix(dataset.owner_id, dataset.id)
+    return processed_records(ctx.store, prefix, dataset.splits, spec.split), models, api_key
 
 
 def _judged(spec: JudgeSpec, ctx: JobContext, outcome: Outcome, api_key: str | None) -> Outcome:
@@ -72,7 +75,7 @@ def _judged(spec: JudgeSpec, ctx: JobContext, outcome: Outcome, api_key: str | N
     return dataclasses.replace(outcome, metrics=metrics, difference=difference(metrics))
 
 
-def run(spec: EvaluationSpec, ctx: JobContext) -> dict[str, Any]:
+def run(spec: EvaluationSpec, ctx: JobContext) -> EvaluateResult:
     records, models, api_key = _inputs(ctx, spec)
     share = 1.0 if spec.judge is None else ANSWERING_SHARE
 
@@ -99,15 +102,15 @@ def run(spec: EvaluationSpec, ctx: JobContext) -> dict[str, Any]:
     samples_key = ctx.artifact("samples.jsonl", jsonl(outcome.rows))
     csv_key = ctx.artifact("samples.csv", csv_table(outcome.rows, labels))
     ctx.log(f"scored {len(outcome.rows)} samples ({outcome.skipped} rows could not be used)")
-    return {
-        "suite": spec.suite,
-        "models": [{"id": m.id, "name": m.name} for m in models],
-        "metrics": outcome.metrics,
-        "difference": outcome.difference,
-        "details": outcome.details,
-        "count": len(outcome.rows),
-        "skipped": outcome.skipped,
-        "samples_key": samples_key,
-        "csv_key": csv_key,
-        "judge_error": judge_error,
-    }
+    return EvaluateResult(
+        suite=spec.suite,
+        models=[EvaluatedModel(id=m.id, name=m.name) for m in models],
+        metrics=outcome.metrics,
+        difference=outcome.difference,
+        details=outcome.details,
+        count=len(outcome.rows),
+        skipped=outcome.skipped,
+        samples_key=samples_key,
+        csv_key=csv_key,
+        judge_error=judge_error,
+    )

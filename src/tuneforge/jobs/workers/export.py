@@ -2,9 +2,9 @@
 them under `{owner}/exports/{model}/{variant}/` and delivers them to the destination.
 
 Files of an identical earlier export (same model, format and quantisation) are reused, not made
-again; only the delivery runs. The export's record (`exports` table) follows the job: running,
-then succeeded with its files, size, verification and location, or failed with the reason (and
-the verification numbers when that is what failed).
+again; only the delivery runs. The export's record (`exports` table) follows the job through the
+`export` kind, which copies the result (files, size, verification, location) onto it; when the
+verification fails, its numbers are recorded here before the job fails.
 """
 
 from __future__ import annotations
@@ -15,7 +15,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tuneforge.db.tables import Dataset, Export, User, utcnow
+from sqlalchemy.orm import Session
+
+from tuneforge.db.repositories.exports import export_of_job, identical_exports
+from tuneforge.db.repositories.models import ModelRepository
+from tuneforge.db.repositories.secrets import secret_values
+from tuneforge.db.tables import Dataset, Export, Model, User
+from tuneforge.errors import InvalidInput
 from tuneforge.export.build import Plan, VerificationFailed, build, manifest
 from tuneforge.export.card import CardFacts
 from tuneforge.export.destinations import (
@@ -28,15 +34,12 @@ from tuneforge.export.destinations import (
 from tuneforge.export.sizes import base_dtype
 from tuneforge.export.spec import ExportSpec
 from tuneforge.inference.loaders import fetch
-from tuneforge.errors import JobCancelled
 from tuneforge.jobs.context import JobContext
+from tuneforge.jobs.kinds.export import ExportResult, check_request
 from tuneforge.jobs.status import JobStatus
 from tuneforge.models.loading import resolve
 from tuneforge.models.tokenizer import ensure_gguf
-from tuneforge.errors import InvalidInput
-from tuneforge.services.exports import check_request, export_of_job, reusable
-from tuneforge.services.models import get_model
-from tuneforge.db.repositories.secrets import secret_values
+from tuneforge.storage import ArtifactStore
 
 BUILD_SHARE = 0.9  # of the progress bar; the delivery takes the rest
 
@@ -51,13 +54,14 @@ def _prepare(
         owner = session.get(User, ctx.owner_id)
         if owner is None:
             raise InvalidInput("The export's owner no longer exists.")
-        model = get_model(session, owner, spec.model_id)
+        model = ModelRepository(session, owner).require(spec.model_id)
         check_request(session, owner, ctx.settings, model, spec)
         record = export_of_job(session, ctx.job_id)
-        record.status, record.error = JobStatus.RUNNING.value, None
+        if record is None:
+            raise InvalidInput("The export's record was deleted.")
         key = record.artifact_key
         secrets = secret_values(session, ctx.settings, owner.id, required_secrets(spec.destination))
-        previous = reusable(session, ctx.store, model, spec)
+        previous = _reusable(session, ctx.store, model, spec)
         if previous is not None:
             session.expunge(previous)
             return None, previous, secrets, previous.artifact_key
@@ -91,34 +95,28 @@ def _prepare(
     return plan, None, secrets, key
 
 
-def _record(ctx: JobContext, **fields: Any) -> None:
-    with ctx.transaction() as session:
-        record = export_of_job(session, ctx.job_id)
-        for name, value in fields.items():
-            setattr(record, name, value)
+def _reusable(
+    session: Session, store: ArtifactStore, model: Model, spec: ExportSpec
+) -> Export | None:
+    """A finished export whose files this one can reuse instead of making them again."""
+    for export in identical_exports(session, model.id, spec.format, spec.quantization):
+        if export.status == JobStatus.SUCCEEDED.value and store.is_complete(export.artifact_key):
+            return export
+    return None
 
 
-def run(spec: ExportSpec, ctx: JobContext) -> dict[str, Any]:
+def run(spec: ExportSpec, ctx: JobContext) -> ExportResult:
     try:
         return _run(spec, ctx)
-    except VerificationFailed as exc:
-        _record(
-            ctx,
-            status=JobStatus.FAILED.value,
-            error=str(exc),
-            verification=exc.verification,
-            finished_at=utcnow(),
-        )
-        raise
-    except JobCancelled:
-        _record(ctx, status=JobStatus.CANCELLED.value, error="cancelled", finished_at=utcnow())
-        raise
-    except Exception as exc:
-        _record(ctx, status=JobStatus.FAILED.value, error=str(exc), finished_at=utcnow())
+    except VerificationFailed as exc:  # the numbers say what failed: keep them on the record
+        with ctx.transaction() as session:
+            record = export_of_job(session, ctx.job_id)
+            if record is not None:
+                record.verification = exc.verification
         raise
 
 
-def _run(spec: ExportSpec, ctx: JobContext) -> dict[str, Any]:
+def _run(spec: ExportSpec, ctx: JobContext) -> ExportResult:
     ctx.progress(0.0, f"preparing the {spec.variant} export")
     plan, previous, secrets, key = _prepare(ctx, spec)
 
@@ -143,18 +141,14 @@ def _run(spec: ExportSpec, ctx: JobContext) -> dict[str, Any]:
             delivery = _deliver(ctx, spec, out, secrets)
             location = delivery.location
             ctx.log(f"delivered {len(delivery.files)} files to {location}")
-    size = sum(int(f["size"]) for f in files)
-    _record(
-        ctx,
-        status=JobStatus.SUCCEEDED.value,
+    return ExportResult(
+        artifact_key=key,
         files=files,
-        size_bytes=size,
+        size_bytes=sum(int(f["size"]) for f in files),
         verification=verification,
         location=location,
         reused_from=reused,
-        finished_at=utcnow(),
     )
-    return {"artifact_key": key, "size_bytes": size, "location": location, "reused_from": reused}
 
 
 def _progress(ctx: JobContext, start: float, share: float) -> Callable[[float, str], None]:

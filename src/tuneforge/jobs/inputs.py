@@ -1,0 +1,131 @@
+"""What jobs take in, checked as their owner: the processed datasets they read and the models
+they name. The kinds check these before a job is queued, the workers again before they use
+them (either may have gone meanwhile), and the chat service resolves models the same way.
+
+A model is a catalog base model (shared by everyone) or one of the user's own fine-tuned
+models; another user's answers `NotFound`, exactly like a missing one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from tuneforge.db.repositories.datasets import DatasetRepository
+from tuneforge.db.repositories.exports import succeeded_exports
+from tuneforge.db.repositories.models import ModelRepository
+from tuneforge.db.tables import Dataset, Model, User
+from tuneforge.errors import InvalidInput, NotFound
+from tuneforge.export.spec import GGUF_FORMATS
+from tuneforge.inference.params import EngineName, ModelRef
+from tuneforge.models.catalog import CatalogEntry, load_catalog
+from tuneforge.settings import Settings
+
+
+def catalog_entry(settings: Settings, model_id: str) -> CatalogEntry:
+    entry = load_catalog(settings.catalog_file).get(model_id)
+    if entry is None:
+        raise InvalidInput(f"No model {model_id!r} in the catalog.")
+    return entry
+
+
+def processed_dataset(
+    session: Session, user: User, dataset_id: str, purpose: str, split: str
+) -> Dataset:
+    """The user's processed, ready dataset with rows in `split`, for `purpose` ("train",
+    "evaluate"); `InvalidInput` saying what to do otherwise."""
+    dataset = DatasetRepository(session, user).require(dataset_id)
+    if dataset.kind != "processed":
+        raise InvalidInput(
+            f"The dataset {dataset.name!r} is raw: process it first (map its columns to "
+            f"conversations), then {purpose} on the processed dataset."
+        )
+    if dataset.status != "ready":
+        raise InvalidInput(f"The dataset {dataset.name!r} is {dataset.status}, not ready.")
+    if not dataset.splits.get(split):
+        if purpose == "train":
+            raise InvalidInput(f"The dataset {dataset.name!r} has no training rows.")
+        raise InvalidInput(
+            f"The dataset {dataset.name!r} has no {split} rows: process it with a test split, "
+            "or evaluate on the train split."
+        )
+    return dataset
+
+
+@dataclass(frozen=True)
+class ChatModel:
+    """A model as the inference server loads it, with what the pages show of it."""
+
+    id: str
+    name: str
+    ref: ModelRef
+    base: str
+    fine_tuned: bool
+    created_at: datetime | None
+    test_only: bool = False
+
+
+def served_ggufs(session: Session, model_ids: list[str]) -> dict[str, str]:
+    """For each of the models that has one, its newest succeeded (so verified) GGUF export's
+    file, as `artifact_key/file name`: the file llama.cpp serves the model from."""
+    served: dict[str, str] = {}
+    for export in succeeded_exports(session, model_ids, sorted(GGUF_FORMATS)):
+        name = next((f["name"] for f in export.files if f["name"].endswith(".gguf")), None)
+        if name is not None:
+            served.setdefault(export.model_id, f"{export.artifact_key}/{name}")
+    return served
+
+
+def usable_models(session: Session, user: User, settings: Settings) -> list[ChatModel]:
+    """The user's fine-tuned models (newest first), then the catalog's base models."""
+    rows = ModelRepository(session, user).newest(offset=0, limit=500)[0]
+    ggufs = served_ggufs(session, [row.id for row in rows])
+    return [_fine_tuned(row, ggufs.get(row.id)) for row in rows] + _catalog(settings)
+
+
+def usable_model(
+    session: Session, user: User, settings: Settings, model_id: str, engine: EngineName = "auto"
+) -> ChatModel:
+    """The model `model_id` names (a catalog id or one of the user's model ids)."""
+    found = next((m for m in _catalog(settings) if m.id == model_id), None)
+    if found is None:
+        try:
+            row = ModelRepository(session, user).require(model_id)
+        except NotFound:
+            raise NotFound(
+                f"No model {model_id!r}: use a catalog id such as gemma-3-270m or the id of one "
+                "of your fine-tuned models."
+            ) from None
+        found = _fine_tuned(row, served_ggufs(session, [row.id]).get(row.id))
+    if engine != "auto":
+        found = replace(found, ref=found.ref.model_copy(update={"engine": engine}))
+    return found
+
+
+def _fine_tuned(row: Model, gguf: str | None) -> ChatModel:
+    kind = "adapter" if row.kind == "adapter" else "full"
+    return ChatModel(
+        id=row.id,
+        name=row.name,
+        ref=ModelRef(base=row.base_model, artifact_key=row.artifact_key, kind=kind, gguf=gguf),
+        base=row.base_model,
+        fine_tuned=True,
+        created_at=row.created_at,
+    )
+
+
+def _catalog(settings: Settings) -> list[ChatModel]:
+    return [
+        ChatModel(
+            id=entry.id,
+            name=entry.name,
+            ref=ModelRef(base=entry.id),
+            base=entry.id,
+            fine_tuned=False,
+            created_at=None,
+            test_only=entry.test_only,
+        )
+        for entry in load_catalog(settings.catalog_file).models
+    ]

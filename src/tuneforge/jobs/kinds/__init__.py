@@ -1,0 +1,1 @@
+"""The job kinds, one module each; every module registers its kind (`jobs/kind.py`)."""

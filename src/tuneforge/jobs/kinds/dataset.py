@@ -1,0 +1,52 @@
+"""The dataset kinds: `dataset_import` brings in a Hugging Face dataset or a file on the server,
+`dataset_process` turns a large raw dataset into conversations. The datasets service queues
+them; the dataset they fill is `processing` until they end, and `failed` with the job's reason
+when the job fails or is cancelled (a lost worker included)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+
+from tuneforge.db.tables import Dataset, Job, User
+from tuneforge.jobs.kind import JobKind, register
+from tuneforge.jobs.status import JobStatus
+
+
+class DatasetJobSpec(BaseModel):
+    """Imports or processes a dataset (jobs the datasets endpoints create)."""
+
+    dataset_id: str = Field(description="The dataset the job fills (status `processing`).")
+
+
+class DatasetResult(BaseModel):
+    dataset_id: str = Field(description="The dataset the job filled.")
+    status: str = Field(description="The dataset's status: `ready`, or `failed` with why.")
+    rows: int = Field(description="Its rows.")
+
+
+class DatasetKind(JobKind[DatasetJobSpec, DatasetResult]):
+    spec = DatasetJobSpec
+    result = DatasetResult
+    public = False
+
+    def __init__(self, name: str, description: str) -> None:
+        self.name = name  # type: ignore[misc]
+        self.description = description  # type: ignore[misc]
+        self.worker = f"tuneforge.jobs.workers.{name}:run"  # type: ignore[misc]
+
+    def on_queued(self, session: Session, user: User, job: Job, spec: DatasetJobSpec) -> None:
+        dataset = session.get(Dataset, spec.dataset_id)
+        if dataset is not None and dataset.owner_id == user.id:
+            dataset.job_id = job.id
+
+    def settle(self, session: Session, job: Job) -> None:
+        if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+            return
+        dataset = session.get(Dataset, job.spec["dataset_id"])
+        if dataset is not None and dataset.status == "processing":
+            dataset.status, dataset.error = "failed", job.error or "its job ended unfinished"
+
+
+register(DatasetKind("dataset_import", "Brings in a Hugging Face dataset or a server file."))
+register(DatasetKind("dataset_process", "Processes a large raw dataset into conversations."))

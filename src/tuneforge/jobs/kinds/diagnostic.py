@@ -1,0 +1,40 @@
+"""The `diagnostic` kind: checks the worker pipeline (administrators only)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tuneforge.jobs.kind import JobKind, register
+
+
+class DiagnosticSpec(BaseModel):
+    """Checks the worker pipeline: runs for a while, reporting every second."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seconds: float = Field(default=5, ge=0, le=3600, description="How long the job runs.")
+    fail: bool = Field(default=False, description="Fail at the end instead of succeeding.")
+    fail_after: float | None = Field(
+        default=None, ge=0, le=3600, description="Fail after this many seconds (implies fail)."
+    )
+    ignore_cancel: bool = Field(
+        default=False,
+        description="Ignore cancel requests, to check that a stuck worker is killed.",
+    )
+
+
+class DiagnosticResult(BaseModel):
+    ticks: int = Field(description="How many times it reported.")
+    seconds: float = Field(description="How long it ran.")
+
+
+class DiagnosticKind(JobKind[DiagnosticSpec, DiagnosticResult]):
+    name = "diagnostic"
+    description = "Checks the worker pipeline (admins only)."
+    worker = "tuneforge.jobs.workers.diagnostic:run"
+    spec = DiagnosticSpec
+    result = DiagnosticResult
+    admin_only = True
+
+
+register(DiagnosticKind())

@@ -1,0 +1,103 @@
+"""The `evaluate` kind: one or two models answer samples of a processed dataset's split, scored
+by a suite and optionally graded by a judge model; the metrics table is the result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+
+from tuneforge.db.repositories.secrets import has_secret
+from tuneforge.db.tables import Dataset, User
+from tuneforge.errors import InvalidInput
+from tuneforge.evaluation.spec import EvaluationSpec
+from tuneforge.jobs.endpoints import check_endpoint
+from tuneforge.jobs.inputs import ChatModel, processed_dataset, usable_model
+from tuneforge.jobs.kind import JobKind, register
+from tuneforge.settings import Settings
+
+
+class EvaluatedModel(BaseModel):
+    id: str = Field(description="A catalog id or the id of a fine-tuned model.")
+    name: str = Field(description="The model's name.")
+
+
+class EvaluationScores(BaseModel):
+    """What an evaluation found, as its results page and the API show it."""
+
+    suite: str = Field(description="How the answers were scored.")
+    models: list[EvaluatedModel] = Field(description="The models: A, then B when compared.")
+    metrics: list[dict[str, float]] = Field(
+        description="Each model's metrics, in the order of `models` (fractions in 0..1, except "
+        "`perplexity` and `nll`); empty for the vibe suite."
+    )
+    difference: dict[str, float] | None = Field(
+        description="B - A for each metric, when two models were evaluated."
+    )
+    details: list[dict[str, Any]] = Field(
+        description="Each model's details: the confusion matrix and per-class precision, "
+        "recall, F1 and support (classification), sacrebleu's signatures (translation), ..."
+    )
+    count: int = Field(description="How many samples were evaluated.")
+    skipped: int = Field(
+        description="Rows of the split the suite could not use (no prompt or reference, images)."
+    )
+    judge_error: str | None = Field(
+        default=None,
+        description="Why the judge could not grade the answers (the metrics and samples are "
+        "then kept without its grades); null without a judge or when it graded them.",
+    )
+
+
+class EvaluateResult(EvaluationScores):
+    samples_key: str = Field(description="Where the per-sample rows are stored (JSON lines).")
+    csv_key: str = Field(description="Where the per-sample rows are stored (CSV).")
+
+
+def evaluation_dataset(session: Session, user: User, spec: EvaluationSpec) -> Dataset:
+    """The dataset the samples come from: the user's own, processed, ready, with the split."""
+    dataset = processed_dataset(session, user, spec.dataset_id, "evaluate", spec.split)
+    if dataset.format == "text" and spec.suite != "perplexity":
+        raise InvalidInput(
+            f"The dataset {dataset.name!r} is plain text, with no prompts to answer: only the "
+            "perplexity suite applies to it."
+        )
+    return dataset
+
+
+def evaluation_models(
+    session: Session, user: User, settings: Settings, spec: EvaluationSpec
+) -> list[ChatModel]:
+    """The models that answer: A, then B when compared (catalog models or the user's own)."""
+    return [usable_model(session, user, settings, model_id) for model_id in spec.model_ids]
+
+
+def check_judge_endpoint(user: User, settings: Settings, spec: EvaluationSpec) -> None:
+    """Refuse a judge whose address the user may not make the server call."""
+    if spec.judge is not None:
+        check_endpoint(spec.judge.base_url, user, settings, "The judge's base_url")
+
+
+class EvaluateKind(JobKind[EvaluationSpec, EvaluateResult]):
+    name = "evaluate"
+    description = "Scores one or two models on a dataset split."
+    worker = "tuneforge.jobs.workers.evaluate:run"
+    spec = EvaluationSpec
+    result = EvaluateResult
+
+    def check(self, session: Session, user: User, settings: Settings, spec: EvaluationSpec) -> None:
+        """Refuse an evaluation whose dataset or models the user cannot use, or whose judge the
+        user may not call or whose key secret is not set."""
+        evaluation_dataset(session, user, spec)
+        evaluation_models(session, user, settings, spec)
+        check_judge_endpoint(user, settings, spec)
+        key = spec.judge.api_key_secret if spec.judge is not None else None
+        if key is not None and not has_secret(session, user.id, key):
+            raise InvalidInput(
+                f"The judge's key secret {key} is not set: set it under Settings, Secrets (or "
+                f"with `tuneforge secrets set {key}`), or leave api_key_secret empty."
+            )
+
+
+register(EvaluateKind())

@@ -1,0 +1,68 @@
+"""The `train` kind: fine-tunes a catalog model on a processed dataset and records the Model.
+
+Before a run is queued, its peak memory and duration are estimated on this machine; a run that
+cannot fit is refused with what to change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+
+from tuneforge.db.tables import Dataset, User
+from tuneforge.errors import InvalidInput
+from tuneforge.hardware import detect_hardware
+from tuneforge.jobs.inputs import catalog_entry, processed_dataset
+from tuneforge.jobs.kind import JobKind, register
+from tuneforge.settings import Settings
+from tuneforge.training.estimate import CalibrationCache, Estimate, estimate
+from tuneforge.training.spec import TrainingBase, TrainingSpec
+
+
+class TrainResult(BaseModel):
+    model_id: str = Field(description="The model the run made.")
+    steps: int = Field(description="Optimizer steps taken.")
+    epochs: float = Field(description="Passes over the training split.")
+    metrics: dict[str, Any] = Field(description="The last value of each metric.")
+    tokens_per_second: float = Field(description="Training speed, in tokens a second.")
+    peak_rss_bytes: int = Field(description="The worker's peak memory.")
+    stopped_early: bool = Field(description="Whether early stopping ended the run.")
+    precision: str = Field(description="The precision the run computed in.")
+    device: str = Field(description="Where it ran (cpu, cuda, mps).")
+
+
+def training_dataset(session: Session, user: User, dataset_id: str) -> Dataset:
+    """The dataset a run learns from: the user's own, processed and ready, with a train split."""
+    return processed_dataset(session, user, dataset_id, "train", "train")
+
+
+def estimate_run(session: Session, user: User, settings: Settings, spec: TrainingBase) -> Estimate:
+    """Peak memory and duration of `spec` on this machine, and whether it fits."""
+    dataset = training_dataset(session, user, spec.dataset_id)
+    entry = catalog_entry(settings, spec.base_model)
+    return estimate(
+        spec,
+        entry,
+        dataset.stats,
+        dataset.splits.get("train", 0),
+        detect_hardware(),
+        CalibrationCache(settings.data_dir / "calibration.json"),
+    )
+
+
+class TrainKind(JobKind[TrainingBase, TrainResult]):
+    name = "train"
+    description = "Fine-tunes a model on a processed dataset."
+    worker = "tuneforge.jobs.workers.train:run"
+    spec = TrainingSpec
+    result = TrainResult
+
+    def check(self, session: Session, user: User, settings: Settings, spec: TrainingBase) -> None:
+        result = estimate_run(session, user, settings, spec)
+        if result.refusal:
+            raise InvalidInput(result.refusal, {"estimate": result.model_dump(mode="json")})
+
+
+register(TrainKind())
