@@ -14,7 +14,6 @@ import pytest
 from tuneforge.data.stats import DatasetStats, StatsBuilder
 from tuneforge.hardware import GPU, Hardware, detect_hardware, parse_nvidia_smi
 from tuneforge.models.catalog import CatalogEntry, catalog
-from tuneforge.training import estimate as est
 from tuneforge.training.estimate import (
     CalibrationCache,
     decoder_linear_parameters,
@@ -24,6 +23,8 @@ from tuneforge.training.estimate import (
     lora_parameters,
     resolve_precision,
 )
+from tuneforge.training.estimate.memory import LOGITS_CHUNK
+from tuneforge.training.estimate.throughput import REFERENCE_TOKENS_PER_SECOND
 from tuneforge.training.spec import SFTSpec
 
 GB = 10**9
@@ -313,7 +314,7 @@ def test_the_cpu_speed_is_scaled_to_the_measurement() -> None:
         "answer_tokens": {"mean": 64},
     }
     result = estimate(reference, entry, lengths, 100, cpu())
-    assert result.tokens_per_second == pytest.approx(est.REFERENCE_TOKENS_PER_SECOND, rel=0.02)
+    assert result.tokens_per_second == pytest.approx(REFERENCE_TOKENS_PER_SECOND, rel=0.02)
     assert estimate(reference, entry, lengths, 100, cpu(cores=8)).tokens_per_second > 600
     fp32 = reference.model_copy(update={"precision": "fp32"})
     assert estimate(fp32, entry, lengths, 100, cpu()).tokens_per_second < 100
@@ -321,7 +322,7 @@ def test_the_cpu_speed_is_scaled_to_the_measurement() -> None:
 
 def test_logit_chunk_matches_the_loss_component() -> None:
     loss = pytest.importorskip("tuneforge.training.components.loss")
-    assert est.LOGITS_CHUNK == loss.CHUNK
+    assert loss.CHUNK == LOGITS_CHUNK
 
 
 # -- calibration ---------------------------------------------------------------------------------

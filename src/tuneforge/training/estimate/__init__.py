@@ -1,0 +1,60 @@
+"""Before a run: will it fit in memory, and how long will it take? Torch-free (the web process
+calls it for every form change).
+
+* `memory`: the peak memory of one training step (weights, trainable state, activations,
+  logits, allocator, runtime), checked against real runs.
+* `batches`: the dataset's token lengths and the micro-batches a run makes of them.
+* `architecture`: parameter counts from a catalog model's shapes.
+* `throughput`: a FLOPs model of the speed, scaled to a measured run.
+* `calibration`: speeds measured by earlier runs on this machine, preferred to the guess.
+* `advice`: what to change when a run does not fit.
+* `forecast`: `estimate()`, which puts them together with the warnings worth reading.
+"""
+
+from tuneforge.training.estimate.architecture import (
+    LINEAR_MODULES,
+    decoder_linear_parameters,
+    embedding_parameters,
+    linear_shapes,
+    lora_parameters,
+    lora_targets,
+)
+from tuneforge.training.estimate.batches import Lengths, MicroBatch, dataset_lengths, micro_batches
+from tuneforge.training.estimate.calibration import CalibrationCache, Throughput
+from tuneforge.training.estimate.forecast import Estimate, estimate
+from tuneforge.training.estimate.memory import (
+    Device,
+    MemoryBreakdown,
+    ResolvedPrecision,
+    activation_bytes_per_layer,
+    device_for,
+    memory_breakdown,
+    resolve_precision,
+)
+from tuneforge.training.estimate.throughput import flops_per_token, hardware_flops
+
+__all__ = [
+    "LINEAR_MODULES",
+    "CalibrationCache",
+    "Device",
+    "Estimate",
+    "Lengths",
+    "MemoryBreakdown",
+    "MicroBatch",
+    "ResolvedPrecision",
+    "Throughput",
+    "activation_bytes_per_layer",
+    "dataset_lengths",
+    "decoder_linear_parameters",
+    "device_for",
+    "embedding_parameters",
+    "estimate",
+    "flops_per_token",
+    "hardware_flops",
+    "linear_shapes",
+    "lora_parameters",
+    "lora_targets",
+    "memory_breakdown",
+    "micro_batches",
+    "resolve_precision",
+]

@@ -1,0 +1,219 @@
+"""Before a run: will it fit in memory, and how long will it take? `estimate()` puts the memory
+model, the speed (measured here, or guessed from FLOPs) and the refusal advice together, with
+the warnings worth reading. Torch-free: the web process calls it for every form change."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from tuneforge.hardware import Hardware
+from tuneforge.models.catalog import CatalogEntry
+from tuneforge.training.estimate.advice import what_to_change
+from tuneforge.training.estimate.architecture import LINEAR_MODULES, lora_parameters, lora_targets
+from tuneforge.training.estimate.batches import dataset_lengths, micro_batches
+from tuneforge.training.estimate.calibration import CalibrationCache
+from tuneforge.training.estimate.memory import (
+    Device,
+    MemoryBreakdown,
+    ResolvedPrecision,
+    device_for,
+    in_gb,
+    memory_breakdown,
+    resolve_precision,
+)
+from tuneforge.training.estimate.throughput import flops_per_token, hardware_flops
+from tuneforge.training.spec import TrainingBase
+
+TIGHT_FRACTION = 0.85
+
+
+class Estimate(BaseModel):
+    """What a run would need and how long it would take, before it starts."""
+
+    peak_memory_bytes: int = Field(description="Estimated peak memory of training, in bytes.")
+    available_memory_bytes: int = Field(
+        description="Memory free on the training device now (RAM on a CPU, the GPU's memory on "
+        "a GPU), in bytes."
+    )
+    fits: bool = Field(description="The run can start here: it fits and nothing refuses it.")
+    device: Device = Field(description="Where it would train: `cuda` or `cpu`.")
+    precision: ResolvedPrecision = Field(description="The number format `auto` resolves to.")
+    trainable_parameters: int = Field(description="Parameters the optimizer updates.")
+    total_parameters: int = Field(description="Parameters of the whole model.")
+    steps: int = Field(description="Optimizer steps of the run.")
+    tokens: int = Field(description="Tokens the run trains on (all epochs).")
+    tokens_per_second: float = Field(description="Expected training speed.")
+    duration_seconds: float = Field(
+        description="Expected training time (the steps; evaluations and saving add to it)."
+    )
+    calibrated: bool = Field(
+        description="The speed comes from runs measured on this machine; otherwise it is a rough "
+        "guess from a FLOPs model."
+    )
+    measured_peak_memory_bytes: int | None = Field(
+        default=None,
+        description="Peak memory measured by earlier runs with this model, method and precision "
+        "here (their batch size and length may differ).",
+    )
+    memory: MemoryBreakdown = Field(description="Where the peak memory goes.")
+    messages: list[str] = Field(default_factory=list, description="Warnings worth reading.")
+    refusal: str | None = Field(
+        default=None,
+        description="Why the run cannot start here and what to change, in order of effect "
+        "(None when it can start).",
+    )
+
+
+def _available(hardware: Hardware) -> int:
+    if hardware.has_cuda:
+        return hardware.gpus[0].memory_free_bytes
+    return hardware.memory_available_bytes
+
+
+def estimate(
+    spec: TrainingBase,
+    entry: CatalogEntry,
+    stats: Any,
+    train_rows: int,
+    hardware: Hardware,
+    cache: CalibrationCache | None = None,
+) -> Estimate:
+    """Memory, speed and duration of training `entry` with `spec` on `train_rows` examples
+    whose lengths `stats` describes (`DatasetStats`, its JSON dump, or None: examples taken to
+    be `max_length` long), on `hardware`."""
+    device = device_for(hardware)
+    precision = resolve_precision(spec.precision, hardware, spec.method)
+    lengths = dataset_lengths(stats)
+    typical, worst = micro_batches(spec, lengths)
+    memory = memory_breakdown(spec, entry, precision, worst, device)
+    arch = entry.architecture
+    trainable = (
+        entry.parameters
+        if spec.method == "full"
+        else lora_parameters(arch, spec.lora_r, spec.lora_target_modules)
+    )
+    messages: list[str] = []
+
+    # -- how much work ---------------------------------------------------------------------------
+    rows = max(0, train_rows)
+    per_example = lengths.truncated_mean(spec.max_length) if lengths else spec.max_length / 2
+    if spec.max_steps is not None:
+        steps = spec.max_steps
+        tokens = steps * spec.effective_batch * per_example
+    else:
+        steps = math.ceil(math.ceil(rows / spec.effective_batch) * spec.epochs) if rows else 0
+        tokens = rows * per_example * spec.epochs
+    if not getattr(spec, "packing", True) and lengths:  # padding costs compute too
+        tokens_computed = tokens * typical.row_tokens / max(per_example, 1)
+    else:
+        tokens_computed = tokens
+
+    # -- how fast --------------------------------------------------------------------------------
+    packing = bool(getattr(spec, "packing", True))
+    measured = None
+    if cache is not None:
+        key = cache.key(
+            hardware.fingerprint,
+            entry.id,
+            spec.method,
+            precision,
+            spec.gradient_checkpointing,
+            packing,
+        )
+        measured = cache.get(key)
+    if measured is not None:
+        speed = measured.tokens_per_second
+    else:
+        fraction = typical.loss_tokens / typical.tokens
+        work = flops_per_token(
+            arch,
+            spec.method,
+            trainable,
+            fraction,
+            typical.row_tokens if typical.masked else typical.row_tokens / 2,
+            spec.gradient_checkpointing,
+        )
+        speed = hardware_flops(hardware, precision, spec.method) / work
+        speed *= tokens / tokens_computed if tokens_computed else 1.0
+    duration = tokens / speed if speed > 0 else 0.0
+
+    # -- warnings and refusals -------------------------------------------------------------------
+    available = _available(hardware)
+    peak = memory.total_bytes
+    refusal = None
+    if spec.method == "qlora" and not hardware.has_cuda:
+        refusal = "QLoRA needs a CUDA GPU with bitsandbytes; this machine has none: choose LoRA."
+    elif peak > available:
+        refusal = what_to_change(spec, entry, lengths, hardware, peak, available)
+    elif peak > TIGHT_FRACTION * available:
+        messages.append(
+            f"Memory is tight: about {in_gb(peak)} of {in_gb(available)} free. Other programs "
+            "starting now could make the run fail; gradient checkpointing or a smaller batch "
+            "leaves room."
+        )
+    if entry.modality == "vision":
+        media, encoders = (
+            ("images and audio", "image and audio encoders are")
+            if entry.family == "gemma-3n"
+            else ("images", "image encoder is")
+        )
+        messages.append(
+            f"{entry.name} also reads {media}; this recipe trains on text only. The {encoders} "
+            "loaded (and counted in the memory) but not trained."
+        )
+    if entry.test_only:
+        messages.append(
+            f"{entry.name} has random weights: use it to test the pipeline, not to "
+            "get a useful model."
+        )
+    _, unknown = lora_targets(arch, spec.lora_target_modules)
+    if unknown and spec.method != "full":
+        messages.append(
+            f"No {entry.name} layer is called {', '.join(unknown)}; known names: "
+            f"{', '.join(LINEAR_MODULES)} (or `all-linear`)."
+        )
+    if device == "cpu" and precision == "bf16" and not hardware.cpu_bf16:
+        messages.append(
+            "This CPU has no bf16 matrix unit (AMX), so bf16 is slower than fp32 here: "
+            "choose `auto` (fp32 here)."
+        )
+    if device == "cuda" and precision == "bf16" and not hardware.gpus[0].bf16:
+        messages.append(f"{hardware.gpus[0].name} has no native bf16: choose `auto` (fp16).")
+    if device == "cpu" and precision == "fp16":
+        messages.append("fp16 on a CPU is slow and unstable: choose `auto`.")
+    if lengths is None:
+        messages.append(
+            "Without dataset statistics, every example is taken to be max length "
+            "long for memory and half of it for time."
+        )
+    elif lengths.p95 > spec.max_length:
+        messages.append(
+            f"More than 5% of the examples are longer than max length {spec.max_length} and "
+            f"will be cut (95% are at most {lengths.p95} tokens)."
+        )
+    if measured is None:
+        messages.append(
+            "The duration is a rough guess until a run on this machine measures the real speed."
+        )
+
+    return Estimate(
+        peak_memory_bytes=peak,
+        available_memory_bytes=available,
+        fits=refusal is None,
+        device=device,
+        precision=precision,
+        trainable_parameters=trainable,
+        total_parameters=entry.parameters,
+        steps=steps,
+        tokens=int(tokens),
+        tokens_per_second=round(speed, 2),
+        duration_seconds=round(duration, 1),
+        calibrated=measured is not None,
+        measured_peak_memory_bytes=measured.peak_memory_bytes if measured else None,
+        memory=memory,
+        messages=messages,
+        refusal=refusal,
+    )
