@@ -183,7 +183,7 @@ class Model(Base):
 
 class Secret(Base):
     """A user's secret (an API key, a token): its name in clear, its value encrypted
-    (`services/secrets.py`); the API never returns the value."""
+    (`secretbox.py`); the API never returns the value."""
 
     __tablename__ = "secrets"
     __table_args__ = (UniqueConstraint("owner_id", "name"),)
