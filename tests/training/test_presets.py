@@ -1,4 +1,4 @@
-"""Presets: one per catalog model and method, each valid, complete and commented."""
+"""Presets: one per trainer, catalog model and method, each valid, complete and commented."""
 
 from __future__ import annotations
 
@@ -16,10 +16,15 @@ from tuneforge.training.presets import (
     list_presets,
     load_preset,
 )
-from tuneforge.training.spec import SFTSpec
+from tuneforge.training.registry import recipes
 
 DIRECTORY = files("tuneforge.training").joinpath("presets")
-EXPECTED = [f"{entry.id}_{method}" for entry in catalog().models for method in METHODS]
+EXPECTED = [
+    recipe.preset_id(entry.id, method)
+    for entry in catalog().models
+    for recipe in recipes()
+    for method in METHODS
+]
 
 
 def text(preset_id: str) -> str:
@@ -36,11 +41,13 @@ def test_every_catalog_model_has_a_preset_per_method() -> None:
 @pytest.mark.parametrize("preset_id", EXPECTED)
 def test_a_preset_validates_and_holds_every_setting_but_the_run_ones(preset_id: str) -> None:
     values = load_preset(preset_id)
-    model_id, _, method = preset_id.rpartition("_")
-    assert values["base_model"] == model_id
-    assert values["method"] == method
-    spec = SFTSpec(**values, dataset_id="d")
-    assert set(values) == set(SFTSpec.model_fields) - RUN_FIELDS
+    info = next(p for p in list_presets() if p.id == preset_id)
+    assert values["base_model"] == info.model
+    assert values["method"] == info.method
+    assert values["trainer"] == info.trainer
+    spec_type = next(r.spec for r in recipes() if r.trainer == info.trainer)
+    spec = spec_type(**values, dataset_id="d")
+    assert set(values) == set(spec_type.model_fields) - RUN_FIELDS
     assert spec.effective_batch >= 8
 
 
@@ -51,7 +58,7 @@ def test_a_preset_has_a_header_and_a_comment_on_every_setting(preset_id: str) ->
     assert len(paragraphs) >= 3, "title, what it is for, and the hardware it needs"
     info = next(p for p in list_presets() if p.id == preset_id)
     assert info.title and info.description and info.hardware
-    assert info.model == preset_id.rpartition("_")[0]
+    assert preset_id.startswith(f"{info.model}_")
     assert "GB" in info.hardware, "the header says how much memory it needs"
     lines = source.splitlines()
     keys = 0

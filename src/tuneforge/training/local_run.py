@@ -1,10 +1,11 @@
 """`tuneforge train config.yaml`: the same recipe, headless, on a local data file, no server.
 
-The config is a training spec in YAML (a preset is a good start) plus `data:`, a file in any
-format the studio recognises (its columns are mapped automatically, as on upload). Rows are
-processed exactly as the studio processes them (validated, deduplicated, split), the run writes
-its checkpoints, TensorBoard logs and the model under the output directory, and Ctrl-C stops it
-after a checkpoint; running the same command again resumes from there.
+The config is a training spec in YAML (a preset is a good start; its `trainer` chooses the
+recipe) plus `data:`, a file in any format the studio recognises (its columns are mapped
+automatically, as on upload). Rows are processed exactly as the studio processes them
+(validated, deduplicated, split), the run writes its checkpoints, TensorBoard logs and the model
+under the output directory, and Ctrl-C stops it after a checkpoint; running the same command
+again resumes from there.
 """
 
 from __future__ import annotations
@@ -14,24 +15,24 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import TypeAdapter
 
 from tuneforge.data.config import ProcessingConfig
 from tuneforge.data.formats import guess_mapping
 from tuneforge.data.process import process, records
 from tuneforge.data.readers import read_table
+from tuneforge.errors import InvalidInput
 from tuneforge.models.loading import resolve
 from tuneforge.models.tokenizer import count_tokens, gemma_tokenizer
-from tuneforge.errors import InvalidInput
 from tuneforge.settings import Settings
-from tuneforge.training.recipes.sft import Checkpoints, Outcome, train_sft
+from tuneforge.training.recipe import Checkpoints, Outcome
+from tuneforge.training.registry import recipe_for, spec_adapter
 from tuneforge.training.reporting import ConsoleReporter, Tracked
-from tuneforge.training.spec import SFTSpec, TrainingSpec
+from tuneforge.training.spec import TrainingBase
 
 LOCAL_DATASET = "local"
 
 
-def read_config(path: Path) -> tuple[SFTSpec, Path]:
+def read_config(path: Path) -> tuple[TrainingBase, Path]:
     """The spec and the data file named by a YAML config (relative paths: from the config)."""
     try:
         values: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -41,7 +42,7 @@ def read_config(path: Path) -> tuple[SFTSpec, Path]:
         raise InvalidInput(f"{path} must be a mapping with `data:` (the training data file).")
     data = Path(str(values.pop("data")))
     values.setdefault("dataset_id", LOCAL_DATASET)
-    spec: SFTSpec = TypeAdapter(TrainingSpec).validate_python(values)
+    spec = spec_adapter().validate_python(values)
     return spec, data if data.is_absolute() else path.parent / data
 
 
@@ -86,7 +87,7 @@ def run_local(config: Path, output: Path, settings: Settings) -> Outcome:
 
     previous = signal.signal(signal.SIGINT, stop)
     try:
-        return train_sft(
+        return recipe_for(spec).train(
             spec,
             model_path,
             train,

@@ -1,15 +1,15 @@
-"""Presets: commented YAML starting points, one per catalog model and method.
+"""Presets: commented YAML starting points, one per trainer, catalog model and method.
 
-`training/presets/<model-id>_<method>.yaml` holds every TrainingSpec field but the ones that
-belong to a single run (`dataset_id`, `name`, `sample_prompts`), each with a comment saying why
-it has that value, under a header comment: the title on the first line, then a paragraph on
-what the preset is for, and a `Hardware:` paragraph on what it needs. A test loads and validates
-every preset and checks that each catalog model has one per method.
+`training/presets/<id>.yaml` holds every field of its trainer's spec but the ones that belong to
+a single run (`dataset_id`, `name`, `sample_prompts`), each with a comment saying why it has that
+value, under a header comment: the title on the first line, then a paragraph on what the preset
+is for, and a `Hardware:` paragraph on what it needs. Each recipe says how its preset ids are
+formed (SFT's are `<model-id>_<method>`). A test loads and validates every preset and checks
+that each catalog model has one per trainer and method.
 """
 
 from __future__ import annotations
 
-import re
 from importlib.resources import files
 from typing import Any
 
@@ -17,12 +17,12 @@ import yaml
 from pydantic import BaseModel, Field
 
 from tuneforge.models.catalog import catalog
-from tuneforge.training.spec import Method, SFTSpec
+from tuneforge.training.recipe import Recipe
+from tuneforge.training.registry import recipes
+from tuneforge.training.spec import METHODS, Method
 
-METHODS: tuple[Method, ...] = ("lora", "qlora", "full")
 #: Fields a preset leaves to the run.
 RUN_FIELDS = frozenset({"dataset_id", "name", "sample_prompts"})
-PRESET_ID = re.compile(r"[a-z0-9][a-z0-9.\-]*_(lora|qlora|full)")
 VALIDATION_DATASET = "preset-check"
 
 
@@ -33,7 +33,8 @@ class UnknownPreset(LookupError):
 class PresetInfo(BaseModel):
     """A preset, as the picker lists it."""
 
-    id: str = Field(description="The preset's id: `<model-id>_<method>`.")
+    id: str = Field(description="The preset's id, such as `<model-id>_<method>` for SFT.")
+    trainer: str = Field(description="The trainer whose spec it fills in.")
     model: str = Field(description="The catalog id of its model.")
     method: Method = Field(description="Its training method.")
     title: str = Field(description="A one-line title.")
@@ -49,9 +50,17 @@ def _directory() -> Any:
     return files("tuneforge.training").joinpath("presets")
 
 
+def _owner(preset_id: str) -> tuple[Recipe[Any], str, Method]:
+    """The recipe a preset id belongs to, and the id's model and method."""
+    for recipe in recipes():
+        parts = recipe.preset_parts(preset_id)
+        if parts is not None:
+            return recipe, parts[0], parts[1]  # type: ignore[return-value]
+    raise UnknownPreset(f"There is no preset called {preset_id!r}.")
+
+
 def _text(preset_id: str) -> str:
-    if not PRESET_ID.fullmatch(preset_id):
-        raise UnknownPreset(f"There is no preset called {preset_id!r}.")
+    _owner(preset_id)  # only ids of a recipe's form name a file
     resource = _directory().joinpath(f"{preset_id}.yaml")
     if not resource.is_file():
         raise UnknownPreset(f"There is no preset called {preset_id!r}.")
@@ -74,13 +83,14 @@ def header(text: str) -> list[str]:
 
 def _info(preset_id: str, text: str) -> PresetInfo:
     paragraphs = header(text)
-    model, _, method = preset_id.rpartition("_")
+    recipe, model, method = _owner(preset_id)
     hardware = next((p for p in paragraphs if p.startswith("Hardware:")), "")
     described = [p for p in paragraphs[1:] if p is not hardware]
     return PresetInfo(
         id=preset_id,
+        trainer=recipe.trainer,
         model=model,
-        method=method,  # type: ignore[arg-type]
+        method=method,
         title=paragraphs[0] if paragraphs else preset_id,
         description=described[0] if described else "",
         hardware=hardware.removeprefix("Hardware:").strip(),
@@ -88,25 +98,34 @@ def _info(preset_id: str, text: str) -> PresetInfo:
 
 
 def list_presets() -> list[PresetInfo]:
-    """Every preset, in catalog order and then lora, qlora, full."""
-    ids = [
-        entry.name.removesuffix(".yaml")
-        for entry in _directory().iterdir()
-        if entry.name.endswith(".yaml") and PRESET_ID.fullmatch(entry.name.removesuffix(".yaml"))
-    ]
+    """Every preset, in catalog order, then trainer (as registered), then lora, qlora, full."""
+    trainers = [recipe.trainer for recipe in recipes()]
     order = {entry.id: i for i, entry in enumerate(catalog().models)}
+    found = []
+    for entry in _directory().iterdir():
+        preset_id = entry.name.removesuffix(".yaml")
+        if entry.name.endswith(".yaml"):
+            try:
+                found.append(_info(preset_id, _text(preset_id)))
+            except UnknownPreset:
+                continue
 
-    def rank(preset_id: str) -> tuple[int, str, int]:
-        model, _, method = preset_id.rpartition("_")
-        return order.get(model, len(order)), model, METHODS.index(method)  # type: ignore[arg-type]
+    def rank(info: PresetInfo) -> tuple[int, str, int, int]:
+        return (
+            order.get(info.model, len(order)),
+            info.model,
+            trainers.index(info.trainer),
+            METHODS.index(info.method),
+        )
 
-    return [_info(preset_id, _text(preset_id)) for preset_id in sorted(ids, key=rank)]
+    return sorted(found, key=rank)
 
 
 def load_preset(preset_id: str) -> dict[str, Any]:
-    """A preset's TrainingSpec values (everything but the dataset), validated."""
+    """A preset's spec values (everything but the dataset), validated by its trainer's spec."""
+    recipe, _, _ = _owner(preset_id)
     values = yaml.safe_load(_text(preset_id))
     if not isinstance(values, dict):
         raise ValueError(f"Preset {preset_id!r} is not a mapping of settings.")
-    SFTSpec(**values, dataset_id=VALIDATION_DATASET)
+    recipe.spec(**values, dataset_id=VALIDATION_DATASET)
     return values

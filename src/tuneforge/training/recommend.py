@@ -1,8 +1,9 @@
 """Settings that suit a model, a dataset and a machine, each with one plain-language reason.
 
 `recommend()` starts from the catalog entry's defaults, reads the dataset's length statistics and
-asks the estimate what fits; `apply()` turns the recommendations into TrainingSpec values. Like
-the estimate, it runs in the web process and never imports torch.
+asks the estimate what fits, with the spec of the chosen trainer's recipe; `apply()` turns the
+recommendations into spec values. Like the estimate, it runs in the web process and never
+imports torch.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from tuneforge.training.estimate import (
     estimate,
     resolve_precision,
 )
-from tuneforge.training.spec import Method, SFTSpec
+from tuneforge.training.registry import DEFAULT_TRAINER, recipe
+from tuneforge.training.spec import Method, TrainingBase
 
 BATCH_SIZES = (16, 8, 4, 2, 1)
 EVALUATIONS = 10
@@ -36,7 +38,7 @@ PLACEHOLDER_DATASET = "recommendation"
 class Recommendation(BaseModel):
     """One recommended setting."""
 
-    field: str = Field(description="The TrainingSpec field, such as `max_length`.")
+    field: str = Field(description="The spec's field, such as `max_length`.")
     value: Any = Field(description="The recommended value.")
     reason: str = Field(description="Why, in one plain sentence.")
 
@@ -129,9 +131,12 @@ def recommend(
     train_rows: int,
     hardware: Hardware,
     cache: CalibrationCache | None = None,
+    trainer: str = DEFAULT_TRAINER,
 ) -> list[Recommendation]:
-    """Recommended settings for fine-tuning `entry` on `train_rows` examples described by
-    `stats` (`DatasetStats`, its JSON dump, or None) on `hardware`."""
+    """Recommended settings for fine-tuning `entry` with `trainer`'s recipe on `train_rows`
+    examples described by `stats` (`DatasetStats`, its JSON dump, or None) on `hardware`."""
+    spec_type = recipe(trainer).spec
+    start = {"base_model": entry.id, "dataset_id": PLACEHOLDER_DATASET}
     lengths = dataset_lengths(stats)
     out: list[Recommendation] = []
     batch: list[Recommendation] | None = None
@@ -144,19 +149,11 @@ def recommend(
             _learning_rate(entry, method),
             *_lora(entry),
         ]
-        base = apply(out, {"base_model": entry.id, "dataset_id": PLACEHOLDER_DATASET})
-        batch = _batch(entry, stats, train_rows, hardware, base, cache)
+        batch = _batch(entry, stats, train_rows, hardware, spec_type(**apply(out, start)), cache)
         if batch is not None:
             break
     out += batch or _nothing_fits(_target_batch(train_rows), hardware)
-    result = estimate(
-        SFTSpec(**apply(out, {"base_model": entry.id, "dataset_id": PLACEHOLDER_DATASET})),
-        entry,
-        stats,
-        train_rows,
-        hardware,
-        cache,
-    )
+    result = estimate(spec_type(**apply(out, start)), entry, stats, train_rows, hardware, cache)
     steps = max(1, result.steps)
     if _test_rows(stats) == 0:
         out.append(
@@ -242,21 +239,23 @@ def _batch(
     stats: Any,
     train_rows: int,
     hardware: Hardware,
-    base: dict[str, Any],
+    base: TrainingBase,
     cache: CalibrationCache | None,
 ) -> list[Recommendation] | None:
-    """The preferred micro-batch that fits with room to spare (`_candidates`), with
-    accumulation up to the target effective batch; None when nothing fits."""
+    """The preferred micro-batch for the `base` settings that fits with room to spare
+    (`_candidates`), with accumulation up to the target effective batch; None when nothing
+    fits."""
     target = _target_batch(train_rows)
     gpu = device_for(hardware) == "cuda"
     where = "the GPU's free memory" if gpu else "free RAM"
     for checkpointing, size in _candidates(target, gpu):
         accumulation = math.ceil(target / size)
-        spec = SFTSpec(
-            **base,
-            batch_size=size,
-            gradient_accumulation=accumulation,
-            gradient_checkpointing=checkpointing,
+        spec = base.model_copy(
+            update={
+                "batch_size": size,
+                "gradient_accumulation": accumulation,
+                "gradient_checkpointing": checkpointing,
+            }
         )
         result = estimate(spec, entry, stats, train_rows, hardware, cache)
         roomy = result.peak_memory_bytes <= HEADROOM * result.available_memory_bytes

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from tuneforge.hardware import detect_hardware
 from tuneforge.errors import InvalidInput
+from tuneforge.hardware import detect_hardware
 from tuneforge.training.components.packing import Batch, collate
 from tuneforge.training.components.tokenize import Example
 from tuneforge.training.estimate import resolve_precision

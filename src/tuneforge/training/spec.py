@@ -1,19 +1,30 @@
 """What a training run does, as one typed spec per trainer (a discriminated union on `trainer`).
 
 The fields carry descriptions, bounds and defaults: the REST schema, the UI form with its help
-texts, the CLI's YAML configs and the presets all come from these models. Fields are grouped (the
-`group` key of their JSON schema) so forms can lay them out in sections. `dpo`, `orpo` and `grpo`
-specs join the union later as further subclasses of `TrainingBase`.
+texts, the CLI's options and YAML configs and the presets all come from these models. Fields are
+grouped (the `group` key of their JSON schema) so forms can lay them out in sections. Each
+trainer's spec subclasses `TrainingBase` with its `trainer` literal and its own fields, and its
+recipe registers it (`training/registry.py`); `TrainingSpec` is the union of the registered ones.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    field_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
 
 Method = Literal["lora", "qlora", "full"]
+METHODS: tuple[Method, ...] = get_args(Method)
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
 Scheduler = Literal["linear", "cosine", "constant"]
 Tracker = Literal["wandb", "mlflow"]
@@ -32,6 +43,11 @@ class TrainingBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # -- what ----------------------------------------------------------------------------------
+    trainer: str = Field(
+        description="The training method: `sft` (supervised fine-tuning) or another registered "
+        "trainer; each has its own settings besides these.",
+        json_schema_extra=_group("run"),
+    )
     name: str | None = Field(
         default=None,
         max_length=200,
@@ -304,11 +320,27 @@ class SFTSpec(TrainingBase):
     )
 
 
-def _trainer(value: Any) -> str:
-    if isinstance(value, dict):
-        return str(value.get("trainer", "sft"))
-    return str(getattr(value, "trainer", "sft"))
+class _Registered:
+    """Makes `TrainingSpec` the union of the registered trainers' specs whenever it validates
+    or describes a value, so a recipe registered after a model or a route was built counts."""
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        def validate(value: Any) -> TrainingBase:
+            from tuneforge.training.registry import spec_adapter
+
+            return spec_adapter().validate_python(value)
+
+        return core_schema.no_info_plain_validator_function(validate)
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        from tuneforge.training.registry import spec_adapter
+
+        return handler(spec_adapter().core_schema)
 
 
-#: Every trainer's spec; the `trainer` field chooses (default `sft`).
-TrainingSpec = Annotated[Union[Annotated[SFTSpec, Tag("sft")]], Discriminator(_trainer)]  # noqa: UP007
+#: Every registered trainer's spec; the `trainer` field chooses (default `sft`).
+TrainingSpec = Annotated[TrainingBase, _Registered()]

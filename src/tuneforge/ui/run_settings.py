@@ -7,7 +7,8 @@ from typing import Any
 
 from nicegui import ui
 
-from tuneforge.training.spec import SFTSpec
+from tuneforge.training.registry import DEFAULT_TRAINER, UnknownTrainer, recipe
+from tuneforge.training.spec import TrainingBase
 from tuneforge.ui.run_format import setting
 from tuneforge.ui.train_form import label
 
@@ -16,9 +17,14 @@ NAMED = frozenset({"base_model", "dataset_id", "method", "name", "trainer"})
 
 
 def changed_settings(spec: dict[str, Any]) -> list[tuple[str, Any]]:
-    """The settings in which a run's `spec` differs from the defaults."""
+    """The settings in which a run's `spec` differs from the defaults of its trainer's spec (of
+    the settings every trainer shares, for a trainer no longer registered)."""
+    try:
+        fields = recipe(spec.get("trainer", DEFAULT_TRAINER)).spec.model_fields
+    except UnknownTrainer:
+        fields = TrainingBase.model_fields
     shown = []
-    for name, field in SFTSpec.model_fields.items():
+    for name, field in fields.items():
         if name in NAMED or name not in spec:
             continue
         if spec[name] != field.get_default(call_default_factory=True):

@@ -1,6 +1,6 @@
-"""`/train`: choose a processed dataset, a Gemma model and a method, see what is recommended and
-what the run would take on this machine, and press Train. `?clone=<run>` starts from a run's
-settings, `?dataset=<id>` from a dataset."""
+"""`/train`: choose a processed dataset, a Gemma model, a trainer and a method, see what is
+recommended and what the run would take on this machine, and press Train. `?clone=<run>` starts
+from a run's settings, `?dataset=<id>` from a dataset."""
 
 from __future__ import annotations
 
@@ -13,19 +13,20 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from tuneforge.db.tables import Dataset, User
+from tuneforge.errors import DomainError, NotFound
 from tuneforge.models.catalog import CatalogEntry, load_catalog
-from tuneforge.schemas.jobs import TrainJobCreate
 from tuneforge.services import datasets as dataset_service
 from tuneforge.services import jobs as job_service
 from tuneforge.services import training as service
-from tuneforge.errors import DomainError, NotFound
 from tuneforge.training import presets
-from tuneforge.training.spec import SFTSpec
+from tuneforge.training.recipe import Recipe
+from tuneforge.training.registry import DEFAULT_TRAINER, UnknownTrainer, recipe
+from tuneforge.training.spec import TrainingBase
 from tuneforge.ui.backend import call, read, reported, state
 from tuneforge.ui.layout import EmptyState, heading, page
 from tuneforge.ui.train_advice import Advice
 from tuneforge.ui.train_estimate import EstimatePanel
-from tuneforge.ui.train_form import GROUPS, SpecForm, problems
+from tuneforge.ui.train_form import GROUPS, SpecForm, problems, trainers
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ class TrainView:
         self.models = {m.id: m for m in models}
         self.presets = presets.list_presets()
         self.asked = 0
-        self.form = SpecForm(self.changed)
+        self.recipe = _recipe(start.get("trainer", DEFAULT_TRAINER))
         dataset_id = start.get("dataset_id")
         if dataset_id is not None and dataset_id not in self.datasets:
             ui.notify(
@@ -109,7 +110,7 @@ class TrainView:
             with ui.column().classes("w-full gap-6 min-w-0"):
                 self._what(dataset_id or datasets[0].id, model_id)
                 with ui.card().classes(CARD):
-                    self.advice = Advice(self.apply, self.form.value)
+                    self.advice = Advice(self.apply, lambda name: self.form.value(name))
                 self._settings()
             with (
                 ui.column().classes("w-full gap-4 lg:sticky lg:top-20"),
@@ -122,6 +123,7 @@ class TrainView:
                     "The run is a job: it goes on when you close the browser, and you can "
                     "watch it learn on its page."
                 ).classes("text-caption text-grey-7")
+        self._build_form()
         self.form.set_values({k: v for k, v in start.items() if k != "base_model"})
 
     def _what(self, dataset_id: str, model_id: str) -> None:
@@ -152,8 +154,21 @@ class TrainView:
                         .classes("w-full train-model")
                     )
                     self.model_facts = ui.label().classes("text-caption text-grey-7")
-            self.form.field("method")
-            self.form.field("name")
+                with ui.column().classes("w-full gap-1"):
+                    self.trainer = (
+                        ui.select(
+                            trainers(),
+                            label="Trainer",
+                            value=self.recipe.trainer,
+                            on_change=self.trainer_chosen,
+                        )
+                        .props("outlined dense options-dense")
+                        .classes("w-full train-trainer")
+                    )
+                    self.trainer_facts = ui.label(self.recipe.description).classes(
+                        "text-caption text-grey-7"
+                    )
+            self.run_fields = ui.column().classes("w-full gap-4")
 
     def _settings(self) -> None:
         with ui.card().classes(CARD):
@@ -170,7 +185,21 @@ class TrainView:
                 )
             self.preset_facts = ui.label().classes("text-caption text-grey-7 preset-facts")
             self.preset.on_value_change(self.preset_chosen)
-            self.panels: dict[str, ui.expansion] = {}
+            self.sections = ui.column().classes("w-full gap-4")
+
+    def _build_form(self) -> None:
+        """The chosen trainer's form, in its places: the method and the other run fields under
+        the pickers, every other group in a folding section."""
+        self.form = SpecForm(self.changed, self.recipe.spec)
+        self.run_fields.clear()
+        with self.run_fields:
+            self.form.field("method")
+            for name in self.form.fields("run"):
+                if name != "method":
+                    self.form.field(name)
+        self.sections.clear()
+        self.panels: dict[str, ui.expansion] = {}
+        with self.sections:
             for group, title in GROUPS.items():
                 if group == "run" or not self.form.fields(group):
                     continue
@@ -181,6 +210,16 @@ class TrainView:
                 ):
                     self.form.section(group)
                 self.panels[group] = panel
+
+    async def trainer_chosen(self) -> None:
+        """Another trainer: its own form, keeping the settings the trainers share."""
+        values = self.form.values()
+        self.recipe = recipe(self.trainer.value)
+        self.trainer_facts.set_text(self.recipe.description)
+        self._build_form()
+        self.form.set_values(values)
+        self._offer_presets()
+        await self.changed()
 
     def apply(self, values: dict[str, Any]) -> None:
         """Fill in `values` (recommendations, a preset): the pickers' fields and the form's."""
@@ -193,8 +232,12 @@ class TrainView:
         self.form.set_values(values)
 
     def _offer_presets(self) -> None:
-        """The presets of the chosen model."""
-        offered = {p.id: p.title for p in self.presets if p.model == self.model.value}
+        """The presets of the chosen model and trainer."""
+        offered = {
+            p.id: p.title
+            for p in self.presets
+            if p.model == self.model.value and p.trainer == self.recipe.trainer
+        }
         if self.preset.value not in offered:
             self.preset.set_value(None)
         self.preset.set_options(offered)
@@ -236,15 +279,17 @@ class TrainView:
         if (self.dataset.value, self.model.value) == (dataset.id, entry.id):
             self.advice.show(items)
 
-    def spec(self) -> SFTSpec:
-        """The settings as a spec; raises pydantic's ValidationError when they do not fit."""
-        return SFTSpec.model_validate(
+    def spec(self) -> TrainingBase:
+        """The settings as the trainer's spec; raises pydantic's ValidationError when they do
+        not fit."""
+        spec: TrainingBase = self.recipe.spec.model_validate(
             {
                 **self.form.values(),
                 "dataset_id": self.dataset.value,
                 "base_model": self.model.value,
             }
         )
+        return spec
 
     async def changed(self) -> None:
         """Something changed: follow it at once in the page, and estimate once typing pauses."""
@@ -291,12 +336,7 @@ class TrainView:
         self.train_button.props("loading")
         try:
             with reported():
-                job = await call(
-                    job_service.create_job,
-                    self.user,
-                    TrainJobCreate(kind="train", spec=spec),
-                    state().settings,
-                )
+                job = await call(job_service.create_job, self.user, state().settings, "train", spec)
                 ui.navigate.to(f"/runs/{job.id}")
         finally:
             self.train_button.props(remove="loading")
@@ -308,6 +348,18 @@ def _failure(exc: Exception, doing: str) -> str:
         return exc.message
     log.error("%s failed", doing, exc_info=exc)
     return f"{doing} failed unexpectedly; the details are in the server's log."
+
+
+def _recipe(trainer: str) -> Recipe[Any]:
+    """The recipe a page starts with: `trainer`'s, or the default one if it is not known here."""
+    try:
+        return recipe(trainer)
+    except UnknownTrainer:
+        ui.notify(
+            f"The trainer {trainer!r} is not available here; starting from the default.",
+            type="warning",
+        )
+        return recipe(DEFAULT_TRAINER)
 
 
 def _model_label(entry: CatalogEntry) -> str:

@@ -1,7 +1,8 @@
-"""The training settings as a form made from the spec's JSON schema: a widget per field by its
-type (numbers within their bounds, choices for literals, switches for flags, chips for lists),
-grouped as the spec groups them, each with its description as help. No field is written by hand:
-a field added to the spec appears here."""
+"""The training settings as a form made from the chosen trainer's spec (its JSON schema): a widget
+per field by its type (numbers within their bounds, choices for literals, switches for flags,
+chips for lists), grouped as the spec groups them, each with its description as help. No field
+is written by hand: a field added to a spec appears here, and so does a trainer added to the
+registry (`trainers()`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 from nicegui import ui
 from pydantic import BaseModel, ValidationError
 
-from tuneforge.training.spec import SFTSpec
+from tuneforge.training.registry import recipes
 
 Changed = Callable[[], Any]
 
@@ -52,6 +53,11 @@ def label(name: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def trainers() -> dict[str, str]:
+    """The trainers a run can use, as the picker offers them: {trainer: title}."""
+    return {recipe.trainer: recipe.title for recipe in recipes()}
+
+
 def problems(error: ValidationError) -> str:
     """What is wrong with the settings, in words: "Batch size: Input should be ≥ 1; ..."."""
     said = []
@@ -86,7 +92,7 @@ class SpecForm:
     `values()` reads the fields, `set_values()` fills them in; `changed()` is called on every edit.
     """
 
-    def __init__(self, changed: Changed, model: type[BaseModel] = SFTSpec) -> None:
+    def __init__(self, changed: Changed, model: type[BaseModel]) -> None:
         self.model = model
         self.changed = changed
         self.schema: dict[str, dict[str, Any]] = model.model_json_schema()["properties"]
@@ -95,10 +101,11 @@ class SpecForm:
         self.sections: dict[str, ui.element] = {}
 
     def fields(self, group: str) -> list[str]:
+        """The group's fields in the spec's order (a field with no group is a `run` one)."""
         return [
             name
             for name, schema in self.schema.items()
-            if schema.get("group") == group and name not in PICKED
+            if schema.get("group", "run") == group and name not in PICKED
         ]
 
     def default(self, name: str) -> Any:

@@ -22,12 +22,13 @@ from tuneforge.services.training import training_dataset
 from tuneforge.storage import ArtifactStore, artifact_prefix
 from tuneforge.training.checkpoint import checkpoint_name, step_of
 from tuneforge.training.estimate import CalibrationCache
-from tuneforge.training.recipes.sft import Checkpoints, train_sft
+from tuneforge.training.recipe import Checkpoints
+from tuneforge.training.registry import recipe_for
 from tuneforge.training.reporting import Tracked
-from tuneforge.training.spec import SFTSpec
+from tuneforge.training.spec import TrainingBase
 
 
-def _dataset(ctx: JobContext, spec: SFTSpec) -> Dataset:
+def _dataset(ctx: JobContext, spec: TrainingBase) -> Dataset:
     with ctx.transaction() as session:
         owner = session.get(User, ctx.owner_id)
         if owner is None:
@@ -69,7 +70,7 @@ class StoredCheckpoints:
             self.store.delete(self._key(old))
 
 
-def run(spec: SFTSpec, ctx: JobContext) -> dict[str, Any]:
+def run(spec: TrainingBase, ctx: JobContext) -> dict[str, Any]:
     dataset = _dataset(ctx, spec)
     settings = ctx.settings
     ctx.progress(0.0, f"preparing {spec.base_model}")
@@ -88,7 +89,7 @@ def run(spec: SFTSpec, ctx: JobContext) -> dict[str, Any]:
         )
     reporter = Tracked(ctx, spec, workdir / "tensorboard", name, secrets=tracking)
     try:
-        outcome = train_sft(
+        outcome = recipe_for(spec).train(
             spec,
             model_path,
             train,
@@ -114,7 +115,7 @@ def run(spec: SFTSpec, ctx: JobContext) -> dict[str, Any]:
             spec.method,
             outcome.precision,
             spec.gradient_checkpointing,
-            spec.packing,
+            recipe_for(spec).batching(spec).packed,
         ),
         outcome.tokens_per_second,
         outcome.peak_rss_bytes,

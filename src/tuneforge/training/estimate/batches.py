@@ -1,6 +1,6 @@
 """What one forward pass sees: the token lengths of a dataset (`Lengths`, from its statistics)
-and the micro-batches a run makes of them (`micro_batches`), as the spec asks (packed or
-padded, loss on the answers or on everything).
+and the micro-batches a run makes of them (`micro_batches`), as the trainer's recipe batches
+them (packed or padded, loss on the answers or on everything).
 
 Memory is sized for a bad micro-batch, not an average one: the longest example (cut at
 `max_length`) plus `batch_size - 1` examples at the 90th percentile; without packing, every row
@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from tuneforge.training.recipe import Batching
+from tuneforge.training.registry import recipe_for
 from tuneforge.training.spec import TrainingBase
 
 
@@ -73,8 +75,8 @@ class MicroBatch(BaseModel):
     )
 
 
-def _loss_fraction(spec: TrainingBase, lengths: Lengths | None) -> float:
-    if not getattr(spec, "assistant_only_loss", True):
+def _loss_fraction(batching: Batching, lengths: Lengths | None) -> float:
+    if not batching.answers_only:
         return 1.0
     if lengths is None or lengths.mean <= 0:
         return 0.5
@@ -82,10 +84,12 @@ def _loss_fraction(spec: TrainingBase, lengths: Lengths | None) -> float:
 
 
 def micro_batches(spec: TrainingBase, lengths: Lengths | None) -> tuple[MicroBatch, MicroBatch]:
-    """(a typical micro-batch for speed, a bad one for peak memory)."""
+    """(a typical micro-batch for speed, a bad one for peak memory), batched as the spec's
+    recipe batches."""
     size, limit = spec.batch_size, spec.max_length
-    packed = bool(getattr(spec, "packing", True))
-    fraction = _loss_fraction(spec, lengths)
+    batching = recipe_for(spec).batching(spec)
+    packed = batching.packed
+    fraction = _loss_fraction(batching, lengths)
     if lengths is None:
         mean = longest = p90 = float(limit)
     else:

@@ -25,6 +25,8 @@ from tuneforge.training.estimate.memory import (
     resolve_precision,
 )
 from tuneforge.training.estimate.throughput import flops_per_token, hardware_flops
+from tuneforge.training.recipe import Batching
+from tuneforge.training.registry import recipe_for
 from tuneforge.training.spec import TrainingBase
 
 TIGHT_FRACTION = 0.85
@@ -87,6 +89,7 @@ def estimate(
     device = device_for(hardware)
     precision = resolve_precision(spec.precision, hardware, spec.method)
     lengths = dataset_lengths(stats)
+    batching: Batching = recipe_for(spec).batching(spec)
     typical, worst = micro_batches(spec, lengths)
     memory = memory_breakdown(spec, entry, precision, worst, device)
     arch = entry.architecture
@@ -106,13 +109,12 @@ def estimate(
     else:
         steps = math.ceil(math.ceil(rows / spec.effective_batch) * spec.epochs) if rows else 0
         tokens = rows * per_example * spec.epochs
-    if not getattr(spec, "packing", True) and lengths:  # padding costs compute too
+    if not batching.packed and lengths:  # padding costs compute too
         tokens_computed = tokens * typical.row_tokens / max(per_example, 1)
     else:
         tokens_computed = tokens
 
     # -- how fast --------------------------------------------------------------------------------
-    packing = bool(getattr(spec, "packing", True))
     measured = None
     if cache is not None:
         key = cache.key(
@@ -121,7 +123,7 @@ def estimate(
             spec.method,
             precision,
             spec.gradient_checkpointing,
-            packing,
+            batching.packed,
         )
         measured = cache.get(key)
     if measured is not None:

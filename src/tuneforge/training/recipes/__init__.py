@@ -1,1 +1,3 @@
-"""Training recipes: setup, train, save (one module per trainer)."""
+"""Training recipes, one module per trainer (`sft.py`, ...): each defines `RECIPE`, the record
+that `training/registry.py` collects (its spec, its run function, its batching and presets).
+A recipe module must import no torch: its run function imports the heavy parts when it runs."""

@@ -1,4 +1,4 @@
-"""Supervised fine-tuning: setup, train, save.
+"""Supervised fine-tuning: setup, train, save; and the recipe that registers it as `sft`.
 
 A loop of our own rather than TRL's `SFTTrainer`, because on CPUs it is several times faster for
 the same result (`bench/train_throughput.py` measures both in one run): the frozen base stays in
@@ -7,6 +7,9 @@ attends only to itself), and the output head runs only where the loss is taken. 
 and learning rate are functions of the step, so a run resumed from a checkpoint continues exactly
 where it stopped. The caller (a job worker, or `tuneforge train`) provides the records, a
 `Reporter`, a local working directory and where checkpoints go.
+
+Importing this module costs no torch (the registry imports it to list the trainers): the loop
+imports torch and the components when it runs.
 """
 
 from __future__ import annotations
@@ -17,62 +20,33 @@ import resource
 import shutil
 import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from tokenizers import Tokenizer
-from torch import nn
-
-from tuneforge.errors import JobCancelled
+from tuneforge.errors import InvalidInput, JobCancelled
 from tuneforge.models.chat_template import GEMMA_CHAT_TEMPLATE
-from tuneforge.errors import InvalidInput
-from tuneforge.training.checkpoint import LoopState, load_checkpoint, save_checkpoint
-from tuneforge.training.components.loss import causal_lm_loss
-from tuneforge.training.components.packing import Batch
-from tuneforge.training.components.tokenize import Example, encode_record
-from tuneforge.training.evaluation import evaluate, generate, sample_prompts
-from tuneforge.training.reporting import Reporter, system_stats
-from tuneforge.training.runtime import prepare_model, runtime_for, trainable_parameters
+from tuneforge.training.recipe import Batching, Checkpoints, Outcome, Recipe
 from tuneforge.training.schedule import Plan
 from tuneforge.training.spec import SFTSpec
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+    from torch import nn
+
+    from tuneforge.training.components.packing import Batch
+    from tuneforge.training.components.tokenize import Example
+    from tuneforge.training.reporting import Reporter
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 SYSTEM_EVERY = 10.0  # seconds between system stats
 
 
-@dataclass
-class Outcome:
-    """What a finished run reports."""
-
-    kind: str  # adapter | full
-    device: str
-    precision: str
-    output: Path  # the model directory (adapter or weights, with tokenizer)
-    steps: int
-    epochs: float
-    metrics: dict[str, float]
-    tokens_per_second: float  # the median step's
-    tokens: int  # tokens trained on (no padding), over every attempt
-    train_seconds: float  # time in optimizer steps (no loading, evaluation or saving)
-    peak_rss_bytes: int
-    stopped_early: bool = False
-    step_seconds: list[float] = field(default_factory=list)
-
-
-@dataclass
-class Checkpoints:
-    """Where checkpoints go: `save(path, step)` is called after each one is written locally."""
-
-    latest: Path | None = None  # resume from here
-    save: Callable[[Path, int], None] | None = None
-
-
 def encode_all(
     records: Sequence[Mapping[str, Any]], tokenizer: Tokenizer, spec: SFTSpec
 ) -> list[Example]:
+    from tuneforge.training.components.tokenize import encode_record
+
     examples = []
     for record in records:
         example = encode_record(record, tokenizer, spec.max_length, spec.assistant_only_loss)
@@ -90,6 +64,15 @@ def train_sft(
     workdir: Path,
     checkpoints: Checkpoints | None = None,
 ) -> Outcome:
+    import torch
+    from tokenizers import Tokenizer
+
+    from tuneforge.training.checkpoint import LoopState, load_checkpoint, save_checkpoint
+    from tuneforge.training.components.loss import causal_lm_loss
+    from tuneforge.training.evaluation import evaluate, generate, sample_prompts
+    from tuneforge.training.reporting import system_stats
+    from tuneforge.training.runtime import prepare_model, runtime_for, trainable_parameters
+
     checkpoints = checkpoints or Checkpoints()
     runtime = runtime_for(spec)
     tokenizer = Tokenizer.from_file(str(model_path / "tokenizer.json"))
@@ -262,3 +245,18 @@ def save_model(spec: SFTSpec, model: nn.Module, base_path: Path, output: Path) -
             shutil.copyfile(base_path / name, output / name)
     (output / "chat_template.jinja").write_text(GEMMA_CHAT_TEMPLATE, encoding="utf-8")
     return output
+
+
+def _batching(spec: SFTSpec) -> Batching:
+    return Batching(packed=spec.packing, answers_only=spec.assistant_only_loss)
+
+
+RECIPE = Recipe(
+    trainer="sft",
+    title="Supervised fine-tuning (SFT)",
+    description="Learns to answer like the dataset's conversations: the model is shown each "
+    "prompt and trained on the answer.",
+    spec=SFTSpec,
+    train=train_sft,
+    batching=_batching,
+)
