@@ -1,5 +1,9 @@
 """`tuneforge runs` and `tuneforge models`: launch, estimate, follow, resume, clone and compare
-training runs, and list the models they made, through a running server's API."""
+training runs, and list the models they made, through a running server's API.
+
+A run's settings come from a YAML config (a preset is a good start) and from typed options made
+from the trainers' specs (`cli_spec.py`): `runs start --base-model gemma-3-270m --dataset ID
+--lora-r 8`; `--trainer` chooses the method (default `sft`)."""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from tuneforge.cli_common import (
     print_table,
     when,
 )
+from tuneforge.cli_spec import spec_values, with_spec_options
 
 if TYPE_CHECKING:
     from tuneforge.client import Client
@@ -28,29 +33,13 @@ runs_app = api_group("Launch, follow, resume and compare training runs through a
 models_app = api_group("List, inspect and delete fine-tuned models through a server's API.")
 
 RunId = Annotated[str, typer.Argument(help="The run's id (its job id).", show_default=False)]
-Changes = Annotated[
-    list[str] | None,
-    typer.Option("--set", help="Change a setting: `--set learning_rate=1e-4` (repeatable)."),
-]
 Wait = Annotated[bool, typer.Option(help="Follow the run until it ends, or only start it.")]
 SHOWN = ("loss", "eval_loss", "perplexity", "token_accuracy", "learning_rate", "tokens_per_second")
 
 
-def _changes(pairs: list[str] | None) -> dict[str, Any]:
-    """`key=value` pairs, values read as YAML (numbers, booleans, lists) when they parse."""
-    import yaml
-
-    changes: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            fail(f"--set takes key=value, not {pair!r}.")
-        changes[key.strip()] = yaml.safe_load(value) if value else value
-    return changes
-
-
-def _spec(config: Path | None, pairs: list[str] | None) -> dict[str, Any]:
-    """A spec from a YAML or JSON file (a preset is a good start) and `--set` changes."""
+def _spec(config: Path | None, settings: dict[str, Any]) -> dict[str, Any]:
+    """A spec from a YAML or JSON file (a preset is a good start) and the options given,
+    checked by its trainer's spec."""
     import yaml
 
     values: Any = {}
@@ -61,7 +50,7 @@ def _spec(config: Path | None, pairs: list[str] | None) -> dict[str, Any]:
             fail(f"Cannot read {config}: {exc}")
         if not isinstance(values, dict):
             fail(f"{config} must hold a mapping of settings.")
-    return {**values, **_changes(pairs)}
+    return spec_values(values, settings)
 
 
 def _follow(client: Client, job: JobPublic) -> None:
@@ -87,24 +76,31 @@ Config = Annotated[
 
 
 @runs_app.command()
+@with_spec_options
 def start(
-    ctx: typer.Context, config: Config = None, changes: Changes = None, wait: Wait = True
+    ctx: typer.Context, settings: dict[str, Any], config: Config = None, wait: Wait = True
 ) -> None:
-    """Launch a training run from a spec file and/or `--set` settings."""
+    """Launch a training run from a spec file and/or the settings' options."""
+    spec = _spec(config, settings)
     with api(ctx) as client:
-        job = client.train(_spec(config, changes))
+        job = client.train(spec)
         typer.echo(f"Run {job.id} queued.")
         if wait:
             _follow(client, job)
 
 
 @runs_app.command()
+@with_spec_options
 def estimate(
-    ctx: typer.Context, config: Config = None, changes: Changes = None, as_json: JsonFlag = False
+    ctx: typer.Context,
+    settings: dict[str, Any],
+    config: Config = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Estimate memory and duration of a run on the server's machine, with recommendations."""
+    spec = _spec(config, settings)
     with api(ctx) as client:
-        result = client.estimate(_spec(config, changes))
+        result = client.estimate(spec)
     if as_json:
         echo_json(result.model_dump(mode="json"))
         return
@@ -178,10 +174,11 @@ def resume(ctx: typer.Context, run_id: RunId, wait: Wait = True) -> None:
 
 
 @runs_app.command()
-def clone(ctx: typer.Context, run_id: RunId, changes: Changes = None, wait: Wait = True) -> None:
-    """Launch a new run with another run's settings, changed by `--set`."""
+@with_spec_options
+def clone(ctx: typer.Context, run_id: RunId, settings: dict[str, Any], wait: Wait = True) -> None:
+    """Launch a new run with another run's settings, changed by the settings' options."""
     with api(ctx) as client:
-        job = client.clone(run_id, **_changes(changes))
+        job = client.clone(run_id, **settings)
         typer.echo(f"Run {job.id} queued.")
         if wait:
             _follow(client, job)
