@@ -77,6 +77,7 @@ def test_train_watch_it_learn_live_and_open_the_model(
     log_in(page, studio, "admin")
     page.goto(f"{studio.url}/train")
     expect(page.locator(".train-dataset")).to_contain_text("Colours")  # the newest, preselected
+    expect(page.locator(".train-trainer")).to_contain_text("Supervised fine-tuning (SFT)")
     # What is recommended, each with its reason, and what the run would take here.
     expect(page.locator(".advice-item").first).to_be_visible()
     expect(page.locator(".advice-reason").first).not_to_be_empty()
