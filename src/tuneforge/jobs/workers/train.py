@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
 
+from tuneforge.data.stored import dataset_prefix, processed_records
+from tuneforge.db.repositories.secrets import secret_values
 from tuneforge.db.tables import Dataset, Model, User
+from tuneforge.errors import InvalidInput
 from tuneforge.hardware import detect_hardware
 from tuneforge.jobs.context import JobContext
+from tuneforge.jobs.kinds.train import TrainResult, training_dataset
 from tuneforge.models.loading import resolve
-from tuneforge.services.datasets import processed_records
-from tuneforge.errors import InvalidInput
-from tuneforge.db.repositories.secrets import secret_values
-from tuneforge.services.training import training_dataset
 from tuneforge.storage import ArtifactStore, artifact_prefix
 from tuneforge.training.checkpoint import checkpoint_name, step_of
 from tuneforge.training.estimate import CalibrationCache
@@ -70,13 +69,14 @@ class StoredCheckpoints:
             self.store.delete(self._key(old))
 
 
-def run(spec: TrainingBase, ctx: JobContext) -> dict[str, Any]:
+def run(spec: TrainingBase, ctx: JobContext) -> TrainResult:
     dataset = _dataset(ctx, spec)
     settings = ctx.settings
     ctx.progress(0.0, f"preparing {spec.base_model}")
     entry, model_path = resolve(spec.base_model, settings)
-    train = processed_records(ctx.store, dataset, "train")
-    test = processed_records(ctx.store, dataset, "test")
+    data_prefix = dataset_prefix(dataset.owner_id, dataset.id)
+    train = processed_records(ctx.store, data_prefix, dataset.splits, "train")
+    test = processed_records(ctx.store, data_prefix, dataset.splits, "test")
     prefix = artifact_prefix(ctx.owner_id, ctx.kind, ctx.job_id)
     workdir = settings.data_dir / "work" / ctx.job_id
     stored = StoredCheckpoints(ctx.store, prefix, spec.keep_checkpoints)
@@ -138,14 +138,14 @@ def run(spec: TrainingBase, ctx: JobContext) -> dict[str, Any]:
         session.flush()
         model_id = model.id
     ctx.log(f"saved model {model_id} ({outcome.kind}, {size / 1e6:.1f} MB)")
-    return {
-        "model_id": model_id,
-        "steps": outcome.steps,
-        "epochs": outcome.epochs,
-        "metrics": outcome.metrics,
-        "tokens_per_second": outcome.tokens_per_second,
-        "peak_rss_bytes": outcome.peak_rss_bytes,
-        "stopped_early": outcome.stopped_early,
-        "precision": outcome.precision,
-        "device": outcome.device,
-    }
+    return TrainResult(
+        model_id=model_id,
+        steps=outcome.steps,
+        epochs=outcome.epochs,
+        metrics=outcome.metrics,
+        tokens_per_second=outcome.tokens_per_second,
+        peak_rss_bytes=outcome.peak_rss_bytes,
+        stopped_early=outcome.stopped_early,
+        precision=outcome.precision,
+        device=outcome.device,
+    )
