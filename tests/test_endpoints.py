@@ -10,8 +10,8 @@ from tests.api.test_evaluations_api import TINY, evaluate, reviews
 from tests.conftest import add_user, bearer
 from tests.fine_tuned import add_fine_tuned
 from tuneforge.db.tables import User
-from tuneforge.jobs.endpoints import check_endpoint
 from tuneforge.errors import InvalidInput
+from tuneforge.jobs.endpoints import check_endpoint
 from tuneforge.settings import Settings
 
 USER = User(username="alice", is_admin=False)

@@ -196,8 +196,8 @@ def token(
 ) -> None:
     """Create an API token for a user and print only the token (for scripts)."""
     from tuneforge.db.session import transaction
-    from tuneforge.services import accounts
     from tuneforge.errors import NotFound
+    from tuneforge.services import accounts
 
     with _database() as factory, transaction(factory) as session:
         account = accounts.get_user(session, user)
@@ -308,8 +308,7 @@ def train(
 ) -> None:
     """Fine-tune on a local data file without a server (Ctrl-C saves a checkpoint; the same
     command again resumes from it)."""
-    from tuneforge.errors import JobCancelled
-    from tuneforge.errors import DomainError
+    from tuneforge.errors import DomainError, JobCancelled
     from tuneforge.training.local_run import run_local
 
     try:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import MetaData, inspect
 
 from tests.conftest import create_database, drop_database
 from tuneforge.db.session import make_engine, migrate
@@ -38,37 +39,89 @@ def test_records_left_unfinished_by_ended_jobs_are_settled_on_upgrade(tmp_path: 
     engine = make_engine(url)
     try:
         migrate(engine, "0005")
-        now = "2026-01-01 00:00:00"
+        at_0005 = MetaData()
+        at_0005.reflect(engine)
+        t = at_0005.tables
+        now = datetime(2026, 1, 1, tzinfo=UTC)
+        empty = {"created_at": now, "size_bytes": 0}
         with engine.begin() as db:
-            db.exec_driver_sql(
-                "INSERT INTO users (id, username, is_admin, created_at) "
-                f"VALUES ('u', 'u', false, '{now}')"
+            db.execute(
+                t["users"].insert(),
+                [{"id": "u", "username": "u", "is_admin": False, "created_at": now}],
             )
-            for job, status, error in (("j1", "failed", "boom"), ("j2", "succeeded", None)):
-                db.exec_driver_sql(
-                    "INSERT INTO jobs (id, owner_id, kind, spec, status, error, progress, "
-                    f"attempt, created_at) VALUES ('{job}', 'u', 'k', '{{}}', '{status}', "
-                    f"{'NULL' if error is None else repr(error)}, 0, 0, '{now}')"
-                )
-            for dataset, job in (("d1", "j1"), ("d2", "gone"), ("d3", "j2")):
-                db.exec_driver_sql(
-                    "INSERT INTO datasets (id, owner_id, name, kind, origin, origin_ref, status, "
-                    "rows, splits, columns, warnings, size_bytes, job_id, created_at) VALUES "
-                    f"('{dataset}', 'u', 'n', 'raw', 'x', 'x', 'processing', 0, '{{}}', '[]', "
-                    f"'[]', 0, '{job}', '{now}')"
-                )
-            db.exec_driver_sql(
-                "INSERT INTO models (id, owner_id, name, base_model, kind, spec, metrics, "
-                f"artifact_key, files, size_bytes, created_at) VALUES ('m', 'u', 'm', 'b', "
-                f"'adapter', '{{}}', '{{}}', 'k', '[]', 0, '{now}')"
+            db.execute(
+                t["jobs"].insert(),
+                [
+                    {
+                        "id": job,
+                        "owner_id": "u",
+                        "kind": "k",
+                        "spec": {},
+                        "status": status,
+                        "error": error,
+                        "progress": 0.0,
+                        "attempt": 0,
+                        "created_at": now,
+                    }
+                    for job, status, error in (("j1", "failed", "boom"), ("j2", "succeeded", None))
+                ],
             )
-            for export, job in (("e1", "'j1'"), ("e2", "NULL"), ("e3", "'j2'")):
-                db.exec_driver_sql(
-                    "INSERT INTO exports (id, owner_id, model_id, job_id, format, destination, "
-                    "status, artifact_key, files, size_bytes, created_at) VALUES "
-                    f"('{export}', 'u', 'm', {job}, 'adapter', '{{}}', 'running', 'k', '[]', 0, "
-                    f"'{now}')"
-                )
+            db.execute(
+                t["datasets"].insert(),
+                [
+                    {
+                        "id": dataset,
+                        "owner_id": "u",
+                        "name": "n",
+                        "kind": "raw",
+                        "origin": "x",
+                        "origin_ref": "x",
+                        "status": "processing",
+                        "rows": 0,
+                        "splits": {},
+                        "columns": [],
+                        "warnings": [],
+                        "job_id": job,
+                        **empty,
+                    }
+                    for dataset, job in (("d1", "j1"), ("d2", "gone"), ("d3", "j2"))
+                ],
+            )
+            db.execute(
+                t["models"].insert(),
+                [
+                    {
+                        "id": "m",
+                        "owner_id": "u",
+                        "name": "m",
+                        "base_model": "b",
+                        "kind": "adapter",
+                        "spec": {},
+                        "metrics": {},
+                        "artifact_key": "k",
+                        "files": [],
+                        **empty,
+                    }
+                ],
+            )
+            db.execute(
+                t["exports"].insert(),
+                [
+                    {
+                        "id": export,
+                        "owner_id": "u",
+                        "model_id": "m",
+                        "job_id": job,
+                        "format": "adapter",
+                        "destination": {},
+                        "status": "running",
+                        "artifact_key": "k",
+                        "files": [],
+                        **empty,
+                    }
+                    for export, job in (("e1", "j1"), ("e2", None), ("e3", "j2"))
+                ],
+            )
         migrate(engine)
         with engine.connect() as db:
             datasets = dict(

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from tuneforge.errors import EngineUnavailable
 from tuneforge.inference import loaders
 from tuneforge.inference.engine import Delta, Finished
 from tuneforge.inference.params import GenerationParams, ModelRef
 from tuneforge.models.catalog import catalog
 from tuneforge.models.chat_template import render
-from tuneforge.errors import EngineUnavailable
 
 PROMPT = render([{"role": "user", "content": "Name three colours."}], add_generation_prompt=True)
 

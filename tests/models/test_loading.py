@@ -19,6 +19,7 @@ from safetensors import safe_open
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from tests.models import models_cache_dir
+from tuneforge.errors import ModelUnavailable, NotFound
 from tuneforge.models.catalog import CatalogEntry, catalog
 from tuneforge.models.chat_template import GEMMA_CHAT_TEMPLATE, render
 from tuneforge.models.loading import (
@@ -29,7 +30,6 @@ from tuneforge.models.loading import (
     resolve,
 )
 from tuneforge.models.tokenizer import MODEL_DIR, TOKENIZER_DIR, ensure_gguf
-from tuneforge.errors import ModelUnavailable, NotFound
 from tuneforge.settings import Settings
 
 

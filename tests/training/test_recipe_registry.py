@@ -20,13 +20,14 @@ from tuneforge.training.recipe import Batching, Outcome, Recipe
 from tuneforge.training.recipes.sft import RECIPE as SFT
 from tuneforge.training.registry import (
     DEFAULT_TRAINER,
+    TrainingSpec,
     UnknownTrainer,
     recipe,
     recipes,
     register,
     unregister,
 )
-from tuneforge.training.spec import SFTSpec, TrainingBase, TrainingSpec
+from tuneforge.training.spec import SFTSpec, TrainingBase
 from tuneforge.training.spec_docs import spec_markdown
 from tuneforge.ui.train_form import SpecForm, trainers
 

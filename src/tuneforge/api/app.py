@@ -26,12 +26,12 @@ from tuneforge.api.routes import (
     trainings,
 )
 from tuneforge.db.session import make_engine, make_sessionmaker, migrate, transaction
+from tuneforge.errors import NotFound
 from tuneforge.inference.client import InferenceClient
 from tuneforge.inference.supervisor import InferenceProcess
 from tuneforge.jobs.runner import LocalRunner
 from tuneforge.services import accounts
 from tuneforge.services.auth import LoginLimiter, SessionSigner
-from tuneforge.errors import NotFound
 from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore
 

@@ -10,8 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from tuneforge.jobs.states import InvalidTransition
 from tuneforge import errors
+from tuneforge.jobs.states import InvalidTransition
 from tuneforge.storage import StorageError
 
 log = logging.getLogger(__name__)

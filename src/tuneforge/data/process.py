@@ -24,8 +24,8 @@ from tuneforge.data.mapping import ImageResolver, RowMapper
 from tuneforge.data.splits import SplitSpec, split_indices
 from tuneforge.data.stats import DatasetStats, StatsBuilder
 from tuneforge.data.validation import ReportBuilder, ValidationReport, duplicate_keys
-from tuneforge.models.chat_template import END_OF_TURN, prompt_and_answer, render, render_content
 from tuneforge.errors import InvalidInput
+from tuneforge.models.chat_template import END_OF_TURN, prompt_and_answer, render, render_content
 
 BATCH_ROWS = 2_000  # rows mapped at a time, row by row
 TokenCounter = Callable[[Sequence[str]], list[int]]

@@ -14,9 +14,6 @@ from typing import Any
 
 import httpx
 
-from tuneforge.inference.engine import Delta, Finished
-from tuneforge.inference.params import Generate
-from tuneforge.inference.supervisor import InferenceProcess
 from tuneforge.errors import (
     DomainError,
     EngineUnavailable,
@@ -25,6 +22,9 @@ from tuneforge.errors import (
     ModelUnavailable,
     NotFound,
 )
+from tuneforge.inference.engine import Delta, Finished
+from tuneforge.inference.params import Generate
+from tuneforge.inference.supervisor import InferenceProcess
 
 STARTUP_SECONDS = 90.0
 

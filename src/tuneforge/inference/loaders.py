@@ -13,12 +13,12 @@ import importlib.util
 import os
 from pathlib import Path
 
+from tuneforge.errors import EngineUnavailable
 from tuneforge.inference.engine import Engine
 from tuneforge.inference.params import EngineName, ModelRef
 from tuneforge.models.catalog import CatalogEntry
 from tuneforge.models.loading import resolve
 from tuneforge.models.tokenizer import ensure_gguf
-from tuneforge.errors import EngineUnavailable
 from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore
 

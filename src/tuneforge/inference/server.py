@@ -22,12 +22,12 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from tuneforge.errors import DomainError, NotFound
 from tuneforge.inference import loaders
 from tuneforge.inference.cache import ModelCache
 from tuneforge.inference.engine import Delta
 from tuneforge.inference.params import Generate
 from tuneforge.models.catalog import load_catalog
-from tuneforge.errors import DomainError, NotFound
 from tuneforge.settings import SETTINGS_ENV, Settings
 
 log = logging.getLogger(__name__)

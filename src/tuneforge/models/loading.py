@@ -38,6 +38,7 @@ from transformers import (
     GenerationConfig,
 )
 
+from tuneforge.errors import ModelUnavailable, NotFound
 from tuneforge.models.catalog import CatalogEntry, load_catalog
 from tuneforge.models.chat_template import GEMMA_CHAT_TEMPLATE
 from tuneforge.models.tokenizer import (
@@ -47,7 +48,6 @@ from tuneforge.models.tokenizer import (
     ensure_tokenizer_dir,
     gemma_tokenizer,
 )
-from tuneforge.errors import ModelUnavailable, NotFound
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase

@@ -5,7 +5,7 @@ time it is asked (they are light: no torch), so adding a method is adding its re
 spec and its presets. `register()` adds a recipe from elsewhere (a plugin, a test) and
 `unregister()` takes it away again.
 
-`TrainingSpec` (in `training/spec.py`) validates and describes itself with `spec_adapter()` at
+`TrainingSpec` validates and describes itself with `spec_adapter()` at
 the moment it is used, so the API's schema and validation, the Train form, the CLI options and
 the spec docs follow the registry as it is, with nothing to rebuild.
 """
@@ -17,7 +17,15 @@ import pkgutil
 from functools import cache
 from typing import Annotated, Any, Union
 
-from pydantic import Discriminator, Tag, TypeAdapter
+from pydantic import (
+    Discriminator,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    Tag,
+    TypeAdapter,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
 
 from tuneforge.training.recipe import Recipe
 from tuneforge.training.spec import TrainingBase
@@ -98,3 +106,25 @@ def _adapter(specs: tuple[tuple[str, type[TrainingBase]], ...]) -> TypeAdapter[T
     union = Annotated[Union[members], Discriminator(trainer_of)]  # type: ignore[valid-type]  # noqa: UP007
     adapter: TypeAdapter[TrainingBase] = TypeAdapter(union)
     return adapter
+
+
+class _Registered:
+    """Makes `TrainingSpec` the union of the registered trainers' specs whenever it validates
+    or describes a value, so a recipe registered after a model or a route was built counts."""
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        def validate(value: Any) -> TrainingBase:
+            return spec_adapter().validate_python(value)
+
+        return core_schema.no_info_plain_validator_function(validate)
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return handler(spec_adapter().core_schema)
+
+
+#: Every registered trainer's spec; the `trainer` field chooses (default `sft`).
+TrainingSpec = Annotated[TrainingBase, _Registered()]

@@ -4,24 +4,15 @@ The fields carry descriptions, bounds and defaults: the REST schema, the UI form
 texts, the CLI's options and YAML configs and the presets all come from these models. Fields are
 grouped (the `group` key of their JSON schema) so forms can lay them out in sections. Each
 trainer's spec subclasses `TrainingBase` with its `trainer` literal and its own fields, and its
-recipe registers it (`training/registry.py`); `TrainingSpec` is the union of the registered ones.
+recipe registers it; `training/registry.py` makes `TrainingSpec`, the union of the registered ones.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, get_args
+from typing import Any, Literal, get_args
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    GetCoreSchemaHandler,
-    GetJsonSchemaHandler,
-    field_validator,
-)
-from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema, core_schema
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Method = Literal["lora", "qlora", "full"]
 METHODS: tuple[Method, ...] = get_args(Method)
@@ -318,29 +309,3 @@ class SFTSpec(TrainingBase):
         description="Learn only from the answers (the model's turns), not from the prompts.",
         json_schema_extra=_group("optimisation"),
     )
-
-
-class _Registered:
-    """Makes `TrainingSpec` the union of the registered trainers' specs whenever it validates
-    or describes a value, so a recipe registered after a model or a route was built counts."""
-
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> CoreSchema:
-        def validate(value: Any) -> TrainingBase:
-            from tuneforge.training.registry import spec_adapter
-
-            return spec_adapter().validate_python(value)
-
-        return core_schema.no_info_plain_validator_function(validate)
-
-    def __get_pydantic_json_schema__(
-        self, schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        from tuneforge.training.registry import spec_adapter
-
-        return handler(spec_adapter().core_schema)
-
-
-#: Every registered trainer's spec; the `trainer` field chooses (default `sft`).
-TrainingSpec = Annotated[TrainingBase, _Registered()]

@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 
 from tuneforge.db.session import transaction
 from tuneforge.db.tables import User
-from tuneforge.services.auth import SESSION_COOKIE, resolve_user
 from tuneforge.errors import DomainError, Unauthenticated
+from tuneforge.services.auth import SESSION_COOKIE, resolve_user
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -7,9 +7,9 @@ from nicegui import ui
 from pydantic import ValidationError
 
 from tuneforge.db.tables import Dataset, Job, User
+from tuneforge.errors import NotFound
 from tuneforge.services import datasets as service
 from tuneforge.services import jobs as job_service
-from tuneforge.errors import NotFound
 from tuneforge.ui.backend import call, read, reported, state
 from tuneforge.ui.dataset_fields import problems
 from tuneforge.ui.dataset_mapping import MappingForm

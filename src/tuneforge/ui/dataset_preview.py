@@ -10,8 +10,8 @@ from typing import Any
 from nicegui import ui
 
 from tuneforge.data.mapping import MappingSpec
-from tuneforge.models.chat_template import BOS, END_OF_TURN, START_OF_IMAGE, START_OF_TURN
 from tuneforge.errors import DomainError
+from tuneforge.models.chat_template import BOS, END_OF_TURN, START_OF_IMAGE, START_OF_TURN
 from tuneforge.ui.dataset_summary import notice
 
 Render = Callable[[MappingSpec], Awaitable[list[dict[str, Any]]]]

@@ -9,11 +9,11 @@ from typing import Any
 from nicegui import ui
 
 from tuneforge.db.tables import User
+from tuneforge.errors import NotFound
 from tuneforge.evaluation.report import SampleFilter
 from tuneforge.services import chat as chat_service
 from tuneforge.services import evaluations as service
 from tuneforge.services import jobs as job_service
-from tuneforge.errors import NotFound
 from tuneforge.ui.backend import read, state
 from tuneforge.ui.formatting import status_color
 from tuneforge.ui.layout import EmptyState, heading, page

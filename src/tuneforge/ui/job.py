@@ -7,9 +7,9 @@ import json
 from nicegui import ui
 
 from tuneforge.db.tables import Job, JobEvent, User
+from tuneforge.errors import NotFound
 from tuneforge.jobs.status import TERMINAL, JobStatus
 from tuneforge.services import jobs as job_service
-from tuneforge.errors import NotFound
 from tuneforge.ui.backend import call, read, reported, state
 from tuneforge.ui.formatting import clock, duration, kind_title, status_color, when
 from tuneforge.ui.layout import EmptyState, confirm, heading, page

@@ -8,9 +8,9 @@ from sqlalchemy.orm import Session
 
 from tuneforge.data.limits import size_text
 from tuneforge.db.tables import Model, User
+from tuneforge.errors import NotFound
 from tuneforge.services import datasets as dataset_service
 from tuneforge.services import models as service
-from tuneforge.errors import NotFound
 from tuneforge.ui.backend import call, read, reported, state
 from tuneforge.ui.formatting import when
 from tuneforge.ui.layout import EmptyState, confirm, heading, page

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from nicegui import ui
 
 from tuneforge.db.tables import User
+from tuneforge.errors import DomainError
 from tuneforge.inference.engine import Delta, Finished
 from tuneforge.inference.params import GenerationParams, Turn
 from tuneforge.services import chat as service
-from tuneforge.errors import DomainError
 from tuneforge.ui.backend import read, state
 from tuneforge.ui.layout import heading, page
 

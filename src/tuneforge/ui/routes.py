@@ -9,8 +9,8 @@ from fastapi import APIRouter, Form, Request, status
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 
 from tuneforge.db.session import transaction
-from tuneforge.services.auth import SESSION_COOKIE, login
 from tuneforge.errors import RateLimited, Unauthenticated
+from tuneforge.services.auth import SESSION_COOKIE, login
 
 router = APIRouter(include_in_schema=False)
 

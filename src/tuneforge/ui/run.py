@@ -12,11 +12,11 @@ from nicegui import ui
 from sqlalchemy.orm import Session
 
 from tuneforge.db.tables import Job, JobEvent, User
+from tuneforge.errors import NotFound
 from tuneforge.jobs.status import JobStatus
 from tuneforge.services import datasets as dataset_service
 from tuneforge.services import jobs as job_service
 from tuneforge.services import training as service
-from tuneforge.errors import NotFound
 from tuneforge.ui.backend import call, read, reported
 from tuneforge.ui.compare import compare_dialog
 from tuneforge.ui.formatting import clock, duration, status_color, when

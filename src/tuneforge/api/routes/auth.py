@@ -8,9 +8,9 @@ from fastapi import APIRouter, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from tuneforge.api.deps import CurrentUser, SessionDep, SettingsDep
+from tuneforge.errors import Conflict
 from tuneforge.services import accounts
 from tuneforge.services.auth import login as check_login
-from tuneforge.errors import Conflict
 
 router = APIRouter(tags=["auth"])
 

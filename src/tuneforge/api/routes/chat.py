@@ -16,6 +16,7 @@ from tuneforge.api.deps import (
     SettingsDep,
     end_transaction,
 )
+from tuneforge.errors import DomainError
 from tuneforge.inference.engine import Delta, Event, Finished
 from tuneforge.schemas.chat import (
     ChatAnswer,
@@ -25,7 +26,6 @@ from tuneforge.schemas.chat import (
     Usage,
 )
 from tuneforge.services import chat as service
-from tuneforge.errors import DomainError
 
 router = APIRouter(tags=["chat"])
 

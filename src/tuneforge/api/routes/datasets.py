@@ -10,9 +10,9 @@ from tuneforge.api.deps import CurrentUser, SessionDep, SettingsDep, StoreDep
 from tuneforge.data.config import DatasetImport, ProcessingConfig
 from tuneforge.data.mapping import MappingSpec
 from tuneforge.data.validation import ValidationReport
+from tuneforge.errors import NotFound
 from tuneforge.schemas.datasets import DatasetList, DatasetPublic, RowsPage
 from tuneforge.services import datasets as service
-from tuneforge.errors import NotFound
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 UPLOAD_PATH = "/datasets"

@@ -23,12 +23,12 @@ from tuneforge.api.deps import (
     SettingsDep,
     end_transaction,
 )
+from tuneforge.errors import InvalidInput
 from tuneforge.inference.client import InferenceClient
 from tuneforge.inference.engine import Delta, Finished
 from tuneforge.inference.params import Generate, GenerationParams, Turn
 from tuneforge.schemas.openai import ChatCompletionRequest, CompletionRequest, Sampling
 from tuneforge.services import chat as service
-from tuneforge.errors import InvalidInput
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 

@@ -14,7 +14,7 @@ from tuneforge.services import training as service
 from tuneforge.training import presets
 from tuneforge.training.presets import PresetInfo
 from tuneforge.training.recommend import Recommendation
-from tuneforge.training.spec import TrainingSpec
+from tuneforge.training.registry import TrainingSpec
 
 router = APIRouter(tags=["trainings"])
 

@@ -18,7 +18,8 @@ from tuneforge.jobs.inputs import catalog_entry, processed_dataset
 from tuneforge.jobs.kind import JobKind, register
 from tuneforge.settings import Settings
 from tuneforge.training.estimate import CalibrationCache, Estimate, estimate
-from tuneforge.training.spec import TrainingBase, TrainingSpec
+from tuneforge.training.registry import TrainingSpec
+from tuneforge.training.spec import TrainingBase
 
 
 class TrainResult(BaseModel):
