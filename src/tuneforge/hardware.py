@@ -86,12 +86,17 @@ def _cpu_model(cpuinfo: str) -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
-def _cpu_bf16(cpuinfo: str) -> bool:
-    for line in cpuinfo.splitlines():
+def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
+    """The CPU's feature flags (`/proc/cpuinfo`; empty where it cannot be read)."""
+    for line in (_cpuinfo() if cpuinfo is None else cpuinfo).splitlines():
         key, _, value = line.partition(":")
         if key.strip() in {"flags", "Features"}:
-            return not BF16_FLAGS.isdisjoint(value.split())
-    return False
+            return frozenset(value.split())
+    return frozenset()
+
+
+def _cpu_bf16(cpuinfo: str) -> bool:
+    return not BF16_FLAGS.isdisjoint(cpu_flags(cpuinfo))
 
 
 def _cores() -> int:

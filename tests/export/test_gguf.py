@@ -435,3 +435,25 @@ def test_a_gguf_that_answers_differently_fails_its_check(
     numbers = failed.value.verification["gguf"]
     assert numbers["passed"] is False
     assert numbers["agreement_share"] < 0.9 and len(numbers["forced_agreement"]) == 3
+
+
+@pytest.mark.parametrize("flags", ["avx512f avx512_vnni", "avx512f amx_tile amx_int8"])
+def test_llama_cpp_keeps_weights_off_extra_buffers_on_amx_cpus(
+    tiny_f16: tuple[Path, list[tuple[float, str]]], monkeypatch: pytest.MonkeyPatch, flags: str
+) -> None:
+    pytest.importorskip("llama_cpp")
+    from llama_cpp import llama_cpp
+
+    from tuneforge.models import llamacpp
+
+    monkeypatch.setattr(llamacpp, "cpu_flags", lambda: frozenset(flags.split()))
+    llamacpp.extra_buffers_safe.cache_clear()
+    defaults = llama_cpp.llama_model_default_params
+    try:
+        llm = llamacpp.open_gguf(tiny_f16[0], n_ctx=64, n_threads=1)
+        assert llm.model_params.use_extra_bufts is ("amx_int8" not in flags)
+        assert len(llm.tokenize(b"hello")) > 0
+        llm.close()
+    finally:
+        llamacpp.extra_buffers_safe.cache_clear()
+    assert llama_cpp.llama_model_default_params is defaults  # put back for everyone else

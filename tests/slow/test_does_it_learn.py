@@ -217,8 +217,7 @@ def download(client, headers, export: dict, name: str, into: Path) -> Path:
 def exported_behaves_like_the_fine_tune(client, headers, model_id, tokenizer, held_out):
     """The q8_0 GGUF export answers the held-out sentences in llama.cpp as the fine-tune does
     (its merge step checks the merged logits against base + adapter on the way)."""
-    from llama_cpp import Llama
-
+    from tuneforge.models.llamacpp import open_gguf
     from tuneforge.training.components.tokenize import encode_prompt
 
     folder = Path(tempfile.mkdtemp())
@@ -226,7 +225,7 @@ def exported_behaves_like_the_fine_tune(client, headers, model_id, tokenizer, he
     print(f"q8_0 export: {gguf['verification']}")
     assert gguf["verification"]["merge"]["max_abs_logit_diff"] < 1e-3
     name = next(f["name"] for f in gguf["files"] if f["name"].endswith(".gguf"))
-    llm = Llama(str(download(client, headers, gguf, name, folder)), n_ctx=512, verbose=False)
+    llm = open_gguf(download(client, headers, gguf, name, folder), n_ctx=512)
     end = tokenizer.token_to_id("<end_of_turn>")
     right = 0
     for prompt, answer in held_out:

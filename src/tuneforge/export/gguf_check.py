@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.models.chat_template import render
+from tuneforge.models.llamacpp import open_gguf
 
 #: Questions whose first 16 greedy tokens on Gemma 3 270M have no near-tie: the top two logits
 #: differ by at least 0.4 at every step. Prompts with a near-tie measure tie-breaking, not the
@@ -91,13 +92,10 @@ def greedy_tokens_llamacpp(
     gguf: Path, prompt_ids: list[list[int]], n: int, threads: int | None = None
 ) -> list[list[int]]:
     """The first `n` greedy tokens after each prompt, from llama.cpp (fresh context each)."""
-    from llama_cpp import Llama
-
-    llm: Any = Llama(
-        model_path=str(gguf),
+    llm = open_gguf(
+        gguf,
         n_ctx=max(CONTEXT, max(len(ids) for ids in prompt_ids) + n),
         n_threads=threads or _cores(),
-        verbose=False,
     )
     answers = []
     try:
@@ -147,15 +145,10 @@ def forced_choices_llamacpp(
     answers), each step seeing transformers' tokens before it: one early difference does not
     change the steps after it."""
     import numpy as np
-    from llama_cpp import Llama
 
     longest = max(len(p) + len(a) for p, a in zip(prompt_ids, answers, strict=True))
-    llm: Any = Llama(
-        model_path=str(gguf),
-        n_ctx=max(CONTEXT, longest),
-        n_threads=threads or _cores(),
-        logits_all=True,
-        verbose=False,
+    llm = open_gguf(
+        gguf, n_ctx=max(CONTEXT, longest), n_threads=threads or _cores(), logits_all=True
     )
     choices = []
     try:

@@ -14,6 +14,7 @@ from typing import Any
 from tuneforge.inference.engine import Delta, Event, Finished, StopScanner
 from tuneforge.inference.params import GenerationParams
 from tuneforge.models.chat_template import END_OF_TURN
+from tuneforge.models.llamacpp import open_gguf
 
 MAX_CONTEXT = 8192
 
@@ -22,14 +23,7 @@ class LlamaCppEngine:
     name = "llama.cpp"
 
     def __init__(self, gguf: Path, threads: int, context_length: int) -> None:
-        from llama_cpp import Llama
-
-        self.llm: Any = Llama(
-            model_path=str(gguf),
-            n_ctx=min(context_length, MAX_CONTEXT),
-            n_threads=threads,
-            verbose=False,
-        )
+        self.llm: Any = open_gguf(gguf, n_ctx=min(context_length, MAX_CONTEXT), n_threads=threads)
         self.stop_ids = {self.llm.token_eos()} | set(
             self.llm.tokenize(END_OF_TURN.encode(), add_bos=False, special=True)
         )
