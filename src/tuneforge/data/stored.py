@@ -80,14 +80,14 @@ def _raw_tables(store: ArtifactStore, prefix: str, splits: dict[str, int]) -> di
 
 @contextmanager
 def source_images(
-    store: ArtifactStore, settings: Settings, prefix: str, dataset_id: str
+    store: ArtifactStore, settings: Settings, prefix: str
 ) -> Iterator[ImageResolver | None]:
     """For a ZIP dataset, its images (from a local copy of the stored archive); else None."""
     archives = [k for k in store.list(f"{prefix}/source") if k.endswith(".zip")]
     if not archives:
         yield None
         return
-    local = settings.data_dir / "cache" / "datasets" / dataset_id / "original.zip"
+    local = settings.data_dir / "cache" / "sources" / prefix / "original.zip"
     if not local.exists():
         local.parent.mkdir(parents=True, exist_ok=True)
         partial = local.with_suffix(".part")
@@ -105,19 +105,19 @@ def source_images(
 def process_raw(
     store: ArtifactStore,
     settings: Settings,
-    source: tuple[str, str, dict[str, int]],
+    source: tuple[str, dict[str, int]],
     prefix: str,
     config: ProcessingConfig,
     progress: Callable[[float], None] | None = None,
 ) -> Fields:
-    """Process the raw dataset `source` (its id, prefix and splits) into conversations stored
+    """Process the raw dataset `source` (its prefix and splits) into conversations stored
     under `prefix`; the processed record's fields, `failed` with why when nothing usable
     came out or the config says to fail on problems."""
     from tuneforge.models.tokenizer import count_tokens, gemma_tokenizer
 
-    source_id, source_prefix, source_splits = source
+    source_prefix, source_splits = source
     tokenizer = gemma_tokenizer(settings.models_dir)
-    with source_images(store, settings, source_prefix, source_id) as images:
+    with source_images(store, settings, source_prefix) as images:
         result = process(
             _raw_tables(store, source_prefix, source_splits),
             config,

@@ -8,23 +8,13 @@ from sqlalchemy.orm import Session
 from tuneforge.db.tables import User
 from tuneforge.errors import InvalidInput
 from tuneforge.inference.params import EngineName, Generate, GenerationParams, Turn
-from tuneforge.jobs.inputs import ChatModel, usable_model, usable_models
+from tuneforge.jobs.inputs import ChatModel
+from tuneforge.jobs.inputs import usable_model as chat_model
+from tuneforge.jobs.inputs import usable_models as chat_models
 from tuneforge.schemas.chat import ChatRequest
 from tuneforge.settings import Settings
 
 __all__ = ["ChatModel", "chat_model", "chat_models", "generation", "prepare"]
-
-
-def chat_models(session: Session, user: User, settings: Settings) -> list[ChatModel]:
-    """The user's fine-tuned models (newest first), then the catalog's base models."""
-    return usable_models(session, user, settings)
-
-
-def chat_model(
-    session: Session, user: User, settings: Settings, model_id: str, engine: EngineName = "auto"
-) -> ChatModel:
-    """The model `model_id` names (a catalog id or one of the user's model ids)."""
-    return usable_model(session, user, settings, model_id, engine)
 
 
 def generation(

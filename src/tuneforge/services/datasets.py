@@ -164,7 +164,7 @@ def preview(
     split = next(iter(dataset.splits))
     key = parquet.split_key(_prefix(dataset), "raw", split)
     table = parquet.head(store, key, count)
-    with source_images(store, settings, _prefix(dataset), dataset.id) as images:
+    with source_images(store, settings, _prefix(dataset)) as images:
         mapper = RowMapper(mapping, table.column_names, images)
         mapped = [mapper.map(row) for row in records(table)]
     examples = []
@@ -234,7 +234,7 @@ def process_dataset(
             process_raw(
                 store,
                 settings,
-                (source.id, _prefix(source), source.splits),
+                (_prefix(source), source.splits),
                 _prefix(target),
                 config,
             )

@@ -25,15 +25,10 @@ class DatasetResult(BaseModel):
     rows: int = Field(description="Its rows.")
 
 
-class DatasetKind(JobKind[DatasetJobSpec, DatasetResult]):
+class _DatasetKind(JobKind[DatasetJobSpec, DatasetResult]):
     spec = DatasetJobSpec
     result = DatasetResult
     public = False
-
-    def __init__(self, name: str, description: str) -> None:
-        self.name = name  # type: ignore[misc]
-        self.description = description  # type: ignore[misc]
-        self.worker = f"tuneforge.jobs.workers.{name}:run"  # type: ignore[misc]
 
     def on_queued(self, session: Session, user: User, job: Job, spec: DatasetJobSpec) -> None:
         dataset = session.get(Dataset, spec.dataset_id)
@@ -48,5 +43,17 @@ class DatasetKind(JobKind[DatasetJobSpec, DatasetResult]):
             dataset.status, dataset.error = "failed", job.error or "its job ended unfinished"
 
 
-register(DatasetKind("dataset_import", "Brings in a Hugging Face dataset or a server file."))
-register(DatasetKind("dataset_process", "Processes a large raw dataset into conversations."))
+class DatasetImportKind(_DatasetKind):
+    name = "dataset_import"
+    description = "Brings in a Hugging Face dataset or a file on the server."
+    worker = "tuneforge.jobs.workers.dataset_import:run"
+
+
+class DatasetProcessKind(_DatasetKind):
+    name = "dataset_process"
+    description = "Processes a large raw dataset into conversations."
+    worker = "tuneforge.jobs.workers.dataset_process:run"
+
+
+register(DatasetImportKind())
+register(DatasetProcessKind())

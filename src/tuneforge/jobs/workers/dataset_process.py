@@ -41,7 +41,7 @@ def run(spec: DatasetJobSpec, ctx: JobContext) -> DatasetResult:
         process_raw(
             ctx.store,
             ctx.settings,
-            (source.id, dataset_prefix(source.owner_id, source.id), source.splits),
+            (dataset_prefix(source.owner_id, source.id), source.splits),
             dataset_prefix(target.owner_id, target.id),
             ProcessingConfig.model_validate(target.config),
             progress,
