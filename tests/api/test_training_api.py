@@ -54,6 +54,21 @@ def spec(dataset_id: str, **values: object) -> dict[str, object]:
     }
 
 
+def test_recommendations_are_for_the_chosen_trainer(api) -> None:
+    client, alice = api
+    dataset = processed_dataset(client, alice)
+    query = {"dataset_id": dataset["id"], "base_model": "tiny-random-gemma3"}
+    url = "/api/v1/trainings/recommendations"
+    default = client.get(url, params=query, headers=alice)
+    assert default.status_code == 200 and default.json()
+    sft = client.get(url, params={**query, "trainer": "sft"}, headers=alice)
+    assert sft.json() == default.json()
+    unknown = client.get(url, params={**query, "trainer": "nope"}, headers=alice)
+    assert unknown.status_code == 422
+    message = unknown.json()["error"]["message"]
+    assert "no trainer 'nope'" in message and "sft" in message
+
+
 @pytest.mark.timeout(900)
 def test_train_streams_metrics_and_makes_a_model_peft_loads(api, settings) -> None:
     client, alice = api

@@ -47,9 +47,11 @@ class TrainingClient(JobsClient):
             self._call("POST", "/trainings/estimate", json=body(spec))
         )
 
-    def recommendations(self, dataset_id: str, base_model: str) -> list[dict[str, Any]]:
-        """Suggested settings for a dataset and model, each with its reason."""
-        params = {"dataset_id": dataset_id, "base_model": base_model}
+    def recommendations(
+        self, dataset_id: str, base_model: str, trainer: str = "sft"
+    ) -> list[dict[str, Any]]:
+        """Suggested settings for a dataset, a model and a training method, each with why."""
+        params = {"dataset_id": dataset_id, "base_model": base_model, "trainer": trainer}
         found: list[dict[str, Any]] = self._call("GET", "/trainings/recommendations", params=params)
         return found
 

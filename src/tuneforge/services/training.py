@@ -18,16 +18,27 @@ from tuneforge.jobs.states import InvalidTransition, transition
 from tuneforge.jobs.status import JobStatus
 from tuneforge.settings import Settings
 from tuneforge.training.recommend import Recommendation, recommend
+from tuneforge.training.registry import DEFAULT_TRAINER, recipes
 
 __all__ = ["compare", "estimate_run", "metrics", "recommendations", "resume", "training_job"]
 
 
 def recommendations(
-    session: Session, user: User, settings: Settings, dataset_id: str, model_id: str
+    session: Session,
+    user: User,
+    settings: Settings,
+    dataset_id: str,
+    model_id: str,
+    trainer: str = DEFAULT_TRAINER,
 ) -> list[Recommendation]:
+    """Settings recommended for `trainer`'s recipe, from the dataset and this machine."""
+    if trainer not in {r.trainer for r in recipes()}:
+        known = ", ".join(r.trainer for r in recipes())
+        raise InvalidInput(f"There is no trainer {trainer!r}; the trainers are {known}.")
     dataset = training_dataset(session, user, dataset_id)
     entry = catalog_entry(settings, model_id)
-    return recommend(entry, dataset.stats, dataset.splits.get("train", 0), detect_hardware())
+    rows = dataset.splits.get("train", 0)
+    return recommend(entry, dataset.stats, rows, detect_hardware(), trainer=trainer)
 
 
 def training_job(session: Session, user: User, job_id: str) -> Job:

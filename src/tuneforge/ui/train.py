@@ -271,7 +271,12 @@ class TrainView:
             return
         try:
             items = await read(
-                service.recommendations, self.user, state().settings, dataset.id, entry.id
+                service.recommendations,
+                self.user,
+                state().settings,
+                dataset.id,
+                entry.id,
+                self.recipe.trainer,
             )
         except Exception as exc:
             self.advice.problem(_failure(exc, "Recommending settings"))

@@ -14,7 +14,7 @@ from tuneforge.services import training as service
 from tuneforge.training import presets
 from tuneforge.training.presets import PresetInfo
 from tuneforge.training.recommend import Recommendation
-from tuneforge.training.registry import TrainingSpec
+from tuneforge.training.registry import DEFAULT_TRAINER, TrainingSpec
 
 router = APIRouter(tags=["trainings"])
 
@@ -31,7 +31,7 @@ def estimate(
     return EstimatePublic(
         estimate=service.estimate_run(session, user, settings, spec),
         recommendations=service.recommendations(
-            session, user, settings, spec.dataset_id, spec.base_model
+            session, user, settings, spec.dataset_id, spec.base_model, spec.trainer
         ),
     )
 
@@ -43,8 +43,11 @@ def recommendations(
     user: CurrentUser,
     dataset_id: Annotated[str, Query(description="The processed dataset to train on.")],
     base_model: Annotated[str, Query(description="The catalog model to fine-tune.")],
+    trainer: Annotated[
+        str, Query(max_length=32, description="The training method's recipe, such as `sft`.")
+    ] = DEFAULT_TRAINER,
 ) -> list[Recommendation]:
-    return service.recommendations(session, user, settings, dataset_id, base_model)
+    return service.recommendations(session, user, settings, dataset_id, base_model, trainer)
 
 
 @router.get("/trainings/compare", response_model=Comparison)
