@@ -346,6 +346,10 @@ def test_calibration_cache_round_trip(tmp_path: Path) -> None:
     )
     other = cache.key("abc", "gemma-3-270m", "lora", "bf16", True, True)
     assert other != key and cache.get(other) is None
+    # Each trainer has its own measurements; SFT's keep the key they had before trainers.
+    assert cache.key("abc", "gemma-3-270m", "lora", "bf16", False, True, "sft") == key
+    dpo = cache.key("abc", "gemma-3-270m", "lora", "bf16", False, True, "dpo")
+    assert dpo != key and cache.get(dpo) is None
     assert CalibrationCache(tmp_path / "calibration.json").get(key) == got  # it is on disk
     with pytest.raises(ValueError):
         cache.record(key, 0.0)

@@ -116,6 +116,7 @@ def run(spec: TrainingBase, ctx: JobContext) -> TrainResult:
             outcome.precision,
             spec.gradient_checkpointing,
             recipe_for(spec).batching(spec).packed,
+            spec.trainer,
         ),
         outcome.tokens_per_second,
         outcome.peak_rss_bytes,

@@ -15,6 +15,9 @@ from typing import Any
 from filelock import FileLock
 from pydantic import BaseModel, Field
 
+#: The trainer of every measurement made before the key named one.
+FIRST_TRAINER = "sft"
+
 
 class Throughput(BaseModel):
     """Speed measured by earlier runs with the same machine, model, method and settings."""
@@ -43,17 +46,20 @@ class CalibrationCache:
         precision: str,
         gradient_checkpointing: bool,
         packing: bool,
+        trainer: str = FIRST_TRAINER,
     ) -> str:
-        return "|".join(
-            [
-                hardware_fingerprint,
-                model_id,
-                method,
-                precision,
-                f"gc={int(gradient_checkpointing)}",
-                f"packing={int(packing)}",
-            ]
-        )
+        """The measurements' key; one trainer's speed says nothing of another's."""
+        parts = [
+            hardware_fingerprint,
+            model_id,
+            method,
+            precision,
+            f"gc={int(gradient_checkpointing)}",
+            f"packing={int(packing)}",
+        ]
+        if trainer != FIRST_TRAINER:  # keys made before there were other trainers stay valid
+            parts.append(f"trainer={trainer}")
+        return "|".join(parts)
 
     def _read(self) -> dict[str, Any]:
         try:

@@ -124,6 +124,7 @@ def estimate(
             precision,
             spec.gradient_checkpointing,
             batching.packed,
+            spec.trainer,
         )
         measured = cache.get(key)
     if measured is not None:
