@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from tests.conftest import add_user, bearer
 from tuneforge.services.auth import SESSION_COOKIE
 
@@ -166,3 +168,13 @@ def test_upload_routes_take_large_bodies_and_only_they() -> None:
     assert client.post("/api/v1/jobs", content=body).status_code == 413
     assert client.post(widget + "/x", content=body).status_code == 413  # whole-path match only
     assert client.post("/api/v1/datasets", content=b"x" * 20_000).status_code == 413
+
+
+def test_the_api_docs_load_nothing_from_other_hosts(make_client) -> None:
+    client = make_client()
+    html = client.get("/docs")
+    assert html.status_code == 200 and "/api/v1/openapi.json" in html.text
+    assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", html.text)
+    assert assets and all(a.startswith("/api/docs-assets/") for a in assets), assets
+    for asset in assets:
+        assert client.get(asset).status_code == 200, asset

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from tuneforge import __version__
-from tuneforge.api import errors
+from tuneforge.api import docs, errors
 from tuneforge.api.limits import BodyLimit
 from tuneforge.api.routes import (
     auth,
@@ -73,9 +73,11 @@ def create_app(settings: Settings | None = None, *, ui: bool = True) -> FastAPI:
         version=__version__,
         description="Fine-tune Gemma models: datasets, training, chat, evaluation and export.",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,
+        redoc_url=None,
         openapi_url=f"{API_PREFIX}/openapi.json",
     )
+    docs.install(app, f"{API_PREFIX}/openapi.json")
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = make_sessionmaker(engine)
