@@ -100,3 +100,29 @@ def test_a_stale_read_loses_the_race(factory: sessionmaker[Session]) -> None:
     with transaction(factory) as session:
         job = session.get(Job, job_id)
         assert job is not None and job.status == "succeeded" and job.error is None
+
+
+def test_a_cancel_that_races_the_runners_claim_asks_the_running_job_to_stop(
+    factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import update
+
+    from tuneforge.services import jobs as service
+
+    job_id = _job(factory, JobStatus.QUEUED)
+    read = service.get_job
+
+    def read_then_claimed(session: Session, user: object, job_id: str) -> Job:
+        job = read(session, user, job_id)  # type: ignore[arg-type]
+        # A runner claims the job after the cancel read it as queued.
+        claim = update(Job).where(Job.id == job_id).values(status="running")
+        session.execute(claim.execution_options(synchronize_session=False))
+        return job
+
+    monkeypatch.setattr(service, "get_job", read_then_claimed)
+    with transaction(factory) as session:
+        user = accounts.ensure_user(session, "alice")
+        job = service.cancel_job(session, user, job_id)
+        assert job.status == JobStatus.CANCELLING
+    with transaction(factory) as session:
+        assert session.get(Job, job_id).status == "cancelling"  # type: ignore[union-attr]

@@ -10,7 +10,7 @@ from tuneforge.db.repositories.jobs import JobRepository
 from tuneforge.db.tables import Job, JobEvent, User
 from tuneforge.errors import Conflict
 from tuneforge.jobs import lifecycle
-from tuneforge.jobs.states import InvalidTransition, transition
+from tuneforge.jobs.states import InvalidTransition, StaleTransition, transition
 from tuneforge.jobs.status import TERMINAL, JobStatus
 from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore, artifact_prefix
@@ -40,14 +40,21 @@ def list_jobs(
 
 
 def cancel_job(session: Session, user: User, job_id: str) -> Job:
-    """Queued jobs are cancelled at once; running ones are asked to stop (`cancelling`)."""
+    """Queued jobs are cancelled at once; running ones are asked to stop (`cancelling`).
+
+    A runner may claim a queued job between the read and the move: the move is then tried
+    again from the status the job has now (a running job is asked to stop)."""
     job = get_job(session, user, job_id)
-    target = JobStatus.CANCELLED if job.status == JobStatus.QUEUED else JobStatus.CANCELLING
-    try:
-        transition(session, job, target, error="cancelled by the user")
-    except InvalidTransition as exc:
-        raise Conflict(f"This job is {exc.current}; it cannot be cancelled.") from exc
-    return job
+    while True:
+        target = JobStatus.CANCELLED if job.status == JobStatus.QUEUED else JobStatus.CANCELLING
+        try:
+            transition(session, job, target, error="cancelled by the user")
+            return job
+        except StaleTransition as exc:
+            if exc.current != JobStatus.RUNNING:  # only queued -> running can race a cancel
+                raise Conflict(f"This job is {exc.current}; it cannot be cancelled.") from exc
+        except InvalidTransition as exc:
+            raise Conflict(f"This job is {exc.current}; it cannot be cancelled.") from exc
 
 
 def delete_job(session: Session, store: ArtifactStore, user: User, job_id: str) -> None:
