@@ -1,0 +1,115 @@
+"""How the results of two models read: which of them is the fine-tune, each metric's difference
+as "fine-tune vs base" (positive when the fine-tune does better, whichever of A and B it is),
+and the one-line verdict of a before/after check ("Learned: 11/12 answers now match, base
+0/12"). Works on an evaluation's stored result; nothing here loads a model."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+LOWER_IS_BETTER = frozenset({"perplexity", "nll"})
+"""Metrics that are not fractions in 0..1, where lower is better."""
+MAIN_METRIC: dict[str, str] = {
+    "classification": "accuracy",
+    "extraction": "exact_match",
+    "json": "exact_match",
+    "conversation": "rougeL",
+    "summarisation": "rougeL",
+    "translation": "chrf",
+    "perplexity": "perplexity",
+}
+"""The metric a verdict names, by suite (the first metric when it is missing)."""
+MATCHING = frozenset({"classification", "extraction", "json"})
+"""Suites whose answers are right or wrong (the others are close to the reference or not)."""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two models' metrics side by side: `label` names the difference ("fine-tune vs base",
+    "fine-tune vs <other>", or "B vs A" when neither or both are fine-tunes); `first` is the
+    index (in the result's models) of the one it is counted from; `values` holds, for each
+    metric both have, first minus second."""
+
+    label: str
+    first: int
+    values: dict[str, float]
+
+    @property
+    def second(self) -> int:
+        return 1 - self.first
+
+
+def comparison(
+    models: Sequence[Mapping[str, Any]], metrics: Sequence[Mapping[str, float]]
+) -> Comparison | None:
+    """How two evaluated models compare; None unless two models have metrics. A model is a
+    fine-tune when its result names a `base` (older results do not: they read "B vs A")."""
+    if len(models) != 2 or len(metrics) != 2 or not metrics[0]:
+        return None
+    tuned = [bool(m.get("base")) for m in models]
+    if tuned[0] != tuned[1]:
+        first = tuned.index(True)
+        other = models[1 - first]
+        is_base = models[first]["base"] == other["id"]
+        label = "fine-tune vs base" if is_base else f"fine-tune vs {other['name']}"
+    else:
+        first, label = 1, "B vs A"
+    a, b = metrics[first], metrics[1 - first]
+    return Comparison(label, first, {name: a[name] - b[name] for name in a if name in b})
+
+
+def delta_text(name: str, value: float) -> str:
+    """A difference as people read it: "+33.3 pts" for fractions, "-1.250" for perplexity."""
+    return f"{value:+.3f}" if name in LOWER_IS_BETTER else f"{value * 100:+.1f} pts"
+
+
+def value_text(name: str, value: float) -> str:
+    """A metric's value: a percentage for fractions, a number for perplexity and nll."""
+    return f"{value:.3f}" if name in LOWER_IS_BETTER else f"{value:.1%}"
+
+
+def main_metric(suite: str, metrics: Mapping[str, float]) -> str | None:
+    wanted = MAIN_METRIC.get(suite)
+    if wanted in metrics:
+        return wanted
+    return next(iter(metrics), None)
+
+
+def better(name: str, difference: float) -> int:
+    """1 when a difference (first minus second) of metric `name` favours the first, -1 when it
+    favours the second, 0 when it is none."""
+    if abs(difference) < 1e-12:
+        return 0
+    favours_first = difference < 0 if name in LOWER_IS_BETTER else difference > 0
+    return 1 if favours_first else -1
+
+
+def verdict(result: Mapping[str, Any]) -> str:
+    """The check's outcome in plain words, from an evaluation's result with two models, the
+    fine-tune's figures first: "Learned: 11/12 answers now match, base 0/12."."""
+    compared = comparison(result["models"], result["metrics"])
+    if compared is None:
+        return "The answers are side by side: this suite has no right or wrong."
+    suite = result["suite"]
+    first, second = result["metrics"][compared.first], result["metrics"][compared.second]
+    name = main_metric(suite, first)
+    assert name is not None  # comparison() saw metrics
+    other = "base" if compared.label == "fine-tune vs base" else "the other model"
+    right = result.get("right")
+    if right and suite != "perplexity":
+        mine, theirs, count = right[compared.first], right[compared.second], result["count"]
+        sign = (mine > theirs) - (mine < theirs)
+        now = "now " if sign > 0 else ""
+        what = "match" if suite in MATCHING else "are close to the reference"
+        figures = f"{mine}/{count} answers {now}{what}, {other} {theirs}/{count}"
+    else:
+        sign = better(name, compared.values[name])
+        mine_text, theirs_text = value_text(name, first[name]), value_text(name, second[name])
+        figures = f"{name} {mine_text}, {other} {theirs_text}"
+    if sign > 0:
+        return f"Learned: {figures}."
+    if sign < 0:
+        return f"Worse than the {other.removeprefix('the ')}: {figures}."
+    return f"No change yet: {figures}."
