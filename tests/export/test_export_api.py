@@ -106,6 +106,7 @@ def test_adapter_and_merged_exports_load_in_their_consumers(api, tiny_model, tmp
     assert adapter["status"] == "succeeded", adapter["error"]
     files = unzip(client, alice, adapter["id"], tmp_path / "adapter")
     assert {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= set(files)
+    assert not [name for name in files if name.startswith(".")]  # no bookkeeping files
     assert "chat_template.jinja" in files and "tokenizer.json" in files
     card = (tmp_path / "adapter" / "README.md").read_text()
     assert "base_model: tiny-random-gemma3" in card and "PeftModel.from_pretrained" in card

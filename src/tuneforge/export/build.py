@@ -104,8 +104,12 @@ def build(plan: Plan, out: Path, progress: Progress) -> dict[str, Any]:
 
 
 def _copy_files(source: Path, out: Path) -> None:
+    """The fine-tune's files, without the hidden bookkeeping a local copy may carry (such as
+    the inference cache's `.complete` marker)."""
     for path in sorted(source.rglob("*")):
-        if path.is_file():
+        if path.is_file() and not any(
+            part.startswith(".") for part in path.relative_to(source).parts
+        ):
             target = out / path.relative_to(source)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, target)

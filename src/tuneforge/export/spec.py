@@ -23,8 +23,9 @@ GGUF_FORMATS: tuple[str, ...] = ("gguf", "ollama")
 DEFAULT_QUANTIZATION: Quantization = "q8_0"
 
 FORMAT_HELP: dict[str, str] = {
-    "adapter": "The LoRA adapter alone (PEFT safetensors, a few MB): load it over the base "
-    "model with transformers + PEFT, or serve it with vLLM's LoRA support.",
+    "adapter": "The LoRA adapter (PEFT safetensors) with the tokenizer and chat template; the "
+    "tokenizer is most of its size. Load it over the base model with transformers + PEFT, or "
+    "serve it with vLLM's LoRA support.",
     "merged": "The base model with the fine-tune merged in: full safetensors weights that "
     "transformers and vLLM load directly.",
     "gguf": "One GGUF file for llama.cpp, LM Studio and other GGUF runtimes, with the "
