@@ -17,9 +17,10 @@ from tuneforge.db.repositories.datasets import DatasetRepository
 from tuneforge.db.repositories.exports import succeeded_exports
 from tuneforge.db.repositories.models import ModelRepository
 from tuneforge.db.tables import Dataset, Model, User
-from tuneforge.errors import InvalidInput, NotFound
+from tuneforge.errors import InvalidInput, ModelUnavailable, NotFound
 from tuneforge.export.spec import GGUF_FORMATS
 from tuneforge.inference.params import EngineName, ModelRef
+from tuneforge.models.availability import Availability, availability
 from tuneforge.models.catalog import CatalogEntry, load_catalog
 from tuneforge.settings import Settings
 
@@ -29,6 +30,23 @@ def catalog_entry(settings: Settings, model_id: str) -> CatalogEntry:
     if entry is None:
         raise InvalidInput(f"No model {model_id!r} in the catalog.")
     return entry
+
+
+def runnable_entry(settings: Settings, model_id: str) -> CatalogEntry:
+    """The catalog model `model_id`, if it can run here; `ModelUnavailable` saying why not
+    (with `fields: ["base_model"]`), before anything is queued or loaded."""
+    entry = catalog_entry(settings, model_id)
+    require_usable(entry.name, availability(entry, settings.models_dir))
+    return entry
+
+
+def require_usable(name: str, state: Availability) -> None:
+    if not state.usable:
+        raise ModelUnavailable(
+            f"{name} cannot run on this server: {state.reason[:1].lower()}{state.reason[1:]} "
+            "Pick a model marked available.",
+            {"fields": ["base_model"], "availability": state.model_dump()},
+        )
 
 
 def processed_dataset(
@@ -54,6 +72,10 @@ def processed_dataset(
     return dataset
 
 
+#: A fine-tuned model's availability: its files are in the artifact store.
+STORED = Availability(state="available", reason="Stored on this server.")
+
+
 @dataclass(frozen=True)
 class ChatModel:
     """A model as the inference server loads it, with what the pages show of it."""
@@ -65,6 +87,7 @@ class ChatModel:
     fine_tuned: bool
     created_at: datetime | None
     test_only: bool = False
+    availability: Availability = STORED
 
 
 def served_ggufs(session: Session, model_ids: list[str]) -> dict[str, str]:
@@ -99,6 +122,7 @@ def usable_model(
                 "of your fine-tuned models."
             ) from None
         found = _fine_tuned(row, served_ggufs(session, [row.id]).get(row.id))
+    require_usable(found.name, found.availability)
     if engine != "auto":
         found = replace(found, ref=found.ref.model_copy(update={"engine": engine}))
     return found
@@ -126,6 +150,7 @@ def _catalog(settings: Settings) -> list[ChatModel]:
             fine_tuned=False,
             created_at=None,
             test_only=entry.test_only,
+            availability=availability(entry, settings.models_dir),
         )
         for entry in load_catalog(settings.catalog_file).models
     ]

@@ -19,6 +19,7 @@ from tuneforge.db.session import make_engine, make_sessionmaker, transaction
 from tuneforge.db.tables import Job
 from tuneforge.errors import DomainError, JobCancelled
 from tuneforge.jobs.context import JobContext
+from tuneforge.jobs.failure import failure_fields
 from tuneforge.jobs.kind import kind_of
 from tuneforge.jobs.states import StaleTransition, transition
 from tuneforge.jobs.status import JobStatus
@@ -72,7 +73,7 @@ def run(job_id: str, settings: Settings, terminate: threading.Event) -> JobStatu
         target, fields = JobStatus.CANCELLED, {"error": str(exc)}
     except DomainError as exc:  # the user's data or request: the message says it all
         ctx.log(exc.message, level="error")
-        target, fields = JobStatus.FAILED, {"error": exc.message}
+        target, fields = JobStatus.FAILED, failure_fields(exc)
     except Exception as exc:
         ctx.log(traceback.format_exc(), level="error")
         target, fields = JobStatus.FAILED, {"error": f"{type(exc).__name__}: {exc}"}

@@ -14,6 +14,7 @@ from tuneforge.inference.params import (
     GenerationParams,
     Turn,
 )
+from tuneforge.models.availability import Availability
 
 
 class ChatRequest(GenerationParams):
@@ -67,6 +68,10 @@ class ChatModelPublic(BaseModel):
     fine_tuned: bool = Field(description="One of your fine-tuned models.")
     test_only: bool = Field(description="Random weights, for tests and smoke runs.")
     created_at: datetime | None = Field(description="When a fine-tuned model was made.")
+    availability: Availability = Field(
+        description="Whether it can run on this server: `available`, `downloadable` (with its "
+        "size) or `unavailable` (with why; a chat with it is refused)."
+    )
 
 
 class ChatModelList(BaseModel):

@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from tuneforge.models.availability import Availability
+from tuneforge.models.catalog import CatalogEntry
 from tuneforge.training.estimate import Estimate
 from tuneforge.training.recommend import Recommendation
 
@@ -46,4 +48,13 @@ class EstimatePublic(BaseModel):
     estimate: Estimate = Field(description="Memory and duration on this machine.")
     recommendations: list[Recommendation] = Field(
         description="Suggested settings for this dataset, model and machine, with reasons."
+    )
+
+
+class CatalogModelPublic(CatalogEntry):
+    """A catalog model, with whether it can run on this server."""
+
+    availability: Availability = Field(
+        description="`available`, `downloadable` (with its size) or `unavailable` (with why): a "
+        "run or a chat of an unavailable model is refused."
     )

@@ -8,8 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from tuneforge.api.deps import CurrentUser, SessionDep, SettingsDep
-from tuneforge.models.catalog import CatalogEntry, load_catalog
-from tuneforge.schemas.trainings import Comparison, EstimatePublic
+from tuneforge.models.availability import each_availability
+from tuneforge.models.catalog import load_catalog
+from tuneforge.schemas.trainings import CatalogModelPublic, Comparison, EstimatePublic
 from tuneforge.services import training as service
 from tuneforge.training import presets
 from tuneforge.training.presets import PresetInfo
@@ -19,9 +20,14 @@ from tuneforge.training.registry import DEFAULT_TRAINER, TrainingSpec
 router = APIRouter(tags=["trainings"])
 
 
-@router.get("/catalog", response_model=list[CatalogEntry])
-def list_catalog(settings: SettingsDep, user: CurrentUser) -> list[CatalogEntry]:
-    return load_catalog(settings.catalog_file).models
+@router.get("/catalog", response_model=list[CatalogModelPublic])
+def list_catalog(settings: SettingsDep, user: CurrentUser) -> list[CatalogModelPublic]:
+    """Every model, in picker order, with whether it can run on this server."""
+    models = load_catalog(settings.catalog_file).models
+    states = each_availability(models, settings.models_dir)
+    return [
+        CatalogModelPublic(**entry.model_dump(), availability=states[entry.id]) for entry in models
+    ]
 
 
 @router.post("/trainings/estimate", response_model=EstimatePublic)

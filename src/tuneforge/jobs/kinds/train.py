@@ -14,12 +14,13 @@ from sqlalchemy.orm import Session
 from tuneforge.db.tables import Dataset, User
 from tuneforge.errors import InvalidInput
 from tuneforge.hardware import detect_hardware
-from tuneforge.jobs.inputs import catalog_entry, processed_dataset
+from tuneforge.jobs.inputs import catalog_entry, processed_dataset, runnable_entry
 from tuneforge.jobs.kind import JobKind, register
 from tuneforge.settings import Settings
 from tuneforge.training.estimate import CalibrationCache, Estimate, estimate
 from tuneforge.training.registry import TrainingSpec
 from tuneforge.training.spec import TrainingBase
+from tuneforge.training.spec_checks import check_spec, refusals, stats_of
 
 
 class TrainResult(BaseModel):
@@ -61,6 +62,11 @@ class TrainKind(JobKind[TrainingBase, TrainResult]):
     result = TrainResult
 
     def check(self, session: Session, user: User, settings: Settings, spec: TrainingBase) -> None:
+        runnable_entry(settings, spec.base_model)
+        dataset = training_dataset(session, user, spec.dataset_id)
+        stats, rows = stats_of(dataset.stats), dataset.splits.get("train", 0)
+        for refusal in refusals(check_spec(spec, stats, rows)):
+            raise InvalidInput(refusal.message, {"fields": list(refusal.fields)})
         result = estimate_run(session, user, settings, spec)
         if result.refusal:
             raise InvalidInput(result.refusal, {"estimate": result.model_dump(mode="json")})

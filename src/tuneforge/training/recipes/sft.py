@@ -80,7 +80,8 @@ def train_sft(
     if not train:
         raise InvalidInput(
             "No training example has tokens to learn from: check that the answers are not empty "
-            "and that max length leaves room for them."
+            "and that max length leaves room for them.",
+            {"fields": ["max_length"]},
         )
     evals = encode_all(test_records[: spec.eval_max_examples], tokenizer, spec)
     prompts = sample_prompts(spec.sample_prompts, test_records)
@@ -192,7 +193,8 @@ def train_sft(
         if math.isnan(last_metrics["loss"]):
             raise InvalidInput(
                 f"The loss became NaN at step {step}: lower the learning rate "
-                f"(now {spec.learning_rate:g}) or use fp32."
+                f"(now {spec.learning_rate:g}) or use fp32.",
+                {"fields": ["learning_rate", "precision"]},
             )
         if spec.eval_every and step % spec.eval_every == 0 and step < plan.total_steps:
             stopped_early = run_evaluation()
