@@ -10,6 +10,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from tests.browser.path_data import quiet_studio  # noqa: F401  (a fixture for these tests)
 from tests.conftest import add_user
 from tests.server import running_server, server_env
 from tuneforge.settings import Settings

@@ -105,7 +105,7 @@ def test_upload_preview_process_and_report(
     try:
         alice = other.new_page()
         log_in(alice, studio, "alice")
-        expect(alice).to_have_url(f"{studio.url}/jobs")
+        expect(alice).to_have_url(f"{studio.url}/")
         for url in (processed_url, raw_url):
             response = alice.goto(url)
             assert response is not None and response.status == 404

@@ -125,7 +125,7 @@ def test_train_watch_it_learn_live_and_open_the_model(
     try:
         alice = other.new_page()
         log_in(alice, studio, "alice")
-        expect(alice).to_have_url(f"{studio.url}/jobs")
+        expect(alice).to_have_url(f"{studio.url}/")
         response = alice.goto(run_url)
         assert response is not None and response.status == 404
         expect(alice.get_by_text("Run not found")).to_be_visible()

@@ -77,7 +77,7 @@ def test_admin_logs_in_and_watches_a_diagnostic_job_finish_live(studio: Studio, 
 
 def test_job_page_shows_progress_and_log_live_then_deletes(studio: Studio, page: Page) -> None:
     log_in(page, studio, "admin")
-    expect(page).to_have_url(f"{studio.url}/jobs")
+    expect(page).to_have_url(f"{studio.url}/")
     job_id = start_diagnostic_job(studio, seconds=3)
 
     page.goto(f"{studio.url}/jobs/{job_id}")
@@ -109,7 +109,8 @@ def test_users_see_only_their_own_jobs(studio: Studio, page: Page) -> None:
     expect(page).to_have_url(re.compile(r"/login\?next="))
 
     log_in(page, studio, "alice")
-    expect(page).to_have_url(f"{studio.url}/jobs")
+    expect(page).to_have_url(f"{studio.url}/")
+    page.goto(f"{studio.url}/jobs")
     expect(page.get_by_text("No jobs yet")).to_be_visible()
     expect(page.locator(".jobs-table tbody tr")).to_have_count(0)
     expect(page.get_by_role("button", name="Run diagnostic job")).to_have_count(0)
@@ -123,7 +124,7 @@ def test_users_see_only_their_own_jobs(studio: Studio, page: Page) -> None:
 
 def test_api_token_created_on_settings_page_works_until_revoked(studio: Studio, page: Page) -> None:
     log_in(page, studio, "alice")
-    expect(page).to_have_url(f"{studio.url}/jobs")
+    expect(page).to_have_url(f"{studio.url}/")
     page.goto(f"{studio.url}/settings#tokens")
     page.get_by_label("Token name").fill("notebook")
     page.get_by_role("button", name="Create token").click()
@@ -160,7 +161,7 @@ def test_api_token_created_on_settings_page_works_until_revoked(studio: Studio, 
 
 def test_a_secret_is_set_listed_without_its_value_and_deleted(studio: Studio, page: Page) -> None:
     log_in(page, studio, "alice")
-    expect(page).to_have_url(f"{studio.url}/jobs")
+    expect(page).to_have_url(f"{studio.url}/")
     page.goto(f"{studio.url}/settings#secrets")
     page.locator(".secret-name input").fill("WANDB_API_KEY")
     page.locator(".secret-value input").fill("wandb-value-123456")

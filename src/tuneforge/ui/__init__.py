@@ -21,6 +21,7 @@ def mount(app: FastAPI) -> None:
         datasets,
         evaluation,
         evaluations,
+        home,
         job,
         jobs,
         login,

@@ -7,12 +7,14 @@ prefilled from a model (`?model=`) or a dataset (`?dataset=`).
 
 from __future__ import annotations
 
-from typing import Any, get_args
+from dataclasses import dataclass
+from typing import get_args
 
 from nicegui import ui
 from pydantic import ValidationError
 
-from tuneforge.db.tables import Job, User
+from tuneforge.db.tables import User
+from tuneforge.errors import NotFound
 from tuneforge.evaluation import embedding
 from tuneforge.evaluation.judge import JudgeSpec
 from tuneforge.evaluation.spec import EvaluationSpec, Suite
@@ -20,8 +22,9 @@ from tuneforge.services import chat as chat_service
 from tuneforge.services import datasets as dataset_service
 from tuneforge.services import jobs as job_service
 from tuneforge.services import secrets as secret_service
+from tuneforge.services.model_check import suggested_evaluation
 from tuneforge.ui.backend import call, read, reported, state
-from tuneforge.ui.formatting import duration, status_color, when
+from tuneforge.ui.evaluation_list import COLUMNS, SLOTS, evaluation_rows
 from tuneforge.ui.layout import EmptyState, heading, page
 from tuneforge.ui.playground import model_options
 
@@ -38,20 +41,6 @@ SUITES: dict[str, str] = {
     "vibe": "Vibe check: answers side by side, no metrics",
 }
 assert set(SUITES) == set(get_args(Suite)), "every suite has a label"
-COLUMNS = [
-    {"name": "models", "label": "Models", "field": "models", "align": "left"},
-    {"name": "suite", "label": "Suite", "field": "suite", "align": "left"},
-    {"name": "status", "label": "Status", "field": "status", "align": "left"},
-    {"name": "created", "label": "Started", "field": "created", "align": "left"},
-    {"name": "duration", "label": "Took", "field": "duration", "align": "left"},
-]
-STATUS_SLOT = r"""
-<q-td :props="props">
-  <q-badge :color="props.row.color" :label="props.row.status" />
-  <q-linear-progress v-if="props.row.status === 'running'" :value="props.row.progress"
-    class="q-mt-xs" style="width: 6rem" />
-</q-td>
-"""
 
 
 class _JudgeFields:
@@ -95,19 +84,51 @@ class _JudgeFields:
         )
 
 
-def _row(job: Job) -> dict[str, Any]:
-    spec = job.spec
-    models = spec["model"] + (f" vs {spec['compare_with']}" if spec.get("compare_with") else "")
-    return {
-        "id": job.id,
-        "models": models,
-        "suite": spec["suite"],
-        "status": job.status,
-        "color": status_color(job.status),
-        "progress": job.progress,
-        "created": when(job.created_at),
-        "duration": duration(job),
-    }
+@dataclass(frozen=True)
+class _Prefill:
+    """The form's first values: from `?model=` (one of the user's fine-tunes: its base, its
+    training dataset's test split and the suite that fits the data) and `?dataset=`."""
+
+    model: str | None = None
+    compare: str = ""
+    dataset: str | None = None
+    split: str = "test"
+    suite: str = "classification"
+    max_new_tokens: int = EvaluationSpec.model_fields["max_new_tokens"].default
+    note: str | None = None
+
+
+async def _prefill(user: User, model: str | None, dataset: str | None) -> _Prefill:
+    if not model:
+        return _Prefill(dataset=dataset)
+    try:
+        found = await read(suggested_evaluation, state().store, user, model)
+    except NotFound:  # a catalog model, or none of the user's: nothing more to fill
+        return _Prefill(model=model, dataset=dataset)
+    spec = found.spec
+    if spec is None:
+        return _Prefill(
+            model=found.model,
+            compare=found.base,
+            dataset=dataset,
+            note="Against its base model. The dataset it learned from is gone: pick one.",
+        )
+    held_out = (
+        "the test split of the dataset it learned from"
+        if spec.split == "test"
+        else "the dataset it learned from, which has no test split: these are answers it "
+        "was trained on, so pick another dataset to see how it does on new questions"
+    )
+    return _Prefill(
+        model=found.model,
+        compare=found.base,
+        dataset=spec.dataset_id,
+        split=spec.split,
+        suite=spec.suite,
+        max_new_tokens=spec.max_new_tokens,
+        note=f"Prefilled: the fine-tune against its base, on {held_out}, with the {spec.suite} "
+        "suite, which fits its answers.",
+    )
 
 
 @page("/evaluations", "Evaluations")
@@ -129,19 +150,30 @@ async def evaluations_page(
                 "You need a processed dataset first: upload one on the Datasets page and process "
                 "it with a test split."
             ).classes("text-body2 text-grey-7")
+        fill = await _prefill(user, model, dataset)
+        if fill.note:
+            ui.label(fill.note).classes("text-body2 text-grey-8 evaluation-prefilled")
         with ui.row().classes("w-full gap-4"):
             model_a = ui.select(
-                models, value=model if model in models else None, label="Model (A)", with_input=True
+                models,
+                value=fill.model if fill.model in models else None,
+                label="Model (A)",
+                with_input=True,
             ).classes("col-grow evaluation-model")
             model_b = ui.select(
-                {"": "(none)", **models}, value="", label="Compare with (B)", with_input=True
+                {"": "(none)", **models},
+                value=fill.compare if fill.compare in models else "",
+                label="Compare with (B)",
+                with_input=True,
             ).classes("col-grow evaluation-compare")
         with ui.row().classes("w-full gap-4"):
             dataset_select = ui.select(
-                ready, value=dataset if dataset in ready else None, label="Dataset"
+                ready, value=fill.dataset if fill.dataset in ready else None, label="Dataset"
             ).classes("col-grow evaluation-dataset")
-            split = ui.select({"test": "test split", "train": "train split"}, value="test")
-            suite = ui.select(SUITES, value="classification", label="Suite").classes(
+            split = ui.select(
+                {"test": "test split", "train": "train split"}, value=fill.split
+            ).classes("evaluation-split")
+            suite = ui.select(SUITES, value=fill.suite, label="Suite").classes(
                 "col-grow evaluation-suite"
             )
         judge = _JudgeFields([s.name for s in await read(secret_service.list_secrets, user)])
@@ -151,7 +183,7 @@ async def evaluations_page(
                 "Max samples", value=limits["max_samples"].default, min=1, max=5000
             ).classes("w-36 evaluation-max-samples")
             tokens = ui.number(
-                "Max new tokens", value=limits["max_new_tokens"].default, min=1, max=4096
+                "Max new tokens", value=fill.max_new_tokens, min=1, max=4096
             ).classes("w-36 evaluation-max-new-tokens")
             start = (
                 ui.button("Evaluate", icon="rule").props("unelevated").classes("evaluation-start")
@@ -189,7 +221,8 @@ async def evaluations_page(
     with ui.card().classes("w-full q-pa-none gap-0"):
         table = ui.table(columns=COLUMNS, rows=[], row_key="id").props("flat")
         table.classes("w-full evaluations-table")
-        table.add_slot("body-cell-status", STATUS_SLOT)
+        for name, template in SLOTS.items():
+            table.add_slot(name, template)
         table.on("rowClick", lambda e: ui.navigate.to(f"/evaluations/{e.args[1]['id']}"))
         nothing = EmptyState(
             "rule",
@@ -198,8 +231,7 @@ async def evaluations_page(
         )
 
     async def refresh() -> None:
-        jobs, _ = await read(job_service.list_jobs, user, kind="evaluate", limit=100)
-        rows = [_row(job) for job in jobs]
+        rows = await read(evaluation_rows, user, 100)
         if rows != table.rows:
             table.rows = rows
             table.update()

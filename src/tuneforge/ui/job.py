@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 
 from nicegui import ui
+from sqlalchemy.orm import Session
 
 from tuneforge.db.tables import Job, JobEvent, User
 from tuneforge.errors import NotFound
 from tuneforge.jobs.status import TERMINAL, JobStatus
 from tuneforge.services import jobs as job_service
+from tuneforge.services.names import names_for_jobs
 from tuneforge.ui.backend import call, read, reported, state
-from tuneforge.ui.formatting import clock, duration, kind_title, status_color, when
+from tuneforge.ui.formatting import clock, duration, status_color, when
+from tuneforge.ui.job_names import JobName, job_name
 from tuneforge.ui.layout import EmptyState, confirm, heading, page
 
 REFRESH_SECONDS = 1.0
@@ -23,10 +26,16 @@ STATUS_HINTS = {
 }
 
 
+def named_job(session: Session, user: User, job_id: str) -> tuple[Job, list[JobEvent], JobName]:
+    """The job, its log so far, and what it is called."""
+    job, logs = job_service.job_events(session, user, job_id, types={"log"})
+    return job, logs, job_name(job, names_for_jobs(session, user, [job]))
+
+
 @page("/jobs/{job_id}", "Job")
 async def job_page(user: User, job_id: str) -> None:
     try:
-        job, logs = await call(job_service.job_events, user, job_id, types={"log"})
+        job, logs, name = await read(named_job, user, job_id)
     except NotFound:
         ui.status_code(404)
         with EmptyState(
@@ -38,13 +47,13 @@ async def job_page(user: User, job_id: str) -> None:
                 "Back to jobs", icon="arrow_back", on_click=lambda: ui.navigate.to("/jobs")
             ).classes("q-mt-md")
         return
-    JobView(user, job, logs)
+    JobView(user, job, logs, name)
 
 
 class JobView:
     """The elements of a job page, and how each tick brings them up to date."""
 
-    def __init__(self, user: User, job: Job, logs: list[JobEvent]) -> None:
+    def __init__(self, user: User, job: Job, logs: list[JobEvent], name: JobName) -> None:
         self.user = user
         self.job_id = job.id
         self.log_cursor = 0
@@ -54,7 +63,7 @@ class JobView:
             ui.icon("arrow_back", size="xs")
             ui.label("All jobs").classes("text-body2")
         with (
-            heading(f"{kind_title(job.kind)} job", f"Job {job.id}"),
+            heading(name.title, name.subtitle),
             ui.row().classes("items-center gap-3"),
         ):
             self.status = (

@@ -7,13 +7,16 @@ from typing import Any
 
 from nicegui import ui
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
 from tuneforge.db.tables import Job, User
 from tuneforge.jobs.kinds.diagnostic import DiagnosticSpec
 from tuneforge.jobs.status import JobStatus
 from tuneforge.services import jobs as job_service
+from tuneforge.services.names import names_for_jobs
 from tuneforge.ui.backend import call, read, reported, state
-from tuneforge.ui.formatting import duration, kind_title, status_color, when
+from tuneforge.ui.formatting import duration, status_color, when
+from tuneforge.ui.job_names import JobName, job_name
 from tuneforge.ui.layout import EmptyState, heading, page
 
 SHOWN = 100  # newest jobs on the page
@@ -32,9 +35,9 @@ SLOTS = {
     "body-cell-kind": """
         <q-td :props="props">
           <a :href="props.row.href" @click.stop
-             class="text-primary text-weight-medium" style="text-decoration: none">
-            {{ props.value }}</a>
-          <div class="text-caption text-grey-6">{{ props.row.id.slice(0, 8) }}</div>
+             class="text-primary text-weight-medium tf-wrap job-name"
+             style="text-decoration: none">{{ props.value }}</a>
+          <div class="text-caption text-grey-6 tf-wrap job-detail">{{ props.row.detail }}</div>
         </q-td>""",
     "body-cell-status": """
         <q-td :props="props">
@@ -66,11 +69,21 @@ PAGES = {"train": "/runs/", "evaluate": "/evaluations/"}
 FILTERS: dict[str, str] = {"": "All statuses"} | {s.value: s.value.capitalize() for s in JobStatus}
 
 
-def _row(job: Job) -> dict[str, Any]:
+def job_rows(
+    session: Session, user: User, status: JobStatus | None, limit: int
+) -> tuple[list[dict[str, Any]], int]:
+    """The newest jobs as table rows, named after what they work on."""
+    jobs, total = job_service.list_jobs(session, user, status=status, limit=limit)
+    names = names_for_jobs(session, user, jobs)
+    return [_row(job, job_name(job, names)) for job in jobs], total
+
+
+def _row(job: Job, name: JobName) -> dict[str, Any]:
     return {
         "id": job.id,
         "href": PAGES.get(job.kind, "/jobs/") + job.id,
-        "kind": kind_title(job.kind),
+        "kind": name.title,
+        "detail": name.detail,
         "status": job.status,
         "color": status_color(job.status),
         "progress": job.progress,
@@ -109,8 +122,7 @@ async def jobs_page(user: User) -> None:
 
     async def refresh() -> None:
         status = JobStatus(status_filter.value) if status_filter.value else None
-        jobs, total = await read(job_service.list_jobs, user, status=status, limit=SHOWN)
-        rows = [_row(job) for job in jobs]
+        rows, total = await read(job_rows, user, status, SHOWN)
         if rows != table.rows:
             table.rows = rows
             table.update()

@@ -16,7 +16,30 @@ from tuneforge.ui.backend import current_user, login_url, state
 
 Builder = Callable[..., Awaitable[None]]
 
+#: The rules every page shares: long unbroken text (ids, paths, a model's run-on answer) wraps
+#: instead of widening the page; focus is visible for keyboard users; on a phone, tables scroll
+#: inside themselves and nothing makes the page wider than the screen.
+CSS = """
+body { overflow-wrap: break-word; }
+.q-card, .q-item__label, .q-message-text, .q-message-name, .nicegui-markdown, .q-field__native,
+.q-field__label, .q-badge, .q-notification__message, .q-expansion-item__content, .q-tooltip,
+.nicegui-log, label, .tf-wrap { overflow-wrap: anywhere; min-width: 0; }
+.q-badge { white-space: normal; }
+.nicegui-markdown pre, .nicegui-code pre, .q-message-text pre, .nicegui-log {
+  white-space: pre-wrap; }
+.q-table td .tf-wrap { white-space: normal; display: block; min-width: 8rem; max-width: 24rem; }
+.q-table__container, .q-table__middle { max-width: 100%; }
+.app-content > * { max-width: 100%; }
+.app-user .q-btn__content > span { max-width: 30vw; overflow: hidden; text-overflow: ellipsis;
+  white-space: nowrap; }
+a:focus-visible, button:focus-visible, [tabindex]:focus-visible, .q-btn:focus-visible,
+.q-item:focus-visible, input:focus-visible, textarea:focus-visible {
+  outline: 2px solid var(--q-primary); outline-offset: 2px; }
+.home-action .q-btn__content, .home-also .q-btn__content { white-space: normal; text-align: left; }
+"""
+
 NAVIGATION = (
+    ("Home", "home", "/"),
     ("Datasets", "table_chart", "/datasets"),
     ("Train", "model_training", "/train"),
     ("Jobs", "work_history", "/jobs"),
@@ -77,18 +100,26 @@ def _not_identified() -> None:
 def frame(user: User, path: str) -> Iterator[None]:
     """Header, navigation drawer and a centred content column for the page at `path`."""
     ui.query("body").classes("bg-grey-1")
+    ui.add_css(CSS)
+    # Below Quasar's breakpoint (1024 px) the drawer starts closed and opens over the page.
     with ui.left_drawer(bordered=True).props("width=220").classes("bg-white q-pa-none") as drawer:
         _navigation(path)
-    with ui.header(bordered=True).classes("bg-white text-grey-9 items-center q-px-md q-py-sm"):
-        ui.button(icon="menu", on_click=drawer.toggle).props("flat round dense").classes(
-            "lg:hidden"
-        )
-        with ui.link(target="/jobs").classes("row items-center no-wrap gap-2 no-underline"):
+    with ui.header(bordered=True).classes(
+        "bg-white text-grey-9 items-center no-wrap q-px-md q-py-sm gap-2"
+    ):
+        ui.button(icon="menu", on_click=drawer.toggle).props(
+            'flat round dense aria-label="Menu"'
+        ).classes("lg:hidden app-menu")
+        with (
+            ui.link(target="/")
+            .classes("row items-center no-wrap gap-2 no-underline app-logo")
+            .props('aria-label="TuneForge home"')
+        ):
             ui.icon("auto_awesome", color="primary", size="sm")
             ui.label("TuneForge").classes("text-h6 text-weight-bold text-grey-9")
         ui.space()
         _user_menu(user)
-    with ui.column().classes("w-full max-w-6xl mx-auto q-pa-md gap-6"):
+    with ui.column().classes("w-full max-w-6xl mx-auto q-pa-md gap-6 app-content"):
         yield
 
 
@@ -108,7 +139,11 @@ def _navigation(path: str) -> None:
 
 
 def _user_menu(user: User) -> None:
-    button = ui.button(user.username, icon="account_circle").props("flat no-caps color=grey-9")
+    button = (
+        ui.button(user.username, icon="account_circle")
+        .props("flat no-caps color=grey-9")
+        .classes("app-user")
+    )
     with button, ui.menu().props("anchor='bottom right' self='top right'"), ui.list():
         with ui.item(), ui.item_section():
             ui.item_label(user.username).classes("text-weight-medium")

@@ -43,11 +43,6 @@ def _see_other(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=status.HTTP_303_SEE_OTHER)
 
 
-@router.get("/")
-def home() -> RedirectResponse:
-    return RedirectResponse("/jobs")
-
-
 @router.post("/auth/login", response_model=None)
 def login_form(
     request: Request,
