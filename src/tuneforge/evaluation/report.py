@@ -50,6 +50,15 @@ def matches(row: Mapping[str, Any], which: SampleFilter) -> bool:
     return b is None or is_right(scores.get("B", {})) is b
 
 
+def right_answers(rows: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> list[int] | None:
+    """How many answers of each model (by label) count as right (`is_right`); None when the
+    suite has no right or wrong (vibe, perplexity)."""
+    verdicts = [[is_right(row["scores"].get(label, {})) for row in rows] for label in labels]
+    if not rows or any(v is None for answers in verdicts for v in answers):
+        return None
+    return [sum(bool(v) for v in answers) for answers in verdicts]
+
+
 def needs_two_models(which: SampleFilter) -> bool:
     return FILTERS[which][1] is not None
 

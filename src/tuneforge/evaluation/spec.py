@@ -41,8 +41,8 @@ class EvaluationSpec(BaseModel):
         min_length=1,
         max_length=200,
         description="A second model (B) that answers the same samples; the results then show "
-        "each metric's difference B - A (with a base model as `model` and its fine-tune here: "
-        "what fine-tuning changed).",
+        "each metric's difference: fine-tune vs base when one of the two is a fine-tune of the "
+        "other (positive when the fine-tune does better, whichever of A and B it is), else B - A.",
     )
     dataset_id: str = Field(
         min_length=1, max_length=64, description="The processed dataset the samples come from."
@@ -85,6 +85,11 @@ class EvaluationSpec(BaseModel):
         default=None,
         description="For the `json` suite: a JSON Schema every answer should satisfy (its "
         "`$schema` names the draft; the latest by default).",
+    )
+    automatic: bool = Field(
+        default=False,
+        description="Queued by TuneForge itself as a finished training run's before/after check "
+        "(lists and the model page say so); false for the evaluations people start.",
     )
     judge: JudgeSpec | None = Field(
         default=None,

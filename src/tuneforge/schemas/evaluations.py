@@ -10,10 +10,28 @@ from tuneforge.jobs.kinds.evaluate import EvaluationScores
 Score = bool | int | float | str
 
 
+class ComparisonPublic(BaseModel):
+    label: str = Field(
+        description="What the difference is: `fine-tune vs base` when one model is a fine-tune "
+        "of the other, `fine-tune vs <name>` against another catalog model, else `B vs A`."
+    )
+    first: int = Field(description="The index in `models` of the model it is counted from.")
+    values: dict[str, float] = Field(
+        description="Each metric of that model minus the other's: with a fine-tune, positive "
+        "when the fine-tune scores higher, whichever of A and B it is."
+    )
+
+
 class EvaluationPublic(EvaluationScores):
     job_id: str = Field(description="The evaluation (its job id).")
     dataset_id: str = Field(description="The processed dataset the samples came from.")
     split: str = Field(description="The dataset split the samples came from.")
+    automatic: bool = Field(
+        description="Whether TuneForge ran it as a training run's before/after check."
+    )
+    comparison: ComparisonPublic | None = Field(
+        description="The difference of two models as the pages show it; null for one model."
+    )
 
 
 class SamplePublic(BaseModel):

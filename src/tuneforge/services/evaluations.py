@@ -5,6 +5,7 @@ worker."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from typing import Any, Literal
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session
 from tuneforge.db.repositories.jobs import JobRepository
 from tuneforge.db.tables import Job, User
 from tuneforge.errors import Conflict, InvalidInput, NotFound
+from tuneforge.evaluation.comparison import comparison
 from tuneforge.evaluation.report import SampleFilter, matches, needs_two_models
 from tuneforge.jobs.kinds.evaluate import EvaluateKind
 from tuneforge.jobs.status import JobStatus
@@ -47,13 +49,17 @@ def finished_evaluation(session: Session, user: User, job_id: str) -> tuple[Job,
 
 
 def evaluation(session: Session, user: User, job_id: str) -> dict[str, Any]:
-    """The results of a finished evaluation: the metrics table, the difference, the details."""
+    """The results of a finished evaluation: the metrics table, the difference as people read
+    it (fine-tune vs base), the details."""
     job, result = finished_evaluation(session, user, job_id)
+    compared = comparison(result["models"], result["metrics"])
     return {
         "job_id": job.id,
         "dataset_id": job.spec["dataset_id"],
         "split": job.spec["split"],
+        "automatic": bool(job.spec.get("automatic")),
         **result,
+        "comparison": None if compared is None else dataclasses.asdict(compared),
     }
 
 

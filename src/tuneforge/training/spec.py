@@ -224,6 +224,16 @@ class TrainingBase(BaseModel):
         description="Evaluate on at most this many test examples (the same ones every time).",
         json_schema_extra=_group("evaluation"),
     )
+    check_examples: int = Field(
+        default=12,
+        ge=0,
+        le=200,
+        description="When the run has finished, the fine-tune and its base answer this many "
+        "test examples (greedy, scored by the suite that fits the data), and the model page "
+        "says what changed: `learned: 11/12 answers now match, base 0/12`. 0 skips the check; "
+        "a dataset without a test split has none.",
+        json_schema_extra=_group("evaluation"),
+    )
     sample_prompts: list[str] = Field(
         default_factory=list,
         max_length=MAX_SAMPLE_PROMPTS,

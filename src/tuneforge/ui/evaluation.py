@@ -1,5 +1,5 @@
 """`/evaluations/{id}`: one evaluation: live progress while it runs, then the metric table (with
-B - A when two models answered), a chart comparing them, the confusion matrix for
+"fine-tune vs base" when two models answered), a chart comparing them, the confusion matrix for
 classification, and every sample with its reference and answers, filterable and downloadable."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from nicegui import ui
 
 from tuneforge.db.tables import User
 from tuneforge.errors import NotFound
+from tuneforge.evaluation.comparison import LOWER_IS_BETTER, delta_text, value_text
 from tuneforge.evaluation.report import SampleFilter
 from tuneforge.services import chat as chat_service
 from tuneforge.services import evaluations as service
@@ -29,16 +30,6 @@ FILTERS: dict[str, str] = {
     "both_right": "Both right",
     "both_wrong": "Both wrong",
 }
-#: Metrics that are not fractions in 0..1 (shown as numbers, not percentages).
-ABSOLUTE = frozenset({"perplexity", "nll"})
-
-
-def _value(name: str, value: float) -> str:
-    return f"{value:.3f}" if name in ABSOLUTE else f"{value:.1%}"
-
-
-def _difference(name: str, value: float) -> str:
-    return f"{value:+.3f}" if name in ABSOLUTE else f"{value * 100:+.1f} pts"
 
 
 @page("/evaluations/{job_id}", "Evaluation")
@@ -61,7 +52,11 @@ async def evaluation_page(user: User, job_id: str) -> None:
     with ui.link(target="/evaluations").classes("row items-center gap-1 text-grey-7 no-underline"):
         ui.icon("arrow_back", size="xs")
         ui.label("All evaluations").classes("text-body2")
-    heading(f"{spec['suite'].capitalize()} · {models}", f"{spec['split']} split of the dataset")
+    origin = "Automatic before/after check of a training run · " if spec.get("automatic") else ""
+    heading(
+        f"{spec['suite'].capitalize()} · {models}",
+        f"{origin}{spec['split']} split of the dataset",
+    )
     progress_card = ui.card().classes(CARD + " evaluation-progress")
     with progress_card:
         status = ui.badge()
@@ -103,7 +98,7 @@ async def _results(user: User, job_id: str) -> None:
                 f"{result['skipped']} rows of the split could not be used by this suite."
             ).classes("text-caption text-grey-7")
         if metrics and metrics[0]:
-            _metric_table(labels, metrics, result.get("difference"))
+            _metric_table(labels, metrics, result.get("comparison"))
             if len(metrics) == 2:
                 _chart(labels, metrics)
             if embedder := (result["details"] or [{}])[0].get("embedding_model"):
@@ -126,30 +121,38 @@ async def _results(user: User, job_id: str) -> None:
 
 
 def _metric_table(
-    labels: list[str], metrics: list[dict[str, float]], difference: dict[str, float] | None
+    labels: list[str], metrics: list[dict[str, float]], compared: dict[str, Any] | None
 ) -> None:
+    """Each metric of A (and B), and with two models their difference as people read it:
+    "fine-tune vs base: +33.3 pts", positive when the fine-tune does better."""
     columns = [{"name": "metric", "label": "Metric", "field": "metric", "align": "left"}]
     columns += [
         {"name": f"m{i}", "label": f"{'AB'[i]}: {n}", "field": f"m{i}"}
         for i, n in enumerate(labels)
     ]
-    if difference:
-        columns.append({"name": "diff", "label": "B - A", "field": "diff"})
+    if compared:
+        columns.append({"name": "diff", "label": compared["label"], "field": "diff"})
     rows = []
     for name in metrics[0]:
         row: dict[str, Any] = {"metric": name}
         for i, values in enumerate(metrics):
-            row[f"m{i}"] = _value(name, values[name])
-        if difference and name in difference:
-            row["diff"] = _difference(name, difference[name])
+            row[f"m{i}"] = value_text(name, values[name])
+        if compared and name in compared["values"]:
+            better = " (lower is better)" if name in LOWER_IS_BETTER else ""
+            row["diff"] = delta_text(name, compared["values"][name]) + better
         rows.append(row)
     ui.table(columns=columns, rows=rows, row_key="metric").props("flat dense").classes(
         "w-full evaluation-metrics"
     )
+    if compared:
+        ui.label(
+            f"{compared['label']}: {labels[compared['first']]} minus "
+            f"{labels[1 - compared['first']]}."
+        ).classes("text-caption text-grey-7 evaluation-difference-note")
 
 
 def _chart(labels: list[str], metrics: list[dict[str, float]]) -> None:
-    names = [n for n in metrics[0] if n not in ABSOLUTE]
+    names = [n for n in metrics[0] if n not in LOWER_IS_BETTER]
     if not names:
         return
     ui.echart(

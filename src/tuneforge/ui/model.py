@@ -1,5 +1,6 @@
-"""`/models/{id}`: one fine-tuned model: where it came from (base model, dataset, run), how well
-it learned, how it was trained, and its files."""
+"""`/models/{id}`: one fine-tuned model: first whether it learned (its automatic before/after
+check against its base), then where it came from (base model, dataset, run), its final metrics,
+how it was trained, and its files."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from tuneforge.services import models as service
 from tuneforge.ui.backend import call, read, reported, state
 from tuneforge.ui.formatting import when
 from tuneforge.ui.layout import EmptyState, confirm, heading, page
+from tuneforge.ui.model_check import check_card
 from tuneforge.ui.model_export import exports_card, open_export_dialog
 from tuneforge.ui.models import KINDS
 from tuneforge.ui.run_format import metric, metric_name
@@ -72,7 +74,7 @@ async def model_page(user: User, model_id: str) -> None:
             icon="rule",
             on_click=lambda: ui.navigate.to(f"/evaluations?model={model.id}"),
         ).props("outline").classes("model-evaluate").tooltip(
-            "Score it on a dataset split, alone or against its base."
+            "Score it against its base on the test split of the data it learned from."
         )
         export_button = (
             ui.button("Export", icon="download")
@@ -81,6 +83,7 @@ async def model_page(user: User, model_id: str) -> None:
             .tooltip("Files for Ollama, llama.cpp, transformers or vLLM, checked before use.")
         )
         _delete_button(user, model)
+    await check_card(user, model)
     with ui.row().classes("w-full gap-6 items-stretch"):
         with ui.card().classes("col-12 col-md " + CARD):
             ui.label("Summary").classes(TITLE)

@@ -21,6 +21,10 @@ from tuneforge.settings import Settings
 class EvaluatedModel(BaseModel):
     id: str = Field(description="A catalog id or the id of a fine-tuned model.")
     name: str = Field(description="The model's name.")
+    base: str | None = Field(
+        default=None,
+        description="The catalog model it was fine-tuned from; null for a catalog model.",
+    )
 
 
 class EvaluationScores(BaseModel):
@@ -33,7 +37,14 @@ class EvaluationScores(BaseModel):
         "`perplexity` and `nll`); empty for the vibe suite."
     )
     difference: dict[str, float] | None = Field(
-        description="B - A for each metric, when two models were evaluated."
+        description="B - A for each metric, when two models were evaluated (the pages show "
+        "fine-tune vs base instead: see `comparison`)."
+    )
+    right: list[int] | None = Field(
+        default=None,
+        description="How many answers of each model count as right, in the order of `models`: "
+        "`correct` where the suite has it (classification, extraction, json), else a score of "
+        "at least 0.5; null for the vibe and perplexity suites.",
     )
     details: list[dict[str, Any]] = Field(
         description="Each model's details: the confusion matrix and per-class precision, "

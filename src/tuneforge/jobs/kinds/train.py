@@ -33,6 +33,11 @@ class TrainResult(BaseModel):
     stopped_early: bool = Field(description="Whether early stopping ended the run.")
     precision: str = Field(description="The precision the run computed in.")
     device: str = Field(description="Where it ran (cpu, cuda, mps).")
+    check_job_id: str | None = Field(
+        default=None,
+        description="The model's automatic before/after check (an `evaluate` job), when one "
+        "was queued.",
+    )
 
 
 def training_dataset(session: Session, user: User, dataset_id: str) -> Dataset:

@@ -13,7 +13,7 @@ from tuneforge.db.repositories.secrets import secret_values
 from tuneforge.db.tables import User
 from tuneforge.errors import InvalidInput
 from tuneforge.evaluation.judge import Judge, JudgeFailed, JudgeSpec, judge_rows
-from tuneforge.evaluation.report import LABELS, csv_table, difference, jsonl
+from tuneforge.evaluation.report import LABELS, csv_table, difference, jsonl, right_answers
 from tuneforge.evaluation.run import Outcome, run_evaluation
 from tuneforge.evaluation.spec import EvaluationSpec
 from tuneforge.jobs.context import JobContext
@@ -104,9 +104,13 @@ def run(spec: EvaluationSpec, ctx: JobContext) -> EvaluateResult:
     ctx.log(f"scored {len(outcome.rows)} samples ({outcome.skipped} rows could not be used)")
     return EvaluateResult(
         suite=spec.suite,
-        models=[EvaluatedModel(id=m.id, name=m.name) for m in models],
+        models=[
+            EvaluatedModel(id=m.id, name=m.name, base=m.base if m.fine_tuned else None)
+            for m in models
+        ],
         metrics=outcome.metrics,
         difference=outcome.difference,
+        right=right_answers(outcome.rows, labels),
         details=outcome.details,
         count=len(outcome.rows),
         skipped=outcome.skipped,

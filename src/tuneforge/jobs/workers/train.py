@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
 
 from tuneforge.data.stored import dataset_prefix, processed_records
 from tuneforge.db.repositories.secrets import secret_values
 from tuneforge.db.tables import Dataset, Model, User
-from tuneforge.errors import InvalidInput
+from tuneforge.errors import DomainError, InvalidInput
 from tuneforge.hardware import detect_hardware
+from tuneforge.jobs.check import queue_check
 from tuneforge.jobs.context import JobContext
 from tuneforge.jobs.kinds.train import TrainResult, training_dataset
 from tuneforge.models.loading import resolve
@@ -67,6 +71,25 @@ class StoredCheckpoints:
         self.store.put_dir(self._key(step), path)
         for old in self.steps()[: -self.keep]:
             self.store.delete(self._key(old))
+
+
+def _queue_check(
+    ctx: JobContext,
+    session: Session,
+    model: Model,
+    dataset: Dataset,
+    test: list[dict[str, Any]],
+    spec: TrainingBase,
+) -> tuple[str | None, str | None]:
+    """Queue the model's before/after check (`jobs/check.py`): its job id, or why there is
+    none when it cannot run here (the run has succeeded all the same)."""
+    owner = session.get(User, ctx.owner_id)
+    assert owner is not None  # `_dataset` found them
+    try:
+        job = queue_check(session, owner, ctx.settings, model, dataset, test, spec.check_examples)
+    except DomainError as exc:
+        return None, exc.message
+    return (job.id if job is not None else None), None
 
 
 def run(spec: TrainingBase, ctx: JobContext) -> TrainResult:
@@ -138,7 +161,10 @@ def run(spec: TrainingBase, ctx: JobContext) -> TrainResult:
         session.add(model)
         session.flush()
         model_id = model.id
+        check_job_id, no_check = _queue_check(ctx, session, model, dataset, test, spec)
     ctx.log(f"saved model {model_id} ({outcome.kind}, {size / 1e6:.1f} MB)")
+    if no_check:
+        ctx.log(f"No before/after check: {no_check}", level="warning")
     return TrainResult(
         model_id=model_id,
         steps=outcome.steps,
@@ -149,4 +175,5 @@ def run(spec: TrainingBase, ctx: JobContext) -> TrainResult:
         stopped_early=outcome.stopped_early,
         precision=outcome.precision,
         device=outcome.device,
+        check_job_id=check_job_id,
     )
