@@ -16,6 +16,7 @@ from tuneforge.hardware import GPU, Hardware, detect_hardware, parse_nvidia_smi
 from tuneforge.models.catalog import CatalogEntry, catalog
 from tuneforge.training.estimate import (
     CalibrationCache,
+    Timings,
     decoder_linear_parameters,
     device_for,
     embedding_parameters,
@@ -287,7 +288,9 @@ def test_sane_numbers_for_gemma_3_270m_lora_on_this_kind_of_cpu() -> None:
     assert result.tokens == pytest.approx(900 * 3 * data.total_tokens.mean, rel=0.02)
     assert 1 * GB < result.peak_memory_bytes < 10 * GB
     assert 80 < result.tokens_per_second < 300
-    assert result.duration_seconds == pytest.approx(result.tokens / result.tokens_per_second, 0.01)
+    assert result.training_seconds == pytest.approx(result.tokens / result.tokens_per_second, 0.01)
+    assert result.duration_seconds == pytest.approx(result.phases.total, abs=0.5)
+    assert result.duration_seconds > result.training_seconds + 10  # starting and saving count
     assert not result.calibrated
     assert result.memory.total_bytes == result.peak_memory_bytes
 
@@ -401,11 +404,41 @@ def test_a_measured_speed_replaces_the_guess(tmp_path: Path) -> None:
     cache.record(key, 1000.0, 5 * GB)
     measured = estimate(run, entry, stats(), 900, hardware, cache)
     assert measured.calibrated and measured.tokens_per_second == 1000.0
-    assert measured.duration_seconds == pytest.approx(measured.tokens / 1000.0, rel=1e-3)
+    assert measured.training_seconds == pytest.approx(measured.tokens / 1000.0, rel=1e-3)
     assert measured.measured_peak_memory_bytes == 5 * GB
     assert not any("rough guess" in m for m in measured.messages)
     elsewhere = estimate(run, entry, stats(), 900, cpu(cores=8), cache)
     assert not elsewhere.calibrated, "another machine's measurement must not be used"
+
+
+def test_measured_phase_timings_replace_the_first_run_constants(tmp_path: Path) -> None:
+    cache = CalibrationCache(tmp_path / "calibration.json")
+    entry, hardware = model("tiny-random-gemma3"), cpu()
+    run = spec(base_model=entry.id, max_steps=30, eval_every=10, checkpoint_every=10)
+    guess = estimate(run, entry, stats(), 40, hardware, cache, test_rows=10)
+    # first run: the constants of this machine; starting a worker alone takes seconds
+    assert guess.phases.loading >= 10 and guess.phases.saving >= 1
+    assert guess.phases.evaluating > 0 and guess.phases.sampling > 0
+    assert guess.phases.checkpoints > 0  # at steps 10 and 20
+    assert guess.duration_seconds == pytest.approx(guess.phases.total, abs=0.5)
+    key = cache.key(hardware.fingerprint, entry.id, "lora", "bf16", False, True)
+    timings = Timings(
+        load_seconds=20.0,
+        eval_seconds_per_token=0.001,
+        sample_seconds_per_token=0.05,
+        checkpoint_seconds=2.0,
+        save_seconds=4.0,
+    )
+    cache.record(key, 500.0, None, timings)
+    cache.record(key, 500.0, None, timings.model_copy(update={"load_seconds": 30.0}))
+    assert cache.timings(key).load_seconds == 25.0  # the mean of the measurements
+    measured = estimate(run, entry, stats(), 40, hardware, cache, test_rows=10)
+    assert measured.phases.loading == 25.0
+    assert measured.phases.checkpoints == 4.0  # 2 checkpoints of 2 s
+    assert measured.phases.saving == 4.0
+    # 4 evaluations (before, 10, 20, the end) of 3 sample prompts x 32 new tokens
+    assert measured.phases.sampling == pytest.approx(4 * 3 * run.sample_max_new_tokens * 0.05, 0.01)
+    assert measured.duration_seconds == pytest.approx(measured.phases.total, abs=0.5)
 
 
 # -- weight --------------------------------------------------------------------------------------

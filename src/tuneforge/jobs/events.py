@@ -42,6 +42,11 @@ class Sample(BaseModel):
     prompt: str = Field(description="What the model was asked.")
     answer: str = Field(description="What it answered.")
     reference: str | None = Field(default=None, description="The dataset's answer, if any.")
+    ended: bool | None = Field(
+        default=None,
+        description="It stopped at an end of turn (False: it ran out of tokens first; None: "
+        "not reported).",
+    )
 
 
 class SamplesEvent(_Event):

@@ -6,7 +6,7 @@ import builtins
 import os
 import re
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -155,8 +155,14 @@ class ArtifactStore:
         with builtins.open(local_path, "rb") as src:
             self.write_stream(key, src)
 
-    def put_dir(self, prefix: str, local_dir: str | Path) -> None:
-        """Upload a directory tree under ``prefix``, then write the ``_COMPLETE`` marker last."""
+    def put_dir(
+        self,
+        prefix: str,
+        local_dir: str | Path,
+        progress: Callable[[int, int, str], None] | None = None,
+    ) -> None:
+        """Upload a directory tree under ``prefix``, then write the ``_COMPLETE`` marker last;
+        ``progress(done, total, name)`` is told before each file."""
         marker = f"{_check_key(prefix)}/{COMPLETE_MARKER}"
         root = Path(local_dir)
         files = sorted(p for p in root.rglob("*") if p.is_file())
@@ -164,7 +170,9 @@ class ArtifactStore:
         if COMPLETE_MARKER in rels:
             raise StorageError(f"{root} contains the reserved name {COMPLETE_MARKER!r}")
         self.delete(marker)  # a re-upload is incomplete until its own marker lands
-        for path, rel in zip(files, rels, strict=True):
+        for done, (path, rel) in enumerate(zip(files, rels, strict=True)):
+            if progress is not None:
+                progress(done, len(files), rel)
             self.put_file(f"{prefix}/{rel}", path)
         self.write_bytes(marker, b"")
 

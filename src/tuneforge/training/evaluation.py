@@ -74,8 +74,9 @@ def generate(
     prompts: Sequence[SamplePrompt],
     max_new_tokens: int,
     runtime: Runtime,
-) -> list[dict[str, str]]:
-    """Greedy answers to `prompts`, stopping at `<end_of_turn>`."""
+) -> list[dict[str, Any]]:
+    """Greedy answers to `prompts`, stopping at `<end_of_turn>`; each says whether it `ended`
+    there (False: it ran out of tokens first)."""
     stop = [tokenizer.token_to_id(END_OF_TURN), tokenizer.token_to_id("<eos>")]
     answers = []
     with evaluating(model), runtime.autocast():
@@ -90,8 +91,15 @@ def generate(
                 pad_token_id=0,
                 use_cache=True,
             )
-            answer = tokenizer.decode(output[0, ids.shape[1] :].tolist(), skip_special_tokens=True)
-            item = {"prompt": sample.prompt, "answer": answer.strip()}
+            new = output[0, ids.shape[1] :].tolist()
+            answer = tokenizer.decode(new, skip_special_tokens=True)
+            # Ended: it stopped at an end of turn rather than at the token limit.
+            ended = len(new) < max_new_tokens or (bool(new) and new[-1] in stop)
+            item: dict[str, Any] = {
+                "prompt": sample.prompt,
+                "answer": answer.strip(),
+                "ended": ended,
+            }
             if sample.reference is not None:
                 item["reference"] = sample.reference
             answers.append(item)

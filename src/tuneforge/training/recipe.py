@@ -62,6 +62,10 @@ class Outcome:
     peak_rss_bytes: int
     stopped_early: bool = False
     step_seconds: list[float] = field(default_factory=list)
+    #: Seconds and amounts of the work around the steps (this attempt's), for the estimates:
+    #: load_seconds, eval_seconds, eval_tokens, sample_seconds, sample_tokens,
+    #: checkpoint_seconds, checkpoints, save_seconds
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 class Train(Protocol[SpecT_contra]):

@@ -174,7 +174,7 @@ def recommend(
                 "enough to see the curve without slowing training much.",
             )
         )
-    seconds_per_step = result.duration_seconds / steps
+    seconds_per_step = result.training_seconds / steps
     every = max(1, min(steps, math.floor(CHECKPOINT_SECONDS / max(seconds_per_step, 1e-9))))
     every = min(every, max(1, steps // 2))
     out.append(

@@ -1,7 +1,9 @@
 """Where a recipe reports: the job context in a worker, the console for `tuneforge train`.
 
 `Tracked` mirrors every metric into TensorBoard (always, in the run's directory) and, when the
-spec asks, into Weights & Biases or MLflow. `system_stats` samples CPU, memory and GPU use.
+spec asks, into Weights & Biases or MLflow; it can map the recipe's progress (its steps) into a
+share of the whole job, so saving and storing the model have room after the last step.
+`system_stats` samples CPU, memory and GPU use.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ class Reporter(Protocol):
 
     def metrics(self, values: dict[str, float], step: int) -> None: ...
 
-    def samples(self, step: int, items: list[dict[str, str]]) -> None: ...
+    def samples(self, step: int, items: list[dict[str, Any]]) -> None: ...
 
     def log(self, message: str, level: str = "info") -> None: ...
 
@@ -54,7 +56,7 @@ class ConsoleReporter:
             shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items())
             print(f"step {step}: {shown}", file=sys.stderr, flush=True)
 
-    def samples(self, step: int, items: list[dict[str, str]]) -> None:
+    def samples(self, step: int, items: list[dict[str, Any]]) -> None:
         for item in items:
             print(f"  > {item['prompt'][:80]!r}\n  < {item['answer'][:200]!r}", file=sys.stderr)
 
@@ -94,10 +96,12 @@ class Tracked:
         directory: Path,
         run_name: str,
         secrets: dict[str, str] | None = None,
+        share: float = 1.0,
     ) -> None:
         from tensorboardX import SummaryWriter
 
         self.inner = inner
+        self.share = share
         self.writer = SummaryWriter(str(directory))
         self._wandb: Any = None
         self._mlflow: Any = None
@@ -120,7 +124,7 @@ class Tracked:
             self._mlflow = mlflow
 
     def progress(self, fraction: float, message: str | None = None) -> None:
-        self.inner.progress(fraction, message)
+        self.inner.progress(fraction * self.share, message)
 
     def metrics(self, values: dict[str, float], step: int) -> None:
         self.inner.metrics(values, step)
@@ -132,7 +136,7 @@ class Tracked:
         if self._mlflow is not None:
             self._mlflow.log_metrics({k.replace("/", "_"): v for k, v in finite.items()}, step)
 
-    def samples(self, step: int, items: list[dict[str, str]]) -> None:
+    def samples(self, step: int, items: list[dict[str, Any]]) -> None:
         self.inner.samples(step, items)
         text = "\n\n".join(f"**{i['prompt']}**\n\n{i['answer']}" for i in items)
         self.writer.add_text("samples", text, step)

@@ -7,6 +7,7 @@ calls it for every form change).
 * `architecture`: parameter counts from a catalog model's shapes.
 * `throughput`: a FLOPs model of the speed, scaled to a measured run.
 * `calibration`: speeds measured by earlier runs on this machine, preferred to the guess.
+* `phases`: the time around the steps (starting, evaluating, sampling, checkpoints, saving).
 * `advice`: what to change when a run does not fit.
 * `forecast`: `estimate()`, which puts them together with the warnings worth reading.
 """
@@ -31,6 +32,7 @@ from tuneforge.training.estimate.memory import (
     memory_breakdown,
     resolve_precision,
 )
+from tuneforge.training.estimate.phases import Phases, Timings
 from tuneforge.training.estimate.throughput import flops_per_token, hardware_flops
 
 __all__ = [
@@ -41,8 +43,10 @@ __all__ = [
     "Lengths",
     "MemoryBreakdown",
     "MicroBatch",
+    "Phases",
     "ResolvedPrecision",
     "Throughput",
+    "Timings",
     "activation_bytes_per_layer",
     "dataset_lengths",
     "decoder_linear_parameters",

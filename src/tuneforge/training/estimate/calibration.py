@@ -1,5 +1,6 @@
-"""Measured training speed and peak memory, kept per machine and setup: the training worker
-records each run's at its end, and the estimate prefers them to its guesses."""
+"""Measured training speed, peak memory and phase timings (starting, evaluating, sampling,
+checkpoints, saving), kept per machine and setup: the training worker records each run's at its
+end, and the estimate prefers them to its guesses."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from typing import Any
 
 from filelock import FileLock
 from pydantic import BaseModel, Field
+
+from tuneforge.training.estimate.phases import Timings
 
 #: The trainer of every measurement made before the key named one.
 FIRST_TRAINER = "sft"
@@ -81,8 +84,23 @@ class CalibrationCache:
             samples=len(speeds),
         )
 
+    def timings(self, key: str) -> Timings:
+        """The mean of each phase timing measured with `key` (None where there is none)."""
+        entry = self._read().get(key)
+        found = entry.get("timings") if isinstance(entry, dict) else None
+        means: dict[str, float] = {}
+        for name in Timings.model_fields:
+            values = found.get(name) if isinstance(found, dict) else None
+            if isinstance(values, list) and values:
+                means[name] = sum(float(v) for v in values) / len(values)
+        return Timings.model_validate(means)
+
     def record(
-        self, key: str, tokens_per_second: float, peak_memory_bytes: int | None = None
+        self,
+        key: str,
+        tokens_per_second: float,
+        peak_memory_bytes: int | None = None,
+        timings: Timings | None = None,
     ) -> Throughput:
         """Add a measurement (keeping the last `KEEP`) and return the new mean."""
         if not tokens_per_second > 0:
@@ -96,9 +114,14 @@ class CalibrationCache:
             peaks = list(entry.get("peak_memory_bytes", []))
             if peak_memory_bytes is not None:
                 peaks.append(int(peak_memory_bytes))
+            kept = entry.get("timings")
+            phases: dict[str, list[float]] = kept if isinstance(kept, dict) else {}
+            for name, value in (timings or Timings()).model_dump(exclude_none=True).items():
+                phases[name] = [*phases.get(name, []), float(value)][-self.KEEP :]
             entries[key] = {
                 "tokens_per_second": speeds[-self.KEEP :],
                 "peak_memory_bytes": peaks[-self.KEEP :],
+                "timings": phases,
                 "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
             }
             with _atomic(self.path) as handle:

@@ -24,6 +24,7 @@ from tuneforge.training.estimate.memory import (
     memory_breakdown,
     resolve_precision,
 )
+from tuneforge.training.estimate.phases import Phases, Timings, phases
 from tuneforge.training.estimate.throughput import flops_per_token, hardware_flops
 from tuneforge.training.recipe import Batching
 from tuneforge.training.registry import recipe_for
@@ -49,8 +50,11 @@ class Estimate(BaseModel):
     tokens: int = Field(description="Tokens the run trains on (all epochs).")
     tokens_per_second: float = Field(description="Expected training speed.")
     duration_seconds: float = Field(
-        description="Expected training time (the steps; evaluations and saving add to it)."
+        description="Expected time of the whole run: starting and loading the model, the "
+        "steps, evaluations, sample answers, checkpoints and saving the model."
     )
+    training_seconds: float = Field(description="Expected time of the optimizer steps alone.")
+    phases: Phases = Field(description="Expected seconds of each phase of the run.")
     calibrated: bool = Field(
         description="The speed comes from runs measured on this machine; otherwise it is a rough "
         "guess from a FLOPs model."
@@ -82,10 +86,12 @@ def estimate(
     train_rows: int,
     hardware: Hardware,
     cache: CalibrationCache | None = None,
+    test_rows: int | None = None,
 ) -> Estimate:
     """Memory, speed and duration of training `entry` with `spec` on `train_rows` examples
     whose lengths `stats` describes (`DatasetStats`, its JSON dump, or None: examples taken to
-    be `max_length` long), on `hardware`."""
+    be `max_length` long), on `hardware`; `test_rows` test examples are evaluated on (None:
+    about a tenth of the training examples' count)."""
     device = device_for(hardware)
     precision = resolve_precision(spec.precision, hardware, spec.method)
     lengths = dataset_lengths(stats)
@@ -116,6 +122,7 @@ def estimate(
 
     # -- how fast --------------------------------------------------------------------------------
     measured = None
+    timings = Timings()
     if cache is not None:
         key = cache.key(
             hardware.fingerprint,
@@ -127,6 +134,7 @@ def estimate(
             spec.trainer,
         )
         measured = cache.get(key)
+        timings = cache.timings(key)
     if measured is not None:
         speed = measured.tokens_per_second
     else:
@@ -142,6 +150,17 @@ def estimate(
         speed = hardware_flops(hardware, precision, spec.method) / work
         speed *= tokens / tokens_computed if tokens_computed else 1.0
     duration = tokens / speed if speed > 0 else 0.0
+    expected = phases(
+        spec,
+        entry,
+        steps,
+        duration,
+        speed,
+        per_example,
+        rows // 9 if test_rows is None else max(0, test_rows),
+        trainable,
+        timings,
+    )
 
     # -- warnings and refusals -------------------------------------------------------------------
     available = _available(hardware)
@@ -213,7 +232,9 @@ def estimate(
         steps=steps,
         tokens=int(tokens),
         tokens_per_second=round(speed, 2),
-        duration_seconds=round(duration, 1),
+        duration_seconds=round(expected.total, 1),
+        training_seconds=round(duration, 1),
+        phases=Phases.model_validate({k: round(v, 1) for k, v in expected}),
         calibrated=measured is not None,
         measured_peak_memory_bytes=measured.peak_memory_bytes if measured else None,
         memory=memory,

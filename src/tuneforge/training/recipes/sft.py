@@ -25,12 +25,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import InvalidInput, JobCancelled
-from tuneforge.models.chat_template import GEMMA_CHAT_TEMPLATE
+from tuneforge.models.chat_template import GEMMA_CHAT_TEMPLATE, START_OF_TURN
+from tuneforge.training.health import NO_CHAT_TEMPLATE
 from tuneforge.training.recipe import Batching, Checkpoints, Outcome, Recipe
 from tuneforge.training.schedule import Plan
 from tuneforge.training.spec import SFTSpec
 
 if TYPE_CHECKING:
+    import torch
     from tokenizers import Tokenizer
     from torch import nn
 
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 SYSTEM_EVERY = 10.0  # seconds between system stats
+WATCHED_ELEMENTS = 20_000_000  # weights whose change per step is measured (update_ratio)
 
 
 def encode_all(
@@ -55,6 +58,18 @@ def encode_all(
     return examples
 
 
+def chat_template_warning(example: Example, tokenizer: Tokenizer) -> str | None:
+    """A warning when an encoded example lacks Gemma's turn markers: the model would not learn
+    the turns it is asked in, nor where an answer ends."""
+    marker = tokenizer.token_to_id(START_OF_TURN)
+    if marker is not None and marker in example.input_ids:
+        return None
+    return (
+        f"{NO_CHAT_TEMPLATE}: the first example has no {START_OF_TURN} (it is trained as plain "
+        "text, so the model will continue text rather than answer in turns)."
+    )
+
+
 def train_sft(
     spec: SFTSpec,
     model_path: Path,
@@ -64,6 +79,7 @@ def train_sft(
     workdir: Path,
     checkpoints: Checkpoints | None = None,
 ) -> Outcome:
+    loading = time.perf_counter()  # importing torch counts as loading
     import torch
     from tokenizers import Tokenizer
 
@@ -74,6 +90,11 @@ def train_sft(
     from tuneforge.training.runtime import prepare_model, runtime_for, trainable_parameters
 
     checkpoints = checkpoints or Checkpoints()
+    phases: dict[str, float] = {}
+
+    def add(name: str, amount: float) -> None:
+        phases[name] = phases.get(name, 0.0) + amount
+
     runtime = runtime_for(spec)
     tokenizer = Tokenizer.from_file(str(model_path / "tokenizer.json"))
     train = encode_all(train_records, tokenizer, spec)
@@ -83,6 +104,9 @@ def train_sft(
             "and that max length leaves room for them.",
             {"fields": ["max_length"]},
         )
+    warning = chat_template_warning(train[0], tokenizer)
+    if warning:
+        reporter.log(warning, "warning")
     evals = encode_all(test_records[: spec.eval_max_examples], tokenizer, spec)
     prompts = sample_prompts(spec.sample_prompts, test_records)
     reporter.log(
@@ -95,6 +119,7 @@ def train_sft(
         f"training {sum(p.numel() for p in parameters):,} of "
         f"{sum(p.numel() for p in model.parameters()):,} parameters"
     )
+    watched = _watched(parameters)
     optimizer = torch.optim.AdamW(parameters, lr=spec.learning_rate, weight_decay=spec.weight_decay)
     scaler = torch.amp.GradScaler(runtime.device, enabled=runtime.precision == "fp16")
     plan = Plan(spec, len(train))
@@ -103,22 +128,43 @@ def train_sft(
         state = load_checkpoint(checkpoints.latest, model, optimizer)
         reporter.log(f"resumed from step {state.step} of {plan.total_steps}")
 
+    add("load_seconds", time.perf_counter() - loading)
+
     def checkpoint() -> None:
+        started = time.perf_counter()
+        reporter.progress(
+            state.step / plan.total_steps, f"saving a checkpoint at step {state.step}"
+        )
         path = save_checkpoint(workdir / "checkpoints" / "latest", model, optimizer, state)
         if checkpoints.save is not None:
             checkpoints.save(path, state.step)
+        add("checkpoint_seconds", time.perf_counter() - started)
+        add("checkpoints", 1)
 
     latest_eval: dict[str, float] = {}
+    evaluation_seconds: list[float] = []
 
     def run_evaluation() -> bool:
         """Report an evaluation; True when early stopping says stop."""
-        values = evaluate(model, evals, spec.batch_size, spec.packing, runtime) if evals else {}
+        fraction = state.step / plan.total_steps
+        started = time.perf_counter()
+        values: dict[str, float] = {}
+        if evals:
+            reporter.progress(fraction, f"evaluating at step {state.step} ({len(evals)} examples)")
+            values = evaluate(model, evals, spec.batch_size, spec.packing, runtime)
+            add("eval_seconds", time.perf_counter() - started)
+            add("eval_tokens", sum(len(e.input_ids) for e in evals))
         if values:
             reporter.metrics(values, state.step)
             latest_eval.update(values)
         if prompts:
+            reporter.progress(fraction, f"answering {len(prompts)} sample prompts")
+            sampling = time.perf_counter()
             answers = generate(model, tokenizer, prompts, spec.sample_max_new_tokens, runtime)
+            add("sample_seconds", time.perf_counter() - sampling)
+            add("sample_tokens", len(prompts) * spec.sample_max_new_tokens)
             reporter.samples(state.step, answers)
+        evaluation_seconds.append(time.perf_counter() - started)
         loss = values.get("eval_loss")
         if loss is None or spec.early_stopping_patience is None:
             return False
@@ -162,6 +208,7 @@ def train_sft(
         scaler.unscale_(optimizer)
         limit = spec.max_grad_norm if spec.max_grad_norm > 0 else math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(parameters, limit))
+        before = [p.detach().clone() for p in watched]
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
@@ -178,9 +225,11 @@ def train_sft(
             "loss": loss_sum / max(loss_tokens, 1),
             "learning_rate": learning_rate,
             "grad_norm": grad_norm,
+            "update_ratio": _update_ratio(before, watched),
             "tokens_per_second": tokens / elapsed,
             "epoch": plan.epoch_at(step),
-            "eta_seconds": remaining * statistics.fmean(step_seconds[-20:]),
+            "eta_seconds": remaining * statistics.fmean(step_seconds[-20:])
+            + _evaluations_left(spec, step, plan.total_steps) * _mean(evaluation_seconds),
         }
         if time.monotonic() - last_system >= SYSTEM_EVERY:
             last_system = time.monotonic()
@@ -212,7 +261,10 @@ def train_sft(
     if not stopped_early:
         run_evaluation()
     final = {**last_metrics, **latest_eval}
+    reporter.progress(1.0, "saving the model: writing its weights")
+    saving = time.perf_counter()
     output = save_model(spec, model, model_path, workdir / "model")
+    add("save_seconds", time.perf_counter() - saving)
     rates = step_rates[1:] or step_rates  # the first step warms caches up
     return Outcome(
         kind="full" if spec.method == "full" else "adapter",
@@ -228,7 +280,42 @@ def train_sft(
         peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         stopped_early=stopped_early,
         step_seconds=step_seconds,
+        phases=phases,
     )
+
+
+def _watched(parameters: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """The trained tensors whose change each step is measured: all of a LoRA's, the first
+    `WATCHED_ELEMENTS` of a full fine-tune's (a copy of every weight would double the memory)."""
+    watched: list[torch.Tensor] = []
+    elements = 0
+    for parameter in parameters:
+        if elements + parameter.numel() > WATCHED_ELEMENTS and watched:
+            break
+        watched.append(parameter)
+        elements += parameter.numel()
+    return watched
+
+
+def _update_ratio(before: Sequence[torch.Tensor], after: Sequence[torch.Tensor]) -> float:
+    """How far one step moved the weights, relative to their size (healthy: about 1e-3)."""
+    import torch
+
+    with torch.no_grad():
+        pairs = zip(after, before, strict=True)
+        change = sum(float((a.float() - b.float()).pow(2).sum()) for a, b in pairs)
+        size = sum(float(b.float().pow(2).sum()) for b in before)
+    return math.sqrt(change) / max(math.sqrt(size), 1e-12)
+
+
+def _mean(values: Sequence[float]) -> float:
+    return statistics.fmean(values) if values else 0.0
+
+
+def _evaluations_left(spec: SFTSpec, step: int, total: int) -> int:
+    """Evaluations still to come after `step`: the periodic ones and the final one."""
+    periodic = (total - 1) // spec.eval_every - step // spec.eval_every if spec.eval_every else 0
+    return max(periodic, 0) + 1
 
 
 def save_model(spec: SFTSpec, model: nn.Module, base_path: Path, output: Path) -> Path:
