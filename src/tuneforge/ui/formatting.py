@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
-from tuneforge.db.tables import Job, utcnow
+from tuneforge.db.tables import Job
+from tuneforge.jobs.durations import run_seconds
 from tuneforge.jobs.status import JobStatus
+from tuneforge.ui.run_format import span
 
 STATUS_COLORS: dict[str, str] = {
     JobStatus.QUEUED: "grey-6",
@@ -32,18 +36,11 @@ def clock(moment: datetime) -> str:
     return moment.astimezone().strftime("%H:%M:%S")
 
 
-def duration(job: Job) -> str:
-    """How long the job ran (so far, while it runs)."""
-    if job.started_at is None:
-        return "—"
-    seconds = int(((job.finished_at or utcnow()) - job.started_at).total_seconds())
-    minutes, seconds = divmod(max(seconds, 0), 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"{hours} h {minutes:02d} min"
-    if minutes:
-        return f"{minutes} min {seconds:02d} s"
-    return f"{seconds} s"
+def duration(job: Job, events: Iterable[Any] = ()) -> str:
+    """How long the job ran (so far, while it runs); with its status `events`, over all its
+    attempts (`run_seconds`), else its newest attempt only."""
+    seconds = run_seconds(job, events)
+    return "—" if seconds is None else span(seconds)
 
 
 def kind_title(kind: str) -> str:
