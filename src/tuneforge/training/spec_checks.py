@@ -137,9 +137,9 @@ def _steps(spec: TrainingBase, train_rows: int) -> list[Finding]:
             return [
                 Finding(
                     ("max_steps",),
-                    f"{spec.max_steps} steps of {batch} examples see {seen} of the "
-                    f"{train_rows} training examples: the run stops before one epoch. Raise max "
-                    f"steps to at least {needed}, or empty it to train by epochs.",
+                    f"Max steps {spec.max_steps} with {batch} examples a step see {seen} of "
+                    f"the {train_rows} training examples: the run stops before one epoch. Raise "
+                    f"max steps to at least {needed}, or empty it to train by epochs.",
                 )
             ]
         return []
@@ -147,8 +147,8 @@ def _steps(spec: TrainingBase, train_rows: int) -> list[Finding]:
         return [
             Finding(
                 ("epochs",),
-                f"{spec.epochs:g} epochs see only part of the {train_rows} training examples "
-                "once: the run stops before one pass over the data. Use at least 1 epoch.",
+                f"Epochs {spec.epochs:g} sees only part of the {train_rows} training examples: "
+                "the run stops before one pass over the data. Use at least 1 epoch.",
             )
         ]
     return []

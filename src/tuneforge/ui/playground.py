@@ -21,6 +21,7 @@ from tuneforge.inference.params import GenerationParams, Turn
 from tuneforge.services import chat as service
 from tuneforge.ui.backend import read, state
 from tuneforge.ui.layout import heading, page
+from tuneforge.ui.model_picker import ModelSelect, state_label
 
 NONE = ""
 REDRAW_SECONDS = 0.25  # the answer is redrawn at most this often while it streams
@@ -39,12 +40,19 @@ class Column:
 
 
 def model_options(models: list[service.ChatModel]) -> dict[str, str]:
+    """Each model's label, saying whether it can run here (see `ui/model_picker.py`)."""
+
     def label(m: service.ChatModel) -> str:
         if m.fine_tuned:
             return f"{m.name} (fine-tuned {m.base})"
-        return f"{m.name} (base)"
+        return state_label(f"{m.name} (base)", m.availability)
 
     return {m.id: label(m) for m in models}
+
+
+def unusable(models: list[service.ChatModel]) -> list[str]:
+    """The models that cannot run here: offered, but disabled."""
+    return [m.id for m in models if not m.availability.usable]
 
 
 @page("/playground", "Playground")
@@ -63,11 +71,16 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
     params["seed"] = None
 
     with ui.row().classes("w-full items-end gap-4"):
-        ui.select(options, value=first, label="Model", with_input=True).classes(
+        blocked = unusable(models)
+        ModelSelect(options, disabled=blocked, value=first, label="Model", with_input=True).classes(
             "col-grow playground-model-a"
         ).bind_value(columns[0], "model").on_value_change(lambda: answers.refresh())
-        ui.select(
-            {NONE: "(none)", **options}, value=second, label="Compare with", with_input=True
+        ModelSelect(
+            {NONE: "(none)", **options},
+            disabled=blocked,
+            value=second,
+            label="Compare with",
+            with_input=True,
         ).classes("col-grow playground-model-b").bind_value(columns[1], "model").on_value_change(
             lambda: answers.refresh()
         )

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from tuneforge.db.tables import Job, JobEvent, User
 from tuneforge.errors import NotFound
+from tuneforge.jobs.failure import failed_fields
 from tuneforge.jobs.status import JobStatus
 from tuneforge.services import datasets as dataset_service
 from tuneforge.services import jobs as job_service
@@ -128,6 +129,16 @@ class RunView:
         self.cancel.props("outline color=negative")
         self.resume = ui.button("Resume", icon="play_arrow", on_click=self.resume_run)
         self.resume.props("unelevated")
+        self.retry = (
+            ui.button(
+                "Edit and retry",
+                icon="edit",
+                on_click=lambda: ui.navigate.to(f"/train?retry={self.job_id}"),
+            )
+            .props("unelevated")
+            .classes("run-retry")
+        )
+        self.retry.tooltip("It failed because of its settings: change them and train again")
         self.open_model = ui.button(
             "Open model",
             icon="inventory_2",
@@ -225,7 +236,9 @@ class RunView:
         self.status.set_background_color(status_color(status))
         self.model_id = (job.result or {}).get("model_id")
         self.cancel.set_visibility(status in CANCELLABLE)
-        self.resume.set_visibility(status in RESUMABLE)
+        by_settings = bool(failed_fields(job))  # resuming would fail the same way
+        self.resume.set_visibility(status in RESUMABLE and not by_settings)
+        self.retry.set_visibility(by_settings)
         self.open_model.set_visibility(status is JobStatus.SUCCEEDED and bool(self.model_id))
         self.bar.set_value(job.progress)
         self.bar.props(f"color={status_color(status)}")
@@ -257,7 +270,7 @@ class RunView:
             job, events = await read(updates, self.user, self.job_id, self.cursor)
         except NotFound:
             self.timer.cancel()
-            for element in (self.cancel, self.resume, self.open_model):
+            for element in (self.cancel, self.resume, self.retry, self.open_model):
                 element.set_visibility(False)
             self.status.set_text("deleted")
             self.status.set_background_color("grey-6")

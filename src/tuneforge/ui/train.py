@@ -1,6 +1,9 @@
 """`/train`: choose a processed dataset, a Gemma model, a trainer and a method, see what is
 recommended and what the run would take on this machine, and press Train. `?clone=<run>` starts
-from a run's settings, `?dataset=<id>` from a dataset."""
+from a run's settings, `?retry=<run>` too, with the settings that made the run fail highlighted
+and why, `?dataset=<id>` from a dataset. Models that cannot run here are offered disabled;
+settings that are likely wrong are warned about under their field, and settings that cannot
+work are refused before launch (as the `train` kind's check refuses them)."""
 
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ from sqlalchemy.orm import Session
 
 from tuneforge.db.tables import Dataset, User
 from tuneforge.errors import DomainError, NotFound
+from tuneforge.jobs.failure import failed_fields
+from tuneforge.models.availability import Availability, each_availability
 from tuneforge.models.catalog import CatalogEntry, load_catalog
 from tuneforge.services import datasets as dataset_service
 from tuneforge.services import jobs as job_service
@@ -22,17 +27,24 @@ from tuneforge.training import presets
 from tuneforge.training.recipe import Recipe
 from tuneforge.training.registry import DEFAULT_TRAINER, UnknownTrainer, recipe
 from tuneforge.training.spec import TrainingBase
+from tuneforge.training.spec_checks import Finding, check_spec, stats_of
 from tuneforge.ui.backend import call, read, reported, state
 from tuneforge.ui.layout import EmptyState, heading, page
+from tuneforge.ui.model_picker import ModelSelect, state_label, summary
 from tuneforge.ui.train_advice import Advice
 from tuneforge.ui.train_estimate import EstimatePanel
-from tuneforge.ui.train_form import GROUPS, SpecForm, problems, trainers
+from tuneforge.ui.train_form import GROUPS, Note, SpecForm, problems, trainers
 
 log = logging.getLogger(__name__)
 
 DEBOUNCE_SECONDS = 0.4
 CARD = "w-full q-pa-lg gap-4"
 TITLE = "text-subtitle1 text-weight-medium"
+CHECK = "w-full items-start no-wrap gap-2 q-pa-sm rounded-borders text-body2"
+#: A field whose setting cannot work, or made a run fail.
+FLAGGED_CSS = """
+.field-flagged { border-left: 3px solid var(--q-negative); padding-left: 10px; }
+"""
 NO_DATA = (
     "A run learns from a processed dataset: upload your examples on the Datasets page, check "
     "how they map to conversations, and process them. Then come back here."
@@ -46,25 +58,40 @@ def trainable(session: Session, user: User) -> list[Dataset]:
 
 
 @page("/train", "Train")
-async def train_page(user: User, clone: str | None = None, dataset: str | None = None) -> None:
+async def train_page(
+    user: User, clone: str | None = None, dataset: str | None = None, retry: str | None = None
+) -> None:
     datasets = await read(trainable, user)
     started_from: dict[str, Any] = {}
+    failure: dict[str, Note] = {}
     subtitle = (
         "Pick what to learn from and which Gemma to teach; the settings start from sensible "
         "defaults, and the estimate says whether the run fits this machine."
     )
-    if clone:
+    if clone or retry:
         try:
-            run = await read(service.training_job, user, clone)
+            run = await read(service.training_job, user, retry or clone or "")
             started_from = dict(run.spec)
             name = started_from.get("name")
-            started_from["name"] = f"{name} (copy)" if name else None
-            subtitle = f"Starting from the settings of run {run.spec.get('name') or run.id[:8]}."
+            started_from["name"] = f"{name} (retry)" if retry and name else None
+            if clone and name:
+                started_from["name"] = f"{name} (copy)"
+            title = run.spec.get("name") or run.id[:8]
+            subtitle = f"Starting from the settings of run {title}."
+            fields = failed_fields(run) if retry else []
+            if fields:
+                subtitle = (
+                    f"Run {title} failed because of its settings: change the highlighted ones "
+                    "and train again."
+                )
+                reason = f"Run {title} failed: {run.error}"
+                failure = {field: Note(reason, "failure") for field in fields}
         except NotFound:
             ui.notify("That run was not found; starting from the defaults.", type="warning")
     if dataset:
         started_from["dataset_id"] = dataset
     heading("Train a model", subtitle)
+    ui.add_css(FLAGGED_CSS)
     if not datasets:
         with (
             ui.card().classes("w-full"),
@@ -74,8 +101,10 @@ async def train_page(user: User, clone: str | None = None, dataset: str | None =
                 "Open Datasets", icon="table_chart", on_click=lambda: ui.navigate.to("/datasets")
             ).props("unelevated").classes("q-mt-md")
         return
-    models = load_catalog(state().settings.catalog_file).models
-    view = TrainView(user, datasets, models, started_from)
+    settings = state().settings
+    models = load_catalog(settings.catalog_file).models
+    states = await asyncio.to_thread(each_availability, models, settings.models_dir)
+    view = TrainView(user, datasets, models, started_from, states, failure)
     await view.picked()
 
 
@@ -88,10 +117,15 @@ class TrainView:
         datasets: list[Dataset],
         models: list[CatalogEntry],
         start: dict[str, Any],
+        states: dict[str, Availability],
+        failure: dict[str, Note] | None = None,
     ) -> None:
         self.user = user
         self.datasets = {d.id: d for d in datasets}
         self.models = {m.id: m for m in models}
+        self.states = states
+        self.failure = failure or {}
+        self.findings: list[Finding] = []
         self.presets = presets.list_presets()
         self.asked = 0
         self.recipe = _recipe(start.get("trainer", DEFAULT_TRAINER))
@@ -104,8 +138,9 @@ class TrainView:
             )
             dataset_id = None
         model_id = start.get("base_model")
+        usable = [m for m in models if states[m.id].usable]
         if model_id not in self.models:
-            model_id = next((m.id for m in models if not m.test_only), models[0].id)
+            model_id = next((m.id for m in usable if not m.test_only), (usable or models)[0].id)
         with ui.grid().classes("w-full gap-6 grid-cols-1 lg:grid-cols-[1fr_340px] items-start"):
             with ui.column().classes("w-full gap-6 min-w-0"):
                 self._what(dataset_id or datasets[0].id, model_id)
@@ -117,6 +152,7 @@ class TrainView:
                 ui.card().classes("w-full q-pa-lg gap-4"),
             ):
                 self.estimate = EstimatePanel()
+                self.checks = ui.column().classes("w-full gap-2 train-checks")
                 self.train_button = ui.button("Train", icon="play_arrow", on_click=self.train)
                 self.train_button.props("unelevated size=lg").classes("w-full train-button")
                 ui.label(
@@ -125,6 +161,10 @@ class TrainView:
                 ).classes("text-caption text-grey-7")
         self._build_form()
         self.form.set_values({k: v for k, v in start.items() if k != "base_model"})
+        for name in self.failure:
+            panel = self.panels.get(str(self.form.schema.get(name, {}).get("group")))
+            if panel is not None:
+                panel.set_value(True)
 
     def _what(self, dataset_id: str, model_id: str) -> None:
         with ui.card().classes(CARD):
@@ -144,8 +184,14 @@ class TrainView:
                     self.dataset_facts = ui.label().classes("text-caption text-grey-7")
                 with ui.column().classes("w-full gap-1"):
                     self.model = (
-                        ui.select(
-                            {m.id: _model_label(m) for m in self.models.values()},
+                        ModelSelect(
+                            {  # what can run here first
+                                m.id: state_label(_model_label(m), self.states[m.id])
+                                for m in sorted(
+                                    self.models.values(), key=lambda m: not self.states[m.id].usable
+                                )
+                            },
+                            disabled=[i for i, s in self.states.items() if not s.usable],
                             label="Model",
                             value=model_id,
                             on_change=self.picked,
@@ -154,6 +200,11 @@ class TrainView:
                         .classes("w-full train-model")
                     )
                     self.model_facts = ui.label().classes("text-caption text-grey-7")
+                    self.model_state = ui.label().classes("text-caption model-state")
+                    note = summary(self.states.values())
+                    ui.label(note).classes("text-caption text-grey-7 model-summary").set_visibility(
+                        bool(note)
+                    )
                 with ui.column().classes("w-full gap-1"):
                     self.trainer = (
                         ui.select(
@@ -265,6 +316,12 @@ class TrainView:
             )
         if entry is not None:
             self.model_facts.set_text(entry.description)
+            available = self.states[entry.id]
+            self.model_state.set_text(f"{available.state.capitalize()}: {available.reason}")
+            self.model_state.classes(
+                replace=f"text-caption model-state model-{available.state} "
+                + ("text-negative" if not available.usable else "text-grey-8")
+            )
         self._offer_presets()
         await self.changed()
         if dataset is None or entry is None:
@@ -314,7 +371,9 @@ class TrainView:
             self._ready(False)
             self.estimate.problem(problems(exc))
             self.estimate.busy(False)
+            self._show_checks(exc)
             return
+        self._show_checks(None, spec)
         try:
             estimate = await read(service.estimate_run, self.user, state().settings, spec)
         except Exception as exc:
@@ -329,8 +388,47 @@ class TrainView:
         self.estimate.busy(False)
         self._ready(not estimate.refusal)
 
+    def _show_checks(self, error: ValidationError | None, spec: TrainingBase | None = None) -> None:
+        """The settings' warnings and refusals, under their fields and above the Train button
+        (with a field outside its bounds, the field says so itself)."""
+        dataset = self.datasets.get(self.dataset.value)
+        self.findings = []
+        available = self.states.get(self.model.value)
+        if available is not None and not available.usable:
+            self.findings.append(
+                Finding(
+                    ("base_model",), f"This model cannot run here: {available.reason}", "refusal"
+                )
+            )
+        if spec is not None and dataset is not None:
+            self.findings += check_spec(
+                spec, stats_of(dataset.stats), dataset.splits.get("train", 0)
+            )
+        notes: dict[str, list[Note]] = {}
+        for finding in self.findings:
+            for name in finding.fields:
+                notes.setdefault(name, []).append(Note(finding.message, finding.severity))
+        for name, note in self.failure.items():
+            notes.setdefault(name, []).insert(0, note)
+        self.form.mark(notes)
+        self.checks.clear()
+        with self.checks:
+            for finding in self.findings:
+                refusal = finding.severity == "refusal"
+                style = (
+                    "bg-red-1 text-negative check-refusal"
+                    if refusal
+                    else "bg-amber-1 text-brown-9 check-warning"
+                )
+                with ui.row().classes(f"{CHECK} {style}"):
+                    ui.icon("block" if refusal else "warning").classes("q-mt-xs")
+                    ui.label(finding.message)
+        if any(f.severity == "refusal" for f in self.findings):
+            self._ready(False)
+
     def _ready(self, ready: bool) -> None:
-        self.train_button.set_enabled(ready)
+        refused = any(f.severity == "refusal" for f in self.findings)
+        self.train_button.set_enabled(ready and not refused)
 
     async def train(self) -> None:
         try:

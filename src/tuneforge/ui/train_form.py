@@ -7,7 +7,8 @@ registry (`trainers()`)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from nicegui import ui
 from pydantic import BaseModel, ValidationError
@@ -44,6 +45,90 @@ VALUE_NAMES = {
     "wandb": "Weights & Biases",
     "mlflow": "MLflow",
 }
+
+
+NOTE = "w-full items-start no-wrap gap-2 q-px-sm q-py-xs rounded-borders text-caption field-note"
+NOTE_STYLE = {
+    "warning": "bg-amber-1 text-brown-9 field-warning",
+    "refusal": "bg-red-1 text-negative field-refusal",
+    "failure": "bg-red-1 text-negative field-failure",
+}
+NOTE_ICON = {"warning": "info", "refusal": "block", "failure": "error"}
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something said under a field: a `warning` (legal, likely wrong), a `refusal` (cannot
+    work) or a `failure` (a run failed because of it)."""
+
+    message: str
+    severity: Literal["warning", "refusal", "failure"] = "warning"
+
+
+def _number(value: float, integer: bool) -> str:
+    return f"{int(value):,}" if integer else f"{value:g}"
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """A numeric field's limits from its JSON schema, said as a hint and checked in words."""
+
+    low: float | None
+    high: float | None
+    low_open: bool
+    high_open: bool
+    integer: bool
+    nullable: bool
+
+    @classmethod
+    def of(cls, schema: dict[str, Any], *, integer: bool, nullable: bool) -> Bounds:
+        return cls(
+            low=schema.get("minimum", schema.get("exclusiveMinimum")),
+            high=schema.get("maximum", schema.get("exclusiveMaximum")),
+            low_open="exclusiveMinimum" in schema,
+            high_open="exclusiveMaximum" in schema,
+            integer=integer,
+            nullable=nullable,
+        )
+
+    def hint(self) -> str:
+        """The range in words: "1 to 1,024", "more than 0, at most 1"."""
+        low = None if self.low is None else _number(self.low, self.integer)
+        high = None if self.high is None else _number(self.high, self.integer)
+        if low is not None and high is not None and not (self.low_open or self.high_open):
+            text = f"{low} to {high}"
+        else:
+            parts = []
+            if low is not None:
+                parts.append(f"more than {low}" if self.low_open else f"at least {low}")
+            if high is not None:
+                parts.append(f"less than {high}" if self.high_open else f"at most {high}")
+            text = ", ".join(parts) or "any number"
+        if self.integer:
+            text = f"a whole number, {text}"
+        return f"Empty, or {text}" if self.nullable else text[:1].upper() + text[1:]
+
+    def problem(self, value: float | None) -> str | None:
+        """What is wrong with `value` (None: nothing)."""
+        if value is None:
+            return (
+                None
+                if self.nullable
+                else f"Needs a value: {self.hint()[:1].lower()}{self.hint()[1:]}."
+            )
+        outside = (
+            (self.low is not None and (value <= self.low if self.low_open else value < self.low))
+            or (
+                self.high is not None
+                and (value >= self.high if self.high_open else value > self.high)
+            )
+            or (self.integer and not float(value).is_integer())
+        )
+        if not outside:
+            return None
+        return (
+            f"{_number(value, False)} is out of range: {self.hint()[:1].lower()}{self.hint()[1:]}."
+        )
 
 
 def label(name: str) -> str:
@@ -86,6 +171,17 @@ def _nullable(schema: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     return {**schema, **kept[0]}, len(kept) < len(options)
 
 
+class TypedNumber(ui.number):
+    """A number field that sends a value back as its shortest text ("1000", not "1000.0"), so
+    what was typed stays what is shown."""
+
+    def _value_to_model_value(self, value: Any) -> Any:
+        if value is None or self.format is not None:
+            return super()._value_to_model_value(value)
+        number = float(value)
+        return str(int(number)) if number.is_integer() and abs(number) < 1e15 else repr(number)
+
+
 class SpecForm:
     """Widgets for `model`'s fields; `section(group)` builds a group's widgets where it is called.
 
@@ -99,6 +195,8 @@ class SpecForm:
         self.widgets: dict[str, ui.element] = {}
         self.kinds: dict[str, str] = {}
         self.sections: dict[str, ui.element] = {}
+        self.notes: dict[str, ui.column] = {}
+        self.boxes: dict[str, ui.column] = {}
 
     def fields(self, group: str) -> list[str]:
         """The group's fields in the spec's order (a field with no group is a `run` one)."""
@@ -126,12 +224,38 @@ class SpecForm:
         schema, nullable = _nullable(self.schema[name])
         value = self.default(name)
         help_text = schema.get("description", "")
-        with ui.column().classes(f"w-full gap-1 spec-field field-{name}"):
+        with ui.column().classes(f"w-full gap-1 spec-field field-{name}") as box:
             widget = self._widget(name, schema, nullable, value)
+            self.notes[name] = ui.column().classes("w-full gap-1 field-notes")
             ui.markdown(help_text).classes("field-help text-caption text-grey-7")
         widget.on_value_change(self.changed)  # type: ignore[attr-defined]
         self.widgets[name] = widget
+        self.boxes[name] = box
         return widget
+
+    def mark(self, notes: dict[str, list[Note]]) -> None:
+        """Show each field's notes under it (others' are cleared); a field with a refusal or
+        a failure is highlighted."""
+        for name, column in self.notes.items():
+            said = notes.get(name, [])
+            column.clear()
+            with column:
+                for note in said:
+                    with ui.row().classes(f"{NOTE} {NOTE_STYLE[note.severity]}"):
+                        ui.icon(NOTE_ICON[note.severity]).classes("q-mt-xs")
+                        ui.label(note.message)
+            flagged = any(note.severity != "warning" for note in said)
+            self.boxes[name].classes(
+                add="field-flagged" if flagged else "", remove="" if flagged else "field-flagged"
+            )
+
+    def invalid(self) -> list[str]:
+        """The fields whose value is outside their bounds (their message is shown)."""
+        return [
+            name
+            for name, widget in self.widgets.items()
+            if isinstance(widget, ui.number) and not widget.validate()
+        ]
 
     def _widget(self, name: str, schema: dict[str, Any], nullable: bool, value: Any) -> ui.element:
         kind = schema.get("type")
@@ -171,17 +295,17 @@ class SpecForm:
             return chips.props("outlined dense hide-bottom-space").classes("w-full")
         if kind in ("integer", "number"):
             self.kinds[name] = "int" if kind == "integer" else "float"
-            low = schema.get("minimum", schema.get("exclusiveMinimum"))
-            high = schema.get("maximum", schema.get("exclusiveMaximum"))
-            number = ui.number(
+            bounds = Bounds.of(schema, integer=kind == "integer", nullable=nullable)
+            # No min/max: ui.number would clamp the typed value on blur. The bounds are a hint,
+            # and a value outside them is said in words and kept as typed.
+            number = TypedNumber(
                 text,
                 value=value,
-                min=low,
-                max=high,
-                precision=0 if kind == "integer" else None,
                 step=1 if kind == "integer" else None,
                 placeholder="empty: not set" if nullable else None,
-            ).props("outlined dense hide-bottom-space")
+                validation=bounds.problem,
+            ).props("outlined dense")
+            number.props(f'hint="{bounds.hint()}"')
             number.classes("w-full")
             if kind == "number":
                 number.props("step=any")
