@@ -122,6 +122,7 @@ def make_settings(tmp_path: Path, database_url: str, models_dir: Path) -> Callab
             "poll_interval": 0.2,
             "auth": "none",
             "run_jobs": False,
+            "warm_models": [],  # no model loads at start, except in the test of warming
         }
         values.update(overrides)
         return Settings(**values)

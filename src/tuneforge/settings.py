@@ -106,6 +106,11 @@ class Settings(BaseSettings):
         description="Memory the inference server may fill with loaded models (GB); past it, the "
         "least recently used model is dropped. Default: 40% of the machine's RAM.",
     )
+    warm_models: list[str] = Field(
+        default_factory=lambda: ["gemma-3-270m"],
+        description="Catalog ids the inference server loads in the background when the studio "
+        "starts, so the first chat answers at once (those available offline here; empty: none).",
+    )
     hub_endpoint: str = Field(
         default="https://huggingface.co",
         description="The Hugging Face Hub that exports to the Hub go to (a mirror or a private "

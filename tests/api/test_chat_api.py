@@ -116,14 +116,14 @@ def test_no_database_lock_is_held_while_a_model_answers(api, settings, monkeypat
         engine.dispose()
         return idle == 0
 
-    original = InferenceClient.stream
+    original = InferenceClient.events  # every answer goes through it
 
-    async def stream(self, request):  # the moment the model starts answering
+    async def events(self, request):  # the moment the model starts answering
         writable.append(await asyncio.to_thread(can_write))
         async for event in original(self, request):
             yield event
 
-    monkeypatch.setattr(InferenceClient, "stream", stream)
+    monkeypatch.setattr(InferenceClient, "events", events)
     streamed(chat(client, alice, max_new_tokens=4))
     assert chat(client, alice, max_new_tokens=4, stream=False).status_code == 200
     completion = {"model": "tiny-random-gemma3", "messages": HELLO, "max_tokens": 4}

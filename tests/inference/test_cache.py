@@ -30,7 +30,7 @@ class SizedEngine:
 def make_cache(budget: int, sizes: dict[str, int]) -> tuple[ModelCache, list[str]]:
     loaded: list[str] = []
 
-    def load(engine: str, ref: ModelRef) -> SizedEngine:
+    def load(engine: str, ref: ModelRef, report=None) -> SizedEngine:
         time.sleep(0.05)  # long enough for concurrent requests to overlap
         loaded.append(ref.base)
         return SizedEngine(engine, sizes[ref.base])

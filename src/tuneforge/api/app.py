@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -29,6 +30,7 @@ from tuneforge.db.session import make_engine, make_sessionmaker, migrate, transa
 from tuneforge.errors import NotFound
 from tuneforge.inference.client import InferenceClient
 from tuneforge.inference.supervisor import InferenceProcess
+from tuneforge.inference.warmup import warm
 from tuneforge.jobs.runner import LocalRunner
 from tuneforge.services import accounts
 from tuneforge.services.auth import LoginLimiter, SessionSigner
@@ -59,9 +61,12 @@ def create_app(settings: Settings | None = None, *, ui: bool = True) -> FastAPI:
             app.state.runner = LocalRunner(settings, app.state.sessions)
             app.state.runner.start()
         log.info("TuneForge %s serving with %s auth", __version__, settings.auth_mode)
+        # The bundled model loads in the background, so the first chat answers at once.
+        warming = asyncio.create_task(warm(app.state.inference, settings))
         try:
             yield
         finally:
+            warming.cancel()
             if app.state.runner is not None:
                 app.state.runner.stop()
             await app.state.inference.close()

@@ -119,7 +119,7 @@ def run_evaluation(
     cache = ModelCache(
         settings.inference_budget_bytes,
         lambda ref: ENGINE,
-        lambda name, ref: loaders.load(name, ref, settings),
+        lambda name, ref, report: loaders.load(name, ref, settings, report),
         lambda engine, ref: loaders.attach(engine, ref, settings),
     )
     catalog = load_catalog(settings.catalog_file)

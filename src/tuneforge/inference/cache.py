@@ -17,6 +17,13 @@ from dataclasses import dataclass
 from tuneforge.inference.engine import Engine
 from tuneforge.inference.params import ModelRef
 
+#: Hears what loading is doing ("loading", "converting ...") before the first token.
+Report = Callable[[str], None]
+
+
+def _silent(message: str) -> None:
+    pass
+
 
 @dataclass(frozen=True)
 class Key:
@@ -36,7 +43,7 @@ class ModelCache:
         self,
         budget_bytes: int,
         choose: Callable[[ModelRef], str],
-        load: Callable[[str, ModelRef], Engine],
+        load: Callable[[str, ModelRef, Report], Engine],
         attach: Callable[[Engine, ModelRef], str],
     ) -> None:
         self.budget_bytes = budget_bytes
@@ -47,24 +54,37 @@ class ModelCache:
         #: How many times each model was loaded (a model loaded once serves every request).
         self.loads: Counter[str] = Counter()
 
-    def get(self, ref: ModelRef) -> Loaded:
+    def engine_for(self, ref: ModelRef) -> str:
+        """The engine that serves `ref` (a `DomainError` when none can): checked before loading."""
+        return self._choose(ref)
+
+    def get(self, ref: ModelRef, report: Report = _silent) -> Loaded:
+        """The loaded model for `ref`; `report` hears "loading" (and what slow first-time work
+        the loader does) when it is not loaded yet, or "queued" while another request loads it."""
         name = self._choose(ref)
         key = Key(name, ref.base, ref.weights(name))
         with self._lock:
             lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
+            loaded = key in self._engines
+        if not lock.acquire(blocking=False):
+            report("queued" if loaded else "loading")
+            lock.acquire()
+        try:
             with self._lock:
                 engine = self._engines.get(key)
                 if engine is not None:
                     self._engines.move_to_end(key)
             if engine is None:
-                engine = self._load(name, ref.model_copy(update={"engine": name}))
+                report("loading")
+                engine = self._load(name, ref.model_copy(update={"engine": name}), report)
                 self.loads[f"{name}:{ref.base}" + (f":{key.weights}" if key.weights else "")] += 1
                 with self._lock:
                     self._engines[key] = engine
             adapter = self._attach(engine, ref) if ref.needs_adapter(name) else None
             with self._lock:
                 self._evict(keep=key)
+        finally:
+            lock.release()
         return Loaded(engine, adapter)
 
     def _evict(self, keep: Key) -> None:

@@ -1,7 +1,8 @@
 """The web process's side of the inference server: send a generation, relay its stream.
 
 It never imports torch. The server is started on first use; while it starts (or restarts after
-a crash) connections are retried for up to `STARTUP_SECONDS`.
+a crash) connections are retried for up to `STARTUP_SECONDS`. Leaving a stream early (closing or
+cancelling its iterator) closes the connection, and the server stops that generation.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
@@ -22,7 +23,7 @@ from tuneforge.errors import (
     ModelUnavailable,
     NotFound,
 )
-from tuneforge.inference.engine import Delta, Finished
+from tuneforge.inference.engine import Delta, Finished, Status
 from tuneforge.inference.params import Generate
 from tuneforge.inference.supervisor import InferenceProcess
 
@@ -58,8 +59,22 @@ class InferenceClient:
         finally:
             await response.aclose()
 
-    async def stream(self, request: Generate) -> AsyncIterator[Delta | Finished]:
-        """The generation's events; raises a `DomainError` when it cannot start or breaks off."""
+    async def stream(self, request: Generate) -> AsyncGenerator[Delta | Finished, None]:
+        """The generation's text and its end; raises a `DomainError` when it cannot start or
+        breaks off."""
+        events = self.events(request)
+        try:
+            async for event in events:
+                if not isinstance(event, Status):
+                    yield event
+        finally:
+            await events.aclose()
+
+    async def events(self, request: Generate) -> AsyncGenerator[Delta | Finished | Status, None]:
+        """Like `stream`, with `Status` events first that say what happens before the first
+        token: starting the inference server, loading the model, waiting behind another answer."""
+        if not self.process.running:
+            yield Status("starting", "Starting the inference server…")
         response = await self._request("POST", "/generate", json=request.model_dump(mode="json"))
         try:
             if response.status_code != 200:
@@ -71,6 +86,8 @@ class InferenceClient:
                 item = json.loads(line)
                 if "delta" in item:
                     yield Delta(item["delta"])
+                elif "status" in item:
+                    yield Status(item["status"]["phase"], item["status"]["message"])
                 elif "finished" in item:
                     done = item["finished"]
                     yield Finished(
@@ -90,7 +107,7 @@ class InferenceClient:
         async for event in self.stream(request):
             if isinstance(event, Delta):
                 pieces.append(event.text)
-            else:
+            elif isinstance(event, Finished):
                 return "".join(pieces), event
         raise InferenceFailed("The inference server ended the answer without finishing it.")
 

@@ -22,6 +22,15 @@ class Delta:
 
 
 @dataclass(frozen=True)
+class Status:
+    """What happens before the first token: `starting` (the inference server), `queued` (behind
+    another answer), `loading` (the model), with a sentence to show."""
+
+    phase: Literal["starting", "queued", "loading"]
+    message: str
+
+
+@dataclass(frozen=True)
 class Finished:
     reason: Literal["stop", "length"]
     prompt_tokens: int

@@ -29,6 +29,8 @@ class LlamaCppEngine:
         )
         self.memory_bytes = gguf.stat().st_size
         self.lock = threading.Lock()
+        #: Held for a whole answer: the server says "queued" to a request that finds it taken.
+        self.exclusive_lock = self.lock
 
     def stream(
         self,

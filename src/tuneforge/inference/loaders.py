@@ -11,16 +11,18 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+from collections.abc import Callable
 from pathlib import Path
 
-from tuneforge.errors import EngineUnavailable
+from tuneforge.errors import EngineUnavailable, NotFound
 from tuneforge.inference.engine import Engine
 from tuneforge.inference.params import EngineName, ModelRef
-from tuneforge.models.catalog import CatalogEntry
-from tuneforge.models.loading import resolve
+from tuneforge.models.catalog import CatalogEntry, load_catalog
 from tuneforge.models.tokenizer import ensure_gguf
 from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore
+
+Progress = Callable[[str], None]
 
 
 def installed(package: str) -> bool:
@@ -37,7 +39,8 @@ def choose(ref: ModelRef, entry: CatalogEntry) -> str:
     """The engine for `ref` (resolving `auto`), or `EngineUnavailable` with what is missing."""
     engine: EngineName = ref.engine
     if engine == "auto":
-        if cuda_available() and installed("vllm") and ref.kind != "adapter":
+        # vLLM first: asking for CUDA imports torch, seconds that llama.cpp does not need.
+        if ref.kind != "adapter" and installed("vllm") and cuda_available():
             return "vllm"
         if _has_gguf(ref, entry) and installed("llama_cpp"):
             return "llama.cpp"
@@ -70,19 +73,27 @@ def _has_gguf(ref: ModelRef, entry: CatalogEntry) -> bool:
     return ref.gguf is not None or (ref.kind == "base" and entry.source == "gguf-package")
 
 
-def load(engine: str, ref: ModelRef, settings: Settings) -> Engine:
-    """Load the engine `engine` (as chosen by `choose`) for `ref`'s base or full weights."""
-    entry, path = resolve(ref.base, settings)
+def load(engine: str, ref: ModelRef, settings: Settings, report: Progress | None = None) -> Engine:
+    """Load the engine `engine` (as chosen by `choose`) for `ref`'s base or full weights;
+    `report` hears about slow first-time work (converting the bundled GGUF, a download)."""
     threads = max(1, len(os.sched_getaffinity(0)))
     if engine == "llama.cpp":
         from tuneforge.inference.llamacpp_engine import LlamaCppEngine
 
+        # llama.cpp reads the GGUF itself: no transformers directory (converting the bundled
+        # GGUF into one took most of a minute of a cold start), so only the catalog entry.
+        entry = load_catalog(settings.catalog_file).get(ref.base)
+        if entry is None:
+            raise NotFound(f"There is no model {ref.base!r} in the catalog.")
         if ref.gguf is None:
             gguf = ensure_gguf(settings.models_dir)
         else:
             key, _, name = ref.gguf.rpartition("/")
             gguf = fetch(key, settings) / name
         return LlamaCppEngine(gguf, threads, entry.context_length)
+    from tuneforge.models.loading import resolve
+
+    _, path = resolve(ref.base, settings, progress=report)
     if ref.kind == "full" and ref.artifact_key:
         path = fetch(ref.artifact_key, settings)
     if engine == "vllm":

@@ -3,20 +3,29 @@
 The web process never imports torch; it sends each generation here over a Unix socket (see
 `supervisor.py`, which starts this process and restarts it if it dies) and relays the stream.
 Requests: `POST /generate` with a `Generate` body answers newline-delimited JSON, one object per
-line: `{"delta": text}` as text arrives, then `{"finished": {...}}`, or `{"error": {...}}` if the
-generation broke off. Errors found before the first token answer with an HTTP status instead.
-`GET /health` reports the cache: what is loaded, its memory, how often each model was loaded.
+line: `{"status": {"phase", "message"}}` while the model loads or the request waits for another
+answer, `{"delta": text}` as text arrives, then `{"finished": {...}}`, or `{"error": {...}}` if
+the generation broke off (a model that fails to load, too). Errors found before anything is
+sent (an unknown model, an engine that cannot serve it, a conversation that cannot be rendered)
+answer with an HTTP status instead.
+
+Each generation runs in a thread of its own and stops at the next token once its client goes
+away (`ClosingStream` sets `cancelled` however the response ends), so a closed chat frees the
+engine within a token. `GET /health` reports the cache (what is loaded, its memory, how often
+each model was loaded) and the generations: running now, and stopped early because their client
+left.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -24,9 +33,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from tuneforge.errors import DomainError, NotFound
 from tuneforge.inference import loaders
-from tuneforge.inference.cache import ModelCache
+from tuneforge.inference.cache import Loaded, ModelCache
 from tuneforge.inference.engine import Delta
 from tuneforge.inference.params import Generate
+from tuneforge.inference.responses import ClosingStream
 from tuneforge.models.catalog import load_catalog
 from tuneforge.settings import SETTINGS_ENV, Settings
 
@@ -45,57 +55,154 @@ def build_cache(settings: Settings) -> ModelCache:
     return ModelCache(
         settings.inference_budget_bytes,
         choose,
-        lambda name, ref: loaders.load(name, ref, settings),
+        lambda name, ref, report: loaders.load(name, ref, settings, report),
         lambda engine, ref: loaders.attach(engine, ref, settings),
     )
+
+
+class Counters:
+    """Generations running now, and how many stopped because their client went away."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running = 0
+        self.cancelled = 0
+
+    def status(self) -> dict[str, int]:
+        with self.lock:
+            return {"generating": self.running, "cancelled": self.cancelled}
 
 
 def create_server(settings: Settings) -> FastAPI:
     app = FastAPI(title="TuneForge inference", docs_url=None, redoc_url=None, openapi_url=None)
     cache = build_cache(settings)
+    counters = Counters()
     app.state.cache = cache
+    app.state.counters = counters
 
     @app.get("/health")
     def health() -> dict[str, object]:
-        return {"status": "ok", **cache.status()}
+        return {"status": "ok", **cache.status(), **counters.status()}
 
     @app.post("/generate", response_model=None)
-    def generate(request: Generate) -> StreamingResponse | JSONResponse:
+    async def generate(request: Generate) -> StreamingResponse | JSONResponse:
         try:
             text = request.text()
-            loaded = cache.get(request.model)
+            cache.engine_for(request.model)
         except DomainError as exc:
             return _error(STATUS.get(exc.code, 500), exc.code, exc.message)
         except ValueError as exc:  # a conversation Gemma's template cannot render
             return _error(422, "invalid_input", str(exc))
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
         cancelled = threading.Event()
 
-        def lines() -> Iterator[str]:
-            events = loaded.engine.stream(text, request.params, cancelled, loaded.adapter)
+        def emit(item: dict[str, Any] | None) -> None:
+            line = None if item is None else json.dumps(item) + "\n"
             try:
-                for event in events:
-                    if isinstance(event, Delta):
-                        yield json.dumps({"delta": event.text}) + "\n"
-                    else:
-                        finished = {
-                            "reason": event.reason,
-                            "prompt_tokens": event.prompt_tokens,
-                            "completion_tokens": event.completion_tokens,
-                            "engine": loaded.engine.name,
-                        }
-                        yield json.dumps({"finished": finished}) + "\n"
-            except Exception as exc:  # reported in the stream: the status line is already sent
-                log.exception("generation failed")
-                message = str(exc) if isinstance(exc, ValueError) else "The generation failed."
-                yield json.dumps({"error": {"code": "generation_failed", "message": message}})
-                yield "\n"
-            finally:
-                cancelled.set()  # the client went away, or the stream ended
-                events.close()
+                loop.call_soon_threadsafe(queue.put_nowait, line)
+            except RuntimeError:  # the server is shutting down
+                cancelled.set()
 
-        return StreamingResponse(lines(), media_type="application/x-ndjson")
+        name = _model_name(settings, request.model.base)
+        thread = threading.Thread(
+            target=_run,
+            args=(cache, counters, request, text, cancelled, emit, name),
+            name="generation",
+            daemon=True,
+        )
+        thread.start()
+
+        async def lines() -> AsyncGenerator[str, None]:
+            while (line := await queue.get()) is not None:
+                yield line
+
+        return ClosingStream(lines(), media_type="application/x-ndjson", on_close=cancelled.set)
 
     return app
+
+
+def _model_name(settings: Settings, base: str) -> str:
+    entry = load_catalog(settings.catalog_file).get(base)
+    return entry.name if entry else base
+
+
+def _run(
+    cache: ModelCache,
+    counters: Counters,
+    request: Generate,
+    text: str,
+    cancelled: threading.Event,
+    emit: Callable[[dict[str, Any] | None], None],
+    name: str,
+) -> None:
+    """One generation, in its own thread: load (reporting what happens), then stream until the
+    answer ends or `cancelled` is set."""
+    with counters.lock:
+        counters.running += 1
+    said: list[str] = []
+    finished = False
+
+    def report(what: str) -> None:
+        phase, message = {
+            "loading": ("loading", f"Loading {name}…"),
+            "queued": ("queued", "Queued behind another answer…"),
+        }.get(what, ("loading", what))
+        if not said or said[-1] != message:
+            said.append(message)
+            emit({"status": {"phase": phase, "message": message}})
+
+    try:
+        loaded = cache.get(request.model, report)
+        finished = _stream(loaded, request, text, cancelled, emit, report)
+    except Exception as exc:  # reported in the stream: the status line is already sent
+        if isinstance(exc, DomainError):
+            error = {"code": exc.code, "message": exc.message}
+        else:
+            log.exception("generation failed")
+            message = str(exc) if isinstance(exc, ValueError) else "The generation failed."
+            error = {"code": "generation_failed", "message": message}
+        emit({"error": error})
+    finally:
+        with counters.lock:
+            counters.running -= 1
+            counters.cancelled += not finished and cancelled.is_set()
+        emit(None)
+
+
+def _stream(
+    loaded: Loaded,
+    request: Generate,
+    text: str,
+    cancelled: threading.Event,
+    emit: Callable[[dict[str, Any] | None], None],
+    report: Callable[[str], None],
+) -> bool:
+    """Stream the answer; whether it finished (False: cancelled first)."""
+    if cancelled.is_set():  # the client left while the model loaded
+        return False
+    lock = getattr(loaded.engine, "exclusive_lock", None)
+    if lock is not None and lock.locked():  # llama.cpp answers one request at a time
+        report("queued")
+    events = loaded.engine.stream(text, request.params, cancelled, loaded.adapter)
+    try:
+        for event in events:
+            if cancelled.is_set():
+                return False
+            if isinstance(event, Delta):
+                emit({"delta": event.text})
+            else:
+                finished = {
+                    "reason": event.reason,
+                    "prompt_tokens": event.prompt_tokens,
+                    "completion_tokens": event.completion_tokens,
+                    "engine": loaded.engine.name,
+                }
+                emit({"finished": finished})
+                return True
+        return False
+    finally:
+        events.close()
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:

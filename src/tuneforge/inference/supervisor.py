@@ -37,6 +37,12 @@ class InferenceProcess:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
+    @property
+    def running(self) -> bool:
+        """Whether the server process is alive and listening."""
+        process = self._process
+        return process is not None and process.poll() is None and self.socket.exists()
+
     def ensure_started(self) -> None:
         with self._lock:
             if self._thread is None and not self._stopping.is_set():

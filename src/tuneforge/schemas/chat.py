@@ -18,8 +18,11 @@ from tuneforge.models.availability import Availability
 
 
 class ChatRequest(GenerationParams):
-    """A conversation for one model, with how to sample (Gemma's recommended sampling by
-    default). Send the same conversation to two models for a side-by-side comparison."""
+    """A conversation for one model, with how to sample. A sampling field left out takes the
+    model's default, not the value shown in this schema: greedy (temperature 0) and 128 tokens for
+    a pre-trained base (`pt`) and its fine-tunes, Gemma's recommended sampling (temperature 1,
+    top-p 0.95, top-k 64, 512 tokens) for an instruction-tuned (`it`) one. Send the same
+    conversation to two models for a side-by-side comparison."""
 
     model_config = ConfigDict(extra="forbid")
 

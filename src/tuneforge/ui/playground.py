@@ -1,9 +1,13 @@
 """`/playground`: chat with one model, or with two side by side, streamed.
 
 Two columns answer the same user messages, each continuing its own conversation, so a
-fine-tune and the model it started from can be compared turn by turn. Parameters default to
-Gemma's recommended sampling; a seed makes answers repeatable. Nothing here reloads a model: the
-inference server keeps them loaded between messages.
+fine-tune and the model it started from can be compared turn by turn. Sampling starts at the
+model's defaults (`inference/sampling.py`: greedy and short for pre-trained bases and their
+fine-tunes, Gemma's recommended sampling for instruction-tuned ones), stated with their reason,
+and follows the model picked until the user changes it. Before the first token an answer says what
+is happening (starting the inference server, loading the model, waiting behind another answer);
+Stop ends it and keeps what was written. Nothing here reloads a model: the inference server keeps
+them loaded between messages.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ from nicegui import ui
 
 from tuneforge.db.tables import User
 from tuneforge.errors import DomainError
-from tuneforge.inference.engine import Delta, Finished
+from tuneforge.inference.engine import Delta, Finished, Status
 from tuneforge.inference.params import GenerationParams, Turn
+from tuneforge.inference.sampling import SAMPLING_FIELDS, SamplingDefaults
 from tuneforge.services import chat as service
 from tuneforge.ui.backend import read, state
 from tuneforge.ui.layout import heading, page
@@ -26,6 +31,14 @@ from tuneforge.ui.model_picker import ModelSelect, state_label
 NONE = ""
 REDRAW_SECONDS = 0.25  # the answer is redrawn at most this often while it streams
 PARAMS = GenerationParams.model_fields
+STEPS = {"temperature": 0.05, "top_p": 0.01, "top_k": 1, "max_new_tokens": 16}
+STEPS["repetition_penalty"] = 0.05
+# Long unbroken text (a URL, a token soup) wraps inside its bubble instead of widening the page.
+CSS = """
+.playground-column { min-width: 0; }
+.playground-user, .playground-answer { min-width: 0; max-width: 100%; overflow-wrap: anywhere; }
+.playground-user pre, .playground-answer pre { white-space: pre-wrap; overflow-wrap: anywhere; }
+"""
 
 
 @dataclass
@@ -60,21 +73,35 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
     settings = state().settings
     models = await read(service.chat_models, user, settings)
     options = model_options(models)
+    defaults = {m.id: service.defaults(settings, m) for m in models}
     first = model if model in options else next(iter(options))
     second = compare if compare in options else NONE
     heading("Playground", "Chat with a model, or with two side by side to compare them.")
+    ui.add_css(CSS)
     columns = [Column(first), Column(second)]
-    params: dict[str, float | int | None] = {
-        name: PARAMS[name].default
-        for name in ("temperature", "top_p", "top_k", "max_new_tokens", "repetition_penalty")
-    }
+    params: dict[str, float | int | None] = dict(defaults[first].values())
     params["seed"] = None
+    applied = dict(defaults[first].values())  # the defaults last put into the form
+    tasks: list[asyncio.Task[None]] = []
+
+    def changed_by_user() -> bool:
+        return any(params[name] != value for name, value in applied.items())
+
+    def model_changed() -> None:
+        """New defaults for the new model, unless the user set the sampling themselves."""
+        chosen = defaults.get(columns[0].model)
+        if chosen is not None and not changed_by_user():
+            params.update(chosen.values())
+            applied.clear()
+            applied.update(chosen.values())
+        sampling.refresh()
+        answers.refresh()
 
     with ui.row().classes("w-full items-end gap-4"):
         blocked = unusable(models)
         ModelSelect(options, disabled=blocked, value=first, label="Model", with_input=True).classes(
             "col-grow playground-model-a"
-        ).bind_value(columns[0], "model").on_value_change(lambda: answers.refresh())
+        ).bind_value(columns[0], "model").on_value_change(model_changed)
         ModelSelect(
             {NONE: "(none)", **options},
             disabled=blocked,
@@ -84,6 +111,21 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
         ).classes("col-grow playground-model-b").bind_value(columns[1], "model").on_value_change(
             lambda: answers.refresh()
         )
+
+    @ui.refreshable
+    def sampling() -> None:
+        chosen = defaults.get(columns[0].model)
+        with ui.row().classes("w-full items-center no-wrap gap-2 text-body2 text-grey-8"):
+            ui.icon("tune").classes("text-grey-6")
+            if chosen is None:
+                return
+            if changed_by_user():
+                text = f"Sampling: your settings. This model's defaults: {chosen.reason}"
+            else:
+                text = f"Sampling: {chosen.reason}"
+            ui.label(text).classes("playground-defaults")
+
+    sampling()
     with ui.expansion("System prompt and sampling", icon="tune").classes("w-full"):
         system = (
             ui.textarea("System prompt", placeholder="Optional: how the model should behave.")
@@ -91,19 +133,13 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
             .props("autogrow")
         )
         with ui.row().classes("w-full gap-4"):
-            for name, step in (
-                ("temperature", 0.05),
-                ("top_p", 0.01),
-                ("top_k", 1),
-                ("max_new_tokens", 16),
-                ("repetition_penalty", 0.05),
-            ):
+            for name in SAMPLING_FIELDS:
                 info = PARAMS[name]
-                ui.number(name.replace("_", " ").capitalize(), step=step).bind_value(
+                ui.number(name.replace("_", " ").capitalize(), step=STEPS[name]).bind_value(
                     params, name
                 ).classes(f"w-36 playground-{name.replace('_', '-')}").tooltip(
                     info.description or ""
-                )
+                ).on_value_change(lambda: sampling.refresh())
             ui.number("Seed", step=1, min=0).bind_value(params, "seed").classes(
                 "w-36 playground-seed"
             ).tooltip("Same seed, same answer. Empty: a new answer each time.")
@@ -117,6 +153,7 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
                     ui.label(options.get(column.model, column.model)).classes(
                         "text-subtitle2 text-grey-8"
                     )
+                    _base_note(defaults.get(column.model))
                     column.stats_label = ui.label(column.stats).classes(
                         "text-caption text-grey-6 playground-stats"
                     )
@@ -131,10 +168,16 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
 
     answers()
 
+    def show_stats(column: Column, text: str) -> None:
+        column.stats = text
+        if column.stats_label is not None:
+            column.stats_label.set_text(text)
+
     async def generate(column: Column, user_turns: list[Turn]) -> None:
         assert column.box is not None
         with column.box:
-            bubble = _message("assistant", "")
+            bubble = _message("assistant", "*Waiting for the answer…*")
+        bubble.classes("playground-status")
         text = ""
         try:
             values = {k: v for k, v in params.items() if v is not None}
@@ -148,28 +191,36 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
                 _with_system(system.value, user_turns),
             )
             first = shown = None
-            async for event in state().inference.stream(request):
-                if isinstance(event, Delta):
+            async for event in state().inference.events(request):
+                if isinstance(event, Status):
+                    bubble.set_content(f"*{event.message}*")
+                elif isinstance(event, Delta):
                     now = time.perf_counter()
-                    first = first or now
+                    if first is None:
+                        first = now
+                        bubble.classes(remove="playground-status")
                     text += event.text
                     if shown is None or now - shown >= REDRAW_SECONDS:  # not every token
                         bubble.set_content(_lines(text))
                         shown = now
                 else:
                     bubble.set_content(_lines(text))
-                    column.stats = _stats(event, first, time.perf_counter())
-                    if column.stats_label is not None:
-                        column.stats_label.set_text(column.stats)
+                    show_stats(column, _stats(event, first, time.perf_counter()))
+        except asyncio.CancelledError:  # Stop: keep what was written
+            bubble.classes(remove="playground-status", add="playground-stopped")
+            bubble.set_content(_lines(text) if text else "*(stopped before the first word)*")
+            show_stats(column, "stopped by you")
         except (DomainError, ValueError) as exc:
+            bubble.classes(remove="playground-status", add="text-negative")
             bubble.set_content(f"**Could not answer:** {getattr(exc, 'message', exc)}")
-            bubble.classes("text-negative")
             return
         column.turns.append(Turn(role="assistant", content=text))
-        if not text:
+        if not text and "playground-stopped" not in bubble.classes:
             bubble.set_content("*(an empty answer)*")
 
     async def send(regenerate: bool = False) -> None:
+        if tasks:  # still answering
+            return
         message = prompt.value.strip()
         active = [c for c in columns if c.model]
         if regenerate:
@@ -185,11 +236,19 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
                 column.turns.append(Turn(role="user", content=message))
             prompt.value = ""
         answers.refresh()
+        tasks.extend(asyncio.create_task(generate(c, list(c.turns))) for c in active)
         send_button.props("loading")
+        stop_button.set_visibility(True)
         try:
-            await asyncio.gather(*(generate(c, list(c.turns)) for c in active))
+            await asyncio.gather(*tasks, return_exceptions=True)
         finally:
+            tasks.clear()
             send_button.props(remove="loading")
+            stop_button.set_visibility(False)
+
+    def stop() -> None:
+        for task in tasks:
+            task.cancel()
 
     def clear() -> None:
         for column in columns:
@@ -206,12 +265,27 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
         send_button = ui.button("Send", icon="send", on_click=lambda: send()).classes(
             "playground-send"
         )
+        stop_button = (
+            ui.button("Stop", icon="stop", on_click=stop)
+            .props("color=negative")
+            .classes("playground-stop")
+            .tooltip("End the answer here; what was written stays.")
+        )
+        stop_button.set_visibility(False)
         ui.button("Regenerate", icon="refresh", on_click=lambda: send(regenerate=True)).props(
             "outline"
         ).classes("playground-regenerate")
         ui.button("Clear", icon="delete_sweep", on_click=clear).props("flat").classes(
             "playground-clear"
         )
+
+
+def _base_note(chosen: SamplingDefaults | None) -> None:
+    """The warning beside a pre-trained base model: it continues text, it does not chat."""
+    if chosen is not None and chosen.note:
+        with ui.row().classes("w-full no-wrap items-start gap-2 text-body2 text-warning"):
+            ui.icon("info")
+            ui.label(chosen.note).classes("playground-base-note")
 
 
 def _stats(done: Finished, first: float | None, last: float) -> str:

@@ -1,9 +1,13 @@
-"""Chat with a base or fine-tuned model, streamed as Server-Sent Events or answered at once."""
+"""Chat with a base or fine-tuned model, streamed as Server-Sent Events or answered at once.
+
+Sampling values a request leaves out are the model's defaults (`inference/sampling.py`). A
+streamed answer sends `status` events while the model loads or waits, and its generation stops
+when the client goes away."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
@@ -17,7 +21,8 @@ from tuneforge.api.deps import (
     end_transaction,
 )
 from tuneforge.errors import DomainError
-from tuneforge.inference.engine import Delta, Event, Finished
+from tuneforge.inference.engine import Delta, Finished, Status
+from tuneforge.inference.responses import ClosingStream
 from tuneforge.schemas.chat import (
     ChatAnswer,
     ChatModelList,
@@ -43,8 +48,11 @@ def chat_models(session: SessionDep, user: CurrentUser, settings: SettingsDep) -
     responses={
         200: {
             "content": {"text/event-stream": {}},
-            "description": "With `stream` (the default): `delta` events with `{text}`, then one "
-            "`done` with `{finish_reason, usage, engine}`, or an `error` if it broke off.",
+            "description": "With `stream` (the default): `status` events with `{phase, message}` "
+            "while nothing is written yet (phase `starting`, `loading` or `queued`), `delta` "
+            "events with `{text}`, then one `done` with `{finish_reason, usage, engine}`, or an "
+            "`error` if it broke off (a model that fails to load, too). Closing the connection "
+            "stops the generation.",
         }
     },
 )
@@ -55,7 +63,9 @@ async def chat(
     settings: SettingsDep,
     inference: InferenceDep,
 ) -> ChatAnswer | StreamingResponse:
-    """Answer a conversation with one model (Gemma's chat template, stops at `<end_of_turn>`)."""
+    """Answer a conversation with one model (Gemma's chat template, stops at `<end_of_turn>`).
+    Sampling values left out are the model's defaults: greedy and 128 tokens for a pre-trained
+    base model and its fine-tunes, Gemma's recommended sampling for instruction-tuned ones."""
     model, generate = await run_in_threadpool(service.generation, session, user, settings, body)
     await end_transaction(session)
     if not body.stream:
@@ -67,28 +77,38 @@ async def chat(
             usage=Usage(prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens),
             engine=done.engine,
         )
-    events = inference.stream(generate)
-    first = await anext(events)  # a model that cannot load answers with an HTTP error
+    events = inference.events(generate)
+    # Until the inference server accepts the request (past a `starting` status), a model that
+    # cannot be served still answers with an HTTP error.
+    opening = [await anext(events)]
+    while isinstance(opening[-1], Status) and opening[-1].phase == "starting":
+        opening.append(await anext(events))
 
-    async def sse() -> AsyncIterator[str]:
-        yield _sse(first)
+    async def sse() -> AsyncGenerator[str, None]:
         try:
+            for event in opening:
+                yield _sse(event)
             async for event in events:
                 yield _sse(event)
         except DomainError as exc:
             error = {"code": exc.code, "message": exc.message}
             yield f"event: error\ndata: {json.dumps(error)}\n\n"
+        finally:
+            await events.aclose()  # the client went away: the inference server stops
 
-    return StreamingResponse(
+    return ClosingStream(
         sse(),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-def _sse(event: Event) -> str:
+def _sse(event: Delta | Finished | Status) -> str:
     if isinstance(event, Delta):
         return f"event: delta\ndata: {json.dumps({'text': event.text})}\n\n"
+    if isinstance(event, Status):
+        status = {"phase": event.phase, "message": event.message}
+        return f"event: status\ndata: {json.dumps(status)}\n\n"
     assert isinstance(event, Finished)
     done = {
         "finish_reason": event.reason,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter
@@ -27,6 +27,7 @@ from tuneforge.errors import InvalidInput
 from tuneforge.inference.client import InferenceClient
 from tuneforge.inference.engine import Delta, Finished
 from tuneforge.inference.params import Generate, GenerationParams, Turn
+from tuneforge.inference.responses import ClosingStream
 from tuneforge.schemas.openai import ChatCompletionRequest, CompletionRequest, Sampling
 from tuneforge.services import chat as service
 
@@ -140,7 +141,14 @@ async def _answer(
             choice = {"index": 0, "text": text or "", "logprobs": None}
         return f"data: {json.dumps({**head, 'choices': [{**choice, 'finish_reason': reason}]})}\n\n"
 
-    async def stream() -> AsyncIterator[str]:
+    async def stream() -> AsyncGenerator[str, None]:
+        try:
+            async for line in _lines():
+                yield line
+        finally:
+            await events.aclose()  # the client went away: the inference server stops
+
+    async def _lines() -> AsyncIterator[str]:
         if chat:
             opening = {
                 **head,
@@ -162,7 +170,7 @@ async def _answer(
                     yield f"data: {json.dumps({**head, 'choices': [], 'usage': _usage(event)})}\n\n"
         yield "data: [DONE]\n\n"
 
-    return StreamingResponse(
+    return ClosingStream(
         stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
     )
 
