@@ -16,7 +16,7 @@ from tuneforge.db.repositories.models import ModelRepository
 from tuneforge.db.repositories.steps import exported_models
 from tuneforge.db.tables import Dataset, Job, Model, User
 from tuneforge.jobs.status import JobStatus
-from tuneforge.services.names import Names, names_for_jobs
+from tuneforge.services.names import Names, names_for_jobs, run_title
 
 RECENT = 5
 #: How far back the path looks for datasets and jobs.
@@ -91,11 +91,6 @@ def overview(session: Session, user: User) -> Overview:
     return Overview(stage, first, second, datasets[:RECENT], runs[:RECENT], models, names)
 
 
-def _run_name(run: Job, names: Names) -> str:
-    made = names.runs.get(run.id)
-    return str(run.spec.get("name") or (made[1] if made else None) or run.id[:8])
-
-
 def _where(
     datasets: list[Dataset],
     runs: list[Job],
@@ -106,13 +101,13 @@ def _where(
 ) -> tuple[Stage, Next, Next | None]:
     active = next((r for r in runs if r.status in UNDER_WAY), None)
     if active is not None:
-        return Stage.TRAIN, Next("watch_run", active.id, _run_name(active, names)), None
+        return Stage.TRAIN, Next("watch_run", active.id, run_title(active, names)), None
     if models:
         return _model_stage(models[0], evaluations, exported)
     ready = [d for d in datasets if d.kind == "processed" and d.status == "ready"]
     if ready:
         failed = runs[0] if runs and runs[0].status == JobStatus.FAILED else None
-        see = Next("see_run", failed.id, _run_name(failed, names)) if failed else None
+        see = Next("see_run", failed.id, run_title(failed, names)) if failed else None
         return Stage.TRAIN, Next("train", ready[0].id, ready[0].name), see
     pending = next((d for d in datasets if d.status == "processing"), None)
     if pending is not None:

@@ -15,6 +15,7 @@ from tuneforge.db.tables import Job
 #: The spec fields of each kind that hold a dataset id, and those that hold a model id
 #: (a fine-tuned model's id, or for evaluations possibly a catalog id).
 DATASET_FIELDS = ("dataset_id",)
+DELETED_DATASET = "(deleted dataset)"
 MODEL_FIELDS = ("model", "compare_with", "model_id")
 
 
@@ -41,3 +42,21 @@ def names_for_jobs(session: Session, principal: Principal, jobs: list[Job]) -> N
         models=model_names(session, principal, _ids(jobs, MODEL_FIELDS)),
         runs=models_of_runs(session, principal, [j.id for j in jobs if j.kind == "train"]),
     )
+
+
+def dataset_title(spec: dict[str, object], names: Names) -> str:
+    """The name of the dataset a job's spec names, or that it was deleted."""
+    dataset_id = spec.get("dataset_id")
+    if not isinstance(dataset_id, str):
+        return "—"
+    return names.datasets.get(dataset_id, DELETED_DATASET)
+
+
+def run_title(job: Job, names: Names) -> str:
+    """A training run's name: its own, else its model's, else "<base model> on <dataset>"."""
+    made = names.runs.get(job.id)
+    if job.spec.get("name"):
+        return str(job.spec["name"])
+    if made:
+        return made[1]
+    return f"{job.spec.get('base_model', 'a model')} on {dataset_title(job.spec, names)}"

@@ -8,9 +8,9 @@ from sqlalchemy.orm import Session
 
 from tuneforge.db.tables import Job, User
 from tuneforge.services import jobs as job_service
-from tuneforge.services.names import Names, names_for_jobs
+from tuneforge.services.names import Names, dataset_title, names_for_jobs
 from tuneforge.ui.formatting import duration, status_color, when
-from tuneforge.ui.job_names import compared, dataset_name
+from tuneforge.ui.job_names import compared
 
 COLUMNS = [
     {"name": "models", "label": "Models", "field": "models", "align": "left"},
@@ -50,7 +50,7 @@ def _row(job: Job, names: Names) -> dict[str, Any]:
     return {
         "id": job.id,
         "models": compared(job.spec, names),
-        "dataset": f"{dataset_name(job.spec, names)} ({job.spec.get('split', 'test')})",
+        "dataset": f"{dataset_title(job.spec, names)} ({job.spec.get('split', 'test')})",
         "suite": job.spec.get("suite", ""),
         "status": job.status,
         "color": status_color(job.status),

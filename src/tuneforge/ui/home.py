@@ -10,9 +10,9 @@ from nicegui import ui
 from tuneforge.db.tables import Dataset, Job, Model, User
 from tuneforge.services import home as service
 from tuneforge.services.home import Next, Overview, Stage
+from tuneforge.services.names import dataset_title, run_title
 from tuneforge.ui.backend import read
 from tuneforge.ui.formatting import status_color, when
-from tuneforge.ui.job_names import dataset_name, run_name
 from tuneforge.ui.layout import heading, page
 from tuneforge.ui.models import KINDS
 
@@ -196,7 +196,9 @@ def _step(number: int, step: Step, state: str) -> None:
             ui.icon(step.icon, color="grey-6" if state == "later" else "primary")
             ui.label(f"{number}. {step.title}").classes("text-subtitle2 col")
             ui.icon(icon, color=color, size="sm")
-        ui.label(step.text).classes("text-caption text-grey-7 q-mt-xs")
+        # On a phone only the next step says what it is about: the list stays short.
+        brief = "" if state == "next" else " gt-xs"
+        ui.label(step.text).classes(f"text-caption text-grey-7 q-mt-xs{brief}")
         ui.label(label).classes(f"text-caption text-weight-medium text-{color} home-step-state")
 
 
@@ -248,11 +250,11 @@ def _recent_runs(view: Overview) -> None:
 
 
 def _run_entry(run: Job, view: Overview) -> None:
-    detail = f"{run.spec.get('base_model', '')} on {dataset_name(run.spec, view.names)}"
+    detail = f"{run.spec.get('base_model', '')} on {dataset_title(run.spec, view.names)}"
     if run.status == "running":
         detail += f" · {run.progress:.0%}"
     _entry(
-        run_name(run, view.names),
+        run_title(run, view.names),
         f"/runs/{run.id}",
         detail,
         run.status,

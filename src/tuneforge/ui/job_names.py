@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuneforge.db.tables import Job
-from tuneforge.services.names import Names
+from tuneforge.services.names import Names, dataset_title, run_title
 from tuneforge.ui.formatting import kind_title
 
-DELETED_DATASET = "(deleted dataset)"
 DELETED_MODEL = "(deleted model)"
 KINDS = {
     "train": "Training run",
@@ -40,29 +39,12 @@ class JobName:
         return " · ".join([self.kind, *self.facts, f"job {self.job_id}"])
 
 
-def dataset_name(spec: dict[str, Any], names: Names) -> str:
-    dataset_id = spec.get("dataset_id")
-    if not isinstance(dataset_id, str):
-        return "—"
-    return names.datasets.get(dataset_id, DELETED_DATASET)
-
-
 def model_name(model: str | None, names: Names) -> str:
     """A fine-tuned model's name, or a catalog id as it is (a deleted fine-tune's id is
     indistinguishable from an unknown catalog id, so it shows as its id)."""
     if not model:
         return DELETED_MODEL
     return names.models.get(model, model)
-
-
-def run_name(job: Job, names: Names) -> str:
-    spec = job.spec
-    made = names.runs.get(job.id)
-    if spec.get("name"):
-        return str(spec["name"])
-    if made:
-        return made[1]
-    return f"{spec.get('base_model', 'a model')} on {dataset_name(spec, names)}"
 
 
 def compared(spec: dict[str, Any], names: Names) -> str:
@@ -78,17 +60,17 @@ def job_name(job: Job, names: Names) -> JobName:
     kind = KINDS.get(job.kind, kind_title(job.kind))
     facts: list[str]
     if job.kind == "train":
-        title = run_name(job, names)
-        facts = [str(spec.get("base_model", "")), dataset_name(spec, names)]
+        title = run_title(job, names)
+        facts = [str(spec.get("base_model", "")), dataset_title(spec, names)]
     elif job.kind == "evaluate":
         title = compared(spec, names)
-        facts = [str(spec.get("suite", "")), dataset_name(spec, names)]
+        facts = [str(spec.get("suite", "")), dataset_title(spec, names)]
     elif job.kind == "export":
         model_id = spec.get("model_id")
         title = names.models.get(model_id, DELETED_MODEL) if isinstance(model_id, str) else "—"
         facts = [" ".join(str(spec[k]) for k in ("format", "quantization") if spec.get(k))]
     elif "dataset_id" in spec:
-        title = dataset_name(spec, names)
+        title = dataset_title(spec, names)
         facts = []
     else:
         title = kind_title(job.kind)

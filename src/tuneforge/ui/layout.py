@@ -18,12 +18,12 @@ Builder = Callable[..., Awaitable[None]]
 
 #: The rules every page shares: long unbroken text (ids, paths, a model's run-on answer) wraps
 #: instead of widening the page; focus is visible for keyboard users; on a phone, tables scroll
-#: inside themselves and nothing makes the page wider than the screen.
+#: inside themselves and nothing makes the page wider than the screen. (Quasar's buttons keep
+#: `outline: 0 !important` from its own layer, so theirs is a ring of shadow.)
 CSS = """
-body { overflow-wrap: break-word; }
-.q-card, .q-item__label, .q-message-text, .q-message-name, .nicegui-markdown, .q-field__native,
-.q-field__label, .q-badge, .q-notification__message, .q-expansion-item__content, .q-tooltip,
-.nicegui-log, label, .tf-wrap { overflow-wrap: anywhere; min-width: 0; }
+body { overflow-wrap: anywhere; }
+.q-card, .q-item__section, .q-message-text, .q-field__control, .q-field__native, .tf-wrap,
+:where(.nicegui-row, .nicegui-column) > * { min-width: 0; }
 .q-badge { white-space: normal; }
 .nicegui-markdown pre, .nicegui-code pre, .q-message-text pre, .nicegui-log {
   white-space: pre-wrap; }
@@ -32,9 +32,9 @@ body { overflow-wrap: break-word; }
 .app-content > * { max-width: 100%; }
 .app-user .q-btn__content > span { max-width: 30vw; overflow: hidden; text-overflow: ellipsis;
   white-space: nowrap; }
-a:focus-visible, button:focus-visible, [tabindex]:focus-visible, .q-btn:focus-visible,
-.q-item:focus-visible, input:focus-visible, textarea:focus-visible {
+a:focus-visible, button:focus-visible, [tabindex]:focus-visible, .q-item:focus-visible {
   outline: 2px solid var(--q-primary); outline-offset: 2px; }
+.q-btn:focus-visible { box-shadow: 0 0 0 2px #fff, 0 0 0 4px var(--q-primary) !important; }
 .home-action .q-btn__content, .home-also .q-btn__content { white-space: normal; text-align: left; }
 """
 
