@@ -7,14 +7,14 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, ViewportSize, expect
 
 from tests.browser.path_data import QuietStudio, add_model, process_dataset, upload_dataset
 from tests.browser.test_home import log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
-PHONE = {"width": 390, "height": 844}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 #: A name with no place to break: it must wrap, not widen the page.
 LONG = "capitals_" + "x" * 150
 
