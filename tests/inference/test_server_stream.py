@@ -56,13 +56,15 @@ def test_statuses_then_a_cancelled_generation_stops_and_frees_the_engine(
             health, took = await until_idle(client, within=1.0)
             assert health["cancelled"] == 1 and took < 1.0
             # The engine is free: the next answer is written whole, and counts as no cancel.
-            text, done = await client.complete(generate(GenerationParams(max_new_tokens=5)))
+            _, done = await client.complete(generate(GenerationParams(max_new_tokens=5)))
             assert done.completion_tokens <= 5 and done.engine == "transformers"
             health = await client.health()
             assert health["cancelled"] == 1 and health["generating"] == 0
             assert health["loads"] == {"transformers:tiny-random-gemma3": 1}
             # A loaded model says nothing before its first token.
-            kinds = [type(e) async for e in client.events(generate(GenerationParams(max_new_tokens=2)))]
+            kinds = [
+                type(e) async for e in client.events(generate(GenerationParams(max_new_tokens=2)))
+            ]
             assert Status not in kinds and kinds[-1] is Finished
         finally:
             await client.close()
