@@ -187,6 +187,9 @@ def test_a_run_failed_by_its_settings_offers_edit_and_retry(
     expect(page.get_by_label("Max steps")).to_have_value("2")
     expect(page.get_by_label("Name")).to_have_value("Too short (retry)")
     expect(page.locator(".train-dataset")).to_contain_text("Chats")
+    page.get_by_label("Max length").fill("512")  # changed: the failure no longer applies
+    expect(box.locator(".field-failure")).to_have_count(0)
+    expect(box).not_to_have_class(re.compile("field-flagged"))
 
     other = browser.new_context()
     try:

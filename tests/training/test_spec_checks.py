@@ -49,7 +49,9 @@ def test_the_refusal_needs_answers_only_loss_and_single_exchanges() -> None:
 def test_max_length_below_most_or_every_example_is_a_warning() -> None:
     most = check_spec(spec(max_length=50), stats([30, 60, 70], [10, 10, 10]), 3)
     assert fields(most) == {"max_length": "warning"} and "most examples" in most[0].message
-    every = check_spec(spec(max_length=32), stats([20, 21, 22], [30, 30, 30]), 3)
+    answers = check_spec(spec(max_length=32), stats([10, 10, 10], [20, 40, 50]), 3)
+    assert fields(answers) == {"max_length": "warning"} and "most answers" in answers[0].message
+    every = check_spec(spec(max_length=30), stats([20, 21, 22], [12, 12, 30]), 3)
     assert fields(every) == {"max_length": "warning"} and "shorter than every" in every[0].message
 
 

@@ -114,6 +114,15 @@ def _max_length(spec: TrainingBase, stats: DatasetStats | None) -> list[Finding]
                 f"to {suggestion}.",
             )
         ]
+    if stats.answer_tokens.p50 > length:
+        return [
+            Finding(
+                ("max_length",),
+                f"Max length {length} is shorter than most answers (half of them are "
+                f"{stats.answer_tokens.p50} tokens or longer): they are cut, and the model "
+                f"learns answers that stop midway. Raise it to {suggestion}.",
+            )
+        ]
     if length < total.min:
         return [
             Finding(

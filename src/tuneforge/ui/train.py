@@ -33,7 +33,7 @@ from tuneforge.ui.layout import EmptyState, heading, page
 from tuneforge.ui.model_picker import ModelSelect, state_label, summary
 from tuneforge.ui.train_advice import Advice
 from tuneforge.ui.train_estimate import EstimatePanel
-from tuneforge.ui.train_form import GROUPS, Note, SpecForm, problems, trainers
+from tuneforge.ui.train_form import GROUPS, Note, SpecForm, label, problems, trainers
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,8 @@ class TrainView:
         self.models = {m.id: m for m in models}
         self.states = states
         self.failure = failure or {}
+        # The failure is said under a field while it keeps the value the run failed with.
+        self.failed_with = {name: start.get(name) for name in self.failure}
         self.findings: list[Finding] = []
         self.presets = presets.list_presets()
         self.asked = 0
@@ -369,7 +371,7 @@ class TrainView:
             spec = self.spec()
         except ValidationError as exc:
             self._ready(False)
-            self.estimate.problem(problems(exc))
+            self.estimate.problem(self._problems(exc))
             self.estimate.busy(False)
             self._show_checks(exc)
             return
@@ -387,6 +389,14 @@ class TrainView:
         self.estimate.show(estimate)
         self.estimate.busy(False)
         self._ready(not estimate.refusal)
+
+    def _problems(self, error: ValidationError) -> str:
+        """Why the settings cannot be estimated: the fields that say so themselves, or the
+        spec's own words."""
+        invalid = self.form.invalid()
+        if invalid:
+            return f"Fix the settings marked in red first: {', '.join(map(label, invalid))}."
+        return problems(error)
 
     def _show_checks(self, error: ValidationError | None, spec: TrainingBase | None = None) -> None:
         """The settings' warnings and refusals, under their fields and above the Train button
@@ -409,7 +419,8 @@ class TrainView:
             for name in finding.fields:
                 notes.setdefault(name, []).append(Note(finding.message, finding.severity))
         for name, note in self.failure.items():
-            notes.setdefault(name, []).insert(0, note)
+            if self.form.value(name) == self.failed_with[name]:
+                notes.setdefault(name, []).insert(0, note)
         self.form.mark(notes)
         self.checks.clear()
         with self.checks:
@@ -434,7 +445,7 @@ class TrainView:
         try:
             spec = self.spec()
         except ValidationError as exc:
-            ui.notify(problems(exc), type="warning", multi_line=True)
+            ui.notify(self._problems(exc), type="warning", multi_line=True)
             return
         self.train_button.props("loading")
         try:
