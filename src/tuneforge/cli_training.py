@@ -343,7 +343,8 @@ def catalog(ctx: typer.Context, as_json: JsonFlag = False) -> None:
             f"{e['parameters'] / 1e6:,.0f}M",
             e["modality"],
             "offline" if e["offline"] else "hub",
+            e.get("availability", {}).get("state", "-"),
         ]
         for e in entries
     ]
-    print_table(rows, ["ID", "NAME", "PARAMETERS", "MODALITY", "SOURCE"])
+    print_table(rows, ["ID", "NAME", "PARAMETERS", "MODALITY", "SOURCE", "HERE"])
