@@ -69,15 +69,40 @@ def model_check(session: Session, user: User, model_id: str) -> ModelCheck:
     return ModelCheck("succeeded", job, verdict(job.result), _detail(job.result))
 
 
-def _detail(result: dict[str, Any]) -> str:
-    how = f"{result['count']} test examples, greedy, {result['suite']} suite"
+def gain(result: dict[str, Any]) -> str | None:
+    """The main metric's difference as people read it: "exact_match: fine-tune vs base:
+    +33.3 pts"; None for one model or a suite without metrics."""
     compared = comparison(result["models"], result["metrics"])
     if compared is None:
-        return how
+        return None
     name = main_metric(result["suite"], result["metrics"][compared.first])
     if name is None or name not in compared.values:
-        return how
-    return f"{name}: {compared.label}: {delta_text(name, compared.values[name])} · {how}"
+        return None
+    return f"{name}: {compared.label}: {delta_text(name, compared.values[name])}"
+
+
+def _detail(result: dict[str, Any]) -> str:
+    how = f"{result['count']} test examples, greedy, {result['suite']} suite"
+    main = gain(result)
+    return how if main is None else f"{main} · {how}"
+
+
+def run_checks(session: Session, user: User, results: list[dict[str, Any] | None]) -> list[str]:
+    """For training runs' results (None for a run without one), what each one's check found:
+    its verdict and main metric's gain, or why there is nothing to show (yet)."""
+    jobs = JobRepository(session, user)
+    found: list[str] = []
+    for result in results:
+        check_id = (result or {}).get("check_job_id")
+        job = jobs.get(check_id) if check_id else None
+        if job is None or job.kind != EvaluateKind.name:
+            found.append("none")
+        elif job.status != "succeeded" or not job.result:
+            found.append(job.status)
+        else:
+            main = gain(job.result)
+            found.append(verdict(job.result) + (f" ({main})" if main else ""))
+    return found
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """`/runs/compare?ids=a,b,...`: training runs side by side: their loss curves overlaid, the
-settings in which they differ, and their final metrics; and the dialog that picks them."""
+settings in which they differ, their final metrics and what each one's before/after check found
+("fine-tune vs base: +33.3 pts"); and the dialog that picks them."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from tuneforge.jobs.kinds.train import TrainKind
 from tuneforge.jobs.status import TERMINAL
 from tuneforge.services import jobs as job_service
 from tuneforge.services import training as service
+from tuneforge.services.model_check import run_checks
 from tuneforge.ui.backend import read
 from tuneforge.ui.formatting import status_color, when
 from tuneforge.ui.layout import EmptyState, heading, page
@@ -26,6 +28,7 @@ REFRESH_SECONDS = 5.0  # while a compared run is still going
 PALETTE = ("#4f46e5", "#ea580c", "#0d9488", "#db2777", "#65a30d", "#0284c7", "#9333ea", "#ca8a04")
 FINAL = ("loss", "eval_loss", "perplexity", "token_accuracy", "tokens_per_second")
 LOWER_IS_BETTER = frozenset({"loss", "eval_loss", "perplexity"})
+CHECKING = ("queued", "running", "cancelling")  # a before/after check still to come
 
 
 def training_runs(session: Session, user: User) -> list[tuple[str, str]]:
@@ -94,15 +97,23 @@ async def compare_page(user: User, ids: str = "") -> None:
         with ui.card().classes("w-full"), EmptyState("stacked_line_chart", title, text):
             ui.button("Open Jobs", on_click=lambda: ui.navigate.to("/jobs")).classes("q-mt-md")
         return
-    view = CompareView(comparison)
+    view = CompareView(comparison, await _checks(user, comparison))
 
     async def refresh() -> None:
-        if all(run["status"] in TERMINAL for run in view.runs):
+        if all(run["status"] in TERMINAL for run in view.runs) and not any(
+            check in CHECKING for check in view.checks
+        ):
             timer.cancel()
             return
-        view.show(await read(service.compare, user, job_ids))
+        latest = await read(service.compare, user, job_ids)
+        view.show(latest, await _checks(user, latest))
 
     timer = ui.timer(REFRESH_SECONDS, refresh)
+
+
+async def _checks(user: User, comparison: dict[str, Any]) -> list[str]:
+    """What each run's before/after check found (or its status while it is to come)."""
+    return await read(run_checks, user, [run.get("result") for run in comparison["runs"]])
 
 
 def _names(runs: list[dict[str, Any]]) -> list[str]:
@@ -115,8 +126,9 @@ def _names(runs: list[dict[str, Any]]) -> list[str]:
 
 
 class CompareView:
-    def __init__(self, comparison: dict[str, Any]) -> None:
+    def __init__(self, comparison: dict[str, Any], checks: list[str]) -> None:
         self.runs: list[dict[str, Any]] = comparison["runs"]
+        self.checks = checks
         with ui.card().classes("w-full q-pa-lg gap-2"):
             with ui.row().classes("w-full items-center gap-3 compare-legend"):
                 self.legend = ui.row().classes("gap-3")
@@ -133,10 +145,10 @@ class CompareView:
             with ui.card().classes("col-12 col-md q-pa-lg gap-3 min-w-0"):
                 ui.label("Results").classes("text-subtitle1 text-weight-medium")
                 self.results = ui.column().classes("w-full")
-        self.show(comparison)
+        self.show(comparison, checks)
 
-    def show(self, comparison: dict[str, Any]) -> None:
-        self.runs = comparison["runs"]
+    def show(self, comparison: dict[str, Any], checks: list[str]) -> None:
+        self.runs, self.checks = comparison["runs"], checks
         names = _names(self.runs)
         series: list[dict[str, Any]] = []
         self.legend.clear()
@@ -207,14 +219,29 @@ class CompareView:
                 mark = " ★" if ranked and value is not None and value == best else ""
                 row[f"r{i}"] = metric(name, value) + mark
             rows.append(row)
+        if any(check != "none" for check in self.checks):
+            rows.append(
+                {
+                    "metric": "Before/after check",
+                    **{f"r{i}": _check_text(c) for i, c in enumerate(self.checks)},
+                }
+            )
         self.results.clear()
         with self.results:
             ui.table(columns=columns, rows=rows, row_key="metric").props(
-                "flat dense bordered"
+                "flat dense bordered wrap-cells"
             ).classes("w-full compare-results")
             ui.label("★ the best of the runs. Unfinished runs show their latest values.").classes(
                 "text-caption text-grey-7"
             )
+
+
+def _check_text(check: str) -> str:
+    if check == "none":
+        return "none"
+    if check in CHECKING:
+        return f"{check}…"
+    return check
 
 
 def _final(run: dict[str, Any]) -> dict[str, float]:

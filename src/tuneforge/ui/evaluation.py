@@ -237,7 +237,7 @@ def _sample(row: dict[str, Any], labels: list[str]) -> None:
             for letter, label in zip("AB", labels, strict=False):
                 scores = row["scores"].get(letter, {})
                 right = scores.get("correct")
-                with ui.column().classes("col gap-0"):
+                with ui.column().classes("col gap-0 min-w-0"):
                     mark = "" if right is None else (" ✓" if right else " ✗")
                     score = f" · score {scores['score']:.2f}" if "score" in scores else ""
                     ui.label(f"{letter}: {label}{mark}{score}").classes("text-caption text-grey-7")
