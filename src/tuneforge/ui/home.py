@@ -250,13 +250,16 @@ def _recent_runs(view: Overview) -> None:
 
 
 def _run_entry(run: Job, view: Overview) -> None:
-    detail = f"{run.spec.get('base_model', '')} on {dataset_title(run.spec, view.names)}"
+    title = run_title(run, view.names)
+    trained = f"{run.spec.get('base_model', '')} on {dataset_title(run.spec, view.names)}"
+    facts = [trained] if trained != title else []
     if run.status == "running":
-        detail += f" · {run.progress:.0%}"
+        facts.append(f"{run.progress:.0%}")
+    facts.append(when(run.created_at))
     _entry(
-        run_title(run, view.names),
+        title,
         f"/runs/{run.id}",
-        detail,
+        " · ".join(facts),
         run.status,
         status_color(run.status),
     )

@@ -62,6 +62,8 @@ def job_name(job: Job, names: Names) -> JobName:
     if job.kind == "train":
         title = run_title(job, names)
         facts = [str(spec.get("base_model", "")), dataset_title(spec, names)]
+        if title == " on ".join(facts):  # named after them already
+            facts = []
     elif job.kind == "evaluate":
         title = compared(spec, names)
         facts = [str(spec.get("suite", "")), dataset_title(spec, names)]

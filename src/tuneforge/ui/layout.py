@@ -18,13 +18,16 @@ Builder = Callable[..., Awaitable[None]]
 
 #: The rules every page shares: long unbroken text (ids, paths, a model's run-on answer) wraps
 #: instead of widening the page; focus is visible for keyboard users; on a phone, tables scroll
-#: inside themselves and nothing makes the page wider than the screen. (Quasar's buttons keep
-#: `outline: 0 !important` from its own layer, so theirs is a ring of shadow.)
+#: inside themselves and nothing makes the page wider than the screen. In the `components`
+#: layer: after Quasar's, before Tailwind's utilities (so a page's own classes still win).
+#: Quasar's buttons keep `outline: 0 !important`, so theirs is a ring of shadow.
 CSS = """
+@layer components {
 body { overflow-wrap: anywhere; }
 .q-card, .q-item__section, .q-message-text, .q-field__control, .q-field__native, .tf-wrap,
-:where(.nicegui-row, .nicegui-column) > * { min-width: 0; }
-.q-badge { white-space: normal; }
+.nicegui-row > *, .nicegui-column > * { min-width: 0; }
+.q-badge, .q-btn__content { overflow-wrap: normal; }
+.q-badge { white-space: nowrap; }
 .nicegui-markdown pre, .nicegui-code pre, .q-message-text pre, .nicegui-log {
   white-space: pre-wrap; }
 .q-table td .tf-wrap { white-space: normal; display: block; min-width: 8rem; max-width: 24rem; }
@@ -34,8 +37,10 @@ body { overflow-wrap: anywhere; }
   white-space: nowrap; }
 a:focus-visible, button:focus-visible, [tabindex]:focus-visible, .q-item:focus-visible {
   outline: 2px solid var(--q-primary); outline-offset: 2px; }
-.q-btn:focus-visible { box-shadow: 0 0 0 2px #fff, 0 0 0 4px var(--q-primary) !important; }
-.home-action .q-btn__content, .home-also .q-btn__content { white-space: normal; text-align: left; }
+.q-btn:focus-visible { box-shadow: 0 0 0 2px #fff, 0 0 0 4px var(--q-primary); }
+.home-action .q-btn__content, .home-also .q-btn__content {
+  white-space: normal; overflow-wrap: anywhere; text-align: left; }
+}
 """
 
 NAVIGATION = (

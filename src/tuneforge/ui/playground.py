@@ -255,7 +255,7 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
             column.turns.clear()
         answers.refresh()
 
-    with ui.row().classes("w-full items-end gap-2 no-wrap"):
+    with ui.row().classes("w-full items-end gap-2"):  # on a phone the buttons wrap below
         prompt = (
             ui.textarea(placeholder="Your message (Enter sends, Shift+Enter for a new line)")
             .classes("col-grow playground-prompt")
