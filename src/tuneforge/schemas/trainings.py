@@ -14,9 +14,23 @@ from tuneforge.training.recommend import Recommendation
 
 class SamplesAtStep(BaseModel):
     step: int = Field(description="The step the answers were generated at.")
-    items: list[dict[str, str]] = Field(
-        description="Each prompt with the model's `answer` (and the test split's `reference`)."
+    items: list[dict[str, Any]] = Field(
+        description="Each prompt with the model's `answer`, the test split's `reference` (or "
+        "null) and whether the answer `ended` at an end of turn (false: it hit the token limit)."
     )
+
+
+class HealthFlag(BaseModel):
+    code: str = Field(
+        description="What looks wrong: loss_not_finite, loss_exploding, loss_rising, grad_zero, "
+        "grad_exploding, updates_exploding, eval_flat, eval_rising, answers_empty, "
+        "answers_identical, answers_never_end, no_chat_template."
+    )
+    level: str = Field(description="`error` (the run is broken) or `warning`.")
+    title: str = Field(description="A few words.")
+    detail: str = Field(description="What was seen, with the numbers.")
+    advice: str = Field(description="What to change.")
+    step: int | None = Field(description="Where it was seen.")
 
 
 class RunMetrics(BaseModel):
@@ -26,6 +40,11 @@ class RunMetrics(BaseModel):
         "tokens_per_second, epoch, eta_seconds, eval_loss, perplexity, token_accuracy, system/*."
     )
     samples: list[SamplesAtStep] = Field(description="Sample generations at each evaluation.")
+    health: list[HealthFlag] = Field(
+        default_factory=list,
+        description="What looks wrong with the run so far, each with what to change (errors "
+        "first; empty when it looks healthy).",
+    )
 
 
 class RunSummary(BaseModel):

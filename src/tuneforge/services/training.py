@@ -17,6 +17,7 @@ from tuneforge.jobs.kinds.train import TrainKind, estimate_run, training_dataset
 from tuneforge.jobs.states import InvalidTransition, transition
 from tuneforge.jobs.status import JobStatus
 from tuneforge.settings import Settings
+from tuneforge.training.health import health_flags
 from tuneforge.training.recommend import Recommendation, recommend
 from tuneforge.training.registry import DEFAULT_TRAINER, recipes
 
@@ -69,13 +70,18 @@ def metrics(session: Session, user: User, job_id: str) -> dict[str, Any]:
     job = training_job(session, user, job_id)
     repository = JobRepository(session, user)
     series: dict[str, dict[int, float]] = {}
-    samples: dict[int, list[dict[str, str]]] = {}
+    samples: dict[int, list[dict[str, Any]]] = {}
+    warnings: list[dict[str, Any]] = []
     after = 0
     while True:
-        events = repository.events(job, after=after, limit=5000, types={"metric", "samples"})
+        events = repository.events(job, after=after, limit=5000, types={"metric", "samples", "log"})
         if not events:
             break
         for event in events:
+            if event.type == "log":
+                if event.data.get("level") in ("warning", "error"):
+                    warnings.append(event.data)
+                continue
             step = int(event.data["step"])
             if event.type == "samples":
                 samples[step] = event.data["items"]
@@ -87,6 +93,10 @@ def metrics(session: Session, user: User, job_id: str) -> dict[str, Any]:
         "job_id": job.id,
         "series": {name: sorted(points.items()) for name, points in series.items()},
         "samples": [{"step": step, "items": samples[step]} for step in sorted(samples)],
+        "health": [
+            flag.public()
+            for flag in health_flags(series, samples, warnings, job.spec.get("learning_rate"))
+        ],
     }
 
 

@@ -11,19 +11,23 @@ from __future__ import annotations
 from nicegui import ui
 from sqlalchemy.orm import Session
 
-from tuneforge.db.tables import Job, JobEvent, User
+from tuneforge.db.tables import Job, JobEvent, User, utcnow
 from tuneforge.errors import NotFound
+from tuneforge.jobs.durations import run_seconds
 from tuneforge.jobs.failure import failed_fields
 from tuneforge.jobs.status import JobStatus
 from tuneforge.services import datasets as dataset_service
 from tuneforge.services import jobs as job_service
 from tuneforge.services import training as service
+from tuneforge.training.estimate.phases import ESTIMATE_METRIC
+from tuneforge.training.health import health_flags
 from tuneforge.ui.backend import call, read, reported
 from tuneforge.ui.compare import compare_dialog
 from tuneforge.ui.formatting import clock, duration, status_color, when
 from tuneforge.ui.layout import EmptyState, heading, page
 from tuneforge.ui.run_charts import RunCharts, Series
-from tuneforge.ui.run_format import metric, metric_name
+from tuneforge.ui.run_format import metric, metric_name, span, took
+from tuneforge.ui.run_health import HealthView
 from tuneforge.ui.run_samples import Samples, SamplesView
 from tuneforge.ui.run_settings import settings_view
 from tuneforge.ui.train_form import VALUE_NAMES
@@ -31,7 +35,7 @@ from tuneforge.ui.train_form import VALUE_NAMES
 REFRESH_SECONDS = 1.0
 READ_LIMIT = 5000  # events per tick; a long run's history arrives over a few ticks
 LOG_LINES = 5000
-EVENT_TYPES = frozenset({"metric", "samples", "log"})
+EVENT_TYPES = frozenset({"metric", "samples", "log", "status"})
 CANCELLABLE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
 RESUMABLE = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
 TILES = ("loss", "eval_loss", "token_accuracy", "tokens_per_second")
@@ -93,6 +97,9 @@ class RunView:
         self.cursor = 0
         self.series: Series = {}
         self.samples: Samples = {}
+        self.warnings: list[dict[str, str]] = []  # logged warnings and errors, for the flags
+        self.moves: list[JobEvent] = []  # status events: the running spells of every attempt
+        self.eta_at = utcnow()  # when the newest time left was reported
         self.model_id: str | None = None
         with ui.link(target="/jobs").classes(
             "row items-center gap-1 text-grey-7 no-underline -mb-4"
@@ -105,6 +112,7 @@ class RunView:
                 ui.badge().classes("run-status text-body2 q-px-md q-py-xs").props("rounded")
             )
             self._actions()
+        self.health = HealthView()
         self._progress()
         eval_every = int(job.spec.get("eval_every") or 0)
         waiting = (
@@ -192,19 +200,28 @@ class RunView:
     def take(self, job: Job, events: list[JobEvent]) -> None:
         """Fold the new `events` into the page, and show `job` as it is now."""
         changed: set[str] = set()
-        samples_changed = False
+        samples_changed = warned = False
         for event in events:
             self.cursor = event.id
             if event.type == "metric":
                 step = int(event.data["step"])
+                if "eta_seconds" in event.data["values"]:
+                    self.eta_at = event.created_at
                 for name, value in event.data["values"].items():
                     self.series.setdefault(name, {})[step] = value
                     changed.add(name)
             elif event.type == "samples":
                 self.samples[int(event.data["step"])] = event.data["items"]
                 samples_changed = True
+            elif event.type == "status":
+                self.moves.append(event)
             elif event.type == "log":
                 level = event.data.get("level", "info")
+                if level in ("warning", "error"):
+                    self.warnings.append(
+                        {"level": level, "message": str(event.data.get("message"))}
+                    )
+                    warned = True
                 self.log.push(
                     f"{clock(event.created_at)}  {level:<7} {event.data.get('message', '')}",
                     classes="text-negative" if level in ("error", "critical") else None,
@@ -214,6 +231,11 @@ class RunView:
             self._tiles()
         if samples_changed:
             self.sample_view.take(self.samples)
+        if changed or samples_changed or warned:
+            rate = self.spec.get("learning_rate")
+            self.health.show(
+                health_flags(self.series, self.samples, self.warnings, rate and float(rate))
+            )
         self._status(job)
 
     def _latest(self, name: str) -> tuple[int, float] | None:
@@ -244,13 +266,7 @@ class RunView:
         self.bar.props(f"color={status_color(status)}")
         self.percent.set_text(f"{job.progress:.0%}")
         self.message.set_text(_message(status, job.message))
-        eta = self._latest("eta_seconds")
-        if status is JobStatus.RUNNING and eta is not None:
-            self.eta.set_text(f"about {metric('eta_seconds', eta[1])} left")
-        elif job.finished_at is not None:
-            self.eta.set_text(f"took {duration(job)}")
-        else:
-            self.eta.set_text("")
+        self.eta.set_text(self._time_left(status, job))
         self.error.set_text(job.error or "")
         self.error.set_visibility(bool(job.error))
         failed = status is JobStatus.FAILED
@@ -261,9 +277,25 @@ class RunView:
         for name, value in (
             ("Created", when(job.created_at)),
             ("Started", when(job.started_at)),
-            ("Duration", duration(job)),
+            ("Duration", duration(job, self.moves)),
         ):
             self.facts[name].set_text(value)
+
+    def _time_left(self, status: JobStatus, job: Job) -> str:
+        """While it trains, the time left; after the last step, the phase it is in; once it has
+        ended, what it took beside what it was estimated to take."""
+        estimated = self.series.get(ESTIMATE_METRIC, {}).get(0)
+        if job.finished_at is not None:
+            return took(run_seconds(job, self.moves), estimated)
+        eta = self._latest("eta_seconds")
+        if status is not JobStatus.RUNNING:
+            return ""
+        if eta is None:
+            return f"estimated {span(estimated)} in all" if estimated is not None else ""
+        left = eta[1] - (utcnow() - self.eta_at).total_seconds()  # counted down between steps
+        if left < 1:
+            return "almost done"
+        return f"about {metric('eta_seconds', left)} left"
 
     async def refresh(self) -> None:
         try:

@@ -16,6 +16,7 @@ METRIC_NAMES = {
     "tokens_per_second": "Tokens/s",
     "epoch": "Epoch",
     "eta_seconds": "Time left",
+    "update_ratio": "Update size",
 }
 
 
@@ -58,6 +59,15 @@ def span(seconds: float) -> str:
     if minutes:
         return f"{minutes} min {secs:02d} s"
     return f"{secs} s"
+
+
+def took(seconds: float | None, estimated: float | None) -> str:
+    """How long a run took, beside what it was estimated to take when it started."""
+    if seconds is None:
+        return "—"
+    if estimated is None:
+        return f"took {span(seconds)}"
+    return f"estimated {span(estimated)}, took {span(seconds)}"
 
 
 def setting(value: Any) -> str:

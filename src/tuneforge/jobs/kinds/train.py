@@ -56,6 +56,7 @@ def estimate_run(session: Session, user: User, settings: Settings, spec: Trainin
         dataset.splits.get("train", 0),
         detect_hardware(),
         CalibrationCache(settings.data_dir / "calibration.json"),
+        test_rows=dataset.splits.get("test", 0),
     )
 
 

@@ -15,16 +15,22 @@ from sqlalchemy.orm import Session
 
 from tuneforge.data.stored import dataset_prefix, processed_records
 from tuneforge.db.repositories.secrets import secret_values
-from tuneforge.db.tables import Dataset, Model, User
+from tuneforge.db.tables import Dataset, Model, User, utcnow
 from tuneforge.errors import DomainError, InvalidInput
-from tuneforge.hardware import detect_hardware
 from tuneforge.jobs.check import queue_check
 from tuneforge.jobs.context import JobContext
 from tuneforge.jobs.kinds.train import TrainResult, training_dataset
+from tuneforge.jobs.workers.train_phases import (
+    TRAINING_SHARE,
+    attempt_started,
+    record_timings,
+    report_estimate,
+    store_model,
+    timed,
+)
 from tuneforge.models.loading import resolve
 from tuneforge.storage import ArtifactStore, artifact_prefix
 from tuneforge.training.checkpoint import checkpoint_name, step_of
-from tuneforge.training.estimate import CalibrationCache
 from tuneforge.training.recipe import Checkpoints
 from tuneforge.training.registry import recipe_for
 from tuneforge.training.reporting import Tracked
@@ -93,9 +99,10 @@ def _queue_check(
 
 
 def run(spec: TrainingBase, ctx: JobContext) -> TrainResult:
+    began = attempt_started(ctx)
     dataset = _dataset(ctx, spec)
     settings = ctx.settings
-    ctx.progress(0.0, f"preparing {spec.base_model}")
+    ctx.progress(0.0, f"loading {spec.base_model} and the data")
     entry, model_path = resolve(spec.base_model, settings)
     data_prefix = dataset_prefix(dataset.owner_id, dataset.id)
     train = processed_records(ctx.store, data_prefix, dataset.splits, "train")
@@ -104,13 +111,18 @@ def run(spec: TrainingBase, ctx: JobContext) -> TrainResult:
     workdir = settings.data_dir / "work" / ctx.job_id
     stored = StoredCheckpoints(ctx.store, prefix, spec.keep_checkpoints)
     latest = stored.fetch_latest(workdir / "resume")
+    if latest is None:  # a first attempt: what the whole run should take
+        report_estimate(ctx, spec, entry, dataset)
     name = spec.name or f"{entry.id} on {dataset.name}"
     wanted = {"wandb": "WANDB_API_KEY", "mlflow": "MLFLOW_TRACKING_URI"}
     with ctx.transaction() as session:
         tracking = secret_values(
             session, settings, ctx.owner_id, [wanted[t] for t in spec.tracking]
         )
-    reporter = Tracked(ctx, spec, workdir / "tensorboard", name, secrets=tracking)
+    reporter = Tracked(
+        ctx, spec, workdir / "tensorboard", name, secrets=tracking, share=TRAINING_SHARE
+    )
+    start_seconds = max((utcnow() - began).total_seconds(), 0.0)
     try:
         outcome = recipe_for(spec).train(
             spec,
@@ -121,8 +133,9 @@ def run(spec: TrainingBase, ctx: JobContext) -> TrainResult:
             workdir,
             Checkpoints(latest=latest, save=stored.save),
         )
-        ctx.progress(1.0, "uploading the model")
-        ctx.store.put_dir(f"{prefix}/model", outcome.output)
+        with timed() as storing:
+            store_model(ctx, f"{prefix}/model", outcome.output)
+        store_seconds = storing()
         paths = sorted(p for p in outcome.output.rglob("*") if p.is_file())
         files = [p.relative_to(outcome.output).as_posix() for p in paths]
         size = sum(p.stat().st_size for p in paths)
@@ -131,19 +144,7 @@ def run(spec: TrainingBase, ctx: JobContext) -> TrainResult:
         if (workdir / "tensorboard").is_dir():
             ctx.store.put_dir(f"{prefix}/tensorboard", workdir / "tensorboard")
         shutil.rmtree(workdir, ignore_errors=True)
-    CalibrationCache(settings.data_dir / "calibration.json").record(
-        CalibrationCache.key(
-            detect_hardware().fingerprint,
-            entry.id,
-            spec.method,
-            outcome.precision,
-            spec.gradient_checkpointing,
-            recipe_for(spec).batching(spec).packed,
-            spec.trainer,
-        ),
-        outcome.tokens_per_second,
-        outcome.peak_rss_bytes,
-    )
+    record_timings(ctx, spec, entry, outcome, start_seconds, store_seconds)
     with ctx.transaction() as session:
         model = Model(
             owner_id=ctx.owner_id,

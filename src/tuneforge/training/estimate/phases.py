@@ -20,8 +20,9 @@ ESTIMATE_METRIC = "estimate/duration_seconds"
 # -- first-run constants (this machine: 2 cores, AVX-512) ---------------------------------------
 START_SECONDS = 12.0  # a worker process: python, torch, transformers, the tokenizer, the data
 LOAD_BYTES_PER_SECOND = 250e6  # reading and preparing the base model's weights
-GENERATE_SECONDS_PER_TOKEN = 0.02  # a generated token's fixed cost (one forward of one token)
+GENERATE_SECONDS_PER_TOKEN = 0.05  # a generated token's fixed cost (transformers' generate)
 GENERATE_BYTES_PER_SECOND = 8e9  # ... plus reading every weight once per token
+EVAL_PASS_SECONDS = 1.0  # an evaluation pass's fixed cost (batches, switching modes)
 EVAL_SPEEDUP = 2.0  # a forward-only pass over a token takes this much less than training on it
 CHECKPOINT_SECONDS = 0.5  # writing and storing one checkpoint, plus its bytes
 SAVE_SECONDS = 3.0  # writing the model with its tokenizer (33 MB) and storing it, plus its bytes
@@ -102,7 +103,8 @@ def phases(
     return Phases(
         loading=measured.load_seconds or START_SECONDS + weight_bytes / LOAD_BYTES_PER_SECOND,
         training=training_seconds,
-        evaluating=count * eval_tokens * eval_per_token,
+        evaluating=count * eval_tokens * eval_per_token
+        + (0 if measured.eval_seconds_per_token or not eval_tokens else count * EVAL_PASS_SECONDS),
         sampling=count * prompts * spec.sample_max_new_tokens * sample_per_token,
         checkpoints=checkpoints
         * (
