@@ -290,8 +290,13 @@ class RunView:
         eta = self._latest("eta_seconds")
         if status is not JobStatus.RUNNING:
             return ""
-        if eta is None:
-            return f"estimated {span(estimated)} in all" if estimated is not None else ""
+        if eta is None:  # before the first step: what the whole run should take
+            if estimated is None:
+                return ""
+            elapsed = run_seconds(job, self.moves) or 0.0
+            if elapsed + 1 < estimated:
+                return f"about {span(estimated - elapsed)} left (estimated)"
+            return f"taking longer than the estimated {span(estimated)}"
         left = eta[1] - (utcnow() - self.eta_at).total_seconds()  # counted down between steps
         if left < 1:
             return "almost done"

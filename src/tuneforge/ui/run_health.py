@@ -41,6 +41,6 @@ class HealthView(ui.column):
                         ui.label(flag.detail).classes("text-body2 health-detail").style(
                             "overflow-wrap: anywhere"
                         )
-                        with ui.row().classes("gap-1 no-wrap items-start"):
-                            ui.label("What to change:").classes("text-body2 text-weight-medium")
-                            ui.label(flag.advice).classes("text-body2 health-advice")
+                        ui.label(f"What to change: {flag.advice}").classes(
+                            "text-body2 text-weight-medium health-advice"
+                        )
