@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 from tests.conftest import add_user
 from tests.server import running_server, server_env
 from tuneforge.db.session import make_engine, make_sessionmaker, transaction
-from tuneforge.db.tables import Export, Job, Model, User
+from tuneforge.db.tables import Export, Job, JobEvent, Model, User
+from tuneforge.jobs.events import JobEventData
 from tuneforge.settings import Settings
 
 
@@ -59,9 +60,14 @@ def quiet_studio(make_settings: Callable[..., Settings]) -> Iterator[QuietStudio
 QUESTIONS = [(f"What is the capital of country number {i}?", f"City {i}.") for i in range(12)]
 
 
-def upload_dataset(studio: QuietStudio, username: str, name: str) -> dict[str, Any]:
+def upload_dataset(
+    studio: QuietStudio,
+    username: str,
+    name: str,
+    rows: list[tuple[str, str]] = QUESTIONS,
+) -> dict[str, Any]:
     """A raw dataset of questions and answers, uploaded as a JSON lines file."""
-    lines = "\n".join(json.dumps({"question": q, "answer": a}) for q, a in QUESTIONS)
+    lines = "\n".join(json.dumps({"question": q, "answer": a}) for q, a in rows)
     with studio.api(username) as api:
         response = api.post(
             "/datasets", files={"file": ("capitals.jsonl", lines.encode())}, data={"name": name}
@@ -100,6 +106,12 @@ def set_job(studio: QuietStudio, job_id: str, **fields: Any) -> None:
         assert job is not None
         for name, value in fields.items():
             setattr(job, name, value)
+
+
+def add_event(studio: QuietStudio, job_id: str, event: JobEventData) -> None:
+    """An event as the job's worker would report it."""
+    with studio.db() as session:
+        session.add(JobEvent(job_id=job_id, type=event.type, data=event.data()))
 
 
 def add_model(

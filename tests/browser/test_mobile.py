@@ -9,8 +9,17 @@ import re
 import pytest
 from playwright.sync_api import Browser, Page, ViewportSize, expect
 
-from tests.browser.path_data import QuietStudio, add_model, process_dataset, upload_dataset
+from tests.browser.path_data import (
+    QUESTIONS,
+    QuietStudio,
+    add_event,
+    add_job,
+    add_model,
+    process_dataset,
+    upload_dataset,
+)
 from tests.browser.test_home import log_in
+from tuneforge.jobs.events import Sample, SamplesEvent
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
@@ -39,8 +48,13 @@ def open_from_menu(page: Page, label: str, path: str) -> None:
 
 def test_the_main_path_fits_a_phone(quiet_studio: QuietStudio, browser: Browser) -> None:
     studio = quiet_studio
-    raw = upload_dataset(studio, "alice", LONG)
+    rows = [(q, a + "_" + "y" * 200) for q, a in QUESTIONS]  # answers that never break
+    raw = upload_dataset(studio, "alice", LONG, rows)
     data = process_dataset(studio, "alice", raw, f"{LONG} chat")
+    spec = {"base_model": "tiny-random-gemma3", "dataset_id": data["id"]}
+    run = add_job(studio, "alice", "train", spec, status="running", progress=0.5)
+    sample = Sample(prompt=rows[0][0], answer="z" * 300, reference=rows[0][1])
+    add_event(studio, run, SamplesEvent(step=10, items=[sample]))
     add_model(studio, "alice", f"{LONG} tune", data["id"], None)
     context = browser.new_context(base_url=studio.url, viewport=PHONE)
     page = context.new_page()
@@ -53,9 +67,15 @@ def test_the_main_path_fits_a_phone(quiet_studio: QuietStudio, browser: Browser)
     expect(page).to_have_url(f"{studio.url}/datasets/{raw['id']}")
     expect(page.get_by_text("Mapping", exact=True)).to_be_visible()
     fits(page)
+    expect(page.get_by_text(rows[0][1]).first).to_be_visible()  # in the preview
+    fits(page)
+    open_from_menu(page, "Train", "/train")
+    open_from_menu(page, "Jobs", "/jobs")
+    page.locator(".jobs-table .job-name").first.click()
+    expect(page).to_have_url(f"{studio.url}/runs/{run}")
+    expect(page.get_by_text("z" * 300)).to_be_visible()  # a sample answer
+    fits(page)
     for label, path in (
-        ("Train", "/train"),
-        ("Jobs", "/jobs"),
         ("Models", "/models"),
         ("Playground", "/playground"),
         ("Evaluations", "/evaluations"),

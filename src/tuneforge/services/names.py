@@ -44,6 +44,11 @@ def names_for_jobs(session: Session, principal: Principal, jobs: list[Job]) -> N
     )
 
 
+def datasets_named(session: Session, principal: Principal, ids: list[str]) -> dict[str, str]:
+    """Dataset id → name, for a list of things that came from datasets (models, say)."""
+    return dataset_names(session, principal, ids)
+
+
 def dataset_title(spec: dict[str, object], names: Names) -> str:
     """The name of the dataset a job's spec names, or that it was deleted."""
     dataset_id = spec.get("dataset_id")

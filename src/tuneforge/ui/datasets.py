@@ -45,9 +45,9 @@ SLOTS = {
     "body-cell-name": """
         <q-td :props="props">
           <a :href="'/datasets/' + props.row.id" @click.stop
-             class="text-primary text-weight-medium" style="text-decoration: none">
+             class="text-primary text-weight-medium tf-wrap" style="text-decoration: none">
             {{ props.value }}</a>
-          <div class="text-caption text-grey-6">{{ props.row.origin }}</div>
+          <div class="text-caption text-grey-6 tf-wrap">{{ props.row.origin }}</div>
         </q-td>""",
     "body-cell-kind": """
         <q-td :props="props">

@@ -11,9 +11,8 @@ from sqlalchemy.orm import Session
 
 from tuneforge.data.limits import size_text
 from tuneforge.db.tables import Model, User
-from tuneforge.errors import NotFound
-from tuneforge.services import datasets as dataset_service
 from tuneforge.services import models as service
+from tuneforge.services.names import DELETED_DATASET, datasets_named
 from tuneforge.ui.backend import call, read, reported, state
 from tuneforge.ui.dataset_table import PagedTable
 from tuneforge.ui.formatting import when
@@ -36,7 +35,7 @@ SLOTS = {
     "body-cell-name": """
         <q-td :props="props">
           <a :href="'/models/' + props.row.id" @click.stop
-             class="text-primary text-weight-medium" style="text-decoration: none">
+             class="text-primary text-weight-medium tf-wrap" style="text-decoration: none">
             {{ props.value }}</a>
         </q-td>""",
     "body-cell-kind": """
@@ -45,7 +44,7 @@ SLOTS = {
         </q-td>""",
     "body-cell-dataset": """
         <q-td :props="props">
-          <a v-if="props.row.dataset_id && props.row.dataset !== '(deleted)'"
+          <a v-if="props.row.dataset_id && props.row.dataset !== '(deleted dataset)'"
              :href="'/datasets/' + props.row.dataset_id" @click.stop
              class="text-grey-9" style="text-decoration: none">{{ props.value }}</a>
           <span v-else class="text-grey-6">{{ props.value }}</span>
@@ -68,15 +67,7 @@ def model_rows(
     session: Session, user: User, offset: int, limit: int
 ) -> tuple[list[dict[str, Any]], int]:
     models, total = service.list_models(session, user, offset=offset, limit=limit)
-    names: dict[str, str] = {}
-    for model in models:
-        if model.dataset_id and model.dataset_id not in names:
-            try:
-                names[model.dataset_id] = dataset_service.get_dataset(
-                    session, user, model.dataset_id
-                ).name
-            except NotFound:
-                names[model.dataset_id] = "(deleted)"
+    names = datasets_named(session, user, [m.dataset_id for m in models if m.dataset_id])
     return [_row(model, names) for model in models], total
 
 
@@ -87,7 +78,7 @@ def _row(model: Model, datasets: dict[str, str]) -> dict[str, Any]:
         "base": model.base_model,
         "kind": KINDS.get(model.kind, model.kind),
         "dataset_id": model.dataset_id,
-        "dataset": datasets.get(model.dataset_id or "", "(deleted)"),
+        "dataset": datasets.get(model.dataset_id, DELETED_DATASET) if model.dataset_id else "—",
         "loss": metric("loss", model.metrics.get("loss")),
         "eval_loss": metric("eval_loss", model.metrics.get("eval_loss")),
         "size": size_text(model.size_bytes),
