@@ -1,16 +1,20 @@
 """The Playground in a real browser: from a fine-tuned model's page to a side-by-side chat with
-its base, both answers streamed into their columns; regenerate, clear, and scoping."""
+its base, both answers streamed into their columns; regenerate, clear, and scoping; sampling
+defaults by model kind, the base-model note, the loading state, Stop, and long text that wraps."""
 
 from __future__ import annotations
 
 import re
+import time
 
+import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.conftest import Studio
 from tests.browser.test_ui import NOT_RELOADED, log_in, mark_page
 from tests.fine_tuned import add_fine_tuned
+from tuneforge.inference.sampling import BASE_MAX_NEW_TOKENS
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 ANSWER_TIMEOUT = 120_000  # ms: the first message starts the inference server and loads the model
@@ -38,9 +42,8 @@ def test_chat_side_by_side_with_the_base_model(studio: Studio, page: Page, tiny_
         expect(page.locator(f".playground-answers-{column} .playground-user")).to_have_text(
             "Which colour is number 3?"
         )
-        expect(page.locator(f".playground-answers-{column} .playground-answer")).not_to_have_text(
-            "", timeout=ANSWER_TIMEOUT
-        )
+        answer = page.locator(f".playground-answers-{column} .playground-answer")
+        expect(answer).not_to_have_class(re.compile("playground-status"), timeout=ANSWER_TIMEOUT)
     expect(page.locator(".playground-send")).not_to_have_class("q-btn--loading", timeout=60_000)
     for column in range(2):  # how each answer was made
         stats = page.locator(".playground-stats").nth(column)
@@ -69,3 +72,118 @@ def test_another_users_model_is_not_offered(studio: Studio, page: Page, tiny_ada
     expect(page.locator(".playground-column")).not_to_contain_text("Alice's model")
     page.locator(".playground-model-a").click()
     expect(page.get_by_role("option", name="Alice's model")).to_have_count(0)
+
+
+def inference_health(studio: Studio) -> dict:
+    socket = studio.settings.inference_socket
+    with httpx.Client(transport=httpx.HTTPTransport(uds=str(socket))) as raw:
+        return raw.get("http://inference/health").json()  # type: ignore[no-any-return]
+
+
+def send(page: Page, message: str) -> None:
+    page.locator(".playground-prompt textarea").fill(message)
+    page.locator(".playground-prompt textarea").press("Enter")
+
+
+def test_a_fine_tune_answers_greedily_by_default_as_the_api_does(
+    studio: Studio, browser: Browser, tiny_adapter
+) -> None:
+    """A fine-tune of a pre-trained base gets greedy, short answers with the reason said, and its
+    Playground answer is the API's answer with the model's defaults (nothing set)."""
+    tuned = add_fine_tuned(studio.settings, "admin", tiny_adapter, name="Capitals")
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 800}, permissions=["clipboard-read", "clipboard-write"]
+    )
+    page = context.new_page()
+    try:
+        log_in(page, studio, "admin")
+        page.goto(f"{studio.url}/playground?model={tuned}")
+        expect(page.locator(".playground-defaults")).to_contain_text("greedy (temperature 0)")
+        expect(page.locator(".playground-defaults")).to_contain_text("Capitals")
+        expect(page.locator(".playground-base-note")).to_have_count(0)  # a fine-tune, not a base
+        page.get_by_text("System prompt and sampling").click()
+        expect(page.locator(".playground-temperature input")).to_have_value("0")
+        expect(page.locator(".playground-max-new-tokens input")).to_have_value(
+            str(BASE_MAX_NEW_TOKENS)
+        )
+        send(page, "Which colour is number 3?")
+        expect(page.locator(".playground-stats")).to_have_text(
+            re.compile(r"^transformers · \d+ tokens"), timeout=ANSWER_TIMEOUT
+        )
+        page.locator(".playground-copy").first.click()
+        shown = page.evaluate("navigator.clipboard.readText()")
+        with studio.api(studio.admin_token) as api:
+            api.timeout = httpx.Timeout(120)  # 128 tokens on a busy machine
+            answer = api.post(
+                "/chat",
+                json={
+                    "model": tuned,
+                    "messages": [{"role": "user", "content": "Which colour is number 3?"}],
+                    "stream": False,
+                },
+            )
+        assert answer.status_code == 200, answer.text
+        assert shown == answer.json()["message"]["content"] and shown
+    finally:
+        context.close()
+
+
+def test_the_base_model_note_and_long_text_that_wraps(studio: Studio, page: Page) -> None:
+    log_in(page, studio, "alice")
+    page.goto(f"{studio.url}/playground?model=tiny-random-gemma3")
+    expect(page.locator(".playground-base-note")).to_have_text(
+        "Tiny random Gemma 3 (tests) is a pre-trained base model: it continues text; fine-tune "
+        "it or pick an -it model."
+    )
+    expect(page.locator(".playground-defaults")).to_contain_text("a pre-trained base model")
+    page.get_by_text("System prompt and sampling").click()
+    page.locator(".playground-max-new-tokens input").fill("4")
+    page.locator(".playground-max-new-tokens input").blur()
+    expect(page.locator(".playground-defaults")).to_contain_text("your settings")
+    send(page, "x" * 600)  # one unbroken word, far wider than the column
+    user = page.locator(".playground-user").first
+    expect(user).to_be_visible()
+    column = page.locator(".playground-column").first.bounding_box()
+    bubble = user.bounding_box()
+    assert column and bubble and bubble["x"] + bubble["width"] <= column["x"] + column["width"]
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+def test_loading_state_then_stop_ends_a_long_answer_and_frees_the_engine(
+    studio: Studio, page: Page
+) -> None:
+    log_in(page, studio, "alice")
+    page.goto(f"{studio.url}/playground?model=tiny-random-gemma3")
+    page.get_by_text("System prompt and sampling").click()
+    page.locator(".playground-temperature input").fill("1")
+    page.locator(".playground-max-new-tokens input").fill("8000")
+    send(page, "Tell me a very long story.")
+    answer = page.locator(".playground-answer").first
+    # Before the first token the bubble says what is happening (the studio starts cold).
+    expect(answer).to_have_text(
+        re.compile("Starting the inference server…|Loading Tiny random Gemma 3 \\(tests\\)…"),
+        timeout=30_000,
+    )
+    expect(answer).not_to_have_class(re.compile("playground-status"), timeout=ANSWER_TIMEOUT)
+    expect(answer).not_to_have_text("")
+    assert inference_health(studio)["generating"] == 1
+    started = time.monotonic()
+    page.locator(".playground-stop").click()
+    expect(answer).to_have_class(re.compile("playground-stopped"), timeout=1_000)
+    expect(page.locator(".playground-stop")).to_be_hidden(timeout=1_000)
+    stopped = time.monotonic() - started
+    partial = answer.inner_text()
+    assert partial and "stopped" not in partial  # the partial text stays
+    while inference_health(studio)["generating"]:  # the server stopped generating, too
+        assert time.monotonic() - started < 1.0
+        time.sleep(0.02)
+    assert stopped < 1.0 and inference_health(studio)["cancelled"] == 1
+    expect(page.locator(".playground-stats")).to_have_text("stopped by you")
+    page.locator(".playground-max-new-tokens input").fill("5")
+    send(page, "And now briefly?")
+    second = page.locator(".playground-answer").nth(1)
+    expect(page.locator(".playground-stats")).to_have_text(
+        re.compile(r"^transformers · [1-5] tokens"), timeout=60_000
+    )
+    expect(second).not_to_have_class(re.compile("playground-stopped|playground-status"))
+    assert answer.inner_text() == partial
