@@ -74,6 +74,8 @@ def test_the_next_action_follows_the_user_along_the_path(
 
     set_job(studio, run, status="succeeded", progress=1.0, error=None)
     model = add_model(studio, "alice", "capital-tune", data["id"], run)
+    # The page follows without a reload.
+    expect(page.locator(".home-action")).to_have_text(re.compile("Try capital-tune"))
     next_action(page, "Try capital-tune in the Playground", f"/playground?model={model}")
     assert page.locator(".home-also").get_attribute("href") == f"/evaluations?model={model}"
     assert step_states(page) == ["done", "done", "next", "later", "later"]

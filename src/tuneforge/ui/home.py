@@ -16,6 +16,7 @@ from tuneforge.ui.formatting import status_color, when
 from tuneforge.ui.layout import heading, page
 from tuneforge.ui.models import KINDS
 
+REFRESH_SECONDS = 3.0
 #: A name in a button is cut after this many characters.
 BUTTON_NAME = 40
 
@@ -144,17 +145,49 @@ def action(step: Next) -> Action:
 
 @page("/", "Home")
 async def home_page(user: User) -> None:
-    view = await read(service.overview, user)
     heading(
         "From your examples to a model of your own",
         "Five steps, each on its own page. This page keeps your place and says what comes next.",
     )
+    view = await read(service.overview, user)
+    body = ui.column().classes("w-full gap-6 home-body")
+    with body:
+        _show(view)
+    shown = _state(view)
+
+    async def refresh() -> None:
+        """Follow the user's work live (a run that ends moves the next step on)."""
+        nonlocal shown
+        view = await read(service.overview, user)
+        if _state(view) != shown:
+            shown = _state(view)
+            body.clear()
+            with body:
+                _show(view)
+
+    ui.timer(REFRESH_SECONDS, refresh)
+
+
+def _show(view: Overview) -> None:
     _next_card(view)
     _path(view.stage)
     with ui.element("div").classes("w-full grid grid-cols-1 md:grid-cols-3 gap-4 home-recent"):
         _recent_datasets(view.datasets)
         _recent_runs(view)
         _recent_models(view.models)
+
+
+def _state(view: Overview) -> tuple[object, ...]:
+    """What the page shows of `view`: when it changes, the page is drawn again."""
+    return (
+        view.stage,
+        view.next,
+        view.also,
+        [(d.id, d.name, d.status, d.rows) for d in view.datasets],
+        [(r.id, r.status, round(r.progress, 2)) for r in view.runs],
+        [(m.id, m.name) for m in view.models],
+        view.names,
+    )
 
 
 def _next_card(view: Overview) -> None:
