@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from nicegui import ui
+from nicegui.events import GenericEventArguments
 from pydantic import BaseModel, ValidationError
 
 from tuneforge.training.registry import recipes
@@ -172,13 +173,29 @@ def _nullable(schema: dict[str, Any]) -> tuple[dict[str, Any], bool]:
 
 
 class TypedNumber(ui.number):
-    """A number field that sends a value back as its shortest text ("1000", not "1000.0"), so
-    what was typed stays what is shown."""
+    """A number field that keeps what was typed: nothing is clamped, rounded or reformatted when
+    it loses focus or when the field is redrawn (to show a message), and a value set from the
+    server shows as its shortest text ("1000", not "1000.0")."""
+
+    typed: str | None = None  # the text the browser sent last
+
+    def sanitize(self) -> None:
+        """Leave the value as typed (`ui.number` clamps and reformats it here on blur)."""
+
+    def _event_args_to_value(self, e: GenericEventArguments) -> float | None:
+        self.typed = None if e.args in (None, "") else str(e.args)
+        return super()._event_args_to_value(e)
 
     def _value_to_model_value(self, value: Any) -> Any:
         if value is None or self.format is not None:
             return super()._value_to_model_value(value)
         number = float(value)
+        if self.typed is not None:
+            try:
+                if float(self.typed) == number:
+                    return self.typed
+            except ValueError:
+                pass
         return str(int(number)) if number.is_integer() and abs(number) < 1e15 else repr(number)
 
 
