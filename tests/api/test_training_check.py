@@ -9,9 +9,15 @@ import io
 import json
 
 import pytest
+from sqlalchemy import select
 
 from tests.api.test_jobs_api import wait_status
 from tests.conftest import add_user, bearer
+from tuneforge.db.session import transaction
+from tuneforge.db.tables import User
+from tuneforge.errors import NotFound
+from tuneforge.evaluation.comparison import delta_text, verdict
+from tuneforge.services.model_check import ModelCheck, model_check, run_checks
 
 TINY = "tiny-random-gemma3"
 PLACES = ["harbour", "mill", "tower", "market", "bridge", "garden"]
@@ -108,6 +114,21 @@ def test_a_finished_run_checks_itself_and_a_full_evaluation_agrees(api) -> None:
     assert checked["comparison"]["values"]["exact_match"] == pytest.approx(tuned)
     swapped = [(i, {"A": a["B"], "B": a["A"]}) for i, a in answers(client, alice, full["id"])]
     assert swapped == answers(client, alice, check_id)
+    # The model page and the compare page say the same, in words.
+    shown = model_check_as(client, "alice", model_id)
+    assert (shown.state, shown.summary) == ("succeeded", verdict(checked))
+    assert shown.summary is not None and shown.summary.endswith("/8.")
+    with transaction(client.app.state.sessions) as session:
+        user = session.scalars(select(User).where(User.username == "alice")).one()
+        found = run_checks(session, user, [run["result"], None])
+    gain = delta_text("exact_match", checked["comparison"]["values"]["exact_match"])
+    assert found == [f"{verdict(checked)} (exact_match: fine-tune vs base: {gain})", "none"]
+
+
+def model_check_as(client, username: str, model_id: str) -> ModelCheck:
+    with transaction(client.app.state.sessions) as session:
+        user = session.scalars(select(User).where(User.username == username)).one()
+        return model_check(session, user, model_id)
 
 
 @pytest.mark.timeout(600)
@@ -121,3 +142,8 @@ def test_no_check_without_a_test_split_or_when_turned_off(api) -> None:
     assert off["result"]["check_job_id"] is None
     jobs = client.get("/api/v1/jobs?kind=evaluate", headers=alice).json()
     assert jobs["total"] == 0
+    # The model page says why there is none.
+    assert model_check_as(client, "alice", run["result"]["model_id"]).state == "no_test"
+    assert model_check_as(client, "alice", off["result"]["model_id"]).state == "off"
+    with pytest.raises(NotFound):
+        model_check_as(client, "bob", off["result"]["model_id"])

@@ -79,9 +79,9 @@ def wait_job(studio: Studio, job_id: str, seconds: float) -> dict:
     return dict(job)
 
 
-def trained_on_a_fact(studio: Studio) -> tuple[str, str]:
+def trained_on_a_fact(studio: Studio) -> tuple[str, str, str, str]:
     """A real tiny training run on one fact asked many ways, 6 questions held out: the model's
-    id and its run's result."""
+    id and its check's; then a second run without a check: its model's id and its job id."""
     lines = [{"question": f"Where is key {i} kept?", "answer": "Vellora."} for i in range(30)]
     body = "\n".join(json.dumps(line) for line in lines).encode()
     with studio.api(studio.admin_token) as api:
@@ -101,8 +101,13 @@ def trained_on_a_fact(studio: Studio) -> tuple[str, str]:
         }
         job = api.post("/jobs", json={"kind": "train", "spec": spec})
         assert job.status_code == 201, job.text
+        again = {**spec, "name": "Unchecked", "max_steps": 2, "check_examples": 0}
+        second = api.post("/jobs", json={"kind": "train", "spec": again})
+        assert second.status_code == 201, second.text
     result = wait_job(studio, job.json()["id"], 400)["result"]
-    return result["model_id"], result["check_job_id"]
+    unchecked = wait_job(studio, second.json()["id"], 400)["result"]
+    assert unchecked["check_job_id"] is None
+    return result["model_id"], result["check_job_id"], unchecked["model_id"], second.json()["id"]
 
 
 def evaluation_result(studio: Studio, job_id: str) -> dict:
@@ -114,7 +119,7 @@ def evaluation_result(studio: Studio, job_id: str) -> dict:
 def test_a_runs_check_on_its_model_page_agrees_with_a_full_evaluation(
     studio: Studio, page: Page
 ) -> None:
-    model_id, check_id = trained_on_a_fact(studio)
+    model_id, check_id, unchecked, unchecked_run = trained_on_a_fact(studio)
     log_in(page, studio, "admin")
     page.goto(f"{studio.url}/models/{model_id}")
     summary = page.locator(".model-check-summary")
@@ -122,7 +127,6 @@ def test_a_runs_check_on_its_model_page_agrees_with_a_full_evaluation(
     # Live while it waits or answers, then the verdict in words, without reloading the page.
     mark_page(page)
     expect(summary).to_have_text(re.compile(r"answers"), timeout=300_000)
-    page.screenshot(path="/tmp/h5/model-check.png", full_page=True)
     check = evaluation_result(studio, check_id)
     assert check["automatic"] and check["count"] == 6
     assert summary.inner_text() == verdict(check)
@@ -149,14 +153,12 @@ def test_a_runs_check_on_its_model_page_agrees_with_a_full_evaluation(
     with studio.api(studio.admin_token) as api:
         budget = api.get(f"/jobs/{check_id}").json()["spec"]["max_new_tokens"]
     expect(tokens).to_have_value(str(budget))
-    page.screenshot(path="/tmp/h5/form.png", full_page=True)
     page.locator(".evaluation-start").click()
     expect(page).to_have_url(EVALUATION_URL, timeout=30_000)
     table = page.locator(".evaluation-metrics")
     expect(table).to_be_visible(timeout=300_000)
     expect(table).to_contain_text("fine-tune vs base")
     expect(table).to_contain_text(gain)
-    page.screenshot(path="/tmp/h5/evaluation.png", full_page=True)
     full = evaluation_result(studio, page.url.rsplit("/", 1)[1])
     assert not full["automatic"]
     assert (full["metrics"], full["right"], full["count"]) == (
@@ -164,6 +166,16 @@ def test_a_runs_check_on_its_model_page_agrees_with_a_full_evaluation(
         check["right"],
         check["count"],
     )
+
+    # A run set to skip the check says so; the compare page shows each run's check.
+    page.goto(f"{studio.url}/models/{unchecked}")
+    expect(page.locator(".model-check")).to_contain_text("set to skip it")
+    with studio.api(studio.admin_token) as api:
+        run_id = api.get(f"/models/{model_id}").json()["job_id"]
+    page.goto(f"{studio.url}/runs/compare?ids={run_id},{unchecked_run}")
+    results = page.locator(".compare-results")
+    expect(results).to_contain_text("Before/after check")
+    expect(results).to_contain_text(f"{verdict(check)} (exact_match: fine-tune vs base: {gain})")
 
     # Another user's model id prefills nothing.
     other = page.context.browser.new_context()  # type: ignore[union-attr]
