@@ -63,6 +63,15 @@ def test_a_max_length_that_cuts_every_answer_is_refused_with_the_field_named(api
     assert error["details"]["fields"] == ["max_length"]
     assert "cuts every answer away" in error["message"] and "Raise max length" in error["message"]
     assert client.get("/api/v1/jobs", headers=alice).json()["items"] == []
+    # The estimate says so beforehand, with the warnings the Train page shows.
+    wrong = spec(dataset["id"], max_length=max(16, shortest - 1), learning_rate=1)
+    checks = client.post("/api/v1/trainings/estimate", json=wrong, headers=alice).json()["checks"]
+    assert {(c["fields"][0], c["severity"]) for c in checks} == {
+        ("max_length", "refusal"),
+        ("learning_rate", "warning"),
+    }
+    fine = client.post("/api/v1/trainings/estimate", json=spec(dataset["id"]), headers=alice)
+    assert fine.json()["checks"] == []
 
 
 @pytest.mark.timeout(600)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -63,10 +63,24 @@ class Comparison(BaseModel):
     )
 
 
+class SettingCheck(BaseModel):
+    fields: list[str] = Field(description="The settings to change.")
+    message: str = Field(description="What is wrong, why, and what to change.")
+    severity: Literal["warning", "refusal"] = Field(
+        description="`warning`: allowed but almost surely wrong; `refusal`: cannot work, and "
+        "`POST /jobs` refuses it."
+    )
+
+
 class EstimatePublic(BaseModel):
     estimate: Estimate = Field(description="Memory and duration on this machine.")
     recommendations: list[Recommendation] = Field(
         description="Suggested settings for this dataset, model and machine, with reasons."
+    )
+    checks: list[SettingCheck] = Field(
+        default_factory=list,
+        description="Settings that are likely wrong or cannot work with this dataset, as the "
+        "Train page shows them.",
     )
 
 

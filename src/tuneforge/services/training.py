@@ -20,8 +20,18 @@ from tuneforge.settings import Settings
 from tuneforge.training.health import health_flags
 from tuneforge.training.recommend import Recommendation, recommend
 from tuneforge.training.registry import DEFAULT_TRAINER, recipes
+from tuneforge.training.spec import TrainingBase
+from tuneforge.training.spec_checks import Finding, check_spec, stats_of
 
-__all__ = ["compare", "estimate_run", "metrics", "recommendations", "resume", "training_job"]
+__all__ = [
+    "compare",
+    "estimate_run",
+    "metrics",
+    "recommendations",
+    "resume",
+    "setting_checks",
+    "training_job",
+]
 
 
 def recommendations(
@@ -40,6 +50,13 @@ def recommendations(
     entry = catalog_entry(settings, model_id)
     rows = dataset.splits.get("train", 0)
     return recommend(entry, dataset.stats, rows, detect_hardware(), trainer=trainer)
+
+
+def setting_checks(session: Session, user: User, spec: TrainingBase) -> list[Finding]:
+    """What is likely wrong (warnings) or cannot work (refusals) in `spec` for its dataset: what
+    the Train page says under the fields, and the launch check refuses."""
+    dataset = training_dataset(session, user, spec.dataset_id)
+    return check_spec(spec, stats_of(dataset.stats), dataset.splits.get("train", 0))
 
 
 def training_job(session: Session, user: User, job_id: str) -> Job:

@@ -10,7 +10,12 @@ from fastapi import APIRouter, Query
 from tuneforge.api.deps import CurrentUser, SessionDep, SettingsDep
 from tuneforge.models.availability import each_availability
 from tuneforge.models.catalog import load_catalog
-from tuneforge.schemas.trainings import CatalogModelPublic, Comparison, EstimatePublic
+from tuneforge.schemas.trainings import (
+    CatalogModelPublic,
+    Comparison,
+    EstimatePublic,
+    SettingCheck,
+)
 from tuneforge.services import training as service
 from tuneforge.training import presets
 from tuneforge.training.presets import PresetInfo
@@ -39,6 +44,10 @@ def estimate(
         recommendations=service.recommendations(
             session, user, settings, spec.dataset_id, spec.base_model, spec.trainer
         ),
+        checks=[
+            SettingCheck(fields=list(f.fields), message=f.message, severity=f.severity)
+            for f in service.setting_checks(session, user, spec)
+        ],
     )
 
 
