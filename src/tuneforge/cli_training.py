@@ -124,6 +124,8 @@ def estimate(
         typer.echo(f"note: {message}")
     if e.refusal:
         typer.echo(f"refused: {e.refusal}")
+    for check in result.checks:
+        typer.echo(f"{'refused' if check.severity == 'refusal' else 'warning'}: {check.message}")
     for item in result.recommendations:
         typer.echo(f"recommend {item.field}={json.dumps(item.value)}: {item.reason}")
 
