@@ -76,7 +76,11 @@ def test_the_next_action_follows_the_user_along_the_path(
     model = add_model(studio, "alice", "capital-tune", data["id"], run)
     # The page follows without a reload.
     expect(page.locator(".home-action")).to_have_text(re.compile("Try capital-tune"))
-    next_action(page, "Try capital-tune in the Playground", f"/playground?model={model}")
+    next_action(
+        page,
+        "Try capital-tune in the Playground",
+        f"/playground?model={model}&compare=tiny-random-gemma3",
+    )
     assert page.locator(".home-also").get_attribute("href") == f"/evaluations?model={model}"
     assert step_states(page) == ["done", "done", "next", "later", "later"]
     expect(page.locator(".home-recent-card", has_text="Models")).to_contain_text("capital-tune")

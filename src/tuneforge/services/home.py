@@ -56,6 +56,8 @@ class Next:
     action: Action
     subject_id: str | None = None
     subject_name: str | None = None
+    #: The base model of the model acted on (to try a fine-tune beside it).
+    base: str | None = None
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,7 @@ def _model_stage(
     model: Model, evaluations: list[Job], exported: set[str]
 ) -> tuple[Stage, Next, Next | None]:
     def on(action: Action, subject: str = model.id) -> Next:
-        return Next(action, subject, model.name)
+        return Next(action, subject, model.name, model.base_model)
 
     if model.id in exported:
         return Stage.DONE, Next("train_again"), on("try")

@@ -4,6 +4,7 @@ it, the one thing to do next, and their recent datasets, runs and models."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from nicegui import ui
 
@@ -111,8 +112,9 @@ def action(step: Next) -> Action:
             return Action(
                 f"Try {name} in the Playground",
                 "forum",
-                f"/playground?model={subject}",
-                f"{name} is trained. Talk to it, then score it on examples it has not seen.",
+                f"/playground?{urlencode({'model': subject, 'compare': step.base or ''})}",
+                f"{name} is trained. Talk to it beside the model it started from, then score it "
+                "on examples it has not seen.",
             )
         case "evaluate":
             return Action(f"Evaluate {name}", "rule", f"/evaluations?model={subject}")
