@@ -9,12 +9,16 @@ import time
 
 import httpx
 import pytest
+import yaml
 from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.conftest import Studio
-from tests.browser.test_ui import NOT_RELOADED, log_in, mark_page
+from tests.browser.test_ui import NOT_RELOADED, log_in, mark_page, submit_login
+from tests.conftest import add_user
 from tests.fine_tuned import add_fine_tuned
+from tests.server import running_server, server_env
 from tuneforge.inference.sampling import BASE_MAX_NEW_TOKENS
+from tuneforge.models.catalog import catalog
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 ANSWER_TIMEOUT = 120_000  # ms: the first message starts the inference server and loads the model
@@ -187,3 +191,53 @@ def test_loading_state_then_stop_ends_a_long_answer_and_frees_the_engine(
     )
     expect(second).not_to_have_class(re.compile("playground-stopped|playground-status"))
     assert answer.inner_text() == partial
+
+
+def test_defaults_follow_the_model_picked_until_the_user_changes_them(
+    make_settings, page: Page, tiny_model, tmp_path
+) -> None:
+    """An instruction-tuned model (the tiny model's weights, listed as `it`) gets Gemma's
+    recommended sampling; switching models switches the defaults, except the user's own."""
+    tiny = catalog().get("tiny-random-gemma3")
+    assert tiny is not None
+    chat_model = {
+        **tiny.model_dump(mode="json", exclude={"source", "hub_id", "path"}),
+        "id": "tiny-chat",
+        "name": "Tiny chat model",
+        "variant": "it",
+        "source": "local",
+        "path": str(tiny_model),
+    }
+    extra = tmp_path / "catalog.yaml"
+    extra.write_text(yaml.safe_dump({"models": [chat_model]}))
+    settings = make_settings(auth="local", run_jobs=False, catalog_file=extra)
+    with running_server(server_env(settings, run_jobs=False), timeout=60) as url:
+        add_user(settings, "alice")
+        page.goto(f"{url}/login")
+        submit_login(page, "alice", "password-alice")
+        page.goto(f"{url}/playground?model=tiny-random-gemma3")
+        defaults = page.locator(".playground-defaults")
+        expect(defaults).to_contain_text("greedy (temperature 0)")
+        page.get_by_text("System prompt and sampling").click()
+        temperature = page.locator(".playground-temperature input")
+        max_tokens = page.locator(".playground-max-new-tokens input")
+        expect(temperature).to_have_value("0")
+
+        def pick(label: str) -> None:
+            page.locator(".playground-model-a").click()
+            page.get_by_role("option", name=label).click()
+
+        pick("Tiny chat model (base)")
+        expect(defaults).to_contain_text("Gemma's recommended sampling (temperature 1")
+        expect(temperature).to_have_value("1")
+        expect(max_tokens).to_have_value("512")
+        expect(page.locator(".playground-base-note")).to_have_count(0)  # it chats
+        max_tokens.fill("64")
+        max_tokens.blur()
+        expect(defaults).to_contain_text("your settings")
+        pick("Tiny random Gemma 3 (tests) (base)")
+        expect(page.locator(".playground-base-note")).to_have_count(1)
+        expect(temperature).to_have_value("1")  # the user's settings stay
+        expect(max_tokens).to_have_value("64")
+        expect(defaults).to_contain_text("your settings")
+        expect(defaults).to_contain_text("greedy (temperature 0)")
