@@ -74,8 +74,10 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
     models = await read(service.chat_models, user, settings)
     options = model_options(models)
     defaults = {m.id: service.defaults(settings, m) for m in models}
-    first = model if model in options else next(iter(options))
-    second = compare if compare in options else NONE
+    blocked = unusable(models)
+    usable = [m for m in options if m not in blocked] or list(options)
+    first = model if model in usable else usable[0]
+    second = compare if compare in usable else NONE
     heading("Playground", "Chat with a model, or with two side by side to compare them.")
     ui.add_css(CSS)
     columns = [Column(first), Column(second)]
@@ -98,7 +100,6 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
         answers.refresh()
 
     with ui.row().classes("w-full items-end gap-4"):
-        blocked = unusable(models)
         ModelSelect(options, disabled=blocked, value=first, label="Model", with_input=True).classes(
             "col-grow playground-model-a"
         ).bind_value(columns[0], "model").on_value_change(model_changed)
