@@ -75,6 +75,17 @@ def test_the_main_path_fits_a_phone(quiet_studio: QuietStudio, browser: Browser)
     expect(page).to_have_url(f"{studio.url}/runs/{run}")
     expect(page.get_by_text("z" * 300)).to_be_visible()  # a sample answer
     fits(page)
+    failed = add_job(
+        studio,
+        "alice",
+        "export",
+        {"model_id": "gone", "format": "gguf"},
+        status="failed",
+        error="could not write /" + "w" * 300,
+    )
+    page.goto(f"/jobs/{failed}")  # a job page: its settings, its error
+    expect(page.get_by_text("w" * 300, exact=False).first).to_be_visible()
+    fits(page)
     for label, path in (
         ("Models", "/models"),
         ("Playground", "/playground"),
