@@ -201,3 +201,24 @@ def test_a_run_failed_by_its_settings_offers_edit_and_retry(
         expect(alice.locator(".field-failure")).to_have_count(0)
     finally:
         other.close()
+
+
+@pytest.mark.timeout(300)
+def test_the_evaluation_form_says_bounds_and_offers_only_what_runs(
+    studio: Studio, page: Page
+) -> None:
+    processed_dataset(studio)
+    log_in(page, studio, "admin")
+    page.goto(f"{studio.url}/evaluations")
+    samples = page.locator(".evaluation-max-samples")
+    expect(samples).to_contain_text("A whole number, 1 to 5,000")
+    samples.locator("input").fill("9000")
+    page.locator(".evaluation-max-new-tokens input").click()
+    expect(samples).to_contain_text("9000 is out of range")
+    expect(samples.locator("input")).to_have_value("9000")
+    page.locator(".evaluation-start").click()
+    expect(page.get_by_text("Fix the numbers marked in red first.")).to_be_visible()
+
+    page.locator(".evaluation-model").click()
+    option = page.get_by_role("option", name="Gemma 3 1B IT (base) · unavailable here")
+    expect(option).to_have_attribute("aria-disabled", "true")

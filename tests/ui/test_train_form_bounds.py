@@ -1,9 +1,12 @@
-"""A numeric setting's bounds, as the Train form says them and checks them."""
+"""A numeric setting's bounds, as the forms (Train, dataset processing, evaluation) say them and
+check them."""
 
 from __future__ import annotations
 
+from tuneforge.data.splits import SplitSpec
 from tuneforge.training.spec import SFTSpec
-from tuneforge.ui.train_form import Bounds, _nullable
+from tuneforge.ui.number_field import Bounds
+from tuneforge.ui.train_form import _nullable
 
 SCHEMA = SFTSpec.model_json_schema()["properties"]
 
@@ -32,3 +35,11 @@ def test_values_outside_them_get_a_message() -> None:
     assert length.problem(1) == "1 is out of range: a whole number, 16 to 131,072."
     assert length.problem(16.5) is not None  # not a whole number
     assert length.problem(None) is not None and steps.problem(None) is None
+
+
+def test_bounds_come_from_any_spec_field() -> None:
+    assert Bounds.for_field(SplitSpec, "sample_size", integer=True).hint() == (
+        "Empty, or a whole number, at least 1"
+    )
+    assert Bounds.for_field(SplitSpec, "seed", integer=True).hint() == "Any whole number"
+    assert Bounds.for_field(SplitSpec, "test_size", integer=False).problem(0) is not None

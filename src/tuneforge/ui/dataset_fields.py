@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Any, get_args
 
-import annotated_types
 from nicegui import ui
 from pydantic import BaseModel, ValidationError
+
+from tuneforge.ui.number_field import Bounds, bounded_number
 
 
 def label(name: str) -> str:
@@ -30,11 +31,15 @@ def default(model: type[BaseModel], name: str) -> Any:
     return model.model_fields[name].get_default(call_default_factory=True)
 
 
-def _with_help(widget: ui.element, model: type[BaseModel], name: str) -> None:
-    """The field's description under it (the hint area grows with the text)."""
+def _with_help(
+    widget: ui.element, model: type[BaseModel], name: str, bounds: str | None = None
+) -> None:
+    """The field's description (after its `bounds`, if any) under it (the hint area grows
+    with the text)."""
     widget.props("outlined dense bottom-slots hide-bottom-space").classes("w-full")
+    text = description(model, name)
     with widget.add_slot("hint"):
-        ui.markdown(description(model, name)).classes("field-help text-grey-7")
+        ui.markdown(f"{bounds}. {text}" if bounds else text).classes("field-help text-grey-7")
 
 
 def select(
@@ -67,17 +72,11 @@ def text(model: type[BaseModel], name: str, value: str | None) -> ui.input:
 def number(
     model: type[BaseModel], name: str, value: float | None, *, integer: bool = True
 ) -> ui.number:
-    """A number field within the field's inclusive bounds (`ge`/`le`)."""
-    low = high = None
-    for rule in model.model_fields[name].metadata:
-        if isinstance(rule, annotated_types.Ge):
-            low = float(rule.ge)  # type: ignore[arg-type]
-        elif isinstance(rule, annotated_types.Le):
-            high = float(rule.le)  # type: ignore[arg-type]
-    widget = ui.number(
-        label(name), value=value, min=low, max=high, precision=0 if integer else None
-    )
-    _with_help(widget, model, name)
+    """A number field that says the field's bounds and, for a value outside them, a message
+    (the value is kept as typed, not clamped)."""
+    bounds = Bounds.for_field(model, name, integer=integer)
+    widget = bounded_number(label(name), value, bounds)
+    _with_help(widget, model, name, bounds.hint())
     return widget
 
 

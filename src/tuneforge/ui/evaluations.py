@@ -26,9 +26,13 @@ from tuneforge.services.model_check import suggested_evaluation
 from tuneforge.ui.backend import call, read, reported, state
 from tuneforge.ui.evaluation_list import COLUMNS, SLOTS, evaluation_rows
 from tuneforge.ui.layout import EmptyState, heading, page
-from tuneforge.ui.playground import model_options
+from tuneforge.ui.model_picker import ModelSelect
+from tuneforge.ui.number_field import Bounds, bounded_number
+from tuneforge.ui.playground import model_options, unusable
 
 REFRESH_SECONDS = 2.0
+SAMPLES_BOUNDS = Bounds.for_field(EvaluationSpec, "max_samples", integer=True)
+TOKENS_BOUNDS = Bounds.for_field(EvaluationSpec, "max_new_tokens", integer=True)
 SUITES: dict[str, str] = {
     "classification": "Classification: accuracy, macro-F1, confusion matrix",
     "extraction": "Extraction / QA: exact match, token F1",
@@ -136,7 +140,8 @@ async def evaluations_page(
     user: User, model: str | None = None, dataset: str | None = None
 ) -> None:
     settings = state().settings
-    models = model_options(await read(chat_service.chat_models, user, settings))
+    chat_models = await read(chat_service.chat_models, user, settings)
+    models, blocked = model_options(chat_models), unusable(chat_models)
     datasets, _ = await read(dataset_service.list_datasets, user, kind="processed", limit=500)
     ready = {d.id: d.name for d in datasets if d.status == "ready"}
     heading(
@@ -154,15 +159,19 @@ async def evaluations_page(
         if fill.note:
             ui.label(fill.note).classes("text-body2 text-grey-8 evaluation-prefilled")
         with ui.row().classes("w-full gap-4"):
-            model_a = ui.select(
+            model_a = ModelSelect(
                 models,
-                value=fill.model if fill.model in models else None,
+                disabled=blocked,
+                value=fill.model if fill.model in models and fill.model not in blocked else None,
                 label="Model (A)",
                 with_input=True,
             ).classes("col-grow evaluation-model")
-            model_b = ui.select(
+            model_b = ModelSelect(
                 {"": "(none)", **models},
-                value=fill.compare if fill.compare in models else "",
+                disabled=blocked,
+                value=fill.compare
+                if fill.compare in models and fill.compare not in blocked
+                else "",
                 label="Compare with (B)",
                 with_input=True,
             ).classes("col-grow evaluation-compare")
@@ -179,17 +188,22 @@ async def evaluations_page(
         judge = _JudgeFields([s.name for s in await read(secret_service.list_secrets, user)])
         with ui.row().classes("w-full gap-4 items-end"):
             limits = EvaluationSpec.model_fields
-            samples = ui.number(
-                "Max samples", value=limits["max_samples"].default, min=1, max=5000
-            ).classes("w-36 evaluation-max-samples")
-            tokens = ui.number(
-                "Max new tokens", value=fill.max_new_tokens, min=1, max=4096
-            ).classes("w-36 evaluation-max-new-tokens")
+            samples = bounded_number(
+                "Max samples", limits["max_samples"].default, SAMPLES_BOUNDS
+            ).classes("w-48 evaluation-max-samples")
+            samples.props(f'hint="{SAMPLES_BOUNDS.hint()}"')
+            tokens = bounded_number("Max new tokens", fill.max_new_tokens, TOKENS_BOUNDS).classes(
+                "w-48 evaluation-max-new-tokens"
+            )
+            tokens.props(f'hint="{TOKENS_BOUNDS.hint()}"')
             start = (
                 ui.button("Evaluate", icon="rule").props("unelevated").classes("evaluation-start")
             )
 
     async def launch() -> None:
+        if not (samples.validate() and tokens.validate()):
+            ui.notify("Fix the numbers marked in red first.", type="warning")
+            return
         try:
             spec = EvaluationSpec(
                 model=model_a.value or "",

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from nicegui import ui
-from nicegui.events import GenericEventArguments
 from pydantic import BaseModel, ValidationError
 
 from tuneforge.training.registry import recipes
+from tuneforge.ui.number_field import Bounds, bounded_number
 
 Changed = Callable[[], Any]
 
@@ -66,72 +66,6 @@ class Note:
     severity: Literal["warning", "refusal", "failure"] = "warning"
 
 
-def _number(value: float, integer: bool) -> str:
-    return f"{int(value):,}" if integer else f"{value:g}"
-
-
-@dataclass(frozen=True)
-class Bounds:
-    """A numeric field's limits from its JSON schema, said as a hint and checked in words."""
-
-    low: float | None
-    high: float | None
-    low_open: bool
-    high_open: bool
-    integer: bool
-    nullable: bool
-
-    @classmethod
-    def of(cls, schema: dict[str, Any], *, integer: bool, nullable: bool) -> Bounds:
-        return cls(
-            low=schema.get("minimum", schema.get("exclusiveMinimum")),
-            high=schema.get("maximum", schema.get("exclusiveMaximum")),
-            low_open="exclusiveMinimum" in schema,
-            high_open="exclusiveMaximum" in schema,
-            integer=integer,
-            nullable=nullable,
-        )
-
-    def hint(self) -> str:
-        """The range in words: "1 to 1,024", "more than 0, at most 1"."""
-        low = None if self.low is None else _number(self.low, self.integer)
-        high = None if self.high is None else _number(self.high, self.integer)
-        if low is not None and high is not None and not (self.low_open or self.high_open):
-            text = f"{low} to {high}"
-        else:
-            parts = []
-            if low is not None:
-                parts.append(f"more than {low}" if self.low_open else f"at least {low}")
-            if high is not None:
-                parts.append(f"less than {high}" if self.high_open else f"at most {high}")
-            text = ", ".join(parts) or "any number"
-        if self.integer:
-            text = f"a whole number, {text}"
-        return f"Empty, or {text}" if self.nullable else text[:1].upper() + text[1:]
-
-    def problem(self, value: float | None) -> str | None:
-        """What is wrong with `value` (None: nothing)."""
-        if value is None:
-            return (
-                None
-                if self.nullable
-                else f"Needs a value: {self.hint()[:1].lower()}{self.hint()[1:]}."
-            )
-        outside = (
-            (self.low is not None and (value <= self.low if self.low_open else value < self.low))
-            or (
-                self.high is not None
-                and (value >= self.high if self.high_open else value > self.high)
-            )
-            or (self.integer and not float(value).is_integer())
-        )
-        if not outside:
-            return None
-        return (
-            f"{_number(value, False)} is out of range: {self.hint()[:1].lower()}{self.hint()[1:]}."
-        )
-
-
 def label(name: str) -> str:
     """A field's name in words: `lora_r` → "LoRA rank", `eval_every` → "Evaluate every"."""
     words = [WORDS.get(word, word) for word in name.split("_")]
@@ -170,33 +104,6 @@ def _nullable(schema: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         return schema, False
     kept = [option for option in options if option.get("type") != "null"]
     return {**schema, **kept[0]}, len(kept) < len(options)
-
-
-class TypedNumber(ui.number):
-    """A number field that keeps what was typed: nothing is clamped, rounded or reformatted when
-    it loses focus or when the field is redrawn (to show a message), and a value set from the
-    server shows as its shortest text ("1000", not "1000.0")."""
-
-    typed: str | None = None  # the text the browser sent last
-
-    def sanitize(self) -> None:
-        """Leave the value as typed (`ui.number` clamps and reformats it here on blur)."""
-
-    def _event_args_to_value(self, e: GenericEventArguments) -> float | None:
-        self.typed = None if e.args in (None, "") else str(e.args)
-        return super()._event_args_to_value(e)
-
-    def _value_to_model_value(self, value: Any) -> Any:
-        if value is None or self.format is not None:
-            return super()._value_to_model_value(value)
-        number = float(value)
-        if self.typed is not None:
-            try:
-                if float(self.typed) == number:
-                    return self.typed
-            except ValueError:
-                pass
-        return str(int(number)) if number.is_integer() and abs(number) < 1e15 else repr(number)
 
 
 class SpecForm:
@@ -315,17 +222,11 @@ class SpecForm:
             bounds = Bounds.of(schema, integer=kind == "integer", nullable=nullable)
             # No min/max: ui.number would clamp the typed value on blur. The bounds are a hint,
             # and a value outside them is said in words and kept as typed.
-            number = TypedNumber(
-                text,
-                value=value,
-                step=1 if kind == "integer" else None,
-                placeholder="empty: not set" if nullable else None,
-                validation=bounds.problem,
+            number = bounded_number(
+                text, value, bounds, placeholder="empty: not set" if nullable else None
             ).props("outlined dense")
             number.props(f'hint="{bounds.hint()}"')
             number.classes("w-full")
-            if kind == "number":
-                number.props("step=any")
             if nullable:
                 number.props("clearable")
             return number
