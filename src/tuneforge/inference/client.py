@@ -24,7 +24,7 @@ from tuneforge.errors import (
     NotFound,
 )
 from tuneforge.inference.engine import Delta, Finished, Status
-from tuneforge.inference.params import Generate
+from tuneforge.inference.params import Generate, ModelRef
 from tuneforge.inference.supervisor import InferenceProcess
 
 STARTUP_SECONDS = 90.0
@@ -56,6 +56,16 @@ class InferenceClient:
         try:
             await response.aread()
             return response.json()  # type: ignore[no-any-return]
+        finally:
+            await response.aclose()
+
+    async def load(self, ref: ModelRef) -> None:
+        """Load a model into the inference server without generating."""
+        response = await self._request("POST", "/load", json=ref.model_dump(mode="json"))
+        try:
+            await response.aread()
+            if response.status_code != 200:
+                raise _error(response.json().get("error", {}))
         finally:
             await response.aclose()
 

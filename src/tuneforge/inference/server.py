@@ -11,9 +11,9 @@ answer with an HTTP status instead.
 
 Each generation runs in a thread of its own and stops at the next token once its client goes
 away (`ClosingStream` sets `cancelled` however the response ends), so a closed chat frees the
-engine within a token. `GET /health` reports the cache (what is loaded, its memory, how often
-each model was loaded) and the generations: running now, and stopped early because their client
-left.
+engine within a token. `POST /load` with a `ModelRef` loads a model without generating (the
+warm start). `GET /health` reports the cache (what is loaded, its memory, how often each model
+was loaded) and the generations: running now, and stopped early because their client left.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from tuneforge.errors import DomainError, NotFound
 from tuneforge.inference import loaders
 from tuneforge.inference.cache import Loaded, ModelCache
 from tuneforge.inference.engine import Delta
-from tuneforge.inference.params import Generate
+from tuneforge.inference.params import Generate, ModelRef
 from tuneforge.inference.responses import ClosingStream
 from tuneforge.models.catalog import load_catalog
 from tuneforge.settings import SETTINGS_ENV, Settings
@@ -83,6 +83,16 @@ def create_server(settings: Settings) -> FastAPI:
     @app.get("/health")
     def health() -> dict[str, object]:
         return {"status": "ok", **cache.status(), **counters.status()}
+
+    @app.post("/load", response_model=None)
+    def load(ref: ModelRef) -> JSONResponse:
+        """Load a model without generating (the warm start): a chat then finds it ready, not
+        queued behind a warm-up answer."""
+        try:
+            cache.get(ref)
+        except DomainError as exc:
+            return _error(STATUS.get(exc.code, 500), exc.code, exc.message)
+        return JSONResponse({"loaded": ref.base})
 
     @app.post("/generate", response_model=None)
     async def generate(request: Generate) -> StreamingResponse | JSONResponse:

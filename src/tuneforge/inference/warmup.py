@@ -1,8 +1,9 @@
 """Load models in the background when the studio starts, so the first chat answers at once.
 
 Each model in `settings.warm_models` that can load here without a hub (the bundled Gemma 3 270M,
-a local model) is asked for a one-token answer: the inference server starts, loads it, and runs
-it once. A model that cannot load is skipped with a log line; a chat then loads it as usual.
+a local model) is loaded: the inference server starts and loads it, without generating (a
+warm-up answer would make a chat sent at once wait behind it). A model that cannot load is
+skipped with a log line; a chat then loads it as usual.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 
 from tuneforge.errors import DomainError
 from tuneforge.inference.client import InferenceClient
-from tuneforge.inference.params import Generate, GenerationParams, ModelRef
+from tuneforge.inference.params import ModelRef
 from tuneforge.models.catalog import CatalogEntry, load_catalog
 from tuneforge.settings import Settings
 
@@ -41,17 +42,12 @@ def models_to_warm(settings: Settings) -> list[str]:
 
 
 async def warm(client: InferenceClient, settings: Settings) -> None:
-    """Load (and run once) every model of `settings.warm_models` that is available offline."""
+    """Load every model of `settings.warm_models` that is available offline."""
     for model_id in models_to_warm(settings):
         started = time.monotonic()
-        request = Generate(
-            model=ModelRef(base=model_id),
-            prompt="Hello",
-            params=GenerationParams(temperature=0.0, max_new_tokens=1),
-        )
         try:
-            _, done = await client.complete(request)
+            await client.load(ModelRef(base=model_id))
         except DomainError as exc:
             log.warning("could not warm %s: %s", model_id, exc.message)
             continue
-        log.info("warmed %s with %s in %.1f s", model_id, done.engine, time.monotonic() - started)
+        log.info("warmed %s in %.1f s", model_id, time.monotonic() - started)

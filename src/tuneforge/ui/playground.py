@@ -178,6 +178,8 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
         assert column.box is not None
         with column.box:
             bubble = _message("assistant", "*Waiting for the answer…*")
+            waiting = Waiting(bubble, "Waiting for the answer…")
+            timer = ui.timer(1.0, waiting.show)
         bubble.classes("playground-status")
         text = ""
         try:
@@ -194,7 +196,8 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
             first = shown = None
             async for event in state().inference.events(request):
                 if isinstance(event, Status):
-                    bubble.set_content(f"*{event.message}*")
+                    waiting.message = event.message
+                    waiting.show()
                 elif isinstance(event, Delta):
                     now = time.perf_counter()
                     if first is None:
@@ -205,6 +208,7 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
                         bubble.set_content(_lines(text))
                         shown = now
                 else:
+                    bubble.classes(remove="playground-status")
                     bubble.set_content(_lines(text))
                     show_stats(column, _stats(event, first, time.perf_counter()))
         except asyncio.CancelledError:  # Stop: keep what was written
@@ -215,6 +219,8 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
             bubble.classes(remove="playground-status", add="text-negative")
             bubble.set_content(f"**Could not answer:** {getattr(exc, 'message', exc)}")
             return
+        finally:
+            timer.cancel()
         column.turns.append(Turn(role="assistant", content=text))
         if not text and "playground-stopped" not in bubble.classes:
             bubble.set_content("*(an empty answer)*")
@@ -279,6 +285,20 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
         ui.button("Clear", icon="delete_sweep", on_click=clear).props("flat").classes(
             "playground-clear"
         )
+
+
+@dataclass
+class Waiting:
+    """What an answer says before its first token, with the seconds it has waited."""
+
+    bubble: ui.markdown
+    message: str
+    since: float = field(default_factory=time.monotonic)
+
+    def show(self) -> None:
+        if "playground-status" in self.bubble.classes:
+            waited = int(time.monotonic() - self.since)
+            self.bubble.set_content(f"*{self.message}*" + (f" {waited} s" if waited else ""))
 
 
 def _base_note(chosen: SamplingDefaults | None) -> None:
