@@ -43,7 +43,7 @@ class ModelCache:
         self,
         budget_bytes: int,
         choose: Callable[[ModelRef], str],
-        load: Callable[[str, ModelRef, Report], Engine],
+        load: Callable[[str, ModelRef, Report | None], Engine],
         attach: Callable[[Engine, ModelRef], str],
     ) -> None:
         self.budget_bytes = budget_bytes
@@ -58,16 +58,18 @@ class ModelCache:
         """The engine that serves `ref` (a `DomainError` when none can): checked before loading."""
         return self._choose(ref)
 
-    def get(self, ref: ModelRef, report: Report = _silent) -> Loaded:
+    def get(self, ref: ModelRef, report: Report | None = None) -> Loaded:
         """The loaded model for `ref`; `report` hears "loading" (and what slow first-time work
-        the loader does) when it is not loaded yet, or "queued" while another request loads it."""
+        the loader does) when it is not loaded yet, or "queued" while another request loads it
+        (None: the loader reports its slow work on stderr)."""
+        say = report or _silent
         name = self._choose(ref)
         key = Key(name, ref.base, ref.weights(name))
         with self._lock:
             lock = self._locks.setdefault(key, threading.Lock())
             loaded = key in self._engines
         if not lock.acquire(blocking=False):
-            report("queued" if loaded else "loading")
+            say("queued" if loaded else "loading")
             lock.acquire()
         try:
             with self._lock:
@@ -75,7 +77,7 @@ class ModelCache:
                 if engine is not None:
                     self._engines.move_to_end(key)
             if engine is None:
-                report("loading")
+                say("loading")
                 engine = self._load(name, ref.model_copy(update={"engine": name}), report)
                 self.loads[f"{name}:{ref.base}" + (f":{key.weights}" if key.weights else "")] += 1
                 with self._lock:
