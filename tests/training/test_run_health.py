@@ -11,13 +11,16 @@ import pytest
 
 from tests.training.conftest import Recorder, conversations
 from tuneforge.training.health import health_flags
+from tuneforge.training.recipe import Outcome
 from tuneforge.training.recipes.sft import train_sft
 from tuneforge.training.spec import SFTSpec
 
 pytestmark = pytest.mark.timeout(600)
 
 
-def run(tiny_model: Path, tmp_path: Path, records: list[dict[str, object]], **values: object):  # type: ignore[no-untyped-def]
+def run(
+    tiny_model: Path, tmp_path: Path, records: list[dict[str, object]], **values: object
+) -> tuple[Outcome, Recorder, list[str]]:
     spec = SFTSpec(
         **{  # type: ignore[arg-type]
             "base_model": "tiny-random-gemma3",
