@@ -241,3 +241,21 @@ def test_defaults_follow_the_model_picked_until_the_user_changes_them(
         expect(max_tokens).to_have_value("64")
         expect(defaults).to_contain_text("your settings")
         expect(defaults).to_contain_text("greedy (temperature 0)")
+
+
+def test_closing_the_tab_stops_its_answer(studio: Studio, page: Page) -> None:
+    log_in(page, studio, "alice")
+    page.goto(f"{studio.url}/playground?model=tiny-random-gemma3")
+    page.get_by_text("System prompt and sampling").click()
+    page.locator(".playground-temperature input").fill("1")
+    page.locator(".playground-max-new-tokens input").fill("8000")
+    send(page, "Tell me a very long story.")
+    answer = page.locator(".playground-answer").first
+    expect(answer).not_to_have_class(re.compile("playground-status"), timeout=ANSWER_TIMEOUT)
+    assert inference_health(studio)["generating"] == 1
+    page.close()
+    deadline = time.monotonic() + 30  # the page's client is dropped after its reconnect grace
+    while inference_health(studio)["generating"]:
+        assert time.monotonic() < deadline, "the answer of a closed tab is still generated"
+        time.sleep(0.2)
+    assert inference_health(studio)["cancelled"] == 1

@@ -257,6 +257,8 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
         for task in tasks:
             task.cancel()
 
+    ui.context.client.on_delete(stop)  # a closed tab stops its answers, freeing the engine
+
     def clear() -> None:
         for column in columns:
             column.turns.clear()
