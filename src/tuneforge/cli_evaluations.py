@@ -69,12 +69,14 @@ def _print_results(found: EvaluationPublic) -> None:
     if not metrics:
         typer.echo("No metrics (the vibe suite only collects answers): see `evals samples`.")
         return
-    headers = ["METRIC", *names, *(["B - A"] if found.difference else [])]
+    compared = found.comparison  # fine-tune vs base: positive when the fine-tune does better
+    gains = compared.values if compared else {}
+    headers = ["METRIC", *names, *([compared.label.upper()] if compared else [])]
     rows = [
         [
             metric,
             *(f"{row[metric]:.4g}" if metric in row else "-" for row in found.metrics),
-            *([f"{found.difference[metric]:+.4g}"] if found.difference else []),
+            *([f"{gains[metric]:+.4g}" if metric in gains else "-"] if compared else []),
         ]
         for metric in metrics
     ]
@@ -108,7 +110,7 @@ def start(
         ),
     ],
     compare_with: Annotated[
-        str | None, typer.Option(help="A second model (B); the results show B - A.")
+        str | None, typer.Option(help="A second model (B); the results show fine-tune vs base.")
     ] = None,
     split: Annotated[str | None, typer.Option(help="test or train [default: test].")] = None,
     max_samples: Annotated[
