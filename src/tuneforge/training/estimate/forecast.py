@@ -160,6 +160,7 @@ def estimate(
         rows // 9 if test_rows is None else max(0, test_rows),
         trainable,
         timings,
+        speed_measured=measured is not None,
     )
 
     # -- warnings and refusals -------------------------------------------------------------------
