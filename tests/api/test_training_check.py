@@ -122,7 +122,7 @@ def test_a_finished_run_checks_itself_and_a_full_evaluation_agrees(api) -> None:
         user = session.scalars(select(User).where(User.username == "alice")).one()
         found = run_checks(session, user, [run["result"], None])
     gain = delta_text("exact_match", checked["comparison"]["values"]["exact_match"])
-    assert found == [f"{verdict(checked)} (exact_match: fine-tune vs base: {gain})", "none"]
+    assert found == [f"{verdict(checked)} (Exact match: fine-tune vs base: {gain})", "none"]
 
 
 def model_check_as(client, username: str, model_id: str) -> ModelCheck:

@@ -53,7 +53,7 @@ def test_evaluate_a_fine_tune_against_its_base(studio: Studio, page: Page, tiny_
     mark_page(page)
     table = page.locator(".evaluation-metrics")
     expect(table).to_be_visible(timeout=300_000)  # a worker starts, loads the models, answers
-    expect(table).to_contain_text("exact_match")
+    expect(table).to_contain_text("Exact match")
     expect(table).to_contain_text("fine-tune vs base")
     expect(page.locator(".evaluation-sample")).to_have_count(3)
     expect(page.locator(".evaluation-count")).to_have_text("3 samples")
@@ -134,7 +134,7 @@ def test_a_runs_check_on_its_model_page_agrees_with_a_full_evaluation(
     assert said.fullmatch(verdict(check))
     gain = delta_text("exact_match", check["comparison"]["values"]["exact_match"])
     expect(page.locator(".model-check-detail")).to_contain_text(
-        f"exact_match: fine-tune vs base: {gain}"
+        f"Exact match: fine-tune vs base: {gain}"
     )
     assert page.evaluate("window.__marker") == NOT_RELOADED
 
@@ -175,7 +175,7 @@ def test_a_runs_check_on_its_model_page_agrees_with_a_full_evaluation(
     page.goto(f"{studio.url}/runs/compare?ids={run_id},{unchecked_run}")
     results = page.locator(".compare-results")
     expect(results).to_contain_text("Before/after check")
-    expect(results).to_contain_text(f"{verdict(check)} (exact_match: fine-tune vs base: {gain})")
+    expect(results).to_contain_text(f"{verdict(check)} (Exact match: fine-tune vs base: {gain})")
 
     # Another user's model id prefills nothing.
     other = page.context.browser.new_context()  # type: ignore[union-attr]
@@ -211,6 +211,6 @@ def test_a_judge_from_the_form_grades_the_answers(studio: Studio, page: Page) ->
         expect(page).to_have_url(EVALUATION_URL, timeout=30_000)
         table = page.locator(".evaluation-metrics")
         expect(table).to_be_visible(timeout=300_000)
-        expect(table).to_contain_text("judge_score")
+        expect(table).to_contain_text("Judge score")
     assert len(judge.requests) == 2
     assert {r["authorization"] for r in judge.requests} == {f"Bearer {key}"}

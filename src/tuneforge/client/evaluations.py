@@ -23,7 +23,8 @@ class EvaluationsClient(JobsClient):
         return self.create_job("evaluate", body(spec))
 
     def evaluation(self, job_id: str) -> EvaluationPublic:
-        """A finished evaluation's metrics per model, their difference B - A and the details
+        """A finished evaluation's metrics per model, their difference (`comparison`: fine-tune
+        vs base, positive when the fine-tune does better; `difference`: B - A) and the details
         (`ApiError` 409 while it runs)."""
         return EvaluationPublic.model_validate(self._call("GET", f"/evaluations/{job_id}"))
 

@@ -21,6 +21,25 @@ MAIN_METRIC: dict[str, str] = {
     "perplexity": "perplexity",
 }
 """The metric a verdict names, by suite (the first metric when it is missing)."""
+METRIC_LABELS: dict[str, str] = {
+    "accuracy": "Accuracy",
+    "macro_f1": "Macro-F1",
+    "exact_match": "Exact match",
+    "f1": "Token F1",
+    "rouge1": "ROUGE-1",
+    "rouge2": "ROUGE-2",
+    "rougeL": "ROUGE-L",
+    "bleu": "BLEU",
+    "chrf": "chrF",
+    "parse_rate": "Parses as JSON",
+    "schema_match_rate": "Matches the schema",
+    "embedding_similarity": "Embedding similarity",
+    "perplexity": "Perplexity",
+    "nll": "Mean NLL",
+    "token_accuracy": "Token accuracy",
+    "judge_score": "Judge score",
+}
+"""How the pages name each metric (the API keeps the keys)."""
 MATCHING = frozenset({"classification", "extraction", "json"})
 """Suites whose answers are right or wrong (the others are close to the reference or not)."""
 
@@ -58,6 +77,10 @@ def comparison(
         first, label = 1, "B vs A"
     a, b = metrics[first], metrics[1 - first]
     return Comparison(label, first, {name: a[name] - b[name] for name in a if name in b})
+
+
+def metric_label(name: str) -> str:
+    return METRIC_LABELS.get(name, name.replace("_", " ").capitalize())
 
 
 def delta_text(name: str, value: float) -> str:
@@ -107,7 +130,7 @@ def verdict(result: Mapping[str, Any]) -> str:
     else:
         sign = better(name, compared.values[name])
         mine_text, theirs_text = value_text(name, first[name]), value_text(name, second[name])
-        figures = f"{name} {mine_text}, {other} {theirs_text}"
+        figures = f"{metric_label(name).lower()} {mine_text}, {other} {theirs_text}"
     if sign > 0:
         return f"Learned: {figures}."
     if sign < 0:

@@ -15,7 +15,13 @@ from tuneforge.db.repositories.datasets import DatasetRepository
 from tuneforge.db.repositories.jobs import JobRepository
 from tuneforge.db.repositories.models import ModelRepository
 from tuneforge.db.tables import Dataset, Job, Model, User
-from tuneforge.evaluation.comparison import comparison, delta_text, main_metric, verdict
+from tuneforge.evaluation.comparison import (
+    comparison,
+    delta_text,
+    main_metric,
+    metric_label,
+    verdict,
+)
 from tuneforge.evaluation.fitting import FIT_ROWS
 from tuneforge.evaluation.spec import EvaluationSpec
 from tuneforge.jobs.check import fitting_evaluation
@@ -70,7 +76,7 @@ def model_check(session: Session, user: User, model_id: str) -> ModelCheck:
 
 
 def gain(result: dict[str, Any]) -> str | None:
-    """The main metric's difference as people read it: "exact_match: fine-tune vs base:
+    """The main metric's difference as people read it: "Exact match: fine-tune vs base:
     +33.3 pts"; None for one model or a suite without metrics."""
     compared = comparison(result["models"], result["metrics"])
     if compared is None:
@@ -78,7 +84,7 @@ def gain(result: dict[str, Any]) -> str | None:
     name = main_metric(result["suite"], result["metrics"][compared.first])
     if name is None or name not in compared.values:
         return None
-    return f"{name}: {compared.label}: {delta_text(name, compared.values[name])}"
+    return f"{metric_label(name)}: {compared.label}: {delta_text(name, compared.values[name])}"
 
 
 def _detail(result: dict[str, Any]) -> str:

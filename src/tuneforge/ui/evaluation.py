@@ -10,7 +10,12 @@ from nicegui import ui
 
 from tuneforge.db.tables import User
 from tuneforge.errors import NotFound
-from tuneforge.evaluation.comparison import LOWER_IS_BETTER, delta_text, value_text
+from tuneforge.evaluation.comparison import (
+    LOWER_IS_BETTER,
+    delta_text,
+    metric_label,
+    value_text,
+)
 from tuneforge.evaluation.report import SampleFilter
 from tuneforge.services import chat as chat_service
 from tuneforge.services import evaluations as service
@@ -134,14 +139,14 @@ def _metric_table(
         columns.append({"name": "diff", "label": compared["label"], "field": "diff"})
     rows = []
     for name in metrics[0]:
-        row: dict[str, Any] = {"metric": name}
+        row: dict[str, Any] = {"metric": metric_label(name)}
         for i, values in enumerate(metrics):
             row[f"m{i}"] = value_text(name, values[name])
         if compared and name in compared["values"]:
             better = " (lower is better)" if name in LOWER_IS_BETTER else ""
             row["diff"] = delta_text(name, compared["values"][name]) + better
         rows.append(row)
-    ui.table(columns=columns, rows=rows, row_key="metric").props("flat dense").classes(
+    ui.table(columns=columns, rows=rows, row_key="metric").props("flat dense wrap-cells").classes(
         "w-full evaluation-metrics"
     )
     if compared:
@@ -159,7 +164,7 @@ def _chart(labels: list[str], metrics: list[dict[str, float]]) -> None:
         {
             "tooltip": {"trigger": "axis"},
             "legend": {"data": labels},
-            "xAxis": {"type": "category", "data": names},
+            "xAxis": {"type": "category", "data": [metric_label(n) for n in names]},
             "yAxis": {"type": "value", "min": 0, "max": 1},
             "series": [
                 {"name": label, "type": "bar", "data": [round(m[n], 4) for n in names]}
