@@ -124,6 +124,9 @@ def test_a_finished_run_checks_itself_and_a_full_evaluation_agrees(api) -> None:
         found = run_checks(session, user, [run["result"], None])
     gain = delta_text("exact_match", checked["comparison"]["values"]["exact_match"])
     assert found == [f"{verdict(checked)} (Exact match: fine-tune vs base: {gain})", "none"]
+    with transaction(client.app.state.sessions) as session:
+        user = session.scalars(select(User).where(User.username == "bob")).one()
+        assert run_checks(session, user, [run["result"]]) == ["none"]  # not his model
 
 
 def model_check_as(client, username: str, model_id: str) -> ModelCheck:
@@ -146,5 +149,9 @@ def test_no_check_without_a_test_split_or_when_turned_off(api) -> None:
     # The model page says why there is none.
     assert model_check_as(client, "alice", run["result"]["model_id"]).state == "no_test"
     assert model_check_as(client, "alice", off["result"]["model_id"]).state == "off"
+    with transaction(client.app.state.sessions) as session:
+        user = session.scalars(select(User).where(User.username == "alice")).one()
+        found = run_checks(session, user, [run["result"], off["result"]])
+    assert found == ["no test split", "turned off"]
     with pytest.raises(NotFound):
         model_check_as(client, "bob", off["result"]["model_id"])

@@ -175,6 +175,7 @@ def test_a_runs_check_on_its_model_page_agrees_with_a_full_evaluation(
     page.goto(f"{studio.url}/runs/compare?ids={run_id},{unchecked_run}")
     results = page.locator(".compare-results")
     expect(results).to_contain_text("Before/after check")
+    expect(results).to_contain_text("turned off")
     expect(results).to_contain_text(f"{verdict(check)} (Exact match: fine-tune vs base: {gain})")
 
     # Another user's model id prefills nothing.

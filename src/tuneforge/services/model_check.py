@@ -15,6 +15,7 @@ from tuneforge.db.repositories.datasets import DatasetRepository
 from tuneforge.db.repositories.jobs import JobRepository
 from tuneforge.db.repositories.models import ModelRepository
 from tuneforge.db.tables import Dataset, Job, Model, User
+from tuneforge.errors import NotFound
 from tuneforge.evaluation.comparison import (
     comparison,
     delta_text,
@@ -93,21 +94,27 @@ def _detail(result: dict[str, Any]) -> str:
     return how if main is None else f"{main} · {how}"
 
 
+NO_CHECK = {"off": "turned off", "no_test": "no test split", "none": "none"}
+
+
 def run_checks(session: Session, user: User, results: list[dict[str, Any] | None]) -> list[str]:
     """For training runs' results (None for a run without one), what each one's check found:
-    its verdict and main metric's gain, or why there is nothing to show (yet)."""
-    jobs = JobRepository(session, user)
+    its verdict and main metric's gain, its status while it is to come, or why there is none
+    ("no test split", "turned off")."""
     found: list[str] = []
     for result in results:
-        check_id = (result or {}).get("check_job_id")
-        job = jobs.get(check_id) if check_id else None
-        if job is None or job.kind != EvaluateKind.name:
-            found.append("none")
-        elif job.status != "succeeded" or not job.result:
-            found.append(job.status)
+        model_id = (result or {}).get("model_id")
+        try:
+            check = model_check(session, user, model_id) if model_id else ModelCheck("none")
+        except NotFound:  # the model was deleted
+            check = ModelCheck("none")
+        if check.state in NO_CHECK:
+            found.append(NO_CHECK[check.state])
+        elif check.summary is None or check.job is None or not check.job.result:
+            found.append(check.state)
         else:
-            main = gain(job.result)
-            found.append(verdict(job.result) + (f" ({main})" if main else ""))
+            main = gain(check.job.result)
+            found.append(check.summary + (f" ({main})" if main else ""))
     return found
 
 

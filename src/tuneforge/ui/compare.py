@@ -15,7 +15,7 @@ from tuneforge.jobs.kinds.train import TrainKind
 from tuneforge.jobs.status import TERMINAL
 from tuneforge.services import jobs as job_service
 from tuneforge.services import training as service
-from tuneforge.services.model_check import run_checks
+from tuneforge.services.model_check import NO_CHECK, run_checks
 from tuneforge.ui.backend import read
 from tuneforge.ui.formatting import status_color, when
 from tuneforge.ui.layout import EmptyState, heading, page
@@ -219,7 +219,7 @@ class CompareView:
                 mark = " ★" if ranked and value is not None and value == best else ""
                 row[f"r{i}"] = metric(name, value) + mark
             rows.append(row)
-        if any(check != "none" for check in self.checks):
+        if any(check not in NO_CHECK.values() for check in self.checks):
             rows.append(
                 {
                     "metric": "Before/after check",
@@ -237,11 +237,7 @@ class CompareView:
 
 
 def _check_text(check: str) -> str:
-    if check == "none":
-        return "none"
-    if check in CHECKING:
-        return f"{check}…"
-    return check
+    return f"{check}…" if check in CHECKING else check
 
 
 def _final(run: dict[str, Any]) -> dict[str, float]:
