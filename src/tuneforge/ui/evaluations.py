@@ -118,10 +118,11 @@ async def _prefill(user: User, model: str | None, dataset: str | None) -> _Prefi
             note="Against its base model. The dataset it learned from is gone: pick one.",
         )
     held_out = (
-        "the test split of the dataset it learned from"
+        "the test split of the dataset it learned from."
         if spec.split == "test"
-        else "the dataset it learned from, which has no test split: these are answers it "
-        "was trained on, so pick another dataset to see how it does on new questions"
+        else "the train split of the dataset it learned from. That dataset has no test split: "
+        "these are questions it was trained on; pick another dataset to see how it does on "
+        "new ones."
     )
     return _Prefill(
         model=found.model,
@@ -130,8 +131,8 @@ async def _prefill(user: User, model: str | None, dataset: str | None) -> _Prefi
         split=spec.split,
         suite=spec.suite,
         max_new_tokens=spec.max_new_tokens,
-        note=f"Prefilled: the fine-tune against its base, on {held_out}, with the {spec.suite} "
-        "suite, which fits its answers.",
+        note=f"Prefilled: the fine-tune against its base, with the {spec.suite} suite, which "
+        f"fits its answers, on {held_out}",
     )
 
 
