@@ -305,13 +305,25 @@ def chat(
         str | None, typer.Argument(help="One message to answer; omit to chat turn by turn.")
     ] = None,
     system: Annotated[str | None, typer.Option(help="A system prompt.")] = None,
-    temperature: Annotated[float, typer.Option(min=0, max=2, help="0: greedy.")] = 1.0,
-    max_new_tokens: Annotated[int, typer.Option(min=1, max=8192)] = 512,
+    temperature: Annotated[
+        float | None,
+        typer.Option(min=0, max=2, help="0: greedy. Default: the model's (see docs/chat.md)."),
+    ] = None,
+    max_new_tokens: Annotated[
+        int | None, typer.Option(min=1, max=8192, help="Default: the model's.")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Same seed, same answer.")] = None,
 ) -> None:
-    """Chat with a model, the answer streamed as it is written (an empty line ends a chat)."""
-    params: dict[str, Any] = {"temperature": temperature, "max_new_tokens": max_new_tokens}
-    params.update({k: v for k, v in (("system", system), ("seed", seed)) if v is not None})
+    """Chat with a model, the answer streamed as it is written (an empty line ends a chat).
+    Sampling left out is the model's default: greedy and short for a pre-trained base and its
+    fine-tunes, Gemma's recommended sampling for an instruction-tuned model."""
+    given = {
+        "system": system,
+        "seed": seed,
+        "temperature": temperature,
+        "max_new_tokens": max_new_tokens,
+    }
+    params: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     messages: list[dict[str, str]] = []
     with api(ctx) as client:
         while True:
