@@ -167,6 +167,12 @@ def test_a_runs_check_on_its_model_page_agrees_with_a_full_evaluation(
         check["count"],
     )
 
+    # The list tells the automatic check from the evaluation started by hand.
+    page.goto(f"{studio.url}/evaluations")
+    rows = page.locator(".evaluations-table tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.filter(has_text="automatic check")).to_have_count(1)
+
     # A run set to skip the check says so; the compare page shows each run's check.
     page.goto(f"{studio.url}/models/{unchecked}")
     expect(page.locator(".model-check")).to_contain_text("set to skip it")

@@ -51,7 +51,8 @@ def _row(job: Job, names: Names) -> dict[str, Any]:
         "id": job.id,
         "models": compared(job.spec, names),
         "dataset": f"{dataset_title(job.spec, names)} ({job.spec.get('split', 'test')})",
-        "suite": job.spec.get("suite", ""),
+        "suite": job.spec.get("suite", "")
+        + (" · automatic check" if job.spec.get("automatic") else ""),  # a run's before/after
         "status": job.status,
         "color": status_color(job.status),
         "progress": job.progress,
