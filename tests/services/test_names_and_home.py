@@ -102,3 +102,16 @@ def test_the_overview_is_the_users_own_even_for_an_administrator(session: Sessio
     theirs = overview(session, admin)
     assert (theirs.stage, theirs.next.action) == (Stage.DATA, "upload")
     assert theirs.datasets == [] and theirs.runs == [] and theirs.models == []
+
+
+def test_a_runs_automatic_check_leaves_trying_the_model_as_the_next_step(session: Session) -> None:
+    alice = accounts.create_user(session, "alice", "password-alice")
+    model = _model(session, alice, "capital-tune")
+    check = {"model": model.id, "compare_with": "tiny-random-gemma3", "automatic": True}
+    _job(session, alice, "evaluate", check, "succeeded")
+    assert (overview(session, alice).stage, overview(session, alice).next.action) == (
+        Stage.TRY,
+        "try",
+    )
+    _job(session, alice, "evaluate", {**check, "automatic": False}, "succeeded")
+    assert overview(session, alice).next.action == "export"

@@ -128,7 +128,14 @@ def _model_stage(
 
     if model.id in exported:
         return Stage.DONE, Next("train_again"), on("try")
-    its = [e for e in evaluations if model.id in (e.spec.get("model"), e.spec.get("compare_with"))]
+    # The run's automatic before/after check is not the user's own evaluation: trying the model
+    # stays the next step after it.
+    its = [
+        e
+        for e in evaluations
+        if model.id in (e.spec.get("model"), e.spec.get("compare_with"))
+        and not e.spec.get("automatic")
+    ]
     done = next((e for e in its if e.status == JobStatus.SUCCEEDED), None)
     if done is not None:
         return Stage.EXPORT, on("export"), on("see_evaluation", done.id)
