@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, NoReturn
 
 import typer
 
+from tuneforge.jobs.events import metric_values
+
 if TYPE_CHECKING:
     from datetime import datetime
 
@@ -105,7 +107,8 @@ def describe_event(event: dict[str, Any]) -> str:
     elif tag == "progress":
         tag, text = f"{data['progress']:.0%}", data.get("message") or ""
     elif tag == "metric":
-        text = f"step {data['step']}: " + " ".join(f"{k}={v:g}" for k, v in data["values"].items())
+        values = metric_values(data)
+        text = f"step {data['step']}: " + " ".join(f"{k}={v:g}" for k, v in values.items())
     elif tag == "samples":
         text = f"step {data['step']}: " + " | ".join(
             f"{item['prompt'][:40]!r} -> {item['answer'][:60]!r}" for item in data["items"]

@@ -3,9 +3,10 @@ the API reads them back (`JobEventPublic`) and streams them as Server-Sent Event
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from tuneforge.jobs.status import JobStatus
 
@@ -35,7 +36,20 @@ class ProgressEvent(_Event):
 class MetricEvent(_Event):
     type: Literal["metric"] = Field(default="metric", exclude=True)
     step: int = Field(description="The step the values belong to.")
-    values: dict[str, float] = Field(description="One point of each named series.")
+    values: dict[str, float | None] = Field(
+        description="One point of each named series; null for a value that is not a finite "
+        "number (a loss that became NaN, say), which JSON cannot hold."
+    )
+
+    @field_validator("values")
+    @classmethod
+    def _finite_or_null(cls, values: dict[str, float | None]) -> dict[str, float | None]:
+        return {k: v if v is not None and math.isfinite(v) else None for k, v in values.items()}
+
+
+def metric_values(data: dict[str, Any]) -> dict[str, float]:
+    """A stored metric event's values as numbers, a value that was not finite as NaN."""
+    return {k: math.nan if v is None else float(v) for k, v in data["values"].items()}
 
 
 class Sample(BaseModel):

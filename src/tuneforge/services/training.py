@@ -12,6 +12,7 @@ from tuneforge.db.repositories.jobs import JobRepository
 from tuneforge.db.tables import Job, User
 from tuneforge.errors import Conflict, InvalidInput, NotFound
 from tuneforge.hardware import detect_hardware
+from tuneforge.jobs.events import metric_values
 from tuneforge.jobs.inputs import catalog_entry
 from tuneforge.jobs.kinds.train import TrainKind, estimate_run, training_dataset
 from tuneforge.jobs.states import InvalidTransition, transition
@@ -103,7 +104,7 @@ def metrics(session: Session, user: User, job_id: str) -> dict[str, Any]:
             if event.type == "samples":
                 samples[step] = event.data["items"]
                 continue
-            for name, value in event.data["values"].items():
+            for name, value in metric_values(event.data).items():
                 series.setdefault(name, {})[step] = value
         after = events[-1].id
     return {

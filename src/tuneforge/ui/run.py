@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from tuneforge.db.tables import Job, JobEvent, User, utcnow
 from tuneforge.errors import NotFound
 from tuneforge.jobs.durations import run_seconds
+from tuneforge.jobs.events import metric_values
 from tuneforge.jobs.failure import failed_fields
 from tuneforge.jobs.status import JobStatus
 from tuneforge.services import datasets as dataset_service
@@ -207,7 +208,7 @@ class RunView:
                 step = int(event.data["step"])
                 if "eta_seconds" in event.data["values"]:
                     self.eta_at = event.created_at
-                for name, value in event.data["values"].items():
+                for name, value in metric_values(event.data).items():
                     self.series.setdefault(name, {})[step] = value
                     changed.add(name)
             elif event.type == "samples":
