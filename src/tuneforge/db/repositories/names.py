@@ -14,28 +14,27 @@ from sqlalchemy.orm import Session
 from tuneforge.db.repositories.datasets import DatasetRepository
 from tuneforge.db.repositories.models import ModelRepository
 from tuneforge.db.repositories.owned import Principal
-from tuneforge.db.tables import Dataset, Model
+from tuneforge.db.tables import Model
 
 
 def dataset_names(session: Session, principal: Principal, ids: Collection[str]) -> dict[str, str]:
     """Dataset id → name."""
-    if not ids:
-        return {}
-    statement = DatasetRepository(session, principal).scoped(
-        select(Dataset).where(Dataset.id.in_(sorted(set(ids))))
-    )
-    rows = session.execute(statement.with_only_columns(Dataset.id, Dataset.name))
-    return {row.id: row.name for row in rows}
+    return _names(session, DatasetRepository(session, principal), ids)
 
 
 def model_names(session: Session, principal: Principal, ids: Collection[str]) -> dict[str, str]:
     """Fine-tuned model id → name."""
+    return _names(session, ModelRepository(session, principal), ids)
+
+
+def _names(
+    session: Session, repository: DatasetRepository | ModelRepository, ids: Collection[str]
+) -> dict[str, str]:
     if not ids:
         return {}
-    statement = ModelRepository(session, principal).scoped(
-        select(Model).where(Model.id.in_(sorted(set(ids))))
-    )
-    rows = session.execute(statement.with_only_columns(Model.id, Model.name))
+    table = repository.model
+    statement = repository.scoped(select(table).where(table.id.in_(sorted(set(ids)))))
+    rows = session.execute(statement.with_only_columns(table.id, table.name))
     return {row.id: row.name for row in rows}
 
 
