@@ -10,6 +10,7 @@ import pytest
 
 from tuneforge.models.availability import HubProbe, availability, each_availability
 from tuneforge.models.catalog import CatalogEntry, catalog
+from tuneforge.ui.model_picker import state_label
 
 
 @pytest.fixture
@@ -48,7 +49,7 @@ def test_a_reachable_hub_makes_hub_models_downloadable_with_their_size(
     state = availability(entry, tmp_path, HubProbe())
     assert state.state == "downloadable"
     assert state.download_bytes == entry.parameters * 2
-    assert "GiB" in state.reason  # about 1.9 GiB in bfloat16
+    assert state_label(entry.name, state).endswith("download 1.9 GiB")  # bfloat16 weights
 
 
 def test_offline_mode_answers_without_asking_the_hub(

@@ -24,7 +24,6 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tuneforge.data.limits import size_text
 from tuneforge.models.catalog import CatalogEntry
 
 State = Literal["available", "downloadable", "unavailable"]
@@ -158,7 +157,7 @@ def availability(
         size = entry.parameters * BYTES_PER_PARAMETER
         return Availability(
             state="downloadable",
-            reason=f"Downloaded from the model hub on first use (about {size_text(size)}).",
+            reason="Downloaded from the model hub on first use.",
             download_bytes=size,
         )
     return Availability(
