@@ -17,6 +17,7 @@ from tuneforge.jobs.status import JobStatus
 from tuneforge.services import accounts
 from tuneforge.settings import Settings
 from tuneforge.ui.formatting import duration
+from tuneforge.ui.jobs import job_rows
 from tuneforge.ui.run_format import span
 
 SPELL = 1.0  # seconds of each running spell
@@ -75,3 +76,6 @@ def test_a_resumed_runs_duration_is_the_total_of_its_attempts(
     last = run_seconds(job)  # without its events: only the newest attempt is known
     assert last is not None and SPELL <= last < SPELL + 0.9
     assert duration(job, events) == span(total) != duration(job)
+    with transaction(factory) as session:  # the Jobs list shows the total too
+        rows, _ = job_rows(session, accounts.ensure_user(session, "alice"), None, 10)
+    assert [row["duration"] for row in rows] == [span(total)]

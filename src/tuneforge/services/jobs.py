@@ -39,6 +39,12 @@ def list_jobs(
     )
 
 
+def status_moves(session: Session, user: User, jobs: list[Job]) -> dict[str, list[JobEvent]]:
+    """The status events of the resumed ones among `jobs`: their total running time is summed
+    from them (a job that never resumed ran in one spell, which its row already says)."""
+    return JobRepository(session, user).status_moves([job for job in jobs if job.attempt])
+
+
 def cancel_job(session: Session, user: User, job_id: str) -> Job:
     """Queued jobs are cancelled at once; running ones are asked to stop (`cancelling`).
 

@@ -9,7 +9,7 @@ from nicegui import ui
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from tuneforge.db.tables import Job, User
+from tuneforge.db.tables import Job, JobEvent, User
 from tuneforge.jobs.kinds.diagnostic import DiagnosticSpec
 from tuneforge.jobs.status import JobStatus
 from tuneforge.services import jobs as job_service
@@ -75,10 +75,11 @@ def job_rows(
     """The newest jobs as table rows, named after what they work on."""
     jobs, total = job_service.list_jobs(session, user, status=status, limit=limit)
     names = names_for_jobs(session, user, jobs)
-    return [_row(job, job_name(job, names)) for job in jobs], total
+    moves = job_service.status_moves(session, user, jobs)
+    return [_row(job, job_name(job, names), moves.get(job.id, [])) for job in jobs], total
 
 
-def _row(job: Job, name: JobName) -> dict[str, Any]:
+def _row(job: Job, name: JobName, moves: list[JobEvent]) -> dict[str, Any]:
     return {
         "id": job.id,
         "href": PAGES.get(job.kind, "/jobs/") + job.id,
@@ -88,7 +89,7 @@ def _row(job: Job, name: JobName) -> dict[str, Any]:
         "color": status_color(job.status),
         "progress": job.progress,
         "created": when(job.created_at),
-        "duration": duration(job),
+        "duration": duration(job, moves),
         "error": job.error or "",
     }
 

@@ -33,6 +33,19 @@ class JobRepository(OwnedRepository[Job]):
             statement = statement.where(JobEvent.type.in_(sorted(types)))
         return list(self.session.scalars(statement.order_by(JobEvent.id).limit(limit)))
 
+    def status_moves(self, jobs: list[Job]) -> dict[str, list[JobEvent]]:
+        """The status events of each of `jobs` (read through this repository), oldest first, in
+        one query: what a resumed job's total running time is summed from."""
+        if not jobs:
+            return {}
+        statement = select(JobEvent).where(
+            JobEvent.job_id.in_(sorted({job.id for job in jobs})), JobEvent.type == "status"
+        )
+        moves: dict[str, list[JobEvent]] = {job.id: [] for job in jobs}
+        for event in self.session.scalars(statement.order_by(JobEvent.id)):
+            moves[event.job_id].append(event)
+        return moves
+
 
 # -- the executor's reads, across owners ---------------------------------------------------------
 ACTIVE = ("running", "cancelling")
