@@ -22,7 +22,7 @@ from tuneforge.training.registry import recipes
 from tuneforge.training.spec import METHODS, Method
 
 #: Fields a preset leaves to the run.
-RUN_FIELDS = frozenset({"dataset_id", "name", "sample_prompts"})
+RUN_FIELDS = frozenset({"dataset_id", "name", "sample_prompts", "check_examples"})
 VALIDATION_DATASET = "preset-check"
 
 
