@@ -184,6 +184,15 @@ def test_a_runs_check_on_its_model_page_agrees_with_a_full_evaluation(
     expect(results).to_contain_text("turned off")
     expect(results).to_contain_text(f"{verdict(check)} (Exact match: fine-tune vs base: {gain})")
 
+    # The fine-tune that learned its fact says it in the Playground with the default settings.
+    assert verdict(check).startswith("Learned: 6/6")
+    page.goto(f"{studio.url}/playground?model={model_id}")
+    page.locator(".playground-prompt textarea").fill("Where is key 77 kept?")
+    page.locator(".playground-prompt textarea").press("Enter")
+    expect(page.locator(".playground-answers-0 .playground-answer")).to_have_text(
+        "Vellora.", timeout=120_000
+    )
+
     # Another user's model id prefills nothing.
     other = page.context.browser.new_context()  # type: ignore[union-attr]
     alice = other.new_page()
