@@ -259,3 +259,23 @@ def test_closing_the_tab_stops_its_answer(studio: Studio, page: Page) -> None:
         assert time.monotonic() < deadline, "the answer of a closed tab is still generated"
         time.sleep(0.2)
     assert inference_health(studio)["cancelled"] == 1
+
+
+def test_out_of_range_sampling_is_said_and_kept_and_nothing_is_sent(
+    studio: Studio, page: Page
+) -> None:
+    log_in(page, studio, "alice")
+    page.goto(f"{studio.url}/playground?model=tiny-random-gemma3")
+    page.get_by_text("System prompt and sampling").click()
+    expect(page.locator(".playground-temperature")).to_contain_text("0 to 2")  # its bounds
+    temperature = page.locator(".playground-temperature input")
+    temperature.fill("5")
+    temperature.blur()
+    expect(page.locator(".playground-temperature")).to_contain_text("5 is out of range")
+    expect(temperature).to_have_value("5")  # kept as typed, not clamped to 2
+    page.locator(".playground-prompt textarea").fill("Hello?")
+    page.locator(".playground-prompt textarea").press("Enter")
+    expect(page.get_by_text("Some sampling settings are out of range")).to_be_visible()
+    expect(page.locator(".playground-user")).to_have_count(0)
+    temperature.fill("0")
+    expect(page.locator(".playground-temperature")).not_to_contain_text("out of range")

@@ -27,12 +27,12 @@ from tuneforge.services import chat as service
 from tuneforge.ui.backend import read, state
 from tuneforge.ui.layout import heading, page
 from tuneforge.ui.model_picker import ModelSelect, state_label
+from tuneforge.ui.number_field import Bounds, bounded_number
 
 NONE = ""
 REDRAW_SECONDS = 0.25  # the answer is redrawn at most this often while it streams
 PARAMS = GenerationParams.model_fields
-STEPS = {"temperature": 0.05, "top_p": 0.01, "top_k": 1, "max_new_tokens": 16}
-STEPS["repetition_penalty"] = 0.05
+INTEGERS = frozenset({"top_k", "max_new_tokens", "seed"})
 # Long unbroken text (a URL, a token soup) wraps inside its bubble instead of widening the page.
 CSS = """
 .playground-column { min-width: 0; }
@@ -133,17 +133,22 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
             .classes("w-full playground-system")
             .props("autogrow")
         )
-        with ui.row().classes("w-full gap-4"):
-            for name in SAMPLING_FIELDS:
+        fields: list[ui.number] = []
+        with ui.row().classes("w-full gap-4 items-start"):
+            for name in (*SAMPLING_FIELDS, "seed"):
                 info = PARAMS[name]
-                ui.number(name.replace("_", " ").capitalize(), step=STEPS[name]).bind_value(
-                    params, name
-                ).classes(f"w-36 playground-{name.replace('_', '-')}").tooltip(
-                    info.description or ""
-                ).on_value_change(lambda: sampling.refresh())
-            ui.number("Seed", step=1, min=0).bind_value(params, "seed").classes(
-                "w-36 playground-seed"
-            ).tooltip("Same seed, same answer. Empty: a new answer each time.")
+                bounds = Bounds.for_field(GenerationParams, name, integer=name in INTEGERS)
+                label = "Seed" if name == "seed" else name.replace("_", " ").capitalize()
+                number = (
+                    bounded_number(label, params[name], bounds)
+                    .bind_value(params, name)
+                    .props(f'hint="{bounds.hint()}"')
+                    .classes(f"w-44 playground-{name.replace('_', '-')}")
+                    .tooltip(info.description or "")
+                )
+                if name != "seed":
+                    number.on_value_change(lambda: sampling.refresh())
+                fields.append(number)
 
     @ui.refreshable
     def answers() -> None:
@@ -227,6 +232,9 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
 
     async def send(regenerate: bool = False) -> None:
         if tasks:  # still answering
+            return
+        if not all([number.validate() for number in fields]):  # each says what is wrong
+            ui.notify("Some sampling settings are out of range: see below them.", type="warning")
             return
         message = prompt.value.strip()
         active = [c for c in columns if c.model]
