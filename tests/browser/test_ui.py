@@ -54,6 +54,10 @@ def test_admin_logs_in_and_watches_a_diagnostic_job_finish_live(studio: Studio, 
     mark_page(page)
 
     page.get_by_role("button", name="Run diagnostic job").click()
+    page.get_by_label("Seconds").fill("5000")  # said, kept as typed, and not started
+    page.get_by_role("button", name="Start").click()
+    expect(page.locator(".diagnostic-seconds")).to_contain_text("5000 is out of range")
+    expect(page.get_by_label("Seconds")).to_have_value("5000")
     page.get_by_label("Seconds").fill("2")
     page.get_by_role("button", name="Start").click()
 

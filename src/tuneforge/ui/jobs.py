@@ -6,7 +6,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nicegui import ui
-from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from tuneforge.db.tables import Job, JobEvent, User
@@ -18,6 +17,7 @@ from tuneforge.ui.backend import call, read, reported, state
 from tuneforge.ui.formatting import duration, status_color, when
 from tuneforge.ui.job_names import JobName, job_name
 from tuneforge.ui.layout import EmptyState, heading, page
+from tuneforge.ui.number_field import Bounds, bounded_number
 
 SHOWN = 100  # newest jobs on the page
 REFRESH_SECONDS = 1.0
@@ -156,19 +156,18 @@ def _diagnostic_dialog(user: User, refresh: Callable[[], Awaitable[None]]) -> ui
             "It runs in a worker process for the time you choose and reports its progress "
             "every second: a quick check that jobs work end to end."
         ).classes("text-body2 text-grey-8")
+        bounds = Bounds.for_field(DiagnosticSpec, "seconds", integer=False)
         seconds = (
-            ui.number("Seconds", value=5, min=0, max=3600, step=1, precision=1)
-            .props("outlined dense")
+            bounded_number("Seconds", 5, bounds)
+            .props(f'outlined dense hint="{bounds.hint()}"')
             .classes("w-full diagnostic-seconds")
         )
         fail = ui.checkbox("Fail at the end (to see how failures look)")
 
         async def start() -> None:
-            try:
-                spec = DiagnosticSpec(seconds=seconds.value or 0, fail=fail.value)
-            except ValidationError:
-                ui.notify("Choose between 0 and 3600 seconds.", type="warning")
+            if not seconds.validate():  # the field says what is wrong
                 return
+            spec = DiagnosticSpec(seconds=seconds.value, fail=fail.value)
             with reported():
                 await call(job_service.create_job, user, state().settings, "diagnostic", spec)
                 dialog.close()
