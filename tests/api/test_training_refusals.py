@@ -20,6 +20,25 @@ def api(make_client, settings):
     return client, bearer(add_user(settings, "alice"))
 
 
+def chats_with_a_long_first_question(repeats: int) -> bytes:
+    """12 two-exchange chats (JSONL) whose first question is long and both answers short: a
+    short max length cuts the first answer away, and a launch check cannot refuse it (the
+    second answer might fit)."""
+    question = "Tell me everything about the colour of each numbered thing " * repeats
+    lines = [
+        {
+            "messages": [
+                {"role": "user", "content": f"{question} {i}"},
+                {"role": "assistant", "content": "Red."},
+                {"role": "user", "content": "And then?"},
+                {"role": "assistant", "content": "Blue."},
+            ]
+        }
+        for i in range(12)
+    ]
+    return "\n".join(json.dumps(line) for line in lines).encode()
+
+
 def test_catalogs_say_what_can_run_here(api) -> None:
     client, alice = api
     catalog = client.get("/api/v1/catalog", headers=alice).json()
@@ -79,19 +98,7 @@ def test_a_run_failed_by_its_settings_records_them(api) -> None:
     """Conversations whose first question alone fills max length pass the check (a later answer
     might fit) and fail in the worker: the failure names max_length."""
     client, alice = api
-    question = "Tell me everything about the colour of each numbered thing " * 8
-    lines = [
-        {
-            "messages": [
-                {"role": "user", "content": f"{question} {i}"},
-                {"role": "assistant", "content": "Red."},
-                {"role": "user", "content": "And then?"},
-                {"role": "assistant", "content": "Blue."},
-            ]
-        }
-        for i in range(12)
-    ]
-    body = "\n".join(json.dumps(line) for line in lines).encode()
+    body = chats_with_a_long_first_question(8)
     raw = client.post(
         "/api/v1/datasets", files={"file": ("chats.jsonl", io.BytesIO(body))}, headers=alice
     ).json()

@@ -8,13 +8,13 @@ the field highlighted."""
 from __future__ import annotations
 
 import io
-import json
 import re
 import time
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from tests.api.test_training_refusals import chats_with_a_long_first_question
 from tests.browser.conftest import Studio
 from tests.browser.test_training_ui import PROCESSING_SECONDS, processed_dataset
 from tests.browser.test_ui import log_in
@@ -129,19 +129,7 @@ def test_offline_unavailable_models_cannot_be_picked(studio: Studio, page: Page)
 def conversations_whose_first_question_fills(studio: Studio, tokens_of_text: int) -> str:
     """A processed dataset of two-exchange chats whose first question is long: the launch check
     cannot refuse a short max length (a later answer might fit), and the run fails."""
-    question = "Tell me everything about the colour of each numbered thing " * tokens_of_text
-    lines = [
-        {
-            "messages": [
-                {"role": "user", "content": f"{question} {i}"},
-                {"role": "assistant", "content": "Red."},
-                {"role": "user", "content": "And then?"},
-                {"role": "assistant", "content": "Blue."},
-            ]
-        }
-        for i in range(12)
-    ]
-    body = "\n".join(json.dumps(line) for line in lines).encode()
+    body = chats_with_a_long_first_question(tokens_of_text)
     with studio.api(studio.admin_token) as api:
         raw = api.post("/datasets", files={"file": ("chats.jsonl", io.BytesIO(body))}).json()
         config = {"name": "Chats", "mapping": raw["mapping"], "split": {"test_size": 0.25}}
