@@ -114,13 +114,15 @@ class _LinearCrossEntropy(torch.autograd.Function):
         return grad_hidden, grad_weight, None, None, None
 
 
-def _head_loss(
+def head_loss(
     head: nn.Module,
     hidden: torch.Tensor,
     targets: torch.Tensor,
     softcap: float | None,
-    chunk: int,
+    chunk: int = CHUNK,
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The summed cross-entropy of `head(hidden)` (soft-capped) against `targets`, and how many
+    of its argmaxes hit, `chunk` rows at a time; differentiable when gradients are enabled."""
     weight = getattr(head, "weight", None)
     needs_grad = torch.is_grad_enabled() and (
         hidden.requires_grad or any(p.requires_grad for p in head.parameters())
@@ -144,18 +146,28 @@ def _head_loss(
     return loss, correct
 
 
+def causal_lm(model: nn.Module) -> Any:
+    """The `Gemma3ForCausalLM` itself, or the one a PEFT model wraps (its adapters inside):
+    its `.model` is the decoder, its `.lm_head` the output head."""
+    get_base_model = getattr(model, "get_base_model", None)
+    return get_base_model() if callable(get_base_model) else model
+
+
+def softcap_of(base: Any) -> float | None:
+    """The model's final logit soft-capping (None: none)."""
+    return getattr(base.config.get_text_config(), "final_logit_softcapping", None)
+
+
 def causal_lm_loss(model: nn.Module, batch: Batch, chunk: int = CHUNK) -> LossOutput:
     """The summed next-token loss of a `Gemma3ForCausalLM`, or of a PEFT model wrapping one, on
     `batch`, projecting only the positions that carry loss, `chunk` rows at a time."""
     if chunk < 1:
         raise ValueError(f"chunk must be at least 1, not {chunk}.")
-    get_base_model = getattr(model, "get_base_model", None)
-    base: Any = get_base_model() if callable(get_base_model) else model
+    base = causal_lm(model)
     hidden = base.model(**forward_kwargs(batch)).last_hidden_state
     where = batch.labels != IGNORE_INDEX
     targets = batch.labels[where]
     if targets.numel() == 0:
         return LossOutput(loss_sum=hidden.sum() * 0.0, tokens=0, correct=0)
-    softcap = getattr(base.config.get_text_config(), "final_logit_softcapping", None)
-    loss, correct = _head_loss(base.lm_head, hidden[where], targets, softcap, chunk)
+    loss, correct = head_loss(base.lm_head, hidden[where], targets, softcap_of(base), chunk)
     return LossOutput(loss_sum=loss, tokens=int(targets.numel()), correct=int(correct))
