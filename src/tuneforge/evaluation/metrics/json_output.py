@@ -28,10 +28,13 @@ def parse_json(text: str) -> Any:
     Only a fence that wraps the whole text is removed: prose before or after the JSON makes it
     unparseable, as it would be for a program reading the output. NaN and Infinity, which
     Python's json accepts but JSON does not, are rejected. Raises ValueError when it does not
-    parse.
+    parse (also when it nests too deeply for Python's parser).
     """
     fenced = _FENCE.match(text)
-    return json.loads(fenced.group(1) if fenced else text, parse_constant=_reject_constant)
+    try:
+        return json.loads(fenced.group(1) if fenced else text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply to read") from None
 
 
 def json_equal(left: Any, right: Any) -> bool:
