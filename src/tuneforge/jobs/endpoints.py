@@ -12,11 +12,19 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from sqlalchemy.orm import Session
+
+from tuneforge.db.repositories.secrets import has_secret
 from tuneforge.db.tables import User
 from tuneforge.errors import InvalidInput
 from tuneforge.settings import Settings
+
+if TYPE_CHECKING:
+    from tuneforge.evaluation.judge import JudgeSpec
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -37,6 +45,25 @@ def check_endpoint(url: str, user: User, settings: Settings, what: str) -> None:
                 f"{what} {url} reaches {address}, a private or local address of this server's "
                 "network, which only administrators may use; an administrator can trust the "
                 "host in trusted_endpoint_hosts (TUNEFORGE_TRUSTED_ENDPOINT_HOSTS)."
+            )
+
+
+def check_judges(
+    judges: Sequence[JudgeSpec],
+    user: User,
+    settings: Settings,
+    session: Session | None = None,
+    what: str = "The judge's",
+) -> None:
+    """Refuse judges whose address `user` may not make the server call, and (given a
+    `session`, at launch) judges whose key secret is not set."""
+    for judge in judges:
+        check_endpoint(judge.base_url, user, settings, f"{what} base_url")
+        key = judge.api_key_secret
+        if session is not None and key is not None and not has_secret(session, user.id, key):
+            raise InvalidInput(
+                f"{what} key secret {key} is not set: set it under Settings, Secrets (or "
+                f"with `tuneforge secrets set {key}`), or leave api_key_secret empty."
             )
 
 

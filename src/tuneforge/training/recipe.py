@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from tuneforge.training.spec import METHODS, TrainingBase
+from tuneforge.training.spec_checks import DatasetFacts, Finding
 
 if TYPE_CHECKING:
+    from tuneforge.evaluation.judge import JudgeSpec
     from tuneforge.training.reporting import Reporter
 
 SpecT = TypeVar("SpecT", bound=TrainingBase)
@@ -35,6 +37,13 @@ class Batching:
 
     packed: bool  # padding-free batches: no compute is spent on padding
     answers_only: bool  # the loss (and the output head) runs only on the answers' tokens
+    #: Sequences trained (forward and backward) per example: 1 for SFT, 2 for a preference
+    #: pair (chosen and rejected), the generations per prompt for GRPO.
+    sequences: float = 1.0
+    #: Forward-only passes per example, without gradients (a reference model's log-probs).
+    reference_passes: float = 0.0
+    #: Tokens generated per example in a step (GRPO's completions: generations x length).
+    generated_tokens: int = 0
 
 
 @dataclass
@@ -71,7 +80,8 @@ class Outcome:
 class Train(Protocol[SpecT_contra]):
     """A recipe's run function: trains `model_path` on the records, reporting to `reporter`,
     working under `workdir`, resuming from and saving `checkpoints`; the model it makes is in
-    the outcome's `output` directory."""
+    the outcome's `output` directory. `secrets` holds the values of the owner's secrets that
+    the recipe's `judges` name (their API keys)."""
 
     def __call__(
         self,
@@ -82,6 +92,7 @@ class Train(Protocol[SpecT_contra]):
         reporter: Reporter,
         workdir: Path,
         checkpoints: Checkpoints | None = None,
+        secrets: Mapping[str, str] | None = None,
     ) -> Outcome: ...
 
 
@@ -95,6 +106,15 @@ class Recipe(Generic[SpecT]):
     spec: type[SpecT]
     train: Train[SpecT]
     batching: Callable[[SpecT], Batching]
+    #: The processing modes (`data/mapping.py`) of the datasets it learns from.
+    data: tuple[str, ...] = ("conversation", "language_modeling")
+    #: What is wrong with a spec for a dataset, beyond the checks every recipe shares
+    #: (`training/spec_checks.py`): warnings and refusals that name their fields.
+    check: Callable[[SpecT, DatasetFacts], list[Finding]] | None = None
+    #: The LLM judges a run of this spec calls (a GRPO grader, say): their endpoints are
+    #: checked at launch and again in the worker, their key secrets must be set, and the run
+    #: gets the keys' values as `secrets`.
+    judges: Callable[[SpecT], Sequence[JudgeSpec]] | None = None
     #: How the ids of its presets (`training/presets/<id>.yaml`) are formed from a catalog
     #: model id and a method; ids must be told apart from other recipes' ids.
     presets: str = "{model}_{method}"

@@ -8,11 +8,10 @@ from typing import Any
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from tuneforge.db.repositories.secrets import has_secret
 from tuneforge.db.tables import Dataset, User
 from tuneforge.errors import InvalidInput
 from tuneforge.evaluation.spec import EvaluationSpec
-from tuneforge.jobs.endpoints import check_endpoint
+from tuneforge.jobs.endpoints import check_judges
 from tuneforge.jobs.inputs import ChatModel, processed_dataset, usable_model
 from tuneforge.jobs.kind import JobKind, register
 from tuneforge.settings import Settings
@@ -84,12 +83,6 @@ def evaluation_models(
     return [usable_model(session, user, settings, model_id) for model_id in spec.model_ids]
 
 
-def check_judge_endpoint(user: User, settings: Settings, spec: EvaluationSpec) -> None:
-    """Refuse a judge whose address the user may not make the server call."""
-    if spec.judge is not None:
-        check_endpoint(spec.judge.base_url, user, settings, "The judge's base_url")
-
-
 class EvaluateKind(JobKind[EvaluationSpec, EvaluateResult]):
     name = "evaluate"
     description = "Scores one or two models on a dataset split."
@@ -102,13 +95,7 @@ class EvaluateKind(JobKind[EvaluationSpec, EvaluateResult]):
         user may not call or whose key secret is not set."""
         evaluation_dataset(session, user, spec)
         evaluation_models(session, user, settings, spec)
-        check_judge_endpoint(user, settings, spec)
-        key = spec.judge.api_key_secret if spec.judge is not None else None
-        if key is not None and not has_secret(session, user.id, key):
-            raise InvalidInput(
-                f"The judge's key secret {key} is not set: set it under Settings, Secrets (or "
-                f"with `tuneforge secrets set {key}`), or leave api_key_secret empty."
-            )
+        check_judges([spec.judge] if spec.judge else [], user, settings, session)
 
 
 register(EvaluateKind())

@@ -17,11 +17,11 @@ from tuneforge.evaluation.report import LABELS, csv_table, difference, jsonl, ri
 from tuneforge.evaluation.run import Outcome, run_evaluation
 from tuneforge.evaluation.spec import EvaluationSpec
 from tuneforge.jobs.context import JobContext
+from tuneforge.jobs.endpoints import check_judges
 from tuneforge.jobs.inputs import ChatModel
 from tuneforge.jobs.kinds.evaluate import (
     EvaluatedModel,
     EvaluateResult,
-    check_judge_endpoint,
     evaluation_dataset,
     evaluation_models,
 )
@@ -41,7 +41,8 @@ def _inputs(
             raise InvalidInput("The evaluation's owner no longer exists.")
         dataset = evaluation_dataset(session, owner, spec)
         models = evaluation_models(session, owner, ctx.settings, spec)
-        check_judge_endpoint(owner, ctx.settings, spec)  # its address may have changed
+        # Its address may have changed since the launch.
+        check_judges([spec.judge] if spec.judge else [], owner, ctx.settings)
         key_name = spec.judge.api_key_secret if spec.judge is not None else None
         keys = secret_values(session, ctx.settings, owner.id, [key_name] if key_name else [])
         if key_name is not None and key_name not in keys:
