@@ -256,6 +256,9 @@ def baseline_stats(
             "exact": len(texts) - len(set(texts)),
             "normalized": len(texts) - len({" ".join(t.lower().split()) for t in texts}),
         },
+        "pairs": None,  # conversations: no preference pairs, feedback or reference columns
+        "feedback": None,
+        "reference_columns": None,
     }
 
 

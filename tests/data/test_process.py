@@ -23,7 +23,7 @@ from tuneforge.data.config import ProcessingConfig
 from tuneforge.data.conversation import message
 from tuneforge.data.fast_fields import FieldsMapper
 from tuneforge.data.mapping import RowMapper
-from tuneforge.data.process import Processed, process, texts_for_length
+from tuneforge.data.process import Processed, process, rendered_texts
 from tuneforge.data.readers import JSON_TEXT_METADATA
 from tuneforge.data.validation import normalised_text
 from tuneforge.models.chat_template import render
@@ -168,7 +168,7 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], set[str]]] = {
             "rejected": {"column": "worse"},
         },
         {},
-        {"empty_field", "empty_assistant", "duplicate_normalised"},
+        {"empty_field", "empty_answer", "missing_answer", "duplicate_normalised"},
     ),
     "language modelling": (
         {"mode": "language_modeling", "text": {"column": "answer"}},
@@ -258,9 +258,9 @@ def test_preference_rows_are_measured_by_their_longer_answer(counter: Counter) -
         "chosen": [message("assistant", " This one. ")],
         "rejected": [message("assistant", "That")],
     }
-    prompt, answer = texts_for_length(record)
+    prompt, chosen, rejected = rendered_texts(record)
     assert prompt == render(record["prompt"], add_generation_prompt=True)
-    assert answer == "This one.<end_of_turn>\n"
+    assert (chosen, rejected) == ("This one.<end_of_turn>\n", "That<end_of_turn>\n")
     table = pa.table({"q": ["Which?"], "good": ["This one."], "bad": ["That"]})
     mapping = {"mode": "preference"} | {
         name: {"column": column}

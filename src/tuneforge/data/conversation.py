@@ -6,7 +6,10 @@ A message is `{"role": "system" | "user" | "assistant", "content": [part, ...]}`
 
 - `conversation`: `messages` (list of messages)
 - `prompt_only`: `prompt` (list of messages, ending with a user turn) + the source's extra columns
-- `preference`: `prompt` (list of messages), `chosen` and `rejected` (one assistant message each)
+- `preference`: `prompt` (list of messages ending with a user turn), `chosen` and `rejected`
+  (one assistant message each)
+- `feedback`: `prompt` (list of messages ending with a user turn), `completion` (one assistant
+  message) and `label` (true: the completion is desirable)
 - `language_modeling`: `text` (a string)
 """
 

@@ -7,8 +7,9 @@ prompt and answer and duplicate keys follow from those texts alone, so they are 
 column. Every other row goes through `RowMapper.map`, which says what is wrong with it. The
 output columns are Arrow arrays of exactly the type `pa.Table.from_pylist` infers from the
 records. `FieldsMapper.compile` declines (processing then maps row by row) for anything else:
-another layout, images, a role column holding something other than text or numbers, or
-prompt-only data with a column that processing would read as part of the record.
+another layout, images, a role column holding something other than text or numbers, feedback
+data, pairs with an implicit prompt, or prompt-only data with a column that processing would read
+as part of the record. A pair whose answers are the same is not clean either.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from typing import Any, cast
 import numpy as np
 import pyarrow as pa
 
-from tuneforge.data.mapping import RowMapper
+from tuneforge.data.mapping import FIELDS_NEEDED, RowMapper
+from tuneforge.data.pairs import spaced
 from tuneforge.data.readers import JSON_TEXT_KEY, iter_rows
 from tuneforge.data.templates import Template
 from tuneforge.data.validation import duplicate_keys, normalised_text
@@ -35,10 +37,7 @@ PROMPT_START = f"{BOS}{START_OF_TURN}user\n"
 PROMPT_END = f"{END_OF_TURN}\n{GENERATION_PROMPT}"
 ANSWER_END = f"{END_OF_TURN}\n"
 READS = {  # the fields each mode reads, besides an optional system field
-    "conversation": ("user", "assistant"),
-    "prompt_only": ("user",),
-    "preference": ("user", "chosen", "rejected"),
-    "language_modeling": ("text",),
+    mode: fields for mode, fields in FIELDS_NEEDED.items() if mode != "feedback"
 }
 TURNS = {"conversation": 2, "prompt_only": 1, "preference": 2, "language_modeling": 1}
 RECORD_KEYS = {"messages", "chosen", "rejected"}  # columns a prompt-only record must not carry
@@ -47,13 +46,15 @@ RECORD_KEYS = {"messages", "chosen", "rejected"}  # columns a prompt-only record
 @dataclass
 class Mapped:
     """A batch of rows, mapped: each row's problems and, for the rows that make a record (`ok`,
-    in order), the rendered prompt and answer, the turns, the duplicate keys (exact, loose) and
-    the record's output columns (in the form the mapper's `table` reads)."""
+    in order), the rendered prompt and answer (a pair's chosen one) and, for pairs only, the
+    rejected answer, the turns, the duplicate keys (exact, loose) and the record's output
+    columns (in the form the mapper's `table` reads)."""
 
     problems: list[Problems]
     ok: list[int]
     prompts: list[str]
     answers: list[str]
+    rejected: list[str]  # empty unless the rows are preference pairs
     turns: list[int]
     keys: list[tuple[Hashable, Hashable]]
     records: dict[str, list[Any]]
@@ -118,6 +119,8 @@ class FieldsMapper:
         if (
             spec.layout != "fields"
             or spec.image_column is not None
+            or spec.mode == "feedback"
+            or spec.implicit_prompt
             or len(set(schema.names)) < len(schema.names)
             or (spec.mode == "prompt_only" and not RECORD_KEYS.isdisjoint(schema.names))
         ):
@@ -137,6 +140,12 @@ class FieldsMapper:
         texts = {name: _texts(part, source) for name, source in self.sources.items()}
         usable = [[_usable(text) for text in column] for column in texts.values()]
         clean = [all(flags) for flags in zip(*usable, strict=True)]
+        if self.mode == "preference":  # the same answer twice is a problem the row mapper names
+            pairs = zip(texts["chosen"], texts["rejected"], strict=True)
+            clean = [
+                whole and spaced(cast(str, chosen)) != spaced(cast(str, rejected))
+                for whole, (chosen, rejected) in zip(clean, pairs, strict=True)
+            ]
         problems: list[Problems] = [[] for _ in clean]
         ok = [i for i, whole in enumerate(clean) if whole]
         if len(ok) < len(clean):
@@ -147,7 +156,7 @@ class FieldsMapper:
                 problems[i] = self.mapper.map(row).problems  # missing or blank: never a record
             texts = {name: _select(column, ok) for name, column in texts.items()}
         fields = cast(dict[str, list[str]], texts)
-        prompts, answers = self._rendered(fields, len(ok))
+        prompts, answers, rejected = self._rendered(fields, len(ok))
         exact: list[tuple[Any, ...]] = list(zip(*fields.values(), strict=True))
         loose: list[tuple[Any, ...]] = list(
             zip(*([normalised_text(t) for t in column] for column in fields.values()), strict=True)
@@ -167,16 +176,20 @@ class FieldsMapper:
             ok=ok,
             prompts=prompts,
             answers=answers,
+            rejected=rejected,
             turns=[TURNS[self.mode]] * len(ok),
             keys=list(zip(exact, loose, strict=True)),
             records=record_columns,
             preview=lambda i: records(part.slice(i, 1))[0],
         )
 
-    def _rendered(self, fields: dict[str, list[str]], count: int) -> tuple[list[str], list[str]]:
-        """The prompts and answers Gemma's chat template renders (`texts_for_length`)."""
+    def _rendered(
+        self, fields: dict[str, list[str]], count: int
+    ) -> tuple[list[str], list[str], list[str]]:
+        """The prompts, answers and rejected answers (pairs only) Gemma's chat template renders
+        (`rendered_texts`)."""
         if self.mode == "language_modeling":
-            return [""] * count, fields["text"]
+            return [""] * count, fields["text"], []
         if "system" in fields:
             prompts = [
                 f"{PROMPT_START}{system.strip()}\n\n{user.strip()}{PROMPT_END}"
@@ -188,13 +201,14 @@ class FieldsMapper:
             )
             prompts = [f"{start}{user.strip()}{PROMPT_END}" for user in fields["user"]]
         if self.mode == "conversation":
-            return prompts, [f"{answer.strip()}{ANSWER_END}" for answer in fields["assistant"]]
+            return prompts, [f"{answer.strip()}{ANSWER_END}" for answer in fields["assistant"]], []
         if self.mode == "prompt_only":
-            return prompts, [""] * count
-        return prompts, [
-            max(f"{chosen.strip()}{ANSWER_END}", f"{rejected.strip()}{ANSWER_END}", key=len)
-            for chosen, rejected in zip(fields["chosen"], fields["rejected"], strict=True)
-        ]
+            return prompts, [""] * count, []
+        return (
+            prompts,
+            [f"{chosen.strip()}{ANSWER_END}" for chosen in fields["chosen"]],
+            [f"{rejected.strip()}{ANSWER_END}" for rejected in fields["rejected"]],
+        )
 
     def table(self, records: dict[str, list[Any]]) -> pa.Table:
         """The output table of kept records (`Mapped.records`, concatenated and selected)."""

@@ -1,7 +1,10 @@
 """Recognising the common dataset formats, so most uploads need no mapping at all.
 
 `guess_mapping` looks at the column names and a few rows and proposes a `MappingSpec`: exactly the
-right one for the formats below, and a best guess (to confirm) for anything else.
+right one for the formats below, and a best guess (to confirm) for anything else. Preference
+pairs come first (their prompt often sits in a turns column that alone would read as a chat),
+then unpaired feedback (a completion with a desirable/undesirable label), then chats (prompts
+only when every conversation ends with the user's turn), then the column layouts.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuneforge.data.mapping import FieldSource, MappingSpec
+from tuneforge.data.pairs import parse_label
 
 PROMPT_NAMES = (
     "prompt",
@@ -39,6 +43,16 @@ ANSWER_NAMES = (
     "gpt",
 )
 IMAGE_NAMES = ("image", "images", "image_path", "file_name", "filename", "path")
+TURN_COLUMNS = ("messages", "conversations", "conversation", "chat")
+PAIR_COLUMNS = (("chosen", "rejected"), ("chosen_response", "rejected_response"))
+PAIR_PROMPTS = ("prompt", "question", "instruction", "input", "query")
+LABEL_NAMES = ("label", "desirable", "feedback")
+COMPLETION_NAMES = ("completion", "response", "output", "answer")
+# Columns a prompt-only dataset keeps for graders to compare completions with.
+REFERENCE_NAMES = ("answer", "solution", "label", "schema", "reference", "ground_truth", "target")
+SFT_ANSWERS = frozenset(ANSWER_NAMES) - frozenset(REFERENCE_NAMES)
+TURN_KEYS = {"messages": ("role", "content"), "sharegpt": ("from", "value")}
+USER_ROLES = frozenset({"user", "human"})
 
 
 @dataclass(frozen=True)
@@ -68,44 +82,219 @@ def _turn_list(rows: Sequence[Mapping[str, Any]], column: str, keys: tuple[str, 
     return seen
 
 
+def _turn_style(rows: Sequence[Mapping[str, Any]], column: str) -> str | None:
+    """`messages` or `sharegpt` when `column` holds lists of such turns in the sample."""
+    return next(
+        (style for style, keys in TURN_KEYS.items() if _turn_list(rows, column, keys)), None
+    )
+
+
+def _turns(value: Any) -> list[dict[str, Any]]:
+    """`value` as a list of turns: a list as it is, one turn as a list of it."""
+    if isinstance(value, dict):
+        return [value]
+    return value if isinstance(value, list) else []
+
+
+def _role(turn: Any) -> str:
+    return str(turn.get("role", turn.get("from", ""))).lower() if isinstance(turn, dict) else ""
+
+
+def _sampled(rows: Sequence[Mapping[str, Any]], column: str) -> list[Any]:
+    return [row[column] for row in rows if row.get(column) is not None]
+
+
+def _answer_form(rows: Sequence[Mapping[str, Any]], column: str) -> str | None:
+    """How a preference column holds its answers in the sample: `text`, `turns` (one turn or a
+    list of turns) or `conversation` (turns with the user's among them); None for anything else."""
+    values = _sampled(rows, column)
+    if values and all(isinstance(v, str) for v in values):
+        return "text"
+    turns = [_turns(v) for v in values]
+    if not values or not all(t and all(_role(turn) for turn in t) for t in turns):
+        return None
+    if all(any(_role(turn) in USER_ROLES for turn in t) for t in turns):
+        return "conversation"
+    return "turns"
+
+
+def _ends_with(rows: Sequence[Mapping[str, Any]], column: str, user: bool) -> bool:
+    """Whether every sampled conversation in `column` ends with a user turn (`user`) or not."""
+    values = _sampled(rows, column)
+    return bool(values) and all(
+        bool(v) and (_role(v[-1]) in USER_ROLES) == user for v in map(_turns, values)
+    )
+
+
 def _first(columns: Sequence[str], names: Sequence[str], taken: set[str]) -> str | None:
     lowered = {c.lower(): c for c in columns if c not in taken}
     return next((lowered[n] for n in names if n in lowered), None)
+
+
+def _system(columns: Sequence[str]) -> FieldSource | None:
+    column = _first(columns, ("system",), set())
+    return _col(column) if column else None
+
+
+def _preference(
+    columns: Sequence[str], rows: Sequence[Mapping[str, Any]], image: str | None
+) -> Guess | None:
+    """Preference pairs: a chosen and a rejected column, with the prompt in a turns column, a
+    prompt column, or (implicit prompt) inside both sides' conversations."""
+    for chosen_name, rejected_name in PAIR_COLUMNS:
+        chosen = _first(columns, (chosen_name,), set())
+        rejected = _first(columns, (rejected_name,), set())
+        if chosen and rejected:
+            return _pair(columns, rows, image, chosen, rejected)
+    return None
+
+
+def _pair(
+    columns: Sequence[str],
+    rows: Sequence[Mapping[str, Any]],
+    image: str | None,
+    chosen: str,
+    rejected: str,
+) -> Guess | None:
+    """The pair in columns `chosen`/`rejected`, if their answers take a form we read."""
+    forms = {_answer_form(rows, chosen), _answer_form(rows, rejected)}
+    if None in forms:
+        return None
+    sides = f"`{chosen}`/`{rejected}` hold the answers"
+    for name in TURN_COLUMNS:
+        style = _turn_style(rows, name) if name in columns else None
+        if style is not None and forms <= {"text", "turns"}:
+            return Guess(
+                "preference",
+                MappingSpec(
+                    mode="preference",
+                    layout=style,  # type: ignore[arg-type]
+                    messages_column=name,
+                    chosen=_col(chosen),
+                    rejected=_col(rejected),
+                    image_column=image,
+                ),
+                True,
+                f"preference pairs: `{name}` holds the prompt's {'/'.join(TURN_KEYS[style])} "
+                f"turns, {sides}",
+            )
+    prompt = _first(columns, PAIR_PROMPTS, {chosen, rejected})
+    if prompt is not None and forms <= {"text", "turns"}:
+        return Guess(
+            "preference",
+            MappingSpec(
+                mode="preference",
+                user=_col(prompt),
+                chosen=_col(chosen),
+                rejected=_col(rejected),
+                system=_system(columns),
+                image_column=image,
+            ),
+            True,
+            f"preference pairs: `{prompt}` holds the prompt, {sides}",
+        )
+    if forms == {"conversation"}:
+        return Guess(
+            "preference",
+            MappingSpec(
+                mode="preference",
+                implicit_prompt=True,
+                chosen=_col(chosen),
+                rejected=_col(rejected),
+                image_column=image,
+            ),
+            True,
+            f"preference pairs with an implicit prompt: `{chosen}` and `{rejected}` each hold "
+            "a whole conversation; the prompt is the turns they share",
+        )
+    return None
+
+
+def _feedback(
+    columns: Sequence[str], rows: Sequence[Mapping[str, Any]], image: str | None
+) -> Guess | None:
+    """Unpaired feedback: a completion and a label that reads as desirable or undesirable."""
+    label = _first(columns, LABEL_NAMES, set())
+    values = _sampled(rows, label) if label else []
+    if label is None or not values or any(parse_label(v) is None for v in values):
+        return None
+    said = f"`{label}` says whether it is desirable (feedback for KTO)"
+    for name in TURN_COLUMNS:
+        style = _turn_style(rows, name) if name in columns else None
+        if style is not None and _ends_with(rows, name, user=False):
+            return Guess(
+                "feedback",
+                MappingSpec(
+                    mode="feedback",
+                    layout=style,  # type: ignore[arg-type]
+                    messages_column=name,
+                    label=_col(label),
+                    image_column=image,
+                ),
+                True,
+                f"`{name}` holds conversations whose last turn is the completion, {said}",
+            )
+    prompt = _first(columns, PAIR_PROMPTS, {label})
+    completion = _first(columns, COMPLETION_NAMES, {label} | ({prompt} if prompt else set()))
+    if prompt is None or completion is None:
+        return None
+    return Guess(
+        "feedback",
+        MappingSpec(
+            mode="feedback",
+            user=_col(prompt),
+            completion=_col(completion),
+            label=_col(label),
+            system=_system(columns),
+            image_column=image,
+        ),
+        True,
+        f"`{prompt}` holds the prompt, `{completion}` the completion, {said}",
+    )
+
+
+def _chat(
+    columns: Sequence[str], rows: Sequence[Mapping[str, Any]], image: str | None
+) -> Guess | None:
+    """A turns column: chats to learn from, or prompts when every one ends with the user."""
+    for name in TURN_COLUMNS:
+        style = _turn_style(rows, name) if name in columns else None
+        if style is None:
+            continue
+        keys = "role/content turns (OpenAI/TRL format)"
+        if style == "sharegpt":
+            keys = "from/value turns (ShareGPT format)"
+        if _ends_with(rows, name, user=True) and not set(columns) & SFT_ANSWERS:
+            kept = [c for c in columns if c not in {name, image}]
+            return Guess(
+                "prompt_only",
+                MappingSpec(
+                    mode="prompt_only",
+                    layout=style,  # type: ignore[arg-type]
+                    messages_column=name,
+                    image_column=image,
+                ),
+                True,
+                f"`{name}` holds {keys} ending with the user's turn: prompts for GRPO"
+                + (f"; kept for graders: {', '.join(kept)}" if kept else ""),
+            )
+        return Guess(
+            style,
+            MappingSpec(layout=style, messages_column=name, image_column=image),  # type: ignore[arg-type]
+            True,
+            f"`{name}` holds {keys}",
+        )
+    return None
 
 
 def guess_mapping(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> Guess:
     """Recognise the format from `columns` and a sample of `rows`."""
     cols = set(columns)
     image = _first(columns, IMAGE_NAMES, set())
-    for name in ("messages", "conversations", "conversation", "chat"):
-        if name in cols and _turn_list(rows, name, ("role", "content")):
-            return Guess(
-                "messages",
-                MappingSpec(layout="messages", messages_column=name, image_column=image),
-                True,
-                f"`{name}` holds role/content turns (OpenAI/TRL format)",
-            )
-        if name in cols and _turn_list(rows, name, ("from", "value")):
-            return Guess(
-                "sharegpt",
-                MappingSpec(layout="sharegpt", messages_column=name, image_column=image),
-                True,
-                f"`{name}` holds from/value turns (ShareGPT format)",
-            )
-    if {"prompt", "chosen", "rejected"} <= cols:
-        return Guess(
-            "preference",
-            MappingSpec(
-                mode="preference",
-                user=_col("prompt"),
-                chosen=_col("chosen"),
-                rejected=_col("rejected"),
-                system=_col("system") if "system" in cols else None,
-                image_column=image,
-            ),
-            True,
-            "prompt/chosen/rejected columns (preference pairs)",
-        )
+    for recognise in (_preference, _feedback, _chat):
+        guess = recognise(columns, rows, image)
+        if guess is not None:
+            return guess
     if {"instruction", "output"} <= cols:
         return Guess(
             "alpaca",
@@ -129,12 +318,14 @@ def guess_mapping(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> 
                 True,
                 f"{user}/{answer} columns",
             )
-    if "prompt" in cols and not (cols & set(ANSWER_NAMES)):
+    if "prompt" in cols and not (cols & SFT_ANSWERS):
+        kept = [c for c in columns if c not in {"prompt", image}]
         return Guess(
             "prompt_only",
             MappingSpec(mode="prompt_only", user=_col("prompt"), image_column=image),
             True,
-            "a prompt column and no answers (prompts for GRPO)",
+            "a prompt column and no answers (prompts for GRPO)"
+            + (f"; kept for graders: {', '.join(kept)}" if kept else ""),
         )
     if "text" in cols and not (cols & set(ANSWER_NAMES)):
         return Guess(

@@ -2,8 +2,11 @@
 
 A mapping has a processing `mode` (what training needs) and a `layout` (how the source stores
 turns): a column of OpenAI/TRL `messages`, a column of ShareGPT `conversations`, Alpaca columns,
-or `fields`, where each role comes from a column or a template over columns. `map_row` turns a
-row into the processed record and lists every problem it found instead of stopping at the first.
+or `fields`, where each role comes from a column or a template over columns. `RowMapper.map`
+turns a row into the processed record and lists every problem it found instead of stopping at the
+first. Preference answers and feedback completions come from their own columns whatever the
+layout (a text, one turn, or a list of turns), or, with `implicit_prompt`, from two whole
+conversations that share their prompt turns.
 """
 
 from __future__ import annotations
@@ -18,12 +21,34 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tuneforge.data.conversation import Message, Part, Role, message, text_of
+from tuneforge.data.pairs import (
+    Problems,
+    filled,
+    parse_label,
+    prompt_ends_with_user,
+    same_answer,
+    split_pair,
+)
 from tuneforge.data.templates import Template, parse_template
 from tuneforge.errors import InvalidInput
 
-Mode = Literal["conversation", "prompt_only", "preference", "language_modeling"]
+Mode = Literal["conversation", "prompt_only", "preference", "feedback", "language_modeling"]
 Layout = Literal["messages", "sharegpt", "alpaca", "fields"]
 ImageResolver = Callable[[str], bytes | None]
+
+# What each mode reads in the `fields` layout, besides an optional system field.
+FIELDS_NEEDED: dict[str, tuple[str, ...]] = {
+    "conversation": ("user", "assistant"),
+    "prompt_only": ("user",),
+    "preference": ("user", "chosen", "rejected"),
+    "feedback": ("user", "completion", "label"),
+    "language_modeling": ("text",),
+}
+# What each mode reads besides the turns column in the messages/sharegpt layouts.
+TURNS_NEEDED: dict[str, tuple[str, ...]] = {
+    "preference": ("chosen", "rejected"),
+    "feedback": ("label",),
+}
 
 ROLE_NAMES: dict[str, Role] = {
     "system": "system",
@@ -63,9 +88,9 @@ class MappingSpec(BaseModel):
         default="conversation",
         description=(
             "`conversation`: prompts and answers for supervised fine-tuning; `prompt_only`: "
-            "prompts for GRPO (other columns are kept for reward functions); `preference`: a "
-            "prompt with a chosen and a rejected answer (DPO/ORPO); `language_modeling`: "
-            "plain text."
+            "prompts for GRPO (other columns are kept for graders); `preference`: a prompt with "
+            "a chosen and a rejected answer (DPO, ORPO, KTO); `feedback`: a prompt with one "
+            "completion labelled desirable or not (KTO); `language_modeling`: plain text."
         ),
     )
     layout: Layout = Field(
@@ -77,7 +102,12 @@ class MappingSpec(BaseModel):
         ),
     )
     messages_column: str | None = Field(
-        default=None, description="The column holding the turns (layouts messages/sharegpt)."
+        default=None,
+        description=(
+            "The column holding the turns (layouts messages/sharegpt). For preference data it "
+            "holds the prompt, ending with the user's turn; for feedback data, the prompt and, "
+            "unless a completion field is given, the completion as its last turn."
+        ),
     )
     system: FieldSource | None = Field(default=None, description="The system prompt, per row.")
     system_prompt: str | None = Field(
@@ -87,8 +117,39 @@ class MappingSpec(BaseModel):
     assistant: FieldSource | None = Field(
         default=None, description="The assistant's turn (the answer to learn)."
     )
-    chosen: FieldSource | None = Field(default=None, description="The preferred answer.")
-    rejected: FieldSource | None = Field(default=None, description="The worse answer.")
+    chosen: FieldSource | None = Field(
+        default=None,
+        description=(
+            "The preferred answer (preference): a text, one turn, or a list of turns whose last "
+            "assistant turn is the answer."
+        ),
+    )
+    rejected: FieldSource | None = Field(
+        default=None, description="The worse answer (preference), in the same forms as chosen."
+    )
+    implicit_prompt: bool = Field(
+        default=False,
+        description=(
+            "Preference, fields layout: chosen and rejected each hold a whole conversation (the "
+            "same prompt turns, then the answer). The prompt is the turns they share; each "
+            "answer is its conversation's last turn. Leave user empty."
+        ),
+    )
+    completion: FieldSource | None = Field(
+        default=None,
+        description=(
+            "The completion the label judges (feedback): a text, one turn, or a list of turns. "
+            "In the messages/sharegpt layouts it may be left empty: the conversation's last "
+            "turn is then the completion."
+        ),
+    )
+    label: FieldSource | None = Field(
+        default=None,
+        description=(
+            "Whether the completion is desirable (feedback): true/false, 1/0, yes/no, good/bad, "
+            "thumbs up/down. Any other value is a row problem."
+        ),
+    )
     text: FieldSource | None = Field(default=None, description="The text (language modelling).")
     image_column: str | None = Field(
         default=None,
@@ -102,16 +163,18 @@ class MappingSpec(BaseModel):
     def _complete(self) -> MappingSpec:
         if self.layout in ("messages", "sharegpt") and not self.messages_column:
             raise ValueError(f"the {self.layout} layout needs messages_column")
+        if self.implicit_prompt and (self.mode, self.layout) != ("preference", "fields"):
+            raise ValueError("implicit_prompt is for the preference mode in the fields layout")
+        if self.implicit_prompt and self.user is not None:
+            raise ValueError("with implicit_prompt the prompt comes from chosen and rejected")
+        needed = TURNS_NEEDED.get(self.mode, ())
         if self.layout == "fields":
-            needed = {
-                "conversation": ("user", "assistant"),
-                "prompt_only": ("user",),
-                "preference": ("user", "chosen", "rejected"),
-                "language_modeling": ("text",),
-            }[self.mode]
-            missing = [name for name in needed if getattr(self, name) is None]
-            if missing:
-                raise ValueError(f"mode {self.mode} needs {', '.join(missing)}")
+            needed = FIELDS_NEEDED[self.mode]
+            if self.implicit_prompt:
+                needed = ("chosen", "rejected")
+        missing = [name for name in needed if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"mode {self.mode} needs {', '.join(missing)}")
         return self
 
 
@@ -131,7 +194,16 @@ class RowMapper:
         self.columns = columns
         self.images = images
         self.fields: dict[str, Template | str] = {}
-        for name in ("system", "user", "assistant", "chosen", "rejected", "text"):
+        for name in (
+            "system",
+            "user",
+            "assistant",
+            "chosen",
+            "rejected",
+            "completion",
+            "label",
+            "text",
+        ):
             source: FieldSource | None = getattr(spec, name)
             if source is None:
                 continue
@@ -210,14 +282,16 @@ class RowMapper:
         if not isinstance(value, list):
             problems.append(("non_text", "the turns column does not hold a list of turns"))
             return []
-        role_key, text_key = (
-            ("from", "value") if self.spec.layout == "sharegpt" else ("role", "content")
-        )
+        preferred = ("from", "value") if self.spec.layout == "sharegpt" else ("role", "content")
         turns: list[Message] = []
         for turn in value:
             if not isinstance(turn, dict):
                 problems.append(("non_text", "a turn is not an object"))
                 continue
+            other = ("role", "content") if preferred[0] == "from" else ("from", "value")
+            role_key, text_key = (
+                other if other[0] in turn and preferred[0] not in turn else preferred
+            )
             role = ROLE_NAMES.get(str(turn.get(role_key, "")).lower())
             if role is None:
                 problems.append(("unknown_role", f"unknown role {turn.get(role_key)!r}"))
@@ -286,20 +360,107 @@ class RowMapper:
             return [t for t in self._turns_from_list(value, problems) if t["role"] == "assistant"]
         return [message("assistant", self._text(value, what, problems) or "")]
 
+    # -- preference and feedback answers -------------------------------------------------------
+    def _raw(self, row: Mapping[str, Any], name: str) -> Any:
+        source = self.fields.get(name)
+        if isinstance(source, Template):
+            return source.render(row)
+        return None if source is None else row.get(source)
+
+    def _side(self, row: Mapping[str, Any], name: str, problems: Problems) -> list[Message]:
+        """The answer in field `name` (chosen, rejected, completion) as one assistant message:
+        a text, one turn or a list of turns (its last assistant turn); none, with the problem,
+        when it is missing, empty or not text."""
+        value = self._raw(row, name)
+        if isinstance(value, dict):
+            value = [value]
+        if value is None or value == []:
+            problems.append(("missing_answer", f"the {name} answer is missing"))
+            return []
+        if isinstance(value, list):
+            found: Problems = []
+            turns = [t for t in self._turns_from_list(value, found) if t["role"] == "assistant"]
+            problems += [problem for problem in found if problem[0] != "empty_field"]
+            if not turns:
+                problems.append(("missing_answer", f"the {name} side has no assistant turn"))
+                return []
+            return filled(turns[-1:], name, problems)
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            problems.append(("non_text", f"{name} is {type(value).__name__}, not text"))
+            return []
+        return filled([message("assistant", str(value))], name, problems)
+
+    def _conversation(self, row: Mapping[str, Any], name: str, problems: Problems) -> list[Message]:
+        """The whole conversation in field `name` (implicit prompt)."""
+        value = self._raw(row, name)
+        if value is None or value == []:
+            problems.append(("missing_answer", f"the {name} conversation is missing"))
+            return []
+        if not isinstance(value, list):
+            problems.append(("non_text", f"{name} does not hold a conversation (a list of turns)"))
+            return []
+        return self._turns_from_list(value, problems)
+
+    def _pair(
+        self,
+        row: Mapping[str, Any],
+        turns: list[Message],
+        sides: tuple[list[Message], list[Message]] | None,
+        problems: Problems,
+    ) -> dict[str, Any]:
+        prompt_ends_with_user(turns, problems)
+        if sides is None:
+            sides = self._side(row, "chosen", problems), self._side(row, "rejected", problems)
+        else:
+            sides = filled(sides[0], "chosen", problems), filled(sides[1], "rejected", problems)
+        chosen, rejected = sides
+        if chosen and rejected and same_answer(chosen[0], rejected[0]):
+            problems.append(("identical_answers", "the chosen and rejected answers are the same"))
+        return {"prompt": turns, "chosen": chosen, "rejected": rejected}
+
+    def _feedback(
+        self, row: Mapping[str, Any], turns: list[Message], problems: Problems
+    ) -> dict[str, Any]:
+        if self.spec.completion is not None:
+            completion = self._side(row, "completion", problems)
+        elif turns and turns[-1]["role"] == "assistant":  # the conversation's last turn
+            completion = filled([turns.pop()], "completion", problems)
+        else:
+            completion = []
+            problems.append(("missing_answer", "the conversation does not end with a completion"))
+        prompt_ends_with_user(turns, problems)
+        value = self._raw(row, "label")
+        label = parse_label(value)
+        if label is None:
+            problems.append(
+                (
+                    "bad_label",
+                    f"the label {str(value)[:40]!r} is not one of true/false, 1/0, good/bad",
+                )
+            )
+        return {"prompt": turns, "completion": completion, "label": label}
+
     def map(self, row: Mapping[str, Any]) -> RowResult:
         problems: list[tuple[str, str]] = []
         spec = self.spec
         if spec.mode == "language_modeling" and spec.layout == "fields":
             text = self._text(self._value(row, "text", problems), "text", problems)
             return RowResult({"text": text} if text else None, problems)
+        sides = None
         if spec.layout in ("messages", "sharegpt"):
             assert spec.messages_column is not None
             turns = self._turns_from_list(row.get(spec.messages_column), problems)
         elif spec.layout == "alpaca":
             turns = self._alpaca(row, problems)
+        elif spec.implicit_prompt:
+            chosen = self._conversation(row, "chosen", problems)
+            rejected = self._conversation(row, "rejected", problems)
+            turns, *answers = split_pair(chosen, rejected, problems)
+            sides = (answers[0], answers[1])
         else:
-            answer = {"conversation": "assistant", "prompt_only": None, "preference": None}
-            turns = self._fields(row, problems, answer.get(spec.mode))
+            turns = self._fields(
+                row, problems, "assistant" if spec.mode == "conversation" else None
+            )
         if spec.system_prompt and not (turns and turns[0]["role"] == "system"):
             turns.insert(0, message("system", spec.system_prompt))
         image = self._image(row, problems)
@@ -307,12 +468,13 @@ class RowMapper:
             first_user = next((t for t in turns if t["role"] == "user"), None)
             if first_user is not None:
                 first_user["content"].insert(0, {"type": "image"})
-        return self._record(row, turns, image, problems)
+        return self._record(row, turns, sides, image, problems)
 
     def _record(
         self,
         row: Mapping[str, Any],
         turns: list[Message],
+        sides: tuple[list[Message], list[Message]] | None,
         image: bytes | None,
         problems: list[tuple[str, str]],
     ) -> RowResult:
@@ -330,15 +492,13 @@ class RowMapper:
         elif mode == "prompt_only":
             while turns and turns[-1]["role"] == "assistant":
                 turns.pop()
-            extras = {k: v for k, v in row.items() if k not in {"prompt", "images"}}
+            left_out = {"prompt", "images", self.spec.messages_column}
+            extras = {k: v for k, v in row.items() if k not in left_out}
             record = {**extras, "prompt": turns}
+        elif mode == "feedback":
+            record = self._feedback(row, turns, problems)
         else:
-            chosen = self._answer(self._value(row, "chosen", problems), "chosen", problems)
-            rejected = self._answer(self._value(row, "rejected", problems), "rejected", problems)
-            for name, answer in (("chosen", chosen), ("rejected", rejected)):
-                if not answer or not text_of(answer[-1]).strip():
-                    problems.append(("empty_assistant", f"the {name} answer is empty"))
-            record = {"prompt": turns, "chosen": chosen[-1:], "rejected": rejected[-1:]}
+            record = self._pair(row, turns, sides, problems)
         if image is not None:
             record["images"] = [image]
         return RowResult(None if problems else record, problems)

@@ -4,7 +4,8 @@ Works batch by batch: each batch is mapped, checked for duplicates and length (t
 with the real Gemma tokenizer, in parallel batches) and reported, and what is kept is collected
 column by column; then the kept rows are split and the output tables built. The `fields` layout
 is mapped a column at a time (`FieldsMapper`), every other mapping row by row (`RowMapper`):
-both give the same tables, report and statistics.
+both give the same tables, report and statistics. A preference pair's answers are counted
+apart (the statistics measure each side); its length is the prompt with the longer answer.
 """
 
 from __future__ import annotations
@@ -38,21 +39,23 @@ class Processed:
     stats: DatasetStats
 
 
-def texts_for_length(record: Mapping[str, Any]) -> tuple[str, str]:
-    """The rendered prompt and answer whose tokens make the record's length (for a preference
-    record, the longer of its two answers)."""
+def rendered_texts(record: Mapping[str, Any]) -> tuple[str, str, str | None]:
+    """The rendered prompt, answer (a pair's chosen one, feedback's completion; empty for
+    prompts) and, for a preference pair, rejected answer, whose tokens measure the record."""
     if "text" in record and "messages" not in record and "prompt" not in record:
-        return "", str(record["text"])
+        return "", str(record["text"]), None
     if "messages" in record:
-        return prompt_and_answer(record["messages"])
+        return (*prompt_and_answer(record["messages"]), None)
     prompt: list[Message] = record["prompt"]
     rendered = render(prompt, add_generation_prompt=True)
-    answers = [
-        f"{render_content(answer[-1]['content'])}{END_OF_TURN}\n"
-        for answer in (record.get("chosen"), record.get("rejected"))
-        if answer
-    ]
-    return rendered, max(answers, key=len, default="")
+    answer, rejected = (_answer(record.get(k)) for k in ("chosen", "rejected"))
+    if "completion" in record:
+        answer = _answer(record["completion"])
+    return rendered, answer or "", rejected
+
+
+def _answer(turns: list[Message] | None) -> str | None:
+    return f"{render_content(turns[-1]['content'])}{END_OF_TURN}\n" if turns else None
 
 
 def turns_of(record: Mapping[str, Any]) -> int:
@@ -61,7 +64,7 @@ def turns_of(record: Mapping[str, Any]) -> int:
         return 1
     turns = record.get("messages") or record["prompt"]
     count: int = sum(m["role"] != "system" for m in turns)
-    return count + (1 if "chosen" in record else 0)
+    return count + (1 if "chosen" in record or "completion" in record else 0)
 
 
 @dataclass
@@ -70,7 +73,8 @@ class Kept:
     table need of each."""
 
     prompt_tokens: list[int] = field(default_factory=list)
-    answer_tokens: list[int] = field(default_factory=list)
+    answer_tokens: list[int] = field(default_factory=list)  # a pair's chosen answer
+    rejected_tokens: list[int] = field(default_factory=list)  # pairs only
     turns: list[int] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)  # the rendered example
     labels: list[Any] = field(default_factory=list)  # the label column's value
@@ -83,6 +87,7 @@ class Kept:
     def extend(self, other: Kept) -> None:
         self.prompt_tokens += other.prompt_tokens
         self.answer_tokens += other.answer_tokens
+        self.rejected_tokens += other.rejected_tokens
         self.turns += other.turns
         self.texts += other.texts
         self.labels += other.labels
@@ -97,6 +102,7 @@ class Kept:
         return Kept(
             pick(self.prompt_tokens),
             pick(self.answer_tokens),
+            pick(self.rejected_tokens),
             pick(self.turns),
             pick(self.texts),
             pick(self.labels),
@@ -117,12 +123,13 @@ class _RowByRow:
         rows = records(part)
         results = [self.mapper.map(row) for row in rows]
         mapped = [r.record for r in results if r.record is not None]
-        texts = [texts_for_length(record) for record in mapped]
+        texts = [rendered_texts(record) for record in mapped]
         return Mapped(
             problems=[r.problems for r in results],
             ok=[i for i, r in enumerate(results) if r.record is not None],
-            prompts=[prompt for prompt, _ in texts],
-            answers=[answer for _, answer in texts],
+            prompts=[prompt for prompt, _, _ in texts],
+            answers=[answer for _, answer, _ in texts],
+            rejected=[rejected for _, _, rejected in texts if rejected is not None],
             turns=[turns_of(record) for record in mapped],
             keys=[duplicate_keys(record) for record in mapped],
             records={"record": mapped},
@@ -199,14 +206,29 @@ def process(
         spec = config.split.model_copy(update={"sample_size": None})
         for name, indices in split_indices(spec, len(everything), strata).items():
             kept[name] = everything.select(indices)
+    splits = {name: path.table(rows.records) for name, rows in kept.items() if rows}
+    return Processed(splits, report.finish(), _stats(config, kept, splits))
+
+
+def _stats(
+    config: ProcessingConfig, kept: dict[str, Kept], splits: dict[str, pa.Table]
+) -> DatasetStats:
+    """The statistics of the kept rows (`kept`), which make the output tables `splits`."""
     stats = StatsBuilder(label_column=config.label_column)
+    mode = config.mapping.mode
     for name, rows in kept.items():
         labels = rows.labels if config.label_column else None
-        stats.add_lengths(
-            name, rows.prompt_tokens, rows.answer_tokens, rows.turns, rows.texts, labels
-        )
-    splits = {name: path.table(rows.records) for name, rows in kept.items() if rows}
-    return Processed(splits, report.finish(), stats.finish())
+        longer = rows.answer_tokens
+        if mode == "preference":
+            longer = list(map(max, rows.answer_tokens, rows.rejected_tokens))
+            stats.add_pairs(name, rows.prompt_tokens, rows.answer_tokens, rows.rejected_tokens)
+        if mode == "feedback":
+            stats.add_feedback(name, (record["label"] for record in rows.records.get("record", [])))
+        stats.add_lengths(name, rows.prompt_tokens, longer, rows.turns, rows.texts, labels)
+    if mode == "prompt_only":
+        columns = dict.fromkeys(c for table in splits.values() for c in table.column_names)
+        stats.reference_columns = [c for c in columns if c not in ("prompt", "images")]
+    return stats.finish()
 
 
 @dataclass
@@ -237,7 +259,7 @@ def _checked(
         for group, indices in groups.items():
             for chunk, part in _parts(combined, indices, batch_rows):
                 mapped = path.map(part)
-                texts = [*mapped.prompts, *mapped.answers]
+                texts = [*mapped.prompts, *mapped.answers, *mapped.rejected]
                 batch = _Batch(group, chunk, part, mapped, counter.submit(count_tokens, texts))
                 if waiting is not None:
                     yield waiting.group, len(waiting.chunk), _check(waiting, report, config)
@@ -249,8 +271,10 @@ def _checked(
 def _check(batch: _Batch, report: ReportBuilder, config: ProcessingConfig) -> Kept:
     """Check a mapped batch for duplicates and length, report every row's problems, and return
     what is kept of it."""
-    mapped, counts = batch.mapped, batch.counted.result()
-    prompt_tokens, answer_tokens = counts[: len(mapped.ok)], counts[len(mapped.ok) :]
+    mapped, counts, n = batch.mapped, batch.counted.result(), len(batch.mapped.ok)
+    prompt_tokens, answer_tokens, rejected_tokens = counts[:n], counts[n : 2 * n], counts[2 * n :]
+    pairs = bool(mapped.rejected)
+    longer = list(map(max, answer_tokens, rejected_tokens)) if pairs else answer_tokens
     slots = dict(zip(mapped.ok, range(len(mapped.ok)), strict=True))
     keep: list[int] = []  # positions in `mapped.ok`
     for i, found in enumerate(mapped.problems):
@@ -258,7 +282,7 @@ def _check(batch: _Batch, report: ReportBuilder, config: ProcessingConfig) -> Ke
         problems = list(found)
         if slot is not None:
             problems += report.duplicate_of(*mapped.keys[slot])
-            size = prompt_tokens[slot] + answer_tokens[slot]
+            size = prompt_tokens[slot] + longer[slot]
             if size > config.max_length:
                 problems.append(("too_long", f"{size} tokens > {config.max_length}"))
         preview = mapped.preview(i) if problems and report.wants_example(problems) else None
@@ -275,8 +299,12 @@ def _check(batch: _Batch, report: ReportBuilder, config: ProcessingConfig) -> Ke
     return Kept(
         prompt_tokens=[prompt_tokens[slot] for slot in keep],
         answer_tokens=[answer_tokens[slot] for slot in keep],
+        rejected_tokens=[rejected_tokens[slot] for slot in keep] if pairs else [],
         turns=[mapped.turns[slot] for slot in keep],
-        texts=[mapped.prompts[slot] + mapped.answers[slot] for slot in keep],
+        texts=[  # a pair's duplicates are the same prompt and the same two answers
+            mapped.prompts[slot] + mapped.answers[slot] + (mapped.rejected[slot] if pairs else "")
+            for slot in keep
+        ],
         labels=values_of(config.label_column),
         strata=values_of(config.split.stratify_by),
         records={name: [values[slot] for slot in keep] for name, values in mapped.records.items()},

@@ -6,6 +6,11 @@ the prompt (up to and including `<start_of_turn>model\\n`) and the final answer,
 counted with the real Gemma 3 tokenizer. A row's total is prompt + answer: what training sees
 when it tokenizes the two separately and puts the loss on the answer. Percentiles are nearest-rank
 (the smallest length that at least p% of the rows do not exceed), so they are real lengths.
+
+A preference pair is one example of prompt + its longer answer (what a trainer that runs both
+sides pads to); its sides are also measured on their own, per split, with the margin (chosen
+minus rejected, in tokens). Feedback data counts its desirable and undesirable completions;
+prompt-only data names the reference columns it keeps for graders.
 """
 
 from __future__ import annotations
@@ -70,6 +75,40 @@ class DuplicateStats(BaseModel):
     )
 
 
+class MarginStats(BaseModel):
+    count: int = Field(description="How many pairs were measured.")
+    min: int = Field(description="The smallest margin (negative: the rejected answer is longer).")
+    mean: float = Field(description="The mean margin, chosen minus rejected, in Gemma tokens.")
+    p10: int = Field(description="10% of the pairs have at most this margin.")
+    p50: int = Field(description="The median margin.")
+    p90: int = Field(description="90% of the pairs have at most this margin.")
+    max: int = Field(description="The largest margin.")
+    chosen_longer: int = Field(description="Pairs whose chosen answer is longer.")
+    rejected_longer: int = Field(description="Pairs whose rejected answer is longer.")
+    histogram: list[HistogramBin] = Field(
+        description="About 20 equal-width bins with round edges, for a chart."
+    )
+
+
+class PairStats(BaseModel):
+    prompt_tokens: LengthStats = Field(description="Prompt lengths, as for every example.")
+    chosen_tokens: LengthStats = Field(
+        description="Chosen answer lengths, with the closing `<end_of_turn>`."
+    )
+    rejected_tokens: LengthStats = Field(
+        description="Rejected answer lengths, with the closing `<end_of_turn>`."
+    )
+    margin_tokens: MarginStats = Field(
+        description="Chosen minus rejected length per pair: a large mean margin means length "
+        "alone tells the answers apart, and a preference trainer may learn just that."
+    )
+
+
+class FeedbackCounts(BaseModel):
+    desirable: int = Field(description="Completions labelled desirable.")
+    undesirable: int = Field(description="Completions labelled undesirable.")
+
+
 class DatasetStats(BaseModel):
     rows: dict[str, int] = Field(description="Rows per split, e.g. {'train': 900, 'test': 100}.")
     prompt_tokens: LengthStats = Field(
@@ -91,6 +130,18 @@ class DatasetStats(BaseModel):
         description="The label column's distribution, when a label column was given."
     )
     duplicates: DuplicateStats = Field(description="Repeated examples.")
+    pairs: dict[str, PairStats] | None = Field(
+        default=None,
+        description="Preference data, per split: each side's length and the margin between "
+        "them. Each example above is its prompt with the longer answer.",
+    )
+    feedback: dict[str, FeedbackCounts] | None = Field(
+        default=None, description="Feedback data, per split: desirable and undesirable rows."
+    )
+    reference_columns: list[str] | None = Field(
+        default=None,
+        description="Prompt-only data: the columns kept beside the prompt, for graders to read.",
+    )
 
 
 Lengths = npt.NDArray[np.int64]
@@ -143,6 +194,34 @@ class _Distribution:
         )
 
 
+def _margins(values: Lengths) -> MarginStats:
+    """Statistics of signed margins (nearest-rank percentiles, round-edged bins)."""
+    n = len(values)
+    if n == 0:
+        return MarginStats(
+            count=0, min=0, mean=0, p10=0, p50=0, p90=0, max=0,
+            chosen_longer=0, rejected_longer=0, histogram=[],
+        )  # fmt: skip
+    ordered = np.sort(values)
+    low, high = int(ordered[0]), int(ordered[-1])
+    width = histogram_width(high - low + 1)
+    start = low - low % width
+    per_bin = np.bincount((ordered - start) // width)
+    return MarginStats(
+        count=n,
+        min=low,
+        mean=float(ordered.mean()),
+        max=high,
+        chosen_longer=int((values > 0).sum()),
+        rejected_longer=int((values < 0).sum()),
+        histogram=[
+            HistogramBin(start=start + i * width, end=start + (i + 1) * width, count=int(count))
+            for i, count in enumerate(per_bin)
+        ],
+        **{f"p{p}": int(ordered[-(-p * n // 100) - 1]) for p in (10, 50, 90)},
+    )
+
+
 def _prompt_and_answer(messages: Sequence[ChatMessage]) -> tuple[str, str]:
     if messages and messages[-1]["role"] == "assistant":
         return prompt_and_answer(messages)
@@ -167,6 +246,11 @@ class StatsBuilder:
         self.labels: Counter[str] = Counter()
         self.exact: list[npt.NDArray[np.int64]] = []
         self.loose: list[npt.NDArray[np.int64]] = []
+        self.pairs: dict[
+            str, tuple[_Distribution, _Distribution, _Distribution, list[Lengths]]
+        ] = {}
+        self.feedback: dict[str, Counter[bool]] = {}
+        self.reference_columns: list[str] | None = None
 
     def add(
         self,
@@ -215,6 +299,28 @@ class StatsBuilder:
             np.fromiter(map(hash, map(_normalized, texts)), dtype=np.int64, count=len(texts))
         )
 
+    def add_pairs(
+        self,
+        split: str,
+        prompt_lengths: Sequence[int],
+        chosen_lengths: Sequence[int],
+        rejected_lengths: Sequence[int],
+    ) -> None:
+        """Add the sides of preference pairs (each pair also added once by `add_lengths`)."""
+        prompt, chosen, rejected, margins = self.pairs.setdefault(
+            split, (_Distribution(), _Distribution(), _Distribution(), [])
+        )
+        chosen_array = np.asarray(chosen_lengths, dtype=np.int64)
+        rejected_array = np.asarray(rejected_lengths, dtype=np.int64)
+        prompt.add(np.asarray(prompt_lengths, dtype=np.int64))
+        chosen.add(chosen_array)
+        rejected.add(rejected_array)
+        margins.append(chosen_array - rejected_array)
+
+    def add_feedback(self, split: str, labels: Iterable[bool]) -> None:
+        """Add feedback rows' labels (True: desirable)."""
+        self.feedback.setdefault(split, Counter()).update(labels)
+
     def finish(self) -> DatasetStats:
         n = sum(self.rows.values())
         label_stats = None
@@ -236,6 +342,22 @@ class StatsBuilder:
             duplicates=DuplicateStats(
                 exact=n - _distinct(self.exact), normalized=n - _distinct(self.loose)
             ),
+            pairs={
+                split: PairStats(
+                    prompt_tokens=prompt.summary(),
+                    chosen_tokens=chosen.summary(),
+                    rejected_tokens=rejected.summary(),
+                    margin_tokens=_margins(np.concatenate(margins)),
+                )
+                for split, (prompt, chosen, rejected, margins) in self.pairs.items()
+            }
+            or None,
+            feedback={
+                split: FeedbackCounts(desirable=counts[True], undesirable=counts[False])
+                for split, counts in self.feedback.items()
+            }
+            or None,
+            reference_columns=self.reference_columns,
         )
 
 

@@ -20,6 +20,15 @@ DESCRIPTIONS = {
     "role_order": "Turns are out of order: Gemma wants a user turn first, then user and "
     "assistant taking turns.",
     "empty_assistant": "An answer (assistant turn) is empty.",
+    "empty_answer": "A preference answer or a feedback completion is empty (the detail says "
+    "which side).",
+    "missing_answer": "A preference answer or a feedback completion is missing (the detail says "
+    "which side).",
+    "identical_answers": "The chosen and rejected answers are the same once whitespace is "
+    "normalised: the pair teaches nothing.",
+    "prompt_mismatch": "The chosen and rejected conversations do not share their prompt turns.",
+    "bad_label": "A feedback label is not one of true/false, 1/0, yes/no, good/bad, thumbs "
+    "up/down.",
     "image_missing": "An image cannot be found.",
     "image_url": "An image is given as a URL; the server never fetches URLs.",
     "image_undecodable": "An image cannot be decoded.",
