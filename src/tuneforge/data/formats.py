@@ -47,6 +47,7 @@ TURN_COLUMNS = ("messages", "conversations", "conversation", "chat")
 PAIR_COLUMNS = (("chosen", "rejected"), ("chosen_response", "rejected_response"))
 PAIR_PROMPTS = ("prompt", "question", "instruction", "input", "query")
 LABEL_NAMES = ("label", "desirable", "feedback")
+LABELS_READABLE = 0.9  # the share of sampled labels that must read as desirable or not
 COMPLETION_NAMES = ("completion", "response", "output", "answer")
 # Columns a prompt-only dataset keeps for graders to compare completions with.
 REFERENCE_NAMES = ("answer", "solution", "label", "schema", "reference", "ground_truth", "target")
@@ -216,7 +217,8 @@ def _feedback(
     """Unpaired feedback: a completion and a label that reads as desirable or undesirable."""
     label = _first(columns, LABEL_NAMES, set())
     values = _sampled(rows, label) if label else []
-    if label is None or not values or any(parse_label(v) is None for v in values):
+    readable = sum(parse_label(v) is not None for v in values)
+    if label is None or not values or readable < LABELS_READABLE * len(values):
         return None
     said = f"`{label}` says whether it is desirable (feedback for KTO)"
     for name in TURN_COLUMNS:

@@ -399,7 +399,12 @@ class RowMapper:
         if not isinstance(value, list):
             problems.append(("non_text", f"{name} does not hold a conversation (a list of turns)"))
             return []
-        return self._turns_from_list(value, problems)
+        found: Problems = []
+        turns = self._turns_from_list(value, found)
+        if turns and turns[-1]["role"] == "assistant" and found and found[-1][0] == "empty_field":
+            found.pop()  # the blank answer: `filled` names its side
+        problems += found
+        return turns
 
     def _pair(
         self,
