@@ -13,7 +13,7 @@ from typing import get_args
 from nicegui import ui
 from pydantic import ValidationError
 
-from tuneforge.db.tables import User
+from tuneforge.db.tables import Dataset, User
 from tuneforge.errors import NotFound
 from tuneforge.evaluation import embedding
 from tuneforge.evaluation.judge import JudgeSpec
@@ -25,10 +25,12 @@ from tuneforge.services import secrets as secret_service
 from tuneforge.services.model_check import suggested_evaluation
 from tuneforge.ui.backend import call, read, reported, state
 from tuneforge.ui.evaluation_list import COLUMNS, SLOTS, evaluation_rows
+from tuneforge.ui.graders import GraderBuilder
 from tuneforge.ui.layout import EmptyState, heading, page
 from tuneforge.ui.model_picker import ModelSelect
 from tuneforge.ui.number_field import Bounds, bounded_number
 from tuneforge.ui.playground import model_options, unusable
+from tuneforge.ui.train_fit import mode_of
 
 REFRESH_SECONDS = 2.0
 SAMPLES_BOUNDS = Bounds.for_field(EvaluationSpec, "max_samples", integer=True)
@@ -42,6 +44,8 @@ SUITES: dict[str, str] = {
     "conversation": "Open conversation: ROUGE-L"
     + (", embedding similarity" if embedding.available() else ""),
     "perplexity": "Perplexity on the answers (no generation)",
+    "rewards": "Rewards: your graders' mean reward, per grader",
+    "preference": "Preference: does it prefer the chosen answer (no generation)",
     "vibe": "Vibe check: answers side by side, no metrics",
 }
 assert set(SUITES) == set(get_args(Suite)), "every suite has a label"
@@ -102,6 +106,13 @@ class _Prefill:
     note: str | None = None
 
 
+def grader_columns(dataset: Dataset) -> list[str]:
+    """The columns the rewards suite's graders can read in `dataset`'s rows: its own, and in a
+    conversation dataset `reference` (the conversation's last answer)."""
+    columns = [str(c["name"]) for c in dataset.columns]
+    return ["reference", *columns] if mode_of(dataset) == "conversation" else columns
+
+
 async def _prefill(user: User, model: str | None, dataset: str | None) -> _Prefill:
     if not model:
         return _Prefill(dataset=dataset)
@@ -145,6 +156,7 @@ async def evaluations_page(
     models, blocked = model_options(chat_models), unusable(chat_models)
     datasets, _ = await read(dataset_service.list_datasets, user, kind="processed", limit=500)
     ready = {d.id: d.name for d in datasets if d.status == "ready"}
+    by_id = {d.id: d for d in datasets}
     heading(
         "Evaluations",
         "Score a model on your task, or a fine-tune against its base, on a dataset split.",
@@ -186,6 +198,25 @@ async def evaluations_page(
             suite = ui.select(SUITES, value=fill.suite, label="Suite").classes(
                 "col-grow evaluation-suite"
             )
+        with ui.column().classes("w-full gap-2 evaluation-graders") as rewards:
+            ui.label("Graders").classes("text-subtitle2 text-weight-medium")
+            graders = GraderBuilder([])
+        normalized = ui.switch(
+            "Per token (length-normalised)",
+            value=EvaluationSpec.model_fields["length_normalized"].default,
+        ).classes("evaluation-length-normalized")
+        normalized.tooltip(str(EvaluationSpec.model_fields["length_normalized"].description))
+
+        def suited() -> None:
+            """Show what the chosen suite takes; offer the chosen dataset's columns."""
+            rewards.set_visibility(suite.value == "rewards")
+            normalized.set_visibility(suite.value == "preference")
+            chosen = by_id.get(dataset_select.value)
+            graders.offer_columns(grader_columns(chosen) if chosen else [])
+
+        suite.on_value_change(suited)
+        dataset_select.on_value_change(suited)
+        suited()
         judge = _JudgeFields([s.name for s in await read(secret_service.list_secrets, user)])
         with ui.row().classes("w-full gap-4 items-end"):
             limits = EvaluationSpec.model_fields
@@ -215,6 +246,8 @@ async def evaluations_page(
                 max_samples=int(samples.value or 1),
                 max_new_tokens=int(tokens.value or 1),
                 judge=judge.spec(),
+                graders=graders.value if suite.value == "rewards" else None,
+                length_normalized=normalized.value,
             )
         except ValidationError as exc:
             problems = "; ".join(

@@ -4,13 +4,12 @@ cannot be picked. The Train page and the Playground use them."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from typing import Any
-
-from nicegui import ui
 
 from tuneforge.data.limits import size_text
 from tuneforge.models.availability import Availability
+from tuneforge.ui.picker import Picker
 
 
 def state_label(name: str, availability: Availability) -> str:
@@ -37,18 +36,9 @@ def summary(states: Iterable[Availability]) -> str:
     )
 
 
-class ModelSelect(ui.select):
-    """A `ui.select` whose options in `disabled` are shown but cannot be chosen."""
+class ModelSelect(Picker):
+    """A picker of models; those in `disabled` are shown but cannot be chosen."""
 
-    def __init__(
-        self, options: dict[str, str], *, disabled: Collection[str] = (), **kwargs: Any
-    ) -> None:
-        self.disabled = frozenset(disabled)
+    def __init__(self, options: dict[str, str], **kwargs: Any) -> None:
         super().__init__(options, **kwargs)
         self.classes("model-select")
-
-    def _update_options(self) -> None:
-        super()._update_options()
-        for option, value in zip(self._props["options"], self._values, strict=True):
-            if value in self.disabled:
-                option["disable"] = True

@@ -15,29 +15,34 @@ from nicegui import ui
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from tuneforge.db.tables import Dataset, User
+from tuneforge.db.tables import Dataset, Model, User
 from tuneforge.errors import DomainError, NotFound
 from tuneforge.jobs.failure import failed_fields
 from tuneforge.models.availability import Availability, each_availability
 from tuneforge.models.catalog import CatalogEntry, load_catalog
 from tuneforge.services import datasets as dataset_service
 from tuneforge.services import jobs as job_service
+from tuneforge.services import models as model_service
 from tuneforge.services import training as service
 from tuneforge.training import presets
 from tuneforge.training.recipe import Recipe
-from tuneforge.training.registry import DEFAULT_TRAINER, UnknownTrainer, recipe
+from tuneforge.training.registry import DEFAULT_TRAINER, UnknownTrainer, recipe, recipes
 from tuneforge.training.spec import TrainingBase
-from tuneforge.training.spec_checks import Finding, check_spec, stats_of
+from tuneforge.training.spec_checks import Finding
 from tuneforge.ui.backend import call, read, reported, state
 from tuneforge.ui.layout import EmptyState, heading, page
-from tuneforge.ui.model_picker import ModelSelect, state_label, summary
 from tuneforge.ui.train_advice import Advice
+from tuneforge.ui.train_editors import TrainEditors
 from tuneforge.ui.train_estimate import EstimatePanel
-from tuneforge.ui.train_form import GROUPS, Note, SpecForm, label, problems, trainers
+from tuneforge.ui.train_fit import first_row, fitting_trainer
+from tuneforge.ui.train_form import GROUPS, Note, SpecForm, label, problems
+from tuneforge.ui.train_what import WhatToTrain
 
 log = logging.getLogger(__name__)
 
 DEBOUNCE_SECONDS = 0.4
+#: Setting sections open from the start.
+OPEN = frozenset({"optimisation", "rewards"})
 CARD = "w-full q-pa-lg gap-4"
 TITLE = "text-subtitle1 text-weight-medium"
 CHECK = "w-full items-start no-wrap gap-2 q-pa-sm rounded-borders text-body2"
@@ -104,7 +109,8 @@ async def train_page(
     settings = state().settings
     models = load_catalog(settings.catalog_file).models
     states = await asyncio.to_thread(each_availability, models, settings.models_dir)
-    view = TrainView(user, datasets, models, started_from, states, failure)
+    mine, _ = await read(model_service.list_models, user, limit=500)
+    view = TrainView(user, datasets, models, started_from, states, mine, failure)
     await view.picked()
 
 
@@ -118,6 +124,7 @@ class TrainView:
         models: list[CatalogEntry],
         start: dict[str, Any],
         states: dict[str, Availability],
+        mine: list[Model],
         failure: dict[str, Note] | None = None,
     ) -> None:
         self.user = user
@@ -131,6 +138,7 @@ class TrainView:
         self.presets = presets.list_presets()
         self.asked = 0
         self.recipe = _recipe(start.get("trainer", DEFAULT_TRAINER))
+        self.editors = TrainEditors(user, mine, self.apply)
         dataset_id = start.get("dataset_id")
         if dataset_id is not None and dataset_id not in self.datasets:
             ui.notify(
@@ -139,13 +147,27 @@ class TrainView:
                 type="warning",
             )
             dataset_id = None
+        if dataset_id is not None and "trainer" not in start:  # the trainer its data is for
+            trainer = fitting_trainer(recipes(), self.datasets[dataset_id], self.recipe.trainer)
+            self.recipe = recipe(trainer)
         model_id = start.get("base_model")
         usable = [m for m in models if states[m.id].usable]
         if model_id not in self.models:
             model_id = next((m.id for m in usable if not m.test_only), (usable or models)[0].id)
         with ui.grid().classes("w-full gap-6 grid-cols-1 lg:grid-cols-[1fr_340px] items-start"):
             with ui.column().classes("w-full gap-6 min-w-0"):
-                self._what(dataset_id or datasets[0].id, model_id)
+                self.what = WhatToTrain(
+                    self.datasets,
+                    self.models,
+                    states,
+                    self.recipe,
+                    dataset_id or datasets[0].id,
+                    model_id,
+                    self.picked,
+                    self.trainer_chosen,
+                )
+                self.dataset, self.model = self.what.dataset, self.what.model
+                self.trainer, self.run_fields = self.what.trainer, self.what.run_fields
                 with ui.card().classes(CARD):
                     self.advice = Advice(self.apply, lambda name: self.form.value(name))
                 self._settings()
@@ -168,61 +190,6 @@ class TrainView:
             if panel is not None:
                 panel.set_value(True)
 
-    def _what(self, dataset_id: str, model_id: str) -> None:
-        with ui.card().classes(CARD):
-            ui.label("What to train").classes(TITLE)
-            with ui.grid().classes("w-full gap-x-6 gap-y-4 grid-cols-1 md:grid-cols-2"):
-                with ui.column().classes("w-full gap-1"):
-                    self.dataset = (
-                        ui.select(
-                            {d.id: d.name for d in self.datasets.values()},
-                            label="Dataset",
-                            value=dataset_id,
-                            on_change=self.picked,
-                        )
-                        .props("outlined dense options-dense")
-                        .classes("w-full train-dataset")
-                    )
-                    self.dataset_facts = ui.label().classes("text-caption text-grey-7")
-                with ui.column().classes("w-full gap-1"):
-                    self.model = (
-                        ModelSelect(
-                            {  # what can run here first
-                                m.id: state_label(_model_label(m), self.states[m.id])
-                                for m in sorted(
-                                    self.models.values(), key=lambda m: not self.states[m.id].usable
-                                )
-                            },
-                            disabled=[i for i, s in self.states.items() if not s.usable],
-                            label="Model",
-                            value=model_id,
-                            on_change=self.picked,
-                        )
-                        .props("outlined dense options-dense")
-                        .classes("w-full train-model")
-                    )
-                    self.model_facts = ui.label().classes("text-caption text-grey-7")
-                    self.model_state = ui.label().classes("text-caption model-state")
-                    note = summary(self.states.values())
-                    ui.label(note).classes("text-caption text-grey-7 model-summary").set_visibility(
-                        bool(note)
-                    )
-                with ui.column().classes("w-full gap-1"):
-                    self.trainer = (
-                        ui.select(
-                            trainers(),
-                            label="Trainer",
-                            value=self.recipe.trainer,
-                            on_change=self.trainer_chosen,
-                        )
-                        .props("outlined dense options-dense")
-                        .classes("w-full train-trainer")
-                    )
-                    self.trainer_facts = ui.label(self.recipe.description).classes(
-                        "text-caption text-grey-7"
-                    )
-            self.run_fields = ui.column().classes("w-full gap-4")
-
     def _settings(self) -> None:
         with ui.card().classes(CARD):
             with ui.row().classes("w-full items-center justify-between gap-4"):
@@ -243,7 +210,7 @@ class TrainView:
     def _build_form(self) -> None:
         """The chosen trainer's form, in its places: the method and the other run fields under
         the pickers, every other group in a folding section."""
-        self.form = SpecForm(self.changed, self.recipe.spec)
+        self.form = SpecForm(self.changed, self.recipe.spec, self.editors.factories())
         self.run_fields.clear()
         with self.run_fields:
             self.form.field("method")
@@ -253,11 +220,11 @@ class TrainView:
         self.sections.clear()
         self.panels: dict[str, ui.expansion] = {}
         with self.sections:
-            for group, title in GROUPS.items():
-                if group == "run" or not self.form.fields(group):
+            for group in self.form.groups():
+                if group == "run":
                     continue
                 with (
-                    ui.expansion(title, value=group == "optimisation")
+                    ui.expansion(GROUPS.get(group, label(group)), value=group in OPEN)
                     .classes(f"w-full panel-{group}")
                     .props("dense header-class='text-weight-medium'") as panel
                 ):
@@ -268,11 +235,10 @@ class TrainView:
         """Another trainer: its own form, keeping the settings the trainers share."""
         values = self.form.values()
         self.recipe = recipe(self.trainer.value)
-        self.trainer_facts.set_text(self.recipe.description)
+        self.what.fit(self.recipe)
         self._build_form()
         self.form.set_values(values)
-        self._offer_presets()
-        await self.changed()
+        await self.picked()
 
     def apply(self, values: dict[str, Any]) -> None:
         """Fill in `values` (recommendations, a preset): the pickers' fields and the form's."""
@@ -308,22 +274,9 @@ class TrainView:
 
     async def picked(self) -> None:
         """A dataset or model was chosen: describe them, and fetch their recommendations."""
-        dataset = self.datasets.get(self.dataset.value)
-        entry = self.models.get(self.model.value)
-        if dataset is not None:
-            test = dataset.splits.get("test", 0)
-            self.dataset_facts.set_text(
-                f"{dataset.splits.get('train', 0):,} training and {test:,} test examples"
-                + ("" if test else ": without a test split nothing is evaluated")
-            )
-        if entry is not None:
-            self.model_facts.set_text(entry.description)
-            available = self.states[entry.id]
-            self.model_state.set_text(f"{available.state.capitalize()}: {available.reason}")
-            self.model_state.classes(
-                replace=f"text-caption model-state model-{available.state} "
-                + ("text-negative" if not available.usable else "text-grey-8")
-            )
+        dataset, entry = self.what.describe()
+        row = await read(first_row, state().store, self.user, dataset) if dataset else None
+        self.editors.follow(dataset, entry.id if entry else None, row)
         self._offer_presets()
         await self.changed()
         if dataset is None or entry is None:
@@ -373,9 +326,15 @@ class TrainView:
             self._ready(False)
             self.estimate.problem(self._problems(exc))
             self.estimate.busy(False)
-            self._show_checks(exc)
+            self._show_checks([])
             return
-        self._show_checks(None, spec)
+        try:
+            found = await read(service.setting_checks, self.user, spec)
+        except DomainError as exc:
+            found = [Finding(("dataset_id",), exc.message, "refusal")]
+        if asked != self.asked:
+            return
+        self._show_checks(found)
         try:
             estimate = await read(service.estimate_run, self.user, state().settings, spec)
         except Exception as exc:
@@ -398,10 +357,10 @@ class TrainView:
             return f"Fix the settings marked in red first: {', '.join(map(label, invalid))}."
         return problems(error)
 
-    def _show_checks(self, error: ValidationError | None, spec: TrainingBase | None = None) -> None:
-        """The settings' warnings and refusals, under their fields and above the Train button
-        (with a field outside its bounds, the field says so itself)."""
-        dataset = self.datasets.get(self.dataset.value)
+    def _show_checks(self, found: list[Finding]) -> None:
+        """The settings' warnings and refusals (`found`: none when the settings do not validate),
+        under their fields and above the Train button (with a field outside its bounds, the
+        field says so itself)."""
         self.findings = []
         available = self.states.get(self.model.value)
         if available is not None and not available.usable:
@@ -410,10 +369,7 @@ class TrainView:
                     ("base_model",), f"This model cannot run here: {available.reason}", "refusal"
                 )
             )
-        if spec is not None and dataset is not None:
-            self.findings += check_spec(
-                spec, stats_of(dataset.stats), dataset.splits.get("train", 0)
-            )
+        self.findings += found
         notes: dict[str, list[Note]] = {}
         for finding in self.findings:
             for name in finding.fields:
@@ -474,7 +430,3 @@ def _recipe(trainer: str) -> Recipe[Any]:
             type="warning",
         )
         return recipe(DEFAULT_TRAINER)
-
-
-def _model_label(entry: CatalogEntry) -> str:
-    return f"{entry.name} · test only" if entry.test_only else entry.name

@@ -1,27 +1,38 @@
 """The training settings as a form made from the chosen trainer's spec (its JSON schema): a widget
 per field by its type (numbers within their bounds, choices for literals, switches for flags,
-chips for lists), grouped as the spec groups them, each with its description as help. No field
-is written by hand: a field added to a spec appears here, and so does a trainer added to the
-registry (`trainers()`)."""
+chips for lists, a JSON box for an object), grouped as the spec groups them, each with its
+description as help. No field is written by hand: a field added to a spec appears here, and so
+does a trainer added to the registry (`trainers()`). A field the types cannot describe well (a
+list of graders, a model id picked among the user's models) gets the editor its page gives
+(`editors`). The grader builder makes one of these forms per grader, from the grader's spec."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from nicegui import ui
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
 from tuneforge.training.registry import recipes
 from tuneforge.ui.number_field import Bounds, bounded_number
 
 Changed = Callable[[], Any]
+#: Makes a field's editor where it is called, from its label, its JSON schema and its first
+#: value: an element with `value`, `set_value()` and `on_value_change()` (as NiceGUI's value
+#: elements have), and optionally `invalid()` (its own fields outside their bounds).
+EditorFactory = Callable[[str, dict[str, Any], Any], Any]
 
 #: The spec's groups as form sections, in order.
 GROUPS = {
     "run": "Run",
     "optimisation": "Optimisation",
+    "rewards": "Rewards",
+    "preference": "Preference",
+    "generation": "Generation",
     "lora": "LoRA adapters",
     "hardware": "Hardware and precision",
     "evaluation": "Evaluation and checkpoints",
@@ -37,6 +48,10 @@ WORDS = {
     "eval": "evaluate",
     "grad": "gradient",
     "unsloth": "Unsloth",
+    "kl": "KL",
+    "url": "URL",
+    "api": "API",
+    "json": "JSON",
 }
 # Names of literal values that read better spelled out.
 VALUE_NAMES = {
@@ -45,6 +60,15 @@ VALUE_NAMES = {
     "full": "Full",
     "wandb": "Weights & Biases",
     "mlflow": "MLflow",
+    "ipo": "IPO",
+    "simpo": "SimPO",
+    "sigmoid": "Sigmoid",
+    "last_number": "Last number",
+    "tag": "Inside a tag",
+    "search": "Anywhere",
+    "fullmatch": "Whole answer",
+    "words": "Words",
+    "chars": "Characters",
 }
 
 
@@ -112,11 +136,23 @@ class SpecForm:
     `values()` reads the fields, `set_values()` fills them in; `changed()` is called on every edit.
     """
 
-    def __init__(self, changed: Changed, model: type[BaseModel]) -> None:
+    def __init__(
+        self,
+        changed: Changed,
+        model: type[BaseModel],
+        editors: Mapping[str, EditorFactory] | None = None,
+        skip: frozenset[str] = PICKED,
+    ) -> None:
         self.model = model
         self.changed = changed
+        self.editors = dict(editors or {})
+        self.skip = skip
         self.schema: dict[str, dict[str, Any]] = model.model_json_schema()["properties"]
-        self.widgets: dict[str, ui.element] = {}
+        # By the name the schema gives a field (its alias, when it has one).
+        self.model_fields: dict[str, FieldInfo] = {
+            field.alias or name: field for name, field in model.model_fields.items()
+        }
+        self.widgets: dict[str, Any] = {}
         self.kinds: dict[str, str] = {}
         self.sections: dict[str, ui.element] = {}
         self.notes: dict[str, ui.column] = {}
@@ -127,11 +163,20 @@ class SpecForm:
         return [
             name
             for name, schema in self.schema.items()
-            if schema.get("group", "run") == group and name not in PICKED
+            if schema.get("group", "run") == group and name not in self.skip
         ]
 
+    def groups(self) -> list[str]:
+        """The groups of the fields shown, in the order of `GROUPS`, then others as they come."""
+        found = {str(schema.get("group", "run")) for schema in self.schema.values()}
+        return [g for g in GROUPS if g in found] + sorted(found - set(GROUPS))
+
     def default(self, name: str) -> Any:
-        return self.model.model_fields[name].get_default(call_default_factory=True)
+        """The field's default; None for a field that must be given."""
+        field = self.model_fields[name]
+        if field.is_required():
+            return None
+        return field.get_default(call_default_factory=True)
 
     def section(self, group: str, *, skip: frozenset[str] = frozenset()) -> ui.grid:
         """The group's fields (except those in `skip`) in a grid, in the spec's order."""
@@ -143,16 +188,20 @@ class SpecForm:
         self.sections[group] = grid
         return grid
 
-    def field(self, name: str) -> ui.element:
+    def field(self, name: str) -> Any:
         """The widget of one field, with its help underneath."""
         schema, nullable = _nullable(self.schema[name])
         value = self.default(name)
         help_text = schema.get("description", "")
         with ui.column().classes(f"w-full gap-1 spec-field field-{name}") as box:
-            widget = self._widget(name, schema, nullable, value)
+            if name in self.editors:
+                self.kinds[name] = "editor"
+                widget = self.editors[name](label(name), schema, value)
+            else:
+                widget = self._widget(name, schema, nullable, value)
             self.notes[name] = ui.column().classes("w-full gap-1 field-notes")
             ui.markdown(help_text).classes("field-help text-caption text-grey-7")
-        widget.on_value_change(self.changed)  # type: ignore[attr-defined]
+        widget.on_value_change(self.changed)
         self.widgets[name] = widget
         self.boxes[name] = box
         return widget
@@ -174,11 +223,13 @@ class SpecForm:
             )
 
     def invalid(self) -> list[str]:
-        """The fields whose value is outside their bounds (their message is shown)."""
+        """The fields whose value is outside their bounds (their message is shown), and those
+        whose editor has such fields inside it."""
         return [
             name
             for name, widget in self.widgets.items()
-            if isinstance(widget, ui.number) and not widget.validate()
+            if (isinstance(widget, ui.number) and not widget.validate())
+            or (hasattr(widget, "invalid") and widget.invalid())
         ]
 
     def _widget(self, name: str, schema: dict[str, Any], nullable: bool, value: Any) -> ui.element:
@@ -230,6 +281,14 @@ class SpecForm:
             if nullable:
                 number.props("clearable")
             return number
+        if kind == "object":
+            self.kinds[name] = "json"
+            shown = json.dumps(value, indent=2) if value is not None else ""
+            return (
+                ui.textarea(text, value=shown, placeholder="{ ... }" if nullable else None)
+                .props("outlined dense autogrow debounce=400 input-class=font-mono")
+                .classes("w-full")
+            )
         self.kinds[name] = "text"
         return (
             ui.input(text, value=value or "", placeholder="automatic" if nullable else None)
@@ -241,12 +300,14 @@ class SpecForm:
         """The fields as filled in (not yet validated)."""
         result: dict[str, Any] = {}
         for name, widget in self.widgets.items():
-            value = widget.value  # type: ignore[attr-defined]
+            value = widget.value
             kind = self.kinds[name]
             if kind == "int" and value is not None:
                 value = int(value) if float(value).is_integer() else value
-            elif kind == "text":
+            elif kind in ("text", "json"):
                 value = value.strip() if value and value.strip() else None
+                if kind == "json" and value is not None:
+                    value = _json(value)
             elif kind == "list":
                 value = list(value or [])
             result[name] = value
@@ -260,9 +321,19 @@ class SpecForm:
                 continue
             if self.kinds[name] == "text":
                 value = value or ""
+            elif self.kinds[name] == "json":
+                value = json.dumps(value, indent=2) if isinstance(value, dict | list) else ""
             elif self.kinds[name] == "list":
                 value = list(value or [])
-            widget.set_value(value)  # type: ignore[attr-defined]
+            widget.set_value(value)
 
     def value(self, name: str) -> Any:
         return self.values().get(name)
+
+
+def _json(text: str) -> Any:
+    """The JSON in `text`; the text itself when it is not JSON (validation then says so)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
