@@ -2,7 +2,9 @@
 
 The learning-rate schedule and the data order are functions of the step (see `schedule.py`), so
 the step restores them. A checkpoint directory is written under a temporary name and renamed when
-complete; loading reads tensors with `weights_only=True`.
+complete; loading reads tensors with `weights_only=True`. A recipe may keep tensors of its own
+with every checkpoint (`kept`: the reference log-probabilities of DPO and KTO, which a resumed
+run must not recompute from a model that has moved).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ WEIGHTS = "trainable.safetensors"
 OPTIMIZER = "optimizer.pt"
 RNG = "rng.safetensors"
 STATE = "state.json"
+KEPT = "kept.safetensors"
 
 
 @dataclass
@@ -47,9 +51,14 @@ def step_of(name: str) -> int | None:
 
 
 def save_checkpoint(
-    directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: LoopState
+    directory: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: LoopState,
+    kept: Mapping[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write a checkpoint at `directory` (replaced atomically) and return it."""
+    """Write a checkpoint at `directory` (replaced atomically), with the recipe's `kept`
+    tensors, and return it."""
     partial = directory.with_name(directory.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -61,6 +70,9 @@ def save_checkpoint(
         for index, cuda_state in enumerate(torch.cuda.get_rng_state_all()):
             rng[f"cuda{index}"] = cuda_state
     save_file(rng, str(partial / RNG))
+    if kept:
+        tensors = {name: t.detach().to("cpu").contiguous() for name, t in kept.items()}
+        save_file(tensors, str(partial / KEPT))
     meta: dict[str, Any] = {"loop": asdict(state), "python_rng": random.getstate()}
     (partial / STATE).write_text(json.dumps(meta), encoding="utf-8")
     shutil.rmtree(directory, ignore_errors=True)
@@ -70,8 +82,9 @@ def save_checkpoint(
 
 def load_checkpoint(
     directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer
-) -> LoopState:
-    """Restore what `save_checkpoint` wrote into `model` and `optimizer`; returns the counters."""
+) -> tuple[LoopState, dict[str, torch.Tensor]]:
+    """Restore what `save_checkpoint` wrote into `model` and `optimizer`; returns the counters
+    and the recipe's kept tensors."""
     saved = load_file(str(directory / WEIGHTS))
     parameters = dict(trainable_parameters(model))
     if set(saved) != set(parameters):
@@ -88,4 +101,5 @@ def load_checkpoint(
     meta = json.loads((directory / STATE).read_text(encoding="utf-8"))
     version, internal, gauss = meta["python_rng"]
     random.setstate((version, tuple(internal), gauss))
-    return LoopState(**meta["loop"])
+    kept = load_file(str(directory / KEPT)) if (directory / KEPT).exists() else {}
+    return LoopState(**meta["loop"]), kept

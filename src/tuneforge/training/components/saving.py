@@ -1,0 +1,36 @@
+"""A trained model on disk: the adapter (PEFT safetensors) or the full weights, with the
+tokenizer and Gemma's chat template, as every recipe saves it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from tuneforge.models.chat_template import GEMMA_CHAT_TEMPLATE
+from tuneforge.training.spec import TrainingBase
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+def save_model(spec: TrainingBase, model: nn.Module, base_path: Path, output: Path) -> Path:
+    """Write the trained model to `output` (replaced), with the tokenizer files of `base_path`."""
+    shutil.rmtree(output, ignore_errors=True)
+    output.mkdir(parents=True)
+    if spec.method == "full":
+        model.save_pretrained(output)  # type: ignore[operator]
+    else:
+        peft_config: Any = model.peft_config["default"]  # type: ignore[index]
+        peft_config.base_model_name_or_path = spec.base_model
+        # Only the trained adapter (a run that continues another keeps it as its reference),
+        # without the embeddings: they are frozen.
+        model.save_pretrained(  # type: ignore[operator]
+            output, selected_adapters=["default"], save_embedding_layers=False
+        )
+    for name in TOKENIZER_FILES:
+        if (base_path / name).exists():
+            shutil.copyfile(base_path / name, output / name)
+    (output / "chat_template.jinja").write_text(GEMMA_CHAT_TEMPLATE, encoding="utf-8")
+    return output
