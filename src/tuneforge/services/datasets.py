@@ -14,7 +14,7 @@ from tuneforge.data import parquet
 from tuneforge.data.config import DatasetImport, ProcessingConfig
 from tuneforge.data.limits import ParseLimits
 from tuneforge.data.mapping import MappingSpec, RowMapper
-from tuneforge.data.process import records
+from tuneforge.data.process import records, rendered_texts
 from tuneforge.data.readers import read_table
 from tuneforge.data.stored import dataset_prefix, process_raw, source_images, store_raw
 from tuneforge.db.repositories.datasets import DatasetRepository
@@ -169,25 +169,32 @@ def preview(
         mapped = [mapper.map(row) for row in records(table)]
     examples = []
     for number, result in enumerate(mapped):
-        rendered = None
-        if result.record is not None:
-            rendered = rendered_example(result.record)
-        examples.append(
-            {
-                "row": number,
-                "rendered": rendered,
-                "problems": [detail for _, detail in result.problems],
-            }
-        )
+        example: dict[str, Any] = {
+            "row": number,
+            "rendered": None,
+            "problems": [detail for _, detail in result.problems],
+        }
+        record = result.record
+        if record is not None:
+            example["rendered"] = rendered_example(record)
+        if record is not None and "chosen" in record:
+            prompt, chosen, rejected = rendered_texts(record)
+            example["pair"] = {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+        if record is not None and "label" in record and "completion" in record:
+            example["label"] = record["label"]
+        examples.append(example)
     return examples
 
 
 def rendered_example(record: dict[str, Any]) -> str:
-    """A processed record as training sees it (a preference pair: the prompt with each answer)."""
+    """A processed record as training sees it (a preference pair: the prompt with each answer;
+    feedback: the prompt with its completion)."""
     if "messages" in record:
         return render(record["messages"])
     if "chosen" in record:
         return "".join(render(record["prompt"] + record[k]) for k in ("chosen", "rejected"))
+    if "completion" in record:
+        return render(record["prompt"] + record["completion"])
     if "prompt" in record:
         return render(record["prompt"], add_generation_prompt=True)
     return str(record["text"])
