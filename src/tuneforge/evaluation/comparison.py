@@ -11,6 +11,10 @@ from typing import Any
 
 LOWER_IS_BETTER = frozenset({"perplexity", "nll"})
 """Metrics that are not fractions in 0..1, where lower is better."""
+NOT_FRACTIONS = LOWER_IS_BETTER | {"reward", "margin", "chosen_logprob", "rejected_logprob"}
+"""Metrics that are numbers rather than fractions in 0..1 (shown as such, not as percentages):
+the rewards suite's total runs to the sum of its graders' weights, log-probabilities are
+negative."""
 MAIN_METRIC: dict[str, str] = {
     "classification": "accuracy",
     "extraction": "exact_match",
@@ -19,6 +23,8 @@ MAIN_METRIC: dict[str, str] = {
     "summarisation": "rougeL",
     "translation": "chrf",
     "perplexity": "perplexity",
+    "rewards": "reward",
+    "preference": "preference_accuracy",
 }
 """The metric a verdict names, by suite (the first metric when it is missing)."""
 METRIC_LABELS: dict[str, str] = {
@@ -38,10 +44,21 @@ METRIC_LABELS: dict[str, str] = {
     "nll": "Mean NLL",
     "token_accuracy": "Token accuracy",
     "judge_score": "Judge score",
+    "reward": "Reward",
+    "preference_accuracy": "Preference accuracy",
+    "margin": "Margin (log-prob)",
+    "chosen_logprob": "Chosen log-prob",
+    "rejected_logprob": "Rejected log-prob",
 }
 """How the pages name each metric (the API keeps the keys)."""
 MATCHING = frozenset({"classification", "extraction", "json"})
 """Suites whose answers are right or wrong (the others are close to the reference or not)."""
+RIGHT_WORDS: dict[str, tuple[str, str]] = {
+    "rewards": ("answers", "earn at least half the reward"),
+    "preference": ("pairs", "prefer the chosen answer"),
+}
+"""What a verdict counts, and what counting as right means, where it is not an answer that
+matches (`MATCHING`) or is close to the reference."""
 
 
 @dataclass(frozen=True)
@@ -80,17 +97,21 @@ def comparison(
 
 
 def metric_label(name: str) -> str:
+    """How the pages name a metric; a grader's mean reward `reward/<name>` reads "Reward:
+    <name>"."""
+    if name.startswith("reward/"):
+        return f"Reward: {name.removeprefix('reward/')}"
     return METRIC_LABELS.get(name, name.replace("_", " ").capitalize())
 
 
 def delta_text(name: str, value: float) -> str:
-    """A difference as people read it: "+33.3 pts" for fractions, "-1.250" for perplexity."""
-    return f"{value:+.3f}" if name in LOWER_IS_BETTER else f"{value * 100:+.1f} pts"
+    """A difference as people read it: "+33.3 pts" for fractions, "-1.250" for numbers."""
+    return f"{value:+.3f}" if name in NOT_FRACTIONS else f"{value * 100:+.1f} pts"
 
 
 def value_text(name: str, value: float) -> str:
-    """A metric's value: a percentage for fractions, a number for perplexity and nll."""
-    return f"{value:.3f}" if name in LOWER_IS_BETTER else f"{value:.1%}"
+    """A metric's value: a percentage for fractions, a number for the others (`NOT_FRACTIONS`)."""
+    return f"{value:.3f}" if name in NOT_FRACTIONS else f"{value:.1%}"
 
 
 def main_metric(suite: str, metrics: Mapping[str, float]) -> str | None:
@@ -125,8 +146,9 @@ def verdict(result: Mapping[str, Any]) -> str:
         mine, theirs, count = right[compared.first], right[compared.second], result["count"]
         sign = (mine > theirs) - (mine < theirs)
         now = "now " if sign > 0 else ""
-        what = "match" if suite in MATCHING else "are close to the reference"
-        figures = f"{mine}/{count} answers {now}{what}, {other} {theirs}/{count}"
+        close = ("answers", "match" if suite in MATCHING else "are close to the reference")
+        noun, what = RIGHT_WORDS.get(suite, close)
+        figures = f"{mine}/{count} {noun} {now}{what}, {other} {theirs}/{count}"
     else:
         sign = better(name, compared.values[name])
         mine_text, theirs_text = value_text(name, first[name]), value_text(name, second[name])

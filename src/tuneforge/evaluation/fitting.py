@@ -9,7 +9,7 @@ from typing import Any
 
 from tuneforge.evaluation.metrics.classification import normalize_label
 from tuneforge.evaluation.metrics.json_output import parse_json
-from tuneforge.evaluation.samples import Sample, to_sample
+from tuneforge.evaluation.samples import Sample, is_pair, to_sample
 from tuneforge.evaluation.spec import Suite
 
 FIT_ROWS = 200
@@ -31,6 +31,8 @@ def fitting_suite(records: Sequence[Mapping[str, Any]]) -> Suite:
     """The suite that fits rows of a processed split (its first `FIT_ROWS` are looked at).
 
     * plain text to model, with nothing to answer: `perplexity`;
+    * preference pairs (a chosen and a rejected answer): `preference` (which of the two the
+      model finds likelier);
     * prompts without reference answers: `vibe` (answers side by side);
     * every answer is a JSON object or array: `json`;
     * short answers (at most five words) drawn from a few labels that repeat (at least two
@@ -41,6 +43,8 @@ def fitting_suite(records: Sequence[Mapping[str, Any]]) -> Suite:
     samples = [s for i, r in enumerate(records[:FIT_ROWS]) if (s := to_sample(i, r)) is not None]
     if samples and all(not s.prompt for s in samples):
         return "perplexity"
+    if samples and all(is_pair(s.record) for s in samples):
+        return "preference"
     references = [s.reference for s in samples if _asks(s) and s.reference is not None]
     if not references:
         return "vibe"

@@ -4,7 +4,8 @@ The samples are drawn (`select_samples`); each model answers every sample's prom
 transformers engine (greedy by default), and the suite scores the answers against the
 references. Both models run on the same engine with the same numerics, so a difference in the
 results is the models' own: a fine-tune and its base load the base once, with the adapter
-attached (`ModelCache`). The perplexity suite generates nothing; it scores the references.
+attached (`ModelCache`). The perplexity and preference suites generate nothing: they score the
+dataset's own answers. The rewards suite's graders may call judges, with the owner's `secrets`.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from tuneforge.evaluation.metrics.json_output import json_output
 from tuneforge.evaluation.metrics.overlap import conversation
 from tuneforge.evaluation.metrics.suites import SUITES
 from tuneforge.evaluation.perplexity import perplexity
+from tuneforge.evaluation.preference import preference
 from tuneforge.evaluation.report import LABELS, difference
+from tuneforge.evaluation.rewards import rewards
 from tuneforge.evaluation.samples import Sample, select_samples
-from tuneforge.evaluation.spec import EvaluationSpec
+from tuneforge.evaluation.spec import NO_ANSWERS, EvaluationSpec
 from tuneforge.inference import loaders
 from tuneforge.inference.cache import Loaded, ModelCache
 from tuneforge.inference.engine import Delta
@@ -34,9 +37,15 @@ from tuneforge.inference.params import GenerationParams, ModelRef
 from tuneforge.models.catalog import load_catalog
 from tuneforge.models.chat_template import render
 from tuneforge.settings import Settings
+from tuneforge.training.rewards.grade import GraderSet
 
 ENGINE = "transformers"  # serves every model and fine-tune, and gives perplexity its logits
-NEEDS = {"perplexity": "an answer (or a plain text) to score", "vibe": "a user prompt"}
+NEEDS = {
+    "perplexity": "an answer (or a plain text) to score",
+    "vibe": "a user prompt",
+    "rewards": "a user prompt",
+    "preference": "a prompt with a chosen and a rejected answer",
+}
 
 OnSample = Callable[[str, int, int], None]
 """Called with a model's label, the number of samples and how many it has done: before its
@@ -65,8 +74,18 @@ def answer(
     return "".join(event.text for event in events if isinstance(event, Delta)).strip()
 
 
-def score(spec: EvaluationSpec, answers: Sequence[str], samples: Sequence[Sample]) -> SuiteResult:
-    """The suite's scores of `answers` against the samples' references."""
+def score(
+    spec: EvaluationSpec,
+    answers: Sequence[str],
+    samples: Sequence[Sample],
+    secrets: Mapping[str, str] | None = None,
+) -> SuiteResult:
+    """The suite's scores of `answers` against the samples' references (the rewards suite's
+    graders: against the samples' rows, calling judges with the keys in `secrets`)."""
+    if spec.suite == "rewards":
+        assert spec.graders is not None  # the spec requires them for this suite
+        with GraderSet(spec.graders, secrets=secrets) as graders:
+            return rewards(graders, answers, samples)
     references = [sample.reference or "" for sample in samples]
     if spec.suite == "json":
         return json_output(answers, references, schema=spec.json_schema)
@@ -99,10 +118,12 @@ def run_evaluation(
     settings: Settings,
     on_sample: OnSample,
     cancelled: threading.Event,
+    secrets: Mapping[str, str] | None = None,
 ) -> Outcome:
     """Evaluate the models `refs` (A, then B) on `records`, the rows of the spec's split.
 
-    `cancelled` stops an answer being generated; `on_sample` is where to stop between samples.
+    `cancelled` stops an answer being generated; `on_sample` is where to stop between samples;
+    `secrets` holds the keys of the rewards suite's judge graders.
     """
     samples, skipped = select_samples(
         records, spec.suite, max_samples=spec.max_samples, seed=spec.seed
@@ -131,23 +152,29 @@ def run_evaluation(
         progress = functools.partial(on_sample, label, total)
         progress(0)
         loaded = cache.get(ref)
-        if spec.suite == "perplexity":
+        if spec.suite in NO_ANSWERS:
             entry = catalog.get(ref.base)
             assert isinstance(loaded.engine, TransformersEngine) and entry is not None
-            results[label] = perplexity(
-                loaded.engine,
-                loaded.adapter,
-                samples,
-                entry.context_length,
-                progress,
-            )
+            if spec.suite == "perplexity":
+                results[label] = perplexity(
+                    loaded.engine, loaded.adapter, samples, entry.context_length, progress
+                )
+            else:
+                results[label] = preference(
+                    loaded.engine,
+                    loaded.adapter,
+                    samples,
+                    entry.context_length,
+                    spec.length_normalized,
+                    progress,
+                )
             continue
         answers[label] = []
         for done, sample in enumerate(samples, 1):
             answers[label].append(answer(loaded, sample, params, cancelled))
             progress(done)
         if spec.suite != "vibe":
-            results[label] = score(spec, answers[label], samples)
+            results[label] = score(spec, answers[label], samples, secrets)
     metrics = [results[label].metrics if label in results else {} for label in labels]
     return Outcome(
         metrics=metrics,

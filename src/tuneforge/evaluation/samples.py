@@ -57,13 +57,21 @@ def to_sample(index: int, record: Mapping[str, Any]) -> Sample | None:
     return Sample(index, prompt, reference, record)
 
 
+def is_pair(record: Mapping[str, Any]) -> bool:
+    """Whether the row is a preference pair: a prompt with a chosen and a rejected answer."""
+    return record.get("chosen") is not None and record.get("rejected") is not None
+
+
 def usable(sample: Sample, suite: str) -> bool:
     """Whether `suite` can use `sample`: perplexity needs a reference (the tokens it scores),
-    `vibe` a prompt with a user turn, every other suite both."""
+    `vibe` and `rewards` a prompt with a user turn (the graders read the row), `preference` a
+    pair, every other suite a prompt and a reference."""
     askable = any(m["role"] == "user" for m in sample.prompt)
     if suite == "perplexity":
         return sample.reference is not None
-    return askable and (suite == "vibe" or sample.reference is not None)
+    if suite == "preference":
+        return askable and is_pair(sample.record)
+    return askable and (suite in ("vibe", "rewards") or sample.reference is not None)
 
 
 def select_samples(

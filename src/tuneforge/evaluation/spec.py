@@ -11,6 +11,8 @@ from typing import Any, Literal, TypeAlias
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tuneforge.evaluation.judge import JudgeSpec
+from tuneforge.training.rewards.spec import Graders
+from tuneforge.training.rewards.spec import Judge as JudgeGrader
 
 Suite: TypeAlias = Literal[
     "classification",
@@ -21,7 +23,11 @@ Suite: TypeAlias = Literal[
     "conversation",
     "perplexity",
     "vibe",
+    "rewards",
+    "preference",
 ]
+NO_ANSWERS = frozenset({"perplexity", "preference"})
+"""Suites that score the dataset's own texts: the models generate nothing."""
 
 
 class EvaluationSpec(BaseModel):
@@ -56,7 +62,9 @@ class EvaluationSpec(BaseModel):
         "`summarisation` (ROUGE-1/2/L), `translation` (BLEU, chrF), `json` (parse rate, exact "
         "match, schema match), `conversation` (ROUGE-L), `perplexity` (no generation: "
         "exp of the mean loss over the answers' tokens), `vibe` (answers side by side, no "
-        "metrics)."
+        "metrics), `rewards` (the `graders` of a GRPO run score the answers: mean reward per "
+        "grader and in total), `preference` (no generation: on a preference dataset's pairs, "
+        "how often the model finds the chosen answer likelier than the rejected one)."
     )
     max_samples: int = Field(
         default=200,
@@ -98,6 +106,19 @@ class EvaluationSpec(BaseModel):
         "mean); any suite but `perplexity`.",
     )
 
+    graders: Graders | None = Field(
+        default=None,
+        description="For the `rewards` suite: the graders that score every answer (the same "
+        "list as a GRPO run's `graders`); they read the row's columns, and in a conversation "
+        "dataset the column `reference` holds the conversation's last answer.",
+    )
+    length_normalized: bool = Field(
+        default=True,
+        description="For the `preference` suite: compare the mean log-probability per token of "
+        "the chosen and the rejected answer (true: a longer answer is not penalised for its "
+        "length) rather than their summed log-probabilities (false).",
+    )
+
     @field_validator("json_schema")
     @classmethod
     def _valid_schema(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -113,9 +134,16 @@ class EvaluationSpec(BaseModel):
             raise ValueError("json_schema applies to the json suite only")
         if self.compare_with == self.model:
             raise ValueError("compare_with must name a different model than model")
-        if self.judge is not None and self.suite == "perplexity":
-            raise ValueError("a judge grades answers: the perplexity suite generates none")
+        if self.judge is not None and self.suite in NO_ANSWERS:
+            raise ValueError(f"a judge grades answers: the {self.suite} suite generates none")
+        if (self.graders is not None) != (self.suite == "rewards"):
+            raise ValueError("the rewards suite needs `graders`, and only it takes them")
         return self
+
+    def judges(self) -> list[JudgeSpec]:
+        """Every judge the evaluation calls: its own `judge` and the judge graders'."""
+        graders = [g.judge_spec() for g in self.graders or [] if isinstance(g, JudgeGrader)]
+        return [self.judge, *graders] if self.judge is not None else graders
 
     @property
     def model_ids(self) -> list[str]:

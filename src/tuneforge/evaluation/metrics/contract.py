@@ -3,7 +3,7 @@ of the inputs that every suite runs first (see the package docstring)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -16,7 +16,7 @@ class SuiteResult:
     """What a suite function returns; see the package docstring for the three parts."""
 
     metrics: dict[str, float]
-    per_sample: list[dict[str, float | bool]]
+    per_sample: Sequence[Mapping[str, float | bool | str]]  # str: a reason (rewards suite)
     details: dict[str, Any] = field(default_factory=dict)
 
 

@@ -1,5 +1,6 @@
 """The `evaluate` kind: one or two models answer samples of a processed dataset's split, scored
-by a suite and optionally graded by a judge model; the metrics table is the result."""
+by a suite (reward graders for `rewards`; no answers for `perplexity` and `preference`) and
+optionally graded by a judge model; the metrics table is the result."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ class EvaluationScores(BaseModel):
     models: list[EvaluatedModel] = Field(description="The models: A, then B when compared.")
     metrics: list[dict[str, float]] = Field(
         description="Each model's metrics, in the order of `models` (fractions in 0..1, except "
-        "`perplexity` and `nll`); empty for the vibe suite."
+        "`perplexity`, `nll`, `margin`, the log-probabilities and `reward`, which runs to the "
+        "sum of the graders' weights); empty for the vibe suite."
     )
     difference: dict[str, float] | None = Field(
         description="B - A for each metric, when two models were evaluated (the pages show "
@@ -43,7 +45,8 @@ class EvaluationScores(BaseModel):
         default=None,
         description="How many answers of each model count as right, in the order of `models`: "
         "`correct` where the suite has it (classification, extraction, json), else a score of "
-        "at least 0.5; null for the vibe and perplexity suites.",
+        "at least 0.5 (for rewards: at least half the highest reward); null for the vibe and "
+        "perplexity suites.",
     )
     details: list[dict[str, Any]] = Field(
         description="Each model's details: the confusion matrix and per-class precision, "
@@ -66,14 +69,36 @@ class EvaluateResult(EvaluationScores):
 
 
 def evaluation_dataset(session: Session, user: User, spec: EvaluationSpec) -> Dataset:
-    """The dataset the samples come from: the user's own, processed, ready, with the split."""
+    """The dataset the samples come from: the user's own, processed, ready, with the split,
+    holding what the suite needs (pairs for `preference`, the graders' columns for `rewards`)."""
     dataset = processed_dataset(session, user, spec.dataset_id, "evaluate", spec.split)
     if dataset.format == "text" and spec.suite != "perplexity":
         raise InvalidInput(
             f"The dataset {dataset.name!r} is plain text, with no prompts to answer: only the "
             "perplexity suite applies to it."
         )
+    mode = ((dataset.config or {}).get("mapping") or {}).get("mode", "conversation")
+    if spec.suite == "preference" and mode != "preference":
+        raise InvalidInput(
+            f"The preference suite compares a chosen and a rejected answer; {dataset.name!r} "
+            f"holds {mode} rows. Choose a dataset processed in mode preference.",
+            {"fields": ["suite", "dataset_id"]},
+        )
+    if spec.graders is not None:
+        _check_columns(dataset, spec)
     return dataset
+
+
+def _check_columns(dataset: Dataset, spec: EvaluationSpec) -> None:
+    """Refuse graders that read a column the dataset does not have."""
+    columns = {str(column["name"]) for column in dataset.columns or []} | {"reference"}
+    for number, grader in enumerate(spec.graders or []):
+        for column in sorted(grader.columns() - columns):
+            raise InvalidInput(
+                f"The grader {grader.name!r} reads the column {column!r}, which {dataset.name!r} "
+                f"does not have (its columns: {', '.join(sorted(columns))}).",
+                {"fields": [f"graders.{number}.column"]},
+            )
 
 
 def evaluation_models(
@@ -91,11 +116,11 @@ class EvaluateKind(JobKind[EvaluationSpec, EvaluateResult]):
     result = EvaluateResult
 
     def check(self, session: Session, user: User, settings: Settings, spec: EvaluationSpec) -> None:
-        """Refuse an evaluation whose dataset or models the user cannot use, or whose judge the
-        user may not call or whose key secret is not set."""
+        """Refuse an evaluation whose dataset or models the user cannot use, or whose judges
+        (its own, its judge graders) the user may not call or whose key secrets are not set."""
         evaluation_dataset(session, user, spec)
         evaluation_models(session, user, settings, spec)
-        check_judges([spec.judge] if spec.judge else [], user, settings, session)
+        check_judges(spec.judges(), user, settings, session)
 
 
 register(EvaluateKind())

@@ -1,5 +1,6 @@
 """The `evaluate` job: one or two models answer samples of a processed dataset's split, scored
-by a suite and, when the spec has a judge, graded by a model behind an OpenAI-compatible API.
+by a suite (the rewards suite's graders may call judges too) and, when the spec has a judge,
+graded by a model behind an OpenAI-compatible API.
 The per-sample rows go to the artifact store under the job's prefix as `samples.jsonl` and
 `samples.csv`; the metrics table is the job's result."""
 
@@ -32,25 +33,24 @@ ANSWERING_SHARE = 0.5  # of the progress bar, when a judge grades the answers af
 
 def _inputs(
     ctx: JobContext, spec: EvaluationSpec
-) -> tuple[list[dict[str, Any]], list[ChatModel], str | None]:
-    """The split's rows, the models and the judge's API key, checked again as the owner (any
-    may have gone)."""
+) -> tuple[list[dict[str, Any]], list[ChatModel], dict[str, str]]:
+    """The split's rows, the models and the judges' API keys by secret name, checked again as
+    the owner (any may have gone)."""
     with ctx.transaction() as session:
         owner = session.get(User, ctx.owner_id)
         if owner is None:
             raise InvalidInput("The evaluation's owner no longer exists.")
         dataset = evaluation_dataset(session, owner, spec)
         models = evaluation_models(session, owner, ctx.settings, spec)
-        # Its address may have changed since the launch.
-        check_judges([spec.judge] if spec.judge else [], owner, ctx.settings)
-        key_name = spec.judge.api_key_secret if spec.judge is not None else None
-        keys = secret_values(session, ctx.settings, owner.id, [key_name] if key_name else [])
-        if key_name is not None and key_name not in keys:
-            raise InvalidInput(f"The judge's key secret {key_name} was deleted; set it again.")
+        judges = spec.judges()
+        check_judges(judges, owner, ctx.settings)  # an address may have changed since the launch
+        names = {judge.api_key_secret for judge in judges if judge.api_key_secret}
+        keys = secret_values(session, ctx.settings, owner.id, names)
+        if gone := sorted(names - keys.keys()):
+            raise InvalidInput(f"The judge's key secret {gone[0]} was deleted; set it again.")
         session.expunge(dataset)
-    api_key = keys[key_name] if key_name is not None else None
     prefix = dataset_prefix(dataset.owner_id, dataset.id)
-    return processed_records(ctx.store, prefix, dataset.splits, spec.split), models, api_key
+    return processed_records(ctx.store, prefix, dataset.splits, spec.split), models, keys
 
 
 def _judged(spec: JudgeSpec, ctx: JobContext, outcome: Outcome, api_key: str | None) -> Outcome:
@@ -77,7 +77,7 @@ def _judged(spec: JudgeSpec, ctx: JobContext, outcome: Outcome, api_key: str | N
 
 
 def run(spec: EvaluationSpec, ctx: JobContext) -> EvaluateResult:
-    records, models, api_key = _inputs(ctx, spec)
+    records, models, keys = _inputs(ctx, spec)
     share = 1.0 if spec.judge is None else ANSWERING_SHARE
 
     def on_sample(label: str, total: int, done: int) -> None:
@@ -88,12 +88,13 @@ def run(spec: EvaluationSpec, ctx: JobContext) -> EvaluateResult:
 
     ctx.log(f"evaluating {' and '.join(m.name for m in models)} ({spec.suite})")
     outcome = run_evaluation(
-        spec, [m.ref for m in models], records, ctx.settings, on_sample, ctx.cancel_event
+        spec, [m.ref for m in models], records, ctx.settings, on_sample, ctx.cancel_event, keys
     )
     judge_error = None
     if spec.judge is not None:
         try:
-            outcome = _judged(spec.judge, ctx, outcome, api_key)
+            key = keys.get(spec.judge.api_key_secret or "")
+            outcome = _judged(spec.judge, ctx, outcome, key)
         except JudgeFailed as exc:  # the answers took long to make: keep them, ungraded
             judge_error = exc.message
             ctx.log(
