@@ -7,20 +7,22 @@ from typing import Any
 
 from nicegui import ui
 
-from tuneforge.data.mapping import FieldSource, MappingSpec
-from tuneforge.ui.dataset_fields import blank, description, label, select, text
+from tuneforge.data.mapping import FIELDS_NEEDED, TURNS_NEEDED, FieldSource, MappingSpec
+from tuneforge.ui.dataset_fields import blank, checkbox, description, label, select, text
 
 Changed = Callable[[], Awaitable[None]]
 
-# The roles each mode takes in the `fields` layout; the system prompt is the optional one.
+# The roles each mode takes in the `fields` layout (with an optional system field but for plain
+# text), and besides the turns column in the messages/sharegpt layouts (feedback's completion is
+# then optional: the conversation's last turn).
 ROLES_BY_MODE: dict[str, tuple[str, ...]] = {
-    "conversation": ("system", "user", "assistant"),
-    "prompt_only": ("system", "user"),
-    "preference": ("system", "user", "chosen", "rejected"),
-    "language_modeling": ("text",),
+    mode: roles if mode == "language_modeling" else ("system", *roles)
+    for mode, roles in FIELDS_NEEDED.items()
 }
-OPTIONAL_ROLES = frozenset({"system"})
-ROLES = ("system", "user", "assistant", "chosen", "rejected", "text")
+TURN_ROLES: dict[str, tuple[str, ...]] = TURNS_NEEDED | {"feedback": ("completion", "label")}
+IMPLICIT_HIDES = frozenset({"system", "user"})  # the prompt comes from chosen and rejected
+OPTIONAL_ROLES = frozenset({"system", "completion"})
+ROLES = ("system", "user", "assistant", "chosen", "rejected", "completion", "label", "text")
 TURN_LAYOUTS = frozenset({"messages", "sharegpt"})
 SOURCES = {"column": "Column", "template": "Template"}
 NO_SOURCE = {"": "None"}
@@ -71,6 +73,10 @@ class MappingForm(ui.column):
             self.messages_column = select(
                 MappingSpec, "messages_column", initial.get("messages_column"), columns
             )
+            with ui.column().classes("gap-0 mapping-implicit-prompt") as self.implicit_box:
+                self.implicit_prompt = checkbox(
+                    MappingSpec, "implicit_prompt", bool(initial.get("implicit_prompt"))
+                )
             self.sources = {role: SourceInput(role, columns, initial.get(role)) for role in ROLES}
             self.system_prompt = text(MappingSpec, "system_prompt", initial.get("system_prompt"))
             self.system_prompt.props("type=textarea autogrow")
@@ -80,6 +86,7 @@ class MappingForm(ui.column):
         for widget in (
             self.mode,
             self.layout,
+            self.implicit_prompt,
             self.messages_column,
             self.system_prompt,
             self.image_column,
@@ -88,12 +95,30 @@ class MappingForm(ui.column):
             widget.on_value_change(self._changed)
         self._arrange()
 
+    def _implicit(self) -> bool:
+        """Whether chosen and rejected hold whole conversations (and make the prompt)."""
+        return (self.mode.value, self.layout.value) == ("preference", "fields") and bool(
+            self.implicit_prompt.value
+        )
+
+    def _roles(self) -> tuple[str, ...]:
+        """The roles the chosen mode and layout read from columns or templates."""
+        mode, layout = self.mode.value, self.layout.value
+        if layout in TURN_LAYOUTS:
+            return TURN_ROLES.get(mode, ())
+        if layout != "fields":
+            return ()
+        roles = ROLES_BY_MODE[mode]
+        return tuple(r for r in roles if r not in IMPLICIT_HIDES) if self._implicit() else roles
+
     def _arrange(self) -> None:
         """Show only the fields that the chosen mode and layout use."""
         mode, layout = self.mode.value, self.layout.value
         self.messages_column.set_visibility(layout in TURN_LAYOUTS)
+        self.implicit_box.set_visibility((mode, layout) == ("preference", "fields"))
+        roles = self._roles()
         for role, source in self.sources.items():
-            source.set_visibility(layout == "fields" and role in ROLES_BY_MODE[mode])
+            source.set_visibility(role in roles)
         for widget in (self.system_prompt, self.image_column):
             widget.set_visibility(mode != "language_modeling")
 
@@ -107,9 +132,10 @@ class MappingForm(ui.column):
         values: dict[str, Any] = {"mode": mode, "layout": layout}
         if layout in TURN_LAYOUTS:
             values["messages_column"] = self.messages_column.value
-        if layout == "fields":
-            for role in ROLES_BY_MODE[mode]:
-                values[role] = self.sources[role].source()
+        for role in self._roles():
+            values[role] = self.sources[role].source()
+        if self._implicit():
+            values["implicit_prompt"] = True
         if mode != "language_modeling":
             values["system_prompt"] = blank(self.system_prompt.value)
             values["image_column"] = self.image_column.value

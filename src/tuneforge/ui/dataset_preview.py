@@ -1,4 +1,7 @@
-"""The live preview: the first rows in Gemma's chat format, exactly as training will see them."""
+"""The live preview: the first rows in Gemma's chat format, exactly as training will see them.
+
+A preference pair shows its prompt once and its chosen and rejected answers side by side; a
+feedback row shows whether its completion is desirable."""
 
 from __future__ import annotations
 
@@ -24,7 +27,14 @@ SPECIAL_TOKENS = re.compile(
 CSS = """
 .gemma-rendered { white-space: pre-wrap; overflow-wrap: anywhere; font-size: 0.85rem; }
 .gemma-token { color: #4338ca; background: #e0e7ff; border-radius: 3px; font-weight: 600; }
+.pair-chosen { border-left: 4px solid #16a34a; }
+.pair-rejected { border-left: 4px solid #dc2626; }
 """
+RENDERED = "w-full q-ma-none q-pa-md rounded-borders bg-grey-2 text-grey-10 gemma-rendered"
+LABELS = {
+    True: ("thumb_up", "Desirable", "positive"),
+    False: ("thumb_down", "Undesirable", "negative"),
+}
 EXPLANATION = (
     "The first rows as the model will read them in training: Gemma's special tokens are "
     "highlighted, whitespace and line breaks are kept."
@@ -78,13 +88,35 @@ class LivePreview(ui.column):
             ui.label(message).classes("preview-problem")
 
 
+def _rendered(text: str) -> None:
+    ui.html(highlighted(text), tag="pre").classes(RENDERED)
+
+
+def _pair(pair: dict[str, str]) -> None:
+    """The prompt, then the chosen and the rejected answer side by side."""
+    _rendered(pair["prompt"])
+    with ui.row().classes("w-full no-wrap gap-2 preview-pair"):
+        for side in ("chosen", "rejected"):
+            with ui.column().classes(f"col gap-1 pair-{side} q-pl-sm"):
+                ui.label(side.capitalize()).classes("text-caption text-weight-medium pair-label")
+                _rendered(pair[side])
+
+
 def _example(example: dict[str, Any]) -> None:
     with ui.column().classes("w-full gap-1 preview-example"):
-        ui.label(f"Row {example['row'] + 1}").classes("text-caption text-weight-medium text-grey-7")
-        if example["rendered"] is not None:
-            ui.html(highlighted(example["rendered"]), tag="pre").classes(
-                "w-full q-ma-none q-pa-md rounded-borders bg-grey-2 text-grey-10 gemma-rendered"
+        with ui.row().classes("items-center gap-2"):
+            ui.label(f"Row {example['row'] + 1}").classes(
+                "text-caption text-weight-medium text-grey-7"
             )
+            if example.get("label") is not None:
+                icon, said, color = LABELS[bool(example["label"])]
+                ui.badge(said, color=color).props("outline").classes("feedback-label")
+                ui.icon(icon, color=color).classes("text-body2")
+        if example.get("pair") is not None:
+            _pair(example["pair"])
+            return
+        if example["rendered"] is not None:
+            _rendered(example["rendered"])
             return
         with notice("error"), ui.column().classes("gap-0"):
             ui.label("This row cannot be used with this mapping:").classes("text-weight-medium")

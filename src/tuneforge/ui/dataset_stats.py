@@ -1,4 +1,6 @@
-"""Charts of a processed dataset's statistics: token lengths, turns, labels, duplicates."""
+"""Charts of a processed dataset's statistics: token lengths, turns, labels, duplicates; for
+preference pairs each side's length and the margin, for feedback its labels, for prompts the
+reference columns kept."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ from typing import Any
 
 from nicegui import ui
 
-from tuneforge.data.stats import DatasetStats, LengthStats
+from tuneforge.data.stats import DatasetStats, LengthStats, MarginStats, PairStats
 from tuneforge.ui import BRAND_COLOR
 from tuneforge.ui.dataset_fields import description, label
 
@@ -15,6 +17,11 @@ FIGURES = ("min", "mean", "p50", "p90", "p95", "p99", "max")
 SUMMARY_COLUMNS = [
     {"name": "part", "label": "", "field": "part", "align": "left"},
     *({"name": f, "label": label(f), "field": f, "align": "right"} for f in FIGURES),
+]
+SIDES = {"prompt_tokens": "Prompt", "chosen_tokens": "Chosen", "rejected_tokens": "Rejected"}
+MARGIN_FIGURES = ("mean", "min", "p10", "p50", "p90", "max", "chosen_longer", "rejected_longer")
+MARGIN_COLUMNS = [
+    {"name": f, "label": label(f), "field": f, "align": "right"} for f in MARGIN_FIGURES
 ]
 LABEL_BAR_PX = 22
 SUBTITLE = "text-subtitle2 text-grey-9"
@@ -54,7 +61,7 @@ def _bars(
     }
 
 
-def _histogram(lengths: LengthStats) -> dict[str, Any]:
+def _histogram(lengths: LengthStats | MarginStats) -> dict[str, Any]:
     categories = [
         f"{b.start:,}" if b.end - b.start == 1 else f"{b.start:,}-{b.end - 1:,}"
         for b in lengths.histogram
@@ -67,6 +74,19 @@ def stats_view(data: dict[str, Any]) -> None:
     stats = DatasetStats.model_validate(data)
     with ui.column().classes("w-full gap-6 dataset-stats"):
         _lengths(stats)
+        if stats.pairs:
+            _pairs(stats.pairs)
+        if stats.feedback:
+            ui.label("Feedback labels").classes(SUBTITLE)
+            for split, counts in stats.feedback.items():
+                ui.label(
+                    f"{split}: {counts.desirable:,} desirable, {counts.undesirable:,} undesirable"
+                ).classes("text-body2 text-grey-8 feedback-counts")
+        if stats.reference_columns is not None:
+            kept = ", ".join(stats.reference_columns) or "none"
+            ui.label(f"Reference columns kept for graders: {kept}").classes(
+                "text-body2 text-grey-8 reference-columns"
+            )
         with ui.row().classes("w-full gap-6 items-start"):
             with ui.column().classes("col-12 col-md gap-1"):
                 ui.label("Turns per example").classes(SUBTITLE)
@@ -110,6 +130,49 @@ def _lengths(stats: DatasetStats) -> None:
 
 def _figures(lengths: LengthStats) -> dict[str, str]:
     return {name: f"{getattr(lengths, name):,.0f}" for name in FIGURES}
+
+
+def _pairs(pairs: dict[str, PairStats]) -> None:
+    """Each side's lengths and the margin (chosen minus rejected) of the split chosen."""
+    splits = list(pairs)
+    with ui.row().classes("w-full items-center justify-between"):
+        ui.label("Preference pairs: each side in Gemma tokens").classes(SUBTITLE)
+        split = ui.toggle(splits, value=splits[0]).props(
+            "dense no-caps unelevated toggle-color=primary"
+        )
+        split.set_visibility(len(splits) > 1)
+    ui.markdown(description(PairStats, "margin_tokens")).classes("field-help text-grey-7")
+    view = ui.column().classes("w-full gap-2 pair-stats")
+
+    def show(name: str) -> None:
+        view.clear()
+        stats = pairs[name]
+        with view:
+            ui.table(
+                columns=SUMMARY_COLUMNS,
+                rows=[{"part": title, **_figures(getattr(stats, n))} for n, title in SIDES.items()],
+                row_key="part",
+            ).props("flat dense bordered").classes("w-full side-summary")
+            margin = stats.margin_tokens
+            ui.label(f"Margin: chosen minus rejected, mean {margin.mean:+,.1f} tokens").classes(
+                "text-body2 text-grey-8 margin-mean"
+            )
+            ui.table(
+                columns=MARGIN_COLUMNS,
+                rows=[
+                    {
+                        f: f"{getattr(margin, f):,.1f}"
+                        if f == "mean"
+                        else f"{getattr(margin, f):,}"
+                        for f in MARGIN_FIGURES
+                    }
+                ],
+                row_key="mean",
+            ).props("flat dense bordered").classes("w-full margin-summary")
+            ui.echart(_histogram(margin)).classes("w-full h-56 margin-histogram")
+
+    split.on_value_change(lambda event: show(event.value))
+    show(splits[0])
 
 
 def _labels(stats: DatasetStats) -> None:

@@ -45,8 +45,9 @@ def plausible(row: dict[str, Any] | None, graders: list[dict[str, Any]]) -> str:
     reads it from."""
     if not row:
         return ""
+    asked = prompt_text(row)
     columns = [g["column"] for g in graders if g.get("column") in row]
-    columns += reference_columns(list(row))
+    columns += [c for c in reference_columns(list(row)) if str(row[c]) != asked]
     reference = str(row[columns[0]]) if columns else ""
     tag = next((g["tag"] for g in graders if g.get("extract") == "tag" and g.get("tag")), None)
     return f"<{tag}>{reference}</{tag}>" if tag else reference
@@ -99,6 +100,12 @@ class TryPanel(ui.expansion):
 
     def _typed(self) -> None:
         self.edited = True
+
+    def follow(self) -> None:
+        """The graders changed: an answer nobody typed follows them (the tag they read)."""
+        if not self.edited:
+            self.completion.set_value(plausible(self.row, self.graders()))
+            self.edited = False
 
     async def run(self) -> None:
         self.result.clear()

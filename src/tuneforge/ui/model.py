@@ -1,8 +1,11 @@
 """`/models/{id}`: one fine-tuned model: first whether it learned (its automatic before/after
-check against its base), then where it came from (base model, dataset, run), its final metrics,
-how it was trained, and its files."""
+check against its base), then where it came from (base model, the model it continued, dataset,
+run), its final metrics, how it was trained, and its files."""
 
 from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
 
 from nicegui import ui
 from sqlalchemy.orm import Session
@@ -19,7 +22,7 @@ from tuneforge.ui.model_check import check_card
 from tuneforge.ui.model_export import exports_card, open_export_dialog
 from tuneforge.ui.models import KINDS
 from tuneforge.ui.run_format import metric, metric_name
-from tuneforge.ui.run_settings import settings_view
+from tuneforge.ui.run_settings import settings_view, trainer_title
 
 CARD = "w-full q-pa-lg gap-3"
 TITLE = "text-subtitle1 text-weight-medium"
@@ -28,21 +31,31 @@ FIRST = ("loss", "eval_loss", "perplexity", "token_accuracy")
 HIDDEN = frozenset({"eta_seconds", "learning_rate", "grad_norm"})
 
 
-def model_with_dataset(session: Session, user: User, model_id: str) -> tuple[Model, str | None]:
-    """The model, and its dataset's name while the dataset is still there."""
+@dataclass(frozen=True)
+class Origin:
+    """Where a model came from, by name, while those records are still there."""
+
+    dataset: str | None = None
+    started_from: str | None = None  # the name of the model it continued
+
+
+def model_with_origin(session: Session, user: User, model_id: str) -> tuple[Model, Origin]:
+    """The model, and the names of its dataset and of the model it continued."""
     model = service.get_model(session, user, model_id)
-    if not model.dataset_id:
-        return model, None
-    try:
-        return model, dataset_service.get_dataset(session, user, model.dataset_id).name
-    except NotFound:
-        return model, None
+    dataset = started_from = None
+    if model.dataset_id:
+        with contextlib.suppress(NotFound):
+            dataset = dataset_service.get_dataset(session, user, model.dataset_id).name
+    if model.spec.get("start_from"):
+        with contextlib.suppress(NotFound):
+            started_from = service.get_model(session, user, model.spec["start_from"]).name
+    return model, Origin(dataset, started_from)
 
 
 @page("/models/{model_id}", "Model")
 async def model_page(user: User, model_id: str) -> None:
     try:
-        model, dataset = await read(model_with_dataset, user, model_id)
+        model, origin = await read(model_with_origin, user, model_id)
     except NotFound:
         ui.status_code(404)
         with EmptyState(
@@ -58,8 +71,11 @@ async def model_page(user: User, model_id: str) -> None:
         ui.icon("arrow_back", size="xs")
         ui.label("All models").classes("text-body2")
     kind = KINDS.get(model.kind, model.kind)
+    came = f"fine-tuned from {model.base_model}"
+    if model.spec.get("start_from"):
+        came = f"continued from {origin.started_from or 'a deleted model'} ({model.base_model})"
     with (
-        heading(model.name, f"{kind} · fine-tuned from {model.base_model}"),
+        heading(model.name, f"{kind} · {came}"),
         ui.row().classes("items-center gap-2"),
     ):
         ui.button(
@@ -87,7 +103,7 @@ async def model_page(user: User, model_id: str) -> None:
     with ui.row().classes("w-full gap-6 items-stretch"):
         with ui.card().classes("col-12 col-md " + CARD):
             ui.label("Summary").classes(TITLE)
-            _summary(model, dataset)
+            _summary(model, origin)
         with ui.card().classes("col-12 col-md " + CARD):
             ui.label("Final metrics").classes(TITLE)
             _metrics(model)
@@ -110,10 +126,21 @@ async def model_page(user: User, model_id: str) -> None:
             )
 
 
-def _summary(model: Model, dataset: str | None) -> None:
+def _summary(model: Model, origin: Origin) -> None:
+    dataset = origin.dataset
     with ui.grid(columns="auto 1fr").classes("gap-x-6 gap-y-2 text-body2 model-facts"):
         ui.label("Base model").classes("text-grey-7")
         ui.label(model.base_model)
+        if model.spec.get("start_from"):
+            ui.label("Continued").classes("text-grey-7")
+            if origin.started_from:
+                ui.link(origin.started_from, f"/models/{model.spec['start_from']}").classes(
+                    "model-started-from"
+                )
+            else:
+                ui.label("(deleted)").classes("text-grey-6")
+        ui.label("Trained by").classes("text-grey-7")
+        ui.label(trainer_title(model.spec))
         ui.label("Kind").classes("text-grey-7")
         ui.label(KINDS.get(model.kind, model.kind))
         ui.label("Dataset").classes("text-grey-7")

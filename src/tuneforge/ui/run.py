@@ -22,6 +22,7 @@ from tuneforge.services import jobs as job_service
 from tuneforge.services import training as service
 from tuneforge.training.estimate.phases import ESTIMATE_METRIC
 from tuneforge.training.health import health_flags
+from tuneforge.training.registry import DEFAULT_TRAINER
 from tuneforge.ui.backend import call, read, reported
 from tuneforge.ui.compare import compare_dialog
 from tuneforge.ui.formatting import clock, duration, status_color, when
@@ -30,7 +31,7 @@ from tuneforge.ui.run_charts import RunCharts, Series
 from tuneforge.ui.run_format import metric, metric_name, span, took
 from tuneforge.ui.run_health import HealthView
 from tuneforge.ui.run_samples import Samples, SamplesView
-from tuneforge.ui.run_settings import settings_view
+from tuneforge.ui.run_settings import settings_view, trainer_title
 from tuneforge.ui.train_form import VALUE_NAMES
 
 REFRESH_SECONDS = 1.0
@@ -39,7 +40,14 @@ LOG_LINES = 5000
 EVENT_TYPES = frozenset({"metric", "samples", "log", "status"})
 CANCELLABLE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
 RESUMABLE = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
-TILES = ("loss", "eval_loss", "token_accuracy", "tokens_per_second")
+#: The numbers over a run's charts, by trainer (the first for trainers not named).
+TILES = {
+    "sft": ("loss", "eval_loss", "token_accuracy", "tokens_per_second"),
+    "dpo": ("loss", "eval_loss", "eval_rewards/accuracy", "tokens_per_second"),
+    "orpo": ("loss", "eval_loss", "eval_rewards/accuracy", "tokens_per_second"),
+    "kto": ("loss", "eval_loss", "eval_rewards/accuracy", "tokens_per_second"),
+    "grpo": ("reward", "eval_reward", "kl", "tokens_per_second"),
+}
 STATUS_HINTS = {
     JobStatus.QUEUED: "Waiting for a free worker.",
     JobStatus.RUNNING: "Starting: loading the model and the data.",
@@ -95,6 +103,8 @@ class RunView:
         self.user = user
         self.job_id = job.id
         self.spec = job.spec
+        self.trainer = str(job.spec.get("trainer", DEFAULT_TRAINER))
+        self.tile_names = TILES.get(self.trainer, TILES[DEFAULT_TRAINER])
         self.cursor = 0
         self.series: Series = {}
         self.samples: Samples = {}
@@ -121,7 +131,7 @@ class RunView:
             if eval_every
             else "The evaluation at the end appears here."
         )
-        self.charts = RunCharts(waiting)
+        self.charts = RunCharts(waiting, self.trainer)
         with ui.card().classes("w-full q-pa-lg"):
             self.sample_view = SamplesView("Sample answers appear after each evaluation.")
         with ui.row().classes("w-full gap-6 items-stretch"):
@@ -178,7 +188,7 @@ class RunView:
             self.error = ui.label().classes("w-full q-pa-sm rounded-borders run-error")
             with ui.grid().classes("w-full gap-4 grid-cols-2 md:grid-cols-5 q-pt-sm"):
                 self.tiles = {"step": _tile("Step")}
-                self.tiles.update({name: _tile(metric_name(name)) for name in TILES})
+                self.tiles.update({name: _tile(metric_name(name)) for name in self.tile_names})
 
     def _about(self, job: Job, dataset: str | None) -> None:
         ui.label("About this run").classes("text-subtitle1 text-weight-medium")
@@ -192,8 +202,15 @@ class RunView:
                 ui.link(dataset, f"/datasets/{dataset_id}")
             else:
                 ui.label("(deleted)")
+            ui.label("Trainer").classes("text-grey-7")
+            ui.label(trainer_title(spec))
             ui.label("Method").classes("text-grey-7")
             ui.label(VALUE_NAMES.get(str(spec.get("method")), str(spec.get("method"))))
+            if spec.get("start_from"):
+                ui.label("Continues").classes("text-grey-7")
+                ui.link("the model it started from", f"/models/{spec['start_from']}").classes(
+                    "run-started-from"
+                )
             self.facts = {name: _fact(name) for name in ("Created", "Started", "Duration")}
         settings_view(spec)
         ui.link("Job details", f"/jobs/{job.id}").classes("text-body2")
@@ -249,7 +266,7 @@ class RunView:
     def _tiles(self) -> None:
         loss = self._latest("loss")
         self.tiles["step"].set_text(f"{loss[0]:,}" if loss else "—")
-        for name in TILES:
+        for name in self.tile_names:
             latest = self._latest(name)
             self.tiles[name].set_text(metric(name, latest[1] if latest else None))
 

@@ -17,18 +17,42 @@ METRIC_NAMES = {
     "epoch": "Epoch",
     "eta_seconds": "Time left",
     "update_ratio": "Update size",
+    "rewards/chosen": "Chosen reward",
+    "rewards/rejected": "Rejected reward",
+    "rewards/margin": "Reward margin",
+    "rewards/accuracy": "Preference accuracy",
+    "nll_loss": "NLL loss",
+    "log_odds_ratio": "Log odds ratio",
+    "kl": "KL",
+    "reward": "Mean reward",
+    "reward_std": "Reward spread",
+    "completion_length": "Completion length",
+    "clip_ratio": "Clipped share",
 }
+#: Metrics that are shares, shown as percentages.
+PERCENTAGES = frozenset({"token_accuracy", "rewards/accuracy", "clip_ratio"})
+EVAL = "eval_"
+GRADER = "reward/"
 
 
 def metric_name(name: str) -> str:
-    return METRIC_NAMES.get(name, name.replace("_", " ").capitalize())
+    """`eval_rewards/accuracy` → "Eval preference accuracy", `reward/format` → "Reward: format"."""
+    if name in METRIC_NAMES:
+        return METRIC_NAMES[name]
+    if name.startswith(EVAL):
+        inner = metric_name(name.removeprefix(EVAL))
+        return f"Eval {inner[:1].lower()}{inner[1:]}"
+    if name.startswith(GRADER):
+        grader = name.removeprefix(GRADER)
+        return f"Reward spread: {grader[:-4]}" if grader.endswith("/std") else f"Reward: {grader}"
+    return name.replace("_", " ").capitalize()
 
 
 def metric(name: str, value: float | None) -> str:
-    """A metric's value: accuracy as a percentage, rates rounded, small numbers significant."""
+    """A metric's value: shares as a percentage, rates rounded, small numbers significant."""
     if value is None or not math.isfinite(value):
         return "—"
-    if name == "token_accuracy":
+    if name.removeprefix(EVAL) in PERCENTAGES:
         return f"{value:.1%}"
     if name == "tokens_per_second":
         return f"{value:,.0f}"

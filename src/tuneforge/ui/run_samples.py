@@ -1,5 +1,6 @@
 """The answers a run's model gave to the sample prompts at each evaluation, newest first, beside
-the reference answers, so you can read how it changes."""
+the reference answers, so you can read how it changes; a GRPO run's answers with each grader's
+grade and their total reward."""
 
 from __future__ import annotations
 
@@ -84,9 +85,25 @@ class SamplesView(ui.column):
                         _text("Answer", item.get("answer", ""), "bg-indigo-1 sample-answer")
                         if item.get("reference") is not None:
                             _text("Reference", item["reference"], "bg-green-1 sample-reference")
+                    if item.get("grades") is not None:
+                        _grades(item["grades"], item.get("reward"))
 
 
 def _text(title: str, text: str, classes: str) -> None:
     with ui.column().classes("w-full gap-1 min-w-0"):
         ui.label(title).classes("text-caption text-grey-7")
         ui.label(text or "(empty)").classes(f"{TEXT} {classes}").style(PRE)
+
+
+def _grades(grades: dict[str, float], reward: float | None) -> None:
+    """Each grader's grade of the answer (0..1), and the reward they add up to."""
+    with ui.row().classes("w-full items-center gap-2 sample-grades"):
+        if reward is not None:
+            ui.label(f"Reward {reward:.2f}").classes(
+                "text-body2 text-weight-medium q-mr-sm sample-reward"
+            )
+        for name, grade in grades.items():
+            colour = "positive" if grade >= 1 else "negative" if grade <= 0 else "warning"
+            ui.badge(f"{name} {grade:.2f}", color=colour).props("outline").classes(
+                "text-body2 sample-grade"
+            )

@@ -16,6 +16,15 @@ from tuneforge.ui.train_form import label
 NAMED = frozenset({"base_model", "dataset_id", "method", "name", "trainer"})
 
 
+def trainer_title(spec: dict[str, Any]) -> str:
+    """The title of the trainer a run's `spec` names ("Direct preference optimisation (DPO)")."""
+    trainer = str(spec.get("trainer", DEFAULT_TRAINER))
+    try:
+        return recipe(trainer).title
+    except UnknownTrainer:
+        return trainer
+
+
 def changed_settings(spec: dict[str, Any]) -> list[tuple[str, Any]]:
     """The settings in which a run's `spec` differs from the defaults of its trainer's spec (of
     the settings every trainer shares, for a trainer no longer registered)."""

@@ -99,4 +99,5 @@ class TrainEditors:
         self.trial = TryPanel(
             self.user, lambda: self.graders.value if self.graders else [], self.row
         )
+        self.graders.on_value_change(self.trial.follow)
         return self.graders

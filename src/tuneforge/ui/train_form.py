@@ -195,6 +195,7 @@ class SpecForm:
         help_text = schema.get("description", "")
         with ui.column().classes(f"w-full gap-1 spec-field field-{name}") as box:
             if name in self.editors:
+                box.classes("col-span-full")  # an editor takes the whole width of its section
                 self.kinds[name] = "editor"
                 widget = self.editors[name](label(name), schema, value)
             else:
