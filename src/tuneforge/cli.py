@@ -32,6 +32,7 @@ from tuneforge.cli_common import (
 from tuneforge.cli_datasets import datasets_app
 from tuneforge.cli_evaluations import evals_app
 from tuneforge.cli_exports import exports_app
+from tuneforge.cli_graders import graders_app
 from tuneforge.cli_secrets import secrets_app
 from tuneforge.cli_training import models_app, runs_app
 
@@ -57,6 +58,7 @@ app.add_typer(datasets_app, name="datasets")
 app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
 app.add_typer(evals_app, name="evals")
+app.add_typer(graders_app, name="graders")
 app.add_typer(exports_app, name="exports")
 app.add_typer(secrets_app, name="secrets")
 

@@ -19,6 +19,7 @@ from tuneforge.api.routes import (
     datasets,
     evaluations,
     exports,
+    graders,
     health,
     jobs,
     models,
@@ -92,7 +93,10 @@ def create_app(settings: Settings | None = None, *, ui: bool = True) -> FastAPI:
     app.state.signer = SessionSigner(settings.session_secret, settings.session_max_age)
     app.state.limiter = LoginLimiter(settings.login_attempts_per_minute)
     errors.install(app)
-    routers = (health, auth, jobs, datasets, models, exports, trainings, evaluations, chat, secrets)
+    routers = (
+        *(health, auth, jobs, datasets, models, exports, trainings, graders, evaluations),
+        *(chat, secrets),
+    )
     for module in routers:
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(openai.router)

@@ -23,7 +23,8 @@ Failures the server reports raise `ApiError`; a server that cannot be reached ra
 underlying `httpx.TransportError`. The client speaks HTTP only: it never imports the server.
 
 `Client` is one connection (`base.py`) with one part per resource: the account, jobs,
-datasets, training runs, models, chat, evaluations, exports and secrets, each in its module.
+datasets, training runs, reward graders, models, chat, evaluations, exports and secrets, each in
+its module.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from tuneforge.client.chat import ChatClient
 from tuneforge.client.datasets import DatasetsClient
 from tuneforge.client.evaluations import EvaluationsClient
 from tuneforge.client.exports import ExportsClient
+from tuneforge.client.graders import GradersClient
 from tuneforge.client.jobs import END_EVENT
 from tuneforge.client.models import ModelsClient
 from tuneforge.client.secrets import SecretsClient
@@ -46,6 +48,7 @@ class Client(
     AccountClient,
     DatasetsClient,
     TrainingClient,
+    GradersClient,
     ModelsClient,
     ChatClient,
     EvaluationsClient,
