@@ -277,6 +277,7 @@ def show(ctx: typer.Context, model_id: ModelId, as_json: JsonFlag = False) -> No
             ("name", model.name),
             ("base model", model.base_model),
             ("kind", model.kind),
+            ("started from", model.started_from or "-"),
             ("dataset", model.dataset_id or "-"),
             ("run", model.job_id or "-"),
             ("metrics", ", ".join(f"{k} {v:.4g}" for k, v in model.metrics.items())),

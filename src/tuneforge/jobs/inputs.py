@@ -1,6 +1,7 @@
 """What jobs take in, checked as their owner: the processed datasets they read and the models
 they name. The kinds check these before a job is queued, the workers again before they use
 them (either may have gone meanwhile), and the chat service resolves models the same way.
+A run that continues an earlier fine-tune names it too (`starting_model`).
 
 A model is a catalog base model (shared by everyone) or one of the user's own fine-tuned
 models; another user's answers `NotFound`, exactly like a missing one.
@@ -23,6 +24,10 @@ from tuneforge.inference.params import EngineName, ModelRef
 from tuneforge.models.availability import Availability, availability
 from tuneforge.models.catalog import CatalogEntry, load_catalog
 from tuneforge.settings import Settings
+from tuneforge.training.spec import TrainingBase
+
+#: The settings that shape an adapter: a run that continues it must keep them.
+ADAPTER_SHAPE = ("lora_r", "lora_alpha", "lora_target_modules", "use_rslora")
 
 
 def catalog_entry(settings: Settings, model_id: str) -> CatalogEntry:
@@ -70,6 +75,54 @@ def processed_dataset(
             "or evaluate on the train split."
         )
     return dataset
+
+
+def starting_model(session: Session, user: User, spec: TrainingBase) -> Model | None:
+    """The model a run continues (`start_from`), if it names one: the user's own (another
+    user's answers `NotFound`, like a missing one), made from the run's base model, and of a
+    kind the run's method continues: an adapter with lora or qlora, full weights with full."""
+    if spec.start_from is None:
+        return None
+    try:
+        model = ModelRepository(session, user).require(spec.start_from)
+    except NotFound:
+        raise NotFound(
+            f"No model {spec.start_from!r} to start from: use the id of one of your "
+            "fine-tuned models.",
+            {"fields": ["start_from"]},
+        ) from None
+    if model.base_model != spec.base_model:
+        raise InvalidInput(
+            f"{model.name!r} was fine-tuned from {model.base_model}, so a run that continues "
+            f"it trains {model.base_model} too: set base_model to {model.base_model}.",
+            {"fields": ["base_model", "start_from"]},
+        )
+    if model.kind == "adapter" and spec.method == "full":
+        raise InvalidInput(
+            f"{model.name!r} is a LoRA adapter: continue it with method lora (or qlora). "
+            "To fine-tune every weight, start a full run from the base model.",
+            {"fields": ["method", "start_from"]},
+        )
+    if model.kind != "adapter" and spec.method != "full":
+        raise InvalidInput(
+            f"{model.name!r} holds full weights: continue it with method full (adapters are "
+            "trained over a catalog base model).",
+            {"fields": ["method", "start_from"]},
+        )
+    if model.kind == "adapter":
+        differ = [
+            name
+            for name in ADAPTER_SHAPE
+            if name in model.spec and model.spec[name] != getattr(spec, name)
+        ]
+        if differ:
+            settings = ", ".join(f"{name} {model.spec[name]}" for name in differ)
+            raise InvalidInput(
+                f"{model.name!r} is an adapter with {settings}, and a run that continues it "
+                f"keeps its shape: set {settings}.",
+                {"fields": differ},
+            )
+    return model
 
 
 #: A fine-tuned model's availability: its files are in the artifact store.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 
 class ModelPublic(BaseModel):
@@ -24,6 +24,15 @@ class ModelPublic(BaseModel):
     files: list[str] = Field(description="Its files, relative to the artifact key.")
     size_bytes: int = Field(description="Total size of its files.")
     created_at: datetime = Field(description="When the run finished.")
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="The model it continued (the run's `start_from`), or null when it was "
+        "fine-tuned from its base model."
+    )
+    @property
+    def started_from(self) -> str | None:
+        value = self.spec.get("start_from")
+        return str(value) if value else None
 
 
 class ModelList(BaseModel):

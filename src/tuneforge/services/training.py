@@ -10,10 +10,10 @@ from sqlalchemy.orm import Session
 
 from tuneforge.db.repositories.jobs import JobRepository
 from tuneforge.db.tables import Job, User
-from tuneforge.errors import Conflict, InvalidInput, NotFound
+from tuneforge.errors import Conflict, DomainError, InvalidInput, NotFound
 from tuneforge.hardware import detect_hardware
 from tuneforge.jobs.events import metric_values
-from tuneforge.jobs.inputs import catalog_entry
+from tuneforge.jobs.inputs import catalog_entry, starting_model
 from tuneforge.jobs.kinds.train import TrainKind, estimate_run, training_dataset
 from tuneforge.jobs.states import InvalidTransition, transition
 from tuneforge.jobs.status import JobStatus
@@ -21,8 +21,9 @@ from tuneforge.settings import Settings
 from tuneforge.training.health import health_flags
 from tuneforge.training.recommend import Recommendation, recommend
 from tuneforge.training.registry import DEFAULT_TRAINER, recipes
+from tuneforge.training.run_checks import check_run
 from tuneforge.training.spec import TrainingBase
-from tuneforge.training.spec_checks import Finding, check_spec, stats_of
+from tuneforge.training.spec_checks import Finding
 
 __all__ = [
     "compare",
@@ -55,9 +56,15 @@ def recommendations(
 
 def setting_checks(session: Session, user: User, spec: TrainingBase) -> list[Finding]:
     """What is likely wrong (warnings) or cannot work (refusals) in `spec` for its dataset: what
-    the Train page says under the fields, and the launch check refuses."""
+    the Train page says under the fields, and the launch check refuses (the model it would
+    continue included)."""
     dataset = training_dataset(session, user, spec.dataset_id)
-    return check_spec(spec, stats_of(dataset.stats), dataset.splits.get("train", 0))
+    try:
+        starting_model(session, user, spec)
+    except DomainError as exc:
+        fields = tuple(exc.details.get("fields", ["start_from"]))
+        return [Finding(fields, exc.message, "refusal"), *check_run(spec, dataset)]
+    return check_run(spec, dataset)
 
 
 def training_job(session: Session, user: User, job_id: str) -> Job:

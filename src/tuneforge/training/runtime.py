@@ -4,12 +4,17 @@ The frozen base is loaded in the compute precision (bf16 where the hardware supp
 trained weights (LoRA matrices, or every weight in full fine-tuning) stay in fp32 and the
 arithmetic runs under autocast. QLoRA loads the base in 4 bits through bitsandbytes and needs
 CUDA; Unsloth replaces the loading and the adapters on CUDA when it is installed and allowed.
+
+A run that continues an earlier fine-tune (`start_from`) is given that model's directory: full
+weights load as the model; an adapter directory (PEFT's layout, its config naming the local base,
+see `name_base`) loads over its base and trains on from its weights, keeping its rank and alpha.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,6 +33,10 @@ from tuneforge.training.spec import TrainingBase
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 LINEAR_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+ADAPTER_CONFIG = "adapter_config.json"
+#: The trained adapter's name in a PEFT model, and the frozen copy of a continued adapter's
+#: starting weights that a run's reference computes with.
+TRAINED, REFERENCE = "default", "reference"
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,7 @@ def runtime_for(spec: TrainingBase) -> Runtime:
         cuda
         and spec.use_unsloth
         and spec.method != "full"
+        and spec.start_from is None  # a continued adapter loads through PEFT
         and importlib.util.find_spec("unsloth") is not None
     )
     # Examples in parallel only where nothing random happens in a pass (dropout would draw from
@@ -113,9 +123,35 @@ def trainable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     return [(name, p) for name, p in model.named_parameters() if p.requires_grad]
 
 
-def prepare_model(spec: TrainingBase, path: Path, runtime: Runtime) -> nn.Module:
-    """The model ready to train: adapters added (LoRA/QLoRA) or every weight trainable (full)."""
+def is_adapter(path: Path) -> bool:
+    """Whether `path` holds a LoRA adapter (PEFT's layout) rather than a whole model."""
+    return (path / ADAPTER_CONFIG).is_file()
+
+
+def name_base(adapter: Path, base: Path) -> None:
+    """Make a stored adapter directory loadable here: its config names `base`, the local
+    directory of its base model (PEFT's convention for a local adapter)."""
+    config = json.loads((adapter / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    config["base_model_name_or_path"] = str(base)
+    (adapter / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2), encoding="utf-8")
+
+
+def prepare_model(
+    spec: TrainingBase, path: Path, runtime: Runtime, reference: bool = False
+) -> nn.Module:
+    """The model ready to train: adapters added (LoRA/QLoRA) or every weight trainable (full).
+
+    `path` is a base model, or the model a run continues: full weights, or an adapter whose
+    training goes on. With `reference` (a recipe that compares with a reference model), a
+    continued adapter is also loaded a second time, frozen, for `reference_of` to switch to.
+    """
     torch.manual_seed(spec.seed)  # adapter initialisation
+    start = path if is_adapter(path) else None
+    if start is not None and spec.method == "full":
+        raise InvalidInput(
+            "The model this run continues is a LoRA adapter: continue it with method lora.",
+            {"fields": ["method", "start_from"]},
+        )
     if runtime.unsloth:
         return _unsloth(spec, path, runtime)
     from transformers import AutoModelForCausalLM
@@ -133,7 +169,8 @@ def prepare_model(spec: TrainingBase, path: Path, runtime: Runtime) -> nn.Module
         options["device_map"] = {"": 0}
     # Full fine-tuning keeps fp32 master weights; adapters train over a base in the compute dtype.
     dtype = torch.float32 if spec.method == "full" else runtime.dtype
-    model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **options)
+    base = _base_of(start) if start is not None else path
+    model: Any = AutoModelForCausalLM.from_pretrained(base, dtype=dtype, **options)
     if spec.method != "qlora":
         model.to(runtime.device)
     if spec.gradient_checkpointing:
@@ -150,23 +187,73 @@ def prepare_model(spec: TrainingBase, path: Path, runtime: Runtime) -> nn.Module
         model = prepare_model_for_kbit_training(  # type: ignore[no-untyped-call]
             model, use_gradient_checkpointing=spec.gradient_checkpointing
         )
-    targets = spec.lora_target_modules
-    config = LoraConfig(
-        r=spec.lora_r,
-        lora_alpha=spec.lora_alpha,
-        lora_dropout=spec.lora_dropout,
-        target_modules="all-linear" if targets == ["all-linear"] else targets,
-        use_rslora=spec.use_rslora,
-        task_type="CAUSAL_LM",
-    )
-    try:
-        model = get_peft_model(model, config)
-    except ValueError as exc:  # e.g. a target module the model does not have
-        raise InvalidInput(f"Cannot add LoRA adapters: {exc}") from exc
+    if start is not None:
+        model = _continued(spec, model, start, reference)
+    else:
+        targets = spec.lora_target_modules
+        config = LoraConfig(
+            r=spec.lora_r,
+            lora_alpha=spec.lora_alpha,
+            lora_dropout=spec.lora_dropout,
+            target_modules="all-linear" if targets == ["all-linear"] else targets,
+            use_rslora=spec.use_rslora,
+            task_type="CAUSAL_LM",
+        )
+        try:
+            model = get_peft_model(model, config)
+        except ValueError as exc:  # e.g. a target module the model does not have
+            raise InvalidInput(f"Cannot add LoRA adapters: {exc}") from exc
     for _, parameter in trainable_parameters(model):
         parameter.data = parameter.data.float()
     adapted: nn.Module = model
     return adapted
+
+
+def _base_of(adapter: Path) -> Path:
+    config = json.loads((adapter / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    return Path(str(config.get("base_model_name_or_path") or ""))
+
+
+def _continued(spec: TrainingBase, model: Any, start: Path, reference: bool) -> Any:
+    """`model` with the adapter in `start`, trainable; its rank, alpha and scaling are the
+    adapter's, so the spec must say the same (its dropout may change)."""
+    from peft import LoraConfig, PeftModel
+
+    config = LoraConfig.from_pretrained(str(start))
+    kept = {"lora_r": config.r, "lora_alpha": config.lora_alpha, "use_rslora": config.use_rslora}
+    differ = [name for name, value in kept.items() if getattr(spec, name) != value]
+    if differ:
+        settings = ", ".join(f"{name} {kept[name]}" for name in differ)
+        raise InvalidInput(
+            f"The adapter this run continues keeps its shape: set {settings} as it has them.",
+            {"fields": differ},
+        )
+    config.lora_dropout = spec.lora_dropout
+    continued = PeftModel.from_pretrained(
+        model, str(start), adapter_name=TRAINED, config=config, is_trainable=True
+    )
+    if reference:
+        continued.load_adapter(str(start), adapter_name=REFERENCE, is_trainable=False)
+    return continued
+
+
+@contextlib.contextmanager
+def reference_of(model: nn.Module) -> Iterator[None]:
+    """Compute with a LoRA model as the run's reference, without gradients: the adapter's
+    starting weights when the run continues one (`prepare_model(reference=True)`), else the
+    base model with the adapters switched off. The switch is model-wide: no training pass
+    may run meanwhile."""
+    peft: Any = model
+    with torch.no_grad():
+        if REFERENCE not in getattr(peft, "peft_config", {}):
+            with peft.disable_adapter():
+                yield
+            return
+        peft.set_adapter(REFERENCE, inference_mode=True)
+        try:
+            yield
+        finally:
+            peft.set_adapter(TRAINED)
 
 
 def _unsloth(spec: TrainingBase, path: Path, runtime: Runtime) -> nn.Module:

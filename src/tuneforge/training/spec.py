@@ -64,6 +64,17 @@ class TrainingBase(BaseModel):
         "updates every weight (most memory, rarely better for small data).",
         json_schema_extra=_group("run"),
     )
+    start_from: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="Continue an earlier fine-tune instead of starting from the base: the id "
+        "of one of your models made from the same base model (SFT, then DPO or GRPO from it, "
+        "is the usual path). An adapter continues with `lora` or `qlora` and keeps its rank, "
+        "alpha and target modules (set them as it has them); full weights continue with "
+        "`full`. Empty: start from the base model.",
+        json_schema_extra=_group("run"),
+    )
 
     # -- optimisation --------------------------------------------------------------------------
     learning_rate: float = Field(
@@ -318,4 +329,112 @@ class SFTSpec(TrainingBase):
         default=True,
         description="Learn only from the answers (the model's turns), not from the prompts.",
         json_schema_extra=_group("optimisation"),
+    )
+
+
+DPOLossType = Literal["sigmoid", "ipo", "simpo"]
+
+
+def _preference_learning_rate() -> Any:
+    return Field(
+        default=5e-5,
+        gt=0,
+        le=1,
+        description="Step size of the AdamW optimizer at its peak. Preference training nudges a "
+        "model that already answers: with LoRA 2e-5 to 1e-4; full fine-tuning 5e-7 to 5e-6. "
+        "Too high and the margin grows while the answers degrade.",
+        json_schema_extra=_group("optimisation"),
+    )
+
+
+def _beta(description: str) -> Any:
+    return Field(
+        default=0.1, gt=0, le=100, description=description, json_schema_extra=_group("preference")
+    )
+
+
+class DPOSpec(TrainingBase):
+    """Direct preference optimisation: prefer the chosen answer of each pair to the rejected."""
+
+    trainer: Literal["dpo"] = Field(
+        default="dpo",
+        description="`dpo`: direct preference optimisation on pairs of a chosen and a rejected "
+        "answer to the same prompt.",
+        json_schema_extra=_group("run"),
+    )
+    learning_rate: float = _preference_learning_rate()
+    beta: float = _beta(
+        "How far the model may move from where it started (its reference): small values "
+        "(0.05-0.1) let the preference win, large ones (0.5) keep it close. For `simpo`, the "
+        "reward scale: 2 to 2.5 is usual."
+    )
+    loss_type: DPOLossType = Field(
+        default="sigmoid",
+        description="`sigmoid`: the DPO loss; `ipo`: holds the preference margin near 1/(2 beta) "
+        "instead of pushing it ever wider (sturdier on small or noisy data); `simpo`: "
+        "reference-free and length-normalised (no reference passes; set beta near 2).",
+        json_schema_extra=_group("preference"),
+    )
+    label_smoothing: float = Field(
+        default=0.0,
+        ge=0,
+        lt=0.5,
+        description="The share of pairs assumed to be labelled the wrong way round (robust "
+        "DPO): 0.1 softens the loss when some preferences are noise. 0: trust every pair.",
+        json_schema_extra=_group("preference"),
+    )
+    simpo_gamma: float = Field(
+        default=0.5,
+        ge=0,
+        le=10,
+        description="SimPO's target margin between the chosen and rejected rewards (only with "
+        "`simpo`).",
+        json_schema_extra=_group("preference"),
+    )
+
+
+class ORPOSpec(TrainingBase):
+    """Odds-ratio preference optimisation: SFT on the chosen answers plus a preference term."""
+
+    trainer: Literal["orpo"] = Field(
+        default="orpo",
+        description="`orpo`: learns the chosen answers (as SFT does) while making the rejected "
+        "ones less likely, in one stage and without a reference model.",
+        json_schema_extra=_group("run"),
+    )
+    learning_rate: float = _preference_learning_rate()
+    beta: float = _beta(
+        "The weight of the preference (odds-ratio) term against the chosen answers' language "
+        "loss (lambda in the paper): 0.1 is usual; higher leans harder on the preference."
+    )
+
+
+class KTOSpec(TrainingBase):
+    """Kahneman-Tversky optimisation: learn from answers labelled good or bad, unpaired."""
+
+    trainer: Literal["kto"] = Field(
+        default="kto",
+        description="`kto`: learns from single answers marked desirable or undesirable (a "
+        "thumbs up or down), or from preference pairs split into both.",
+        json_schema_extra=_group("run"),
+    )
+    learning_rate: float = _preference_learning_rate()
+    beta: float = _beta(
+        "How far the model may move from where it started (its reference): 0.1 is usual; "
+        "larger keeps it closer."
+    )
+    desirable_weight: float = Field(
+        default=1.0,
+        gt=0,
+        le=100,
+        description="Weight of the desirable answers' loss. With more undesirable than "
+        "desirable examples, raise it so that weight x count is about even (up to 4:3).",
+        json_schema_extra=_group("preference"),
+    )
+    undesirable_weight: float = Field(
+        default=1.0,
+        gt=0,
+        le=100,
+        description="Weight of the undesirable answers' loss; raise it when they are the fewer.",
+        json_schema_extra=_group("preference"),
     )

@@ -1,7 +1,10 @@
-"""The `train` kind: fine-tunes a catalog model on a processed dataset and records the Model.
+"""The `train` kind: fine-tunes a catalog model (or continues one of the user's fine-tunes) on a
+processed dataset and records the Model.
 
-Before a run is queued, its peak memory and duration are estimated on this machine; a run that
-cannot fit is refused with what to change.
+Before a run is queued, the model it continues is checked, its spec is checked against the
+dataset (`training/run_checks.py`: the data its trainer learns from, the settings), and its peak
+memory and duration are estimated on this machine; a run that cannot work or fit is refused with
+what to change.
 """
 
 from __future__ import annotations
@@ -14,13 +17,20 @@ from sqlalchemy.orm import Session
 from tuneforge.db.tables import Dataset, User
 from tuneforge.errors import InvalidInput
 from tuneforge.hardware import detect_hardware
-from tuneforge.jobs.inputs import catalog_entry, processed_dataset, runnable_entry
+from tuneforge.jobs.endpoints import check_judges
+from tuneforge.jobs.inputs import (
+    catalog_entry,
+    processed_dataset,
+    runnable_entry,
+    starting_model,
+)
 from tuneforge.jobs.kind import JobKind, register
 from tuneforge.settings import Settings
 from tuneforge.training.estimate import CalibrationCache, Estimate, estimate
-from tuneforge.training.registry import TrainingSpec
+from tuneforge.training.registry import TrainingSpec, recipe_for
+from tuneforge.training.run_checks import check_run
 from tuneforge.training.spec import TrainingBase
-from tuneforge.training.spec_checks import check_spec, refusals, stats_of
+from tuneforge.training.spec_checks import refusals
 
 
 class TrainResult(BaseModel):
@@ -69,9 +79,11 @@ class TrainKind(JobKind[TrainingBase, TrainResult]):
 
     def check(self, session: Session, user: User, settings: Settings, spec: TrainingBase) -> None:
         runnable_entry(settings, spec.base_model)
+        judges = recipe_for(spec).judges
+        check_judges(judges(spec) if judges else [], user, settings, session)
+        starting_model(session, user, spec)
         dataset = training_dataset(session, user, spec.dataset_id)
-        stats, rows = stats_of(dataset.stats), dataset.splits.get("train", 0)
-        for refusal in refusals(check_spec(spec, stats, rows)):
+        for refusal in refusals(check_run(spec, dataset)):
             raise InvalidInput(refusal.message, {"fields": list(refusal.fields)})
         result = estimate_run(session, user, settings, spec)
         if result.refusal:

@@ -1,5 +1,9 @@
 """The `train` job: fine-tunes a catalog model on a processed dataset and records the Model.
 
+A run that continues an earlier fine-tune (`start_from`) trains from that model's files, fetched
+from the artifact store (an adapter's config then names the local base); the new model's spec
+keeps `start_from`, its lineage.
+
 Checkpoints go to the artifact store under the job's prefix (`checkpoints/step-N/`, the newest
 K kept), so a resumed job, wherever it runs, continues from the newest complete one. The finished
 model is uploaded under `model/`, the TensorBoard logs under `tensorboard/`.
@@ -19,6 +23,8 @@ from tuneforge.db.tables import Dataset, Model, User, utcnow
 from tuneforge.errors import DomainError, InvalidInput
 from tuneforge.jobs.check import queue_check
 from tuneforge.jobs.context import JobContext
+from tuneforge.jobs.endpoints import check_judges
+from tuneforge.jobs.inputs import starting_model
 from tuneforge.jobs.kinds.train import TrainResult, training_dataset
 from tuneforge.jobs.workers.train_phases import (
     TRAINING_SHARE,
@@ -37,14 +43,46 @@ from tuneforge.training.reporting import Tracked
 from tuneforge.training.spec import TrainingBase
 
 
-def _dataset(ctx: JobContext, spec: TrainingBase) -> Dataset:
+def _dataset(ctx: JobContext, spec: TrainingBase) -> tuple[Dataset, dict[str, str]]:
+    """The run's dataset, and the API keys of the judges it calls (checked again as the owner:
+    an address may have changed, a key may have been deleted)."""
+    judges = recipe_for(spec).judges
+    called = list(judges(spec)) if judges else []
     with ctx.transaction() as session:
         owner = session.get(User, ctx.owner_id)
         if owner is None:
             raise InvalidInput("The run's owner no longer exists.")
         dataset = training_dataset(session, owner, spec.dataset_id)
         session.expunge(dataset)
-    return dataset
+        check_judges(called, owner, ctx.settings)
+        names = {judge.api_key_secret for judge in called if judge.api_key_secret}
+        keys = secret_values(session, ctx.settings, owner.id, names)
+    for name in names - keys.keys():
+        raise InvalidInput(f"The judge's key secret {name} was deleted; set it again.")
+    return dataset, keys
+
+
+def _starting_point(ctx: JobContext, spec: TrainingBase, base: Path, local: Path) -> Path:
+    """What the run trains from: the base model, or the fine-tune it continues (checked again
+    as the owner's) fetched from the store into `local`."""
+    if spec.start_from is None:
+        return base
+    from tuneforge.training.runtime import name_base
+
+    with ctx.transaction() as session:
+        owner = session.get(User, ctx.owner_id)
+        if owner is None:
+            raise InvalidInput("The run's owner no longer exists.")
+        model = starting_model(session, owner, spec)
+        assert model is not None  # the spec names it
+        key, kind, name = model.artifact_key, model.kind, model.name
+    ctx.progress(0.0, f"fetching {name}, the model this run continues")
+    shutil.rmtree(local, ignore_errors=True)
+    ctx.store.get_dir(key, local)
+    if kind == "adapter":
+        name_base(local, base)
+    ctx.log(f"continuing {name} ({spec.start_from}, {kind})")
+    return local
 
 
 class StoredCheckpoints:
@@ -100,15 +138,16 @@ def _queue_check(
 
 def run(spec: TrainingBase, ctx: JobContext) -> TrainResult:
     began = attempt_started(ctx)
-    dataset = _dataset(ctx, spec)
+    dataset, keys = _dataset(ctx, spec)
     settings = ctx.settings
     ctx.progress(0.0, f"loading {spec.base_model} and the data")
-    entry, model_path = resolve(spec.base_model, settings)
+    entry, base_path = resolve(spec.base_model, settings)
     data_prefix = dataset_prefix(dataset.owner_id, dataset.id)
     train = processed_records(ctx.store, data_prefix, dataset.splits, "train")
     test = processed_records(ctx.store, data_prefix, dataset.splits, "test")
     prefix = artifact_prefix(ctx.owner_id, ctx.kind, ctx.job_id)
     workdir = settings.data_dir / "work" / ctx.job_id
+    model_path = _starting_point(ctx, spec, base_path, workdir / "start")
     stored = StoredCheckpoints(ctx.store, prefix, spec.keep_checkpoints)
     latest = stored.fetch_latest(workdir / "resume")
     if latest is None:  # a first attempt: what the whole run should take
@@ -132,6 +171,7 @@ def run(spec: TrainingBase, ctx: JobContext) -> TrainResult:
             reporter,
             workdir,
             Checkpoints(latest=latest, save=stored.save),
+            secrets=keys,
         )
         with timed() as storing:
             store_model(ctx, f"{prefix}/model", outcome.output)

@@ -1,0 +1,75 @@
+"""Whether a run's spec fits the dataset it would learn from, every check in one call: the data
+its trainer learns from (a DPO run needs preference pairs, not conversations), the checks every
+trainer shares (`spec_checks.py`) and the recipe's own (`Recipe.check`).
+
+The Train page shows the findings beside their fields, the estimate API returns them, and the
+`train` kind's launch check refuses the refusals. `dataset_facts` is what the recipes' checks
+know of a dataset record.
+"""
+
+from __future__ import annotations
+
+from tuneforge.db.tables import Dataset
+from tuneforge.training.registry import recipe_for, recipes
+from tuneforge.training.spec import TrainingBase
+from tuneforge.training.spec_checks import DatasetFacts, Finding, check_spec, stats_of
+
+#: Each processing mode (`data/mapping.py`): what its rows hold, and how to make such a dataset.
+MODES = {
+    "conversation": (
+        "conversations (prompts with their answers)",
+        "a dataset of prompts and answers (mode conversation)",
+    ),
+    "language_modeling": ("plain text", "a dataset of text (mode language_modeling)"),
+    "preference": (
+        "preference pairs (a prompt with a chosen and a rejected answer)",
+        "a dataset with chosen and rejected answers (mode preference)",
+    ),
+    "feedback": (
+        "rated answers (a prompt with one answer marked good or bad)",
+        "a dataset of answers labelled good or bad (mode feedback)",
+    ),
+    "prompt_only": (
+        "prompts without answers (with the reference columns its graders read)",
+        "a dataset of prompts (mode prompt_only)",
+    ),
+}
+#: A dataset processed before modes existed holds conversations.
+DEFAULT_MODE = "conversation"
+
+
+def dataset_facts(dataset: Dataset) -> DatasetFacts:
+    """What a run's checks know of a processed dataset record."""
+    mapping = (dataset.config or {}).get("mapping") or {}
+    return DatasetFacts(
+        mode=str(mapping.get("mode", DEFAULT_MODE)),
+        columns=tuple(str(column["name"]) for column in dataset.columns or []),
+        stats=stats_of(dataset.stats),
+        train_rows=dataset.splits.get("train", 0),
+    )
+
+
+def check_run(spec: TrainingBase, dataset: Dataset) -> list[Finding]:
+    """What is wrong with `spec` for `dataset` (warnings), or cannot work (refusals)."""
+    facts = dataset_facts(dataset)
+    recipe = recipe_for(spec)
+    if facts.mode not in recipe.data:
+        return [_wrong_data(spec.trainer, recipe.data, facts.mode, dataset.name)]
+    own = recipe.check(spec, facts) if recipe.check is not None else []
+    return [*check_spec(spec, facts.stats, facts.train_rows), *own]
+
+
+def _holds(mode: str) -> str:
+    return MODES.get(mode, (f"{mode} rows", ""))[0]
+
+
+def _wrong_data(trainer: str, wanted: tuple[str, ...], mode: str, name: str) -> Finding:
+    others = [r.trainer.upper() for r in recipes() if mode in r.data]
+    make = MODES.get(wanted[0], ("", f"a dataset in mode {wanted[0]}"))[1]
+    choose = f", or choose {' or '.join(others)}" if others else ""
+    return Finding(
+        ("dataset_id",),
+        f"{trainer.upper()} learns from {' or '.join(_holds(m) for m in wanted)}; {name!r} "
+        f"holds {_holds(mode)}. Process {make}{choose}.",
+        "refusal",
+    )
