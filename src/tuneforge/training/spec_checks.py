@@ -41,6 +41,16 @@ class Finding:
     severity: Severity = "warning"
 
 
+@dataclass(frozen=True)
+class DatasetFacts:
+    """What a recipe's own checks know of the dataset a run would learn from."""
+
+    mode: str  # the processing mode: conversation | preference | feedback | prompt_only | ...
+    columns: tuple[str, ...]  # the processed rows' columns
+    stats: DatasetStats | None
+    train_rows: int
+
+
 def check_spec(spec: TrainingBase, stats: DatasetStats | None, train_rows: int) -> list[Finding]:
     """What is wrong with `spec` for a dataset with `stats` and `train_rows` training rows."""
     return [
