@@ -4,7 +4,9 @@ registered trainer's spec, so `tuneforge runs start --base-model gemma-3-270m --
 
 `lora_r` is `--lora-r` (a field ending in `_id` also answers to its name without it:
 `--dataset`), a flag is `--packing/--no-packing`, a choice lists its values, a list repeats its
-option (`--tracking wandb --tracking mlflow`). Options sit in the help under the spec's groups.
+option (`--tracking wandb --tracking mlflow`), and a list of objects takes each as JSON
+(`--graders '{"type": "numeric_match", "column": "answer"}' --graders ...`; a YAML config holds
+them more readably). Options sit in the help under the spec's groups.
 `spec_values()` lays the options given over a YAML config and checks the result with the chosen
 trainer's spec, so a value out of bounds ends the command with pydantic's reason and the
 option's name.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import NoneType, UnionType
@@ -38,16 +41,32 @@ class SpecOption:
     field: str
     names: tuple[str, ...]
     annotation: Any
+    #: Its items are objects (a grader), each given as JSON.
+    objects: bool = False
+
+
+def _optional(annotation: Any) -> Any:
+    if get_origin(annotation) in (Union, UnionType):
+        return next(a for a in get_args(annotation) if a is not NoneType)
+    return annotation
 
 
 def _option_type(annotation: Any) -> Any:
     """What typer parses for a field's type: the type itself, its literal choices, or a list
     of strings (each item is checked by the spec), always optional (not given: not set)."""
-    if get_origin(annotation) in (Union, UnionType):
-        annotation = next(a for a in get_args(annotation) if a is not NoneType)
+    annotation = _optional(annotation)
     if get_origin(annotation) is list:
         return list[str] | None
     return annotation | None
+
+
+def _of_objects(annotation: Any) -> bool:
+    """Whether a field is a list of objects rather than of words or choices."""
+    annotation = _optional(annotation)
+    if get_origin(annotation) is not list:
+        return False
+    item = next(iter(get_args(annotation)), str)
+    return item is not str and get_origin(item) is not Literal
 
 
 def _help(name: str, field: FieldInfo, trainers: list[str], everyone: int) -> str:
@@ -102,14 +121,26 @@ def spec_options() -> dict[str, SpecOption]:
             names = (f"--{dashed.removesuffix('-id')}", *names)
         extra = field.json_schema_extra
         group = str(extra.get("group", "run")) if isinstance(extra, dict) else "run"
+        objects = _of_objects(field.annotation)
         info = typer.Option(
             *names,
-            help=_help(name, field, trainers, len(recipes())),
-            show_default=_default(field, dashed),
+            help=_help(name, field, trainers, len(recipes()))
+            + (" Give each as JSON; repeat the option for more." if objects else ""),
+            show_default=DEFAULT_TRAINER if name == "trainer" else _default(field, dashed),
             rich_help_panel=GROUPS.get(group, GROUPS["run"]),
         )
-        options[name] = SpecOption(name, names, Annotated[_option_type(kind), info])
+        options[name] = SpecOption(name, names, Annotated[_option_type(kind), info], objects)
     return options
+
+
+def _parsed(option: SpecOption, value: Any) -> Any:
+    """An option's value as the spec takes it: a list of objects parsed from their JSON."""
+    if not option.objects:
+        return value
+    try:
+        return [json.loads(item) for item in value]
+    except json.JSONDecodeError as exc:
+        fail(f"{option.names[0]}: each value must be a JSON object ({exc}).")
 
 
 def with_spec_options(command: Callable[..., R]) -> Callable[..., R]:
@@ -128,7 +159,11 @@ def with_spec_options(command: Callable[..., R]) -> Callable[..., R]:
     @functools.wraps(command)
     def run(*args: Any, **kwargs: Any) -> R:
         given = {name: kwargs.pop(name) for name in options}
-        settings = {name: value for name, value in given.items() if value is not None}
+        settings = {
+            name: _parsed(options[name], value)
+            for name, value in given.items()
+            if value is not None
+        }
         return command(*args, settings=settings, **kwargs)
 
     del run.__wrapped__  # typer reads the signature below, not the command's

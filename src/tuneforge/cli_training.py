@@ -34,7 +34,24 @@ models_app = api_group("List, inspect and delete fine-tuned models through a ser
 
 RunId = Annotated[str, typer.Argument(help="The run's id (its job id).", show_default=False)]
 Wait = Annotated[bool, typer.Option(help="Follow the run until it ends, or only start it.")]
-SHOWN = ("loss", "eval_loss", "perplexity", "token_accuracy", "learning_rate", "tokens_per_second")
+#: The metrics `runs metrics` shows, those a run reports (preference runs report rewards and
+#: accuracy, GRPO its reward and KL).
+SHOWN = (
+    "loss",
+    "eval_loss",
+    "perplexity",
+    "token_accuracy",
+    "rewards/accuracy",
+    "rewards/margin",
+    "eval_rewards/accuracy",
+    "eval_rewards/margin",
+    "reward",
+    "reward_std",
+    "kl",
+    "eval_reward",
+    "learning_rate",
+    "tokens_per_second",
+)
 
 
 def _spec(config: Path | None, settings: dict[str, Any]) -> dict[str, Any]:
@@ -215,14 +232,21 @@ def compare(
 
 
 @runs_app.command()
-def presets(ctx: typer.Context, as_json: JsonFlag = False) -> None:
-    """The presets: a good start for each model and method."""
+def presets(
+    ctx: typer.Context,
+    trainer: Annotated[
+        str | None, typer.Option(help="Only this trainer's presets (sft, dpo, grpo...).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """The presets: a good start for each model, trainer and method."""
     with api(ctx) as client:
-        found = client.presets()
+        found = client.presets(trainer)
     if as_json:
         echo_json(found)
         return
-    print_table([[p["id"], p.get("title", "")] for p in found], ["PRESET", "FOR"])
+    rows = [[p["id"], p["trainer"], p.get("title", "")] for p in found]
+    print_table(rows, ["PRESET", "TRAINER", "FOR"])
 
 
 @runs_app.command()

@@ -18,8 +18,9 @@ class TrainingClient(JobsClient):
     """The client's training methods (a run is a `train` job)."""
 
     def train(self, spec: dict[str, Any] | BaseModel) -> JobPublic:
-        """Launch a training run (a `train` job); refused with a message saying what to change
-        when it cannot fit this machine."""
+        """Launch a training run (a `train` job) of any trainer (`spec["trainer"]`: sft, dpo,
+        grpo...; `start_from` continues one of your models); refused with a message saying what
+        to change when it cannot work or fit this machine."""
         return self.create_job("train", body(spec))
 
     def resume(self, job_id: str) -> JobPublic:
@@ -60,8 +61,11 @@ class TrainingClient(JobsClient):
         entries: list[dict[str, Any]] = self._call("GET", "/catalog")
         return entries
 
-    def presets(self) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = self._call("GET", "/trainings/presets")
+    def presets(self, trainer: str | None = None) -> list[dict[str, Any]]:
+        """The presets (of one trainer, such as `dpo`, when given): a good start for each model
+        and method."""
+        params = {"trainer": trainer} if trainer else None
+        found: list[dict[str, Any]] = self._call("GET", "/trainings/presets", params=params)
         return found
 
     def preset(self, preset_id: str) -> dict[str, Any]:

@@ -75,8 +75,14 @@ def compare(
 
 
 @router.get("/trainings/presets", response_model=list[PresetInfo])
-def list_presets(user: CurrentUser) -> list[PresetInfo]:
-    return presets.list_presets()
+def list_presets(
+    user: CurrentUser,
+    trainer: Annotated[
+        str | None,
+        Query(max_length=32, description="Only the presets of this trainer, such as `dpo`."),
+    ] = None,
+) -> list[PresetInfo]:
+    return [p for p in presets.list_presets() if trainer is None or p.trainer == trainer]
 
 
 @router.get("/trainings/presets/{preset_id}", response_model=dict[str, Any])
