@@ -43,6 +43,11 @@ def read_config(path: Path) -> tuple[TrainingBase, Path]:
     data = Path(str(values.pop("data")))
     values.setdefault("dataset_id", LOCAL_DATASET)
     spec = spec_adapter().validate_python(values)
+    if spec.start_from is not None:
+        raise InvalidInput(
+            "start_from continues a model stored on a TuneForge server; a local run has none "
+            "to continue: launch it with `tuneforge runs start` on the server instead."
+        )
     return spec, data if data.is_absolute() else path.parent / data
 
 
