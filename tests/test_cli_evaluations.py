@@ -94,3 +94,26 @@ def test_evals_start_show_samples_and_download(server: tuple[str, str], tmp_path
         with pytest.raises(ApiError) as foreign:
             tf.evaluation("0" * 32)
         assert foreign.value.status == 404
+
+
+@pytest.mark.timeout(600)
+def test_evals_start_takes_graders_for_the_rewards_suite(
+    server: tuple[str, str], tmp_path: Path
+) -> None:
+    url, token = server
+    with Client(url, token) as tf:
+        raw = tf.upload_dataset(write_messages(tmp_path / "sums.jsonl", QA[:12]))
+        config = {"mapping": raw.mapping, "split": {"test_size": 4, "seed": 0}}
+        dataset = tf.process_dataset(raw.id, config)
+    env = {"TUNEFORGE_URL": url, "TUNEFORGE_TOKEN": token}
+    common = ["evals", "start", "--model", TINY, "--dataset", dataset.id, "--suite", "rewards"]
+    short = {"type": "length", "unit": "words", "maximum": 1000, "name": "short"}
+    result = runner.invoke(
+        app, [*common, "--graders", json.dumps(short), "--max-new-tokens", "4"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line.split()[1:] for line in result.output.splitlines() if line}
+    assert rows["reward"] == ["1"] and rows["reward/short"] == ["1"], result.output
+    refused = runner.invoke(app, [*common, "--graders", "short"], env=env)
+    assert refused.exit_code == 1
+    assert "--graders: each value must be a JSON object" in refused.stderr

@@ -57,6 +57,15 @@ def _schema(path: Path | None) -> dict[str, Any] | None:
     return schema
 
 
+def _graders(given: list[str] | None) -> list[Any] | None:
+    if not given:
+        return None
+    try:
+        return [json.loads(grader) for grader in given]
+    except ValueError as exc:
+        fail(f"--graders: each value must be a JSON object ({exc}).")
+
+
 def _print_results(found: EvaluationPublic) -> None:
     names = [f"{label} {m.name}" for label, m in zip("AB", found.models, strict=False)]
     typer.echo(
@@ -106,7 +115,8 @@ def start(
         str,
         typer.Option(
             help="How answers are scored: classification, extraction, summarisation, "
-            "translation, json, conversation, perplexity or vibe (answers only)."
+            "translation, json, conversation, perplexity, rewards (graders score the answers), "
+            "preference (how often the chosen answer is the likelier) or vibe (answers only)."
         ),
     ],
     compare_with: Annotated[
@@ -127,10 +137,26 @@ def start(
         Path | None,
         typer.Option(help="json suite: a JSON Schema file the answers should satisfy."),
     ] = None,
+    graders: Annotated[
+        list[str] | None,
+        typer.Option(
+            help='rewards suite: a grader as JSON, such as \'{"type": "numeric_match", '
+            '"column": "answer"}\' (the same as a GRPO run\'s); repeat for more.'
+        ),
+    ] = None,
+    length_normalized: Annotated[
+        bool | None,
+        typer.Option(
+            help="preference suite: compare the mean log-probability per answer token (the "
+            "default) or, with --no-length-normalized, the summed log-probabilities."
+        ),
+    ] = None,
     wait: Annotated[bool, typer.Option(help="Follow it until it ends, or only start it.")] = True,
 ) -> None:
     """Evaluate a model, or two side by side, on samples of a processed dataset's split."""
     options = {
+        "graders": _graders(graders),
+        "length_normalized": length_normalized,
         "compare_with": compare_with,
         "split": split,
         "max_samples": max_samples,
