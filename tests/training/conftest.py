@@ -52,3 +52,26 @@ def conversations(count: int = 8) -> list[dict[str, Any]]:
         }
         for i in range(count)
     ]
+
+
+def preferences(count: int = 8) -> list[dict[str, Any]]:
+    """Preference pairs: a right answer chosen over an evasive one, which a tiny model learns
+    to prefer."""
+    colours = ["red", "green", "blue", "amber", "violet", "teal", "ochre", "cyan", "rose", "gold"]
+    return [
+        {
+            "prompt": [message("user", f"Which colour is number {i}?")],
+            "chosen": [message("assistant", f"Number {i} is {colours[i % len(colours)]}.")],
+            "rejected": [message("assistant", "I would rather not say.")],
+        }
+        for i in range(count)
+    ]
+
+
+def feedback(count: int = 8) -> list[dict[str, Any]]:
+    """Unpaired feedback: each prompt's answer, desirable when right (every other one)."""
+    return [
+        {"prompt": pair["prompt"], "completion": pair[side], "label": side == "chosen"}
+        for index, pair in enumerate(preferences(count))
+        for side in (("chosen",) if index % 2 == 0 else ("rejected",))
+    ]

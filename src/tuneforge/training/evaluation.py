@@ -51,21 +51,43 @@ def evaluate(
 def sample_prompts(
     prompts: Sequence[str], test_records: Sequence[Mapping[str, Any]]
 ) -> list[SamplePrompt]:
-    """The spec's prompts, or the first prompts of the test split (with their reference answer)."""
+    """The spec's prompts, or the first prompts of the test split with their reference answer
+    (a conversation's last answer, a preference pair's chosen one, a desirable completion)."""
     if prompts:
         return [SamplePrompt(p, [dict(message("user", p))], None) for p in prompts]
     chosen: list[SamplePrompt] = []
     for record in test_records:
-        messages = list(record.get("messages") or [])
-        if not messages or messages[-1]["role"] != "assistant":
+        found = _prompt_and_reference(record)
+        if found is None:
             continue
+        messages, reference = found
         if any(part["type"] != "text" for m in messages for part in m["content"]):
             continue
         user = next(m for m in reversed(messages) if m["role"] == "user")
-        chosen.append(SamplePrompt(text_of(user), messages[:-1], text_of(messages[-1])))
+        chosen.append(SamplePrompt(text_of(user), messages, reference))
         if len(chosen) == SAMPLES_FROM_TEST:
             break
     return chosen
+
+
+def _prompt_and_reference(
+    record: Mapping[str, Any],
+) -> tuple[list[dict[str, Any]], str | None] | None:
+    """A record's prompt (ending with a user turn) and its reference answer, if it has one."""
+    if "messages" in record:
+        messages = list(record.get("messages") or [])
+        if not messages or messages[-1]["role"] != "assistant":
+            return None
+        return messages[:-1], text_of(messages[-1])
+    prompt = list(record.get("prompt") or [])
+    if not prompt or prompt[-1]["role"] != "user":
+        return None
+    answer = record.get("chosen")
+    if answer is None and record.get("label") is True:
+        answer = record.get("completion")
+    if isinstance(answer, list):
+        answer = answer[0] if len(answer) == 1 else None
+    return prompt, (text_of(answer) if answer else None)
 
 
 def generate(

@@ -85,9 +85,10 @@ def _loss_fraction(batching: Batching, lengths: Lengths | None) -> float:
 
 def micro_batches(spec: TrainingBase, lengths: Lengths | None) -> tuple[MicroBatch, MicroBatch]:
     """(a typical micro-batch for speed, a bad one for peak memory), batched as the spec's
-    recipe batches."""
-    size, limit = spec.batch_size, spec.max_length
+    recipe batches: each example brings the recipe's `sequences` (a preference pair two, both
+    held for one backward pass)."""
     batching = recipe_for(spec).batching(spec)
+    size, limit = math.ceil(spec.batch_size * batching.sequences), spec.max_length
     packed = batching.packed
     fraction = _loss_fraction(batching, lengths)
     if lengths is None:

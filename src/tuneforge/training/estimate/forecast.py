@@ -115,6 +115,7 @@ def estimate(
     else:
         steps = math.ceil(math.ceil(rows / spec.effective_batch) * spec.epochs) if rows else 0
         tokens = rows * per_example * spec.epochs
+    tokens *= batching.sequences  # a preference pair trains both its answers
     if not batching.packed and lengths:  # padding costs compute too
         tokens_computed = tokens * typical.row_tokens / max(per_example, 1)
     else:
@@ -148,6 +149,8 @@ def estimate(
             spec.gradient_checkpointing,
         )
         speed = hardware_flops(hardware, precision, spec.method) / work
+        # Passes without gradients (a reference's) cost about a third of a trained one's.
+        speed /= 1 + batching.reference_passes / (3 * batching.sequences)
         speed *= tokens / tokens_computed if tokens_computed else 1.0
     duration = tokens / speed if speed > 0 else 0.0
     expected = phases(
@@ -156,7 +159,7 @@ def estimate(
         steps,
         duration,
         speed,
-        per_example,
+        per_example * batching.sequences,
         rows // 9 if test_rows is None else max(0, test_rows),
         trainable,
         timings,
