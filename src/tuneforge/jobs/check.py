@@ -34,15 +34,20 @@ def fitting_evaluation(
     automatic: bool = False,
 ) -> EvaluationSpec:
     """The fine-tune against its base on `split` of `dataset` (whose first rows are
-    `records`), greedy, with the suite and answer length that fit the data."""
+    `records`), greedy, with the suite and answer length that fit the data; a model trained
+    with reward graders (GRPO) is scored by its own graders, its answers as long as in its
+    run."""
+    run = model.spec or {}
+    graders = run.get("graders")
     return EvaluationSpec(
         model=model.id,
         compare_with=model.base_model,
         dataset_id=dataset.id,
         split=split,
-        suite=fitting_suite(records),
+        suite="rewards" if graders else fitting_suite(records),
+        graders=graders or None,
         max_samples=max_samples,
-        max_new_tokens=answer_budget(dataset.stats),
+        max_new_tokens=run.get("max_completion_length") or answer_budget(dataset.stats),
         temperature=0.0,
         automatic=automatic,
     )
