@@ -129,6 +129,7 @@ class MappingSpec(BaseModel):
     )
     implicit_prompt: bool = Field(
         default=False,
+        exclude_if=lambda on: not on,  # stored mappings name it only when it is on
         description=(
             "Preference, fields layout: chosen and rejected each hold a whole conversation (the "
             "same prompt turns, then the answer). The prompt is the turns they share; each "
