@@ -1,6 +1,8 @@
 """`/evaluations/{id}`: one evaluation: live progress while it runs, then the metric table (with
-"fine-tune vs base" when two models answered), a chart comparing them, the confusion matrix for
-classification, and every sample with its reference and answers, filterable and downloadable."""
+"fine-tune vs base" when two models answered), a chart comparing them (for the rewards suite,
+each grader's mean reward for A and B side by side; for the preference suite, how often each
+prefers the chosen answer), the confusion matrix for classification, and every sample with its
+reference and answers (with each grader's grade and why), filterable and downloadable."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from tuneforge.db.tables import User
 from tuneforge.errors import NotFound
 from tuneforge.evaluation.comparison import (
     LOWER_IS_BETTER,
+    NOT_FRACTIONS,
     delta_text,
     metric_label,
     value_text,
@@ -28,6 +31,11 @@ REFRESH_SECONDS = 1.0
 PAGE_SIZE = 20
 CARD = "w-full q-pa-lg gap-3"
 TITLE = "text-subtitle1 text-weight-medium"
+#: What the chart of a suite's results shows, when it needs saying.
+CHART_TITLES = {
+    "rewards": "Mean reward per grader (0 to 1)",
+    "preference": "How often the chosen answer is the likelier one",
+}
 FILTERS: dict[str, str] = {
     "": "All samples",
     "a_right_b_wrong": "A right, B wrong",
@@ -104,8 +112,8 @@ async def _results(user: User, job_id: str) -> None:
             ).classes("text-caption text-grey-7")
         if metrics and metrics[0]:
             _metric_table(labels, metrics, result.get("comparison"))
-            if len(metrics) == 2:
-                _chart(labels, metrics)
+            if len(metrics) == 2 or result["suite"] == "rewards":
+                _chart(labels, metrics, CHART_TITLES.get(result["suite"]))
             if embedder := (result["details"] or [{}])[0].get("embedding_model"):
                 ui.label(f"Embedding similarity by {embedder}.").classes("text-caption text-grey-7")
         else:
@@ -156,10 +164,13 @@ def _metric_table(
         ).classes("text-caption text-grey-7 evaluation-difference-note")
 
 
-def _chart(labels: list[str], metrics: list[dict[str, float]]) -> None:
-    names = [n for n in metrics[0] if n not in LOWER_IS_BETTER]
+def _chart(labels: list[str], metrics: list[dict[str, float]], title: str | None) -> None:
+    """The metrics that are fractions (0..1), a bar per model."""
+    names = [n for n in metrics[0] if n not in NOT_FRACTIONS]
     if not names:
         return
+    if title:
+        ui.label(title).classes("text-body2 text-weight-medium q-mt-sm")
     ui.echart(
         {
             "tooltip": {"trigger": "axis"},
@@ -249,3 +260,17 @@ def _sample(row: dict[str, Any], labels: list[str]) -> None:
                     ui.label(row["answers"].get(letter, "")).classes(
                         f"text-body2 evaluation-answer-{letter.lower()}"
                     )
+                    _grades(scores)
+
+
+def _grades(scores: dict[str, Any]) -> None:
+    """A rewards sample's grade by each grader, with why on hover."""
+    graders = [k.removeprefix("reward/") for k in scores if k.startswith("reward/")]
+    if not graders:
+        return
+    with ui.row().classes("gap-1 q-mt-xs evaluation-grades"):
+        for name in graders:
+            grade = float(scores[f"reward/{name}"])
+            colour = "positive" if grade >= 1 else "negative" if grade <= 0 else "warning"
+            with ui.badge(f"{name} {grade:.2f}", color=colour).props("outline"):
+                ui.tooltip(str(scores.get(f"reason/{name}", "")))

@@ -38,6 +38,11 @@ def _holds(mode: str) -> str:
     return MODES.get(mode, (mode_name(mode), ""))[0]
 
 
+def either(words: list[str]) -> str:
+    """ "A, B or C"."""
+    return " or ".join(filter(None, [", ".join(words[:-1]), words[-1]])) if words else ""
+
+
 def learns_from(recipe: Recipe[Any]) -> str:
     """One line on what a trainer learns from: "Learns from preference pairs (...)."."""
     return "Learns from " + " or ".join(_holds(mode) for mode in recipe.data) + "."
@@ -51,7 +56,7 @@ def misfit(recipe: Recipe[Any], dataset: Dataset, others: list[Recipe[Any]]) -> 
         return None
     wanted = " or ".join(mode_name(m) for m in recipe.data)
     fitting = [r.trainer.upper() for r in others if mode in r.data]
-    instead = f"; {' or '.join(fitting)} learns from it" if fitting else ""
+    instead = f"; {either(fitting)} learns from it" if fitting else ""
     return f"Holds {mode_name(mode)}: {recipe.title} needs {wanted}{instead}."
 
 
