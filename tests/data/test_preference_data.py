@@ -157,6 +157,7 @@ def test_openai_layouts_explicit_and_implicit_prompt(tmp_path: Path, counter: Co
     ]
     implicit[7]["rejected"] = conversation("Something else", "Go away.")
     implicit[9]["rejected"] = conversation("Greet 9", "")
+    implicit[11]["chosen"] = conversation("Greet 11", "Hi!")[:-1]
     mapping, result = detect_and_process(jsonl(tmp_path, implicit), counter)
     assert mapping.implicit_prompt and mapping.user is None
     assert problems(result) == {
@@ -165,8 +166,9 @@ def test_openai_layouts_explicit_and_implicit_prompt(tmp_path: Path, counter: Co
             ["the chosen and rejected conversations start with different turns"],
         ),
         "empty_answer": (1, ["the rejected answer is empty"]),
+        "missing_answer": (1, ["the chosen conversation does not end with an answer"]),
     }
-    assert result.report.rows_out == 28
+    assert result.report.rows_out == 27
     assert result.splits["train"].to_pylist()[0] == {
         "prompt": [message("system", "Be kind."), user("Greet 0")],
         "chosen": [assistant("Hello, 0!")],

@@ -57,17 +57,19 @@ def split_pair(
     """The prompt and the two answers of a pair whose sides are whole conversations: each
     answer is its side's last turn (an assistant turn) and the prompt the turns before it, which
     both sides must share (`prompt_mismatch` otherwise)."""
-    for name, side in (("chosen", chosen), ("rejected", rejected)):
-        if side and side[-1]["role"] != "assistant":
+    ended = [bool(side) and side[-1]["role"] == "assistant" for side in (chosen, rejected)]
+    for name, side, done in (("chosen", chosen, ended[0]), ("rejected", rejected, ended[1])):
+        if side and not done:
             problems.append(
                 ("missing_answer", f"the {name} conversation does not end with an answer")
             )
-    prompt = chosen[:-1]
-    if chosen and rejected and _said(prompt) != _said(rejected[:-1]):
+    if all(ended) and _said(chosen[:-1]) != _said(rejected[:-1]):
         problems.append(
             ("prompt_mismatch", "the chosen and rejected conversations start with different turns")
         )
-    return prompt, chosen[-1:], rejected[-1:]
+    # The prompt is an answered side's turns before its answer (else, reported above, all there is).
+    prompt = chosen[:-1] if ended[0] else rejected[:-1] if ended[1] else chosen or rejected
+    return prompt, chosen[-1:] if ended[0] else [], rejected[-1:] if ended[1] else []
 
 
 def filled(answer: list[Message], name: str, problems: Problems) -> list[Message]:
