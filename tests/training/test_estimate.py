@@ -454,3 +454,18 @@ def test_importing_the_estimate_never_loads_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_a_preference_pair_counts_two_sequences_and_its_reference_passes() -> None:
+    from tuneforge.training.spec import DPOSpec, ORPOSpec
+
+    entry = model("gemma-3-270m")
+    settings = {"base_model": entry.id, "dataset_id": "d", "epochs": 1, "max_length": 512}
+    sft = estimate(SFTSpec(**settings), entry, stats(), 900, cpu())
+    dpo = estimate(DPOSpec(**settings), entry, stats(), 900, cpu())
+    orpo = estimate(ORPOSpec(**settings), entry, stats(), 900, cpu())
+    assert dpo.tokens == orpo.tokens == pytest.approx(2 * sft.tokens, abs=2)
+    assert dpo.memory.activations_bytes > sft.memory.activations_bytes
+    # ORPO trains the same tokens without a reference; DPO also scores both answers once.
+    assert 2 * sft.training_seconds <= orpo.training_seconds < 2.6 * sft.training_seconds
+    assert dpo.training_seconds > 1.2 * orpo.training_seconds

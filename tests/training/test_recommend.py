@@ -88,6 +88,25 @@ def test_learning_rate_and_lora_settings_come_from_the_catalog() -> None:
             assert advice["lora_r"].value == entry.defaults["lora_r"]
 
 
+@pytest.mark.parametrize("trainer", ["dpo", "orpo", "kto"])
+def test_preference_trainers_get_their_own_gentler_learning_rate_and_a_run_that_fits(
+    trainer: str,
+) -> None:
+    from tuneforge.training.registry import recipe
+
+    entry = model("gemma-3-270m")
+    spec_type = recipe(trainer).spec
+    advice = recommend(entry, lengths(300), 900, cpu(), trainer=trainer)
+    found = by_field(advice)
+    assert found["learning_rate"].value == spec_type.model_fields["learning_rate"].default
+    assert found["learning_rate"].value < 2e-4 and "gently" in found["learning_rate"].reason
+    spec = spec_type(**apply(advice, {"base_model": entry.id, "dataset_id": "d"}))
+    assert estimate(spec, entry, lengths(300), 900, cpu()).fits
+    sft = by_field(recommend(entry, lengths(300), 900, cpu()))
+    # A pair holds two answers' activations: its batch is at most SFT's.
+    assert found["batch_size"].value <= sft["batch_size"].value
+
+
 @pytest.mark.parametrize(
     ("model_id", "hardware"),
     [

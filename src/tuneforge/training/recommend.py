@@ -106,7 +106,21 @@ def _precision(hardware: Hardware, method: Method) -> Recommendation:
     return Recommendation(field="precision", value=value, reason=reason)
 
 
-def _learning_rate(entry: CatalogEntry, method: Method) -> Recommendation:
+def _learning_rate(
+    entry: CatalogEntry, method: Method, spec_type: type[TrainingBase]
+) -> Recommendation:
+    own = spec_type.model_fields["learning_rate"].default
+    if own != TrainingBase.model_fields["learning_rate"].default:
+        # The trainer has a step size of its own (preference training nudges a model that
+        # already answers, more gently than SFT teaches it).
+        value = own * FULL_LEARNING_RATE_RATIO if method == "full" else own
+        what = "full fine-tuning" if method == "full" else "LoRA"
+        return Recommendation(
+            field="learning_rate",
+            value=value,
+            reason=f"This trainer's step size with {what}: it nudges a model that already "
+            "answers, more gently than supervised fine-tuning.",
+        )
     lora = float(entry.defaults.get("learning_rate", 2e-4))
     if method == "full":
         value = float(entry.defaults.get("full_learning_rate", lora * FULL_LEARNING_RATE_RATIO))
@@ -146,7 +160,7 @@ def recommend(
             _max_length(entry, lengths),
             _epochs(train_rows),
             _precision(hardware, method),
-            _learning_rate(entry, method),
+            _learning_rate(entry, method, spec_type),
             *_lora(entry),
         ]
         batch = _batch(entry, stats, train_rows, hardware, spec_type(**apply(out, start)), cache)
