@@ -11,16 +11,14 @@ conversations that share their prompt turns.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import io
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tuneforge.data.conversation import Message, Part, Role, message, text_of
+from tuneforge.data.images import ImageResolver, row_image
 from tuneforge.data.pairs import (
     Problems,
     filled,
@@ -34,7 +32,6 @@ from tuneforge.errors import InvalidInput
 
 Mode = Literal["conversation", "prompt_only", "preference", "feedback", "language_modeling"]
 Layout = Literal["messages", "sharegpt", "alpaca", "fields"]
-ImageResolver = Callable[[str], bytes | None]
 
 # What each mode reads in the `fields` layout, besides an optional system field.
 FIELDS_NEEDED: dict[str, tuple[str, ...]] = {
@@ -246,37 +243,8 @@ class RowMapper:
         return text
 
     def _image(self, row: Mapping[str, Any], problems: list[tuple[str, str]]) -> bytes | None:
-        data = self._image_bytes(row, problems)
-        if data is not None and not decodable(data):
-            problems.append(("image_undecodable", f"{len(data):,} bytes that are no image"))
-            return None
-        return data
-
-    def _image_bytes(self, row: Mapping[str, Any], problems: list[tuple[str, str]]) -> bytes | None:
         column = self.spec.image_column
-        if column is None:
-            return None
-        value = row.get(column)
-        if isinstance(value, dict):
-            value = value.get("bytes") or value.get("path")
-        if isinstance(value, bytes | bytearray):
-            return bytes(value)
-        if not isinstance(value, str) or not value:
-            problems.append(("image_missing", f"no image in {column}"))
-            return None
-        if value.startswith(("http://", "https://", "ftp://")):
-            problems.append(("image_url", f"{value[:80]} is a URL; images must be in the upload"))
-            return None
-        if self.images is not None and (data := self.images(value)) is not None:
-            return data
-        payload = value.split(",", 1)[1] if value.startswith("data:") else value
-        try:
-            return base64.b64decode(payload, validate=True)
-        except (binascii.Error, ValueError):
-            problems.append(
-                ("image_missing", f"{value[:80]} is neither a file in the ZIP nor base64 data")
-            )
-            return None
+        return None if column is None else row_image(row.get(column), column, self.images, problems)
 
     # -- turns ---------------------------------------------------------------------------------
     def _turns_from_list(self, value: Any, problems: list[tuple[str, str]]) -> list[Message]:
@@ -508,18 +476,6 @@ class RowMapper:
         if image is not None:
             record["images"] = [image]
         return RowResult(None if problems else record, problems)
-
-
-def decodable(data: bytes) -> bool:
-    """Whether `data` is an image Pillow can decode (its header and structure; bombs refused)."""
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.verify()
-    except Exception:  # Pillow raises many kinds for broken or hostile images
-        return False
-    return True
 
 
 def check_order(turns: list[Message], problems: list[tuple[str, str]]) -> None:
