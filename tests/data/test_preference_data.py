@@ -186,6 +186,14 @@ def test_prompt_chosen_rejected_columns_and_their_variants(counter: Counter) -> 
             "chosen": [assistant("Hello.")],
             "rejected": [assistant("Go away.")],
         }
+    alpaca = {"instruction": "Translate", "input": "chat", "chosen": "cat", "rejected": "dog"}
+    guess = guess_mapping(list(alpaca), [alpaca])
+    assert guess.mapping is not None
+    assert RowMapper(guess.mapping, list(alpaca)).map(alpaca).record == {
+        "prompt": [user("Translate\n\nchat")],
+        "chosen": [assistant("cat")],
+        "rejected": [assistant("dog")],
+    }
     # Duplicates of a pair are the same prompt with the same two answers.
     table = pa.table(
         {
@@ -287,6 +295,17 @@ def test_kto_feedback(tmp_path: Path, counter: Counter) -> None:
     ]
     mapping, result = detect_and_process(jsonl(tmp_path, chats), counter)
     assert (mapping.mode, mapping.layout, mapping.completion) == ("feedback", "messages", None)
+    prompts = [
+        {"messages": chat["messages"][:1], "response": "Hi.", "label": "good"} for chat in chats
+    ]
+    guess = guess_mapping(list(prompts[0]), prompts)
+    assert guess.mapping is not None and guess.mapping.completion is not None
+    assert (guess.mapping.layout, guess.mapping.completion.column) == ("messages", "response")
+    assert RowMapper(guess.mapping, list(prompts[0])).map(prompts[0]).record == {
+        "prompt": [user("Hi 0")],
+        "completion": [assistant("Hi.")],
+        "label": True,
+    }
     assert result.splits["train"].to_pylist()[3] == {
         "prompt": [user("Hi 3")],
         "completion": [assistant("Hello 3")],

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tuneforge.data.mapping import FieldSource, MappingSpec
+from tuneforge.data.mapping import FieldSource, Layout, MappingSpec
 from tuneforge.data.pairs import parse_label
 
 PROMPT_NAMES = (
@@ -52,7 +52,10 @@ COMPLETION_NAMES = ("completion", "response", "output", "answer")
 # Columns a prompt-only dataset keeps for graders to compare completions with.
 REFERENCE_NAMES = ("answer", "solution", "label", "schema", "reference", "ground_truth", "target")
 SFT_ANSWERS = frozenset(ANSWER_NAMES) - frozenset(REFERENCE_NAMES)
-TURN_KEYS = {"messages": ("role", "content"), "sharegpt": ("from", "value")}
+TURN_KEYS: dict[Layout, tuple[str, str]] = {
+    "messages": ("role", "content"),
+    "sharegpt": ("from", "value"),
+}
 USER_ROLES = frozenset({"user", "human"})
 
 
@@ -83,7 +86,7 @@ def _turn_list(rows: Sequence[Mapping[str, Any]], column: str, keys: tuple[str, 
     return seen
 
 
-def _turn_style(rows: Sequence[Mapping[str, Any]], column: str) -> str | None:
+def _turn_style(rows: Sequence[Mapping[str, Any]], column: str) -> Layout | None:
     """`messages` or `sharegpt` when `column` holds lists of such turns in the sample."""
     return next(
         (style for style, keys in TURN_KEYS.items() if _turn_list(rows, column, keys)), None
@@ -132,6 +135,18 @@ def _first(columns: Sequence[str], names: Sequence[str], taken: set[str]) -> str
     return next((lowered[n] for n in names if n in lowered), None)
 
 
+def _prompt(columns: Sequence[str], taken: set[str]) -> tuple[FieldSource, str] | None:
+    """The prompt's source among `columns` (not `taken`) and its name: a prompt-like column, or
+    Alpaca's instruction with its input below it."""
+    prompt = _first(columns, PAIR_PROMPTS, taken)
+    extra = _first(columns, ("input",), taken | ({prompt} if prompt else set()))
+    if prompt is None:
+        return None
+    if prompt.lower() == "instruction" and extra is not None:
+        return FieldSource(template=f"{{{prompt}}}\n\n{{{extra}}}"), f"`{prompt}` and `{extra}`"
+    return _col(prompt), f"`{prompt}`"
+
+
 def _system(columns: Sequence[str]) -> FieldSource | None:
     column = _first(columns, ("system",), set())
     return _col(column) if column else None
@@ -169,7 +184,7 @@ def _pair(
                 "preference",
                 MappingSpec(
                     mode="preference",
-                    layout=style,  # type: ignore[arg-type]
+                    layout=style,
                     messages_column=name,
                     chosen=_col(chosen),
                     rejected=_col(rejected),
@@ -179,20 +194,20 @@ def _pair(
                 f"preference pairs: `{name}` holds the prompt's {'/'.join(TURN_KEYS[style])} "
                 f"turns, {sides}",
             )
-    prompt = _first(columns, PAIR_PROMPTS, {chosen, rejected})
+    prompt = _prompt(columns, {chosen, rejected})
     if prompt is not None and forms <= {"text", "turns"}:
         return Guess(
             "preference",
             MappingSpec(
                 mode="preference",
-                user=_col(prompt),
+                user=prompt[0],
                 chosen=_col(chosen),
                 rejected=_col(rejected),
                 system=_system(columns),
                 image_column=image,
             ),
             True,
-            f"preference pairs: `{prompt}` holds the prompt, {sides}",
+            f"preference pairs: the prompt comes from {prompt[1]}, {sides}",
         )
     if forms == {"conversation"}:
         return Guess(
@@ -221,37 +236,43 @@ def _feedback(
     if label is None or not values or readable < LABELS_READABLE * len(values):
         return None
     said = f"`{label}` says whether it is desirable (feedback for KTO)"
+    prompt = _prompt(columns, {label})
+    taken = {label} | ({prompt[0].column} if prompt and prompt[0].column else set())
+    completion = _first(columns, COMPLETION_NAMES, taken)
     for name in TURN_COLUMNS:
         style = _turn_style(rows, name) if name in columns else None
-        if style is not None and _ends_with(rows, name, user=False):
-            return Guess(
-                "feedback",
-                MappingSpec(
-                    mode="feedback",
-                    layout=style,  # type: ignore[arg-type]
-                    messages_column=name,
-                    label=_col(label),
-                    image_column=image,
-                ),
-                True,
-                f"`{name}` holds conversations whose last turn is the completion, {said}",
-            )
-    prompt = _first(columns, PAIR_PROMPTS, {label})
-    completion = _first(columns, COMPLETION_NAMES, {label} | ({prompt} if prompt else set()))
+        answered = style is not None and _ends_with(rows, name, user=False)
+        uses = None if answered else completion  # a completion column, else the last turn
+        if style is None or not (answered or uses):
+            continue
+        where = f"`{uses}` the completion" if uses else "their last turn the completion"
+        return Guess(
+            "feedback",
+            MappingSpec(
+                mode="feedback",
+                layout=style,
+                messages_column=name,
+                completion=_col(uses) if uses else None,
+                label=_col(label),
+                image_column=image,
+            ),
+            True,
+            f"`{name}` holds the conversations, {where}, {said}",
+        )
     if prompt is None or completion is None:
         return None
     return Guess(
         "feedback",
         MappingSpec(
             mode="feedback",
-            user=_col(prompt),
+            user=prompt[0],
             completion=_col(completion),
             label=_col(label),
             system=_system(columns),
             image_column=image,
         ),
         True,
-        f"`{prompt}` holds the prompt, `{completion}` the completion, {said}",
+        f"the prompt comes from {prompt[1]}, `{completion}` is the completion, {said}",
     )
 
 
@@ -272,7 +293,7 @@ def _chat(
                 "prompt_only",
                 MappingSpec(
                     mode="prompt_only",
-                    layout=style,  # type: ignore[arg-type]
+                    layout=style,
                     messages_column=name,
                     image_column=image,
                 ),
@@ -282,7 +303,7 @@ def _chat(
             )
         return Guess(
             style,
-            MappingSpec(layout=style, messages_column=name, image_column=image),  # type: ignore[arg-type]
+            MappingSpec(layout=style, messages_column=name, image_column=image),
             True,
             f"`{name}` holds {keys}",
         )
