@@ -61,6 +61,12 @@ class Sample(BaseModel):
         description="It stopped at an end of turn (False: it ran out of tokens first; None: "
         "not reported).",
     )
+    reward: float | None = Field(
+        default=None, description="GRPO: the answer's total reward (its graders' weighted sum)."
+    )
+    grades: dict[str, float] | None = Field(
+        default=None, description="GRPO: each grader's score of the answer (0..1), by name."
+    )
 
 
 class SamplesEvent(_Event):
