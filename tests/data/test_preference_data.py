@@ -186,6 +186,14 @@ def test_prompt_chosen_rejected_columns_and_their_variants(counter: Counter) -> 
             "chosen": [assistant("Hello.")],
             "rejected": [assistant("Go away.")],
         }
+    stack = {"qid": 7, "question": "Hi?", "response_j": "Hello.", "response_k": "Go away."}
+    guess = guess_mapping(list(stack), [stack])
+    assert guess.mapping is not None
+    assert RowMapper(guess.mapping, list(stack)).map(stack).record == {
+        "prompt": [user("Hi?")],
+        "chosen": [assistant("Hello.")],
+        "rejected": [assistant("Go away.")],
+    }
     alpaca = {"instruction": "Translate", "input": "chat", "chosen": "cat", "rejected": "dog"}
     guess = guess_mapping(list(alpaca), [alpaca])
     assert guess.mapping is not None

@@ -44,7 +44,11 @@ ANSWER_NAMES = (
 )
 IMAGE_NAMES = ("image", "images", "image_path", "file_name", "filename", "path")
 TURN_COLUMNS = ("messages", "conversations", "conversation", "chat")
-PAIR_COLUMNS = (("chosen", "rejected"), ("chosen_response", "rejected_response"))
+PAIR_COLUMNS = (  # (better, worse); response_j/response_k as in StackExchange preference dumps
+    ("chosen", "rejected"),
+    ("chosen_response", "rejected_response"),
+    ("response_j", "response_k"),
+)
 PAIR_PROMPTS = ("prompt", "question", "instruction", "input", "query")
 LABEL_NAMES = ("label", "desirable", "feedback")
 LABELS_READABLE = 0.9  # the share of sampled labels that must read as desirable or not
