@@ -144,8 +144,8 @@ def test_a_judge_grader_in_the_rewards_suite(settings: Settings, tiny_model) -> 
 def pair(question: str, chosen: str, rejected: str) -> dict:
     return {
         "prompt": [message("user", question)],
-        "chosen": message("assistant", chosen),
-        "rejected": message("assistant", rejected),
+        "chosen": [message("assistant", chosen)],  # one assistant message, as processed
+        "rejected": [message("assistant", rejected)],
     }
 
 
@@ -166,7 +166,7 @@ def _direct_logprob(
     def encode(text: str) -> list[int]:
         return tokenizer(text, add_special_tokens=False).input_ids
 
-    messages = [*record["prompt"], record[side]]
+    messages = [*record["prompt"], *record[side]]
     ids = torch.tensor([encode(render(messages))])
     start = len(encode(render(record["prompt"], add_generation_prompt=True)))
     end = len(encode(render(messages))) - 1  # not the "\n" after the turn

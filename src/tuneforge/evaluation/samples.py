@@ -24,6 +24,10 @@ class Sample:
         return next((text_of(m) for m in reversed(self.prompt) if m["role"] == "user"), "")
 
 
+def _messages(answer: Message | Sequence[Message]) -> list[Message]:
+    return [answer] if isinstance(answer, Mapping) else list(answer)
+
+
 def _text_only(messages: Sequence[Message], record: Mapping[str, Any]) -> bool:
     images = record.get("images")
     return not images and all(p["type"] == "text" for m in messages for p in m["content"])
@@ -45,9 +49,10 @@ def to_sample(index: int, record: Mapping[str, Any]) -> Sample | None:
         reference = text_of(messages[-1]) if answered else None
     elif "prompt" in record:
         prompt = list(record["prompt"])
-        chosen = record.get("chosen")
-        reference = None if chosen is None else text_of(chosen)
-        messages = [*prompt, *([chosen] if chosen is not None else [])]
+        answer = record.get("chosen")  # one assistant message (a list of one as processed)
+        chosen: list[Message] = [] if answer is None else _messages(answer)
+        reference = text_of(chosen[-1]) if chosen else None
+        messages = [*prompt, *chosen]
     elif "text" in record:
         return Sample(index, [], str(record["text"]), record)
     else:
