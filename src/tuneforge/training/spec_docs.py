@@ -12,6 +12,8 @@ from tuneforge.training.registry import recipes
 GROUPS = {
     "run": "What to train",
     "optimisation": "Optimisation",
+    "preference": "Preference (DPO, ORPO, KTO)",
+    "rewards": "Rewards and generation (GRPO)",
     "lora": "LoRA",
     "hardware": "Hardware",
     "evaluation": "Evaluation, checkpoints and tracking",
@@ -57,6 +59,8 @@ def spec_markdown() -> str:
         lines += ["", f"## `trainer: {recipe.trainer}`: {recipe.title}", "", recipe.description]
         for group, title in GROUPS.items():
             fields = [(n, f) for n, f in model.model_fields.items() if _group(f) == group]
+            if not fields:
+                continue
             lines += ["", f"### {title}", "", "| Field | Default | Bounds | Description |"]
             lines.append("| --- | --- | --- | --- |")
             for name, field in fields:
