@@ -389,3 +389,39 @@ def test_mappings_for_pairs_and_feedback_must_be_complete() -> None:
         MappingSpec(mode="feedback", user={"column": "q"})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="needs label"):
         MappingSpec(mode="feedback", layout="messages", messages_column="messages")
+
+
+def test_the_common_hub_layouts() -> None:
+    # UltraFeedback-binarized style: a prompt string, and chosen/rejected whole conversations.
+    def chat(answer: str) -> list[dict[str, str]]:
+        return [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": answer}]
+
+    row: dict[str, Any] = {
+        "prompt": "Hi?",
+        "prompt_id": "a1",
+        "chosen": chat("Hello."),
+        "rejected": chat("No."),
+        "messages": chat("Hello."),
+        "score_chosen": 8.0,
+        "score_rejected": 2.0,
+    }
+    guess = guess_mapping(list(row), [row])
+    assert guess.mapping is not None and guess.mapping.implicit_prompt
+    assert RowMapper(guess.mapping, list(row)).map(row).record == {
+        "prompt": [user("Hi?")],
+        "chosen": [assistant("Hello.")],
+        "rejected": [assistant("No.")],
+    }
+    # KTO-mix style: conversational prompt and completion columns with a boolean label.
+    row = {
+        "prompt": [{"role": "user", "content": "Hi?"}],
+        "completion": [{"role": "assistant", "content": "Hello."}],
+        "label": False,
+    }
+    guess = guess_mapping(list(row), [row])
+    assert guess.format == "feedback" and guess.mapping is not None
+    assert RowMapper(guess.mapping, list(row)).map(row).record == {
+        "prompt": [user("Hi?")],
+        "completion": [assistant("Hello.")],
+        "label": False,
+    }
