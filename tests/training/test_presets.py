@@ -12,23 +12,38 @@ from tuneforge.training.presets import (
     METHODS,
     RUN_FIELDS,
     UnknownPreset,
+    expected_ids,
     header,
     list_presets,
     load_preset,
 )
-from tuneforge.training.registry import recipes
+from tuneforge.training.registry import recipe, recipes
 
 DIRECTORY = files("tuneforge.training").joinpath("presets")
-EXPECTED = [
-    recipe.preset_id(entry.id, method)
-    for entry in catalog().models
-    for recipe in recipes()
-    for method in METHODS
-]
+EXPECTED = expected_ids()
 
 
 def text(preset_id: str) -> str:
     return DIRECTORY.joinpath(f"{preset_id}.yaml").read_text(encoding="utf-8")
+
+
+def test_sft_presets_every_model_and_method_and_each_preference_trainer_some() -> None:
+    sft = [
+        recipe("sft").preset_id(entry.id, method)
+        for entry in catalog().models
+        for method in METHODS
+    ]
+    assert set(sft) <= set(EXPECTED)
+    for trainer in ("dpo", "orpo", "kto"):
+        own = [p for p in list_presets() if p.trainer == trainer]
+        assert {p.method for p in own} == {"lora", "full"}, trainer
+        for preset in own:
+            values = load_preset(preset.id)
+            # Gentler than SFT's step size, for the same model and method.
+            assert (
+                values["learning_rate"]
+                < load_preset(f"{preset.model}_{preset.method}")["learning_rate"]
+            )
 
 
 def test_every_catalog_model_has_a_preset_per_method() -> None:

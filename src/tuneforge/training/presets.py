@@ -4,8 +4,10 @@
 a single run (`dataset_id`, `name`, `sample_prompts`), each with a comment saying why it has that
 value, under a header comment: the title on the first line, then a paragraph on what the preset
 is for, and a `Hardware:` paragraph on what it needs. Each recipe says how its preset ids are
-formed (SFT's are `<model-id>_<method>`). A test loads and validates every preset and checks
-that each catalog model has one per trainer and method.
+formed (SFT's are `<model-id>_<method>`). A trainer has a preset for every catalog model and
+method unless `presets/coverage.yaml` names the models and methods it has them for (the
+preference trainers, for the models they are usually run on). A test loads and validates every
+preset and checks that each expected one is there.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from tuneforge.training.registry import recipes
 from tuneforge.training.spec import METHODS, Method
 
 #: Fields a preset leaves to the run.
-RUN_FIELDS = frozenset({"dataset_id", "name", "sample_prompts", "check_examples"})
+RUN_FIELDS = frozenset({"dataset_id", "name", "sample_prompts", "check_examples", "start_from"})
+COVERAGE = "coverage.yaml"
 VALIDATION_DATASET = "preset-check"
 
 
@@ -48,6 +51,20 @@ class PresetInfo(BaseModel):
 
 def _directory() -> Any:
     return files("tuneforge.training").joinpath("presets")
+
+
+def expected_ids() -> list[str]:
+    """The ids of the presets there must be: per catalog model (in catalog order), per trainer
+    (as registered), per method, those `presets/coverage.yaml` names for its trainer, or every
+    one for a trainer it does not name."""
+    coverage = yaml.safe_load(_directory().joinpath(COVERAGE).read_text(encoding="utf-8")) or {}
+    return [
+        recipe.preset_id(entry.id, method)
+        for entry in catalog().models
+        for recipe in recipes()
+        for method in METHODS
+        if recipe.trainer not in coverage or method in coverage[recipe.trainer].get(entry.id, [])
+    ]
 
 
 def _owner(preset_id: str) -> tuple[Recipe[Any], str, Method]:
