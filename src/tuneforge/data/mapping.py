@@ -33,6 +33,8 @@ from tuneforge.errors import InvalidInput
 Mode = Literal["conversation", "prompt_only", "preference", "feedback", "language_modeling"]
 Layout = Literal["messages", "sharegpt", "alpaca", "fields"]
 
+# The fields that take their text from a column or a template (`FieldSource`).
+SOURCE_FIELDS = ("system", "user", "assistant", "chosen", "rejected", "completion", "label", "text")
 # What each mode reads in the `fields` layout, besides an optional system field.
 FIELDS_NEEDED: dict[str, tuple[str, ...]] = {
     "conversation": ("user", "assistant"),
@@ -192,16 +194,7 @@ class RowMapper:
         self.columns = columns
         self.images = images
         self.fields: dict[str, Template | str] = {}
-        for name in (
-            "system",
-            "user",
-            "assistant",
-            "chosen",
-            "rejected",
-            "completion",
-            "label",
-            "text",
-        ):
+        for name in SOURCE_FIELDS:
             source: FieldSource | None = getattr(spec, name)
             if source is None:
                 continue

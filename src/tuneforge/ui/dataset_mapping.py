@@ -7,7 +7,13 @@ from typing import Any
 
 from nicegui import ui
 
-from tuneforge.data.mapping import FIELDS_NEEDED, TURNS_NEEDED, FieldSource, MappingSpec
+from tuneforge.data.mapping import (
+    FIELDS_NEEDED,
+    SOURCE_FIELDS,
+    TURNS_NEEDED,
+    FieldSource,
+    MappingSpec,
+)
 from tuneforge.ui.dataset_fields import blank, checkbox, description, label, select, text
 
 Changed = Callable[[], Awaitable[None]]
@@ -22,7 +28,6 @@ ROLES_BY_MODE: dict[str, tuple[str, ...]] = {
 TURN_ROLES: dict[str, tuple[str, ...]] = TURNS_NEEDED | {"feedback": ("completion", "label")}
 IMPLICIT_HIDES = frozenset({"system", "user"})  # the prompt comes from chosen and rejected
 OPTIONAL_ROLES = frozenset({"system", "completion"})
-ROLES = ("system", "user", "assistant", "chosen", "rejected", "completion", "label", "text")
 TURN_LAYOUTS = frozenset({"messages", "sharegpt"})
 SOURCES = {"column": "Column", "template": "Template"}
 NO_SOURCE = {"": "None"}
@@ -77,7 +82,9 @@ class MappingForm(ui.column):
                 self.implicit_prompt = checkbox(
                     MappingSpec, "implicit_prompt", bool(initial.get("implicit_prompt"))
                 )
-            self.sources = {role: SourceInput(role, columns, initial.get(role)) for role in ROLES}
+            self.sources = {
+                role: SourceInput(role, columns, initial.get(role)) for role in SOURCE_FIELDS
+            }
             self.system_prompt = text(MappingSpec, "system_prompt", initial.get("system_prompt"))
             self.system_prompt.props("type=textarea autogrow")
             self.image_column = select(
