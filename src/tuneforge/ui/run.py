@@ -46,7 +46,7 @@ TILES = {
     "dpo": ("loss", "eval_loss", "eval_rewards/accuracy", "tokens_per_second"),
     "orpo": ("loss", "eval_loss", "eval_rewards/accuracy", "tokens_per_second"),
     "kto": ("loss", "eval_loss", "eval_rewards/accuracy", "tokens_per_second"),
-    "grpo": ("reward", "eval_reward", "kl", "tokens_per_second"),
+    "grpo": ("reward", "eval_reward", "completion_length", "tokens_per_second"),
 }
 STATUS_HINTS = {
     JobStatus.QUEUED: "Waiting for a free worker.",

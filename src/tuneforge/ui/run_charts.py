@@ -158,9 +158,7 @@ SMALL = (
         (None, None),
         trainers=frozenset({"orpo"}),
     ),
-    Chart(
-        "kl", "KL to the reference", (Line("kl", "KL", PINK),), trainers=frozenset({"kto", "grpo"})
-    ),
+    Chart("kl", "KL to the reference", (Line("kl", "KL", PINK),), trainers=frozenset({"kto"})),
     Chart(
         "completion-length",
         "Completion length",

@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 DEBOUNCE_SECONDS = 0.4
 #: Setting sections open from the start.
-OPEN = frozenset({"optimisation", "rewards"})
+OPEN = frozenset({"optimisation", "preference", "rewards", "generation"})
 CARD = "w-full q-pa-lg gap-4"
 TITLE = "text-subtitle1 text-weight-medium"
 CHECK = "w-full items-start no-wrap gap-2 q-pa-sm rounded-borders text-body2"
