@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from tokenizers import Tokenizer
@@ -95,6 +95,8 @@ class Loop:
         if self.checkpoints.latest is not None:
             self.state, self.kept = load_checkpoint(self.checkpoints.latest, model, self.optimizer)
             reporter.log(f"resumed from step {self.state.step} of {self.plan.total_steps}")
+        #: The evaluation metric early stopping watches, and whether lower or higher is better.
+        self.watch: tuple[str, Literal["min", "max"]] = ("eval_loss", "min")
         self._latest_eval: dict[str, float] = {}
         self._evaluation_seconds: list[float] = []
 
@@ -105,6 +107,19 @@ class Loop:
     def backward(self, loss: torch.Tensor) -> None:
         """The backward pass of a loss (scaled for fp16), its gradients added to the step's."""
         self.scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
+
+    def update(self) -> float:
+        """One optimizer update from the gradients added so far (unscaled, clipped to
+        `max_grad_norm`), which it then clears; returns the gradient norm before clipping.
+        `run` updates after each step function; a step function may update before that too
+        (several updates on one batch of generated completions)."""
+        self.scaler.unscale_(self.optimizer)
+        limit = self.spec.max_grad_norm if self.spec.max_grad_norm > 0 else math.inf
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.parameters, limit))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        return grad_norm
 
     def checkpoint(self) -> None:
         started = time.perf_counter()
@@ -149,9 +164,12 @@ class Loop:
             self.add("sample_tokens", len(answers) * spec.sample_max_new_tokens)
             self.reporter.samples(state.step, answers)
         self._evaluation_seconds.append(time.perf_counter() - started)
-        loss = values.get("eval_loss")
-        if loss is None or spec.early_stopping_patience is None:
+        name, direction = self.watch
+        value = values.get(name)
+        if value is None or spec.early_stopping_patience is None:
             return False
+        # The state keeps the best value as a loss: lower is better.
+        loss = value if direction == "min" else -value
         if state.best_eval_loss is None or loss < state.best_eval_loss:
             state.best_eval_loss, state.evaluations_without_improvement = loss, 0
             return False
@@ -197,14 +215,9 @@ class Loop:
             learning_rate = plan.learning_rate(step)
             for group in self.optimizer.param_groups:
                 group["lr"] = learning_rate
-            work = step_function(plan.step_batches(step))
-            self.scaler.unscale_(self.optimizer)
-            limit = spec.max_grad_norm if spec.max_grad_norm > 0 else math.inf
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.parameters, limit))
             before = [p.detach().clone() for p in self.watched]
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.optimizer.zero_grad(set_to_none=True)
+            work = step_function(plan.step_batches(step))
+            grad_norm = self.update()
             elapsed = time.perf_counter() - started
             state.step = step
             state.tokens_seen += work.tokens
@@ -240,7 +253,7 @@ class Loop:
                 stopped_early = self._evaluation(evaluate, eval_tokens, samples)
                 if stopped_early:
                     reporter.log(
-                        f"stopping early: no better evaluation loss for "
+                        f"stopping early: no better {self.watch[0]} for "
                         f"{spec.early_stopping_patience} evaluations"
                     )
                     break
