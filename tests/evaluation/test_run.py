@@ -68,11 +68,12 @@ def test_rows_become_prompts_and_references() -> None:
     assert not usable(unanswered, "perplexity")
     chosen = {
         "prompt": [message("user", "2+2?")],
-        "chosen": message("assistant", "4"),
-        "rejected": message("assistant", "5"),
+        "chosen": [message("assistant", "4")],  # one assistant message, as processed
+        "rejected": [message("assistant", "5")],
     }
     preference = to_sample(2, chosen)
     assert preference is not None and (preference.question, preference.reference) == ("2+2?", "4")
+    assert usable(preference, "preference") and not usable(unanswered, "preference")
     text = to_sample(3, {"text": "Once upon a time"})
     assert text is not None and text.reference == "Once upon a time"
     assert usable(text, "perplexity") and not usable(text, "vibe")

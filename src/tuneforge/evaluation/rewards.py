@@ -2,8 +2,8 @@
 fine-tune learned to earn is measured against its base on prompts it never trained on.
 
 Each answer is graded with its dataset row (a prompt-only row's reference columns, such as
-`answer` or `schema`); in a conversation dataset, the column `reference` holds the
-conversation's last answer (a row's own `reference` column wins).
+`answer` or `schema`); in a conversation dataset, the column `answer` holds the conversation's
+last answer, as GRPO gives it to the same graders.
 """
 
 from __future__ import annotations
@@ -14,11 +14,15 @@ from typing import Any
 from tuneforge.evaluation.metrics.contract import SuiteResult, mean
 from tuneforge.evaluation.samples import Sample
 from tuneforge.training.rewards.grade import GraderSet
+from tuneforge.training.rewards.spec import ANSWER_COLUMN
 
 
 def grader_row(sample: Sample) -> dict[str, Any]:
-    """What the graders read for `sample`: its row, with `reference` when it has none."""
-    return {"reference": sample.reference, **sample.record}
+    """What the graders read for `sample`: its row, with a conversation's last answer as the
+    column `answer`."""
+    if "messages" in sample.record and sample.reference is not None:
+        return {**sample.record, ANSWER_COLUMN: sample.reference}
+    return dict(sample.record)
 
 
 def rewards(graders: GraderSet, answers: Sequence[str], samples: Sequence[Sample]) -> SuiteResult:

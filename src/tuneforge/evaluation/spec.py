@@ -110,7 +110,7 @@ class EvaluationSpec(BaseModel):
         default=None,
         description="For the `rewards` suite: the graders that score every answer (the same "
         "list as a GRPO run's `graders`); they read the row's columns, and in a conversation "
-        "dataset the column `reference` holds the conversation's last answer.",
+        "dataset the column `answer` holds the conversation's last answer.",
     )
     length_normalized: bool = Field(
         default=True,

@@ -16,6 +16,7 @@ from tuneforge.jobs.endpoints import check_judges
 from tuneforge.jobs.inputs import ChatModel, processed_dataset, usable_model
 from tuneforge.jobs.kind import JobKind, register
 from tuneforge.settings import Settings
+from tuneforge.training.rewards.spec import ANSWER_COLUMN
 
 
 class EvaluatedModel(BaseModel):
@@ -77,7 +78,7 @@ def evaluation_dataset(session: Session, user: User, spec: EvaluationSpec) -> Da
             f"The dataset {dataset.name!r} is plain text, with no prompts to answer: only the "
             "perplexity suite applies to it."
         )
-    mode = ((dataset.config or {}).get("mapping") or {}).get("mode", "conversation")
+    mode = _mode(dataset)
     if spec.suite == "preference" and mode != "preference":
         raise InvalidInput(
             f"The preference suite compares a chosen and a rejected answer; {dataset.name!r} "
@@ -89,9 +90,17 @@ def evaluation_dataset(session: Session, user: User, spec: EvaluationSpec) -> Da
     return dataset
 
 
+def _mode(dataset: Dataset) -> str:
+    """How the dataset was processed (`data/mapping.py`): conversation before modes existed."""
+    return str(((dataset.config or {}).get("mapping") or {}).get("mode", "conversation"))
+
+
 def _check_columns(dataset: Dataset, spec: EvaluationSpec) -> None:
-    """Refuse graders that read a column the dataset does not have."""
-    columns = {str(column["name"]) for column in dataset.columns or []} | {"reference"}
+    """Refuse graders that read a column the dataset does not have (a conversation's last
+    answer is the column `answer`)."""
+    columns = {str(column["name"]) for column in dataset.columns or []}
+    if _mode(dataset) == "conversation":
+        columns.add(ANSWER_COLUMN)
     for number, grader in enumerate(spec.graders or []):
         for column in sorted(grader.columns() - columns):
             raise InvalidInput(

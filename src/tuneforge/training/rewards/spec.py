@@ -20,6 +20,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, 
 from tuneforge.evaluation.judge import JudgeSpec
 
 MAX_GRADERS = 16
+ANSWER_COLUMN = "answer"
+"""The column that holds a conversation's last answer when graders score answers to a
+conversation dataset's prompts (GRPO and the rewards suite alike): a row's own column wins."""
 MAX_CHARS = 20_000  # the most of a completion a regex, JSON or phrase grader reads, by default
 NAME_PATTERN = r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,63})?$"
 COLUMN = Field(
