@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from tuneforge.db.tables import Dataset
 from tuneforge.training.registry import recipe, recipes
-from tuneforge.ui.train_fit import either, fitting_trainer, how_to_fit, learns_from, misfit
+from tuneforge.ui.train_fit import (
+    either,
+    fitting_trainer,
+    grader_columns,
+    how_to_fit,
+    learns_from,
+    misfit,
+)
 
 
 def dataset(mode: str | None) -> Dataset:
@@ -37,3 +44,12 @@ def test_the_trainer_follows_the_data_and_says_how_to_get_data_that_fits() -> No
     )
     assert "On the Datasets page, upload and process" in how_to_fit(recipe("dpo"))
     assert [either([]), either(["A"]), either(["A", "B", "C"])] == ["", "A", "A, B or C"]
+
+
+def test_graders_read_a_conversations_last_answer_as_its_answer_column() -> None:
+    chats = dataset("conversation")
+    chats.columns = [{"name": "messages", "type": "list"}]
+    prompts = dataset("prompt_only")
+    prompts.columns = [{"name": "prompt", "type": "list"}, {"name": "label", "type": "string"}]
+    assert grader_columns(chats) == ["answer", "messages"]
+    assert grader_columns(prompts) == ["prompt", "label"]

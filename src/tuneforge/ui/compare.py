@@ -26,7 +26,17 @@ from tuneforge.ui.train_form import label
 MAX_RUNS = 8
 REFRESH_SECONDS = 5.0  # while a compared run is still going
 PALETTE = ("#4f46e5", "#ea580c", "#0d9488", "#db2777", "#65a30d", "#0284c7", "#9333ea", "#ca8a04")
-FINAL = ("loss", "eval_loss", "perplexity", "token_accuracy", "tokens_per_second")
+#: The final metrics compared, of those the runs report (SFT, preference runs, GRPO).
+FINAL = (
+    "loss",
+    "eval_loss",
+    "perplexity",
+    "token_accuracy",
+    "eval_rewards/accuracy",
+    "eval_rewards/margin",
+    "eval_reward",
+    "tokens_per_second",
+)
 LOWER_IS_BETTER = frozenset({"loss", "eval_loss", "perplexity"})
 CHECKING = ("queued", "running", "cancelling")  # a before/after check still to come
 
@@ -212,6 +222,8 @@ class CompareView:
         for name in FINAL:
             values = [final.get(name) for final in finals]
             known = [v for v in values if v is not None]
+            if not known:  # a metric none of these runs' methods reports
+                continue
             best = (min(known) if name in LOWER_IS_BETTER else max(known)) if known else None
             row: dict[str, Any] = {"metric": metric_name(name)}
             for i, value in enumerate(values):

@@ -256,6 +256,8 @@ def _sample(row: dict[str, Any], labels: list[str]) -> None:
                 with ui.column().classes("col gap-0 min-w-0"):
                     mark = "" if right is None else (" ✓" if right else " ✗")
                     score = f" · score {scores['score']:.2f}" if "score" in scores else ""
+                    if "margin" in scores:  # a preference pair: by how much it prefers chosen
+                        score += f" · margin {scores['margin']:+.3f}"
                     ui.label(f"{letter}: {label}{mark}{score}").classes("text-caption text-grey-7")
                     ui.label(row["answers"].get(letter, "")).classes(
                         f"text-body2 evaluation-answer-{letter.lower()}"

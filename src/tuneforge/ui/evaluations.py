@@ -13,7 +13,7 @@ from typing import get_args
 from nicegui import ui
 from pydantic import ValidationError
 
-from tuneforge.db.tables import Dataset, User
+from tuneforge.db.tables import User
 from tuneforge.errors import NotFound
 from tuneforge.evaluation import embedding
 from tuneforge.evaluation.judge import JudgeSpec
@@ -30,7 +30,7 @@ from tuneforge.ui.layout import EmptyState, heading, page
 from tuneforge.ui.model_picker import ModelSelect
 from tuneforge.ui.number_field import Bounds, bounded_number
 from tuneforge.ui.playground import model_options, unusable
-from tuneforge.ui.train_fit import mode_of
+from tuneforge.ui.train_fit import grader_columns
 
 REFRESH_SECONDS = 2.0
 SAMPLES_BOUNDS = Bounds.for_field(EvaluationSpec, "max_samples", integer=True)
@@ -104,13 +104,6 @@ class _Prefill:
     suite: str = "classification"
     max_new_tokens: int = EvaluationSpec.model_fields["max_new_tokens"].default
     note: str | None = None
-
-
-def grader_columns(dataset: Dataset) -> list[str]:
-    """The columns the rewards suite's graders can read in `dataset`'s rows: its own, and in a
-    conversation dataset `reference` (the conversation's last answer)."""
-    columns = [str(c["name"]) for c in dataset.columns]
-    return ["reference", *columns] if mode_of(dataset) == "conversation" else columns
 
 
 async def _prefill(user: User, model: str | None, dataset: str | None) -> _Prefill:

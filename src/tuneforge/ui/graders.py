@@ -69,7 +69,7 @@ class _GraderCard(ui.card):
                 ui.button(icon="close", on_click=lambda: remove(self)).props(
                     "flat round dense color=grey-7"
                 ).classes("grader-remove").tooltip("Remove this grader")
-            ui.label(entry["explanation"]).classes("text-caption text-grey-7 grader-explanation")
+            ui.markdown(entry["explanation"]).classes("text-caption text-grey-7 grader-explanation")
             self.form = SpecForm(
                 changed,
                 kinds()[kind],
@@ -204,7 +204,7 @@ class GraderBuilder(ui.column):
                 with ui.row().classes("w-full no-wrap items-start gap-4 q-py-sm library-item"):
                     with ui.column().classes("col gap-1 min-w-0"):
                         ui.label(entry["title"]).classes("text-subtitle1 text-weight-medium")
-                        ui.label(entry["explanation"]).classes("text-body2 text-grey-8")
+                        ui.markdown(entry["explanation"]).classes("text-body2 text-grey-8")
                         example = {k: v for k, v in entry["example"].items() if k != "type"}
                         ui.label("Example: " + json.dumps(example)).classes(
                             "text-caption text-grey-7 font-mono"

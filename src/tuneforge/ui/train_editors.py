@@ -14,6 +14,7 @@ from tuneforge.db.tables import Dataset, Model, User
 from tuneforge.ui.grader_try import TryPanel
 from tuneforge.ui.graders import GraderBuilder
 from tuneforge.ui.picker import Picker
+from tuneforge.ui.train_fit import grader_columns
 from tuneforge.ui.train_form import EditorFactory
 
 #: What continuing a model brings along: its adapter's shape, which the run must keep.
@@ -50,7 +51,7 @@ class TrainEditors:
     def follow(self, dataset: Dataset | None, base: str | None, row: dict[str, Any] | None) -> None:
         """The pickers changed: offer what fits the dataset `dataset` and the base `base`."""
         self.base = base
-        self.columns = [str(c["name"]) for c in (dataset.columns if dataset else [])]
+        self.columns = grader_columns(dataset) if dataset else []
         self.row = row
         if self.start is not None:
             self._offer_starts()

@@ -10,10 +10,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from tuneforge.data.conversation import text_of
 from tuneforge.db.tables import Dataset, User
 from tuneforge.services import datasets as dataset_service
 from tuneforge.storage import ArtifactStore
 from tuneforge.training.recipe import Recipe
+from tuneforge.training.rewards.spec import ANSWER_COLUMN
 from tuneforge.training.run_checks import MODES, dataset_facts
 
 #: A dataset's mode in a word or two, as the dataset picker labels it.
@@ -79,13 +81,28 @@ def fitting_trainer(recipes: list[Recipe[Any]], dataset: Dataset, current: str) 
     return next((r.trainer for r in recipes if mode in r.data), current)
 
 
+def grader_columns(dataset: Dataset) -> list[str]:
+    """The columns graders can read in `dataset`'s rows: its own, and in a conversation
+    dataset `answer` (the conversation's last answer)."""
+    columns = [str(c["name"]) for c in dataset.columns or []]
+    if mode_of(dataset) == "conversation":
+        return [ANSWER_COLUMN, *columns]
+    return columns
+
+
 def first_row(
     session: Session, store: ArtifactStore, user: User, dataset: Dataset
 ) -> dict[str, Any] | None:
-    """The first row of the dataset's test split (of its train split without one): what the
-    graders are tried on."""
+    """The first row of the dataset's test split (of its train split without one) as graders
+    read it (a conversation as its prompt and its last answer): what they are tried on."""
     split = "test" if dataset.splits.get("test") else "train"
     _, rows, _ = dataset_service.dataset_rows(
         session, store, user, dataset.id, split=split, offset=0, limit=1
     )
-    return rows[0] if rows else None
+    if not rows:
+        return None
+    row = rows[0]
+    messages = row.get("messages")
+    if messages and messages[-1].get("role") == "assistant":
+        return {"prompt": messages[:-1], ANSWER_COLUMN: text_of(messages[-1])}
+    return row
