@@ -59,6 +59,8 @@ TOY = Recipe(
     presets="{model}_{method}_toy",
 )
 SPEC = {"base_model": "gemma-3-270m", "dataset_id": "d"}
+#: The recipes of `training/recipes/`, before any test registers one.
+BUILT_IN = recipes()
 
 
 @contextmanager
@@ -87,12 +89,12 @@ def test_a_registered_recipe_is_validated_and_described_by_the_api(
     schema = make_client().get("/api/v1/openapi.json").json()
     components = schema["components"]["schemas"]
     assert components["ToySpec"]["properties"]["toy_strength"]["maximum"] == 1
-    both = {"#/components/schemas/SFTSpec", "#/components/schemas/ToySpec"}
+    every = {f"#/components/schemas/{r.spec.__name__}" for r in [*BUILT_IN, TOY]}
     estimate = schema["paths"]["/api/v1/trainings/estimate"]["post"]["requestBody"]
-    assert _refs(estimate["content"]["application/json"]["schema"]) == both
+    assert _refs(estimate["content"]["application/json"]["schema"]) == every
     jobs = schema["paths"]["/api/v1/jobs"]["post"]["requestBody"]["content"]["application/json"]
     train = jobs["schema"]["discriminator"]["mapping"]["train"].rsplit("/", 1)[-1]
-    assert _refs(components[train]["properties"]["spec"]) == both
+    assert _refs(components[train]["properties"]["spec"]) == every
 
 
 def _refs(schema: dict[str, Any]) -> set[str]:
@@ -102,7 +104,7 @@ def _refs(schema: dict[str, Any]) -> set[str]:
 def test_a_registered_recipe_is_in_the_train_form_the_cli_and_the_reference(
     toy: Recipe[Any],
 ) -> None:
-    assert trainers() == {"sft": SFT.title, "toy": "Toy trainer"}
+    assert trainers() == {**{r.trainer: r.title for r in BUILT_IN}, "toy": "Toy trainer"}
     form = SpecForm(lambda: None, recipe("toy").spec)
     assert "toy_strength" in form.fields("optimisation")
     assert "packing" not in form.fields("optimisation"), "SFT's own settings are SFT's"
@@ -119,7 +121,8 @@ def test_a_registered_recipe_is_in_the_train_form_the_cli_and_the_reference(
 def test_an_unregistered_recipe_is_gone_everywhere() -> None:
     with registered(TOY):
         assert "toy" in trainers()
-    assert [r.trainer for r in recipes()] == ["sft"]
+    assert recipes() == BUILT_IN
+    assert {"sft", "dpo", "orpo", "kto"} <= {r.trainer for r in BUILT_IN}
     assert "toy" not in trainers() and "trainer: toy" not in spec_markdown()
     with pytest.raises(ValidationError):
         TypeAdapter(TrainingSpec).validate_python({**SPEC, "trainer": "toy"})
