@@ -22,14 +22,17 @@ from tuneforge.evaluation.judge import JudgeSpec
 MAX_GRADERS = 16
 ANSWER_COLUMN = "answer"
 """The column that holds a conversation's last answer when graders score answers to a
-conversation dataset's prompts (GRPO and the rewards suite alike): a row's own column wins."""
-MAX_CHARS = 20_000  # the most of a completion a regex, JSON or phrase grader reads, by default
+conversation dataset's prompts (GRPO and the rewards suite alike)."""
+MAX_CHARS = 20_000  # the most of a completion a regex grader reads, by default
 NAME_PATTERN = r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,63})?$"
-COLUMN = Field(
-    min_length=1,
-    max_length=200,
-    description="The dataset column that holds each row's reference (the expected answer).",
-)
+
+
+def _reference_column() -> Any:
+    return Field(
+        min_length=1,
+        max_length=200,
+        description="The dataset column that holds each row's reference (the expected answer).",
+    )
 
 
 class GraderBase(BaseModel):
@@ -75,7 +78,7 @@ class ExactMatch(GraderBase):
     )
 
     type: Literal["exact_match"] = "exact_match"
-    column: str = COLUMN
+    column: str = _reference_column()
     normalize: bool = Field(
         default=True,
         description="Compare after trimming, lower-casing and collapsing runs of whitespace.",
@@ -99,7 +102,7 @@ class NumericMatch(GraderBase):
     )
 
     type: Literal["numeric_match"] = "numeric_match"
-    column: str = COLUMN
+    column: str = _reference_column()
     extract: Literal["last_number", "tag"] = Field(
         default="last_number",
         description="Where the completion's number is: `last_number` (its last number) or "
