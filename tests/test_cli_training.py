@@ -3,6 +3,7 @@ laid over a YAML config, checked by the spec before anything is sent."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 
 from tuneforge import cli_training
 from tuneforge.cli import app
+from tuneforge.training.registry import recipes
 
 runner = CliRunner()
 DATASET = "d" * 32
@@ -127,7 +129,9 @@ def test_a_config_naming_an_unknown_trainer_is_refused(client: FakeClient, tmp_p
     config.write_text("trainer: nope\nbase_model: gemma-3-270m\n")
     result = runner.invoke(app, ["runs", "start", str(config), "--dataset", DATASET])
     assert result.exit_code == 1
-    assert "no trainer 'nope'" in result.stderr and "Trainers: sft" in result.stderr
+    trainers = ", ".join(r.trainer for r in recipes())
+    assert "no trainer 'nope'" in result.stderr and f"Trainers: {trainers}." in result.stderr
+    assert "sft" in trainers and "dpo" in trainers
 
 
 def test_clone_takes_the_same_options(client: FakeClient) -> None:
@@ -144,3 +148,82 @@ def test_the_help_lists_every_setting_by_section() -> None:
     for section in ("What to train", "Optimisation", "LoRA", "Hardware"):
         assert section in result.stdout
     assert "--set" not in result.stdout
+
+
+def test_a_dpo_run_from_an_earlier_fine_tune_takes_its_own_options(client: FakeClient) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "runs", "start", "--trainer", "dpo", "--base-model", "gemma-3-270m",
+            "--dataset", DATASET, "--start-from", "m" * 32, "--beta", "0.2",
+            "--loss-type", "ipo", "--no-wait",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert client.sent == [
+        (
+            "train",
+            {
+                "trainer": "dpo",
+                "base_model": "gemma-3-270m",
+                "dataset_id": DATASET,
+                "start_from": "m" * 32,
+                "beta": 0.2,
+                "loss_type": "ipo",
+            },
+        )
+    ]
+    # A setting of another trainer is refused by name before anything is sent.
+    packing = runner.invoke(
+        app,
+        ["runs", "start", "--trainer", "dpo", "--base-model", "gemma-3-270m", "--dataset",
+         DATASET, "--no-packing"],
+    )  # fmt: skip
+    assert packing.exit_code == 1 and "--packing: not a setting of trainer dpo" in packing.stderr
+
+
+GRADERS = [
+    {"type": "regex", "pattern": r"<answer>\d+</answer>", "weight": 0.5},
+    {"type": "numeric_match", "column": "answer", "extract": "tag", "tag": "answer"},
+]
+
+
+def test_grpo_graders_are_given_as_json_options_or_in_a_config(
+    client: FakeClient, tmp_path: Path
+) -> None:
+    common = ["--base-model", "gemma-3-270m", "--dataset", DATASET, "--no-wait"]
+    given = [arg for grader in GRADERS for arg in ("--graders", json.dumps(grader))]
+    result = runner.invoke(app, ["runs", "start", "--trainer", "grpo", *given, *common])
+    assert result.exit_code == 0, result.output
+    config = tmp_path / "grpo.yaml"
+    config.write_text(yaml.safe_dump({"trainer": "grpo", "graders": GRADERS, "beta": 0.04}))
+    result = runner.invoke(app, ["runs", "start", str(config), *common])
+    assert result.exit_code == 0, result.output
+    sent = [spec for _, spec in client.sent]
+    assert sent[0]["graders"] == GRADERS and sent[1]["graders"] == GRADERS
+    assert sent[1]["beta"] == 0.04
+    # Not JSON, or not a grader: refused with the option's name, nothing sent.
+    for bad, message in (
+        ("regex", "--graders: each value must be a JSON object"),
+        ('{"type": "telepathy"}', "--graders: "),
+        ('{"type": "regex", "pattern": "(a"}', "--graders: "),
+    ):
+        result = runner.invoke(
+            app, ["runs", "start", "--trainer", "grpo", "--graders", bad, *common]
+        )
+        assert result.exit_code == 1, (bad, result.output)
+        assert message in result.stderr, result.stderr
+    assert len(client.sent) == 2
+    # A GRPO spec without graders says which setting is missing.
+    result = runner.invoke(app, ["runs", "start", "--trainer", "grpo", *common])
+    assert result.exit_code == 1 and "--graders: Field required" in result.stderr
+
+
+def test_a_local_run_cannot_start_from_a_server_model(tmp_path: Path) -> None:
+    config = tmp_path / "run.yaml"
+    values = {"base_model": "tiny-random-gemma3", "data": "rows.jsonl", "start_from": "m" * 32}
+    config.write_text(yaml.safe_dump(values))
+    result = runner.invoke(app, ["train", str(config), "--output", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "a local run has none to continue" in result.stderr
+    assert not (tmp_path / "out").exists()

@@ -5,6 +5,8 @@ that is not the user's, of another base, or of a kind or shape the run cannot co
 
 from __future__ import annotations
 
+import io
+import json
 from pathlib import Path
 
 import pytest
@@ -30,7 +32,7 @@ def api(make_client, settings):
 def _train(client, headers, values: dict[str, object]) -> dict:
     job = client.post("/api/v1/jobs", json={"kind": "train", "spec": values}, headers=headers)
     assert job.status_code == 201, job.text
-    return wait_status(client, job.json()["id"], headers, "succeeded", timeout=300)
+    return wait_status(client, job.json()["id"], headers, "succeeded", timeout=900)
 
 
 def _first_loss(client, headers, job_id: str) -> float:
@@ -45,13 +47,29 @@ def _refusal(client, headers, values: dict[str, object]) -> tuple[int, dict]:
     return answer.status_code, answer.json()["error"]
 
 
+def _preference_dataset(client, headers) -> str:
+    rows = [
+        {"prompt": f"Which colour is {i}?", "chosen": f"Number {i} is blue.", "rejected": "?"}
+        for i in range(16)
+    ]
+    body = "\n".join(json.dumps(row) for row in rows).encode()
+    raw = client.post(
+        "/api/v1/datasets", files={"file": ("pairs.jsonl", io.BytesIO(body))}, headers=headers
+    ).json()
+    assert raw["mapping"]["mode"] == "preference", raw
+    config = {"mapping": raw["mapping"], "split": {"test_size": 0.25, "seed": 1}}
+    processed = client.post(f"/api/v1/datasets/{raw['id']}/process", json=config, headers=headers)
+    assert processed.status_code == 201, processed.text
+    return str(processed.json()["id"])
+
+
 def _weights(directory: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     return load_file(directory / "adapter_model.safetensors")
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1800)  # five tiny runs; minutes on a busy 2-core machine
 def test_a_run_continues_an_earlier_fine_tune(api, settings) -> None:
     client, alice, _ = api
     dataset = processed_dataset(client, alice)
@@ -88,6 +106,22 @@ def test_a_run_continues_an_earlier_fine_tune(api, settings) -> None:
     after, start = _weights(local), _weights(before)
     assert after.keys() == start.keys()
     assert all(not torch.equal(after[name], start[name]) for name in after)
+    # SFT, then DPO from its model: the DPO adapter is the SFT adapter moved a little (a fresh
+    # LoRA would start from zero), and it still loads in PEFT.
+    pairs = _preference_dataset(client, alice)
+    dpo = _train(
+        client,
+        alice,
+        {**spec(pairs, max_steps=2, eval_every=0), "trainer": "dpo", "start_from": sft_id},
+    )
+    preferred = client.get(f"/api/v1/models/{dpo['result']['model_id']}", headers=alice).json()
+    assert preferred["started_from"] == sft_id and preferred["spec"]["trainer"] == "dpo"
+    store.get_dir(preferred["artifact_key"], Path(settings.data_dir) / "dpo")
+    moved = _weights(Path(settings.data_dir) / "dpo")
+    distance = sum(float((moved[n] - start[n]).pow(2).sum()) for n in start) ** 0.5
+    size = sum(float(start[n].pow(2).sum()) for n in start) ** 0.5
+    assert 0 < distance < 0.1 * size, (distance, size)
+    tuned.load_adapter(Path(settings.data_dir) / "dpo", adapter_name="dpo")
 
 
 def test_start_from_is_refused_unless_it_can_continue(api, settings, tiny_adapter) -> None:
