@@ -169,3 +169,37 @@ def test_apply_sets_the_recommended_values_over_the_base() -> None:
     base = {"base_model": "gemma-3-270m", "dataset_id": "d", "epochs": 5, "seed": 7}
     assert apply(recommendations, base) == {**base, "epochs": 2, "max_length": 512}
     assert base["epochs"] == 5, "the base is not changed"
+
+
+def test_a_trainer_with_required_settings_it_cannot_recommend_still_gets_recommendations() -> None:
+    from typing import Literal
+
+    from pydantic import Field
+
+    from tuneforge.training.recipe import Batching, Recipe
+    from tuneforge.training.registry import register, unregister
+    from tuneforge.training.spec import TrainingBase
+
+    class Graded(TrainingBase):
+        trainer: Literal["graded"] = Field(default="graded", description="A test trainer.")
+        graders: list[str] = Field(min_length=1, description="Chosen by the user, always.")
+
+    register(
+        Recipe(
+            trainer="graded",
+            title="Graded",
+            description="A trainer with a required setting.",
+            spec=Graded,
+            train=lambda *args, **kwargs: None,  # type: ignore[arg-type,return-value]
+            batching=lambda spec: Batching(packed=True, answers_only=True),
+            presets="{model}_{method}_graded",
+        )
+    )
+    try:
+        advice = by_field(
+            recommend(model("gemma-3-270m"), lengths(300), 900, cpu(), trainer="graded")
+        )
+    finally:
+        unregister("graded")
+    assert {"batch_size", "learning_rate", "max_length", "eval_every"} <= set(advice)
+    assert "graders" not in advice

@@ -163,11 +163,11 @@ def recommend(
             _learning_rate(entry, method, spec_type),
             *_lora(entry),
         ]
-        batch = _batch(entry, stats, train_rows, hardware, spec_type(**apply(out, start)), cache)
+        batch = _batch(entry, stats, train_rows, hardware, _spec(spec_type, out, start), cache)
         if batch is not None:
             break
     out += batch or _nothing_fits(_target_batch(train_rows), hardware)
-    result = estimate(spec_type(**apply(out, start)), entry, stats, train_rows, hardware, cache)
+    result = estimate(_spec(spec_type, out, start), entry, stats, train_rows, hardware, cache)
     steps = max(1, result.steps)
     if _test_rows(stats) == 0:
         out.append(
@@ -200,6 +200,23 @@ def recommend(
         )
     )
     return out
+
+
+def _spec(
+    spec_type: type[TrainingBase], out: list[Recommendation], start: dict[str, Any]
+) -> TrainingBase:
+    """The spec the recommendations make, for the estimate. Settings a trainer requires that
+    recommendations do not choose (GRPO's graders) are left out, the rest unvalidated: the
+    estimate does not read them, and the run's own spec must give them."""
+    values = apply(out, start)
+    missing = [
+        name
+        for name, field in spec_type.model_fields.items()
+        if field.is_required() and name not in values
+    ]
+    if missing:
+        return spec_type.model_construct(**values)
+    return spec_type(**values)
 
 
 def _methods(hardware: Hardware) -> list[Method]:
