@@ -143,6 +143,14 @@ def test_a_judge_grader_is_tried_with_the_users_key(make_client, settings) -> No
         assert missing["grades"][0]["score"] is None
         assert "answered 404 for the model 'missing'" in missing["grades"][0]["reason"]
         assert missing["grades"][1]["score"] == 1.0 and missing["total"] == 0.5
+        # A judge that is down is asked once, without a run's retries: someone is waiting.
+        before = len(server.requests)
+        down = client.post(
+            TRY, json=body | {"graders": [judge(server.url, model="down")]}, headers=alice
+        ).json()
+        assert down["grades"][0]["score"] is None and down["total"] == 0.0
+        assert "did not answer after 1 attempt (HTTP 503)" in down["grades"][0]["reason"]
+        assert len(server.requests) - before == 1
 
 
 def test_the_endpoint_policy_applies_to_a_tried_judge(make_client, settings) -> None:

@@ -179,9 +179,10 @@ class Judge:
                     return _content(response)
             if delay is not None:
                 time.sleep(delay)
+        attempts = len(self.delays) + 1
         raise JudgeFailed(
-            f"The judge endpoint {self.spec.base_url} did not answer after "
-            f"{len(self.delays) + 1} attempts ({problem})."
+            f"The judge endpoint {self.spec.base_url} did not answer after {attempts} "
+            f"attempt{'s' if attempts > 1 else ''} ({problem})."
         )
 
     def grade(self, question: str, reference: str | None, answer: str) -> Verdict | None:

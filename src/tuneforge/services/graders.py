@@ -15,18 +15,20 @@ from tuneforge.schemas.graders import GraderTrial, GraderTry, GradeTried
 from tuneforge.settings import Settings
 from tuneforge.training.rewards.grade import GraderSet
 
+JUDGE_TIMEOUT = 20.0  # seconds: someone is waiting for the answer, so no retries either
+
 
 def try_graders(session: Session, user: User, settings: Settings, trial: GraderTry) -> GraderTrial:
     """Each grader's grade of `trial.completion` and the total. A judge the user may not call,
-    or whose key secret is not set, is refused (422); a judge whose endpoint fails says why in
-    its grade, and the others still grade."""
+    or whose key secret is not set, is refused (422); a judge whose endpoint fails (it is asked
+    once, without the retries of a run) says why in its grade, and the others still grade."""
     judges = GraderSet(trial.graders).judges()
     check_judges(judges, user, settings, session, "A judge grader's")
     names = [judge.api_key_secret for judge in judges if judge.api_key_secret]
     keys = secret_values(session, settings, user.id, names)
     grades: list[GradeTried] = []
     for spec in trial.graders:  # one set each: a failing judge leaves the others their grade
-        with GraderSet([spec], secrets=keys) as single:
+        with GraderSet([spec], secrets=keys, delays=(), timeout=JUDGE_TIMEOUT) as single:
             try:
                 (grade,) = single.grade([trial.completion], [trial.row])[0].values()
             except JudgeFailed as failure:

@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any
 
 from tuneforge.errors import InvalidInput
-from tuneforge.evaluation.judge import Judge, JudgeSpec
+from tuneforge.evaluation.judge import RETRY_DELAYS, TIMEOUT, Judge, JudgeSpec
 from tuneforge.training.rewards.judging import judge_grades
 from tuneforge.training.rewards.rules import Grade, Rule, rule_for
 from tuneforge.training.rewards.spec import GRADERS, GraderSpec
@@ -29,13 +29,20 @@ class Scores:
 
 class GraderSet:
     """Graders with distinct names; `secrets` holds the values of the secrets the judges name
-    (their API keys). Judge clients open at the first score; `close()` (or `with`) ends them."""
+    (their API keys). Judge clients open at the first score; `close()` (or `with`) ends them.
+    A judge request waits up to `timeout` seconds and is retried after each of `delays`."""
 
     def __init__(
-        self, specs: Sequence[GraderSpec], secrets: Mapping[str, str] | None = None
+        self,
+        specs: Sequence[GraderSpec],
+        secrets: Mapping[str, str] | None = None,
+        *,
+        delays: Sequence[float] = RETRY_DELAYS,
+        timeout: float = TIMEOUT,
     ) -> None:
         self.specs: list[GraderSpec] = GRADERS.validate_python(list(specs))
         self.secrets = dict(secrets or {})
+        self.delays, self.timeout = delays, timeout
         self._rules: dict[str, Rule] = {
             spec.name: rule_for(spec) for spec in self.specs if not isinstance(spec, JudgeGrader)
         }
@@ -61,7 +68,11 @@ class GraderSet:
                             f"The judge grader {spec.name!r} needs the secret {key}, which is "
                             "not set: set it under Settings, Secrets."
                         )
-                    clients.append((spec, Judge(spec.judge_spec(), self.secrets.get(key or ""))))
+                    api_key = self.secrets.get(key or "")
+                    judge = Judge(
+                        spec.judge_spec(), api_key, delays=self.delays, timeout=self.timeout
+                    )
+                    clients.append((spec, judge))
             self._clients = clients
         return self._clients
 
