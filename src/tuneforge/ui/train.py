@@ -183,6 +183,7 @@ class TrainView:
                     "The run is a job: it goes on when you close the browser, and you can "
                     "watch it learn on its page."
                 ).classes("text-caption text-grey-7")
+        self.editors.base = self.model.value  # the models a cloned run may start from
         self._build_form()
         self.form.set_values({k: v for k, v in start.items() if k != "base_model"})
         for name in self.failure:
