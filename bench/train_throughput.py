@@ -255,31 +255,29 @@ def _same_rows(
     return True
 
 
-def run_trl(args: argparse.Namespace, model_path: Path) -> dict[str, Any]:
-    import torch
-    from datasets import Dataset
-    from peft import LoraConfig
+def with_plan_schedule(trainer_class: type, plan: Plan) -> type:
+    """`trainer_class` (a transformers `Trainer`) with TuneForge's learning rate for each step
+    (linear warmup, then the spec's schedule), through `create_scheduler`: transformers' cosine
+    is one step off."""
     from torch.optim.lr_scheduler import LambdaLR
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
-    from trl import SFTConfig, SFTTrainer
 
-    spec = bench_spec(args)
-    records = generate_records(args.examples)
-    plan = Plan(spec, len(records))
-    order = step_order(plan)
-    dataset = Dataset.from_list([trl_row(records[i]) for i in order])
-
-    class OurSchedule(SFTTrainer):  # type: ignore[misc]
-        """TuneForge's learning rate for each step (linear warmup, then cosine to zero)."""
-
+    class PlanSchedule(trainer_class):  # type: ignore[misc,valid-type]
         def create_scheduler(self, num_training_steps: int, optimizer: Any = None) -> Any:
             if self.lr_scheduler is None:
                 self.lr_scheduler = LambdaLR(
                     optimizer or self.optimizer,
-                    lambda i: plan.learning_rate(i + 1) / spec.learning_rate,
+                    lambda i: plan.learning_rate(i + 1) / plan.spec.learning_rate,
                 )
                 self._created_lr_scheduler = True
             return self.lr_scheduler
+
+    return PlanSchedule
+
+
+def step_clock() -> Any:
+    """A `TrainerCallback` that keeps the wall and process CPU time at the start of training
+    and at the end of every optimizer step (`marks`, `cpu`)."""
+    from transformers import TrainerCallback
 
     class StepClock(TrainerCallback):  # type: ignore[misc]
         def __init__(self) -> None:
@@ -293,9 +291,25 @@ def run_trl(args: argparse.Namespace, model_path: Path) -> dict[str, Any]:
             self.marks.append(time.perf_counter())
             self.cpu.append(time.process_time())
 
+    return StepClock()
+
+
+def run_trl(args: argparse.Namespace, model_path: Path) -> dict[str, Any]:
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    spec = bench_spec(args)
+    records = generate_records(args.examples)
+    plan = Plan(spec, len(records))
+    order = step_order(plan)
+    dataset = Dataset.from_list([trl_row(records[i]) for i in order])
+
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)  # TRL's default
-    clock = StepClock()
+    clock = step_clock()
     with tempfile.TemporaryDirectory() as tmp:
         config = SFTConfig(
             output_dir=tmp,
@@ -315,7 +329,7 @@ def run_trl(args: argparse.Namespace, model_path: Path) -> dict[str, Any]:
             report_to="none",
             use_cpu=True,
         )
-        trainer = OurSchedule(
+        trainer = with_plan_schedule(SFTTrainer, plan)(
             model=model,
             args=config,
             train_dataset=dataset,
