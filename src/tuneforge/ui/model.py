@@ -27,7 +27,15 @@ from tuneforge.ui.run_settings import settings_view, trainer_title
 CARD = "w-full q-pa-lg gap-3"
 TITLE = "text-subtitle1 text-weight-medium"
 #: The metrics shown first, in this order; any others follow.
-FIRST = ("loss", "eval_loss", "perplexity", "token_accuracy")
+FIRST = (
+    "loss",
+    "eval_loss",
+    "perplexity",
+    "token_accuracy",
+    "eval_rewards/accuracy",
+    "eval_rewards/margin",
+    "eval_reward",
+)
 HIDDEN = frozenset({"eta_seconds", "learning_rate", "grad_norm"})
 
 
