@@ -4,7 +4,7 @@ reward's spread, and the metric names and values as people read them."""
 from __future__ import annotations
 
 from tuneforge.ui.run_charts import SMALL, chart_series
-from tuneforge.ui.run_format import metric, metric_name
+from tuneforge.ui.run_format import metric, metric_name, setting
 
 CHARTS = {chart.key: chart for chart in SMALL}
 
@@ -62,3 +62,12 @@ def test_metric_names_and_values_read_as_people_say_them() -> None:
     assert metric("eval_rewards/accuracy", 0.875) == "87.5%"
     assert metric("clip_ratio", 0.1) == "10.0%"
     assert metric("rewards/margin", 0.123456) == "0.1235"
+
+
+def test_a_grader_set_reads_as_its_graders() -> None:
+    graders = [
+        {"type": "numeric_match", "name": "sum", "weight": 1.0, "column": "answer"},
+        {"type": "length", "name": "", "weight": 0.5, "maximum": 3},
+    ]
+    assert setting(graders) == "sum (numeric_match, weight 1), length (length, weight 0.5)"
+    assert setting(["q_proj", "v_proj"]) == "q_proj, v_proj"

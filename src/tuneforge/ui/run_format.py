@@ -101,7 +101,15 @@ def setting(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, list):
-        return ", ".join(str(item) for item in value) or "—"
+        return ", ".join(_item(item) for item in value) or "—"
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
+
+
+def _item(item: Any) -> str:
+    """An item of a listed setting: a grader by its name, type and weight."""
+    if isinstance(item, dict) and "type" in item:
+        weight = item.get("weight", 1.0)
+        return f"{item.get('name') or item['type']} ({item['type']}, weight {weight:g})"
+    return str(item)
