@@ -1,12 +1,15 @@
 """A run that continues an earlier fine-tune (`start_from`) through the API, on tiny-random-gemma3:
 it really continues (its first loss is the earlier model's, not the base's), the model it makes
 is a normal PEFT adapter on the base that names its lineage, and the launch check refuses a model
-that is not the user's, of another base, or of a kind or shape the run cannot continue."""
+that is not the user's, of another base, or of a kind or shape the run cannot continue. Below the
+API, `prepare_model` trains on from an adapter's or full model's weights, and a continued
+adapter's reference is the adapter it started from."""
 
 from __future__ import annotations
 
 import io
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,7 @@ from tuneforge.db.session import make_engine, make_sessionmaker, transaction
 from tuneforge.db.tables import Model
 from tuneforge.models.catalog import catalog
 from tuneforge.storage import ArtifactStore
+from tuneforge.training.spec import SFTSpec
 
 
 @pytest.fixture
@@ -171,3 +175,72 @@ def test_start_from_is_refused_unless_it_can_continue(api, settings, tiny_adapte
     assert status == 422 and "holds full weights: continue it with method full" in error["message"]
     status, _ = _refusal(client, bob, {**values, "start_from": own})
     assert status == 404
+
+
+# -- below the API: what `prepare_model` makes of the model a run continues ----------------------
+def _spec(**values: object) -> SFTSpec:
+    base = {"base_model": "tiny-random-gemma3", "dataset_id": "d", "precision": "fp32"}
+    return SFTSpec.model_validate({**base, "start_from": "m", **values})
+
+
+def test_prepare_model_continues_an_adapter_and_keeps_its_start_as_reference(
+    tiny_model: Path, tiny_adapter: Path, tmp_path: Path
+) -> None:
+    from safetensors.torch import load_file
+
+    from tuneforge.errors import InvalidInput
+    from tuneforge.training.runtime import (
+        name_base,
+        prepare_model,
+        reference_of,
+        runtime_for,
+        trainable_parameters,
+    )
+
+    start = tmp_path / "start"
+    shutil.copytree(tiny_adapter, start)
+    name_base(start, tiny_model)
+    spec = _spec(lora_r=8, lora_alpha=64)
+    model = prepare_model(spec, start, runtime_for(spec), reference=True)
+    saved = load_file(start / "adapter_model.safetensors")
+    trained = dict(trainable_parameters(model))
+    assert len(trained) == len(saved) and all(".default." in name for name in trained)
+    assert all(p.dtype == torch.float32 for p in trained.values())
+    for name, weight in saved.items():  # the adapter's weights, not a fresh initialisation
+        assert torch.equal(trained[name.replace(".weight", ".default.weight")], weight)
+    ids = torch.tensor([[2, 105, 2364, 107]])
+    with torch.no_grad():
+        before = model(ids).logits
+        for name, parameter in trained.items():
+            if "lora_B" in name:
+                parameter.add_(0.5)  # as if it had trained
+        moved = model(ids).logits
+    with reference_of(model):
+        reference = model(ids).logits
+    assert not torch.allclose(moved, before)
+    assert torch.allclose(reference, before), "the reference is the adapter it started from"
+    assert all(p.requires_grad for p in trained.values()), "training goes on after it"
+    assert dict(trainable_parameters(model)).keys() == trained.keys()
+    # Its shape is the adapter's: a spec that says otherwise is refused, naming the fields.
+    with pytest.raises(InvalidInput) as refused:
+        prepare_model(_spec(), start, runtime_for(_spec()))
+    assert refused.value.details["fields"] == ["lora_r", "lora_alpha"]
+    assert "set lora_r 8, lora_alpha 64" in refused.value.message
+    with pytest.raises(InvalidInput, match="continue it with method lora"):
+        prepare_model(_spec(method="full"), start, runtime_for(_spec(method="full")))
+
+
+def test_prepare_model_continues_full_weights(tiny_model: Path, tmp_path: Path) -> None:
+    from tuneforge.models.loading import load_causal_lm
+    from tuneforge.training.runtime import prepare_model, runtime_for
+
+    earlier = load_causal_lm(tiny_model, torch.float32)
+    name, weight = next(iter(earlier.named_parameters()))
+    with torch.no_grad():
+        weight.add_(1.0)  # a fine-tune's weights, unlike the base's
+    earlier.save_pretrained(tmp_path / "full")
+    spec = _spec(method="full")
+    model = prepare_model(spec, tmp_path / "full", runtime_for(spec))
+    continued = dict(model.named_parameters())
+    assert torch.equal(continued[name], weight)
+    assert all(p.requires_grad and p.dtype == torch.float32 for p in continued.values())
