@@ -36,7 +36,7 @@ from pydantic import Field, model_validator
 from tuneforge.data.conversation import text_of
 from tuneforge.errors import InvalidInput
 from tuneforge.training.recipe import Batching, Checkpoints, Outcome, Recipe
-from tuneforge.training.rewards.spec import Graders
+from tuneforge.training.rewards.spec import ANSWER_COLUMN, Graders
 from tuneforge.training.spec import TrainingBase
 from tuneforge.training.spec_checks import DatasetFacts, Finding
 
@@ -52,8 +52,6 @@ if TYPE_CHECKING:
     from tuneforge.training.runtime import Runtime
 
 SAMPLES_FROM_TEST = 3  # graded sample completions shown at each evaluation
-#: The reference column a conversation's last answer becomes.
-ANSWER_COLUMN = "answer"
 
 
 def _group(name: str) -> dict[str, Any]:
@@ -181,11 +179,6 @@ class GRPOSpec(TrainingBase):
             raise ValueError(
                 f"max_completion_length ({self.max_completion_length}) leaves no room for the "
                 f"prompt within max_length ({self.max_length}): raise max_length"
-            )
-        if self.early_stopping_patience is not None:
-            raise ValueError(
-                "GRPO does not stop early (its evaluations report rewards, not a loss): leave "
-                "early_stopping_patience empty"
             )
         return self
 
@@ -479,6 +472,7 @@ def train_grpo(
             spec, model, model_path, runtime, reporter, workdir, checkpoints, len(train), started
         )
         run.loop = loop
+        loop.watch = ("eval_reward", "max")  # early stopping: the held-out reward stops rising
         evaluate = run.evaluate if evals else None
         eval_tokens = len(evals) * spec.max_completion_length
         show = (lambda: run.samples(samples)) if samples or evals else None
