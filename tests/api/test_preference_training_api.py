@@ -26,8 +26,11 @@ COLOURS = ["red", "green", "blue", "amber", "violet", "teal", "ochre", "cyan", "
 REWARDS = ["rewards/chosen", "rewards/rejected", "rewards/margin", "rewards/accuracy"]
 OWN_METRICS = {"dpo": [], "orpo": ["nll_loss", "log_odds_ratio"], "kto": ["kl"]}
 #: How far the loss falls in 8 steps at least: ORPO's is mostly the chosen answers' language
-#: loss, which a random model with Gemma's vocabulary unlearns slowly.
-FALLS_TO = {"dpo": 0.5, "orpo": 0.9, "kto": 0.5}
+#: loss, which a random model with Gemma's vocabulary unlearns slowly; KTO's reference point
+#: (the KL estimate) rises as the model moves, which slows its fall.
+FALLS_TO = {"dpo": 0.5, "orpo": 0.9, "kto": 0.7}
+#: KTO trains single answers: 4 a step are the tokens of DPO's 2 pairs.
+BATCH = {"dpo": 2, "orpo": 2, "kto": 4}
 
 
 def preference_dataset(client, headers, rows: int = 16) -> dict:
@@ -83,7 +86,7 @@ def test_preference_training_streams_its_metrics_and_makes_a_model_that_learned(
     api, settings, trainer: str
 ) -> None:
     client, alice, dataset = api
-    run = spec(trainer, dataset["id"])
+    run = spec(trainer, dataset["id"], batch_size=BATCH[trainer])
     estimate = client.post("/api/v1/trainings/estimate", json=run, headers=alice)
     assert estimate.status_code == 200, estimate.text
     job = client.post("/api/v1/jobs", json={"kind": "train", "spec": run}, headers=alice)
@@ -133,7 +136,14 @@ def test_a_killed_run_resumes_with_the_reference_kept_in_its_checkpoint(
     api, settings, trainer: str
 ) -> None:
     client, alice, dataset = api
-    run = spec(trainer, dataset["id"], max_steps=16, eval_every=0, checkpoint_every=3)
+    run = spec(
+        trainer,
+        dataset["id"],
+        batch_size=BATCH[trainer],
+        max_steps=16,
+        eval_every=0,
+        checkpoint_every=3,
+    )
     job_id = start_and_reach(client, alice, run, step=7)
     os.kill(worker_pid(settings, job_id), signal.SIGKILL)  # no chance to checkpoint
     wait_status(client, job_id, alice, "failed", timeout=60)
