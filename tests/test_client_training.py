@@ -71,6 +71,20 @@ def test_every_trainer_through_the_client(server: str, tmp_path: Path) -> None:
         checks = tf.estimate(grpo).checks
         assert [(c.fields, c.severity) for c in checks] == [(["graders"], "refusal")]
         assert tf.estimate({**grpo, "graders": graders[:1]}).checks == []
+        # Prompts with a reference answer are GRPO's; SFT says how to learn the answers instead.
+        prompts = _processed(
+            tf, tmp_path / "graded.jsonl", [{"prompt": q, "answer": a} for q, a in QUESTIONS]
+        )
+        assert tf.get_dataset(prompts).config["mapping"]["mode"] == "prompt_only"
+        with pytest.raises(ApiError) as sft:
+            tf.train({**base, "dataset_id": prompts})
+        assert sft.value.status == 422 and sft.value.details["fields"] == ["dataset_id"]
+        assert "holds prompts whose `answer` column GRPO grades against" in sft.value.message
+        assert (
+            "To learn the answers with SFT, process its raw dataset again with the mode set to "
+            "conversation and `answer` as the answer (the Datasets page's mapping form), or "
+            "choose GRPO."
+        ) in sft.value.message
         # Presets and recommendations per trainer.
         every = tf.presets()
         assert {p["trainer"] for p in tf.presets("sft")} == {"sft"}

@@ -34,6 +34,8 @@ MODES = {
         "a dataset of prompts (mode prompt_only)",
     ),
 }
+#: The reference columns of a prompt-only dataset that hold an answer, most telling first.
+ANSWER_COLUMNS = ("answer", "solution", "completion", "response", "output", "label")
 #: A dataset processed before modes existed holds conversations.
 DEFAULT_MODE = "conversation"
 
@@ -54,7 +56,7 @@ def check_run(spec: TrainingBase, dataset: Dataset) -> list[Finding]:
     facts = dataset_facts(dataset)
     recipe = recipe_for(spec)
     if facts.mode not in recipe.data:
-        return [_wrong_data(spec.trainer, recipe.data, facts.mode, dataset.name)]
+        return [_wrong_data(spec.trainer, recipe.data, facts, dataset.name)]
     own = recipe.check(spec, facts) if recipe.check is not None else []
     return [*check_spec(spec, facts.stats, facts.train_rows), *own]
 
@@ -63,13 +65,21 @@ def _holds(mode: str) -> str:
     return MODES.get(mode, (f"{mode} rows", ""))[0]
 
 
-def _wrong_data(trainer: str, wanted: tuple[str, ...], mode: str, name: str) -> Finding:
-    others = [r.trainer.upper() for r in recipes() if mode in r.data]
-    make = MODES.get(wanted[0], ("", f"a dataset in mode {wanted[0]}"))[1]
-    choose = f", or choose {' or '.join(others)}" if others else ""
-    return Finding(
-        ("dataset_id",),
-        f"{trainer.upper()} learns from {' or '.join(_holds(m) for m in wanted)}; {name!r} "
-        f"holds {_holds(mode)}. Process {make}{choose}.",
-        "refusal",
-    )
+def _wrong_data(trainer: str, wanted: tuple[str, ...], facts: DatasetFacts, name: str) -> Finding:
+    others = " or ".join(r.trainer.upper() for r in recipes() if facts.mode in r.data)
+    choose = f", or choose {others}" if others else ""
+    learns = f"{trainer.upper()} learns from {' or '.join(_holds(m) for m in wanted)}"
+    references = [c for c in facts.columns if c != "prompt"]
+    if facts.mode == "prompt_only" and "conversation" in wanted and references:
+        # Prompts with a reference answer (TRL's prompt + answer): one step from conversations.
+        column = next((c for c in ANSWER_COLUMNS if c in references), references[0])
+        message = (
+            f"{learns}; {name!r} holds prompts whose `{column}` column {others or 'GRPO'} "
+            f"grades against. To learn the answers with {trainer.upper()}, process its raw "
+            f"dataset again with the mode set to conversation and `{column}` as the answer "
+            f"(the Datasets page's mapping form){choose}."
+        )
+    else:
+        make = MODES.get(wanted[0], ("", f"a dataset in mode {wanted[0]}"))[1]
+        message = f"{learns}; {name!r} holds {_holds(facts.mode)}. Process {make}{choose}."
+    return Finding(("dataset_id",), message, "refusal")
