@@ -5,11 +5,12 @@ Group relative policy optimisation needs no answers to imitate, only prompts and
 (`training/rewards/`: a format regex, a number to match, valid JSON, a judge...). Each step
 takes `batch_size x gradient_accumulation` prompts (the step plan of every recipe: the data
 order and learning rate are functions of the step), samples `num_generations` completions of
-each (`components/generation.py`, seeded by the run's seed and the step, so a resumed run writes
-the same completions), scores them, and makes one update with the clipped policy-gradient loss
-of `components/policy.py`, optionally held near a reference by a KL term (`beta`). With LoRA
-the reference is the run's starting point computed with the same weights (the adapters switched
-off, or a continued adapter's starting copy), never a second model in memory.
+each (`components/generation.py`, seeded by the run's seed and the step, so a resumed run
+writes the same completions), scores them, and makes `updates_per_generation` updates with the
+clipped policy-gradient loss of `components/policy.py`, optionally held near a reference by a KL
+term (`beta`). With LoRA the reference is the run's starting point computed with the same
+weights (the adapters switched off, or a continued adapter's starting copy), never a second
+model in memory.
 
 The data: prompt-only datasets (each row's other columns are the references the graders read,
 such as `answer`), or conversations, whose prompt is everything before the last answer and whose
@@ -125,6 +126,16 @@ class GRPOSpec(TrainingBase):
         description="Clip range of the probability ratio between the model being trained and "
         "the one that wrote the completions (PPO's epsilon): an update stops pushing a token "
         "further once its probability has changed by this fraction.",
+        json_schema_extra=_group("rewards"),
+    )
+    updates_per_generation: int = Field(
+        default=1,
+        ge=1,
+        le=8,
+        description="Optimizer updates on each batch of completions (PPO's mu). 1 trains on "
+        "each batch once, where the probability ratio is 1 and nothing is clipped; more reuses "
+        "the costly generations, the clip range (epsilon) keeping the later updates near the "
+        "model that wrote them.",
         json_schema_extra=_group("rewards"),
     )
     loss_type: Literal["grpo", "dr_grpo"] = Field(
@@ -299,7 +310,8 @@ class GRPORun:
 
     def step(self, micro_batches: list[list[int]]) -> StepWork:
         """Sample and grade the completions of every micro-batch (all written by the model as
-        it is before this step's update), then the loss's backward pass on each."""
+        it is before this step's updates), then the loss's backward pass on each, for each of
+        the `updates_per_generation` updates (the loop makes the last)."""
         import torch
 
         from tuneforge.training.components.loop import StepWork
@@ -325,7 +337,7 @@ class GRPORun:
         denominator = float(completions)
         if spec.loss_type == "dr_grpo":
             denominator *= spec.max_completion_length
-        loss, clipped, kl_sum, tokens, seen = 0.0, 0, 0.0, 0, 0
+        prepared = []
         for batch, scores in rollouts:
             rewards = torch.tensor([s.total for s in scores], dtype=torch.float32)
             advantages = group_advantages(rewards, spec.num_generations, spec.scale_rewards)
@@ -334,32 +346,38 @@ class GRPORun:
             if spec.beta > 0:
                 with reference_of(self.model), self.runtime.autocast():
                     reference = token_logprobs(self.model, batch)
-            with self.runtime.autocast():
-                logprobs = token_logprobs(self.model, batch)
-            # One update per batch of completions: the policy that wrote them is the model as
-            # it is now, so the ratio starts at exactly 1.
-            out = policy_loss(
-                logprobs,
-                logprobs.detach(),
-                advantages.to(logprobs.device),
-                batch.completion_mask,
-                spec.epsilon,
-                spec.loss_type,
-                denominator,
-                spec.beta,
-                reference,
-            )
-            self.loop.backward(out.loss)
-            loss += float(out.loss.detach())
-            clipped, kl_sum, tokens = (
-                clipped + out.clipped_tokens,
-                kl_sum + out.kl_sum,
-                tokens + out.tokens,
-            )
-            seen += int(batch.attention_mask.sum())
+            prepared.append((batch, advantages.to(batch.completion_mask.device), reference))
+        loss, clipped, kl_sum, tokens, seen = 0.0, 0, 0.0, 0, 0
+        # The log-probs of the model that wrote the completions: the model as it is at the
+        # first update (the ratio is exactly 1 there), kept for the later ones.
+        old: list[torch.Tensor] = []
+        for update in range(spec.updates_per_generation):
+            if update > 0:
+                self.loop.update()  # the loop makes the last update of the step
+            for index, (batch, advantages, reference) in enumerate(prepared):
+                with self.runtime.autocast():
+                    logprobs = token_logprobs(self.model, batch)
+                if update == 0:
+                    old.append(logprobs.detach())
+                out = policy_loss(
+                    logprobs,
+                    old[index],
+                    advantages,
+                    batch.completion_mask,
+                    spec.epsilon,
+                    spec.loss_type,
+                    denominator,
+                    spec.beta,
+                    reference,
+                )
+                self.loop.backward(out.loss)
+                loss += float(out.loss.detach()) / spec.updates_per_generation
+                clipped, tokens = clipped + out.clipped_tokens, tokens + out.tokens
+                kl_sum += out.kl_sum
+                seen += int(batch.attention_mask.sum())
         scores = [s for _, batch_scores in rollouts for s in batch_scores]
         metrics = reward_metrics(scores, spec.num_generations, self.names)
-        metrics["completion_length"] = tokens / max(completions, 1)
+        metrics["completion_length"] = tokens / max(completions * spec.updates_per_generation, 1)
         metrics["clip_ratio"] = clipped / max(tokens, 1)
         if spec.beta > 0:
             metrics["kl"] = kl_sum / max(tokens, 1)
