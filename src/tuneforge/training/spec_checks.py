@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from tuneforge.data.stats import DatasetStats
 from tuneforge.training.spec import TrainingBase
+
+if TYPE_CHECKING:  # the statistics pull numpy and the tokenizer: not for every CLI start
+    from tuneforge.data.stats import DatasetStats
 
 Severity = Literal["warning", "refusal"]
 #: Above these peak learning rates a run almost surely diverges: (LoRA-like, full).
@@ -66,6 +68,8 @@ def refusals(findings: list[Finding]) -> list[Finding]:
 
 def stats_of(data: dict[str, Any] | None) -> DatasetStats | None:
     """A dataset record's statistics, or None when it has none (or an older shape)."""
+    from tuneforge.data.stats import DatasetStats
+
     if not data:
         return None
     try:
