@@ -67,3 +67,22 @@ def test_sample_prompts_come_from_preference_prompts_with_the_chosen_answer() ->
     assert second.messages == preferences(2)[1]["prompt"]
     undesirable = sample_prompts([], feedback(2))
     assert undesirable[0].reference == "Number 0 is red." and undesirable[1].reference is None
+
+
+def test_sample_answers_are_the_models_own_greedy_continuation(tiny_model: Path) -> None:
+    import torch
+
+    from tuneforge.models.loading import load_causal_lm
+    from tuneforge.training.components.tokenize import encode_prompt
+    from tuneforge.training.evaluation import generate
+    from tuneforge.training.runtime import Runtime
+
+    tokenizer = Tokenizer.from_file(str(tiny_model / "tokenizer.json"))
+    model = load_causal_lm(tiny_model, torch.float32)
+    (sample,) = sample_prompts([], preferences(1))
+    (answer,) = generate(model, tokenizer, [sample], 6, Runtime("cpu", "fp32", False))
+    ids = torch.tensor([encode_prompt(sample.messages, tokenizer)])
+    with torch.no_grad():
+        plain = model.generate(input_ids=ids, max_new_tokens=6, do_sample=False, pad_token_id=0)
+    expected = tokenizer.decode(plain[0, ids.shape[1] :].tolist(), skip_special_tokens=True)
+    assert answer["answer"] == expected.strip()

@@ -14,6 +14,7 @@ from torch import nn
 
 from tuneforge.data.conversation import message, text_of
 from tuneforge.models.chat_template import END_OF_TURN
+from tuneforge.training.components.generation import dense_head_input
 from tuneforge.training.components.loss import causal_lm_loss
 from tuneforge.training.components.tokenize import Example, encode_prompt
 from tuneforge.training.runtime import Runtime, evaluating
@@ -101,7 +102,7 @@ def generate(
     there (False: it ran out of tokens first)."""
     stop = [tokenizer.token_to_id(END_OF_TURN), tokenizer.token_to_id("<eos>")]
     answers = []
-    with evaluating(model), runtime.autocast():
+    with evaluating(model), runtime.autocast(), dense_head_input(model):
         for sample in prompts:
             ids = torch.tensor([encode_prompt(sample.messages, tokenizer)], device=runtime.device)
             output = model.generate(  # type: ignore[operator]

@@ -11,6 +11,7 @@ has moved since.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -142,7 +143,9 @@ def kept_reference(
         f"computing the reference log-probabilities of the {split} split with the starting "
         f"model ({len(completions)} answers)"
     )
+    started = time.perf_counter()
     values = reference_sums(model, completions, loop.runtime, loop.reporter, f"the {split} split")
+    loop.add("reference_seconds", time.perf_counter() - started)
     loop.kept[name] = values
     return values
 
