@@ -44,12 +44,14 @@ def sums() -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     return pairs[HELD_OUT:], pairs[:HELD_OUT]
 
 
-def upload(client, headers, name: str, lines: list[dict], test_size: float) -> str:
+def upload(client, headers, name: str, lines: list[dict], test_size: float | None) -> str:
     body = "\n".join(json.dumps(line) for line in lines).encode()
     raw = client.post(
         "/api/v1/datasets", files={"file": (name, io.BytesIO(body))}, headers=headers
     ).json()
-    config = {"mapping": raw["mapping"], "split": {"test_size": test_size, "seed": 1}}
+    config: dict[str, object] = {"mapping": raw["mapping"]}
+    if test_size is not None:
+        config["split"] = {"test_size": test_size, "seed": 1}
     processed = client.post(f"/api/v1/datasets/{raw['id']}/process", json=config, headers=headers)
     assert processed.status_code == 201, processed.text
     return str(processed.json()["id"])
@@ -73,25 +75,25 @@ def test_grpo_raises_the_held_out_reward_of_gemma_270m(make_client, settings) ->
         {"question": question(a, b), "answer": f"<answer>{a + b}</answer>"}
         for a, b in train_pairs[:12]
     ]
-    sft_data = upload(client, alice, "format.jsonl", shown, test_size=0.0)
+    sft_data = upload(client, alice, "format.jsonl", shown, test_size=None)
     sft = train(
         client,
         alice,
         {
             "base_model": "gemma-3-270m",
             "dataset_id": sft_data,
-            "max_steps": 3,
+            "max_steps": 4,
             "batch_size": 4,
             "learning_rate": 5e-4,
             "warmup_ratio": 0,
             "check_examples": 0,
         },
     )
-    # Prompts only: GRPO never sees an answer to imitate, only the graders' rewards. The test
-    # split holds the held-out sums (listed last, after the training prompts).
-    prompts = [{"prompt": question(a, b), "answer": str(a + b)} for a, b in train_pairs[12:60]]
-    prompts += [{"prompt": question(a, b), "answer": str(a + b)} for a, b in held_out]
-    grpo_data = upload(client, alice, "sums.jsonl", prompts, test_size=HELD_OUT / len(prompts))
+    # Prompts only: GRPO never sees an answer to imitate, only the graders' rewards; its test
+    # split (the held-out sums) is never trained on.
+    pairs = train_pairs[16 : 16 + 4 * HELD_OUT] + held_out
+    prompts = [{"prompt": question(a, b), "answer": str(a + b)} for a, b in pairs]
+    grpo_data = upload(client, alice, "sums.jsonl", prompts, test_size=0.2)
     steps = 8
     done = train(
         client,
