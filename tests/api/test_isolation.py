@@ -47,6 +47,12 @@ ROUTES: dict[tuple[str, str], dict[str, object] | None] = {
     ("GET", "/api/v1/trainings/compare"): None,
     ("GET", "/api/v1/trainings/presets"): None,
     ("GET", "/api/v1/trainings/presets/{preset_id}"): None,
+    ("GET", "/api/v1/trainings/graders/library"): None,
+    ("POST", "/api/v1/trainings/graders/try"): {
+        "graders": [{"type": "regex", "pattern": "[0-9]+"}],
+        "completion": "42",
+        "row": {},
+    },
     ("GET", "/api/v1/chat/models"): None,
     ("POST", "/api/v1/chat"): {"model": "tiny-random-gemma3", "messages": [HELLO]},
     ("GET", "/v1/models"): None,
