@@ -38,7 +38,7 @@ class Studio:
         return httpx.Client(
             base_url=f"{self.url}/api/v1",
             headers={"Authorization": f"Bearer {token}"},
-            timeout=10,
+            timeout=60,  # uploads and processing wait on a busy 2-core machine
         )
 
 
