@@ -146,26 +146,15 @@ def pair_tokens(pairs: Sequence[Mapping[str, Any]], model_path: Path, max_length
 
 
 def run_ours(args: argparse.Namespace, model_path: Path) -> dict[str, Any]:
-    from tuneforge.training.components import preference
     from tuneforge.training.recipes.dpo import train_dpo
 
     spec = bench_spec(args)
     pairs = generate_pairs(pair_count(args))
     counts = pair_tokens(pairs, model_path, spec.max_length)
     reporter = CollectingReporter()
-    reference_seconds: list[float] = []
-    reference_sums = preference.reference_sums
-
-    def timed_reference(*call: Any, **options: Any) -> Any:  # the reference passes' time
-        started = time.perf_counter()
-        try:
-            return reference_sums(*call, **options)
-        finally:
-            reference_seconds.append(time.perf_counter() - started)
-
-    preference.reference_sums = timed_reference  # type: ignore[assignment]
     with tempfile.TemporaryDirectory() as tmp:
         outcome = train_dpo(spec, model_path, pairs, [], reporter, Path(tmp))
+    reference_seconds = outcome.phases.get("reference_seconds", 0.0)
     plan = Plan(spec, len(pairs))
     step_tokens = [
         sum(counts[i] for batch in plan.step_batches(step) for i in batch)
@@ -174,12 +163,11 @@ def run_ours(args: argparse.Namespace, model_path: Path) -> dict[str, Any]:
     steps = [reporter.steps[s] for s in sorted(reporter.steps) if s > 0]
     return {
         "tokens": sum(step_tokens),
-        "seconds": outcome.train_seconds + sum(reference_seconds),
-        "reference_seconds": sum(reference_seconds),
+        "seconds": outcome.train_seconds + reference_seconds,
+        "reference_seconds": reference_seconds,
         "step_seconds": outcome.step_seconds,
         "step_tokens": step_tokens,
         "losses": [s["loss"] for s in steps],
-        "margins": [s["rewards/margin"] for s in steps],
         "peak_rss_bytes": outcome.peak_rss_bytes,
         "setup": f"{outcome.precision} on {outcome.device}, beta {spec.beta}, {spec.loss_type}",
     }
@@ -295,7 +283,6 @@ def run_trl(args: argparse.Namespace, model_path: Path) -> dict[str, Any]:
         "step_seconds": [b - a for a, b in zip(clock.marks, clock.marks[1:], strict=False)],
         "step_tokens": step_tokens,
         "losses": [entry["loss"] for entry in history],
-        "margins": [entry["rewards/margins"] for entry in history],
         "peak_rss_bytes": _peak_rss(),
         "same_tokens": _same_tokens(trainer.train_dataset, pairs, model_path),
         "setup": (
