@@ -80,6 +80,7 @@ def api(make_client, settings):
     return client, alice, preference_dataset(client, alice)
 
 
+@pytest.mark.trains
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("trainer", ["dpo", "orpo", "kto"])
 def test_preference_training_streams_its_metrics_and_makes_a_model_that_learned(
@@ -130,6 +131,7 @@ def test_preference_training_streams_its_metrics_and_makes_a_model_that_learned(
     assert not unchanged
 
 
+@pytest.mark.trains
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("trainer", ["dpo", "kto"])
 def test_a_killed_run_resumes_with_the_reference_kept_in_its_checkpoint(

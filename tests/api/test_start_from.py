@@ -73,6 +73,7 @@ def _weights(directory: Path) -> dict[str, torch.Tensor]:
     return load_file(directory / "adapter_model.safetensors")
 
 
+@pytest.mark.trains
 @pytest.mark.timeout(1800)  # five tiny runs; minutes on a busy 2-core machine
 def test_a_run_continues_an_earlier_fine_tune(api, settings) -> None:
     client, alice, _ = api

@@ -74,6 +74,7 @@ def api(make_client, settings, tiny_adapter):
     return client, alice, add_fine_tuned(settings, "alice", tiny_adapter)
 
 
+@pytest.mark.trains
 @pytest.mark.timeout(600)
 def test_the_rewards_suite_measures_a_fine_tune_against_its_base(api) -> None:
     client, alice, tuned = api
@@ -114,6 +115,7 @@ def test_the_rewards_suite_measures_a_fine_tune_against_its_base(api) -> None:
     assert shown["metrics"] == result["metrics"]
 
 
+@pytest.mark.trains
 @pytest.mark.timeout(600)
 def test_the_preference_suite_scores_held_out_pairs_without_generating(api) -> None:
     client, alice, tuned = api
