@@ -125,7 +125,7 @@ def test_examples_in_parallel_give_the_gradients_of_one_after_the_other() -> Non
             out.loss_sum.backward()
             return float(out.loss_sum)
 
-        total = runtime.backward_each(batches, run)
+        total = sum(runtime.each(batches, run))
         return total, [p.grad.clone() for p in model.parameters() if p.grad is not None]
 
     threads = torch.get_num_threads()

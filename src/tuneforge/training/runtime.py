@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -31,6 +31,8 @@ from tuneforge.training.components.tokenize import Example
 from tuneforge.training.estimate import resolve_precision
 from tuneforge.training.spec import TrainingBase
 
+ItemT = TypeVar("ItemT")
+ResultT = TypeVar("ResultT")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 LINEAR_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 ADAPTER_CONFIG = "adapter_config.json"
@@ -64,22 +66,23 @@ class Runtime:
             return [collate([example], packing=True) for example in examples]
         return [collate(examples, packing=True).to(self.device)]
 
-    def backward_each(self, batches: Sequence[Batch], run: Callable[[Batch], float]) -> float:
-        """`run(batch)` (a forward and a backward pass) for every batch, summing what it returns.
+    def each(self, items: Sequence[ItemT], run: Callable[[ItemT], ResultT]) -> list[ResultT]:
+        """`run(item)` (an example's forward and backward passes, or a forward pass alone) for
+        every item, the results in the items' order.
 
         On a CPU the per-example passes run `parallel` at a time, each on its share of the
         cores: an example's small matrix products keep one core busy but two only partly (every
         operation waits for both), so two examples on a core each train about 1.2x faster than
-        one after the other on both (measured on 2 cores). The gradients are the same sums,
-        added in another order.
+        one after the other on both (measured on 2 cores). Gradients are the same sums, added in
+        another order. `run` must touch nothing model-wide (no adapter switching).
         """
-        if self.parallel <= 1 or len(batches) <= 1:
-            return sum(run(batch) for batch in batches)
+        if self.parallel <= 1 or len(items) <= 1:
+            return [run(item) for item in items]
         threads = torch.get_num_threads()
         torch.set_num_threads(max(1, threads // self.parallel))
         try:
-            with ThreadPoolExecutor(min(self.parallel, len(batches))) as pool:
-                return sum(pool.map(run, batches))
+            with ThreadPoolExecutor(min(self.parallel, len(items))) as pool:
+                return list(pool.map(run, items))
         finally:
             torch.set_num_threads(threads)
 
@@ -89,8 +92,11 @@ class Runtime:
         return torch.autocast(self.device, dtype=self.dtype)
 
 
-def runtime_for(spec: TrainingBase) -> Runtime:
-    """Where and how `spec` trains on this machine, or a clear error when it cannot."""
+def runtime_for(spec: TrainingBase, per_example: bool | None = None) -> Runtime:
+    """Where and how `spec` trains on this machine, or a clear error when it cannot.
+    `per_example`: the recipe runs each example (a pair, say) as passes of its own on a CPU,
+    so two can run at once (default: the spec's `packing`, which SFT's per-example passes
+    follow)."""
     cuda = torch.cuda.is_available()
     if spec.method == "qlora":
         if not cuda:
@@ -112,8 +118,9 @@ def runtime_for(spec: TrainingBase) -> Runtime:
     )
     # Examples in parallel only where nothing random happens in a pass (dropout would draw from
     # one generator in an order that changes from run to run, and resumes would not reproduce).
-    packing = bool(getattr(spec, "packing", False))  # per-example passes (see `forwards`)
-    parallel = 2 if not cuda and packing and spec.lora_dropout == 0 else 1
+    if per_example is None:
+        per_example = bool(getattr(spec, "packing", False))  # per-example passes (`forwards`)
+    parallel = 2 if not cuda and per_example and spec.lora_dropout == 0 else 1
     if detect_hardware().cores < 2:
         parallel = 1
     return Runtime("cuda" if cuda else "cpu", precision, unsloth, parallel)

@@ -115,14 +115,20 @@ def reference_sums(
     """The summed answer log-probabilities of `completions` under `model` as it is now, without
     gradients (float32, on the CPU)."""
     sums: list[torch.Tensor] = []
-    with evaluating(model), runtime.autocast():
+
+    def run(unit: list[int]) -> torch.Tensor:
+        with torch.no_grad(), runtime.autocast():  # no_grad and autocast are per thread
+            out = answer_logprobs(model, [completions[i] for i in unit], runtime.device)
+        return out.sums.float().cpu()
+
+    with evaluating(model):
         for index in range(0, len(completions), 16):
             reporter.progress(
                 0.0, f"reference log-probabilities of {what}: {index}/{len(completions)}"
             )
-            for unit in units(range(index, min(index + 16, len(completions))), runtime, 16):
-                out = answer_logprobs(model, [completions[i] for i in unit], runtime.device)
-                sums.append(out.sums.float().cpu())
+            sums += runtime.each(
+                units(range(index, min(index + 16, len(completions))), runtime, 16), run
+            )
     return torch.cat(sums) if sums else torch.zeros(0)
 
 
@@ -204,13 +210,18 @@ def pair_training(
 
     def step(micro_batches: list[list[int]]) -> StepWork:
         ids = [i for batch in micro_batches for i in batch]
-        results = []
-        for unit in [u for batch in micro_batches for u in units(batch, runtime, len(batch))]:
-            with runtime.autocast():
+
+        def run(unit: list[int]) -> PairLosses:
+            with runtime.autocast():  # autocast is per thread
                 chosen, rejected = pair_sides(model, [train[i] for i in unit], runtime)
             result = losses("train", unit, chosen, rejected)
             loop.backward(result.loss.sum() / len(ids))
-            results.append(result)
+            return result
+
+        # On a CPU one pair at a time, two pairs at once (`Runtime.each`).
+        results = runtime.each(
+            [u for batch in micro_batches for u in units(batch, runtime, len(batch))], run
+        )
         tokens = sum(train[i].tokens for i in ids)
         metrics = _pair_metrics(results)
         return StepWork(loss=metrics.pop("loss"), tokens=tokens, metrics=metrics)
@@ -257,7 +268,7 @@ def train_pairs(
 ) -> Outcome:
     """A pairwise recipe's run (DPO, ORPO): the pairs encoded, the model prepared, the loop run
     with the losses `make_losses` makes; `what` names the loss in the log."""
-    runtime = runtime_for(spec)
+    runtime = runtime_for(spec, per_example=True)  # a pair's passes are its own
     tokenizer = Tokenizer.from_file(str(model_path / "tokenizer.json"))
     train = encode_pairs(train_records, tokenizer, spec.max_length, reporter, "train")
     if not train:

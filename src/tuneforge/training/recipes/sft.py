@@ -114,8 +114,8 @@ def train_sft(
             for batch in runtime.forwards([train[i] for i in ids], spec.packing)
         ]
         loss_tokens = max(sum(b.loss_tokens for b in batches), 1)
-        loss_sum = runtime.backward_each(
-            batches, functools.partial(forward_backward, denominator=loss_tokens)
+        loss_sum = sum(
+            runtime.each(batches, functools.partial(forward_backward, denominator=loss_tokens))
         )
         return StepWork(loss=loss_sum / loss_tokens, tokens=sum(b.tokens for b in batches))
 
