@@ -126,4 +126,4 @@ def test_dpo_teaches_gemma_270m_a_preference_its_base_does_not_have(make_client,
     assert 0.25 <= before <= 0.75, f"the base already has the preference ({before:.0%})"
     assert after >= 0.8
     assert opens["A"] > 0.5 and opens["A"] > opens["B"]
-    assert minutes < 5
+    assert minutes < 10  # the budget for a learning test; about 3 here
