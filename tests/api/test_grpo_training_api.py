@@ -67,6 +67,7 @@ def api(make_client, settings):
     return client, bearer(add_user(settings, "alice"))
 
 
+@pytest.mark.trains
 @pytest.mark.timeout(300)
 def test_grpo_streams_rewards_per_grader_and_makes_a_model_peft_loads(api, settings) -> None:
     client, alice = api
@@ -153,6 +154,7 @@ def test_grpo_without_graders_or_reading_a_missing_column_is_refused_saying_whic
     assert refused.json()["error"]["details"]["fields"] == ["graders"]
 
 
+@pytest.mark.trains
 @pytest.mark.timeout(300)
 def test_a_killed_grpo_worker_resumes_from_its_last_checkpoint(make_client, settings) -> None:
     client = make_client(auth="local", run_jobs=True)
