@@ -1,11 +1,13 @@
 """Does GRPO teach the real Gemma 3 270M? A verifiable task, learnt from graders through the API.
 
-The task: add two numbers and answer exactly `<answer>N</answer>`. A short SFT on a few examples
-shows the model the format; GRPO then continues that adapter (`start_from`), sampling answers
-to training prompts and rewarding the format (a regex) and the number (numeric match on the
-`answer` column). Its own evaluations answer held-out prompts (sums it never trained on)
-greedily, at step 0 (the SFT model it starts from) and at the end: the mean reward must rise
-by a clear margin.
+The task: add two numbers and answer exactly `<answer>N</answer>` (a format regex that wants
+the answer and nothing after it, and a numeric match of the number). A short SFT on 12 examples
+shows the model the format: its greedy answers take it, but its sampled answers mostly run on
+past the closing tag. GRPO then continues that adapter (`start_from`), sampling six answers to
+each of two new prompts per step and learning from their rewards alone. A step's reward is
+measured before its update, on prompts the run has not trained on yet, so the mean reward of
+the first steps is the SFT model's and that of the last steps GRPO's: it must rise by a clear
+margin.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import statistics
 import time
 
 import pytest
@@ -30,8 +33,10 @@ GRADERS = [
         "tag": "answer",
     },
 ]
-HELD_OUT = 12
+HELD_OUT = 40
 MARGIN = 0.25  # of a reward whose maximum is 2 (both graders' weights)
+SFT_STEPS, GRPO_STEPS = 16, 16
+WINDOW = 4  # steps averaged at each end
 
 
 def question(a: int, b: int) -> str:
@@ -70,7 +75,8 @@ def test_grpo_raises_the_held_out_reward_of_gemma_270m(make_client, settings) ->
     alice = bearer(add_user(settings, "alice"))
     train_pairs, held_out = sums()
     started = time.monotonic()
-    # A few examples of the format, with their sums, for the SFT that GRPO starts from.
+    # A few examples of the format, with their sums, for the SFT that GRPO starts from: enough
+    # that greedy answers take the format, too few for sampled answers to end cleanly often.
     shown = [
         {"question": question(a, b), "answer": f"<answer>{a + b}</answer>"}
         for a, b in train_pairs[:12]
@@ -82,19 +88,20 @@ def test_grpo_raises_the_held_out_reward_of_gemma_270m(make_client, settings) ->
         {
             "base_model": "gemma-3-270m",
             "dataset_id": sft_data,
-            "max_steps": 4,
+            "max_steps": SFT_STEPS,
             "batch_size": 4,
             "learning_rate": 5e-4,
             "warmup_ratio": 0,
+            "sample_prompts": [],
             "check_examples": 0,
         },
     )
+    start_model = sft["result"]["model_id"]
     # Prompts only: GRPO never sees an answer to imitate, only the graders' rewards; its test
-    # split (the held-out sums) is never trained on.
-    pairs = train_pairs[16 : 16 + 4 * HELD_OUT] + held_out
+    # split (sums it never trains on) is what both models are measured on.
+    pairs = train_pairs[16 : 16 + 3 * HELD_OUT] + held_out
     prompts = [{"prompt": question(a, b), "answer": str(a + b)} for a, b in pairs]
-    grpo_data = upload(client, alice, "sums.jsonl", prompts, test_size=0.2)
-    steps = 8
+    grpo_data = upload(client, alice, "sums.jsonl", prompts, test_size=HELD_OUT)
     done = train(
         client,
         alice,
@@ -102,25 +109,29 @@ def test_grpo_raises_the_held_out_reward_of_gemma_270m(make_client, settings) ->
             "trainer": "grpo",
             "base_model": "gemma-3-270m",
             "dataset_id": grpo_data,
-            "start_from": sft["result"]["model_id"],
+            "start_from": start_model,
             "graders": GRADERS,
-            "max_steps": steps,
-            "batch_size": 2,
-            "num_generations": 4,
-            "max_completion_length": 10,
-            "learning_rate": 3e-4,
-            "eval_every": steps,
-            "eval_max_examples": HELD_OUT,
+            "max_steps": GRPO_STEPS,
+            "num_generations": 6,
+            "max_completion_length": 12,
+            "learning_rate": 1e-4,
+            "eval_every": 0,
+            "sample_prompts": [],
             "check_examples": 0,
         },
     )
-    minutes = (time.monotonic() - started) / 60
     series = client.get(f"/api/v1/jobs/{done['id']}/metrics", headers=alice).json()["series"]
-    before, after = (value for _, value in series["eval_reward"])
-    parts = {
-        name: [round(v, 2) for _, v in series[f"eval_reward/{name}"]]
-        for name in ("format", "number")
-    }
-    print(f"held-out mean reward {before:.2f} -> {after:.2f} {parts} in {minutes:.1f} min")
+    rewards = [value for _, value in series["reward"]]
+    # Each step's reward is that of completions sampled, before the step's update, for prompts
+    # the run has not trained on yet (the steps take new prompts: fewer than an epoch), so the
+    # first steps measure the SFT model it started from and the last ones what GRPO made of it.
+    assert len(rewards) == GRPO_STEPS and len(pairs) - HELD_OUT > GRPO_STEPS * 2
+    before, after = statistics.fmean(rewards[:WINDOW]), statistics.fmean(rewards[-WINDOW:])
+    minutes = (time.monotonic() - started) / 60
+    print(
+        f"mean reward of sampled completions to unseen prompts: first {WINDOW} steps "
+        f"{before:.2f} -> last {WINDOW} steps {after:.2f}; by step {[round(r, 2) for r in rewards]}"
+        f"; {minutes:.1f} min"
+    )
     assert after >= before + MARGIN
-    assert minutes < 6
+    assert minutes < 10
