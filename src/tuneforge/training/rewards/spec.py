@@ -77,7 +77,9 @@ class ExactMatch(GraderBase):
         json_schema_extra={"examples": [{"type": "exact_match", "column": "answer"}]},
     )
 
-    type: Literal["exact_match"] = "exact_match"
+    type: Literal["exact_match"] = Field(
+        default="exact_match", description="The grader: `exact_match`."
+    )
     column: str = _reference_column()
     normalize: bool = Field(
         default=True,
@@ -101,7 +103,9 @@ class NumericMatch(GraderBase):
         },
     )
 
-    type: Literal["numeric_match"] = "numeric_match"
+    type: Literal["numeric_match"] = Field(
+        default="numeric_match", description="The grader: `numeric_match`."
+    )
     column: str = _reference_column()
     extract: Literal["last_number", "tag"] = Field(
         default="last_number",
@@ -178,7 +182,7 @@ class Regex(GraderBase):
         },
     )
 
-    type: Literal["regex"] = "regex"
+    type: Literal["regex"] = Field(default="regex", description="The grader: `regex`.")
     pattern: Annotated[str, AfterValidator(_re2_pattern)] = Field(
         min_length=1,
         max_length=1000,
@@ -207,7 +211,9 @@ class JsonValid(GraderBase):
         title="Valid JSON", json_schema_extra={"examples": [{"type": "json_valid", "whole": True}]}
     )
 
-    type: Literal["json_valid"] = "json_valid"
+    type: Literal["json_valid"] = Field(
+        default="json_valid", description="The grader: `json_valid`."
+    )
     whole: bool = Field(
         default=False,
         description="Only the whole completion counts (a code fence around it allowed), not "
@@ -246,7 +252,9 @@ class JsonSchema(GraderBase):
         },
     )
 
-    type: Literal["json_schema"] = "json_schema"
+    type: Literal["json_schema"] = Field(
+        default="json_schema", description="The grader: `json_schema`."
+    )
     json_schema: Annotated[dict[str, Any] | None, AfterValidator(_checked_schema)] = Field(
         default=None,
         alias="schema",
@@ -285,7 +293,7 @@ class Length(GraderBase):
         },
     )
 
-    type: Literal["length"] = "length"
+    type: Literal["length"] = Field(default="length", description="The grader: `length`.")
     unit: Literal["words", "chars"] = Field(
         default="words", description="Count words (separated by whitespace) or characters."
     )
@@ -325,7 +333,7 @@ class Phrases(GraderBase):
         },
     )
 
-    type: Literal["phrases"] = "phrases"
+    type: Literal["phrases"] = Field(default="phrases", description="The grader: `phrases`.")
     required: list[Phrase] = Field(
         default_factory=list, max_length=50, description="Phrases the completion should contain."
     )
@@ -364,7 +372,7 @@ class Judge(GraderBase, JudgeSpec):
         },
     )
 
-    type: Literal["judge"] = "judge"
+    type: Literal["judge"] = Field(default="judge", description="The grader: `judge`.")
     rubric: str = Field(  # type: ignore[assignment]  # required here, optional for evaluations
         min_length=1,
         max_length=4000,
