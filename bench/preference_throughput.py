@@ -36,12 +36,9 @@ must agree within `LOSS_TOLERANCE` of the loss's fall from log 2 (see `loss_pari
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import math
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,9 +48,11 @@ from typing import Any
 
 from train_throughput import (  # the SFT bench, beside this file: its data, reporter and model
     CollectingReporter,
-    _model_path,
     _peak_rss,
+    add_side_arguments,
     generate_records,
+    run_child,
+    run_sides,
     step_order,
 )
 
@@ -299,38 +298,11 @@ def run_trl(args: argparse.Namespace, model_path: Path) -> dict[str, Any]:
 
 def _child(side: str, args: argparse.Namespace, model_path: Path) -> dict[str, Any] | str:
     """Run one side in a child process: its result, or why it failed."""
-    command = [
-        sys.executable,
-        __file__,
-        "--side",
-        side,
-        "--json",
-        "--model-path",
-        str(model_path),
-        "--steps",
-        str(args.steps),
-        "--batch-size",
-        str(args.batch_size),
-        "--accumulation",
-        str(args.accumulation),
-        "--trl-batch-size",
-        str(args.trl_batch_size),
-        "--trl-precision",
-        args.trl_precision,
-        *(["--trl-precompute"] if args.trl_precompute else []),
-        *(["--threads", str(args.threads)] if args.threads else []),
-    ]
-    started = time.perf_counter()
-    done = subprocess.run(
-        command, stdout=subprocess.PIPE, stderr=None if args.verbose else subprocess.PIPE, text=True
-    )
-    lines = done.stdout.strip().splitlines()
-    print(f"  {side}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
-    if done.returncode != 0 or not lines:
-        tail = "\n".join((done.stderr or "").strip().splitlines()[-15:])
-        return f"exit code {done.returncode}\n{tail}"
-    result: dict[str, Any] = json.loads(lines[-1])
-    return result
+    options = ["--steps", str(args.steps), "--batch-size", str(args.batch_size)]
+    options += ["--accumulation", str(args.accumulation)]
+    options += ["--trl-batch-size", str(args.trl_batch_size), "--trl-precision", args.trl_precision]
+    options += ["--trl-precompute"] if args.trl_precompute else []
+    return run_child(__file__, side, args, model_path, options)
 
 
 def _rate(result: Mapping[str, Any], skip_first: bool = False) -> float:
@@ -420,34 +392,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--trl-precompute", action="store_true", help="TRL: precompute_ref_log_probs"
     )
-    parser.add_argument("--models-dir", type=Path, help="default: the settings' models_dir")
-    parser.add_argument("--model-path", type=Path, help="a converted model directory to use")
-    parser.add_argument("--threads", type=int, help="torch threads per side (default: torch's)")
-    parser.add_argument("--verbose", action="store_true", help="show the children's logs")
-    parser.add_argument("--side", choices=["ours", "trl"], help="run one side only")
-    parser.add_argument("--json", action="store_true", help="with --side: print JSON")
-    args = parser.parse_args(argv)
-    if args.side:
-        run = run_ours if args.side == "ours" else run_trl
-        model_path = _model_path(args)
-        if args.threads:
-            import torch
-
-            torch.set_num_threads(args.threads)
-        load = os.getloadavg()[0]
-        with contextlib.redirect_stdout(sys.stderr):  # TRL prints its logs: keep stdout JSON
-            result = run(args, model_path)
-        result["load"] = [load, os.getloadavg()[0]]
-        print(json.dumps(result, indent=None if args.json else 2))
-        return
-    try:
-        model_path = _model_path(args)
-        print(f"model: {model_path}", file=sys.stderr, flush=True)
-        results = {side: _child(side, args, model_path) for side in ("ours", "trl")}
-        report(results, args)
-    except Exception as exc:  # the benchmark reports; it does not fail the caller
-        print(f"benchmark failed: {type(exc).__name__}: {exc}")
-    sys.exit(0)
+    add_side_arguments(parser)
+    run_sides(parser.parse_args(argv), {"ours": run_ours, "trl": run_trl}, _child, report)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -377,22 +377,25 @@ def run_trl(args: argparse.Namespace, model_path: Path) -> dict[str, Any]:
 
 def _child(side: str, args: argparse.Namespace, model_path: Path) -> dict[str, Any] | str:
     """Run one side in a child process: its result, or why it failed."""
+    options = ["--steps", str(args.steps), "--batch-size", str(args.batch_size)]
+    options += ["--accumulation", str(args.accumulation), "--examples", str(args.examples)]
+    return run_child(__file__, side, args, model_path, options)
+
+
+def run_child(
+    script: str, side: str, args: argparse.Namespace, model_path: Path, options: list[str]
+) -> dict[str, Any] | str:
+    """Run one side of the benchmark `script` in a child process with its `options`: the side's
+    result, or why it failed."""
     command = [
         sys.executable,
-        __file__,
+        script,
         "--side",
         side,
         "--json",
         "--model-path",
         str(model_path),
-        "--steps",
-        str(args.steps),
-        "--batch-size",
-        str(args.batch_size),
-        "--accumulation",
-        str(args.accumulation),
-        "--examples",
-        str(args.examples),
+        *options,
         *(["--threads", str(args.threads)] if args.threads else []),
     ]
     started = time.perf_counter()
@@ -497,22 +500,27 @@ def _model_path(args: argparse.Namespace) -> Path:
     return Path(model_dir(entry, args.models_dir or Settings().models_dir))
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=10, help="optimizer steps")
-    parser.add_argument("--batch-size", type=int, default=4, help="examples per forward pass")
-    parser.add_argument("--accumulation", type=int, default=2, help="forward passes per step")
-    parser.add_argument("--examples", type=int, default=400, help="generated examples")
-    parser.add_argument("--last", type=int, default=5, help="steps the final loss averages")
+def add_side_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every two-sided benchmark takes: the model, threads, and one side alone."""
     parser.add_argument("--models-dir", type=Path, help="default: the settings' models_dir")
     parser.add_argument("--model-path", type=Path, help="a converted model directory to use")
     parser.add_argument("--threads", type=int, help="torch threads per side (default: torch's)")
     parser.add_argument("--verbose", action="store_true", help="show the children's logs")
     parser.add_argument("--side", choices=["ours", "trl"], help="run one side only")
     parser.add_argument("--json", action="store_true", help="with --side: print JSON")
-    args = parser.parse_args(argv)
+
+
+Side = Callable[[argparse.Namespace, Path], dict[str, Any]]
+Child = Callable[[str, argparse.Namespace, Path], dict[str, Any] | str]
+Report = Callable[[dict[str, dict[str, Any] | str], argparse.Namespace], None]
+
+
+def run_sides(
+    args: argparse.Namespace, sides: dict[str, Side], child: Child, report: Report
+) -> None:
+    """With `--side`: run that side here and print its result (JSON on stdout); else run each
+    side in a child process, one after the other, and report both."""
     if args.side:
-        run = run_ours if args.side == "ours" else run_trl
         model_path = _model_path(args)
         if args.threads:
             import torch
@@ -520,18 +528,29 @@ def main(argv: list[str] | None = None) -> None:
             torch.set_num_threads(args.threads)
         load = os.getloadavg()[0]
         with contextlib.redirect_stdout(sys.stderr):  # TRL prints its logs: keep stdout JSON
-            result = run(args, model_path)
+            result = sides[args.side](args, model_path)
         result["load"] = [load, os.getloadavg()[0]]
         print(json.dumps(result, indent=None if args.json else 2))
         return
     try:
         model_path = _model_path(args)
         print(f"model: {model_path}", file=sys.stderr, flush=True)
-        results = {side: _child(side, args, model_path) for side in ("ours", "trl")}
+        results = {side: child(side, args, model_path) for side in sides}
         report(results, args)
     except Exception as exc:  # the benchmark reports; it does not fail the caller
         print(f"benchmark failed: {type(exc).__name__}: {exc}")
     sys.exit(0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=10, help="optimizer steps")
+    parser.add_argument("--batch-size", type=int, default=4, help="examples per forward pass")
+    parser.add_argument("--accumulation", type=int, default=2, help="forward passes per step")
+    parser.add_argument("--examples", type=int, default=400, help="generated examples")
+    parser.add_argument("--last", type=int, default=5, help="steps the final loss averages")
+    add_side_arguments(parser)
+    run_sides(parser.parse_args(argv), {"ours": run_ours, "trl": run_trl}, _child, report)
 
 
 if __name__ == "__main__":
