@@ -1,7 +1,10 @@
 """What every engine does: stream a continuation of a text, stopping where it should.
 
 An engine holds one loaded model. `stream` yields `Delta`s of new text and ends with one
-`Finished`; it stops early when `cancelled` is set (the client went away). Stop strings are cut
+`Finished`; it stops early when `cancelled` is set (the client went away). A conversation with
+images holds one `<start_of_image>` per image in its text and the images' files (PNG, JPEG, ...)
+in `images`, in the same order; an engine whose model does not take images raises
+`InvalidInput` saying so. Stop strings are cut
 by `StopScanner`, the same way for every engine, so no engine ever shows a stop string or the
 text after it.
 """
@@ -9,10 +12,11 @@ text after it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from tuneforge.errors import InvalidInput
 from tuneforge.inference.params import GenerationParams
 
 
@@ -52,7 +56,16 @@ class Engine(Protocol):
         params: GenerationParams,
         cancelled: threading.Event,
         adapter: str | None = None,
+        images: Sequence[bytes] = (),
     ) -> Generator[Event, None, None]: ...
+
+
+def no_images(model: str) -> InvalidInput:
+    """The error for images sent to a model that does not take them."""
+    return InvalidInput(
+        f"{model} does not take images: pick a vision model (such as Gemma 3 4B), or send text "
+        "only."
+    )
 
 
 class StopScanner:

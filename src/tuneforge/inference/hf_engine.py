@@ -4,22 +4,29 @@ loaded base, switched per request.
 Decoding is our own loop, one forward per token under the engine's lock. Two conversations on the
 same model (the base and a fine-tune side by side) therefore take turns token by token and both
 stream at once, instead of the second waiting for the first to finish.
+
+A vision model (a directory whose config has a `vision_config`) reads images: each
+`<start_of_image>` of the text becomes the image's frame of soft tokens (`expand_images`, as
+transformers' processor writes it), and the first forward takes the images' `pixel_values`
+(through the model's own image processor) and `token_type_ids` marking the image tokens, so the
+model attends to each image bidirectionally. Fine-tuned adapters over a vision base see them too.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import torch
 
-from tuneforge.inference.engine import Delta, Event, Finished, StopScanner
+from tuneforge.inference.engine import Delta, Event, Finished, StopScanner, no_images
 from tuneforge.inference.params import GenerationParams
 from tuneforge.models.chat_template import END_OF_TURN
 from tuneforge.models.loading import load_causal_lm, load_tokenizer
+from tuneforge.models.vision import expand_images, vision_info
 
 
 class TransformersEngine:
@@ -29,6 +36,8 @@ class TransformersEngine:
         # fp32 on a CPU: bf16 matrix products are slower there unless the CPU has AMX.
         self.dtype = dtype or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
         self.device = device
+        self.path = path
+        self.vision = vision_info(path)
         self.model: Any = load_causal_lm(path, self.dtype, device)
         self.tokenizer = load_tokenizer(path)
         stops = [self.tokenizer.convert_tokens_to_ids(t) for t in (END_OF_TURN, "<eos>")]
@@ -70,11 +79,17 @@ class TransformersEngine:
         params: GenerationParams,
         cancelled: threading.Event,
         adapter: str | None = None,
+        images: Sequence[bytes] = (),
     ) -> Generator[Event, None, None]:
         if adapter is not None and adapter not in self.adapters:
             raise KeyError(f"adapter {adapter!r} is not loaded")
+        if images and self.vision is None:
+            raise no_images("This model")
+        if self.vision is not None:
+            text = expand_images(text, self.vision.tokens_per_image)
         ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
         prompt_tokens = ids.shape[1]
+        first = self._image_inputs(ids, images)
         pick = _picker(params)
         scanner = StopScanner(params.stop)
         generated: list[int] = []
@@ -86,8 +101,10 @@ class TransformersEngine:
             if cancelled.is_set():
                 break
             with self.lock, torch.inference_mode(), self.using(adapter):
-                out = self.model(input_ids=step_input, cache=past, use_cache=True)
-            past = out.cache
+                out = self.model(
+                    input_ids=step_input, cache=past, use_cache=True, logits_to_keep=1, **first
+                )
+            past, first = out.cache, {}
             seen = cast(torch.LongTensor, torch.tensor([ids[0].tolist() + generated]))
             token = pick(seen, out.logits[:, -1, :].float().cpu())
             if token in self.stop_ids:
@@ -110,6 +127,23 @@ class TransformersEngine:
         if rest:
             yield Delta(rest)
         yield Finished("stop" if reason == "stop" else "length", prompt_tokens, len(generated))
+
+    def _image_inputs(self, ids: torch.Tensor, images: Sequence[bytes]) -> dict[str, Any]:
+        """What the first forward takes besides the ids: the images' pixels and the token types
+        that mark their soft tokens (nothing for a text-only prompt)."""
+        if not images or self.vision is None:
+            return {}
+        from tuneforge.models.vision_inputs import pixel_values, token_types
+
+        found = int((ids == self.vision.image_token_id).sum())
+        if found != len(images) * self.vision.tokens_per_image:
+            raise ValueError(
+                f"The prompt holds {found} image tokens where {len(images)} image(s) need "
+                f"{len(images) * self.vision.tokens_per_image}."
+            )
+        pixels = pixel_values(images, self.path).to(self.device, self.dtype)
+        types = token_types(ids, self.vision).to(self.device)
+        return {"pixel_values": pixels, "token_type_ids": types}
 
 
 def _picker(params: GenerationParams) -> Any:

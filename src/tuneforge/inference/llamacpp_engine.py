@@ -2,18 +2,26 @@
 
 llama.cpp keeps one KV cache per loaded model, so one generation runs at a time per model; the
 model is small and fast enough that taking turns per request is the right trade here.
+
+A GGUF exported with its image projector (`mmproj*.gguf`) reads images through llama.cpp's
+multimodal library (mtmd), opened by llama-cpp-python's `MTMDChatHandler`: the prompt is split
+into text and image chunks (each `<start_of_image>` of our text becomes mtmd's media marker,
+framed by blank lines as transformers frames it; mtmd adds Gemma's `<start_of_image>` and
+`<end_of_image>` around the image's embeddings), the chunks are evaluated in order, and tokens
+are then sampled from where the prompt ends, as for text.
 """
 
 from __future__ import annotations
 
+import ctypes
 import threading
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
 
-from tuneforge.inference.engine import Delta, Event, Finished, StopScanner
+from tuneforge.inference.engine import Delta, Event, Finished, StopScanner, no_images
 from tuneforge.inference.params import GenerationParams
-from tuneforge.models.chat_template import END_OF_TURN
+from tuneforge.models.chat_template import END_OF_TURN, START_OF_IMAGE
 from tuneforge.models.llamacpp import open_gguf
 
 MAX_CONTEXT = 8192
@@ -22,12 +30,21 @@ MAX_CONTEXT = 8192
 class LlamaCppEngine:
     name = "llama.cpp"
 
-    def __init__(self, gguf: Path, threads: int, context_length: int) -> None:
+    def __init__(
+        self, gguf: Path, threads: int, context_length: int, mmproj: Path | None = None
+    ) -> None:
         self.llm: Any = open_gguf(gguf, n_ctx=min(context_length, MAX_CONTEXT), n_threads=threads)
         self.stop_ids = {self.llm.token_eos()} | set(
             self.llm.tokenize(END_OF_TURN.encode(), add_bos=False, special=True)
         )
         self.memory_bytes = gguf.stat().st_size
+        self.vision: Any = None
+        if mmproj is not None:
+            from llama_cpp.llama_chat_format import MTMDChatHandler
+
+            self.vision = MTMDChatHandler(clip_model_path=str(mmproj), verbose=False, use_gpu=False)
+            self.vision._init_mtmd_context(self.llm)
+            self.memory_bytes += mmproj.stat().st_size
         self.lock = threading.Lock()
         #: Held for a whole answer: the server says "queued" to a request that finds it taken.
         self.exclusive_lock = self.lock
@@ -38,11 +55,21 @@ class LlamaCppEngine:
         params: GenerationParams,
         cancelled: threading.Event,
         adapter: str | None = None,
+        images: Sequence[bytes] = (),
     ) -> Generator[Event, None, None]:
         if adapter is not None:
             raise KeyError("the llama.cpp engine serves base models only")
+        if images and self.vision is None:
+            raise no_images("This GGUF model (exported without its image projector)")
         with self.lock:
-            prompt = self.llm.tokenize(text.encode(), add_bos=False, special=True)
+            if images:
+                prompt = self._evaluate_with_images(text, images)
+            else:
+                prompt = self.llm.tokenize(text.encode(), add_bos=False, special=True)
+                # Evaluate the whole prompt afresh: reusing the cached prefix of the previous
+                # request changes the arithmetic slightly, and greedy answers would differ
+                # between requests.
+                self.llm.reset()
             room = self.llm.n_ctx() - len(prompt)
             if room <= 0:
                 raise ValueError(
@@ -51,9 +78,6 @@ class LlamaCppEngine:
                 )
             if params.seed is not None:
                 self.llm.set_seed(params.seed)
-            # Evaluate the whole prompt afresh: reusing the cached prefix of the previous request
-            # changes the arithmetic slightly, and greedy answers would differ between requests.
-            self.llm.reset()
             scanner = StopScanner(params.stop)
             pending = b""
             count = 0
@@ -88,3 +112,60 @@ class LlamaCppEngine:
             if rest:
                 yield Delta(rest)
             yield Finished("stop" if reason == "stop" else "length", len(prompt), count)
+
+    def _evaluate_with_images(self, text: str, images: Sequence[bytes]) -> list[int]:
+        """Evaluate the prompt's text and image chunks through mtmd (call under the lock); the
+        prompt's token ids as `Llama.generate` then continues them (image positions included)."""
+        mtmd = self.vision._mtmd_cpp
+        marker = mtmd.mtmd_default_marker().decode()
+        encoded = text.replace(START_OF_IMAGE, f"\n\n{marker}\n\n").encode()
+        bitmaps = [self.vision._create_bitmap_from_bytes(bytes(image)) for image in images]
+        chunks = mtmd.mtmd_input_chunks_init()
+        try:
+            source = mtmd.mtmd_input_text()
+            source.text = encoded
+            source.text_len = len(encoded)
+            source.add_special = False  # the text starts with its own <bos>
+            source.parse_special = True
+            array = (mtmd.mtmd_bitmap_p_ctypes * len(bitmaps))(*bitmaps)
+            if mtmd.mtmd_tokenize(
+                self.vision.mtmd_ctx, chunks, ctypes.byref(source), array, len(bitmaps)
+            ):
+                raise ValueError("llama.cpp could not split the prompt into text and images.")
+            self.llm.reset()
+            self.llm._ctx.kv_cache_clear()
+            for index in range(mtmd.mtmd_input_chunks_size(chunks)):
+                self._evaluate_chunk(mtmd, mtmd.mtmd_input_chunks_get(chunks, index))
+        finally:
+            mtmd.mtmd_input_chunks_free(chunks)
+            for bitmap in bitmaps:
+                mtmd.mtmd_bitmap_free(bitmap)
+        return list(self.llm.input_ids[: self.llm.n_tokens].tolist())
+
+    def _evaluate_chunk(self, mtmd: Any, chunk: Any) -> None:
+        from llama_cpp import llama_cpp
+
+        llm = self.llm
+        size = mtmd.mtmd_input_chunk_get_n_tokens(chunk)
+        if llm.n_tokens + size > llm.n_ctx():
+            raise ValueError(
+                f"The conversation holds more than the model's context of {llm.n_ctx()} tokens."
+            )
+        if mtmd.mtmd_input_chunk_get_type(chunk) == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT:
+            count = ctypes.c_size_t()
+            tokens = mtmd.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(count))
+            llm.eval([tokens[i] for i in range(count.value)])
+            return
+        after = llama_cpp.llama_pos(0)
+        if mtmd.mtmd_helper_eval_chunk_single(
+            self.vision.mtmd_ctx,
+            llm._ctx.ctx,
+            chunk,
+            llama_cpp.llama_pos(llm.n_tokens),
+            llama_cpp.llama_seq_id(0),
+            llm.n_batch,
+            False,
+            ctypes.byref(after),
+        ):
+            raise ValueError("llama.cpp could not read the image.")
+        llm.n_tokens = after.value

@@ -3,7 +3,9 @@
 `auto` picks the fastest engine that can serve the model here: vLLM on CUDA when it is installed;
 llama.cpp, when the `gguf` extra is installed, for a model that has a GGUF file (the bundled
 Gemma 3 270M, and a fine-tune with a verified GGUF export); transformers otherwise (every model,
-every fine-tune). An engine asked for by name that cannot run here is refused with the reason.
+every fine-tune). A request with images goes to llama.cpp only when the GGUF was exported with
+its image projector (`ModelRef.mmproj`), and never to vLLM here. An engine asked for by name that
+cannot run here is refused with the reason.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def choose(ref: ModelRef, entry: CatalogEntry) -> str:
     engine: EngineName = ref.engine
     if engine == "auto":
         # vLLM first: asking for CUDA imports torch, seconds that llama.cpp does not need.
-        if ref.kind != "adapter" and installed("vllm") and cuda_available():
+        if ref.kind != "adapter" and not ref.images and installed("vllm") and cuda_available():
             return "vllm"
         if _has_gguf(ref, entry) and installed("llama_cpp"):
             return "llama.cpp"
@@ -55,7 +57,16 @@ def choose(ref: ModelRef, entry: CatalogEntry) -> str:
                 "The vLLM engine serves base and fully fine-tuned models; LoRA adapters use the "
                 "transformers engine."
             )
+        if ref.images:
+            raise EngineUnavailable(
+                "The vLLM engine here answers text only; images use the transformers engine."
+            )
     if engine == "llama.cpp":
+        if ref.images and ref.gguf is not None and ref.mmproj is None:
+            raise EngineUnavailable(
+                "This model's GGUF export has no image projector (mmproj), so llama.cpp cannot "
+                "read images with it: use the transformers engine, or export the GGUF again."
+            )
         if not _has_gguf(ref, entry):
             raise EngineUnavailable(
                 f"llama.cpp runs GGUF files, and {ref.base!r}"
@@ -70,6 +81,9 @@ def choose(ref: ModelRef, entry: CatalogEntry) -> str:
 
 
 def _has_gguf(ref: ModelRef, entry: CatalogEntry) -> bool:
+    """Whether llama.cpp has a GGUF for `ref` (with its image projector, when `ref` has images)."""
+    if ref.images:
+        return ref.gguf is not None and ref.mmproj is not None
     return ref.gguf is not None or (ref.kind == "base" and entry.source == "gguf-package")
 
 
@@ -90,7 +104,11 @@ def load(engine: str, ref: ModelRef, settings: Settings, report: Progress | None
         else:
             key, _, name = ref.gguf.rpartition("/")
             gguf = fetch(key, settings) / name
-        return LlamaCppEngine(gguf, threads, entry.context_length)
+        mmproj = None
+        if ref.mmproj is not None:
+            key, _, name = ref.mmproj.rpartition("/")
+            mmproj = fetch(key, settings) / name
+        return LlamaCppEngine(gguf, threads, entry.context_length, mmproj)
     from tuneforge.models.loading import resolve
 
     _, path = resolve(ref.base, settings, progress=report)

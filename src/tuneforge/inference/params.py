@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import base64
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tuneforge.models.chat_template import BOS, render
+from tuneforge.models.chat_template import BOS, START_OF_IMAGE, render
 
 EngineName = Literal["auto", "transformers", "llama.cpp", "vllm"]
 MAX_STOP_STRINGS = 4
@@ -14,15 +15,47 @@ MAX_STOP_STRINGS = 4
 
 MAX_MESSAGES = 200
 MAX_MESSAGE_CHARS = 100_000
+#: Most parts in one message, and most images in one request (each image is 256 tokens of a
+#: released Gemma 3's context).
+MAX_PARTS = 64
+MAX_IMAGES = 8
+
+
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["text"] = "text"
+    text: str = Field(max_length=MAX_MESSAGE_CHARS, description="The part's text.")
+
+
+class ImagePart(BaseModel):
+    """Where an image stands in the message (the image itself travels in `Generate.images`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["image"] = "image"
+
+
+Part = Annotated[TextPart | ImagePart, Field(discriminator="type")]
 
 
 class Turn(BaseModel):
-    """One message of a conversation."""
+    """One message of a conversation: a text, or text and image parts."""
 
     model_config = ConfigDict(extra="forbid")
 
     role: Literal["system", "user", "assistant"] = Field(description="Who says it.")
-    content: str = Field(max_length=MAX_MESSAGE_CHARS, description="What is said.")
+    content: (
+        Annotated[str, Field(max_length=MAX_MESSAGE_CHARS)]
+        | Annotated[list[Part], Field(max_length=MAX_PARTS)]
+    ) = Field(description="What is said.")
+
+    @property
+    def images(self) -> int:
+        """How many images the message holds."""
+        if isinstance(self.content, str):
+            return 0
+        return sum(isinstance(part, ImagePart) for part in self.content)
 
 
 class GenerationParams(BaseModel):
@@ -80,12 +113,20 @@ class ModelRef(BaseModel):
         description="The fine-tune's newest verified GGUF export, as `artifact_key/file name`: "
         "llama.cpp serves the fine-tune from it.",
     )
+    mmproj: str | None = Field(
+        None,
+        description="The image projector exported beside `gguf` (`artifact_key/file name`, a "
+        "file named `mmproj*.gguf`): llama.cpp reads images through it.",
+    )
+    images: bool = Field(
+        False, description="The request holds images: `auto` picks an engine that reads them."
+    )
 
     def weights(self, engine: str) -> str | None:
         """What `engine` loads besides the catalog base: the GGUF export for llama.cpp, the full
         fine-tuned weights otherwise (None: the base, plus an adapter if any)."""
         if engine == "llama.cpp":
-            return self.gguf
+            return self.gguf if self.mmproj is None else f"{self.gguf}+{self.mmproj}"
         return self.artifact_key if self.kind == "full" else None
 
     def needs_adapter(self, engine: str) -> bool:
@@ -102,12 +143,33 @@ class Generate(BaseModel):
     messages: list[Turn] | None = Field(None, min_length=1, max_length=MAX_MESSAGES)
     prompt: str | None = Field(None, description="Raw text, used as is (no chat template).")
     params: GenerationParams = Field(default_factory=GenerationParams)
+    images: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_IMAGES,
+        description="The conversation's images (encoded files, base64), in order of appearance.",
+    )
+
+    @classmethod
+    def encode(cls, images: list[bytes]) -> list[str]:
+        return [base64.b64encode(image).decode("ascii") for image in images]
+
+    def image_bytes(self) -> list[bytes]:
+        return [base64.b64decode(image) for image in self.images]
 
     def text(self) -> str:
-        """The text the model continues: the rendered conversation, or the raw prompt after
-        Gemma's `<bos>` (which every Gemma input starts with)."""
+        """The text the model continues: the rendered conversation (one `<start_of_image>` per
+        image), or the raw prompt after Gemma's `<bos>` (which every Gemma input starts with)."""
         if self.messages is not None:
-            return render([t.model_dump() for t in self.messages], add_generation_prompt=True)
+            text = render([t.model_dump() for t in self.messages], add_generation_prompt=True)
+            if sum(t.images for t in self.messages) != len(self.images):
+                raise ValueError("The conversation's image parts and its images do not match.")
+            if text.count(START_OF_IMAGE) != len(self.images):
+                raise ValueError(
+                    f"A message's text may not contain {START_OF_IMAGE}: send images as parts."
+                )
+            return text
         if self.prompt is None:
             raise ValueError("Give messages or a prompt.")
+        if self.images:
+            raise ValueError("Images go with a conversation, not with a raw prompt.")
         return self.prompt if self.prompt.startswith(BOS) else BOS + self.prompt

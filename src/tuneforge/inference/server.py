@@ -2,12 +2,12 @@
 
 The web process never imports torch; it sends each generation here over a Unix socket (see
 `supervisor.py`, which starts this process and restarts it if it dies) and relays the stream.
-Requests: `POST /generate` with a `Generate` body answers newline-delimited JSON, one object per
-line: `{"status": {"phase", "message"}}` while the model loads or the request waits for another
-answer, `{"delta": text}` as text arrives, then `{"finished": {...}}`, or `{"error": {...}}` if
-the generation broke off (a model that fails to load, too). Errors found before anything is
-sent (an unknown model, an engine that cannot serve it, a conversation that cannot be rendered)
-answer with an HTTP status instead.
+Requests: `POST /generate` with a `Generate` body (images inside, base64) answers
+newline-delimited JSON, one object per line: `{"status": {"phase", "message"}}` while the model
+loads or the request waits for another answer, `{"delta": text}` as text arrives, then
+`{"finished": {...}}`, or `{"error": {...}}` if the generation broke off (a model that fails to
+load, too). Errors found before anything is sent (an unknown model, an engine that cannot serve
+it, a conversation that cannot be rendered) answer with an HTTP status instead.
 
 Each generation runs in a thread of its own and stops at the next token once its client goes
 away (`ClosingStream` sets `cancelled` however the response ends), so a closed chat frees the
@@ -96,6 +96,10 @@ def create_server(settings: Settings) -> FastAPI:
 
     @app.post("/generate", response_model=None)
     async def generate(request: Generate) -> StreamingResponse | JSONResponse:
+        if request.images and not request.model.images:
+            request = request.model_copy(
+                update={"model": request.model.model_copy(update={"images": True})}
+            )
         try:
             text = request.text()
             cache.engine_for(request.model)
@@ -194,7 +198,9 @@ def _stream(
     lock = getattr(loaded.engine, "exclusive_lock", None)
     if lock is not None and lock.locked():  # llama.cpp answers one request at a time
         report("queued")
-    events = loaded.engine.stream(text, request.params, cancelled, loaded.adapter)
+    events = loaded.engine.stream(
+        text, request.params, cancelled, loaded.adapter, request.image_bytes()
+    )
     try:
         for event in events:
             if cancelled.is_set():

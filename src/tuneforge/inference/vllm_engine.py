@@ -1,16 +1,17 @@
 """The vLLM engine, for CUDA machines with vLLM installed (chosen automatically there).
 
 vLLM's offline `LLM` answers whole completions; the answer arrives as one piece. Fine-tuned
-adapters go through the transformers engine.
+adapters and conversations with images go through the transformers engine.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
 
+from tuneforge.errors import EngineUnavailable
 from tuneforge.inference.engine import Delta, Event, Finished, StopScanner
 from tuneforge.inference.params import GenerationParams
 from tuneforge.models.chat_template import END_OF_TURN
@@ -34,11 +35,14 @@ class VllmEngine:
         params: GenerationParams,
         cancelled: threading.Event,
         adapter: str | None = None,
+        images: Sequence[bytes] = (),
     ) -> Generator[Event, None, None]:
         from vllm import SamplingParams
 
         if adapter is not None:
             raise KeyError("the vLLM engine serves base and fully fine-tuned models only")
+        if images:
+            raise EngineUnavailable("The vLLM engine here answers text; images use transformers.")
         sampling = SamplingParams(
             temperature=params.temperature,
             top_p=params.top_p,
