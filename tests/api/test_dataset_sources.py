@@ -129,7 +129,7 @@ def test_a_zip_of_images_becomes_vision_conversations(api) -> None:
     assert preview[0]["rendered"].startswith(
         "<bos><start_of_turn>user\n<start_of_image>What colour?<end_of_turn>"
     )
-    assert preview[2]["rendered"] is None and "no image" in preview[2]["problems"][0]
+    assert preview[2]["rendered"] is None and "cannot be" in preview[2]["problems"][0]
     processed = client.post(
         f"/api/v1/datasets/{dataset['id']}/process",
         headers=admin,

@@ -202,7 +202,11 @@ def test_images_come_from_the_zip_or_base64_never_urls() -> None:
     spec = MappingSpec(
         user=FieldSource(column="q"), assistant=FieldSource(column="a"), image_column="image"
     )
-    files = {"img/cat.png": png(), "img/broken.png": b"PNG..."}
+    files = {
+        "img/cat.png": png(),
+        "img/broken.png": png()[:40],
+        "img/note.png": b"PNG... not one",
+    }
     mapper = RowMapper(spec, ["q", "a", "image"], images=files.get)
     from_zip = mapper.map({"q": "What?", "a": "A cat.", "image": "img/cat.png"})
     assert from_zip.record is not None and from_zip.record["images"] == [png()]
@@ -211,6 +215,8 @@ def test_images_come_from_the_zip_or_base64_never_urls() -> None:
     assert b64.record is not None and b64.record["images"] == [png()]
     broken = mapper.map({"q": "What?", "a": "A cat.", "image": "img/broken.png"})
     assert broken.record is None and broken.problems[0][0] == "image_undecodable"
+    other = mapper.map({"q": "What?", "a": "A cat.", "image": "img/note.png"})
+    assert other.record is None and other.problems[0][0] == "image_type"
     url = mapper.map({"q": "What?", "a": "A cat.", "image": "https://example.com/cat.png"})
     assert url.record is None and url.problems[0][0] == "image_url"
 

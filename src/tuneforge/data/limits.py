@@ -88,8 +88,17 @@ class ParseLimits(BaseModel):
     max_image_bytes: int = Field(
         default=20 * MIB,
         gt=0,
-        description="Largest image in a ZIP of images. Gemma's vision encoder sees 896x896 "
-        "pixels; a 20 MiB file is already a very large photograph.",
+        description="Largest image file (in a ZIP of images, a data: URL, a Parquet image "
+        "column or a chat turn). Gemma's vision encoder sees 896x896 pixels; a 20 MiB file is "
+        "already a very large photograph.",
+    )
+    max_image_pixels: int = Field(
+        default=50_000_000,
+        gt=0,
+        description="Most pixels (width x height) in one image, read from its header before "
+        "anything is decoded, so a decompression bomb (a small file declaring a huge image) is "
+        "refused without decoding it. 50 MP admits a 48 MP phone photo (8064x6048); decoding "
+        "one to check it takes at most 200 MB, once. Gemma sees 896x896 (0.8 MP) anyway.",
     )
     max_spreadsheet_parts_bytes: int = Field(
         default=256 * MIB,

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tuneforge.data.conversation import Message, Part, Role, message, text_of
-from tuneforge.data.images import ImageResolver, row_image
+from tuneforge.data.image_refs import ImageResolver, row_image
 from tuneforge.data.pairs import (
     Problems,
     filled,
@@ -237,7 +237,9 @@ class RowMapper:
 
     def _image(self, row: Mapping[str, Any], problems: list[tuple[str, str]]) -> bytes | None:
         column = self.spec.image_column
-        return None if column is None else row_image(row.get(column), column, self.images, problems)
+        if column is None:
+            return None
+        return row_image(row.get(column), f"column {column}", self.images, problems)
 
     # -- turns ---------------------------------------------------------------------------------
     def _turns_from_list(self, value: Any, problems: list[tuple[str, str]]) -> list[Message]:

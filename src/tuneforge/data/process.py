@@ -21,7 +21,7 @@ from tuneforge.data.config import ProcessingConfig
 from tuneforge.data.conversation import Message
 from tuneforge.data.fast_fields import FieldsMapper, Mapped, column_values
 from tuneforge.data.fast_fields import records as records
-from tuneforge.data.images import ImageResolver
+from tuneforge.data.image_refs import ImageResolver
 from tuneforge.data.mapping import RowMapper
 from tuneforge.data.splits import SplitSpec, split_indices
 from tuneforge.data.stats import DatasetStats, StatsBuilder

@@ -17,7 +17,7 @@ from typing import Any
 from tuneforge.data import hub, parquet
 from tuneforge.data.config import DatasetImport, ProcessingConfig
 from tuneforge.data.formats import guess_mapping
-from tuneforge.data.images import ImageResolver
+from tuneforge.data.image_refs import ImageResolver
 from tuneforge.data.process import process, records
 from tuneforge.data.readers import read_table
 from tuneforge.settings import Settings
