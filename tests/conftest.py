@@ -191,6 +191,16 @@ def tiny_model(models_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_vision_model(models_dir: Path) -> Path:
+    """`tiny-random-gemma3-vision`'s directory (built once per cache)."""
+    from tuneforge.models.loading import model_dir
+
+    entry = catalog().get("tiny-random-gemma3-vision")
+    assert entry is not None
+    return model_dir(entry, models_dir)
+
+
+@pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """An S3 service on loopback (moto's server), for storage and export tests."""
     from moto.server import ThreadedMotoServer

@@ -56,6 +56,27 @@ class Architecture(BaseModel):
     vocab_size: int = Field(ge=1, description="Tokens in the vocabulary (the output head's width).")
 
 
+class VisionArchitecture(BaseModel):
+    """The image encoder and projector of a multimodal model (from `vision_config` and the
+    top level of its `config.json`): the estimate counts their cost, the tiny test model is
+    built from them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image_size: int = Field(
+        ge=1, description="Side of the square image the encoder sees, in pixels."
+    )
+    patch_size: int = Field(ge=1, description="Side of one patch, in pixels.")
+    tokens_per_image: int = Field(
+        ge=1, description="Soft tokens one image becomes in the decoder's sequence."
+    )
+    hidden_size: int = Field(ge=1, description="Width of the encoder.")
+    intermediate_size: int = Field(ge=1, description="Width of the encoder's MLP.")
+    layers: int = Field(ge=1, description="Encoder layers.")
+    attention_heads: int = Field(ge=1, description="Encoder attention heads.")
+    parameters: int = Field(ge=1, description="Weights of the encoder and the projector.")
+
+
 class CatalogEntry(BaseModel):
     """One model users can fine-tune."""
 
@@ -91,6 +112,11 @@ class CatalogEntry(BaseModel):
         default=False, description="Random weights: for tests and smoke runs, not for real use."
     )
     architecture: Architecture = Field(description="Numbers for the memory estimate.")
+    vision: VisionArchitecture | None = Field(
+        default=None,
+        description="The image encoder, for models trainable on images (None: text only, or "
+        "not yet described).",
+    )
     defaults: dict[str, Any] = Field(
         default_factory=dict,
         description="Recommended training settings for this model (TrainingSpec field values).",

@@ -30,17 +30,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    Gemma3ForCausalLM,
-    Gemma3TextConfig,
-    GenerationConfig,
-)
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 from tuneforge.errors import ModelUnavailable, NotFound
+from tuneforge.models import tiny
 from tuneforge.models.catalog import CatalogEntry, load_catalog
 from tuneforge.models.chat_template import GEMMA_CHAT_TEMPLATE
+from tuneforge.models.tiny import BOS_ID, END_OF_TURN_ID, EOS_ID, PAD_ID
 from tuneforge.models.tokenizer import (
     MODEL_DIR,
     _publish_once,
@@ -59,19 +55,6 @@ Progress = Callable[[str], None]
 CONVERTED_DIR = "hf"
 HUB_DIR = "hub"
 TEMPLATE_FILE = "chat_template.jinja"
-#: Gemma's special token ids (the same in every Gemma 3 tokenizer; checked on every tiny build).
-PAD_ID, EOS_ID, BOS_ID, END_OF_TURN_ID = 0, 1, 2, 106
-#: Gemma 3 alternates five sliding-window layers with one full-attention layer.
-SLIDING_PATTERN = 6
-TINY_SLIDING_WINDOW = 64
-#: The tiny model's weight scale. Gemma normalises the last hidden state, so a logit can reach at
-#: most |h| x |embedding| = hidden_size x std with the (frozen, tied) embedding: at transformers'
-#: usual 0.02 that is 1.3, and LoRA could never push the loss much below ln(262,144) = 12.5
-#: (measured: 12.2 -> 11.4 in 40 steps at lr 3e-3 and 1e-2 alike). At 0.2 the same run falls to 8.0
-#: at lr 3e-3 and to 4.4 at lr 1e-2; the untrained loss is 13.6 instead of 12.4.
-TINY_INIT_STD = 0.2
-#: Bump when the tiny model's recipe changes, so caches of the old one are not reused.
-TINY_RECIPE = 2
 #: Files a hub snapshot does not need: other formats of the same weights, pickles (never loaded:
 #: see DESIGN §6), and mobile or ONNX exports.
 HUB_IGNORE = [
@@ -205,38 +188,8 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
     model.save_pretrained(out)
 
 
-def _tiny_config(entry: CatalogEntry) -> Gemma3TextConfig:
-    arch = entry.architecture
-    period = min(SLIDING_PATTERN, arch.layers)  # at least one full-attention layer
-    return Gemma3TextConfig(
-        vocab_size=arch.vocab_size,
-        hidden_size=arch.hidden_size,
-        intermediate_size=arch.intermediate_size,
-        num_hidden_layers=arch.layers,
-        num_attention_heads=arch.attention_heads,
-        num_key_value_heads=arch.kv_heads,
-        head_dim=arch.head_dim,
-        query_pre_attn_scalar=arch.head_dim,
-        max_position_embeddings=entry.context_length,
-        sliding_window=TINY_SLIDING_WINDOW,
-        layer_types=[
-            "full_attention" if (i + 1) % period == 0 else "sliding_attention"
-            for i in range(arch.layers)
-        ],
-        rms_norm_eps=1e-6,
-        initializer_range=TINY_INIT_STD,
-        tie_word_embeddings=True,
-        pad_token_id=PAD_ID,
-        eos_token_id=EOS_ID,
-        bos_token_id=BOS_ID,
-    )
-
-
 def _tiny_random(entry: CatalogEntry, models_dir: Path, report: Progress) -> Path:
-    recipe = {
-        "recipe": TINY_RECIPE,
-        "context": entry.context_length,
-    } | entry.architecture.model_dump()
+    recipe = tiny.recipe(entry)
     fingerprint = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
     target = models_dir / entry.id / fingerprint
     if not target.exists():
@@ -245,12 +198,11 @@ def _tiny_random(entry: CatalogEntry, models_dir: Path, report: Progress) -> Pat
         def build(out: Path) -> None:
             report(f"Building {entry.id} (random weights, for tests)...")
             _check_special_tokens(models_dir, entry)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)
-                model = Gemma3ForCausalLM(_tiny_config(entry))
+            model = tiny.build(entry)
             model.generation_config = _generation_config()
             model.save_pretrained(out)
             _copy_tokenizer(tokenizer_dir, out)
+            tiny.add_vision_files(entry, out)
 
         _publish_once(target, build)
     _keep_template_current(target)

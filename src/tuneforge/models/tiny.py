@@ -1,0 +1,169 @@
+"""Tiny random Gemmas for tests and smoke runs: the real architecture at the catalog entry's tiny
+sizes, seeded random weights, and the real Gemma 3 tokenizer.
+
+* A text entry (`tiny-random-gemma3`) is a `Gemma3ForCausalLM`.
+* A vision entry (`tiny-random-gemma3-vision`) is a `Gemma3ForConditionalGeneration`: a tiny SigLIP
+  encoder and projector from the entry's `vision` block, the same tiny decoder, and the real
+  Gemma 3 image processor settings (896 x 896 bilinear resize, pixels scaled to [-1, 1]). The
+  tokenizer gains `<image_soft_token>` at id 262,144, as the released vision Gemmas have it, and
+  the directory holds the processor's files, so transformers' `AutoProcessor` loads it.
+
+`tuneforge.models.loading` caches a build under a fingerprint of `recipe(entry)`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from tokenizers import AddedToken, Tokenizer
+from transformers import (
+    Gemma3Config,
+    Gemma3ForCausalLM,
+    Gemma3ForConditionalGeneration,
+    Gemma3TextConfig,
+    SiglipVisionConfig,
+)
+
+from tuneforge.models.catalog import CatalogEntry, VisionArchitecture
+from tuneforge.models.chat_template import START_OF_IMAGE
+from tuneforge.models.vision import END_OF_IMAGE, IMAGE_SOFT_TOKEN
+
+#: Gemma's special token ids (the same in every Gemma 3 tokenizer; checked on every tiny build).
+PAD_ID, EOS_ID, BOS_ID, END_OF_TURN_ID = 0, 1, 2, 106
+#: The image tokens of Gemma 3's vision models.
+START_OF_IMAGE_ID, END_OF_IMAGE_ID, IMAGE_SOFT_TOKEN_ID = 255999, 256000, 262144
+#: Gemma 3 alternates five sliding-window layers with one full-attention layer.
+SLIDING_PATTERN = 6
+TINY_SLIDING_WINDOW = 64
+#: The tiny model's weight scale. Gemma normalises the last hidden state, so a logit can reach at
+#: most |h| x |embedding| = hidden_size x std with the (frozen, tied) embedding: at transformers'
+#: usual 0.02 that is 1.3, and LoRA could never push the loss much below ln(262,144) = 12.5
+#: (measured: 12.2 -> 11.4 in 40 steps at lr 3e-3 and 1e-2 alike). At 0.2 the same run falls to 8.0
+#: at lr 3e-3 and to 4.4 at lr 1e-2; the untrained loss is 13.6 instead of 12.4.
+TINY_INIT_STD = 0.2
+#: Bump when the tiny models' recipe changes, so caches of the old one are not reused.
+TINY_RECIPE = 3
+#: Gemma 3's image processor settings (the released models' `preprocessor_config.json`).
+IMAGE_MEAN = IMAGE_STD = [0.5, 0.5, 0.5]
+BILINEAR = 2
+
+
+def recipe(entry: CatalogEntry) -> dict[str, Any]:
+    """What a build depends on: a change to any of it makes a new build."""
+    vision = entry.vision.model_dump() if entry.vision else None
+    return {
+        "recipe": TINY_RECIPE,
+        "context": entry.context_length,
+        "vision": vision,
+    } | entry.architecture.model_dump()
+
+
+def build(entry: CatalogEntry) -> Gemma3ForCausalLM | Gemma3ForConditionalGeneration:
+    """The entry's tiny model with seeded random weights."""
+    text = _text_config(entry)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        if entry.vision is None:
+            return Gemma3ForCausalLM(text)
+        model = Gemma3ForConditionalGeneration(_vision_config(text, entry.vision))
+        # transformers starts the projection at zero (a released model brings trained weights):
+        # random images would all read as the same nothing.
+        with torch.no_grad():
+            model.model.multi_modal_projector.mm_input_projection_weight.normal_(
+                0.0, TINY_INIT_STD
+            )
+        return model
+
+
+def add_vision_files(entry: CatalogEntry, out: Path) -> None:
+    """For a vision entry: the image token in the tokenizer, and the processor's files."""
+    if entry.vision is None:
+        return
+    tokenizer = Tokenizer.from_file(str(out / "tokenizer.json"))
+    tokenizer.add_special_tokens([AddedToken(IMAGE_SOFT_TOKEN, special=True, normalized=False)])
+    if tokenizer.token_to_id(IMAGE_SOFT_TOKEN) != IMAGE_SOFT_TOKEN_ID:
+        raise RuntimeError(f"{IMAGE_SOFT_TOKEN} did not get id {IMAGE_SOFT_TOKEN_ID}.")
+    tokenizer.save(str(out / "tokenizer.json"))
+    config_file = out / "tokenizer_config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config["extra_special_tokens"] = {
+        "boi_token": START_OF_IMAGE,
+        "eoi_token": END_OF_IMAGE,
+        "image_token": IMAGE_SOFT_TOKEN,
+    }
+    config["processor_class"] = "Gemma3Processor"
+    config_file.write_text(json.dumps(config, indent=2), encoding="utf-8")
+    side = entry.vision.image_size
+    image_processor = {
+        "image_processor_type": "Gemma3ImageProcessor",
+        "do_convert_rgb": True,
+        "do_resize": True,
+        "size": {"height": side, "width": side},
+        "resample": BILINEAR,
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": IMAGE_MEAN,
+        "image_std": IMAGE_STD,
+        "do_pan_and_scan": False,
+    }
+    (out / "preprocessor_config.json").write_text(
+        json.dumps(image_processor, indent=2), encoding="utf-8"
+    )
+    processor = {
+        "processor_class": "Gemma3Processor",
+        "image_seq_length": entry.vision.tokens_per_image,
+    }
+    (out / "processor_config.json").write_text(json.dumps(processor, indent=2), encoding="utf-8")
+
+
+def _text_config(entry: CatalogEntry) -> Gemma3TextConfig:
+    arch = entry.architecture
+    period = min(SLIDING_PATTERN, arch.layers)  # at least one full-attention layer
+    return Gemma3TextConfig(
+        vocab_size=arch.vocab_size,
+        hidden_size=arch.hidden_size,
+        intermediate_size=arch.intermediate_size,
+        num_hidden_layers=arch.layers,
+        num_attention_heads=arch.attention_heads,
+        num_key_value_heads=arch.kv_heads,
+        head_dim=arch.head_dim,
+        query_pre_attn_scalar=arch.head_dim,
+        max_position_embeddings=entry.context_length,
+        sliding_window=TINY_SLIDING_WINDOW,
+        layer_types=[
+            "full_attention" if (i + 1) % period == 0 else "sliding_attention"
+            for i in range(arch.layers)
+        ],
+        rms_norm_eps=1e-6,
+        initializer_range=TINY_INIT_STD,
+        tie_word_embeddings=True,
+        pad_token_id=PAD_ID,
+        eos_token_id=EOS_ID,
+        bos_token_id=BOS_ID,
+    )
+
+
+def _vision_config(text: Gemma3TextConfig, vision: VisionArchitecture) -> Gemma3Config:
+    encoder = SiglipVisionConfig(
+        hidden_size=vision.hidden_size,
+        intermediate_size=vision.intermediate_size,
+        num_hidden_layers=vision.layers,
+        num_attention_heads=vision.attention_heads,
+        image_size=vision.image_size,
+        patch_size=vision.patch_size,
+        layer_norm_eps=1e-6,
+        vision_use_head=False,
+    )
+    return Gemma3Config(
+        text_config=text.to_dict(),
+        vision_config=encoder.to_dict(),
+        mm_tokens_per_image=vision.tokens_per_image,
+        boi_token_index=START_OF_IMAGE_ID,
+        eoi_token_index=END_OF_IMAGE_ID,
+        image_token_index=IMAGE_SOFT_TOKEN_ID,
+        initializer_range=TINY_INIT_STD,
+    )
