@@ -71,10 +71,23 @@ class VisionArchitecture(BaseModel):
         ge=1, description="Soft tokens one image becomes in the decoder's sequence."
     )
     hidden_size: int = Field(ge=1, description="Width of the encoder.")
-    intermediate_size: int = Field(ge=1, description="Width of the encoder's MLP.")
-    layers: int = Field(ge=1, description="Encoder layers.")
-    attention_heads: int = Field(ge=1, description="Encoder attention heads.")
+    intermediate_size: int = Field(
+        ge=0, description="Width of the encoder's MLP (0: no encoder, patches are projected)."
+    )
+    layers: int = Field(ge=0, description="Encoder layers (0: no encoder, patches are projected).")
+    attention_heads: int = Field(ge=0, description="Encoder attention heads.")
     parameters: int = Field(ge=1, description="Weights of the encoder and the projector.")
+    pooling: int = Field(
+        default=1,
+        ge=1,
+        description="Patches merged per side into one soft token (Gemma 3: 4x4 average pooling "
+        "of its 64x64 patches into 16x16 tokens; Gemma 4: 3).",
+    )
+    variable_resolution: bool = Field(
+        default=False,
+        description="Images keep their aspect ratio and take up to `tokens_per_image` soft "
+        "tokens (Gemma 4), instead of a fixed square.",
+    )
 
 
 class CatalogEntry(BaseModel):
