@@ -84,7 +84,11 @@ def test_rows_become_prompts_and_references() -> None:
         ],
         "images": [b"..."],
     }
-    assert to_sample(4, image) is None
+    pictured = to_sample(4, image)
+    assert pictured is not None and pictured.images == (b"...",)
+    assert (pictured.question, pictured.reference) == ("What?", "A cat")
+    assert usable(pictured, "classification") and not usable(pictured, "perplexity")
+    assert to_sample(5, {**image, "images": []}) is None  # an image part without its image
 
 
 def test_the_draw_is_seeded_and_keeps_the_splits_order() -> None:
@@ -247,3 +251,27 @@ def test_perplexity_is_exp_of_the_mean_nll_over_the_answers_tokens(
         name: outcome.metrics[1][name] - outcome.metrics[0][name] for name in outcome.metrics[0]
     }
     assert all(row["answers"] == {} for row in outcome.rows)
+
+
+def test_sampled_answers_are_independent_draws_and_reproducible(settings: Settings) -> None:
+    """At temperature > 0 each sample draws with a seed of its own (the evaluation's seed and
+    the row's index): the same prompt asked six times gets different answers, and the same
+    evaluation again gets the same ones."""
+    records = [
+        conversation(("user", "Say something."), ("assistant", "Something.")) for _ in range(6)
+    ]
+
+    def sampled() -> list[str]:
+        outcome = run_evaluation(
+            spec(suite="vibe", temperature=1.0, max_new_tokens=8, seed=7),
+            [ModelRef(base=TINY)],
+            records,
+            settings,
+            lambda *_: None,
+            threading.Event(),
+        )
+        return [row["answers"]["A"] for row in outcome.rows]
+
+    answers = sampled()
+    assert len(set(answers)) >= 4, answers
+    assert sampled() == answers

@@ -31,19 +31,22 @@ def fitting_suite(records: Sequence[Mapping[str, Any]]) -> Suite:
     """The suite that fits rows of a processed split (its first `FIT_ROWS` are looked at).
 
     * plain text to model, with nothing to answer: `perplexity`;
-    * preference pairs (a chosen and a rejected answer): `preference` (which of the two the
-      model finds likelier);
+    * preference pairs (a chosen and a rejected answer) in text: `preference` (which of the
+      two the model finds likelier; pairs with images are scored by their chosen answers, as
+      below);
     * prompts without reference answers: `vibe` (answers side by side);
     * every answer is a JSON object or array: `json`;
     * short answers (at most five words) drawn from a few labels that repeat (at least two
       labels, each seen twice on average, at most 50): `classification`;
     * other short answers (a name, a number, a fact): `extraction` (exact match, token F1);
     * longer answers: `conversation` (ROUGE-L).
+
+    Rows with images count like any other: their images go to the model with the prompt.
     """
     samples = [s for i, r in enumerate(records[:FIT_ROWS]) if (s := to_sample(i, r)) is not None]
     if samples and all(not s.prompt for s in samples):
         return "perplexity"
-    if samples and all(is_pair(s.record) for s in samples):
+    if samples and all(is_pair(s.record) and not s.record.get("images") for s in samples):
         return "preference"
     references = [s.reference for s in samples if _asks(s) and s.reference is not None]
     if not references:

@@ -1,8 +1,9 @@
 """An evaluation's per-sample rows as files (JSON Lines, CSV) and the filters that browse them.
 
-A row is `{"index", "prompt", "messages", "reference", "answers", "scores"}`: `answers` and
-`scores` map each model's label (`A`, then `B` when two models were compared) to its answer and
-to its per-sample scores (`metrics.SuiteResult.per_sample`, or the perplexity suite's `nll`,
+A row is `{"index", "prompt", "messages", "images", "reference", "answers", "scores"}`:
+`images` holds a thumbnail (a JPEG `data:` URL) of each image the models were shown; `answers`
+and `scores` map each model's label (`A`, then `B` when two models were compared) to its answer
+and to its per-sample scores (`metrics.SuiteResult.per_sample`, or the perplexity suite's `nll`,
 `perplexity` and `tokens`). Nothing here imports torch: the web process reads these files.
 """
 
@@ -96,9 +97,11 @@ def _cell(value: Any) -> Any:
 
 
 def csv_table(rows: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> bytes:
-    """One line per sample: index, prompt, reference, then for each model (suffix `_a`, `_b`)
-    its answer (unless the suite generates none) and each of its per-sample scores."""
+    """One line per sample: index, prompt, (when any sample shows images) how many it shows,
+    reference, then for each model (suffix `_a`, `_b`) its answer (unless the suite generates
+    none) and each of its per-sample scores."""
     answered = any(row["answers"] for row in rows)
+    pictured = any(row.get("images") for row in rows)
     columns: list[tuple[str, str, str | None]] = []  # (header, label, score key or None)
     for label in labels:
         suffix = label.lower()
@@ -107,11 +110,16 @@ def csv_table(rows: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> bytes
         columns += [(f"{key}_{suffix}", label, key) for key in _score_keys(rows, label)]
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["index", "prompt", "reference", *(header for header, _, _ in columns)])
+    images = ["images"] if pictured else []
+    writer.writerow(
+        ["index", "prompt", *images, "reference", *(header for header, _, _ in columns)]
+    )
     for row in rows:
         cells = [
             row["answers"].get(label) if key is None else row["scores"].get(label, {}).get(key)
             for _, label, key in columns
         ]
-        writer.writerow([_cell(v) for v in (row["index"], row["prompt"], row["reference"], *cells)])
+        shown = [len(row.get("images") or [])] if pictured else []
+        values = (row["index"], row["prompt"], *shown, row["reference"], *cells)
+        writer.writerow([_cell(v) for v in values])
     return out.getvalue().encode()

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import functools
 import threading
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from tuneforge.data.conversation import text_of
+from tuneforge.data.images import thumbnail
 from tuneforge.errors import InvalidInput
 from tuneforge.evaluation import embedding
 from tuneforge.evaluation.metrics.contract import SuiteResult
@@ -27,7 +29,8 @@ from tuneforge.evaluation.perplexity import perplexity
 from tuneforge.evaluation.preference import preference
 from tuneforge.evaluation.report import LABELS, difference
 from tuneforge.evaluation.rewards import rewards
-from tuneforge.evaluation.samples import Sample, select_samples
+from tuneforge.evaluation.samples import TEXT_ONLY, Sample, select_samples
+from tuneforge.evaluation.sight import refuse_text_only
 from tuneforge.evaluation.spec import NO_ANSWERS, EvaluationSpec
 from tuneforge.inference import loaders
 from tuneforge.inference.cache import Loaded, ModelCache
@@ -68,10 +71,22 @@ class Outcome:
 def answer(
     loaded: Loaded, sample: Sample, params: GenerationParams, cancelled: threading.Event
 ) -> str:
-    """The model's answer to the sample's prompt, rendered with Gemma's chat template."""
+    """The model's answer to the sample's prompt (with its images), rendered with Gemma's chat
+    template."""
     text = render(sample.prompt, add_generation_prompt=True)
-    events = loaded.engine.stream(text, params, cancelled, loaded.adapter)
+    events = loaded.engine.stream(text, params, cancelled, loaded.adapter, images=sample.images)
     return "".join(event.text for event in events if isinstance(event, Delta)).strip()
+
+
+def sample_params(params: GenerationParams, sample: Sample) -> GenerationParams:
+    """The generation settings of one sample: sampling (temperature > 0) draws with a seed of
+    its own, made of the evaluation's seed and the row's index, so the answers are reproducible
+    and each sample's draws are independent of the others' (one seed for every sample would
+    make every answer follow the same random numbers)."""
+    if params.greedy or params.seed is None:
+        return params
+    seed = zlib.crc32(f"{params.seed}:{sample.index}".encode())
+    return params.model_copy(update={"seed": seed})
 
 
 def score(
@@ -105,6 +120,7 @@ def _row(
         "index": sample.index,
         "prompt": sample.question,
         "messages": [{"role": m["role"], "text": text_of(m)} for m in sample.prompt],
+        "images": [thumbnail(image) for image in sample.images],
         "reference": sample.reference,
         "answers": {label: values[number] for label, values in answers.items()},
         "scores": {label: result.per_sample[number] for label, result in results.items()},
@@ -119,21 +135,28 @@ def run_evaluation(
     on_sample: OnSample,
     cancelled: threading.Event,
     secrets: Mapping[str, str] | None = None,
+    names: Sequence[str] | None = None,
 ) -> Outcome:
     """Evaluate the models `refs` (A, then B) on `records`, the rows of the spec's split.
 
     `cancelled` stops an answer being generated; `on_sample` is where to stop between samples;
-    `secrets` holds the keys of the rewards suite's judge graders.
+    `secrets` holds the keys of the rewards suite's judge graders; `names` are the models' names
+    for messages (their catalog ids by default). Samples that show images are answered with
+    them: every model must be a vision model then (`InvalidInput` naming the one that is not).
     """
     samples, skipped = select_samples(
         records, spec.suite, max_samples=spec.max_samples, seed=spec.seed
     )
     if not samples:
         needs = NEEDS.get(spec.suite, "a user prompt and a reference answer")
+        left_out = " (rows with images are left out)" if spec.suite in TEXT_ONLY else ""
         raise InvalidInput(
             f"None of the {len(records)} rows of the {spec.split} split can be used by the "
-            f"{spec.suite} suite: it needs {needs}, in text (rows with images are left out)."
+            f"{spec.suite} suite: it needs {needs}{left_out}."
         )
+    catalog = load_catalog(settings.catalog_file)
+    if any(sample.images for sample in samples):
+        refuse_text_only(names or [ref.base for ref in refs], [catalog.get(r.base) for r in refs])
     params = GenerationParams(
         temperature=spec.temperature, max_new_tokens=spec.max_new_tokens, seed=spec.seed
     )
@@ -143,7 +166,6 @@ def run_evaluation(
         lambda name, ref, report: loaders.load(name, ref, settings, report),
         lambda engine, ref: loaders.attach(engine, ref, settings),
     )
-    catalog = load_catalog(settings.catalog_file)
     labels = LABELS[: len(refs)]
     answers: dict[str, list[str]] = {}
     results: dict[str, SuiteResult] = {}
@@ -171,7 +193,7 @@ def run_evaluation(
             continue
         answers[label] = []
         for done, sample in enumerate(samples, 1):
-            answers[label].append(answer(loaded, sample, params, cancelled))
+            answers[label].append(answer(loaded, sample, sample_params(params, sample), cancelled))
             progress(done)
         if spec.suite != "vibe":
             results[label] = score(spec, answers[label], samples, secrets)

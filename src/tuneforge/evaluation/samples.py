@@ -1,5 +1,6 @@
 """The samples of an evaluation: rows of a processed split, each split into what the model is
-asked (the prompt) and what it should answer (the reference), drawn reproducibly."""
+asked (the prompt, with the images it shows) and what it should answer (the reference), drawn
+reproducibly."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from typing import Any
 
 from tuneforge.data.conversation import Message, text_of
 
+TEXT_ONLY = frozenset({"perplexity", "preference"})
+"""Suites that score a row's own texts, without its images: rows with images are left out."""
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -17,6 +21,7 @@ class Sample:
     prompt: list[Message]  # the conversation the model continues
     reference: str | None  # the expected answer, when the row has one
     record: Mapping[str, Any]  # the whole row (perplexity scores its answers)
+    images: tuple[bytes, ...] = ()  # the prompt's images, one per image part, in order
 
     @property
     def question(self) -> str:
@@ -28,19 +33,31 @@ def _messages(answer: Message | Sequence[Message]) -> list[Message]:
     return [answer] if isinstance(answer, Mapping) else list(answer)
 
 
-def _text_only(messages: Sequence[Message], record: Mapping[str, Any]) -> bool:
-    images = record.get("images")
-    return not images and all(p["type"] == "text" for m in messages for p in m["content"])
+def image_parts(messages: Sequence[Message]) -> int:
+    """How many images the messages show (their image parts)."""
+    return sum(p["type"] == "image" for m in messages for p in m["content"])
+
+
+def _images(
+    prompt: Sequence[Message], messages: Sequence[Message], record: Mapping[str, Any]
+) -> tuple[bytes, ...] | None:
+    """The images the prompt shows (the row's first ones, in order of appearance); None when
+    the row's image parts and its `images` do not pair up (a row to leave out)."""
+    images = [bytes(image) for image in record.get("images") or []]
+    if image_parts(messages) != len(images):
+        return None
+    return tuple(images[: image_parts(prompt)])
 
 
 def to_sample(index: int, record: Mapping[str, Any]) -> Sample | None:
-    """The row as a sample, or None when it has images or nothing to ask or score.
+    """The row as a sample, or None when it has nothing to ask or score, or image parts that
+    its images do not match one for one.
 
     A conversation is asked everything before its last assistant turn, whose text is the
     reference; one that ends on a user turn is asked as it is, without a reference. A
     prompt-only row is asked its prompt, a preference row too, with its chosen answer as the
     reference. A plain-text row (language modelling) asks nothing: its text is the reference,
-    which only perplexity scores.
+    which only perplexity scores. A prompt's images go with the sample, in order.
     """
     if "messages" in record:
         messages: list[Message] = list(record["messages"])
@@ -57,9 +74,10 @@ def to_sample(index: int, record: Mapping[str, Any]) -> Sample | None:
         return Sample(index, [], str(record["text"]), record)
     else:
         return None
-    if not _text_only(messages, record):
+    images = _images(prompt, messages, record)
+    if images is None:
         return None
-    return Sample(index, prompt, reference, record)
+    return Sample(index, prompt, reference, record, images)
 
 
 def is_pair(record: Mapping[str, Any]) -> bool:
@@ -70,8 +88,11 @@ def is_pair(record: Mapping[str, Any]) -> bool:
 def usable(sample: Sample, suite: str) -> bool:
     """Whether `suite` can use `sample`: perplexity needs a reference (the tokens it scores),
     `vibe` and `rewards` a prompt with a user turn (the graders read the row), `preference` a
-    pair, every other suite a prompt and a reference."""
+    pair, every other suite a prompt and a reference. Perplexity and preference score texts
+    only: a row with images is not theirs."""
     askable = any(m["role"] == "user" for m in sample.prompt)
+    if suite in TEXT_ONLY and sample.record.get("images"):
+        return False
     if suite == "perplexity":
         return sample.reference is not None
     if suite == "preference":

@@ -40,6 +40,11 @@ class SamplePublic(BaseModel):
     messages: list[dict[str, str]] = Field(
         description="Everything the models were asked, as `{role, text}` turns."
     )
+    images: list[str] = Field(
+        default_factory=list,
+        description="A thumbnail (a small JPEG `data:` URL) of each image the models were "
+        "shown with the prompt, in order; empty for a text-only sample.",
+    )
     reference: str | None = Field(description="The expected answer (the row's last answer).")
     answers: dict[str, str] = Field(
         description="Each model's answer by label (`A`, `B`); empty for perplexity."

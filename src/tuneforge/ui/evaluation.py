@@ -2,7 +2,8 @@
 "fine-tune vs base" when two models answered), a chart comparing them (for the rewards suite,
 each grader's mean reward for A and B side by side; for the preference suite, how often each
 prefers the chosen answer), the confusion matrix for classification, and every sample with its
-reference and answers (with each grader's grade and why), filterable and downloadable."""
+images (thumbnails), reference and answers (with each grader's grade and why), filterable and
+downloadable."""
 
 from __future__ import annotations
 
@@ -246,6 +247,8 @@ def _sample(row: dict[str, Any], labels: list[str]) -> None:
         .classes("w-full gap-1 q-py-sm evaluation-sample")
         .style("border-top: 1px solid #eee")
     ):
+        if row.get("images"):
+            _thumbnails(row["images"])
         ui.label(row["prompt"]).classes("text-body2 text-weight-medium")
         if row.get("reference") is not None:
             ui.label(f"Reference: {row['reference']}").classes("text-body2 text-grey-8")
@@ -263,6 +266,15 @@ def _sample(row: dict[str, Any], labels: list[str]) -> None:
                         f"text-body2 evaluation-answer-{letter.lower()}"
                     )
                     _grades(scores)
+
+
+def _thumbnails(images: list[str]) -> None:
+    """The images the models were shown with the prompt, small (JPEG `data:` URLs)."""
+    with ui.row().classes("gap-2 evaluation-images"):
+        for number, url in enumerate(images, 1):
+            ui.element("img").props(f'src="{url}" alt="image {number} of the prompt"').classes(
+                "rounded-borders evaluation-image"
+            ).style("max-width: 120px; max-height: 120px; object-fit: contain")
 
 
 def _grades(scores: dict[str, Any]) -> None:

@@ -11,10 +11,13 @@ from sqlalchemy.orm import Session
 
 from tuneforge.db.tables import Dataset, User
 from tuneforge.errors import InvalidInput
+from tuneforge.evaluation.samples import TEXT_ONLY
+from tuneforge.evaluation.sight import image_count, refuse_text_only
 from tuneforge.evaluation.spec import EvaluationSpec
 from tuneforge.jobs.endpoints import check_judges
 from tuneforge.jobs.inputs import ChatModel, processed_dataset, usable_model
 from tuneforge.jobs.kind import JobKind, register
+from tuneforge.models.catalog import load_catalog
 from tuneforge.settings import Settings
 from tuneforge.training.rewards.spec import ANSWER_COLUMN
 
@@ -55,7 +58,8 @@ class EvaluationScores(BaseModel):
     )
     count: int = Field(description="How many samples were evaluated.")
     skipped: int = Field(
-        description="Rows of the split the suite could not use (no prompt or reference, images)."
+        description="Rows of the split the suite could not use (no prompt or reference; for "
+        "perplexity and preference, rows with images)."
     )
     judge_error: str | None = Field(
         default=None,
@@ -125,10 +129,14 @@ class EvaluateKind(JobKind[EvaluationSpec, EvaluateResult]):
     result = EvaluateResult
 
     def check(self, session: Session, user: User, settings: Settings, spec: EvaluationSpec) -> None:
-        """Refuse an evaluation whose dataset or models the user cannot use, or whose judges
-        (its own, its judge graders) the user may not call or whose key secrets are not set."""
-        evaluation_dataset(session, user, spec)
-        evaluation_models(session, user, settings, spec)
+        """Refuse an evaluation whose dataset or models the user cannot use, a text-only model
+        on a dataset with images (unless the suite reads texts only), or judges (its own, its
+        judge graders) the user may not call or whose key secrets are not set."""
+        dataset = evaluation_dataset(session, user, spec)
+        models = evaluation_models(session, user, settings, spec)
+        if image_count(dataset.stats) and spec.suite not in TEXT_ONLY:
+            catalog = load_catalog(settings.catalog_file)
+            refuse_text_only([m.name for m in models], [catalog.get(m.ref.base) for m in models])
         check_judges(spec.judges(), user, settings, session)
 
 

@@ -88,7 +88,14 @@ def run(spec: EvaluationSpec, ctx: JobContext) -> EvaluateResult:
 
     ctx.log(f"evaluating {' and '.join(m.name for m in models)} ({spec.suite})")
     outcome = run_evaluation(
-        spec, [m.ref for m in models], records, ctx.settings, on_sample, ctx.cancel_event, keys
+        spec,
+        [m.ref for m in models],
+        records,
+        ctx.settings,
+        on_sample,
+        ctx.cancel_event,
+        keys,
+        names=[m.name for m in models],
     )
     judge_error = None
     if spec.judge is not None:
