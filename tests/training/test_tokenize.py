@@ -209,9 +209,9 @@ def test_images_and_wrong_shapes_are_refused_clearly(tokenizer: Tokenizer) -> No
         {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What?"}]},
         message("assistant", "A cat."),
     ]
-    with pytest.raises(ValueError, match="vision training is not supported"):
+    with pytest.raises(ValueError, match="the model is text-only"):
         encode_record({"messages": with_image}, tokenizer, 100, True)
-    with pytest.raises(ValueError, match="vision training is not supported"):
+    with pytest.raises(ValueError, match="the model is text-only"):
         encode_prompt(with_image[:1], tokenizer)
     with pytest.raises(ValueError, match="no answer"):
         encode_record({"prompt": [message("user", "Hi")]}, tokenizer, 100, True)

@@ -1,12 +1,16 @@
 """Evaluation during training: loss, perplexity and token accuracy on the test split, and sample
-answers generated greedily for a few prompts."""
+answers generated greedily for a few prompts.
+
+A vision model's run evaluates and answers with images: its batches get their image inputs from
+`ImageInputs`, and its sample prompts are test rows with their images, each answer carrying the
+images' thumbnails (`images`: small JPEG `data:` URLs) for the run page to show."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tokenizers import Tokenizer
@@ -19,6 +23,9 @@ from tuneforge.training.components.loss import causal_lm_loss
 from tuneforge.training.components.tokenize import Example, encode_prompt
 from tuneforge.training.runtime import Runtime, evaluating
 
+if TYPE_CHECKING:
+    from tuneforge.training.components.vision import ImageInputs
+
 SAMPLES_FROM_TEST = 3  # sample prompts taken from the test split when the spec names none
 
 
@@ -27,16 +34,28 @@ class SamplePrompt:
     prompt: str  # what the user sees
     messages: list[dict[str, Any]]
     reference: str | None
+    images: tuple[bytes, ...] = ()  # one per image part of `messages`, in order
+    thumbnails: tuple[str, ...] = ()  # the images as small JPEG `data:` URLs
 
 
 def evaluate(
-    model: nn.Module, examples: Sequence[Example], batch_size: int, packing: bool, runtime: Runtime
+    model: nn.Module,
+    examples: Sequence[Example],
+    batch_size: int,
+    packing: bool,
+    runtime: Runtime,
+    images: ImageInputs | None = None,
 ) -> dict[str, float]:
-    """Mean token loss, its exponential (perplexity) and the share of next tokens predicted."""
+    """Mean token loss, its exponential (perplexity) and the share of next tokens predicted
+    (`images` gives a vision model's batches their image inputs)."""
     loss, tokens, correct = 0.0, 0, 0
     with evaluating(model), runtime.autocast():
+        if images is not None:
+            images.warm([i for example in examples for i in example.images], runtime.device)
         for start in range(0, len(examples), batch_size):
             for batch in runtime.forwards(examples[start : start + batch_size], packing):
+                if images is not None:
+                    batch = images.attach(batch)
                 out = causal_lm_loss(model, batch)
                 loss += float(out.loss_sum)
                 tokens += out.tokens
@@ -50,25 +69,38 @@ def evaluate(
 
 
 def sample_prompts(
-    prompts: Sequence[str], test_records: Sequence[Mapping[str, Any]]
+    prompts: Sequence[str], test_records: Sequence[Mapping[str, Any]], vision: bool = False
 ) -> list[SamplePrompt]:
     """The spec's prompts, or the first prompts of the test split with their reference answer
-    (a conversation's last answer, a preference pair's chosen one, a desirable completion)."""
+    (a conversation's last answer, a preference pair's chosen one, a desirable completion).
+    For a `vision` model, test rows with images come first (their images with them); other
+    models skip them."""
     if prompts:
         return [SamplePrompt(p, [dict(message("user", p))], None) for p in prompts]
+    rows = list(test_records)
+    if vision:  # a held-out image, where the test split has one
+        rows.sort(key=lambda record: not record.get("images"))
     chosen: list[SamplePrompt] = []
-    for record in test_records:
+    for record in rows:
         found = _prompt_and_reference(record)
         if found is None:
             continue
         messages, reference = found
-        if any(part["type"] != "text" for m in messages for part in m["content"]):
+        pictured = any(part["type"] != "text" for m in messages for part in m["content"])
+        if pictured and not vision:
             continue
         user = next(m for m in reversed(messages) if m["role"] == "user")
-        chosen.append(SamplePrompt(text_of(user), messages, reference))
+        images = tuple(record.get("images") or ()) if pictured else ()
+        chosen.append(SamplePrompt(text_of(user), messages, reference, images, _thumbnails(images)))
         if len(chosen) == SAMPLES_FROM_TEST:
             break
     return chosen
+
+
+def _thumbnails(images: Sequence[bytes]) -> tuple[str, ...]:
+    from tuneforge.data.images import thumbnail
+
+    return tuple(thumbnail(image) for image in images)
 
 
 def _prompt_and_reference(
@@ -97,14 +129,21 @@ def generate(
     prompts: Sequence[SamplePrompt],
     max_new_tokens: int,
     runtime: Runtime,
+    images: ImageInputs | None = None,
 ) -> list[dict[str, Any]]:
     """Greedy answers to `prompts`, stopping at `<end_of_turn>`; each says whether it `ended`
-    there (False: it ran out of tokens first)."""
+    there (False: it ran out of tokens first). A prompt with images needs `images` (a vision
+    model's inputs); its answer carries their thumbnails (`images`)."""
     stop = [tokenizer.token_to_id(END_OF_TURN), tokenizer.token_to_id("<eos>")]
     answers = []
     with evaluating(model), runtime.autocast(), dense_head_input(model):
         for sample in prompts:
-            ids = torch.tensor([encode_prompt(sample.messages, tokenizer)], device=runtime.device)
+            per_image = images.info.tokens_per_image if images is not None else None
+            encoded = encode_prompt(sample.messages, tokenizer, per_image, sample.images)
+            ids = torch.tensor([encoded], device=runtime.device)
+            extra: dict[str, Any] = {}
+            if sample.images and images is not None:
+                extra = images.generation_inputs(ids, sample.images)
             output = model.generate(  # type: ignore[operator]
                 input_ids=ids,
                 attention_mask=torch.ones_like(ids),
@@ -113,6 +152,7 @@ def generate(
                 eos_token_id=[t for t in stop if t is not None],
                 pad_token_id=0,
                 use_cache=True,
+                **extra,
             )
             new = output[0, ids.shape[1] :].tolist()
             answer = tokenizer.decode(new, skip_special_tokens=True)
@@ -125,5 +165,7 @@ def generate(
             }
             if sample.reference is not None:
                 item["reference"] = sample.reference
+            if sample.thumbnails:
+                item["images"] = list(sample.thumbnails)
             answers.append(item)
     return answers

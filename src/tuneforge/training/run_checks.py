@@ -9,10 +9,15 @@ know of a dataset record.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tuneforge.db.tables import Dataset
 from tuneforge.training.registry import recipe_for, recipes
 from tuneforge.training.spec import TrainingBase
 from tuneforge.training.spec_checks import DatasetFacts, Finding, check_spec, stats_of
+
+if TYPE_CHECKING:
+    from tuneforge.models.catalog import CatalogEntry
 
 #: Each processing mode (`data/mapping.py`): what its rows hold, and how to make such a dataset.
 MODES = {
@@ -38,6 +43,12 @@ MODES = {
 ANSWER_COLUMNS = ("answer", "solution", "completion", "response", "output", "label")
 #: A dataset processed before modes existed holds conversations.
 DEFAULT_MODE = "conversation"
+#: The processed rows' column of image bytes: a dataset with it has images.
+IMAGES_COLUMN = "images"
+#: The trainers that feed images to a vision model.
+VISION_TRAINERS = frozenset({"sft"})
+#: The model families whose images training encodes (Gemma 3's fixed soft tokens per image).
+VISION_FAMILIES = frozenset({"gemma-3"})
 
 
 def dataset_facts(dataset: Dataset) -> DatasetFacts:
@@ -51,14 +62,60 @@ def dataset_facts(dataset: Dataset) -> DatasetFacts:
     )
 
 
-def check_run(spec: TrainingBase, dataset: Dataset) -> list[Finding]:
-    """What is wrong with `spec` for `dataset` (warnings), or cannot work (refusals)."""
+def check_run(
+    spec: TrainingBase, dataset: Dataset, entry: CatalogEntry | None = None
+) -> list[Finding]:
+    """What is wrong with `spec` for `dataset` (warnings), or cannot work (refusals); given
+    the catalog `entry` of its model, also whether that model can read the dataset's images."""
     facts = dataset_facts(dataset)
     recipe = recipe_for(spec)
     if facts.mode not in recipe.data:
         return [_wrong_data(spec.trainer, recipe.data, facts, dataset.name)]
     own = recipe.check(spec, facts) if recipe.check is not None else []
-    return [*check_spec(spec, facts.stats, facts.train_rows), *own]
+    images = _images(spec, facts, dataset.name, entry)
+    return [*images, *check_spec(spec, facts.stats, facts.train_rows), *own]
+
+
+def _images(
+    spec: TrainingBase, facts: DatasetFacts, name: str, entry: CatalogEntry | None
+) -> list[Finding]:
+    """A dataset with images needs a vision model and a trainer that feeds it images."""
+    if IMAGES_COLUMN not in facts.columns:
+        return []
+    if entry is not None and entry.vision is None:
+        what = (
+            "is a text-only model"
+            if entry.modality == "text"
+            else "has no image encoder numbers in the catalog, so it cannot train on images here"
+        )
+        return [
+            Finding(
+                ("base_model", "dataset_id"),
+                f"The dataset {name!r} has images, and {entry.id} {what}: choose a vision model "
+                "(such as Gemma 3 4B, 12B or 27B), or a dataset without images.",
+                "refusal",
+            )
+        ]
+    if entry is not None and entry.family not in VISION_FAMILIES:
+        return [
+            Finding(
+                ("base_model", "dataset_id"),
+                f"The dataset {name!r} has images, and training on images supports Gemma 3's "
+                f"vision models (4B, 12B, 27B) so far, not {entry.id}: choose one of them, or "
+                "a dataset without images.",
+                "refusal",
+            )
+        ]
+    if spec.trainer not in VISION_TRAINERS:
+        return [
+            Finding(
+                ("trainer", "dataset_id"),
+                f"The dataset {name!r} has images, and {spec.trainer.upper()} trains on text "
+                "only here: choose SFT for image data, or a dataset without images.",
+                "refusal",
+            )
+        ]
+    return []
 
 
 def _holds(mode: str) -> str:

@@ -151,7 +151,11 @@ def prepare_model(
     `path` is a base model, or the model a run continues: full weights, or an adapter whose
     training goes on. With `reference` (a recipe that compares with a reference model), a
     continued adapter is also loaded a second time, frozen, for `reference_of` to switch to.
+    A vision model trains its language model, and the parts of its image side the spec's
+    `train_vision` names (`components/vision.py`); the rest of it is frozen.
     """
+    from tuneforge.models.vision import vision_info
+
     torch.manual_seed(spec.seed)  # adapter initialisation
     start = path if is_adapter(path) else None
     if start is not None and spec.method == "full":
@@ -159,7 +163,9 @@ def prepare_model(
             "The model this run continues is a LoRA adapter: continue it with method lora.",
             {"fields": ["method", "start_from"]},
         )
-    if runtime.unsloth:
+    vision = vision_info(base_path(path)) is not None
+    parts: list[str] = list(getattr(spec, "train_vision", [])) if vision else []
+    if runtime.unsloth and not vision:  # Unsloth's language-model path knows no images
         return _unsloth(spec, path, runtime)
     from transformers import AutoModelForCausalLM
 
@@ -186,6 +192,10 @@ def prepare_model(
     if spec.method == "full":
         for parameter in model.parameters():
             parameter.requires_grad_(True)
+        if vision:
+            from tuneforge.training.components.vision import freeze_image_side
+
+            freeze_image_side(model, parts, full=True)
         result: nn.Module = model
         return result
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -197,12 +207,20 @@ def prepare_model(
     if start is not None:
         model = _continued(spec, model, start, reference)
     else:
-        targets = spec.lora_target_modules
+        targets: Any = spec.lora_target_modules
+        saved = None
+        if vision:
+            from tuneforge.training.components.vision import lora_targets, modules_to_save
+
+            targets, saved = lora_targets(targets, parts), modules_to_save(parts)
+        elif targets == ["all-linear"]:
+            targets = "all-linear"
         config = LoraConfig(
             r=spec.lora_r,
             lora_alpha=spec.lora_alpha,
             lora_dropout=spec.lora_dropout,
-            target_modules="all-linear" if targets == ["all-linear"] else targets,
+            target_modules=targets,
+            modules_to_save=saved,
             use_rslora=spec.use_rslora,
             task_type="CAUSAL_LM",
         )
@@ -210,10 +228,19 @@ def prepare_model(
             model = get_peft_model(model, config)
         except ValueError as exc:  # e.g. a target module the model does not have
             raise InvalidInput(f"Cannot add LoRA adapters: {exc}") from exc
+    if vision:
+        from tuneforge.training.components.vision import freeze_image_side
+
+        freeze_image_side(model, parts, full=False)
     for _, parameter in trainable_parameters(model):
         parameter.data = parameter.data.float()
     adapted: nn.Module = model
     return adapted
+
+
+def base_path(path: Path) -> Path:
+    """The base model's directory of `path`: itself, or the base an adapter names."""
+    return _base_of(path) if is_adapter(path) else path
 
 
 def _base_of(adapter: Path) -> Path:

@@ -19,6 +19,7 @@ METHODS: tuple[Method, ...] = get_args(Method)
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
 Scheduler = Literal["linear", "cosine", "constant"]
 Tracker = Literal["wandb", "mlflow"]
+VisionPart = Literal["projector", "vision_tower"]
 
 MAX_SAMPLE_PROMPTS = 5
 MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,99}")
@@ -330,6 +331,23 @@ class SFTSpec(TrainingBase):
         description="Learn only from the answers (the model's turns), not from the prompts.",
         json_schema_extra=_group("optimisation"),
     )
+    train_vision: list[VisionPart] = Field(
+        default_factory=list,
+        max_length=2,
+        description="For a vision model, the parts of its image side that learn besides the "
+        "language model: `projector` (the small layer that maps image features into the "
+        "language model; trained whole) and `vision_tower` (the SigLIP image encoder: LoRA "
+        "adapters on its linear layers, or all its weights with `full`). Empty, the default: "
+        "only the language model learns and the image side stays frozen, which is usually "
+        "enough, and the cheapest (each image's features are computed once per run). Ignored "
+        "for a text-only model.",
+        json_schema_extra=_group("run"),
+    )
+
+    @field_validator("train_vision")
+    @classmethod
+    def _parts(cls, parts: list[VisionPart]) -> list[VisionPart]:
+        return sorted(set(parts))  # type: ignore[return-value]
 
 
 DPOLossType = Literal["sigmoid", "ipo", "simpo"]

@@ -83,7 +83,8 @@ class TrainKind(JobKind[TrainingBase, TrainResult]):
         check_judges(judges(spec) if judges else [], user, settings, session)
         starting_model(session, user, spec)
         dataset = training_dataset(session, user, spec.dataset_id)
-        for refusal in refusals(check_run(spec, dataset)):
+        entry = catalog_entry(settings, spec.base_model)
+        for refusal in refusals(check_run(spec, dataset, entry)):
             raise InvalidInput(refusal.message, {"fields": list(refusal.fields)})
         result = estimate_run(session, user, settings, spec)
         if result.refusal:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from tokenizers import Tokenizer
@@ -35,6 +35,9 @@ from tuneforge.training.reporting import Reporter, system_stats
 from tuneforge.training.runtime import Runtime, trainable_parameters
 from tuneforge.training.schedule import Plan
 from tuneforge.training.spec import TrainingBase
+
+if TYPE_CHECKING:
+    from tuneforge.training.components.vision import ImageInputs
 
 SYSTEM_EVERY = 10.0  # seconds between system stats
 WATCHED_ELEMENTS = 20_000_000  # weights whose change per step is measured (update_ratio)
@@ -177,16 +180,20 @@ class Loop:
         return state.evaluations_without_improvement >= spec.early_stopping_patience
 
     def sampler(
-        self, tokenizer: Tokenizer, prompts: Sequence[SamplePrompt]
+        self,
+        tokenizer: Tokenizer,
+        prompts: Sequence[SamplePrompt],
+        images: ImageInputs | None = None,
     ) -> Callable[[], list[dict[str, Any]]] | None:
-        """Greedy answers to the sample prompts, for `run`; None when there are none."""
+        """Greedy answers to the sample prompts, for `run`; None when there are none.
+        `images`: a vision model's image inputs, for prompts with images."""
         if not prompts:
             return None
         spec = self.spec
 
         def answer() -> list[dict[str, Any]]:
             return generate(
-                self.model, tokenizer, prompts, spec.sample_max_new_tokens, self.runtime
+                self.model, tokenizer, prompts, spec.sample_max_new_tokens, self.runtime, images
             )
 
         return answer

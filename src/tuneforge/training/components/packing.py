@@ -16,7 +16,7 @@ ignored, so examples would silently attend to one another. Call the model with
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -36,6 +36,11 @@ class Batch:
     labels: torch.Tensor
     tokens: int
     loss_tokens: int
+    #: The examples' images, in the order of their tokens (a vision model's batch).
+    images: tuple[bytes, ...] = ()
+    #: More inputs of the model's forward (a vision model's pixel values or image features and
+    #: token types: `components/vision.py` adds them).
+    inputs: dict[str, Any] = field(default_factory=dict)
 
     def to(self, device: str | torch.device) -> Batch:
         """The same batch with its tensors on `device`."""
@@ -46,6 +51,10 @@ class Batch:
             position_ids=self.position_ids.to(device),
             attention_mask=None if mask is None else mask.to(device),
             labels=self.labels.to(device),
+            inputs={
+                k: v.to(device) if isinstance(v, torch.Tensor) else v
+                for k, v in self.inputs.items()
+            },
         )
 
 
@@ -84,17 +93,20 @@ def collate(examples: Sequence[Example], packing: bool) -> Batch:
         labels=target,
         tokens=sum(lengths),
         loss_tokens=int((target != IGNORE_INDEX).sum()),
+        images=tuple(image for example in examples for image in example.images),
     )
 
 
 def forward_kwargs(batch: Batch) -> dict[str, Any]:
     """The keyword arguments to run a Gemma 3 model (or its decoder) on the batch: the cache off,
-    so that a packed row gets its block-diagonal mask (see the module docstring)."""
+    so that a packed row gets its block-diagonal mask (see the module docstring), and a vision
+    model's image inputs when the batch has them."""
     return {
         "input_ids": batch.input_ids,
         "position_ids": batch.position_ids,
         "attention_mask": batch.attention_mask,
         "use_cache": False,
+        **batch.inputs,
     }
 
 

@@ -1,5 +1,6 @@
 """A trained model on disk: the adapter (PEFT safetensors) or the full weights, with the
-tokenizer and Gemma's chat template, as every recipe saves it."""
+tokenizer (and a vision model's processor files) and Gemma's chat template, as every recipe
+saves it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,15 @@ from torch import nn
 from tuneforge.models.chat_template import GEMMA_CHAT_TEMPLATE
 from tuneforge.training.spec import TrainingBase
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+#: The files copied from the base model beside the weights: the tokenizer's, and a vision
+#: model's processor (so the fine-tune loads with `AutoProcessor` as its base does).
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "preprocessor_config.json",
+    "processor_config.json",
+)
 
 
 def save_model(spec: TrainingBase, model: nn.Module, base_path: Path, output: Path) -> Path:

@@ -19,6 +19,14 @@ must encode it the same way.
 
 A `text` record (language modelling) is `<bos>{text}<eos>`, with loss on everything after the
 `<bos>`: the `<eos>` teaches the model where a document ends.
+
+A record with images (its `images` column holds their bytes, in the order their `{"type":
+"image"}` parts appear) trains only a vision model: given the model's tokens per image, each
+`<start_of_image>` the template writes is expanded as Gemma 3's processor expands it
+(`tuneforge.models.vision.expand_images`), so the ids equal the processor's. The image's own
+tokens never carry loss (not even when the prompts do), and a cut at `max_length` never falls
+inside an image: such an example is left out (`ImageDoesNotFit`, counted by the recipe), and
+images wholly after the cut are dropped with their tokens.
 """
 
 from __future__ import annotations
@@ -32,17 +40,23 @@ from tokenizers import Tokenizer
 from tuneforge.models.chat_template import (
     BOS,
     END_OF_TURN,
+    START_OF_IMAGE,
     ChatMessage,
     prompt_and_answer,
     render,
 )
+from tuneforge.models.vision import END_OF_IMAGE, IMAGE_SOFT_TOKEN, expand_images
 
 IGNORE_INDEX = -100
 EOS = "<eos>"
 VISION_UNSUPPORTED = (
-    "This record has an image, and vision training is not supported by this recipe yet: "
-    "train on a text-only dataset."
+    "This record has an image, and the model is text-only: train a vision model (such as "
+    "Gemma 3 4B) on it, or train this model on a text-only dataset."
 )
+
+
+class ImageDoesNotFit(ValueError):
+    """The cut at `max_length` would fall inside one of the record's images."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +66,8 @@ class Example:
 
     input_ids: list[int]
     labels: list[int]
+    #: The images whose tokens are in `input_ids`, in order (encoded image files).
+    images: tuple[bytes, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.input_ids) != len(self.labels):
@@ -60,14 +76,38 @@ class Example:
             )
 
 
-def _check_text_only(messages: Sequence[ChatMessage]) -> None:
-    for message in messages:
-        content = message["content"]
-        if not isinstance(content, str) and any(part["type"] == "image" for part in content):
-            raise ValueError(VISION_UNSUPPORTED)
+def image_count(messages: Sequence[ChatMessage]) -> int:
+    """How many image parts the messages hold."""
+    return sum(
+        part["type"] == "image"
+        for message in messages
+        if not isinstance(message["content"], str)
+        for part in message["content"]
+    )
 
 
-def _conversation(record: Mapping[str, Any]) -> list[ChatMessage] | None:
+def _check_images(
+    messages: Sequence[ChatMessage], images: Sequence[bytes], tokens_per_image: int | None
+) -> None:
+    """Refuse images for a text-only model (`tokens_per_image` None), images in answers, and
+    image parts that do not match the record's images one to one."""
+    parts = image_count(messages)
+    if not parts and not images:
+        return
+    if tokens_per_image is None:
+        raise ValueError(VISION_UNSUPPORTED)
+    if any(m["role"] == "assistant" for m in messages if image_count([m])):
+        raise ValueError("An answer holds an image: Gemma reads images but does not write them.")
+    if parts != len(images):
+        raise ValueError(
+            f"The record's messages have {parts} image part(s) but it carries {len(images)} "
+            "image(s): process the dataset again."
+        )
+
+
+def _conversation(
+    record: Mapping[str, Any], tokens_per_image: int | None = None
+) -> list[ChatMessage] | None:
     """The record's messages (a preference record: its prompt and chosen answer), or None for
     a language-modelling record."""
     if "messages" in record:
@@ -87,10 +127,7 @@ def _conversation(record: Mapping[str, Any]) -> list[ChatMessage] | None:
             "A record needs `messages`, `prompt` with `chosen`, or `text`; this one has "
             f"{sorted(record)}."
         )
-    _check_text_only(messages)
-    images = record.get("images")
-    if images is not None and len(images) > 0:
-        raise ValueError(VISION_UNSUPPORTED)
+    _check_images(messages, list(record.get("images") or []), tokens_per_image)
     return messages
 
 
@@ -116,19 +153,29 @@ def _conversation_segments(messages: Sequence[ChatMessage]) -> list[tuple[str, b
 
 
 def encode_record(
-    record: Mapping[str, Any], tokenizer: Tokenizer, max_length: int, assistant_only: bool
+    record: Mapping[str, Any],
+    tokenizer: Tokenizer,
+    max_length: int,
+    assistant_only: bool,
+    tokens_per_image: int | None = None,
 ) -> Example | None:
     """A processed dataset record as an `Example`, cut to its first `max_length` tokens; None
     when no token carrying loss remains. With `assistant_only`, only the assistant answers (and
-    their `<end_of_turn>`) carry loss; otherwise every token but the first does. Raises
-    ValueError for a record of the wrong shape, with images, or with roles out of order."""
+    their `<end_of_turn>`) carry loss; otherwise every token but the first does (image tokens
+    never do). `tokens_per_image`: the model's image tokens (None: a text-only model). Raises
+    ValueError for a record of the wrong shape, with images a text-only model cannot read, or
+    with roles out of order; `ImageDoesNotFit` when the cut would fall inside an image."""
     if max_length < 2:
         raise ValueError(f"max_length must be at least 2 tokens, not {max_length}.")
-    messages = _conversation(record)
+    messages = _conversation(record, tokens_per_image)
     if messages is None:
         segments = [(f"{BOS}{record['text']}{EOS}", True)]
     else:
         segments = _conversation_segments(messages)
+    images = tuple(record.get("images") or ()) if messages is not None else ()
+    if images:
+        assert tokens_per_image is not None  # `_check_images` refused it otherwise
+        segments = [(expand_images(text, tokens_per_image), loss) for text, loss in segments]
     encodings = tokenizer.encode_batch_fast(
         [text for text, _ in segments], add_special_tokens=False
     )
@@ -138,18 +185,65 @@ def encode_record(
         ids = encoding.ids
         input_ids += ids
         labels += ids if loss or not assistant_only else [IGNORE_INDEX] * len(ids)
+    if images:
+        images = _cut_images(tokenizer, input_ids, labels, images, max_length)
     input_ids, labels = input_ids[:max_length], labels[:max_length]
     labels[0] = IGNORE_INDEX  # nothing predicts the first token
     if all(label == IGNORE_INDEX for label in labels):
         return None
-    return Example(input_ids=input_ids, labels=labels)
+    return Example(input_ids=input_ids, labels=labels, images=images)
 
 
-def encode_prompt(messages: Sequence[ChatMessage], tokenizer: Tokenizer) -> list[int]:
+def _cut_images(
+    tokenizer: Tokenizer,
+    input_ids: list[int],
+    labels: list[int],
+    images: tuple[bytes, ...],
+    max_length: int,
+) -> tuple[bytes, ...]:
+    """Take the loss off every image's tokens (in place), and keep the images whose tokens end
+    before `max_length`; raise `ImageDoesNotFit` when the cut falls inside one."""
+    start, soft, end = (
+        tokenizer.token_to_id(token) for token in (START_OF_IMAGE, IMAGE_SOFT_TOKEN, END_OF_IMAGE)
+    )
+    if soft is None or start is None or end is None:
+        raise ValueError(
+            f"The model's tokenizer has no {IMAGE_SOFT_TOKEN}: it is not a vision model's."
+        )
+    spans: list[tuple[int, int]] = []
+    opened: int | None = None
+    for index, token in enumerate(input_ids):
+        if token == start:
+            opened = index
+        elif token == end and opened is not None:
+            spans.append((opened, index))
+            opened = None
+    if len(spans) != len(images):
+        raise ValueError(f"{len(images)} image(s) but {len(spans)} encoded in the text.")
+    for first, last in spans:
+        labels[first : last + 1] = [IGNORE_INDEX] * (last + 1 - first)
+    for first, last in spans:
+        if first < max_length <= last:
+            raise ImageDoesNotFit(
+                f"max_length {max_length} cuts through an image (its tokens are {first} to {last})."
+            )
+    return tuple(image for image, (_, last) in zip(images, spans, strict=True) if last < max_length)
+
+
+def encode_prompt(
+    messages: Sequence[ChatMessage],
+    tokenizer: Tokenizer,
+    tokens_per_image: int | None = None,
+    images: Sequence[bytes] = (),
+) -> list[int]:
     """The token ids of a prompt (ending with a user turn) followed by `<start_of_turn>model\\n`:
-    what the model continues to answer, for sample generations."""
+    what the model continues to answer, for sample generations. Its images (`images`, one per
+    image part) are expanded into `tokens_per_image` tokens each, for a vision model."""
     if messages and messages[-1]["role"] == "assistant":
         raise ValueError("A prompt must end with a user message, not an assistant message.")
-    _check_text_only(messages)
+    _check_images(messages, images, tokens_per_image)
     text = render(messages, add_generation_prompt=True)
+    if images:
+        assert tokens_per_image is not None
+        text = expand_images(text, tokens_per_image)
     return list(tokenizer.encode(text, add_special_tokens=False).ids)

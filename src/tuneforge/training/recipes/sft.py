@@ -8,6 +8,12 @@ and learning rate are functions of the step, so a run resumed from a checkpoint 
 where it stopped. The caller (a job worker, or `tuneforge train`) provides the records, a
 `Reporter`, a local working directory and where checkpoints go.
 
+A vision model (Gemma 3 4B and up) trains on records with images: each image becomes its soft
+tokens in the ids (without loss), the batches carry its pixels or, while the image side is
+frozen (the default), its features computed once (`components/vision.py`), and the sample
+answers are to held-out images. Examples whose images would be cut by `max_length` are left out
+and counted in the run's log.
+
 Importing this module costs no torch (the registry imports it to list the trainers): the loop
 imports torch and the components when it runs.
 """
@@ -15,6 +21,7 @@ imports torch and the components when it runs.
 from __future__ import annotations
 
 import functools
+import json
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import InvalidInput
 from tuneforge.models.chat_template import START_OF_TURN
+from tuneforge.models.vision import vision_info
 from tuneforge.training.health import NO_CHAT_TEMPLATE
 from tuneforge.training.recipe import Batching, Checkpoints, Outcome, Recipe
 from tuneforge.training.spec import SFTSpec
@@ -34,16 +42,48 @@ if TYPE_CHECKING:
     from tuneforge.training.reporting import Reporter
 
 
+#: The `model_type`s of the vision models whose images this recipe encodes.
+VISION_MODEL_TYPES = frozenset({"gemma3"})
+
+
+def model_type(model_dir: Path) -> str:
+    """The `model_type` in a model directory's config."""
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    return str(config.get("model_type", ""))
+
+
 def encode_all(
-    records: Sequence[Mapping[str, Any]], tokenizer: Tokenizer, spec: SFTSpec
+    records: Sequence[Mapping[str, Any]],
+    tokenizer: Tokenizer,
+    spec: SFTSpec,
+    tokens_per_image: int | None = None,
+    reporter: Reporter | None = None,
+    split: str = "train",
 ) -> list[Example]:
-    from tuneforge.training.components.tokenize import encode_record
+    """The records as examples (`tokens_per_image`: a vision model's); those left with nothing
+    to learn are skipped, and those whose images `max_length` would cut are left out with a
+    warning to `reporter` saying how many."""
+    from tuneforge.training.components.tokenize import ImageDoesNotFit, encode_record
 
     examples = []
+    cut = 0
     for record in records:
-        example = encode_record(record, tokenizer, spec.max_length, spec.assistant_only_loss)
+        try:
+            example = encode_record(
+                record, tokenizer, spec.max_length, spec.assistant_only_loss, tokens_per_image
+            )
+        except ImageDoesNotFit:
+            cut += 1
+            continue
         if example is not None:
             examples.append(example)
+    if cut and reporter is not None:
+        reporter.log(
+            f"{cut} of {len(records)} {split} examples left out: max length {spec.max_length} "
+            f"would cut through their images (each is {tokens_per_image} tokens and 4 around "
+            "it); raise max length to keep them.",
+            "warning",
+        )
     return examples
 
 
@@ -76,26 +116,45 @@ def train_sft(
     from tuneforge.training.components.loop import Loop, StepWork
     from tuneforge.training.components.loss import causal_lm_loss
     from tuneforge.training.evaluation import evaluate, sample_prompts
-    from tuneforge.training.runtime import prepare_model, runtime_for
+    from tuneforge.training.runtime import base_path, prepare_model, runtime_for
 
     runtime = runtime_for(spec)
     tokenizer = Tokenizer.from_file(str(model_path / "tokenizer.json"))
-    train = encode_all(train_records, tokenizer, spec)
+    vision = vision_info(base_path(model_path))
+    if vision is not None and model_type(base_path(model_path)) not in VISION_MODEL_TYPES:
+        raise InvalidInput(
+            f"Training on images supports Gemma 3's vision models so far; this model is a "
+            f"{model_type(base_path(model_path))!r}.",
+            {"fields": ["base_model"]},
+        )
+    per_image = vision.tokens_per_image if vision is not None else None
+    train = encode_all(train_records, tokenizer, spec, per_image, reporter)
     if not train:
         raise InvalidInput(
             "No training example has tokens to learn from: check that the answers are not empty "
-            "and that max length leaves room for them.",
+            "and that max length leaves room for them"
+            + (" and their images." if vision is not None else "."),
             {"fields": ["max_length"]},
         )
     warning = chat_template_warning(train[0], tokenizer)
     if warning:
         reporter.log(warning, "warning")
-    evals = encode_all(test_records[: spec.eval_max_examples], tokenizer, spec)
+    evals = encode_all(
+        test_records[: spec.eval_max_examples], tokenizer, spec, per_image, reporter, "test"
+    )
     reporter.log(
         f"{len(train)} training and {len(evals)} evaluation examples; {spec.method} on "
         f"{runtime.device} in {runtime.precision}" + (" with Unsloth" if runtime.unsloth else "")
     )
     model = prepare_model(spec, model_path, runtime)
+    images = None
+    if vision is not None:
+        from tuneforge.training.components.vision import ImageInputs
+
+        frozen = not spec.train_vision
+        images = ImageInputs(model, base_path(model_path), vision, frozen)
+        trained = ", ".join(spec.train_vision) or "nothing: its image side is frozen"
+        reporter.log(f"a vision model: besides the language model it trains {trained}")
     loop = Loop(
         spec, model, model_path, runtime, reporter, workdir, checkpoints, len(train), loading
     )
@@ -103,6 +162,8 @@ def train_sft(
     def forward_backward(batch: Batch, denominator: int) -> float:
         """One pass of `batch`, its gradient added (scaled to a mean over the step's tokens)."""
         with runtime.autocast():
+            if images is not None:
+                batch = images.attach(batch)
             out = causal_lm_loss(model, batch)
         loop.backward(out.loss_sum / denominator)
         return float(out.loss_sum.detach())
@@ -113,6 +174,9 @@ def train_sft(
             for ids in micro_batches
             for batch in runtime.forwards([train[i] for i in ids], spec.packing)
         ]
+        if images is not None:
+            with runtime.autocast():
+                images.warm([i for b in batches for i in b.images], runtime.device)
         loss_tokens = max(sum(b.loss_tokens for b in batches), 1)
         loss_sum = sum(
             runtime.each(batches, functools.partial(forward_backward, denominator=loss_tokens))
@@ -120,13 +184,14 @@ def train_sft(
         return StepWork(loss=loss_sum / loss_tokens, tokens=sum(b.tokens for b in batches))
 
     def evaluation() -> dict[str, float]:
-        return evaluate(model, evals, spec.batch_size, spec.packing, runtime)
+        return evaluate(model, evals, spec.batch_size, spec.packing, runtime, images)
 
+    prompts = sample_prompts(spec.sample_prompts, test_records, vision is not None)
     return loop.run(
         step,
         evaluation if evals else None,
         eval_tokens=sum(len(e.input_ids) for e in evals),
-        samples=loop.sampler(tokenizer, sample_prompts(spec.sample_prompts, test_records)),
+        samples=loop.sampler(tokenizer, prompts, images),
     )
 
 

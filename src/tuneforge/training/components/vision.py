@@ -1,0 +1,161 @@
+"""A vision model in training: which of its parts learn, and the image inputs of its batches.
+
+A Gemma 3 vision model (`Gemma3ForConditionalGeneration`) is an image encoder (SigLIP, the
+`vision_tower`), a projector into the language model (`multi_modal_projector`) and the language
+model with its head. By default only the language model learns: LoRA's target modules are
+matched inside `model.language_model` only (SigLIP's attention has `q_proj` and `v_proj` too),
+and the image side is frozen and pinned in eval mode. The spec's `train_vision` adds the
+projector (trained whole: it is one matrix and a norm, saved with the adapter) and the tower
+(LoRA adapters on its linear layers, or every weight with `full`).
+
+`ImageInputs` gives a batch what the model needs besides token ids: the token types (1 at image
+soft tokens, for the bidirectional attention over an image) and the images, as pixel values
+through the model's own image processor, or, while the image side is frozen, as the projected
+image features themselves, computed once per image and kept (bounded by `CACHE_BYTES`): every
+later epoch skips the encoder and the image processing.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from tuneforge.models.vision import VisionInfo
+from tuneforge.models.vision_inputs import pixel_values, token_types
+from tuneforge.training.components.loss import causal_lm
+from tuneforge.training.components.packing import Batch
+
+#: The linear layers of each part, as `all-linear` means them.
+LANGUAGE_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+TOWER_LINEAR = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
+#: Module paths (from the model's root) of each part.
+LANGUAGE_MODEL = r"model\.language_model"
+VISION_TOWER = r"model\.vision_tower"
+PROJECTOR = "multi_modal_projector"
+#: At most this many bytes of cached image features.
+CACHE_BYTES = 1 << 30
+#: Images encoded in one pass when the features of a step's images are computed ahead (on a
+#: CPU, four at once took a third of the time per image that one at a time did).
+ENCODE_BATCH = 8
+
+
+def lora_targets(targets: Sequence[str], parts: Sequence[str]) -> str:
+    """PEFT's `target_modules` as a regular expression (PEFT full-matches it against module
+    names): the named modules (or every linear layer for `all-linear`) inside the language
+    model, and inside the vision tower too when `parts` holds `vision_tower`."""
+    everything = list(targets) == ["all-linear"]
+
+    def names(linear: Sequence[str]) -> str:
+        chosen = linear if everything else targets
+        return "|".join(re.escape(name) for name in chosen)
+
+    patterns = [rf"{LANGUAGE_MODEL}\.(?:.*\.)?(?:{names(LANGUAGE_LINEAR)})"]
+    if "vision_tower" in parts:
+        patterns.append(rf"{VISION_TOWER}\.(?:.*\.)?(?:{names(TOWER_LINEAR)})")
+    return "|".join(f"(?:{pattern})" for pattern in patterns)
+
+
+def modules_to_save(parts: Sequence[str]) -> list[str] | None:
+    """The modules a LoRA run trains whole (and saves with its adapter)."""
+    return [PROJECTOR] if "projector" in parts else None
+
+
+def image_side(model: nn.Module) -> dict[str, nn.Module]:
+    """The image encoder and the projector of a (possibly PEFT-wrapped) vision model."""
+    inner = causal_lm(model).model
+    return {"vision_tower": inner.vision_tower, "projector": inner.multi_modal_projector}
+
+
+def _always_eval(self: nn.Module, mode: bool = True) -> nn.Module:
+    del mode
+    return nn.Module.train(self, False)
+
+
+def freeze_image_side(model: nn.Module, parts: Sequence[str], full: bool) -> None:
+    """Freeze the parts of the image side not in `parts` (no gradients, pinned in eval mode
+    whatever `model.train()` says); with `full`, the chosen ones train every weight (with LoRA,
+    PEFT has already made their adapters or copies trainable)."""
+    for name, module in image_side(model).items():
+        if name in parts:
+            if full:
+                module.requires_grad_(True)
+            continue
+        module.requires_grad_(False)
+        module.train = types.MethodType(_always_eval, module)  # type: ignore[method-assign]
+        module.eval()
+
+
+class ImageInputs:
+    """The image inputs of a vision model's batches (see the module docstring)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        model_dir: Path,
+        info: VisionInfo,
+        frozen: bool,
+        cache_bytes: int = CACHE_BYTES,
+    ) -> None:
+        self.model, self.model_dir, self.info = model, model_dir, info
+        self.frozen = frozen
+        self.cache_bytes = cache_bytes
+        self._features: dict[bytes, torch.Tensor] = {}
+        self._cached = 0
+
+    def warm(self, images: Sequence[bytes], device: str | torch.device) -> None:
+        """Compute the features of `images` not yet cached, `ENCODE_BATCH` at a time (for a
+        step's or an evaluation's images, before its per-example passes); a no-op while the
+        image side trains."""
+        if not self.frozen:
+            return
+        missing = list(dict.fromkeys(i for i in images if i not in self._features))
+        for start in range(0, len(missing), ENCODE_BATCH):
+            self.features(missing[start : start + ENCODE_BATCH], device)
+
+    def pixels(self, images: Sequence[bytes], device: str | torch.device) -> torch.Tensor:
+        return pixel_values(images, self.model_dir).to(device)
+
+    def features(self, images: Sequence[bytes], device: str | torch.device) -> torch.Tensor:
+        """The projected features of `images` (n, tokens per image, hidden), from the cache
+        where it has them; only for a frozen image side."""
+        missing = list(dict.fromkeys(i for i in images if i not in self._features))
+        computed: dict[bytes, torch.Tensor] = {}
+        if missing:
+            inner = causal_lm(self.model).model
+            with torch.no_grad():
+                output = inner.get_image_features(self.pixels(missing, device), return_dict=True)
+            for image, row in zip(missing, output.pooler_output, strict=True):
+                computed[image] = row
+                if self._cached + row.numel() * row.element_size() <= self.cache_bytes:
+                    self._features[image] = row
+                    self._cached += row.numel() * row.element_size()
+        return torch.stack([self._features.get(i, computed.get(i)) for i in images])  # type: ignore[misc]
+
+    def generation_inputs(self, input_ids: torch.Tensor, images: Sequence[bytes]) -> dict[str, Any]:
+        """What `generate` needs besides the prompt's ids (which hold the images' tokens)."""
+        return {
+            "pixel_values": self.pixels(images, input_ids.device),
+            "token_type_ids": token_types(input_ids, self.info),
+        }
+
+    def attach(self, batch: Batch) -> Batch:
+        """`batch` with its image inputs (unchanged when it has no images)."""
+        if not batch.images:
+            return batch
+        device = batch.input_ids.device
+        inputs: dict[str, Any] = {"token_type_ids": token_types(batch.input_ids, self.info)}
+        if self.frozen:
+            from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+            features = BaseModelOutputWithPooling(pooler_output=self.features(batch.images, device))
+            inputs["mm_encoder_outputs"] = {"image": features}
+        else:
+            inputs["pixel_values"] = self.pixels(batch.images, device)
+        return replace(batch, inputs=inputs)
