@@ -656,9 +656,9 @@ _bytes(
 _bytes(
     "zip_missing_image",
     "data.zip",
-    "error",
+    "warning",
     "not in the archive",
-    "metadata naming an image the archive lacks",
+    "metadata naming an image the archive lacks (beside one it has): rows get image_missing",
     _zip({"meta.csv": _META + b"images/dog.png,a dog\n", "images/cat.png": PNG}),
 )
 _bytes(

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
 
+from tuneforge.data.images import ImageFacts
 from tuneforge.data.mapping import FIELDS_NEEDED, RowMapper
 from tuneforge.data.pairs import spaced
 from tuneforge.data.readers import JSON_TEXT_KEY, iter_rows
@@ -59,6 +60,9 @@ class Mapped:
     keys: list[tuple[Hashable, Hashable]]
     records: dict[str, list[Any]]
     preview: Callable[[int], Any]
+    # For the rows in `ok`, when they have images: each one's facts and a digest of its bytes.
+    images: list[list[ImageFacts]] = field(default_factory=list)
+    image_keys: list[str] = field(default_factory=list)
 
 
 def records(table: pa.Table) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ only when every conversation ends with the user's turn), then the column layouts
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +43,24 @@ ANSWER_NAMES = (
     "summary",
     "gpt",
 )
-IMAGE_NAMES = ("image", "images", "image_path", "file_name", "filename", "path")
+IMAGE_NAMES = (
+    "image",
+    "images",
+    "image_path",
+    "image_file",
+    "img",
+    "picture",
+    "photo",
+    "file_name",
+    "filename",
+    "path",
+)
+# An image dataset's one text column: what the model should say about each image.
+CAPTION_NAMES = ("caption", "text", "description", "alt_text", "title", "sentence")
+CLASS_NAMES = ("label", "class", "category", "answer", "name", "colour", "color", "shape")
+CAPTION_PROMPT = "Describe this image."
+CLASS_PROMPT = "What is in this image?"
+IMAGE_FILE = re.compile(r"(?i)\.(png|jpe?g|gif|webp|bmp|tiff?)$")
 TURN_COLUMNS = ("messages", "conversations", "conversation", "chat")
 PAIR_COLUMNS = (  # (better, worse); response_j/response_k as in StackExchange preference dumps
     ("chosen", "rejected"),
@@ -314,10 +332,64 @@ def _chat(
     return None
 
 
+def _holds_images(values: list[Any]) -> bool:
+    """Whether sampled values are images: bytes, `{bytes, path}` structs, image file names or
+    data: URLs (or lists of them)."""
+    flat = [v for value in values for v in (value if isinstance(value, list) else [value])]
+    if not flat:
+        return False
+    for value in flat:
+        if isinstance(value, dict):
+            value = value.get("bytes") or value.get("path")
+        if isinstance(value, bytes | bytearray):
+            continue
+        if not isinstance(value, str):
+            return False
+        if not (IMAGE_FILE.search(value) or value.startswith("data:image/")):
+            return False
+    return True
+
+
+def image_column(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str | None:
+    """The column holding each row's image(s): by its name, else by its values."""
+    named = _first(columns, IMAGE_NAMES, set())
+    if named is not None:
+        return named
+    return next((c for c in columns if _holds_images(_sampled(rows, c))), None)
+
+
+def _described(
+    columns: Sequence[str], rows: Sequence[Mapping[str, Any]], image: str
+) -> Guess | None:
+    """Images with one column saying what each shows: a caption to write or a class to name."""
+    texts = [c for c in columns if c != image]
+    for names, prompt, kind in (
+        (CAPTION_NAMES, CAPTION_PROMPT, "image_caption"),
+        (CLASS_NAMES, CLASS_PROMPT, "image_label"),
+    ):
+        column = _first(texts, names, set())
+        if column is None or not _sampled(rows, column):
+            continue
+        what = "a caption" if kind == "image_caption" else "the answer (a label)"
+        return Guess(
+            kind,
+            MappingSpec(
+                user=FieldSource(template=prompt),
+                assistant=_col(column),
+                system=_system(columns),
+                image_column=image,
+            ),
+            True,
+            f"images in `{image}` with {what} in `{column}`: the user shows the image and asks "
+            f'"{prompt}" (change the prompt to suit), the model answers with `{column}`',
+        )
+    return None
+
+
 def guess_mapping(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> Guess:
     """Recognise the format from `columns` and a sample of `rows`."""
     cols = set(columns)
-    image = _first(columns, IMAGE_NAMES, set())
+    image = image_column(columns, rows)
     for recognise in (_preference, _feedback, _chat):
         guess = recognise(columns, rows, image)
         if guess is not None:
@@ -345,6 +417,9 @@ def guess_mapping(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> 
                 True,
                 f"{user}/{answer} columns",
             )
+    described = _described(columns, rows, image) if image is not None else None
+    if described is not None and not cols & {"prompt", "question", "instruction", "query"}:
+        return described
     if "prompt" in cols and not (cols & SFT_ANSWERS):
         kept = [c for c in columns if c not in {"prompt", image}]
         return Guess(

@@ -7,10 +7,12 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from tuneforge.data.images import ImageRejected, inspect_image
+from tuneforge.data.conversation import Message, Part
+from tuneforge.data.images import ImageFacts, ImageRejected, inspect_image
 from tuneforge.data.limits import DEFAULT_LIMITS, ParseLimits
 
 ImageResolver = Callable[[str], bytes | None]  # a path inside the upload → its bytes, or None
@@ -25,18 +27,21 @@ def row_image(
     images: ImageResolver | None,
     problems: Problems,
     limits: ParseLimits = DEFAULT_LIMITS,
-) -> bytes | None:
-    """The image `value` (found in `where`, e.g. "column image") as checked bytes, or None with
-    the problem (image_missing, image_url, image_undecodable, image_too_large, image_type)."""
+) -> tuple[bytes, ImageFacts] | None:
+    """The image `value` (found in `where`, e.g. "column image") as checked bytes with its
+    facts, or None with the problem (image_missing, image_url, image_undecodable,
+    image_too_large, image_type)."""
     data = image_bytes(value, where, images, problems)
     if data is None:
         return None
     try:
-        inspect_image(data, max_bytes=limits.max_image_bytes, max_pixels=limits.max_image_pixels)
+        facts = inspect_image(
+            data, max_bytes=limits.max_image_bytes, max_pixels=limits.max_image_pixels
+        )
     except ImageRejected as exc:
         problems.append((exc.code, f"{where}: {exc.message}"))
         return None
-    return data
+    return data, facts
 
 
 def image_bytes(
@@ -81,3 +86,120 @@ def _base64(payload: str, where: str, problems: Problems) -> bytes | None:
              "base64 data")
         )  # fmt: skip
         return None
+
+
+PLACEHOLDER = "<image>"  # LLaMA-Factory's mark for "the next image of the row's list"
+
+
+def inline_reference(part: Mapping[str, Any]) -> tuple[bool, Any]:
+    """Whether content `part` is an image, and the image it carries itself (None: the next one of
+    the row's image column). Reads OpenAI's `{"type": "image_url", "image_url": {"url": ...}}`
+    (or a bare string), the Responses API's `input_image`, and `{"type": "image", "image" |
+    "url" | "path": ...}` as Hugging Face processors write them."""
+    kind = part.get("type")
+    if kind in ("image_url", "input_image"):
+        value = part.get("image_url")
+        if isinstance(value, Mapping):
+            value = value.get("url")
+        return True, value if value is not None else part.get("url")
+    if kind == "image":
+        for key in ("image", "url", "path"):
+            if part.get(key) is not None:
+                return True, part[key]
+        return True, None
+    return False, None
+
+
+@dataclass
+class RowImages:
+    """The images of one row, in order of appearance, with what was wrong with them."""
+
+    data: list[bytes] = field(default_factory=list)
+    facts: list[ImageFacts] = field(default_factory=list)
+
+
+def pooled(value: Any) -> list[Any] | None:
+    """The image column's value as a list of image references (None: the value is missing)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, list | tuple):
+        return list(value)
+    return [value]
+
+
+def place_images(
+    turns: list[Message],
+    inline: Mapping[int, Any],
+    pool: list[Any] | None,
+    column: str | None,
+    resolve: Callable[[Any, str, Problems], tuple[bytes, ImageFacts] | None],
+    problems: Problems,
+) -> RowImages:
+    """Put each image of a row in its place in `turns` and read them in that order.
+
+    An image part holds its own image when `inline` (keyed by the part's id) names it, else it
+    takes the next one of the image column's `pool`; so does each `<image>` in a text when the
+    mapping has an image column (the text is split around it). With no such place at all, the
+    pool's images go first in the first user turn. More places than images, or images left over,
+    are row problems (image_missing, image_surplus)."""
+    if column is not None:
+        for turn in turns:
+            turn["content"] = _split_placeholders(turn["content"])
+    places = [part for turn in turns for part in turn["content"] if part["type"] == "image"]
+    from_pool = [part for part in places if id(part) not in inline]
+    images = pool or []
+    if column is not None and not places:
+        if pool is None:
+            problems.append(("image_missing", f"column {column}: no image"))
+        first_user = next((t for t in turns if t["role"] == "user"), None)
+        if first_user is not None and images:
+            added: list[Part] = [{"type": "image"} for _ in images]
+            first_user["content"][:0] = added
+            places, from_pool = added, added
+    counted: Problems = []
+    if len(from_pool) > len(images):
+        counted.append(
+            ("image_missing", f"{_count(len(from_pool), 'image place')} in the text but "
+             f"{_count(len(images), 'image')} in column {column or '(none)'}")
+        )  # fmt: skip
+    elif len(from_pool) < len(images):
+        counted.append(
+            ("image_surplus", f"{_count(len(images), 'image')} in column {column} but "
+             f"{_count(len(from_pool), 'image place')} (<image> or an image part) in the text")
+        )  # fmt: skip
+    found = RowImages()
+    if counted:
+        problems += counted
+        return found
+    next_in_pool = iter(images)
+    for number, part in enumerate(places, start=1):
+        if id(part) in inline:
+            value, where = inline[id(part)], f"image {number} (in the turns)"
+        else:
+            value, where = next(next_in_pool), f"image {number} (column {column})"
+        got = resolve(value, where, problems)
+        if got is not None:
+            found.data.append(got[0])
+            found.facts.append(got[1])
+    return found
+
+
+def _split_placeholders(content: list[Part]) -> list[Part]:
+    if not any(PLACEHOLDER in part.get("text", "") for part in content):
+        return content
+    split: list[Part] = []
+    for part in content:
+        text = part.get("text", "")
+        if part["type"] != "text" or PLACEHOLDER not in text:
+            split.append(part)
+            continue
+        for i, piece in enumerate(text.split(PLACEHOLDER)):
+            if i:
+                split.append({"type": "image"})
+            if piece:
+                split.append({"type": "text", "text": piece})
+    return split
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -108,6 +108,18 @@ class ParseLimits(BaseModel):
         "`max_member_bytes`.",
     )
 
+    @property
+    def max_data_url_bytes(self) -> int:
+        """Longest text that may hold an image as a base64 `data:image/...` URL: one image of
+        `max_image_bytes` (base64 takes 4 bytes per 3) and its header. Such a text is bounded
+        as an image, not by `max_cell_bytes`."""
+        return self.max_image_bytes * 4 // 3 + 1024
+
+
+def inline_image(text: str, limits: ParseLimits) -> bool:
+    """Whether `text` is an image's data: URL within the image limit."""
+    return text.startswith("data:image/") and len(text) <= limits.max_data_url_bytes
+
 
 DEFAULT_LIMITS = ParseLimits()
 

@@ -18,7 +18,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tuneforge.data.conversation import Message, Part, Role, message, text_of
-from tuneforge.data.image_refs import ImageResolver, row_image
+from tuneforge.data.image_refs import (
+    ImageResolver,
+    RowImages,
+    inline_reference,
+    place_images,
+    pooled,
+    row_image,
+)
+from tuneforge.data.images import ImageFacts
 from tuneforge.data.pairs import (
     Problems,
     filled,
@@ -154,8 +162,11 @@ class MappingSpec(BaseModel):
     image_column: str | None = Field(
         default=None,
         description=(
-            "A column with an image per row: a path inside the uploaded ZIP, base64 data, or "
-            "bytes. URLs are never fetched."
+            "A column with the row's image, or a list of its images: each a path inside the "
+            "uploaded ZIP, a data: URL or base64 text, bytes, or a Parquet/HF image "
+            "`{bytes, path}`. The n-th `<image>` in the text (or image part without its own "
+            "image) takes the n-th image; with none, the images open the first user turn. URLs "
+            "are never fetched."
         ),
     )
 
@@ -184,6 +195,7 @@ class RowResult:
 
     record: dict[str, Any] | None
     problems: list[tuple[str, str]] = field(default_factory=list)
+    images: list[ImageFacts] = field(default_factory=list)  # the record's images, in order
 
 
 class RowMapper:
@@ -193,6 +205,7 @@ class RowMapper:
         self.spec = spec
         self.columns = columns
         self.images = images
+        self._inline: dict[int, Any] = {}  # image parts that carry their own image, by id
         self.fields: dict[str, Template | str] = {}
         for name in SOURCE_FIELDS:
             source: FieldSource | None = getattr(spec, name)
@@ -235,11 +248,19 @@ class RowMapper:
             return None
         return text
 
-    def _image(self, row: Mapping[str, Any], problems: list[tuple[str, str]]) -> bytes | None:
+    def _images(
+        self, row: Mapping[str, Any], turns: list[Message], problems: Problems
+    ) -> RowImages:
         column = self.spec.image_column
-        if column is None:
-            return None
-        return row_image(row.get(column), f"column {column}", self.images, problems)
+        pool = pooled(row.get(column)) if column is not None else []
+        return place_images(
+            turns,
+            self._inline,
+            pool,
+            column,
+            lambda value, where, found: row_image(value, where, self.images, found),
+            problems,
+        )
 
     # -- turns ---------------------------------------------------------------------------------
     def _turns_from_list(self, value: Any, problems: list[tuple[str, str]]) -> list[Message]:
@@ -276,11 +297,12 @@ class RowMapper:
             kind = part.get("type") if isinstance(part, dict) else None
             if kind == "text" and isinstance(part.get("text"), str):
                 parts.append({"type": "text", "text": part["text"]})
-            elif kind == "image":
-                parts.append({"type": "image"})
-            elif kind == "image_url":
-                problems.append(("image_url", "image URLs are never fetched"))
-                return None
+            elif isinstance(part, dict) and inline_reference(part)[0]:
+                image: Part = {"type": "image"}
+                reference = inline_reference(part)[1]
+                if reference is not None:
+                    self._inline[id(image)] = reference
+                parts.append(image)
             else:
                 problems.append(("non_text", f"unknown content part {str(part)[:60]}"))
                 return None
@@ -411,6 +433,7 @@ class RowMapper:
 
     def map(self, row: Mapping[str, Any]) -> RowResult:
         problems: list[tuple[str, str]] = []
+        self._inline.clear()
         spec = self.spec
         if spec.mode == "language_modeling" and spec.layout == "fields":
             text = self._text(self._value(row, "text", problems), "text", problems)
@@ -432,19 +455,16 @@ class RowMapper:
             )
         if spec.system_prompt and not (turns and turns[0]["role"] == "system"):
             turns.insert(0, message("system", spec.system_prompt))
-        image = self._image(row, problems)
-        if image is not None:
-            first_user = next((t for t in turns if t["role"] == "user"), None)
-            if first_user is not None:
-                first_user["content"].insert(0, {"type": "image"})
-        return self._record(row, turns, sides, image, problems)
+        images = self._images(row, turns, problems)
+        self._inline.clear()
+        return self._record(row, turns, sides, images, problems)
 
     def _record(
         self,
         row: Mapping[str, Any],
         turns: list[Message],
         sides: tuple[list[Message], list[Message]] | None,
-        image: bytes | None,
+        images: RowImages,
         problems: list[tuple[str, str]],
     ) -> RowResult:
         check_order(turns, problems)
@@ -461,16 +481,16 @@ class RowMapper:
         elif mode == "prompt_only":
             while turns and turns[-1]["role"] == "assistant":
                 turns.pop()
-            left_out = {"prompt", "images", self.spec.messages_column}
+            left_out = {"prompt", "images", self.spec.messages_column, self.spec.image_column}
             extras = {k: v for k, v in row.items() if k not in left_out}
             record = {**extras, "prompt": turns}
         elif mode == "feedback":
             record = self._feedback(row, turns, problems)
         else:
             record = self._pair(row, turns, sides, problems)
-        if image is not None:
-            record["images"] = [image]
-        return RowResult(None if problems else record, problems)
+        if images.data:
+            record["images"] = images.data
+        return RowResult(None if problems else record, problems, images.facts)
 
 
 def check_order(turns: list[Message], problems: list[tuple[str, str]]) -> None:

@@ -10,6 +10,7 @@ apart (the statistics measure each side); its length is the prompt with the long
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,12 +23,14 @@ from tuneforge.data.conversation import Message
 from tuneforge.data.fast_fields import FieldsMapper, Mapped, column_values
 from tuneforge.data.fast_fields import records as records
 from tuneforge.data.image_refs import ImageResolver
+from tuneforge.data.images import ImageFacts
 from tuneforge.data.mapping import RowMapper
 from tuneforge.data.splits import SplitSpec, split_indices
-from tuneforge.data.stats import DatasetStats, StatsBuilder
+from tuneforge.data.stats import GEMMA3_TOKENS_PER_IMAGE, DatasetStats, StatsBuilder
 from tuneforge.data.validation import ReportBuilder, ValidationReport, duplicate_keys
 from tuneforge.errors import InvalidInput
 from tuneforge.models.chat_template import END_OF_TURN, prompt_and_answer, render, render_content
+from tuneforge.models.vision import image_tokens
 
 BATCH_ROWS = 2_000  # rows mapped at a time, row by row
 TokenCounter = Callable[[Sequence[str]], list[int]]
@@ -81,6 +84,7 @@ class Kept:
     labels: list[Any] = field(default_factory=list)  # the label column's value
     strata: list[Any] = field(default_factory=list)  # the stratify column's value
     records: dict[str, list[Any]] = field(default_factory=dict)  # the mapper's output columns
+    images: list[list[ImageFacts]] = field(default_factory=list)  # empty: no row has images
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -95,6 +99,9 @@ class Kept:
         self.strata += other.strata
         for name, values in other.records.items():
             self.records.setdefault(name, []).extend(values)
+        if other.images or self.images:  # rows without images get an empty list
+            self.images += [[] for _ in range(len(self) - len(other) - len(self.images))]
+            self.images += other.images or [[] for _ in range(len(other))]
 
     def select(self, rows: Sequence[int]) -> Kept:
         def pick(values: list[Any]) -> list[Any]:
@@ -109,7 +116,16 @@ class Kept:
             pick(self.labels),
             pick(self.strata),
             {name: pick(values) for name, values in self.records.items()},
+            pick(self.images),
         )
+
+
+def image_key(record: Mapping[str, Any]) -> str:
+    """A digest of a record's images, so examples that differ only by their images differ."""
+    digest = hashlib.blake2b(digest_size=16)
+    for data in record.get("images") or ():
+        digest.update(hashlib.blake2b(data, digest_size=16).digest())
+    return digest.hexdigest() if record.get("images") else ""
 
 
 class _RowByRow:
@@ -125,6 +141,7 @@ class _RowByRow:
         results = [self.mapper.map(row) for row in rows]
         mapped = [r.record for r in results if r.record is not None]
         texts = [rendered_texts(record) for record in mapped]
+        images = [r.images for r in results if r.record is not None]
         return Mapped(
             problems=[r.problems for r in results],
             ok=[i for i, r in enumerate(results) if r.record is not None],
@@ -135,6 +152,8 @@ class _RowByRow:
             keys=[duplicate_keys(record) for record in mapped],
             records={"record": mapped},
             preview=rows.__getitem__,
+            images=images if any(images) else [],
+            image_keys=[image_key(record) for record in mapped] if any(images) else [],
         )
 
     @staticmethod
@@ -226,6 +245,8 @@ def _stats(
         if mode == "feedback":
             stats.add_feedback(name, (record["label"] for record in rows.records.get("record", [])))
         stats.add_lengths(name, rows.prompt_tokens, longer, rows.turns, rows.texts, labels)
+        if rows.images:
+            stats.add_images(rows.images)
     if mode == "prompt_only":
         columns = dict.fromkeys(c for table in splits.values() for c in table.column_names)
         stats.reference_columns = [c for c in columns if c not in ("prompt", "images")]
@@ -274,6 +295,11 @@ def _check(batch: _Batch, report: ReportBuilder, config: ProcessingConfig) -> Ke
     what is kept of it."""
     mapped, counts, n = batch.mapped, batch.counted.result(), len(batch.mapped.ok)
     prompt_tokens, answer_tokens, rejected_tokens = counts[:n], counts[n : 2 * n], counts[2 * n :]
+    if mapped.images:  # the text counted `<start_of_image>`; the model reads the whole frame
+        extra = image_tokens(1, GEMMA3_TOKENS_PER_IMAGE) - 1
+        prompt_tokens = [
+            t + extra * len(i) for t, i in zip(prompt_tokens, mapped.images, strict=True)
+        ]
     pairs = bool(mapped.rejected)
     longer = list(map(max, answer_tokens, rejected_tokens)) if pairs else answer_tokens
     slots = dict(zip(mapped.ok, range(len(mapped.ok)), strict=True))
@@ -303,10 +329,14 @@ def _check(batch: _Batch, report: ReportBuilder, config: ProcessingConfig) -> Ke
         rejected_tokens=[rejected_tokens[slot] for slot in keep] if pairs else [],
         turns=[mapped.turns[slot] for slot in keep],
         texts=[  # a pair's duplicates are the same prompt and the same two answers
-            mapped.prompts[slot] + mapped.answers[slot] + (mapped.rejected[slot] if pairs else "")
+            mapped.prompts[slot]
+            + mapped.answers[slot]
+            + (mapped.rejected[slot] if pairs else "")
+            + (mapped.image_keys[slot] if mapped.image_keys else "")
             for slot in keep
         ],
         labels=values_of(config.label_column),
         strata=values_of(config.split.stratify_by),
         records={name: [values[slot] for slot in keep] for name, values in mapped.records.items()},
+        images=[mapped.images[slot] for slot in keep] if mapped.images else [],
     )

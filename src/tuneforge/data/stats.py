@@ -25,9 +25,13 @@ import numpy.typing as npt
 from pydantic import BaseModel, Field
 from tokenizers import Tokenizer
 
+from tuneforge.data.images import ImageFacts
 from tuneforge.models.chat_template import ChatMessage, prompt_and_answer, render
 from tuneforge.models.tokenizer import count_tokens
+from tuneforge.models.vision import image_tokens
 
+# Gemma 3 reads each image as 256 soft tokens (plus 4 around them): what the lengths count.
+GEMMA3_TOKENS_PER_IMAGE = 256
 HISTOGRAM_BINS = 20
 TOP_LABELS = 50
 PERCENTILES = (50, 90, 95, 99)
@@ -109,11 +113,38 @@ class FeedbackCounts(BaseModel):
     undesirable: int = Field(description="Completions labelled undesirable.")
 
 
+class SizeSummary(BaseModel):
+    min: int = Field(description="The smallest value.")
+    mean: float = Field(description="The mean value.")
+    p50: int = Field(description="The median (nearest rank).")
+    p90: int = Field(description="90% of the values are at most this (nearest rank).")
+    max: int = Field(description="The largest value.")
+
+
+class ImageStats(BaseModel):
+    total: int = Field(description="Images in all kept rows.")
+    rows_with_images: int = Field(description="Kept rows with at least one image.")
+    per_row: dict[int, int] = Field(
+        description="How many rows have each number of images (0: a text-only row)."
+    )
+    formats: dict[str, int] = Field(description="Images per file format (PNG, JPEG, ...).")
+    pixels: SizeSummary = Field(description="Image sizes in pixels (width x height).")
+    width: SizeSummary = Field(description="Image widths in pixels.")
+    height: SizeSummary = Field(description="Image heights in pixels.")
+    bytes: SizeSummary = Field(description="Image file sizes in bytes.")
+    tokens_per_image: int = Field(
+        description="Tokens each image adds to the lengths above: Gemma 3 reads an image as "
+        "256 soft tokens framed by 4 more (`\\n\\n<start_of_image>` ... "
+        "`<end_of_image>\\n\\n`), whatever its size (the processor resizes it to 896x896)."
+    )
+
+
 class DatasetStats(BaseModel):
     rows: dict[str, int] = Field(description="Rows per split, e.g. {'train': 900, 'test': 100}.")
     prompt_tokens: LengthStats = Field(
         description="Prompt lengths: the rendered conversation up to the final "
-        "`<start_of_turn>model`, with `<bos>` and the chat template's tokens."
+        "`<start_of_turn>model`, with `<bos>` and the chat template's tokens, and each image's "
+        "tokens (see `images`)."
     )
     answer_tokens: LengthStats = Field(
         description="Final answer lengths, with the closing `<end_of_turn>`; 0 for rows "
@@ -141,6 +172,12 @@ class DatasetStats(BaseModel):
     reference_columns: list[str] | None = Field(
         default=None,
         description="Prompt-only data: the columns kept beside the prompt, for graders to read.",
+    )
+    images: ImageStats | None = Field(
+        default=None,
+        exclude_if=lambda images: images is None,  # text data's statistics name no images
+        description="Image data: image counts and sizes. Prompt and total lengths above count "
+        "each image as `tokens_per_image` tokens.",
     )
 
 
@@ -251,6 +288,11 @@ class StatsBuilder:
         ] = {}
         self.feedback: dict[str, Counter[bool]] = {}
         self.reference_columns: list[str] | None = None
+        self.images: list[list[ImageFacts]] = []
+
+    def add_images(self, rows: Sequence[Sequence[ImageFacts]]) -> None:
+        """Add a batch of rows' images (one list per kept row, empty for text-only rows)."""
+        self.images += [list(facts) for facts in rows]
 
     def add(
         self,
@@ -358,7 +400,35 @@ class StatsBuilder:
             }
             or None,
             reference_columns=self.reference_columns,
+            images=_image_stats(self.images) if any(self.images) else None,
         )
+
+
+def _summary(values: Sequence[int]) -> SizeSummary:
+    ordered = np.sort(np.asarray(values, dtype=np.int64))
+    n = len(ordered)
+    return SizeSummary(
+        min=int(ordered[0]),
+        mean=float(ordered.mean()),
+        p50=int(ordered[-(-50 * n // 100) - 1]),
+        p90=int(ordered[-(-90 * n // 100) - 1]),
+        max=int(ordered[-1]),
+    )
+
+
+def _image_stats(rows: list[list[ImageFacts]]) -> ImageStats:
+    every = [facts for row in rows for facts in row]
+    return ImageStats(
+        total=len(every),
+        rows_with_images=sum(bool(row) for row in rows),
+        per_row=dict(sorted(Counter(map(len, rows)).items())),
+        formats=dict(Counter(facts.format for facts in every).most_common()),
+        pixels=_summary([facts.pixels for facts in every]),
+        width=_summary([facts.width for facts in every]),
+        height=_summary([facts.height for facts in every]),
+        bytes=_summary([facts.bytes for facts in every]),
+        tokens_per_image=image_tokens(1, GEMMA3_TOKENS_PER_IMAGE),
+    )
 
 
 def _distinct(hashes: list[npt.NDArray[np.int64]]) -> int:

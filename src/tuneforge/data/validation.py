@@ -29,9 +29,15 @@ DESCRIPTIONS = {
     "prompt_mismatch": "The chosen and rejected conversations do not share their prompt turns.",
     "bad_label": "A feedback label is not one of true/false, 1/0, yes/no, good/bad, thumbs "
     "up/down.",
-    "image_missing": "An image cannot be found.",
+    "image_missing": "An image cannot be found (not in the upload, no value, or fewer images "
+    "than <image> places in the text).",
+    "image_surplus": "A row has more images than places for them (<image> in the text or image "
+    "parts in the turns).",
     "image_url": "An image is given as a URL; the server never fetches URLs.",
-    "image_undecodable": "An image cannot be decoded.",
+    "image_undecodable": "An image cannot be decoded (truncated or corrupt).",
+    "image_too_large": "An image is larger than the limits (bytes, or pixels read from its "
+    "header).",
+    "image_type": "A file that is not a PNG, JPEG, GIF, WebP, BMP or TIFF image (SVG is refused).",
     "too_long": "An example is longer than the maximum length in Gemma tokens.",
     "duplicate": "An exact duplicate of an earlier example.",
     "duplicate_normalised": "A duplicate of an earlier example once case and spaces are ignored.",
@@ -64,8 +70,22 @@ class ValidationReport(BaseModel):
         return not self.problems
 
 
-_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, default=repr)
-_PREVIEW = json.JSONEncoder(ensure_ascii=False, default=repr)
+def _binary_digest(value: Any) -> str:
+    """Bytes (an image) as a short digest, anything else as its repr."""
+    if isinstance(value, bytes | bytearray):
+        return "bytes:" + hashlib.blake2b(value, digest_size=16).hexdigest()
+    return repr(value)
+
+
+def _binary_size(value: Any) -> str:
+    """Bytes (an image) as their size, never their content; anything else as its repr."""
+    if isinstance(value, bytes | bytearray):
+        return f"<{len(value):,} bytes>"
+    return repr(value)[:PREVIEW_CHARS]
+
+
+_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, default=_binary_digest)
+_PREVIEW = json.JSONEncoder(ensure_ascii=False, default=_binary_size)
 
 
 def normalised_text(text: str) -> str:

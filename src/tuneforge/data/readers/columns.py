@@ -316,11 +316,22 @@ def check_cells(batch: pa.RecordBatch, first_row: int, limits: ParseLimits) -> N
             longest = pc.max(lengths).as_py()
             if longest is None or longest <= limit:
                 continue
+            if is_text and _inline_images(array, lengths, limit, limits):
+                continue
             where = f'Column "{name}"'
             if top:
                 row = first_row + pc.index(pc.greater(lengths, limit), True).as_py() + 1
                 where = f'Row {row:,}, column "{name}"'
             raise value_too_large(where, longest, limit)
+
+
+def _inline_images(array: pa.Array, lengths: pa.Array, limit: int, limits: ParseLimits) -> bool:
+    """Whether every text longer than `limit` is an image's base64 `data:` URL within the image
+    limit (base64 takes 4 bytes per 3): such a text is an image, bounded by `max_image_bytes`."""
+    long = array.filter(pc.greater(lengths, limit))
+    images = pc.starts_with(long, "data:image/")
+    longest = pc.max(pc.binary_length(long)).as_py()
+    return bool(pc.all(images).as_py()) and longest <= limits.max_data_url_bytes
 
 
 def _leaves(column: pa.Array) -> Iterator[tuple[pa.Array, bool]]:

@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 
 from tuneforge.data.encoding import TextEncoding
-from tuneforge.data.limits import DataFileError, ParseLimits
+from tuneforge.data.limits import DataFileError, ParseLimits, inline_image
 from tuneforge.data.readers.columns import RecordBuilder, value_too_large
 from tuneforge.data.readers.json_scan import CHECK_LINE, JsonScanner, too_deep, within_depth
 from tuneforge.data.readers.lines import bounded_lines
@@ -188,19 +188,20 @@ def _parse(text: str, where: str, line: int, limits: ParseLimits, fix: str) -> d
             f"like {EXAMPLE}."
         )
     if len(text) > limits.max_cell_bytes:  # only then can one of its strings be too long
-        size = _longest_string(record)
+        size = _longest_string(record, limits)
         if size > limits.max_cell_bytes:
             raise value_too_large(where, size, limits.max_cell_bytes)
     return record
 
 
-def _longest_string(value: Any) -> int:
-    """UTF-8 size of the longest string anywhere in `value` (keys included), without recursion."""
+def _longest_string(value: Any, limits: ParseLimits) -> int:
+    """UTF-8 size of the longest string anywhere in `value` (keys included), without recursion;
+    an image's data: URL within the image limit counts as nothing (it is an image, not text)."""
     longest = 0
     pending = [value]
     while pending:
         current = pending.pop()
-        if isinstance(current, str):
+        if isinstance(current, str) and not inline_image(current, limits):
             longest = max(longest, len(current.encode("utf-8", "surrogatepass")))
         elif isinstance(current, dict):
             pending.extend(current)

@@ -10,7 +10,9 @@ a dataset of 10,000 photographs costs no memory until they are used.
 
 from __future__ import annotations
 
+import json
 import posixpath
+import re
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -20,11 +22,13 @@ import pyarrow.compute as pc
 
 from tuneforge.data.limits import DataFileError, ParseLimits, size_text
 from tuneforge.data.readers.archive import Closing, SafeZip
+from tuneforge.data.readers.columns import JSON_TEXT_KEY
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
 METADATA_SUFFIXES = frozenset({".csv", ".tsv", ".json", ".jsonl", ".ndjson", ".parquet"})
 ARCHIVE_SUFFIXES = frozenset({".zip", ".gz", ".tgz", ".tar", ".7z", ".rar", ".bz2", ".xz", ".zst"})
 _IMAGE_REFERENCE = r"(?i)\.(png|jpe?g|gif|webp|bmp|tiff?)$"
+_IMAGE_NAME = re.compile(_IMAGE_REFERENCE)
 _JUNK_NAMES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
 
 ReadMember = Callable[[Path, str], tuple[pa.Table, list[str]]]
@@ -116,7 +120,7 @@ def read_zip(
         )
     names = frozenset(by_kind["image"])
     base = posixpath.dirname(metadata)
-    columns, used = _image_columns(table, names, base, metadata)
+    columns, used = _image_columns(table, names, base, metadata, warnings)
     if not names:
         return table, warnings, None  # a zipped table
     unused = sorted(names - used)
@@ -144,32 +148,55 @@ def _one_metadata_file(candidates: list[str]) -> str:
 
 
 def _image_columns(
-    table: pa.Table, names: frozenset[str], base: str, metadata: str
+    table: pa.Table, names: frozenset[str], base: str, metadata: str, warnings: list[str]
 ) -> tuple[tuple[str, ...], set[str]]:
-    """The columns that name images, and the images they name; a name with no image is refused."""
+    """The columns that name images (at any depth: a path in a conversation's `image_url` part
+    counts), and the images they name. Names the archive lacks are a warning (those rows get
+    `image_missing` when processed); when none of the names is in the archive, the upload is
+    refused, since the paths are then surely written another way."""
     columns: list[str] = []
     used: set[str] = set()
+    missing: list[tuple[int, str, str]] = []
     for column_name in table.column_names:
         found = False
-        for row, reference in _references(table.column(column_name)):
+        field = table.schema.field(column_name)
+        as_json = bool(field.metadata) and field.metadata.get(JSON_TEXT_KEY) == b"json"
+        for row, reference in _references(table.column(column_name), as_json):
             found = True
             member = resolve(reference, names, base)
             if member is None:
-                raise DataFileError(
-                    f'Row {row + 1:,}, column "{column_name}" names "{reference}", which is not '
-                    f'in the archive. Paths are relative to the metadata file ("{metadata}") '
-                    "or to the archive's root, and upper and lower case differ."
-                )
-            used.add(member)
+                missing.append((row, column_name, reference))
+            else:
+                used.add(member)
         if found:
             columns.append(column_name)
+    if missing:
+        row, column_name, reference = missing[0]
+        where = (
+            f'row {row + 1:,}, column "{column_name}" names "{reference}", which is not in the '
+            f'archive. Paths are relative to the metadata file ("{metadata}") or to the '
+            "archive's root, and upper and lower case differ."
+        )
+        if not used:
+            raise DataFileError(where[0].upper() + where[1:])
+        warnings.append(
+            f"{len(missing):,} image names in the metadata are not in the archive; those rows "
+            f"will be reported as image_missing when processed. The first: {where}"
+        )
     return tuple(columns), used
 
 
-def _references(column: pa.ChunkedArray) -> Iterable[tuple[int, str]]:
-    """(row, value) for each value of a text or list-of-text column that names an image file."""
+def _references(column: pa.ChunkedArray, as_json: bool) -> Iterable[tuple[int, str]]:
+    """(row, value) for each value of a column (text, lists of text, or nested values such as
+    conversations, also when the reader kept them as JSON text) that names an image file."""
     offset = 0
     for chunk in column.chunks:
+        if as_json:
+            for row, text in enumerate(chunk.to_pylist()):
+                value = None if text is None else json.loads(text)
+                yield from ((offset + row, name) for name in _nested_references(value))
+            offset += len(chunk)
+            continue
         values, rows = chunk, None
         if pa.types.is_list(chunk.type) or pa.types.is_large_list(chunk.type):
             values, rows = pc.list_flatten(chunk), pc.list_parent_indices(chunk)
@@ -178,7 +205,23 @@ def _references(column: pa.ChunkedArray) -> Iterable[tuple[int, str]]:
             for index in pc.indices_nonzero(matches).to_pylist():
                 row = index if rows is None else rows[index].as_py()
                 yield offset + row, values[index].as_py()
+        elif pa.types.is_nested(values.type):
+            for row, value in enumerate(chunk.to_pylist()):
+                yield from ((offset + row, text) for text in _nested_references(value))
         offset += len(chunk)
+
+
+def _nested_references(value: object) -> Iterable[str]:
+    """The strings inside a nested value that name image files (never data: URLs)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(reversed(list(item.values())))
+        elif isinstance(item, list):
+            pending.extend(reversed(item))
+        elif isinstance(item, str) and not item.startswith("data:") and _IMAGE_NAME.search(item):
+            yield item
 
 
 def _kind(name: str) -> str:
