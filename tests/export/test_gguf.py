@@ -217,11 +217,11 @@ def test_in_process_types_of_the_tiny_model_load_and_generate(
 # -- what cannot be converted --------------------------------------------------------------------
 
 
-def test_a_vision_gemma_is_refused_with_a_reason(tmp_path: Path, vocab_gguf: Path) -> None:
+def test_a_gemma_3n_is_refused_with_a_reason(tmp_path: Path, vocab_gguf: Path) -> None:
     (tmp_path / "config.json").write_text(
-        json.dumps({"architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3"})
+        json.dumps({"architectures": ["Gemma3nForConditionalGeneration"], "model_type": "gemma3n"})
     )
-    with pytest.raises(GgufConversionError, match="vision models is not supported yet"):
+    with pytest.raises(GgufConversionError, match=r"Gemma3ForConditionalGeneration.*Gemma3n"):
         gguf.convert(tmp_path, tmp_path / "x.gguf", "f16", name="x", vocab_gguf=vocab_gguf)
     assert not (tmp_path / "x.gguf").exists()
 
@@ -267,12 +267,25 @@ def test_a_vocabulary_that_does_not_match_the_reference_is_refused(
         gguf.convert(swapped, tmp_path / "x.gguf", "f16", name="x", vocab_gguf=vocab_gguf)
 
     vocab["▁cat"], vocab["▁dog"] = vocab["▁dog"], vocab["▁cat"]
-    extra = {**data["added_tokens"][-1], "id": len(vocab), "content": "<my_token>"}
-    data["added_tokens"].append(extra)  # one token more
+    last = max(data["added_tokens"], key=lambda t: t["id"])
+    data["added_tokens"].remove(last)  # one token fewer
+    vocab.pop(last["content"], None)
+    smaller = link_model(tiny_model, tmp_path / "smaller", skip=("tokenizer.json",))
+    (smaller / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(GgufConversionError, match="262143 tokens where it has 262144"):
+        gguf.convert(smaller, tmp_path / "x.gguf", "f16", name="x", vocab_gguf=vocab_gguf)
+    assert not (tmp_path / "x.gguf").exists()
+
+    # A token added after the reference's (as a vision Gemma's <image_soft_token>) is allowed;
+    # past the embedding's last row it is left out: llama.cpp never reads it as text.
+    data["added_tokens"].append(last)
+    extra = {**last, "id": last["id"] + 1, "content": "<my_token>"}
+    data["added_tokens"].append(extra)
     larger = link_model(tiny_model, tmp_path / "larger", skip=("tokenizer.json",))
     (larger / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
-    with pytest.raises(GgufConversionError, match="262145 tokens where it has 262144"):
-        gguf.convert(larger, tmp_path / "x.gguf", "f16", name="x", vocab_gguf=vocab_gguf)
+    gguf.convert(larger, tmp_path / "x.gguf", "f16", name="x", vocab_gguf=vocab_gguf)
+    tokens = read_header(tmp_path / "x.gguf").fields["tokenizer.ggml.tokens"]
+    assert len(tokens) == 262144 and "<my_token>" not in tokens
 
 
 def test_k_quants_need_llama_cpp_and_an_unquantized_source(

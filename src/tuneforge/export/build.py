@@ -10,6 +10,10 @@
   `GREEDY_TOKENS` per prompt; see `gguf_check.Check`).
 * `ollama`: the GGUF with a Modelfile.
 
+A vision Gemma 3 adds its image processor's files to adapter and merged exports, an image prompt
+to the merge's check, and to GGUF and Ollama exports the `mmproj` projector file beside the text
+model, checked with an image through llama.cpp's multimodal path (`export.vision_export`).
+
 A verification below its threshold raises `VerificationFailed` carrying the numbers: the export
 is then marked failed with them, and its files are never published.
 
@@ -27,9 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuneforge.export import gguf, gguf_check
+from tuneforge.export import gguf, gguf_check, vision_export
 from tuneforge.export.card import CardFacts, model_card, modelfile, ollama_name
 from tuneforge.export.spec import IN_PROCESS
+from tuneforge.models.vision import vision_info
 
 Progress = Callable[[float, str], None]
 
@@ -86,6 +91,9 @@ def build(plan: Plan, out: Path, progress: Progress) -> dict[str, Any]:
     verification: dict[str, Any] = {}
     if plan.format == "adapter":
         _copy_files(plan.source, out)
+        vision_export.record_base(out, plan.facts.base_hub_id or plan.facts.base_model)
+        if vision_info(plan.base_dir) is not None:
+            vision_export.copy_processor_files(plan.base_dir, out)
         progress(0.9, "writing the model card")
     elif plan.format == "merged":
         verification["merge"] = merge(plan, out, progress)
@@ -136,14 +144,18 @@ def merge(plan: Plan, out: Path, progress: Progress) -> dict[str, Any]:
         progress(0.1, "copying the fully fine-tuned weights")
         _copy_files(plan.source, out)
         _copy_generation_config(plan.base_dir, out)
+        if vision_info(plan.base_dir) is not None:
+            vision_export.copy_processor_files(plan.base_dir, out)
         return {"kind": "full", "note": "a full fine-tune's weights need no merge"}
     from peft import PeftModel
 
     progress(0.05, f"loading {plan.facts.base_model} with the adapter")
+    vision = vision_info(plan.base_dir) is not None
     base = AutoModelForCausalLM.from_pretrained(plan.base_dir, dtype=dtype)
     tuned: Any = PeftModel.from_pretrained(base, plan.source)
     tuned.eval()
     reference = _logits(tuned, prompts)
+    image_reference = vision_export.image_answer(tuned, plan.base_dir) if vision else None
     progress(0.2, "merging the adapter into the weights")
     merged = tuned.merge_and_unload()
     merged.save_pretrained(out)
@@ -152,6 +164,8 @@ def merge(plan: Plan, out: Path, progress: Progress) -> dict[str, Any]:
         if path.is_file() and not path.name.startswith("adapter_"):
             shutil.copyfile(path, out / path.name)
     _copy_generation_config(plan.base_dir, out)
+    if vision:
+        vision_export.copy_processor_files(plan.base_dir, out)
     progress(0.3, "reloading the merged model to compare its logits with base + adapter")
     reloaded: Any = AutoModelForCausalLM.from_pretrained(out, dtype=dtype)
     reloaded.eval()
@@ -161,19 +175,33 @@ def merge(plan: Plan, out: Path, progress: Progress) -> dict[str, Any]:
     )
     scale = max(float(r.abs().max()) for r in reference)
     tolerance = FLOAT32_TOLERANCE if dtype == torch.float32 else HALF_RELATIVE_TOLERANCE * scale
-    result = {
+    result: dict[str, Any] = {
         "dtype": plan.base_dtype,
         "prompts": len(prompts),
         "max_abs_logit_diff": diff,
         "tolerance": tolerance,
         "passed": diff <= tolerance,
     }
-    if diff > tolerance:
-        raise VerificationFailed(
+    problems = (
+        []
+        if diff <= tolerance
+        else [
             f"The merged model's logits differ from base + adapter by {diff:.3g} "
-            f"(more than {tolerance:.3g}).",
-            {"merge": result},
+            f"(more than {tolerance:.3g})."
+        ]
+    )
+    if image_reference is not None:
+        progress(0.35, "comparing the merged model's answer to an image with base + adapter")
+        image = vision_export.compare_image_answers(
+            image_reference, vision_export.image_answer(reloaded, out), tolerance
         )
+        result["image"] = image
+        if not image["passed"]:
+            problems.append(image["problem"])
+    del reloaded
+    if problems:
+        result["passed"] = False
+        raise VerificationFailed(" ".join(problems), {"merge": result})
     return result
 
 
@@ -219,17 +247,30 @@ def _gguf(plan: Plan, merged: Path, work: Path, out: Path, progress: Progress) -
         progress(0.7, f"quantising to {quantization} with llama.cpp")
         gguf.quantize(f16, target, quantization, threads=plan.threads)  # type: ignore[arg-type]
         f16.unlink()
+    projector = None
+    if vision_info(merged) is not None:
+        progress(0.72, "writing the image encoder and projector (mmproj)")
+        projector = vision_export.write_projector(
+            merged, out, plan.facts.name, quantization, lambda _f, message: progress(0.75, message)
+        )
     if plan.format == "ollama":
-        (out / "Modelfile").write_text(modelfile(target.name), encoding="utf-8")
+        text = modelfile(target.name, projector.name if projector else None)
+        (out / "Modelfile").write_text(text, encoding="utf-8")
     progress(0.8, "reading the GGUF back")
-    return check_gguf(target, merged, quantization, plan.threads, progress)
+    return check_gguf(target, merged, quantization, plan.threads, progress, projector)
 
 
 def check_gguf(
-    path: Path, merged: Path, quantization: str, threads: int, progress: Progress
+    path: Path,
+    merged: Path,
+    quantization: str,
+    threads: int,
+    progress: Progress,
+    projector: Path | None = None,
 ) -> dict[str, Any]:
     """Read `path` back and, with llama.cpp installed, compare its greedy tokens with
-    transformers' on the merged model."""
+    transformers' on the merged model; with a `projector` (a vision model), check it and
+    compare an image prompt too (`vision_export.check_projector`)."""
     summary = gguf.describe(path)
     result: dict[str, Any] = {"file": path.name, **dataclasses.asdict(summary)}
     problems = []
@@ -260,6 +301,14 @@ def check_gguf(
                 f"{GREEDY_TOKENS * len(found.forced)} steps (share {share:.2f} < "
                 f"{MIN_AGREEMENT[quantization]})"
             )
+    if projector is not None and not problems:
+        progress(0.9, "running an image through llama.cpp's multimodal path")
+        image, found_problems = vision_export.check_projector(
+            path, projector, merged, MIN_AGREEMENT[quantization], threads
+        )
+        image["passed"] = not found_problems
+        result["image"] = image
+        problems += found_problems
     result["passed"] = not problems
     if problems:
         raise VerificationFailed(

@@ -46,6 +46,8 @@ class CardFacts:
     format: str
     quantization: str | None
     files: list[str] = field(default_factory=list)
+    #: A model that reads images (its exports carry the image processor, or a projector).
+    vision: bool = False
 
 
 def ollama_name(name: str) -> str:
@@ -54,9 +56,14 @@ def ollama_name(name: str) -> str:
     return re.sub(r"-{2,}", "-", cleaned).strip("-.") or "tuneforge-model"
 
 
-def modelfile(gguf_name: str) -> str:
-    """Ollama's Modelfile for the GGUF file `gguf_name` in the same directory."""
-    lines = [f"FROM ./{gguf_name}", f'TEMPLATE """{OLLAMA_TEMPLATE}"""']
+def modelfile(gguf_name: str, projector_name: str | None = None) -> str:
+    """Ollama's Modelfile for the GGUF file `gguf_name` in the same directory; a vision model's
+    projector (`projector_name`) is a second `FROM` line, which `ollama create` stores as the
+    model's projector layer (it recognises the file by its `clip` architecture)."""
+    lines = [f"FROM ./{gguf_name}"]
+    if projector_name:
+        lines.append(f"FROM ./{projector_name}")
+    lines.append(f'TEMPLATE """{OLLAMA_TEMPLATE}"""')
     lines += [f'PARAMETER stop "{token}"' for token in STOP_TOKENS]
     lines += [f"PARAMETER {key} {value}" for key, value in OLLAMA_PARAMETERS]
     return "\n".join(lines) + "\n"
@@ -64,7 +71,13 @@ def modelfile(gguf_name: str) -> str:
 
 def _usage(facts: CardFacts) -> str:
     base = facts.base_hub_id or facts.base_model
-    gguf = next((f for f in facts.files if f.endswith(".gguf")), "model.gguf")
+    ggufs = [f for f in facts.files if f.endswith(".gguf")]
+    gguf = next((f for f in ggufs if not f.startswith("mmproj")), "model.gguf")
+    projector = next((f for f in ggufs if f.startswith("mmproj")), None)
+    if projector is not None:
+        return _vision_gguf_usage(facts, gguf, projector)
+    if facts.vision and facts.format in ("adapter", "merged"):
+        return _vision_usage(facts, base)
     if facts.format == "adapter":
         return (
             "```python\nfrom peft import PeftModel\n"
@@ -88,6 +101,42 @@ def _usage(facts: CardFacts) -> str:
         )
     return (
         f"```sh\nllama-cli -m {gguf} -cnv\nllama-server -m {gguf}\n```\n\n"
+        "The GGUF carries the tokenizer and Gemma's chat template.\n"
+    )
+
+
+def _vision_usage(facts: CardFacts, base: str) -> str:
+    load = (
+        f'base = AutoModelForImageTextToText.from_pretrained("{base}")\n'
+        'model = PeftModel.from_pretrained(base, "path/to/this/folder")\n'
+        if facts.format == "adapter"
+        else 'model = AutoModelForImageTextToText.from_pretrained("path/to/this/folder")\n'
+    )
+    peft = "from peft import PeftModel\n" if facts.format == "adapter" else ""
+    return (
+        f"```python\n{peft}from transformers import AutoModelForImageTextToText, "
+        f"AutoProcessor\n\n{load}"
+        'processor = AutoProcessor.from_pretrained("path/to/this/folder")\n```\n\n'
+        "A vision model: the processor (tokenizer and image processor, both in this folder) "
+        "turns each `<start_of_image>` of a prompt and its image into the model's inputs.\n"
+    )
+
+
+def _vision_gguf_usage(facts: CardFacts, gguf: str, projector: str) -> str:
+    ollama = ""
+    if facts.format == "ollama":
+        ollama = (
+            "Ollama (the Modelfile names both files):\n\n```sh\n"
+            f"ollama create {ollama_name(facts.name)} -f Modelfile\n```\n\n"
+            "Ollama versions that run Gemma 3 on their own engine may ignore a separate "
+            "projector file (ollama/ollama#9967); llama.cpp below always uses it.\n\n"
+        )
+    return (
+        f"{ollama}Two files: `{gguf}` (the language model) and `{projector}` (the image "
+        "encoder and projector). llama.cpp:\n\n"
+        f"```sh\nllama-mtmd-cli -m {gguf} --mmproj {projector} --image picture.png "
+        '-p "Describe this image."\n'
+        f"llama-server -m {gguf} --mmproj {projector}\n```\n\n"
         "The GGUF carries the tokenizer and Gemma's chat template.\n"
     )
 

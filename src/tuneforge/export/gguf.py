@@ -1,7 +1,9 @@
 """GGUF export of Gemma 3 text models, for llama.cpp and Ollama.
 
 `convert` turns a transformers directory (`Gemma3ForCausalLM`: config.json, safetensors weights,
-tokenizer files, chat template) into a GGUF file in this process, with the `gguf` package: the
+tokenizer files, chat template; or the language model of a vision `Gemma3ForConditionalGeneration`,
+whose image encoder and projector `tuneforge.export.mmproj` writes to a second file) into a GGUF
+file in this process, with the `gguf` package: the
 weights are read straight from the safetensors files (no torch), renamed to llama.cpp's names,
 the RMSNorm weights stored as `1 + w` (Gemma computes `x * (1 + w)`, llama.cpp `x * w`), and
 written one at a time, so memory holds one tensor, not the model. The in-process types are the
@@ -91,7 +93,7 @@ class GgufSummary:
 
 
 @dataclass(frozen=True)
-class _Stored:
+class Stored:
     """One tensor in a safetensors file."""
 
     file: Path
@@ -102,7 +104,7 @@ class _Stored:
 
 @dataclass(frozen=True)
 class _Planned:
-    source: _Stored
+    source: Stored
     name: str
     qtype: gguf.GGMLQuantizationType
     norm: bool
@@ -138,7 +140,7 @@ def convert(
     report = progress or (lambda _fraction, _message: None)
     model_dir, out = Path(model_dir), Path(out)
     hyper = hyper_parameters(read_config(model_dir))
-    stored = _safetensors_index(model_dir)
+    stored = safetensors_index(model_dir)
     plan = _plan(stored, hyper, outtype)
     report(0.0, "Reading the tokenizer")
     vocab = vocabulary(model_dir, vocab_gguf, hyper.vocab_rows)
@@ -238,7 +240,7 @@ def describe(path: Path) -> GgufSummary:
     )
 
 
-def _safetensors_index(model_dir: Path) -> dict[str, _Stored]:
+def safetensors_index(model_dir: Path) -> dict[str, Stored]:
     """Every tensor of the model's safetensors files, read from their headers."""
     index = model_dir / "model.safetensors.index.json"
     if index.is_file():
@@ -251,7 +253,7 @@ def _safetensors_index(model_dir: Path) -> dict[str, _Stored]:
             f"{model_dir} has no (or incomplete) safetensors weights (model.safetensors); "
             "GGUF export reads only safetensors."
         )
-    stored: dict[str, _Stored] = {}
+    stored: dict[str, Stored] = {}
     for file in files:
         with file.open("rb") as handle:
             (length,) = struct.unpack("<Q", handle.read(8))
@@ -262,15 +264,18 @@ def _safetensors_index(model_dir: Path) -> dict[str, _Stored]:
             if info["dtype"] not in _SAFETENSORS_DTYPES:
                 raise GgufConversionError(f"{key} is {info['dtype']}; expected F32, F16 or BF16.")
             start = info["data_offsets"][0]
-            stored[key] = _Stored(file, info["dtype"], tuple(info["shape"]), 8 + length + start)
+            stored[key] = Stored(file, info["dtype"], tuple(info["shape"]), 8 + length + start)
     return stored
 
 
-def _plan(stored: dict[str, _Stored], hyper: Hyper, outtype: str) -> list[_Planned]:
+def _plan(stored: dict[str, Stored], hyper: Hyper, outtype: str) -> list[_Planned]:
     names = gguf.TensorNameMap(gguf.MODEL_ARCH.GEMMA3, hyper.layers)
     matrix_type = _TYPES[outtype][0]
     plan = []
-    for key, tensor in stored.items():
+    for stored_key, tensor in stored.items():
+        key = text_key(stored_key)
+        if key is None:
+            continue  # the image encoder's and projector's: `export.mmproj` writes them
         if key == "lm_head.weight" and hyper.tied:
             continue  # the embedding, again
         name = names.get_name(key, try_suffixes=(".weight", ".bias"))
@@ -285,6 +290,27 @@ def _plan(stored: dict[str, _Stored], hyper: Hyper, outtype: str) -> list[_Plann
             f"The model's token embedding does not have vocab_size ({hyper.vocab_rows}) rows."
         )
     return plan
+
+
+#: Where a vision Gemma 3 keeps its language model, by transformers version: the checkpoint
+#: layout (`language_model.model.*`) and transformers' own (`model.language_model.*`).
+_LANGUAGE_PREFIXES = (
+    ("model.language_model.", "model."),
+    ("language_model.model.", "model."),
+    ("language_model.", ""),  # language_model.lm_head.weight
+)
+_VISION_PARTS = ("vision_tower.", "multi_modal_projector.")
+
+
+def text_key(key: str) -> str | None:
+    """The `Gemma3ForCausalLM` name of the weight `key` (None: the image encoder's or the
+    projector's)."""
+    if any(part in key for part in _VISION_PARTS):
+        return None
+    for prefix, replacement in _LANGUAGE_PREFIXES:
+        if key.startswith(prefix):
+            return replacement + key.removeprefix(prefix)
+    return key
 
 
 def _tensor_type(
@@ -302,7 +328,7 @@ def _tensor_type(
     return matrix_type if shape[-1] % block_size == 0 else _Q.F16
 
 
-def _load(tensor: _Stored) -> npt.NDArray[np.float32]:
+def load_tensor(tensor: Stored) -> npt.NDArray[np.float32]:
     dtype = np.dtype(_SAFETENSORS_DTYPES[tensor.dtype])
     count = int(np.prod(tensor.shape, dtype=np.int64))
     raw = np.fromfile(tensor.file, dtype=dtype, count=count, offset=tensor.offset)
@@ -312,7 +338,7 @@ def _load(tensor: _Stored) -> npt.NDArray[np.float32]:
 
 
 def _encode(item: _Planned) -> npt.NDArray[Any]:
-    data = _load(item.source)
+    data = load_tensor(item.source)
     if item.norm:
         data = data + np.float32(1.0)  # Gemma's RMSNorm multiplies by (1 + w)
     encoded: npt.NDArray[Any] = gguf.quants.quantize(data, item.qtype)

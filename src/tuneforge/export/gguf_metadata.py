@@ -75,26 +75,40 @@ class Hyper:
 
 
 def read_config(model_dir: Path) -> dict[str, Any]:
-    """config.json of a Gemma 3 text model; other architectures are refused with a reason."""
+    """The config of the Gemma 3 text model in `model_dir`: config.json itself for a
+    `Gemma3ForCausalLM`, its `text_config` for a vision Gemma 3 (`Gemma3ForConditionalGeneration`,
+    whose image encoder goes to a separate projector file, `export.mmproj`). Other architectures
+    are refused with a reason."""
+    config = full_config(model_dir)
+    architectures = config.get("architectures") or []
+    model_type = config.get("model_type")
+    if is_vision_gemma3(config):
+        text = dict(config.get("text_config") or {})
+        text.setdefault("tie_word_embeddings", config.get("tie_word_embeddings", True))
+        return text
+    if "Gemma3ForCausalLM" not in architectures and model_type != "gemma3_text":
+        found = ", ".join(architectures) or model_type or "an unknown architecture"
+        raise GgufConversionError(
+            "GGUF export supports Gemma 3 models (Gemma3ForCausalLM, and "
+            f"Gemma3ForConditionalGeneration with its image encoder); this model is {found}."
+        )
+    return config
+
+
+def full_config(model_dir: Path) -> dict[str, Any]:
+    """config.json of `model_dir`, or a `GgufConversionError` saying why there is none."""
     file = model_dir / "config.json"
     if not file.is_file():
         what = "has no config.json" if model_dir.is_dir() else "does not exist"
         raise GgufConversionError(f"Cannot export {model_dir} to GGUF: the directory {what}.")
     config: dict[str, Any] = json.loads(file.read_text(encoding="utf-8"))
-    architectures = config.get("architectures") or []
-    model_type = config.get("model_type")
-    if "Gemma3ForConditionalGeneration" in architectures or model_type == "gemma3":
-        raise GgufConversionError(
-            "This is a Gemma 3 model with an image encoder (Gemma3ForConditionalGeneration): "
-            "GGUF export of vision models is not supported yet. Export it as a merged model "
-            "instead, or fine-tune a text-only Gemma 3 (270M or 1B)."
-        )
-    if "Gemma3ForCausalLM" not in architectures and model_type != "gemma3_text":
-        found = ", ".join(architectures) or model_type or "an unknown architecture"
-        raise GgufConversionError(
-            f"GGUF export supports Gemma 3 text models (Gemma3ForCausalLM); this model is {found}."
-        )
     return config
+
+
+def is_vision_gemma3(config: dict[str, Any]) -> bool:
+    """Whether `config` is a Gemma 3 with a SigLIP image encoder."""
+    architectures = config.get("architectures") or []
+    return "Gemma3ForConditionalGeneration" in architectures or config.get("model_type") == "gemma3"
 
 
 def _rope(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -207,6 +221,7 @@ def vocabulary(model_dir: Path, reference: Path | None, rows: int) -> Vocabulary
     else:
         vocab = _from_reference(reference)
         _check_same(model_dir, reference)
+        _add_tokens(vocab, _added_after(model_dir, len(vocab.tokens)), rows)
     if len(vocab.tokens) > rows:
         raise GgufConversionError(
             f"The tokenizer has {len(vocab.tokens)} tokens but the model's embedding only {rows} "
@@ -324,8 +339,10 @@ def _compare(tokenizer_file: str, _v1: Any, reference: str, _v2: Any) -> str | N
     except Exception as exc:  # the tokenizers library raises plain Exceptions
         return f"its tokenizer.json cannot be read: {exc}"
     tokens = _from_reference(Path(reference)).tokens
-    if len(vocab) != len(tokens):
-        return f"{len(vocab)} tokens where it has {len(tokens)}"
+    # Tokens added after the reference's (a vision Gemma's `<image_soft_token>`) are allowed.
+    shared = sum(1 for token_id in vocab.values() if token_id < len(tokens))
+    if shared != len(tokens):
+        return f"{shared} tokens where it has {len(tokens)}"
     by_id = [""] * len(tokens)
     for token, token_id in vocab.items():
         if 0 <= token_id < len(tokens):
@@ -334,6 +351,29 @@ def _compare(tokenizer_file: str, _v1: Any, reference: str, _v2: Any) -> str | N
         if ours != theirs and ours.replace(SPACE, " ") != theirs.replace(SPACE, " "):
             return f"id {token_id} is {ours!r} here, {theirs!r} there"
     return None
+
+
+def _added_after(model_dir: Path, first: int) -> list[tuple[int, str, bool]]:
+    """The tokens of `model_dir`'s tokenizer.json from id `first` on: `(id, piece, special)`."""
+    added = _json(model_dir / "tokenizer.json").get("added_tokens") or []
+    return sorted(
+        (int(t["id"]), str(t["content"]), bool(t.get("special")))
+        for t in added
+        if isinstance(t, dict) and int(t.get("id", -1)) >= first
+    )
+
+
+def _add_tokens(vocab: Vocabulary, added: list[tuple[int, str, bool]], rows: int) -> None:
+    """Append `added` tokens that have a row in the embedding. A vision Gemma's image token may
+    lie past the last row (transformers replaces it before the lookup): llama.cpp never reads
+    it as text, since the projector's embeddings take its places, so it is left out."""
+    for token_id, piece, special in added:
+        if token_id >= rows:
+            continue
+        _pad(vocab, token_id)
+        vocab.tokens.append(piece)
+        vocab.scores.append(-1000.0)
+        vocab.types.append(int(_T.CONTROL if special else _T.USER_DEFINED))
 
 
 def _pad(vocab: Vocabulary, size: int) -> None:

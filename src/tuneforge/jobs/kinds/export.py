@@ -52,10 +52,11 @@ def check_request(
         )
     if request.format in GGUF_FORMATS:
         entry = catalog_entry(settings, model.base_model)
-        if entry.modality != "text":
+        if entry.modality != "text" and entry.family != "gemma-3":
             raise InvalidInput(
-                f"GGUF export of vision models ({entry.name}) is not supported yet: export it "
-                "as merged or adapter."
+                f"GGUF export of {entry.name} is not supported: TuneForge writes GGUF files of "
+                "Gemma 3 (text, and vision with its mmproj projector file). Export it as "
+                "merged or adapter."
             )
         if request.quantization in K_QUANTS and importlib.util.find_spec("llama_cpp") is None:
             raise InvalidInput(

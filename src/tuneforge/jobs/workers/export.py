@@ -39,6 +39,7 @@ from tuneforge.jobs.kinds.export import ExportResult, check_request
 from tuneforge.jobs.status import JobStatus
 from tuneforge.models.loading import resolve
 from tuneforge.models.tokenizer import ensure_gguf
+from tuneforge.models.vision import vision_info
 from tuneforge.storage import ArtifactStore
 
 BUILD_SHARE = 0.9  # of the progress bar; the delivery takes the rest
@@ -80,6 +81,7 @@ def _prepare(
         metrics=model.metrics,
         format=spec.format,
         quantization=spec.quantization,
+        vision=vision_info(base_dir) is not None,
     )
     plan = Plan(
         format=spec.format,
