@@ -32,7 +32,7 @@ from tuneforge.models.vision import expand_images, vision_info
 QUESTION = "What colour is the square in this picture?"
 
 
-def test_image(size: int) -> bytes:
+def sample_image(size: int) -> bytes:
     """A PNG of `size` x `size`: a red square on a blue-green gradient (deterministic)."""
     import numpy as np
     from PIL import Image
@@ -295,7 +295,7 @@ def check_image(
     info = vision_info(model_dir)
     if info is None:
         raise ValueError(f"{model_dir.name} is not a vision model.")
-    picture = image if image is not None else test_image(info.image_size)
+    picture = image if image is not None else sample_image(info.image_size)
     text = prompt or image_prompt()
     want = reference_answer(model_dir, picture, negative(picture), n, text)
     engine = _Multimodal(model, projector, threads, max(CONTEXT, len(want.prompt_ids) + n + 8))

@@ -66,7 +66,7 @@ def image_answer(model: Any, processor_dir: Path) -> dict[str, Any]:
     inputs made by the processor in `processor_dir`."""
     info = vision_info(processor_dir)
     assert info is not None
-    image = vision_check.test_image(info.image_size)
+    image = vision_check.sample_image(info.image_size)
     inputs = vision_check.image_inputs(processor_dir, image, vision_check.image_prompt())
     tokens, _gaps, logits = vision_check.greedy_answer(model, inputs, IMAGE_TOKENS)
     return {"tokens": tokens, "logits": logits}
