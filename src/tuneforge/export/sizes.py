@@ -3,7 +3,8 @@
 Estimates from the catalog's architecture (no weights are read): the merged model holds every
 parameter in the base's dtype; a GGUF holds the decoder's linear layers at the quantisation's
 bits per weight and the tied token embedding at the type llama.cpp gives it (q6_k under the
-K-quant mixes), plus the tokenizer (about 6.5 MB for Gemma's 262k tokens).
+K-quant mixes), plus the tokenizer (about 6.5 MB for Gemma's 262k tokens); a vision model adds its
+projector file.
 """
 
 from __future__ import annotations
@@ -62,14 +63,29 @@ def base_dtype(entry: CatalogEntry) -> str:
 
 
 def gguf_bytes(entry: CatalogEntry, quantization: str) -> int:
+    """The text model's file, plus a vision model's projector file (`projector_bytes`)."""
     linear_bits, embedding_bits = GGUF_BITS[quantization]
     if quantization in K_FALLBACK_BITS and entry.architecture.hidden_size % K_BLOCK:
         linear_bits, embedding_bits = K_FALLBACK_BITS[quantization], 8.5
     linear = decoder_linear_parameters(entry.architecture)
     embedding = embedding_parameters(entry.architecture)
-    rest = max(entry.parameters - linear - embedding, 0)  # norms: kept in f32
+    vision = entry.vision.parameters if entry.vision else 0
+    rest = max(entry.parameters - linear - embedding - vision, 0)  # norms: kept in f32
     bits = linear * linear_bits + embedding * embedding_bits + rest * 32
-    return int(bits / 8) + TOKENIZER_BYTES
+    return int(bits / 8) + TOKENIZER_BYTES + projector_bytes(entry, quantization)
+
+
+def projector_bytes(entry: CatalogEntry, quantization: str) -> int:
+    """A vision model's mmproj file: the encoder and projector in f16 (f32 in an f32 export),
+    its patch and position embeddings in f32 (see `export.mmproj`)."""
+    if entry.vision is None:
+        return 0
+    vision = entry.vision
+    patches = (vision.image_size // vision.patch_size) ** 2
+    embeddings = (patches + 3 * vision.patch_size**2) * vision.hidden_size
+    if quantization == "f32":
+        return vision.parameters * 4
+    return max(vision.parameters - embeddings, 0) * 2 + embeddings * 4
 
 
 def estimate(

@@ -32,6 +32,20 @@ FORMAT_HELP: dict[str, str] = {
     "tokenizer and chat template inside.",
     "ollama": "The GGUF file plus a Modelfile: `ollama create` turns it into an Ollama model.",
 }
+#: What each format holds for a model that reads images (a vision Gemma 3), added to FORMAT_HELP.
+VISION_HELP: dict[str, str] = {
+    "adapter": "For this vision model it also carries the image processor's settings, so "
+    "transformers' AutoProcessor loads the folder.",
+    "merged": "For this vision model: the image encoder, projector and language model in one "
+    "folder with the image processor's settings (AutoProcessor loads it).",
+    "gguf": "For this vision model: two files, the language model and its mmproj image "
+    "projector; llama.cpp needs both (--mmproj) to read images. Checked with an image "
+    "through llama.cpp against transformers.",
+    "ollama": "For this vision model: both GGUF files (language model and mmproj image "
+    "projector), named by two FROM lines of the Modelfile.",
+}
+#: Model families whose GGUF TuneForge writes (vision ones with their mmproj projector).
+GGUF_FAMILIES: tuple[str, ...] = ("gemma-3",)
 QUANTIZATION_HELP: dict[str, str] = {
     "f32": "32-bit floats: exact, largest.",
     "f16": "16-bit floats: as good as the original for inference.",

@@ -18,6 +18,11 @@ class ExportChoice(BaseModel):
 class ExportChoices(BaseModel):
     model_id: str = Field(description="The model the choices are for.")
     base_dtype: str = Field(description="The dtype a merged export keeps (the base's).")
+    vision: bool = Field(
+        default=False,
+        description="The model reads images: its exports carry the image processor, and its "
+        "GGUF exports a second file, the mmproj image projector.",
+    )
     choices: list[ExportChoice] = Field(description="Every format and quantisation available.")
 
 

@@ -25,9 +25,11 @@ from tuneforge.errors import Conflict, InvalidInput, NotFound
 from tuneforge.export import sizes
 from tuneforge.export.spec import (
     FORMAT_HELP,
+    GGUF_FAMILIES,
     GGUF_FORMATS,
     K_QUANTS,
     QUANTIZATION_HELP,
+    VISION_HELP,
     ExportRequest,
     ExportSpec,
 )
@@ -164,7 +166,7 @@ def estimates(session: Session, user: User, settings: Settings, model_id: str) -
             continue
         quantizations: list[str | None] = [None]
         if export_format in GGUF_FORMATS:
-            if entry.modality != "text":
+            if entry.modality != "text" and entry.family not in GGUF_FAMILIES:
                 continue
             quantizations = [q for q in sizes.GGUF_BITS if llama_cpp or q not in K_QUANTS]
         for quantization in quantizations:
@@ -174,7 +176,13 @@ def estimates(session: Session, user: User, settings: Settings, model_id: str) -
                     "quantization": quantization,
                     "bytes": sizes.estimate(entry, export_format, quantization, model.size_bytes),  # type: ignore[arg-type]
                     "help": FORMAT_HELP[export_format]
+                    + (f" {VISION_HELP[export_format]}" if entry.vision else "")
                     + (f" {QUANTIZATION_HELP[quantization]}" if quantization else ""),
                 }
             )
-    return {"model_id": model.id, "base_dtype": sizes.base_dtype(entry), "choices": choices}
+    return {
+        "model_id": model.id,
+        "base_dtype": sizes.base_dtype(entry),
+        "vision": entry.vision is not None,
+        "choices": choices,
+    }

@@ -12,7 +12,7 @@ from pydantic import TypeAdapter, ValidationError
 from tuneforge.data.limits import size_text
 from tuneforge.db.tables import Export, Job, Model, User
 from tuneforge.export.destinations import Destination, describe
-from tuneforge.export.spec import FORMAT_HELP, ExportRequest
+from tuneforge.export.spec import FORMAT_HELP, VISION_HELP, ExportRequest
 from tuneforge.services import exports as service
 from tuneforge.services import jobs as job_service
 from tuneforge.ui.backend import call, read, reported, state
@@ -46,6 +46,13 @@ def verification_text(verification: dict[str, Any] | None) -> str:
             "merged logits match base + adapter (largest difference "
             f"{merge['max_abs_logit_diff']:.1e})"
         )
+    image = merge.get("image")
+    if image:
+        parts.append(
+            "the merged model's greedy answer to an image prompt is base + adapter's"
+            if image.get("same_answer")
+            else "the merged model answers an image prompt differently"
+        )
     gguf = verification.get("gguf", {})
     if gguf.get("forced_agreement") is not None:
         steps = gguf["greedy_tokens"] * len(gguf["forced_agreement"])
@@ -55,7 +62,27 @@ def verification_text(verification: dict[str, Any] | None) -> str:
         )
     elif gguf:
         parts.append(f"GGUF read back ({gguf.get('tensor_count')} tensors, tokenizer)")
+    projector = gguf.get("image")
+    if projector:
+        parts.append(projector_text(projector))
     return ("Checked: " + "; ".join(parts)) if parts else ""
+
+
+def projector_text(image: dict[str, Any]) -> str:
+    """What the check of a vision GGUF's mmproj projector found."""
+    what = f"mmproj projector ({image.get('tokens_per_image')} tokens per image)"
+    if image.get("forced_agreement") is not None:
+        text = (
+            f"{what} read an image in llama.cpp: its token matches transformers' at "
+            f"{image['forced_agreement']} of {image['greedy_tokens']} steps"
+        )
+        if image.get("image_effect"):
+            text += (
+                f", logits within {image['logit_diff']:.2g} where the image moves them by "
+                f"{image['image_effect']:.2g}"
+            )
+        return text
+    return f"{what} structure checked" + (f" ({image['note']})" if image.get("note") else "")
 
 
 def _destination_label(export: Export) -> str:
@@ -118,13 +145,20 @@ def _row(export: Export, job: Job | None) -> None:
                 ui.label(export.location).classes("text-caption font-mono")
         if export.status == "succeeded":
             url = f"/api/v1/exports/{export.id}/download"
-            main = next((f["name"] for f in export.files if f["name"].endswith(".gguf")), None)
-            if main is not None:
-                ui.button(
-                    ".gguf",
-                    icon="download",
-                    on_click=lambda u=url, m=main: ui.download(f"{u}?file={m}"),
-                ).props("outline dense").classes("export-download-file")
+            ggufs = [f["name"] for f in export.files if f["name"].endswith(".gguf")]
+            main = next((n for n in ggufs if not n.startswith("mmproj")), None)
+            projector = next((n for n in ggufs if n.startswith("mmproj")), None)
+            buttons = (
+                (".gguf", main, "export-download-file"),
+                ("mmproj", projector, "export-download-projector"),
+            )
+            for label, file, css in buttons:
+                if file is not None:
+                    ui.button(
+                        label,
+                        icon="download",
+                        on_click=lambda u=url, m=file: ui.download(f"{u}?file={m}"),
+                    ).props("outline dense").classes(css)
             ui.button("ZIP", icon="folder_zip", on_click=lambda u=url: ui.download(u)).props(
                 "outline dense"
             ).classes("export-download-zip")
@@ -134,7 +168,8 @@ async def open_export_dialog(
     user: User, model: Model, on_created: Callable[[], Awaitable[None]]
 ) -> None:
     """Ask how to export `model`, then queue the export."""
-    choices = (await read(service.estimates, user, state().settings, model.id))["choices"]
+    found = await read(service.estimates, user, state().settings, model.id)
+    choices, vision = found["choices"], bool(found.get("vision"))
     formats = list(dict.fromkeys(c["format"] for c in choices))
 
     def quantizations(export_format: str) -> dict[str, str]:
@@ -176,7 +211,9 @@ async def open_export_dialog(
 
         def update() -> None:
             export_format = fmt.value
-            help_text.set_text(FORMAT_HELP[export_format])
+            help_text.set_text(
+                FORMAT_HELP[export_format] + (f" {VISION_HELP[export_format]}" if vision else "")
+            )
             options = quantizations(export_format)
             quant.set_options(
                 options,

@@ -18,7 +18,13 @@ from tuneforge.db.repositories.secrets import has_secret
 from tuneforge.db.tables import Export, Job, Model, User, utcnow
 from tuneforge.errors import InvalidInput, PermissionDenied
 from tuneforge.export.destinations import DirectoryDestination, S3Destination, required_secrets
-from tuneforge.export.spec import GGUF_FORMATS, K_QUANTS, ExportRequest, ExportSpec
+from tuneforge.export.spec import (
+    GGUF_FAMILIES,
+    GGUF_FORMATS,
+    K_QUANTS,
+    ExportRequest,
+    ExportSpec,
+)
 from tuneforge.jobs.endpoints import check_endpoint
 from tuneforge.jobs.inputs import catalog_entry
 from tuneforge.jobs.kind import JobKind, register
@@ -52,7 +58,7 @@ def check_request(
         )
     if request.format in GGUF_FORMATS:
         entry = catalog_entry(settings, model.base_model)
-        if entry.modality != "text" and entry.family != "gemma-3":
+        if entry.modality != "text" and entry.family not in GGUF_FAMILIES:
             raise InvalidInput(
                 f"GGUF export of {entry.name} is not supported: TuneForge writes GGUF files of "
                 "Gemma 3 (text, and vision with its mmproj projector file). Export it as "
