@@ -26,7 +26,8 @@ def png(colour: str, *, size: int | None = None, shape: str = "square", seed: in
     are drawn from `seed`."""
     rng = random.Random(seed)
     side = size or rng.randint(48, 320)
-    image = Image.effect_noise((side, side), 40).convert("RGB")
+    noise = bytes(min(255, max(0, round(rng.gauss(128, 40)))) for _ in range(side * side))
+    image = Image.frombytes("L", (side, side), noise).convert("RGB")
     extent = rng.randint(side // 3, side * 3 // 4)
     left, top = rng.randint(0, side - extent), rng.randint(0, side - extent)
     box = (left, top, left + extent, top + extent)

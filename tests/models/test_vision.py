@@ -41,7 +41,7 @@ def test_the_tiny_vision_model_matches_its_catalog_entry(tiny_vision_model: Path
     entry = catalog().get("tiny-random-gemma3-vision")
     assert entry is not None and entry.vision is not None
     info = vision_info(tiny_vision_model)
-    assert info == VisionInfo(tokens_per_image=64, image_size=896, image_token_id=262144)
+    assert info == VisionInfo(tokens_per_image=64, image_size=224, image_token_id=262144)
     from tuneforge.models.loading import load_causal_lm
 
     model = load_causal_lm(tiny_vision_model, torch.float32)
@@ -81,7 +81,7 @@ def test_ids_and_pixels_equal_the_gemma_3_processors(tiny_vision_model: Path) ->
     assert len(ours.ids) - len(plain) <= image_tokens(2, info.tokens_per_image) - 2
     assert FRAME_TOKENS == 4
     pixels = pixel_values(images, tiny_vision_model)
-    assert pixels.shape == (2, 3, 896, 896)
+    assert pixels.shape == (2, 3, 224, 224)
     assert torch.allclose(pixels, theirs["pixel_values"])
 
 
