@@ -79,8 +79,17 @@ def check_run(
 def _images(
     spec: TrainingBase, facts: DatasetFacts, name: str, entry: CatalogEntry | None
 ) -> list[Finding]:
-    """A dataset with images needs a vision model and a trainer that feeds it images."""
+    """A dataset with images needs a vision model and a trainer that feeds it images; training
+    the image side needs images."""
     if IMAGES_COLUMN not in facts.columns:
+        if getattr(spec, "train_vision", None):
+            return [
+                Finding(
+                    ("train_vision",),
+                    f"The dataset {name!r} has no images, so the image side has nothing to learn "
+                    "from: leave train vision empty.",
+                )
+            ]
         return []
     if entry is not None and entry.vision is None:
         what = (

@@ -39,6 +39,13 @@ TOWER_LINEAR = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
 LANGUAGE_MODEL = r"model\.language_model"
 VISION_TOWER = r"model\.vision_tower"
 PROJECTOR = "multi_modal_projector"
+#: The modules of each part of a multimodal model's non-language side, as `model.model`'s
+#: attributes (Gemma 3's names, then Gemma 4's).
+PART_MODULES = {
+    "vision_tower": ("vision_tower",),
+    "projector": (PROJECTOR, "embed_vision"),
+    "audio": ("audio_tower", "embed_audio"),
+}
 #: At most this many bytes of cached image features.
 CACHE_BYTES = 1 << 30
 #: Images encoded in one pass when the features of a step's images are computed ahead (on a
@@ -67,10 +74,19 @@ def modules_to_save(parts: Sequence[str]) -> list[str] | None:
     return [PROJECTOR] if "projector" in parts else None
 
 
-def image_side(model: nn.Module) -> dict[str, nn.Module]:
-    """The image encoder and the projector of a (possibly PEFT-wrapped) vision model."""
+def image_side(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """`(part, module)` for each module of a (possibly PEFT-wrapped) multimodal model's image
+    side that it has: the encoder (`vision_tower`), the projector (Gemma 3's
+    `multi_modal_projector`, Gemma 4's `embed_vision`), and an audio side (`audio`: Gemma 4's
+    encoder and its projector), which never trains here."""
     inner = causal_lm(model).model
-    return {"vision_tower": inner.vision_tower, "projector": inner.multi_modal_projector}
+    found = []
+    for part, names in PART_MODULES.items():
+        for name in names:
+            module = getattr(inner, name, None)
+            if isinstance(module, nn.Module):
+                found.append((part, module))
+    return found
 
 
 def _always_eval(self: nn.Module, mode: bool = True) -> nn.Module:
@@ -82,8 +98,8 @@ def freeze_image_side(model: nn.Module, parts: Sequence[str], full: bool) -> Non
     """Freeze the parts of the image side not in `parts` (no gradients, pinned in eval mode
     whatever `model.train()` says); with `full`, the chosen ones train every weight (with LoRA,
     PEFT has already made their adapters or copies trainable)."""
-    for name, module in image_side(model).items():
-        if name in parts:
+    for part, module in image_side(model):
+        if part in parts:
             if full:
                 module.requires_grad_(True)
             continue

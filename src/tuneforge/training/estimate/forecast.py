@@ -15,7 +15,15 @@ from tuneforge.training.estimate.advice import what_to_change
 from tuneforge.training.estimate.architecture import LINEAR_MODULES, lora_parameters, lora_targets
 from tuneforge.training.estimate.batches import dataset_lengths, micro_batches
 from tuneforge.training.estimate.calibration import CalibrationCache
+from tuneforge.training.estimate.images import (
+    image_memory_bytes,
+    image_seconds,
+    images_per_row,
+    model_lengths,
+    trained_parts,
+)
 from tuneforge.training.estimate.memory import (
+    PRECISION_BYTES,
     Device,
     MemoryBreakdown,
     ResolvedPrecision,
@@ -94,10 +102,20 @@ def estimate(
     about a tenth of the training examples' count)."""
     device = device_for(hardware)
     precision = resolve_precision(spec.precision, hardware, spec.method)
-    lengths = dataset_lengths(stats)
+    lengths = model_lengths(dataset_lengths(stats), stats, entry)
     batching: Batching = recipe_for(spec).batching(spec)
     typical, worst = micro_batches(spec, lengths)
     memory = memory_breakdown(spec, entry, precision, worst, device)
+    # A vision model reading the dataset's images (`estimate/images.py`).
+    mean_images, most_images = images_per_row(stats) if entry.vision else (0.0, 0)
+    evaluated = min(train_rows // 9 if test_rows is None else test_rows, spec.eval_max_examples)
+    distinct_images = (max(0, train_rows) + max(0, evaluated)) * mean_images
+    if mean_images:
+        in_batch = math.ceil(most_images + (spec.batch_size - 1) * mean_images)
+        held = image_memory_bytes(
+            spec, entry, PRECISION_BYTES[precision], in_batch, distinct_images
+        )
+        memory = memory.model_copy(update={"images_bytes": held})
     arch = entry.architecture
     trainable = (
         entry.parameters
@@ -153,6 +171,15 @@ def estimate(
         speed /= 1 + batching.reference_passes / (3 * batching.sequences)
         speed *= tokens / tokens_computed if tokens_computed else 1.0
     duration = tokens / speed if speed > 0 else 0.0
+    if mean_images and measured is None:  # a measured speed has the image side in it
+        examples = spec.max_steps * spec.effective_batch if spec.max_steps else rows * spec.epochs
+        duration += image_seconds(
+            spec,
+            entry,
+            hardware_flops(hardware, precision, spec.method),
+            examples * mean_images,
+            distinct_images,
+        )
     expected = phases(
         spec,
         entry,
@@ -180,14 +207,27 @@ def estimate(
             "starting now could make the run fail; gradient checkpointing or a smaller batch "
             "leaves room."
         )
-    if entry.modality == "vision":
+    if mean_images:
+        parts = trained_parts(spec)
+        messages.append(
+            f"{entry.name} reads about {mean_images:.1f} image(s) an example, each "
+            f"{entry.vision.tokens_per_image if entry.vision else 0} tokens; "
+            + (
+                f"besides the language model it trains the {' and the '.join(parts)} "
+                "(the image encoder runs at every step)."
+                if parts
+                else "its image side is frozen: each image goes through the encoder once and "
+                "its features are kept."
+            )
+        )
+    elif entry.modality == "vision":
         media, encoders = (
             ("images and audio", "image and audio encoders are")
             if entry.family == "gemma-3n"
             else ("images", "image encoder is")
         )
         messages.append(
-            f"{entry.name} also reads {media}; this recipe trains on text only. The {encoders} "
+            f"{entry.name} also reads {media}; this dataset is text only. The {encoders} "
             "loaded (and counted in the memory) but not trained."
         )
     if entry.test_only:

@@ -140,11 +140,17 @@ class MemoryBreakdown(BaseModel):
         description="Freed memory the allocator keeps rather than returning it (measured)."
     )
     runtime_bytes: int = Field(description="Python, PyTorch and libraries once running.")
+    images_bytes: int = Field(
+        default=0,
+        description="A vision model's image side: the cached features of the images while it "
+        "is frozen, or the image encoder's activations when it trains (`estimate/images.py`).",
+    )
 
     @property
     def total_bytes(self) -> int:
         return (
-            self.weights_bytes
+            self.images_bytes
+            + self.weights_bytes
             + self.trainable_state_bytes
             + self.activations_bytes
             + self.logits_bytes
