@@ -168,6 +168,32 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         default=2 << 30, gt=0, description="Largest upload accepted (datasets, documents)."
     )
+    max_chat_request_bytes: int = Field(
+        default=64 << 20,
+        gt=0,
+        description="Largest body of a chat request (`POST /api/v1/chat`, "
+        "`POST /v1/chat/completions`): images arrive inside it as base64, a third larger than "
+        "their files.",
+    )
+    chat_image_max_bytes: int = Field(
+        default=20 << 20,
+        gt=0,
+        description="Largest image file in a chat message, checked before it is decoded (the "
+        "same default as an image in a dataset).",
+    )
+    chat_image_max_pixels: int = Field(
+        default=50_000_000,
+        gt=0,
+        description="Largest image in a chat message, in pixels (width x height, read from the "
+        "file's header before decoding; the same default as an image in a dataset).",
+    )
+    image_url_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts whose images users may link in a chat (an `image_url` part with an "
+        "http(s) URL instead of a `data:` URL); the server fetches them within "
+        "`chat_image_max_bytes` and 10 seconds, without following redirects. Empty: only `data:` "
+        "URLs. A host on this server's own network must also be in `trusted_endpoint_hosts`.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="How much the server logs."
     )

@@ -42,6 +42,8 @@ API_PREFIX = "/api/v1"
 UPLOAD_PATHS = frozenset({API_PREFIX + datasets.UPLOAD_PATH})
 # NiceGUI posts the files of each upload widget to a route of its own (see `ui/datasets.py`).
 UI_UPLOAD_PATTERNS = (re.compile(r"/_nicegui/client/[0-9a-f-]+/upload/[0-9]+"),)
+#: Chat requests carry their images inside (base64): `max_chat_request_bytes`.
+CHAT_PATHS = (API_PREFIX + "/chat", "/v1/chat/completions")
 ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 log = logging.getLogger(__name__)
 
@@ -114,6 +116,7 @@ def create_app(settings: Settings | None = None, *, ui: bool = True) -> FastAPI:
         upload=settings.max_upload_bytes,
         upload_paths=UPLOAD_PATHS,
         upload_patterns=UI_UPLOAD_PATTERNS if ui else (),
+        path_limits=dict.fromkeys(CHAT_PATHS, settings.max_chat_request_bytes),
     )
     if ui:
         from tuneforge.ui import mount

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class BodyLimit:
-    """Answers 413 once a body passes its limit: `upload` bytes on upload routes, `default` else.
+    """Answers 413 once a body passes its limit: `upload` bytes on upload routes, the limit that
+    `path_limits` gives a path (chat requests carry images), `default` else.
 
     Upload routes are the `upload_paths`, and the paths that one of `upload_patterns` matches
     whole (for routes with ids in them, like the web UI's upload widgets).
@@ -24,12 +25,14 @@ class BodyLimit:
         upload: int,
         upload_paths: frozenset[str],
         upload_patterns: Sequence[re.Pattern[str]] = (),
+        path_limits: Mapping[str, int] | None = None,
     ) -> None:
         self.app = app
         self.default = default
         self.upload = upload
         self.upload_paths = upload_paths
         self.upload_patterns = upload_patterns
+        self.path_limits = dict(path_limits or {})
 
     def _is_upload(self, path: str) -> bool:
         return path in self.upload_paths or any(p.fullmatch(path) for p in self.upload_patterns)
@@ -38,7 +41,8 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.upload if self._is_upload(scope["path"]) else self.default
+        path = scope["path"]
+        limit = self.upload if self._is_upload(path) else self.path_limits.get(path, self.default)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _reject(send, limit)

@@ -143,14 +143,32 @@ class ChatModel:
     availability: Availability = STORED
 
 
-def served_ggufs(session: Session, model_ids: list[str]) -> dict[str, str]:
+#: The image projector beside a vision model's GGUF: `mmproj*.gguf` (llama.cpp's convention).
+PROJECTOR_PREFIX = "mmproj"
+
+
+@dataclass(frozen=True)
+class ServedGguf:
+    """A verified GGUF export's files, as `artifact_key/file name`: the text model, and the
+    image projector when the export has one."""
+
+    model: str
+    projector: str | None = None
+
+
+def served_ggufs(session: Session, model_ids: list[str]) -> dict[str, ServedGguf]:
     """For each of the models that has one, its newest succeeded (so verified) GGUF export's
-    file, as `artifact_key/file name`: the file llama.cpp serves the model from."""
-    served: dict[str, str] = {}
+    files: what llama.cpp serves the model from."""
+    served: dict[str, ServedGguf] = {}
     for export in succeeded_exports(session, model_ids, sorted(GGUF_FORMATS)):
-        name = next((f["name"] for f in export.files if f["name"].endswith(".gguf")), None)
-        if name is not None:
-            served.setdefault(export.model_id, f"{export.artifact_key}/{name}")
+        names = [f["name"] for f in export.files if f["name"].endswith(".gguf")]
+        model = next((n for n in names if not n.startswith(PROJECTOR_PREFIX)), None)
+        projector = next((n for n in names if n.startswith(PROJECTOR_PREFIX)), None)
+        if model is not None and export.model_id not in served:
+            key = export.artifact_key
+            served[export.model_id] = ServedGguf(
+                f"{key}/{model}", f"{key}/{projector}" if projector else None
+            )
     return served
 
 
@@ -181,12 +199,19 @@ def usable_model(
     return found
 
 
-def _fine_tuned(row: Model, gguf: str | None) -> ChatModel:
+def _fine_tuned(row: Model, gguf: ServedGguf | None) -> ChatModel:
     kind = "adapter" if row.kind == "adapter" else "full"
+    ref = ModelRef(
+        base=row.base_model,
+        artifact_key=row.artifact_key,
+        kind=kind,
+        gguf=gguf.model if gguf else None,
+        mmproj=gguf.projector if gguf else None,
+    )
     return ChatModel(
         id=row.id,
         name=row.name,
-        ref=ModelRef(base=row.base_model, artifact_key=row.artifact_key, kind=kind, gguf=gguf),
+        ref=ref,
         base=row.base_model,
         fine_tuned=True,
         created_at=row.created_at,

@@ -3,18 +3,59 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tuneforge.inference.params import (
     MAX_MESSAGE_CHARS,
     MAX_MESSAGES,
+    MAX_PARTS,
     EngineName,
     GenerationParams,
     Turn,
 )
 from tuneforge.models.availability import Availability
+
+
+class ImageUrl(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # OpenAI's `detail` is accepted and ignored
+
+    url: str = Field(
+        description="The image as a `data:` URL (`data:image/png;base64,...`; PNG, JPEG, WebP, "
+        "GIF or BMP). An http(s) URL is fetched only from hosts an administrator allows "
+        "(`image_url_hosts`)."
+    )
+
+
+class ChatTextPart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["text"] = "text"
+    text: str = Field(max_length=MAX_MESSAGE_CHARS, description="The part's text.")
+
+
+class ChatImagePart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["image_url"] = "image_url"
+    image_url: ImageUrl = Field(description="The image (the OpenAI shape).")
+
+
+ChatPart = Annotated[ChatTextPart | ChatImagePart, Field(discriminator="type")]
+
+
+class ChatTurn(BaseModel):
+    """One message of a conversation: a text, or a list of text and image parts (images go to
+    vision models only)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "user", "assistant"] = Field(description="Who says it.")
+    content: (
+        Annotated[str, Field(max_length=MAX_MESSAGE_CHARS)]
+        | Annotated[list[ChatPart], Field(min_length=1, max_length=MAX_PARTS)]
+    ) = Field(description="What is said: text, or `text` and `image_url` parts in order.")
 
 
 class ChatRequest(GenerationParams):
@@ -29,11 +70,13 @@ class ChatRequest(GenerationParams):
     model: str = Field(
         description="A catalog id (e.g. `gemma-3-270m`) or the id of one of your fine-tuned models."
     )
-    messages: list[Turn] = Field(
+    messages: list[ChatTurn] = Field(
         min_length=1,
         max_length=MAX_MESSAGES,
         description="The conversation so far: user and assistant take turns, ending with a user "
-        "message.",
+        "message. A message's content is a string or a list of parts: `{type: text, text}` and "
+        "`{type: image_url, image_url: {url}}` with a `data:` URL (vision models only; at most 8 "
+        "images per request, each checked for size and type before it is decoded).",
     )
     system: str | None = Field(
         None,
@@ -70,6 +113,9 @@ class ChatModelPublic(BaseModel):
     base: str = Field(description="The catalog model it is (or was fine-tuned from).")
     fine_tuned: bool = Field(description="One of your fine-tuned models.")
     test_only: bool = Field(description="Random weights, for tests and smoke runs.")
+    images: bool = Field(
+        False, description="It reads images (a vision model, or a fine-tune of one)."
+    )
     created_at: datetime | None = Field(description="When a fine-tuned model was made.")
     availability: Availability = Field(
         description="Whether it can run on this server: `available`, `downloadable` (with its "

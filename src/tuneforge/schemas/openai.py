@@ -7,11 +7,17 @@ rather than OpenAI's defaults. `top_k` and `repetition_penalty` are accepted as 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tuneforge.inference.params import MAX_MESSAGE_CHARS, MAX_MESSAGES, MAX_STOP_STRINGS
+from tuneforge.inference.params import (
+    MAX_MESSAGE_CHARS,
+    MAX_MESSAGES,
+    MAX_PARTS,
+    MAX_STOP_STRINGS,
+)
+from tuneforge.schemas.chat import ChatImagePart, ChatPart, ChatTextPart, ChatTurn, ImageUrl
 
 
 class Sampling(BaseModel):
@@ -56,8 +62,26 @@ class Sampling(BaseModel):
 class ContentPart(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    type: str = Field(description="Only `text` parts are supported.")
-    text: str | None = Field(None, description="The part's text.")
+    type: str = Field(description="`text` or `image_url` (a vision model's images).")
+    text: str | None = Field(None, max_length=MAX_MESSAGE_CHARS, description="The part's text.")
+    image_url: ImageUrl | str | None = Field(
+        None, description="`{url}`: the image as a `data:` URL (`data:image/png;base64,...`)."
+    )
+
+    def part(self) -> ChatPart:
+        if self.type == "text":
+            return ChatTextPart(text=self.text or "")
+        if self.type == "image_url" and self.image_url is not None:
+            url = (
+                self.image_url
+                if isinstance(self.image_url, ImageUrl)
+                else ImageUrl(url=self.image_url)
+            )
+            return ChatImagePart(image_url=url)
+        raise ValueError(
+            f"Content parts of type {self.type!r} are not supported here: send text and "
+            "image_url parts."
+        )
 
 
 class OpenAIMessage(BaseModel):
@@ -66,16 +90,19 @@ class OpenAIMessage(BaseModel):
     role: Literal["system", "developer", "user", "assistant"] = Field(
         description="`developer` counts as `system`."
     )
-    content: str | list[ContentPart] = Field(
-        max_length=MAX_MESSAGE_CHARS, description="Text, or a list of text parts."
-    )
+    content: (
+        Annotated[str, Field(max_length=MAX_MESSAGE_CHARS)]
+        | Annotated[list[ContentPart], Field(max_length=MAX_PARTS)]
+    ) = Field(description="Text, or a list of `text` and `image_url` parts.")
 
-    def text(self) -> str:
+    def turn(self) -> ChatTurn:
+        role = "system" if self.role == "developer" else self.role
         if isinstance(self.content, str):
-            return self.content
-        if any(part.type != "text" for part in self.content):
-            raise ValueError("Only text content parts are supported here.")
-        return "".join(part.text or "" for part in self.content)
+            return ChatTurn(role=role, content=self.content)
+        parts = [part.part() for part in self.content]
+        if not any(isinstance(part, ChatImagePart) for part in parts):  # text parts: one text
+            return ChatTurn(role=role, content="".join(p.text for p in parts))  # type: ignore[union-attr]
+        return ChatTurn(role=role, content=parts)
 
 
 class ChatCompletionRequest(Sampling):

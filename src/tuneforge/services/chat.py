@@ -14,10 +14,30 @@ from tuneforge.jobs.inputs import ChatModel
 from tuneforge.jobs.inputs import usable_model as chat_model
 from tuneforge.jobs.inputs import usable_models as chat_models
 from tuneforge.models.catalog import load_catalog
-from tuneforge.schemas.chat import ChatRequest
+from tuneforge.schemas.chat import ChatRequest, ChatTurn
+from tuneforge.services.chat_images import image_count, resolve_turns
 from tuneforge.settings import Settings
 
-__all__ = ["ChatModel", "chat_model", "chat_models", "defaults", "generation", "prepare"]
+__all__ = [
+    "ChatModel",
+    "chat_model",
+    "chat_models",
+    "defaults",
+    "generation",
+    "prepare",
+    "takes_images",
+]
+
+
+#: Families whose image prompts TuneForge writes (Gemma 3's `<start_of_image>` frame).
+IMAGE_FAMILIES = frozenset({"gemma-3"})
+
+
+def takes_images(settings: Settings, model: ChatModel) -> bool:
+    """Whether `model` reads images here: its catalog base has an image encoder, of a family
+    whose image prompts TuneForge writes."""
+    entry = load_catalog(settings.catalog_file).get(model.base)
+    return entry is not None and entry.vision is not None and entry.family in IMAGE_FAMILIES
 
 
 def defaults(settings: Settings, model: ChatModel) -> SamplingDefaults:
@@ -29,21 +49,23 @@ def defaults(settings: Settings, model: ChatModel) -> SamplingDefaults:
 def generation(
     session: Session, user: User, settings: Settings, request: ChatRequest
 ) -> tuple[ChatModel, Generate]:
-    """What to send the inference server for a chat request (the model checked as the user).
-    Sampling values the request leaves out are the model's defaults (see `defaults`)."""
-    messages = list(request.messages)
+    """What to send the inference server for a chat request (the model checked as the user,
+    before any image is read). Sampling values the request leaves out are the model's defaults
+    (see `defaults`)."""
+    model = chat_model(session, user, settings, request.model, request.engine)
+    _require_images(settings, model, image_count(request.messages))
+    messages, images = resolve_turns(request.messages, user, settings)
     if request.system:
         if messages[0].role == "system":
             raise InvalidInput("Give the system prompt either as `system` or as a first message.")
         messages.insert(0, Turn(role="system", content=request.system))
-    model = chat_model(session, user, settings, request.model, request.engine)
     given = request.model_dump(
         include=set(GenerationParams.model_fields) & request.model_fields_set
     )
     params = GenerationParams.model_validate(
         {**defaults(settings, model).params.model_dump(), **given}
     )
-    return _generate(model, params, messages, None)
+    return _generate(settings, model, params, messages, None, images)
 
 
 def prepare(
@@ -52,21 +74,44 @@ def prepare(
     settings: Settings,
     model_id: str,
     params: GenerationParams,
-    messages: list[Turn] | None = None,
+    messages: list[ChatTurn] | None = None,
     prompt: str | None = None,
     engine: EngineName = "auto",
 ) -> tuple[ChatModel, Generate]:
     """A generation of `model_id` (checked as the user) for a conversation or a raw prompt."""
-    return _generate(
-        chat_model(session, user, settings, model_id, engine), params, messages, prompt
-    )
+    model = chat_model(session, user, settings, model_id, engine)
+    _require_images(settings, model, image_count(messages or []))
+    turns, images = resolve_turns(messages, user, settings) if messages else (None, [])
+    return _generate(settings, model, params, turns, prompt, images)
+
+
+def _require_images(settings: Settings, model: ChatModel, images: int) -> None:
+    """Refuse images for a model that does not read them (before any image is read)."""
+    if images and not takes_images(settings, model):
+        raise InvalidInput(
+            f"{model.name} does not take images: pick a vision model (such as Gemma 3 4B) or a "
+            "fine-tune of one, or send text only.",
+            {"fields": ["messages"], "reason": "text_only_model"},
+        )
 
 
 def _generate(
-    model: ChatModel, params: GenerationParams, messages: list[Turn] | None, prompt: str | None
+    settings: Settings,
+    model: ChatModel,
+    params: GenerationParams,
+    messages: list[Turn] | None,
+    prompt: str | None,
+    images: list[bytes],
 ) -> tuple[ChatModel, Generate]:
+    ref = model.ref.model_copy(update={"images": True}) if images else model.ref
     try:
-        generate = Generate(model=model.ref, messages=messages, prompt=prompt, params=params)
+        generate = Generate(
+            model=ref,
+            messages=messages,
+            prompt=prompt,
+            params=params,
+            images=Generate.encode(images),
+        )
         generate.text()
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None

@@ -39,7 +39,14 @@ router = APIRouter(tags=["chat"])
 def chat_models(session: SessionDep, user: CurrentUser, settings: SettingsDep) -> ChatModelList:
     """Models you can chat with: your fine-tuned models, then the catalog's base models."""
     models = service.chat_models(session, user, settings)
-    return ChatModelList(items=[ChatModelPublic.model_validate(m.__dict__) for m in models])
+    return ChatModelList(
+        items=[
+            ChatModelPublic.model_validate(
+                {**m.__dict__, "images": service.takes_images(settings, m)}
+            )
+            for m in models
+        ]
+    )
 
 
 @router.post(

@@ -26,7 +26,7 @@ from tuneforge.api.deps import (
 from tuneforge.errors import InvalidInput
 from tuneforge.inference.client import InferenceClient
 from tuneforge.inference.engine import Delta, Finished
-from tuneforge.inference.params import Generate, GenerationParams, Turn
+from tuneforge.inference.params import Generate, GenerationParams
 from tuneforge.inference.responses import ClosingStream
 from tuneforge.schemas.openai import ChatCompletionRequest, CompletionRequest, Sampling
 from tuneforge.services import chat as service
@@ -60,10 +60,7 @@ async def chat_completions(
     inference: InferenceDep,
 ) -> dict[str, Any] | StreamingResponse:
     try:
-        messages = [
-            Turn(role="system" if m.role == "developer" else m.role, content=m.text())
-            for m in body.messages
-        ]
+        messages = [m.turn() for m in body.messages]
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None
     _, generate = await run_in_threadpool(
