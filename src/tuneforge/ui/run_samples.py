@@ -1,6 +1,7 @@
 """The answers a run's model gave to the sample prompts at each evaluation, newest first, beside
 the reference answers, so you can read how it changes; a GRPO run's answers with each grader's
-grade and their total reward."""
+grade and their total reward; a vision run's prompts with their images' thumbnails (the sample's
+`images`: small JPEG `data:` URLs the worker made with `tuneforge.data.images.thumbnail`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from nicegui import ui
 Samples = dict[int, list[dict[str, Any]]]  # step -> items
 
 TEXT = "text-body2 q-pa-sm rounded-borders w-full sample-text"
+THUMBNAIL = "w-32 h-32 rounded-borders sample-image"
+#: Only image data URLs are shown (never a URL the browser would fetch).
+IMAGE_URL = "data:image/"
 PRE = "white-space: pre-wrap; overflow-wrap: anywhere"
 
 
@@ -78,6 +82,7 @@ class SamplesView(ui.column):
             for number, item in enumerate(self.samples.get(step, []), start=1):
                 with ui.column().classes("w-full gap-2 sample-item"):
                     ui.label(f"Prompt {number}").classes("text-caption text-grey-7")
+                    _thumbnails(item.get("images") or [])
                     ui.label(item.get("prompt", "")).classes(
                         f"{TEXT} bg-grey-2 sample-prompt"
                     ).style(PRE)
@@ -87,6 +92,16 @@ class SamplesView(ui.column):
                             _text("Reference", item["reference"], "bg-green-1 sample-reference")
                     if item.get("grades") is not None:
                         _grades(item["grades"], item.get("reward"))
+
+
+def _thumbnails(images: list[Any]) -> None:
+    """The prompt's images, small, in the order the prompt has them."""
+    shown = [src for src in images if isinstance(src, str) and src.startswith(IMAGE_URL)]
+    if not shown:
+        return
+    with ui.row().classes("gap-2 sample-images"):
+        for number, src in enumerate(shown, start=1):
+            ui.image(src).classes(THUMBNAIL).props(f'fit=contain alt="Image {number}"')
 
 
 def _text(title: str, text: str, classes: str) -> None:
