@@ -130,6 +130,8 @@ def test_a_zip_of_images_becomes_vision_conversations(api) -> None:
         "<bos><start_of_turn>user\n<start_of_image>What colour?<end_of_turn>"
     )
     assert preview[2]["rendered"] is None and "cannot be" in preview[2]["problems"][0]
+    assert [len(example.get("images", [])) for example in preview] == [1, 1, 0]
+    assert preview[0]["images"][0].startswith("data:image/jpeg;base64,")
     processed = client.post(
         f"/api/v1/datasets/{dataset['id']}/process",
         headers=admin,
@@ -138,6 +140,14 @@ def test_a_zip_of_images_becomes_vision_conversations(api) -> None:
     assert processed["splits"] == {"train": 2}
     report = client.get(f"/api/v1/datasets/{processed['id']}/report", headers=admin).json()
     assert [p["code"] for p in report["problems"]] == ["image_undecodable"]
+    stats = client.get(f"/api/v1/datasets/{processed['id']}/stats", headers=admin).json()
+    assert stats["images"]["total"] == 2 and stats["images"]["per_row"] == {"1": 2}
+    assert stats["images"]["tokens_per_image"] == 260
+    rows_url = f"/api/v1/datasets/{processed['id']}/rows"
+    plain = client.get(rows_url, headers=admin).json()["rows"]
+    assert plain[0]["images"] == [f"<{len(png('red')):,} bytes>"]
+    shown = client.get(rows_url, headers=admin, params={"thumbnails": True}).json()["rows"]
+    assert shown[0]["images"][0].startswith("data:image/jpeg;base64,")
 
 
 def test_large_data_is_processed_in_a_job(api, monkeypatch) -> None:

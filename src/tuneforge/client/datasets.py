@@ -64,10 +64,18 @@ class DatasetsClient(JobsClient):
         self._call("DELETE", f"/datasets/{dataset_id}")
 
     def dataset_rows(
-        self, dataset_id: str, split: str | None = None, offset: int = 0, limit: int = 20
+        self,
+        dataset_id: str,
+        split: str | None = None,
+        offset: int = 0,
+        limit: int = 20,
+        thumbnails: bool = False,
     ) -> RowsPage:
-        """A page of rows of one split (default: the first), long values shortened."""
+        """A page of rows of one split (default: the first), long values shortened; with
+        `thumbnails`, images as small JPEG data: URLs instead of their byte count."""
         params = page_query(offset, limit, split=split)
+        if thumbnails:
+            params["thumbnails"] = "true"
         return RowsPage.model_validate(
             self._call("GET", f"/datasets/{dataset_id}/rows", params=params)
         )
@@ -76,7 +84,8 @@ class DatasetsClient(JobsClient):
         self, dataset_id: str, mapping: dict[str, Any] | MappingSpec
     ) -> list[dict[str, Any]]:
         """The raw dataset's first rows mapped: each a dict with `row`, `rendered` (the text in
-        Gemma's chat format, or None) and `problems` (what is wrong with the row)."""
+        Gemma's chat format, or None), `problems` (what is wrong with the row) and `images`
+        (a thumbnail data: URL for each `<start_of_image>`, in order)."""
         examples: list[dict[str, Any]] = self._call(
             "POST", f"/datasets/{dataset_id}/preview", json=body(mapping)
         )

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 from tuneforge.storage import ArtifactStore
 
 SHOWN_CHARS = 2_000
+THUMBNAIL_SIZE = 96  # pixels: images in a page of rows
 
 
 def split_key(prefix: str, stage: str, split: str) -> str:
@@ -36,23 +37,49 @@ def head(store: ArtifactStore, key: str, count: int) -> pa.Table:
         return pq.ParquetFile(handle).read_row_group(0).slice(0, count)
 
 
-def _shown(value: Any) -> Any:
-    """A value made safe and small for a preview: long text cut, bytes summarised."""
+def _shown(value: Any, thumbnails: bool = False) -> Any:
+    """A value made safe and small for a preview: long text cut, bytes summarised (with
+    `thumbnails`, an image's bytes become a small JPEG `data:` URL instead)."""
     if isinstance(value, bytes):
-        return f"<{len(value):,} bytes>"
+        return _bytes_shown(value, thumbnails)
     if isinstance(value, str) and len(value) > SHOWN_CHARS:
+        if thumbnails and value.startswith("data:image/"):
+            return _data_url_shown(value)
         return value[:SHOWN_CHARS] + f"… ({len(value):,} characters)"
     if isinstance(value, list):
-        return [_shown(v) for v in value]
+        return [_shown(v, thumbnails) for v in value]
     if isinstance(value, dict):
-        return {k: _shown(v) for k, v in value.items()}
+        return {k: _shown(v, thumbnails) for k, v in value.items()}
     return value
 
 
+def _bytes_shown(value: bytes, thumbnails: bool) -> str:
+    from tuneforge.data.images import ImageRejected, sniff_format, thumbnail
+
+    if thumbnails and sniff_format(value) is not None:
+        try:
+            return thumbnail(value, THUMBNAIL_SIZE)
+        except ImageRejected:
+            pass
+    return f"<{len(value):,} bytes>"
+
+
+def _data_url_shown(value: str) -> str:
+    import base64
+    import binascii
+
+    try:
+        data = base64.b64decode(value.partition(",")[2], validate=True)
+    except (binascii.Error, ValueError):
+        return value[:SHOWN_CHARS] + f"… ({len(value):,} characters)"
+    return _bytes_shown(data, True)
+
+
 def read_page(
-    store: ArtifactStore, key: str, offset: int, limit: int
+    store: ArtifactStore, key: str, offset: int, limit: int, *, thumbnails: bool = False
 ) -> tuple[list[dict[str, Any]], int]:
-    """Rows `offset`..`offset+limit` and the row count, reading only the row groups needed."""
+    """Rows `offset`..`offset+limit` and the row count, reading only the row groups needed.
+    With `thumbnails`, images appear as small JPEG `data:` URLs instead of their byte count."""
     with store.open(key) as handle:
         parquet = pq.ParquetFile(handle)
         total = parquet.metadata.num_rows
@@ -67,4 +94,4 @@ def read_page(
             start += size
             if len(rows) >= limit:
                 break
-    return [_shown(row) for row in rows], total
+    return [_shown(row, thumbnails) for row in rows], total

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from tuneforge.data import parquet
 from tuneforge.data.config import DatasetImport, ProcessingConfig
+from tuneforge.data.images import thumbnail
 from tuneforge.data.limits import ParseLimits
 from tuneforge.data.mapping import MappingSpec, RowMapper
 from tuneforge.data.process import records, rendered_texts
@@ -138,6 +139,7 @@ def dataset_rows(
     split: str | None,
     offset: int,
     limit: int,
+    thumbnails: bool = False,
 ) -> tuple[str, list[dict[str, Any]], int]:
     dataset = get_dataset(session, user, dataset_id)
     if dataset.status != "ready":
@@ -146,7 +148,7 @@ def dataset_rows(
     if split not in dataset.splits:
         raise NotFound(f"This dataset has no split {split!r}; it has {', '.join(dataset.splits)}.")
     key = parquet.split_key(_prefix(dataset), _stage(dataset), split)
-    rows, total = parquet.read_page(store, key, offset, limit)
+    rows, total = parquet.read_page(store, key, offset, limit, thumbnails=thumbnails)
     return split, rows, total
 
 
@@ -159,7 +161,8 @@ def preview(
     mapping: MappingSpec,
     count: int = PREVIEW_ROWS,
 ) -> list[dict[str, Any]]:
-    """The first rows rendered exactly as training will see them, or what is wrong with them."""
+    """The first rows rendered exactly as training will see them, or what is wrong with them;
+    `images` holds a thumbnail (a JPEG data: URL) for each `<start_of_image>`, in order."""
     dataset = _raw(session, user, dataset_id)
     split = next(iter(dataset.splits))
     key = parquet.split_key(_prefix(dataset), "raw", split)
@@ -177,6 +180,7 @@ def preview(
         record = result.record
         if record is not None:
             example["rendered"] = rendered_example(record)
+            example["images"] = [thumbnail(image) for image in record.get("images") or ()]
         if record is not None and "chosen" in record:
             prompt, chosen, rejected = rendered_texts(record)
             example["pair"] = {"prompt": prompt, "chosen": chosen, "rejected": rejected}

@@ -193,6 +193,7 @@ async def _rows(user: User, dataset: Dataset) -> None:
                 split=split.value,
                 offset=offset,
                 limit=limit,
+                thumbnails=True,
             )
             return rows, total
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from nicegui import ui
@@ -27,6 +27,8 @@ SPECIAL_TOKENS = re.compile(
 CSS = """
 .gemma-rendered { white-space: pre-wrap; overflow-wrap: anywhere; font-size: 0.85rem; }
 .gemma-token { color: #4338ca; background: #e0e7ff; border-radius: 3px; font-weight: 600; }
+.gemma-image { display: block; max-width: 160px; max-height: 160px; margin: 4px 0;
+  border-radius: 4px; border: 1px solid #c7d2fe; }
 .pair-chosen { border-left: 4px solid #16a34a; }
 .pair-rejected { border-left: 4px solid #dc2626; }
 """
@@ -37,15 +39,27 @@ LABELS = {
 }
 EXPLANATION = (
     "The first rows as the model will read them in training: Gemma's special tokens are "
-    "highlighted, whitespace and line breaks are kept."
+    "highlighted, whitespace and line breaks are kept, and each image is shown where it stands "
+    "(after `<start_of_image>`; the model reads it as 256 image tokens)."
 )
 
 
-def highlighted(text: str) -> str:
-    """`text` as HTML with Gemma's special tokens marked (everything else escaped)."""
-    return SPECIAL_TOKENS.sub(
-        lambda match: f'<span class="gemma-token">{match.group(0)}</span>', html.escape(text)
-    )
+def highlighted(text: str, images: Sequence[str] = ()) -> str:
+    """`text` as HTML with Gemma's special tokens marked (everything else escaped); the n-th
+    `<start_of_image>` is followed by the n-th of `images` (thumbnail data: URLs)."""
+    pictures = iter(images)
+    image_token = html.escape(START_OF_IMAGE)
+
+    def mark(match: re.Match[str]) -> str:
+        token = f'<span class="gemma-token">{match.group(0)}</span>'
+        if match.group(0) != image_token:
+            return token
+        source = next(pictures, None)
+        if source is None or not source.startswith("data:image/"):
+            return token
+        return f'{token}<img class="gemma-image" src="{html.escape(source)}" alt="image">'
+
+    return SPECIAL_TOKENS.sub(mark, html.escape(text))
 
 
 class LivePreview(ui.column):
@@ -88,13 +102,13 @@ class LivePreview(ui.column):
             ui.label(message).classes("preview-problem")
 
 
-def _rendered(text: str) -> None:
-    ui.html(highlighted(text), tag="pre").classes(RENDERED)
+def _rendered(text: str, images: Sequence[str] = ()) -> None:
+    ui.html(highlighted(text, images), tag="pre").classes(RENDERED)
 
 
-def _pair(pair: dict[str, str]) -> None:
-    """The prompt, then the chosen and the rejected answer side by side."""
-    _rendered(pair["prompt"])
+def _pair(pair: dict[str, str], images: Sequence[str]) -> None:
+    """The prompt (with its images), then the chosen and the rejected answer side by side."""
+    _rendered(pair["prompt"], images)
     with ui.row().classes("w-full no-wrap gap-2 preview-pair"):
         for side in ("chosen", "rejected"):
             with ui.column().classes(f"col gap-1 pair-{side} q-pl-sm"):
@@ -112,11 +126,12 @@ def _example(example: dict[str, Any]) -> None:
                 icon, said, color = LABELS[bool(example["label"])]
                 ui.badge(said, color=color).props("outline").classes("feedback-label")
                 ui.icon(icon, color=color).classes("text-body2")
+        images = example.get("images") or []
         if example.get("pair") is not None:
-            _pair(example["pair"])
+            _pair(example["pair"], images)
             return
         if example["rendered"] is not None:
-            _rendered(example["rendered"])
+            _rendered(example["rendered"], images)
             return
         with notice("error"), ui.column().classes("gap-0"):
             ui.label("This row cannot be used with this mapping:").classes("text-weight-medium")

@@ -8,7 +8,15 @@ from typing import Any
 
 from nicegui import ui
 
-from tuneforge.data.stats import DatasetStats, LengthStats, MarginStats, PairStats
+from tuneforge.data.limits import size_text
+from tuneforge.data.stats import (
+    DatasetStats,
+    ImageStats,
+    LengthStats,
+    MarginStats,
+    PairStats,
+    SizeSummary,
+)
 from tuneforge.ui import BRAND_COLOR
 from tuneforge.ui.dataset_fields import description, label
 
@@ -22,6 +30,11 @@ SIDES = {"prompt_tokens": "Prompt", "chosen_tokens": "Chosen", "rejected_tokens"
 MARGIN_FIGURES = ("mean", "min", "p10", "p50", "p90", "max", "chosen_longer", "rejected_longer")
 MARGIN_COLUMNS = [
     {"name": f, "label": label(f), "field": f, "align": "right"} for f in MARGIN_FIGURES
+]
+IMAGE_FIGURES = ("min", "p50", "p90", "max")
+IMAGE_COLUMNS = [
+    {"name": "size", "label": "", "field": "size", "align": "left"},
+    *({"name": f, "label": label(f), "field": f, "align": "right"} for f in IMAGE_FIGURES),
 ]
 LABEL_BAR_PX = 22
 SUBTITLE = "text-subtitle2 text-grey-9"
@@ -74,6 +87,8 @@ def stats_view(data: dict[str, Any]) -> None:
     stats = DatasetStats.model_validate(data)
     with ui.column().classes("w-full gap-6 dataset-stats"):
         _lengths(stats)
+        if stats.images is not None:
+            _images(stats.images)
         if stats.pairs:
             _pairs(stats.pairs)
         if stats.feedback:
@@ -189,3 +204,40 @@ def _labels(stats: DatasetStats) -> None:
         ui.echart(_bars(names, counts, "", horizontal=True)).classes("w-full label-chart").style(
             f"height: {max(160, 48 + LABEL_BAR_PX * len(names))}px"
         )
+
+
+def _images(images: ImageStats) -> None:
+    """How many images, how large, and what they cost in tokens."""
+    formats = ", ".join(f"{count:,} {name}" for name, count in images.formats.items())
+    with ui.row().classes("w-full gap-6 items-start image-stats"):
+        with ui.column().classes("col-12 col-md gap-1"):
+            ui.label("Images per example").classes(SUBTITLE)
+            ui.label(
+                f"{images.total:,} images in {images.rows_with_images:,} examples ({formats}). "
+                f"Each counts {images.tokens_per_image:,} tokens in the lengths above: Gemma 3 "
+                "reads every image as 256 image tokens plus 4 around them, whatever its size."
+            ).classes("text-body2 text-grey-8 image-summary")
+            counts = images.per_row
+            ui.echart(_bars([str(n) for n in counts], list(counts.values()), "images")).classes(
+                "w-full h-48 images-chart"
+            )
+        with ui.column().classes("col-12 col-md gap-1"):
+            ui.label("Image sizes").classes(SUBTITLE)
+            ui.table(
+                columns=IMAGE_COLUMNS,
+                rows=[
+                    {"size": "Width (px)", **_sized(images.width, str)},
+                    {"size": "Height (px)", **_sized(images.height, str)},
+                    {"size": "Pixels (width x height)", **_sized(images.pixels, _pixels)},
+                    {"size": "File", **_sized(images.bytes, size_text)},
+                ],
+                row_key="size",
+            ).props("flat dense bordered").classes("w-full image-sizes")
+
+
+def _sized(summary: SizeSummary, shown: Any) -> dict[str, str]:
+    return {name: shown(getattr(summary, name)) for name in IMAGE_FIGURES}
+
+
+def _pixels(pixels: int) -> str:
+    return f"{pixels / 1e6:,.1f} MP" if pixels >= 1_000_000 else f"{pixels:,}"

@@ -9,12 +9,25 @@ from typing import Any
 from nicegui import ui
 from nicegui.events import GenericEventArguments
 
+from tuneforge.ui.dataset_preview import CSS, RENDERED, highlighted
+
 Page = tuple[list[dict[str, Any]], int]
 Fetch = Callable[[int, int], Awaitable[Page]]
 
 PAGE_SIZE = 20
 CELL_CHARS = 160
 ROW_KEY = "__row"  # the row's number (from 1), for dataset rows whose columns may be anything
+PICTURES = "__pictures"  # a cell's thumbnails: the row holds them under "<column>__pictures"
+PICTURE = "data:image/"
+CELL = f"""
+<q-td :props="props">
+  <span>{{{{ props.value }}}}</span>
+  <div v-if="props.row[props.col.name + '{PICTURES}']" class="row items-center q-gutter-xs">
+    <img v-for="(src, i) in props.row[props.col.name + '{PICTURES}']" :key="i" :src="src"
+      class="row-picture" style="max-height: 48px; max-width: 72px; border-radius: 3px;">
+  </div>
+</q-td>
+"""
 
 
 class PagedTable(ui.column):
@@ -102,6 +115,28 @@ def _turn_text(turn: dict[str, Any]) -> str:
     )
 
 
+def pictures(value: Any) -> list[str]:
+    """The image thumbnails (data: URLs) anywhere in `value`, in order."""
+    if isinstance(value, str):
+        return [value] if value.startswith(PICTURE) else []
+    if isinstance(value, list):
+        return [url for item in value for url in pictures(item)]
+    if isinstance(value, dict):
+        return [url for item in value.values() for url in pictures(item)]
+    return []
+
+
+def without_pictures(value: Any) -> Any:
+    """`value` with each thumbnail written `[image]` (the cell shows the pictures after it)."""
+    if isinstance(value, str):
+        return "[image]" if value.startswith(PICTURE) else value
+    if isinstance(value, list):
+        return [without_pictures(item) for item in value]
+    if isinstance(value, dict):
+        return {key: without_pictures(item) for key, item in value.items()}
+    return value
+
+
 def _full(value: Any) -> str:
     if isinstance(value, str):
         return value
@@ -132,15 +167,24 @@ class RowsTable(PagedTable):
         )
         self.fetch_rows = fetch
         self.table.classes("dataset-rows").props("dense wrap-cells")
+        self.table.add_slot("body-cell", CELL)
+        ui.add_css(CSS)
         self.table.on("rowClick", self._open)
 
     async def _fetch_cells(self, offset: int, limit: int) -> Page:
         rows, total = await self.fetch_rows(offset, limit)
         self.shown = {offset + i: row for i, row in enumerate(rows, start=1)}
-        cells = [
-            {ROW_KEY: n} | {name: compact(value) for name, value in row.items()}
-            for n, row in self.shown.items()
-        ]
+        cells = []
+        for n, row in self.shown.items():
+            cell: dict[str, Any] = {ROW_KEY: n}
+            for name, value in row.items():
+                found = pictures(value)
+                rest = without_pictures(value)
+                only_pictures = found and rest in ("[image]", ["[image]"] * len(found))
+                cell[name] = "" if only_pictures else compact(rest)
+                if found:
+                    cell[name + PICTURES] = found
+            cells.append(cell)
         return cells, total
 
     def _open(self, event: GenericEventArguments) -> None:
@@ -152,11 +196,34 @@ class RowsTable(PagedTable):
             with ui.row().classes("w-full items-center justify-between"):
                 ui.label(f"Row {number:,}").classes("text-h6")
                 ui.button(icon="close", on_click=dialog.close).props("flat round dense")
+            rendered = _as_trained(row)
+            if rendered is not None:
+                ui.label("As the model reads it").classes(
+                    "text-caption text-weight-medium text-grey-7 -mb-2"
+                )
+                ui.html(highlighted(rendered, pictures(row.get("images"))), tag="pre").classes(
+                    RENDERED + " row-rendered"
+                )
             for name, value in row.items():
                 ui.label(name).classes("text-caption text-weight-medium text-grey-7 -mb-2")
-                ui.label(_full(value)).classes(
+                ui.label(_full(without_pictures(value))).classes(
                     "w-full q-pa-sm rounded-borders bg-grey-2 font-mono text-body2 "
                     "whitespace-pre-wrap break-words"
                 )
+                with ui.row().classes("gap-2"):
+                    for source in pictures(value):
+                        ui.image(source).classes("row-picture w-24").props("fit=contain")
         dialog.on("hide", dialog.delete)
         dialog.open()
+
+
+def _as_trained(row: dict[str, Any]) -> str | None:
+    """A processed row rendered in Gemma's chat format (None for a raw row or plain text)."""
+    from tuneforge.services.datasets import rendered_example
+
+    if not any(key in row for key in ("messages", "prompt")):
+        return None
+    try:
+        return rendered_example(row)
+    except (KeyError, TypeError, ValueError):  # a raw dataset whose columns have these names
+        return None

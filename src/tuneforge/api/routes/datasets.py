@@ -88,9 +88,23 @@ def dataset_rows(
     split: Annotated[str | None, Query(description="The split (default: the first).")] = None,
     offset: Annotated[int, Query(ge=0, description="The first row to return.")] = 0,
     limit: Annotated[int, Query(ge=1, le=200, description="How many rows.")] = 20,
+    thumbnails: Annotated[
+        bool,
+        Query(
+            description="Show images as small JPEG data: URLs (96 px) instead of "
+            "`<N bytes>`: image bytes, Parquet image structs' bytes and long data: URLs."
+        ),
+    ] = False,
 ) -> RowsPage:
     name, rows, total = service.dataset_rows(
-        session, store, user, dataset_id, split=split, offset=offset, limit=limit
+        session,
+        store,
+        user,
+        dataset_id,
+        split=split,
+        offset=offset,
+        limit=limit,
+        thumbnails=thumbnails,
     )
     return RowsPage(split=name, offset=offset, total=total, rows=rows)
 
@@ -104,7 +118,10 @@ def preview_mapping(
     settings: SettingsDep,
     user: CurrentUser,
 ) -> list[dict[str, Any]]:
-    """The first rows rendered in Gemma's chat format with this mapping, or their problems."""
+    """The first rows rendered in Gemma's chat format with this mapping, or their problems.
+    Each example: `row`, `rendered` (None when the row cannot be used), `problems`, `images`
+    (a thumbnail data: URL for each `<start_of_image>` in `rendered`, in order), and `pair`
+    (preference) or `label` (feedback)."""
     return service.preview(session, store, settings, user, dataset_id, mapping)
 
 
