@@ -46,6 +46,8 @@ def test_catalogs_say_what_can_run_here(api) -> None:
     assert {i for i, s in states.items() if s["state"] == "available"} == {
         "gemma-3-270m",
         "tiny-random-gemma3",
+        "tiny-random-gemma3-vision",
+        "tiny-random-gemma4",
     }
     assert states["gemma-3-1b-it"]["state"] == "unavailable"
     assert "no model hub is reachable" in states["gemma-3-1b-it"]["reason"].lower()

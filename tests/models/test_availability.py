@@ -34,10 +34,29 @@ def test_offline_only_the_bundled_and_tiny_models_are_available(
     monkeypatch.setenv("HF_ENDPOINT", closed_endpoint())
     states = each_availability(catalog().models, tmp_path, HubProbe())
     usable = {model for model, state in states.items() if state.usable}
-    assert usable == {"gemma-3-270m", "tiny-random-gemma3"}
+    assert usable == {
+        "gemma-3-270m",
+        "tiny-random-gemma3",
+        "tiny-random-gemma3-vision",
+        "tiny-random-gemma4",
+    }
     hub = states["gemma-3-1b-it"]
     assert hub.state == "unavailable"
     assert "no model hub is reachable" in hub.reason.lower() and "not cached" in hub.reason
+
+
+def test_a_model_in_a_chat_format_tuneforge_does_not_write_is_unavailable_with_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, listening: str
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", listening)  # the hub answers: that is not the problem
+    entry = catalog().get("gemma-4-e2b-it")
+    assert entry is not None and entry.chat_format == "gemma-4"
+    state = availability(entry, tmp_path, HubProbe())
+    assert state.state == "unavailable" and not state.usable
+    assert "Gemma 4's chat format" in state.reason and "docs/models.md" in state.reason
+    tiny = catalog().get("tiny-random-gemma4")  # Gemma 4's layers, Gemma 3's tokenizer and format
+    assert tiny is not None and tiny.chat_format == "gemma-3"
+    assert availability(tiny, tmp_path, HubProbe()).state == "available"
 
 
 def test_a_reachable_hub_makes_hub_models_downloadable_with_their_size(

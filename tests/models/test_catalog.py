@@ -40,9 +40,11 @@ def test_the_catalog_validates_and_lists_the_gemma_family() -> None:
         assert {f"gemma-3-{size}", f"gemma-3-{size}-it"} <= set(ids)
     for size in ("e2b", "e4b"):
         assert {f"gemma-3n-{size}", f"gemma-3n-{size}-it"} <= set(ids)
-    offline = [e.id for e in ENTRIES if e.offline]
-    assert offline == ["gemma-3-270m", "tiny-random-gemma3"]
-    assert [e.id for e in ENTRIES if e.test_only] == ["tiny-random-gemma3"]
+    for size in ("e2b", "e4b", "12b", "26b-a4b", "31b"):
+        assert {f"gemma-4-{size}", f"gemma-4-{size}-it"} <= set(ids)
+    tiny = ["tiny-random-gemma3", "tiny-random-gemma3-vision", "tiny-random-gemma4"]
+    assert [e.id for e in ENTRIES if e.offline] == ["gemma-3-270m", *tiny]
+    assert [e.id for e in ENTRIES if e.test_only] == tiny
 
 
 @pytest.mark.parametrize("entry", HUB_ENTRIES, ids=lambda e: e.id)
@@ -53,11 +55,13 @@ def test_hub_ids_are_googles(entry: CatalogEntry) -> None:
     )
     assert entry.hub_id.lower() in expected, entry.hub_id
     assert entry.hub_id.endswith("-it") == (entry.variant == "it")
-    assert entry.license == "Gemma Terms of Use"
+    # Gemma 4 comes under Apache 2.0; the earlier Gemmas under Google's own terms.
+    assert entry.license == ("Apache-2.0" if entry.family == "gemma-4" else "Gemma Terms of Use")
 
 
-@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.id)
+@pytest.mark.parametrize("entry", [e for e in ENTRIES if e.family != "gemma-4"], ids=lambda e: e.id)
 def test_parameters_agree_with_the_architecture(entry: CatalogEntry) -> None:
+    """Gemma 3 and 3n; Gemma 4's counts are rebuilt from its configs in test_gemma4.py."""
     decoder = decoder_parameters(entry.architecture)
     ratio = entry.parameters / decoder
     if entry.modality == "text":  # the whole model is the decoder
@@ -74,10 +78,33 @@ def test_architectures_and_contexts_are_consistent(entry: CatalogEntry) -> None:
     arch = entry.architecture
     assert arch.attention_heads % arch.kv_heads == 0
     assert arch.vocab_size >= 262_144  # Gemma 3's tokenizer
-    big = entry.family == "gemma-3" and entry.parameters > 2e9
-    assert entry.context_length == (131_072 if big else 32_768)
-    assert entry.modality == ("text" if entry.family == "gemma-3" and not big else "vision")
+    if entry.test_only:
+        assert entry.context_length == 32_768
+        assert entry.modality == ("vision" if entry.vision else "text")
+    elif entry.family == "gemma-4":  # all read images; the on-device sizes have 128K tokens
+        assert entry.context_length == (131_072 if entry.id.startswith("gemma-4-e") else 262_144)
+        assert entry.modality == "vision"
+    else:
+        big = entry.family == "gemma-3" and entry.parameters > 2e9
+        assert entry.context_length == (131_072 if big else 32_768)
+        assert entry.modality == ("text" if entry.family == "gemma-3" and not big else "vision")
     assert entry.description and len(entry.description) < 300
+
+
+@pytest.mark.parametrize("entry", [e for e in ENTRIES if e.vision], ids=lambda e: e.id)
+def test_a_vision_block_is_an_encoder_smaller_than_its_model(entry: CatalogEntry) -> None:
+    vision = entry.vision
+    assert vision is not None and entry.modality == "vision"
+    side = vision.image_size // (vision.patch_size * vision.pooling)  # tokens along a side
+    assert vision.image_size == side * vision.patch_size * vision.pooling
+    if vision.variable_resolution:  # a square image; other shapes take up to the budget
+        assert side**2 <= vision.tokens_per_image
+    else:
+        assert side**2 == vision.tokens_per_image
+    if vision.layers:  # an encoder, not just a projection of the patches
+        assert vision.hidden_size % vision.attention_heads == 0
+        assert vision.intermediate_size > vision.hidden_size
+    assert 0 < vision.parameters < entry.parameters / 2
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.id)

@@ -341,3 +341,8 @@ def test_resolve_finds_built_in_models_and_refuses_unknown_ones(
     assert "no model 'gemma-7b' in the catalog" in error.value.message
     assert "gemma-3-270m, gemma-3-270m-it" in error.value.message
     assert "tiny-random" not in error.value.message
+    # A Gemma 4 is refused before anything is downloaded: TuneForge does not write its format.
+    with pytest.raises(ModelUnavailable, match="Gemma 4's chat format") as refused:
+        resolve("gemma-4-31b-it", settings)
+    assert "Gemma 4 31B IT" in refused.value.message
+    assert not list((settings.models_dir / "hub").glob("models--google--gemma-4*"))

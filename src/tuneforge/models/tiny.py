@@ -2,6 +2,11 @@
 sizes, seeded random weights, and the real Gemma 3 tokenizer.
 
 * A text entry (`tiny-random-gemma3`) is a `Gemma3ForCausalLM`.
+* A Gemma 4 entry (`tiny-random-gemma4`) is a `Gemma4ForCausalLM` (`gemma4_text`): Gemma 4's
+  per-layer embeddings, layers that reuse earlier layers' keys and values, and wider heads (keys
+  reused as values) in the full-attention layers, with the numbers of `GEMMA4_EXTRAS`. It keeps
+  Gemma 3's tokenizer and chat format: Gemma 4's tokenizer is not available offline (its control
+  tokens sit at the ids of Gemma 3's, so the token ids stay valid).
 * A vision entry (`tiny-random-gemma3-vision`) is a `Gemma3ForConditionalGeneration`: a tiny SigLIP
   encoder and projector from the entry's `vision` block, the same tiny decoder, and the real
   Gemma 3 image processor settings (896 x 896 bilinear resize, pixels scaled to [-1, 1]). The
@@ -24,6 +29,8 @@ from transformers import (
     Gemma3ForCausalLM,
     Gemma3ForConditionalGeneration,
     Gemma3TextConfig,
+    Gemma4ForCausalLM,
+    Gemma4TextConfig,
     SiglipVisionConfig,
 )
 
@@ -46,6 +53,22 @@ TINY_SLIDING_WINDOW = 64
 TINY_INIT_STD = 0.2
 #: Bump when the tiny models' recipe changes, so caches of the old one are not reused.
 TINY_RECIPE = 3
+#: What a tiny Gemma 4 has beyond the catalog's `architecture`: the full-attention layers' head
+#: width and key/value heads (their keys double as values, as in the 12B, 26B A4B and 31B), the
+#: per-layer embeddings' width (E2B/E4B: 256), how many of the last layers reuse earlier layers'
+#: keys and values (E2B: 20 of 35), with twice the MLP width there (as E2B), and the final logit
+#: soft-cap of every Gemma 4. The layers alternate sliding-window and full attention, so the
+#: layers that keep their own keys and values have both kinds, as Gemma 4 requires.
+GEMMA4_EXTRAS: dict[str, Any] = {
+    "global_head_dim": 64,
+    "num_global_key_value_heads": 1,
+    "attention_k_eq_v": True,
+    "hidden_size_per_layer_input": 8,
+    "num_kv_shared_layers": 2,
+    "use_double_wide_mlp": True,
+    "final_logit_softcapping": 30.0,
+}
+GEMMA4_PERIOD = 2
 #: Gemma 3's image processor settings (the released models' `preprocessor_config.json`).
 IMAGE_MEAN = IMAGE_STD = [0.5, 0.5, 0.5]
 BILINEAR = 2
@@ -54,27 +77,31 @@ BILINEAR = 2
 def recipe(entry: CatalogEntry) -> dict[str, Any]:
     """What a build depends on: a change to any of it makes a new build."""
     vision = entry.vision.model_dump() if entry.vision else None
+    extras = {"gemma4": GEMMA4_EXTRAS} if entry.family == "gemma-4" else {}
     return {
         "recipe": TINY_RECIPE,
         "context": entry.context_length,
         "vision": vision,
+        **extras,
     } | entry.architecture.model_dump()
 
 
-def build(entry: CatalogEntry) -> Gemma3ForCausalLM | Gemma3ForConditionalGeneration:
+def build(
+    entry: CatalogEntry,
+) -> Gemma3ForCausalLM | Gemma3ForConditionalGeneration | Gemma4ForCausalLM:
     """The entry's tiny model with seeded random weights."""
     text = _text_config(entry)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
+        if entry.family == "gemma-4":
+            return Gemma4ForCausalLM(_gemma4_config(entry))
         if entry.vision is None:
             return Gemma3ForCausalLM(text)
         model = Gemma3ForConditionalGeneration(_vision_config(text, entry.vision))
         # transformers starts the projection at zero (a released model brings trained weights):
         # random images would all read as the same nothing.
         with torch.no_grad():
-            model.model.multi_modal_projector.mm_input_projection_weight.normal_(
-                0.0, TINY_INIT_STD
-            )
+            model.model.multi_modal_projector.mm_input_projection_weight.normal_(0.0, TINY_INIT_STD)
         return model
 
 
@@ -144,6 +171,33 @@ def _text_config(entry: CatalogEntry) -> Gemma3TextConfig:
         pad_token_id=PAD_ID,
         eos_token_id=EOS_ID,
         bos_token_id=BOS_ID,
+    )
+
+
+def _gemma4_config(entry: CatalogEntry) -> Gemma4TextConfig:
+    arch = entry.architecture
+    return Gemma4TextConfig(
+        vocab_size=arch.vocab_size,
+        vocab_size_per_layer_input=arch.vocab_size,
+        hidden_size=arch.hidden_size,
+        intermediate_size=arch.intermediate_size,
+        num_hidden_layers=arch.layers,
+        num_attention_heads=arch.attention_heads,
+        num_key_value_heads=arch.kv_heads,
+        head_dim=arch.head_dim,
+        max_position_embeddings=entry.context_length,
+        sliding_window=TINY_SLIDING_WINDOW,
+        layer_types=[
+            "full_attention" if (i + 1) % GEMMA4_PERIOD == 0 else "sliding_attention"
+            for i in range(arch.layers)
+        ],
+        rms_norm_eps=1e-6,
+        initializer_range=TINY_INIT_STD,
+        tie_word_embeddings=True,
+        pad_token_id=PAD_ID,
+        eos_token_id=EOS_ID,
+        bos_token_id=BOS_ID,
+        **GEMMA4_EXTRAS,
     )
 
 
