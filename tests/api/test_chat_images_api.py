@@ -266,3 +266,60 @@ def test_a_fine_tune_of_the_vision_model_reads_images_and_is_its_owners(
     bob = bearer(add_user(settings, "bob"))
     assert ask(client, bob, images[0], model=tuned).status_code == 404
     assert ask(client, bob, images[0], model="no-such-model").status_code == 404
+
+
+def test_the_openai_client_sends_an_image(api, tiny_vision_model) -> None:
+    import openai
+
+    client, alice = api
+    token = alice["Authorization"].removeprefix("Bearer ")
+    sdk = openai.OpenAI(
+        base_url=f"{client.base_url}/v1", api_key=token, http_client=client, max_retries=0
+    )
+    red, blue = data_url(png("red", size=120, seed=1)), data_url(png("blue", size=90, seed=2))
+
+    def ask_sdk(url: str, **extra):  # type: ignore[no-untyped-def]
+        return sdk.chat.completions.create(
+            model=VISION,
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "Which colour is the square?"},
+                        {"type": "image_url", "image_url": {"url": url, "detail": "auto"}},
+                    ],
+                }
+            ],
+            max_tokens=6,
+            temperature=1.0,
+            seed=5,
+            extra_body={"top_k": 40},
+            **extra,
+        )
+
+    first = ask_sdk(red)
+    assert first.usage is not None and first.usage.completion_tokens == 6
+    text_only = sdk.chat.completions.create(
+        model=VISION,
+        messages=[{"role": "user", "content": "Which colour is the square?"}],
+        max_tokens=6,
+        temperature=0,
+    )
+    assert text_only.usage is not None
+    # The text + 64 image tokens + their frame of 4 (the image after the text: nothing merges).
+    assert first.usage.prompt_tokens == text_only.usage.prompt_tokens + 64 + 4
+    assert ask_sdk(red).choices[0].message.content == first.choices[0].message.content
+    assert ask_sdk(blue).choices[0].message.content != first.choices[0].message.content
+    pieces = [
+        chunk.choices[0].delta.content or "" for chunk in ask_sdk(red, stream=True) if chunk.choices
+    ]
+    assert "".join(pieces) == first.choices[0].message.content
+    with pytest.raises(openai.UnprocessableEntityError, match="does not take images"):
+        sdk.chat.completions.create(
+            model="tiny-random-gemma3",
+            messages=[
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": red}}]}
+            ],
+        )
+    with pytest.raises(openai.UnprocessableEntityError, match="image_url_hosts"):
+        ask_sdk("https://example.com/cat.png")
