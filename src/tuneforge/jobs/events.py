@@ -67,6 +67,11 @@ class Sample(BaseModel):
     grades: dict[str, float] | None = Field(
         default=None, description="GRPO: each grader's score of the answer (0..1), by name."
     )
+    images: list[str] | None = Field(
+        default=None,
+        description="The prompt's images as small JPEG `data:` URLs "
+        "(`tuneforge.data.images.thumbnail`), in order; None: a text prompt.",
+    )
 
 
 class SamplesEvent(_Event):
