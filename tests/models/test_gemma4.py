@@ -135,6 +135,68 @@ def test_gemma_4_images_take_up_to_280_tokens_keeping_their_shape() -> None:
     assert len(set(counts.values())) > 1  # the count depends on the image's shape
 
 
+@pytest.mark.timeout(60)
+def test_a_tiny_gemma_4_reads_an_image_the_way_docs_models_md_says() -> None:
+    """What a Gemma 4 image takes (docs/models.md, for when TuneForge wires it): patches and
+    their positions from the image processor, and in the text `<|image>` (255999), one
+    `<|image|>` (258880) per soft token of that image, `<image|>` (258882), with the image's
+    tokens marked in `mm_token_type_ids`. Tiny sizes; the real layer kinds."""
+    from transformers import Gemma4Config, Gemma4ForConditionalGeneration
+    from transformers.models.gemma4.image_processing_pil_gemma4 import Gemma4ImageProcessorPil
+
+    text = {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "head_dim": 32,
+        "global_head_dim": 64,
+        "hidden_size_per_layer_input": 0,
+        "sliding_window": 64,
+        "layer_types": ["sliding_attention", "full_attention"],
+        "use_bidirectional_attention": "vision",
+        "initializer_range": 0.2,
+    }
+    encoder = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+        "head_dim": 16,
+        "position_embedding_size": 1024,
+    }
+    config = Gemma4Config(text_config=text, vision_config=encoder, audio_config=None)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = Gemma4ForConditionalGeneration(config).eval()
+    processor = Gemma4ImageProcessorPil(max_soft_tokens=70)
+    last = []
+    for colour in ("red", "blue"):
+        buffer = io.BytesIO()
+        Image.new("RGB", (300, 200), colour).save(buffer, format="PNG")
+        inputs = processor(Image.open(buffer), return_tensors="pt")
+        tokens = int(inputs["num_soft_tokens_per_image"][0])
+        assert tokens <= 70 and inputs["pixel_values"].shape == (1, 70 * 9, 16 * 16 * 3)
+        image = [config.boi_token_id, *[config.image_token_id] * tokens, config.eoi_token_id]
+        ids = torch.tensor([[2, 105, 2364, 108, *image, 108, 106, 105, 2516]])
+        with torch.no_grad():
+            logits = model(
+                input_ids=ids,
+                pixel_values=inputs["pixel_values"],
+                image_position_ids=inputs["image_position_ids"],
+                mm_token_type_ids=(ids == config.image_token_id).long(),
+            ).logits
+        last.append(logits[0, -1])
+    assert (config.boi_token_id, config.image_token_id, config.eoi_token_id) == (
+        255999,
+        258880,
+        258882,
+    )
+    assert (last[0] - last[1]).abs().max() > 1e-3  # the pixels reached the decoder
+
+
 @pytest.mark.parametrize("entry", GEMMA3_VISION, ids=lambda e: e.id)
 def test_a_gemma_3_vision_block_is_siglip_and_its_projector(entry: CatalogEntry) -> None:
     vision, arch = entry.vision, entry.architecture
