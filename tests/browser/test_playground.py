@@ -4,6 +4,7 @@ defaults by model kind, the base-model note, the loading state, Stop, and long t
 
 from __future__ import annotations
 
+import base64
 import re
 import time
 
@@ -16,12 +17,14 @@ from tests.browser.conftest import Studio
 from tests.browser.test_ui import NOT_RELOADED, log_in, mark_page, submit_login
 from tests.conftest import add_user
 from tests.fine_tuned import add_fine_tuned
+from tests.images import png
 from tests.server import running_server, server_env
 from tuneforge.inference.sampling import BASE_MAX_NEW_TOKENS
 from tuneforge.models.catalog import catalog
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 ANSWER_TIMEOUT = 120_000  # ms: the first message starts the inference server and loads the model
+VISION = "tiny-random-gemma3-vision"
 
 
 def answers(page: Page, column: int) -> list[str]:
@@ -279,3 +282,75 @@ def test_out_of_range_sampling_is_said_and_kept_and_nothing_is_sent(
     expect(page.locator(".playground-user")).to_have_count(0)
     temperature.fill("0")
     expect(page.locator(".playground-temperature")).not_to_contain_text("out of range")
+
+
+def _drop(page: Page, data: bytes, name: str, event: str) -> None:
+    """Drop (or paste) an image file onto the page as the browser would."""
+    page.evaluate(
+        """([b64, name, event]) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], name, { type: "image/png" }));
+            if (event === "paste") {
+                const paste = new ClipboardEvent(
+                    "paste", { clipboardData: transfer, bubbles: true }
+                );
+                document.querySelector(".playground-prompt textarea").dispatchEvent(paste);
+            } else {
+                const target = document.querySelector(".playground-answers-0");
+                for (const type of ["dragenter", "dragover", "drop"]) {
+                    const options = { dataTransfer: transfer, bubbles: true, cancelable: true };
+                    target.dispatchEvent(new DragEvent(type, options));
+                }
+            }
+        }""",
+        [base64.b64encode(data).decode(), name, event],
+    )
+
+
+def test_images_in_a_turn_go_to_both_sides(studio: Studio, page: Page, tmp_path) -> None:
+    """An image attached by the button, one dropped and one pasted wait as thumbnails, go in the
+    message to both columns (shown in the turn) and are answered; a text-only model is named and
+    nothing is sent; a file that is no image is refused."""
+    red, blue, green = (png(c, size=96, seed=i) for i, c in enumerate(("red", "blue", "green")))
+    (tmp_path / "red.png").write_bytes(red)
+    log_in(page, studio, "alice")
+    page.goto(f"{studio.url}/playground?model={VISION}&compare=tiny-random-gemma3")
+    mark_page(page)
+    page.locator(".playground-upload input[type=file]").set_input_files(tmp_path / "red.png")
+    expect(page.locator(".playground-attachment")).to_have_count(1)
+    expect(page.locator(".playground-images-refused")).to_contain_text(
+        "Tiny random Gemma 3 (tests) does not take images"
+    )
+    send(page, "Which colour?")
+    expect(page.locator(".q-notification")).to_contain_text("does not take images")
+    expect(page.locator(".playground-user")).to_have_count(0)  # nothing was sent
+    page.locator(".playground-model-b").click()
+    page.get_by_role("option", name=re.compile(r"^Tiny random Gemma 3 vision")).click()
+    expect(page.locator(".playground-images-refused")).to_have_count(0)
+    _drop(page, blue, "blue.png", "drop")
+    _drop(page, green, "green.png", "paste")
+    expect(page.locator(".playground-attachment")).to_have_count(3)
+    page.locator(".playground-attachment-remove").nth(2).click()  # the pasted one goes again
+    expect(page.locator(".playground-attachment")).to_have_count(2)
+    page.get_by_text("System prompt and sampling").click()
+    page.locator(".playground-max-new-tokens input").fill("6")
+    send(page, "Which colour?")
+    expect(page.locator(".playground-attachment")).to_have_count(0)
+    for column in (0, 1):
+        turn = page.locator(f".playground-answers-{column}")
+        expect(turn.locator(".playground-turn-image")).to_have_count(2)
+        expect(turn.locator(".playground-user")).to_have_text("Which colour?")
+        answer = turn.locator(".playground-answer")
+        expect(answer).not_to_have_class(re.compile("playground-status"), timeout=ANSWER_TIMEOUT)
+        expect(answer).not_to_have_class(re.compile("text-negative"))
+    expect(page.locator(".playground-stats").first).to_have_text(
+        re.compile(r"^transformers · 6 tokens"), timeout=60_000
+    )
+    health = inference_health(studio)
+    assert health["loads"] == {f"transformers:{VISION}": 1}  # one model, both sides
+    (tmp_path / "notes.png").write_bytes(b"<svg xmlns='http://www.w3.org/2000/svg'/>")
+    page.locator(".playground-upload input[type=file]").set_input_files(tmp_path / "notes.png")
+    expect(page.locator(".q-notification").last).to_contain_text("SVG images are refused")
+    expect(page.locator(".playground-attachment")).to_have_count(0)
+    assert page.evaluate("window.__marker") == NOT_RELOADED

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from tuneforge.data.images import ImageRejected, inspect_image
+from tuneforge.data.images import ImageFacts, ImageRejected, inspect_image
 from tuneforge.data.limits import size_text
 from tuneforge.db.tables import User
 from tuneforge.errors import InvalidInput
@@ -83,20 +83,20 @@ def image_from_url(url: str, user: User, settings: Settings, number: int = 1) ->
         raise InvalidInput(
             f"{what} must be a data: URL (data:image/png;base64,...), not {url[:40]!r}."
         )
-    return checked(data, settings, what)
+    checked(data, settings, what)
+    return data
 
 
-def checked(data: bytes, settings: Settings, what: str = "The image") -> bytes:
-    """`data`, after its header says it is a raster image within the size limits."""
+def checked(data: bytes, settings: Settings, what: str = "The image") -> ImageFacts:
+    """What `data`'s header says, once it says a raster image within the size limits."""
     try:
-        inspect_image(
+        return inspect_image(
             data,
             max_bytes=settings.chat_image_max_bytes,
             max_pixels=settings.chat_image_max_pixels,
         )
     except ImageRejected as exc:
         raise InvalidInput(f"{what}: {exc.message}", {"reason": exc.code}) from None
-    return data
 
 
 def _from_data_url(url: str, limit: int, what: str) -> bytes:

@@ -8,6 +8,12 @@ and follows the model picked until the user changes it. Before the first token a
 is happening (starting the inference server, loading the model, waiting behind another answer);
 Stop ends it and keeps what was written. Nothing here reloads a model: the inference server keeps
 them loaded between messages.
+
+Images go with a message to vision models: attached with the image button, dropped anywhere on
+the page or pasted into it. Each goes through Quasar's uploader (so a large file streams to the
+server instead of through the websocket), is checked as every chat image is (size and type from
+its header, before decoding), waits above the message box as a thumbnail, and is sent, in the
+message, to both columns. A text-only model is named and nothing is sent.
 """
 
 from __future__ import annotations
@@ -21,13 +27,16 @@ from nicegui import ui
 from tuneforge.db.tables import User
 from tuneforge.errors import DomainError
 from tuneforge.inference.engine import Delta, Finished, Status
-from tuneforge.inference.params import GenerationParams, Turn
+from tuneforge.inference.params import GenerationParams
 from tuneforge.inference.sampling import SAMPLING_FIELDS, SamplingDefaults
+from tuneforge.schemas.chat import ChatTurn
 from tuneforge.services import chat as service
 from tuneforge.ui.backend import read, state
 from tuneforge.ui.layout import heading, page
 from tuneforge.ui.model_picker import ModelSelect, state_label
 from tuneforge.ui.number_field import Bounds, bounded_number
+from tuneforge.ui.playground_images import CSS as IMAGE_CSS
+from tuneforge.ui.playground_images import ImageTray, Said
 
 NONE = ""
 REDRAW_SECONDS = 0.25  # the answer is redrawn at most this often while it streams
@@ -46,7 +55,7 @@ class Column:
     """One model's side of the conversation."""
 
     model: str
-    turns: list[Turn] = field(default_factory=list)
+    turns: list[Said] = field(default_factory=list)
     box: ui.column | None = None
     stats: str = ""  # how the last answer was made: engine, tokens, speed
     stats_label: ui.label | None = None
@@ -74,12 +83,14 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
     models = await read(service.chat_models, user, settings)
     options = model_options(models)
     defaults = {m.id: service.defaults(settings, m) for m in models}
+    seeing = {m.id for m in models if service.takes_images(settings, m)}
+    names = {m.id: m.name for m in models}
     blocked = unusable(models)
     usable = [m for m in options if m not in blocked] or list(options)
     first = model if model in usable else usable[0]
     second = compare if compare in usable else NONE
     heading("Playground", "Chat with a model, or with two side by side to compare them.")
-    ui.add_css(CSS)
+    ui.add_css(CSS + IMAGE_CSS)
     columns = [Column(first), Column(second)]
     params: dict[str, float | int | None] = dict(defaults[first].values())
     params["seed"] = None
@@ -98,6 +109,7 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
             applied.update(chosen.values())
         sampling.refresh()
         answers.refresh()
+        tray.show.refresh()
 
     with ui.row().classes("w-full items-end gap-4"):
         ModelSelect(options, disabled=blocked, value=first, label="Model", with_input=True).classes(
@@ -110,7 +122,7 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
             label="Compare with",
             with_input=True,
         ).classes("col-grow playground-model-b").bind_value(columns[1], "model").on_value_change(
-            lambda: answers.refresh()
+            lambda: (answers.refresh(), tray.show.refresh())
         )
 
     @ui.refreshable
@@ -165,8 +177,8 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
                     )
                     column.box = ui.column().classes(f"w-full gap-2 playground-answers-{index}")
                     with column.box:
-                        for turn in column.turns:
-                            _message(turn.role, turn.content)
+                        for said in column.turns:
+                            _message(said.turn.role, said.text, said.thumbs)
                         if not column.turns:
                             ui.label("Say something below to start.").classes(
                                 "text-body2 text-grey-6 playground-empty"
@@ -179,7 +191,7 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
         if column.stats_label is not None:
             column.stats_label.set_text(text)
 
-    async def generate(column: Column, user_turns: list[Turn]) -> None:
+    async def generate(column: Column, user_turns: list[ChatTurn]) -> None:
         assert column.box is not None
         with column.box:
             bubble = _message("assistant", "*Waiting for the answer…*")
@@ -226,7 +238,7 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
             return
         finally:
             timer.cancel()
-        column.turns.append(Turn(role="assistant", content=text))
+        column.turns.append(Said(ChatTurn(role="assistant", content=text)))
         if not text and "playground-stopped" not in bubble.classes:
             bubble.set_content("*(an empty answer)*")
 
@@ -238,20 +250,26 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
             return
         message = prompt.value.strip()
         active = [c for c in columns if c.model]
+        if tray.pending and not regenerate and (blind := tray.blind()):
+            ui.notify(f"{blind}: pick a vision model, or remove the image.", type="warning")
+            return
         if regenerate:
             for column in active:
-                if column.turns and column.turns[-1].role == "assistant":
+                if column.turns and column.turns[-1].turn.role == "assistant":
                     column.turns.pop()
             if not active or not active[0].turns:
                 return
-        elif not message:
+        elif not message and not tray.pending:
             return
         else:
+            said = tray.take(message)
             for column in active:
-                column.turns.append(Turn(role="user", content=message))
+                column.turns.append(said)
             prompt.value = ""
         answers.refresh()
-        tasks.extend(asyncio.create_task(generate(c, list(c.turns))) for c in active)
+        tasks.extend(
+            asyncio.create_task(generate(c, [said.turn for said in c.turns])) for c in active
+        )
         send_button.props("loading")
         stop_button.set_visibility(True)
         try:
@@ -272,13 +290,23 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
             column.turns.clear()
         answers.refresh()
 
+    tray: ImageTray = ImageTray(
+        settings, seeing, names, lambda: [c.model for c in columns if c.model]
+    )
+
     with ui.row().classes("w-full items-end gap-2"):  # on a phone the buttons wrap below
         prompt = (
-            ui.textarea(placeholder="Your message (Enter sends, Shift+Enter for a new line)")
+            ui.textarea(
+                placeholder="Your message (Enter sends, Shift+Enter for a new line; drop or "
+                "paste an image for a vision model)"
+            )
             .classes("col-grow playground-prompt")
             .props("autogrow outlined")
         )
         prompt.on("keydown.enter.exact.prevent", lambda: send())
+        ui.button(icon="add_photo_alternate", on_click=tray.pick).props("flat round").classes(
+            "playground-attach"
+        ).tooltip("Attach an image (or drop or paste one anywhere on the page): for vision models")
         send_button = ui.button("Send", icon="send", on_click=lambda: send()).classes(
             "playground-send"
         )
@@ -332,15 +360,20 @@ def _lines(text: str) -> str:
     return text.replace("\n", "  \n")
 
 
-def _with_system(system: str | None, turns: list[Turn]) -> list[Turn]:
+def _with_system(system: str | None, turns: list[ChatTurn]) -> list[ChatTurn]:
     if system and system.strip():
-        return [Turn(role="system", content=system.strip()), *turns]
+        return [ChatTurn(role="system", content=system.strip()), *turns]
     return turns
 
 
-def _message(role: str, content: str) -> ui.markdown:
-    """One message bubble; assistant messages get a copy button."""
+def _message(role: str, content: str, images: list[str] | None = None) -> ui.markdown:
+    """One message bubble (the user's images above its text); assistant messages get a copy
+    button."""
     mine = role == "user"
+    if images:
+        with ui.row().classes("w-full justify-end gap-1 playground-turn-images"):
+            for image in images:
+                ui.html(f'<img src="{image}" class="playground-turn-image" alt="your image">')
     with ui.row().classes(
         "w-full no-wrap items-start gap-1 " + ("justify-end" if mine else "justify-start")
     ):
@@ -348,6 +381,8 @@ def _message(role: str, content: str) -> ui.markdown:
             "q-px-md q-py-sm rounded-borders text-body2 "
             + ("bg-primary text-white playground-user" if mine else "bg-grey-2 playground-answer")
         )
+        if mine and not content:
+            body.set_visibility(False)
         if not mine:
             ui.button(
                 icon="content_copy",
