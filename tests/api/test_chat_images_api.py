@@ -19,6 +19,7 @@ from tests.api.test_chat_api import streamed
 from tests.conftest import add_user, bearer
 from tests.fine_tuned import add_fine_tuned
 from tests.images import png
+from tuneforge.client.chat import image_part
 from tuneforge.db.session import make_engine, make_sessionmaker, transaction
 from tuneforge.db.tables import Model
 from tuneforge.inference.params import MAX_IMAGES
@@ -75,7 +76,9 @@ def test_an_image_goes_through_the_vision_path(api, tiny_vision_model) -> None:
         headers=alice,
     )
     assert text_only.status_code == 200, text_only.text
-    red_png, blue_png = data_url(png("red", size=120, seed=1)), data_url(png("blue", seed=2))
+    red_bytes = png("red", size=120, seed=1)
+    red_png, blue_png = data_url(red_bytes), data_url(png("blue", seed=2))
+    assert image_part(red_bytes) == {"type": "image_url", "image_url": {"url": red_png}}
     red = ask(client, alice, red_png)
     assert red.status_code == 200, red.text
     plain, seen = text_only.json()["usage"], red.json()["usage"]
