@@ -63,7 +63,10 @@ def test_a_preset_validates_and_holds_every_setting_but_the_run_ones(preset_id: 
     spec_type = next(r.spec for r in recipes() if r.trainer == info.trainer)
     spec = spec_type(**values, dataset_id="d")
     assert set(values) == set(spec_type.model_fields) - RUN_FIELDS
-    assert spec.effective_batch >= 8
+    # Test models learn a small dataset from more, smaller steps (the tiny vision model needs
+    # 4 x 1 to learn its colours in three epochs); real models' presets average over 8 or more.
+    entry = catalog().get(info.model)
+    assert spec.effective_batch >= (4 if entry is not None and entry.test_only else 8)
 
 
 @pytest.mark.parametrize("preset_id", EXPECTED)
