@@ -326,3 +326,12 @@ def test_the_openai_client_sends_an_image(api, tiny_vision_model) -> None:
         )
     with pytest.raises(openai.UnprocessableEntityError, match="image_url_hosts"):
         ask_sdk("https://example.com/cat.png")
+
+
+def test_chat_images_have_the_same_default_limits_as_dataset_images() -> None:
+    from tuneforge.data.limits import ParseLimits
+    from tuneforge.settings import Settings
+
+    fields = Settings.model_fields
+    assert fields["chat_image_max_bytes"].default == ParseLimits().max_image_bytes
+    assert fields["chat_image_max_pixels"].default == ParseLimits().max_image_pixels
