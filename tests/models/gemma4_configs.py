@@ -246,3 +246,45 @@ def build_config(size: str) -> Any:
     if CONFIGS[size]["model_type"] == "gemma4_unified":
         return Gemma4UnifiedConfig(**fields)
     return Gemma4Config(**fields)
+
+
+#: Token ids Gemma 4's own tokenizer gives, as published beside the Gemma 4 12B and 31B and the
+#: E2B (golden prompts of chat-template ports: `apply_chat_template` of these texts), with the
+#: control tokens by their Gemma 4 names.
+GEMMA4_TOKEN_IDS: dict[str, list[int]] = {
+    "Hello": [9259],
+    "hi": [2202],
+    "Name three primary colors.": [1567, 1806, 5905, 7913, 236761],
+    "What is the capital of Portugal? Answer in one sentence.": [
+        3689,
+        563,
+        506,
+        5279,
+        529,
+        23613,
+        236881,
+        25685,
+        528,
+        886,
+        13315,
+        236761,
+    ],
+    "user": [2364],
+    "model": [4368],
+    "thought": [45518],
+}
+#: Gemma 4's control tokens and their ids (the same ids in every Gemma 4 tokenizer).
+GEMMA4_CONTROL_TOKENS: dict[str, int] = {
+    "<|think|>": 98,
+    "<|channel>": 100,
+    "<channel|>": 101,
+    "<|turn>": 105,
+    "<turn|>": 106,
+    "<|image>": 255999,
+    "<|audio>": 256000,
+    "<|image|>": 258880,
+    "<|audio|>": 258881,
+    "<image|>": 258882,
+    "<audio|>": 258883,
+    "<|video|>": 258884,
+}

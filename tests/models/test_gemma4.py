@@ -19,9 +19,16 @@ from torch import nn
 from transformers import AutoModelForCausalLM, Gemma3Config
 
 from tests.models import models_cache_dir
-from tests.models.gemma4_configs import CONFIGS, RELEASED_31B_VALUES, build_config
+from tests.models.gemma4_configs import (
+    CONFIGS,
+    GEMMA4_CONTROL_TOKENS,
+    GEMMA4_TOKEN_IDS,
+    RELEASED_31B_VALUES,
+    build_config,
+)
 from tuneforge.models.catalog import CatalogEntry, catalog
 from tuneforge.models.loading import load_causal_lm, load_tokenizer, model_dir
+from tuneforge.models.tokenizer import gemma_tokenizer
 
 LANGUAGE_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 GEMMA4 = [e for e in catalog().models if e.family == "gemma-4" and not e.test_only]
@@ -228,6 +235,21 @@ def test_a_gemma_3_vision_block_is_siglip_and_its_projector(entry: CatalogEntry)
     model = meta_model(config)
     assert values(model) == entry.parameters
     assert vision.parameters == values(model, "model.vision_tower.", "model.multi_modal_projector.")
+
+
+def test_gemma_4_writes_text_with_gemma_3s_words_and_renames_its_control_tokens() -> None:
+    """Why the tiny Gemma 4 may use Gemma 3's tokenizer: the token ids Gemma 4's tokenizer gives
+    ordinary text (as published) are exactly Gemma 3's, and Gemma 4's control tokens sit at ids
+    where Gemma 3 has its turn and image markers or unused tokens. Its chat format differs."""
+    gemma3 = gemma_tokenizer(models_cache_dir())
+    for text, ids in GEMMA4_TOKEN_IDS.items():
+        assert gemma3.encode(text, add_special_tokens=False).ids == ids, text
+    gemma3_names = {token: gemma3.id_to_token(i) for token, i in GEMMA4_CONTROL_TOKENS.items()}
+    assert gemma3_names["<|turn>"] == "<start_of_turn>"
+    assert gemma3_names["<turn|>"] == "<end_of_turn>"
+    assert gemma3_names["<|image>"] == "<start_of_image>"
+    others = {k: v for k, v in gemma3_names.items() if k not in {"<|turn>", "<turn|>", "<|image>"}}
+    assert all(name.startswith("<unused") or name == "<end_of_image>" for name in others.values())
 
 
 # -- the tiny random Gemma 4 ---------------------------------------------------------------------
