@@ -19,10 +19,12 @@ from tests.api.test_chat_api import streamed
 from tests.conftest import add_user, bearer
 from tests.fine_tuned import add_fine_tuned
 from tests.images import png
+from tests.inference.test_llamacpp_vision import exported  # noqa: F401  (a fixture)
 from tuneforge.client.chat import image_part
 from tuneforge.db.session import make_engine, make_sessionmaker, transaction
-from tuneforge.db.tables import Model
+from tuneforge.db.tables import Export, Model
 from tuneforge.inference.params import MAX_IMAGES
+from tuneforge.storage import ArtifactStore
 
 pytestmark = pytest.mark.timeout(300)
 VISION = "tiny-random-gemma3-vision"
@@ -335,3 +337,45 @@ def test_chat_images_have_the_same_default_limits_as_dataset_images() -> None:
     fields = Settings.model_fields
     assert fields["chat_image_max_bytes"].default == ParseLimits().max_image_bytes
     assert fields["chat_image_max_pixels"].default == ParseLimits().max_image_pixels
+
+
+def test_a_gguf_export_with_its_projector_answers_images_with_llama_cpp(
+    api,
+    settings,
+    vision_adapter,
+    exported,  # noqa: F811  (the fixture imported above)
+) -> None:
+    """A fine-tune whose verified GGUF export holds the text model and `mmproj-*.gguf` is served
+    by llama.cpp, images included (its projector found by name beside the model)."""
+    pytest.importorskip("llama_cpp")
+    client, alice = api
+    tuned = add_fine_tuned(settings, "alice", vision_adapter, name="Exported")
+    factory = make_sessionmaker(make_engine(settings.resolved_database_url))
+    with transaction(factory) as session:
+        row = session.get(Model, tuned)
+        assert row is not None
+        row.base_model = VISION
+        key = f"{row.owner_id}/exports/{tuned}/gguf-f32"
+        ArtifactStore(settings.resolved_storage_url).put_dir(key, exported)
+        files = sorted(p.name for p in exported.iterdir())
+        assert files == ["mmproj-tiny-f32.gguf", "tiny.gguf"]  # the projector listed first
+        session.add(
+            Export(
+                owner_id=row.owner_id,
+                model_id=tuned,
+                format="gguf",
+                quantization="f32",
+                destination={"kind": "download"},
+                status="succeeded",
+                artifact_key=key,
+                files=[{"name": name} for name in files],
+            )
+        )
+    image = data_url(png("red", size=120, seed=1))
+    served = ask(client, alice, image, model=tuned)
+    assert served.status_code == 200, served.text
+    assert served.json()["engine"] == "llama.cpp"
+    base = ask(client, alice, image, engine="transformers")
+    assert served.json()["usage"]["prompt_tokens"] == base.json()["usage"]["prompt_tokens"]
+    # The exported file is the base's weights: llama.cpp answers as transformers does.
+    assert served.json()["message"] == base.json()["message"]
