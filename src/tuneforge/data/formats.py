@@ -60,7 +60,7 @@ CAPTION_NAMES = ("caption", "text", "description", "alt_text", "title", "sentenc
 CLASS_NAMES = ("label", "class", "category", "answer", "name", "colour", "color", "shape")
 CAPTION_PROMPT = "Describe this image."
 CLASS_PROMPT = "What is in this image?"
-IMAGE_FILE = re.compile(r"(?i)\.(png|jpe?g|gif|webp|bmp|tiff?)$")
+IMAGE_FILE = re.compile(r"(?i)\.(png|jpe?g|gif|webp|bmp|tiff?|svg)$")
 TURN_COLUMNS = ("messages", "conversations", "conversation", "chat")
 PAIR_COLUMNS = (  # (better, worse); response_j/response_k as in StackExchange preference dumps
     ("chosen", "rejected"),

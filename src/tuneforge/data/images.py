@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -108,11 +109,12 @@ def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageFacts
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=[kind])
     except Image.DecompressionBombError as exc:
+        found = re.search(r"\((\d+) pixels\)", str(exc))  # Pillow names the count it refused
+        declared = f"{int(found.group(1)) / 1e6:,.1f} MP" if found else "far more pixels"
         raise ImageRejected(
             "image_too_large",
-            f"The {kind} image declares far more pixels than the limit of "
-            f"{max_pixels / 1e6:,.0f} MP (a decompression bomb?). Resize it (Gemma sees "
-            "896x896).",
+            f"The {kind} image declares {declared}; the limit is {max_pixels / 1e6:,.0f} MP "
+            "(a decompression bomb?). Resize it (Gemma sees 896x896).",
         ) from exc
     except Exception as exc:  # Pillow raises many kinds for a broken header
         raise ImageRejected(

@@ -3,23 +3,36 @@
 from __future__ import annotations
 
 import io
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tuneforge.data.spill import SpilledSplit
 from tuneforge.storage import ArtifactStore
 
 SHOWN_CHARS = 2_000
 THUMBNAIL_SIZE = 96  # pixels: images in a page of rows
+IMAGE_ROW_GROUP = 256  # rows per row group of a split with images (a page reads one group)
 
 
 def split_key(prefix: str, stage: str, split: str) -> str:
     return f"{prefix}/{stage}/{split}.parquet"
 
 
-def write_split(store: ArtifactStore, key: str, table: pa.Table) -> int:
-    """Store `table` under `key` (atomically); returns the size in bytes."""
+def write_split(store: ArtifactStore, key: str, table: pa.Table | SpilledSplit) -> int:
+    """Store `table` under `key` (atomically); returns the size in bytes. A split whose images
+    wait on disk is written a batch at a time through a temporary file, never whole in memory."""
+    if isinstance(table, SpilledSplit):
+        with tempfile.TemporaryDirectory(prefix="tuneforge-split-") as directory:
+            path = Path(directory) / "split.parquet"
+            with pq.ParquetWriter(path, table.schema, compression="zstd") as writer:
+                for batch in table.batches():
+                    writer.write_table(batch, row_group_size=IMAGE_ROW_GROUP)
+            store.put_file(key, path)
+            return path.stat().st_size
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd", row_group_size=10_000)
     store.write_bytes(key, buffer.getvalue())

@@ -25,6 +25,7 @@ from tuneforge.data.fast_fields import records as records
 from tuneforge.data.image_refs import ImageResolver
 from tuneforge.data.images import ImageFacts
 from tuneforge.data.mapping import RowMapper
+from tuneforge.data.spill import ImageSpill, SpilledSplit, spill_images
 from tuneforge.data.splits import SplitSpec, split_indices
 from tuneforge.data.stats import GEMMA3_TOKENS_PER_IMAGE, DatasetStats, StatsBuilder
 from tuneforge.data.validation import ReportBuilder, ValidationReport, duplicate_keys
@@ -38,7 +39,7 @@ TokenCounter = Callable[[Sequence[str]], list[int]]
 
 @dataclass
 class Processed:
-    splits: dict[str, pa.Table]
+    splits: dict[str, pa.Table | SpilledSplit]  # with images: their bytes wait on disk
     report: ValidationReport
     stats: DatasetStats
 
@@ -129,35 +130,50 @@ def image_key(record: Mapping[str, Any]) -> str:
 
 
 class _RowByRow:
-    """Any mapping: each row through `RowMapper.map`, the records kept as dicts."""
+    """Any mapping: each row through `RowMapper.map`, the records kept as dicts; a record's
+    images go to a temporary file as soon as it is measured (`spill`), so memory holds the
+    records' text, not the dataset's images."""
 
     batch_rows = BATCH_ROWS
 
     def __init__(self, mapper: RowMapper) -> None:
         self.mapper = mapper
+        self.spill: ImageSpill | None = None
 
     def map(self, part: pa.Table) -> Mapped:
         rows = records(part)
-        results = [self.mapper.map(row) for row in rows]
-        mapped = [r.record for r in results if r.record is not None]
-        texts = [rendered_texts(record) for record in mapped]
-        images = [r.images for r in results if r.record is not None]
-        return Mapped(
-            problems=[r.problems for r in results],
-            ok=[i for i, r in enumerate(results) if r.record is not None],
-            prompts=[prompt for prompt, _, _ in texts],
-            answers=[answer for _, answer, _ in texts],
-            rejected=[rejected for _, _, rejected in texts if rejected is not None],
-            turns=[turns_of(record) for record in mapped],
-            keys=[duplicate_keys(record) for record in mapped],
-            records={"record": mapped},
-            preview=rows.__getitem__,
-            images=images if any(images) else [],
-            image_keys=[image_key(record) for record in mapped] if any(images) else [],
-        )
+        mapped = Mapped([], [], [], [], [], [], [], {"record": []}, rows.__getitem__)
+        facts: list[list[ImageFacts]] = []
+        for index, row in enumerate(rows):
+            result = self.mapper.map(row)
+            mapped.problems.append(result.problems)
+            record = result.record
+            if record is None:
+                continue
+            prompt, answer, rejected = rendered_texts(record)
+            mapped.ok.append(index)
+            mapped.prompts.append(prompt)
+            mapped.answers.append(answer)
+            if rejected is not None:
+                mapped.rejected.append(rejected)
+            mapped.turns.append(turns_of(record))
+            mapped.keys.append(duplicate_keys(record))
+            mapped.image_keys.append(image_key(record))
+            facts.append(result.images)
+            if record.get("images"):
+                if self.spill is None:
+                    self.spill = ImageSpill()
+                spill_images(record, self.spill)
+            mapped.records["record"].append(record)
+        if any(facts):
+            mapped.images = facts
+        else:
+            mapped.image_keys = []
+        return mapped
 
-    @staticmethod
-    def table(kept: dict[str, list[Any]]) -> pa.Table:
+    def table(self, kept: dict[str, list[Any]]) -> pa.Table | SpilledSplit:
+        if self.spill is not None:
+            return SpilledSplit(kept["record"], self.spill)
         return pa.Table.from_pylist(kept["record"])
 
 

@@ -24,10 +24,13 @@ from tuneforge.data.limits import DataFileError, ParseLimits, size_text
 from tuneforge.data.readers.archive import Closing, SafeZip
 from tuneforge.data.readers.columns import JSON_TEXT_KEY
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
+# Image members (SVG too: named so it can be refused by name, per row, as image_type).
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".svg"}
+)
 METADATA_SUFFIXES = frozenset({".csv", ".tsv", ".json", ".jsonl", ".ndjson", ".parquet"})
 ARCHIVE_SUFFIXES = frozenset({".zip", ".gz", ".tgz", ".tar", ".7z", ".rar", ".bz2", ".xz", ".zst"})
-_IMAGE_REFERENCE = r"(?i)\.(png|jpe?g|gif|webp|bmp|tiff?)$"
+_IMAGE_REFERENCE = r"(?i)\.(png|jpe?g|gif|webp|bmp|tiff?|svg)$"
 _IMAGE_NAME = re.compile(_IMAGE_REFERENCE)
 _JUNK_NAMES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
 
