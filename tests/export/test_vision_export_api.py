@@ -17,6 +17,7 @@ from tests.export.test_export_api import export, unzip
 from tests.fine_tuned import add_fine_tuned
 from tuneforge.db.session import make_engine, make_sessionmaker, transaction
 from tuneforge.db.tables import Model
+from tuneforge.models.vision import vision_info
 from tuneforge.settings import Settings
 
 VISION = "tiny-random-gemma3-vision"
@@ -55,7 +56,7 @@ def api(make_client, settings, vision_adapter):
     return client, alice, add_vision_fine_tune(settings, vision_adapter, "Seeing bot")
 
 
-def image_answer(model, processor_dir: Path) -> tuple[list[int], object]:
+def image_answer(model, processor_dir: Path, size: int) -> tuple[list[int], object]:
     """Greedy tokens and first logits for an image prompt, with the processor of
     `processor_dir` loaded by transformers' AutoProcessor."""
     from tuneforge.export.vision_check import (
@@ -65,7 +66,7 @@ def image_answer(model, processor_dir: Path) -> tuple[list[int], object]:
         sample_image,
     )
 
-    inputs = image_inputs(processor_dir, sample_image(896), image_prompt())
+    inputs = image_inputs(processor_dir, sample_image(size), image_prompt())
     tokens, _, logits = greedy_answer(model.eval(), inputs, 16)
     return tokens, logits
 
@@ -107,11 +108,13 @@ def test_adapter_and_merged_vision_exports_load_with_their_processor(
     # The consumer's view: plain transformers on the merged folder, PEFT on base + adapter.
     load = AutoModelForImageTextToText.from_pretrained
     base = load(tiny_vision_model, dtype=torch.float32)
-    base_tokens, base_logits = image_answer(base, tiny_vision_model)
+    info = vision_info(tiny_vision_model)
+    assert info is not None
+    base_tokens, base_logits = image_answer(base, tiny_vision_model, info.image_size)
     tuned = PeftModel.from_pretrained(base, tmp_path / "adapter")
-    tuned_tokens, tuned_logits = image_answer(tuned, tiny_vision_model)
+    tuned_tokens, tuned_logits = image_answer(tuned, tiny_vision_model, info.image_size)
     merged_model = load(tmp_path / "merged", dtype=torch.float32)
-    merged_tokens, merged_logits = image_answer(merged_model, tmp_path / "merged")
+    merged_tokens, merged_logits = image_answer(merged_model, tmp_path / "merged", info.image_size)
     assert merged_tokens == tuned_tokens
     assert float(np.abs(merged_logits - tuned_logits).max()) < 1e-3
     assert float(np.abs(tuned_logits - base_logits).max()) > 0.1  # the adapter matters

@@ -57,12 +57,19 @@ def test_the_projector_is_llama_cpps_gemma3_clip(pair, tiny_vision_model: Path) 
     assert fields["general.type"] == "mmproj"
     assert fields["clip.projector_type"] == "gemma3"
     assert fields["clip.has_vision_encoder"] is True
-    assert fields["clip.vision.image_size"] == 896 and fields["clip.vision.patch_size"] == 14
+    config = json.loads((tiny_vision_model / "config.json").read_text())
+    vision = config["vision_config"]
+    assert fields["clip.vision.image_size"] == vision["image_size"]
+    assert fields["clip.vision.patch_size"] == vision["patch_size"]
+    assert fields["clip.vision.embedding_length"] == vision["hidden_size"]
     assert fields["clip.vision.projection_dim"] == 64  # the decoder's width
-    assert fields["clip.vision.block_count"] == 2
+    assert fields["clip.vision.block_count"] == vision["num_hidden_layers"]
     assert fields["clip.vision.image_mean"] == fields["clip.vision.image_std"] == [0.5] * 3
-    # 64 x 64 patches pooled into 8 x 8 = 64 tokens: llama.cpp's default pools 4 x 4 (256).
-    assert fields["clip.vision.projector.scale_factor"] == 8
+    # llama.cpp's default pools 4 x 4 patches (64 x 64 into 256 tokens); the tiny model pools
+    # its patches into 64 tokens, which the scale factor tells llama.cpp.
+    side = vision["image_size"] // vision["patch_size"]
+    assert config["mm_tokens_per_image"] == 64
+    assert fields["clip.vision.projector.scale_factor"] == side // 8 != 4
     summary = mmproj.describe_projector(projector)
     assert summary.tokens_per_image == 64 and summary.encoder_layers == 2
     names = {name for name, _shape, _type in read_header(projector).tensors}
@@ -135,6 +142,26 @@ def test_a_projector_that_does_not_fit_its_model_is_described(
     with pytest.raises(GgufConversionError, match="do not pool evenly"):
         mmproj.convert_projector(other, tmp_path / "x.gguf", name="x")
     assert not (tmp_path / "x.gguf").exists()
+
+
+@pytest.mark.timeout(120)
+def test_a_projector_llama_cpp_refuses_is_reported(
+    pair, tiny_vision_model: Path, tmp_path: Path
+) -> None:
+    """A truncated projector: its header reads, llama.cpp refuses it, the structure check
+    finds the missing data."""
+    needs_llama_cpp()
+    from tuneforge.export.vision_check import ProjectorNotLoaded, _Multimodal
+
+    model, projector = pair
+    cut = tmp_path / "mmproj-cut.gguf"
+    cut.write_bytes(projector.read_bytes()[:-4096])
+    with pytest.raises(ProjectorNotLoaded, match=r"could not load the projector mmproj-cut\.gguf"):
+        _Multimodal(model, cut, threads=2, n_ctx=512)
+    problems = mmproj.structure_problems(cut, tiny_vision_model)
+    assert len(problems) == 1 and "tensor data is incomplete" in problems[0]
+    result, found = check_projector(model, cut, tiny_vision_model, 0.9, threads=2)
+    assert result["structure_checked"] and found == ["the projector's " + problems[0]]
 
 
 def test_a_text_model_has_no_projector(tiny_model: Path, tmp_path: Path) -> None:

@@ -326,7 +326,14 @@ def structure_problems(path: Path, model_dir: Path) -> list[str]:
     }
     problems += [f"its {what} is {got}, not {want}" for what, (got, want) in expected.items()
                  if got != want]  # fmt: skip
-    shapes = {name: shape for name, shape, _type in read_header(path).tensors}
+    tensors = read_header(path).tensors
+    shapes = {name: shape for name, shape, _type in tensors}
+    data = 0
+    for _name, shape, qtype in tensors:
+        block_size, type_size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(qtype)]
+        data += int(np.prod(shape, dtype=np.int64)) // block_size * type_size
+    if summary.size_bytes < data:
+        problems.append(f"its tensor data is incomplete ({summary.size_bytes} bytes of {data}+)")
     planned = _plan(safetensors_index(model_dir), numbers, "f32")
     for item in planned:
         want_shape = tuple(reversed(item.source.shape))  # GGUF lists the fastest axis first
