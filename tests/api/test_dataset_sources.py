@@ -123,6 +123,14 @@ def test_a_zip_of_images_becomes_vision_conversations(api) -> None:
         "/api/v1/datasets", headers=admin, files={"file": ("colours.zip", archive.getvalue())}
     ).json()
     assert dataset["mapping"]["image_column"] == "image"
+    raw_rows = client.get(
+        f"/api/v1/datasets/{dataset['id']}/rows", headers=admin, params={"thumbnails": True}
+    ).json()["rows"]
+    assert raw_rows[0]["image"] == "images/red.png"  # the value itself is unchanged
+    assert raw_rows[0]["_images"]["image"][0].startswith("data:image/jpeg;base64,")
+    assert "_images" not in raw_rows[2]  # the broken image has no thumbnail
+    plain_rows = client.get(f"/api/v1/datasets/{dataset['id']}/rows", headers=admin).json()
+    assert "_images" not in plain_rows["rows"][0]
     preview = client.post(
         f"/api/v1/datasets/{dataset['id']}/preview", headers=admin, json=dataset["mapping"]
     ).json()

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 
 from tuneforge.data import parquet
 from tuneforge.data.config import DatasetImport, ProcessingConfig
-from tuneforge.data.images import thumbnail
+from tuneforge.data.image_refs import ImageResolver
+from tuneforge.data.images import ImageRejected, thumbnail
 from tuneforge.data.limits import ParseLimits
 from tuneforge.data.mapping import MappingSpec, RowMapper
 from tuneforge.data.process import records, rendered_texts
@@ -28,6 +29,8 @@ from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore
 
 SYNC_ROWS = 20_000  # larger datasets are processed in a job
+NAMED_IMAGES = "_images"  # in a raw ZIP dataset's rows: {column: thumbnails of what it names}
+IMAGE_NAME = re.compile(r"(?i)\.(png|jpe?g|gif|webp|bmp|tiff?)$")
 PREVIEW_ROWS = 3
 SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}$")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?$")
@@ -140,7 +143,11 @@ def dataset_rows(
     offset: int,
     limit: int,
     thumbnails: bool = False,
+    settings: Settings | None = None,
 ) -> tuple[str, list[dict[str, Any]], int]:
+    """A page of rows; with `thumbnails`, images as small JPEG data: URLs, and (given
+    `settings`) a raw ZIP dataset's rows gain `_images`: {column: [thumbnails]} of the images
+    their values name."""
     dataset = get_dataset(session, user, dataset_id)
     if dataset.status != "ready":
         raise Conflict(f"This dataset is {dataset.status}; its rows are not readable yet.")
@@ -149,7 +156,37 @@ def dataset_rows(
         raise NotFound(f"This dataset has no split {split!r}; it has {', '.join(dataset.splits)}.")
     key = parquet.split_key(_prefix(dataset), _stage(dataset), split)
     rows, total = parquet.read_page(store, key, offset, limit, thumbnails=thumbnails)
+    if thumbnails and settings is not None and dataset.kind == "raw":
+        with source_images(store, settings, _prefix(dataset)) as images:
+            if images is not None:
+                for row in rows:
+                    named = _named_images(row, images)
+                    if named:
+                        row[NAMED_IMAGES] = named
     return split, rows, total
+
+
+def _named_images(row: dict[str, Any], images: ImageResolver) -> dict[str, list[str]]:
+    """Thumbnails of the archive's images that each of the row's values names (at any depth)."""
+    named: dict[str, list[str]] = {}
+    for column, value in row.items():
+        pending, found = [value], []
+        while pending:
+            item = pending.pop()
+            if isinstance(item, dict):
+                pending.extend(reversed(list(item.values())))
+            elif isinstance(item, list):
+                pending.extend(reversed(item))
+            elif isinstance(item, str) and IMAGE_NAME.search(item[-6:]):
+                data = images(item)
+                if data is not None:
+                    try:
+                        found.append(thumbnail(data, parquet.THUMBNAIL_SIZE))
+                    except ImageRejected:
+                        continue
+        if found:
+            named[column] = found
+    return named
 
 
 def preview(

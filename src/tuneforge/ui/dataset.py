@@ -194,6 +194,7 @@ async def _rows(user: User, dataset: Dataset) -> None:
                 offset=offset,
                 limit=limit,
                 thumbnails=True,
+                settings=state().settings,
             )
             return rows, total
 

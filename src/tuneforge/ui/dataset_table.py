@@ -19,6 +19,7 @@ CELL_CHARS = 160
 ROW_KEY = "__row"  # the row's number (from 1), for dataset rows whose columns may be anything
 PICTURES = "__pictures"  # a cell's thumbnails: the row holds them under "<column>__pictures"
 PICTURE = "data:image/"
+NAMED_IMAGES = "_images"  # a raw ZIP dataset's row: {column: thumbnails of the images it names}
 CELL = f"""
 <q-td :props="props">
   <span>{{{{ props.value }}}}</span>
@@ -148,6 +149,7 @@ class RowsTable(PagedTable):
 
     def __init__(self, columns: list[str], fetch: Fetch) -> None:
         self.shown: dict[int, dict[str, Any]] = {}
+        self.named: dict[int, dict[str, list[str]]] = {}  # pictures of what raw values name
         super().__init__(
             [
                 {
@@ -156,7 +158,7 @@ class RowsTable(PagedTable):
                     "field": ROW_KEY,
                     "align": "right",
                     "classes": "text-grey-6",
-                    "style": "width: 1%",
+                    "style": "width: 1%; white-space: nowrap",
                     "headerStyle": "width: 1%",
                 },
                 *({"name": c, "label": c, "field": c, "align": "left"} for c in columns),
@@ -177,13 +179,16 @@ class RowsTable(PagedTable):
         cells = []
         for n, row in self.shown.items():
             cell: dict[str, Any] = {ROW_KEY: n}
+            self.named[n] = row.pop(NAMED_IMAGES, None) or {}
+            for name, named in self.named[n].items():
+                cell[name + PICTURES] = named  # the images a raw ZIP dataset's value names
             for name, value in row.items():
                 found = pictures(value)
                 rest = without_pictures(value)
                 only_pictures = found and rest in ("[image]", ["[image]"] * len(found))
                 cell[name] = "" if only_pictures else compact(rest)
                 if found:
-                    cell[name + PICTURES] = found
+                    cell[name + PICTURES] = cell.get(name + PICTURES, []) + found
             cells.append(cell)
         return cells, total
 
@@ -211,7 +216,7 @@ class RowsTable(PagedTable):
                     "whitespace-pre-wrap break-words"
                 )
                 with ui.row().classes("gap-2"):
-                    for source in pictures(value):
+                    for source in self.named.get(number, {}).get(name, []) + pictures(value):
                         ui.image(source).classes("row-picture w-24").props("fit=contain")
         dialog.on("hide", dialog.delete)
         dialog.open()

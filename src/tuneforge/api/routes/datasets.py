@@ -84,6 +84,7 @@ def dataset_rows(
     dataset_id: str,
     session: SessionDep,
     store: StoreDep,
+    settings: SettingsDep,
     user: CurrentUser,
     split: Annotated[str | None, Query(description="The split (default: the first).")] = None,
     offset: Annotated[int, Query(ge=0, description="The first row to return.")] = 0,
@@ -92,7 +93,9 @@ def dataset_rows(
         bool,
         Query(
             description="Show images as small JPEG data: URLs (96 px) instead of "
-            "`<N bytes>`: image bytes, Parquet image structs' bytes and long data: URLs."
+            "`<N bytes>`: image bytes, Parquet image structs' bytes and long data: URLs; a raw "
+            "ZIP dataset's rows also gain `_images`: {column: [thumbnails]} of the images "
+            "their values name."
         ),
     ] = False,
 ) -> RowsPage:
@@ -105,6 +108,7 @@ def dataset_rows(
         offset=offset,
         limit=limit,
         thumbnails=thumbnails,
+        settings=settings,
     )
     return RowsPage(split=name, offset=offset, total=total, rows=rows)
 
