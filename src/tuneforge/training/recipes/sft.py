@@ -67,7 +67,7 @@ def encode_all(
 
     examples = []
     cut = 0
-    for record in records:
+    for number, record in enumerate(records, start=1):
         try:
             example = encode_record(
                 record, tokenizer, spec.max_length, spec.assistant_only_loss, tokens_per_image
@@ -75,6 +75,11 @@ def encode_all(
         except ImageDoesNotFit:
             cut += 1
             continue
+        except ValueError as exc:  # a record this model cannot train on
+            fields = ["base_model", "dataset_id"] if record.get("images") else ["dataset_id"]
+            raise InvalidInput(
+                f"{split.capitalize()} example {number}: {exc}", {"fields": fields}
+            ) from exc
         if example is not None:
             examples.append(example)
     if cut and reporter is not None:
