@@ -69,6 +69,8 @@ VALUE_NAMES = {
     "fullmatch": "Whole answer",
     "words": "Words",
     "chars": "Characters",
+    "projector": "Projector",
+    "vision_tower": "Image encoder (vision tower)",
 }
 
 
