@@ -44,7 +44,11 @@ def test_a_zip_of_captioned_images_with_thumbnails(
     expect(page).to_have_url(DATASET_URL)
     raw_url = page.url
     expect(page.locator(".dataset-facts")).to_contain_text("image_caption")
-    expect(page.locator(".dataset-rows tbody tr")).to_have_count(IMAGES + 1)
+    raw_rows = page.locator(".dataset-rows tbody tr")
+    expect(raw_rows).to_have_count(IMAGES + 1)
+    expect(raw_rows.first.locator("img.row-picture")).to_have_count(1)  # what the path names
+    expect(raw_rows.first).to_contain_text("pictures/0.png")
+    expect(raw_rows.last.locator("img.row-picture")).to_have_count(0)  # the broken one
 
     examples = page.locator(".mapping-preview .gemma-rendered")
     expect(examples).to_have_count(3)
