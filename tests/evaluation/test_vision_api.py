@@ -137,3 +137,35 @@ def test_a_text_only_model_is_refused_at_launch(api) -> None:
         message = refused.json()["error"]["message"]
         assert message.startswith("Tiny random Gemma 3 (tests) is a text-only model"), message
     assert client.get("/api/v1/jobs", headers=alice).json()["total"] == 0
+
+
+@pytest.mark.trains
+@pytest.mark.timeout(420)
+def test_the_automatic_check_of_a_vision_run_shows_its_images(api) -> None:
+    """A short vision training run checks itself on its test images: the fine-tune and its base
+    answer each held-out image, scored by the suite that fits the labels (classification, not
+    the vibe suite that image rows used to fall back to), each sample with its thumbnail."""
+    client, alice = api
+    dataset = image_dataset(client, alice)
+    spec = {
+        "base_model": VISION,
+        "dataset_id": dataset["id"],
+        "max_steps": 2,
+        "batch_size": 2,
+        "eval_every": 0,
+        "sample_max_new_tokens": 4,  # the run's own sample answers are not what is tested here
+        "check_examples": TEST_ROWS,
+    }
+    job = client.post("/api/v1/jobs", json={"kind": "train", "spec": spec}, headers=alice)
+    assert job.status_code == 201, job.text
+    trained = wait_status(client, job.json()["id"], alice, "succeeded", timeout=300)
+    check_id = trained["result"]["check_job_id"]
+    assert check_id, trained["result"]
+    wait_status(client, check_id, alice, "succeeded", timeout=240)
+    result = client.get(f"/api/v1/evaluations/{check_id}", headers=alice).json()
+    assert (result["automatic"], result["suite"], result["count"]) == (True, "classification", 4)
+    assert [m["id"] for m in result["models"]] == [trained["result"]["model_id"], VISION]
+    samples = client.get(f"/api/v1/evaluations/{check_id}/samples", headers=alice).json()
+    for sample in samples["items"]:
+        assert len(sample["images"]) == 1 and sample["images"][0].startswith("data:image/jpeg")
+        assert set(sample["answers"]) == {"A", "B"}
