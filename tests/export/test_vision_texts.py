@@ -84,3 +84,20 @@ def test_the_size_estimate_counts_the_projector() -> None:
     assert 0.8e9 < projector_bytes(vision, "q4_k_m") < 0.9e9
     assert projector_bytes(vision, "f32") > 1.6e9
     assert gguf_bytes(vision, "q8_0") > projector_bytes(vision, "q8_0") + 3.5e9
+
+
+def test_the_merged_image_answer_must_match_exactly_in_float32_only() -> None:
+    import numpy as np
+
+    from tuneforge.export.vision_export import compare_image_answers
+
+    reference = {"tokens": [5, 6, 7], "logits": np.array([1.0, 2.0], dtype=np.float32)}
+    parted = {"tokens": [5, 6, 8], "logits": np.array([1.0, 2.0005], dtype=np.float32)}
+    exact = compare_image_answers(reference, parted, 1e-3)
+    assert not exact["passed"] and "answers differently" in exact["problem"]
+    rounded = compare_image_answers(reference, parted, 1e-3, exact=False)
+    assert rounded["passed"] and not rounded["same_answer"] and "near tie" in rounded["note"]
+    far = {"tokens": [5, 6, 7], "logits": np.array([1.0, 2.5], dtype=np.float32)}
+    found = compare_image_answers(reference, far, 1e-3, exact=False)
+    assert not found["passed"] and "differ from base + adapter by 0.5" in found["problem"]
+    assert compare_image_answers(reference, dict(reference), 1e-3)["passed"]

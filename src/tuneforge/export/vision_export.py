@@ -73,30 +73,36 @@ def image_answer(model: Any, processor_dir: Path) -> dict[str, Any]:
 
 
 def compare_image_answers(
-    reference: dict[str, Any], merged: dict[str, Any], tolerance: float
+    reference: dict[str, Any], merged: dict[str, Any], tolerance: float, *, exact: bool = True
 ) -> dict[str, Any]:
-    """The merged model's answer to the image prompt next to base + adapter's."""
+    """The merged model's answer to the image prompt next to base + adapter's. `exact`
+    (float32): the greedy answers must be equal. In 16-bit types the merged weights are
+    rounded, so an answer may part at a near tie: then only the logits must be within
+    `tolerance`, and the parting is noted."""
     import numpy as np
 
     diff = float(np.abs(reference["logits"] - merged["logits"]).max())
     same = reference["tokens"] == merged["tokens"]
-    problem = None
-    if not same:
-        problem = (
-            "On an image prompt the merged model answers differently from base + adapter "
-            f"({merged['tokens']} instead of {reference['tokens']})."
-        )
-    elif diff > tolerance:
+    problem, note = None, None
+    if diff > tolerance:
         problem = (
             f"On an image prompt the merged model's logits differ from base + adapter by "
             f"{diff:.3g} (more than {tolerance:.3g})."
         )
+    elif not same and exact:
+        problem = (
+            "On an image prompt the merged model answers differently from base + adapter "
+            f"({merged['tokens']} instead of {reference['tokens']})."
+        )
+    elif not same:
+        note = "the 16-bit merged weights' rounding parted the greedy answers at a near tie"
     return {
         "greedy_tokens": IMAGE_TOKENS,
         "same_answer": same,
         "max_abs_logit_diff": diff,
         "passed": problem is None,
         "problem": problem,
+        "note": note,
     }
 
 
