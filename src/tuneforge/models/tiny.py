@@ -147,56 +147,46 @@ def add_vision_files(entry: CatalogEntry, out: Path) -> None:
     (out / "processor_config.json").write_text(json.dumps(processor, indent=2), encoding="utf-8")
 
 
+def _decoder_arguments(entry: CatalogEntry, period: int) -> dict[str, Any]:
+    """The config arguments every tiny Gemma decoder shares: the entry's sizes, a sliding
+    window with one full-attention layer every `period` layers, the weight scale, the tied
+    embedding and Gemma's special token ids."""
+    arch = entry.architecture
+    return {
+        "vocab_size": arch.vocab_size,
+        "hidden_size": arch.hidden_size,
+        "intermediate_size": arch.intermediate_size,
+        "num_hidden_layers": arch.layers,
+        "num_attention_heads": arch.attention_heads,
+        "num_key_value_heads": arch.kv_heads,
+        "head_dim": arch.head_dim,
+        "max_position_embeddings": entry.context_length,
+        "sliding_window": TINY_SLIDING_WINDOW,
+        "layer_types": [
+            "full_attention" if (i + 1) % period == 0 else "sliding_attention"
+            for i in range(arch.layers)
+        ],
+        "rms_norm_eps": 1e-6,
+        "initializer_range": TINY_INIT_STD,
+        "tie_word_embeddings": True,
+        "pad_token_id": PAD_ID,
+        "eos_token_id": EOS_ID,
+        "bos_token_id": BOS_ID,
+    }
+
+
 def _text_config(entry: CatalogEntry) -> Gemma3TextConfig:
     arch = entry.architecture
     period = min(SLIDING_PATTERN, arch.layers)  # at least one full-attention layer
     return Gemma3TextConfig(
-        vocab_size=arch.vocab_size,
-        hidden_size=arch.hidden_size,
-        intermediate_size=arch.intermediate_size,
-        num_hidden_layers=arch.layers,
-        num_attention_heads=arch.attention_heads,
-        num_key_value_heads=arch.kv_heads,
-        head_dim=arch.head_dim,
-        query_pre_attn_scalar=arch.head_dim,
-        max_position_embeddings=entry.context_length,
-        sliding_window=TINY_SLIDING_WINDOW,
-        layer_types=[
-            "full_attention" if (i + 1) % period == 0 else "sliding_attention"
-            for i in range(arch.layers)
-        ],
-        rms_norm_eps=1e-6,
-        initializer_range=TINY_INIT_STD,
-        tie_word_embeddings=True,
-        pad_token_id=PAD_ID,
-        eos_token_id=EOS_ID,
-        bos_token_id=BOS_ID,
+        **_decoder_arguments(entry, period), query_pre_attn_scalar=arch.head_dim
     )
 
 
 def _gemma4_config(entry: CatalogEntry) -> Gemma4TextConfig:
-    arch = entry.architecture
     return Gemma4TextConfig(
-        vocab_size=arch.vocab_size,
-        vocab_size_per_layer_input=arch.vocab_size,
-        hidden_size=arch.hidden_size,
-        intermediate_size=arch.intermediate_size,
-        num_hidden_layers=arch.layers,
-        num_attention_heads=arch.attention_heads,
-        num_key_value_heads=arch.kv_heads,
-        head_dim=arch.head_dim,
-        max_position_embeddings=entry.context_length,
-        sliding_window=TINY_SLIDING_WINDOW,
-        layer_types=[
-            "full_attention" if (i + 1) % GEMMA4_PERIOD == 0 else "sliding_attention"
-            for i in range(arch.layers)
-        ],
-        rms_norm_eps=1e-6,
-        initializer_range=TINY_INIT_STD,
-        tie_word_embeddings=True,
-        pad_token_id=PAD_ID,
-        eos_token_id=EOS_ID,
-        bos_token_id=BOS_ID,
+        **_decoder_arguments(entry, GEMMA4_PERIOD),
+        vocab_size_per_layer_input=entry.architecture.vocab_size,
         **GEMMA4_EXTRAS,
     )
 
