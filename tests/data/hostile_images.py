@@ -5,7 +5,7 @@ its code and a clear message, without decoding what it declares.
 - `huge_png()`: a complete, valid 20,000 x 20,000 PNG (1.2 GB decoded, ~1.2 MB on disk);
 - `truncated_jpeg()`: a real photograph-sized JPEG cut in the middle of its data;
 - `svg_with_references()`: an SVG that pulls a file, a cloud metadata URL and an external entity;
-- `thousand_images_zip(path)`: a ZIP of 1,000 distinct noisy PNGs (~50 KB each, ~50 MB in all),
+- `thousand_images_zip(path)`: a ZIP of 1,000 distinct noisy PNGs (~70 KB each, ~70 MB in all),
   each named once by `captions.csv`.
 """
 
@@ -25,7 +25,7 @@ from tests.images import COLOURS
 BOMB_SIDE = 100_000
 HUGE_SIDE = 20_000
 THOUSAND = 1_000
-THOUSAND_SIDE = 128  # noisy RGB: about 50 KB of PNG each
+THOUSAND_SIDE = 176  # noisy RGB: about 70 KB of PNG each, 70 MB in all
 
 
 def _chunk(kind: bytes, body: bytes) -> bytes:
