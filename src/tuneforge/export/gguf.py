@@ -103,11 +103,14 @@ class Stored:
 
 
 @dataclass(frozen=True)
-class _Planned:
+class Planned:
+    """One tensor to write: where it is stored, its GGUF name and type."""
+
     source: Stored
     name: str
     qtype: gguf.GGMLQuantizationType
-    norm: bool
+    #: Gemma's RMSNorm weight, stored as `1 + w` (Gemma computes `x * (1 + w)`).
+    add_one: bool
 
     @property
     def nbytes(self) -> int:
@@ -146,11 +149,30 @@ def convert(
     vocab = vocabulary(model_dir, vocab_gguf, hyper.vocab_rows)
     template = chat_template(model_dir)
 
+    write_planned(
+        out,
+        ARCH,
+        lambda writer: add_metadata(writer, hyper, name, _TYPES[outtype][1], vocab, template),
+        plan,
+        report,
+    )
+
+
+def write_planned(
+    out: Path,
+    arch: str,
+    metadata: Callable[[gguf.GGUFWriter], None],
+    plan: list[Planned],
+    report: Progress,
+) -> None:
+    """Write a GGUF file of architecture `arch` to `out`, atomically: its keys (`metadata`
+    adds them), then the tensors of `plan` one at a time (memory holds one tensor), `report`
+    hearing the fraction of the bytes written after each."""
     partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
     out.parent.mkdir(parents=True, exist_ok=True)
-    writer = gguf.GGUFWriter(partial, ARCH)
+    writer = gguf.GGUFWriter(partial, arch)
     try:
-        add_metadata(writer, hyper, name, _TYPES[outtype][1], vocab, template)
+        metadata(writer)
         for item in plan:
             writer.add_tensor_info(
                 item.name, item.source.shape, np.dtype(np.float32), item.nbytes, item.qtype
@@ -268,7 +290,7 @@ def safetensors_index(model_dir: Path) -> dict[str, Stored]:
     return stored
 
 
-def _plan(stored: dict[str, Stored], hyper: Hyper, outtype: str) -> list[_Planned]:
+def _plan(stored: dict[str, Stored], hyper: Hyper, outtype: str) -> list[Planned]:
     names = gguf.TensorNameMap(gguf.MODEL_ARCH.GEMMA3, hyper.layers)
     matrix_type = _TYPES[outtype][0]
     plan = []
@@ -283,7 +305,7 @@ def _plan(stored: dict[str, Stored], hyper: Hyper, outtype: str) -> list[_Planne
             raise GgufConversionError(f"The weight {key!r} has no place in a Gemma 3 GGUF file.")
         norm = key.endswith("norm.weight")
         qtype = _tensor_type(name, tensor.shape, matrix_type, norm)
-        plan.append(_Planned(tensor, name, qtype, norm))
+        plan.append(Planned(tensor, name, qtype, norm))
     embedding = next((p for p in plan if p.name == "token_embd.weight"), None)
     if embedding is None or embedding.source.shape[0] != hyper.vocab_rows:
         raise GgufConversionError(
@@ -337,9 +359,9 @@ def load_tensor(tensor: Stored) -> npt.NDArray[np.float32]:
     return raw.astype(np.float32, copy=False).reshape(tensor.shape)
 
 
-def _encode(item: _Planned) -> npt.NDArray[Any]:
+def _encode(item: Planned) -> npt.NDArray[Any]:
     data = load_tensor(item.source)
-    if item.norm:
+    if item.add_one:
         data = data + np.float32(1.0)  # Gemma's RMSNorm multiplies by (1 + w)
     encoded: npt.NDArray[Any] = gguf.quants.quantize(data, item.qtype)
     return encoded

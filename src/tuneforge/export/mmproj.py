@@ -23,7 +23,6 @@ does the same, and projector files are small next to the decoder.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +30,8 @@ from typing import Any, Literal
 
 import gguf
 import numpy as np
-import numpy.typing as npt
 
-from tuneforge.export.gguf import Stored, load_tensor, safetensors_index
+from tuneforge.export.gguf import Planned, Stored, safetensors_index, write_planned
 from tuneforge.export.gguf_metadata import (
     GgufConversionError,
     full_config,
@@ -80,26 +78,6 @@ class VisionNumbers:
         """Patches pooled per side into one soft token."""
         side = self.image_size // self.patch_size
         return side // math.isqrt(self.tokens_per_image)
-
-
-@dataclass(frozen=True)
-class _Planned:
-    source: Stored
-    name: str
-    qtype: gguf.GGMLQuantizationType
-    add_one: bool  # Gemma's RMSNorm weight
-
-    @property
-    def nbytes(self) -> int:
-        block_size, type_size = gguf.GGML_QUANT_SIZES[self.qtype]
-        count = int(np.prod(self.source.shape, dtype=np.int64))
-        return count // block_size * type_size
-
-
-def projector_file_name(model_file: str) -> str:
-    """The projector's file name next to the text model's: `mmproj-<model file>` (the name
-    llama.cpp's converter gives it; helper code that finds a model's projector uses this)."""
-    return f"mmproj-{model_file}"
 
 
 def vision_numbers(model_dir: Path) -> VisionNumbers:
@@ -166,7 +144,7 @@ def encoder_key(key: str) -> str | None:
     return None
 
 
-def _plan(stored: dict[str, Stored], numbers: VisionNumbers, outtype: str) -> list[_Planned]:
+def _plan(stored: dict[str, Stored], numbers: VisionNumbers, outtype: str) -> list[Planned]:
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.MMPROJ, numbers.layers)
     matrix = _Q.F32 if outtype == "f32" else _Q.F16
     plan = []
@@ -180,7 +158,7 @@ def _plan(stored: dict[str, Stored], numbers: VisionNumbers, outtype: str) -> li
         # Norms, biases, patch and position embeddings stay f32.
         small = len(tensor.shape) == 1 or ".embeddings." in mapped
         qtype = _Q.F32 if small else matrix
-        plan.append(_Planned(tensor, name, qtype, add_one="soft_emb_norm" in mapped))
+        plan.append(Planned(tensor, name, qtype, add_one="soft_emb_norm" in mapped))
     wanted = {"v.patch_embd.weight", "v.position_embd.weight", "mm.input_projection.weight",
               "mm.soft_emb_norm.weight", "v.post_ln.weight"}  # fmt: skip
     missing = wanted - {p.name for p in plan}
@@ -211,28 +189,9 @@ def convert_projector(
     model_dir, out = Path(model_dir), Path(out)
     numbers = vision_numbers(model_dir)
     plan = _plan(safetensors_index(model_dir), numbers, outtype)
-    partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    writer = gguf.GGUFWriter(partial, ARCH)
-    try:
-        _add_metadata(writer, numbers, name, outtype)
-        for item in plan:
-            writer.add_tensor_info(
-                item.name, item.source.shape, np.dtype(np.float32), item.nbytes, item.qtype
-            )
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_ti_data_to_file()
-        total, done = sum(item.nbytes for item in plan), 0
-        for item in plan:
-            writer.write_tensor_data(_encode(item))
-            done += item.nbytes
-            report(done / total, f"Wrote {item.name} ({item.qtype.name})")
-        writer.close()
-        os.replace(partial, out)
-    finally:
-        writer.close()
-        partial.unlink(missing_ok=True)
+    write_planned(
+        out, ARCH, lambda writer: _add_metadata(writer, numbers, name, outtype), plan, report
+    )
     return numbers
 
 
@@ -255,14 +214,6 @@ def _add_metadata(writer: gguf.GGUFWriter, numbers: VisionNumbers, name: str, ou
     writer.add_vision_use_gelu(True)
     if numbers.pooling != DEFAULT_POOLING:
         writer.add_vision_projector_scale_factor(numbers.pooling)
-
-
-def _encode(item: _Planned) -> npt.NDArray[Any]:
-    data = load_tensor(item.source)
-    if item.add_one:
-        data = data + np.float32(1.0)  # Gemma's RMSNorm multiplies by (1 + w)
-    encoded: npt.NDArray[Any] = gguf.quants.quantize(data, item.qtype)
-    return encoded
 
 
 # -- reading it back -------------------------------------------------------------------------------
