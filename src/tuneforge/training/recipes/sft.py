@@ -158,8 +158,14 @@ def train_sft(
 
         frozen = not spec.train_vision
         images = ImageInputs(model, base_path(model_path), vision, frozen)
-        trained = ", ".join(spec.train_vision) or "nothing: its image side is frozen"
-        reporter.log(f"a vision model: besides the language model it trains {trained}")
+        reporter.log(
+            "Vision model: the language model learns from the images; "
+            + (
+                f"so does the {' and the '.join(spec.train_vision)}."
+                if spec.train_vision
+                else "the image encoder and projector stay frozen (train_vision adds them)."
+            )
+        )
     loop = Loop(
         spec, model, model_path, runtime, reporter, workdir, checkpoints, len(train), loading
     )
