@@ -17,6 +17,7 @@ from tuneforge.jobs.inputs import catalog_entry, starting_model
 from tuneforge.jobs.kinds.train import TrainKind, estimate_run, training_dataset
 from tuneforge.jobs.states import InvalidTransition, transition
 from tuneforge.jobs.status import JobStatus
+from tuneforge.models.catalog import load_catalog
 from tuneforge.settings import Settings
 from tuneforge.training.health import health_flags
 from tuneforge.training.recommend import Recommendation, recommend
@@ -54,17 +55,20 @@ def recommendations(
     return recommend(entry, dataset.stats, rows, detect_hardware(), trainer=trainer)
 
 
-def setting_checks(session: Session, user: User, spec: TrainingBase) -> list[Finding]:
+def setting_checks(
+    session: Session, user: User, settings: Settings, spec: TrainingBase
+) -> list[Finding]:
     """What is likely wrong (warnings) or cannot work (refusals) in `spec` for its dataset: what
     the Train page says under the fields, and the launch check refuses (the model it would
     continue included)."""
     dataset = training_dataset(session, user, spec.dataset_id)
+    findings = check_run(spec, dataset, load_catalog(settings.catalog_file).get(spec.base_model))
     try:
         starting_model(session, user, spec)
     except DomainError as exc:
         fields = tuple(exc.details.get("fields", ["start_from"]))
-        return [Finding(fields, exc.message, "refusal"), *check_run(spec, dataset)]
-    return check_run(spec, dataset)
+        return [Finding(fields, exc.message, "refusal"), *findings]
+    return findings
 
 
 def training_job(session: Session, user: User, job_id: str) -> Job:

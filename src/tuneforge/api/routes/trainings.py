@@ -46,7 +46,7 @@ def estimate(
         ),
         checks=[
             SettingCheck(fields=list(f.fields), message=f.message, severity=f.severity)
-            for f in service.setting_checks(session, user, spec)
+            for f in service.setting_checks(session, user, settings, spec)
         ],
     )
 
