@@ -330,7 +330,7 @@ class TrainView:
             self._show_checks([])
             return
         try:
-            found = await read(service.setting_checks, self.user, spec)
+            found = await read(service.setting_checks, self.user, state().settings, spec)
         except DomainError as exc:
             found = [Finding(("dataset_id",), exc.message, "refusal")]
         if asked != self.asked:
