@@ -38,14 +38,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     the browser tests (the pages call the services that the API tests check on PostgreSQL) and
     the learning-quality tests of tests/slow (minutes of training whose database work, a job and
     its metrics, the training API tests check), and the tests marked `trains` (each trainer's
-    runs through the API: the same database work again)."""
+    runs through the API: the same database work again) or `heavy` (models run through the API
+    for images and exports: the same records as the lighter API tests)."""
     if not PG_URL:
         return
     skip = pytest.mark.skip(reason="uses no database: it runs in the SQLite pass")
     sqlite_only = pytest.mark.skip(reason="runs in the SQLite pass only")
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
-        marked = {"browser", "trains"} & {mark.name for mark in item.iter_markers()}
+        marked = {"browser", "trains", "heavy"} & {mark.name for mark in item.iter_markers()}
         if marked or item.nodeid.startswith("tests/slow/"):
             item.add_marker(sqlite_only)
         elif not fixtures & DATABASE_FIXTURES and not item.nodeid.startswith("tests/db/"):

@@ -26,7 +26,7 @@ from tuneforge.db.tables import Export, Model
 from tuneforge.inference.params import MAX_IMAGES
 from tuneforge.storage import ArtifactStore
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.heavy]
 VISION = "tiny-random-gemma3-vision"
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg"><image href="http://example.com/x.png"/></svg>'
 

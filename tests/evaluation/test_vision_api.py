@@ -20,6 +20,9 @@ from tests.images import coloured_images, image_zip
 from tuneforge.evaluation.metrics.classification import normalize_label
 from tuneforge.evaluation.metrics.extraction import normalize_answer, token_f1
 
+# Models run through the API: the PostgreSQL pass skips them (see tests/conftest.py).
+pytestmark = pytest.mark.heavy
+
 VISION = "tiny-random-gemma3-vision"
 TEST_ROWS = 4
 

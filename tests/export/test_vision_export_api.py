@@ -20,6 +20,9 @@ from tuneforge.db.tables import Model
 from tuneforge.models.vision import vision_info
 from tuneforge.settings import Settings
 
+# Models run through the API: the PostgreSQL pass skips them (see tests/conftest.py).
+pytestmark = pytest.mark.heavy
+
 VISION = "tiny-random-gemma3-vision"
 
 
