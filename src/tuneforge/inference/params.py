@@ -24,7 +24,7 @@ MAX_IMAGES = 8
 class TextPart(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["text"] = "text"
+    type: Literal["text"] = Field("text", description="`text`: a piece of the message's text.")
     text: str = Field(max_length=MAX_MESSAGE_CHARS, description="The part's text.")
 
 
@@ -33,7 +33,9 @@ class ImagePart(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["image"] = "image"
+    type: Literal["image"] = Field(
+        "image", description="`image`: where the next of the request's images stands."
+    )
 
 
 Part = Annotated[TextPart | ImagePart, Field(discriminator="type")]

@@ -31,14 +31,16 @@ class ImageUrl(BaseModel):
 class ChatTextPart(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["text"] = "text"
+    type: Literal["text"] = Field("text", description="`text`: a piece of the message's text.")
     text: str = Field(max_length=MAX_MESSAGE_CHARS, description="The part's text.")
 
 
 class ChatImagePart(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["image_url"] = "image_url"
+    type: Literal["image_url"] = Field(
+        "image_url", description="`image_url`: an image, where it stands in the message."
+    )
     image_url: ImageUrl = Field(description="The image (the OpenAI shape).")
 
 
