@@ -18,6 +18,7 @@ from tuneforge.data.limits import ParseLimits
 from tuneforge.data.mapping import MappingSpec, RowMapper
 from tuneforge.data.process import records, rendered_texts
 from tuneforge.data.readers import read_table
+from tuneforge.data.readers.zip_dataset import nested_references
 from tuneforge.data.stored import dataset_prefix, process_raw, source_images, store_raw
 from tuneforge.db.repositories.datasets import DatasetRepository
 from tuneforge.db.tables import Dataset, User
@@ -30,7 +31,6 @@ from tuneforge.storage import ArtifactStore
 
 SYNC_ROWS = 20_000  # larger datasets are processed in a job
 NAMED_IMAGES = "_images"  # in a raw ZIP dataset's rows: {column: thumbnails of what it names}
-IMAGE_NAME = re.compile(r"(?i)\.(png|jpe?g|gif|webp|bmp|tiff?)$")
 PREVIEW_ROWS = 3
 SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}$")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?$")
@@ -170,20 +170,14 @@ def _named_images(row: dict[str, Any], images: ImageResolver) -> dict[str, list[
     """Thumbnails of the archive's images that each of the row's values names (at any depth)."""
     named: dict[str, list[str]] = {}
     for column, value in row.items():
-        pending, found = [value], []
-        while pending:
-            item = pending.pop()
-            if isinstance(item, dict):
-                pending.extend(reversed(list(item.values())))
-            elif isinstance(item, list):
-                pending.extend(reversed(item))
-            elif isinstance(item, str) and IMAGE_NAME.search(item[-6:]):
-                data = images(item)
-                if data is not None:
-                    try:
-                        found.append(thumbnail(data, parquet.THUMBNAIL_SIZE))
-                    except ImageRejected:
-                        continue
+        found = []
+        for name in nested_references(value):
+            data = images(name)
+            if data is not None:
+                try:
+                    found.append(thumbnail(data, parquet.THUMBNAIL_SIZE))
+                except ImageRejected:
+                    continue
         if found:
             named[column] = found
     return named

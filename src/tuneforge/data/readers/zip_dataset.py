@@ -197,7 +197,7 @@ def _references(column: pa.ChunkedArray, as_json: bool) -> Iterable[tuple[int, s
         if as_json:
             for row, text in enumerate(chunk.to_pylist()):
                 value = None if text is None else json.loads(text)
-                yield from ((offset + row, name) for name in _nested_references(value))
+                yield from ((offset + row, name) for name in nested_references(value))
             offset += len(chunk)
             continue
         values, rows = chunk, None
@@ -210,11 +210,11 @@ def _references(column: pa.ChunkedArray, as_json: bool) -> Iterable[tuple[int, s
                 yield offset + row, values[index].as_py()
         elif pa.types.is_nested(values.type):
             for row, value in enumerate(chunk.to_pylist()):
-                yield from ((offset + row, text) for text in _nested_references(value))
+                yield from ((offset + row, text) for text in nested_references(value))
         offset += len(chunk)
 
 
-def _nested_references(value: object) -> Iterable[str]:
+def nested_references(value: object) -> Iterable[str]:
     """The strings inside a nested value that name image files (never data: URLs)."""
     pending = [value]
     while pending:
