@@ -13,6 +13,7 @@ from tuneforge.inference.params import (
     MAX_PARTS,
     EngineName,
     GenerationParams,
+    TextPart,
     Turn,
 )
 from tuneforge.models.availability import Availability
@@ -28,13 +29,6 @@ class ImageUrl(BaseModel):
     )
 
 
-class ChatTextPart(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    type: Literal["text"] = Field("text", description="`text`: a piece of the message's text.")
-    text: str = Field(max_length=MAX_MESSAGE_CHARS, description="The part's text.")
-
-
 class ChatImagePart(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -44,7 +38,7 @@ class ChatImagePart(BaseModel):
     image_url: ImageUrl = Field(description="The image (the OpenAI shape).")
 
 
-ChatPart = Annotated[ChatTextPart | ChatImagePart, Field(discriminator="type")]
+ChatPart = Annotated[TextPart | ChatImagePart, Field(discriminator="type")]
 
 
 class ChatTurn(BaseModel):

@@ -16,8 +16,9 @@ from tuneforge.inference.params import (
     MAX_MESSAGES,
     MAX_PARTS,
     MAX_STOP_STRINGS,
+    TextPart,
 )
-from tuneforge.schemas.chat import ChatImagePart, ChatPart, ChatTextPart, ChatTurn, ImageUrl
+from tuneforge.schemas.chat import ChatImagePart, ChatPart, ChatTurn, ImageUrl
 
 
 class Sampling(BaseModel):
@@ -70,7 +71,7 @@ class ContentPart(BaseModel):
 
     def part(self) -> ChatPart:
         if self.type == "text":
-            return ChatTextPart(text=self.text or "")
+            return TextPart(text=self.text or "")
         if self.type == "image_url" and self.image_url is not None:
             url = (
                 self.image_url

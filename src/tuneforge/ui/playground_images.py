@@ -23,8 +23,8 @@ from nicegui.events import UploadEventArguments
 from tuneforge.data.images import thumbnail
 from tuneforge.data.limits import size_text
 from tuneforge.errors import DomainError
-from tuneforge.inference.params import MAX_IMAGES
-from tuneforge.schemas.chat import ChatImagePart, ChatPart, ChatTextPart, ChatTurn, ImageUrl
+from tuneforge.inference.params import MAX_IMAGES, TextPart
+from tuneforge.schemas.chat import ChatImagePart, ChatPart, ChatTurn, ImageUrl
 from tuneforge.services.chat_images import checked
 from tuneforge.settings import Settings
 
@@ -83,7 +83,7 @@ class Said:
         content = self.turn.content
         if isinstance(content, str):
             return content
-        return "".join(part.text for part in content if isinstance(part, ChatTextPart))
+        return "".join(part.text for part in content if isinstance(part, TextPart))
 
 
 @dataclass
@@ -148,7 +148,7 @@ class ImageTray:
             ChatImagePart(image_url=ImageUrl(url=image.data_url)) for image in images
         ]
         if message:
-            parts.append(ChatTextPart(text=message))
+            parts.append(TextPart(text=message))
         return Said(ChatTurn(role="user", content=parts), [image.thumb for image in images])
 
     async def _received(self, event: UploadEventArguments) -> None:
