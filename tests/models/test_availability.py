@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tuneforge.models.availability import HubProbe, availability, each_availability
-from tuneforge.models.catalog import CatalogEntry, catalog
+from tuneforge.models.catalog import CatalogEntry, catalog, unsupported
 from tuneforge.ui.model_picker import state_label
 
 
@@ -45,18 +45,19 @@ def test_offline_only_the_bundled_and_tiny_models_are_available(
     assert "no model hub is reachable" in hub.reason.lower() and "not cached" in hub.reason
 
 
-def test_a_model_in_a_chat_format_tuneforge_does_not_write_is_unavailable_with_why(
+def test_gemma4_entries_are_no_longer_refused_for_their_chat_format(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, listening: str
 ) -> None:
-    monkeypatch.setenv("HF_ENDPOINT", listening)  # the hub answers: that is not the problem
+    monkeypatch.setenv("HF_ENDPOINT", listening)  # the hub answers
     entry = catalog().get("gemma-4-e2b-it")
     assert entry is not None and entry.chat_format == "gemma-4"
+    assert unsupported(entry) is None
     state = availability(entry, tmp_path, HubProbe())
-    assert state.state == "unavailable" and not state.usable
-    assert "Gemma 4's chat format" in state.reason and "docs/models.md" in state.reason
-    tiny = catalog().get("tiny-random-gemma4")  # Gemma 4's layers, Gemma 3's tokenizer and format
-    assert tiny is not None and tiny.chat_format == "gemma-3"
+    assert state.state == "downloadable" and state.usable
+    tiny = catalog().get("tiny-random-gemma4")  # Gemma 4's layers, tokens and format
+    assert tiny is not None and tiny.chat_format == "gemma-4"
     assert availability(tiny, tmp_path, HubProbe()).state == "available"
+    assert all(unsupported(e) is None for e in catalog().models)
 
 
 def test_a_reachable_hub_makes_hub_models_downloadable_with_their_size(

@@ -19,17 +19,25 @@ from safetensors import safe_open
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from tests.models import models_cache_dir
+from tests.models.gemma4_configs import GEMMA4_CONTROL_TOKENS as PUBLISHED_CONTROL_TOKENS
+from tests.models.gemma4_configs import GEMMA4_TOKEN_IDS
 from tuneforge.errors import ModelUnavailable, NotFound
 from tuneforge.models.catalog import CatalogEntry, catalog
-from tuneforge.models.chat_template import GEMMA_CHAT_TEMPLATE, render
+from tuneforge.models.chat_template import GEMMA_4, GEMMA_CHAT_TEMPLATE, render
 from tuneforge.models.loading import (
     HUB_IGNORE,
     load_causal_lm,
     load_tokenizer,
     model_dir,
+    model_format,
     resolve,
 )
-from tuneforge.models.tokenizer import MODEL_DIR, TOKENIZER_DIR, ensure_gguf
+from tuneforge.models.tokenizer import (
+    GEMMA4_CONTROL_TOKENS,
+    MODEL_DIR,
+    TOKENIZER_DIR,
+    ensure_gguf,
+)
 from tuneforge.settings import Settings
 
 
@@ -130,6 +138,29 @@ def test_the_tiny_tokenizer_is_gemmas_with_its_chat_template(tiny_dir: Path) -> 
         assert text == render(messages, add_generation_prompt=prompt)
     ids = tokenizer(render(CONVERSATION), add_special_tokens=False).input_ids
     assert ids[:2] == [2, 105] and ids.count(2) == 1
+
+
+def test_the_tiny_gemma4_speaks_gemma_4s_format_with_its_control_tokens() -> None:
+    path = model_dir(entry("tiny-random-gemma4"), models_cache_dir())
+    assert model_format(path) is GEMMA_4
+    tokenizer = load_tokenizer(path)
+    assert tokenizer.chat_template == GEMMA_4.jinja
+    assert GEMMA4_CONTROL_TOKENS == PUBLISHED_CONTROL_TOKENS
+    assert (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id) == (2, 1, 0)
+    assert {
+        name: tokenizer.convert_tokens_to_ids(name) for name in GEMMA4_CONTROL_TOKENS
+    } == GEMMA4_CONTROL_TOKENS
+    assert tokenizer.convert_tokens_to_ids("<start_of_turn>") == tokenizer.unk_token_id
+    for messages, prompt in ((CONVERSATION, True), (CONVERSATION[:3], False)):
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=prompt)
+        assert text == GEMMA_4.render(messages, add_generation_prompt=prompt)
+    ids = tokenizer(GEMMA_4.render(CONVERSATION), add_special_tokens=False).input_ids
+    assert ids[:2] == [2, 105] and ids.count(106) == 4
+    # ordinary text encodes as Gemma 3's tokenizer encodes it (the published Gemma 4 ids)
+    for text, expected in GEMMA4_TOKEN_IDS.items():
+        assert tokenizer(text, add_special_tokens=False).input_ids == expected
+    generation = json.loads((path / "generation_config.json").read_text(encoding="utf-8"))
+    assert generation["eos_token_id"] == [1, 106]  # <eos> and <turn|>
 
 
 def test_the_tiny_model_is_built_the_same_every_time(tiny_dir: Path, tmp_path: Path) -> None:
@@ -341,8 +372,3 @@ def test_resolve_finds_built_in_models_and_refuses_unknown_ones(
     assert "no model 'gemma-7b' in the catalog" in error.value.message
     assert "gemma-3-270m, gemma-3-270m-it" in error.value.message
     assert "tiny-random" not in error.value.message
-    # A Gemma 4 is refused before anything is downloaded: TuneForge does not write its format.
-    with pytest.raises(ModelUnavailable, match="Gemma 4's chat format") as refused:
-        resolve("gemma-4-31b-it", settings)
-    assert "Gemma 4 31B IT" in refused.value.message
-    assert not list((settings.models_dir / "hub").glob("models--google--gemma-4*"))

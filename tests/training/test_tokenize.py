@@ -10,8 +10,8 @@ from tokenizers import Tokenizer
 
 from tests.models import models_cache_dir
 from tuneforge.data.conversation import message
-from tuneforge.models.chat_template import render
-from tuneforge.models.tokenizer import gemma_tokenizer
+from tuneforge.models.chat_template import GEMMA_4, format_of_tokenizer, render
+from tuneforge.models.tokenizer import ensure_gemma4_tokenizer_dir, gemma_tokenizer
 from tuneforge.training.components.tokenize import (
     IGNORE_INDEX,
     Example,
@@ -237,3 +237,75 @@ def test_the_prompt_ends_with_the_generation_prompt(tokenizer: Tokenizer) -> Non
     assert example.labels[len(ids)] != IGNORE_INDEX
     with pytest.raises(ValueError, match="must end with a user message"):
         encode_prompt(CONVERSATIONS[0], tokenizer)
+
+
+# Gemma 4: the tokenizer speaks Gemma 4's format (its control tokens), and records render in it.
+
+
+@pytest.fixture(scope="module")
+def gemma4_tokenizer() -> Tokenizer:
+    return Tokenizer.from_file(
+        str(ensure_gemma4_tokenizer_dir(models_cache_dir()) / "tokenizer.json")
+    )
+
+
+@pytest.fixture(scope="module")
+def gemma4_hf_tokenizer() -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(ensure_gemma4_tokenizer_dir(models_cache_dir()))
+
+
+def _transformers_ids(hf_tokenizer: Any, messages: list[Any], generation_prompt: bool) -> list[int]:
+    ids = hf_tokenizer.apply_chat_template(
+        messages, tokenize=True, add_generation_prompt=generation_prompt, return_dict=False
+    )
+    return list(ids)
+
+
+@pytest.mark.parametrize("messages", CONVERSATIONS)
+def test_gemma4_records_are_the_prompt_inference_sends_then_the_answer(
+    gemma4_tokenizer: Tokenizer, gemma4_hf_tokenizer: Any, messages: list[Any]
+) -> None:
+    assert format_of_tokenizer(gemma4_tokenizer) is GEMMA_4
+    prompt = _transformers_ids(gemma4_hf_tokenizer, messages[:-1], generation_prompt=True)
+    answer = _ids(gemma4_tokenizer, GEMMA_4.render_answer(messages[-1]["content"]))
+    example = encode_record({"messages": messages}, gemma4_tokenizer, 10_000, True)
+    assert example is not None
+    assert example.input_ids == prompt + answer
+    assert encode_prompt(messages[:-1], gemma4_tokenizer) == prompt
+    assert prompt[-4:] == [
+        gemma4_tokenizer.token_to_id("<|channel>"),
+        *_ids(gemma4_tokenizer, "thought\n"),
+        gemma4_tokenizer.token_to_id("<channel|>"),
+    ]
+    # every answer and its <turn|> carry loss, nothing else does
+    turn_end = gemma4_tokenizer.token_to_id("<turn|>")
+    answers = [m for m in messages if m["role"] == "assistant"]
+    spans = _loss_spans(example)
+    assert len(spans) == len(answers)
+    for span, answer_message in zip(spans, answers, strict=True):
+        text = GEMMA_4.render_content(answer_message["content"], answer=True)
+        assert span == [*_ids(gemma4_tokenizer, text), turn_end]
+    assert example.input_ids[-2:] == [turn_end, gemma4_tokenizer.token_to_id("\n")]
+
+
+def test_gemma4_history_is_rendered_as_transformers_renders_it(
+    gemma4_tokenizer: Tokenizer, gemma4_hf_tokenizer: Any
+) -> None:
+    rng = random.Random(11)
+    for _ in range(100):
+        messages = [message("system", _random_text(rng))] if rng.random() < 0.5 else []
+        for _ in range(rng.randint(1, 3)):
+            messages += [
+                message("user", _random_text(rng)),
+                message("assistant", _random_text(rng)),
+            ]
+        example = encode_record({"messages": messages}, gemma4_tokenizer, 10_000, True)
+        assert example is not None
+        prompt = _transformers_ids(gemma4_hf_tokenizer, messages[:-1], generation_prompt=True)
+        assert example.input_ids[: len(prompt)] == prompt, messages
+        # a conversation ending in a user turn renders whole, as the template does
+        whole = _transformers_ids(gemma4_hf_tokenizer, messages[:-1], generation_prompt=False)
+        ongoing = encode_record({"messages": messages[:-1]}, gemma4_tokenizer, 10_000, False)
+        assert ongoing is not None and ongoing.input_ids == whole

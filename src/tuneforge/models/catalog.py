@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 Source = Literal["hub", "gguf-package", "tiny-random", "local"]
 ChatFormat = Literal["gemma-3", "gemma-4"]
 #: The chat formats TuneForge writes when it trains, chats and evaluates (`models.chat_template`).
-SPOKEN_CHAT_FORMATS: frozenset[str] = frozenset({"gemma-3"})
+SPOKEN_CHAT_FORMATS: frozenset[str] = frozenset({"gemma-3", "gemma-4"})
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 
 
@@ -123,8 +123,8 @@ class CatalogEntry(BaseModel):
         default="gemma-3",
         description="The conversation format the model was trained on: `gemma-3` "
         "(`<start_of_turn>user`, the system prompt folded into the first turn: Gemma 3 and 3n) or "
-        "`gemma-4` (`<|turn>user`, a system turn). TuneForge writes `gemma-3` only so far: a "
-        "model in another format is listed but cannot be trained or chatted with yet.",
+        "`gemma-4` (`<|turn>user`, a system turn: Gemma 4). TuneForge trains, chats, evaluates "
+        "and exports each model in its own format.",
     )
     description: str = Field(description="One or two sentences for the model picker.")
     offline: bool = Field(
@@ -164,15 +164,13 @@ class CatalogEntry(BaseModel):
 
 
 def unsupported(entry: CatalogEntry) -> str | None:
-    """Why TuneForge cannot train, chat with or evaluate `entry` yet, in one sentence (None: it
+    """Why TuneForge cannot train, chat with or evaluate `entry`, in one sentence (None: it
     can). Model loading, availability and the launch checks all ask here."""
     if entry.chat_format in SPOKEN_CHAT_FORMATS:
         return None
     return (
-        f"{entry.name} speaks Gemma 4's chat format (`<|turn>user ... <turn|>`, with a system "
-        "turn), which TuneForge does not write yet: it trains and chats in Gemma 3's, and a model "
-        "taught another format than its own answers badly, so use a Gemma 3 or 3n model for now "
-        "(see docs/models.md)."
+        f"{entry.name} speaks the chat format {entry.chat_format!r}, which TuneForge does not "
+        "write: a model taught another format than its own answers badly (see docs/models.md)."
     )
 
 

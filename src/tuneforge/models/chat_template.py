@@ -306,6 +306,18 @@ def format_of(model: Any) -> ChatFormat:
     return GEMMA_4 if "gemma4" in text or "gemma-4" in text else GEMMA_3
 
 
+def format_of_tokenizer(tokenizer: Any) -> ChatFormat:
+    """The chat format a tokenizer speaks: Gemma 4's when it has `<|turn>` and `<turn|>` as
+    tokens (a `tokenizers.Tokenizer` or a transformers tokenizer), Gemma 3's otherwise. Code that
+    holds a model's tokenizer asks here, so it renders the model's own format."""
+    if hasattr(tokenizer, "token_to_id"):
+        found = [tokenizer.token_to_id(token) for token in (TURN, TURN_END)]
+        return GEMMA_4 if None not in found else GEMMA_3
+    ids = tokenizer.convert_tokens_to_ids([TURN, TURN_END])
+    unknown = (None, getattr(tokenizer, "unk_token_id", None))
+    return GEMMA_4 if all(i not in unknown for i in ids) else GEMMA_3
+
+
 def render_content(content: str | Sequence[Mapping[str, Any]]) -> str:
     """A message's content in Gemma 3's format: stripped texts, images as `<start_of_image>`."""
     return GEMMA_3.render_content(content)

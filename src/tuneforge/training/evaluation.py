@@ -17,8 +17,7 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from tuneforge.data.conversation import message, text_of
-from tuneforge.models.chat_template import END_OF_TURN
-from tuneforge.training.components.generation import dense_head_input
+from tuneforge.training.components.generation import dense_head_input, stop_ids
 from tuneforge.training.components.loss import causal_lm_loss
 from tuneforge.training.components.tokenize import Example, encode_prompt
 from tuneforge.training.runtime import Runtime, evaluating
@@ -131,10 +130,11 @@ def generate(
     runtime: Runtime,
     images: ImageInputs | None = None,
 ) -> list[dict[str, Any]]:
-    """Greedy answers to `prompts`, stopping at `<end_of_turn>`; each says whether it `ended`
+    """Greedy answers to `prompts`, stopping at the end of a turn (`<end_of_turn>`, Gemma 4's
+    `<turn|>`) or `<eos>`; each says whether it `ended`
     there (False: it ran out of tokens first). A prompt with images needs `images` (a vision
     model's inputs); its answer carries their thumbnails (`images`)."""
-    stop = [tokenizer.token_to_id(END_OF_TURN), tokenizer.token_to_id("<eos>")]
+    stop: list[int | None] = list(stop_ids(tokenizer))
     answers = []
     with evaluating(model), runtime.autocast(), dense_head_input(model):
         for sample in prompts:

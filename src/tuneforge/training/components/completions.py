@@ -1,10 +1,13 @@
 """Preference and feedback records as token ids: a prompt and the answers it is compared with.
 
-A prompt renders with Gemma's chat template up to `<start_of_turn>model\\n`, exactly as SFT and
-inference render it; an answer is its text and `<end_of_turn>` (the newline the template writes
-after it is never generated, so it is not scored). The two are tokenised on their own: the
-boundary follows a newline, which no Gemma token joins to anything, so the ids joined are those
-of the whole rendered conversation.
+A prompt renders in the model's chat format (the one its tokenizer speaks:
+`chat_template.format_of_tokenizer`) up to and including the generation prompt
+(`<start_of_turn>model\\n`; Gemma 4: `<|turn>model\\n<|channel>thought\\n<channel|>`), exactly as
+SFT and inference render it; an answer is its text and the end of its turn (`<end_of_turn>`,
+`<turn|>`; the newline the template writes after it is never generated, so it is not scored).
+The two are tokenised on their own: the boundary follows a newline or a control token, which no
+Gemma token joins to anything, so the ids joined are those of the prompt and answer rendered
+whole.
 
 A pair's two answers share one prompt; when prompt and the longer answer exceed `max_length`,
 the prompt loses its beginning (its `<bos>` stays: the question being answered is at its end),
@@ -19,7 +22,7 @@ from typing import Any
 
 from tokenizers import Tokenizer
 
-from tuneforge.models.chat_template import END_OF_TURN, ChatMessage, prompt_and_answer, render
+from tuneforge.models.chat_template import ChatMessage, format_of_tokenizer
 
 
 @dataclass(frozen=True)
@@ -84,13 +87,15 @@ def encode_answers(
     `max_length` tokens each (see the module docstring), and whether anything was cut."""
     if max_length < 4:
         raise ValueError(f"max_length must be at least 4 tokens, not {max_length}.")
-    prompt_ids = _ids(render(prompt, add_generation_prompt=True), tokenizer)
+    chat = format_of_tokenizer(tokenizer)
+    prompt_ids = _ids(chat.render(prompt, add_generation_prompt=True), tokenizer)
     answer_ids = []
     for answer in answers:
         if answer["role"] != "assistant":
             raise ValueError(f"An answer must be an assistant message, not {answer['role']!r}.")
-        _, text = prompt_and_answer([*prompt, answer])
-        answer_ids.append(_ids(text[: text.rindex(END_OF_TURN) + len(END_OF_TURN)], tokenizer))
+        _, text = chat.prompt_and_answer([*prompt, answer])
+        end = text.rindex(chat.end_of_turn) + len(chat.end_of_turn)
+        answer_ids.append(_ids(text[:end], tokenizer))
     longest = max(len(ids) for ids in answer_ids)
     cut = len(prompt_ids) + longest > max_length
     if cut:

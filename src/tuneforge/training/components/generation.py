@@ -3,10 +3,11 @@
 `complete` left-pads the prompts into one batch and runs transformers' `generate` in eval mode:
 sampled (temperature, nucleus) `generations` times per prompt, or greedy once. The draw is
 seeded by the caller (a function of the run's seed and step), so a resumed run writes the same
-completions as the uninterrupted one would have. A completion stops at `<end_of_turn>` or
-`<eos>`; the stop token belongs to it (the model learns to end its answer) and what `generate`
-pads after it does not. The batch keeps the token ids and masks that `training/components/
-policy.py` scores, and the decoded texts that the graders read.
+completions as the uninterrupted one would have. A completion stops at the end of its turn
+(`<end_of_turn>`; Gemma 4: `<turn|>`) or `<eos>`; the stop token belongs to it (the model learns
+to end its answer) and what `generate` pads after it does not. The batch keeps the token ids
+and masks that `training/components/policy.py` scores, and the decoded texts that the graders
+read.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 from tokenizers import Tokenizer
 from torch import nn
 
-from tuneforge.models.chat_template import END_OF_TURN
+from tuneforge.models.chat_template import format_of_tokenizer
 from tuneforge.training.runtime import Runtime, evaluating
 
 EOS = "<eos>"
@@ -63,8 +64,9 @@ class Completions:
 
 
 def stop_ids(tokenizer: Tokenizer) -> list[int]:
-    """The tokens that end a completion: `<end_of_turn>`, and `<eos>`."""
-    found = (tokenizer.token_to_id(END_OF_TURN), tokenizer.token_to_id(EOS))
+    """The tokens that end a completion: the end of a turn in the tokenizer's chat format
+    (`<end_of_turn>`, `<turn|>`), and `<eos>`."""
+    found = [tokenizer.token_to_id(t) for t in format_of_tokenizer(tokenizer).stop_tokens]
     return [token for token in found if token is not None]
 
 

@@ -1,6 +1,6 @@
 """A trained model on disk: the adapter (PEFT safetensors) or the full weights, with the
-tokenizer (and a vision model's processor files) and Gemma's chat template, as every recipe
-saves it."""
+tokenizer (and a vision model's processor files) and the chat template of the base model's
+format (Gemma 3's or Gemma 4's), as every recipe saves it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import nn
 
-from tuneforge.models.chat_template import GEMMA_CHAT_TEMPLATE
+from tuneforge.models.loading import model_format
 from tuneforge.training.spec import TrainingBase
 
 #: The files copied from the base model beside the weights: the tokenizer's, and a vision
@@ -41,5 +41,6 @@ def save_model(spec: TrainingBase, model: nn.Module, base_path: Path, output: Pa
     for name in TOKENIZER_FILES:
         if (base_path / name).exists():
             shutil.copyfile(base_path / name, output / name)
-    (output / "chat_template.jinja").write_text(GEMMA_CHAT_TEMPLATE, encoding="utf-8")
+    template = model_format(base_path).jinja
+    (output / "chat_template.jinja").write_text(template, encoding="utf-8")
     return output

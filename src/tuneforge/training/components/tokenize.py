@@ -1,7 +1,8 @@
 """Processed dataset records as token ids and loss labels, rendered exactly as inference renders.
 
-A record is rendered with Gemma's chat template (`tuneforge.models.chat_template`) and tokenised
-segment by segment, each segment marked as carrying loss or not:
+A record is rendered in the model's chat format (the one its tokenizer speaks:
+`tuneforge.models.chat_template.format_of_tokenizer`) and tokenised segment by segment, each
+segment marked as carrying loss or not. In Gemma 3's format:
 
     <bos><start_of_turn>user\\n{system}\\n\\n{user}<end_of_turn>\\n<start_of_turn>model\\n   no loss
     {answer}<end_of_turn>                                                         loss
@@ -16,6 +17,13 @@ token joins a newline to anything else, so the segments' ids joined are the ids 
 rendered text: training sees the tokens inference sees (the tests check this). The rendered text
 holds its own `<bos>`: it is encoded without the tokenizer's added special tokens, and inference
 must encode it the same way.
+
+Gemma 4's format is the same with `<|turn>`/`<turn|>`, a system turn of its own, and one
+difference: inference asks for an answer with `<|turn>model\\n<|channel>thought\\n<channel|>` (the
+empty thought channel of thinking turned off), while an answer in the history is written
+`<|turn>model\\n{answer}<turn|>`. The final answer is trained after exactly the prompt inference
+sends (`ChatFormat.prompt_and_answer`); earlier answers are trained where the history has them.
+A record is one sequence: the one inference sees when it writes the final answer.
 
 A `text` record (language modelling) is `<bos>{text}<eos>`, with loss on everything after the
 `<bos>`: the `<eos>` teaches the model where a document ends.
@@ -39,11 +47,11 @@ from tokenizers import Tokenizer
 
 from tuneforge.models.chat_template import (
     BOS,
-    END_OF_TURN,
+    GEMMA_3,
     START_OF_IMAGE,
+    ChatFormat,
     ChatMessage,
-    prompt_and_answer,
-    render,
+    format_of_tokenizer,
 )
 from tuneforge.models.vision import END_OF_IMAGE, IMAGE_SOFT_TOKEN, expand_images
 
@@ -131,24 +139,36 @@ def _conversation(
     return messages
 
 
-def _conversation_segments(messages: Sequence[ChatMessage]) -> list[tuple[str, bool]]:
-    """`(text, carries_loss)` pieces whose texts join into `render(messages)`: each assistant
-    answer up to and including its `<end_of_turn>` carries loss, the rest does not."""
+def _conversation_segments(
+    messages: Sequence[ChatMessage], chat: ChatFormat = GEMMA_3
+) -> list[tuple[str, bool]]:
+    """`(text, carries_loss)` pieces of the conversation in `chat`'s format: each assistant
+    answer up to and including the end of its turn carries loss, the rest does not. The final
+    answer follows the generation prompt (`chat.prompt_and_answer`), earlier ones the history's
+    own `{start_of_turn}model\\n`; for Gemma 3 the texts join into `render(messages)`."""
     segments: list[tuple[str, bool]] = []
     done = ""
+    last = len(messages) - 1
     for index, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        prompt, answer = prompt_and_answer(messages[: index + 1])
+        if index == last:
+            prompt, answer = chat.prompt_and_answer(messages)
+        else:
+            chat.render(messages[: index + 1])  # checks the roles
+            history = chat.render(messages[:index])
+            prompt = f"{history}{chat.start_of_turn}model\n"
+            answer = chat.render_answer(message["content"])
         if not prompt.startswith(done):
             raise RuntimeError("The chat template does not render conversations prefix by prefix.")
-        end = answer.rindex(END_OF_TURN) + len(END_OF_TURN)
+        end = answer.rindex(chat.end_of_turn) + len(chat.end_of_turn)
         segments += [(prompt[len(done) :], False), (answer[:end], True), (answer[end:], False)]
         done = prompt + answer
-    whole = render(messages)
-    if not whole.startswith(done):
-        raise RuntimeError("The chat template does not render conversations prefix by prefix.")
-    segments.append((whole[len(done) :], False))
+    if messages and messages[-1]["role"] != "assistant":
+        whole = chat.render(messages)
+        if not whole.startswith(done):
+            raise RuntimeError("The chat template does not render conversations prefix by prefix.")
+        segments.append((whole[len(done) :], False))
     return [(text, loss) for text, loss in segments if text]
 
 
@@ -171,7 +191,7 @@ def encode_record(
     if messages is None:
         segments = [(f"{BOS}{record['text']}{EOS}", True)]
     else:
-        segments = _conversation_segments(messages)
+        segments = _conversation_segments(messages, format_of_tokenizer(tokenizer))
     images = tuple(record.get("images") or ()) if messages is not None else ()
     if images:
         assert tokens_per_image is not None  # `_check_images` refused it otherwise
@@ -236,13 +256,15 @@ def encode_prompt(
     tokens_per_image: int | None = None,
     images: Sequence[bytes] = (),
 ) -> list[int]:
-    """The token ids of a prompt (ending with a user turn) followed by `<start_of_turn>model\\n`:
-    what the model continues to answer, for sample generations. Its images (`images`, one per
+    """The token ids of a prompt (ending with a user turn) followed by the generation prompt of
+    the tokenizer's chat format (`<start_of_turn>model\\n`; Gemma 4:
+    `<|turn>model\\n<|channel>thought\\n<channel|>`): what the model continues to answer, for
+    sample generations. Its images (`images`, one per
     image part) are expanded into `tokens_per_image` tokens each, for a vision model."""
     if messages and messages[-1]["role"] == "assistant":
         raise ValueError("A prompt must end with a user message, not an assistant message.")
     _check_images(messages, images, tokens_per_image)
-    text = render(messages, add_generation_prompt=True)
+    text = format_of_tokenizer(tokenizer).render(messages, add_generation_prompt=True)
     if images:
         assert tokens_per_image is not None
         text = expand_images(text, tokens_per_image)

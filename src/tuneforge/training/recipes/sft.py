@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import InvalidInput
-from tuneforge.models.chat_template import START_OF_TURN
+from tuneforge.models.chat_template import format_of_tokenizer
 from tuneforge.models.vision import vision_info
 from tuneforge.training.health import NO_CHAT_TEMPLATE
 from tuneforge.training.recipe import Batching, Checkpoints, Outcome, Recipe
@@ -95,11 +95,12 @@ def encode_all(
 def chat_template_warning(example: Example, tokenizer: Tokenizer) -> str | None:
     """A warning when an encoded example lacks Gemma's turn markers: the model would not learn
     the turns it is asked in, nor where an answer ends."""
-    marker = tokenizer.token_to_id(START_OF_TURN)
+    start = format_of_tokenizer(tokenizer).start_of_turn
+    marker = tokenizer.token_to_id(start)
     if marker is not None and marker in example.input_ids:
         return None
     return (
-        f"{NO_CHAT_TEMPLATE}: the first example has no {START_OF_TURN} (it is trained as plain "
+        f"{NO_CHAT_TEMPLATE}: the first example has no {start} (it is trained as plain "
         "text, so the model will continue text rather than answer in turns)."
     )
 
