@@ -101,3 +101,34 @@ def test_stop_strings_and_cancel_end_the_answer(engine: TransformersEngine) -> N
     cancelled.set()
     rest = list(events)
     assert isinstance(rest[-1], Finished) and rest[-1].completion_tokens < 12
+
+
+def test_a_gemma4_model_answers_its_own_format_and_stops_at_turn_end(models_dir: Path) -> None:
+    from tuneforge.models.catalog import catalog
+    from tuneforge.models.chat_template import GEMMA_4
+    from tuneforge.models.loading import model_dir
+
+    entry = catalog().get("tiny-random-gemma4")
+    assert entry is not None
+    gemma4 = TransformersEngine(model_dir(entry, models_dir))
+    assert gemma4.chat is GEMMA_4
+    assert gemma4.stop_ids == {1, 106}  # <eos>, <turn|>
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    prompt = GEMMA_4.render(messages, add_generation_prompt=True)
+    expected = gemma4.tokenizer.apply_chat_template(
+        messages, tokenize=True, add_generation_prompt=True, return_dict=False
+    )
+    events = list(gemma4.stream(prompt, GREEDY, threading.Event()))
+    done = events[-1]
+    assert isinstance(done, Finished) and done.prompt_tokens == len(expected)
+    ids = torch.tensor([expected])
+    out = gemma4.model.generate(
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=12,
+        do_sample=False,
+        eos_token_id=[1, 106],
+        pad_token_id=0,
+    )
+    text = "".join(e.text for e in events if isinstance(e, Delta))
+    assert text == gemma4.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)

@@ -24,7 +24,7 @@ import torch
 
 from tuneforge.inference.engine import Delta, Event, Finished, StopScanner, no_images
 from tuneforge.inference.params import GenerationParams
-from tuneforge.models.chat_template import END_OF_TURN
+from tuneforge.models.chat_template import format_of_tokenizer
 from tuneforge.models.loading import load_causal_lm, load_tokenizer
 from tuneforge.models.vision import expand_images, vision_info
 
@@ -40,8 +40,10 @@ class TransformersEngine:
         self.vision = vision_info(path)
         self.model: Any = load_causal_lm(path, self.dtype, device)
         self.tokenizer = load_tokenizer(path)
-        stops = [self.tokenizer.convert_tokens_to_ids(t) for t in (END_OF_TURN, "<eos>")]
-        self.stop_ids = {t for t in stops if isinstance(t, int) and t >= 0}
+        self.chat = format_of_tokenizer(self.tokenizer)
+        stops = [self.tokenizer.convert_tokens_to_ids(t) for t in self.chat.stop_tokens]
+        unknown = self.tokenizer.unk_token_id
+        self.stop_ids = {t for t in stops if isinstance(t, int) and t >= 0 and t != unknown}
         self.adapters: set[str] = set()
         self.lock = threading.Lock()
         self.memory_bytes = self._parameter_bytes()

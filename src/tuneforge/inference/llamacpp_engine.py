@@ -21,7 +21,7 @@ from typing import Any
 
 from tuneforge.inference.engine import Delta, Event, Finished, StopScanner, no_images
 from tuneforge.inference.params import GenerationParams
-from tuneforge.models.chat_template import END_OF_TURN, START_OF_IMAGE
+from tuneforge.models.chat_template import GEMMA_3, GEMMA_4, START_OF_IMAGE
 from tuneforge.models.llamacpp import open_gguf
 
 MAX_CONTEXT = 8192
@@ -34,9 +34,12 @@ class LlamaCppEngine:
         self, gguf: Path, threads: int, context_length: int, mmproj: Path | None = None
     ) -> None:
         self.llm: Any = open_gguf(gguf, n_ctx=min(context_length, MAX_CONTEXT), n_threads=threads)
-        self.stop_ids = {self.llm.token_eos()} | set(
-            self.llm.tokenize(END_OF_TURN.encode(), add_bos=False, special=True)
-        )
+        # The end of a turn: `<end_of_turn>`, or Gemma 4's `<turn|>` (whichever is one token).
+        ends = [
+            self.llm.tokenize(token.encode(), add_bos=False, special=True)
+            for token in (GEMMA_3.end_of_turn, GEMMA_4.end_of_turn)
+        ]
+        self.stop_ids = {self.llm.token_eos()} | {ids[0] for ids in ends if len(ids) == 1}
         self.memory_bytes = gguf.stat().st_size
         self.vision: Any = None
         if mmproj is not None:

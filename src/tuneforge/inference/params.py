@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tuneforge.models.chat_template import BOS, START_OF_IMAGE, render
+from tuneforge.models.chat_template import BOS, GEMMA_3, ChatFormat
 
 EngineName = Literal["auto", "transformers", "llama.cpp", "vllm"]
 MAX_STOP_STRINGS = 4
@@ -158,17 +158,18 @@ class Generate(BaseModel):
     def image_bytes(self) -> list[bytes]:
         return [base64.b64decode(image) for image in self.images]
 
-    def text(self) -> str:
-        """The text the model continues: the rendered conversation (one `<start_of_image>` per
-        image), or the raw prompt after Gemma's `<bos>` (which every Gemma input starts with)."""
+    def text(self, chat: ChatFormat = GEMMA_3) -> str:
+        """The text the model continues: the conversation rendered in the model's chat format
+        `chat` (one image placeholder per image: `<start_of_image>`, Gemma 4's `<|image|>`), or
+        the raw prompt after Gemma's `<bos>` (which every Gemma input starts with)."""
         if self.messages is not None:
-            text = render([t.model_dump() for t in self.messages], add_generation_prompt=True)
+            messages = [t.model_dump() for t in self.messages]
+            text = chat.render(messages, add_generation_prompt=True)
             if sum(t.images for t in self.messages) != len(self.images):
                 raise ValueError("The conversation's image parts and its images do not match.")
-            if text.count(START_OF_IMAGE) != len(self.images):
-                raise ValueError(
-                    f"A message's text may not contain {START_OF_IMAGE}: send images as parts."
-                )
+            token = chat.image_placeholder.strip()  # `<start_of_image>`, `<|image|>`
+            if text.count(token) != len(self.images):
+                raise ValueError(f"A message's text may not contain {token}: send images as parts.")
             return text
         if self.prompt is None:
             raise ValueError("Give messages or a prompt.")

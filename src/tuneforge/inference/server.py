@@ -38,6 +38,7 @@ from tuneforge.inference.engine import Delta
 from tuneforge.inference.params import Generate, ModelRef
 from tuneforge.inference.responses import ClosingStream
 from tuneforge.models.catalog import load_catalog
+from tuneforge.models.chat_template import ChatFormat, format_of
 from tuneforge.settings import SETTINGS_ENV, Settings
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ def create_server(settings: Settings) -> FastAPI:
                 update={"model": request.model.model_copy(update={"images": True})}
             )
         try:
-            text = request.text()
+            text = request.text(_chat_format(settings, request.model.base))
             cache.engine_for(request.model)
         except DomainError as exc:
             return _error(STATUS.get(exc.code, 500), exc.code, exc.message)
@@ -134,6 +135,11 @@ def create_server(settings: Settings) -> FastAPI:
         return ClosingStream(lines(), media_type="application/x-ndjson", on_close=cancelled.set)
 
     return app
+
+
+def _chat_format(settings: Settings, base: str) -> ChatFormat:
+    """The chat format of the catalog model `base` (its fine-tunes speak it too)."""
+    return format_of(load_catalog(settings.catalog_file).get(base))
 
 
 def _model_name(settings: Settings, base: str) -> str:

@@ -14,7 +14,6 @@ from typing import Any
 from tuneforge.errors import EngineUnavailable
 from tuneforge.inference.engine import Delta, Event, Finished, StopScanner
 from tuneforge.inference.params import GenerationParams
-from tuneforge.models.chat_template import END_OF_TURN
 
 GPU_MEMORY_SHARE = 0.5
 
@@ -25,7 +24,10 @@ class VllmEngine:
     def __init__(self, path: Path) -> None:
         from vllm import LLM
 
+        from tuneforge.models.loading import model_format
+
         self.llm: Any = LLM(model=str(path), gpu_memory_utilization=GPU_MEMORY_SHARE)
+        self.end_of_turn = model_format(path).end_of_turn  # `<end_of_turn>`, Gemma 4's `<turn|>`
         self.memory_bytes = sum(f.stat().st_size for f in path.glob("*.safetensors"))
         self.lock = threading.Lock()
 
@@ -49,7 +51,7 @@ class VllmEngine:
             top_k=params.top_k or -1,
             max_tokens=params.max_new_tokens,
             repetition_penalty=params.repetition_penalty,
-            stop=[END_OF_TURN],
+            stop=[self.end_of_turn],
             seed=params.seed,
         )
         with self.lock:
