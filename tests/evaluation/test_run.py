@@ -276,3 +276,58 @@ def test_sampled_answers_are_independent_draws_and_reproducible(settings: Settin
     answers = sampled()
     assert len(set(answers)) >= 4, answers
     assert sampled() == answers
+
+
+def test_a_gemma4_model_is_evaluated_in_its_own_format(settings: Settings, models_dir) -> None:
+    """Greedy answers continue transformers' rendering of Gemma 4's template (a system turn,
+    `<|turn>`, the empty thought channel), and perplexity scores each answer and its `<turn|>`
+    after exactly that prompt."""
+    from tuneforge.models.catalog import catalog
+    from tuneforge.models.loading import model_dir
+
+    entry = catalog().get("tiny-random-gemma4")
+    assert entry is not None and entry.chat_format == "gemma-4"
+    path = model_dir(entry, models_dir)
+    records = [
+        conversation(
+            ("system", "Answer yes or no."),
+            ("user", f"Is review {i} good?"),
+            ("assistant", ["yes", "no"][i % 2]),
+        )
+        for i in range(3)
+    ]
+    ref = [ModelRef(base=entry.id)]
+    answered = run_evaluation(
+        spec(model=entry.id), ref, records, settings, lambda *_: None, threading.Event()
+    )
+    scored = run_evaluation(
+        spec(model=entry.id, suite="perplexity"),
+        ref,
+        records,
+        settings,
+        lambda *_: None,
+        threading.Event(),
+    )
+    model = load_causal_lm(path, torch.float32)
+    tokenizer = load_tokenizer(path)
+    total, tokens = 0.0, 0
+    for row in answered.rows:
+        messages = records[row["index"]]["messages"]
+        prompt = tokenizer.apply_chat_template(
+            messages[:-1], add_generation_prompt=True, return_dict=False
+        )
+        assert tokenizer.decode(prompt[-4:]) == "<|channel>thought\n<channel|>"
+        ids = torch.tensor([prompt])
+        out = model.generate(ids, max_new_tokens=6, do_sample=False, eos_token_id=[1, 106])
+        expected = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
+        assert row["answers"] == {"A": expected}
+        answer = tokenizer(
+            messages[-1]["content"][0]["text"] + "<turn|>", add_special_tokens=False
+        ).input_ids
+        whole = torch.tensor([prompt + answer])
+        with torch.no_grad():
+            logits = model(whole).logits[0].float()
+        index = torch.arange(len(prompt), len(prompt) + len(answer))
+        total += float(F.cross_entropy(logits[index - 1], whole[0, index], reduction="sum"))
+        tokens += len(answer)
+    assert scored.metrics[0]["perplexity"] == pytest.approx(math.exp(total / tokens), rel=1e-4)

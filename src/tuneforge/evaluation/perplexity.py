@@ -1,10 +1,10 @@
 """Perplexity on samples, defined exactly as training's evaluation defines it.
 
-Each row is tokenised as training tokenises it (`encode_record`, loss on the assistant answers
-and their `<end_of_turn>` only; all of a plain-text row after its `<bos>`), and the loss is the
-one training minimises (`causal_lm_loss`, cross-entropy summed over those tokens). Perplexity is
-exp(total NLL / total loss tokens) over all the samples: a mean over tokens, so a long answer
-weighs more than a short one, as in training's `eval_loss`.
+Each row is tokenised as training tokenises it (`encode_record`, in the model's chat format, loss
+on the assistant answers and the end of their turns only; all of a plain-text row after its
+`<bos>`), and the loss is the one training minimises (`causal_lm_loss`, cross-entropy summed
+over those tokens). Perplexity is exp(total NLL / total loss tokens) over all the samples: a
+mean over tokens, so a long answer weighs more than a short one, as in training's `eval_loss`.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ from tuneforge.inference.engine import Delta
 from tuneforge.inference.hf_engine import TransformersEngine
 from tuneforge.inference.params import GenerationParams, ModelRef
 from tuneforge.models.catalog import load_catalog
-from tuneforge.models.chat_template import render
+from tuneforge.models.chat_template import GEMMA_3, ChatFormat, format_of
 from tuneforge.settings import Settings
 from tuneforge.training.rewards.grade import GraderSet
 
@@ -69,11 +69,15 @@ class Outcome:
 
 
 def answer(
-    loaded: Loaded, sample: Sample, params: GenerationParams, cancelled: threading.Event
+    loaded: Loaded,
+    sample: Sample,
+    params: GenerationParams,
+    cancelled: threading.Event,
+    chat: ChatFormat = GEMMA_3,
 ) -> str:
-    """The model's answer to the sample's prompt (with its images), rendered with Gemma's chat
-    template."""
-    text = render(sample.prompt, add_generation_prompt=True)
+    """The model's answer to the sample's prompt (with its images), rendered in the model's
+    chat format `chat`."""
+    text = chat.render(sample.prompt, add_generation_prompt=True)
     events = loaded.engine.stream(text, params, cancelled, loaded.adapter, images=sample.images)
     return "".join(event.text for event in events if isinstance(event, Delta)).strip()
 
@@ -192,8 +196,10 @@ def run_evaluation(
                 )
             continue
         answers[label] = []
+        chat = format_of(catalog.get(ref.base))  # a fine-tune speaks its base's format
         for done, sample in enumerate(samples, 1):
-            answers[label].append(answer(loaded, sample, sample_params(params, sample), cancelled))
+            reply = answer(loaded, sample, sample_params(params, sample), cancelled, chat)
+            answers[label].append(reply)
             progress(done)
         if spec.suite != "vibe":
             results[label] = score(spec, answers[label], samples, secrets)
