@@ -29,6 +29,7 @@ from tests.models.gemma4_configs import (
 from tuneforge.models.catalog import CatalogEntry, catalog
 from tuneforge.models.loading import load_causal_lm, load_tokenizer, model_dir
 from tuneforge.models.tokenizer import gemma_tokenizer
+from tuneforge.training.components.vision import lora_targets
 
 LANGUAGE_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 GEMMA4 = [e for e in catalog().models if e.family == "gemma-4" and not e.test_only]
@@ -268,8 +269,9 @@ def test_the_tiny_gemma_4_has_gemma_4s_parts_at_the_catalogs_sizes(tiny4_dir: Pa
     assert TINY4 is not None
     arch = TINY4.architecture
     model = load_causal_lm(tiny4_dir, torch.float32)
-    assert type(model).__name__ == "Gemma4ForCausalLM"
-    config = model.config
+    assert type(model).__name__ == "Gemma4ForConditionalGeneration"  # multimodal, like E2B
+    assert model.config.model_type == "gemma4"
+    config = model.config.text_config
     assert config.model_type == "gemma4_text"
     assert (config.num_hidden_layers, config.hidden_size, config.intermediate_size) == (
         arch.layers,
@@ -286,8 +288,9 @@ def test_the_tiny_gemma_4_has_gemma_4s_parts_at_the_catalogs_sizes(tiny4_dir: Pa
     # What makes it Gemma 4 and not Gemma 3: per-layer embeddings, layers that reuse earlier
     # layers' keys and values (no k/v projections), wider heads in the full-attention layers.
     assert config.hidden_size_per_layer_input > 0
-    assert model.model.embed_tokens_per_layer.weight.shape[0] == arch.vocab_size
-    layers = model.model.layers
+    decoder = model.model.language_model
+    assert decoder.embed_tokens_per_layer.weight.shape[0] == arch.vocab_size
+    layers = decoder.layers
     shared = [layer for layer in layers if layer.self_attn.is_kv_shared_layer]
     assert 0 < len(shared) < len(layers)
     assert all(not hasattr(layer.self_attn, "k_proj") for layer in shared)
@@ -301,12 +304,11 @@ def test_the_tiny_gemma_4_trains_with_lora_on_its_linear_layers(tiny4_dir: Path)
     from peft import LoraConfig, get_peft_model
 
     tokenizer = load_tokenizer(tiny4_dir)
-    assert tokenizer.convert_tokens_to_ids(["<start_of_turn>", "<end_of_turn>"]) == [105, 106]
+    assert tokenizer.convert_tokens_to_ids(["<|turn>", "<turn|>"]) == [105, 106]
     model = load_causal_lm(tiny4_dir, torch.float32)
     model.train()
-    peft = get_peft_model(
-        model, LoraConfig(r=4, lora_alpha=8, target_modules=list(LANGUAGE_LINEAR))
-    )
+    targets = lora_targets(list(LANGUAGE_LINEAR), [])  # the language model's, by path
+    peft = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=targets))
     adapted = {
         name.rsplit(".", 1)[-1]
         for name, module in peft.named_modules()
@@ -317,7 +319,7 @@ def test_the_tiny_gemma_4_trains_with_lora_on_its_linear_layers(tiny4_dir: Path)
     for parameter in lora_b:  # LoRA starts at zero: give B a value so A gets a gradient too
         nn.init.normal_(parameter, std=0.01)
     ids = tokenizer(
-        "<start_of_turn>user\nWhich colour is the sky?<end_of_turn>\n<start_of_turn>model\nBlue",
+        "<|turn>user\nWhich colour is the sky?<turn|>\n<|turn>model\nBlue",
         return_tensors="pt",
     ).input_ids
     loss = peft(input_ids=ids, labels=ids).loss

@@ -83,3 +83,32 @@ def test_the_encoder_costs_once_per_image_frozen_and_every_step_trained() -> Non
     assert tower.memory.images_bytes > 1e9 > projector.memory.images_bytes > 0
     assert tower.peak_memory_bytes > frozen.peak_memory_bytes
     assert frozen.memory.total_bytes == frozen.peak_memory_bytes
+
+
+def test_gemma_4_counts_each_image_by_its_shape() -> None:
+    """Gemma 4 (`variable_resolution`): the typical image is the median width by the median
+    height, 300 x 900, which the tiny Gemma 4 (at most 70 tokens) resizes to 192 x 672: 12 x 42
+    patches, pooled 3 x 3, 56 tokens (a square one: 64); the longest row counts the budget; the
+    encoder runs over the budget's 70 x 9 patches."""
+    from tuneforge.models.vision import gemma4_soft_tokens
+    from tuneforge.training.estimate.batches import Lengths
+    from tuneforge.training.estimate.images import model_lengths, typical_image_tokens
+
+    tiny = model("tiny-random-gemma4")
+    assert tiny.vision is not None and tiny.vision.variable_resolution
+    data = image_stats()
+    data["images"]["height"] = data["images"]["height"] | {"p50": 900}
+    assert typical_image_tokens(data, tiny.vision) == gemma4_soft_tokens(900, 300, 16, 3, 70) == 56
+    assert gemma4_soft_tokens(300, 300, 16, 3, 70) == 64
+    lengths = Lengths(
+        mean=400.0, answer_mean=20.0, p50=400, p90=500, p95=520, max=600, histogram=[(300, 600, 10)]
+    )
+    shifted = model_lengths(lengths, data, tiny)
+    assert shifted is not None
+    assert shifted.p50 == 400 - 260 + 56 + 4 and shifted.mean == 400 - 260 + 60
+    assert shifted.max == 600 - 260 + 70 + 4
+    assert patches(tiny.vision) == 70 * 9
+    long = SFTSpec(base_model="tiny-random-gemma4", dataset_id="d", max_length=65536)
+    text = estimate(long, tiny, stats(), 900, cpu())
+    pictured = estimate(long, tiny, data, 900, cpu())
+    assert abs(pictured.tokens - (text.tokens - (260 - 60) * 900 * 3)) <= 1

@@ -2,11 +2,14 @@
 sizes, seeded random weights, and the real Gemma 3 tokenizer.
 
 * A text entry (`tiny-random-gemma3`) is a `Gemma3ForCausalLM`.
-* A Gemma 4 entry (`tiny-random-gemma4`) is a `Gemma4ForCausalLM` (`gemma4_text`): Gemma 4's
-  per-layer embeddings, layers that reuse earlier layers' keys and values, and wider heads (keys
-  reused as values) in the full-attention layers, with the numbers of `GEMMA4_EXTRAS`. It keeps
-  Gemma 3's tokenizer and chat format: Gemma 4's tokenizer is not available offline (its control
-  tokens sit at the ids of Gemma 3's, so the token ids stay valid).
+* A Gemma 4 entry (`tiny-random-gemma4`) is a `Gemma4ForConditionalGeneration`, multimodal like
+  the released E2B: Gemma 4's decoder (per-layer embeddings, layers that reuse earlier layers'
+  keys and values, and wider heads, keys reused as values, in the full-attention layers, with
+  the numbers of `GEMMA4_EXTRAS`), Gemma 4's image encoder at the sizes of the entry's `vision`
+  block (16-pixel patches with 2-D positions, 3 x 3 pooling) and its `embed_vision` projector.
+  Its image processor has the released settings (aspect kept, bicubic, pixels in [0, 1]) but at
+  most `vision.tokens_per_image` (70) soft tokens an image. No audio encoder.
+  Without a vision block, a Gemma 4 entry is a text-only `Gemma4ForCausalLM`.
 * A vision entry (`tiny-random-gemma3-vision`) is a `Gemma3ForConditionalGeneration`: a tiny SigLIP
   encoder and projector from the entry's `vision` block, the same tiny decoder, and the real
   Gemma 3 image processor settings (896 x 896 bilinear resize, pixels scaled to [-1, 1]). The
@@ -29,14 +32,25 @@ from transformers import (
     Gemma3ForCausalLM,
     Gemma3ForConditionalGeneration,
     Gemma3TextConfig,
+    Gemma4Config,
     Gemma4ForCausalLM,
+    Gemma4ForConditionalGeneration,
     Gemma4TextConfig,
     SiglipVisionConfig,
 )
 
 from tuneforge.models.catalog import CatalogEntry, VisionArchitecture
 from tuneforge.models.chat_template import START_OF_IMAGE
-from tuneforge.models.vision import END_OF_IMAGE, IMAGE_SOFT_TOKEN
+from tuneforge.models.vision import (
+    END_OF_IMAGE,
+    GEMMA4_BOI,
+    GEMMA4_BOI_ID,
+    GEMMA4_EOI,
+    GEMMA4_EOI_ID,
+    GEMMA4_IMAGE,
+    GEMMA4_IMAGE_ID,
+    IMAGE_SOFT_TOKEN,
+)
 
 #: Gemma's special token ids (the same in every Gemma 3 tokenizer; checked on every tiny build).
 PAD_ID, EOS_ID, BOS_ID, END_OF_TURN_ID = 0, 1, 2, 106
@@ -69,6 +83,29 @@ GEMMA4_EXTRAS: dict[str, Any] = {
     "final_logit_softcapping": 30.0,
 }
 GEMMA4_PERIOD = 2
+#: What a tiny Gemma 4 image encoder has beyond the entry's `vision` block: the E2B's clipped
+#: linear layers and key/value heads (as many as its heads), and a table of patch positions long
+#: enough for the longest side an image can get (at most 70 soft tokens: 210 patches).
+GEMMA4_VISION_EXTRAS: dict[str, Any] = {
+    "use_clipped_linears": True,
+    "standardize": False,
+    "position_embedding_size": 256,
+}
+#: Gemma 4's audio tokens (the processor wants them named even without an audio encoder).
+GEMMA4_AUDIO_TOKENS = {"boa_token": "<|audio>", "eoa_token": "<audio|>", "audio_token": "<|audio|>"}
+#: Gemma 4's image processor settings (the released `preprocessor_config.json`); the soft-token
+#: budget comes from the entry.
+GEMMA4_IMAGE_PROCESSOR: dict[str, Any] = {
+    "image_processor_type": "Gemma4ImageProcessor",
+    "do_convert_rgb": True,
+    "do_resize": True,
+    "resample": 3,  # bicubic
+    "do_rescale": True,
+    "rescale_factor": 1 / 255,
+    "do_normalize": False,
+    "image_mean": [0.0, 0.0, 0.0],
+    "image_std": [1.0, 1.0, 1.0],
+}
 #: Gemma 3's image processor settings (the released models' `preprocessor_config.json`).
 IMAGE_MEAN = IMAGE_STD = [0.5, 0.5, 0.5]
 BILINEAR = 2
@@ -77,7 +114,9 @@ BILINEAR = 2
 def recipe(entry: CatalogEntry) -> dict[str, Any]:
     """What a build depends on: a change to any of it makes a new build."""
     vision = entry.vision.model_dump() if entry.vision else None
-    extras = {"gemma4": GEMMA4_EXTRAS} if entry.family == "gemma-4" else {}
+    extras: dict[str, Any] = {}
+    if entry.family == "gemma-4":
+        extras = {"gemma4": GEMMA4_EXTRAS, "gemma4_vision": GEMMA4_VISION_EXTRAS}
     return {
         "recipe": TINY_RECIPE,
         "context": entry.context_length,
@@ -88,13 +127,20 @@ def recipe(entry: CatalogEntry) -> dict[str, Any]:
 
 def build(
     entry: CatalogEntry,
-) -> Gemma3ForCausalLM | Gemma3ForConditionalGeneration | Gemma4ForCausalLM:
+) -> (
+    Gemma3ForCausalLM
+    | Gemma3ForConditionalGeneration
+    | Gemma4ForCausalLM
+    | Gemma4ForConditionalGeneration
+):
     """The entry's tiny model with seeded random weights."""
     text = _text_config(entry)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         if entry.family == "gemma-4":
-            return Gemma4ForCausalLM(_gemma4_config(entry))
+            if entry.vision is None:
+                return Gemma4ForCausalLM(_gemma4_config(entry))
+            return Gemma4ForConditionalGeneration(_gemma4_vision_config(entry, entry.vision))
         if entry.vision is None:
             return Gemma3ForCausalLM(text)
         model = Gemma3ForConditionalGeneration(_vision_config(text, entry.vision))
@@ -108,6 +154,9 @@ def build(
 def add_vision_files(entry: CatalogEntry, out: Path) -> None:
     """For a vision entry: the image token in the tokenizer, and the processor's files."""
     if entry.vision is None:
+        return
+    if entry.family == "gemma-4":
+        _add_gemma4_vision_files(entry.vision, out)
         return
     tokenizer = Tokenizer.from_file(str(out / "tokenizer.json"))
     tokenizer.add_special_tokens([AddedToken(IMAGE_SOFT_TOKEN, special=True, normalized=False)])
@@ -189,6 +238,68 @@ def _gemma4_config(entry: CatalogEntry) -> Gemma4TextConfig:
         vocab_size_per_layer_input=entry.architecture.vocab_size,
         **GEMMA4_EXTRAS,
     )
+
+
+def _gemma4_vision_config(entry: CatalogEntry, vision: VisionArchitecture) -> Gemma4Config:
+    encoder = {
+        "hidden_size": vision.hidden_size,
+        "intermediate_size": vision.intermediate_size,
+        "num_hidden_layers": vision.layers,
+        "num_attention_heads": vision.attention_heads,
+        "num_key_value_heads": vision.attention_heads,
+        "head_dim": vision.hidden_size // vision.attention_heads,
+        "patch_size": vision.patch_size,
+        "pooling_kernel_size": vision.pooling,
+        "rms_norm_eps": 1e-6,
+        "initializer_range": TINY_INIT_STD,
+        **GEMMA4_VISION_EXTRAS,
+    }
+    return Gemma4Config(
+        text_config=_gemma4_config(entry).to_dict(),
+        vision_config=encoder,
+        audio_config=None,
+        boi_token_id=GEMMA4_BOI_ID,
+        eoi_token_id=GEMMA4_EOI_ID,
+        image_token_id=GEMMA4_IMAGE_ID,
+        initializer_range=TINY_INIT_STD,
+        tie_word_embeddings=True,
+    )
+
+
+def _add_gemma4_vision_files(vision: VisionArchitecture, out: Path) -> None:
+    """Gemma 4's image processor and processor files, and its image and audio tokens named in
+    the tokenizer's config (the tokenizer already has them at their ids)."""
+    tokenizer = Tokenizer.from_file(str(out / "tokenizer.json"))
+    for token, expected in (
+        (GEMMA4_BOI, GEMMA4_BOI_ID),
+        (GEMMA4_IMAGE, GEMMA4_IMAGE_ID),
+        (GEMMA4_EOI, GEMMA4_EOI_ID),
+    ):
+        if tokenizer.token_to_id(token) != expected:
+            raise RuntimeError(f"The Gemma 4 tokenizer has no {token} at id {expected}.")
+    config_file = out / "tokenizer_config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config["extra_special_tokens"] = {
+        "boi_token": GEMMA4_BOI,
+        "eoi_token": GEMMA4_EOI,
+        "image_token": GEMMA4_IMAGE,
+        **GEMMA4_AUDIO_TOKENS,
+    }
+    config["processor_class"] = "Gemma4Processor"
+    config_file.write_text(json.dumps(config, indent=2), encoding="utf-8")
+    image_processor = GEMMA4_IMAGE_PROCESSOR | {
+        "patch_size": vision.patch_size,
+        "pooling_kernel_size": vision.pooling,
+        "max_soft_tokens": vision.tokens_per_image,
+    }
+    (out / "preprocessor_config.json").write_text(
+        json.dumps(image_processor, indent=2), encoding="utf-8"
+    )
+    processor = {
+        "processor_class": "Gemma4Processor",
+        "image_seq_length": vision.tokens_per_image,
+    }
+    (out / "processor_config.json").write_text(json.dumps(processor, indent=2), encoding="utf-8")
 
 
 def _vision_config(text: Gemma3TextConfig, vision: VisionArchitecture) -> Gemma3Config:

@@ -2,17 +2,20 @@
 
 A Gemma 3 vision model (`Gemma3ForConditionalGeneration`) is an image encoder (SigLIP, the
 `vision_tower`), a projector into the language model (`multi_modal_projector`) and the language
-model with its head. By default only the language model learns: LoRA's target modules are
-matched inside `model.language_model` only (SigLIP's attention has `q_proj` and `v_proj` too),
-and the image side is frozen and pinned in eval mode. The spec's `train_vision` adds the
-projector (trained whole: it is one matrix and a norm, saved with the adapter) and the tower
-(LoRA adapters on its linear layers, or every weight with `full`).
+model with its head; a Gemma 4 one (`Gemma4ForConditionalGeneration`) has its own encoder
+(`vision_tower`, whose linear layers are wrapped: `...self_attn.q_proj.linear`), the projector
+`embed_vision` and the language model. By default only the language model learns: LoRA's
+target modules are placed by path, inside `model.language_model` only (both encoders have a
+`q_proj` too, and naming Gemma 4's wrapper would make PEFT fail), and the image side is frozen
+and pinned in eval mode. The spec's `train_vision` adds the projector (trained whole: it is one
+matrix and a norm, saved with the adapter) and the tower (LoRA adapters on its linear layers, or
+every weight with `full`).
 
 `ImageInputs` gives a batch what the model needs besides token ids: the token types (1 at image
 soft tokens, for the bidirectional attention over an image) and the images, as pixel values
-through the model's own image processor, or, while the image side is frozen, as the projected
-image features themselves, computed once per image and kept (bounded by `CACHE_BYTES`): every
-later epoch skips the encoder and the image processing.
+(and Gemma 4's patch positions) through the model's own image processor, or, while the image
+side is frozen, as the projected image features themselves, computed once per image and kept
+(bounded by `CACHE_BYTES`): every later epoch skips the encoder and the image processing.
 """
 
 from __future__ import annotations
@@ -28,22 +31,27 @@ import torch
 from torch import nn
 
 from tuneforge.models.vision import VisionInfo
-from tuneforge.models.vision_inputs import pixel_values, token_types
+from tuneforge.models.vision_inputs import pixel_inputs, token_type_inputs
 from tuneforge.training.components.loss import causal_lm
 from tuneforge.training.components.packing import Batch
 
 #: The linear layers of each part, as `all-linear` means them.
 LANGUAGE_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 TOWER_LINEAR = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
-#: Module paths (from the model's root) of each part.
+#: Gemma 4's encoder: the language model's names, each wrapping its `linear`.
+GEMMA4_TOWER_LINEAR = LANGUAGE_LINEAR
+#: Module paths (from the model's root) of each part: Gemma 3's SigLIP keeps its layers under
+#: `vision_model`, Gemma 4's encoder under `encoder`.
 LANGUAGE_MODEL = r"model\.language_model"
-VISION_TOWER = r"model\.vision_tower"
+VISION_TOWER = r"model\.vision_tower\.vision_model"
+GEMMA4_VISION_TOWER = r"model\.vision_tower\.encoder"
 PROJECTOR = "multi_modal_projector"
+GEMMA4_PROJECTOR = "embed_vision"
 #: The modules of each part of a multimodal model's non-language side, as `model.model`'s
 #: attributes (Gemma 3's names, then Gemma 4's).
 PART_MODULES = {
     "vision_tower": ("vision_tower",),
-    "projector": (PROJECTOR, "embed_vision"),
+    "projector": (PROJECTOR, GEMMA4_PROJECTOR),
     "audio": ("audio_tower", "embed_audio"),
 }
 #: At most this many bytes of cached image features.
@@ -56,7 +64,9 @@ ENCODE_BATCH = 8
 def lora_targets(targets: Sequence[str], parts: Sequence[str]) -> str:
     """PEFT's `target_modules` as a regular expression (PEFT full-matches it against module
     names): the named modules (or every linear layer for `all-linear`) inside the language
-    model, and inside the vision tower too when `parts` holds `vision_tower`."""
+    model, and inside the vision tower too when `parts` holds `vision_tower` (Gemma 3's
+    SigLIP layers by name, Gemma 4's by the `linear` inside each named wrapper: each pattern
+    matches only in its own family's tower)."""
     everything = list(targets) == ["all-linear"]
 
     def names(linear: Sequence[str]) -> str:
@@ -66,12 +76,16 @@ def lora_targets(targets: Sequence[str], parts: Sequence[str]) -> str:
     patterns = [rf"{LANGUAGE_MODEL}\.(?:.*\.)?(?:{names(LANGUAGE_LINEAR)})"]
     if "vision_tower" in parts:
         patterns.append(rf"{VISION_TOWER}\.(?:.*\.)?(?:{names(TOWER_LINEAR)})")
+        patterns.append(
+            rf"{GEMMA4_VISION_TOWER}\.(?:.*\.)?(?:{names(GEMMA4_TOWER_LINEAR)})\.linear"
+        )
     return "|".join(f"(?:{pattern})" for pattern in patterns)
 
 
 def modules_to_save(parts: Sequence[str]) -> list[str] | None:
-    """The modules a LoRA run trains whole (and saves with its adapter)."""
-    return [PROJECTOR] if "projector" in parts else None
+    """The modules a LoRA run trains whole (and saves with its adapter): the projector, under
+    either family's name (PEFT passes over the name a model does not have)."""
+    return [PROJECTOR, GEMMA4_PROJECTOR] if "projector" in parts else None
 
 
 def image_side(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -135,43 +149,52 @@ class ImageInputs:
         for start in range(0, len(missing), ENCODE_BATCH):
             self.features(missing[start : start + ENCODE_BATCH], device)
 
-    def pixels(self, images: Sequence[bytes], device: str | torch.device) -> torch.Tensor:
-        return pixel_values(images, self.model_dir).to(device)
+    def pixels(
+        self, images: Sequence[bytes], device: str | torch.device
+    ) -> dict[str, torch.Tensor]:
+        """The image processor's inputs for `images` (`pixel_values`, and Gemma 4's
+        `image_position_ids`) on `device`."""
+        return {k: v.to(device) for k, v in pixel_inputs(images, self.model_dir).items()}
 
-    def features(self, images: Sequence[bytes], device: str | torch.device) -> torch.Tensor:
-        """The projected features of `images` (n, tokens per image, hidden), from the cache
-        where it has them; only for a frozen image side."""
+    def features(
+        self, images: Sequence[bytes], device: str | torch.device
+    ) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """The projected features of `images`, from the cache where it has them; only for a
+        frozen image side. Gemma 3: one tensor (n, tokens per image, hidden); Gemma 4, whose
+        images differ in tokens: a tuple of (tokens of the image, hidden)."""
         missing = list(dict.fromkeys(i for i in images if i not in self._features))
         computed: dict[bytes, torch.Tensor] = {}
         if missing:
             inner = causal_lm(self.model).model
             with torch.no_grad():
-                output = inner.get_image_features(self.pixels(missing, device), return_dict=True)
+                output = inner.get_image_features(**self.pixels(missing, device), return_dict=True)
             for image, row in zip(missing, output.pooler_output, strict=True):
                 computed[image] = row
                 if self._cached + row.numel() * row.element_size() <= self.cache_bytes:
                     self._features[image] = row
                     self._cached += row.numel() * row.element_size()
-        return torch.stack([self._features.get(i, computed.get(i)) for i in images])  # type: ignore[misc]
+        rows = [self._features.get(i, computed.get(i)) for i in images]
+        if self.info.variable:
+            return tuple(rows)  # type: ignore[arg-type]
+        return torch.stack(rows)  # type: ignore[arg-type]
 
     def generation_inputs(self, input_ids: torch.Tensor, images: Sequence[bytes]) -> dict[str, Any]:
         """What `generate` needs besides the prompt's ids (which hold the images' tokens)."""
-        return {
-            "pixel_values": self.pixels(images, input_ids.device),
-            "token_type_ids": token_types(input_ids, self.info),
-        }
+        return self.pixels(images, input_ids.device) | token_type_inputs(input_ids, self.info)
 
     def attach(self, batch: Batch) -> Batch:
         """`batch` with its image inputs (unchanged when it has no images)."""
         if not batch.images:
             return batch
         device = batch.input_ids.device
-        inputs: dict[str, Any] = {"token_type_ids": token_types(batch.input_ids, self.info)}
+        inputs: dict[str, Any] = token_type_inputs(batch.input_ids, self.info)
         if self.frozen:
             from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-            features = BaseModelOutputWithPooling(pooler_output=self.features(batch.images, device))
+            # Gemma 4 takes a tuple of per-image features (it concatenates them).
+            pooled: Any = self.features(batch.images, device)
+            features = BaseModelOutputWithPooling(pooler_output=pooled)
             inputs["mm_encoder_outputs"] = {"image": features}
         else:
-            inputs["pixel_values"] = self.pixels(batch.images, device)
+            inputs |= self.pixels(batch.images, device)
         return replace(batch, inputs=inputs)

@@ -3,7 +3,10 @@ work and its memory.
 
 The dataset's statistics count each image as Gemma 3's 256 soft tokens and 4 around them
 (`DatasetStats.images.tokens_per_image`); a model that reads an image as another number (the tiny
-test model: 64) shifts every length by the difference per image (`model_lengths`).
+test model: 64) shifts every length by the difference per image (`model_lengths`). A Gemma 4
+model (`variable_resolution`) reads each image as its own number of tokens, from its shape: the
+typical lengths count the dataset's median image (median width by median height), the longest
+the model's budget (`tokens_per_image`, 280 for the released models), which no image exceeds.
 
 The image side costs what the recipe does with it (`training/components/vision.py`):
 
@@ -15,7 +18,8 @@ The image side costs what the recipe does with it (`training/components/vision.p
   autograd keeps the encoder's activations for each image of a micro-batch.
 
 An encoder forward pass costs 2 x its weights per patch plus attention over the image's patches
-(4 x width x patches per patch per layer); a backward twice that.
+(4 x width x patches per patch per layer); a backward twice that. Gemma 4's encoder always runs
+over the budget's patches (`tokens_per_image` x pooling², padding masked), whatever the image.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from tuneforge.models.catalog import CatalogEntry, VisionArchitecture
-from tuneforge.models.vision import image_tokens
+from tuneforge.models.vision import gemma4_soft_tokens, image_tokens
 from tuneforge.training.estimate.batches import Lengths
 from tuneforge.training.spec import TrainingBase
 
@@ -58,19 +62,36 @@ def images_per_row(stats: Any) -> tuple[float, int]:
     return float(images["total"]) / rows, max(per_row, default=0)
 
 
-def token_shift(stats: Any, entry: CatalogEntry) -> int:
-    """Tokens to add to a length per image, for `entry`'s image tokens (negative: fewer)."""
+def typical_image_tokens(stats: Any, vision: VisionArchitecture) -> int:
+    """Soft tokens of the dataset's typical image for the model: its fixed count, or for Gemma 4
+    the count of an image of the median width and height (the budget without sizes)."""
+    images = images_of(stats)
+    if not vision.variable_resolution or images is None:
+        return vision.tokens_per_image
+    try:
+        width, height = int(images["width"]["p50"]), int(images["height"]["p50"])
+        return gemma4_soft_tokens(
+            height, width, vision.patch_size, vision.pooling, vision.tokens_per_image
+        )
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return vision.tokens_per_image
+
+
+def token_shift(stats: Any, entry: CatalogEntry, typical: bool = True) -> int:
+    """Tokens to add to a length per image, for `entry`'s image tokens (negative: fewer): for
+    the typical image, or (`typical` False) for the most an image can take."""
     images = images_of(stats)
     if images is None or entry.vision is None:
         return 0
     counted = int(images.get("tokens_per_image") or 0)
-    return image_tokens(1, entry.vision.tokens_per_image) - counted
+    tokens = typical_image_tokens(stats, entry.vision) if typical else entry.vision.tokens_per_image
+    return image_tokens(1, tokens) - counted
 
 
 def model_lengths(lengths: Lengths | None, stats: Any, entry: CatalogEntry) -> Lengths | None:
     """`lengths` (from the statistics) with each image counted as `entry` reads it."""
-    shift = token_shift(stats, entry)
-    if lengths is None or shift == 0:
+    shift, longest = token_shift(stats, entry), token_shift(stats, entry, typical=False)
+    if lengths is None or (shift == 0 and longest == 0):
         return lengths
     mean, most = images_per_row(stats)
     typical = round(mean * shift)
@@ -80,7 +101,7 @@ def model_lengths(lengths: Lengths | None, stats: Any, entry: CatalogEntry) -> L
             "p50": max(1, lengths.p50 + typical),
             "p90": max(1, lengths.p90 + typical),
             "p95": max(1, lengths.p95 + typical),
-            "max": max(1, lengths.max + most * shift),
+            "max": max(1, lengths.max + most * longest),
             "histogram": [
                 (max(0, start + typical), max(1, end + typical), count)
                 for start, end, count in lengths.histogram
@@ -90,7 +111,9 @@ def model_lengths(lengths: Lengths | None, stats: Any, entry: CatalogEntry) -> L
 
 
 def patches(vision: VisionArchitecture) -> int:
-    """Patches the encoder attends over for one image."""
+    """Patches the encoder attends over for one image (Gemma 4: the budget's, padded)."""
+    if vision.variable_resolution:
+        return vision.tokens_per_image * vision.pooling**2
     return (vision.image_size // vision.patch_size) ** 2
 
 
