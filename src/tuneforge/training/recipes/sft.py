@@ -128,11 +128,13 @@ def train_sft(
     tokenizer = Tokenizer.from_file(str(model_path / "tokenizer.json"))
     vision = vision_info(base_path(model_path))
     if vision is not None and model_type(base_path(model_path)) not in VISION_MODEL_TYPES:
-        raise InvalidInput(
-            f"Training on images supports Gemma 3's vision models so far; this model is a "
-            f"{model_type(base_path(model_path))!r}.",
-            {"fields": ["base_model"]},
-        )
+        if any(record.get("images") for record in (*train_records, *test_records)):
+            raise InvalidInput(
+                f"Training on images supports Gemma 3's vision models so far; this model is a "
+                f"{model_type(base_path(model_path))!r}.",
+                {"fields": ["base_model"]},
+            )
+        vision = None  # text only: its language model learns, as a text model's would
     per_image = vision.tokens_per_image if vision is not None else None
     train = encode_all(train_records, tokenizer, spec, per_image, reporter)
     if not train:
