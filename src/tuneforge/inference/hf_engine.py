@@ -5,11 +5,13 @@ Decoding is our own loop, one forward per token under the engine's lock. Two con
 same model (the base and a fine-tune side by side) therefore take turns token by token and both
 stream at once, instead of the second waiting for the first to finish.
 
-A vision model (a directory whose config has a `vision_config`) reads images: each
-`<start_of_image>` of the text becomes the image's frame of soft tokens (`expand_images`, as
-transformers' processor writes it), and the first forward takes the images' `pixel_values`
-(through the model's own image processor) and `token_type_ids` marking the image tokens, so the
-model attends to each image bidirectionally. Fine-tuned adapters over a vision base see them too.
+A vision model (a directory whose config has a `vision_config`) reads images: each image
+placeholder of the text (Gemma 3's `<start_of_image>`, Gemma 4's `<|image|>`) becomes the image's
+soft tokens (`expand_text`, as transformers' processor writes them: Gemma 3's fixed frame,
+Gemma 4's count from each image's shape), and the first forward takes the images' pixel inputs
+(through the model's own image processor: Gemma 4's patches come with their positions) and the
+token types marking the image tokens, so the model attends to each image bidirectionally.
+Fine-tuned adapters over a vision base see them too.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from tuneforge.inference.engine import Delta, Event, Finished, StopScanner, no_i
 from tuneforge.inference.params import GenerationParams
 from tuneforge.models.chat_template import format_of_tokenizer
 from tuneforge.models.loading import load_causal_lm, load_tokenizer
-from tuneforge.models.vision import expand_images, vision_info
+from tuneforge.models.vision import expand_text, vision_info
 
 
 class TransformersEngine:
@@ -87,8 +89,14 @@ class TransformersEngine:
             raise KeyError(f"adapter {adapter!r} is not loaded")
         if images and self.vision is None:
             raise no_images("This model")
-        if self.vision is not None:
-            text = expand_images(text, self.vision.tokens_per_image)
+        if self.vision is not None and (images or self.vision.placeholder in text):
+            marked = text.count(self.vision.placeholder)
+            if marked != len(images):
+                raise ValueError(
+                    f"The prompt marks {marked} image(s) but {len(images)} came with it: their "
+                    "image tokens would not match."
+                )
+            text = expand_text(text, self.vision, images)
         ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
         prompt_tokens = ids.shape[1]
         first = self._image_inputs(ids, images)
@@ -135,17 +143,20 @@ class TransformersEngine:
         that mark their soft tokens (nothing for a text-only prompt)."""
         if not images or self.vision is None:
             return {}
-        from tuneforge.models.vision_inputs import pixel_values, token_types
+        from tuneforge.models.vision_inputs import pixel_inputs, token_type_inputs
 
         found = int((ids == self.vision.image_token_id).sum())
-        if found != len(images) * self.vision.tokens_per_image:
+        needed = sum(self.vision.soft_tokens(image) for image in images)
+        if found != needed:
             raise ValueError(
-                f"The prompt holds {found} image tokens where {len(images)} image(s) need "
-                f"{len(images) * self.vision.tokens_per_image}."
+                f"The prompt holds {found} image tokens where {len(images)} image(s) need {needed}."
             )
-        pixels = pixel_values(images, self.path).to(self.device, self.dtype)
-        types = token_types(ids, self.vision).to(self.device)
-        return {"pixel_values": pixels, "token_type_ids": types}
+        inputs = pixel_inputs(images, self.path)
+        pixels = inputs.pop("pixel_values").to(self.device, self.dtype)
+        types = token_type_inputs(ids, self.vision)
+        return {"pixel_values": pixels} | {
+            k: v.to(self.device) for k, v in (inputs | types).items()
+        }
 
 
 def _picker(params: GenerationParams) -> Any:
