@@ -58,7 +58,7 @@ def check_request(
         )
     if request.format in GGUF_FORMATS:
         entry = catalog_entry(settings, model.base_model)
-        if entry.modality != "text" and entry.family not in GGUF_FAMILIES:
+        if entry.family not in GGUF_FAMILIES:
             raise InvalidInput(
                 f"GGUF export of {entry.name} is not supported: TuneForge writes GGUF files of "
                 "Gemma 3 (text, and vision with its mmproj projector file). Export it as "
