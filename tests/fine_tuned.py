@@ -32,8 +32,14 @@ def tiny_adapter(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return out
 
 
-def add_fine_tuned(settings: Settings, username: str, adapter: Path, name: str = "tuned") -> str:
-    """Store `adapter` as a fine-tuned model of `username`'s; its id."""
+def add_fine_tuned(
+    settings: Settings,
+    username: str,
+    adapter: Path,
+    name: str = "tuned",
+    base_model: str = "tiny-random-gemma3",
+) -> str:
+    """Store `adapter` as a fine-tuned model of `username`'s (of `base_model`); its id."""
     factory = make_sessionmaker(make_engine(settings.resolved_database_url))
     with transaction(factory) as session:
         user = session.scalars(select(User).where(User.username == username)).one()
@@ -42,7 +48,7 @@ def add_fine_tuned(settings: Settings, username: str, adapter: Path, name: str =
         model = Model(
             owner_id=user.id,
             name=name,
-            base_model="tiny-random-gemma3",
+            base_model=base_model,
             kind="adapter",
             spec={},
             metrics={},

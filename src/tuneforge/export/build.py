@@ -34,6 +34,7 @@ from typing import Any
 from tuneforge.export import gguf, gguf_check, vision_export
 from tuneforge.export.card import CardFacts, model_card, modelfile, ollama_name
 from tuneforge.export.spec import IN_PROCESS
+from tuneforge.models.chat_template import chat_format
 from tuneforge.models.vision import vision_info
 
 Progress = Callable[[float, str], None]
@@ -88,6 +89,10 @@ class Plan:
 
 def build(plan: Plan, out: Path, progress: Progress) -> dict[str, Any]:
     """Write the export's files into the empty directory `out`; returns the verification."""
+    from tuneforge.models.loading import model_format
+
+    chat = model_format(plan.base_dir)  # the fine-tune speaks its base model's chat format
+    plan = dataclasses.replace(plan, facts=dataclasses.replace(plan.facts, chat_format=chat.name))
     verification: dict[str, Any] = {}
     if plan.format == "adapter":
         _copy_files(plan.source, out)
@@ -257,7 +262,8 @@ def _gguf(plan: Plan, merged: Path, work: Path, out: Path, progress: Progress) -
             merged, out, plan.facts.name, quantization, lambda _f, message: progress(0.75, message)
         )
     if plan.format == "ollama":
-        text = modelfile(target.name, projector.name if projector else None)
+        chat = chat_format(plan.facts.chat_format)
+        text = modelfile(target.name, projector.name if projector else None, chat)
         (out / "Modelfile").write_text(text, encoding="utf-8")
     progress(0.8, "reading the GGUF back")
     return check_gguf(target, merged, quantization, plan.threads, progress, projector)

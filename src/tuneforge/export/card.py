@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tuneforge.export.spec import FORMAT_HELP
+from tuneforge.models.chat_template import GEMMA_3, GEMMA_4, ChatFormat, chat_format
 
-#: Gemma's conversation format as an Ollama (Go) template: the system prompt is folded into the
+#: Gemma 3's conversation format as an Ollama (Go) template: the system prompt is folded into the
 #: first user turn, the assistant speaks as `model`, every turn ends with `<end_of_turn>`. The
 #: `<bos>` token comes from the GGUF's tokenizer (add_bos_token).
 OLLAMA_TEMPLATE = """{{- $system := "" }}
@@ -26,9 +27,23 @@ OLLAMA_TEMPLATE = """{{- $system := "" }}
 {{ end }}
 {{- end }}<start_of_turn>model
 """
+#: Gemma 4's: a system turn of its own, `<|turn>`/`<turn|>`, and the prompt for an answer ends
+#: with the empty thought channel (thinking off), as TuneForge trains and chats.
+OLLAMA_TEMPLATE_GEMMA_4 = """{{- range .Messages }}
+{{- if eq .Role "system" }}<|turn>system
+{{ .Content }}<turn|>
+{{ else if eq .Role "user" }}<|turn>user
+{{ .Content }}<turn|>
+{{ else if eq .Role "assistant" }}<|turn>model
+{{ .Content }}<turn|>
+{{ end }}
+{{- end }}<|turn>model
+<|channel>thought
+<channel|>"""
+OLLAMA_TEMPLATES = {GEMMA_3.name: OLLAMA_TEMPLATE, GEMMA_4.name: OLLAMA_TEMPLATE_GEMMA_4}
 #: Gemma's recommended sampling, as in the Playground.
 OLLAMA_PARAMETERS = (("temperature", "1"), ("top_k", "64"), ("top_p", "0.95"))
-STOP_TOKENS = ("<end_of_turn>", "<eos>")
+STOP_TOKENS = GEMMA_3.stop_tokens
 
 
 @dataclass(frozen=True)
@@ -48,6 +63,8 @@ class CardFacts:
     files: list[str] = field(default_factory=list)
     #: A model that reads images (its exports carry the image processor, or a projector).
     vision: bool = False
+    #: The base model's chat format (`gemma-3`, `gemma-4`), which the fine-tune speaks.
+    chat_format: str = GEMMA_3.name
 
 
 def ollama_name(name: str) -> str:
@@ -56,15 +73,16 @@ def ollama_name(name: str) -> str:
     return re.sub(r"-{2,}", "-", cleaned).strip("-.") or "tuneforge-model"
 
 
-def modelfile(gguf_name: str, projector_name: str | None = None) -> str:
-    """Ollama's Modelfile for the GGUF file `gguf_name` in the same directory; a vision model's
-    projector (`projector_name`) is a second `FROM` line, which `ollama create` stores as the
-    model's projector layer (it recognises the file by its `clip` architecture)."""
+def modelfile(gguf_name: str, projector_name: str | None = None, chat: ChatFormat = GEMMA_3) -> str:
+    """Ollama's Modelfile for the GGUF file `gguf_name` in the same directory, speaking the
+    chat format `chat`; a vision model's projector (`projector_name`) is a second `FROM` line,
+    which `ollama create` stores as the model's projector layer (it recognises the file by its
+    `clip` architecture)."""
     lines = [f"FROM ./{gguf_name}"]
     if projector_name:
         lines.append(f"FROM ./{projector_name}")
-    lines.append(f'TEMPLATE """{OLLAMA_TEMPLATE}"""')
-    lines += [f'PARAMETER stop "{token}"' for token in STOP_TOKENS]
+    lines.append(f'TEMPLATE """{OLLAMA_TEMPLATES[chat.name]}"""')
+    lines += [f'PARAMETER stop "{token}"' for token in chat.stop_tokens]
     lines += [f"PARAMETER {key} {value}" for key, value in OLLAMA_PARAMETERS]
     return "\n".join(lines) + "\n"
 
@@ -118,7 +136,8 @@ def _vision_usage(facts: CardFacts, base: str) -> str:
         f"AutoProcessor\n\n{load}"
         'processor = AutoProcessor.from_pretrained("path/to/this/folder")\n```\n\n'
         "A vision model: the processor (tokenizer and image processor, both in this folder) "
-        "turns each `<start_of_image>` of a prompt and its image into the model's inputs.\n"
+        f"turns each `{_image_token(facts)}` of a prompt and its image into the model's "
+        "inputs.\n"
     )
 
 
@@ -141,6 +160,25 @@ def _vision_gguf_usage(facts: CardFacts, gguf: str, projector: str) -> str:
     )
 
 
+def _image_token(facts: CardFacts) -> str:
+    return chat_format(facts.chat_format).image_placeholder.strip()
+
+
+def _conversations(facts: CardFacts) -> str:
+    """How a conversation is written for the fine-tune: its base model's chat format."""
+    if facts.chat_format == GEMMA_4.name:
+        return (
+            "Conversations use Gemma 4's format: an optional `<|turn>system` turn, "
+            "`<|turn>user` ... `<turn|>`, then `<|turn>model` followed by the empty thought "
+            "channel `<|channel>thought\\n<channel|>` (thinking off, as it was trained); stop "
+            "at `<turn|>`. The tokenizer's chat template (`chat_template.jinja`) writes it."
+        )
+    return (
+        "Conversations use Gemma's format: `<start_of_turn>user` ... `<end_of_turn>`, then "
+        "`<start_of_turn>model`; stop at `<end_of_turn>`."
+    )
+
+
 def model_card(facts: CardFacts) -> str:
     """README.md: what the model is, how it was made, how well it did, how to load it."""
     variant = facts.format + (f" ({facts.quantization})" if facts.quantization else "")
@@ -157,8 +195,7 @@ def model_card(facts: CardFacts) -> str:
         f"Licence: the base model's ({facts.license}).\n\n"
         "## How to use it\n\n"
         f"{_usage(facts)}\n"
-        "Conversations use Gemma's format: `<start_of_turn>user` ... `<end_of_turn>`, then "
-        "`<start_of_turn>model`; stop at `<end_of_turn>`.\n\n"
+        f"{_conversations(facts)}\n\n"
         "## Metrics\n\n"
         + (f"| metric | value |\n|---|---|\n{metrics}\n\n" if metrics else "None recorded.\n\n")
         + f"## Training settings\n\n```json\n{settings}\n```\n\n## Files\n\n{files}\n"

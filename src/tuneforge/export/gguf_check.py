@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuneforge.models.chat_template import render
+from tuneforge.models.chat_template import format_of_tokenizer, render
 from tuneforge.models.llamacpp import open_gguf
 
 #: Questions whose first 16 greedy tokens on Gemma 3 270M have no near-tie: the top two logits
@@ -28,7 +28,7 @@ QUESTIONS = (
     "Describe a cat in one sentence.",
     "Give me a recipe for pancakes.",
 )
-#: The three prompts, in Gemma's chat format with the generation prompt (and `<bos>`).
+#: The three prompts, in Gemma 3's chat format with the generation prompt (and `<bos>`).
 PROMPTS = tuple(
     render([{"role": "user", "content": q}], add_generation_prompt=True) for q in QUESTIONS
 )
@@ -39,11 +39,18 @@ CONTEXT = 512
 NEAR_TIE = 0.5
 
 
-def prompt_ids(model_dir: Path, prompts: Sequence[str] = PROMPTS) -> list[list[int]]:
-    """`prompts` tokenized by `model_dir`'s tokenizer; each starts with `<bos>` (in the text)."""
+def prompt_ids(model_dir: Path, prompts: Sequence[str] | None = None) -> list[list[int]]:
+    """`prompts` tokenized by `model_dir`'s tokenizer; each starts with `<bos>` (in the text).
+    By default the `QUESTIONS`, in the chat format the tokenizer speaks (Gemma 3's: `PROMPTS`)."""
     from transformers import AutoTokenizer
 
     tokenizer: Any = AutoTokenizer.from_pretrained(model_dir)
+    if prompts is None:
+        chat = format_of_tokenizer(tokenizer)
+        prompts = [
+            chat.render([{"role": "user", "content": q}], add_generation_prompt=True)
+            for q in QUESTIONS
+        ]
     encoded = [list(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
     for ids in encoded:
         if not ids or ids[0] != tokenizer.bos_token_id:

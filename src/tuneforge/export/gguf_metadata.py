@@ -33,6 +33,8 @@ from typing import Any
 import gguf
 import numpy as np
 
+from tuneforge.models.chat_template import GEMMA_4
+
 SPACE = "\u2581"  # sentencepiece's visible space, `▁`
 #: Gemma's special tokens, used when `tokenizer_config.json` names none.
 DEFAULT_SPECIAL = {"bos": "<bos>", "eos": "<eos>", "unk": "<unk>", "pad": "<pad>"}
@@ -90,7 +92,10 @@ def read_config(model_dir: Path) -> dict[str, Any]:
         found = ", ".join(architectures) or model_type or "an unknown architecture"
         raise GgufConversionError(
             "GGUF export supports Gemma 3 models (Gemma3ForCausalLM, and "
-            f"Gemma3ForConditionalGeneration with its image encoder); this model is {found}."
+            f"Gemma3ForConditionalGeneration with its image encoder); this model is {found}. "
+            "TuneForge's GGUF writer does not write Gemma 4's layers (per-layer embeddings, "
+            "shared keys and values, wider global heads): export a Gemma 4 fine-tune as merged "
+            "or adapter."
         )
     return config
 
@@ -396,7 +401,8 @@ def _special_ids(model_dir: Path, tokens: list[str]) -> dict[str, int]:
         if isinstance(named, dict):
             named = named.get("content")
         wanted[kind] = named if isinstance(named, str) and named else default
-    wanted["eot"] = END_OF_TURN
+    # The end of a turn: Gemma 3's `<end_of_turn>`, or Gemma 4's `<turn|>` at the same id.
+    wanted["eot"] = GEMMA_4.end_of_turn if GEMMA_4.end_of_turn in tokens else END_OF_TURN
     ids = {token: i for i, token in enumerate(tokens) if token in wanted.values()}
     return {kind: ids[token] for kind, token in wanted.items() if token in ids}
 
