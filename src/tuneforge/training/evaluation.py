@@ -138,7 +138,7 @@ def generate(
     answers = []
     with evaluating(model), runtime.autocast(), dense_head_input(model):
         for sample in prompts:
-            per_image = images.info.tokens_per_image if images is not None else None
+            per_image = images.info if images is not None else None
             encoded = encode_prompt(sample.messages, tokenizer, per_image, sample.images)
             ids = torch.tensor([encoded], device=runtime.device)
             extra: dict[str, Any] = {}

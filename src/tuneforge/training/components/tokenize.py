@@ -30,8 +30,9 @@ A `text` record (language modelling) is `<bos>{text}<eos>`, with loss on everyth
 
 A record with images (its `images` column holds their bytes, in the order their `{"type":
 "image"}` parts appear) trains only a vision model: given the model's tokens per image, each
-`<start_of_image>` the template writes is expanded as Gemma 3's processor expands it
-(`tuneforge.models.vision.expand_images`), so the ids equal the processor's. The image's own
+image the template writes is expanded as the model's processor expands it
+(`tuneforge.models.vision.expand_segments`: Gemma 3's fixed frame, or Gemma 4's soft tokens
+counted from each image's shape), so the ids equal the processor's. The image's own
 tokens never carry loss (not even when the prompts do), and a cut at `max_length` never falls
 inside an image: such an example is left out (`ImageDoesNotFit`, counted by the recipe), and
 images wholly after the cut are dropped with their tokens.
@@ -48,12 +49,11 @@ from tokenizers import Tokenizer
 from tuneforge.models.chat_template import (
     BOS,
     GEMMA_3,
-    START_OF_IMAGE,
     ChatFormat,
     ChatMessage,
     format_of_tokenizer,
 )
-from tuneforge.models.vision import END_OF_IMAGE, IMAGE_SOFT_TOKEN, expand_images
+from tuneforge.models.vision import VisionInfo, as_vision, expand_segments, expand_text
 
 IGNORE_INDEX = -100
 EOS = "<eos>"
@@ -95,7 +95,9 @@ def image_count(messages: Sequence[ChatMessage]) -> int:
 
 
 def _check_images(
-    messages: Sequence[ChatMessage], images: Sequence[bytes], tokens_per_image: int | None
+    messages: Sequence[ChatMessage],
+    images: Sequence[bytes],
+    tokens_per_image: int | VisionInfo | None,
 ) -> None:
     """Refuse images for a text-only model (`tokens_per_image` None), images in answers, and
     image parts that do not match the record's images one to one."""
@@ -114,7 +116,7 @@ def _check_images(
 
 
 def _conversation(
-    record: Mapping[str, Any], tokens_per_image: int | None = None
+    record: Mapping[str, Any], tokens_per_image: int | VisionInfo | None = None
 ) -> list[ChatMessage] | None:
     """The record's messages (a preference record: its prompt and chosen answer), or None for
     a language-modelling record."""
@@ -177,12 +179,13 @@ def encode_record(
     tokenizer: Tokenizer,
     max_length: int,
     assistant_only: bool,
-    tokens_per_image: int | None = None,
+    tokens_per_image: int | VisionInfo | None = None,
 ) -> Example | None:
     """A processed dataset record as an `Example`, cut to its first `max_length` tokens; None
     when no token carrying loss remains. With `assistant_only`, only the assistant answers (and
     their `<end_of_turn>`) carry loss; otherwise every token but the first does (image tokens
-    never do). `tokens_per_image`: the model's image tokens (None: a text-only model). Raises
+    never do). `tokens_per_image`: the model's image numbers (`VisionInfo`; Gemma 3's fixed count
+    will do; None: a text-only model). Raises
     ValueError for a record of the wrong shape, with images a text-only model cannot read, or
     with roles out of order; `ImageDoesNotFit` when the cut would fall inside an image."""
     if max_length < 2:
@@ -193,9 +196,11 @@ def encode_record(
     else:
         segments = _conversation_segments(messages, format_of_tokenizer(tokenizer))
     images = tuple(record.get("images") or ()) if messages is not None else ()
+    info = as_vision(tokens_per_image) if tokens_per_image is not None else None
     if images:
-        assert tokens_per_image is not None  # `_check_images` refused it otherwise
-        segments = [(expand_images(text, tokens_per_image), loss) for text, loss in segments]
+        assert info is not None  # `_check_images` refused it otherwise
+        texts = expand_segments([text for text, _ in segments], info, images)
+        segments = [(text, loss) for text, (_, loss) in zip(texts, segments, strict=True)]
     encodings = tokenizer.encode_batch_fast(
         [text for text, _ in segments], add_special_tokens=False
     )
@@ -206,7 +211,8 @@ def encode_record(
         input_ids += ids
         labels += ids if loss or not assistant_only else [IGNORE_INDEX] * len(ids)
     if images:
-        images = _cut_images(tokenizer, input_ids, labels, images, max_length)
+        assert info is not None
+        images = _cut_images(tokenizer, input_ids, labels, images, max_length, info)
     input_ids, labels = input_ids[:max_length], labels[:max_length]
     labels[0] = IGNORE_INDEX  # nothing predicts the first token
     if all(label == IGNORE_INDEX for label in labels):
@@ -220,16 +226,13 @@ def _cut_images(
     labels: list[int],
     images: tuple[bytes, ...],
     max_length: int,
+    info: VisionInfo,
 ) -> tuple[bytes, ...]:
     """Take the loss off every image's tokens (in place), and keep the images whose tokens end
     before `max_length`; raise `ImageDoesNotFit` when the cut falls inside one."""
-    start, soft, end = (
-        tokenizer.token_to_id(token) for token in (START_OF_IMAGE, IMAGE_SOFT_TOKEN, END_OF_IMAGE)
-    )
+    start, soft, end = (tokenizer.token_to_id(token) for token in (info.boi, info.soft, info.eoi))
     if soft is None or start is None or end is None:
-        raise ValueError(
-            f"The model's tokenizer has no {IMAGE_SOFT_TOKEN}: it is not a vision model's."
-        )
+        raise ValueError(f"The model's tokenizer has no {info.soft}: it is not a vision model's.")
     spans: list[tuple[int, int]] = []
     opened: int | None = None
     for index, token in enumerate(input_ids):
@@ -253,7 +256,7 @@ def _cut_images(
 def encode_prompt(
     messages: Sequence[ChatMessage],
     tokenizer: Tokenizer,
-    tokens_per_image: int | None = None,
+    tokens_per_image: int | VisionInfo | None = None,
     images: Sequence[bytes] = (),
 ) -> list[int]:
     """The token ids of a prompt (ending with a user turn) followed by the generation prompt of
@@ -267,5 +270,5 @@ def encode_prompt(
     text = format_of_tokenizer(tokenizer).render(messages, add_generation_prompt=True)
     if images:
         assert tokens_per_image is not None
-        text = expand_images(text, tokens_per_image)
+        text = expand_text(text, as_vision(tokens_per_image), images)
     return list(tokenizer.encode(text, add_special_tokens=False).ids)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import InvalidInput
 from tuneforge.models.chat_template import format_of_tokenizer
-from tuneforge.models.vision import vision_info
+from tuneforge.models.vision import VisionInfo, as_vision, vision_info
 from tuneforge.training.health import NO_CHAT_TEMPLATE
 from tuneforge.training.recipe import Batching, Checkpoints, Outcome, Recipe
 from tuneforge.training.spec import SFTSpec
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 
 #: The `model_type`s of the vision models whose images this recipe encodes.
-VISION_MODEL_TYPES = frozenset({"gemma3"})
+VISION_MODEL_TYPES = frozenset({"gemma3", "gemma4"})
 
 
 def model_type(model_dir: Path) -> str:
@@ -56,7 +56,7 @@ def encode_all(
     records: Sequence[Mapping[str, Any]],
     tokenizer: Tokenizer,
     spec: SFTSpec,
-    tokens_per_image: int | None = None,
+    tokens_per_image: int | VisionInfo | None = None,
     reporter: Reporter | None = None,
     split: str = "train",
 ) -> list[Example]:
@@ -83,9 +83,12 @@ def encode_all(
         if example is not None:
             examples.append(example)
     if cut and reporter is not None:
+        assert tokens_per_image is not None  # only images are cut through
+        info = as_vision(tokens_per_image)
+        each = f"up to {info.tokens_per_image}" if info.variable else str(info.tokens_per_image)
         reporter.log(
             f"{cut} of {len(records)} {split} examples left out: max length {spec.max_length} "
-            f"would cut through their images (each is {tokens_per_image} tokens and 4 around "
+            f"would cut through their images (each is {each} tokens and 4 around "
             "it); raise max length to keep them.",
             "warning",
         )
@@ -135,7 +138,7 @@ def train_sft(
                 {"fields": ["base_model"]},
             )
         vision = None  # text only: its language model learns, as a text model's would
-    per_image = vision.tokens_per_image if vision is not None else None
+    per_image = vision
     train = encode_all(train_records, tokenizer, spec, per_image, reporter)
     if not train:
         raise InvalidInput(
