@@ -1,0 +1,105 @@
+"""SFT on images with the tiny Gemma 4, straight through the recipe: its images (each with its own
+number of soft tokens) reach the model, the loss falls, the sample answers are to held-out images
+with their thumbnails, LoRA stays in the language model by default and reaches the encoder's
+wrapped linear layers and the `embed_vision` projector only when `train_vision` names them."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+from safetensors.torch import load_file
+
+from tests.images import coloured_images
+from tests.training.conftest import Recorder
+from tuneforge.models.catalog import catalog
+from tuneforge.training.recipes.sft import train_sft
+from tuneforge.training.spec import SFTSpec
+
+QUESTION = "What colour is the square?"
+
+
+def stretched(data: bytes, index: int) -> bytes:
+    """The image at another shape (wide, tall or square), so images differ in soft tokens."""
+    width, height = ((240, 120), (100, 300), (200, 200))[index % 3]
+    out = io.BytesIO()
+    Image.open(io.BytesIO(data)).convert("RGB").resize((width, height)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def records(count: int, seed: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "image"}, {"type": "text", "text": QUESTION}],
+                },
+                {"role": "assistant", "content": [{"type": "text", "text": colour}]},
+            ],
+            "images": [stretched(data, index)],
+        }
+        for index, (data, colour) in enumerate(coloured_images(count, seed=seed))
+    ]
+
+
+def spec(**values: Any) -> SFTSpec:
+    base = {
+        "base_model": "tiny-random-gemma4",
+        "dataset_id": "d",
+        "learning_rate": 1e-2,
+        "batch_size": 4,
+        "lora_r": 8,
+        "lora_alpha": 16,
+        "max_length": 256,
+        "sample_max_new_tokens": 4,
+    }
+    return SFTSpec(**(base | values))
+
+
+@pytest.fixture(scope="module")
+def tiny4(models_dir: Path) -> Path:
+    from tuneforge.models.loading import model_dir
+
+    entry = catalog().get("tiny-random-gemma4")
+    assert entry is not None
+    return model_dir(entry, models_dir)
+
+
+@pytest.mark.timeout(400)
+def test_gemma_4_images_train_the_language_model(tiny4: Path, tmp_path: Path) -> None:
+    train, test = records(12, seed=1), records(4, seed=2)
+    recorder = Recorder()
+    outcome = train_sft(spec(max_steps=16), tiny4, train, test, recorder, tmp_path)
+    losses = recorder.series("loss")
+    assert sum(losses[-3:]) / 3 < 0.6 * sum(losses[:3]) / 3
+    assert any("stay frozen" in line for line in recorder.logs)
+    step, samples = recorder.sample_sets[-1]
+    assert step == 16 and len(samples) == 3
+    for sample, record in zip(samples, test, strict=False):
+        assert sample["prompt"] == QUESTION
+        assert sample["reference"] == record["messages"][1]["content"][0]["text"]
+        assert sample["images"][0].startswith("data:image/jpeg;base64,")
+    saved = load_file(str(outcome.output / "adapter_model.safetensors"))
+    assert saved and all("language_model" in name for name in saved)
+    assert all(tensor.abs().sum() > 0 for name, tensor in saved.items() if "lora_B" in name)
+    for name in ("preprocessor_config.json", "processor_config.json", "tokenizer.json"):
+        assert (outcome.output / name).is_file()
+
+
+@pytest.mark.timeout(400)
+def test_train_vision_reaches_gemma_4s_encoder_and_projector(tiny4: Path, tmp_path: Path) -> None:
+    train = records(8, seed=3)
+    recorder = Recorder()
+    run = spec(max_steps=3, train_vision=["vision_tower", "projector"])
+    outcome = train_sft(run, tiny4, train, [], recorder, tmp_path)
+    assert any("so does the projector and the vision_tower" in line for line in recorder.logs)
+    saved = load_file(str(outcome.output / "adapter_model.safetensors"))
+    tower = [n for n in saved if "vision_tower" in n and "lora_B" in n]
+    assert tower and all(".linear." in n for n in tower)
+    assert all(saved[n].abs().sum() > 0 for n in tower)  # the encoder's adapters learned
+    assert any("embed_vision" in n for n in saved)
+    assert not any("audio" in n for n in saved)
