@@ -14,6 +14,7 @@ from tuneforge.jobs.inputs import ChatModel
 from tuneforge.jobs.inputs import usable_model as chat_model
 from tuneforge.jobs.inputs import usable_models as chat_models
 from tuneforge.models.catalog import load_catalog
+from tuneforge.models.chat_template import format_of
 from tuneforge.schemas.chat import ChatRequest, ChatTurn
 from tuneforge.services.chat_images import image_count, resolve_turns
 from tuneforge.settings import Settings
@@ -112,7 +113,7 @@ def _generate(
             params=params,
             images=Generate.encode(images),
         )
-        generate.text()
+        generate.text(format_of(load_catalog(settings.catalog_file).get(model.base)))
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None
     return model, generate
