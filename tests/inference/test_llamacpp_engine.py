@@ -45,6 +45,8 @@ def test_llama_cpp_streams_the_bundled_model(models_dir: Path) -> None:
     from tuneforge.models.tokenizer import ensure_gguf
 
     engine = LlamaCppEngine(ensure_gguf(models_dir), 2, 2048)
+    # <eos> and <end_of_turn>; Gemma 4's `<turn|>` is three ordinary tokens here, not a stop
+    assert engine.stop_ids == {1, 106}
 
     def answer(params: GenerationParams) -> tuple[str, Finished]:
         events = list(engine.stream(PROMPT, params, threading.Event()))
