@@ -25,11 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.export.gguf_check import CONTEXT, NEAR_TIE, agreement
-from tuneforge.models.chat_template import START_OF_IMAGE, render
+from tuneforge.models.chat_template import GEMMA_3, START_OF_IMAGE, ChatFormat
 from tuneforge.models.llamacpp import open_gguf
-from tuneforge.models.vision import expand_images, vision_info
+from tuneforge.models.vision import VisionInfo, expand_images, expand_text, vision_info
 
 QUESTION = "What colour is the square in this picture?"
+#: The names a model reads its token types by (Gemma 3's, Gemma 4's).
+TOKEN_TYPES = ("token_type_ids", "mm_token_type_ids")
 
 
 def sample_image(size: int) -> bytes:
@@ -48,11 +50,12 @@ def sample_image(size: int) -> bytes:
     return buffer.getvalue()
 
 
-def image_prompt(question: str = QUESTION) -> str:
-    """The conversation (one image, then `question`) in Gemma's format, generation prompt and
-    `<bos>` included; the image stands as one `<start_of_image>`."""
+def image_prompt(question: str = QUESTION, chat: ChatFormat = GEMMA_3) -> str:
+    """The conversation (one image, then `question`) in `chat`'s format (Gemma 3's by default),
+    generation prompt and `<bos>` included; the image stands as its placeholder
+    (`<start_of_image>`; Gemma 4: `<|image|>`)."""
     content = [{"type": "image"}, {"type": "text", "text": question}]
-    return render([{"role": "user", "content": content}], add_generation_prompt=True)
+    return chat.render([{"role": "user", "content": content}], add_generation_prompt=True)
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,8 @@ def image_inputs(model_dir: Path, image: bytes, prompt: str) -> dict[str, Any]:
     info = vision_info(model_dir)
     if info is None:
         raise ValueError(f"{model_dir.name} is not a vision model.")
+    if info.variable:
+        return _gemma4_inputs(model_dir, info, image, prompt)
     processor = _processor(str(model_dir))
     picture = Image.open(io.BytesIO(image)).convert("RGB")
     pixels = processor.image_processor(images=[picture], return_tensors="pt")["pixel_values"]
@@ -85,6 +90,22 @@ def image_inputs(model_dir: Path, image: bytes, prompt: str) -> dict[str, Any]:
     ids = torch.tensor([processor.tokenizer(text, add_special_tokens=False)["input_ids"]])
     types = (ids == info.image_token_id).long()
     return {"input_ids": ids, "pixel_values": pixels.float(), "token_type_ids": types}
+
+
+def _gemma4_inputs(model_dir: Path, info: VisionInfo, image: bytes, prompt: str) -> dict[str, Any]:
+    """Gemma 4's inputs, through the model's own image processor and tokenizer (transformers'
+    `AutoProcessor` also loads Gemma 4's video processor, which needs torchvision): the ids with
+    the image's own soft tokens, its patches and their positions, and the token types; equal to
+    `Gemma4Processor`'s (`tests/models/test_gemma4_vision.py`)."""
+    import torch
+    from tokenizers import Tokenizer
+
+    from tuneforge.models.vision_inputs import pixel_inputs, token_type_inputs
+
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    text = expand_text(prompt, info, [image])
+    ids = torch.tensor([tokenizer.encode(text, add_special_tokens=False).ids])
+    return {"input_ids": ids, **pixel_inputs([image], model_dir), **token_type_inputs(ids, info)}
 
 
 @functools.lru_cache(maxsize=2)
@@ -111,12 +132,8 @@ def greedy_answer(model: Any, inputs: dict[str, Any], n: int) -> tuple[list[int]
             gaps.append(float(top.values[0] - top.values[1]))
             if step + 1 < n:
                 ids = torch.tensor([tokens[-1:]])
-                output = model(
-                    input_ids=ids,
-                    token_type_ids=torch.zeros_like(ids),
-                    cache=output.cache,
-                    use_cache=True,
-                )
+                types = {key: torch.zeros_like(ids) for key in inputs if key in TOKEN_TYPES}
+                output = model(input_ids=ids, cache=output.cache, use_cache=True, **types)
     return tokens, gaps, first
 
 

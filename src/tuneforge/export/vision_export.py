@@ -64,10 +64,13 @@ def record_base(out: Path, base: str) -> None:
 def image_answer(model: Any, processor_dir: Path) -> dict[str, Any]:
     """`model`'s greedy answer to the check's image prompt (tokens and first logits), its
     inputs made by the processor in `processor_dir`."""
+    from tuneforge.models.loading import model_format
+
     info = vision_info(processor_dir)
     assert info is not None
     image = vision_check.sample_image(info.image_size)
-    inputs = vision_check.image_inputs(processor_dir, image, vision_check.image_prompt())
+    prompt = vision_check.image_prompt(chat=model_format(processor_dir))
+    inputs = vision_check.image_inputs(processor_dir, image, prompt)
     tokens, _gaps, logits = vision_check.greedy_answer(model, inputs, IMAGE_TOKENS)
     return {"tokens": tokens, "logits": logits}
 
