@@ -103,3 +103,20 @@ def test_train_vision_reaches_gemma_4s_encoder_and_projector(tiny4: Path, tmp_pa
     assert all(saved[n].abs().sum() > 0 for n in tower)  # the encoder's adapters learned
     assert any("embed_vision" in n for n in saved)
     assert not any("audio" in n for n in saved)
+
+
+def test_the_train_page_takes_images_for_gemma_4_with_an_image_encoder() -> None:
+    """Before launch: an image dataset suits tiny-random-gemma4 and the Gemma 4 E4B; the 12B,
+    whose patches go straight into its decoder, is refused with the reason."""
+    from tuneforge.training.run_checks import _images
+    from tuneforge.training.spec_checks import DatasetFacts
+
+    facts = DatasetFacts(
+        mode="conversation", columns=("messages", "images"), stats=None, train_rows=8
+    )
+    for model in ("tiny-random-gemma4", "gemma-4-e4b-it", "gemma-4-31b-it"):
+        assert _images(spec(base_model=model), facts, "pictures", catalog().get(model)) == []
+    (refusal,) = _images(
+        spec(base_model="gemma-4-12b-it"), facts, "pictures", catalog().get("gemma-4-12b-it")
+    )
+    assert refusal.fields == ("base_model", "dataset_id") and "no image encoder" in refusal.message

@@ -47,8 +47,9 @@ DEFAULT_MODE = "conversation"
 IMAGES_COLUMN = "images"
 #: The trainers that feed images to a vision model.
 VISION_TRAINERS = frozenset({"sft"})
-#: The model families whose images training encodes (Gemma 3's fixed soft tokens per image).
-VISION_FAMILIES = frozenset({"gemma-3"})
+#: The model families whose images training encodes (Gemma 3's fixed soft tokens per image,
+#: Gemma 4's counted per image).
+VISION_FAMILIES = frozenset({"gemma-3", "gemma-4"})
 
 
 def dataset_facts(dataset: Dataset) -> DatasetFacts:
@@ -105,12 +106,23 @@ def _images(
                 "refusal",
             )
         ]
+    if entry is not None and entry.vision is not None and entry.vision.layers == 0:
+        return [
+            Finding(
+                ("base_model", "dataset_id"),
+                f"The dataset {name!r} has images, and {entry.id} has no image encoder (its "
+                "patches go straight into the decoder), which TuneForge does not train through "
+                "yet: choose a model with one (such as Gemma 4 E4B or 31B), or a dataset "
+                "without images.",
+                "refusal",
+            )
+        ]
     if entry is not None and entry.family not in VISION_FAMILIES:
         return [
             Finding(
                 ("base_model", "dataset_id"),
                 f"The dataset {name!r} has images, and training on images supports Gemma 3's "
-                f"vision models (4B, 12B, 27B) so far, not {entry.id}: choose one of them, or "
+                f"and Gemma 4's vision models so far, not {entry.id}: choose one of them, or "
                 "a dataset without images.",
                 "refusal",
             )
