@@ -133,8 +133,8 @@ def train_sft(
     if vision is not None and model_type(base_path(model_path)) not in VISION_MODEL_TYPES:
         if any(record.get("images") for record in (*train_records, *test_records)):
             raise InvalidInput(
-                f"Training on images supports Gemma 3's vision models so far; this model is a "
-                f"{model_type(base_path(model_path))!r}.",
+                "Training on images supports Gemma 3's and Gemma 4's vision models with an image "
+                f"encoder so far; this model is a {model_type(base_path(model_path))!r}.",
                 {"fields": ["base_model"]},
             )
         vision = None  # text only: its language model learns, as a text model's would
