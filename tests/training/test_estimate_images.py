@@ -112,3 +112,4 @@ def test_gemma_4_counts_each_image_by_its_shape() -> None:
     text = estimate(long, tiny, stats(), 900, cpu())
     pictured = estimate(long, tiny, data, 900, cpu())
     assert abs(pictured.tokens - (text.tokens - (260 - 60) * 900 * 3)) <= 1
+    assert any("each about 56 tokens (at most 70" in m for m in pictured.messages)

@@ -21,6 +21,7 @@ from tuneforge.training.estimate.images import (
     images_per_row,
     model_lengths,
     trained_parts,
+    typical_image_tokens,
 )
 from tuneforge.training.estimate.memory import (
     PRECISION_BYTES,
@@ -209,9 +210,15 @@ def estimate(
         )
     if mean_images:
         parts = trained_parts(spec)
+        vision = entry.vision
+        each = f"{vision.tokens_per_image if vision else 0} tokens"
+        if vision is not None and vision.variable_resolution:
+            each = (
+                f"about {typical_image_tokens(stats, vision)} tokens (at most "
+                f"{vision.tokens_per_image}: the count follows the image's shape)"
+            )
         messages.append(
-            f"{entry.name} reads about {mean_images:.1f} image(s) an example, each "
-            f"{entry.vision.tokens_per_image if entry.vision else 0} tokens; "
+            f"{entry.name} reads about {mean_images:.1f} image(s) an example, each {each}; "
             + (
                 f"besides the language model it trains the {' and the '.join(parts)} "
                 "(the image encoder runs at every step)."
