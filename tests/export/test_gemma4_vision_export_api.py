@@ -37,9 +37,10 @@ def vision_adapter(tiny4: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     from tuneforge.training.components.vision import lora_targets
 
     torch.manual_seed(7)
-    targets = lora_targets(["all-linear"], ["vision_tower"])
+    base = load_causal_lm(tiny4, torch.float32)
+    targets = lora_targets(["all-linear"], ["vision_tower"], base)
     config = LoraConfig(r=8, lora_alpha=64, target_modules=targets, init_lora_weights=False)
-    tuned = get_peft_model(load_causal_lm(tiny4, torch.float32), config)
+    tuned = get_peft_model(base, config)
     out = tmp_path_factory.mktemp("gemma4-vision-adapter")
     tuned.save_pretrained(out)
     load_tokenizer(tiny4).save_pretrained(out)

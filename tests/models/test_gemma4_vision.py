@@ -212,7 +212,7 @@ def test_lora_on_gemma_4_is_placed_by_path(tiny4: Path) -> None:
         config = LoraConfig(
             r=4,
             lora_alpha=8,
-            target_modules=lora_targets(["all-linear"], parts),
+            target_modules=lora_targets(["all-linear"], parts, model),
             modules_to_save=modules_to_save(parts),
         )
         peft = get_peft_model(model, config)

@@ -40,11 +40,9 @@ LANGUAGE_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj
 TOWER_LINEAR = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
 #: Gemma 4's encoder: the language model's names, each wrapping its `linear`.
 GEMMA4_TOWER_LINEAR = LANGUAGE_LINEAR
-#: Module paths (from the model's root) of each part: Gemma 3's SigLIP keeps its layers under
-#: `vision_model`, Gemma 4's encoder under `encoder`.
+#: Module paths (from the model's root) of each part.
 LANGUAGE_MODEL = r"model\.language_model"
-VISION_TOWER = r"model\.vision_tower\.vision_model"
-GEMMA4_VISION_TOWER = r"model\.vision_tower\.encoder"
+VISION_TOWER = r"model\.vision_tower"
 PROJECTOR = "multi_modal_projector"
 GEMMA4_PROJECTOR = "embed_vision"
 #: The modules of each part of a multimodal model's non-language side, as `model.model`'s
@@ -61,25 +59,47 @@ CACHE_BYTES = 1 << 30
 ENCODE_BATCH = 8
 
 
-def lora_targets(targets: Sequence[str], parts: Sequence[str]) -> str:
+def lora_targets(
+    targets: Sequence[str], parts: Sequence[str], model: nn.Module | None = None
+) -> str:
     """PEFT's `target_modules` as a regular expression (PEFT full-matches it against module
     names): the named modules (or every linear layer for `all-linear`) inside the language
-    model, and inside the vision tower too when `parts` holds `vision_tower` (Gemma 3's
-    SigLIP layers by name, Gemma 4's by the `linear` inside each named wrapper: each pattern
-    matches only in its own family's tower)."""
+    model, and inside the vision tower too when `parts` holds `vision_tower`. Both encoders keep
+    their layers under `model.vision_tower.encoder` and both have a `q_proj`, but Gemma 4's are
+    wrappers around a `linear`: with `model`, the tower's targets are its own linear layers by
+    name (a named layer itself, or the `linear` inside a named wrapper); without it, Gemma 3's
+    SigLIP names."""
     everything = list(targets) == ["all-linear"]
 
+    def chosen(linear: Sequence[str]) -> Sequence[str]:
+        return linear if everything else targets
+
     def names(linear: Sequence[str]) -> str:
-        chosen = linear if everything else targets
-        return "|".join(re.escape(name) for name in chosen)
+        return "|".join(re.escape(name) for name in chosen(linear))
 
     patterns = [rf"{LANGUAGE_MODEL}\.(?:.*\.)?(?:{names(LANGUAGE_LINEAR)})"]
     if "vision_tower" in parts:
-        patterns.append(rf"{VISION_TOWER}\.(?:.*\.)?(?:{names(TOWER_LINEAR)})")
-        patterns.append(
-            rf"{GEMMA4_VISION_TOWER}\.(?:.*\.)?(?:{names(GEMMA4_TOWER_LINEAR)})\.linear"
-        )
+        if model is None:
+            patterns.append(rf"{VISION_TOWER}\.(?:.*\.)?(?:{names(TOWER_LINEAR)})")
+        else:
+            wanted = {*chosen(TOWER_LINEAR), *chosen(GEMMA4_TOWER_LINEAR)}
+            layers = tower_linear_layers(model, wanted)
+            if layers:
+                patterns.append("|".join(re.escape(name) for name in layers))
     return "|".join(f"(?:{pattern})" for pattern in patterns)
+
+
+def tower_linear_layers(model: nn.Module, wanted: set[str]) -> list[str]:
+    """The names of the vision tower's linear layers called one of `wanted`, or wrapped by a
+    module so called (Gemma 4's `...q_proj.linear`)."""
+    found = []
+    for name, module in model.named_modules():
+        if not name.startswith("model.vision_tower.") or not isinstance(module, nn.Linear):
+            continue
+        path = name.split(".")
+        if path[-1] in wanted or (path[-1] == "linear" and path[-2] in wanted):
+            found.append(name)
+    return found
 
 
 def modules_to_save(parts: Sequence[str]) -> list[str] | None:
