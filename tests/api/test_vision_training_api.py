@@ -1,9 +1,10 @@
-"""Does it see? The tiny random Gemma 3 vision model, trained through the API with its preset on
-generated images (a coloured square on a noisy background at a random size and place; the answer
-to "What colour is the square?" is the colour), names the colour of held-out images where the
-untrained model cannot; the same fine-tune asked without the image does no better than chance, so
-the pixels are what it learned from. Also: a dataset with images is refused at launch for a
-text-only model, naming both."""
+"""Does it see? The tiny random Gemma 3 vision model and the tiny Gemma 4 (each through its own
+image path: Gemma 4 reads each image as its own soft tokens, patches and positions), trained
+through the API with its preset on generated images (a coloured square on a noisy background at
+a random size and place; the answer to "What colour is the square?" is the colour), name the
+colour of held-out images where the untrained model cannot; the same fine-tune asked without
+the image does no better than chance, so the pixels are what it learned from. Also: a dataset
+with images is refused at launch for a text-only model, naming both."""
 
 from __future__ import annotations
 
@@ -60,12 +61,13 @@ def image_dataset(client, headers: dict[str, str], rows: list[tuple[bytes, str]]
 
 def accuracy(model: Any, directory: Path, rows: list[tuple[bytes, str]], images: bool) -> float:
     """The share of `rows` whose colour the model names, greedily, shown the image or not. The
-    prompts are encoded as training encodes them; being all the same length, they are answered
-    in one batch (the pixels through the model's own image processor)."""
+    prompts are encoded as training encodes them; being all the same length (square images: the
+    same soft tokens, Gemma 4's too), they are answered in one batch (the pixels, and Gemma 4's
+    patch positions, through the model's own image processor)."""
     from tokenizers import Tokenizer
 
     from tuneforge.models.vision import vision_info
-    from tuneforge.models.vision_inputs import pixel_values, token_types
+    from tuneforge.models.vision_inputs import pixel_inputs, token_type_inputs
     from tuneforge.training.components.tokenize import encode_prompt
 
     info = vision_info(directory)
@@ -73,18 +75,13 @@ def accuracy(model: Any, directory: Path, rows: list[tuple[bytes, str]], images:
     tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
     parts = [{"type": "image"}] if images else []
     prompt = [{"role": "user", "content": [*parts, {"type": "text", "text": QUESTION}]}]
-    ids = [
-        encode_prompt(prompt, tokenizer, info.tokens_per_image, [data] if images else [])
-        for data, _ in rows
-    ]
+    ids = [encode_prompt(prompt, tokenizer, info, [data] if images else []) for data, _ in rows]
     assert len({len(i) for i in ids}) == 1
     batch = torch.tensor(ids)
-    extra = {}
+    extra: dict[str, Any] = {}
     if images:
-        extra = {
-            "pixel_values": pixel_values([data for data, _ in rows], directory),
-            "token_type_ids": token_types(batch, info),
-        }
+        extra = pixel_inputs([data for data, _ in rows], directory)
+        extra |= token_type_inputs(batch, info)
     with torch.no_grad():
         output = model.generate(
             input_ids=batch,
@@ -104,7 +101,8 @@ def accuracy(model: Any, directory: Path, rows: list[tuple[bytes, str]], images:
 
 
 @pytest.mark.timeout(1000)
-def test_it_sees_the_colour_of_held_out_images(api, settings) -> None:
+@pytest.mark.parametrize("model_id", [MODEL, "tiny-random-gemma4"])
+def test_it_sees_the_colour_of_held_out_images(api, settings, model_id: str) -> None:
     from peft import PeftModel
 
     from tuneforge.models.loading import load_causal_lm, model_dir
@@ -113,7 +111,7 @@ def test_it_sees_the_colour_of_held_out_images(api, settings) -> None:
     started = time.monotonic()
     dataset = image_dataset(client, alice, coloured_images(TRAIN_IMAGES, seed=1))
     processed = time.monotonic()
-    preset = client.get(f"/api/v1/trainings/presets/{MODEL}_lora", headers=alice)
+    preset = client.get(f"/api/v1/trainings/presets/{model_id}_lora", headers=alice)
     assert preset.status_code == 200, preset.text
     spec = {**preset.json(), "dataset_id": dataset["id"], "check_examples": 0}
     job = client.post("/api/v1/jobs", json={"kind": "train", "spec": spec}, headers=alice)
@@ -130,7 +128,7 @@ def test_it_sees_the_colour_of_held_out_images(api, settings) -> None:
     model = client.get(f"/api/v1/models/{done['result']['model_id']}", headers=alice).json()
     local = Path(settings.data_dir) / "seen"
     ArtifactStore(settings.resolved_storage_url).get_dir(model["artifact_key"], local)
-    entry = catalog().get(MODEL)
+    entry = catalog().get(model_id)
     assert entry is not None
     directory = model_dir(entry, settings.models_dir)
     held_out = coloured_images(HELD_OUT, seed=2)
@@ -140,8 +138,8 @@ def test_it_sees_the_colour_of_held_out_images(api, settings) -> None:
     seeing = accuracy(tuned, directory, held_out, images=True)
     blind = accuracy(tuned, directory, held_out, images=False)
     print(
-        f"\ndoes it see: untrained {untrained:.0%}, fine-tuned {seeing:.0%} with the image and "
-        f"{blind:.0%} without it (chance {CHANCE:.0%}); the dataset took "
+        f"\ndoes {model_id} see: untrained {untrained:.0%}, fine-tuned {seeing:.0%} with the "
+        f"image and {blind:.0%} without it (chance {CHANCE:.0%}); the dataset took "
         f"{processed - started:.0f} s, the run {trained - processed:.0f} s "
         f"({done['result']['steps']} steps), measuring {time.monotonic() - trained:.0f} s"
     )

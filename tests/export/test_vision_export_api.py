@@ -74,6 +74,18 @@ def image_answer(model, processor_dir: Path, size: int) -> tuple[list[int], obje
     return tokens, logits
 
 
+def merged_export(client, headers: dict[str, str], model_id: str, out: Path) -> None:
+    """A merged export of the vision fine-tune, unzipped into `out`: its own check passed the
+    image prompt (the same greedy answer as base + adapter, logits within 1e-3)."""
+    merged = export(client, headers, model_id, format="merged")
+    assert merged["status"] == "succeeded", merged["error"]
+    check = merged["verification"]["merge"]
+    assert check["passed"] and check["image"]["same_answer"]
+    assert check["image"]["max_abs_logit_diff"] < 1e-3
+    files = unzip(client, headers, merged["id"], out)
+    assert {"config.json", "model.safetensors", "preprocessor_config.json"} <= set(files)
+
+
 @pytest.mark.timeout(900)
 def test_adapter_and_merged_vision_exports_load_with_their_processor(
     api, tiny_vision_model: Path, tmp_path: Path
@@ -99,13 +111,7 @@ def test_adapter_and_merged_vision_exports_load_with_their_processor(
     assert type(processor).__name__ == "Gemma3Processor"
     assert "AutoProcessor" in (tmp_path / "adapter" / "README.md").read_text()
 
-    merged = export(client, alice, model_id, format="merged")
-    assert merged["status"] == "succeeded", merged["error"]
-    check = merged["verification"]["merge"]
-    assert check["passed"] and check["image"]["same_answer"]
-    assert check["image"]["max_abs_logit_diff"] < 1e-3
-    files = unzip(client, alice, merged["id"], tmp_path / "merged")
-    assert {"config.json", "model.safetensors", "preprocessor_config.json"} <= set(files)
+    merged_export(client, alice, model_id, tmp_path / "merged")
 
     # The consumer's view: plain transformers on the merged folder (its inputs made by the
     # folder's own processor, loaded with AutoProcessor), PEFT on base + adapter.

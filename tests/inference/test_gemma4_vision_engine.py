@@ -9,8 +9,8 @@ import threading
 from pathlib import Path
 
 import pytest
-import torch
 
+from tests.inference.test_vision_engine import same_as_generate
 from tests.models.test_gemma4_vision import TINY4, gemma4_processor, picture
 from tuneforge.inference.engine import Delta, Finished
 from tuneforge.inference.hf_engine import TransformersEngine
@@ -60,18 +60,7 @@ def test_a_gemma_4_image_answer_equals_generate_with_gemma_4s_processor(
         return_tensors="pt",
         add_special_tokens=False,
     )
-    assert done.prompt_tokens == inputs["input_ids"].shape[1]  # the processor's ids, exactly
-    with torch.inference_mode():
-        out = engine.model.generate(
-            **inputs,
-            max_new_tokens=GREEDY.max_new_tokens,
-            do_sample=False,
-            eos_token_id=sorted(engine.stop_ids),
-            pad_token_id=0,
-        )
-    new = out[0, inputs["input_ids"].shape[1] :]
-    assert text == engine.tokenizer.decode(new, skip_special_tokens=True)
-    assert done.completion_tokens == len(new)
+    same_as_generate(engine, text, done, inputs)
 
 
 def test_each_gemma_4_image_takes_its_own_tokens(engine: TransformersEngine) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -58,6 +59,14 @@ def test_an_image_answer_equals_transformers_generate_with_the_processor(
         return_tensors="pt",
         add_special_tokens=False,
     )
+    same_as_generate(engine, text, done, inputs)
+
+
+def same_as_generate(
+    engine: TransformersEngine, text: str, done: Finished, inputs: dict[str, Any]
+) -> None:
+    """The engine's answer (`text`, `done`) is transformers' greedy `generate` on `inputs`,
+    the model's processor's, and its prompt holds exactly the processor's ids."""
     assert done.prompt_tokens == inputs["input_ids"].shape[1]  # the processor's ids, exactly
     with torch.inference_mode():
         out = engine.model.generate(

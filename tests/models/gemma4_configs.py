@@ -13,6 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
+# Gemma 4's control tokens and their ids, as TuneForge's tokenizer names them (test_loading checks
+# the media tokens' ids against the released configs below).
+from tuneforge.models.tokenizer import GEMMA4_CONTROL_TOKENS as GEMMA4_CONTROL_TOKENS
+
 
 def _layer_types(layers: int, period: int) -> list[str]:
     """`period - 1` sliding-window layers, then one full-attention layer, repeated."""
@@ -272,19 +276,4 @@ GEMMA4_TOKEN_IDS: dict[str, list[int]] = {
     "user": [2364],
     "model": [4368],
     "thought": [45518],
-}
-#: Gemma 4's control tokens and their ids (the same ids in every Gemma 4 tokenizer).
-GEMMA4_CONTROL_TOKENS: dict[str, int] = {
-    "<|think|>": 98,
-    "<|channel>": 100,
-    "<channel|>": 101,
-    "<|turn>": 105,
-    "<turn|>": 106,
-    "<|image>": 255999,
-    "<|audio>": 256000,
-    "<|image|>": 258880,
-    "<|audio|>": 258881,
-    "<image|>": 258882,
-    "<audio|>": 258883,
-    "<|video|>": 258884,
 }

@@ -19,8 +19,7 @@ from safetensors import safe_open
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from tests.models import models_cache_dir
-from tests.models.gemma4_configs import GEMMA4_CONTROL_TOKENS as PUBLISHED_CONTROL_TOKENS
-from tests.models.gemma4_configs import GEMMA4_TOKEN_IDS
+from tests.models.gemma4_configs import CONFIGS, GEMMA4_TOKEN_IDS
 from tuneforge.errors import ModelUnavailable, NotFound
 from tuneforge.models.catalog import CatalogEntry, catalog
 from tuneforge.models.chat_template import GEMMA_4, GEMMA_CHAT_TEMPLATE, render
@@ -145,7 +144,18 @@ def test_the_tiny_gemma4_speaks_gemma_4s_format_with_its_control_tokens() -> Non
     assert model_format(path) is GEMMA_4
     tokenizer = load_tokenizer(path)
     assert tokenizer.chat_template == GEMMA_4.jinja
-    assert GEMMA4_CONTROL_TOKENS == PUBLISHED_CONTROL_TOKENS
+    # The image, audio and video tokens at the ids the released configs give them.
+    published = CONFIGS["e2b"]
+    for name, key in (
+        ("<|image>", "boi_token_id"),
+        ("<|image|>", "image_token_id"),
+        ("<image|>", "eoi_token_id"),
+        ("<|audio>", "boa_token_id"),
+        ("<|audio|>", "audio_token_id"),
+        ("<audio|>", "eoa_token_index"),
+        ("<|video|>", "video_token_id"),
+    ):
+        assert GEMMA4_CONTROL_TOKENS[name] == published[key], name
     assert (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id) == (2, 1, 0)
     assert {
         name: tokenizer.convert_tokens_to_ids(name) for name in GEMMA4_CONTROL_TOKENS

@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from tests.images import coloured_images
 from tests.training.conftest import Recorder
+from tests.training.test_vision_recipe import spec as gemma3_spec
 from tuneforge.models.catalog import catalog
 from tuneforge.training.recipes.sft import train_sft
 from tuneforge.training.spec import SFTSpec
@@ -47,17 +48,8 @@ def records(count: int, seed: int) -> list[dict[str, Any]]:
 
 
 def spec(**values: Any) -> SFTSpec:
-    base = {
-        "base_model": "tiny-random-gemma4",
-        "dataset_id": "d",
-        "learning_rate": 1e-2,
-        "batch_size": 4,
-        "lora_r": 8,
-        "lora_alpha": 16,
-        "max_length": 256,
-        "sample_max_new_tokens": 4,
-    }
-    return SFTSpec(**(base | values))
+    """The Gemma 3 vision recipe test's settings, on the tiny Gemma 4."""
+    return gemma3_spec(**({"base_model": "tiny-random-gemma4"} | values))
 
 
 @pytest.fixture(scope="module")
