@@ -202,6 +202,16 @@ def tiny_vision_model(models_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_gemma4_model(models_dir: Path) -> Path:
+    """`tiny-random-gemma4`'s directory (built once per cache)."""
+    from tuneforge.models.loading import model_dir
+
+    entry = catalog().get("tiny-random-gemma4")
+    assert entry is not None
+    return model_dir(entry, models_dir)
+
+
+@pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """An S3 service on loopback (moto's server), for storage and export tests."""
     from moto.server import ThreadedMotoServer

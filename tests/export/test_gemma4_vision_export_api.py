@@ -13,22 +13,12 @@ import pytest
 from tests.conftest import add_user, bearer
 from tests.export.test_vision_export_api import merged_export
 from tests.fine_tuned import add_fine_tuned
-from tuneforge.models.catalog import catalog
 
 pytestmark = [pytest.mark.heavy, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")
-def tiny4(models_dir: Path) -> Path:
-    from tuneforge.models.loading import model_dir
-
-    entry = catalog().get("tiny-random-gemma4")
-    assert entry is not None
-    return model_dir(entry, models_dir)
-
-
-@pytest.fixture(scope="module")
-def vision_adapter(tiny4: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def vision_adapter(tiny_gemma4_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """PEFT's random initialisation (both LoRA matrices non-zero): it answers differently."""
     import torch
     from peft import LoraConfig, get_peft_model
@@ -37,13 +27,13 @@ def vision_adapter(tiny4: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     from tuneforge.training.components.vision import lora_targets
 
     torch.manual_seed(7)
-    base = load_causal_lm(tiny4, torch.float32)
+    base = load_causal_lm(tiny_gemma4_model, torch.float32)
     targets = lora_targets(["all-linear"], ["vision_tower"], base)
     config = LoraConfig(r=8, lora_alpha=64, target_modules=targets, init_lora_weights=False)
     tuned = get_peft_model(base, config)
     out = tmp_path_factory.mktemp("gemma4-vision-adapter")
     tuned.save_pretrained(out)
-    load_tokenizer(tiny4).save_pretrained(out)
+    load_tokenizer(tiny_gemma4_model).save_pretrained(out)
     return out
 
 
@@ -66,7 +56,7 @@ def image_answer(model, model_dir: Path) -> tuple[list[int], object]:
 
 
 def test_a_merged_gemma4_vision_export_answers_like_base_and_adapter(
-    make_client, settings, tiny4: Path, vision_adapter: Path, tmp_path: Path
+    make_client, settings, tiny_gemma4_model: Path, vision_adapter: Path, tmp_path: Path
 ) -> None:
     import numpy as np
     import torch
@@ -84,9 +74,9 @@ def test_a_merged_gemma4_vision_export_answers_like_base_and_adapter(
     assert type(merged_model).__name__ == "Gemma4ForConditionalGeneration"
     merged_tokens, merged_logits = image_answer(merged_model, tmp_path / "merged")
     del merged_model
-    tuned = PeftModel.from_pretrained(load(tiny4, dtype=torch.float32), vision_adapter)
-    tuned_tokens, tuned_logits = image_answer(tuned, tiny4)
+    tuned = PeftModel.from_pretrained(load(tiny_gemma4_model, dtype=torch.float32), vision_adapter)
+    tuned_tokens, tuned_logits = image_answer(tuned, tiny_gemma4_model)
     assert merged_tokens == tuned_tokens
     assert float(np.abs(np.asarray(merged_logits) - np.asarray(tuned_logits)).max()) < 1e-3
-    _, base_logits = image_answer(load(tiny4, dtype=torch.float32), tiny4)
+    _, base_logits = image_answer(load(tiny_gemma4_model, dtype=torch.float32), tiny_gemma4_model)
     assert float(np.abs(np.asarray(base_logits) - np.asarray(tuned_logits)).max()) > 1e-3

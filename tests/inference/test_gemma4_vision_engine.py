@@ -5,20 +5,16 @@ transformers' `generate` does with Gemma 4's processor."""
 from __future__ import annotations
 
 import io
-import threading
 from pathlib import Path
 
 import pytest
 
-from tests.inference.test_vision_engine import same_as_generate
-from tests.models.test_gemma4_vision import TINY4, gemma4_processor, picture
-from tuneforge.inference.engine import Delta, Finished
+from tests.inference.test_vision_engine import answer, same_as_generate
+from tests.models.test_gemma4_vision import gemma4_processor, picture
 from tuneforge.inference.hf_engine import TransformersEngine
-from tuneforge.inference.params import GenerationParams
 from tuneforge.models.chat_template import GEMMA_4
 
 pytestmark = pytest.mark.timeout(180)
-GREEDY = GenerationParams(temperature=0.0, max_new_tokens=8)
 
 
 def prompt(images: int) -> str:
@@ -26,35 +22,20 @@ def prompt(images: int) -> str:
     return GEMMA_4.render([{"role": "user", "content": parts}], add_generation_prompt=True)
 
 
-def answer(engine: TransformersEngine, text: str, images: list[bytes]) -> tuple[str, Finished]:
-    events = list(engine.stream(text, GREEDY, threading.Event(), None, images))
-    done = events[-1]
-    assert isinstance(done, Finished)
-    return "".join(e.text for e in events if isinstance(e, Delta)), done
-
-
 @pytest.fixture(scope="module")
-def tiny4(models_dir: Path) -> Path:
-    from tuneforge.models.loading import model_dir
-
-    assert TINY4 is not None
-    return model_dir(TINY4, models_dir)
-
-
-@pytest.fixture(scope="module")
-def engine(tiny4: Path) -> TransformersEngine:
-    return TransformersEngine(tiny4)
+def engine(tiny_gemma4_model: Path) -> TransformersEngine:
+    return TransformersEngine(tiny_gemma4_model)
 
 
 def test_a_gemma_4_image_answer_equals_generate_with_gemma_4s_processor(
-    engine: TransformersEngine, tiny4: Path
+    engine: TransformersEngine, tiny_gemma4_model: Path
 ) -> None:
     from PIL import Image
 
     assert engine.chat.name == "gemma-4" and engine.vision is not None
     images = [picture(300, 200, "red"), picture(90, 700, "blue")]
     text, done = answer(engine, prompt(2), images)
-    inputs = gemma4_processor(tiny4)(
+    inputs = gemma4_processor(tiny_gemma4_model)(
         text=prompt(2),
         images=[Image.open(io.BytesIO(image)).convert("RGB") for image in images],
         return_tensors="pt",

@@ -50,14 +50,6 @@ def picture(width: int, height: int, colour: str = "red") -> bytes:
     return out.getvalue()
 
 
-@pytest.fixture(scope="module")
-def tiny4(models_dir: Path) -> Path:
-    from tuneforge.models.loading import model_dir
-
-    assert TINY4 is not None
-    return model_dir(TINY4, models_dir)
-
-
 def gemma4_processor(model_dir: Path) -> Any:
     """transformers' `Gemma4Processor` over the model's own image processor and tokenizer.
     `AutoProcessor` cannot build one here: it also loads Gemma 4's video processor, which needs
@@ -92,11 +84,11 @@ def gemma4_processor(model_dir: Path) -> Any:
     )
 
 
-def test_the_tiny_gemma_4_is_multimodal_at_its_catalog_sizes(tiny4: Path) -> None:
+def test_the_tiny_gemma_4_is_multimodal_at_its_catalog_sizes(tiny_gemma4_model: Path) -> None:
     from tuneforge.models.loading import load_causal_lm
 
     assert TINY4 is not None and TINY4.vision is not None
-    model = load_causal_lm(tiny4, torch.float32)
+    model = load_causal_lm(tiny_gemma4_model, torch.float32)
     assert type(model).__name__ == "Gemma4ForConditionalGeneration"
     # Values the checkpoint holds: the parameters (the head tied to the embedding) and the
     # encoder's clipping bounds (buffers: four per wrapped linear layer).
@@ -111,7 +103,7 @@ def test_the_tiny_gemma_4_is_multimodal_at_its_catalog_sizes(tiny4: Path) -> Non
     assert model.model.audio_tower is None
     encoder = model.config.vision_config
     assert (encoder.hidden_size, encoder.num_hidden_layers, encoder.patch_size) == (32, 2, 16)
-    info = vision_info(tiny4)
+    info = vision_info(tiny_gemma4_model)
     assert info is not None and info.variable
     assert (info.tokens_per_image, info.image_size, info.image_token_id) == (70, 384, 258880)
     assert (info.patch_size, info.pooling) == (16, 3)
@@ -134,18 +126,18 @@ def test_our_soft_token_counts_equal_gemma_4s_image_processor(budget: int) -> No
     assert max(counts) <= budget and len(set(counts)) > 3
 
 
-def test_ids_pixels_and_positions_equal_the_gemma_4_processors(tiny4: Path) -> None:
+def test_ids_pixels_and_positions_equal_the_gemma_4_processors(tiny_gemma4_model: Path) -> None:
     from tuneforge.models.vision_inputs import pixel_inputs, token_type_inputs
 
-    info = vision_info(tiny4)
+    info = vision_info(tiny_gemma4_model)
     assert info is not None
     images = [picture(300, 200, "red"), picture(90, 700, "blue")]
     text = GEMMA_4.render(QUESTION, add_generation_prompt=True)
     assert text.count("<|image|>") == 2
-    tokenizer = Tokenizer.from_file(str(tiny4 / "tokenizer.json"))
+    tokenizer = Tokenizer.from_file(str(tiny_gemma4_model / "tokenizer.json"))
     ours = tokenizer.encode(expand_text(text, info, images), add_special_tokens=False).ids
 
-    processor = gemma4_processor(tiny4)
+    processor = gemma4_processor(tiny_gemma4_model)
     decoded = [Image.open(io.BytesIO(data)).convert("RGB") for data in images]
     theirs = processor(text=text, images=decoded, return_tensors="pt", add_special_tokens=False)
 
@@ -155,7 +147,7 @@ def test_ids_pixels_and_positions_equal_the_gemma_4_processors(tiny4: Path) -> N
     assert counts == alone["num_soft_tokens_per_image"].tolist() == [60, 69]
     assert ours.count(GEMMA4_IMAGE_ID) == sum(counts)
     assert ours.count(GEMMA4_BOI_ID) == ours.count(GEMMA4_EOI_ID) == 2
-    inputs = pixel_inputs(images, tiny4)
+    inputs = pixel_inputs(images, tiny_gemma4_model)
     assert torch.equal(inputs["pixel_values"], theirs["pixel_values"].float())
     assert torch.equal(inputs["image_position_ids"], theirs["image_position_ids"].long())
     assert inputs["pixel_values"].shape == (2, 70 * 9, 3 * 16 * 16)
@@ -171,17 +163,17 @@ def test_ids_pixels_and_positions_equal_the_gemma_4_processors(tiny4: Path) -> N
         expand_text(text, info, images[:1])
 
 
-def test_the_tiny_gemma_4_sees_its_images(tiny4: Path) -> None:
+def test_the_tiny_gemma_4_sees_its_images(tiny_gemma4_model: Path) -> None:
     """Different pixels, different answers; the frozen image side's cached features give the
     logits the pixels give."""
     from tuneforge.models.loading import load_causal_lm
     from tuneforge.training.components.packing import Batch
     from tuneforge.training.components.vision import ImageInputs
 
-    info = vision_info(tiny4)
+    info = vision_info(tiny_gemma4_model)
     assert info is not None
-    model = load_causal_lm(tiny4, torch.float32).eval()
-    tokenizer = Tokenizer.from_file(str(tiny4 / "tokenizer.json"))
+    model = load_causal_lm(tiny_gemma4_model, torch.float32).eval()
+    tokenizer = Tokenizer.from_file(str(tiny_gemma4_model / "tokenizer.json"))
     text = GEMMA_4.render(QUESTION, add_generation_prompt=True)
     last = []
     for colours in (("red", "blue"), ("green", "yellow")):
@@ -193,7 +185,7 @@ def test_the_tiny_gemma_4_sees_its_images(tiny4: Path) -> None:
         batch = Batch(ids, positions, None, ids, ids.numel(), ids.numel(), images=images)
         logits = {}
         for frozen in (True, False):
-            attached = ImageInputs(model, tiny4, info, frozen=frozen).attach(batch)
+            attached = ImageInputs(model, tiny_gemma4_model, info, frozen=frozen).attach(batch)
             with torch.no_grad():
                 logits[frozen] = model(input_ids=ids, **attached.inputs).logits[0, -1]
         torch.testing.assert_close(logits[True], logits[False], rtol=1e-4, atol=1e-4)
@@ -201,14 +193,14 @@ def test_the_tiny_gemma_4_sees_its_images(tiny4: Path) -> None:
     assert (last[0] - last[1]).abs().max() > 1e-3
 
 
-def test_lora_on_gemma_4_is_placed_by_path(tiny4: Path) -> None:
+def test_lora_on_gemma_4_is_placed_by_path(tiny_gemma4_model: Path) -> None:
     from peft import LoraConfig, get_peft_model
 
     from tuneforge.models.loading import load_causal_lm
     from tuneforge.training.components.vision import lora_targets, modules_to_save
 
     def adapted(parts: list[str]) -> tuple[set[str], list[str]]:
-        model = load_causal_lm(tiny4, torch.float32)
+        model = load_causal_lm(tiny_gemma4_model, torch.float32)
         config = LoraConfig(
             r=4,
             lora_alpha=8,

@@ -51,6 +51,19 @@ def spec(**values: Any) -> SFTSpec:
     return SFTSpec(**(base | values))
 
 
+def learned_with_image_samples(recorder: Recorder, test: list[dict[str, Any]], steps: int) -> None:
+    """The loss fell (the last three steps under 0.6 x the first three), and the last sample
+    answers, after `steps` steps, are to the test split's images, with their thumbnails."""
+    losses = recorder.series("loss")
+    assert sum(losses[-3:]) / 3 < 0.6 * sum(losses[:3]) / 3
+    step, samples = recorder.sample_sets[-1]
+    assert step == steps and len(samples) == 3
+    for sample, record in zip(samples, test, strict=False):
+        assert sample["prompt"] == QUESTION
+        assert sample["reference"] == record["messages"][1]["content"][0]["text"]
+        assert sample["images"][0].startswith("data:image/jpeg;base64,")
+
+
 @pytest.mark.timeout(300)
 def test_images_train_the_language_model_and_the_chosen_projector(
     tiny_vision_model: Path, tmp_path: Path
@@ -59,15 +72,8 @@ def test_images_train_the_language_model_and_the_chosen_projector(
     recorder = Recorder()
     run = spec(max_steps=16, train_vision=["projector"])
     outcome = train_sft(run, tiny_vision_model, train, test, recorder, tmp_path)
-    losses = recorder.series("loss")
-    assert sum(losses[-3:]) / 3 < 0.6 * sum(losses[:3]) / 3
+    learned_with_image_samples(recorder, test, steps=16)
     assert any("so does the projector" in line for line in recorder.logs)
-    step, samples = recorder.sample_sets[-1]
-    assert step == 16 and len(samples) == 3
-    for sample, record in zip(samples, test, strict=False):
-        assert sample["prompt"] == QUESTION
-        assert sample["reference"] == record["messages"][1]["content"][0]["text"]
-        assert sample["images"][0].startswith("data:image/jpeg;base64,")
     saved = load_file(str(outcome.output / "adapter_model.safetensors"))
     assert any("multi_modal_projector" in name for name in saved)
     assert not any("vision_tower" in name for name in saved)
