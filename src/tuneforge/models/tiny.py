@@ -163,15 +163,6 @@ def add_vision_files(entry: CatalogEntry, out: Path) -> None:
     if tokenizer.token_to_id(IMAGE_SOFT_TOKEN) != IMAGE_SOFT_TOKEN_ID:
         raise RuntimeError(f"{IMAGE_SOFT_TOKEN} did not get id {IMAGE_SOFT_TOKEN_ID}.")
     tokenizer.save(str(out / "tokenizer.json"))
-    config_file = out / "tokenizer_config.json"
-    config = json.loads(config_file.read_text(encoding="utf-8"))
-    config["extra_special_tokens"] = {
-        "boi_token": START_OF_IMAGE,
-        "eoi_token": END_OF_IMAGE,
-        "image_token": IMAGE_SOFT_TOKEN,
-    }
-    config["processor_class"] = "Gemma3Processor"
-    config_file.write_text(json.dumps(config, indent=2), encoding="utf-8")
     side = entry.vision.image_size
     image_processor = {
         "image_processor_type": "Gemma3ImageProcessor",
@@ -186,13 +177,34 @@ def add_vision_files(entry: CatalogEntry, out: Path) -> None:
         "image_std": IMAGE_STD,
         "do_pan_and_scan": False,
     }
+    tokens = {
+        "boi_token": START_OF_IMAGE,
+        "eoi_token": END_OF_IMAGE,
+        "image_token": IMAGE_SOFT_TOKEN,
+    }
+    _write_processor_files(
+        out, "Gemma3Processor", tokens, image_processor, entry.vision.tokens_per_image
+    )
+
+
+def _write_processor_files(
+    out: Path,
+    processor_class: str,
+    tokens: dict[str, str],
+    image_processor: dict[str, Any],
+    tokens_per_image: int,
+) -> None:
+    """The tokenizer's config naming the image `tokens` and the processor, the image
+    processor's `preprocessor_config.json` and the processor's `processor_config.json`."""
+    config_file = out / "tokenizer_config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config["extra_special_tokens"] = tokens
+    config["processor_class"] = processor_class
+    config_file.write_text(json.dumps(config, indent=2), encoding="utf-8")
     (out / "preprocessor_config.json").write_text(
         json.dumps(image_processor, indent=2), encoding="utf-8"
     )
-    processor = {
-        "processor_class": "Gemma3Processor",
-        "image_seq_length": entry.vision.tokens_per_image,
-    }
+    processor = {"processor_class": processor_class, "image_seq_length": tokens_per_image}
     (out / "processor_config.json").write_text(json.dumps(processor, indent=2), encoding="utf-8")
 
 
@@ -277,29 +289,18 @@ def _add_gemma4_vision_files(vision: VisionArchitecture, out: Path) -> None:
     ):
         if tokenizer.token_to_id(token) != expected:
             raise RuntimeError(f"The Gemma 4 tokenizer has no {token} at id {expected}.")
-    config_file = out / "tokenizer_config.json"
-    config = json.loads(config_file.read_text(encoding="utf-8"))
-    config["extra_special_tokens"] = {
+    tokens = {
         "boi_token": GEMMA4_BOI,
         "eoi_token": GEMMA4_EOI,
         "image_token": GEMMA4_IMAGE,
         **GEMMA4_AUDIO_TOKENS,
     }
-    config["processor_class"] = "Gemma4Processor"
-    config_file.write_text(json.dumps(config, indent=2), encoding="utf-8")
     image_processor = GEMMA4_IMAGE_PROCESSOR | {
         "patch_size": vision.patch_size,
         "pooling_kernel_size": vision.pooling,
         "max_soft_tokens": vision.tokens_per_image,
     }
-    (out / "preprocessor_config.json").write_text(
-        json.dumps(image_processor, indent=2), encoding="utf-8"
-    )
-    processor = {
-        "processor_class": "Gemma4Processor",
-        "image_seq_length": vision.tokens_per_image,
-    }
-    (out / "processor_config.json").write_text(json.dumps(processor, indent=2), encoding="utf-8")
+    _write_processor_files(out, "Gemma4Processor", tokens, image_processor, vision.tokens_per_image)
 
 
 def _vision_config(text: Gemma3TextConfig, vision: VisionArchitecture) -> Gemma3Config:
