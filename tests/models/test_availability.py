@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tuneforge.models.availability import HubProbe, availability, each_availability
-from tuneforge.models.catalog import CatalogEntry, catalog, unsupported
+from tuneforge.models.catalog import CatalogEntry, catalog
 from tuneforge.ui.model_picker import state_label
 
 
@@ -51,13 +51,11 @@ def test_gemma4_entries_are_no_longer_refused_for_their_chat_format(
     monkeypatch.setenv("HF_ENDPOINT", listening)  # the hub answers
     entry = catalog().get("gemma-4-e2b-it")
     assert entry is not None and entry.chat_format == "gemma-4"
-    assert unsupported(entry) is None
     state = availability(entry, tmp_path, HubProbe())
     assert state.state == "downloadable" and state.usable
     tiny = catalog().get("tiny-random-gemma4")  # Gemma 4's layers, tokens and format
     assert tiny is not None and tiny.chat_format == "gemma-4"
     assert availability(tiny, tmp_path, HubProbe()).state == "available"
-    assert all(unsupported(e) is None for e in catalog().models)
 
 
 def test_a_reachable_hub_makes_hub_models_downloadable_with_their_size(

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tuneforge.models.catalog import CatalogEntry, unsupported
+from tuneforge.models.catalog import CatalogEntry
 
 State = Literal["available", "downloadable", "unavailable"]
 #: The package that ships Gemma 3 270M (the `gguf-package` source).
@@ -129,9 +129,6 @@ def availability(
     entry: CatalogEntry, models_dir: Path, probe: HubProbe | None = None
 ) -> Availability:
     """Whether `entry` can run here, with `models_dir` the server's model cache."""
-    why = unsupported(entry)
-    if why is not None:
-        return Availability(state="unavailable", reason=why)
     if entry.source == "tiny-random":
         return Availability(state="available", reason="Built on this server when first used.")
     if entry.source == "gguf-package":

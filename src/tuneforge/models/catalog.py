@@ -36,8 +36,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 Source = Literal["hub", "gguf-package", "tiny-random", "local"]
 ChatFormat = Literal["gemma-3", "gemma-4"]
-#: The chat formats TuneForge writes when it trains, chats and evaluates (`models.chat_template`).
-SPOKEN_CHAT_FORMATS: frozenset[str] = frozenset({"gemma-3", "gemma-4"})
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 
 
@@ -161,17 +159,6 @@ class CatalogEntry(BaseModel):
         if self.source == "local" and not self.path:
             raise ValueError(f"{self.id}: a `local` model needs the `path` of its directory")
         return self
-
-
-def unsupported(entry: CatalogEntry) -> str | None:
-    """Why TuneForge cannot train, chat with or evaluate `entry`, in one sentence (None: it
-    can). Model loading, availability and the launch checks all ask here."""
-    if entry.chat_format in SPOKEN_CHAT_FORMATS:
-        return None
-    return (
-        f"{entry.name} speaks the chat format {entry.chat_format!r}, which TuneForge does not "
-        "write: a model taught another format than its own answers badly (see docs/models.md)."
-    )
 
 
 class Catalog(BaseModel):

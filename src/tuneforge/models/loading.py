@@ -36,7 +36,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 from tuneforge.errors import ModelUnavailable, NotFound
 from tuneforge.models import tiny
-from tuneforge.models.catalog import CatalogEntry, load_catalog, unsupported
+from tuneforge.models.catalog import CatalogEntry, load_catalog
 from tuneforge.models.chat_template import (
     GEMMA_3,
     GEMMA_4,
@@ -124,16 +124,12 @@ def resolve(
     token: str | None = None,
 ) -> tuple[CatalogEntry, Path]:
     """The catalog entry for `model_id` (built-in or from `settings.catalog_file`) and its local
-    directory (see `model_dir`). An unknown id raises `NotFound`; a model TuneForge cannot
-    train or chat with yet (`catalog.unsupported`), `ModelUnavailable` with the reason."""
+    directory (see `model_dir`). An unknown id raises `NotFound`."""
     models = load_catalog(settings.catalog_file)
     entry = models.get(model_id)
     if entry is None:
         known = ", ".join(e.id for e in models.models if not e.test_only)
         raise NotFound(f"There is no model {model_id!r} in the catalog. Known models: {known}.")
-    why = unsupported(entry)
-    if why is not None:
-        raise ModelUnavailable(why)
     return entry, model_dir(entry, settings.models_dir, progress=progress, token=token)
 
 
