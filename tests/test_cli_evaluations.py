@@ -30,6 +30,7 @@ def server(make_settings: Callable[..., Settings]) -> Iterator[tuple[str, str]]:
         yield url, token
 
 
+@pytest.mark.heavy
 @pytest.mark.timeout(600)
 def test_evals_start_show_samples_and_download(server: tuple[str, str], tmp_path: Path) -> None:
     url, token = server
@@ -96,6 +97,7 @@ def test_evals_start_show_samples_and_download(server: tuple[str, str], tmp_path
         assert foreign.value.status == 404
 
 
+@pytest.mark.heavy
 @pytest.mark.timeout(600)
 def test_evals_start_takes_graders_for_the_rewards_suite(
     server: tuple[str, str], tmp_path: Path

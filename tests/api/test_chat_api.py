@@ -142,6 +142,7 @@ def test_bad_conversations_get_clear_errors(api) -> None:
     assert client.post("/api/v1/chat", json={"model": "x", "messages": HELLO}).status_code == 401
 
 
+@pytest.mark.heavy
 def test_a_killed_inference_server_is_restarted(api) -> None:
     client, alice = api
     first = chat(client, alice, max_new_tokens=4, stream=False).json()["message"]

@@ -12,7 +12,7 @@ import torch
 from tests.conftest import add_user, bearer
 from tuneforge.models.catalog import catalog
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.heavy]
 MESSAGES = [
     {"role": "system", "content": "Answer in one word."},
     {"role": "user", "content": "Which colour is the sky?"},

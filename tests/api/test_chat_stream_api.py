@@ -53,6 +53,7 @@ def test_sampling_left_out_is_the_models_default_and_statuses_come_first(
     assert "status" not in [e["event"] for e in again]
 
 
+@pytest.mark.heavy
 def test_closing_a_streamed_chat_stops_the_generation(make_settings) -> None:
     settings = make_settings()
     alice = bearer(add_user(settings, "alice"))
@@ -98,6 +99,7 @@ def test_closing_a_streamed_chat_stops_the_generation(make_settings) -> None:
         assert health()["cancelled"] == 1
 
 
+@pytest.mark.heavy
 def test_models_are_warmed_at_start(make_client, make_settings) -> None:
     assert models_to_warm(make_settings(warm_models=["gemma-3-1b-it", "tiny-random-gemma3"])) == [
         "tiny-random-gemma3"  # no hub here: only what loads offline is warmed

@@ -135,6 +135,7 @@ def model_check_as(client, username: str, model_id: str) -> ModelCheck:
         return model_check(session, user, model_id)
 
 
+@pytest.mark.heavy
 @pytest.mark.timeout(600)
 def test_no_check_without_a_test_split_or_when_turned_off(api) -> None:
     client, alice, _ = api

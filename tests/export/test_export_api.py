@@ -94,6 +94,7 @@ def logits_and_greedy(model_dir: Path, adapter: Path | None = None):
     return logits, tokens
 
 
+@pytest.mark.heavy
 @pytest.mark.timeout(900)
 def test_adapter_and_merged_exports_load_in_their_consumers(api, tiny_model, tmp_path) -> None:
     client, alice, _, model_id = api
@@ -163,6 +164,7 @@ def served_by(client, headers, model_id: str, **body: object) -> tuple[str, str 
     return answer.json()["engine"], gguf
 
 
+@pytest.mark.heavy
 @pytest.mark.timeout(900)
 def test_gguf_and_ollama_exports_run_in_llama_cpp(api, tmp_path) -> None:
     pytest.importorskip("llama_cpp")

@@ -14,7 +14,7 @@ from tests.fine_tuned import add_fine_tuned
 from tuneforge.models.catalog import catalog
 from tuneforge.models.chat_template import GEMMA_4
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.heavy]
 LANGUAGE_MODEL_LINEARS = (
     r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 )
