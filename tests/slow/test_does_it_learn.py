@@ -125,22 +125,25 @@ def dataset() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
 
 
 def score(model, tokenizer, prompts: list[tuple[str, str]]) -> float:
+    """The share of `prompts` answered with exactly the expected JSON, greedily, in one batch."""
+    from tuneforge.training.components.generation import left_padded
     from tuneforge.training.components.tokenize import encode_prompt
 
-    right = 0
     end = tokenizer.token_to_id("<end_of_turn>")
-    for prompt, answer in prompts:
-        ids = torch.tensor([encode_prompt([message("user", prompt)], tokenizer)])
-        with torch.no_grad():
-            out = model.generate(
-                input_ids=ids,
-                attention_mask=torch.ones_like(ids),
-                max_new_tokens=32,
-                do_sample=False,
-                eos_token_id=[end, 1],
-                pad_token_id=0,
-            )
-        text = tokenizer.decode(out[0, ids.shape[1] :].tolist(), skip_special_tokens=True)
+    encoded = [encode_prompt([message("user", prompt)], tokenizer) for prompt, _ in prompts]
+    ids, mask = left_padded(encoded, "cpu")
+    with torch.no_grad():
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=32,
+            do_sample=False,
+            eos_token_id=[end, 1],
+            pad_token_id=0,
+        )
+    right = 0
+    for row, (_, answer) in zip(out[:, ids.shape[1] :].tolist(), prompts, strict=True):
+        text = tokenizer.decode(row, skip_special_tokens=True)
         with contextlib.suppress(json.JSONDecodeError):
             right += json.loads(text.strip()) == json.loads(answer)
     return right / len(prompts)
