@@ -88,9 +88,9 @@ class GRPOSpec(TrainingBase):
         default=64,
         ge=1,
         le=8192,
-        description="Longest completion, in tokens; a completion cut here has not said "
-        "`<end_of_turn>`. Generation dominates a step's time on a CPU: keep it near what a good "
-        "answer needs.",
+        description="Longest completion, in tokens; a completion cut here has not ended its "
+        "turn (`<end_of_turn>`; Gemma 4: `<turn|>`). Generation dominates a step's time on a "
+        "CPU: keep it near what a good answer needs.",
         json_schema_extra=_group("rewards"),
     )
     temperature: float = Field(
