@@ -11,6 +11,7 @@ import torch
 
 from tests.images import png
 from tuneforge.data.conversation import message
+from tuneforge.models.loading import load_causal_lm
 from tuneforge.models.vision import vision_info
 from tuneforge.training.components.loss import causal_lm_loss
 from tuneforge.training.components.packing import collate
@@ -30,18 +31,19 @@ def trained(model: torch.nn.Module) -> list[str]:
     return [name for name, _ in trainable_parameters(model)]
 
 
-def test_lora_targets_stay_in_the_language_model_unless_asked() -> None:
+def test_lora_targets_stay_in_the_language_model_unless_asked(tiny_vision_model: Path) -> None:
     import re
 
     default = lora_targets(["all-linear"], [])
     assert re.fullmatch(default, "model.language_model.layers.0.self_attn.q_proj")
     assert re.fullmatch(default, "model.language_model.layers.1.mlp.down_proj")
-    assert not re.fullmatch(
-        default, "model.vision_tower.vision_model.encoder.layers.0.self_attn.q_proj"
-    )
+    assert not re.fullmatch(default, "model.vision_tower.encoder.layers.0.self_attn.q_proj")
     assert not re.fullmatch(default, "lm_head")
-    named = lora_targets(["q_proj", "v_proj"], ["vision_tower"])
-    assert re.fullmatch(named, "model.vision_tower.vision_model.encoder.layers.0.self_attn.q_proj")
+    with pytest.raises(ValueError, match="needs the model"):
+        lora_targets(["q_proj"], ["vision_tower"])
+    model = load_causal_lm(tiny_vision_model, torch.float32)
+    named = lora_targets(["q_proj", "v_proj"], ["vision_tower"], model)
+    assert re.fullmatch(named, "model.vision_tower.encoder.layers.0.self_attn.q_proj")
     assert re.fullmatch(named, "model.language_model.layers.0.self_attn.v_proj")
     assert not re.fullmatch(named, "model.language_model.layers.0.self_attn.k_proj")
 

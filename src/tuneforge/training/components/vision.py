@@ -42,7 +42,6 @@ TOWER_LINEAR = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
 GEMMA4_TOWER_LINEAR = LANGUAGE_LINEAR
 #: Module paths (from the model's root) of each part.
 LANGUAGE_MODEL = r"model\.language_model"
-VISION_TOWER = r"model\.vision_tower"
 PROJECTOR = "multi_modal_projector"
 GEMMA4_PROJECTOR = "embed_vision"
 #: The modules of each part of a multimodal model's non-language side, as `model.model`'s
@@ -64,28 +63,24 @@ def lora_targets(
 ) -> str:
     """PEFT's `target_modules` as a regular expression (PEFT full-matches it against module
     names): the named modules (or every linear layer for `all-linear`) inside the language
-    model, and inside the vision tower too when `parts` holds `vision_tower`. Both encoders keep
-    their layers under `model.vision_tower.encoder` and both have a `q_proj`, but Gemma 4's are
-    wrappers around a `linear`: with `model`, the tower's targets are its own linear layers by
-    name (a named layer itself, or the `linear` inside a named wrapper); without it, Gemma 3's
-    SigLIP names."""
+    model, and, when `parts` holds `vision_tower`, the tower's own linear layers so named in
+    `model` (needed then). Both encoders keep their layers under `model.vision_tower` and both
+    have a `q_proj`, but Gemma 4's are wrappers around a `linear`: a named layer itself, or the
+    `linear` inside a named wrapper, is chosen."""
     everything = list(targets) == ["all-linear"]
 
     def chosen(linear: Sequence[str]) -> Sequence[str]:
         return linear if everything else targets
 
-    def names(linear: Sequence[str]) -> str:
-        return "|".join(re.escape(name) for name in chosen(linear))
-
-    patterns = [rf"{LANGUAGE_MODEL}\.(?:.*\.)?(?:{names(LANGUAGE_LINEAR)})"]
+    language = "|".join(re.escape(name) for name in chosen(LANGUAGE_LINEAR))
+    patterns = [rf"{LANGUAGE_MODEL}\.(?:.*\.)?(?:{language})"]
     if "vision_tower" in parts:
         if model is None:
-            patterns.append(rf"{VISION_TOWER}\.(?:.*\.)?(?:{names(TOWER_LINEAR)})")
-        else:
-            wanted = {*chosen(TOWER_LINEAR), *chosen(GEMMA4_TOWER_LINEAR)}
-            layers = tower_linear_layers(model, wanted)
-            if layers:
-                patterns.append("|".join(re.escape(name) for name in layers))
+            raise ValueError("Placing adapters in the vision tower needs the model.")
+        wanted = {*chosen(TOWER_LINEAR), *chosen(GEMMA4_TOWER_LINEAR)}
+        layers = tower_linear_layers(model, wanted)
+        if layers:
+            patterns.append("|".join(re.escape(name) for name in layers))
     return "|".join(f"(?:{pattern})" for pattern in patterns)
 
 
