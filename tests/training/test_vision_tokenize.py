@@ -35,7 +35,7 @@ def vision(tiny_vision_model: Path) -> tuple[Tokenizer, int, Path]:
     info = vision_info(tiny_vision_model)
     assert info is not None
     tokenizer = Tokenizer.from_file(str(tiny_vision_model / "tokenizer.json"))
-    return tokenizer, info.tokens_per_image, tiny_vision_model
+    return tokenizer, info, tiny_vision_model
 
 
 def test_ids_are_the_processors_and_no_image_token_carries_loss(vision) -> None:
@@ -56,7 +56,7 @@ def test_ids_are_the_processors_and_no_image_token_carries_loss(vision) -> None:
             )
         assert example.input_ids == expected["input_ids"][0]
         soft = tokenizer.token_to_id(IMAGE_SOFT_TOKEN)
-        assert example.input_ids.count(soft) == per_image
+        assert example.input_ids.count(soft) == per_image.tokens_per_image
         start = example.input_ids.index(tokenizer.token_to_id("<start_of_image>"))
         end = example.input_ids.index(tokenizer.token_to_id("<end_of_image>"))
         assert all(label == IGNORE_INDEX for label in example.labels[start : end + 1])

@@ -89,7 +89,7 @@ def test_the_fast_loss_is_the_models_own(tiny_vision_model: Path, frozen: bool) 
         ],
         "images": [image],
     }
-    example = encode_record(record, tokenizer, 1024, True, info.tokens_per_image)
+    example = encode_record(record, tokenizer, 1024, True, info)
     assert example is not None
     model = prepare_model(spec(), tiny_vision_model, FP32)
     model.eval()

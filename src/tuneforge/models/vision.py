@@ -83,14 +83,6 @@ class VisionInfo:
         return image_frame(soft_tokens)
 
 
-def as_vision(tokens: int | VisionInfo) -> VisionInfo:
-    """A model's image numbers from what a caller has: a `VisionInfo`, or Gemma 3's fixed
-    tokens per image."""
-    if isinstance(tokens, VisionInfo):
-        return tokens
-    return VisionInfo(tokens_per_image=tokens, image_size=0, image_token_id=-1)
-
-
 def vision_info(model_dir: Path) -> VisionInfo | None:
     """The image numbers of the model in `model_dir`, or None for a text-only model."""
     model_dir = Path(model_dir)

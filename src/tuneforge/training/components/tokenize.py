@@ -53,7 +53,7 @@ from tuneforge.models.chat_template import (
     ChatMessage,
     format_of_tokenizer,
 )
-from tuneforge.models.vision import VisionInfo, as_vision, expand_segments, expand_text
+from tuneforge.models.vision import VisionInfo, expand_segments, expand_text
 
 IGNORE_INDEX = -100
 EOS = "<eos>"
@@ -97,14 +97,14 @@ def image_count(messages: Sequence[ChatMessage]) -> int:
 def _check_images(
     messages: Sequence[ChatMessage],
     images: Sequence[bytes],
-    tokens_per_image: int | VisionInfo | None,
+    vision: VisionInfo | None,
 ) -> None:
-    """Refuse images for a text-only model (`tokens_per_image` None), images in answers, and
+    """Refuse images for a text-only model (`vision` None), images in answers, and
     image parts that do not match the record's images one to one."""
     parts = image_count(messages)
     if not parts and not images:
         return
-    if tokens_per_image is None:
+    if vision is None:
         raise ValueError(VISION_UNSUPPORTED)
     if any(m["role"] == "assistant" for m in messages if image_count([m])):
         raise ValueError("An answer holds an image: Gemma reads images but does not write them.")
@@ -116,7 +116,7 @@ def _check_images(
 
 
 def _conversation(
-    record: Mapping[str, Any], tokens_per_image: int | VisionInfo | None = None
+    record: Mapping[str, Any], vision: VisionInfo | None = None
 ) -> list[ChatMessage] | None:
     """The record's messages (a preference record: its prompt and chosen answer), or None for
     a language-modelling record."""
@@ -137,7 +137,7 @@ def _conversation(
             "A record needs `messages`, `prompt` with `chosen`, or `text`; this one has "
             f"{sorted(record)}."
         )
-    _check_images(messages, list(record.get("images") or []), tokens_per_image)
+    _check_images(messages, list(record.get("images") or []), vision)
     return messages
 
 
@@ -179,27 +179,25 @@ def encode_record(
     tokenizer: Tokenizer,
     max_length: int,
     assistant_only: bool,
-    tokens_per_image: int | VisionInfo | None = None,
+    vision: VisionInfo | None = None,
 ) -> Example | None:
     """A processed dataset record as an `Example`, cut to its first `max_length` tokens; None
     when no token carrying loss remains. With `assistant_only`, only the assistant answers (and
     their `<end_of_turn>`) carry loss; otherwise every token but the first does (image tokens
-    never do). `tokens_per_image`: the model's image numbers (`VisionInfo`; Gemma 3's fixed count
-    will do; None: a text-only model). Raises
+    never do). `vision`: the model's image numbers (None: a text-only model). Raises
     ValueError for a record of the wrong shape, with images a text-only model cannot read, or
     with roles out of order; `ImageDoesNotFit` when the cut would fall inside an image."""
     if max_length < 2:
         raise ValueError(f"max_length must be at least 2 tokens, not {max_length}.")
-    messages = _conversation(record, tokens_per_image)
+    messages = _conversation(record, vision)
     if messages is None:
         segments = [(f"{BOS}{record['text']}{EOS}", True)]
     else:
         segments = _conversation_segments(messages, format_of_tokenizer(tokenizer))
     images = tuple(record.get("images") or ()) if messages is not None else ()
-    info = as_vision(tokens_per_image) if tokens_per_image is not None else None
     if images:
-        assert info is not None  # `_check_images` refused it otherwise
-        texts = expand_segments([text for text, _ in segments], info, images)
+        assert vision is not None  # `_check_images` refused it otherwise
+        texts = expand_segments([text for text, _ in segments], vision, images)
         segments = [(text, loss) for text, (_, loss) in zip(texts, segments, strict=True)]
     encodings = tokenizer.encode_batch_fast(
         [text for text, _ in segments], add_special_tokens=False
@@ -211,8 +209,8 @@ def encode_record(
         input_ids += ids
         labels += ids if loss or not assistant_only else [IGNORE_INDEX] * len(ids)
     if images:
-        assert info is not None
-        images = _cut_images(tokenizer, input_ids, labels, images, max_length, info)
+        assert vision is not None
+        images = _cut_images(tokenizer, input_ids, labels, images, max_length, vision)
     input_ids, labels = input_ids[:max_length], labels[:max_length]
     labels[0] = IGNORE_INDEX  # nothing predicts the first token
     if all(label == IGNORE_INDEX for label in labels):
@@ -256,19 +254,19 @@ def _cut_images(
 def encode_prompt(
     messages: Sequence[ChatMessage],
     tokenizer: Tokenizer,
-    tokens_per_image: int | VisionInfo | None = None,
+    vision: VisionInfo | None = None,
     images: Sequence[bytes] = (),
 ) -> list[int]:
     """The token ids of a prompt (ending with a user turn) followed by the generation prompt of
     the tokenizer's chat format (`<start_of_turn>model\\n`; Gemma 4:
     `<|turn>model\\n<|channel>thought\\n<channel|>`): what the model continues to answer, for
     sample generations. Its images (`images`, one per
-    image part) are expanded into `tokens_per_image` tokens each, for a vision model."""
+    image part) are expanded into `vision` tokens each, for a vision model."""
     if messages and messages[-1]["role"] == "assistant":
         raise ValueError("A prompt must end with a user message, not an assistant message.")
-    _check_images(messages, images, tokens_per_image)
+    _check_images(messages, images, vision)
     text = format_of_tokenizer(tokenizer).render(messages, add_generation_prompt=True)
     if images:
-        assert tokens_per_image is not None
-        text = expand_text(text, as_vision(tokens_per_image), images)
+        assert vision is not None
+        text = expand_text(text, vision, images)
     return list(tokenizer.encode(text, add_special_tokens=False).ids)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import InvalidInput
 from tuneforge.models.chat_template import format_of_tokenizer
-from tuneforge.models.vision import VisionInfo, as_vision, vision_info
+from tuneforge.models.vision import VisionInfo, vision_info
 from tuneforge.training.health import NO_CHAT_TEMPLATE
 from tuneforge.training.recipe import Batching, Checkpoints, Outcome, Recipe
 from tuneforge.training.spec import SFTSpec
@@ -56,11 +56,11 @@ def encode_all(
     records: Sequence[Mapping[str, Any]],
     tokenizer: Tokenizer,
     spec: SFTSpec,
-    tokens_per_image: int | VisionInfo | None = None,
+    vision: VisionInfo | None = None,
     reporter: Reporter | None = None,
     split: str = "train",
 ) -> list[Example]:
-    """The records as examples (`tokens_per_image`: a vision model's); those left with nothing
+    """The records as examples (`vision`: a vision model's); those left with nothing
     to learn are skipped, and those whose images `max_length` would cut are left out with a
     warning to `reporter` saying how many."""
     from tuneforge.training.components.tokenize import ImageDoesNotFit, encode_record
@@ -70,7 +70,7 @@ def encode_all(
     for number, record in enumerate(records, start=1):
         try:
             example = encode_record(
-                record, tokenizer, spec.max_length, spec.assistant_only_loss, tokens_per_image
+                record, tokenizer, spec.max_length, spec.assistant_only_loss, vision
             )
         except ImageDoesNotFit:
             cut += 1
@@ -83,9 +83,9 @@ def encode_all(
         if example is not None:
             examples.append(example)
     if cut and reporter is not None:
-        assert tokens_per_image is not None  # only images are cut through
-        info = as_vision(tokens_per_image)
-        each = f"up to {info.tokens_per_image}" if info.variable else str(info.tokens_per_image)
+        assert vision is not None  # only images are cut through
+        most = vision.tokens_per_image
+        each = f"up to {most}" if vision.variable else str(most)
         reporter.log(
             f"{cut} of {len(records)} {split} examples left out: max length {spec.max_length} "
             f"would cut through their images (each is {each} tokens and 4 around "
@@ -138,8 +138,7 @@ def train_sft(
                 {"fields": ["base_model"]},
             )
         vision = None  # text only: its language model learns, as a text model's would
-    per_image = vision
-    train = encode_all(train_records, tokenizer, spec, per_image, reporter)
+    train = encode_all(train_records, tokenizer, spec, vision, reporter)
     if not train:
         raise InvalidInput(
             "No training example has tokens to learn from: check that the answers are not empty "
@@ -151,7 +150,7 @@ def train_sft(
     if warning:
         reporter.log(warning, "warning")
     evals = encode_all(
-        test_records[: spec.eval_max_examples], tokenizer, spec, per_image, reporter, "test"
+        test_records[: spec.eval_max_examples], tokenizer, spec, vision, reporter, "test"
     )
     reporter.log(
         f"{len(train)} training and {len(evals)} evaluation examples; {spec.method} on "
