@@ -38,15 +38,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     the browser tests (the pages call the services that the API tests check on PostgreSQL) and
     the learning-quality tests of tests/slow (minutes of training whose database work, a job and
     its metrics, the training API tests check), and the tests marked `trains` (each trainer's
-    runs through the API: the same database work again) or `heavy` (models run through the API
-    for images and exports: the same records as the lighter API tests)."""
+    runs through the API: the same database work again), `heavy` (models run through the API
+    for images and exports: the same records as the lighter API tests) or `surface` (the CLI and
+    the Python client against a server: the API's database work, which its own tests check).
+    CLI commands that open the database themselves (`admin`, `worker`) stay in both passes."""
     if not PG_URL:
         return
     skip = pytest.mark.skip(reason="uses no database: it runs in the SQLite pass")
     sqlite_only = pytest.mark.skip(reason="runs in the SQLite pass only")
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
-        marked = {"browser", "trains", "heavy"} & {mark.name for mark in item.iter_markers()}
+        marked = {"browser", "trains", "heavy", "surface"} & {
+            mark.name for mark in item.iter_markers()
+        }
         if marked or item.nodeid.startswith("tests/slow/"):
             item.add_marker(sqlite_only)
         elif not fixtures & DATABASE_FIXTURES and not item.nodeid.startswith("tests/db/"):
@@ -136,6 +140,19 @@ def make_settings(tmp_path: Path, database_url: str, models_dir: Path) -> Callab
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings]) -> Settings:
     return make_settings()
+
+
+@pytest.fixture
+def library_settings(tmp_path: Path, models_dir: Path) -> Settings:
+    """Settings for code that runs as a worker's library code does, without the web side: data
+    and models as `settings` have them, and no database (its URL names a file in a folder that
+    does not exist, so any query fails). A test that uses it needs no PostgreSQL pass."""
+    return Settings(
+        data_dir=tmp_path / "data",
+        model_cache_dir=models_dir,
+        database_url=f"sqlite:///{tmp_path / 'no-database' / 'none.db'}",
+        warm_models=[],
+    )
 
 
 @pytest.fixture

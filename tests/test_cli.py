@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -161,6 +162,7 @@ def test_jobs_commands_without_a_server() -> None:
     assert f"not reachable at {url}" in result.stderr
 
 
+@pytest.mark.surface
 def test_jobs_commands_against_a_server(make_settings: Callable[..., Settings]) -> None:
     settings = make_settings()
     token = add_user(settings, "ada", admin=True)

@@ -17,6 +17,8 @@ from tuneforge.cli import app
 from tuneforge.services.datasets import SYNC_ROWS
 from tuneforge.settings import Settings
 
+pytestmark = pytest.mark.surface
+
 runner = CliRunner()
 Invoke = Callable[..., Result]
 

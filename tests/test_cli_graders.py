@@ -17,6 +17,8 @@ from tuneforge.cli import app
 from tuneforge.client import ApiError, Client
 from tuneforge.settings import Settings
 
+pytestmark = pytest.mark.surface
+
 runner = CliRunner()
 GRADERS = [
     {"type": "numeric_match", "column": "answer", "weight": 2},

@@ -10,6 +10,8 @@ import pytest
 from tests.test_cli_datasets import Invoke, cli  # noqa: F401  (the fixture)
 from tests.test_client_datasets import QA, write_csv
 
+pytestmark = pytest.mark.surface
+
 
 @pytest.mark.timeout(300)
 def test_estimate_says_what_is_wrong_and_the_catalog_what_can_run(

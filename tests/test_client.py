@@ -13,6 +13,8 @@ from tests.server import running_server, server_env
 from tuneforge.client import ApiError, Client
 from tuneforge.settings import Settings
 
+pytestmark = pytest.mark.surface
+
 
 @pytest.fixture
 def server(make_settings: Callable[..., Settings]) -> Iterator[str]:

@@ -19,6 +19,8 @@ from tuneforge.data.splits import SplitSpec
 from tuneforge.services.datasets import SYNC_ROWS
 from tuneforge.settings import Settings
 
+pytestmark = pytest.mark.surface
+
 QA = [(f"What is {i} plus {i}?", str(2 * i)) for i in range(30)]
 
 

@@ -15,6 +15,8 @@ from tests.server import running_server, server_env
 from tuneforge.client import ApiError, Client
 from tuneforge.settings import Settings
 
+pytestmark = pytest.mark.surface
+
 QUESTIONS = [(f"What is {i} plus {i}?", str(2 * i)) for i in range(12)]
 
 

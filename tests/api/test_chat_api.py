@@ -56,6 +56,7 @@ def api(make_client, settings):
     return client, bearer(add_user(settings, "alice"))
 
 
+@pytest.mark.heavy
 def test_streamed_and_whole_answers_agree_and_the_model_loads_once(api) -> None:
     client, alice = api
     text, done = streamed(chat(client, alice, max_new_tokens=8))

@@ -139,6 +139,7 @@ def test_a_changed_server_key_gives_a_clear_error(
         _read(make_settings(secret_key="other" * 8), "alice", "HF_TOKEN")
 
 
+@pytest.mark.surface
 def test_cli_reads_the_value_from_a_hidden_prompt_or_the_environment(
     make_settings: Callable[..., Settings],
 ) -> None:

@@ -195,6 +195,7 @@ def judged_evaluation(client, headers, dataset_id: str, url: str):
     )
 
 
+@pytest.mark.heavy
 @pytest.mark.timeout(600)
 def test_an_evaluation_graded_by_the_judge(make_client, settings) -> None:
     client = make_client(auth="local", run_jobs=True, trusted_endpoint_hosts=LOOPBACK)
@@ -230,6 +231,7 @@ def test_an_evaluation_graded_by_the_judge(make_client, settings) -> None:
         assert KEY not in text
 
 
+@pytest.mark.heavy
 @pytest.mark.timeout(600)
 def test_a_failing_judge_keeps_the_answers_ungraded(make_client, settings) -> None:
     client = make_client(auth="local", run_jobs=True, trusted_endpoint_hosts=LOOPBACK)

@@ -31,6 +31,13 @@ from tuneforge.models.loading import load_causal_lm, load_tokenizer
 from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore
 
+
+@pytest.fixture
+def settings(library_settings: Settings) -> Settings:
+    """The evaluation runs here as in its worker, which opens no database."""
+    return library_settings
+
+
 TINY = "tiny-random-gemma3"
 
 

@@ -29,6 +29,13 @@ from tuneforge.storage import ArtifactStore
 from tuneforge.training.rewards.grade import GraderSet
 from tuneforge.training.rewards.spec import GRADERS
 
+
+@pytest.fixture
+def settings(library_settings: Settings) -> Settings:
+    """The evaluation runs here as in its worker, which opens no database."""
+    return library_settings
+
+
 TINY = "tiny-random-gemma3"
 KEY = "sk-judge-0123456789-secret"
 

@@ -22,6 +22,13 @@ from tuneforge.evaluation.spec import EvaluationSpec
 from tuneforge.inference.params import ModelRef
 from tuneforge.settings import Settings
 
+
+@pytest.fixture
+def settings(library_settings: Settings) -> Settings:
+    """The evaluation runs here as in its worker, which opens no database."""
+    return library_settings
+
+
 VISION = "tiny-random-gemma3-vision"
 QUESTION = "What colour is the square?"
 

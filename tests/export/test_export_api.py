@@ -263,6 +263,7 @@ def test_another_users_model_cannot_be_exported(api) -> None:
     assert client.get(f"/api/v1/exports/{done['id']}", headers=alice).status_code == 404
 
 
+@pytest.mark.heavy
 @pytest.mark.timeout(600)
 def test_s3_and_hub_destinations_receive_every_file(
     make_client, settings, tiny_adapter, bucket: Bucket, hub: FakeHub
@@ -301,6 +302,7 @@ def test_s3_and_hub_destinations_receive_every_file(
     assert hub.token not in secrets and bucket.secrets["AWS_SECRET_ACCESS_KEY"] not in secrets
 
 
+@pytest.mark.heavy
 def test_administrators_export_into_allowed_server_directories(
     make_client, settings, tiny_adapter, tmp_path
 ) -> None:

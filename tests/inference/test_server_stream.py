@@ -37,8 +37,10 @@ async def until_idle(client: InferenceClient, within: float) -> tuple[dict, floa
 
 
 def test_statuses_then_a_cancelled_generation_stops_and_frees_the_engine(
-    settings: Settings,
+    library_settings: Settings,
 ) -> None:
+    settings = library_settings  # the inference server opens no database
+
     async def scenario() -> None:
         client = InferenceClient(InferenceProcess(settings))
         try:
