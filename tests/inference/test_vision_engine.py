@@ -107,7 +107,7 @@ def first_logits(engine: TransformersEngine, image: bytes) -> torch.Tensor:
         return_tensors="pt",
     ).input_ids
     with torch.inference_mode():
-        return engine.model(input_ids=ids, **engine._image_inputs(ids, [image])).logits[0, -1]
+        return engine.model(input_ids=ids, **engine._image_inputs(ids, [[image]])).logits[0, -1]
 
 
 def test_a_mismatch_between_markers_and_images_is_refused(engine: TransformersEngine) -> None:

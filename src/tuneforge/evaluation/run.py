@@ -1,11 +1,12 @@
 """An evaluation from a split's rows to its results, in the worker process (no database here).
 
 The samples are drawn (`select_samples`); each model answers every sample's prompt with the
-transformers engine (greedy by default), and the suite scores the answers against the
-references. Both models run on the same engine with the same numerics, so a difference in the
-results is the models' own: a fine-tune and its base load the base once, with the adapter
-attached (`ModelCache`). The perplexity and preference suites generate nothing: they score the
-dataset's own answers. The rewards suite's graders may call judges, with the owner's `secrets`.
+transformers engine (greedy by default), the prompts decoded in batches, and the suite scores
+the answers against the references. Both models run on the same engine with the same
+numerics, so a difference in the results is the models' own: a fine-tune and its base load the
+base once, with the adapter attached (`ModelCache`). The perplexity and preference suites
+generate nothing: they score the dataset's own answers. The rewards suite's graders may call
+judges, with the owner's `secrets`.
 """
 
 from __future__ import annotations
@@ -33,9 +34,8 @@ from tuneforge.evaluation.samples import TEXT_ONLY, Sample, select_samples
 from tuneforge.evaluation.sight import refuse_text_only
 from tuneforge.evaluation.spec import NO_ANSWERS, EvaluationSpec
 from tuneforge.inference import loaders
-from tuneforge.inference.cache import Loaded, ModelCache
-from tuneforge.inference.engine import Delta
-from tuneforge.inference.hf_engine import TransformersEngine
+from tuneforge.inference.cache import ModelCache
+from tuneforge.inference.hf_engine import Answer, TransformersEngine
 from tuneforge.inference.params import GenerationParams, ModelRef
 from tuneforge.models.catalog import load_catalog
 from tuneforge.models.chat_template import GEMMA_3, ChatFormat, format_of
@@ -52,7 +52,8 @@ NEEDS = {
 
 OnSample = Callable[[str, int, int], None]
 """Called with a model's label, the number of samples and how many it has done: before its
-first sample (0) and after each one. It may raise to stop the evaluation (a cancelled job)."""
+first sample (0) and after each one (answers complete in batches, not in the samples' order).
+It may raise to stop the evaluation (a cancelled job)."""
 
 
 @dataclass(frozen=True)
@@ -68,18 +69,35 @@ class Outcome:
     skipped: int
 
 
-def answer(
-    loaded: Loaded,
-    sample: Sample,
+def answers_of(
+    engine: TransformersEngine,
+    adapter: str | None,
+    samples: Sequence[Sample],
     params: GenerationParams,
     cancelled: threading.Event,
+    progress: Callable[[int], None],
     chat: ChatFormat = GEMMA_3,
-) -> str:
-    """The model's answer to the sample's prompt (with its images), rendered in the model's
-    chat format `chat`."""
-    text = chat.render(sample.prompt, add_generation_prompt=True)
-    events = loaded.engine.stream(text, params, cancelled, loaded.adapter, images=sample.images)
-    return "".join(event.text for event in events if isinstance(event, Delta)).strip()
+) -> list[str]:
+    """The model's answers to the samples' prompts (with their images), rendered in the model's
+    chat format `chat`, decoded in batches (`generate_many`), each sample with its own seed
+    (`sample_params`); `progress(done)` after each answer completes."""
+    texts = [chat.render(sample.prompt, add_generation_prompt=True) for sample in samples]
+    done = 0
+
+    def answered(index: int, reply: Answer) -> None:
+        nonlocal done
+        done += 1
+        progress(done)
+
+    replies = engine.generate_many(
+        texts,
+        [sample_params(params, sample) for sample in samples],
+        cancelled,
+        adapter,
+        [sample.images for sample in samples],
+        answered,
+    )
+    return [reply.text.strip() for reply in replies]
 
 
 def sample_params(params: GenerationParams, sample: Sample) -> GenerationParams:
@@ -143,7 +161,8 @@ def run_evaluation(
 ) -> Outcome:
     """Evaluate the models `refs` (A, then B) on `records`, the rows of the spec's split.
 
-    `cancelled` stops an answer being generated; `on_sample` is where to stop between samples;
+    `cancelled` stops the answers being generated (between two decoding steps); `on_sample`
+    hears each sample done and is where to stop (it may raise);
     `secrets` holds the keys of the rewards suite's judge graders; `names` are the models' names
     for messages (their catalog ids by default). Samples that show images are answered with
     them: every model must be a vision model then (`InvalidInput` naming the one that is not).
@@ -195,12 +214,11 @@ def run_evaluation(
                     progress,
                 )
             continue
-        answers[label] = []
+        assert isinstance(loaded.engine, TransformersEngine)
         chat = format_of(catalog.get(ref.base))  # a fine-tune speaks its base's format
-        for done, sample in enumerate(samples, 1):
-            reply = answer(loaded, sample, sample_params(params, sample), cancelled, chat)
-            answers[label].append(reply)
-            progress(done)
+        answers[label] = answers_of(
+            loaded.engine, loaded.adapter, samples, params, cancelled, progress, chat
+        )
         if spec.suite != "vibe":
             results[label] = score(spec, answers[label], samples, secrets)
     metrics = [results[label].metrics if label in results else {} for label in labels]
