@@ -1,9 +1,11 @@
-"""`/runs/compare?ids=a,b,...`: training runs side by side: their loss curves overlaid, the
-settings in which they differ, their final metrics and what each one's before/after check found
-("fine-tune vs base: +33.3 pts"); and the dialog that picks them."""
+"""`/runs/compare?ids=a,b,...`: training runs side by side: one of their curves overlaid (loss,
+or the reward, reward margin, preference accuracy, KL or completion length that preference and
+GRPO runs report), the settings in which they differ, their final metrics and what each one's
+before/after check found ("fine-tune vs base: +33.3 pts"); and the dialog that picks them."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from nicegui import ui
@@ -38,6 +40,25 @@ FINAL = (
     "tokens_per_second",
 )
 LOWER_IS_BETTER = frozenset({"loss", "eval_loss", "perplexity"})
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A metric drawn for every run: solid in training, dashed at the evaluations."""
+
+    label: str
+    metric: str
+    eval_metric: str | None
+
+
+CURVES = (
+    Curve("Loss", "loss", "eval_loss"),
+    Curve("Reward", "reward", "eval_reward"),
+    Curve("Reward margin", "rewards/margin", "eval_rewards/margin"),
+    Curve("Preference accuracy", "rewards/accuracy", "eval_rewards/accuracy"),
+    Curve("KL", "kl", None),
+    Curve("Completion length", "completion_length", None),
+)
 CHECKING = ("queued", "running", "cancelling")  # a before/after check still to come
 
 
@@ -92,7 +113,7 @@ def compare_dialog(user: User, job_id: str) -> ui.dialog:
 @page("/runs/compare", "Compare runs")
 async def compare_page(user: User, ids: str = "") -> None:
     job_ids = list(dict.fromkeys(i.strip() for i in ids.split(",") if i.strip()))
-    heading("Compare runs", "Loss curves overlaid, the settings that differ, and the results.")
+    heading("Compare runs", "Curves overlaid, the settings that differ, and the results.")
     try:
         comparison = await read(service.compare, user, job_ids)
     except DomainError as exc:
@@ -126,6 +147,22 @@ async def _checks(user: User, comparison: dict[str, Any]) -> list[str]:
     return await read(run_checks, user, [run.get("result") for run in comparison["runs"]])
 
 
+def curves(runs: list[dict[str, Any]]) -> list[Curve]:
+    """The curves at least one of the runs reports, in `CURVES` order."""
+    reported = {name for run in runs for name, points in run["series"].items() if points}
+    return [c for c in CURVES if c.metric in reported or c.eval_metric in reported]
+
+
+def first_curve(runs: list[dict[str, Any]], shown: list[Curve]) -> Curve | None:
+    """The curve a comparison opens on: the reward when every run is a GRPO run (whose loss says
+    little), otherwise the loss (every trainer reports one)."""
+    if not shown:
+        return None
+    trainers = {run["spec"].get("trainer", "sft") for run in runs}
+    reward = next((c for c in shown if c.metric == "reward"), None)
+    return reward if trainers == {"grpo"} and reward else shown[0]
+
+
 def _names(runs: list[dict[str, Any]]) -> list[str]:
     """Each run's name, its short id added where two runs share one."""
     names = [str(run["name"]) for run in runs]
@@ -142,9 +179,14 @@ class CompareView:
         with ui.card().classes("w-full q-pa-lg gap-2"):
             with ui.row().classes("w-full items-center gap-3 compare-legend"):
                 self.legend = ui.row().classes("gap-3")
-            ui.label("Loss (solid: training, dashed: eval)").classes(
-                "text-subtitle1 text-weight-medium"
-            )
+            with ui.row().classes("w-full items-center gap-3"):
+                self.title = ui.label().classes("text-subtitle1 text-weight-medium")
+                ui.space()
+                self.picker = (
+                    ui.toggle({}, on_change=lambda: self._draw())
+                    .props("dense no-caps unelevated toggle-color=primary")
+                    .classes("compare-curves")
+                )
             self.chart = ui.echart(base_options((None,), legend=False)).classes(
                 "w-full h-96 compare-chart"
             )
@@ -160,7 +202,14 @@ class CompareView:
     def show(self, comparison: dict[str, Any], checks: list[str]) -> None:
         self.runs, self.checks = comparison["runs"], checks
         names = _names(self.runs)
-        series: list[dict[str, Any]] = []
+        shown = curves(self.runs)
+        labels = {curve.label: curve.label for curve in shown}
+        if self.picker.value not in labels:  # the first time, or its curve went away
+            first = first_curve(self.runs, shown)
+            self.picker.set_options(labels, value=first.label if first else None)
+        else:
+            self.picker.set_options(labels, value=self.picker.value)
+        self.picker.set_visibility(len(shown) > 1)
         self.legend.clear()
         for index, (run, name) in enumerate(zip(self.runs, names, strict=True)):
             color = PALETTE[index % len(PALETTE)]
@@ -175,20 +224,33 @@ class CompareView:
                 )
                 ui.label(name).classes("text-body2 text-weight-medium")
                 ui.badge(run["status"], color=status_color(run["status"])).props("rounded")
-            for metric_key, suffix, dashed in (
-                ("loss", "loss", False),
-                ("eval_loss", "eval", True),
-            ):
-                points = run["series"].get(metric_key)
-                if points:
-                    line = Line(
-                        metric_key, f"{name} · {suffix}", color, dashed=dashed, markers=dashed
-                    )
-                    series.append(line_series(line, [(int(s), float(v)) for s, v in points]))
-        self.chart.options["series"] = series
-        self.chart.update()
+        self._draw()
         self._differences(comparison["differences"], names)
         self._results(names)
+
+    def _draw(self) -> None:
+        """The picked curve of every run in the run's colour: solid in training, dashed at the
+        evaluations."""
+        curve = next((c for c in CURVES if c.label == self.picker.value), None)
+        series: list[dict[str, Any]] = []
+        if curve is None:
+            self.title.set_text("No curves yet")
+        else:
+            key = " (solid: training, dashed: eval)" if curve.eval_metric else ""
+            self.title.set_text(curve.label + key)
+            names = _names(self.runs)
+            for index, (run, name) in enumerate(zip(self.runs, names, strict=True)):
+                color = PALETTE[index % len(PALETTE)]
+                lines = [(curve.metric, name, False)]
+                if curve.eval_metric:
+                    lines.append((curve.eval_metric, f"{name} · eval", True))
+                for key, title, dashed in lines:
+                    if points := run["series"].get(key):
+                        line = Line(key, title, color, dashed=dashed, markers=dashed)
+                        steps = [(int(step), float(value)) for step, value in points]
+                        series.append(line_series(line, steps))
+        self.chart.options["series"] = series
+        self.chart.update()
 
     def _differences(self, differences: dict[str, list[Any]], names: list[str]) -> None:
         self.differences.clear()

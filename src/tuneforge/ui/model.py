@@ -36,7 +36,9 @@ FIRST = (
     "eval_rewards/margin",
     "eval_reward",
 )
-HIDDEN = frozenset({"eta_seconds", "learning_rate", "grad_norm"})
+#: Per-step diagnostics whose last value says nothing about the model (the schedule ends at a
+#: learning rate of 0, so the last step's update is 0 too).
+HIDDEN = frozenset({"eta_seconds", "learning_rate", "grad_norm", "update_ratio"})
 
 
 @dataclass(frozen=True)
