@@ -42,7 +42,12 @@ def test_the_catalog_validates_and_lists_the_gemma_family() -> None:
         assert {f"gemma-3n-{size}", f"gemma-3n-{size}-it"} <= set(ids)
     for size in ("e2b", "e4b", "12b", "26b-a4b", "31b"):
         assert {f"gemma-4-{size}", f"gemma-4-{size}-it"} <= set(ids)
-    tiny = ["tiny-random-gemma3", "tiny-random-gemma3-vision", "tiny-random-gemma4"]
+    tiny = [
+        "tiny-random-gemma3",
+        "tiny-random-gemma3-vision",
+        "tiny-random-gemma4",
+        "tiny-random-gemma4-unified",
+    ]
     assert [e.id for e in ENTRIES if e.offline] == ["gemma-3-270m", *tiny]
     assert [e.id for e in ENTRIES if e.test_only] == tiny
 

@@ -97,6 +97,7 @@ def test_a_gemma_4_entry_is_its_config(entry: CatalogEntry) -> None:
         text.per_layer_config[0].head_dim,
         text.vocab_size,
     )
+    assert arch.experts == (text.to_dict().get("num_experts") or 0)
     assert text.layer_types[0] == "sliding_attention"
     vision = entry.vision
     assert vision is not None and vision.variable_resolution

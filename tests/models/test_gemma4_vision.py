@@ -164,16 +164,20 @@ def test_ids_pixels_and_positions_equal_the_gemma_4_processors(tiny_gemma4_model
 
 
 def test_the_tiny_gemma_4_sees_its_images(tiny_gemma4_model: Path) -> None:
+    sees_its_images(tiny_gemma4_model)
+
+
+def sees_its_images(model_dir: Path) -> None:
     """Different pixels, different answers; the frozen image side's cached features give the
-    logits the pixels give."""
+    logits the pixels give (for the tiny Gemma 4 in `model_dir`, with an encoder or without)."""
     from tuneforge.models.loading import load_causal_lm
     from tuneforge.training.components.packing import Batch
     from tuneforge.training.components.vision import ImageInputs
 
-    info = vision_info(tiny_gemma4_model)
+    info = vision_info(model_dir)
     assert info is not None
-    model = load_causal_lm(tiny_gemma4_model, torch.float32).eval()
-    tokenizer = Tokenizer.from_file(str(tiny_gemma4_model / "tokenizer.json"))
+    model = load_causal_lm(model_dir, torch.float32).eval()
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     text = GEMMA_4.render(QUESTION, add_generation_prompt=True)
     last = []
     for colours in (("red", "blue"), ("green", "yellow")):
@@ -185,7 +189,7 @@ def test_the_tiny_gemma_4_sees_its_images(tiny_gemma4_model: Path) -> None:
         batch = Batch(ids, positions, None, ids, ids.numel(), ids.numel(), images=images)
         logits = {}
         for frozen in (True, False):
-            attached = ImageInputs(model, tiny_gemma4_model, info, frozen=frozen).attach(batch)
+            attached = ImageInputs(model, model_dir, info, frozen=frozen).attach(batch)
             with torch.no_grad():
                 logits[frozen] = model(input_ids=ids, **attached.inputs).logits[0, -1]
         torch.testing.assert_close(logits[True], logits[False], rtol=1e-4, atol=1e-4)
@@ -205,7 +209,7 @@ def test_lora_on_gemma_4_is_placed_by_path(tiny_gemma4_model: Path) -> None:
             r=4,
             lora_alpha=8,
             target_modules=lora_targets(["all-linear"], parts, model),
-            modules_to_save=modules_to_save(parts),
+            modules_to_save=modules_to_save(parts, model),
         )
         peft = get_peft_model(model, config)
         names = {

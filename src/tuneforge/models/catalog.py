@@ -55,6 +55,9 @@ class Architecture(BaseModel):
     kv_heads: int = Field(ge=1, description="Key/value heads (grouped-query attention).")
     head_dim: int = Field(ge=1, description="Width of one attention head.")
     vocab_size: int = Field(ge=1, description="Tokens in the vocabulary (the output head's width).")
+    experts: int = Field(
+        0, ge=0, description="Experts in each layer of a mixture-of-experts model (0: dense)."
+    )
 
 
 class VisionArchitecture(BaseModel):
@@ -89,6 +92,12 @@ class VisionArchitecture(BaseModel):
         description="Images keep their aspect ratio and take up to `tokens_per_image` soft "
         "tokens (Gemma 4), instead of a fixed square.",
     )
+
+    @property
+    def encoder_free(self) -> bool:
+        """No image encoder: pixel patches are projected straight into the decoder (the
+        "unified" Gemma 4 12B)."""
+        return self.layers == 0
 
 
 class CatalogEntry(BaseModel):

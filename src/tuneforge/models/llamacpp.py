@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.hardware import cpu_flags
+from tuneforge.models.chat_template import START_OF_IMAGE
+from tuneforge.models.vision import GEMMA4_IMAGE
 
 AMX_FLAGS = frozenset({"amx_int8", "amx_tile"})
 _lock = threading.Lock()
@@ -47,3 +49,41 @@ def open_gguf(path: Path, **options: Any) -> Any:
             return Llama(model_path=str(path), verbose=False, **options)
         finally:
             llama_cpp.llama_model_default_params = defaults
+
+
+def media_text(prompt: str, marker: str) -> str:
+    """`prompt` with each image placeholder written as mtmd's media `marker`. mtmd frames the
+    image's embeddings with the model's own tokens (Gemma 3's `<start_of_image>` ...
+    `<end_of_image>`, Gemma 4's `<|image>` ... `<image|>`); the blank lines around them are
+    Gemma 3's processor's, already in Gemma 4's template."""
+    return prompt.replace(START_OF_IMAGE, f"\n\n{marker}\n\n").replace(GEMMA4_IMAGE, marker)
+
+
+def decode_image_causally(mtmd: Any, mtmd_ctx: Any, llm: Any, chunk: Any) -> None:
+    """Encode the image `chunk` with mtmd and feed its embeddings to `llm` (a `Llama`) after
+    its `n_tokens`, with causal attention among them: a Gemma 4 without bidirectional vision
+    attention (E2B, E4B) reads its image so, where mtmd's own helper lets Gemma 4's image
+    tokens see each other. Advances `llm.n_tokens`."""
+    import ctypes
+
+    import llama_cpp
+
+    count = mtmd.mtmd_input_chunk_get_n_tokens(chunk)
+    if mtmd.mtmd_encode_chunk(mtmd_ctx, chunk) != 0:
+        raise ValueError("llama.cpp could not encode the image.")
+    width = llama_cpp.llama_model_n_embd(llm.model)
+    embeddings = mtmd.mtmd_get_output_embd(mtmd_ctx)
+    batch = llama_cpp.llama_batch_init(count, width, 1)
+    try:
+        batch.n_tokens = count
+        ctypes.memmove(batch.embd, embeddings, count * width * ctypes.sizeof(ctypes.c_float))
+        for i in range(count):
+            batch.pos[i] = llm.n_tokens + i
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = 0
+            batch.logits[i] = False
+        if llama_cpp.llama_decode(llm._ctx.ctx, batch) != 0:
+            raise ValueError("llama.cpp could not read the image's embeddings.")
+    finally:
+        llama_cpp.llama_batch_free(batch)
+    llm.n_tokens += count

@@ -10,6 +10,13 @@ sizes, seeded random weights, and the real Gemma 3 tokenizer.
   Its image processor has the released settings (aspect kept, bicubic, pixels in [0, 1]) but at
   most `vision.tokens_per_image` (70) soft tokens an image. No audio encoder.
   Without a vision block, a Gemma 4 entry is a text-only `Gemma4ForCausalLM`.
+* A Gemma 4 entry whose `vision` block has no encoder layers (`tiny-random-gemma4-unified`) is a
+  `Gemma4UnifiedForConditionalGeneration`, encoder-free like the released 12B: the 12B's decoder
+  (keys doubling as values in the wider full-attention heads, bidirectional attention over an
+  image's tokens, no per-layer embeddings, the numbers of `UNIFIED_EXTRAS`) and its
+  `embed_vision`: each 48 x 48 pixel patch through a LayerNorm, a Linear to the block's
+  `hidden_size`, a 2-D position table and a projection into the decoder. Its image processor
+  has the 12B's settings (the same as Gemma 4's) at the block's soft-token budget. No audio.
 * A vision entry (`tiny-random-gemma3-vision`) is a `Gemma3ForConditionalGeneration`: a tiny SigLIP
   encoder and projector from the entry's `vision` block, the same tiny decoder, and the real
   Gemma 3 image processor settings (896 x 896 bilinear resize, pixels scaled to [-1, 1]). The
@@ -36,6 +43,9 @@ from transformers import (
     Gemma4ForCausalLM,
     Gemma4ForConditionalGeneration,
     Gemma4TextConfig,
+    Gemma4UnifiedConfig,
+    Gemma4UnifiedForConditionalGeneration,
+    Gemma4UnifiedTextConfig,
     SiglipVisionConfig,
 )
 
@@ -91,6 +101,16 @@ GEMMA4_VISION_EXTRAS: dict[str, Any] = {
     "standardize": False,
     "position_embedding_size": 256,
 }
+#: What a tiny unified Gemma 4 has beyond the catalog's `architecture`, as the released 12B
+#: (`gemma4_unified`): keys doubling as values in the full-attention layers' wider heads, one
+#: key/value head there, bidirectional attention over each image's tokens, the final soft-cap.
+UNIFIED_EXTRAS: dict[str, Any] = {
+    "global_head_dim": 64,
+    "num_global_key_value_heads": 1,
+    "attention_k_eq_v": True,
+    "use_bidirectional_attention": "vision",
+    "final_logit_softcapping": 30.0,
+}
 #: Gemma 4's audio tokens (the processor wants them named even without an audio encoder).
 GEMMA4_AUDIO_TOKENS = {"boa_token": "<|audio>", "eoa_token": "<audio|>", "audio_token": "<|audio|>"}
 #: Gemma 4's image processor settings (the released `preprocessor_config.json`); the soft-token
@@ -115,7 +135,9 @@ def recipe(entry: CatalogEntry) -> dict[str, Any]:
     """What a build depends on: a change to any of it makes a new build."""
     vision = entry.vision.model_dump() if entry.vision else None
     extras: dict[str, Any] = {}
-    if entry.family == "gemma-4":
+    if is_unified(entry):
+        extras = {"gemma4_unified": UNIFIED_EXTRAS}
+    elif entry.family == "gemma-4":
         extras = {"gemma4": GEMMA4_EXTRAS, "gemma4_vision": GEMMA4_VISION_EXTRAS}
     return {
         "recipe": TINY_RECIPE,
@@ -125,6 +147,11 @@ def recipe(entry: CatalogEntry) -> dict[str, Any]:
     } | entry.architecture.model_dump()
 
 
+def is_unified(entry: CatalogEntry) -> bool:
+    """Whether `entry` is an encoder-free ("unified") Gemma 4, as the 12B."""
+    return entry.family == "gemma-4" and entry.vision is not None and entry.vision.encoder_free
+
+
 def build(
     entry: CatalogEntry,
 ) -> (
@@ -132,11 +159,15 @@ def build(
     | Gemma3ForConditionalGeneration
     | Gemma4ForCausalLM
     | Gemma4ForConditionalGeneration
+    | Gemma4UnifiedForConditionalGeneration
 ):
     """The entry's tiny model with seeded random weights."""
     text = _text_config(entry)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
+        if is_unified(entry):
+            assert entry.vision is not None  # is_unified checks it
+            return Gemma4UnifiedForConditionalGeneration(_unified_config(entry, entry.vision))
         if entry.family == "gemma-4":
             if entry.vision is None:
                 return Gemma4ForCausalLM(_gemma4_config(entry))
@@ -156,7 +187,7 @@ def add_vision_files(entry: CatalogEntry, out: Path) -> None:
     if entry.vision is None:
         return
     if entry.family == "gemma-4":
-        _add_gemma4_vision_files(entry.vision, out)
+        _add_gemma4_vision_files(entry.vision, out, unified=is_unified(entry))
         return
     tokenizer = Tokenizer.from_file(str(out / "tokenizer.json"))
     tokenizer.add_special_tokens([AddedToken(IMAGE_SOFT_TOKEN, special=True, normalized=False)])
@@ -253,33 +284,61 @@ def _gemma4_config(entry: CatalogEntry) -> Gemma4TextConfig:
 
 
 def _gemma4_vision_config(entry: CatalogEntry, vision: VisionArchitecture) -> Gemma4Config:
-    encoder = {
+    encoder = _gemma4_patches(vision) | {
         "hidden_size": vision.hidden_size,
         "intermediate_size": vision.intermediate_size,
         "num_hidden_layers": vision.layers,
         "num_attention_heads": vision.attention_heads,
         "num_key_value_heads": vision.attention_heads,
         "head_dim": vision.hidden_size // vision.attention_heads,
+        **GEMMA4_VISION_EXTRAS,
+    }
+    return Gemma4Config(**_gemma4_multimodal(_gemma4_config(entry), encoder))
+
+
+def _unified_config(entry: CatalogEntry, vision: VisionArchitecture) -> Gemma4UnifiedConfig:
+    """The 12B's layout at the entry's sizes: the patch embedder is `vision.hidden_size` wide,
+    and its position table as long as the longest side an image can get (the budget of soft
+    tokens in one row), as the 12B's 1,120 is for the largest budget."""
+    text = Gemma4UnifiedTextConfig(**_decoder_arguments(entry, GEMMA4_PERIOD), **UNIFIED_EXTRAS)
+    embedder = _gemma4_patches(vision) | {
+        "mm_embed_dim": vision.hidden_size,
+        "output_proj_dims": vision.hidden_size,
+        "mm_posemb_size": vision.tokens_per_image,
+    }
+    return Gemma4UnifiedConfig(**_gemma4_multimodal(text, embedder))
+
+
+def _gemma4_patches(vision: VisionArchitecture) -> dict[str, Any]:
+    """The image part's settings both Gemma 4 layouts have: patches, pooling, norms, init."""
+    return {
         "patch_size": vision.patch_size,
         "pooling_kernel_size": vision.pooling,
         "rms_norm_eps": 1e-6,
         "initializer_range": TINY_INIT_STD,
-        **GEMMA4_VISION_EXTRAS,
     }
-    return Gemma4Config(
-        text_config=_gemma4_config(entry).to_dict(),
-        vision_config=encoder,
-        audio_config=None,
-        boi_token_id=GEMMA4_BOI_ID,
-        eoi_token_id=GEMMA4_EOI_ID,
-        image_token_id=GEMMA4_IMAGE_ID,
-        initializer_range=TINY_INIT_STD,
-        tie_word_embeddings=True,
-    )
 
 
-def _add_gemma4_vision_files(vision: VisionArchitecture, out: Path) -> None:
-    """Gemma 4's image processor and processor files, and its image and audio tokens named in
+def _gemma4_multimodal(
+    text: Gemma4TextConfig | Gemma4UnifiedTextConfig, vision: dict[str, Any]
+) -> dict[str, Any]:
+    """A multimodal Gemma 4 config's arguments around its decoder's and image part's: the
+    image tokens' ids, tied embeddings, no audio."""
+    return {
+        "text_config": text.to_dict(),
+        "vision_config": vision,
+        "audio_config": None,
+        "boi_token_id": GEMMA4_BOI_ID,
+        "eoi_token_id": GEMMA4_EOI_ID,
+        "image_token_id": GEMMA4_IMAGE_ID,
+        "initializer_range": TINY_INIT_STD,
+        "tie_word_embeddings": True,
+    }
+
+
+def _add_gemma4_vision_files(vision: VisionArchitecture, out: Path, unified: bool) -> None:
+    """Gemma 4's image processor and processor files (`unified`: the encoder-free 12B's, whose
+    settings are the same under other class names), and its image and audio tokens named in
     the tokenizer's config (the tokenizer already has them at their ids)."""
     tokenizer = Tokenizer.from_file(str(out / "tokenizer.json"))
     for token, expected in (
@@ -295,12 +354,16 @@ def _add_gemma4_vision_files(vision: VisionArchitecture, out: Path) -> None:
         "image_token": GEMMA4_IMAGE,
         **GEMMA4_AUDIO_TOKENS,
     }
+    family = "Gemma4Unified" if unified else "Gemma4"
     image_processor = GEMMA4_IMAGE_PROCESSOR | {
+        "image_processor_type": f"{family}ImageProcessor",
         "patch_size": vision.patch_size,
         "pooling_kernel_size": vision.pooling,
         "max_soft_tokens": vision.tokens_per_image,
     }
-    _write_processor_files(out, "Gemma4Processor", tokens, image_processor, vision.tokens_per_image)
+    _write_processor_files(
+        out, f"{family}Processor", tokens, image_processor, vision.tokens_per_image
+    )
 
 
 def _vision_config(text: Gemma3TextConfig, vision: VisionArchitecture) -> Gemma3Config:

@@ -15,7 +15,9 @@ A Gemma 4 model keeps each image's shape, so the count differs from image to ima
 patches, merged 3 x 3, make at most `max_soft_tokens` (280 for the released models) soft tokens,
 with both sides multiples of 48 pixels. Its template writes `\\n\\n<|image|>\\n\\n` for an image,
 and `Gemma4Processor` turns each `<|image|>` into `<|image>` + `<|image|>` x n + `<image|>`.
-`expand_segments` does either, given the images themselves.
+The encoder-free Gemma 4 12B (`gemma4_unified`) resizes, counts and frames its images the same
+way (each soft token is one 48-pixel patch of the resized image, projected straight into the
+decoder). `expand_segments` does either, given the images themselves.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ GEMMA4_BOI_ID, GEMMA4_IMAGE_ID, GEMMA4_EOI_ID = 255999, 258880, 258882
 #: Gemma 4's image processor: 16-pixel patches, 3 x 3 of them pooled into one soft token, at
 #: most 280 soft tokens (the processor accepts 70, 140, 280, 560 or 1120).
 GEMMA4_PATCH, GEMMA4_POOLING, GEMMA4_MAX_SOFT_TOKENS = 16, 3, 280
+#: The `model_type`s of Gemma 4's vision models: with an image encoder, and encoder-free (the
+#: 12B), whose processor resizes and counts alike.
+GEMMA4_KINDS = frozenset({"gemma4", "gemma4_unified"})
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,7 @@ class VisionInfo:
     tokens_per_image: int
     image_size: int
     image_token_id: int
-    #: `gemma3` or `gemma4` (the config's `model_type`).
+    #: `gemma3`, `gemma4` or `gemma4_unified` (the config's `model_type`).
     kind: str = "gemma3"
     patch_size: int = 14
     pooling: int = 4
@@ -65,7 +70,7 @@ class VisionInfo:
     @property
     def variable(self) -> bool:
         """Whether the number of soft tokens depends on the image (Gemma 4)."""
-        return self.kind == "gemma4"
+        return self.kind in GEMMA4_KINDS
 
     def soft_tokens(self, image: bytes) -> int:
         """The soft tokens `image` (an encoded image file) becomes."""
@@ -90,7 +95,8 @@ def vision_info(model_dir: Path) -> VisionInfo | None:
     vision = config.get("vision_config")
     if not isinstance(vision, dict):
         return None
-    if config.get("model_type") == "gemma4":
+    kind = config.get("model_type")
+    if kind in GEMMA4_KINDS:
         # The image processor's settings, else the model's, else the released models'.
         settings: dict[str, Any] = {
             "patch_size": GEMMA4_PATCH,
@@ -109,7 +115,7 @@ def vision_info(model_dir: Path) -> VisionInfo | None:
             tokens_per_image=most,
             image_size=side,
             image_token_id=int(config.get("image_token_id", GEMMA4_IMAGE_ID)),
-            kind="gemma4",
+            kind=str(kind),
             patch_size=patch,
             pooling=pooling,
             placeholder=GEMMA4_IMAGE,

@@ -35,15 +35,10 @@ IMAGE_FAMILIES = frozenset({"gemma-3", "gemma-4"})
 
 
 def takes_images(settings: Settings, model: ChatModel) -> bool:
-    """Whether `model` reads images here: its catalog base has an image encoder, of a family
-    whose image prompts TuneForge writes."""
+    """Whether `model` reads images here: its catalog base reads images (an image encoder, or
+    the Gemma 4 12B's patch projection), of a family whose image prompts TuneForge writes."""
     entry = load_catalog(settings.catalog_file).get(model.base)
-    return (
-        entry is not None
-        and entry.vision is not None
-        and entry.vision.layers > 0  # the Gemma 4 12B projects patches, without an encoder
-        and entry.family in IMAGE_FAMILIES
-    )
+    return entry is not None and entry.vision is not None and entry.family in IMAGE_FAMILIES
 
 
 def defaults(settings: Settings, model: ChatModel) -> SamplingDefaults:

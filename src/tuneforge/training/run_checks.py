@@ -106,17 +106,6 @@ def _images(
                 "refusal",
             )
         ]
-    if entry is not None and entry.vision is not None and entry.vision.layers == 0:
-        return [
-            Finding(
-                ("base_model", "dataset_id"),
-                f"The dataset {name!r} has images, and {entry.id} has no image encoder (its "
-                "patches go straight into the decoder), which TuneForge does not train through "
-                "yet: choose a model with one (such as Gemma 4 E4B or 31B), or a dataset "
-                "without images.",
-                "refusal",
-            )
-        ]
     if entry is not None and entry.family not in VISION_FAMILIES:
         return [
             Finding(

@@ -212,7 +212,7 @@ def prepare_model(
         if vision:
             from tuneforge.training.components.vision import lora_targets, modules_to_save
 
-            targets, saved = lora_targets(targets, parts, model), modules_to_save(parts)
+            targets, saved = lora_targets(targets, parts, model), modules_to_save(parts, model)
         elif targets == ["all-linear"]:
             targets = "all-linear"
         config = LoraConfig(

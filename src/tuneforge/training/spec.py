@@ -336,8 +336,10 @@ class SFTSpec(TrainingBase):
         max_length=2,
         description="For a vision model, the parts of its image side that learn besides the "
         "language model: `projector` (the small layer that maps image features into the "
-        "language model; trained whole) and `vision_tower` (the SigLIP image encoder: LoRA "
-        "adapters on its linear layers, or all its weights with `full`). Empty, the default: "
+        "language model; trained whole) and `vision_tower` (the image encoder: LoRA adapters on "
+        "its linear layers, or all its weights with `full`; for the Gemma 4 12B, which has no "
+        "image encoder, its patch projection: LoRA on it, or with `full` the whole patch "
+        "embedding). Empty, the default: "
         "only the language model learns and the image side stays frozen, which is usually "
         "enough, and the cheapest (each image's features are computed once per run). Ignored "
         "for a text-only model.",

@@ -70,7 +70,7 @@ VALUE_NAMES = {
     "words": "Words",
     "chars": "Characters",
     "projector": "Projector",
-    "vision_tower": "Image encoder (vision tower)",
+    "vision_tower": "Vision tower (image encoder; Gemma 4 12B: patch projection)",
 }
 
 

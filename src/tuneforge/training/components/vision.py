@@ -11,6 +11,12 @@ and pinned in eval mode. The spec's `train_vision` adds the projector (trained w
 matrix and a norm, saved with the adapter) and the tower (LoRA adapters on its linear layers, or
 every weight with `full`).
 
+An encoder-free Gemma 4 (the 12B, `Gemma4UnifiedForConditionalGeneration`) has no encoder: its
+`embed_vision` is a patch embedding (each 48-pixel patch through a LayerNorm, one Linear,
+`patch_dense`, and a position table) and a projection into the decoder
+(`embed_vision.multimodal_embedder`). For it the tower is the patch embedding (LoRA on
+`patch_dense`, or all of it with `full`) and the projector is that projection.
+
 `ImageInputs` gives a batch what the model needs besides token ids: the token types (1 at image
 soft tokens, for the bidirectional attention over an image) and the images, as pixel values
 (and Gemma 4's patch positions) through the model's own image processor, or, while the image
@@ -44,8 +50,13 @@ GEMMA4_TOWER_LINEAR = LANGUAGE_LINEAR
 LANGUAGE_MODEL = r"model\.language_model"
 PROJECTOR = "multi_modal_projector"
 GEMMA4_PROJECTOR = "embed_vision"
+#: An encoder-free Gemma 4's `embed_vision`: its patch embedding's modules (the tower; the
+#: position table, `pos_embedding`, is a weight of `embed_vision` itself) and its projector.
+UNIFIED_PATCH_EMBEDDING = ("patch_ln1", "patch_dense", "patch_ln2", "pos_norm")
+UNIFIED_PATCH_LINEAR = f"model.{GEMMA4_PROJECTOR}.patch_dense"
+UNIFIED_PROJECTOR = f"{GEMMA4_PROJECTOR}.multimodal_embedder"
 #: The modules of each part of a multimodal model's non-language side, as `model.model`'s
-#: attributes (Gemma 3's names, then Gemma 4's).
+#: attributes (Gemma 3's names, then Gemma 4's; an encoder-free Gemma 4's: `unified_parts`).
 PART_MODULES = {
     "vision_tower": ("vision_tower",),
     "projector": (PROJECTOR, GEMMA4_PROJECTOR),
@@ -84,9 +95,18 @@ def lora_targets(
     return "|".join(f"(?:{pattern})" for pattern in patterns)
 
 
+def unified_embedder(model: nn.Module) -> nn.Module | None:
+    """An encoder-free Gemma 4's `embed_vision` (of a model, possibly PEFT-wrapped), else None."""
+    embedder = getattr(causal_lm(model).model, GEMMA4_PROJECTOR, None)
+    return embedder if hasattr(embedder, "patch_dense") else None
+
+
 def tower_linear_layers(model: nn.Module, wanted: set[str]) -> list[str]:
     """The names of the vision tower's linear layers called one of `wanted`, or wrapped by a
-    module so called (Gemma 4's `...q_proj.linear`)."""
+    module so called (Gemma 4's `...q_proj.linear`); an encoder-free Gemma 4's tower is its
+    patch projection, whatever `wanted` names."""
+    if unified_embedder(model) is not None:
+        return [UNIFIED_PATCH_LINEAR]
     found = []
     for name, module in model.named_modules():
         if not name.startswith("model.vision_tower.") or not isinstance(module, nn.Linear):
@@ -97,18 +117,30 @@ def tower_linear_layers(model: nn.Module, wanted: set[str]) -> list[str]:
     return found
 
 
-def modules_to_save(parts: Sequence[str]) -> list[str] | None:
-    """The modules a LoRA run trains whole (and saves with its adapter): the projector, under
-    either family's name (PEFT passes over the name a model does not have)."""
-    return [PROJECTOR, GEMMA4_PROJECTOR] if "projector" in parts else None
+def modules_to_save(parts: Sequence[str], model: nn.Module) -> list[str] | None:
+    """The modules a LoRA run of `model` trains whole (and saves with its adapter): the
+    projector, under either family's name (PEFT passes over the name a model does not have),
+    or an encoder-free Gemma 4's projection (PEFT matches the end of a module's name)."""
+    if "projector" not in parts:
+        return None
+    if unified_embedder(model) is not None:
+        return [UNIFIED_PROJECTOR]
+    return [PROJECTOR, GEMMA4_PROJECTOR]
 
 
 def image_side(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """`(part, module)` for each module of a (possibly PEFT-wrapped) multimodal model's image
     side that it has: the encoder (`vision_tower`), the projector (Gemma 3's
     `multi_modal_projector`, Gemma 4's `embed_vision`), and an audio side (`audio`: Gemma 4's
-    encoder and its projector), which never trains here."""
+    encoder and its projector), which never trains here. An encoder-free Gemma 4's tower is
+    its patch embedding's modules, its projector the projection into the decoder."""
     inner = causal_lm(model).model
+    embedder = unified_embedder(model)
+    if embedder is not None:
+        side = [("vision_tower", getattr(embedder, name)) for name in UNIFIED_PATCH_EMBEDDING]
+        side.append(("projector", embedder.multimodal_embedder))
+        audio = getattr(inner, "embed_audio", None)
+        return side + ([("audio", audio)] if isinstance(audio, nn.Module) else [])
     found = []
     for part, names in PART_MODULES.items():
         for name in names:
@@ -126,7 +158,11 @@ def _always_eval(self: nn.Module, mode: bool = True) -> nn.Module:
 def freeze_image_side(model: nn.Module, parts: Sequence[str], full: bool) -> None:
     """Freeze the parts of the image side not in `parts` (no gradients, pinned in eval mode
     whatever `model.train()` says); with `full`, the chosen ones train every weight (with LoRA,
-    PEFT has already made their adapters or copies trainable)."""
+    PEFT has already made their adapters or copies trainable). An encoder-free Gemma 4's
+    position table trains with its tower, and only with `full`."""
+    embedder = unified_embedder(model)
+    if embedder is not None:
+        embedder.pos_embedding.requires_grad_(full and "vision_tower" in parts)
     for part, module in image_side(model):
         if part in parts:
             if full:

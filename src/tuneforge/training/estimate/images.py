@@ -20,6 +20,10 @@ The image side costs what the recipe does with it (`training/components/vision.p
 An encoder forward pass costs 2 x its weights per patch plus attention over the image's patches
 (4 x width x patches per patch per layer); a backward twice that. Gemma 4's encoder always runs
 over the budget's patches (`tokens_per_image` x pooling², padding masked), whatever the image.
+An encoder-free Gemma 4 (the 12B: no encoder layers) projects each soft token's 48-pixel patch
+once, padded to the budget too: 2 x its weights per soft token, no attention, and when its patch
+embedding trains, autograd keeps each patch's pixels (fp32, through a LayerNorm) and a few
+vectors of its width.
 """
 
 from __future__ import annotations
@@ -111,7 +115,10 @@ def model_lengths(lengths: Lengths | None, stats: Any, entry: CatalogEntry) -> L
 
 
 def patches(vision: VisionArchitecture) -> int:
-    """Patches the encoder attends over for one image (Gemma 4: the budget's, padded)."""
+    """Patches the encoder attends over for one image (Gemma 4: the budget's, padded; an
+    encoder-free one's: one merged patch per soft token)."""
+    if vision.encoder_free:
+        return vision.tokens_per_image
     if vision.variable_resolution:
         return vision.tokens_per_image * vision.pooling**2
     return (vision.image_size // vision.patch_size) ** 2
@@ -169,5 +176,9 @@ def image_memory_bytes(
     # Per layer and patch, like a decoder layer: the norms in fp32, the linear layers' inputs,
     # attention's q, k, v and output, the MLP's two vectors of its width.
     d, f = vision.hidden_size, vision.intermediate_size
+    if vision.encoder_free:
+        pixels = 3 * (vision.patch_size * vision.pooling) ** 2
+        per_patch = 2 * 4 * pixels + bytes_per_value * 4 * d
+        return images_in_batch * (patches(vision) * per_patch + features)
     per_patch = 2 * 4 * d + bytes_per_value * (3 * d + f + 4 * d + 2 * f)
     return images_in_batch * (vision.layers * patches(vision) * per_patch + features)

@@ -8,8 +8,8 @@ and learning rate are functions of the step, so a run resumed from a checkpoint 
 where it stopped. The caller (a job worker, or `tuneforge train`) provides the records, a
 `Reporter`, a local working directory and where checkpoints go.
 
-A vision model (Gemma 3 4B and up) trains on records with images: each image becomes its soft
-tokens in the ids (without loss), the batches carry its pixels or, while the image side is
+A vision model (Gemma 3 4B and up, Gemma 4) trains on records with images: each image becomes
+its soft tokens in the ids (without loss), the batches carry its pixels or, while the image side is
 frozen (the default), its features computed once (`components/vision.py`), and the sample
 answers are to held-out images. Examples whose images would be cut by `max_length` are left out
 and counted in the run's log.
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 
 #: The `model_type`s of the vision models whose images this recipe encodes.
-VISION_MODEL_TYPES = frozenset({"gemma3", "gemma4"})
+VISION_MODEL_TYPES = frozenset({"gemma3", "gemma4", "gemma4_unified"})
 
 
 def model_type(model_dir: Path) -> str:
@@ -133,8 +133,8 @@ def train_sft(
     if vision is not None and model_type(base_path(model_path)) not in VISION_MODEL_TYPES:
         if any(record.get("images") for record in (*train_records, *test_records)):
             raise InvalidInput(
-                "Training on images supports Gemma 3's and Gemma 4's vision models with an image "
-                f"encoder so far; this model is a {model_type(base_path(model_path))!r}.",
+                "Training on images supports Gemma 3's and Gemma 4's vision models so far; this "
+                f"model is a {model_type(base_path(model_path))!r}.",
                 {"fields": ["base_model"]},
             )
         vision = None  # text only: its language model learns, as a text model's would
