@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tuneforge.export.card import OLLAMA_TEMPLATE, CardFacts, model_card, modelfile
-from tuneforge.export.gguf_metadata import GgufConversionError, read_config
+from tuneforge.export.gguf import convert
+from tuneforge.export.gguf_header import GgufConversionError
 from tuneforge.models.chat_template import GEMMA_4
 
 
@@ -50,10 +51,12 @@ def test_model_cards_name_the_format_the_fine_tune_speaks() -> None:
     assert "`<start_of_turn>user` ... `<end_of_turn>`" in gemma3 and "<|turn>" not in gemma3
 
 
-def test_gguf_refuses_gemma4_saying_what_to_export_instead(tmp_path) -> None:
+def test_gguf_refuses_a_mixture_of_experts_gemma4_saying_what_to_export_instead(tmp_path) -> None:
     (tmp_path / "config.json").write_text(
-        '{"architectures": ["Gemma4ForConditionalGeneration"], "model_type": "gemma4"}'
+        '{"architectures": ["Gemma4ForConditionalGeneration"], "model_type": "gemma4", '
+        '"text_config": {"enable_moe_block": true}}'
     )
     with pytest.raises(GgufConversionError) as error:
-        read_config(tmp_path)
-    assert "does not write Gemma 4" in str(error.value) and "merged or adapter" in str(error.value)
+        convert(tmp_path, tmp_path / "x.gguf", "f16", name="x")
+    assert "mixture-of-experts" in str(error.value) and "merged" in str(error.value)
+    assert not (tmp_path / "x.gguf").exists()

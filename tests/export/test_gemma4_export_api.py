@@ -1,6 +1,7 @@
 """Exports of a Gemma 4 fine-tune speak Gemma 4's chat format: the adapter carries Gemma 4's
-template and says so in its card, and GGUF (which TuneForge does not write for Gemma 4) is
-refused before anything is queued."""
+template and says so in its card, and the Ollama package carries the text GGUF (llama.cpp's
+`gemma4`) and the image projector (`gemma4v`), checked in llama.cpp against transformers, with a
+Modelfile in Gemma 4's format."""
 
 from __future__ import annotations
 
@@ -54,13 +55,6 @@ def test_gemma4_exports_carry_gemma4s_format(
     alice = bearer(add_user(settings, "alice"))
     model_id = add_fine_tuned(settings, "alice", gemma4_adapter, "G4", "tiny-random-gemma4")
 
-    refused = client.post(
-        f"/api/v1/models/{model_id}/exports", json={"format": "gguf"}, headers=alice
-    )
-    assert refused.status_code == 422, refused.text
-    assert "GGUF export of Tiny random Gemma 4" in refused.json()["error"]["message"]
-    assert client.get(f"/api/v1/models/{model_id}/exports", headers=alice).json()["items"] == []
-
     adapter = export(client, alice, model_id, format="adapter")
     assert adapter["status"] == "succeeded", adapter["error"]
     unzip(client, alice, adapter["id"], tmp_path / "adapter")
@@ -75,3 +69,34 @@ def test_gemma4_exports_carry_gemma4s_format(
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "adapter")
     text = tokenizer.apply_chat_template(CONVERSATION, tokenize=False, add_generation_prompt=True)
     assert text == GEMMA_4.render(CONVERSATION, add_generation_prompt=True)
+
+
+def test_a_gemma4_ollama_package_carries_both_files_and_gemma4s_format(
+    make_client, settings, gemma4_adapter: Path, tmp_path: Path
+) -> None:
+    from tuneforge.export.gguf_header import read_header
+
+    client = make_client(auth="local", run_jobs=True)
+    alice = bearer(add_user(settings, "alice"))
+    model_id = add_fine_tuned(settings, "alice", gemma4_adapter, "G4", "tiny-random-gemma4")
+    choices = client.get(f"/api/v1/models/{model_id}/export-choices", headers=alice).json()
+    offered = {(c["format"], c["quantization"]) for c in choices["choices"]}
+    assert {("gguf", "q8_0"), ("ollama", "q4_k_m")} <= offered
+
+    ollama = export(client, alice, model_id, format="ollama", quantization="q8_0")
+    assert ollama["status"] == "succeeded", ollama["error"]
+    check = ollama["verification"]["gguf"]
+    assert check["architecture"] == "gemma4" and check["passed"] is True
+    assert check["agreement_share"] >= check["min_agreement_share"]
+    image = check["image"]
+    assert image["projector_type"] == "gemma4v" and image["loaded_in_llama_cpp"] is True
+    assert image["same_prompt_tokens"] is True and image["passed"] is True
+    files = unzip(client, alice, ollama["id"], tmp_path / "ollama")
+    assert files == ["Modelfile", "README.md", "g4-q8_0.gguf", "mmproj-g4-f16.gguf"]
+    modelfile = (tmp_path / "ollama" / "Modelfile").read_text(encoding="utf-8")
+    assert modelfile.startswith("FROM ./g4-q8_0.gguf\nFROM ./mmproj-g4-f16.gguf\n")
+    assert "<|turn>" in modelfile and 'PARAMETER stop "<turn|>"' in modelfile
+    assert "<start_of_turn>" not in modelfile
+    fields = read_header(tmp_path / "ollama" / "g4-q8_0.gguf").fields
+    assert fields["general.architecture"] == "gemma4"
+    assert fields["tokenizer.chat_template"] == GEMMA_4.jinja

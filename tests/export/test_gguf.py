@@ -27,7 +27,7 @@ from tuneforge.export.gguf_check import (
     greedy_tokens_llamacpp,
     prompt_ids,
 )
-from tuneforge.export.gguf_metadata import read_header
+from tuneforge.export.gguf_header import read_header
 from tuneforge.models.tokenizer import ensure_gguf
 
 N = 16

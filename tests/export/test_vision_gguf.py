@@ -10,30 +10,36 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.export.test_gguf import needs_llama_cpp
 from tuneforge.export import gguf, mmproj
 from tuneforge.export.gguf import GgufConversionError
-from tuneforge.export.gguf_metadata import read_header
+from tuneforge.export.gguf_header import read_header
 from tuneforge.export.vision_check import check_image, image_prompt, sample_image
 from tuneforge.export.vision_export import MAX_IMAGE_DIFF_SHARE, check_projector
 from tuneforge.models.tokenizer import ensure_gguf
 
 
-def needs_llama_cpp() -> None:
-    pytest.importorskip("llama_cpp", reason="the gguf extra is not installed")
+def text_and_projector(
+    model_dir: Path, models_dir: Path, out: Path, convert_projector: Callable[..., object]
+) -> tuple[Path, Path]:
+    """The model in `model_dir` as an f16 text GGUF and its f16 projector (written by the
+    family's `convert_projector`), in `out`."""
+    model, projector = out / "tiny-f16.gguf", out / "mmproj-tiny-f16.gguf"
+    gguf.convert(model_dir, model, "f16", name="tiny", vocab_gguf=ensure_gguf(models_dir))
+    convert_projector(model_dir, projector, "f16", name="tiny")
+    return model, projector
 
 
 @pytest.fixture(scope="module")
 def pair(tiny_vision_model: Path, models_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """The tiny vision model as an f16 text GGUF and its f16 projector."""
     out = tmp_path_factory.mktemp("vision")
-    model, projector = out / "tiny-f16.gguf", out / "mmproj-tiny-f16.gguf"
-    gguf.convert(tiny_vision_model, model, "f16", name="tiny", vocab_gguf=ensure_gguf(models_dir))
-    mmproj.convert_projector(tiny_vision_model, projector, "f16", name="tiny")
-    return model, projector
+    return text_and_projector(tiny_vision_model, models_dir, out, mmproj.convert_projector)
 
 
 def test_the_text_model_holds_the_language_model_and_the_vocabulary(pair) -> None:

@@ -71,6 +71,10 @@ def test_the_export_list_words_the_image_checks() -> None:
     assert "greedy answer to an image prompt is base + adapter's" in text
     assert "mmproj projector (64 tokens per image) read an image in llama.cpp" in text
     assert "16 of 16 steps" in text and "moves them by 8.9" in text
+    assert "beside the unquantized text model" not in text
+    beside = verification["gguf"]["image"] | {"text_model": "f16"}
+    quantized = {"gguf": verification["gguf"] | {"image": beside}}
+    assert verification_text(quantized).endswith("beside the unquantized text model")
     unloaded = {"gguf": {"tensor_count": 28, "image": {"tokens_per_image": 64, "note": "n/a"}}}
     assert "structure checked (n/a)" in verification_text(unloaded)
 

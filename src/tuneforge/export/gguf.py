@@ -1,12 +1,13 @@
-"""GGUF export of Gemma 3 text models, for llama.cpp and Ollama.
+"""GGUF export of Gemma 3 and Gemma 4 language models, for llama.cpp and Ollama.
 
 `convert` turns a transformers directory (`Gemma3ForCausalLM`: config.json, safetensors weights,
 tokenizer files, chat template; or the language model of a vision `Gemma3ForConditionalGeneration`,
-whose image encoder and projector `tuneforge.export.mmproj` writes to a second file) into a GGUF
-file in this process, with the `gguf` package: the
-weights are read straight from the safetensors files (no torch), renamed to llama.cpp's names,
-the RMSNorm weights stored as `1 + w` (Gemma computes `x * (1 + w)`, llama.cpp `x * w`), and
-written one at a time, so memory holds one tensor, not the model. The in-process types are the
+whose image encoder and projector `tuneforge.export.mmproj` writes to a second file; or a Gemma 4,
+whose numbers `gguf_gemma4` writes and whose projector `mmproj_gemma4`) into a GGUF file in this
+process, with the `gguf` package: the weights are read straight from the safetensors files (no
+torch), renamed to llama.cpp's names, Gemma 3's RMSNorm weights stored as `1 + w` (Gemma 3
+computes `x * (1 + w)`, llama.cpp `x * w`, as Gemma 4 does), and written one at a time, so memory
+holds one tensor, not the model. The in-process types are the
 plain ones (`f32`, `f16`, `bf16`, `q8_0`, `q5_0`, `q4_0`); the K-quants need llama.cpp's own
 quantizer, which `quantize` runs on an `f16` or `f32` file through llama-cpp-python (the `gguf`
 extra). `describe` reads a GGUF file's summary back.
@@ -32,14 +33,14 @@ import gguf
 import numpy as np
 import numpy.typing as npt
 
+from tuneforge.export import gguf_gemma4
+from tuneforge.export.gguf_header import GgufConversionError, read_header
 from tuneforge.export.gguf_metadata import (
-    GgufConversionError,
-    Hyper,
-    add_metadata,
+    DecoderHyper,
     chat_template,
+    full_config,
     hyper_parameters,
     read_config,
-    read_header,
     vocabulary,
 )
 
@@ -104,18 +105,40 @@ class Stored:
 
 @dataclass(frozen=True)
 class Planned:
-    """One tensor to write: where it is stored, its GGUF name and type."""
+    """One tensor to write: its GGUF name, type and shape (in the source's axis order), and how
+    to read its float32 values."""
 
-    source: Stored
     name: str
     qtype: gguf.GGMLQuantizationType
-    #: Gemma's RMSNorm weight, stored as `1 + w` (Gemma computes `x * (1 + w)`).
-    add_one: bool
+    shape: tuple[int, ...]
+    load: Callable[[], npt.NDArray[np.float32]]
+
+    @classmethod
+    def stored(
+        cls,
+        tensor: Stored,
+        name: str,
+        qtype: gguf.GGMLQuantizationType,
+        *,
+        add_one: bool = False,
+        shape: tuple[int, ...] | None = None,
+        arrange: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]] | None = None,
+    ) -> Planned:
+        """`tensor` from a safetensors file; `add_one` for Gemma 3's RMSNorm weights (stored as
+        `1 + w`: Gemma 3 computes `x * (1 + w)`), `arrange` (giving `shape`) to reorder it."""
+
+        def load() -> npt.NDArray[np.float32]:
+            data = load_tensor(tensor)
+            if add_one:
+                data = data + np.float32(1.0)
+            return arrange(data) if arrange else data.reshape(shape or tensor.shape)
+
+        return cls(name, qtype, shape or tensor.shape, load)
 
     @property
     def nbytes(self) -> int:
         block_size, type_size = gguf.GGML_QUANT_SIZES[self.qtype]
-        shape = self.source.shape
+        shape = self.shape
         return int(np.prod(shape[:-1], dtype=np.int64)) * shape[-1] // block_size * type_size
 
 
@@ -128,7 +151,8 @@ def convert(
     progress: Progress | None = None,
     vocab_gguf: Path | None = None,
 ) -> None:
-    """Write `model_dir` (a Gemma 3 text model) as a GGUF file of `outtype` to `out`, atomically.
+    """Write `model_dir`'s language model (Gemma 3 or 4) as a GGUF file of `outtype` to `out`,
+    atomically.
 
     `name` becomes `general.name`. `vocab_gguf` is a GGUF with the same vocabulary, used when the
     directory has no sentencepiece `tokenizer.model` (see the module docstring). `progress`
@@ -142,20 +166,35 @@ def convert(
         )
     report = progress or (lambda _fraction, _message: None)
     model_dir, out = Path(model_dir), Path(out)
-    hyper = hyper_parameters(read_config(model_dir))
-    stored = safetensors_index(model_dir)
-    plan = _plan(stored, hyper, outtype)
+    config = full_config(model_dir)
+    file_type = _TYPES[outtype][1]
+    extra: list[Planned] = []
+    hyper: DecoderHyper
+    if gguf_gemma4.is_gemma4(config):
+        g4 = gguf_gemma4.hyper_parameters(gguf_gemma4.text_config(config))
+        layout = _Layout(gguf.MODEL_ARCH.GEMMA4, g4.layers, g4.tied, False, g4.vocab_rows)
+        freqs = gguf_gemma4.rope_freqs(g4)
+        extra.append(Planned("rope_freqs.weight", _Q.F32, freqs.shape, lambda: freqs))
+        hyper = g4
+    else:
+        hyper = hyper_parameters(read_config(model_dir))
+        layout = _Layout(gguf.MODEL_ARCH.GEMMA3, hyper.layers, hyper.tied, True, hyper.vocab_rows)
+    plan = _plan(safetensors_index(model_dir), layout, outtype) + extra
     report(0.0, "Reading the tokenizer")
-    vocab = vocabulary(model_dir, vocab_gguf, hyper.vocab_rows)
+    vocab = vocabulary(model_dir, vocab_gguf, layout.vocab_rows)
     template = chat_template(model_dir)
-
     write_planned(
         out,
-        ARCH,
-        lambda writer: add_metadata(writer, hyper, name, _TYPES[outtype][1], vocab, template),
+        gguf.MODEL_ARCH_NAMES[layout.arch],
+        lambda writer: hyper.add_to(writer, name, file_type, vocab, template),
         plan,
         report,
     )
+
+
+def architecture_of(model_dir: Path) -> str:
+    """The llama.cpp architecture a GGUF export of `model_dir` has (`gemma3`, `gemma4`)."""
+    return gguf_gemma4.ARCH if gguf_gemma4.is_gemma4(full_config(model_dir)) else ARCH
 
 
 def write_planned(
@@ -175,7 +214,7 @@ def write_planned(
         metadata(writer)
         for item in plan:
             writer.add_tensor_info(
-                item.name, item.source.shape, np.dtype(np.float32), item.nbytes, item.qtype
+                item.name, item.shape, np.dtype(np.float32), item.nbytes, item.qtype
             )
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
@@ -290,26 +329,42 @@ def safetensors_index(model_dir: Path) -> dict[str, Stored]:
     return stored
 
 
-def _plan(stored: dict[str, Stored], hyper: Hyper, outtype: str) -> list[Planned]:
-    names = gguf.TensorNameMap(gguf.MODEL_ARCH.GEMMA3, hyper.layers)
+@dataclass(frozen=True)
+class _Layout:
+    """What planning a decoder's tensors needs to know."""
+
+    arch: gguf.MODEL_ARCH
+    layers: int
+    tied: bool
+    #: Gemma 3's RMSNorm weights are stored as `1 + w` (it computes `x * (1 + w)`); Gemma 4's
+    #: multiply as they are.
+    add_one_to_norms: bool
+    vocab_rows: int
+
+
+def _plan(stored: dict[str, Stored], layout: _Layout, outtype: str) -> list[Planned]:
+    names = gguf.TensorNameMap(layout.arch, layout.layers)
+    family = gguf.MODEL_ARCH_NAMES[layout.arch]
     matrix_type = _TYPES[outtype][0]
     plan = []
     for stored_key, tensor in stored.items():
         key = text_key(stored_key)
         if key is None:
-            continue  # the image encoder's and projector's: `export.mmproj` writes them
-        if key == "lm_head.weight" and hyper.tied:
+            continue  # the encoders' and projectors': `export.mmproj` writes the image ones
+        if key == "lm_head.weight" and layout.tied:
             continue  # the embedding, again
         name = names.get_name(key, try_suffixes=(".weight", ".bias"))
         if name is None:
-            raise GgufConversionError(f"The weight {key!r} has no place in a Gemma 3 GGUF file.")
+            raise GgufConversionError(f"The weight {key!r} has no place in a {family} GGUF file.")
+        if not name.endswith((".weight", ".bias")):
+            name += ".weight"  # Gemma 4's `layer_scalar`, a weight llama.cpp reads by that name
         norm = key.endswith("norm.weight")
         qtype = _tensor_type(name, tensor.shape, matrix_type, norm)
-        plan.append(Planned(tensor, name, qtype, norm))
+        plan.append(Planned.stored(tensor, name, qtype, add_one=norm and layout.add_one_to_norms))
     embedding = next((p for p in plan if p.name == "token_embd.weight"), None)
-    if embedding is None or embedding.source.shape[0] != hyper.vocab_rows:
+    if embedding is None or embedding.shape[0] != layout.vocab_rows:
         raise GgufConversionError(
-            f"The model's token embedding does not have vocab_size ({hyper.vocab_rows}) rows."
+            f"The model's token embedding does not have vocab_size ({layout.vocab_rows}) rows."
         )
     return plan
 
@@ -321,7 +376,9 @@ _LANGUAGE_PREFIXES = (
     ("language_model.model.", "model."),
     ("language_model.", ""),  # language_model.lm_head.weight
 )
-_VISION_PARTS = ("vision_tower.", "multi_modal_projector.")
+#: The image (and audio) encoders and projectors: Gemma 3's, Gemma 4's.
+_VISION_PARTS = ("vision_tower.", "multi_modal_projector.", "embed_vision.", "audio_tower.",
+                 "embed_audio.")  # fmt: skip
 
 
 def text_key(key: str) -> str | None:
@@ -360,8 +417,5 @@ def load_tensor(tensor: Stored) -> npt.NDArray[np.float32]:
 
 
 def _encode(item: Planned) -> npt.NDArray[Any]:
-    data = load_tensor(item.source)
-    if item.add_one:
-        data = data + np.float32(1.0)  # Gemma's RMSNorm multiplies by (1 + w)
-    encoded: npt.NDArray[Any] = gguf.quants.quantize(data, item.qtype)
+    encoded: npt.NDArray[Any] = gguf.quants.quantize(item.load(), item.qtype)
     return encoded

@@ -1,5 +1,7 @@
 """The metadata side of GGUF export (the weights are `tuneforge.export.gguf`): the model's
 numbers from config.json, the tokenizer, the chat template, and a fast reader of GGUF headers.
+`DecoderHyper.add_to` writes the keys: those every Gemma decoder has, then the family's own
+(Gemma 3's `Hyper` here, `gguf_gemma4.Gemma4Hyper`), the tokenizer and the chat template.
 
 Gemma 3 settings llama.cpp cannot reproduce (another RoPE scaling than linear, an attention scale
 other than the one it derives) are refused rather than exported into a model that answers
@@ -14,25 +16,22 @@ bundled Gemma 3 270M GGUF, so their vocabulary is copied back from that GGUF, on
 `tokenizer.json` has been checked to map the same pieces to the same ids. llama.cpp needs as
 many tokens as the embedding has rows: a shorter vocabulary is padded with unused tokens.
 
-`read_header` reads a GGUF file's metadata and tensor list without the tensors. `gguf.GGUFReader`
-does the same but takes about 20 s for Gemma's 262,144-token vocabulary (it makes a numpy view
-per array element); this takes a fraction of a second.
+GGUF headers are read back with `gguf_header.read_header`.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import mmap
 import re
-import struct
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gguf
-import numpy as np
 
+from tuneforge.export.gguf_header import GgufConversionError, read_header
 from tuneforge.models.chat_template import GEMMA_4
 
 SPACE = "\u2581"  # sentencepiece's visible space, `▁`
@@ -41,39 +40,86 @@ DEFAULT_SPECIAL = {"bos": "<bos>", "eos": "<eos>", "unk": "<unk>", "pad": "<pad>
 END_OF_TURN = "<end_of_turn>"
 _UNUSED = re.compile(r"<unused(\d+)>")
 _T = gguf.TokenType
-_V = gguf.GGUFValueType
-_SCALAR_FORMATS = {_V.UINT8: "<B", _V.INT8: "<b", _V.UINT16: "<H", _V.INT16: "<h",
-                   _V.UINT32: "<I", _V.INT32: "<i", _V.FLOAT32: "<f", _V.BOOL: "<?",
-                   _V.UINT64: "<Q", _V.INT64: "<q", _V.FLOAT64: "<d"}  # fmt: skip
-
-
-class GgufConversionError(ValueError):
-    """A model that cannot become a GGUF file; the message says why, for a person."""
 
 
 # -- the model's numbers ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Hyper:
-    """The numbers llama.cpp needs from config.json."""
+class DecoderHyper(ABC):
+    """The numbers every Gemma decoder's GGUF file carries; Gemma 3's `Hyper` and Gemma 4's
+    `gguf_gemma4.Gemma4Hyper` add their own (`add_own`)."""
 
     context_length: int
     hidden_size: int
     layers: int
-    intermediate_size: int
+    #: The MLP width and the key/value heads: one number, or one per layer (Gemma 4).
+    feed_forward: int | list[int]
     heads: int
-    kv_heads: int
+    kv_heads: int | list[int]
+    #: The width of an attention head (Gemma 4: of its full-attention layers).
     head_dim: int
     rms_eps: float
+    rope_base: float
     vocab_rows: int
+    tied: bool
+
+    def add_to(
+        self,
+        writer: gguf.GGUFWriter,
+        name: str,
+        file_type: gguf.LlamaFileType,
+        vocab: Vocabulary,
+        template: str | None,
+    ) -> None:
+        """Every key of the GGUF file but the tensors', with a `gguf.GGUFWriter`."""
+        writer.add_name(name)
+        writer.add_file_type(int(file_type))
+        writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+        writer.add_context_length(self.context_length)
+        writer.add_embedding_length(self.hidden_size)
+        writer.add_block_count(self.layers)
+        writer.add_feed_forward_length(self.feed_forward)
+        writer.add_head_count(self.heads)
+        writer.add_head_count_kv(self.kv_heads)
+        writer.add_key_length(self.head_dim)
+        writer.add_value_length(self.head_dim)
+        writer.add_layer_norm_rms_eps(self.rms_eps)
+        writer.add_rope_freq_base(self.rope_base)
+        self.add_own(writer)
+        vocab.add_to(writer)
+        if template:
+            writer.add_chat_template(template)
+
+    @abstractmethod
+    def add_own(self, writer: gguf.GGUFWriter) -> None:
+        """The keys of the family's own numbers."""
+
+
+@dataclass(frozen=True)
+class Hyper(DecoderHyper):
+    """The numbers llama.cpp needs from a Gemma 3's config.json."""
+
+    feed_forward: int
+    kv_heads: int
     sliding_window: int | None
     sliding_layers: list[bool]
-    rope_base: float
     rope_base_local: float
     rope_linear_factor: float | None
     final_softcap: float | None
-    tied: bool
+
+    def add_own(self, writer: gguf.GGUFWriter) -> None:
+        if self.rope_linear_factor is not None:
+            writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+            writer.add_rope_scaling_factor(self.rope_linear_factor)
+        if self.final_softcap:
+            writer.add_final_logit_softcapping(float(self.final_softcap))
+        if self.sliding_window is not None:
+            writer.add_sliding_window(self.sliding_window)
+            # Which layers slide: llama.cpp otherwise assumes Gemma's five-in-six, which small
+            # models (fewer than six layers) do not follow.
+            writer.add_sliding_window_pattern(self.sliding_layers)
+            writer.add_rope_freq_base_swa(self.rope_base_local)
 
 
 def read_config(model_dir: Path) -> dict[str, Any]:
@@ -91,11 +137,9 @@ def read_config(model_dir: Path) -> dict[str, Any]:
     if "Gemma3ForCausalLM" not in architectures and model_type != "gemma3_text":
         found = ", ".join(architectures) or model_type or "an unknown architecture"
         raise GgufConversionError(
-            "GGUF export supports Gemma 3 models (Gemma3ForCausalLM, and "
-            f"Gemma3ForConditionalGeneration with its image encoder); this model is {found}. "
-            "TuneForge's GGUF writer does not write Gemma 4's layers (per-layer embeddings, "
-            "shared keys and values, wider global heads): export a Gemma 4 fine-tune as merged "
-            "or adapter."
+            "GGUF export supports Gemma 3 (Gemma3ForCausalLM, Gemma3ForConditionalGeneration) "
+            "and Gemma 4 (Gemma4ForCausalLM, Gemma4ForConditionalGeneration); this model is "
+            f"{found}: export it as merged or adapter."
         )
     return config
 
@@ -162,7 +206,7 @@ def hyper_parameters(config: dict[str, Any]) -> Hyper:
         context_length=int(config.get("max_position_embeddings", 131_072)),
         hidden_size=hidden,
         layers=layers,
-        intermediate_size=int(config["intermediate_size"]),
+        feed_forward=int(config["intermediate_size"]),
         heads=heads,
         kv_heads=int(config.get("num_key_value_heads", 4)),
         head_dim=head_dim,
@@ -226,6 +270,7 @@ def vocabulary(model_dir: Path, reference: Path | None, rows: int) -> Vocabulary
     else:
         vocab = _from_reference(reference)
         _check_same(model_dir, reference)
+        _rename_added(vocab, _added_after(model_dir, 0))
         _add_tokens(vocab, _added_after(model_dir, len(vocab.tokens)), rows)
     if len(vocab.tokens) > rows:
         raise GgufConversionError(
@@ -340,7 +385,8 @@ def _compare(tokenizer_file: str, _v1: Any, reference: str, _v2: Any) -> str | N
     from tokenizers import Tokenizer
 
     try:
-        vocab = Tokenizer.from_file(tokenizer_file).get_vocab(with_added_tokens=True)
+        tokenizer = Tokenizer.from_file(tokenizer_file)
+        vocab = tokenizer.get_vocab(with_added_tokens=True)
     except Exception as exc:  # the tokenizers library raises plain Exceptions
         return f"its tokenizer.json cannot be read: {exc}"
     tokens = _from_reference(Path(reference)).tokens
@@ -352,7 +398,12 @@ def _compare(tokenizer_file: str, _v1: Any, reference: str, _v2: Any) -> str | N
     for token, token_id in vocab.items():
         if 0 <= token_id < len(tokens):
             by_id[token_id] = token
+    # Added tokens may be renamed (Gemma 4's control tokens at Gemma 3's ids): they are written
+    # under the tokenizer's names (`_rename_added`).
+    added = set(tokenizer.get_added_tokens_decoder())
     for token_id, (ours, theirs) in enumerate(zip(by_id, tokens, strict=True)):
+        if token_id in added:
+            continue
         if ours != theirs and ours.replace(SPACE, " ") != theirs.replace(SPACE, " "):
             return f"id {token_id} is {ours!r} here, {theirs!r} there"
     return None
@@ -366,6 +417,15 @@ def _added_after(model_dir: Path, first: int) -> list[tuple[int, str, bool]]:
         for t in added
         if isinstance(t, dict) and int(t.get("id", -1)) >= first
     )
+
+
+def _rename_added(vocab: Vocabulary, added: list[tuple[int, str, bool]]) -> None:
+    """Write the tokenizer's added tokens under its own names where the reference names them
+    otherwise (a Gemma 4's `<|turn>` where Gemma 3 has `<start_of_turn>`); their roles, and
+    so their token types, are the same."""
+    for token_id, piece, _special in added:
+        if token_id < len(vocab.tokens):
+            vocab.tokens[token_id] = piece
 
 
 def _add_tokens(vocab: Vocabulary, added: list[tuple[int, str, bool]], rows: int) -> None:
@@ -405,104 +465,3 @@ def _special_ids(model_dir: Path, tokens: list[str]) -> dict[str, int]:
     wanted["eot"] = GEMMA_4.end_of_turn if GEMMA_4.end_of_turn in tokens else END_OF_TURN
     ids = {token: i for i, token in enumerate(tokens) if token in wanted.values()}
     return {kind: ids[token] for kind, token in wanted.items() if token in ids}
-
-
-# -- writing and reading ---------------------------------------------------------------------------
-
-
-def add_metadata(
-    writer: gguf.GGUFWriter,
-    hyper: Hyper,
-    name: str,
-    file_type: gguf.LlamaFileType,
-    vocab: Vocabulary,
-    template: str | None,
-) -> None:
-    """Every key of the GGUF file but the tensors', with a `gguf.GGUFWriter`."""
-    writer.add_name(name)
-    writer.add_file_type(int(file_type))
-    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    writer.add_context_length(hyper.context_length)
-    writer.add_embedding_length(hyper.hidden_size)
-    writer.add_block_count(hyper.layers)
-    writer.add_feed_forward_length(hyper.intermediate_size)
-    writer.add_head_count(hyper.heads)
-    writer.add_head_count_kv(hyper.kv_heads)
-    writer.add_key_length(hyper.head_dim)
-    writer.add_value_length(hyper.head_dim)
-    writer.add_layer_norm_rms_eps(hyper.rms_eps)
-    writer.add_rope_freq_base(hyper.rope_base)
-    if hyper.rope_linear_factor is not None:
-        writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
-        writer.add_rope_scaling_factor(hyper.rope_linear_factor)
-    if hyper.final_softcap:
-        writer.add_final_logit_softcapping(float(hyper.final_softcap))
-    if hyper.sliding_window is not None:
-        writer.add_sliding_window(hyper.sliding_window)
-        # Which layers slide: llama.cpp otherwise assumes Gemma's five-in-six, which small
-        # models (fewer than six layers) do not follow.
-        writer.add_sliding_window_pattern(hyper.sliding_layers)
-        writer.add_rope_freq_base_swa(hyper.rope_base_local)
-    vocab.add_to(writer)
-    if template:
-        writer.add_chat_template(template)
-
-
-@dataclass(frozen=True)
-class GgufHeader:
-    """A GGUF file's metadata (arrays as lists) and its tensors' names, shapes and types."""
-
-    fields: dict[str, Any]
-    #: `(name, shape, gguf.GGMLQuantizationType value)`; shapes in llama.cpp's order.
-    tensors: list[tuple[str, tuple[int, ...], int]]
-
-
-def read_header(path: Path) -> GgufHeader:
-    """The metadata and tensor list of the GGUF file at `path` (little-endian, version 2+)."""
-    with (
-        Path(path).open("rb") as handle,
-        mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as m,
-    ):
-        if len(m) < 24 or m[:4] != b"GGUF":
-            raise GgufConversionError(f"{Path(path).name} is not a GGUF file.")
-        _version, n_tensors, n_fields = struct.unpack_from("<IQQ", m, 4)
-        position = 24
-        fields: dict[str, Any] = {}
-        for _ in range(n_fields):
-            key, position = _read_string(m, position)
-            (kind,) = struct.unpack_from("<I", m, position)
-            fields[key], position = _read_value(m, position + 4, kind)
-        tensors = []
-        for _ in range(n_tensors):
-            name, position = _read_string(m, position)
-            (dims,) = struct.unpack_from("<I", m, position)
-            shape = struct.unpack_from(f"<{dims}Q", m, position + 4)
-            (qtype,) = struct.unpack_from("<I", m, position + 4 + 8 * dims)
-            position += 4 + 8 * dims + 4 + 8  # the shape, the type and the data offset
-            tensors.append((name, tuple(shape), qtype))
-    return GgufHeader(fields, tensors)
-
-
-def _read_string(m: mmap.mmap, position: int) -> tuple[str, int]:
-    (length,) = struct.unpack_from("<Q", m, position)
-    start = position + 8
-    return m[start : start + length].decode("utf-8", errors="replace"), start + length
-
-
-def _read_value(m: mmap.mmap, position: int, kind: int) -> tuple[Any, int]:
-    if kind == _V.STRING:
-        return _read_string(m, position)
-    if kind != _V.ARRAY:
-        scalar = struct.Struct(_SCALAR_FORMATS[_V(kind)])
-        return scalar.unpack_from(m, position)[0], position + scalar.size
-    item_kind, count = struct.unpack_from("<IQ", m, position)
-    position += 12
-    if item_kind in (_V.STRING, _V.ARRAY):
-        items = []
-        for _ in range(count):
-            item, position = _read_value(m, position, item_kind)
-            items.append(item)
-        return items, position
-    dtype = np.dtype(_SCALAR_FORMATS[_V(item_kind)].replace("?", "b1"))
-    values = np.frombuffer(m, dtype=dtype, count=count, offset=position).tolist()
-    return values, position + dtype.itemsize * count

@@ -18,29 +18,33 @@ encoder and projector as llama.cpp's `clip` architecture with projector type `ge
 
 Embeddings and norms stay f32, the rest f16 (f32 in an f32 export): llama.cpp's own converter
 does the same, and projector files are small next to the decoder.
+
+What the families share lives here: the numbers (`ProjectorNumbers`, whose subclass says what
+differs in a family's file), the mapping loop and its completeness checks, the writer
+(`write_projector`) and the structure check (`projector_problems`). `mmproj_gemma4` holds Gemma
+4's numbers and its weights' names.
 """
 
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import gguf
 import numpy as np
 
 from tuneforge.export.gguf import Planned, Stored, safetensors_index, write_planned
+from tuneforge.export.gguf_header import GgufConversionError, read_header
 from tuneforge.export.gguf_metadata import (
-    GgufConversionError,
     full_config,
     is_vision_gemma3,
-    read_header,
 )
 
 ARCH = "clip"
-PROJECTOR_TYPE = "gemma3"
 #: Patches pooled per side by the released Gemma 3 projectors (llama.cpp's default).
 DEFAULT_POOLING = 4
 ProjectorType = Literal["f32", "f16"]
@@ -58,8 +62,24 @@ _PROJECTOR_PREFIXES = ("model.multi_modal_projector.", "multi_modal_projector.")
 
 
 @dataclass(frozen=True)
-class VisionNumbers:
-    """What the projector file says about the encoder, from config.json and the processor."""
+class ProjectorNumbers(ABC):
+    """What a projector file says about an image encoder, from config.json and the processor.
+    A family (Gemma 3 here, Gemma 4 in `mmproj_gemma4`) says as class attributes what differs
+    in its file, and maps its weights to the file's tensors (`source_name`, `planned`)."""
+
+    #: llama.cpp's projector type, and the family's name in messages.
+    projector_type: ClassVar[str]
+    family: ClassVar[str]
+    #: The tensors without which the encoder and projector are not complete.
+    required: ClassVar[frozenset[str]]
+    #: The suffixes after a source name that `gguf`'s tensor map tries.
+    suffixes: ClassVar[tuple[str, ...]] = (".weight", ".bias")
+    #: The pooling llama.cpp assumes when the file does not say (None: the file always says).
+    default_pooling: ClassVar[int | None]
+    #: Whether the file names its projector type under `clip.vision.projector_type` too.
+    names_vision_projector: ClassVar[bool]
+    #: What `projector_problems` compares between the file and the model.
+    checked: ClassVar[tuple[str, ...]]
 
     image_size: int
     patch_size: int
@@ -67,17 +87,88 @@ class VisionNumbers:
     intermediate_size: int
     layers: int
     heads: int
-    layer_norm_eps: float
+    #: The encoder's norm epsilon (layer norms in SigLIP, RMS norms in Gemma 4).
+    norm_eps: float
     projection_dim: int
+    #: Patches pooled per side into one soft token.
+    pooling: int
     tokens_per_image: int
     image_mean: list[float]
     image_std: list[float]
 
-    @property
-    def pooling(self) -> int:
-        """Patches pooled per side into one soft token."""
-        side = self.image_size // self.patch_size
-        return side // math.isqrt(self.tokens_per_image)
+    @abstractmethod
+    def source_name(self, key: str) -> str | None:
+        """The name `gguf`'s tensor map knows for the encoder or projector weight `key` (None:
+        a weight the projector file leaves out)."""
+
+    @abstractmethod
+    def planned(
+        self, tensor: Stored, source: str, name: str, matrix: gguf.GGMLQuantizationType
+    ) -> Planned:
+        """How the weight `tensor` (`source` to the tensor map) is written as `name`; `matrix`
+        is the type of the file's matrices."""
+
+    def tensors(self, stored: dict[str, Stored], outtype: str) -> list[Planned]:
+        """The file's tensors from the model's weights `stored` (raises when a weight has no
+        place in the file, or a required tensor or an encoder layer is missing)."""
+        names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.MMPROJ, self.layers)
+        matrix = _Q.F32 if outtype == "f32" else _Q.F16
+        plan = []
+        for key, tensor in stored.items():
+            source = self.source_name(key)
+            if source is None:
+                continue
+            name = names.get_name(source, try_suffixes=self.suffixes)
+            if name is None:
+                raise GgufConversionError(
+                    f"The weight {key!r} has no place in a {self.family} mmproj file."
+                )
+            plan.append(self.planned(tensor, source, name, matrix))
+        missing = self.required - {p.name for p in plan}
+        if missing:
+            raise GgufConversionError(
+                f"The model has no {', '.join(sorted(missing))}: it is not a complete "
+                f"{self.family} image encoder and projector."
+            )
+        layers = {p.name.split(".")[2] for p in plan if p.name.startswith("v.blk.")}
+        if len(layers) != self.layers:
+            raise GgufConversionError(
+                f"The encoder has weights for {len(layers)} layers; its config says {self.layers}."
+            )
+        return plan
+
+
+@dataclass(frozen=True)
+class VisionNumbers(ProjectorNumbers):
+    """A vision Gemma 3's encoder: SigLIP and the `gemma3` projector."""
+
+    projector_type: ClassVar[str] = "gemma3"
+    family: ClassVar[str] = "Gemma 3"
+    required: ClassVar[frozenset[str]] = frozenset(
+        {
+            "v.patch_embd.weight",
+            "v.position_embd.weight",
+            "mm.input_projection.weight",
+            "mm.soft_emb_norm.weight",
+            "v.post_ln.weight",
+        }
+    )
+    default_pooling: ClassVar[int | None] = DEFAULT_POOLING
+    names_vision_projector: ClassVar[bool] = False
+    checked: ClassVar[tuple[str, ...]] = (
+        "image size", "patch size", "projection size", "tokens per image", "encoder layers"
+    )  # fmt: skip
+
+    def source_name(self, key: str) -> str | None:
+        return encoder_key(key)
+
+    def planned(
+        self, tensor: Stored, source: str, name: str, matrix: gguf.GGMLQuantizationType
+    ) -> Planned:
+        # Norms, biases, patch and position embeddings stay f32.
+        small = len(tensor.shape) == 1 or ".embeddings." in source
+        qtype = _Q.F32 if small else matrix
+        return Planned.stored(tensor, name, qtype, add_one="soft_emb_norm" in source)
 
 
 def vision_numbers(model_dir: Path) -> VisionNumbers:
@@ -88,28 +179,30 @@ def vision_numbers(model_dir: Path) -> VisionNumbers:
     vision: dict[str, Any] = config["vision_config"]
     text: dict[str, Any] = config.get("text_config") or {}
     processor = _processor_settings(model_dir)
+    image_size = int(vision.get("image_size", 896))
+    patch_size = int(vision.get("patch_size", 14))
+    tokens = int(config.get("mm_tokens_per_image") or processor.get("image_seq_length") or 256)
+    side = image_size // patch_size
+    per_side = math.isqrt(tokens)
+    if per_side * per_side != tokens or not per_side or side % per_side:
+        raise GgufConversionError(
+            f"{tokens} tokens per image do not pool evenly from "
+            f"{side} x {side} patches: llama.cpp's Gemma 3 projector cannot reproduce it."
+        )
     numbers = VisionNumbers(
-        image_size=int(vision.get("image_size", 896)),
-        patch_size=int(vision.get("patch_size", 14)),
+        image_size=image_size,
+        patch_size=patch_size,
         hidden_size=int(vision.get("hidden_size", 1152)),
         intermediate_size=int(vision.get("intermediate_size", 4304)),
         layers=int(vision.get("num_hidden_layers", 27)),
         heads=int(vision.get("num_attention_heads", 16)),
-        layer_norm_eps=float(vision.get("layer_norm_eps", 1e-6)),
+        norm_eps=float(vision.get("layer_norm_eps", 1e-6)),
         projection_dim=int(text.get("hidden_size", 0)),
-        tokens_per_image=int(
-            config.get("mm_tokens_per_image") or processor.get("image_seq_length") or 256
-        ),
+        pooling=side // per_side,
+        tokens_per_image=tokens,
         image_mean=[float(x) for x in processor.get("image_mean") or (0.5, 0.5, 0.5)],
         image_std=[float(x) for x in processor.get("image_std") or (0.5, 0.5, 0.5)],
     )
-    side = numbers.image_size // numbers.patch_size
-    per_side = math.isqrt(numbers.tokens_per_image)
-    if per_side * per_side != numbers.tokens_per_image or side % per_side or not per_side:
-        raise GgufConversionError(
-            f"{numbers.tokens_per_image} tokens per image do not pool evenly from "
-            f"{side} x {side} patches: llama.cpp's Gemma 3 projector cannot reproduce it."
-        )
     if numbers.projection_dim <= 0:
         raise GgufConversionError("The model's config.json has no text_config.hidden_size.")
     return numbers
@@ -144,37 +237,6 @@ def encoder_key(key: str) -> str | None:
     return None
 
 
-def _plan(stored: dict[str, Stored], numbers: VisionNumbers, outtype: str) -> list[Planned]:
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.MMPROJ, numbers.layers)
-    matrix = _Q.F32 if outtype == "f32" else _Q.F16
-    plan = []
-    for key, tensor in stored.items():
-        mapped = encoder_key(key)
-        if mapped is None:
-            continue
-        name = names.get_name(mapped, try_suffixes=(".weight", ".bias"))
-        if name is None:
-            raise GgufConversionError(f"The weight {key!r} has no place in a Gemma 3 mmproj file.")
-        # Norms, biases, patch and position embeddings stay f32.
-        small = len(tensor.shape) == 1 or ".embeddings." in mapped
-        qtype = _Q.F32 if small else matrix
-        plan.append(Planned(tensor, name, qtype, add_one="soft_emb_norm" in mapped))
-    wanted = {"v.patch_embd.weight", "v.position_embd.weight", "mm.input_projection.weight",
-              "mm.soft_emb_norm.weight", "v.post_ln.weight"}  # fmt: skip
-    missing = wanted - {p.name for p in plan}
-    if missing:
-        raise GgufConversionError(
-            f"The model has no {', '.join(sorted(missing))}: it is not a complete Gemma 3 "
-            "image encoder and projector."
-        )
-    layers = {p.name.split(".")[2] for p in plan if p.name.startswith("v.blk.")}
-    if len(layers) != numbers.layers:
-        raise GgufConversionError(
-            f"The encoder has weights for {len(layers)} layers; its config says {numbers.layers}."
-        )
-    return plan
-
-
 def convert_projector(
     model_dir: Path,
     out: Path,
@@ -185,22 +247,39 @@ def convert_projector(
 ) -> VisionNumbers:
     """Write the image encoder and projector of the vision Gemma 3 in `model_dir` as llama.cpp's
     `mmproj` file `out` (atomically); returns the numbers written."""
-    report = progress or (lambda _fraction, _message: None)
-    model_dir, out = Path(model_dir), Path(out)
-    numbers = vision_numbers(model_dir)
-    plan = _plan(safetensors_index(model_dir), numbers, outtype)
-    write_planned(
-        out, ARCH, lambda writer: _add_metadata(writer, numbers, name, outtype), plan, report
-    )
+    numbers = vision_numbers(Path(model_dir))
+    write_projector(Path(model_dir), Path(out), numbers, outtype, name=name, progress=progress)
     return numbers
 
 
-def _add_metadata(writer: gguf.GGUFWriter, numbers: VisionNumbers, name: str, outtype: str) -> None:
+def write_projector(
+    model_dir: Path,
+    out: Path,
+    numbers: ProjectorNumbers,
+    outtype: ProjectorType,
+    *,
+    name: str,
+    progress: Progress | None,
+) -> None:
+    """Write the encoder and projector of the model in `model_dir`, described by `numbers`, as
+    the `mmproj` file `out` (atomically)."""
+    report = progress or (lambda _fraction, _message: None)
+    plan = numbers.tensors(safetensors_index(model_dir), outtype)
+    write_planned(
+        out, ARCH, lambda writer: _add_metadata(writer, numbers, name, outtype), plan, report
+    )
+
+
+def _add_metadata(
+    writer: gguf.GGUFWriter, numbers: ProjectorNumbers, name: str, outtype: str
+) -> None:
     writer.add_type(gguf.GGUFType.MMPROJ)
     writer.add_name(name)
     writer.add_file_type(int(_FILE_TYPES[outtype]))
     writer.add_clip_has_vision_encoder(True)
-    writer.add_clip_projector_type(PROJECTOR_TYPE)
+    writer.add_clip_projector_type(numbers.projector_type)
+    if numbers.names_vision_projector:
+        writer.add_clip_vision_projector_type(numbers.projector_type)
     writer.add_vision_projection_dim(numbers.projection_dim)
     writer.add_vision_image_size(numbers.image_size)
     writer.add_vision_patch_size(numbers.patch_size)
@@ -208,11 +287,11 @@ def _add_metadata(writer: gguf.GGUFWriter, numbers: VisionNumbers, name: str, ou
     writer.add_vision_feed_forward_length(numbers.intermediate_size)
     writer.add_vision_block_count(numbers.layers)
     writer.add_vision_head_count(numbers.heads)
-    writer.add_vision_attention_layernorm_eps(numbers.layer_norm_eps)
+    writer.add_vision_attention_layernorm_eps(numbers.norm_eps)
     writer.add_vision_image_mean(numbers.image_mean)
     writer.add_vision_image_std(numbers.image_std)
     writer.add_vision_use_gelu(True)
-    if numbers.pooling != DEFAULT_POOLING:
+    if numbers.pooling != numbers.default_pooling:
         writer.add_vision_projector_scale_factor(numbers.pooling)
 
 
@@ -259,35 +338,50 @@ def describe_projector(path: Path) -> ProjectorSummary:
 
 
 def structure_problems(path: Path, model_dir: Path) -> list[str]:
-    """What in the mmproj file at `path` does not match the model in `model_dir`: its
+    """What in the mmproj file at `path` does not match the vision Gemma 3 in `model_dir`: its
     architecture, projector type, sizes, tokens per image, tensors and their shapes."""
-    numbers = vision_numbers(model_dir)
+    return projector_problems(path, model_dir, vision_numbers(model_dir))
+
+
+def projector_problems(path: Path, model_dir: Path, numbers: ProjectorNumbers) -> list[str]:
+    """What in the mmproj file at `path` does not match the model in `model_dir`, described by
+    `numbers`: the architecture, projector type, the numbers its family checks, the tensors."""
     summary = describe_projector(path)
     problems = []
-    if summary.architecture != ARCH or summary.projector_type != PROJECTOR_TYPE:
+    if summary.architecture != ARCH or summary.projector_type != numbers.projector_type:
         problems.append(
-            f"it is {summary.architecture}/{summary.projector_type}, not {ARCH}/{PROJECTOR_TYPE}"
+            f"it is {summary.architecture}/{summary.projector_type}, "
+            f"not {ARCH}/{numbers.projector_type}"
         )
-    expected = {
+    found = {
         "image size": (summary.image_size, numbers.image_size),
         "patch size": (summary.patch_size, numbers.patch_size),
         "projection size": (summary.projection_dim, numbers.projection_dim),
+        "pooling": (summary.pooling, numbers.pooling),
         "tokens per image": (summary.tokens_per_image, numbers.tokens_per_image),
         "encoder layers": (summary.encoder_layers, numbers.layers),
     }
-    problems += [f"its {what} is {got}, not {want}" for what, (got, want) in expected.items()
-                 if got != want]  # fmt: skip
+    problems += [f"its {what} is {found[what][0]}, not {found[what][1]}"
+                 for what in numbers.checked if found[what][0] != found[what][1]]  # fmt: skip
+    planned = numbers.tensors(safetensors_index(model_dir), "f32")
+    return problems + tensor_problems(path, planned)
+
+
+def tensor_problems(path: Path, planned: list[Planned]) -> list[str]:
+    """What in the projector file at `path` differs from the tensors of `planned`: missing
+    data, a tensor missing or of another shape, tensors too many."""
     tensors = read_header(path).tensors
     shapes = {name: shape for name, shape, _type in tensors}
+    problems = []
     data = 0
     for _name, shape, qtype in tensors:
         block_size, type_size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(qtype)]
         data += int(np.prod(shape, dtype=np.int64)) // block_size * type_size
-    if summary.size_bytes < data:
-        problems.append(f"its tensor data is incomplete ({summary.size_bytes} bytes of {data}+)")
-    planned = _plan(safetensors_index(model_dir), numbers, "f32")
+    size = Path(path).stat().st_size
+    if size < data:
+        problems.append(f"its tensor data is incomplete ({size} bytes of {data}+)")
     for item in planned:
-        want_shape = tuple(reversed(item.source.shape))  # GGUF lists the fastest axis first
+        want_shape = tuple(reversed(item.shape))  # GGUF lists the fastest axis first
         if shapes.get(item.name) != want_shape:
             problems.append(f"{item.name} is {shapes.get(item.name)}, not {want_shape}")
     if len(shapes) != len(planned):

@@ -5,15 +5,20 @@ Cheap to import (the web process validates export requests): no torch, no llama.
 
 from __future__ import annotations
 
-from typing import Literal, TypeAlias
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tuneforge.export.destinations import Destination, DownloadDestination
 
+if TYPE_CHECKING:
+    from tuneforge.models.catalog import CatalogEntry
+
 Format: TypeAlias = Literal["adapter", "merged", "gguf", "ollama"]
 #: GGUF types written in-process by the `gguf` package.
 IN_PROCESS: tuple[str, ...] = ("f32", "f16", "bf16", "q8_0", "q5_0", "q4_0")
+#: The GGUF types that keep the weights' values (to 16-bit floats): no quantisation.
+UNQUANTIZED: tuple[str, ...] = ("f32", "f16", "bf16")
 #: K-quants, made by llama.cpp's quantiser from an f16 GGUF (the `gguf` extra).
 K_QUANTS: tuple[str, ...] = ("q6_k", "q5_k_m", "q4_k_m")
 Quantization: TypeAlias = Literal[
@@ -32,7 +37,8 @@ FORMAT_HELP: dict[str, str] = {
     "tokenizer and chat template inside.",
     "ollama": "The GGUF file plus a Modelfile: `ollama create` turns it into an Ollama model.",
 }
-#: What each format holds for a model that reads images (a vision Gemma 3), added to FORMAT_HELP.
+#: What each format holds for a model that reads images (a vision Gemma 3 or Gemma 4), added to
+#: FORMAT_HELP.
 VISION_HELP: dict[str, str] = {
     "adapter": "For this vision model it also carries the image processor's settings, so "
     "transformers' AutoProcessor loads the folder.",
@@ -45,7 +51,31 @@ VISION_HELP: dict[str, str] = {
     "projector), named by two FROM lines of the Modelfile.",
 }
 #: Model families whose GGUF TuneForge writes (vision ones with their mmproj projector).
-GGUF_FAMILIES: tuple[str, ...] = ("gemma-3",)
+GGUF_FAMILIES: tuple[str, ...] = ("gemma-3", "gemma-4")
+
+
+def gguf_refusal(entry: CatalogEntry) -> str | None:
+    """Why TuneForge does not write a GGUF file of a fine-tune of `entry` (None: it does)."""
+    if entry.family not in GGUF_FAMILIES:
+        return (
+            f"GGUF export of {entry.name} is not supported: TuneForge writes GGUF files of "
+            "Gemma 3 and Gemma 4 (text, and vision with its mmproj projector file). Export it "
+            "as merged or adapter."
+        )
+    if entry.architecture.experts:
+        return (
+            f"GGUF export of {entry.name} is not supported: TuneForge's GGUF writer does not "
+            "map mixture-of-experts weights. Export it as merged or adapter."
+        )
+    if entry.vision is not None and entry.vision.layers == 0:
+        return (
+            f"GGUF export of {entry.name} is not supported: it projects image patches straight "
+            "into its decoder, without an image encoder, and TuneForge writes projector files "
+            "for image encoders only. Export it as merged or adapter."
+        )
+    return None
+
+
 QUANTIZATION_HELP: dict[str, str] = {
     "f32": "32-bit floats: exact, largest.",
     "f16": "16-bit floats: as good as the original for inference.",

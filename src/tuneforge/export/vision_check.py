@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.export.gguf_check import CONTEXT, NEAR_TIE, agreement
-from tuneforge.models.chat_template import GEMMA_3, START_OF_IMAGE, ChatFormat
-from tuneforge.models.llamacpp import open_gguf
+from tuneforge.models.chat_template import GEMMA_3, ChatFormat
+from tuneforge.models.llamacpp import decode_image_causally, media_text, open_gguf
 from tuneforge.models.vision import VisionInfo, expand_images, expand_text, vision_info
 
 QUESTION = "What colour is the square in this picture?"
@@ -157,7 +157,19 @@ def reference_answer(
 class _Multimodal:
     """A text GGUF and its projector loaded in llama.cpp, the image prompt evaluated."""
 
-    def __init__(self, model: Path, projector: Path, threads: int, n_ctx: int) -> None:
+    def __init__(
+        self,
+        model: Path,
+        projector: Path,
+        threads: int,
+        n_ctx: int,
+        image_tokens: tuple[int, int] = (-1, -1),
+        causal_images: bool = False,
+    ) -> None:
+        """`image_tokens`: the fewest and most soft tokens an image may become (-1: llama.cpp's
+        defaults, which for Gemma 4 are not the model's own budget, see `check_image`).
+        `causal_images`: the decoder reads an image's tokens causally (`causal_images_of`)."""
+        self.causal_images = causal_images
         from llama_cpp import mtmd_cpp
         from llama_cpp._utils import suppress_stdout_stderr
 
@@ -168,6 +180,7 @@ class _Multimodal:
         params.use_gpu = False
         params.print_timings = False
         params.n_threads = threads
+        params.image_min_tokens, params.image_max_tokens = image_tokens
         with self.quiet(disable=False):
             self.ctx = mtmd_cpp.mtmd_init_from_file(str(projector).encode(), self.llm.model, params)
         if not self.ctx:
@@ -190,8 +203,7 @@ class _Multimodal:
         import llama_cpp
 
         mtmd = self.mtmd
-        marker = mtmd.mtmd_default_marker().decode("utf-8")
-        text = prompt.replace(START_OF_IMAGE, f"\n\n{marker}\n\n").encode("utf-8")
+        text = media_text(prompt, mtmd.mtmd_default_marker().decode("utf-8")).encode("utf-8")
         data = (ctypes.c_uint8 * len(image)).from_buffer(bytearray(image))
         bitmap = mtmd.mtmd_helper_bitmap_init_from_buf(self.ctx, data, len(image), False)
         if not bitmap:
@@ -216,6 +228,9 @@ class _Multimodal:
                     text_ids += ids
                     self.llm.eval(ids)
                     continue
+                if self.causal_images:
+                    decode_image_causally(mtmd, self.ctx, self.llm, chunk)
+                    continue
                 past = llama_cpp.llama_pos(0)
                 status = mtmd.mtmd_helper_eval_chunk_single(
                     self.ctx,
@@ -239,6 +254,13 @@ class _Multimodal:
         import numpy as np
 
         return int(np.argmax(self.llm.scores[self.llm.n_tokens - 1]))
+
+    def logits(self, prompt: str, image: bytes) -> Any:
+        """llama.cpp's logits after the prompt (float32 numpy)."""
+        import numpy as np
+
+        self.prefill(prompt, image)
+        return np.array(self.llm.scores[self.llm.n_tokens - 1], dtype=np.float32)
 
     def greedy(self, prompt: str, image: bytes, n: int) -> tuple[list[int], list[int], Any]:
         """The prompt's text ids, llama.cpp's first `n` greedy tokens and its logits after the
@@ -279,9 +301,12 @@ class ImageCheck:
     counted in `near_ties`); `same_prompt`: the text around the image tokenized alike.
     `logit_diff`: the largest difference between llama.cpp's and transformers' logits after
     the prompt; `image_effect`: the largest difference between transformers' logits there with
-    the test image and with its negative. A projector that loses the image (or a model that
-    ignores it) shows `logit_diff` near or above `image_effect`; `image_effect` near zero means
-    the model ignores its images (then the check cannot tell, and says so).
+    the test image and with its negative; `effect_diff`: the largest difference between how
+    llama.cpp's logits and how transformers' move from the negative to the image. A projector
+    that loses the image moves llama.cpp's logits otherwise: `effect_diff` near or above
+    `image_effect`. Rounding in a quantized text model shifts `logit_diff` but moves both
+    images' logits alike, so `effect_diff` stays small. `image_effect` near zero means the
+    model ignores its images (then the check cannot tell, and says so).
     """
 
     greedy: int
@@ -291,6 +316,7 @@ class ImageCheck:
     same_prompt: bool
     logit_diff: float
     image_effect: float
+    effect_diff: float
     reference: list[int]
     llama_cpp: list[int]
 
@@ -312,13 +338,19 @@ def check_image(
     info = vision_info(model_dir)
     if info is None:
         raise ValueError(f"{model_dir.name} is not a vision model.")
+    from tuneforge.models.loading import model_format
+
     picture = image if image is not None else sample_image(info.image_size)
-    text = prompt or image_prompt()
+    text = prompt or image_prompt(chat=model_format(model_dir))
     want = reference_answer(model_dir, picture, negative(picture), n, text)
-    engine = _Multimodal(model, projector, threads, max(CONTEXT, len(want.prompt_ids) + n + 8))
+    room = max(CONTEXT, len(want.prompt_ids) + n + 8)
+    engine = _Multimodal(
+        model, projector, threads, room, _token_range(info), causal_images_of(model_dir)
+    )
     try:
         text_ids, found, logits = engine.greedy(text, picture, n)
         forced = engine.forced(text, picture, want.tokens)
+        other_logits = engine.logits(text, negative(picture))
     finally:
         engine.close()
     expected_text = [i for i in want.prompt_ids if i != info.image_token_id]
@@ -336,9 +368,35 @@ def check_image(
         same_prompt=text_ids == expected_text,
         logit_diff=float(np.abs(logits - want.logits).max()),
         image_effect=float(np.abs(want.other_logits - want.logits).max()),
+        effect_diff=float(
+            np.abs((logits - other_logits) - (want.logits - want.other_logits)).max()
+        ),
         reference=want.tokens,
         llama_cpp=found,
     )
+
+
+def causal_images_of(model_dir: Path) -> bool:
+    """Whether the decoder in `model_dir` reads an image's tokens causally: a Gemma 4 whose
+    `use_bidirectional_attention` is unset (E2B, E4B; transformers masks their image tokens as
+    it masks text). llama.cpp's mtmd helper lets every Gemma 4 image token see the others, so
+    for these the check feeds the image's embeddings itself (`decode_image_causally`)."""
+    import json
+
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    text = config.get("text_config") or {}
+    return config.get("model_type") == "gemma4" and not text.get("use_bidirectional_attention")
+
+
+def _token_range(info: VisionInfo) -> tuple[int, int]:
+    """The soft tokens llama.cpp may make of the check's image. Gemma 3's are fixed. A Gemma 4
+    image becomes as many as its processor allows (`tokens_per_image`); llama.cpp resizes it
+    within a range of its own (it grows smaller images to a minimum), so the range is narrowed
+    to the check image's own count, which transformers gives it at the same size."""
+    if not info.variable:
+        return (-1, -1)
+    side = info.image_size // (info.patch_size * info.pooling)
+    return (side * side, info.tokens_per_image)
 
 
 def negative(image: bytes) -> bytes:

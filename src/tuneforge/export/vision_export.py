@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tuneforge.export import mmproj, vision_check
+from tuneforge.export import mmproj, mmproj_gemma4, vision_check
 from tuneforge.export.card import ollama_name
 from tuneforge.models.vision import vision_info
 
@@ -30,10 +30,10 @@ from tuneforge.models.vision import vision_info
 PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
 #: Greedy tokens compared on the image prompt.
 IMAGE_TOKENS = 16
-#: llama.cpp's logits after the image prompt may differ from transformers' by at most this share
-#: of what changing the image (to its negative) does to transformers' logits: a projector that
-#: loses or garbles the image differs by about the image's whole effect. Measured on the tiny
-#: vision model: f16 0.006 against an effect of 7.6 (a share below 0.001).
+#: How llama.cpp's logits move when the image changes (to its negative) may differ from how
+#: transformers' move by at most this share of that move: a projector that loses or garbles the
+#: image differs by about the image's whole effect, while a quantized text model's rounding
+#: shifts the logits of both images alike.
 MAX_IMAGE_DIFF_SHARE = 0.25
 #: Below this largest logit change, the model does not look at its images (a zero projector):
 #: nothing can tell whether the projector carries them.
@@ -129,11 +129,17 @@ def write_projector(
 ) -> Path:
     """The projector file of the vision model in `merged`, written into `out`."""
     target = out / projector_file_name(name, quantization)
-    mmproj.convert_projector(
+    writer = mmproj_gemma4 if _is_gemma4(merged) else mmproj
+    writer.convert_projector(
         merged, target, projector_type(quantization), name=f"{name} (image projector)",
         progress=progress,
     )  # fmt: skip
     return target
+
+
+def _is_gemma4(model_dir: Path) -> bool:
+    info = vision_info(model_dir)
+    return info is not None and info.variable
 
 
 def check_projector(
@@ -147,7 +153,8 @@ def check_projector(
     transformers: the verification's `image` entry and the problems found."""
     summary = mmproj.describe_projector(projector)
     result: dict[str, Any] = {"file": projector.name, **dataclasses.asdict(summary)}
-    problems = [f"the projector's {p}" for p in mmproj.structure_problems(projector, merged)]
+    checker = mmproj_gemma4 if _is_gemma4(merged) else mmproj
+    problems = [f"the projector's {p}" for p in checker.structure_problems(projector, merged)]
     result["structure_checked"] = True
     if problems:
         return result, problems
@@ -178,6 +185,7 @@ def check_projector(
         min_agreement_share=min_agreement,
         logit_diff=found.logit_diff,
         image_effect=found.image_effect,
+        effect_diff=found.effect_diff,
         max_image_diff_share=MAX_IMAGE_DIFF_SHARE,
     )
     if not found.same_prompt:
@@ -192,10 +200,10 @@ def check_projector(
             "the model's answer does not depend on its image (its projector is zero), so the "
             "comparison cannot show that the projector carries the image"
         )
-    elif found.logit_diff > MAX_IMAGE_DIFF_SHARE * found.image_effect:
+    elif found.effect_diff > MAX_IMAGE_DIFF_SHARE * found.image_effect:
         problems.append(
-            f"after the image prompt llama.cpp's logits differ from transformers' by "
-            f"{found.logit_diff:.3g}, more than {MAX_IMAGE_DIFF_SHARE} of what changing the "
-            f"image does ({found.image_effect:.3g}): the projector does not carry the image"
+            f"changing the image moves llama.cpp's logits otherwise than transformers' (by up "
+            f"to {found.effect_diff:.3g}, more than {MAX_IMAGE_DIFF_SHARE} of the move itself, "
+            f"{found.image_effect:.3g}): the projector does not carry the image"
         )
     return result, problems

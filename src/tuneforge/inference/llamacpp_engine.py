@@ -5,10 +5,10 @@ model is small and fast enough that taking turns per request is the right trade 
 
 A GGUF exported with its image projector (`mmproj*.gguf`) reads images through llama.cpp's
 multimodal library (mtmd), opened by llama-cpp-python's `MTMDChatHandler`: the prompt is split
-into text and image chunks (each `<start_of_image>` of our text becomes mtmd's media marker,
-framed by blank lines as transformers frames it; mtmd adds Gemma's `<start_of_image>` and
-`<end_of_image>` around the image's embeddings), the chunks are evaluated in order, and tokens
-are then sampled from where the prompt ends, as for text.
+into text and image chunks (each image placeholder of our text becomes mtmd's media marker,
+`models.llamacpp.media_text`; mtmd frames the image's embeddings with the model's image
+tokens), the chunks are evaluated in order, and tokens are then sampled from where the prompt
+ends, as for text. A Gemma 4 image becomes at most llama.cpp's default 280 soft tokens.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any
 
 from tuneforge.inference.engine import Delta, Event, Finished, StopScanner, no_images
 from tuneforge.inference.params import GenerationParams
-from tuneforge.models.chat_template import GEMMA_3, GEMMA_4, START_OF_IMAGE
-from tuneforge.models.llamacpp import open_gguf
+from tuneforge.models.chat_template import GEMMA_3, GEMMA_4
+from tuneforge.models.llamacpp import media_text, open_gguf
 
 MAX_CONTEXT = 8192
 
@@ -120,8 +120,7 @@ class LlamaCppEngine:
         """Evaluate the prompt's text and image chunks through mtmd (call under the lock); the
         prompt's token ids as `Llama.generate` then continues them (image positions included)."""
         mtmd = self.vision._mtmd_cpp
-        marker = mtmd.mtmd_default_marker().decode()
-        encoded = text.replace(START_OF_IMAGE, f"\n\n{marker}\n\n").encode()
+        encoded = media_text(text, mtmd.mtmd_default_marker().decode()).encode()
         bitmaps = [self.vision._create_bitmap_from_bytes(bytes(image)) for image in images]
         chunks = mtmd.mtmd_input_chunks_init()
         try:

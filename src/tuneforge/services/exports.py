@@ -25,13 +25,13 @@ from tuneforge.errors import Conflict, InvalidInput, NotFound
 from tuneforge.export import sizes
 from tuneforge.export.spec import (
     FORMAT_HELP,
-    GGUF_FAMILIES,
     GGUF_FORMATS,
     K_QUANTS,
     QUANTIZATION_HELP,
     VISION_HELP,
     ExportRequest,
     ExportSpec,
+    gguf_refusal,
 )
 from tuneforge.export.zipstream import CHUNK_SIZE, ZipEntry, ZipLayout
 from tuneforge.jobs import lifecycle
@@ -166,7 +166,7 @@ def estimates(session: Session, user: User, settings: Settings, model_id: str) -
             continue
         quantizations: list[str | None] = [None]
         if export_format in GGUF_FORMATS:
-            if entry.modality != "text" and entry.family not in GGUF_FAMILIES:
+            if gguf_refusal(entry) is not None:
                 continue
             quantizations = [q for q in sizes.GGUF_BITS if llama_cpp or q not in K_QUANTS]
         for quantization in quantizations:

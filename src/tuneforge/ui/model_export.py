@@ -81,6 +81,8 @@ def projector_text(image: dict[str, Any]) -> str:
                 f", logits within {image['logit_diff']:.2g} where the image moves them by "
                 f"{image['image_effect']:.2g}"
             )
+        if image.get("text_model"):
+            text += ", beside the unquantized text model"
         return text
     return f"{what} structure checked" + (f" ({image['note']})" if image.get("note") else "")
 

@@ -19,11 +19,11 @@ from tuneforge.db.tables import Export, Job, Model, User, utcnow
 from tuneforge.errors import InvalidInput, PermissionDenied
 from tuneforge.export.destinations import DirectoryDestination, S3Destination, required_secrets
 from tuneforge.export.spec import (
-    GGUF_FAMILIES,
     GGUF_FORMATS,
     K_QUANTS,
     ExportRequest,
     ExportSpec,
+    gguf_refusal,
 )
 from tuneforge.jobs.endpoints import check_endpoint
 from tuneforge.jobs.inputs import catalog_entry
@@ -57,13 +57,9 @@ def check_request(
             "weights), gguf or ollama."
         )
     if request.format in GGUF_FORMATS:
-        entry = catalog_entry(settings, model.base_model)
-        if entry.family not in GGUF_FAMILIES:
-            raise InvalidInput(
-                f"GGUF export of {entry.name} is not supported: TuneForge writes GGUF files of "
-                "Gemma 3 (text, and vision with its mmproj projector file). Export it as "
-                "merged or adapter."
-            )
+        refusal = gguf_refusal(catalog_entry(settings, model.base_model))
+        if refusal:
+            raise InvalidInput(refusal)
         if request.quantization in K_QUANTS and importlib.util.find_spec("llama_cpp") is None:
             raise InvalidInput(
                 f"{request.quantization} is made by llama.cpp's quantiser, which is not "
