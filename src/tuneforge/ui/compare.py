@@ -204,11 +204,12 @@ class CompareView:
         names = _names(self.runs)
         shown = curves(self.runs)
         labels = {curve.label: curve.label for curve in shown}
-        if self.picker.value not in labels:  # the first time, or its curve went away
+        picked = self.picker.value
+        if picked not in labels:  # the first time, or its curve went away
             first = first_curve(self.runs, shown)
             self.picker.set_options(labels, value=first.label if first else None)
         else:
-            self.picker.set_options(labels, value=self.picker.value)
+            self.picker.set_options(labels, value=picked)
         self.picker.set_visibility(len(shown) > 1)
         self.legend.clear()
         for index, (run, name) in enumerate(zip(self.runs, names, strict=True)):
@@ -224,7 +225,8 @@ class CompareView:
                 )
                 ui.label(name).classes("text-body2 text-weight-medium")
                 ui.badge(run["status"], color=status_color(run["status"])).props("rounded")
-        self._draw()
+        if self.picker.value == picked:  # a new pick has drawn already, through the picker
+            self._draw()
         self._differences(comparison["differences"], names)
         self._results(names)
 
