@@ -49,6 +49,7 @@ def test_catalogs_say_what_can_run_here(api) -> None:
         "tiny-random-gemma3-vision",
         "tiny-random-gemma4",
         "tiny-random-gemma4-unified",
+        "tiny-random-gemma4-moe",
     }
     assert states["gemma-3-1b-it"]["state"] == "unavailable"
     assert "no model hub is reachable" in states["gemma-3-1b-it"]["reason"].lower()

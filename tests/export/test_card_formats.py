@@ -3,11 +3,7 @@ the model card's instructions (Gemma 3's stay as they were)."""
 
 from __future__ import annotations
 
-import pytest
-
 from tuneforge.export.card import OLLAMA_TEMPLATE, CardFacts, model_card, modelfile
-from tuneforge.export.gguf import convert
-from tuneforge.export.gguf_header import GgufConversionError
 from tuneforge.models.chat_template import GEMMA_4
 
 
@@ -49,14 +45,3 @@ def test_model_cards_name_the_format_the_fine_tune_speaks() -> None:
     assert "`<|image|>`" in gemma4 and "<start_of_image>" not in gemma4
     gemma3 = model_card(facts("gemma-3"))
     assert "`<start_of_turn>user` ... `<end_of_turn>`" in gemma3 and "<|turn>" not in gemma3
-
-
-def test_gguf_refuses_a_mixture_of_experts_gemma4_saying_what_to_export_instead(tmp_path) -> None:
-    (tmp_path / "config.json").write_text(
-        '{"architectures": ["Gemma4ForConditionalGeneration"], "model_type": "gemma4", '
-        '"text_config": {"enable_moe_block": true}}'
-    )
-    with pytest.raises(GgufConversionError) as error:
-        convert(tmp_path, tmp_path / "x.gguf", "f16", name="x")
-    assert "mixture-of-experts" in str(error.value) and "merged" in str(error.value)
-    assert not (tmp_path / "x.gguf").exists()

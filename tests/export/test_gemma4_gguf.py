@@ -193,15 +193,8 @@ def test_what_llama_cpp_cannot_run_is_refused_with_a_reason(
     tiny_gemma4_model: Path, tiny_vision_model: Path
 ) -> None:
     config = gguf_gemma4.text_config(json.loads((tiny_gemma4_model / "config.json").read_text()))
-    with pytest.raises(GgufConversionError, match="mixture-of-experts"):
-        gguf_gemma4.hyper_parameters(config | {"enable_moe_block": True})
     with pytest.raises(GgufConversionError, match="both directions"):
         gguf_gemma4.hyper_parameters(config | {"use_bidirectional_attention": "all"})
-    unified = catalog().get("gemma-4-12b")
-    assert unified is not None and unified.vision is not None and unified.vision.layers == 0
-    assert "without an image encoder" in (gguf_refusal(unified) or "")
-    experts = catalog().get("gemma-4-26b-a4b-it")
-    assert experts is not None and "mixture-of-experts" in (gguf_refusal(experts) or "")
     for model_id in ("gemma-4-e2b-it", "tiny-random-gemma4", "gemma-3-270m"):
         entry = catalog().get(model_id)
         assert entry is not None and gguf_refusal(entry) is None, model_id

@@ -40,6 +40,7 @@ def test_offline_only_the_bundled_and_tiny_models_are_available(
         "tiny-random-gemma3-vision",
         "tiny-random-gemma4",
         "tiny-random-gemma4-unified",
+        "tiny-random-gemma4-moe",
     }
     hub = states["gemma-3-1b-it"]
     assert hub.state == "unavailable"

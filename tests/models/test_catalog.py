@@ -47,6 +47,7 @@ def test_the_catalog_validates_and_lists_the_gemma_family() -> None:
         "tiny-random-gemma3-vision",
         "tiny-random-gemma4",
         "tiny-random-gemma4-unified",
+        "tiny-random-gemma4-moe",
     ]
     assert [e.id for e in ENTRIES if e.offline] == ["gemma-3-270m", *tiny]
     assert [e.id for e in ENTRIES if e.test_only] == tiny

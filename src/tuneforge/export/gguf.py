@@ -353,11 +353,13 @@ def _plan(stored: dict[str, Stored], layout: _Layout, outtype: str) -> list[Plan
             continue  # the encoders' and projectors': `export.mmproj` writes the image ones
         if key == "lm_head.weight" and layout.tied:
             continue  # the embedding, again
-        name = names.get_name(key, try_suffixes=(".weight", ".bias"))
+        name = gguf_gemma4.tensor_name(key) or names.get_name(
+            key, try_suffixes=(".weight", ".bias")
+        )
         if name is None:
             raise GgufConversionError(f"The weight {key!r} has no place in a {family} GGUF file.")
-        if not name.endswith((".weight", ".bias")):
-            name += ".weight"  # Gemma 4's `layer_scalar`, a weight llama.cpp reads by that name
+        if not name.endswith((".weight", ".bias", ".scale")):
+            name += ".weight"  # Gemma 4's `layer_scalar` and fused experts, weights to llama.cpp
         norm = key.endswith("norm.weight")
         qtype = _tensor_type(name, tensor.shape, matrix_type, norm)
         plan.append(Planned.stored(tensor, name, qtype, add_one=norm and layout.add_one_to_norms))
@@ -376,9 +378,10 @@ _LANGUAGE_PREFIXES = (
     ("language_model.model.", "model."),
     ("language_model.", ""),  # language_model.lm_head.weight
 )
-#: The image (and audio) encoders and projectors: Gemma 3's, Gemma 4's.
+#: The image (and audio) encoders and projectors: Gemma 3's, Gemma 4's (the encoder-free one's
+#: patch embedding too).
 _VISION_PARTS = ("vision_tower.", "multi_modal_projector.", "embed_vision.", "audio_tower.",
-                 "embed_audio.")  # fmt: skip
+                 "embed_audio.", "vision_embedder.")  # fmt: skip
 
 
 def text_key(key: str) -> str | None:
@@ -395,9 +398,9 @@ def text_key(key: str) -> str | None:
 def _tensor_type(
     name: str, shape: tuple[int, ...], matrix_type: gguf.GGMLQuantizationType, norm: bool
 ) -> gguf.GGMLQuantizationType:
-    """Norms and vectors stay f32; matrices take the file's type when their rows split into its
-    blocks, else f16 (llama.cpp's converter does the same)."""
-    if norm or len(shape) == 1:
+    """Norms, vectors and a mixture of experts' router stay f32; matrices take the file's type
+    when their rows split into its blocks, else f16 (llama.cpp's converter does the same)."""
+    if norm or len(shape) == 1 or name.endswith(gguf_gemma4.ROUTER):
         return _Q.F32
     if matrix_type in (_Q.F32, _Q.F16, _Q.BF16):
         return matrix_type

@@ -16,16 +16,24 @@ A Gemma 4 decoder differs from Gemma 3's in what llama.cpp must be told:
   the whole head: llama.cpp rotates the first dimensions, so the file carries `rope_freqs`,
   frequency factors of 1 for the rotated pairs and 1e30 (no rotation) for the others, which
   the full layers read;
-* the RMSNorm weights multiply as they are (`x * w`; Gemma 3's are `1 + w`).
+* the RMSNorm weights multiply as they are (`x * w`; Gemma 3's are `1 + w`);
+* a mixture of experts (the 26B A4B, `enable_moe_block`) has, beside each layer's dense MLP, a
+  router and experts whose weights transformers keeps fused per layer (`gate_up_proj`:
+  experts x 2 widths x hidden, gate first; `down_proj`), which are llama.cpp's
+  `ffn_gate_up_exps` and `ffn_down_exps` as they are; the file gives the experts' count, how
+  many run per token and their width. The router's input scale and its per-expert scale of the
+  experts' outputs become `ffn_gate_inp.scale` and `ffn_down_exps.scale` (`tensor_name`), and
+  the router itself stays f32, as llama.cpp's quantizer keeps it, since a rounded router can
+  pick other experts.
 
 Settings llama.cpp cannot reproduce are refused with the reason: attention soft-capping,
-another RoPE than "default"/"proportional", attention that is bidirectional everywhere (the
-encoder-free "unified" model), and the mixture-of-experts block (whose expert weights TuneForge's
-writer does not map).
+another RoPE than "default"/"proportional", and attention that is bidirectional everywhere (the
+encoder-free "unified" model).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +47,19 @@ from tuneforge.export.gguf_metadata import DecoderHyper
 ARCH = "gemma4"
 #: llama.cpp's frequency factor for a dimension pair that must not rotate.
 NO_ROTATION = 1e30
-_ARCHITECTURES = ("Gemma4ForConditionalGeneration", "Gemma4ForCausalLM")
+_ARCHITECTURES = (
+    "Gemma4ForConditionalGeneration",
+    "Gemma4ForCausalLM",
+    "Gemma4UnifiedForConditionalGeneration",  # the encoder-free 12B: the same decoder
+)
+#: The router's scales (transformers' name under a layer -> llama.cpp's).
+_ROUTER_SCALES = {
+    "router.scale": "ffn_gate_inp.scale",
+    "router.per_expert_scale": "ffn_down_exps.scale",
+}
+_LAYER_KEY = re.compile(r"model\.layers\.(\d+)\.(.+)")
+#: The router of a mixture of experts, which stays f32 in every type.
+ROUTER = "ffn_gate_inp.weight"
 
 
 def is_gemma4(config: dict[str, Any]) -> bool:
@@ -48,6 +68,7 @@ def is_gemma4(config: dict[str, Any]) -> bool:
     return any(a in _ARCHITECTURES for a in architectures) or config.get("model_type") in (
         "gemma4",
         "gemma4_text",
+        "gemma4_unified",
     )
 
 
@@ -77,6 +98,11 @@ class Gemma4Hyper(DecoderHyper):
     final_softcap: float | None
     shared_kv_layers: int
     per_layer_width: int
+    #: A mixture of experts: experts per layer, how many run per token, and their MLP width
+    #: (0, 0, 0: dense).
+    experts: int
+    experts_used: int
+    expert_width: int
 
     def add_own(self, writer: gguf.GGUFWriter) -> None:
         writer.add_key_length_swa(self.head_dim_sliding)
@@ -91,16 +117,15 @@ class Gemma4Hyper(DecoderHyper):
         writer.add_embedding_length_per_layer_input(self.per_layer_width)
         if self.final_softcap:
             writer.add_final_logit_softcapping(self.final_softcap)
+        if self.experts:
+            writer.add_expert_count(self.experts)
+            writer.add_expert_used_count(self.experts_used)
+            writer.add_expert_feed_forward_length(self.expert_width)
 
 
 def hyper_parameters(config: dict[str, Any]) -> Gemma4Hyper:
     """What llama.cpp needs from the decoder's `config` (`text_config`); refuses what it cannot
     reproduce."""
-    if config.get("enable_moe_block") or config.get("num_experts"):
-        raise GgufConversionError(
-            "TuneForge's GGUF writer does not map Gemma 4's mixture-of-experts weights (26B "
-            "A4B); export this model as merged safetensors."
-        )
     if config.get("use_bidirectional_attention") == "all":
         raise GgufConversionError(
             "This Gemma 4 attends in both directions everywhere; llama.cpp's gemma4 decoder is "
@@ -130,6 +155,7 @@ def hyper_parameters(config: dict[str, Any]) -> Gemma4Hyper:
     if (local.get("rope_type") or "default") != "default":
         raise GgufConversionError("llama.cpp's Gemma 4 does not scale sliding-window RoPE.")
     softcap = config.get("final_logit_softcapping")
+    moe = bool(config.get("enable_moe_block"))
     return Gemma4Hyper(
         context_length=int(config.get("max_position_embeddings", 131_072)),
         hidden_size=int(config["hidden_size"]),
@@ -153,7 +179,19 @@ def hyper_parameters(config: dict[str, Any]) -> Gemma4Hyper:
         shared_kv_layers=shared,
         per_layer_width=int(config.get("hidden_size_per_layer_input") or 0),
         tied=bool(config.get("tie_word_embeddings", True)),
+        experts=int(config["num_experts"]) if moe else 0,
+        experts_used=int(config["top_k_experts"]) if moe else 0,
+        expert_width=int(config["moe_intermediate_size"]) if moe else 0,
     )
+
+
+def tensor_name(key: str) -> str | None:
+    """llama.cpp's name of a weight `gguf`'s name map does not know (a router's scales), from
+    its `Gemma4ForCausalLM` name; None for the others."""
+    match = _LAYER_KEY.fullmatch(key)
+    if match is None or match.group(2) not in _ROUTER_SCALES:
+        return None
+    return f"blk.{match.group(1)}.{_ROUTER_SCALES[match.group(2)]}"
 
 
 def _per_layer(config: dict[str, Any], sliding: list[bool]) -> list[dict[str, Any]]:

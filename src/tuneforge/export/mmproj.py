@@ -108,6 +108,11 @@ class ProjectorNumbers(ABC):
         """How the weight `tensor` (`source` to the tensor map) is written as `name`; `matrix`
         is the type of the file's matrices."""
 
+    def file_name(self, names: gguf.TensorNameMap, source: str) -> str | None:
+        """The file's name for the weight `source` (None: it has no place there): the name
+        `gguf`'s tensor map gives it."""
+        return names.get_name(source, try_suffixes=self.suffixes)
+
     def tensors(self, stored: dict[str, Stored], outtype: str) -> list[Planned]:
         """The file's tensors from the model's weights `stored` (raises when a weight has no
         place in the file, or a required tensor or an encoder layer is missing)."""
@@ -118,7 +123,7 @@ class ProjectorNumbers(ABC):
             source = self.source_name(key)
             if source is None:
                 continue
-            name = names.get_name(source, try_suffixes=self.suffixes)
+            name = self.file_name(names, source)
             if name is None:
                 raise GgufConversionError(
                     f"The weight {key!r} has no place in a {self.family} mmproj file."

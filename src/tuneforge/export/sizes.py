@@ -1,10 +1,10 @@
 """How large each export of a model will be, shown before the user starts one.
 
 Estimates from the catalog's architecture (no weights are read): the merged model holds every
-parameter in the base's dtype; a GGUF holds the decoder's linear layers at the quantisation's
-bits per weight and the tied token embedding at the type llama.cpp gives it (q6_k under the
-K-quant mixes), plus the tokenizer (about 6.5 MB for Gemma's 262k tokens); a vision model adds its
-projector file.
+parameter in the base's dtype; a GGUF holds the decoder's linear layers (a mixture of experts'
+experts too) at the quantisation's bits per weight and the tied token embedding at the type
+llama.cpp gives it (q6_k under the K-quant mixes), plus the tokenizer (about 6.5 MB for Gemma's
+262k tokens); a vision model adds its projector file.
 """
 
 from __future__ import annotations
@@ -73,8 +73,13 @@ def gguf_bytes(entry: CatalogEntry, quantization: str) -> int:
     rest = max(entry.parameters - linear - embedding - vision, 0)
     # Gemma 3's rest is its norms, kept in f32. Gemma 4's is mostly its per-layer embeddings,
     # quantised like the embedding (and the E2B's and E4B's audio encoder, not exported: the
-    # estimate stays within about 7% above).
-    rest_bits = embedding_bits if entry.family == "gemma-4" else 32
+    # estimate stays within about 7% above). A mixture of experts' rest is its experts (22.8B
+    # of the 26B A4B's weights): linear layers, quantised as the others (the K-quants fall back
+    # to 5 or 8 bits for the 26B A4B's experts' down projections, rows 704 wide: about 3% more).
+    if entry.architecture.experts:
+        rest_bits = linear_bits
+    else:
+        rest_bits = embedding_bits if entry.family == "gemma-4" else 32
     bits = linear * linear_bits + embedding * embedding_bits + rest * rest_bits
     return int(bits / 8) + TOKENIZER_BYTES + projector_bytes(entry, quantization)
 

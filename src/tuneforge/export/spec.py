@@ -62,17 +62,6 @@ def gguf_refusal(entry: CatalogEntry) -> str | None:
             "Gemma 3 and Gemma 4 (text, and vision with its mmproj projector file). Export it "
             "as merged or adapter."
         )
-    if entry.architecture.experts:
-        return (
-            f"GGUF export of {entry.name} is not supported: TuneForge's GGUF writer does not "
-            "map mixture-of-experts weights. Export it as merged or adapter."
-        )
-    if entry.vision is not None and entry.vision.layers == 0:
-        return (
-            f"GGUF export of {entry.name} is not supported: it projects image patches straight "
-            "into its decoder, without an image encoder, and TuneForge writes projector files "
-            "for image encoders only. Export it as merged or adapter."
-        )
     return None
 
 

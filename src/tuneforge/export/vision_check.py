@@ -124,7 +124,7 @@ def greedy_answer(model: Any, inputs: dict[str, Any], n: int) -> tuple[list[int]
     tokens: list[int] = []
     gaps: list[float] = []
     with torch.inference_mode():
-        output = model(**inputs, use_cache=True)
+        output = model(**inputs, **generation_masks(model, inputs), use_cache=True)
         first = output.logits[0, -1].float().numpy()
         for step in range(n):
             top = output.logits[0, -1].float().topk(2)
@@ -135,6 +135,25 @@ def greedy_answer(model: Any, inputs: dict[str, Any], n: int) -> tuple[list[int]
                 types = {key: torch.zeros_like(ids) for key in inputs if key in TOKEN_TYPES}
                 output = model(input_ids=ids, cache=output.cache, use_cache=True, **types)
     return tokens, gaps, first
+
+
+def generation_masks(model: Any, inputs: dict[str, Any]) -> dict[str, Any]:
+    """For a Gemma 4 prompt (`mm_token_type_ids`), the attention masks transformers' `generate`
+    builds (`create_masks_for_generate`), as `attention_mask`; else none. A Gemma 4 with
+    bidirectional vision attention (the encoder-free 12B, the 31B) lets an image's tokens see
+    each other in its sliding-window layers only when it generates, as llama.cpp does; its
+    plain forward call (transformers 5.24) does so in every layer."""
+    import torch
+
+    types = inputs.get("mm_token_type_ids")
+    build = getattr(model, "create_masks_for_generate", None)
+    if types is None or build is None:
+        return {}
+    ids = inputs["input_ids"]
+    width = model.config.get_text_config().hidden_size
+    shape = torch.zeros((*ids.shape, width), dtype=model.dtype)
+    positions = torch.arange(ids.shape[1]).unsqueeze(0)
+    return {"attention_mask": build(model.config, shape, None, None, positions, types)}
 
 
 def reference_answer(

@@ -9,7 +9,9 @@ sizes, seeded random weights, and the real Gemma 3 tokenizer.
   block (16-pixel patches with 2-D positions, 3 x 3 pooling) and its `embed_vision` projector.
   Its image processor has the released settings (aspect kept, bicubic, pixels in [0, 1]) but at
   most `vision.tokens_per_image` (70) soft tokens an image. No audio encoder.
-  Without a vision block, a Gemma 4 entry is a text-only `Gemma4ForCausalLM`.
+  Without a vision block, a Gemma 4 entry is a text-only `Gemma4ForCausalLM`; with experts
+  (`tiny-random-gemma4-moe`), the 26B A4B's mixture-of-experts decoder: a router and experts
+  beside each layer's dense MLP, at the sizes of `GEMMA4_MOE_EXTRAS`.
 * A Gemma 4 entry whose `vision` block has no encoder layers (`tiny-random-gemma4-unified`) is a
   `Gemma4UnifiedForConditionalGeneration`, encoder-free like the released 12B: the 12B's decoder
   (keys doubling as values in the wider full-attention heads, bidirectional attention over an
@@ -93,6 +95,29 @@ GEMMA4_EXTRAS: dict[str, Any] = {
     "final_logit_softcapping": 30.0,
 }
 GEMMA4_PERIOD = 2
+#: What a tiny mixture-of-experts Gemma 4 has beyond `GEMMA4_EXTRAS` and the catalog's
+#: `architecture` (whose `experts` gives the experts in each layer), as the released 26B A4B:
+#: beside each layer's dense MLP, experts `moe_intermediate_size` wide of which `top_k_experts`
+#: run per token; no per-layer embeddings and no layers that reuse others' keys and values.
+GEMMA4_MOE_EXTRAS: dict[str, Any] = {
+    "enable_moe_block": True,
+    "top_k_experts": 2,
+    "moe_intermediate_size": 32,
+    "hidden_size_per_layer_input": 0,
+    "num_kv_shared_layers": 0,
+    "use_double_wide_mlp": False,
+}
+#: transformers starts the routers' input and per-expert scales and the expert branch's norms
+#: at 1 (a released model brings trained ones); the tiny MoE draws them from this range, so a
+#: GGUF file that drops or swaps one of them answers differently.
+MOE_SCALE_RANGE = (0.5, 1.5)
+MOE_SCALES = (
+    "router.scale",
+    "router.per_expert_scale",
+    "pre_feedforward_layernorm_2.weight",
+    "post_feedforward_layernorm_1.weight",
+    "post_feedforward_layernorm_2.weight",
+)
 #: What a tiny Gemma 4 image encoder has beyond the entry's `vision` block: the E2B's clipped
 #: linear layers and key/value heads (as many as its heads), and a table of patch positions long
 #: enough for the longest side an image can get (at most 70 soft tokens: 210 patches).
@@ -139,6 +164,8 @@ def recipe(entry: CatalogEntry) -> dict[str, Any]:
         extras = {"gemma4_unified": UNIFIED_EXTRAS}
     elif entry.family == "gemma-4":
         extras = {"gemma4": GEMMA4_EXTRAS, "gemma4_vision": GEMMA4_VISION_EXTRAS}
+        if entry.architecture.experts:
+            extras["gemma4_moe"] = GEMMA4_MOE_EXTRAS | {"scales": MOE_SCALE_RANGE}
     return {
         "recipe": TINY_RECIPE,
         "context": entry.context_length,
@@ -170,7 +197,7 @@ def build(
             return Gemma4UnifiedForConditionalGeneration(_unified_config(entry, entry.vision))
         if entry.family == "gemma-4":
             if entry.vision is None:
-                return Gemma4ForCausalLM(_gemma4_config(entry))
+                return _vary_moe_scales(Gemma4ForCausalLM(_gemma4_config(entry)))
             return Gemma4ForConditionalGeneration(_gemma4_vision_config(entry, entry.vision))
         if entry.vision is None:
             return Gemma3ForCausalLM(text)
@@ -276,11 +303,26 @@ def _text_config(entry: CatalogEntry) -> Gemma3TextConfig:
 
 
 def _gemma4_config(entry: CatalogEntry) -> Gemma4TextConfig:
+    experts = entry.architecture.experts
+    extras = (
+        GEMMA4_EXTRAS | GEMMA4_MOE_EXTRAS | {"num_experts": experts} if experts else GEMMA4_EXTRAS
+    )
     return Gemma4TextConfig(
         **_decoder_arguments(entry, GEMMA4_PERIOD),
         vocab_size_per_layer_input=entry.architecture.vocab_size,
-        **GEMMA4_EXTRAS,
+        **extras,
     )
+
+
+def _vary_moe_scales(model: Gemma4ForCausalLM) -> Gemma4ForCausalLM:
+    """A mixture-of-experts model's router scales and expert-branch norms drawn from
+    `MOE_SCALE_RANGE` (see there); a dense model as it is."""
+    low, high = MOE_SCALE_RANGE
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith(MOE_SCALES):
+                parameter.uniform_(low, high)
+    return model
 
 
 def _gemma4_vision_config(entry: CatalogEntry, vision: VisionArchitecture) -> Gemma4Config:
