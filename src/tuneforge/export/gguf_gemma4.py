@@ -27,8 +27,9 @@ A Gemma 4 decoder differs from Gemma 3's in what llama.cpp must be told:
   pick other experts.
 
 Settings llama.cpp cannot reproduce are refused with the reason: attention soft-capping,
-another RoPE than "default"/"proportional", and attention that is bidirectional everywhere (the
-encoder-free "unified" model).
+another RoPE than "default"/"proportional", and attention that is bidirectional everywhere
+(`use_bidirectional_attention: "all"`; the encoder-free 12B's, over image tokens in the sliding
+layers, is `"vision"`, which llama.cpp reproduces).
 """
 
 from __future__ import annotations
