@@ -168,21 +168,28 @@ def test_an_image_reads_through_llama_cpp_as_through_transformers(
     assert result["logit_diff"] < 0.05 * result["image_effect"]
 
 
-def test_a_projector_that_garbles_the_image_fails(
-    files, tiny_gemma4_model: Path, tmp_path: Path
-) -> None:
-    needs_llama_cpp()
+def garbled_projector(model_dir: Path, tmp_path: Path) -> Path:
+    """The `mmproj` file of a copy of the Gemma 4 in `model_dir` whose projection into the
+    decoder reads its inputs in reverse order: it fits the model, and garbles every image."""
     from safetensors.numpy import load_file, save_file
 
-    model, _ = files
     other = tmp_path / "other"
-    shutil.copytree(tiny_gemma4_model, other)
+    shutil.copytree(model_dir, other)
     weights = load_file(other / "model.safetensors")
     key = "model.embed_vision.embedding_projection.weight"
     weights[key] = weights[key][:, ::-1].copy()
     save_file(weights, other / "model.safetensors", metadata={"format": "pt"})
     wrong = tmp_path / "mmproj-wrong.gguf"
     mmproj_gemma4.convert_projector(other, wrong, "f16", name="wrong")
+    return wrong
+
+
+def test_a_projector_that_garbles_the_image_fails(
+    files, tiny_gemma4_model: Path, tmp_path: Path
+) -> None:
+    needs_llama_cpp()
+    model, _ = files
+    wrong = garbled_projector(tiny_gemma4_model, tmp_path)
     assert mmproj_gemma4.structure_problems(wrong, tiny_gemma4_model) == []
     result, problems = check_projector(model, wrong, tiny_gemma4_model, 0.9, threads=2)
     assert result["logit_diff"] > MAX_IMAGE_DIFF_SHARE * result["image_effect"]

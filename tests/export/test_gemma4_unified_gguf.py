@@ -9,12 +9,12 @@ Converted files are shared per module; each test takes seconds.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.export.test_gemma4_gguf import garbled_projector
 from tests.export.test_gguf import needs_llama_cpp
 from tests.export.test_vision_gguf import text_and_projector
 from tests.models.gemma4_unified import tiny_unified_dir
@@ -149,17 +149,8 @@ def test_a_projector_in_transformers_pixel_order_fails(
 
 def test_a_projector_from_other_weights_fails(files, unified: Path, tmp_path: Path) -> None:
     needs_llama_cpp()
-    from safetensors.numpy import load_file, save_file
-
     model, _ = files
-    other = tmp_path / "other"
-    shutil.copytree(unified, other)
-    weights = load_file(other / "model.safetensors")
-    key = "model.embed_vision.embedding_projection.weight"
-    weights[key] = weights[key][:, ::-1].copy()
-    save_file(weights, other / "model.safetensors", metadata={"format": "pt"})
-    wrong = tmp_path / "mmproj-wrong.gguf"
-    mmproj_gemma4.convert_projector(other, wrong, "f16", name="wrong")
+    wrong = garbled_projector(unified, tmp_path)
     result, problems = check_projector(model, wrong, unified, 0.9, threads=2)
     assert result["effect_diff"] > MAX_IMAGE_DIFF_SHARE * result["image_effect"]
     assert any("does not carry the image" in p for p in problems)
