@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from typing import Any
 
@@ -309,3 +310,41 @@ def test_gemma4_history_is_rendered_as_transformers_renders_it(
         whole = _transformers_ids(gemma4_hf_tokenizer, messages[:-1], generation_prompt=False)
         ongoing = encode_record({"messages": messages[:-1]}, gemma4_tokenizer, 10_000, False)
         assert ongoing is not None and ongoing.input_ids == whole
+
+
+TOOL_CALL = {
+    "type": "function",
+    "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+}
+TOOLS_JSON = (
+    '[{"type": "function", "function": {"name": "get_weather", "description": "Weather now.", '
+    '"parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]'
+)
+TOOL_CONVERSATION: list[Any] = [
+    message("user", "Weather in Oslo?"),
+    {"role": "assistant", "content": [], "tool_calls": [TOOL_CALL]},
+    {"role": "tool", "name": "get_weather", "content": [{"type": "text", "text": "-3, snow"}]},
+    message("assistant", "Snowing, -3."),
+]
+
+
+@pytest.mark.parametrize("gemma4", [False, True], ids=["gemma-3", "gemma-4"])
+def test_tool_calls_carry_loss_and_tool_results_do_not(
+    tokenizer: Tokenizer, gemma4_tokenizer: Tokenizer, gemma4: bool
+) -> None:
+    tok = gemma4_tokenizer if gemma4 else tokenizer
+    chat = format_of_tokenizer(tok)
+    record = {"messages": TOOL_CONVERSATION, "tools": TOOLS_JSON}
+    example = encode_record(record, tok, 10_000, assistant_only=True)
+    assert example is not None
+    tools = json.loads(TOOLS_JSON)
+    prompt, answer = chat.prompt_and_answer(TOOL_CONVERSATION, tools=tools)
+    assert example.input_ids == _ids(tok, prompt + answer)
+    markers = chat.tool_markers
+    call = f"{markers.call[0]}call:get_weather{{city:{markers.string}Oslo{markers.string}}}"
+    spans = [tok.decode(span, skip_special_tokens=False) for span in _loss_spans(example)]
+    assert spans == [
+        f"{call}{markers.call[1]}{markers.response[0]}",
+        f"Snowing, -3.{chat.end_of_turn}",
+    ]
+    assert "-3, snow" not in "".join(spans)  # the tool's result is read, never learnt

@@ -28,7 +28,21 @@ own number of soft tokens between `<|image>` and `<image|>`), and an answer in t
 any thinking (`<|channel>...<channel|>`), as in Google's official template. With thinking off, the
 prompt for a new answer ends with an empty thought channel, `<|turn>model\\n<|channel>thought\\n
 <channel|>`; TuneForge trains the final answer after exactly that prompt, so a fine-tune answers
-in the position inference puts it in. Tools, audio and thinking are not written.
+in the position inference puts it in. Audio and thinking are not written.
+
+Tools (`tools=`, OpenAI's definitions) are declared in a turn of their own before the
+conversation, after the system prompt: Gemma 3 writes FunctionGemma's `developer` turn (with
+tools, its system prompt is not folded into the first user turn), Gemma 4 its system turn. An
+assistant message that calls tools writes its text, then each call, then the response marker,
+where generation stops; each tool's result follows in the same model turn, and the next
+assistant message goes on after it:
+
+    <start_of_turn>model
+    <start_function_call>call:get_weather{city:<escape>Oslo<escape>}<end_function_call>
+    <start_function_response>response:get_weather{value:<escape>-3<escape>}<end_function_response>
+    It is -3 in Oslo.<end_of_turn>
+
+(one line in the real text; `tuneforge.models.tool_format` writes and parses the notation).
 
 In both, the assistant speaks as `model`, each text part is stripped of surrounding whitespace,
 and after an optional system message user and assistant take turns, starting with the user. The
@@ -41,6 +55,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from tuneforge.models.tool_format import (
+    FUNCTION_GEMMA_MARKERS,
+    GEMMA_4_MARKERS,
+    ToolDefinition,
+    ToolMarkers,
+    call_text,
+    declaration,
+    jinja_macros,
+    response_text,
+)
 
 #: A message: `{"role": ..., "content": [part, ...] | str}` (see `tuneforge.data.conversation`).
 ChatMessage = Mapping[str, Any]
@@ -59,39 +84,8 @@ IMAGE = "<|image|>"
 CHANNEL = "<|channel>"
 CHANNEL_END = "<channel|>"
 
-GEMMA_CHAT_TEMPLATE = (
-    "{%- macro render_content(content) -%}"
-    "{%- if content is string -%}{{ content | trim }}"
-    "{%- else -%}{%- for part in content -%}"
-    "{%- if part['type'] == 'image' -%}<start_of_image>"
-    "{%- elif part['type'] == 'text' -%}{{ part['text'] | trim }}"
-    "{%- else -%}{{ raise_exception('Unknown content part type: ' + part['type']) }}"
-    "{%- endif -%}{%- endfor -%}{%- endif -%}"
-    "{%- endmacro -%}"
-    "{{ bos_token }}"
-    "{%- if messages and messages[0]['role'] == 'system' -%}"
-    "{%- set first_user_prefix = render_content(messages[0]['content']) + '\n\n' -%}"
-    "{%- set loop_messages = messages[1:] -%}"
-    "{%- else -%}"
-    "{%- set first_user_prefix = '' -%}"
-    "{%- set loop_messages = messages -%}"
-    "{%- endif -%}"
-    "{%- if not loop_messages -%}"
-    "{{ raise_exception('The conversation has no user message.') }}"
-    "{%- endif -%}"
-    "{%- for message in loop_messages -%}"
-    "{%- if message['role'] != ('user' if loop.index0 % 2 == 0 else 'assistant') -%}"
-    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
-    "{%- endif -%}"
-    "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
-    "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') }}"
-    "{{ render_content(message['content']) }}"
-    "{{ '<end_of_turn>\n' }}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}"
-)
-
-GEMMA_4_CHAT_TEMPLATE = (
+_TEMPLATE = (
+    "@TOOL_MACROS@"
     "{%- macro strip_thinking(text) -%}"
     "{%- set ns = namespace(kept='') -%}"
     "{%- for piece in text.split('<channel|>') -%}"
@@ -100,39 +94,104 @@ GEMMA_4_CHAT_TEMPLATE = (
     "{{ ns.kept | trim }}"
     "{%- endmacro -%}"
     "{%- macro render_text(text, role) -%}"
-    "{%- if role == 'model' -%}{{ strip_thinking(text) }}{%- else -%}{{ text | trim }}{%- endif -%}"
+    "{%- if @STRIPS@ and role == 'model' -%}{{ strip_thinking(text) }}"
+    "{%- else -%}{{ text | trim }}{%- endif -%}"
     "{%- endmacro -%}"
     "{%- macro render_content(content, role) -%}"
-    "{%- if content is string -%}{{ render_text(content, role) }}"
+    "{%- if content is none -%}"
+    "{%- elif content is string -%}{{ render_text(content, role) }}"
     "{%- else -%}{%- for part in content -%}"
-    "{%- if part['type'] == 'image' -%}{{ '\n\n<|image|>\n\n' }}"
+    "{%- if part['type'] == 'image' -%}{{ '@IMAGE@' }}"
     "{%- elif part['type'] == 'text' -%}{{ render_text(part['text'], role) }}"
     "{%- else -%}{{ raise_exception('Unknown content part type: ' + part['type']) }}"
     "{%- endif -%}{%- endfor -%}{%- endif -%}"
     "{%- endmacro -%}"
     "{{ bos_token }}"
+    "{%- set ns = namespace(prefix='', state='user') -%}"
     "{%- if messages and messages[0]['role'] == 'system' -%}"
-    "{{ '<|turn>system\n' + render_content(messages[0]['content'], 'system') + '<turn|>\n' }}"
+    "{%- set system = render_content(messages[0]['content'], 'system') -%}"
     "{%- set loop_messages = messages[1:] -%}"
     "{%- else -%}"
+    "{%- set system = none -%}"
     "{%- set loop_messages = messages -%}"
+    "{%- endif -%}"
+    "{%- if tools -%}"
+    "{{ '@SOT@@TOOLS_ROLE@\n' + (system if system is not none else '') }}"
+    "{%- for tool in tools -%}{{ tool_declaration(tool) }}{%- endfor -%}"
+    "{{ '@EOT@\n' }}"
+    "{%- elif system is not none -%}"
+    "{%- if @SYSTEM_TURN@ -%}{{ '@SOT@system\n' + system + '@EOT@\n' }}"
+    "{%- else -%}{%- set ns.prefix = system + '\n\n' -%}{%- endif -%}"
     "{%- endif -%}"
     "{%- if not loop_messages -%}"
     "{{ raise_exception('The conversation has no user message.') }}"
     "{%- endif -%}"
     "{%- for message in loop_messages -%}"
-    "{%- if message['role'] != ('user' if loop.index0 % 2 == 0 else 'assistant') -%}"
+    "{%- if message['role'] == 'tool' -%}"
+    "{%- if ns.state not in ['results', 'continued'] -%}"
+    "{{ raise_exception('A tool result must follow an assistant message with tool calls.') }}"
+    "{%- endif -%}"
+    "{%- if ns.state == 'continued' -%}{{ '@RESPONSE@' }}{%- endif -%}"
+    "{{ 'response:' + message['name'] + '{value:@STRING@' }}"
+    "{{ render_content(message['content'], 'tool') + '@STRING@}@RESPONSE_END@' }}"
+    "{%- set ns.state = 'continued' -%}"
+    "{%- else -%}"
+    "{%- if ns.state == 'results' -%}"
+    "{{ raise_exception('Tool calls must be followed by their results.') }}"
+    "{%- endif -%}"
+    "{%- if message['role'] != ('user' if ns.state == 'user' else 'assistant') -%}"
     "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
     "{%- endif -%}"
-    "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
-    "{{ '<|turn>' + role + '\n' }}"
-    "{{ render_content(message['content'], role) }}"
-    "{{ '<turn|>\n' }}"
+    "{%- if message['role'] == 'user' -%}"
+    "{{ '@SOT@user\n' + (ns.prefix if loop.first else '') }}"
+    "{{ render_content(message['content'], 'user') + '@EOT@\n' }}"
+    "{%- set ns.state = 'assistant' -%}"
+    "{%- else -%}"
+    "{%- if ns.state == 'assistant' -%}{{ '@SOT@model\n' }}{%- endif -%}"
+    "{{ render_content(message['content'], 'model') }}"
+    "{%- if message.get('tool_calls') -%}"
+    "{%- for call in message['tool_calls'] -%}{{ tool_call(call) }}{%- endfor -%}"
+    "{{ '@RESPONSE@' }}{%- set ns.state = 'results' -%}"
+    "{%- else -%}"
+    "{{ '@EOT@\n' }}{%- set ns.state = 'user' -%}"
+    "{%- endif -%}"
+    "{%- endif -%}"
+    "{%- endif -%}"
     "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}"
-    "{{ '<|turn>model\n<|channel>thought\n<channel|>' }}"
+    "{%- if add_generation_prompt and ns.state in ['user', 'assistant'] -%}"
+    "{{ '@GENERATION_PROMPT@' }}"
     "{%- endif -%}"
 )
+
+
+def _jinja(
+    markers: ToolMarkers,
+    *,
+    start_of_turn: str,
+    end_of_turn: str,
+    image: str,
+    generation_prompt: str,
+    system_turn: bool,
+    strips_thinking: bool,
+) -> str:
+    """The Jinja template of a format: it renders like `ChatFormat.render`, tools included."""
+    values = {
+        "@TOOL_MACROS@": jinja_macros(markers),
+        "@STRIPS@": str(strips_thinking).lower(),
+        "@SYSTEM_TURN@": str(system_turn).lower(),
+        "@TOOLS_ROLE@": markers.role,
+        "@SOT@": start_of_turn,
+        "@EOT@": end_of_turn,
+        "@IMAGE@": image.replace("\n", "\\n"),
+        "@GENERATION_PROMPT@": generation_prompt.replace("\n", "\\n"),
+        "@RESPONSE@": markers.response[0],
+        "@RESPONSE_END@": markers.response[1],
+        "@STRING@": markers.string.replace("'", "\\'"),
+    }
+    template = _TEMPLATE
+    for placeholder, value in values.items():
+        template = template.replace(placeholder, value)
+    return template
 
 
 def _strip_thinking(text: str) -> str:
@@ -158,6 +217,8 @@ class ChatFormat:
     system_turn: bool
     #: Answers in the history lose their thinking (`<|channel>...<channel|>`).
     strips_thinking: bool
+    #: How tools are declared, called and answered (`tuneforge.models.tool_format`).
+    tool_markers: ToolMarkers
     #: The Jinja template attached to saved tokenizers; renders like `render`.
     jinja: str
 
@@ -184,60 +245,117 @@ class ChatFormat:
                 raise ValueError(f"Unknown content part type {part['type']!r}.")
         return "".join(pieces)
 
-    def _turns(self, messages: Sequence[ChatMessage]) -> list[tuple[str, str]]:
-        """`(role, text)` per turn, the role order checked; Gemma 3 folds the system prompt into
-        the first user turn, Gemma 4 gives it a turn of its own."""
-        prefix, offset, turns = "", 0, []
+    def _open(
+        self, messages: Sequence[ChatMessage], tools: Sequence[ToolDefinition] | None
+    ) -> tuple[str, str, Sequence[ChatMessage]]:
+        """The turns before the conversation proper, the prefix of the first user turn, and
+        the messages left: Gemma 3 folds the system prompt into the first user turn, Gemma 4
+        gives it a turn of its own; with tools, the declarations follow the system prompt in
+        the tools' turn (Gemma 3: `developer`, as FunctionGemma; Gemma 4: `system`)."""
+        system = None
         if messages and messages[0]["role"] == "system":
             system = self.render_content(messages[0]["content"])
-            offset = 1
-            if self.system_turn:
-                turns.append(("system", system))
-            else:
-                prefix = system + "\n\n"
-        spoken = []
-        for index, msg in enumerate(messages[offset:]):
-            expected = "user" if index % 2 == 0 else "assistant"
-            if msg["role"] != expected:
-                raise ValueError(
-                    f"Message {index + offset + 1} has role {msg['role']!r} where Gemma expects "
-                    f"{expected!r}: after an optional system message, a conversation starts with "
-                    "a user turn and then user and assistant take turns."
-                )
-            text = self.render_content(msg["content"], answer=expected == "assistant")
-            spoken.append(
-                (
-                    "model" if expected == "assistant" else "user",
-                    prefix + text if index == 0 else text,
-                )
-            )
-        if not spoken:
+            messages = messages[1:]
+        if tools:
+            markers = self.tool_markers
+            declared = "".join(declaration(tool, markers) for tool in tools)
+            head = f"{self.start_of_turn}{markers.role}\n{system or ''}{declared}"
+            return f"{head}{self.end_of_turn}\n", "", messages
+        if system is None:
+            return "", "", messages
+        if self.system_turn:
+            return f"{self.start_of_turn}system\n{system}{self.end_of_turn}\n", "", messages
+        return "", system + "\n\n", messages
+
+    def _body(
+        self, messages: Sequence[ChatMessage], tools: Sequence[ToolDefinition] | None
+    ) -> tuple[str, bool]:
+        """The conversation without `<bos>`, the order of roles checked, and whether a
+        generation prompt may follow it (after a user's or a model's turn; after a tool's
+        result the model goes on in its own turn, and after a call it waits for the result).
+        An assistant message with tool calls ends with the response marker, where generation
+        stops; the tools' results follow in the same model turn, and so does the next
+        assistant message."""
+        head, prefix, rest = self._open(messages, tools)
+        offset = len(messages) - len(rest)
+        if not rest:
             raise ValueError("The conversation has no user message.")
-        return turns + spoken
+        pieces = [head]
+        state = "user"  # what comes next: user, assistant, results (after calls), continued
+        for index, msg in enumerate(rest):
+            role, number = msg["role"], index + offset + 1
+            if role == "tool":
+                if state not in ("results", "continued"):
+                    raise ValueError(
+                        f"Message {number} is a tool's result, but no assistant message with "
+                        "tool calls comes before it."
+                    )
+                opening = "" if state == "results" else self.tool_markers.response[0]
+                name = msg.get("name")
+                if not isinstance(name, str) or not name:
+                    raise ValueError(f"Message {number} (a tool's result) has no tool name.")
+                result = self.render_content(msg["content"] or "")
+                pieces.append(opening + response_text(name, result, self.tool_markers))
+                state = "continued"
+                continue
+            expected = "user" if state == "user" else "assistant"
+            if role != expected or (state == "results" and role == "assistant"):
+                if state == "results":
+                    raise ValueError(
+                        f"Message {number - 1} calls tools, but no tool result follows it."
+                    )
+                raise ValueError(
+                    f"Message {number} has role {role!r} where Gemma expects {expected!r}: "
+                    "after an optional system message, a conversation starts with a user turn "
+                    "and then user and assistant take turns."
+                )
+            if role == "user":
+                text = self.render_content(msg["content"])
+                pieces.append(f"{self.start_of_turn}user\n{prefix if index == 0 else ''}{text}")
+                pieces.append(f"{self.end_of_turn}\n")
+                state = "assistant"
+                continue
+            if state == "assistant":
+                pieces.append(f"{self.start_of_turn}model\n")
+            pieces.append(self.render_answer(msg["content"], msg.get("tool_calls")))
+            state = "results" if msg.get("tool_calls") else "user"
+        return "".join(pieces), state in ("user", "assistant")
 
     def render(
         self,
         messages: Sequence[ChatMessage],
         *,
+        tools: Sequence[ToolDefinition] | None = None,
         add_generation_prompt: bool = False,
         bos: bool = True,
     ) -> str:
-        """The conversation in this format; raises ValueError when roles are out of order."""
-        pieces = [self.bos] if bos else []
-        pieces += [
-            f"{self.start_of_turn}{role}\n{text}{self.end_of_turn}\n"
-            for role, text in self._turns(messages)
-        ]
-        if add_generation_prompt:
-            pieces.append(self.generation_prompt)
-        return "".join(pieces)
+        """The conversation in this format; raises ValueError when roles are out of order.
+        `tools`: the tools the model may call (OpenAI's definitions). The generation prompt
+        is not added after a tool's result: the model goes on in the same turn."""
+        body, asks = self._body(messages, tools)
+        prompt = self.generation_prompt if add_generation_prompt and asks else ""
+        return f"{self.bos if bos else ''}{body}{prompt}"
 
-    def render_answer(self, content: str | Sequence[Mapping[str, Any]]) -> str:
-        """An answer as it is trained: its text and the end of its turn (`<end_of_turn>\\n`)."""
-        return f"{self.render_content(content, answer=True)}{self.end_of_turn}\n"
+    def render_answer(
+        self,
+        content: str | Sequence[Mapping[str, Any]] | None,
+        tool_calls: Sequence[Mapping[str, Any]] | None = None,
+    ) -> str:
+        """An answer as it is trained: its text and the end of its turn (`<end_of_turn>\\n`);
+        an answer that calls tools: its text, the calls and the response marker that stops
+        generation."""
+        text = self.render_content(content or "", answer=True)
+        if tool_calls:
+            calls = "".join(call_text(call, self.tool_markers) for call in tool_calls)
+            return f"{text}{calls}{self.tool_markers.response[0]}"
+        return f"{text}{self.end_of_turn}\n"
 
     def prompt_and_answer(
-        self, messages: Sequence[ChatMessage], *, bos: bool = True
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        tools: Sequence[ToolDefinition] | None = None,
+        bos: bool = True,
     ) -> tuple[str, str]:
         """The prompt for the final answer (the history and the generation prompt, exactly what
         inference sends) and that answer (its text and the end of its turn with its newline).
@@ -248,34 +366,65 @@ class ChatFormat:
             raise ValueError(
                 "The conversation must end with an assistant message to have an answer."
             )
-        prompt = self.render(messages[:-1], add_generation_prompt=True, bos=bos)
-        return prompt, self.render_answer(messages[-1]["content"])
+        prompt = self.render(messages[:-1], tools=tools, add_generation_prompt=True, bos=bos)
+        last = messages[-1]
+        return prompt, self.render_answer(last["content"], last.get("tool_calls"))
 
 
-GEMMA_3 = ChatFormat(
-    name="gemma-3",
-    bos=BOS,
+def _format(
+    name: ChatFormatName,
+    *,
+    start_of_turn: str,
+    end_of_turn: str,
+    image_placeholder: str,
+    generation_prompt: str,
+    system_turn: bool,
+    markers: ToolMarkers,
+) -> ChatFormat:
+    jinja = _jinja(
+        markers,
+        start_of_turn=start_of_turn,
+        end_of_turn=end_of_turn,
+        image=image_placeholder,
+        generation_prompt=generation_prompt,
+        system_turn=system_turn,
+        strips_thinking=system_turn,
+    )
+    return ChatFormat(
+        name=name,
+        bos=BOS,
+        start_of_turn=start_of_turn,
+        end_of_turn=end_of_turn,
+        image_placeholder=image_placeholder,
+        generation_prompt=generation_prompt,
+        stop_tokens=(end_of_turn, EOS),
+        system_turn=system_turn,
+        strips_thinking=system_turn,
+        tool_markers=markers,
+        jinja=jinja,
+    )
+
+
+GEMMA_3 = _format(
+    "gemma-3",
     start_of_turn=START_OF_TURN,
     end_of_turn=END_OF_TURN,
     image_placeholder=START_OF_IMAGE,
     generation_prompt=GENERATION_PROMPT,
-    stop_tokens=(END_OF_TURN, EOS),
     system_turn=False,
-    strips_thinking=False,
-    jinja=GEMMA_CHAT_TEMPLATE,
+    markers=FUNCTION_GEMMA_MARKERS,
 )
-GEMMA_4 = ChatFormat(
-    name="gemma-4",
-    bos=BOS,
+GEMMA_4 = _format(
+    "gemma-4",
     start_of_turn=TURN,
     end_of_turn=TURN_END,
     image_placeholder=f"\n\n{IMAGE}\n\n",
     generation_prompt=f"{TURN}model\n{CHANNEL}thought\n{CHANNEL_END}",
-    stop_tokens=(TURN_END, EOS),
     system_turn=True,
-    strips_thinking=True,
-    jinja=GEMMA_4_CHAT_TEMPLATE,
+    markers=GEMMA_4_MARKERS,
 )
+#: Gemma 3's template, attached to the tokenizers TuneForge builds.
+GEMMA_CHAT_TEMPLATE = GEMMA_3.jinja
 FORMATS: dict[str, ChatFormat] = {f.name: f for f in (GEMMA_3, GEMMA_4)}
 
 
@@ -324,13 +473,24 @@ def render_content(content: str | Sequence[Mapping[str, Any]]) -> str:
 
 
 def render(
-    messages: Sequence[ChatMessage], *, add_generation_prompt: bool = False, bos: bool = True
+    messages: Sequence[ChatMessage],
+    *,
+    tools: Sequence[ToolDefinition] | None = None,
+    add_generation_prompt: bool = False,
+    bos: bool = True,
 ) -> str:
     """The conversation in Gemma 3's format; raises ValueError when roles are out of order."""
-    return GEMMA_3.render(messages, add_generation_prompt=add_generation_prompt, bos=bos)
+    return GEMMA_3.render(
+        messages, tools=tools, add_generation_prompt=add_generation_prompt, bos=bos
+    )
 
 
-def prompt_and_answer(messages: Sequence[ChatMessage], *, bos: bool = True) -> tuple[str, str]:
+def prompt_and_answer(
+    messages: Sequence[ChatMessage],
+    *,
+    tools: Sequence[ToolDefinition] | None = None,
+    bos: bool = True,
+) -> tuple[str, str]:
     """Gemma 3's prompt (up to and including the final `<start_of_turn>model\\n`) and final
     answer (its text and `<end_of_turn>\\n`); their concatenation is `render(messages)`."""
-    return GEMMA_3.prompt_and_answer(messages, bos=bos)
+    return GEMMA_3.prompt_and_answer(messages, tools=tools, bos=bos)

@@ -25,6 +25,11 @@ empty thought channel of thinking turned off), while an answer in the history is
 sends (`ChatFormat.prompt_and_answer`); earlier answers are trained where the history has them.
 A record is one sequence: the one inference sees when it writes the final answer.
 
+A record with tool calls (its `tools` column holds their definitions as JSON text) is rendered
+with them declared. An answer that calls tools carries loss on its text, its calls and the
+response marker after them (the model learns to stop there and wait); a tool's result carries
+none, and the answer after it carries loss like any other.
+
 A `text` record (language modelling) is `<bos>{text}<eos>`, with loss on everything after the
 `<bos>`: the `<eos>` teaches the model where a document ends.
 
@@ -53,6 +58,7 @@ from tuneforge.models.chat_template import (
     ChatMessage,
     format_of_tokenizer,
 )
+from tuneforge.models.tool_format import ToolDefinition, tools_of
 from tuneforge.models.vision import VisionInfo, expand_segments, expand_text
 
 IGNORE_INDEX = -100
@@ -90,7 +96,7 @@ def image_count(messages: Sequence[ChatMessage]) -> int:
         part["type"] == "image"
         for message in messages
         if not isinstance(message["content"], str)
-        for part in message["content"]
+        for part in message["content"] or ()
     )
 
 
@@ -142,12 +148,17 @@ def _conversation(
 
 
 def _conversation_segments(
-    messages: Sequence[ChatMessage], chat: ChatFormat = GEMMA_3
+    messages: Sequence[ChatMessage],
+    chat: ChatFormat = GEMMA_3,
+    tools: Sequence[ToolDefinition] | None = None,
 ) -> list[tuple[str, bool]]:
     """`(text, carries_loss)` pieces of the conversation in `chat`'s format: each assistant
     answer up to and including the end of its turn carries loss, the rest does not. The final
     answer follows the generation prompt (`chat.prompt_and_answer`), earlier ones the history's
-    own `{start_of_turn}model\\n`; for Gemma 3 the texts join into `render(messages)`."""
+    own `{start_of_turn}model\\n`; for Gemma 3 the texts join into `render(messages)`. An answer
+    that calls tools carries loss up to and including the response marker after its calls
+    (where generation stops); the tools' results carry none, and the answer after them goes on
+    in the same turn."""
     segments: list[tuple[str, bool]] = []
     done = ""
     last = len(messages) - 1
@@ -155,19 +166,20 @@ def _conversation_segments(
         if message["role"] != "assistant":
             continue
         if index == last:
-            prompt, answer = chat.prompt_and_answer(messages)
+            prompt, answer = chat.prompt_and_answer(messages, tools=tools)
         else:
-            chat.render(messages[: index + 1])  # checks the roles
-            history = chat.render(messages[:index])
-            prompt = f"{history}{chat.start_of_turn}model\n"
-            answer = chat.render_answer(message["content"])
+            chat.render(messages[: index + 1], tools=tools)  # checks the roles
+            prompt = chat.render(messages[:index], tools=tools)
+            if messages[index - 1]["role"] != "tool":
+                prompt += f"{chat.start_of_turn}model\n"
+            answer = chat.render_answer(message["content"], message.get("tool_calls"))
         if not prompt.startswith(done):
             raise RuntimeError("The chat template does not render conversations prefix by prefix.")
-        end = answer.rindex(chat.end_of_turn) + len(chat.end_of_turn)
+        end = len(answer) - 1 if answer.endswith(f"{chat.end_of_turn}\n") else len(answer)
         segments += [(prompt[len(done) :], False), (answer[:end], True), (answer[end:], False)]
         done = prompt + answer
     if messages and messages[-1]["role"] != "assistant":
-        whole = chat.render(messages)
+        whole = chat.render(messages, tools=tools)
         if not whole.startswith(done):
             raise RuntimeError("The chat template does not render conversations prefix by prefix.")
         segments.append((whole[len(done) :], False))
@@ -193,7 +205,8 @@ def encode_record(
     if messages is None:
         segments = [(f"{BOS}{record['text']}{EOS}", True)]
     else:
-        segments = _conversation_segments(messages, format_of_tokenizer(tokenizer))
+        tools = tools_of(record.get("tools"))
+        segments = _conversation_segments(messages, format_of_tokenizer(tokenizer), tools)
     images = tuple(record.get("images") or ()) if messages is not None else ()
     if images:
         assert vision is not None  # `_check_images` refused it otherwise
