@@ -36,6 +36,8 @@ ROUTES: dict[tuple[str, str], dict[str, object] | None] = {
     ("POST", "/api/v1/datasets/{dataset_id}/process"): {"mapping": MAPPING},
     ("GET", "/api/v1/datasets/{dataset_id}/report"): None,
     ("GET", "/api/v1/datasets/{dataset_id}/stats"): None,
+    ("POST", "/api/v1/datasets/{dataset_id}/augment/preview"): {"methods": [{"name": "swap"}]},
+    ("POST", "/api/v1/datasets/{dataset_id}/augment"): {"methods": [{"name": "swap"}]},
     ("POST", "/api/v1/jobs/{job_id}/resume"): None,
     ("GET", "/api/v1/jobs/{job_id}/metrics"): None,
     ("GET", "/api/v1/models"): None,

@@ -8,9 +8,11 @@ from typing import Any, Literal
 
 from tuneforge.client.base import body, given, page_query
 from tuneforge.client.jobs import JobsClient
+from tuneforge.data.augment.spec import AugmentSpec
 from tuneforge.data.config import ProcessingConfig
 from tuneforge.data.mapping import MappingSpec
 from tuneforge.data.validation import ValidationReport
+from tuneforge.schemas.augmentation import AugmentPreview
 from tuneforge.schemas.datasets import DatasetList, DatasetPublic, RowsPage
 
 
@@ -104,6 +106,28 @@ class DatasetsClient(JobsClient):
             timeout=self._work_timeout,
         )
         return DatasetPublic.model_validate(processed)
+
+    def preview_augmentation(
+        self, dataset_id: str, spec: dict[str, Any] | AugmentSpec, count: int = 5
+    ) -> AugmentPreview:
+        """The processed dataset's first `count` train rows beside the variants `spec` makes of
+        them (as the job will make them), with the rows, tokens, time and cost of the job."""
+        shown = self._call(
+            "POST",
+            f"/datasets/{dataset_id}/augment/preview",
+            params={"count": count},
+            json=body(spec),
+            timeout=self._work_timeout,
+        )
+        return AugmentPreview.model_validate(shown)
+
+    def augment_dataset(self, dataset_id: str, spec: dict[str, Any] | AugmentSpec) -> DatasetPublic:
+        """Start making an augmented dataset from a processed one, e.g. `{"methods": [{"name":
+        "swap", "rate": 0.1}], "copies": 2}`: its train rows and their variants (with
+        `augmented_from` and `augmentation`), its test split unchanged. In a job: the dataset
+        comes back `processing`, and `wait_dataset` waits for it."""
+        made = self._call("POST", f"/datasets/{dataset_id}/augment", json=body(spec))
+        return DatasetPublic.model_validate(made)
 
     def wait_dataset(self, dataset_id: str, timeout: float | None = None) -> DatasetPublic:
         """The dataset once no job is importing or processing it any more (at once if none is):

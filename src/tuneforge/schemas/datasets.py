@@ -22,8 +22,11 @@ class DatasetPublic(BaseModel):
     kind: Literal["raw", "processed"] = Field(
         description="`raw` as brought in, or `processed` into conversations (immutable)."
     )
-    source_id: str | None = Field(description="For a processed dataset: its raw source.")
-    origin: str = Field(description="upload, huggingface, server_path or processing.")
+    source_id: str | None = Field(
+        description="For a processed dataset: its raw source (an augmented one: the processed "
+        "dataset it augments)."
+    )
+    origin: str = Field(description="upload, huggingface, server_path, processing or augmentation.")
     origin_ref: str = Field(description="The file name, dataset id or path it came from.")
     format: str | None = Field(description="The recognised format (messages, alpaca, ...).")
     status: Literal["ready", "processing", "failed"] = Field(description="Whether it is usable.")

@@ -7,11 +7,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
 
 from tuneforge.api.deps import CurrentUser, SessionDep, SettingsDep, StoreDep
+from tuneforge.data.augment.spec import AugmentSpec
 from tuneforge.data.config import DatasetImport, ProcessingConfig
 from tuneforge.data.mapping import MappingSpec
 from tuneforge.data.validation import ValidationReport
 from tuneforge.errors import NotFound
+from tuneforge.schemas.augmentation import AugmentPreview
 from tuneforge.schemas.datasets import DatasetList, DatasetPublic, RowsPage
+from tuneforge.services import augmentation
 from tuneforge.services import datasets as service
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
@@ -165,3 +168,40 @@ def dataset_stats(dataset_id: str, session: SessionDep, user: CurrentUser) -> di
     if dataset.stats is None:
         raise NotFound("This dataset has no statistics yet (they come with processing).")
     return dataset.stats
+
+
+@router.post("/{dataset_id}/augment/preview", response_model=AugmentPreview)
+def preview_augmentation(
+    dataset_id: str,
+    spec: AugmentSpec,
+    session: SessionDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    user: CurrentUser,
+    count: Annotated[
+        int, Query(ge=1, le=augmentation.MAX_PREVIEW_ROWS, description="Rows to show.")
+    ] = augmentation.PREVIEW_ROWS,
+) -> AugmentPreview:
+    """The first train rows of a processed dataset beside the variants this augmentation
+    makes of them (exactly as the job will), with the rows, tokens, time and cost of the job."""
+    return augmentation.preview_augmentation(
+        session, store, settings, user, dataset_id, spec, count
+    )
+
+
+@router.post(
+    "/{dataset_id}/augment", status_code=status.HTTP_202_ACCEPTED, response_model=DatasetPublic
+)
+def augment_dataset(
+    dataset_id: str,
+    spec: AugmentSpec,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: CurrentUser,
+) -> DatasetPublic:
+    """Make a new processed dataset: this one's train rows and their variants (each naming its
+    source row in `augmented_from` and its methods in `augmentation`), its test split copied
+    unchanged. In a `dataset_augment` job; the dataset is `processing` until it ends."""
+    return DatasetPublic.model_validate(
+        augmentation.augment_dataset(session, settings, user, dataset_id, spec)
+    )

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Rate = Annotated[float, Field(gt=0, le=0.5)]
+METHOD_NAME = "The method (text: synonym, insert, swap, delete; images: flip, crop, rotate, color)."
 
 
 class _Method(BaseModel):
@@ -22,7 +23,7 @@ class _Method(BaseModel):
 class SynonymMethod(_Method):
     """Replace words with a WordNet synonym (needs WordNet's data on the server)."""
 
-    name: Literal["synonym"] = "synonym"
+    name: Literal["synonym"] = Field(default="synonym", description=METHOD_NAME)
     rate: Rate = Field(
         default=0.1,
         description="Share of a text's words replaced (at least one): 0.1 replaces 1 word in 10.",
@@ -32,7 +33,7 @@ class SynonymMethod(_Method):
 class InsertMethod(_Method):
     """Insert a WordNet synonym of one of the text's words at a random place (needs WordNet)."""
 
-    name: Literal["insert"] = "insert"
+    name: Literal["insert"] = Field(default="insert", description=METHOD_NAME)
     rate: Rate = Field(
         default=0.1, description="Words inserted per word of the text (at least one)."
     )
@@ -41,21 +42,21 @@ class InsertMethod(_Method):
 class SwapMethod(_Method):
     """Swap two words of the text, as often as the rate says."""
 
-    name: Literal["swap"] = "swap"
+    name: Literal["swap"] = Field(default="swap", description=METHOD_NAME)
     rate: Rate = Field(default=0.1, description="Swaps per word of the text (at least one).")
 
 
 class DeleteMethod(_Method):
     """Delete each word with the rate's probability (at least one word is kept)."""
 
-    name: Literal["delete"] = "delete"
+    name: Literal["delete"] = Field(default="delete", description=METHOD_NAME)
     rate: Rate = Field(default=0.1, description="The probability that a word is deleted.")
 
 
 class FlipMethod(_Method):
     """Mirror the row's images."""
 
-    name: Literal["flip"] = "flip"
+    name: Literal["flip"] = Field(default="flip", description=METHOD_NAME)
     direction: Literal["horizontal", "vertical"] = Field(
         default="horizontal",
         description="`horizontal`: left becomes right (most photos); `vertical`: upside down.",
@@ -65,7 +66,7 @@ class FlipMethod(_Method):
 class CropMethod(_Method):
     """Cut a random margin off the images and scale them back to their size."""
 
-    name: Literal["crop"] = "crop"
+    name: Literal["crop"] = Field(default="crop", description=METHOD_NAME)
     rate: Rate = Field(
         default=0.1, description="The largest share of the width and height cut off."
     )
@@ -74,7 +75,7 @@ class CropMethod(_Method):
 class RotateMethod(_Method):
     """Turn the images by a random angle, keeping their size (corners filled with black)."""
 
-    name: Literal["rotate"] = "rotate"
+    name: Literal["rotate"] = Field(default="rotate", description=METHOD_NAME)
     degrees: float = Field(
         default=15, gt=0, le=180, description="The largest angle, either way, in degrees."
     )
@@ -83,7 +84,7 @@ class RotateMethod(_Method):
 class ColorMethod(_Method):
     """Jitter brightness, contrast and saturation."""
 
-    name: Literal["color"] = "color"
+    name: Literal["color"] = Field(default="color", description=METHOD_NAME)
     rate: Rate = Field(
         default=0.2,
         description="Each of brightness, contrast and saturation is scaled by a random factor "
