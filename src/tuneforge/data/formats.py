@@ -4,7 +4,10 @@
 right one for the formats below, and a best guess (to confirm) for anything else. Preference
 pairs come first (their prompt often sits in a turns column that alone would read as a chat),
 then unpaired feedback (a completion with a desirable/undesirable label), then chats (prompts
-only when every conversation ends with the user's turn), then the column layouts.
+only when every conversation ends with the user's turn), then the column layouts. A column
+named `tools` (or `functions`) holding tool definitions becomes the tools column of a chat or
+prompt-only mapping, so function-calling sets (OpenAI `tool_calls`, ShareGPT `function_call` and
+`observation` turns) need no mapping either.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 from tuneforge.data.mapping import FieldSource, Layout, MappingSpec
 from tuneforge.data.pairs import parse_label
+from tuneforge.data.tool_calls import CALL_KEYS, parse_tools
 
 PROMPT_NAMES = (
     "prompt",
@@ -79,6 +83,8 @@ TURN_KEYS: dict[Layout, tuple[str, str]] = {
     "sharegpt": ("from", "value"),
 }
 USER_ROLES = frozenset({"user", "human"})
+TOOLS_NAMES = ("tools", "functions")
+TOOLS_MODES = frozenset({"conversation", "prompt_only"})
 
 
 @dataclass(frozen=True)
@@ -101,11 +107,16 @@ def _turn_list(rows: Sequence[Mapping[str, Any]], column: str, keys: tuple[str, 
         if value is None:
             continue
         if not isinstance(value, list) or not all(
-            isinstance(t, dict) and keys[0] in t and keys[1] in t for t in value
+            isinstance(t, dict) and keys[0] in t and (keys[1] in t or _calls(t)) for t in value
         ):
             return False
         seen = True
     return seen
+
+
+def _calls(turn: Mapping[str, Any]) -> bool:
+    """Whether an OpenAI turn calls tools (its content may then be left out)."""
+    return any(turn.get(key) for key in CALL_KEYS)
 
 
 def _turn_style(rows: Sequence[Mapping[str, Any]], column: str) -> Layout | None:
@@ -386,8 +397,33 @@ def _described(
     return None
 
 
+def tools_column(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str | None:
+    """The column named `tools` (or `functions`) when every sampled value reads as tool
+    definitions (a list, or JSON text of one; empty ones too) and some define a tool."""
+    name = _first(columns, TOOLS_NAMES, set())
+    if name is None:
+        return None
+    problems: list[tuple[str, str]] = []
+    defined = [parse_tools(value, problems) for value in _sampled(rows, name)]
+    return name if any(defined) and not problems else None
+
+
 def guess_mapping(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> Guess:
-    """Recognise the format from `columns` and a sample of `rows`."""
+    """Recognise the format from `columns` and a sample of `rows`; a chat or prompt-only
+    mapping takes a tools column when there is one."""
+    guess = _guess(columns, rows)
+    tools = tools_column(columns, rows)
+    if tools is None or guess.mapping is None or guess.mapping.mode not in TOOLS_MODES:
+        return guess
+    return Guess(
+        guess.format,
+        guess.mapping.model_copy(update={"tools_column": tools}),
+        guess.sure,
+        f"{guess.reason}; `{tools}` holds the tools they may call",
+    )
+
+
+def _guess(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> Guess:
     cols = set(columns)
     image = image_column(columns, rows)
     for recognise in (_preference, _feedback, _chat):

@@ -6,18 +6,17 @@ or `fields`, where each role comes from a column or a template over columns. `Ro
 turns a row into the processed record and lists every problem it found instead of stopping at the
 first. Preference answers and feedback completions come from their own columns whatever the
 layout (a text, one turn, or a list of turns), or, with `implicit_prompt`, from two whole
-conversations that share their prompt turns.
+conversations that share their prompt turns. Tool calls and their results are read by
+`tuneforge.data.tool_calls`; the settings themselves are `tuneforge.data.mapping_spec`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from tuneforge.data.conversation import Message, Part, Role, message, text_of
+from tuneforge.data.conversation import Message, Part, Role, check_order, message, text_of
 from tuneforge.data.image_refs import (
     ImageResolver,
     RowImages,
@@ -27,6 +26,15 @@ from tuneforge.data.image_refs import (
     row_image,
 )
 from tuneforge.data.images import ImageFacts
+from tuneforge.data.mapping_spec import (
+    FIELDS_NEEDED,
+    SOURCE_FIELDS,
+    TURNS_NEEDED,
+    FieldSource,
+    Layout,
+    MappingSpec,
+    Mode,
+)
 from tuneforge.data.pairs import (
     Problems,
     filled,
@@ -36,26 +44,28 @@ from tuneforge.data.pairs import (
     split_pair,
 )
 from tuneforge.data.templates import Template, parse_template
+from tuneforge.data.tool_calls import (
+    TURN_KINDS,
+    RowTools,
+    check_calls,
+    ends_unanswered,
+    has_calls,
+    parse_tools,
+    tools_text,
+)
 from tuneforge.errors import InvalidInput
 
-Mode = Literal["conversation", "prompt_only", "preference", "feedback", "language_modeling"]
-Layout = Literal["messages", "sharegpt", "alpaca", "fields"]
-
-# The fields that take their text from a column or a template (`FieldSource`).
-SOURCE_FIELDS = ("system", "user", "assistant", "chosen", "rejected", "completion", "label", "text")
-# What each mode reads in the `fields` layout, besides an optional system field.
-FIELDS_NEEDED: dict[str, tuple[str, ...]] = {
-    "conversation": ("user", "assistant"),
-    "prompt_only": ("user",),
-    "preference": ("user", "chosen", "rejected"),
-    "feedback": ("user", "completion", "label"),
-    "language_modeling": ("text",),
-}
-# What each mode reads besides the turns column in the messages/sharegpt layouts.
-TURNS_NEEDED: dict[str, tuple[str, ...]] = {
-    "preference": ("chosen", "rejected"),
-    "feedback": ("label",),
-}
+__all__ = [  # the mapping's settings live in mapping_spec; callers import them from here too
+    "FIELDS_NEEDED",
+    "SOURCE_FIELDS",
+    "TURNS_NEEDED",
+    "FieldSource",
+    "Layout",
+    "MappingSpec",
+    "Mode",
+    "RowMapper",
+    "RowResult",
+]
 
 ROLE_NAMES: dict[str, Role] = {
     "system": "system",
@@ -67,126 +77,6 @@ ROLE_NAMES: dict[str, Role] = {
     "bot": "assistant",
     "chatgpt": "assistant",
 }
-
-
-class FieldSource(BaseModel):
-    """Where one part of the conversation comes from: a column, or a template over columns."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    column: str | None = Field(default=None, description="Take the text from this column.")
-    template: str | None = Field(
-        default=None, description="Build the text from columns, e.g. `Classify: {review}`."
-    )
-
-    @model_validator(mode="after")
-    def _one(self) -> FieldSource:
-        if (self.column is None) == (self.template is None):
-            raise ValueError("give either a column or a template")
-        return self
-
-
-class MappingSpec(BaseModel):
-    """How rows become conversations. Formats we recognise get this filled in automatically."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    mode: Mode = Field(
-        default="conversation",
-        description=(
-            "`conversation`: prompts and answers for supervised fine-tuning; `prompt_only`: "
-            "prompts for GRPO (other columns are kept for graders); `preference`: a prompt with "
-            "a chosen and a rejected answer (DPO, ORPO, KTO); `feedback`: a prompt with one "
-            "completion labelled desirable or not (KTO); `language_modeling`: plain text."
-        ),
-    )
-    layout: Layout = Field(
-        default="fields",
-        description=(
-            "How the source stores turns: `messages` (OpenAI/TRL role/content list), `sharegpt` "
-            "(from/value list), `alpaca` (instruction/input/output), or `fields` (one column or "
-            "template per role)."
-        ),
-    )
-    messages_column: str | None = Field(
-        default=None,
-        description=(
-            "The column holding the turns (layouts messages/sharegpt). For preference data it "
-            "holds the prompt, ending with the user's turn; for feedback data, the prompt and, "
-            "unless a completion field is given, the completion as its last turn."
-        ),
-    )
-    system: FieldSource | None = Field(default=None, description="The system prompt, per row.")
-    system_prompt: str | None = Field(
-        default=None, description="One system prompt for every row (when no system field)."
-    )
-    user: FieldSource | None = Field(default=None, description="The user's turn (the prompt).")
-    assistant: FieldSource | None = Field(
-        default=None, description="The assistant's turn (the answer to learn)."
-    )
-    chosen: FieldSource | None = Field(
-        default=None,
-        description=(
-            "The preferred answer (preference): a text, one turn, or a list of turns whose last "
-            "assistant turn is the answer."
-        ),
-    )
-    rejected: FieldSource | None = Field(
-        default=None, description="The worse answer (preference), in the same forms as chosen."
-    )
-    implicit_prompt: bool = Field(
-        default=False,
-        exclude_if=lambda on: not on,  # stored mappings name it only when it is on
-        description=(
-            "Preference, fields layout: chosen and rejected each hold a whole conversation (the "
-            "same prompt turns, then the answer). The prompt is the turns they share; each "
-            "answer is its conversation's last turn. Leave user empty."
-        ),
-    )
-    completion: FieldSource | None = Field(
-        default=None,
-        description=(
-            "The completion the label judges (feedback): a text, one turn, or a list of turns. "
-            "In the messages/sharegpt layouts it may be left empty: the conversation's last "
-            "turn is then the completion."
-        ),
-    )
-    label: FieldSource | None = Field(
-        default=None,
-        description=(
-            "Whether the completion is desirable (feedback): true/false, 1/0, yes/no, good/bad, "
-            "thumbs up/down. Any other value is a row problem."
-        ),
-    )
-    text: FieldSource | None = Field(default=None, description="The text (language modelling).")
-    image_column: str | None = Field(
-        default=None,
-        description=(
-            "A column with the row's image, or a list of its images: each a path inside the "
-            "uploaded ZIP, a data: URL or base64 text, bytes, or a Parquet/HF image "
-            "`{bytes, path}`. The n-th `<image>` in the text (or image part without its own "
-            "image) takes the n-th image; with none, the images open the first user turn. URLs "
-            "are never fetched."
-        ),
-    )
-
-    @model_validator(mode="after")
-    def _complete(self) -> MappingSpec:
-        if self.layout in ("messages", "sharegpt") and not self.messages_column:
-            raise ValueError(f"the {self.layout} layout needs messages_column")
-        if self.implicit_prompt and (self.mode, self.layout) != ("preference", "fields"):
-            raise ValueError("implicit_prompt is for the preference mode in the fields layout")
-        if self.implicit_prompt and self.user is not None:
-            raise ValueError("with implicit_prompt the prompt comes from chosen and rejected")
-        needed = TURNS_NEEDED.get(self.mode, ())
-        if self.layout == "fields":
-            needed = FIELDS_NEEDED[self.mode]
-            if self.implicit_prompt:
-                needed = ("chosen", "rejected")
-        missing = [name for name in needed if getattr(self, name) is None]
-        if missing:
-            raise ValueError(f"mode {self.mode} needs {', '.join(missing)}")
-        return self
 
 
 @dataclass
@@ -206,6 +96,11 @@ class RowMapper:
         self.columns = columns
         self.images = images
         self._inline: dict[int, Any] = {}  # image parts that carry their own image, by id
+        self._tools = RowTools()  # the row's calls and results while its turns are read
+        if spec.tools_column is not None and spec.tools_column not in columns:
+            raise InvalidInput(
+                f"The tools column {spec.tools_column!r} does not exist.", {"columns": columns}
+            )
         self.fields: dict[str, Template | str] = {}
         for name in SOURCE_FIELDS:
             source: FieldSource | None = getattr(spec, name)
@@ -277,11 +172,20 @@ class RowMapper:
             role_key, text_key = (
                 other if other[0] in turn and preferred[0] not in turn else preferred
             )
-            role = ROLE_NAMES.get(str(turn.get(role_key, "")).lower())
+            name = str(turn.get(role_key, "")).lower()
+            role = ROLE_NAMES.get(name)
+            if role is None and name in TURN_KINDS:
+                self._tools.turn(TURN_KINDS[name], turn, text_key, turns, problems)
+                continue
             if role is None:
                 problems.append(("unknown_role", f"unknown role {turn.get(role_key)!r}"))
                 continue
             content = turn.get(text_key)
+            if role == "assistant" and has_calls(turn):
+                if isinstance(content, list):
+                    content = self._parts(content, problems)
+                turns.append(self._tools.assistant(turn, content, problems))
+                continue
             if isinstance(content, list):
                 parts = self._parts(content, problems)
                 if parts is not None:
@@ -434,7 +338,9 @@ class RowMapper:
     def map(self, row: Mapping[str, Any]) -> RowResult:
         problems: list[tuple[str, str]] = []
         self._inline.clear()
+        self._tools.clear()
         spec = self.spec
+        tools = parse_tools(row.get(spec.tools_column), problems) if spec.tools_column else []
         if spec.mode == "language_modeling" and spec.layout == "fields":
             text = self._text(self._value(row, "text", problems), "text", problems)
             return RowResult({"text": text} if text else None, problems)
@@ -457,7 +363,7 @@ class RowMapper:
             turns.insert(0, message("system", spec.system_prompt))
         images = self._images(row, turns, problems)
         self._inline.clear()
-        return self._record(row, turns, sides, images, problems)
+        return self._record(row, turns, sides, images, tools, problems)
 
     def _record(
         self,
@@ -465,15 +371,25 @@ class RowMapper:
         turns: list[Message],
         sides: tuple[list[Message], list[Message]] | None,
         images: RowImages,
+        tools: list[dict[str, Any]],
         problems: list[tuple[str, str]],
     ) -> RowResult:
+        self._tools.finish(turns)
         check_order(turns, problems)
+        check_calls(turns, tools, problems)
         mode = self.spec.mode
+        if self._tools.seen and mode != "conversation":
+            problems.append(
+                ("tool_calls_unsupported", "tool calls are trained in the conversation mode")
+            )
         record: dict[str, Any]
         if mode == "language_modeling":
             record = {"text": "\n\n".join(text_of(t) for t in turns)}
         elif mode == "conversation":
-            if not turns or turns[-1]["role"] != "assistant":
+            if ends_unanswered(turns):
+                problems.append(("unanswered_call", "the conversation ends on a tool call or "
+                                 "result, with no answer after it"))  # fmt: skip
+            elif not turns or turns[-1]["role"] != "assistant":
                 problems.append(("role_order", "the conversation does not end with an answer"))
             elif not text_of(turns[-1]).strip():
                 problems.append(("empty_assistant", "the answer is empty"))
@@ -482,25 +398,15 @@ class RowMapper:
             while turns and turns[-1]["role"] == "assistant":
                 turns.pop()
             left_out = {"prompt", "images", self.spec.messages_column, self.spec.image_column}
+            left_out.add(self.spec.tools_column)
             extras = {k: v for k, v in row.items() if k not in left_out}
             record = {**extras, "prompt": turns}
         elif mode == "feedback":
             record = self._feedback(row, turns, problems)
         else:
             record = self._pair(row, turns, sides, problems)
+        if tools:
+            record["tools"] = tools_text(tools)
         if images.data:
             record["images"] = images.data
         return RowResult(None if problems else record, problems, images.facts)
-
-
-def check_order(turns: list[Message], problems: list[tuple[str, str]]) -> None:
-    """Gemma's template wants an optional system turn, then user and assistant alternating."""
-    roles = [t["role"] for t in turns]
-    if roles and roles[0] == "system":
-        roles = roles[1:]
-    if "system" in roles:
-        problems.append(("role_order", "a system turn after the first turn"))
-    elif not roles or roles[0] != "user":
-        problems.append(("role_order", "the conversation does not start with a user turn"))
-    elif roles[::2].count("user") + roles[1::2].count("assistant") < len(roles):
-        problems.append(("role_order", "two turns of the same role in a row"))

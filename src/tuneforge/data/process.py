@@ -6,11 +6,14 @@ column by column; then the kept rows are split and the output tables built. The 
 is mapped a column at a time (`FieldsMapper`), every other mapping row by row (`RowMapper`):
 both give the same tables, report and statistics. A preference pair's answers are counted
 apart (the statistics measure each side); its length is the prompt with the longer answer.
+A record with tools is measured as the model reads it: the tool declarations in the prompt, the
+calls and results of earlier rounds in the history; duplicates compare the tools too.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -44,15 +47,23 @@ class Processed:
     stats: DatasetStats
 
 
+def tools_of(record: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """A record's tool definitions (stored as JSON text), or None when it has none."""
+    text = record.get("tools")
+    return json.loads(text) if text else None
+
+
 def rendered_texts(record: Mapping[str, Any]) -> tuple[str, str, str | None]:
-    """The rendered prompt, answer (a pair's chosen one, feedback's completion; empty for
-    prompts) and, for a preference pair, rejected answer, whose tokens measure the record."""
+    """The rendered prompt (with the record's tool declarations, if any), answer (a pair's
+    chosen one, feedback's completion; empty for prompts) and, for a preference pair, rejected
+    answer, whose tokens measure the record."""
     if "text" in record and "messages" not in record and "prompt" not in record:
         return "", str(record["text"]), None
+    tools = tools_of(record)
     if "messages" in record:
-        return (*prompt_and_answer(record["messages"]), None)
+        return (*prompt_and_answer(record["messages"], tools=tools), None)
     prompt: list[Message] = record["prompt"]
-    rendered = render(prompt, add_generation_prompt=True)
+    rendered = render(prompt, tools=tools, add_generation_prompt=True)
     answer, rejected = (_answer(record.get(k)) for k in ("chosen", "rejected"))
     if "completion" in record:
         answer = _answer(record["completion"])
@@ -64,7 +75,8 @@ def _answer(turns: list[Message] | None) -> str | None:
 
 
 def turns_of(record: Mapping[str, Any]) -> int:
-    """User and assistant turns in a record (what the stats chart as turns per example)."""
+    """User, assistant and tool turns in a record (what the stats chart as turns per
+    example)."""
     if "text" in record and "messages" not in record and "prompt" not in record:
         return 1
     turns = record.get("messages") or record["prompt"]
@@ -223,7 +235,9 @@ def process(
     changes nothing but memory and speed."""
     combined, groups = _groups(tables, config)
     mapper = RowMapper(config.mapping, combined.column_names, images)
-    fields = FieldsMapper.compile(mapper, combined.schema)
+    # Tools are read row by row: the column-wise path maps text columns only.
+    tools = config.mapping.tools_column is not None
+    fields = None if tools else FieldsMapper.compile(mapper, combined.schema)
     path = _RowByRow(mapper) if fields is None else fields
     report = ReportBuilder(config.on_problem, config.drop_duplicates)
     kept = {name: Kept() for name in groups}

@@ -16,6 +16,7 @@ prompt-only data names the reference columns it keeps for graders.
 from __future__ import annotations
 
 import itertools
+import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -259,10 +260,14 @@ def _margins(values: Lengths) -> MarginStats:
     )
 
 
-def _prompt_and_answer(messages: Sequence[ChatMessage]) -> tuple[str, str]:
+def _prompt_and_answer(
+    messages: Sequence[ChatMessage], tools: str | None = None
+) -> tuple[str, str]:
+    """The rendered prompt and answer, with the tools (JSON text, as records store them)."""
+    declared = json.loads(tools) if tools else None
     if messages and messages[-1]["role"] == "assistant":
-        return prompt_and_answer(messages)
-    return render(messages, add_generation_prompt=True), ""
+        return prompt_and_answer(messages, tools=declared)
+    return render(messages, tools=declared, add_generation_prompt=True), ""
 
 
 def _normalized(text: str) -> str:
@@ -299,13 +304,16 @@ class StatsBuilder:
         split: str,
         conversations: Sequence[Sequence[ChatMessage]],
         labels: Sequence[Any] | None = None,
+        tools: Sequence[str | None] | None = None,
     ) -> None:
-        """Add a batch of conversations (and their labels, when there is a label column)."""
+        """Add a batch of conversations (and their labels, when there is a label column, and
+        their tools, JSON text as records store them, when they have some)."""
         if self.tokenizer is None:
             raise ValueError("Counting conversations needs the builder's tokenizer.")
         if not conversations:
             return
-        prompts, answers = zip(*map(_prompt_and_answer, conversations), strict=True)
+        declared = tools if tools is not None else [None] * len(conversations)
+        prompts, answers = zip(*map(_prompt_and_answer, conversations, declared), strict=True)
         self.add_lengths(
             split,
             count_tokens(prompts, self.tokenizer),
@@ -445,7 +453,8 @@ def compute_stats(
 ) -> DatasetStats:
     """Statistics over processed rows, per split (`{"train": rows, "test": rows}`), read in
     batches: each row holds its conversation in `messages_column` (`prompt` for prompt-only
-    datasets) and, optionally, a label in `label_column`."""
+    datasets), its tools in `tools` when it has some and, optionally, a label in
+    `label_column`."""
     builder = StatsBuilder(tokenizer, label_column=label_column)
     for split, rows in splits.items():
         iterator = iter(rows)
@@ -454,5 +463,6 @@ def compute_stats(
                 split,
                 [row[messages_column] for row in batch],
                 None if label_column is None else [row.get(label_column) for row in batch],
+                [row.get("tools") for row in batch],
             )
     return builder.finish()

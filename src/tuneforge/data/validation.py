@@ -16,7 +16,8 @@ DESCRIPTIONS = {
     "missing_field": "A field the mapping needs is missing.",
     "empty_field": "A field is empty or only whitespace.",
     "non_text": "A value that should be text is something else (a list, an object, ...).",
-    "unknown_role": "A turn has a role that is not system, user or assistant.",
+    "unknown_role": "A turn has a role that is not system, user or assistant, nor a tool call "
+    "or result.",
     "role_order": "Turns are out of order: Gemma wants a user turn first, then user and "
     "assistant taking turns.",
     "empty_assistant": "An answer (assistant turn) is empty.",
@@ -38,6 +39,19 @@ DESCRIPTIONS = {
     "image_too_large": "An image is larger than the limits (bytes, or pixels read from its "
     "header).",
     "image_type": "A file that is not a PNG, JPEG, GIF, WebP, BMP or TIFF image (SVG is refused).",
+    "bad_tools": "The tools column is not a list of tool definitions (each with a name and, "
+    "optionally, a description and a JSON schema of its parameters), as a list or JSON text.",
+    "bad_tool_call": "A tool call cannot be read: it is not JSON, or it names no tool.",
+    "undefined_tool": "A call names a tool that is not among the row's tools.",
+    "bad_arguments": "A call's arguments are not JSON, or not a JSON object.",
+    "arguments_schema": "A call's arguments do not match the JSON schema of the tool's "
+    "parameters (a required argument missing, a wrong type, ...).",
+    "orphan_result": "A tool result (observation) with no call before it.",
+    "extra_results": "More tool results than there were calls before them.",
+    "unanswered_call": "The conversation ends on a tool call or a tool result, with no answer "
+    "from the assistant after it.",
+    "tool_calls_unsupported": "Tool calls are trained in the conversation mode; other modes "
+    "cannot hold them (prompt_only keeps the tools column).",
     "too_long": "An example is longer than the maximum length in Gemma tokens.",
     "duplicate": "An exact duplicate of an earlier example.",
     "duplicate_normalised": "A duplicate of an earlier example once case and spaces are ignored.",
