@@ -94,3 +94,25 @@ def test_a_dataset_without_a_train_split_is_refused(
     spec = AugmentSpec.model_validate({"methods": [{"name": "swap"}]})
     with pytest.raises(InvalidInput, match="no train split"):
         augment_stored(store, library_settings, (SOURCE, {"test": 3}, CONFIG), TARGET, spec)
+
+
+def test_training_reads_augmented_rows_and_ignores_their_lineage(
+    store: ArtifactStore, library_settings: Settings
+) -> None:
+    from tuneforge.data.stored import processed_records
+    from tuneforge.models.tokenizer import gemma_tokenizer
+    from tuneforge.training.components.tokenize import encode_record
+
+    spec = AugmentSpec.model_validate({"methods": [{"name": "swap"}], "seed": 1})
+    fields = augment_stored(
+        store, library_settings, (SOURCE, {"train": 10, "test": 3}, CONFIG), TARGET, spec
+    )
+    train = processed_records(store, TARGET, fields["splits"], "train")  # as the train job reads
+    tokenizer = gemma_tokenizer(library_settings.models_dir)
+    variant = train[-1]
+    assert variant["augmented_from"] is not None
+    example = encode_record(variant, tokenizer, 256, assistant_only=True)
+    bare = {k: v for k, v in variant.items() if k not in ("augmented_from", "augmentation")}
+    assert example is not None and example == encode_record(
+        bare, tokenizer, 256, assistant_only=True
+    )
