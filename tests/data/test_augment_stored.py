@@ -116,3 +116,130 @@ def test_training_reads_augmented_rows_and_ignores_their_lineage(
     assert example is not None and example == encode_record(
         bare, tokenizer, 256, assistant_only=True
     )
+
+
+def _message(role: str, text: str) -> dict:
+    return {"role": role, "content": [{"type": "text", "text": text}]}
+
+
+def _write(store: ArtifactStore, prefix: str, splits: dict[str, list[dict]]) -> dict[str, int]:
+    for split, rows in splits.items():
+        parquet.write_split(
+            store, parquet.split_key(prefix, "processed", split), pa.Table.from_pylist(rows)
+        )
+    return {split: len(rows) for split, rows in splits.items()}
+
+
+def test_preference_pairs_keep_their_answers_and_get_pair_statistics(
+    library_settings: Settings,
+) -> None:
+    store = ArtifactStore(library_settings.resolved_storage_url)
+    rows = [
+        {
+            "prompt": [
+                _message("user", f"Please write a friendly greeting for visitor number {i} today.")
+            ],
+            "chosen": [_message("assistant", f"Welcome, visitor {i}!")],
+            "rejected": [_message("assistant", "Go away.")],
+        }
+        for i in range(6)
+    ]
+    splits = _write(store, "u/datasets/pairs", {"train": rows[:4], "test": rows[4:]})
+    config = {"mapping": {"mode": "preference"}}
+    spec = AugmentSpec.model_validate({"methods": [{"name": "delete", "rate": 0.3}], "copies": 2})
+    fields = augment_stored(
+        store, library_settings, ("u/datasets/pairs", splits, config), TARGET, spec
+    )
+    train = parquet.read_split(store, parquet.split_key(TARGET, "processed", "train")).to_pylist()
+    assert len(train) > 4
+    for variant in train[4:]:
+        source = rows[variant["augmented_from"]]
+        assert variant["prompt"] != source["prompt"]
+        assert (variant["chosen"], variant["rejected"]) == (source["chosen"], source["rejected"])
+    assert set(fields["stats"]["pairs"]) == {"train", "test"}
+    assert fields["stats"]["pairs"]["train"]["chosen_tokens"]["count"] == len(train)
+
+
+def test_plain_text_is_rewritten_as_an_answer(library_settings: Settings) -> None:
+    store = ArtifactStore(library_settings.resolved_storage_url)
+    rows = [
+        {"text": f"The old lighthouse keeper walked slowly along the rocky shore {i}."}
+        for i in range(5)
+    ]
+    splits = _write(store, "u/datasets/text", {"train": rows})
+    config = {"mapping": {"mode": "language_modeling"}}
+    spec = AugmentSpec.model_validate({"methods": [{"name": "swap"}], "rewrite": "answers"})
+    fields = augment_stored(
+        store, library_settings, ("u/datasets/text", splits, config), TARGET, spec
+    )
+    train = parquet.read_split(store, parquet.split_key(TARGET, "processed", "train")).to_pylist()
+    assert fields["splits"] == {"train": 10}
+    assert all(v["text"] != rows[v["augmented_from"]]["text"] for v in train[5:])
+    assert sorted(train[5]["text"].rstrip(".").split()) == sorted(
+        rows[0]["text"].rstrip(".").split()
+    )
+
+
+def test_image_rows_are_augmented_and_counted(library_settings: Settings) -> None:
+    import io
+
+    from PIL import Image
+
+    def picture(shade: int) -> bytes:
+        image = Image.new("RGB", (40, 30), (shade, 255 - shade, 90))
+        image.paste((255, 255, 255), (0, 0, 10, 30))  # a white band on the left: flips show
+        out = io.BytesIO()
+        image.save(out, "PNG")
+        return out.getvalue()
+
+    store = ArtifactStore(library_settings.resolved_storage_url)
+    rows = [
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "image"}, {"type": "text", "text": "What colour?"}],
+                },
+                _message("assistant", f"Shade {i}."),
+            ],
+            "images": [picture(40 * i)],
+        }
+        for i in range(4)
+    ]
+    splits = _write(store, "u/datasets/pictures", {"train": rows[:3], "test": rows[3:]})
+    spec = AugmentSpec.model_validate({"methods": [{"name": "flip"}], "copies": 1})
+    fields = augment_stored(
+        store, library_settings, ("u/datasets/pictures", splits, CONFIG), TARGET, spec
+    )
+    train = parquet.read_split(store, parquet.split_key(TARGET, "processed", "train")).to_pylist()
+    assert fields["splits"] == {"train": 6, "test": 1}
+    stored = parquet.read_split(
+        store, parquet.split_key("u/datasets/pictures", "processed", "train")
+    )
+    for variant in train[3:]:
+        source = stored.to_pylist()[variant["augmented_from"]]  # as Parquet gives it back
+        assert variant["messages"] == source["messages"] and variant["images"] != source["images"]
+        with Image.open(io.BytesIO(variant["images"][0])) as flipped:
+            assert flipped.size == (40, 30) and flipped.getpixel((39, 0)) == (255, 255, 255)
+    assert fields["stats"]["images"]["total"] == 7
+
+
+def test_a_cancelled_augmentation_publishes_no_train_split(
+    store: ArtifactStore, library_settings: Settings
+) -> None:
+    from tuneforge.errors import JobCancelled
+
+    def cancel(done: float) -> None:
+        raise JobCancelled("cancelled on request")
+
+    spec = AugmentSpec.model_validate({"methods": [{"name": "swap"}]})
+    with pytest.raises(JobCancelled):
+        augment_stored(
+            store,
+            library_settings,
+            (SOURCE, {"train": 10, "test": 3}, CONFIG),
+            TARGET,
+            spec,
+            cancel,
+        )
+    assert store.list(TARGET) == []
