@@ -29,6 +29,7 @@ TURN_ROLES: dict[str, tuple[str, ...]] = TURNS_NEEDED | {"feedback": ("completio
 IMPLICIT_HIDES = frozenset({"system", "user"})  # the prompt comes from chosen and rejected
 OPTIONAL_ROLES = frozenset({"system", "completion"})
 TURN_LAYOUTS = frozenset({"messages", "sharegpt"})
+TOOLS_MODES = frozenset({"conversation", "prompt_only"})  # the modes that take a tools column
 SOURCES = {"column": "Column", "template": "Template"}
 NO_SOURCE = {"": "None"}
 
@@ -90,6 +91,9 @@ class MappingForm(ui.column):
             self.image_column = select(
                 MappingSpec, "image_column", initial.get("image_column"), columns, optional=True
             )
+            self.tools_column = select(
+                MappingSpec, "tools_column", initial.get("tools_column"), columns, optional=True
+            )
         for widget in (
             self.mode,
             self.layout,
@@ -97,6 +101,7 @@ class MappingForm(ui.column):
             self.messages_column,
             self.system_prompt,
             self.image_column,
+            self.tools_column,
             *(part for s in self.sources.values() for part in (s.how, s.column, s.template)),
         ):
             widget.on_value_change(self._changed)
@@ -128,6 +133,7 @@ class MappingForm(ui.column):
             source.set_visibility(role in roles)
         for widget in (self.system_prompt, self.image_column):
             widget.set_visibility(mode != "language_modeling")
+        self.tools_column.set_visibility(mode in TOOLS_MODES)
 
     async def _changed(self) -> None:
         self._arrange()
@@ -146,4 +152,6 @@ class MappingForm(ui.column):
         if mode != "language_modeling":
             values["system_prompt"] = blank(self.system_prompt.value)
             values["image_column"] = self.image_column.value
+        if mode in TOOLS_MODES:
+            values["tools_column"] = self.tools_column.value
         return MappingSpec.model_validate(values)
