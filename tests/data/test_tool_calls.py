@@ -4,6 +4,7 @@ and Parquet files through the path a dataset job takes; every tool problem is ca
 
 from __future__ import annotations
 
+import csv
 import json
 import random
 from pathlib import Path
@@ -186,7 +187,7 @@ def openai_rows(count: int = 300, calls: int = 170) -> list[dict[str, Any]]:
                     {"role": "tool", "tool_call_id": call["id"], "content": _result(name, i)}
                 )
         messages.append({"role": "assistant", "content": f"Done with request {i}."})
-        tools = [{"type": "function", "function": TOOLS[name]} for name in (first, second)]
+        tools = [wrapped(name) for name in (first, second)]
         rows.append({"messages": messages, "tools": tools})
     return rows
 
@@ -216,6 +217,10 @@ def processed(path: Path, settings: Settings) -> tuple[dict[str, Any], list[dict
         for row in processed_records(store, "u/ds/p", fields["splits"], split)
     ]
     return fields, rows
+
+
+def wrapped(name: str) -> dict[str, Any]:
+    return {"type": "function", "function": TOOLS[name]}
 
 
 def _calls_in(row: dict[str, Any]) -> int:
@@ -370,9 +375,7 @@ def test_nested_arguments_and_tools_lose_the_nulls_a_parquet_file_adds(tmp_path:
         "content": [{"type": "text", "text": '{"ok": true}'}],
         "name": "get_stock_price",
     }
-    assert json.loads(record["tools"]) == [
-        {"type": "function", "function": TOOLS["get_stock_price"]}
-    ]
+    assert json.loads(record["tools"]) == [wrapped("get_stock_price")]
 
 
 def test_detection_fills_the_tools_column_only_for_tool_definitions() -> None:
@@ -515,9 +518,7 @@ def test_other_modes_refuse_tool_calls() -> None:
         {"turns": [{"from": "human", "value": "Weather in Oslo?"}], "tools": WEATHER}
     )
     assert kept.record is not None  # prompt-only keeps the tools for later
-    assert json.loads(kept.record["tools"]) == [
-        {"type": "function", "function": TOOLS["get_weather"]}
-    ]
+    assert json.loads(kept.record["tools"]) == [wrapped("get_weather")]
     lm = MappingSpec(mode="language_modeling", layout="sharegpt", messages_column="turns")
     assert "tool_calls_unsupported" in _problems(_turns(GOOD, RESULT, ANSWER), spec=lm)
     with pytest.raises(ValueError, match="conversation and prompt_only"):
@@ -571,3 +572,22 @@ def test_plain_conversations_keep_their_order_problems() -> None:
     problems: list[tuple[str, str]] = []
     check_order([{"role": "user", "content": []}, {"role": "user", "content": []}], problems)
     assert problems == [("role_order", "two turns of the same role in a row")]
+
+
+def test_a_csv_of_prompts_keeps_their_tools(tmp_path: Path, library_settings: Settings) -> None:
+    """A CSV holds the tools as JSON text: prompts for GRPO keep them (graders see the rest)."""
+    path = tmp_path / "prompts.csv"
+    with path.open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["prompt", "tools", "answer"])
+        for i in range(10):
+            writer.writerow([f"Weather in {CITIES[i % 8]} ({i})?", WEATHER, CITIES[i % 8]])
+    fields, rows = processed(path, library_settings)
+    assert fields["rows"] == 10 and fields["report"]["problems"] == []
+    assert fields["stats"]["reference_columns"] == ["answer"]
+    for row in rows:
+        assert json.loads(row["tools"]) == [wrapped("get_weather")]
+        assert (
+            row["prompt"][0]["role"] == "user"
+            and row["answer"] in row["prompt"][0]["content"][0]["text"]
+        )

@@ -279,7 +279,7 @@ def _stats(
             stats.add_images(rows.images)
     if mode == "prompt_only":
         columns = dict.fromkeys(c for table in splits.values() for c in table.column_names)
-        stats.reference_columns = [c for c in columns if c not in ("prompt", "images")]
+        stats.reference_columns = [c for c in columns if c not in ("prompt", "images", "tools")]
     return stats.finish()
 
 
