@@ -389,9 +389,15 @@ def test_detection_fills_the_tools_column_only_for_tool_definitions() -> None:
     not_tools = [{**chat, "tools": "a hammer and a saw"} for chat in chats]
     guess = guess_mapping(["conversations", "tools"], not_tools)
     assert guess.mapping is not None and guess.mapping.tools_column is None
-    empty = [{**chat, "tools": "[]"} for chat in chats]
-    guess = guess_mapping(["conversations", "tools"], empty)
+    nulls = [{**chat, "tools": None} for chat in chats]
+    guess = guess_mapping(["conversations", "tools"], nulls)
     assert guess.mapping is not None and guess.mapping.tools_column is None
+    # no tools in the sample, but rows further on may have some; empty ones add nothing
+    empty = [{**chat, "tools": "[]" if i % 2 else ""} for i, chat in enumerate(chats)]
+    guess = guess_mapping(["conversations", "tools"], empty)
+    assert guess.mapping is not None and guess.mapping.tools_column == "tools"
+    record = RowMapper(guess.mapping, ["conversations", "tools"]).map(empty[0]).record
+    assert record is not None and "tools" not in record
     # OpenAI assistant turns that call tools may leave their content out altogether
     messages = openai_rows(4, calls=4)
     for row in messages:

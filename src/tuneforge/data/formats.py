@@ -399,13 +399,16 @@ def _described(
 
 def tools_column(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str | None:
     """The column named `tools` (or `functions`) when every sampled value reads as tool
-    definitions (a list, or JSON text of one; empty ones too) and some define a tool."""
+    definitions (a list, or JSON text of one; empty ones too, as rows further on may define
+    some)."""
     name = _first(columns, TOOLS_NAMES, set())
     if name is None:
         return None
     problems: list[tuple[str, str]] = []
-    defined = [parse_tools(value, problems) for value in _sampled(rows, name)]
-    return name if any(defined) and not problems else None
+    values = _sampled(rows, name)
+    for value in values:
+        parse_tools(value, problems)
+    return name if values and not problems else None
 
 
 def guess_mapping(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> Guess:
