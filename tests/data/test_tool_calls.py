@@ -14,14 +14,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.models import models_cache_dir
 from tuneforge.data.config import ProcessingConfig
 from tuneforge.data.conversation import check_order
 from tuneforge.data.formats import guess_mapping
 from tuneforge.data.mapping import MappingSpec, RowMapper
 from tuneforge.data.process import records, rendered_texts
 from tuneforge.data.readers import read_table
+from tuneforge.data.stats import compute_stats
 from tuneforge.data.stored import process_raw, processed_records, store_raw
 from tuneforge.data.validation import DESCRIPTIONS, duplicate_keys
+from tuneforge.models.tokenizer import count_tokens, gemma_tokenizer
 from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore
 
@@ -597,3 +600,17 @@ def test_a_csv_of_prompts_keeps_their_tools(tmp_path: Path, library_settings: Se
             row["prompt"][0]["role"] == "user"
             and row["answer"] in row["prompt"][0]["content"][0]["text"]
         )
+
+
+def test_statistics_of_stored_records_count_their_tools() -> None:
+    spec = SHAREGPT.model_copy(update={"messages_column": "conversations"})
+    mapper = RowMapper(spec, ["conversations", "tools"])
+    record = mapper.map(glaive_rows(1, calls=1)[0]).record
+    assert record is not None
+    tokenizer = gemma_tokenizer(models_cache_dir())
+    bare = {"messages": record["messages"]}  # the same conversation without its declarations
+    with_tools, without = (
+        compute_stats({"train": [row]}, tokenizer).prompt_tokens.max for row in (record, bare)
+    )
+    assert with_tools == count_tokens([rendered_texts(record)[0]], tokenizer)[0]
+    assert with_tools > without + 40  # two declared tools
