@@ -39,7 +39,7 @@ def _preview_text(shown: AugmentPreview) -> None:
         typer.echo(f"── row {example.row} ({example.tokens} tokens)")
         typer.echo(example.rendered.rstrip())
         if not example.variants:
-            typer.echo("   (no variant: no method changes this row)")
+            typer.echo("   (no variant: none came out different from the row)")
         for variant in example.variants:
             typer.echo(f"   ↳ {variant.methods} ({variant.tokens} tokens)")
             typer.echo("     " + variant.rendered.rstrip().replace("\n", "\n     "))

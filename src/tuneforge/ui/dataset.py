@@ -11,6 +11,7 @@ from tuneforge.errors import NotFound
 from tuneforge.services import datasets as service
 from tuneforge.services import jobs as job_service
 from tuneforge.ui.backend import call, read, reported, state
+from tuneforge.ui.dataset_augment import AugmentForm
 from tuneforge.ui.dataset_fields import problems
 from tuneforge.ui.dataset_mapping import MappingForm
 from tuneforge.ui.dataset_preview import LivePreview
@@ -214,3 +215,6 @@ async def _processed(user: User, dataset: Dataset) -> None:
             stats_view(dataset.stats)
     if dataset.status == "ready":
         await _rows(user, dataset)
+        if "train" in dataset.splits:
+            with card("Augmentation"):
+                AugmentForm(user, dataset)

@@ -47,7 +47,7 @@ class SwapMethod(_Method):
 
 
 class DeleteMethod(_Method):
-    """Delete each word with the rate's probability (at least one word is kept)."""
+    """Delete each word with the rate's probability (at least one word goes, one stays)."""
 
     name: Literal["delete"] = Field(default="delete", description=METHOD_NAME)
     rate: Rate = Field(default=0.1, description="The probability that a word is deleted.")
@@ -117,7 +117,7 @@ class AugmentSpec(BaseModel):
     name: str | None = Field(
         default=None,
         max_length=200,
-        description="The new dataset's name (default: '<source> (augmented)').",
+        description="The new dataset's name (default: the source's, with ' (augmented)').",
     )
     methods: list[Method] = Field(
         min_length=1,

@@ -86,11 +86,11 @@ def swap(text: str, rate: float, rng: random.Random) -> str:
 
 def delete(text: str, rate: float, rng: random.Random) -> str:
     """Delete each word with probability `rate` (with the space before it, or after it at the
-    start); at least one word is kept."""
+    start); at least one word is deleted and at least one is kept."""
     cut = Words.of(text)
     if len(cut.words) < 2:
         return text
-    doomed = {i for i in cut.words if rng.random() < rate}
+    doomed = {i for i in cut.words if rng.random() < rate} or {rng.choice(cut.words)}
     if len(doomed) == len(cut.words):
         doomed.discard(rng.choice(cut.words))
     for i in sorted(doomed, reverse=True):
