@@ -614,3 +614,22 @@ def test_statistics_of_stored_records_count_their_tools() -> None:
     )
     assert with_tools == count_tokens([rendered_texts(record)[0]], tokenizer)[0]
     assert with_tools > without + 40  # two declared tools
+
+
+def test_nulls_in_json_text_are_kept() -> None:
+    """Only nested data gets other rows' keys as nulls: JSON text says exactly what it means."""
+    tools = json.dumps([{"name": "f", "parameters": {"type": "object", "default": None}}])
+    call = {"name": "f", "arguments": {"when": None}}
+    result = RowMapper(SHAREGPT, ["turns", "tools"]).map(
+        {"turns": _turns(call, RESULT, ANSWER), "tools": tools}
+    )
+    assert result.record is not None, result.problems
+    assert result.record["messages"][1]["tool_calls"][0]["function"]["arguments"] == (
+        '{"when": null}'
+    )
+    assert json.loads(result.record["tools"])[0]["function"]["parameters"]["default"] is None
+    nested = RowMapper(SHAREGPT, ["turns", "tools"]).map(
+        {"turns": _turns(call, RESULT, ANSWER), "tools": json.loads(tools)}
+    )
+    assert nested.record is not None
+    assert "default" not in json.loads(nested.record["tools"])[0]["function"]["parameters"]

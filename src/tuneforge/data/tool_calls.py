@@ -16,8 +16,9 @@ Accepted, in the turns column:
 Each result is named after its tool: its own `name`, else the call its `tool_call_id` names, else
 the calls before it in order. Arguments become canonical JSON text of an object; the tools
 column (a list, or JSON text of one; OpenAI's wrapped definitions or ShareGPT's bare `{name,
-description, parameters}`) becomes JSON text of wrapped definitions. Nulls inside objects given
-as objects are dropped: Parquet and JSON readers give every row the keys of all rows, as nulls.
+description, parameters}`) becomes JSON text of wrapped definitions. Nulls inside calls and
+tools given as nested data (not JSON text) are dropped: Parquet and JSON readers give every row's
+objects the keys of all rows, as nulls.
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ def parse_tools(value: Any, problems: Problems) -> list[Tool]:
         except json.JSONDecodeError as exc:
             problems.append(("bad_tools", f"the tools are not JSON ({exc.msg}): {_shown(value)}"))
             return []
+    else:
+        value = without_nulls(value)  # read as nested data: nulls may be other rows' keys
     if isinstance(value, dict):
         value = [value]
     if not isinstance(value, list):
@@ -104,7 +107,6 @@ def _definition(item: Any, index: int, problems: Problems) -> Tool | None:
     if not isinstance(item, dict):
         problems.append(("bad_tools", f"{where} is {type(item).__name__}, not an object"))
         return None
-    item = without_nulls(item)
     inner = item.get("function")
     function: dict[str, Any] = inner if isinstance(inner, dict) else item
     kind = item.get("type", "function")
@@ -156,7 +158,7 @@ def arguments_text(value: Any, name: str, problems: Problems) -> str | None:
             )
             return None
     else:
-        parsed = without_nulls(value)
+        parsed = value
     if not isinstance(parsed, dict):
         problems.append(
             ("bad_arguments", f"the arguments of {name!r} are {_json_kind(parsed)}, not an object")
@@ -232,6 +234,7 @@ class RowTools:
             parts = [{"type": "text", "text": str(content)}]
         msg: Message = {"role": "assistant", "content": parts}
         values = [v for key in CALL_KEYS if turn.get(key) is not None for v in _listed(turn[key])]
+        values = without_nulls(values)  # nested data: nulls may be other rows' keys
         calls = self._calls(values, problems)
         if calls:
             msg["tool_calls"] = calls
@@ -258,6 +261,8 @@ class RowTools:
                 self.seen = True
                 problems.append(("bad_tool_call", f"a tool call is not JSON: {_shown(value)}"))
                 return
+        else:
+            value = without_nulls(value)  # nested data: nulls may be other rows' keys
         calls = self._calls(_listed(value), problems)
         if not calls:
             return
