@@ -125,17 +125,27 @@ def _definition(item: Any, index: int, problems: Problems) -> Tool | None:
         if not isinstance(parameters, dict):
             problems.append(("bad_tools", f"the parameters of {name!r} are not a JSON schema"))
             return None
-        try:
-            validators.validator_for(parameters).check_schema(parameters)
-        except SchemaError as exc:
+        error = _schema_error(json.dumps(parameters, sort_keys=True, ensure_ascii=False))
+        if error is not None:
             problems.append(
-                ("bad_tools", f"the parameters of {name!r} are not a valid JSON schema: "
-                 f"{exc.message[:DETAIL_CHARS]}")
-            )  # fmt: skip
+                ("bad_tools", f"the parameters of {name!r} are not a valid JSON schema: {error}")
+            )
             return None
     first = {k: function[k] for k in ("name", "description", "parameters") if k in function}
     rest = {k: v for k, v in function.items() if k not in first and k != "type"}
     return {"type": "function", "function": {**first, **rest}}
+
+
+@functools.lru_cache(maxsize=1024)
+def _schema_error(schema: str) -> str | None:
+    """What makes `schema` (JSON text) an invalid JSON schema, or None; datasets repeat their
+    tools row after row, so each schema is checked once."""
+    parsed = json.loads(schema)
+    try:
+        validators.validator_for(parsed).check_schema(parsed)
+    except SchemaError as exc:
+        return exc.message[:DETAIL_CHARS]
+    return None
 
 
 def tools_text(tools: list[Tool]) -> str:
