@@ -144,7 +144,7 @@ def _schema_error(schema: str) -> str | None:
     try:
         validators.validator_for(parsed).check_schema(parsed)
     except SchemaError as exc:
-        return exc.message[:DETAIL_CHARS]
+        return str(exc.message)[:DETAIL_CHARS]
     return None
 
 
