@@ -139,3 +139,46 @@ def test_bad_requests_are_refused_clearly(api) -> None:
         json={"methods": [{"name": "flip"}]},
     )
     assert no_images.status_code == 422 and "no images" in no_images.json()["error"]["message"]
+
+
+def test_an_image_dataset_is_previewed_with_thumbnails_and_augmented(api) -> None:
+    import io
+
+    from tests.images import coloured_images, image_zip
+
+    client, alice, *_ = api
+    archive = image_zip(coloured_images(6), question="What colour is the square?")
+    raw = client.post(
+        "/api/v1/datasets", files={"file": ("squares.zip", io.BytesIO(archive))}, headers=alice
+    ).json()
+    source = client.post(
+        f"/api/v1/datasets/{raw['id']}/process",
+        headers=alice,
+        json={"mapping": raw["mapping"], "split": {"mode": "manual", "test_size": 2}},
+    ).json()
+    assert source["splits"] == {"train": 4, "test": 2}
+    spec = {"methods": [{"name": "rotate", "degrees": 40}, {"name": "color"}], "combine": "all"}
+    shown = client.post(
+        f"/api/v1/datasets/{source['id']}/augment/preview?count=2", headers=alice, json=spec
+    ).json()
+    first = shown["examples"][0]
+    assert first["images"][0].startswith("data:image/jpeg;base64,")
+    variant = first["variants"][0]
+    assert variant["methods"] == "rotate+color" and variant["images"][0] != first["images"][0]
+    assert variant["rendered"] == first["rendered"]  # the text is left alone
+    # An image counts the same tokens whatever its pixels.
+    assert variant["tokens"] == first["tokens"]
+
+    started = client.post(f"/api/v1/datasets/{source['id']}/augment", headers=alice, json=spec)
+    made = _wait(client, alice, started.json()["id"])
+    assert made["status"] == "ready", made["error"]
+    assert made["splits"] == {"train": 8, "test": 2}
+    stats = client.get(f"/api/v1/datasets/{made['id']}/stats", headers=alice).json()
+    assert stats["images"]["total"] == 10
+    page = client.get(
+        f"/api/v1/datasets/{made['id']}/rows",
+        params={"split": "train", "offset": 4, "limit": 4},
+        headers=alice,
+    ).json()
+    assert [row["augmented_from"] for row in page["rows"]] == [0, 1, 2, 3]
+    assert all(row["augmentation"] == "rotate+color" for row in page["rows"])
