@@ -23,7 +23,10 @@ from tuneforge.ui.train_form import SpecForm
 
 Handler = Callable[..., Any]
 #: Dataset columns that are never a reference (the prompt itself, processed conversations).
-NOT_REFERENCES = frozenset({"prompt", "messages", "chosen", "rejected", "completion"})
+NOT_REFERENCES = frozenset(
+    # with an augmented dataset's lineage, which names how a row was made, not what is right
+    {"prompt", "messages", "chosen", "rejected", "completion", "augmented_from", "augmentation"}
+)
 CARD = "w-full q-pa-md gap-2 grader-card"
 
 
