@@ -95,15 +95,20 @@ def edit_text(record: Mapping[str, Any], spec: AugmentSpec, edit: TextEdit) -> R
     return out
 
 
+#: Each text method: (method, generator) -> a function that rewrites one text. A method that
+#: asks a language model (paraphrase, back-translation) is one more entry here, from its module.
+TEXT_EDITS: dict[str, Callable[[Any, random.Random], TextEdit]] = {
+    "swap": lambda m, rng: lambda text: text_ops.swap(text, m.rate, rng),
+    "delete": lambda m, rng: lambda text: text_ops.delete(text, m.rate, rng),
+    "synonym": lambda m, rng: lambda text: text_ops.replace(text, m.rate, rng, wordnet().synonyms),
+    "insert": lambda m, rng: lambda text: text_ops.insert(text, m.rate, rng, wordnet().synonyms),
+}
+
+
 def _text_edit(method: Method, rng: random.Random) -> TextEdit:
-    if method.name == "swap":
-        return lambda text: text_ops.swap(text, method.rate, rng)  # type: ignore[union-attr]
-    if method.name == "delete":
-        return lambda text: text_ops.delete(text, method.rate, rng)  # type: ignore[union-attr]
-    synonyms = wordnet().synonyms
-    if method.name == "synonym":
-        return lambda text: text_ops.replace(text, method.rate, rng, synonyms)  # type: ignore[union-attr]
-    return lambda text: text_ops.insert(text, method.rate, rng, synonyms)  # type: ignore[union-attr]
+    if method.name in WORDNET_METHODS:
+        wordnet()  # refuse now, naming what to install, when WordNet is missing
+    return TEXT_EDITS[method.name](method, rng)
 
 
 def _applicable(methods: list[Method], has_text: bool, has_images: bool) -> list[Method]:
