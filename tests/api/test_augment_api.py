@@ -182,3 +182,37 @@ def test_an_image_dataset_is_previewed_with_thumbnails_and_augmented(api) -> Non
     ).json()
     assert [row["augmented_from"] for row in page["rows"]] == [0, 1, 2, 3]
     assert all(row["augmentation"] == "rotate+color" for row in page["rows"])
+
+
+def test_a_running_augmentation_can_be_cancelled(api) -> None:
+    client, alice, *_ = api
+    lines = [
+        json.dumps({"question": f"{q} (variant {i})", "answer": "Plant beans."})
+        for i in range(3000)
+        for q in QUESTIONS[:1]
+    ]
+    raw = client.post(
+        "/api/v1/datasets", headers=alice, files={"file": ("big.jsonl", "\n".join(lines).encode())}
+    ).json()
+    source = client.post(
+        f"/api/v1/datasets/{raw['id']}/process",
+        headers=alice,
+        json={"mapping": raw["mapping"], "split": {"mode": "none"}},
+    ).json()
+    assert source["splits"] == {"train": 3000}
+    spec = {"methods": [{"name": "swap"}, {"name": "delete"}, {"name": "synonym"}], "copies": 10}
+    made = client.post(f"/api/v1/datasets/{source['id']}/augment", headers=alice, json=spec).json()
+    deadline = time.monotonic() + 60
+    while True:  # cancel once it has done some of the work, not before
+        job = client.get(f"/api/v1/jobs/{made['job_id']}", headers=alice).json()
+        assert job["status"] in ("queued", "running"), job
+        if job["progress"] > 0:
+            break
+        assert time.monotonic() < deadline, "the job did not start"
+        time.sleep(0.1)
+    cancelled = client.post(f"/api/v1/jobs/{made['job_id']}/cancel", headers=alice)
+    assert cancelled.status_code == 200, cancelled.text
+    dataset = _wait(client, alice, made["id"])
+    job = client.get(f"/api/v1/jobs/{made['job_id']}", headers=alice).json()
+    assert job["status"] == "cancelled" and job["progress"] < 0.9
+    assert dataset["status"] == "failed" and dataset["rows"] == 0
