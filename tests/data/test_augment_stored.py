@@ -180,10 +180,16 @@ def test_plain_text_is_rewritten_as_an_answer(library_settings: Settings) -> Non
     )
 
 
-def test_image_rows_are_augmented_and_counted(library_settings: Settings) -> None:
+def test_image_rows_are_augmented_and_counted(
+    library_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import io
 
     from PIL import Image
+
+    from tuneforge.data.augment import stored
+
+    monkeypatch.setattr(stored, "FLUSH_BYTES", 1)  # each row's variants written at once
 
     def picture(shade: int) -> bytes:
         image = Image.new("RGB", (40, 30), (shade, 255 - shade, 90))

@@ -28,6 +28,8 @@ from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore
 
 BATCH_ROWS = 256
+IMAGE_BATCH_ROWS = 16  # source rows read at a time when they have images
+FLUSH_BYTES = 32 << 20  # variants' image bytes held before they are written
 TRAIN = "train"
 Fields = dict[str, Any]
 
@@ -56,6 +58,10 @@ def copy_split(store: ArtifactStore, source: str, target: str) -> int:
     return store.size(target)
 
 
+def _image_bytes(rows: list[dict[str, Any]]) -> int:
+    return sum(len(data) for row in rows for data in row.get("images") or ())
+
+
 def _train(
     store: ArtifactStore,
     key: str,
@@ -65,30 +71,38 @@ def _train(
     progress: Callable[[float], None] | None,
 ) -> tuple[int, int]:
     """Write the augmented train split to `out`: the source's rows, then their variants
-    (parked in a side file meanwhile); the source's row count and the variants made."""
+    (parked in a side file meanwhile); the source's row count and the variants made. Rows with
+    images are read `IMAGE_BATCH_ROWS` at a time, and variants are written once they hold
+    `FLUSH_BYTES` of images, so memory holds a few rows' images, not a batch's copies."""
     side = out.with_name("variants.parquet")
     with store.open(key) as handle:
         reader = pq.ParquetFile(handle)
         schema = lineage_schema(reader.schema_arrow)
+        size = IMAGE_BATCH_ROWS if "images" in schema.names else BATCH_ROWS
         total, done, made = reader.metadata.num_rows, 0, 0
         with pq.ParquetWriter(out, schema, compression="zstd") as writer:
             with pq.ParquetWriter(side, schema, compression="zstd") as parked:
-                for batch in reader.iter_batches(batch_size=BATCH_ROWS):
+                for batch in reader.iter_batches(batch_size=size):
                     rows = batch.to_pylist()
                     originals = [original(row) for row in rows]
-                    variants = [
-                        v for i, row in enumerate(rows, done) for v in variants_of(row, i, spec)
-                    ]
                     writer.write_table(pa.Table.from_pylist(originals, schema=schema))
-                    if variants:
-                        parked.write_table(pa.Table.from_pylist(variants, schema=schema))
-                    stats.add(TRAIN, originals + variants)
+                    stats.add(TRAIN, originals)
+                    waiting: list[dict[str, Any]] = []
+                    for index, row in enumerate(rows, done):
+                        waiting += variants_of(row, index, spec)
+                        if len(waiting) >= BATCH_ROWS or _image_bytes(waiting) > FLUSH_BYTES:
+                            parked.write_table(pa.Table.from_pylist(waiting, schema=schema))
+                            stats.add(TRAIN, waiting)
+                            made, waiting = made + len(waiting), []
+                    if waiting:
+                        parked.write_table(pa.Table.from_pylist(waiting, schema=schema))
+                        stats.add(TRAIN, waiting)
+                        made += len(waiting)
                     done += len(rows)
-                    made += len(variants)
                     if progress is not None:
                         progress(0.9 * done / max(total, 1))
             with pq.ParquetFile(side) as variants_file:
-                for part in variants_file.iter_batches(batch_size=BATCH_ROWS):
+                for part in variants_file.iter_batches(batch_size=size):
                     writer.write_batch(part)
     return total, made
 
