@@ -249,3 +249,52 @@ def test_a_cancelled_augmentation_publishes_no_train_split(
             cancel,
         )
     assert store.list(TARGET) == []
+
+
+def test_tool_calling_rows_keep_their_calls_and_tools(library_settings: Settings) -> None:
+    store = ArtifactStore(library_settings.resolved_storage_url)
+    tools = '[{"type": "function", "function": {"name": "weather", "parameters": {}}}]'
+    call = {"type": "function", "function": {"name": "weather", "arguments": '{"city": "Oslo"}'}}
+    rows = [
+        {
+            "messages": [
+                _message("user", f"What is the weather like in Oslo this morning, day {i}?"),
+                {"role": "assistant", "content": [], "tool_calls": [call]},
+                {"role": "tool", "name": "weather", "content": [{"type": "text", "text": "cold"}]},
+                _message("assistant", "It is cold in Oslo."),
+            ],
+            "tools": tools,
+        }
+        for i in range(4)
+    ]
+    splits = _write(store, "u/datasets/tools", {"train": rows})
+    spec = AugmentSpec.model_validate({"methods": [{"name": "swap"}], "rewrite": "both"})
+    augment_stored(store, library_settings, ("u/datasets/tools", splits, CONFIG), TARGET, spec)
+    train = parquet.read_split(store, parquet.split_key(TARGET, "processed", "train")).to_pylist()
+    source = parquet.read_split(store, parquet.split_key("u/datasets/tools", "processed", "train"))
+    assert len(train) == 8
+    for variant in train[4:]:
+        original = source.to_pylist()[variant["augmented_from"]]
+        assert variant["tools"] == tools
+        assert variant["messages"][1:3] == original["messages"][1:3]  # the call and its result
+        assert variant["messages"][0] != original["messages"][0]
+        assert variant["messages"][3] != original["messages"][3]  # answers too, when asked
+
+
+def test_prompt_only_references_leave_out_tools_and_lineage(library_settings: Settings) -> None:
+    store = ArtifactStore(library_settings.resolved_storage_url)
+    rows = [
+        {
+            "prompt": [_message("user", f"Add {i} and {i} together, then explain the sum.")],
+            "answer": str(2 * i),
+            "tools": "[]",
+        }
+        for i in range(3)
+    ]
+    splits = _write(store, "u/datasets/prompts", {"train": rows})
+    config = {"mapping": {"mode": "prompt_only"}}
+    spec = AugmentSpec.model_validate({"methods": [{"name": "delete"}]})
+    fields = augment_stored(
+        store, library_settings, ("u/datasets/prompts", splits, config), TARGET, spec
+    )
+    assert fields["stats"]["reference_columns"] == ["answer"]

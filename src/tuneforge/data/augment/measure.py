@@ -91,7 +91,7 @@ class AugmentedStats:
     def finish(self) -> DatasetStats:
         if self.mode == "prompt_only":
             self.builder.reference_columns = [
-                c for c in self.columns if c not in ("prompt", "images", *LINEAGE)
+                c for c in self.columns if c not in ("prompt", "images", "tools", *LINEAGE)
             ]
         return self.builder.finish()
 
