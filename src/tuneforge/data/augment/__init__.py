@@ -7,6 +7,8 @@ naming its source row and its methods (see `docs/augmentation.md`).
 - `images`: flips, crops, rotation and colour jitter with Pillow;
 - `records`: `augment_records(records, spec)`, the variants with their lineage;
 - `measure`: token counts and statistics of augmented rows;
-- `stored`: a stored processed dataset into a new one (train augmented, test copied);
-- `preview`: originals beside their variants, with counts, tokens and the cost.
+- `stored`: a stored processed dataset into a new one (train augmented, test copied).
+
+The preview (originals beside their variants, with counts, tokens and cost) is
+`services/augmentation.py`; the job is `jobs/kinds/augment.py` and `jobs/workers/augment.py`.
 """
