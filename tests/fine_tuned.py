@@ -38,8 +38,10 @@ def add_fine_tuned(
     adapter: Path,
     name: str = "tuned",
     base_model: str = "tiny-random-gemma3",
+    kind: str = "adapter",
 ) -> str:
-    """Store `adapter` as a fine-tuned model of `username`'s (of `base_model`); its id."""
+    """Store `adapter` (or, with `kind` `full`, whole weights) as a fine-tuned model of
+    `username`'s (of `base_model`); its id."""
     factory = make_sessionmaker(make_engine(settings.resolved_database_url))
     with transaction(factory) as session:
         user = session.scalars(select(User).where(User.username == username)).one()
@@ -49,7 +51,7 @@ def add_fine_tuned(
             owner_id=user.id,
             name=name,
             base_model=base_model,
-            kind="adapter",
+            kind=kind,
             spec={},
             metrics={},
             artifact_key=key,

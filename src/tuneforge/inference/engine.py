@@ -36,7 +36,7 @@ class Status:
 
 @dataclass(frozen=True)
 class Finished:
-    reason: Literal["stop", "length"]
+    reason: Literal["stop", "length", "tool_calls"]
     prompt_tokens: int
     completion_tokens: int
     engine: str = ""

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import base64
-from typing import Annotated, Literal
+import json
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tuneforge.models.chat_template import BOS, GEMMA_3, ChatFormat
 
@@ -19,6 +20,11 @@ MAX_MESSAGE_CHARS = 100_000
 #: released Gemma 3's context).
 MAX_PARTS = 64
 MAX_IMAGES = 8
+#: Most tools one request declares, and most calls in one message.
+MAX_TOOLS = 64
+MAX_TOOL_CALLS = 16
+#: A tool's name as OpenAI allows it: letters, digits, underscores and dashes, up to 64.
+TOOL_NAME = r"^[A-Za-z0-9_-]{1,64}$"
 
 
 class TextPart(BaseModel):
@@ -41,16 +47,79 @@ class ImagePart(BaseModel):
 Part = Annotated[TextPart | ImagePart, Field(discriminator="type")]
 
 
-class Turn(BaseModel):
-    """One message of a conversation: a text, or text and image parts."""
+class FunctionCall(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=TOOL_NAME, description="The tool called.")
+    arguments: str = Field(
+        "{}", max_length=MAX_MESSAGE_CHARS, description="Its arguments: JSON text of an object."
+    )
+
+    @field_validator("arguments")
+    @classmethod
+    def _object(cls, arguments: str) -> str:
+        try:
+            value = json.loads(arguments or "{}")
+        except json.JSONDecodeError:
+            raise ValueError("the arguments must be JSON text of an object") from None
+        if not isinstance(value, dict):
+            raise ValueError("the arguments must be a JSON object")
+        return arguments or "{}"
+
+
+class ToolCall(BaseModel):
+    """A call of a tool, in OpenAI's shape."""
 
     model_config = ConfigDict(extra="forbid")
 
-    role: Literal["system", "user", "assistant"] = Field(description="Who says it.")
+    id: str | None = Field(None, max_length=200, description="The call's id, if any.")
+    type: Literal["function"] = Field("function", description="Always `function`.")
+    function: FunctionCall = Field(description="Which tool, with which arguments.")
+
+
+class FunctionDefinition(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(pattern=TOOL_NAME, description="The tool's name.")
+    description: str | None = Field(
+        None, max_length=10_000, description="What it does: the model reads it."
+    )
+    parameters: dict[str, Any] | None = Field(
+        None, description="Its arguments as a JSON schema of an object."
+    )
+
+
+class Tool(BaseModel):
+    """A tool the model may call, in OpenAI's shape."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["function"] = Field("function", description="Always `function`.")
+    function: FunctionDefinition = Field(description="The tool.")
+
+
+class Turn(BaseModel):
+    """One message of a conversation: a text, or text and image parts; an assistant message
+    may call tools, and a `tool` message holds a tool's result."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "user", "assistant", "tool"] = Field(description="Who says it.")
     content: (
         Annotated[str, Field(max_length=MAX_MESSAGE_CHARS)]
         | Annotated[list[Part], Field(max_length=MAX_PARTS)]
-    ) = Field(description="What is said.")
+    ) = Field("", description="What is said.")
+    tool_calls: list[ToolCall] | None = Field(
+        None, max_length=MAX_TOOL_CALLS, description="An assistant message's calls of tools."
+    )
+    name: str | None = Field(
+        None, pattern=TOOL_NAME, description="A `tool` message's tool: whose result it is."
+    )
+
+    @model_validator(mode="after")
+    def _tool_fields(self) -> Turn:
+        check_tool_fields(self.role, self.tool_calls, self.name)
+        return self
 
     @property
     def images(self) -> int:
@@ -58,6 +127,14 @@ class Turn(BaseModel):
         if isinstance(self.content, str):
             return 0
         return sum(isinstance(part, ImagePart) for part in self.content)
+
+
+def check_tool_fields(role: str, tool_calls: list[ToolCall] | None, name: str | None) -> None:
+    """Only assistant messages call tools; a tool message, and only one, names its tool."""
+    if tool_calls and role != "assistant":
+        raise ValueError("only assistant messages call tools")
+    if (role == "tool") != (name is not None):
+        raise ValueError("a tool message, and only a tool message, names its tool")
 
 
 class GenerationParams(BaseModel):
@@ -150,6 +227,9 @@ class Generate(BaseModel):
         max_length=MAX_IMAGES,
         description="The conversation's images (encoded files, base64), in order of appearance.",
     )
+    tools: list[Tool] | None = Field(
+        None, max_length=MAX_TOOLS, description="The tools the model may call."
+    )
 
     @classmethod
     def encode(cls, images: list[bytes]) -> list[str]:
@@ -164,7 +244,7 @@ class Generate(BaseModel):
         the raw prompt after Gemma's `<bos>` (which every Gemma input starts with)."""
         if self.messages is not None:
             messages = [t.model_dump() for t in self.messages]
-            text = chat.render(messages, add_generation_prompt=True)
+            text = chat.render(messages, tools=self.tool_list(), add_generation_prompt=True)
             if sum(t.images for t in self.messages) != len(self.images):
                 raise ValueError("The conversation's image parts and its images do not match.")
             token = chat.image_placeholder.strip()  # `<start_of_image>`, `<|image|>`
@@ -173,6 +253,19 @@ class Generate(BaseModel):
             return text
         if self.prompt is None:
             raise ValueError("Give messages or a prompt.")
+        if self.tools:
+            raise ValueError("Tools go with a conversation, not with a raw prompt.")
         if self.images:
             raise ValueError("Images go with a conversation, not with a raw prompt.")
         return self.prompt if self.prompt.startswith(BOS) else BOS + self.prompt
+
+    def tool_list(self) -> list[dict[str, Any]] | None:
+        """The tools as the chat template takes them (None: no tools)."""
+        return [tool.model_dump(exclude_none=True) for tool in self.tools] if self.tools else None
+
+    def stopping_at_calls(self, chat: ChatFormat) -> Generate:
+        """This request, stopping where a model that called tools waits for their results."""
+        if not self.tools:
+            return self
+        stop = [*self.params.stop, chat.tool_markers.response[0]]
+        return self.model_copy(update={"params": self.params.model_copy(update={"stop": stop})})

@@ -102,7 +102,9 @@ def create_server(settings: Settings) -> FastAPI:
                 update={"model": request.model.model_copy(update={"images": True})}
             )
         try:
-            text = request.text(_chat_format(settings, request.model.base))
+            chat = _chat_format(settings, request.model.base)
+            text = request.text(chat)
+            request = request.stopping_at_calls(chat)
             cache.engine_for(request.model)
         except DomainError as exc:
             return _error(STATUS.get(exc.code, 500), exc.code, exc.message)

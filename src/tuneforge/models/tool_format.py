@@ -20,6 +20,7 @@ chat templates from them.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -214,6 +215,29 @@ def parse_calls(text: str, markers: ToolMarkers) -> tuple[str, list[dict[str, An
     return content, calls
 
 
+def split_answer(text: str, markers: ToolMarkers) -> tuple[str, list[dict[str, Any]]]:
+    """An answer's text and its calls (`parse_calls`); a malformed call stays text."""
+    try:
+        return parse_calls(text, markers)
+    except CallSyntaxError:
+        return text, []
+
+
+def openai_tool_calls(calls: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Parsed calls in OpenAI's shape: each with a new id and its arguments as JSON text."""
+    return [
+        {
+            "id": f"call_{uuid.uuid4().hex[:24]}",
+            "type": "function",
+            "function": {
+                "name": call["name"],
+                "arguments": json.dumps(call["arguments"], ensure_ascii=False),
+            },
+        }
+        for call in calls
+    ]
+
+
 class _Reader:
     """Reads one value of the notation."""
 
@@ -276,3 +300,42 @@ def _scalar(word: str) -> Any:
         return json.loads(word)
     except json.JSONDecodeError:
         return word
+
+
+class CallStream:
+    """Splits a streamed answer into the text to show as it comes and the calls at its end:
+    text is passed on until a call marker begins (a piece that may be its start is held
+    back), and what follows is parsed when the answer ends."""
+
+    def __init__(self, markers: ToolMarkers) -> None:
+        self.markers = markers
+        self.held = ""
+        self.calling = False
+
+    def feed(self, text: str) -> str:
+        """The part of `text` (after what was held back) that is surely not a call."""
+        self.held += text
+        if self.calling:
+            return ""
+        opening = self.markers.call[0]
+        at = self.held.find(opening)
+        if at >= 0:
+            self.calling = True
+        else:
+            at = len(self.held) - _partial_marker(self.held, opening)
+        shown, self.held = self.held[:at], self.held[at:]
+        return shown
+
+    def finish(self) -> tuple[str, list[dict[str, Any]]]:
+        """The text left to show and the calls: a malformed call is shown as text."""
+        if not self.calling:
+            return self.held, []
+        return split_answer(self.held, self.markers)
+
+
+def _partial_marker(text: str, marker: str) -> int:
+    """The length of the longest end of `text` that begins `marker`."""
+    for size in range(min(len(marker) - 1, len(text)), 0, -1):
+        if marker.startswith(text[-size:]):
+            return size
+    return 0

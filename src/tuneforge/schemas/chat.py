@@ -5,16 +5,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tuneforge.inference.params import (
     MAX_MESSAGE_CHARS,
     MAX_MESSAGES,
     MAX_PARTS,
+    MAX_TOOL_CALLS,
+    MAX_TOOLS,
+    TOOL_NAME,
     EngineName,
     GenerationParams,
     TextPart,
+    Tool,
+    ToolCall,
     Turn,
+    check_tool_fields,
 )
 from tuneforge.models.availability import Availability
 
@@ -47,11 +53,24 @@ class ChatTurn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    role: Literal["system", "user", "assistant"] = Field(description="Who says it.")
+    role: Literal["system", "user", "assistant", "tool"] = Field(
+        description="Who says it (`tool`: a tool's result)."
+    )
     content: (
         Annotated[str, Field(max_length=MAX_MESSAGE_CHARS)]
         | Annotated[list[ChatPart], Field(min_length=1, max_length=MAX_PARTS)]
-    ) = Field(description="What is said: text, or `text` and `image_url` parts in order.")
+    ) = Field("", description="What is said: text, or `text` and `image_url` parts in order.")
+    tool_calls: list[ToolCall] | None = Field(
+        None, max_length=MAX_TOOL_CALLS, description="An assistant message's calls of tools."
+    )
+    name: str | None = Field(
+        None, pattern=TOOL_NAME, description="A `tool` message's tool: whose result it is."
+    )
+
+    @model_validator(mode="after")
+    def _tool_fields(self) -> ChatTurn:
+        check_tool_fields(self.role, self.tool_calls, self.name)
+        return self
 
 
 class ChatRequest(GenerationParams):
@@ -79,6 +98,12 @@ class ChatRequest(GenerationParams):
         max_length=MAX_MESSAGE_CHARS,
         description="A system prompt (Gemma folds it into the first user turn).",
     )
+    tools: list[Tool] | None = Field(
+        None,
+        max_length=MAX_TOOLS,
+        description="Tools the model may call (OpenAI's definitions); a call comes back as the "
+        "answer's `tool_calls`, and its result goes in a `tool` message.",
+    )
     stream: bool = Field(
         True, description="Stream Server-Sent Events (`delta`, then `done`), or answer once."
     )
@@ -95,9 +120,10 @@ class Usage(BaseModel):
 class ChatAnswer(BaseModel):
     model: str = Field(description="The model that answered.")
     message: Turn = Field(description="The answer, as an assistant message.")
-    finish_reason: Literal["stop", "length"] = Field(
+    finish_reason: Literal["stop", "length", "tool_calls"] = Field(
         description="`stop`: the model ended its turn or met a stop string; `length`: "
-        "`max_new_tokens` was reached."
+        "`max_new_tokens` was reached; `tool_calls`: the model called tools and waits for "
+        "their results."
     )
     usage: Usage = Field(description="Token counts.")
     engine: str = Field(description="The engine that answered: llama.cpp, transformers or vllm.")

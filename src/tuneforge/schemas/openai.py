@@ -16,7 +16,12 @@ from tuneforge.inference.params import (
     MAX_MESSAGES,
     MAX_PARTS,
     MAX_STOP_STRINGS,
+    MAX_TOOL_CALLS,
+    MAX_TOOLS,
+    TOOL_NAME,
     TextPart,
+    Tool,
+    ToolCall,
 )
 from tuneforge.schemas.chat import ChatImagePart, ChatPart, ChatTurn, ImageUrl
 
@@ -88,22 +93,43 @@ class ContentPart(BaseModel):
 class OpenAIMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    role: Literal["system", "developer", "user", "assistant"] = Field(
-        description="`developer` counts as `system`."
+    role: Literal["system", "developer", "user", "assistant", "tool"] = Field(
+        description="`developer` counts as `system`; `tool`: a tool's result."
     )
     content: (
         Annotated[str, Field(max_length=MAX_MESSAGE_CHARS)]
         | Annotated[list[ContentPart], Field(max_length=MAX_PARTS)]
-    ) = Field(description="Text, or a list of `text` and `image_url` parts.")
+        | None
+    ) = Field(None, description="Text, or a list of `text` and `image_url` parts.")
+    tool_calls: list[ToolCall] | None = Field(
+        None, max_length=MAX_TOOL_CALLS, description="An assistant message's calls of tools."
+    )
+    tool_call_id: str | None = Field(
+        None, max_length=200, description="A tool message: the call it answers."
+    )
+    name: str | None = Field(
+        None, pattern=TOOL_NAME, description="A tool message: the tool (else found by its call)."
+    )
 
-    def turn(self) -> ChatTurn:
+    def turn(self, calls: dict[str, str]) -> ChatTurn:
+        """This message as TuneForge's chat takes it; `calls`: the tool of each call id so far."""
         role = "system" if self.role == "developer" else self.role
-        if isinstance(self.content, str):
-            return ChatTurn(role=role, content=self.content)
+        extra: dict[str, Any] = {}
+        if self.tool_calls:
+            extra["tool_calls"] = self.tool_calls
+        if role == "tool":
+            extra["name"] = self.name or calls.get(self.tool_call_id or "")
+            if extra["name"] is None:
+                raise ValueError(
+                    "A tool message needs the tool_call_id of a call made before it (or a name)."
+                )
+        if self.content is None or isinstance(self.content, str):
+            return ChatTurn(role=role, content=self.content or "", **extra)
         parts = [part.part() for part in self.content]
         if not any(isinstance(part, ChatImagePart) for part in parts):  # text parts: one text
-            return ChatTurn(role=role, content="".join(p.text for p in parts))  # type: ignore[union-attr]
-        return ChatTurn(role=role, content=parts)
+            text = "".join(p.text for p in parts)  # type: ignore[union-attr]
+            return ChatTurn(role=role, content=text, **extra)
+        return ChatTurn(role=role, content=parts, **extra)
 
 
 class ChatCompletionRequest(Sampling):
@@ -114,10 +140,43 @@ class ChatCompletionRequest(Sampling):
     max_completion_tokens: int | None = Field(
         None, ge=1, le=8192, description="Takes precedence over `max_tokens`."
     )
+    tools: list[Tool] | None = Field(
+        None,
+        max_length=MAX_TOOLS,
+        description="Tools the model may call; its calls come back as `tool_calls`.",
+    )
+    tool_choice: str | dict[str, Any] | None = Field(
+        None,
+        description="`auto` (the default with tools: the model decides) or `none` (the tools "
+        "are not offered). Forcing a call is not supported.",
+    )
 
     @property
     def max_new_tokens(self) -> int:
         return self.max_completion_tokens or self.max_tokens or 512
+
+    def offered_tools(self) -> list[Tool] | None:
+        """The tools the model is offered, by `tool_choice`."""
+        if self.tool_choice in (None, "auto"):
+            return self.tools or None
+        if self.tool_choice == "none":
+            return None
+        raise ValueError(
+            "tool_choice may be 'auto' or 'none': TuneForge lets the model decide whether to "
+            "call a tool and cannot force a call."
+        )
+
+    def turns(self) -> list[ChatTurn]:
+        """The conversation as TuneForge's chat takes it, each tool result named after its
+        call's tool."""
+        calls: dict[str, str] = {}
+        turns = []
+        for message in self.messages:
+            for call in message.tool_calls or ():
+                if call.id:
+                    calls[call.id] = call.function.name
+            turns.append(message.turn(calls))
+        return turns
 
 
 class CompletionRequest(Sampling):

@@ -8,19 +8,20 @@ from sqlalchemy.orm import Session
 
 from tuneforge.db.tables import User
 from tuneforge.errors import InvalidInput
-from tuneforge.inference.params import EngineName, Generate, GenerationParams, Turn
+from tuneforge.inference.params import EngineName, Generate, GenerationParams, Tool, Turn
 from tuneforge.inference.sampling import SamplingDefaults, sampling_defaults
 from tuneforge.jobs.inputs import ChatModel
 from tuneforge.jobs.inputs import usable_model as chat_model
 from tuneforge.jobs.inputs import usable_models as chat_models
 from tuneforge.models.catalog import load_catalog
-from tuneforge.models.chat_template import format_of
+from tuneforge.models.chat_template import ChatFormat, format_of
 from tuneforge.schemas.chat import ChatRequest, ChatTurn
 from tuneforge.services.chat_images import image_count, resolve_turns
 from tuneforge.settings import Settings
 
 __all__ = [
     "ChatModel",
+    "chat_format",
     "chat_model",
     "chat_models",
     "defaults",
@@ -39,6 +40,11 @@ def takes_images(settings: Settings, model: ChatModel) -> bool:
     the Gemma 4 12B's patch projection), of a family whose image prompts TuneForge writes."""
     entry = load_catalog(settings.catalog_file).get(model.base)
     return entry is not None and entry.vision is not None and entry.family in IMAGE_FAMILIES
+
+
+def chat_format(settings: Settings, model: ChatModel) -> ChatFormat:
+    """The chat format `model` speaks (its catalog base's; fine-tunes speak their base's)."""
+    return format_of(load_catalog(settings.catalog_file).get(model.base))
 
 
 def defaults(settings: Settings, model: ChatModel) -> SamplingDefaults:
@@ -66,7 +72,7 @@ def generation(
     params = GenerationParams.model_validate(
         {**defaults(settings, model).params.model_dump(), **given}
     )
-    return _generate(settings, model, params, messages, None, images)
+    return _generate(settings, model, params, messages, None, images, request.tools)
 
 
 def prepare(
@@ -78,12 +84,14 @@ def prepare(
     messages: list[ChatTurn] | None = None,
     prompt: str | None = None,
     engine: EngineName = "auto",
+    tools: list[Tool] | None = None,
 ) -> tuple[ChatModel, Generate]:
-    """A generation of `model_id` (checked as the user) for a conversation or a raw prompt."""
+    """A generation of `model_id` (checked as the user) for a conversation (with the tools it
+    may call) or a raw prompt."""
     model = chat_model(session, user, settings, model_id, engine)
     _require_images(settings, model, image_count(messages or []))
     turns, images = resolve_turns(messages, user, settings) if messages else (None, [])
-    return _generate(settings, model, params, turns, prompt, images)
+    return _generate(settings, model, params, turns, prompt, images, tools)
 
 
 def _require_images(settings: Settings, model: ChatModel, images: int) -> None:
@@ -103,6 +111,7 @@ def _generate(
     messages: list[Turn] | None,
     prompt: str | None,
     images: list[bytes],
+    tools: list[Tool] | None = None,
 ) -> tuple[ChatModel, Generate]:
     ref = model.ref.model_copy(update={"images": True}) if images else model.ref
     try:
@@ -112,8 +121,9 @@ def _generate(
             prompt=prompt,
             params=params,
             images=Generate.encode(images),
+            tools=tools,
         )
-        generate.text(format_of(load_catalog(settings.catalog_file).get(model.base)))
+        generate.text(chat_format(settings, model))
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None
     return model, generate

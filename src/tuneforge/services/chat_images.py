@@ -54,8 +54,9 @@ def resolve_turns(
     images: list[bytes] = []
     out: list[Turn] = []
     for turn in turns:
+        extra = {"tool_calls": turn.tool_calls, "name": turn.name}
         if isinstance(turn.content, str):
-            out.append(Turn(role=turn.role, content=turn.content))
+            out.append(Turn(role=turn.role, content=turn.content, **extra))
             continue
         parts: list[Part] = []
         for part in turn.content:
@@ -66,7 +67,7 @@ def resolve_turns(
                 parts.append(ImagePart())
             else:
                 parts.append(TextPart(text=part.text))
-        out.append(Turn(role=turn.role, content=parts))
+        out.append(Turn(role=turn.role, content=parts, **extra))
     return out, images
 
 

@@ -17,6 +17,7 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from tuneforge.data.conversation import message, text_of
+from tuneforge.models.tool_format import tools_of
 from tuneforge.training.components.generation import dense_head_input, stop_ids
 from tuneforge.training.components.loss import causal_lm_loss
 from tuneforge.training.components.tokenize import Example, encode_prompt
@@ -35,6 +36,7 @@ class SamplePrompt:
     reference: str | None
     images: tuple[bytes, ...] = ()  # one per image part of `messages`, in order
     thumbnails: tuple[str, ...] = ()  # the images as small JPEG `data:` URLs
+    tools: Sequence[Mapping[str, Any]] | None = None  # the tools the model may call
 
 
 def evaluate(
@@ -85,12 +87,21 @@ def sample_prompts(
         if found is None:
             continue
         messages, reference = found
-        pictured = any(part["type"] != "text" for m in messages for part in m["content"])
+        pictured = any(part["type"] != "text" for m in messages for part in m["content"] or ())
         if pictured and not vision:
             continue
         user = next(m for m in reversed(messages) if m["role"] == "user")
         images = tuple(record.get("images") or ()) if pictured else ()
-        chosen.append(SamplePrompt(text_of(user), messages, reference, images, _thumbnails(images)))
+        chosen.append(
+            SamplePrompt(
+                text_of(user),
+                messages,
+                reference,
+                images,
+                _thumbnails(images),
+                tools_of(record.get("tools")),
+            )
+        )
         if len(chosen) == SAMPLES_FROM_TEST:
             break
     return chosen
@@ -139,7 +150,9 @@ def generate(
     with evaluating(model), runtime.autocast(), dense_head_input(model):
         for sample in prompts:
             per_image = images.info if images is not None else None
-            encoded = encode_prompt(sample.messages, tokenizer, per_image, sample.images)
+            encoded = encode_prompt(
+                sample.messages, tokenizer, per_image, sample.images, sample.tools
+            )
             ids = torch.tensor([encoded], device=runtime.device)
             extra: dict[str, Any] = {}
             if sample.images and images is not None:

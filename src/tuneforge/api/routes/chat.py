@@ -6,6 +6,7 @@ when the client goes away."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncGenerator
 
@@ -22,7 +23,9 @@ from tuneforge.api.deps import (
 )
 from tuneforge.errors import DomainError
 from tuneforge.inference.engine import Delta, Finished, Status
+from tuneforge.inference.params import Turn
 from tuneforge.inference.responses import ClosingStream
+from tuneforge.models.tool_format import CallStream, openai_tool_calls, split_answer
 from tuneforge.schemas.chat import (
     ChatAnswer,
     ChatModelList,
@@ -57,7 +60,9 @@ def chat_models(session: SessionDep, user: CurrentUser, settings: SettingsDep) -
             "content": {"text/event-stream": {}},
             "description": "With `stream` (the default): `status` events with `{phase, message}` "
             "while nothing is written yet (phase `starting`, `loading` or `queued`), `delta` "
-            "events with `{text}`, then one `done` with `{finish_reason, usage, engine}`, or an "
+            "events with `{text}`, with tools a `tool_calls` event with `{tool_calls}` (OpenAI's "
+            "shape) when the model calls them, then one `done` with `{finish_reason, usage, "
+            "engine}` (finish reason `tool_calls` after calls), or an "
             "`error` if it broke off (a model that fails to load, too). Closing the connection "
             "stops the generation.",
         }
@@ -75,12 +80,18 @@ async def chat(
     base model and its fine-tunes, Gemma's recommended sampling for instruction-tuned ones."""
     model, generate = await run_in_threadpool(service.generation, session, user, settings, body)
     await end_transaction(session)
+    markers = service.chat_format(settings, model).tool_markers if body.tools else None
     if not body.stream:
         text, done = await inference.complete(generate)
+        content, calls = split_answer(text, markers) if markers else (text, [])
         return ChatAnswer(
             model=model.id,
-            message={"role": "assistant", "content": text},  # type: ignore[arg-type]
-            finish_reason=done.reason,
+            message=Turn(
+                role="assistant",
+                content=content.strip() if calls else content,
+                tool_calls=openai_tool_calls(calls) or None,  # type: ignore[arg-type]
+            ),
+            finish_reason="tool_calls" if calls else done.reason,
             usage=Usage(prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens),
             engine=done.engine,
         )
@@ -91,12 +102,30 @@ async def chat(
     while isinstance(opening[-1], Status) and opening[-1].phase == "starting":
         opening.append(await anext(events))
 
+    splitter = CallStream(markers) if markers else None
+
     async def sse() -> AsyncGenerator[str, None]:
         try:
             for event in opening:
                 yield _sse(event)
             async for event in events:
-                yield _sse(event)
+                if splitter is None:
+                    yield _sse(event)
+                elif isinstance(event, Delta):
+                    text = splitter.feed(event.text)
+                    if text:
+                        yield _sse(Delta(text))
+                elif isinstance(event, Finished):
+                    rest, found = splitter.finish()
+                    if rest:
+                        yield _sse(Delta(rest))
+                    if found:
+                        made = json.dumps({"tool_calls": openai_tool_calls(found)})
+                        yield f"event: tool_calls\ndata: {made}\n\n"
+                        event = dataclasses.replace(event, reason="tool_calls")
+                    yield _sse(event)
+                else:
+                    yield _sse(event)
         except DomainError as exc:
             error = {"code": exc.code, "message": exc.message}
             yield f"event: error\ndata: {json.dumps(error)}\n\n"

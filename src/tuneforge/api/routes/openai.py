@@ -28,6 +28,7 @@ from tuneforge.inference.client import InferenceClient
 from tuneforge.inference.engine import Delta, Finished
 from tuneforge.inference.params import Generate, GenerationParams
 from tuneforge.inference.responses import ClosingStream
+from tuneforge.models.tool_format import CallStream, ToolMarkers, openai_tool_calls, split_answer
 from tuneforge.schemas.openai import ChatCompletionRequest, CompletionRequest, Sampling
 from tuneforge.services import chat as service
 
@@ -60,10 +61,10 @@ async def chat_completions(
     inference: InferenceDep,
 ) -> dict[str, Any] | StreamingResponse:
     try:
-        messages = [m.turn() for m in body.messages]
+        messages, tools = body.turns(), body.offered_tools()
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None
-    _, generate = await run_in_threadpool(
+    model, generate = await run_in_threadpool(
         service.prepare,
         session,
         user,
@@ -71,9 +72,13 @@ async def chat_completions(
         body.model,
         _params(body, body.max_new_tokens),
         messages,
+        None,
+        "auto",
+        tools,
     )
     await end_transaction(session)
-    return await _answer(inference, generate, body, chat=True)
+    markers = service.chat_format(settings, model).tool_markers if tools else None
+    return await _answer(inference, generate, body, chat=True, markers=markers)
 
 
 @router.post("/completions", response_model=None)
@@ -106,8 +111,15 @@ def _params(body: Sampling, max_new_tokens: int) -> GenerationParams:
 
 
 async def _answer(
-    inference: InferenceClient, generate: Generate, body: Sampling, *, chat: bool
+    inference: InferenceClient,
+    generate: Generate,
+    body: Sampling,
+    *,
+    chat: bool,
+    markers: ToolMarkers | None = None,
 ) -> dict[str, Any] | StreamingResponse:
+    """The answer, whole or streamed; with tool `markers` (tools were offered), the calls the
+    model wrote come back as `tool_calls` (finish reason `tool_calls`)."""
     head = {
         "id": ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex,
         "object": "chat.completion" if chat else "text_completion",
@@ -116,23 +128,34 @@ async def _answer(
     }
     if not body.stream:
         text, done = await inference.complete(generate)
+        reason: str = done.reason
         if chat:
-            choice = {"index": 0, "message": {"role": "assistant", "content": text}}
+            content, calls = split_answer(text, markers) if markers else (text, [])
+            message: dict[str, Any] = {"role": "assistant", "content": content}
+            if calls:
+                message = {"role": "assistant", "content": content.strip() or None}
+                message["tool_calls"] = openai_tool_calls(calls)
+                reason = "tool_calls"
+            choice = {"index": 0, "message": message}
         else:
             prompt = body.prompt if isinstance(body, CompletionRequest) and body.echo else ""
             choice = {"index": 0, "text": prompt + text, "logprobs": None}
         return {
             **head,
-            "choices": [{**choice, "finish_reason": done.reason}],
+            "choices": [{**choice, "finish_reason": reason}],
             "usage": _usage(done),
         }
     events = inference.stream(generate)
     first = await anext(events)  # a model that cannot load answers with an HTTP error
     head["object"] = "chat.completion.chunk" if chat else "text_completion"
 
-    def chunk(text: str | None, reason: str | None) -> str:
+    def chunk(
+        text: str | None, reason: str | None, calls: list[dict[str, Any]] | None = None
+    ) -> str:
         if chat:
-            delta = {} if text is None else {"content": text}
+            delta: dict[str, Any] = {} if text is None else {"content": text}
+            if calls:
+                delta = {"tool_calls": [{"index": i, **c} for i, c in enumerate(calls)]}
             choice: dict[str, Any] = {"index": 0, "delta": delta}
         else:
             choice = {"index": 0, "text": text or "", "logprobs": None}
@@ -158,11 +181,22 @@ async def _answer(
                 ],
             }
             yield f"data: {json.dumps(opening)}\n\n"
+        calls = CallStream(markers) if markers else None
         async for event in _chain(first, events):
             if isinstance(event, Delta):
-                yield chunk(event.text, None)
+                text = calls.feed(event.text) if calls else event.text
+                if text:
+                    yield chunk(text, None)
             else:
-                yield chunk(None, event.reason)
+                reason: str = event.reason
+                if calls:
+                    rest, found = calls.finish()
+                    if rest:
+                        yield chunk(rest, None)
+                    if found:
+                        yield chunk(None, None, openai_tool_calls(found))
+                        reason = "tool_calls"
+                yield chunk(None, reason)
                 if body.include_usage:
                     yield f"data: {json.dumps({**head, 'choices': [], 'usage': _usage(event)})}\n\n"
         yield "data: [DONE]\n\n"

@@ -269,16 +269,18 @@ def encode_prompt(
     tokenizer: Tokenizer,
     vision: VisionInfo | None = None,
     images: Sequence[bytes] = (),
+    tools: Sequence[ToolDefinition] | None = None,
 ) -> list[int]:
     """The token ids of a prompt (ending with a user turn) followed by the generation prompt of
     the tokenizer's chat format (`<start_of_turn>model\\n`; Gemma 4:
     `<|turn>model\\n<|channel>thought\\n<channel|>`): what the model continues to answer, for
-    sample generations. Its images (`images`, one per
+    sample generations; `tools`: the tools it may call. Its images (`images`, one per
     image part) are expanded into `vision` tokens each, for a vision model."""
     if messages and messages[-1]["role"] == "assistant":
         raise ValueError("A prompt must end with a user message, not an assistant message.")
     _check_images(messages, images, vision)
-    text = format_of_tokenizer(tokenizer).render(messages, add_generation_prompt=True)
+    chat = format_of_tokenizer(tokenizer)
+    text = chat.render(messages, tools=tools, add_generation_prompt=True)
     if images:
         assert vision is not None
         text = expand_text(text, vision, images)
