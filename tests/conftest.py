@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import make_url, select, text
 
-from tests.fine_tuned import tiny_adapter  # noqa: F401  (a fixture for every test folder)
+from tests.fine_tuned import tiny_adapter, tool_calling_model  # noqa: F401  (fixtures for every test folder)
 from tests.models import models_cache_dir
 from tuneforge.api.app import create_app
 from tuneforge.db.session import make_engine, make_sessionmaker, migrate, transaction

@@ -1,13 +1,17 @@
-"""A LoRA fine-tune of tiny-random-gemma3 to chat with, made without a training run: PEFT's
-random initialisation (both LoRA matrices non-zero) so it answers differently from its base."""
+"""Fine-tunes of tiny-random-gemma3 to chat with: a LoRA adapter made without a training run
+(PEFT's random initialisation, both LoRA matrices non-zero, so it answers differently from its
+base), and a full fine-tune that learnt one tool-calling conversation (it calls the tool)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+from tuneforge.data.conversation import message
 from tuneforge.db.session import make_engine, make_sessionmaker, transaction
 from tuneforge.db.tables import Model, User
 from tuneforge.settings import Settings
@@ -30,6 +34,64 @@ def tiny_adapter(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     tuned.save_pretrained(out)
     load_tokenizer(base_dir).save_pretrained(out)
     return out
+
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "The weather now in a city.",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+]
+QUESTION = "Weather in Oslo?"
+ANSWER = "It is cold in Oslo."
+
+
+def _record() -> dict[str, Any]:
+    call = {
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+    }
+    return {
+        "messages": [
+            message("user", QUESTION),
+            {"role": "assistant", "content": [], "tool_calls": [call]},
+            {"role": "tool", "name": "get_weather", "content": [{"type": "text", "text": "cold"}]},
+            message("assistant", ANSWER),
+        ],
+        "tools": json.dumps(TOOLS),
+    }
+
+
+@pytest.fixture(scope="session")
+def tool_calling_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Full fine-tuning of the tiny model on one tool-calling conversation (it learns it)."""
+    from tests.training.conftest import Recorder
+    from tuneforge.training.recipes.sft import train_sft
+    from tuneforge.training.spec import SFTSpec
+
+    spec = SFTSpec(
+        base_model="tiny-random-gemma3",
+        dataset_id="d",
+        method="full",
+        learning_rate=3e-3,
+        batch_size=4,
+        max_steps=60,
+        eval_every=0,
+    )
+    recorder = Recorder()
+    out = tmp_path_factory.mktemp("tool-model")
+    outcome = train_sft(spec, tiny_model, [_record()] * 4, [], recorder, out)
+    losses = recorder.series("loss")
+    assert outcome.steps == 60 and losses[-1] < 0.1 * losses[0]
+    return outcome.output
 
 
 def add_fine_tuned(

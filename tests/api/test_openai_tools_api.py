@@ -11,78 +11,20 @@ from typing import Any
 import pytest
 
 from tests.conftest import add_user
-from tests.fine_tuned import add_fine_tuned
+from tests.fine_tuned import ANSWER, QUESTION, TOOLS, add_fine_tuned
 from tests.server import server_env, server_process
-from tests.training.conftest import Recorder
-from tuneforge.data.conversation import message
 
 pytestmark = [pytest.mark.slow, pytest.mark.surface, pytest.mark.timeout(300)]
 
-TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "The weather now in a city.",
-            "parameters": {
-                "type": "object",
-                "properties": {"city": {"type": "string"}},
-                "required": ["city"],
-            },
-        },
-    }
-]
-QUESTION = "Weather in Oslo?"
-ANSWER = "It is cold in Oslo."
-
-
-def _record() -> dict[str, Any]:
-    call = {
-        "type": "function",
-        "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
-    }
-    return {
-        "messages": [
-            message("user", QUESTION),
-            {"role": "assistant", "content": [], "tool_calls": [call]},
-            {"role": "tool", "name": "get_weather", "content": [{"type": "text", "text": "cold"}]},
-            message("assistant", ANSWER),
-        ],
-        "tools": json.dumps(TOOLS),
-    }
-
-
-@pytest.fixture(scope="module")
-def tool_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Full fine-tuning of the tiny model on one tool-calling conversation (it learns it)."""
-    from tuneforge.training.recipes.sft import train_sft
-    from tuneforge.training.spec import SFTSpec
-
-    spec = SFTSpec(
-        base_model="tiny-random-gemma3",
-        dataset_id="d",
-        method="full",
-        learning_rate=3e-3,
-        batch_size=4,
-        max_steps=60,
-        eval_every=0,
-    )
-    recorder = Recorder()
-    out = tmp_path_factory.mktemp("tool-model")
-    outcome = train_sft(spec, tiny_model, [_record()] * 4, [], recorder, out)
-    losses = recorder.series("loss")
-    assert outcome.steps == 60 and losses[-1] < 0.1 * losses[0]
-    return outcome.output
-
 
 def test_the_openai_client_gets_tool_calls_and_the_answer_after_the_result(
-    make_settings, tool_model: Path
+    make_settings, tool_calling_model: Path
 ) -> None:
     import openai
 
     settings = make_settings()
     alice = add_user(settings, "alice")
-    tuned = add_fine_tuned(settings, "alice", tool_model, name="weather", kind="full")
+    tuned = add_fine_tuned(settings, "alice", tool_calling_model, name="weather", kind="full")
     with server_process(server_env(settings)) as (url, _):
         client = openai.OpenAI(base_url=f"{url}/v1", api_key=alice, max_retries=0)
         asked: list[Any] = [{"role": "user", "content": QUESTION}]

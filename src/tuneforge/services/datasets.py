@@ -26,6 +26,7 @@ from tuneforge.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from tuneforge.jobs.kinds.dataset import DatasetJobSpec
 from tuneforge.jobs.lifecycle import create_job
 from tuneforge.models.chat_template import render
+from tuneforge.models.tool_format import tools_of
 from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore
 
@@ -222,16 +223,17 @@ def preview(
 
 
 def rendered_example(record: dict[str, Any]) -> str:
-    """A processed record as training sees it (a preference pair: the prompt with each answer;
-    feedback: the prompt with its completion)."""
+    """A processed record as training sees it, its tools declared (a preference pair: the
+    prompt with each answer; feedback: the prompt with its completion)."""
+    tools = tools_of(record.get("tools"))
     if "messages" in record:
-        return render(record["messages"])
+        return render(record["messages"], tools=tools)
     if "chosen" in record:
         return "".join(render(record["prompt"] + record[k]) for k in ("chosen", "rejected"))
     if "completion" in record:
         return render(record["prompt"] + record["completion"])
     if "prompt" in record:
-        return render(record["prompt"], add_generation_prompt=True)
+        return render(record["prompt"], tools=tools, add_generation_prompt=True)
     return str(record["text"])
 
 

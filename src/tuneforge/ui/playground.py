@@ -14,6 +14,9 @@ the page or pasted into it. Each goes through Quasar's uploader (so a large file
 server instead of through the websocket), is checked as every chat image is (size and type from
 its header, before decoding), waits above the message box as a thumbnail, and is sent, in the
 message, to both columns. A text-only model is named and nothing is sent.
+
+Tools (`ui/playground_tools.py`): definitions pasted into the Tools box go with every message;
+a call is shown with its arguments, and the message box then takes the tool's result.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from nicegui import ui
 from tuneforge.db.tables import User
 from tuneforge.errors import DomainError
 from tuneforge.inference.engine import Delta, Finished, Status
-from tuneforge.inference.params import GenerationParams
+from tuneforge.inference.params import GenerationParams, Tool, ToolCall
 from tuneforge.inference.sampling import SAMPLING_FIELDS, SamplingDefaults
+from tuneforge.models.tool_format import CallStream, openai_tool_calls
 from tuneforge.schemas.chat import ChatTurn
 from tuneforge.services import chat as service
 from tuneforge.ui.backend import read, state
@@ -37,6 +41,13 @@ from tuneforge.ui.model_picker import ModelSelect, state_label
 from tuneforge.ui.number_field import Bounds, bounded_number
 from tuneforge.ui.playground_images import CSS as IMAGE_CSS
 from tuneforge.ui.playground_images import ImageTray, Said
+from tuneforge.ui.playground_tools import (
+    ToolBox,
+    calls_markdown,
+    result_markdown,
+    result_turn,
+    waiting_calls,
+)
 
 NONE = ""
 REDRAW_SECONDS = 0.25  # the answer is redrawn at most this often while it streams
@@ -161,6 +172,7 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
                 if name != "seed":
                     number.on_value_change(lambda: sampling.refresh())
                 fields.append(number)
+    toolbox = ToolBox()
 
     @ui.refreshable
     def answers() -> None:
@@ -178,7 +190,7 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
                     column.box = ui.column().classes(f"w-full gap-2 playground-answers-{index}")
                     with column.box:
                         for said in column.turns:
-                            _message(said.turn.role, said.text, said.thumbs)
+                            _message(said.turn.role, _shown(said), said.thumbs)
                         if not column.turns:
                             ui.label("Say something below to start.").classes(
                                 "text-body2 text-grey-6 playground-empty"
@@ -191,7 +203,9 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
         if column.stats_label is not None:
             column.stats_label.set_text(text)
 
-    async def generate(column: Column, user_turns: list[ChatTurn]) -> None:
+    async def generate(
+        column: Column, user_turns: list[ChatTurn], tools: list[Tool] | None
+    ) -> None:
         assert column.box is not None
         with column.box:
             bubble = _message("assistant", "*Waiting for the answer…*")
@@ -199,17 +213,21 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
             timer = ui.timer(1.0, waiting.show)
         bubble.classes("playground-status")
         text = ""
+        calls: list[ToolCall] = []
         try:
             values = {k: v for k, v in params.items() if v is not None}
             generation = GenerationParams.model_validate(values)
-            _, request = await read(
+            model, request = await read(
                 service.prepare,
                 user,
                 settings,
                 column.model,
                 generation,
                 _with_system(system.value, user_turns),
+                tools=tools,
             )
+            markers = service.chat_format(settings, model).tool_markers
+            splitter = CallStream(markers) if tools else None
             first = shown = None
             async for event in state().inference.events(request):
                 if isinstance(event, Status):
@@ -220,13 +238,17 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
                     if first is None:
                         first = now
                         bubble.classes(remove="playground-status")
-                    text += event.text
+                    text += splitter.feed(event.text) if splitter else event.text
                     if shown is None or now - shown >= REDRAW_SECONDS:  # not every token
                         bubble.set_content(_lines(text))
                         shown = now
                 else:
+                    if splitter is not None:
+                        rest, found = splitter.finish()
+                        text += rest
+                        calls = [ToolCall.model_validate(c) for c in openai_tool_calls(found)]
                     bubble.classes(remove="playground-status")
-                    bubble.set_content(_lines(text))
+                    bubble.set_content(_shown(Said(_answer(text, calls))))
                     show_stats(column, _stats(event, first, time.perf_counter()))
         except asyncio.CancelledError:  # Stop: keep what was written
             bubble.classes(remove="playground-status", add="playground-stopped")
@@ -238,8 +260,8 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
             return
         finally:
             timer.cancel()
-        column.turns.append(Said(ChatTurn(role="assistant", content=text)))
-        if not text and "playground-stopped" not in bubble.classes:
+        column.turns.append(Said(_answer(text, calls)))
+        if not text and not calls and "playground-stopped" not in bubble.classes:
             bubble.set_content("*(an empty answer)*")
 
     async def send(regenerate: bool = False) -> None:
@@ -250,6 +272,11 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
             return
         message = prompt.value.strip()
         active = [c for c in columns if c.model]
+        try:
+            tools = toolbox.tools()
+        except ValueError as exc:
+            ui.notify(str(exc), type="warning")
+            return
         if tray.pending and not regenerate and (blind := tray.blind()):
             ui.notify(f"{blind}: pick a vision model, or remove the image.", type="warning")
             return
@@ -264,17 +291,21 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
         else:
             said = tray.take(message)
             for column in active:
-                column.turns.append(said)
+                waiting = waiting_calls([s.turn for s in column.turns])
+                column.turns.append(Said(result_turn(waiting[0], message)) if waiting else said)
             prompt.value = ""
         answers.refresh()
+        answering = [c for c in active if not waiting_calls([s.turn for s in c.turns])]
         tasks.extend(
-            asyncio.create_task(generate(c, [said.turn for said in c.turns])) for c in active
+            asyncio.create_task(generate(c, [s.turn for s in c.turns], tools)) for c in answering
         )
+        prompt_hint()
         send_button.props("loading")
         stop_button.set_visibility(True)
         try:
             await asyncio.gather(*tasks, return_exceptions=True)
         finally:
+            prompt_hint()
             tasks.clear()
             send_button.props(remove="loading")
             stop_button.set_visibility(False)
@@ -289,6 +320,15 @@ async def playground_page(user: User, model: str | None = None, compare: str | N
         for column in columns:
             column.turns.clear()
         answers.refresh()
+        prompt_hint()
+
+    def prompt_hint() -> None:
+        """The message box asks for a tool's result while a model waits for one."""
+        waiting = [w[0] for c in columns if c.model and (w := waiting_calls(_turns(c)))]
+        if waiting:
+            prompt.props(f'label="The result of {waiting[0].function.name} (typed by you)"')
+        else:
+            prompt.props(remove="label")
 
     tray: ImageTray = ImageTray(
         settings, seeing, names, lambda: [c.model for c in columns if c.model]
@@ -360,6 +400,26 @@ def _lines(text: str) -> str:
     return text.replace("\n", "  \n")
 
 
+def _turns(column: Column) -> list[ChatTurn]:
+    return [said.turn for said in column.turns]
+
+
+def _answer(text: str, calls: list[ToolCall]) -> ChatTurn:
+    """The model's answer: its text, and the tools it called."""
+    return ChatTurn(
+        role="assistant", content=text.strip() if calls else text, tool_calls=calls or None
+    )
+
+
+def _shown(said: Said) -> str:
+    """A message's bubble text: a tool's result with its tool, an answer with its calls."""
+    turn = said.turn
+    if turn.role == "tool":
+        return result_markdown(turn)
+    calls = calls_markdown(turn.tool_calls) if turn.tool_calls else ""
+    return "  \n".join(piece for piece in (_lines(said.text), calls) if piece)
+
+
 def _with_system(system: str | None, turns: list[ChatTurn]) -> list[ChatTurn]:
     if system and system.strip():
         return [ChatTurn(role="system", content=system.strip()), *turns]
@@ -369,7 +429,7 @@ def _with_system(system: str | None, turns: list[ChatTurn]) -> list[ChatTurn]:
 def _message(role: str, content: str, images: list[str] | None = None) -> ui.markdown:
     """One message bubble (the user's images above its text); assistant messages get a copy
     button."""
-    mine = role == "user"
+    mine = role in ("user", "tool")  # a tool's result is typed by the person
     if images:
         with ui.row().classes("w-full justify-end gap-1 playground-turn-images"):
             for image in images:

@@ -55,6 +55,7 @@ def chat_models(session: SessionDep, user: CurrentUser, settings: SettingsDep) -
 @router.post(
     "/chat",
     response_model=ChatAnswer,
+    response_model_exclude_none=True,
     responses={
         200: {
             "content": {"text/event-stream": {}},
