@@ -116,7 +116,8 @@ def start(
         typer.Option(
             help="How answers are scored: classification, extraction, summarisation, "
             "translation, json, conversation, perplexity, rewards (graders score the answers), "
-            "preference (how often the chosen answer is the likelier) or vibe (answers only)."
+            "preference (how often the chosen answer is the likelier), tool_calls (right tools "
+            "and arguments) or vibe (answers only)."
         ),
     ],
     compare_with: Annotated[

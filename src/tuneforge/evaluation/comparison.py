@@ -25,6 +25,7 @@ MAIN_METRIC: dict[str, str] = {
     "perplexity": "perplexity",
     "rewards": "reward",
     "preference": "preference_accuracy",
+    "tool_calls": "arguments_exact",
 }
 """The metric a verdict names, by suite (the first metric when it is missing)."""
 METRIC_LABELS: dict[str, str] = {
@@ -49,9 +50,13 @@ METRIC_LABELS: dict[str, str] = {
     "margin": "Margin (log-prob)",
     "chosen_logprob": "Chosen log-prob",
     "rejected_logprob": "Rejected log-prob",
+    "tool_name_accuracy": "Right tools",
+    "arguments_exact": "Arguments exact",
+    "schema_valid": "Arguments match the schema",
+    "no_call_when_none": "No call when none is due",
 }
 """How the pages name each metric (the API keeps the keys)."""
-MATCHING = frozenset({"classification", "extraction", "json"})
+MATCHING = frozenset({"classification", "extraction", "json", "tool_calls"})
 """Suites whose answers are right or wrong (the others are close to the reference or not)."""
 RIGHT_WORDS: dict[str, tuple[str, str]] = {
     "rewards": ("answers", "earn at least half the reward"),

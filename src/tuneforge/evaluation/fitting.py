@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from tuneforge.data.conversation import calls_tools
 from tuneforge.evaluation.metrics.classification import normalize_label
 from tuneforge.evaluation.metrics.json_output import parse_json
 from tuneforge.evaluation.samples import Sample, is_pair, to_sample
@@ -34,6 +35,8 @@ def fitting_suite(records: Sequence[Mapping[str, Any]]) -> Suite:
     * preference pairs (a chosen and a rejected answer) in text: `preference` (which of the
       two the model finds likelier; pairs with images are scored by their chosen answers, as
       below);
+    * conversations that declare tools (at least half of the rows) and call them (at least
+      one): `tool_calls`;
     * prompts without reference answers: `vibe` (answers side by side);
     * every answer is a JSON object or array: `json`;
     * short answers (at most five words) drawn from a few labels that repeat (at least two
@@ -48,6 +51,9 @@ def fitting_suite(records: Sequence[Mapping[str, Any]]) -> Suite:
         return "perplexity"
     if samples and all(is_pair(s.record) and not s.record.get("images") for s in samples):
         return "preference"
+    with_tools = [s for s in samples if s.tools and "messages" in s.record]
+    if samples and 2 * len(with_tools) >= len(samples) and any(_calls(s) for s in with_tools):
+        return "tool_calls"
     references = [s.reference for s in samples if _asks(s) and s.reference is not None]
     if not references:
         return "vibe"
@@ -59,6 +65,10 @@ def fitting_suite(records: Sequence[Mapping[str, Any]]) -> Suite:
             return "classification"
         return "extraction"
     return "conversation"
+
+
+def _calls(sample: Sample) -> bool:
+    return any(calls_tools(m) for m in sample.record["messages"])
 
 
 def _asks(sample: Sample) -> bool:

@@ -1,12 +1,13 @@
 """An evaluation from a split's rows to its results, in the worker process (no database here).
 
-The samples are drawn (`select_samples`); each model answers every sample's prompt with the
-transformers engine (greedy by default), the prompts decoded in batches, and the suite scores
-the answers against the references. Both models run on the same engine with the same
-numerics, so a difference in the results is the models' own: a fine-tune and its base load the
-base once, with the adapter attached (`ModelCache`). The perplexity and preference suites
-generate nothing: they score the dataset's own answers. The rewards suite's graders may call
-judges, with the owner's `secrets`.
+The samples are drawn (`select_samples`); each model answers every sample's prompt (rendered in
+its chat format with the row's tools) with the transformers engine (greedy by default), the
+prompts decoded in batches, an answer that calls tools stopping where the model would wait for
+their results, and the suite scores the answers against the references. Both models run on the
+same engine with the same numerics, so a difference in the results is the models' own: a
+fine-tune and its base load the base once, with the adapter attached (`ModelCache`). The
+perplexity and preference suites generate nothing: they score the dataset's own answers. The
+rewards suite's graders may call judges, with the owner's `secrets`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from tuneforge.data.conversation import text_of
 from tuneforge.data.images import thumbnail
 from tuneforge.errors import InvalidInput
 from tuneforge.evaluation import embedding
@@ -26,11 +26,12 @@ from tuneforge.evaluation.metrics.contract import SuiteResult
 from tuneforge.evaluation.metrics.json_output import json_output
 from tuneforge.evaluation.metrics.overlap import conversation
 from tuneforge.evaluation.metrics.suites import SUITES
+from tuneforge.evaluation.metrics.tool_calls import ToolReference, tool_calls
 from tuneforge.evaluation.perplexity import perplexity
 from tuneforge.evaluation.preference import preference
 from tuneforge.evaluation.report import LABELS, difference
 from tuneforge.evaluation.rewards import rewards
-from tuneforge.evaluation.samples import TEXT_ONLY, Sample, select_samples
+from tuneforge.evaluation.samples import TEXT_ONLY, Sample, select_samples, shown_text
 from tuneforge.evaluation.sight import refuse_text_only
 from tuneforge.evaluation.spec import NO_ANSWERS, EvaluationSpec
 from tuneforge.inference import loaders
@@ -48,6 +49,7 @@ NEEDS = {
     "vibe": "a user prompt",
     "rewards": "a user prompt",
     "preference": "a prompt with a chosen and a rejected answer",
+    "tool_calls": "a conversation with tools (a `tools` column) and an assistant answer",
 }
 
 OnSample = Callable[[str, int, int], None]
@@ -79,9 +81,10 @@ def answers_of(
     chat: ChatFormat = GEMMA_3,
 ) -> list[str]:
     """The model's answers to the samples' prompts (with their images), rendered in the model's
-    chat format `chat`, decoded in batches (`generate_many`), each sample with its own seed
-    (`sample_params`); `progress(done)` after each answer completes."""
-    texts = [chat.render(sample.prompt, add_generation_prompt=True) for sample in samples]
+    chat format `chat` (`prompt_text`), decoded in batches (`generate_many`), each sample with
+    its own seed and stop strings (`sample_params`); `progress(done)` after each answer
+    completes."""
+    texts = [prompt_text(sample, chat) for sample in samples]
     done = 0
 
     def answered(index: int, reply: Answer) -> None:
@@ -91,7 +94,7 @@ def answers_of(
 
     replies = engine.generate_many(
         texts,
-        [sample_params(params, sample) for sample in samples],
+        [sample_params(params, sample, chat) for sample in samples],
         cancelled,
         adapter,
         [sample.images for sample in samples],
@@ -100,15 +103,27 @@ def answers_of(
     return [reply.text.strip() for reply in replies]
 
 
-def sample_params(params: GenerationParams, sample: Sample) -> GenerationParams:
-    """The generation settings of one sample: sampling (temperature > 0) draws with a seed of
-    its own, made of the evaluation's seed and the row's index, so the answers are reproducible
-    and each sample's draws are independent of the others' (one seed for every sample would
-    make every answer follow the same random numbers)."""
-    if params.greedy or params.seed is None:
-        return params
-    seed = zlib.crc32(f"{params.seed}:{sample.index}".encode())
-    return params.model_copy(update={"seed": seed})
+def prompt_text(sample: Sample, chat: ChatFormat = GEMMA_3) -> str:
+    """What the model continues: the sample's prompt in the chat format `chat`, declaring the
+    row's tools, and asking for the answer."""
+    return chat.render(sample.prompt, tools=sample.tools, add_generation_prompt=True)
+
+
+def sample_params(
+    params: GenerationParams, sample: Sample, chat: ChatFormat = GEMMA_3
+) -> GenerationParams:
+    """The generation settings of one sample. With tools, the answer also stops at the format's
+    response marker, where a model that called tools waits for their results (as the inference
+    server stops). Sampling (temperature > 0) draws with a seed of its own, made of the
+    evaluation's seed and the row's index, so the answers are reproducible and each sample's
+    draws are independent of the others' (one seed for every sample would make every answer
+    follow the same random numbers)."""
+    update: dict[str, Any] = {}
+    if sample.tools:
+        update["stop"] = [*params.stop, chat.tool_markers.response[0]]
+    if not params.greedy and params.seed is not None:
+        update["seed"] = zlib.crc32(f"{params.seed}:{sample.index}".encode())
+    return params.model_copy(update=update) if update else params
 
 
 def score(
@@ -116,9 +131,15 @@ def score(
     answers: Sequence[str],
     samples: Sequence[Sample],
     secrets: Mapping[str, str] | None = None,
+    chat: ChatFormat = GEMMA_3,
 ) -> SuiteResult:
     """The suite's scores of `answers` against the samples' references (the rewards suite's
-    graders: against the samples' rows, calling judges with the keys in `secrets`)."""
+    graders: against the samples' rows, calling judges with the keys in `secrets`; the
+    tool_calls suite: the calls in the answers, written in `chat`'s notation, against the
+    references' calls and the rows' tools)."""
+    if spec.suite == "tool_calls":
+        expected = [ToolReference(sample.calls, sample.tools or ()) for sample in samples]
+        return tool_calls(answers, expected, chat.tool_markers)
     if spec.suite == "rewards":
         assert spec.graders is not None  # the spec requires them for this suite
         with GraderSet(spec.graders, secrets=secrets) as graders:
@@ -141,7 +162,7 @@ def _row(
     return {
         "index": sample.index,
         "prompt": sample.question,
-        "messages": [{"role": m["role"], "text": text_of(m)} for m in sample.prompt],
+        "messages": [{"role": m["role"], "text": shown_text(m)} for m in sample.prompt],
         "images": [thumbnail(image) for image in sample.images],
         "reference": sample.reference,
         "answers": {label: values[number] for label, values in answers.items()},
@@ -220,7 +241,7 @@ def run_evaluation(
             loaded.engine, loaded.adapter, samples, params, cancelled, progress, chat
         )
         if spec.suite != "vibe":
-            results[label] = score(spec, answers[label], samples, secrets)
+            results[label] = score(spec, answers[label], samples, secrets, chat)
     metrics = [results[label].metrics if label in results else {} for label in labels]
     return Outcome(
         metrics=metrics,

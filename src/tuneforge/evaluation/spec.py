@@ -25,6 +25,7 @@ Suite: TypeAlias = Literal[
     "vibe",
     "rewards",
     "preference",
+    "tool_calls",
 ]
 NO_ANSWERS = frozenset({"perplexity", "preference"})
 """Suites that score the dataset's own texts: the models generate nothing."""
@@ -32,7 +33,8 @@ NO_ANSWERS = frozenset({"perplexity", "preference"})
 
 class EvaluationSpec(BaseModel):
     """One or two models answer the same samples of a processed dataset's split, and a suite
-    scores their answers against the references (the split's last assistant turns)."""
+    scores their answers against the references (the split's last assistant turns; for
+    `tool_calls`, the first ones that call tools)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -64,7 +66,10 @@ class EvaluationSpec(BaseModel):
         "exp of the mean loss over the answers' tokens), `vibe` (answers side by side, no "
         "metrics), `rewards` (the `graders` of a GRPO run score the answers: mean reward per "
         "grader and in total), `preference` (no generation: on a preference dataset's pairs, "
-        "how often the model finds the chosen answer likelier than the rejected one)."
+        "how often the model finds the chosen answer likelier than the rejected one), "
+        "`tool_calls` (conversations with tools, asked up to their first answer that calls "
+        "tools: right tools, arguments exact, arguments valid against the tools' schemas, and "
+        "no call where the reference answers in words)."
     )
     max_samples: int = Field(
         default=200,

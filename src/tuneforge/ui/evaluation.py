@@ -2,8 +2,8 @@
 "fine-tune vs base" when two models answered), a chart comparing them (for the rewards suite,
 each grader's mean reward for A and B side by side; for the preference suite, how often each
 prefers the chosen answer), the confusion matrix for classification, and every sample with its
-images (thumbnails), reference and answers (with each grader's grade and why), filterable and
-downloadable."""
+images (thumbnails), reference and answers (with each grader's grade and why; for tool calls,
+the calls read from each answer and the checks they failed), filterable and downloadable."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ async def evaluation_page(user: User, job_id: str) -> None:
         ui.label("All evaluations").classes("text-body2")
     origin = "Automatic before/after check of a training run · " if spec.get("automatic") else ""
     heading(
-        f"{spec['suite'].capitalize()} · {models}",
+        f"{spec['suite'].replace('_', ' ').capitalize()} · {models}",
         f"{origin}{spec['split']} split of the dataset",
     )
     progress_card = ui.card().classes(CARD + " evaluation-progress")
@@ -266,6 +266,33 @@ def _sample(row: dict[str, Any], labels: list[str]) -> None:
                         f"text-body2 evaluation-answer-{letter.lower()}"
                     )
                     _grades(scores)
+                    _tool_checks(scores)
+
+
+#: How a sample's tool-call checks read when they fail.
+TOOL_CHECKS = {
+    "tool_name": "wrong tools",
+    "arguments": "wrong arguments",
+    "schema_valid": "breaks the schema",
+    "no_call": "called a tool",
+}
+
+
+def _tool_checks(scores: dict[str, Any]) -> None:
+    """A tool_calls sample: the calls read from the answer and each check it failed (why the
+    calls are malformed or break a schema on hover)."""
+    if "expects_call" not in scores:
+        return
+    calls = str(scores.get("calls") or "") or "(no call)"
+    ui.label(f"Calls: {calls}").classes("text-caption text-grey-8 evaluation-calls")
+    failed = [name for name in str(scores.get("failed") or "").split(", ") if name]
+    if not failed:
+        return
+    with ui.row().classes("gap-1 evaluation-tool-checks"):
+        for name in failed:
+            with ui.badge(TOOL_CHECKS.get(name, name), color="negative").props("outline"):
+                if scores.get("problem"):
+                    ui.tooltip(str(scores["problem"]))
 
 
 def _thumbnails(images: list[str]) -> None:

@@ -46,6 +46,7 @@ SUITES: dict[str, str] = {
     "perplexity": "Perplexity on the answers (no generation)",
     "rewards": "Rewards: your graders' mean reward, per grader",
     "preference": "Preference: does it prefer the chosen answer (no generation)",
+    "tool_calls": "Tool calls: right tools, exact and schema-valid arguments, no false calls",
     "vibe": "Vibe check: answers side by side, no metrics",
 }
 assert set(SUITES) == set(get_args(Suite)), "every suite has a label"
