@@ -1,0 +1,142 @@
+"""Text of a PDF, page by page, with pypdf.
+
+Before any page is read, the page tree is walked without recursion: more pages than the limit,
+a tree deeper than the limit, or a node that appears twice (a tree that claims a million pages
+by pointing at the same node again and again) is refused. pypdf bounds what one stream may
+decompress to (75 MB); a deep nest of objects that makes its parser recurse is refused with a
+reason. A password-protected PDF is read when it opens with an empty password (the common
+'no copying' protection) and refused otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+from tuneforge.data.documents.limits import Deadline, DocumentLimits
+from tuneforge.data.documents.model import Block, too_much_text
+from tuneforge.data.limits import DataFileError
+
+_SPACES = re.compile(r"[ \t\u00a0]+")
+_BLANK_LINES = re.compile(r"\n\s*\n+")
+
+
+def read_pdf(
+    path: Path, name: str, limits: DocumentLimits, deadline: Deadline
+) -> tuple[list[Block], int]:
+    """The blocks (one per non-empty page) and the page count of the PDF at `path`."""
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
+    logging.getLogger("pypdf").setLevel(logging.ERROR)  # damaged-but-readable files are common
+    try:
+        with path.open("rb") as f:
+            reader = PdfReader(f, strict=False)
+            if reader.is_encrypted and not _opens_without_password(reader):
+                raise DataFileError(
+                    f'"{name}" is a password-protected PDF. Open it, save a copy without a '
+                    "password, and upload that."
+                )
+            _check_page_tree(reader, name, limits, deadline)
+            count = len(reader.pages)  # pypdf's own walk, safe once the tree passed ours
+            if count > limits.max_pages:
+                raise _too_many_pages(name, count, limits)
+            blocks: list[Block] = []
+            chars = 0
+            for number in range(1, count + 1):
+                deadline.check(name)
+                text = tidy(reader.pages[number - 1].extract_text())
+                chars += len(text)
+                if chars > limits.max_text_chars:
+                    raise too_much_text(name, limits)
+                if text:
+                    blocks.append(Block(name, number, (), text))
+            return blocks, count
+    except DataFileError:
+        raise
+    except RecursionError:
+        raise _too_deep(name) from None
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, OSError) as error:
+        if isinstance(error.__cause__, RecursionError | MemoryError):
+            raise _too_deep(name) from None
+        raise DataFileError(
+            f'"{name}" is a damaged PDF ({type(error).__name__}: {error}). Print it to a new PDF '
+            "and upload that."
+        ) from None
+
+
+def tidy(text: str) -> str:
+    """Text with runs of spaces collapsed and at most one blank line between paragraphs."""
+    lines = [_SPACES.sub(" ", line).strip() for line in text.replace("\r", "\n").split("\n")]
+    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
+
+
+def _too_deep(name: str) -> DataFileError:
+    return DataFileError(
+        f'"{name}" nests its PDF objects too deeply to be read safely. Print it to a new PDF '
+        "and upload that."
+    )
+
+
+def _opens_without_password(reader: Any) -> bool:
+    try:
+        return bool(reader.decrypt(""))
+    except Exception:  # an unsupported cipher is as good as a password
+        return False
+
+
+def _check_page_tree(reader: Any, name: str, limits: DocumentLimits, deadline: Deadline) -> None:
+    """Walk the page tree (iteratively) and count its pages within the limits."""
+    from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject
+
+    root = reader.trailer["/Root"].get_object()
+    pages = root.get("/Pages")
+    if pages is None:
+        raise DataFileError(f'"{name}" is a PDF without pages.')
+    declared = pages.get_object().get("/Count")
+    if isinstance(declared, int) and declared > limits.max_pages:
+        raise _too_many_pages(name, declared, limits)
+    seen: set[tuple[int, int]] = set()
+    stack: list[tuple[Any, int]] = [(pages, 1)]
+    count = 0
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, IndirectObject):
+            key = (node.idnum, node.generation)
+            if key in seen:
+                raise DataFileError(
+                    f'"{name}" has a page tree that points at the same pages more than once, '
+                    "which is how a small PDF pretends to hold millions of pages. Print it to a "
+                    "new PDF and upload that."
+                )
+            seen.add(key)
+            node = node.get_object()
+        if not isinstance(node, DictionaryObject):
+            continue
+        if depth > limits.max_page_tree_depth:
+            raise DataFileError(
+                f'"{name}" nests its page tree more than {limits.max_page_tree_depth} levels '
+                "deep. Print it to a new PDF and upload that."
+            )
+        kids = node.get("/Kids")
+        if node.get("/Type") == "/Page" or kids is None:
+            count += 1
+            if count > limits.max_pages:
+                raise _too_many_pages(name, count, limits)
+            continue
+        kids = kids.get_object()
+        if isinstance(kids, ArrayObject):
+            if len(kids) > limits.max_pages:
+                raise _too_many_pages(name, len(kids), limits)
+            stack.extend((kid, depth + 1) for kid in reversed(kids))
+        if len(seen) % 1024 == 0:
+            deadline.check(name)
+
+
+def _too_many_pages(name: str, count: int, limits: DocumentLimits) -> DataFileError:
+    return DataFileError(
+        f'"{name}" has {count:,} pages or more; the limit is {limits.max_pages:,}. Split it into '
+        "smaller PDFs."
+    )
