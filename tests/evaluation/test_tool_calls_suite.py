@@ -469,3 +469,26 @@ def test_a_tool_calling_dataset_is_evaluated_through_the_api(make_client, settin
     ]
     assert tool_calls(answers, references, MARKERS).metrics == pytest.approx(metrics)
     assert result["right"] == [sum(bool(row["scores"]["A"]["correct"]) for row in rows)]
+
+
+@pytest.mark.heavy
+def test_a_dataset_without_tools_is_refused_at_launch(make_client, settings) -> None:
+    from tests.api.test_evaluations_api import evaluate
+    from tests.conftest import add_user, bearer
+    from tests.evaluation.test_suites_api import upload
+
+    client = make_client(auth="local", run_jobs=False)
+    alice = bearer(add_user(settings, "alice"))
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"Hi {i}"},
+                {"role": "assistant", "content": f"Hello {i}!"},
+            ]
+        }
+        for i in range(6)
+    ]
+    dataset = upload(client, alice, "chat.jsonl", rows, test_size=2)
+    refused = evaluate(client, alice, model=TINY, dataset_id=dataset["id"], suite="tool_calls")
+    assert refused.status_code == 422, refused.text
+    assert "has no tools" in refused.text and "dataset_id" in refused.text

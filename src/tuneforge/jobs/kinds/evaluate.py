@@ -75,7 +75,8 @@ class EvaluateResult(EvaluationScores):
 
 def evaluation_dataset(session: Session, user: User, spec: EvaluationSpec) -> Dataset:
     """The dataset the samples come from: the user's own, processed, ready, with the split,
-    holding what the suite needs (pairs for `preference`, the graders' columns for `rewards`)."""
+    holding what the suite needs (pairs for `preference`, the graders' columns for `rewards`,
+    tools for `tool_calls`)."""
     dataset = processed_dataset(session, user, spec.dataset_id, "evaluate", spec.split)
     if dataset.format == "text" and spec.suite != "perplexity":
         raise InvalidInput(
@@ -89,9 +90,24 @@ def evaluation_dataset(session: Session, user: User, spec: EvaluationSpec) -> Da
             f"holds {mode} rows. Choose a dataset processed in mode preference.",
             {"fields": ["suite", "dataset_id"]},
         )
+    if spec.suite == "tool_calls" and not _declares_tools(dataset):
+        raise InvalidInput(
+            f"The tool_calls suite scores calls of the tools a conversation declares; "
+            f"{dataset.name!r} has no tools. Choose a conversation dataset processed with a "
+            "tools column.",
+            {"fields": ["suite", "dataset_id"]},
+        )
     if spec.graders is not None:
         _check_columns(dataset, spec)
     return dataset
+
+
+def _declares_tools(dataset: Dataset) -> bool:
+    """Whether the dataset's rows may declare tools: a conversation dataset mapped with a tools
+    column (or stored with one)."""
+    mapping = (dataset.config or {}).get("mapping") or {}
+    stored = any(column.get("name") == "tools" for column in dataset.columns or [])
+    return _mode(dataset) == "conversation" and (bool(mapping.get("tools_column")) or stored)
 
 
 def _mode(dataset: Dataset) -> str:
