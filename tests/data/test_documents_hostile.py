@@ -267,6 +267,8 @@ def test_limits_on_pages_text_documents_and_time(tmp_path: Path) -> None:
     refused(pdf, "m.pdf", "the limit for one document", DocumentLimits(max_file_bytes=100))
     text = tmp_path / "t.txt"
     text.write_text("\n\n".join(["paragraph"] * 50))
+    refused(text, "t.txt", "characters of text", DocumentLimits(max_text_chars=100))
+    refused(text, "t.txt", "characters of text", DocumentLimits(max_text_chars=500))
     refused(text, "t.txt", "more than 10 paragraphs", DocumentLimits(max_blocks=10))
     archive = tmp_path / "docs.zip"
     with zipfile.ZipFile(archive, "w") as z:

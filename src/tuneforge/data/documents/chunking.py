@@ -147,6 +147,7 @@ class _Piece:
     joiner: str  # what goes between the previous piece and this one
     page: int | None
     tokens: int = 0
+    level: int = 0  # the first separator in _CUTS that may still cut it
 
 
 def chunk_documents(
@@ -199,35 +200,45 @@ def _id_prefix(document: Document, settings: ChunkSettings, counter: TokenCounte
 
 
 def _fit(pieces: list[_Piece], budget: int, counter: TokenCounter) -> list[_Piece]:
-    """The pieces with every one larger than `budget` (its joiner counted) cut smaller."""
-    out: list[_Piece] = []
-    for piece in pieces:
-        if piece.tokens + 1 <= budget:
-            out.append(piece)
-        else:
-            out.extend(_cut(piece, budget - 1, counter, 0))
-    return out
+    """The pieces with every one larger than `budget` (the join before it counted) cut smaller.
+
+    Each pass cuts every oversized piece at its next finer separator and counts all the new parts
+    in one call, so a document costs a handful of counter calls however many pieces it has."""
+    limit = budget - 1
+    while True:
+        big = {i for i, p in enumerate(pieces) if p.tokens > limit and len(p.text) > 1}
+        if not big:
+            return pieces
+        out: list[_Piece] = []
+        new: list[_Piece] = []
+        for i, piece in enumerate(pieces):
+            if i not in big:
+                out.append(piece)
+                continue
+            texts, level = _split(piece, limit)
+            parts = [
+                _Piece(text, piece.joiner if k == 0 else "", piece.page, 0, level)
+                for k, text in enumerate(texts)
+            ]
+            out.extend(parts)
+            new.extend(parts)
+        for part, n in zip(new, counter([p.text for p in new]), strict=True):
+            part.tokens = n
+        pieces = out
 
 
-def _cut(piece: _Piece, budget: int, counter: TokenCounter, level: int) -> list[_Piece]:
-    if level < len(_CUTS):
+def _split(piece: _Piece, limit: int) -> tuple[list[str], int]:
+    """The piece's text cut at the first separator, from its level on, that cuts it at all, and
+    the level its parts continue from; past the last separator, cut by characters at about half
+    the size that would fit."""
+    level = piece.level
+    while level < len(_CUTS):
         texts = _split_keeping(piece.text, _CUTS[level])
-    else:  # one 'word' longer than the budget: cut by characters
-        width = max(1, len(piece.text) * budget // max(piece.tokens, 1) // 2)
-        texts = [piece.text[i : i + width] for i in range(0, len(piece.text), width)]
-    if len(texts) == 1 and level < len(_CUTS):
-        return _cut(piece, budget, counter, level + 1)
-    parts = [
-        _Piece(text, piece.joiner if i == 0 else "", piece.page, n)
-        for i, (text, n) in enumerate(zip(texts, counter(texts), strict=True))
-    ]
-    out: list[_Piece] = []
-    for part in parts:
-        if part.tokens + 1 <= budget or len(part.text) == 1:
-            out.append(part)
-        else:
-            out.extend(_cut(part, budget, counter, min(level + 1, len(_CUTS))))
-    return out
+        level += 1
+        if len(texts) > 1:
+            return texts, level
+    width = max(1, len(piece.text) * limit // max(piece.tokens, 1) // 2)
+    return [piece.text[i : i + width] for i in range(0, len(piece.text), width)], level
 
 
 def _split_keeping(text: str, cut: re.Pattern[str]) -> list[str]:

@@ -22,7 +22,7 @@ from tuneforge.data.documents.detect import (
 )
 from tuneforge.data.documents.limits import DEFAULT_DOCUMENT_LIMITS, Deadline, DocumentLimits
 from tuneforge.data.documents.markup import read_html, read_markdown, read_text
-from tuneforge.data.documents.model import Block, Document, DocumentFormat
+from tuneforge.data.documents.model import Block, Document, DocumentFormat, too_much_text
 from tuneforge.data.documents.ooxml import read_docx, read_pptx
 from tuneforge.data.documents.pdf import read_pdf
 from tuneforge.data.encoding import decode
@@ -71,12 +71,18 @@ def _extract(
         if inner is not None:
             return inner
     else:
+        if (
+            size > 4 * limits.max_text_chars
+        ):  # more characters than the limit, whatever the encoding
+            raise too_much_text(name, limits)
         try:
             text, encoding_warning = decode(path.read_bytes())
         except DataFileError:
             raise DataFileError(
                 f'"{name}" is not a document TuneForge can read: it is binary data, not {READABLE}.'
             ) from None
+        if len(text) > limits.max_text_chars:
+            raise too_much_text(name, limits)
         fmt = text_format(text)
         reader = {"html": read_html, "markdown": read_markdown, "txt": read_text}[fmt]
         blocks = reader(text, name, limits)
