@@ -64,7 +64,7 @@ def result_turn(call: ToolCall, text: str) -> ChatTurn:
 def calls_markdown(calls: list[ToolCall]) -> str:
     """Each call as a line: the tool's name and its arguments."""
     return "  \n".join(
-        f"🔧 **{html.escape(call.function.name)}**`({_arguments(call)})`" for call in calls
+        f"Calls **{html.escape(call.function.name)}**`({_arguments(call)})`" for call in calls
     )
 
 
