@@ -279,18 +279,21 @@ TOOL_CHECKS = {
 
 
 def _tool_checks(scores: dict[str, Any]) -> None:
-    """A tool_calls sample: the calls read from the answer and each check it failed (why the
-    calls are malformed or break a schema on hover)."""
+    """A tool_calls sample: the calls read from the answer and each check it failed, or that it
+    did not call where a call was due (why the calls are malformed or break a schema on
+    hover)."""
     if "expects_call" not in scores:
         return
     calls = str(scores.get("calls") or "") or "(no call)"
     ui.label(f"Calls: {calls}").classes("text-caption text-grey-8 evaluation-calls")
-    failed = [name for name in str(scores.get("failed") or "").split(", ") if name]
+    failed = [TOOL_CHECKS.get(n, n) for n in str(scores.get("failed") or "").split(", ") if n]
+    if scores["expects_call"] and not scores.get("called"):
+        failed = ["did not call"]  # every check fails: saying so once is clearer
     if not failed:
         return
     with ui.row().classes("gap-1 evaluation-tool-checks"):
         for name in failed:
-            with ui.badge(TOOL_CHECKS.get(name, name), color="negative").props("outline"):
+            with ui.badge(name, color="negative").props("outline"):
                 if scores.get("problem"):
                     ui.tooltip(str(scores["problem"]))
 
