@@ -134,6 +134,29 @@ def test_pdf_blocks_name_their_pages(tmp_path: Path) -> None:
     assert len(document.sha256) == 64
 
 
+def test_pdf_bookmarks_give_pages_their_sections(tmp_path: Path) -> None:
+    writer = PdfWriter(clone_from=numbered_pdf(tmp_path / "plain.pdf", 6))
+    first = writer.add_outline_item(title="Install", page_number=0)
+    writer.add_outline_item(title="Linux", page_number=2, parent=first)
+    writer.add_outline_item(title="Use", page_number=4)
+    writer.write(tmp_path / "marked.pdf")
+    [document] = extract(tmp_path / "marked.pdf", "marked.pdf")
+    assert [(b.page, b.section) for b in document.blocks] == [
+        (1, ("Install",)),
+        (2, ("Install",)),
+        (3, ("Install", "Linux")),
+        (4, ("Install", "Linux")),
+        (5, ("Use",)),
+        (6, ("Use",)),
+    ]
+    chunks = chunk_document(document, ChunkSettings(max_tokens=512, overlap_tokens=0))
+    assert [(c.section, c.pages) for c in chunks] == [
+        (("Install",), (1, 2)),
+        (("Install", "Linux"), (3, 4)),
+        (("Use",), (5, 6)),
+    ]
+
+
 def test_chunks_of_a_pdf_name_the_pages_they_hold(tmp_path: Path) -> None:
     [document] = extract(numbered_pdf(tmp_path / "manual.pdf", 30), "manual.pdf")
     chunks = chunk_document(document, ChunkSettings(max_tokens=64, overlap_tokens=0))

@@ -109,6 +109,32 @@ def test_pdf_page_tree_that_reuses_nodes_to_make_millions_of_pages(tmp_path: Pat
     refused(path, "dag.pdf", "20,000 pages or more")
 
 
+def test_pdf_bookmarks_that_loop(tmp_path: Path) -> None:
+    catalog = b"<< /Type /Catalog /Pages 2 0 R /Outlines 4 0 R >>"
+    page = (
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 7 0 R "
+        b"/Resources << /Font << /F1 8 0 R >> >> >>"
+    )
+    content = b"BT /F1 12 Tf 72 720 Td (page 1) Tj ET"
+    path = tmp_path / "loop.pdf"
+    path.write_bytes(
+        raw_pdf(
+            [
+                catalog,
+                b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+                page,
+                b"<< /First 5 0 R >>",
+                b"<< /Title (A) /Dest [3 0 R /Fit] /Next 6 0 R >>",
+                b"<< /Title (B) /Dest [3 0 R /Fit] /Next 5 0 R /First 5 0 R >>",
+                b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
+                b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+            ]
+        )
+    )
+    [document] = extract(path, "loop.pdf")
+    assert [(b.page, b.section, b.text) for b in document.blocks] == [(1, ("B",), "page 1")]
+
+
 def test_pdf_with_a_deep_page_tree(tmp_path: Path) -> None:
     objects = [CATALOG]
     objects += [b"<< /Type /Pages /Kids [%d 0 R] /Count 1 >>" % (k + 1) for k in range(2, 202)]

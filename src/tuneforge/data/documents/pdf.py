@@ -5,7 +5,8 @@ a tree deeper than the limit, or a node that appears twice (a tree that claims a
 by pointing at the same node again and again) is refused. pypdf bounds what one stream may
 decompress to (75 MB); a deep nest of objects that makes its parser recurse is refused with a
 reason. A password-protected PDF is read when it opens with an empty password (the common
-'no copying' protection) and refused otherwise.
+'no copying' protection) and refused otherwise. Bookmarks (the outline) give pages their
+sections.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tuneforge.data.documents.limits import Deadline, DocumentLimits
 from tuneforge.data.documents.model import Block, too_much_text
 from tuneforge.data.limits import DataFileError
 
+MAX_TITLE_CHARS = 200
 _SPACES = re.compile(r"[ \t\u00a0]+")
 _BLANK_LINES = re.compile(r"\n\s*\n+")
 
@@ -43,6 +45,7 @@ def read_pdf(
             count = len(reader.pages)  # pypdf's own walk, safe once the tree passed ours
             if count > limits.max_pages:
                 raise _too_many_pages(name, count, limits)
+            sections = _outline_sections(reader, count, limits)
             blocks: list[Block] = []
             chars = 0
             for number in range(1, count + 1):
@@ -52,7 +55,7 @@ def read_pdf(
                 if chars > limits.max_text_chars:
                     raise too_much_text(name, limits)
                 if text:
-                    blocks.append(Block(name, number, (), text))
+                    blocks.append(Block(name, number, sections[number - 1], text))
             return blocks, count
     except DataFileError:
         raise
@@ -71,6 +74,66 @@ def tidy(text: str) -> str:
     """Text with runs of spaces collapsed and at most one blank line between paragraphs."""
     lines = [_SPACES.sub(" ", line).strip() for line in text.replace("\r", "\n").split("\n")]
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
+
+
+def _outline_sections(reader: Any, count: int, limits: DocumentLimits) -> list[tuple[str, ...]]:
+    """Each page's section from the PDF's bookmarks (outline): the path of the last bookmark
+    that points at that page or an earlier one; empty paths without bookmarks.
+
+    The outline is walked without recursion, each item once (a loop of /Next links ends the
+    walk), at most `max_blocks` items and `max_page_tree_depth` levels; bookmarks that point
+    at named destinations or elsewhere are skipped."""
+    from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject
+
+    numbers = {
+        page.indirect_reference.idnum: number
+        for number, page in enumerate(reader.pages, start=1)
+        if page.indirect_reference is not None
+    }
+    starts: list[tuple[int, tuple[str, ...]]] = []
+    outlines = reader.trailer["/Root"].get_object().get("/Outlines")
+    outlines = outlines.get_object() if outlines is not None else None
+    stack: list[tuple[Any, tuple[str, ...]]] = []
+    if isinstance(outlines, DictionaryObject) and "/First" in outlines:
+        stack.append((outlines.raw_get("/First"), ()))
+    seen: set[int] = set()
+    while stack and len(seen) < limits.max_blocks:
+        ref, parent = stack.pop()
+        if not isinstance(ref, IndirectObject) or ref.idnum in seen:
+            continue
+        seen.add(ref.idnum)
+        item = ref.get_object()
+        if not isinstance(item, DictionaryObject):
+            continue
+        title = " ".join(str(item.get("/Title", "")).split())[:MAX_TITLE_CHARS]
+        path = (*parent, title) if title else parent
+        destination = _resolved(item.get("/Dest"))
+        action = _resolved(item.get("/A"))
+        go_to = isinstance(action, DictionaryObject) and _resolved(action.get("/S")) == "/GoTo"
+        if destination is None and go_to:
+            destination = _resolved(action.get("/D"))
+        if isinstance(destination, ArrayObject) and destination and title:
+            target = list.__getitem__(destination, 0)  # the page's reference, unresolved
+            if isinstance(target, IndirectObject) and target.idnum in numbers:
+                starts.append((numbers[target.idnum], path))
+        if "/Next" in item:
+            stack.append((item.raw_get("/Next"), parent))
+        if "/First" in item and len(path) < limits.max_page_tree_depth:
+            stack.append((item.raw_get("/First"), path))
+    sections: list[tuple[str, ...]] = [()] * count
+    current: tuple[str, ...] = ()
+    starts.sort(key=lambda start: start[0])  # stable: bookmarks on one page keep their order
+    at = 0
+    for number in range(1, count + 1):
+        while at < len(starts) and starts[at][0] <= number:
+            current = starts[at][1]
+            at += 1
+        sections[number - 1] = current
+    return sections
+
+
+def _resolved(value: Any) -> Any:
+    return value.get_object() if value is not None else None
 
 
 def _too_deep(name: str) -> DataFileError:
