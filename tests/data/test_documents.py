@@ -222,6 +222,23 @@ def test_html_headings_blocks_and_entities(tmp_path: Path) -> None:
     assert "secret" not in "".join(b.text for b in document.blocks)
 
 
+def test_html_without_end_tags(tmp_path: Path) -> None:
+    path = tmp_path / "old.html"
+    path.write_text(
+        "<html><head><title>Old page</title><meta charset=utf-8><body><h1>News<p>First"
+        "<p>Second<h2>More</h2>Third",
+        encoding="utf-8",
+    )
+    [document] = extract(path, "old.html")
+    assert [(b.section, b.text) for b in document.blocks] == [
+        (("News",), "News"),
+        (("News",), "First"),
+        (("News",), "Second"),
+        (("News", "More"), "More"),
+        (("News", "More"), "Third"),
+    ]
+
+
 def test_markdown_headings_outside_code_make_sections(tmp_path: Path) -> None:
     path = tmp_path / "guide.md"
     path.write_text(MARKDOWN, encoding="utf-8")
@@ -246,6 +263,17 @@ def test_plain_text_paragraphs(tmp_path: Path) -> None:
     assert document.format == "txt"
     assert [b.text for b in document.blocks] == ["First paragraph\nstill first.", "Second one."]
     assert document.warnings == []
+
+
+def test_text_in_other_encodings(tmp_path: Path) -> None:
+    path = tmp_path / "old.txt"
+    path.write_bytes("Caf\u00e9 cr\u00e8me\n\nna\u00efve".encode("cp1252"))
+    [document] = extract(path, "old.txt")
+    assert [b.text for b in document.blocks] == ["Caf\u00e9 cr\u00e8me", "na\u00efve"]
+    assert "Windows-1252" in document.warnings[0]
+    path.write_bytes("# Titre\n\n\u00c9t\u00e9".encode("utf-16"))
+    [document] = extract(path, "notes.md")
+    assert [(b.section, b.text) for b in document.blocks][-1] == (("Titre",), "\u00c9t\u00e9")
 
 
 def test_zip_of_documents_names_each_member(tmp_path: Path) -> None:

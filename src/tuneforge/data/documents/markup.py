@@ -30,6 +30,9 @@ _BLOCK = frozenset(
         "form", "fieldset", "address", "details", "summary", "hr", "body", "html", "title",
     }
 )  # fmt: skip
+_HEAD_CONTENT = frozenset(
+    {"title", "meta", "link", "style", "script", "base", "noscript", "template"}
+)
 _CELL = frozenset({"td", "th"})
 _HEADING = re.compile(r"^h([1-6])$")
 _ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
@@ -63,10 +66,10 @@ class _HtmlText(HTMLParser):
         self.in_title = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self.skipping == ["head"] and tag not in _HEAD_CONTENT:
+            self.skipping.clear()  # the head's end tag is optional: the body has begun
         if self.skipping or tag in _SKIP:
-            if tag in _SKIP and tag != "head":
-                self.skipping.append(tag)
-            if tag == "head":
+            if tag in _SKIP:
                 self.skipping.append(tag)
             return
         if (match := _HEADING.match(tag)) is not None:
