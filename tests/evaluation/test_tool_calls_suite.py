@@ -20,7 +20,7 @@ from tuneforge.evaluation.fitting import fitting_suite
 from tuneforge.evaluation.metrics.tool_calls import ToolReference, tool_calls
 from tuneforge.evaluation.report import csv_table, is_right
 from tuneforge.evaluation.run import prompt_text, run_evaluation, sample_params
-from tuneforge.evaluation.samples import select_samples, to_sample
+from tuneforge.evaluation.samples import select_samples, shown_text, to_sample
 from tuneforge.evaluation.spec import EvaluationSpec
 from tuneforge.inference.params import GenerationParams, ModelRef
 from tuneforge.models.chat_template import GEMMA_3, GEMMA_4
@@ -492,3 +492,11 @@ def test_a_dataset_without_tools_is_refused_at_launch(make_client, settings) -> 
     refused = evaluate(client, alice, model=TINY, dataset_id=dataset["id"], suite="tool_calls")
     assert refused.status_code == 422, refused.text
     assert "has no tools" in refused.text and "dataset_id" in refused.text
+
+
+def test_a_call_whose_arguments_are_not_an_object_is_no_reference() -> None:
+    record = calling("Oslo")
+    record["messages"][2]["tool_calls"][0]["function"]["arguments"] = "[1, 2]"
+    assert select_samples([record], "tool_calls", max_samples=5, seed=0) == ([], 1)
+    # Other suites still ask it, and show the call by its name.
+    assert shown_text(record["messages"][2]) == "get_weather(?)"

@@ -34,11 +34,16 @@ class Sample:
 
 
 def shown_text(msg: Message) -> str:
-    """A message as the results show it: its text, then the tools it calls (`calls_text`)."""
-    text = text_of(msg)
+    """A message as the results show it: its text, then the tools it calls (`calls_text`; the
+    names alone when a call's arguments are not a JSON object)."""
+    text = text_of(msg) if msg["content"] else ""
     if not calls_tools(msg):
         return text
-    return " ".join(piece for piece in (text, calls_text(calls_of(msg))) if piece)
+    try:
+        calls = calls_text(calls_of(msg))
+    except ValueError:
+        calls = "; ".join(f"{call['function']['name']}(?)" for call in msg["tool_calls"])
+    return " ".join(piece for piece in (text, calls) if piece)
 
 
 def _messages(answer: Message | Sequence[Message]) -> list[Message]:
@@ -117,13 +122,12 @@ def tool_sample(index: int, record: Mapping[str, Any]) -> Sample | None:
     calling = next((i for i, m in enumerate(messages) if calls_tools(m)), None)
     if calling is None:
         return sample
-    answer = messages[calling]
-    prompt = messages[:calling]
-    images = _images(prompt, messages, record)
+    answer, prompt = messages[calling], messages[:calling]
     try:
         calls = tuple(calls_of(answer))
     except ValueError:
         return None
+    images = _images(prompt, messages, record)
     if images is None:
         return None
     return Sample(index, prompt, shown_text(answer), record, images, sample.tools, calls)
