@@ -15,7 +15,7 @@ import pytest
 from pydantic import ValidationError
 
 from tuneforge.data.conversation import message
-from tuneforge.evaluation.comparison import metric_label
+from tuneforge.evaluation.comparison import main_metric, metric_label, verdict
 from tuneforge.evaluation.fitting import fitting_suite
 from tuneforge.evaluation.metrics.tool_calls import ToolReference, tool_calls
 from tuneforge.evaluation.report import csv_table, is_right
@@ -308,6 +308,13 @@ def test_the_spec_and_pages_know_the_suite() -> None:
 
     assert SUITES["tool_calls"].startswith("Tool calls:")
     assert metric_label("no_call_when_none") == "No call when none is due"
+    from tests.evaluation.test_fitting_and_comparison import result
+
+    metrics = [{"arguments_exact": 0.75, "schema_valid": 1.0}, {"arguments_exact": 0.0}]
+    assert verdict(result("tool_calls", [9, 2], metrics)) == (
+        "Learned: 9/12 answers now match, base 2/12."
+    )
+    assert main_metric("tool_calls", metrics[0]) == "arguments_exact"
     assert fitting_suite([calling("Oslo"), chatting()]) == "tool_calls"
     assert fitting_suite([calling("Oslo"), chatting(False), chatting(False)]) == "conversation"
 
