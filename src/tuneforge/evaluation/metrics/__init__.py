@@ -7,12 +7,13 @@ Every suite function takes the model's outputs (`predictions`) and the expected 
   percentage: sacrebleu's 0..100 scores are divided by 100);
 * `per_sample`: one dict per sample, for the per-sample browser and its filters. Every dict has
   `score` (0..1, higher is better) and, where a sample is simply right or wrong (classification,
-  extraction, json), `correct`;
+  extraction, json, tool_calls), `correct`;
 * `details`: what does not fit a row (the confusion matrix, the per-class table, signatures).
 
 The suites: `classification.py` (class labels), `extraction.py` (SQuAD answers), `overlap.py`
 (summaries, replies and translations scored by their overlap with the reference: ROUGE, BLEU,
-chrF, embedding similarity), `json_output.py` (JSON answers); `suites.py` names them.
+chrF, embedding similarity), `json_output.py` (JSON answers), `tool_calls.py` (the tool calls in
+answers, scored against a reference's calls and the tools' schemas); `suites.py` names them.
 
 The scoring is done by the maintained libraries (scikit-learn, sacrebleu, rouge-score,
 jsonschema), imported inside the functions so that importing these modules stays cheap.

@@ -21,4 +21,6 @@ SUITES: dict[str, Suite] = {
     "json": json_output,
     "conversation": conversation,
 }
-"""The suite names the evaluation job accepts, each with its metric function."""
+"""The suites that score answers against text references alone, each with its metric
+function; `evaluation.run.score` gives the others what they need besides (the json suite its
+schema, the tool_calls suite the references' calls, the tools and the model's call notation)."""
