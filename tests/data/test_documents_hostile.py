@@ -316,4 +316,36 @@ def test_pdf_stream_that_decompresses_to_hundreds_of_megabytes(tmp_path: Path) -
         except DataFileError as error:
             assert "stream.pdf" in str(error)
         else:
-            assert document.blocks == []  # pypdf stops the stream at its limit
+            assert document.blocks == []
+            assert "drawing instructions take more than 4 MiB" in document.warnings[0]
+
+
+def test_pdf_page_with_millions_of_drawing_instructions_is_skipped(tmp_path: Path) -> None:
+    # 7 MB of tiny text operations compress to a few KB; reading their text would take GBs
+    content = b"BT /F1 12 Tf 72 720 Td " + b"(a) Tj\n" * 1_000_000 + b"ET"
+    data = zlib.compress(content, 9)
+    stream = b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(data) + data + b"\nendstream"
+    small = b"BT /F1 12 Tf 72 720 Td (page 2) Tj ET"
+    page = (
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents %d 0 R "
+        b"/Resources << /Font << /F1 7 0 R >> >> >>"
+    )
+    path = tmp_path / "busy.pdf"
+    path.write_bytes(
+        raw_pdf(
+            [
+                CATALOG,
+                b"<< /Type /Pages /Kids [3 0 R 4 0 R] /Count 2 >>",
+                page % 5,
+                page % 6,
+                stream,
+                b"<< /Length %d >>\nstream\n" % len(small) + small + b"\nendstream",
+                b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+            ]
+        )
+    )
+    with bounded_memory():
+        [document] = extract(path, "busy.pdf")
+    assert [(b.page, b.text) for b in document.blocks] == [(2, "page 2")]
+    assert 'Page 1 of "busy.pdf" was skipped' in document.warnings[0]
+    assert "more than 4 MiB" in document.warnings[0]

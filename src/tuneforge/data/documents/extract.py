@@ -59,10 +59,11 @@ def _extract(
         raise DataFileError(f'"{name}": {error}') from None
     sha256 = _sha256(path)
     pages: int | None = None
+    warnings: list[str] = []
     fmt: DocumentFormat
     if kind == "pdf":
         fmt = "pdf"
-        blocks, pages = read_pdf(path, name, limits, deadline)
+        blocks, pages, warnings = read_pdf(path, name, limits, deadline)
     elif kind == "zip":
         try:
             fmt, blocks, pages, inner = _read_package(path, name, limits, deadline, depth)
@@ -86,7 +87,8 @@ def _extract(
         fmt = text_format(text)
         reader = {"html": read_html, "markdown": read_markdown, "txt": read_text}[fmt]
         blocks = reader(text, name, limits)
-    warnings = [w for w in (mismatch_warning(name, fmt),) if w]
+    if mismatch := mismatch_warning(name, fmt):
+        warnings.insert(0, mismatch)
     if kind == "text" and encoding_warning:
         warnings.append(encoding_warning)
     if not blocks:

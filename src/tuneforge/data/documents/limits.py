@@ -38,6 +38,14 @@ class DocumentLimits(BaseModel):
         description="Deepest nesting of a PDF's page tree. Writers keep it to 3-6 levels; a deep "
         "tree only makes readers recurse.",
     )
+    max_page_content_bytes: int = Field(
+        default=4 * MIB,
+        gt=0,
+        description="Largest drawing instructions of one PDF page (its content streams and the "
+        "forms it draws, decompressed). Pages of text take 2-100 KB; reading a page's text "
+        "takes about 60 times its instructions in memory, so a larger page is skipped with a "
+        "warning.",
+    )
     max_blocks: int = Field(
         default=200_000,
         gt=0,

@@ -13,22 +13,25 @@ from __future__ import annotations
 
 import logging
 import re
+import zlib
 from pathlib import Path
 from typing import Any
 
 from tuneforge.data.documents.limits import Deadline, DocumentLimits
 from tuneforge.data.documents.model import Block, too_much_text
-from tuneforge.data.limits import DataFileError
+from tuneforge.data.limits import DataFileError, size_text
 
 MAX_TITLE_CHARS = 200
+CHUNK_BYTES = 1 << 20
 _SPACES = re.compile(r"[ \t\u00a0]+")
 _BLANK_LINES = re.compile(r"\n\s*\n+")
 
 
 def read_pdf(
     path: Path, name: str, limits: DocumentLimits, deadline: Deadline
-) -> tuple[list[Block], int]:
-    """The blocks (one per non-empty page) and the page count of the PDF at `path`."""
+) -> tuple[list[Block], int, list[str]]:
+    """The blocks (one per non-empty page), the page count and warnings (pages skipped) of the
+    PDF at `path`."""
     from pypdf import PdfReader
     from pypdf.errors import PyPdfError
 
@@ -47,16 +50,26 @@ def read_pdf(
                 raise _too_many_pages(name, count, limits)
             sections = _outline_sections(reader, count, limits)
             blocks: list[Block] = []
+            warnings: list[str] = []
             chars = 0
             for number in range(1, count + 1):
                 deadline.check(name)
-                text = tidy(reader.pages[number - 1].extract_text())
+                page = reader.pages[number - 1]
+                size = _content_bytes(page, limits.max_page_content_bytes)
+                if size > limits.max_page_content_bytes:
+                    limit = size_text(limits.max_page_content_bytes)
+                    warnings.append(
+                        f'Page {number} of "{name}" was skipped: its drawing instructions take '
+                        f"more than {limit}, more than a page of text needs."
+                    )
+                    continue
+                text = tidy(page.extract_text())
                 chars += len(text)
                 if chars > limits.max_text_chars:
                     raise too_much_text(name, limits)
                 if text:
                     blocks.append(Block(name, number, sections[number - 1], text))
-            return blocks, count
+            return blocks, count, warnings
     except DataFileError:
         raise
     except RecursionError:
@@ -130,6 +143,54 @@ def _outline_sections(reader: Any, count: int, limits: DocumentLimits) -> list[t
             at += 1
         sections[number - 1] = current
     return sections
+
+
+def _content_bytes(page: Any, budget: int) -> int:
+    """Decompressed size of the page's content streams and of the forms its resources name,
+    counted only up to just past `budget`, a chunk at a time."""
+    from pypdf.generic import ArrayObject, DictionaryObject, StreamObject
+
+    streams: list[Any] = []
+    contents = _resolved(page.get("/Contents"))
+    if isinstance(contents, ArrayObject):
+        streams.extend(_resolved(item) for item in contents)
+    elif contents is not None:
+        streams.append(contents)
+    resources = _resolved(page.get("/Resources"))
+    xobjects = resources.get("/XObject") if isinstance(resources, DictionaryObject) else None
+    forms = _resolved(xobjects)
+    if isinstance(forms, DictionaryObject):
+        for value in forms.values():
+            form = _resolved(value)
+            if isinstance(form, StreamObject) and form.get("/Subtype") == "/Form":
+                streams.append(form)
+    size = 0
+    for stream in streams:
+        if isinstance(stream, StreamObject):
+            size += _stream_bytes(stream, budget - size)
+            if size > budget:
+                break
+    return size
+
+
+def _stream_bytes(stream: Any, budget: int) -> int:
+    """The decompressed size of one stream, up to just past `budget`. Flate streams (nearly all
+    content) are inflated here a chunk at a time; others through pypdf, within its limit."""
+    filters = _resolved(stream.get("/Filter"))
+    if isinstance(filters, list) and len(filters) == 1:
+        filters = _resolved(filters[0])
+    raw = getattr(stream, "_data", None)  # pypdf keeps an encoded stream's bytes here
+    if filters != "/FlateDecode" or not isinstance(raw, bytes):
+        return len(stream.get_data())
+    inflater = zlib.decompressobj()
+    size = 0
+    try:
+        while raw and size <= budget:
+            size += len(inflater.decompress(raw, CHUNK_BYTES))
+            raw = inflater.unconsumed_tail
+    except zlib.error:
+        return len(stream.get_data())  # damaged: pypdf's recovery decides
+    return size
 
 
 def _resolved(value: Any) -> Any:
