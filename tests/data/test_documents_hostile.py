@@ -349,3 +349,36 @@ def test_pdf_page_with_millions_of_drawing_instructions_is_skipped(tmp_path: Pat
     assert [(b.page, b.text) for b in document.blocks] == [(2, "page 2")]
     assert 'Page 1 of "busy.pdf" was skipped' in document.warnings[0]
     assert "more than 4 MiB" in document.warnings[0]
+
+
+def test_pdf_page_that_draws_a_form_again_and_again_is_skipped(tmp_path: Path) -> None:
+    # 7 KB of instructions drawing a 1,000-operation form 1,000 times: a million operations
+    content = b"BT /F1 12 Tf 72 720 Td ET " + b"/X0 Do\n" * 1_000
+    form = b"BT /F1 12 Tf 72 720 Td " + b"(a) Tj\n" * 1_000 + b"ET"
+    page = (
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> /XObject << /X0 6 0 R >> >> >>"
+    )
+    path = tmp_path / "forms.pdf"
+    path.write_bytes(
+        raw_pdf(
+            [
+                CATALOG,
+                b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+                page,
+                b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
+                b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+                b"<< /Type /XObject /Subtype /Form /BBox [0 0 612 792] "
+                b"/Resources << /Font << /F1 5 0 R >> >> /Length %d >>\nstream\n"
+                % len(form)
+                + form
+                + b"\nendstream",
+            ]
+        )
+    )
+    start = time.monotonic()
+    [document] = extract(path, "forms.pdf", DocumentLimits(max_page_operations=50_000))
+    assert time.monotonic() - start < 5
+    assert document.blocks == []
+    assert "draws more than 50,000 operations" in document.warnings[0]
+    refused(path, "forms.pdf", "took longer", DocumentLimits(max_seconds=0.2))

@@ -46,6 +46,14 @@ class DocumentLimits(BaseModel):
         "takes about 60 times its instructions in memory, so a larger page is skipped with a "
         "warning.",
     )
+    max_page_operations: int = Field(
+        default=1_000_000,
+        gt=0,
+        description="Most drawing operations read from one PDF page, counting those of forms it "
+        "draws each time they are drawn (a small form drawn a million times is a small file "
+        "that takes hours to read). A page of text has a few thousand; reading a million takes "
+        "about 15 seconds. A busier page is skipped with a warning.",
+    )
     max_blocks: int = Field(
         default=200_000,
         gt=0,
@@ -97,8 +105,12 @@ class Deadline:
         self.seconds = seconds
         self.end = time.monotonic() + seconds
 
+    @property
+    def passed(self) -> bool:
+        return time.monotonic() > self.end
+
     def check(self, name: str) -> None:
-        if time.monotonic() > self.end:
+        if self.passed:
             raise DataFileError(
                 f'Reading "{name}" took longer than {self.seconds:,.0f} seconds, the limit. '
                 "Split the document into smaller files."

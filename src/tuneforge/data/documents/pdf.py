@@ -23,6 +23,7 @@ from tuneforge.data.limits import DataFileError, size_text
 
 MAX_TITLE_CHARS = 200
 CHUNK_BYTES = 1 << 20
+OPERATIONS_PER_CHECK = 10_000
 _SPACES = re.compile(r"[ \t\u00a0]+")
 _BLANK_LINES = re.compile(r"\n\s*\n+")
 
@@ -63,7 +64,16 @@ def read_pdf(
                         f"more than {limit}, more than a page of text needs."
                     )
                     continue
-                text = tidy(page.extract_text())
+                try:
+                    text = tidy(_page_text(page, name, limits, deadline))
+                except _TooManyOperations:
+                    deadline.check(name)
+                    warnings.append(
+                        f'Page {number} of "{name}" was skipped: it draws more than '
+                        f"{limits.max_page_operations:,} operations (forms drawn again and "
+                        "again), more than a page of text needs."
+                    )
+                    continue
                 chars += len(text)
                 if chars > limits.max_text_chars:
                     raise too_much_text(name, limits)
@@ -143,6 +153,26 @@ def _outline_sections(reader: Any, count: int, limits: DocumentLimits) -> list[t
             at += 1
         sections[number - 1] = current
     return sections
+
+
+class _TooManyOperations(BaseException):  # pypdf catches Exception around forms
+    pass
+
+
+def _page_text(page: Any, name: str, limits: DocumentLimits, deadline: Deadline) -> str:
+    """The page's text, stopping after `max_page_operations` drawing operations (counted inside
+    the forms it draws too, however often) or at the deadline. The stop is a BaseException
+    because pypdf catches every Exception around the forms it draws."""
+    operations = 0
+
+    def count(*_: Any) -> None:
+        nonlocal operations
+        operations += 1
+        checked = operations % OPERATIONS_PER_CHECK == 0
+        if checked and (deadline.passed or operations > limits.max_page_operations):
+            raise _TooManyOperations
+
+    return str(page.extract_text(visitor_operand_before=count))
 
 
 def _content_bytes(page: Any, budget: int) -> int:
