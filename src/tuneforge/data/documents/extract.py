@@ -85,8 +85,10 @@ def _extract(
         if len(text) > limits.max_text_chars:
             raise too_much_text(name, limits)
         fmt = text_format(text)
-        reader = {"html": read_html, "markdown": read_markdown, "txt": read_text}[fmt]
-        blocks = reader(text, name, limits)
+        if fmt == "html":
+            blocks = read_html(text, name, limits, deadline)
+        else:
+            blocks = (read_markdown if fmt == "markdown" else read_text)(text, name, limits)
     if mismatch := mismatch_warning(name, fmt):
         warnings.insert(0, mismatch)
     if kind == "text" and encoding_warning:

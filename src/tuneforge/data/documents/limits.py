@@ -112,6 +112,6 @@ class Deadline:
     def check(self, name: str) -> None:
         if self.passed:
             raise DataFileError(
-                f'Reading "{name}" took longer than {self.seconds:,.0f} seconds, the limit. '
+                f'Reading "{name}" took longer than {self.seconds:g} seconds, the limit. '
                 "Split the document into smaller files."
             )

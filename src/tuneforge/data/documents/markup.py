@@ -17,10 +17,11 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-from tuneforge.data.documents.limits import DocumentLimits
+from tuneforge.data.documents.limits import Deadline, DocumentLimits
 from tuneforge.data.documents.model import Block, Collector
 from tuneforge.data.limits import DataFileError
 
+FEED_CHARS = 1 << 20
 _ENTITY_DECLARATION = re.compile(r"<!ENTITY", re.IGNORECASE)
 _SKIP = frozenset({"script", "style", "template", "noscript", "head", "svg", "math", "iframe"})
 _BLOCK = frozenset(
@@ -40,7 +41,9 @@ _SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 
 
-def read_html(text: str, name: str, limits: DocumentLimits) -> list[Block]:
+def read_html(
+    text: str, name: str, limits: DocumentLimits, deadline: Deadline | None = None
+) -> list[Block]:
     if _ENTITY_DECLARATION.search(text):
         raise DataFileError(
             f'"{name}" declares its own entities (<!ENTITY ...> in a DOCTYPE), which can expand '
@@ -48,7 +51,10 @@ def read_html(text: str, name: str, limits: DocumentLimits) -> list[Block]:
             "declarations and upload it again."
         )
     parser = _HtmlText(name, limits)
-    parser.feed(text)
+    for start in range(0, len(text), FEED_CHARS):  # the parser keeps an unfinished tag for later
+        if deadline is not None:
+            deadline.check(name)
+        parser.feed(text[start : start + FEED_CHARS])
     parser.close()
     parser.flush()
     return parser.out.blocks
