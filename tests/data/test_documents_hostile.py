@@ -235,7 +235,7 @@ def test_html_with_a_huge_number_of_entities_reads_in_linear_time(tmp_path: Path
     start = time.monotonic()
     with bounded_memory():
         [document] = extract(path, "many.html")
-    assert time.monotonic() - start < 5
+    assert time.monotonic() - start < 20  # linear: a quadratic reader takes minutes
     assert document.blocks[0].text == "&<A" * 300_000  # never longer than the file
 
 
@@ -378,7 +378,7 @@ def test_pdf_page_that_draws_a_form_again_and_again_is_skipped(tmp_path: Path) -
     )
     start = time.monotonic()
     [document] = extract(path, "forms.pdf", DocumentLimits(max_page_operations=50_000))
-    assert time.monotonic() - start < 5
+    assert time.monotonic() - start < 20  # linear: a quadratic reader takes minutes
     assert document.blocks == []
     assert "draws more than 50,000 operations" in document.warnings[0]
     refused(path, "forms.pdf", "took longer", DocumentLimits(max_seconds=0.2))
