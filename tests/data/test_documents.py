@@ -92,6 +92,8 @@ def make_pptx(path: Path, slides: int = 3) -> Path:
         slide = presentation.slides.add_slide(presentation.slide_layouts[1])
         slide.shapes.title.text = f"Title {n}"
         slide.placeholders[1].text = f"slide {n} body"
+        if n == 2:
+            slide.notes_slide.notes_text_frame.text = "Say this out loud."
     presentation.save(path)
     return path
 
@@ -198,7 +200,11 @@ def test_pptx_blocks_name_their_slide_and_its_title(tmp_path: Path) -> None:
     assert document.pages == 4
     bodies = [b for b in document.blocks if not b.heading]
     assert [(b.page, b.section, b.text) for b in bodies] == [
-        (n, (f"Title {n}",), f"slide {n} body") for n in range(1, 5)
+        (1, ("Title 1",), "slide 1 body"),
+        (2, ("Title 2",), "slide 2 body"),
+        (2, ("Title 2",), "Say this out loud."),  # the speaker notes
+        (3, ("Title 3",), "slide 3 body"),
+        (4, ("Title 4",), "slide 4 body"),
     ]
 
 

@@ -8,8 +8,8 @@ that declares a DOCTYPE (which Office never writes) is refused.
 
 DOCX: paragraphs and table rows in body order; Word's heading styles ('Heading 1'..., 'Title',
 or any style or paragraph with an outline level) make the section path. PPTX: slides in the
-presentation's order; each text shape and table row is a block on its slide's page, and the
-slide's title is its section.
+presentation's order; each text shape, table row and the speaker notes are blocks on the slide's
+page, and the slide's title is their section.
 """
 
 from __future__ import annotations
@@ -166,7 +166,27 @@ def read_pptx(
         for row in slide.iter(f"{A}tr"):
             cells = ["\n".join(map(_drawing_text, cell.iter(f"{A}p"))).strip() for cell in row]
             out.add(number, section, " | ".join(c for c in cells if c), False)
+        notes = _notes_part(archive, part, name, limits)
+        if notes is not None:
+            for shape in parse_part(archive, notes, name, limits).iter(f"{P}sp"):
+                placeholder = shape.find(f"{P}nvSpPr/{P}nvPr/{P}ph")
+                if placeholder is not None and placeholder.get("type") == "body":
+                    text = "\n".join(_drawing_text(p) for p in shape.iter(f"{A}p"))
+                    out.add(number, section, text, False)
     return out.blocks, len(slides)
+
+
+def _notes_part(archive: SafeZip, slide: str, name: str, limits: DocumentLimits) -> str | None:
+    """The part of the slide's speaker notes, if it has any."""
+    folder, file = posixpath.split(slide)
+    rels = posixpath.join(folder, "_rels", f"{file}.rels")
+    if rels not in archive.members:
+        return None
+    for rel in parse_part(archive, rels, name, limits).iter(f"{REL}Relationship"):
+        if rel.get("Type", "").endswith("/notesSlide"):
+            target = posixpath.normpath(posixpath.join(folder, rel.get("Target", "")))
+            return target if target in archive.members else None
+    return None
 
 
 def _drawing_text(paragraph: Any) -> str:
