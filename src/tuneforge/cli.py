@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from tuneforge import __version__
+from tuneforge.cli_augment import datasets_app  # `datasets` with its `augment` command
 from tuneforge.cli_common import (
     JsonFlag,
     api,
@@ -29,7 +30,6 @@ from tuneforge.cli_common import (
     print_table,
     when,
 )
-from tuneforge.cli_datasets import datasets_app
 from tuneforge.cli_evaluations import evals_app
 from tuneforge.cli_exports import exports_app
 from tuneforge.cli_graders import graders_app

@@ -440,7 +440,3 @@ def delete(ctx: typer.Context, dataset_id: DatasetId) -> None:
     with api(ctx) as client:
         client.delete_dataset(dataset_id)
     typer.echo(f"Deleted dataset {dataset_id}.")
-
-
-# `datasets augment` lives in its own module and registers itself on this group.
-from tuneforge import cli_augment  # noqa: E402, F401
