@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from tuneforge import __version__
-from tuneforge.cli_augment import datasets_app  # `datasets` with its `augment` command
+from tuneforge import (
+    __version__,
+    cli_augment,  # noqa: F401  (adds `augment` to the datasets group)
+)
 from tuneforge.cli_common import (
     JsonFlag,
     api,
@@ -30,6 +32,7 @@ from tuneforge.cli_common import (
     print_table,
     when,
 )
+from tuneforge.cli_datasets import datasets_app
 from tuneforge.cli_evaluations import evals_app
 from tuneforge.cli_exports import exports_app
 from tuneforge.cli_graders import graders_app
