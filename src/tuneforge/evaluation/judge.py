@@ -14,19 +14,22 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tuneforge.data.synthesis.generator import RETRY_DELAYS as RETRY_DELAYS
+from tuneforge.data.synthesis.generator import TIMEOUT as TIMEOUT
+from tuneforge.data.synthesis.generator import (
+    ChatEndpoint,
+    api_key_secret_field,
+    base_url_field,
+    http_url,
+)
 from tuneforge.errors import DomainError
 
-TIMEOUT = 30.0  # seconds per request
-RETRY_DELAYS = (1.0, 4.0, 10.0)  # seconds before each retry of a 429, a 5xx or a lost connection
 MAX_REASON_CHARS = 500
 SYSTEM_PROMPT = (
     "You are a strict, fair grader. You are shown a question, usually a reference answer, and an "
@@ -45,21 +48,14 @@ class JudgeSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    base_url: str = Field(
-        min_length=1,
-        max_length=500,
-        description="The judge's OpenAI-compatible API, up to its version: "
-        "`https://api.openai.com/v1`, or another TuneForge's `http://host:7860/v1`.",
+    base_url: str = base_url_field(
+        "The judge's OpenAI-compatible API, up to its version: "
+        "`https://api.openai.com/v1`, or another TuneForge's `http://host:7860/v1`."
     )
     model: str = Field(
         min_length=1, max_length=200, description="The judge model's name at that API."
     )
-    api_key_secret: str | None = Field(
-        default=None,
-        pattern=r"^[A-Z][A-Z0-9_]{0,63}$",
-        description="The name of one of your secrets that holds the API key (such as "
-        "`JUDGE_API_KEY`); never the key itself. None for an API that needs no key.",
-    )
+    api_key_secret: str | None = api_key_secret_field("JUDGE_API_KEY")
     rubric: str | None = Field(
         default=None,
         max_length=4000,
@@ -69,10 +65,7 @@ class JudgeSpec(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError("base_url must be an http:// or https:// URL")
-        return url.rstrip("/")
+        return http_url(url)
 
 
 class JudgeFailed(DomainError):
@@ -126,23 +119,6 @@ def parse_verdict(text: str) -> Verdict | None:
     return Verdict(int(number), str(reason or "").strip()[:MAX_REASON_CHARS])
 
 
-def _refusal(response: httpx.Response, model: str) -> JudgeFailed:
-    status = response.status_code
-    if status in (401, 403):
-        return JudgeFailed(
-            f"The judge endpoint refused the key (HTTP {status}): check the secret named in "
-            "the judge's api_key_secret."
-        )
-    if status == 404:
-        return JudgeFailed(
-            f"The judge endpoint answered 404 for the model {model!r}: check base_url (it "
-            "ends with the API's version, such as /v1) and the model's name."
-        )
-    return JudgeFailed(
-        f"The judge endpoint refused the request (HTTP {status}): {response.text.strip()[:200]}"
-    )
-
-
 class Judge:
     """Grades answers through one judge endpoint (a connection pool; close it when done)."""
 
@@ -156,51 +132,27 @@ class Judge:
     ) -> None:
         self.spec = spec
         self.delays = delays
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.Client(base_url=spec.base_url, headers=headers, timeout=timeout)
+        self._endpoint = ChatEndpoint(
+            spec.base_url,
+            spec.model,
+            api_key,
+            who="judge",
+            failure=JudgeFailed,
+            delays=delays,
+            timeout=timeout,
+        )
 
     def close(self) -> None:
-        self._http.close()
+        self._endpoint.close()
 
     def _complete(self, messages: list[dict[str, str]]) -> str:
-        body = {"model": self.spec.model, "messages": messages, "temperature": 0}
-        problem = ""
-        for delay in (*self.delays, None):
-            try:
-                response = self._http.post("/chat/completions", json=body)
-            except httpx.TransportError as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-            else:
-                if response.status_code == 429 or response.status_code >= 500:
-                    problem = f"HTTP {response.status_code}"
-                elif response.is_error:
-                    raise _refusal(response, self.spec.model)
-                else:
-                    return _content(response)
-            if delay is not None:
-                time.sleep(delay)
-        attempts = len(self.delays) + 1
-        raise JudgeFailed(
-            f"The judge endpoint {self.spec.base_url} did not answer after {attempts} "
-            f"attempt{'s' if attempts > 1 else ''} ({problem})."
-        )
+        return self._endpoint.complete(messages, temperature=0).text
 
     def grade(self, question: str, reference: str | None, answer: str) -> Verdict | None:
         """The judge's verdict on `answer`, or None when its reply holds no readable score."""
         return parse_verdict(
             self._complete(judge_messages(question, reference, answer, self.spec.rubric))
         )
-
-
-def _content(response: httpx.Response) -> str:
-    try:
-        content = response.json()["choices"][0]["message"]["content"]
-    except (ValueError, KeyError, IndexError, TypeError):
-        raise JudgeFailed(
-            "The judge endpoint's answer is not an OpenAI chat completion: "
-            f"{response.text.strip()[:200]}"
-        ) from None
-    return str(content or "")
 
 
 def _question(row: Mapping[str, Any]) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
@@ -21,12 +21,23 @@ from sqlalchemy.orm import Session
 from tuneforge.db.repositories.secrets import has_secret
 from tuneforge.db.tables import User
 from tuneforge.errors import InvalidInput
+from tuneforge.jobs.inputs import usable_model
 from tuneforge.settings import Settings
 
 if TYPE_CHECKING:
-    from tuneforge.evaluation.judge import JudgeSpec
+    from tuneforge.data.synthesis.generator import EndpointGenerator, LocalGenerator
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class CalledEndpoint(Protocol):
+    """A spec naming an endpoint to call and the secret holding its key (a judge, a generator)."""
+
+    @property
+    def base_url(self) -> str: ...
+
+    @property
+    def api_key_secret(self) -> str | None: ...
 
 
 def check_endpoint(url: str, user: User, settings: Settings, what: str) -> None:
@@ -49,7 +60,7 @@ def check_endpoint(url: str, user: User, settings: Settings, what: str) -> None:
 
 
 def check_judges(
-    judges: Sequence[JudgeSpec],
+    judges: Sequence[CalledEndpoint],
     user: User,
     settings: Settings,
     session: Session | None = None,
@@ -79,3 +90,18 @@ def _addresses(host: str) -> set[Address]:
     except (socket.gaierror, UnicodeError):
         return set()
     return {ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos}
+
+
+def check_generator(
+    spec: EndpointGenerator | LocalGenerator,
+    user: User,
+    settings: Settings,
+    session: Session | None = None,
+) -> None:
+    """Refuse a generator endpoint `user` may not make the server call, or (given a `session`,
+    at launch) whose key secret is not set; and (given a `session`) a local model that is not
+    the user's to use or cannot run here."""
+    if spec.kind == "endpoint":
+        check_judges([spec], user, settings, session, what="The generator's")
+    elif session is not None:
+        usable_model(session, user, settings, spec.model)
