@@ -9,6 +9,11 @@ with an image method, the bytes of `images` change. System turns, tool calls and
 image parts and control tokens are never touched. A variant equal to its source or to an
 earlier variant of it is left out.
 
+With an LLM method (paraphrase, back-translation) a variant is made in two steps, so that a
+batch's requests go to the model together: `plan_variants` marks the texts to rewrite (see
+`llm.py`), a `Rewriter` asks the model, and `finish_variants` puts its answers in place, leaving
+out a variant whose request failed. Word methods run before the LLM ones in a variant.
+
 `augment_records(records, spec)` is the whole step for rows in memory: the originals (their
 lineage empty) then the variants, each naming its source row (`augmented_from`) and its methods
 (`augmentation`).
@@ -19,11 +24,22 @@ from __future__ import annotations
 import copy
 import random
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from tuneforge.data.augment import text_ops
 from tuneforge.data.augment.images import ImageMethod, augment_image
-from tuneforge.data.augment.spec import IMAGE_METHODS, WORDNET_METHODS, AugmentSpec, Method
+from tuneforge.data.augment.llm import Planner, Rewriter, put_back, rewritable_text
+from tuneforge.data.augment.spec import (
+    IMAGE_METHODS,
+    LLM_METHODS,
+    WORDNET_METHODS,
+    AugmentSpec,
+    BackTranslationMethod,
+    LLMMethod,
+    Method,
+    ParaphraseMethod,
+)
 from tuneforge.data.augment.synonyms import wordnet
 
 FROM = "augmented_from"
@@ -95,8 +111,8 @@ def edit_text(record: Mapping[str, Any], spec: AugmentSpec, edit: TextEdit) -> R
     return out
 
 
-#: Each text method: (method, generator) -> a function that rewrites one text. A method that
-#: asks a language model (paraphrase, back-translation) is one more entry here, from its module.
+#: Each word method: (method, generator) -> a function that rewrites one text. The LLM methods
+#: are planned instead (`_plan_llm`).
 TEXT_EDITS: dict[str, Callable[[Any, random.Random], TextEdit]] = {
     "swap": lambda m, rng: lambda text: text_ops.swap(text, m.rate, rng),
     "delete": lambda m, rng: lambda text: text_ops.delete(text, m.rate, rng),
@@ -115,11 +131,45 @@ def _applicable(methods: list[Method], has_text: bool, has_images: bool) -> list
     return [m for m in methods if (has_images if m.name in IMAGE_METHODS else has_text)]
 
 
-def _apply(record: Record, methods: list[Method], spec: AugmentSpec, rng: random.Random) -> Record:
+def _plan_llm(
+    record: Record,
+    method: LLMMethod,
+    spec: AugmentSpec,
+    rng: random.Random,
+    planner: Planner | None,
+) -> Record:
+    """`record` with the texts `method` rewrites marked: each rewritable text with the method's
+    probability, at least one."""
+    if planner is None:
+        raise ValueError(f"{method.name} asks a language model: plan it with a Planner.")
+    count = 0
+
+    def counted(text: str) -> str:
+        nonlocal count
+        count += rewritable_text(text)
+        return text
+
+    edit_text(record, spec, counted)
+    if not count:
+        return record
+    chosen = {i for i in range(count) if rng.random() < method.probability}
+    return edit_text(record, spec, planner.edit(method, chosen or {rng.randrange(count)}))
+
+
+def _apply(
+    record: Record,
+    methods: list[Method],
+    spec: AugmentSpec,
+    rng: random.Random,
+    planner: Planner | None = None,
+) -> Record:
     variant = record
     images = [m for m in methods if m.name in IMAGE_METHODS]
-    for method in methods:
-        if method.name not in IMAGE_METHODS:
+    text = [m for m in methods if m.name not in IMAGE_METHODS]
+    for method in sorted(text, key=lambda m: m.name in LLM_METHODS):  # the LLM ones last
+        if isinstance(method, LLM_TYPES):
+            variant = _plan_llm(variant, method, spec, rng, planner)
+        else:
             variant = edit_text(variant, spec, _text_edit(method, rng))
     if images and record.get("images"):
         variant = dict(variant)
@@ -136,23 +186,87 @@ def _content(record: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k not in LINEAGE}
 
 
-def variants_of(record: Mapping[str, Any], index: int, spec: AugmentSpec) -> list[Record]:
-    """Up to `spec.copies` variants of the train row at `index`, with their lineage."""
+@dataclass
+class Planned:
+    """A row's variants as planned: texts an LLM rewrites are still markers."""
+
+    index: int
+    source: Record
+    variants: list[tuple[Record, str]]
+
+
+def plan_variants(
+    record: Mapping[str, Any], index: int, spec: AugmentSpec, planner: Planner | None = None
+) -> Planned:
+    """The variants of the train row at `index` (up to `spec.copies`), the texts LLM methods
+    rewrite handed to `planner` (needed only with an LLM method)."""
     rng = _rng(spec, index)
     source = _content(record)
     methods = _applicable(list(spec.methods), rewritable(source, spec), bool(source.get("images")))
-    seen = [source]
-    variants: list[Record] = []
+    planned = Planned(index, source, [])
     if not methods:
-        return variants
+        return planned
+    seen = [source]
     for _ in range(spec.copies):
         used = [rng.choice(methods)] if spec.combine == "one" else methods
-        variant = _apply(copy.deepcopy(source), used, spec, rng)
+        variant = _apply(copy.deepcopy(source), used, spec, rng, planner)
         if variant in seen:
             continue
         seen.append(variant)
-        variants.append({**variant, FROM: index, METHODS: "+".join(m.name for m in used)})
+        planned.variants.append((variant, "+".join(m.name for m in used)))
+    return planned
+
+
+def finish_variants(
+    planned: Planned,
+    spec: AugmentSpec,
+    rewriter: Rewriter | None = None,
+    planner: Planner | None = None,
+) -> list[Record]:
+    """The planned variants with the model's texts in place and their lineage; a variant whose
+    request failed (counted by `rewriter`) or that came out equal to its source or an earlier
+    variant is left out."""
+    seen = [planned.source]
+    variants: list[Record] = []
+    for planned_variant, methods in planned.variants:
+        variant = planned_variant
+        if planner is not None:
+            put, missing = put_back(planner.rewrites)
+            variant = edit_text(planned_variant, spec, put)
+            if missing():
+                if rewriter is not None:
+                    rewriter.skipped_variants += 1
+                continue
+        if variant in seen:
+            continue
+        seen.append(variant)
+        variants.append({**variant, FROM: planned.index, METHODS: methods})
     return variants
+
+
+def variants_of(
+    record: Mapping[str, Any], index: int, spec: AugmentSpec, rewriter: Rewriter | None = None
+) -> list[Record]:
+    """Up to `spec.copies` variants of the train row at `index`, with their lineage (a
+    `rewriter` asks the model for the LLM methods)."""
+    return variants_of_rows([record], index, spec, rewriter)
+
+
+def variants_of_rows(
+    records: Iterable[Mapping[str, Any]],
+    start: int,
+    spec: AugmentSpec,
+    rewriter: Rewriter | None = None,
+) -> list[Record]:
+    """The variants of the rows at `start`, `start + 1`, ... in their order, the LLM methods'
+    requests sent together through `rewriter`."""
+    if spec.llm_methods() and rewriter is None:
+        raise ValueError("An LLM method needs a Rewriter to ask the model.")
+    planner = Planner() if rewriter is not None else None
+    planned = [plan_variants(r, i, spec, planner) for i, r in enumerate(records, start)]
+    if planner is not None and rewriter is not None and planner.rewrites:
+        rewriter.run(planner.rewrites)
+    return [v for p in planned for v in finish_variants(p, spec, rewriter, planner)]
 
 
 def original(record: Mapping[str, Any]) -> Record:
@@ -162,16 +276,19 @@ def original(record: Mapping[str, Any]) -> Record:
 
 
 def augment_records(
-    records: Iterable[Mapping[str, Any]], spec: AugmentSpec, *, start: int = 0
+    records: Iterable[Mapping[str, Any]],
+    spec: AugmentSpec,
+    *,
+    start: int = 0,
+    rewriter: Rewriter | None = None,
 ) -> list[Record]:
     """The rows of a train split (the first at position `start`) then their variants, every
-    row with its lineage."""
-    originals: list[Record] = []
-    variants: list[Record] = []
-    for index, record in enumerate(records, start):
-        originals.append(original(record))
-        variants += variants_of(record, index, spec)
-    return originals + variants
+    row with its lineage (a `rewriter` asks the model for the LLM methods)."""
+    rows = list(records)
+    return [original(r) for r in rows] + variants_of_rows(rows, start, spec, rewriter)
+
+
+LLM_TYPES = (ParaphraseMethod, BackTranslationMethod)
 
 
 def needs_wordnet(spec: AugmentSpec) -> bool:

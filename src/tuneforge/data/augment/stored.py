@@ -3,9 +3,10 @@
 The new train split is the source's train rows, in their order and at their positions, then
 their variants, each naming its source row's position (`augmented_from`) and its methods
 (`augmentation`); it is read and written a batch at a time, so memory holds one batch and its
-variants. Every other split (the test split) is copied byte for byte, and the copy is checked
-against its source before the dataset is called ready: nothing made from training rows can
-reach it.
+variants. With an LLM method a batch is `LLM_BATCH_ROWS` rows, whose requests go to the model
+together (`llm.Rewriter`). Every other split (the test split) is copied byte for byte, and the
+copy is checked against its source before the dataset is called ready: nothing made from
+training rows can reach it.
 """
 
 from __future__ import annotations
@@ -20,14 +21,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tuneforge.data import parquet
+from tuneforge.data.augment.llm import Rewriter
 from tuneforge.data.augment.measure import AugmentedStats
-from tuneforge.data.augment.records import FROM, METHODS, original, variants_of
+from tuneforge.data.augment.records import FROM, METHODS, original, variants_of_rows
 from tuneforge.data.augment.spec import AugmentSpec
 from tuneforge.errors import InvalidInput
 from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore
 
 BATCH_ROWS = 256
+LLM_BATCH_ROWS = 32  # rows whose LLM requests are sent together (progress comes per batch)
 IMAGE_BATCH_ROWS = 16  # source rows read at a time when they have images
 FLUSH_BYTES = 32 << 20  # variants' image bytes held before they are written
 TRAIN = "train"
@@ -69,6 +72,7 @@ def _train(
     stats: AugmentedStats,
     out: Path,
     progress: Callable[[float], None] | None,
+    rewriter: Rewriter | None = None,
 ) -> tuple[int, int]:
     """Write the augmented train split to `out`: the source's rows, then their variants
     (parked in a side file meanwhile); the source's row count and the variants made. Rows with
@@ -79,6 +83,9 @@ def _train(
         reader = pq.ParquetFile(handle)
         schema = lineage_schema(reader.schema_arrow)
         size = IMAGE_BATCH_ROWS if "images" in schema.names else BATCH_ROWS
+        together = bool(spec.llm_methods())  # the batch's rows asked together, else row by row
+        if together:
+            size = min(size, LLM_BATCH_ROWS)
         total, done, made = reader.metadata.num_rows, 0, 0
         with pq.ParquetWriter(out, schema, compression="zstd") as writer:
             with pq.ParquetWriter(side, schema, compression="zstd") as parked:
@@ -88,8 +95,11 @@ def _train(
                     writer.write_table(pa.Table.from_pylist(originals, schema=schema))
                     stats.add(TRAIN, originals)
                     waiting: list[dict[str, Any]] = []
-                    for index, row in enumerate(rows, done):
-                        waiting += variants_of(row, index, spec)
+                    groups = [rows] if together else [[row] for row in rows]
+                    for first, group in zip(
+                        range(done, done + len(rows), len(groups[0])), groups, strict=True
+                    ):
+                        waiting += variants_of_rows(group, first, spec, rewriter)
                         if len(waiting) >= BATCH_ROWS or _image_bytes(waiting) > FLUSH_BYTES:
                             parked.write_table(pa.Table.from_pylist(waiting, schema=schema))
                             stats.add(TRAIN, waiting)
@@ -114,9 +124,11 @@ def augment_stored(
     prefix: str,
     spec: AugmentSpec,
     progress: Callable[[float], None] | None = None,
+    rewriter: Rewriter | None = None,
 ) -> Fields:
     """Augment the processed dataset `source` (its prefix, splits and processing config) into
-    a new one under `prefix`; the new record's fields."""
+    a new one under `prefix` (`rewriter` asks the model for the LLM methods); the new record's
+    fields."""
     from tuneforge.models.tokenizer import gemma_tokenizer
 
     source_prefix, splits, config = source
@@ -128,7 +140,7 @@ def augment_stored(
     with tempfile.TemporaryDirectory(prefix="tuneforge-augment-") as directory:
         out = Path(directory) / "train.parquet"
         key = parquet.split_key(source_prefix, "processed", TRAIN)
-        rows_in, made = _train(store, key, spec, stats, out, progress)
+        rows_in, made = _train(store, key, spec, stats, out, progress, rewriter)
         new_splits = {TRAIN: rows_in + made}
         size = out.stat().st_size
         store.put_file(parquet.split_key(prefix, "processed", TRAIN), out)
@@ -153,5 +165,6 @@ def augment_stored(
         "columns": columns,
         "size_bytes": size,
         "status": "ready",
-        "warnings": [f"{made:,} variants made from {rows_in:,} train rows."],
+        "warnings": [f"{made:,} variants made from {rows_in:,} train rows."]
+        + (rewriter.summary() if rewriter is not None else []),
     }
