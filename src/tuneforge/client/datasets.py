@@ -108,14 +108,19 @@ class DatasetsClient(JobsClient):
         return DatasetPublic.model_validate(processed)
 
     def preview_augmentation(
-        self, dataset_id: str, spec: dict[str, Any] | AugmentSpec, count: int = 5
+        self,
+        dataset_id: str,
+        spec: dict[str, Any] | AugmentSpec,
+        count: int = 5,
+        price_per_1k_tokens: float = 0.0,
     ) -> AugmentPreview:
         """The processed dataset's first `count` train rows beside the variants `spec` makes of
-        them (as the job will make them), with the rows, tokens, time and cost of the job."""
+        them (as the job will make them; an LLM method's endpoint is asked), with the rows,
+        tokens, time and cost of the job (an endpoint's tokens at `price_per_1k_tokens`)."""
         shown = self._call(
             "POST",
             f"/datasets/{dataset_id}/augment/preview",
-            params={"count": count},
+            params={"count": count, "price_per_1k_tokens": price_per_1k_tokens},
             json=body(spec),
             timeout=self._work_timeout,
         )

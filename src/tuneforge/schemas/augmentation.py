@@ -24,11 +24,26 @@ class OriginalShown(BaseModel):
 
 
 class AugmentCost(BaseModel):
-    money: float = Field(description="What the job costs in money: 0 for offline methods.")
+    money: float = Field(
+        description="What the job costs in money: 0 for offline methods and local models; the "
+        "LLM tokens at the price given for an endpoint."
+    )
     currency: str = Field(default="USD", description="The currency of `money`.")
     seconds: float = Field(
         description="Estimated time of the job, from the time the preview took per row."
     )
+    note: str = Field(description="How the estimate was made.")
+
+
+class LLMUsage(BaseModel):
+    requests: int = Field(description="Estimated requests the job sends to the model(s).")
+    prompt_tokens: int = Field(description="Estimated tokens of those requests' prompts.")
+    completion_tokens: int = Field(description="Estimated tokens of the model's replies.")
+    price_per_1k_tokens: float = Field(
+        description="The price per 1,000 tokens (prompt and reply) the estimate used; 0 for "
+        "a local model."
+    )
+    money: float = Field(description="Estimated cost of those tokens at that price.")
     note: str = Field(description="How the estimate was made.")
 
 
@@ -48,4 +63,14 @@ class AugmentPreview(BaseModel):
         "mean times its rows)."
     )
     tokens_out: int = Field(description="Estimated Gemma tokens in the new train split.")
+    llm: LLMUsage | None = Field(
+        default=None,
+        description="With an LLM method (paraphrase, back-translation): its requests, tokens "
+        "and cost, estimated for the whole job.",
+    )
+    problems: list[str] = Field(
+        default_factory=list,
+        description="What the preview could not show: a local model's variants (made only by "
+        "the job), requests that failed (their variants are left out) and why.",
+    )
     cost: AugmentCost = Field(description="The job's estimated cost and time.")

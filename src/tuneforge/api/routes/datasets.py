@@ -181,11 +181,16 @@ def preview_augmentation(
     count: Annotated[
         int, Query(ge=1, le=augmentation.MAX_PREVIEW_ROWS, description="Rows to show.")
     ] = augmentation.PREVIEW_ROWS,
+    price_per_1k_tokens: Annotated[
+        float,
+        Query(ge=0, le=1000, description="An endpoint's price per 1,000 tokens, for the cost."),
+    ] = 0.0,
 ) -> AugmentPreview:
     """The first train rows of a processed dataset beside the variants this augmentation
-    makes of them (exactly as the job will), with the rows, tokens, time and cost of the job."""
+    makes of them (exactly as the job will; an LLM method's endpoint is asked for them), with
+    the rows, tokens, time and cost of the job."""
     return augmentation.preview_augmentation(
-        session, store, settings, user, dataset_id, spec, count
+        session, store, settings, user, dataset_id, spec, count, price_per_1k_tokens
     )
 
 
