@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import select
 
+from tests.conftest import add_user
 from tests.llm_server import LlmServer
 from tuneforge.data.synthesis.generator import (
     Completion,
@@ -20,6 +22,11 @@ from tuneforge.data.synthesis.generator import (
     complete_all,
     open_generator,
 )
+from tuneforge.db.session import make_engine, make_sessionmaker, transaction
+from tuneforge.db.tables import User
+from tuneforge.errors import InvalidInput, NotFound
+from tuneforge.jobs.endpoints import check_generator
+from tuneforge.services.secrets import set_secret
 from tuneforge.settings import Settings
 
 NO_WAIT = (0.0, 0.0, 0.0)
@@ -186,3 +193,25 @@ def test_complete_all_with_no_requests_sends_nothing() -> None:
         complete_all(generator, [], lambda index, result: None)
         generator.close()
     assert server.requests == []
+
+
+def test_check_generator_applies_the_endpoint_policy_and_the_key_secret(
+    settings: Settings,
+) -> None:
+    add_user(settings, "alice")
+    factory = make_sessionmaker(make_engine(settings.resolved_database_url))
+    spec = EndpointGenerator(
+        base_url="http://127.0.0.1:9/v1", model="writer", api_key_secret="GEN_KEY"
+    )
+    with transaction(factory) as session:
+        alice = session.scalars(select(User).where(User.username == "alice")).one()
+        with pytest.raises(InvalidInput, match=r"The generator.s base_url .* only administrators"):
+            check_generator(spec, alice, settings, session)
+        trusting = settings.model_copy(update={"trusted_endpoint_hosts": ["127.0.0.1"]})
+        check_generator(spec, alice, trusting)  # the worker's check: the address only
+        with pytest.raises(InvalidInput, match="The generator's key secret GEN_KEY is not set"):
+            check_generator(spec, alice, trusting, session)
+        set_secret(session, settings, alice, "GEN_KEY", "sk-1")
+        check_generator(spec, alice, trusting, session)
+        with pytest.raises(NotFound, match="No model 'no-such-model'"):
+            check_generator(LocalGenerator(model="no-such-model"), alice, settings, session)
