@@ -15,16 +15,24 @@ if TYPE_CHECKING:
     from tuneforge.schemas.augmentation import AugmentPreview
 
 #: The setting a `name:value` method gives, by method.
-VALUE_FIELD = {"flip": "direction", "rotate": "degrees"}
+VALUE_FIELD = {
+    "flip": "direction",
+    "rotate": "degrees",
+    "paraphrase": "probability",
+    "back_translation": "language",
+}
+WORDED = {"direction", "language"}
+LLM = {"paraphrase", "back_translation"}
 
 
 def parse_method(text: str) -> dict[str, Any]:
-    """`swap`, `swap:0.2` (a rate), `rotate:30` (degrees) or `flip:vertical` (a direction)."""
+    """`swap`, `swap:0.2` (a rate), `rotate:30` (degrees), `flip:vertical` (a direction),
+    `paraphrase:0.5` (a probability) or `back_translation:German` (the pivot language)."""
     name, _, value = text.partition(":")
     method: dict[str, Any] = {"name": name.strip()}
     if value:
         field = VALUE_FIELD.get(method["name"], "rate")
-        if field == "direction":
+        if field in WORDED:
             method[field] = value
         else:
             try:
@@ -32,6 +40,29 @@ def parse_method(text: str) -> dict[str, Any]:
             except ValueError:
                 fail(f"{text!r}: the part after ':' is the method's {field}, a number.")
     return method
+
+
+def generator_of(
+    url: str | None, model: str | None, key_secret: str | None, concurrency: int | None
+) -> dict[str, Any] | None:
+    """The generator the options name: an endpoint (`url` and `model`), a local model (`model`
+    alone), or None when no option names one."""
+    if url is None and model is None:
+        if key_secret is not None or concurrency is not None:
+            fail("--generator-key-secret and --generator-concurrency need --generator-url.")
+        return None
+    if model is None:
+        fail("--generator-url needs --generator-model, the model's name at that API.")
+    if url is None:
+        if key_secret is not None or concurrency is not None:
+            fail("--generator-key-secret and --generator-concurrency need --generator-url.")
+        return {"kind": "local", "model": model}
+    found: dict[str, Any] = {"kind": "endpoint", "base_url": url, "model": model}
+    if key_secret is not None:
+        found["api_key_secret"] = key_secret
+    if concurrency is not None:
+        found["concurrency"] = concurrency
+    return found
 
 
 def _preview_text(shown: AugmentPreview) -> None:
@@ -49,6 +80,13 @@ def _preview_text(shown: AugmentPreview) -> None:
         f"{shown.rows_out_max:,}); copied unchanged: {copied or 'none'}."
     )
     typer.echo(f"Tokens in the train split: about {shown.tokens_in:,} → {shown.tokens_out:,}.")
+    if shown.llm is not None:
+        typer.echo(
+            f"LLM: about {shown.llm.requests:,} requests, {shown.llm.prompt_tokens:,} prompt + "
+            f"{shown.llm.completion_tokens:,} reply tokens."
+        )
+    for problem in shown.problems:
+        typer.echo(f"Note: {problem}", err=True)
     typer.echo(
         f"Cost: {shown.cost.money:g} {shown.cost.currency}, about {shown.cost.seconds:g} s. "
         f"{shown.cost.note}"
@@ -66,11 +104,35 @@ def augment(
         typer.Option(
             "--method",
             "-m",
-            help="A method, repeatable: synonym, insert, swap, delete (text), flip, crop, "
-            "rotate, color (images); `name:value` sets its rate (rotate: degrees, flip: "
-            "horizontal or vertical), e.g. -m swap:0.2 -m flip.",
+            help="A method, repeatable: synonym, insert, swap, delete (text), paraphrase, "
+            "back_translation (LLM, with --generator-*), flip, crop, rotate, color (images); "
+            "`name:value` sets its rate (rotate: degrees, flip: horizontal or vertical, "
+            "paraphrase: probability, back_translation: pivot language), e.g. -m swap:0.2 "
+            "-m flip -m back_translation:German.",
         ),
     ] = None,
+    generator_url: Annotated[
+        str | None,
+        typer.Option(help="The LLM methods' OpenAI-compatible API, e.g. http://host:8000/v1."),
+    ] = None,
+    generator_model: Annotated[
+        str | None,
+        typer.Option(
+            help="The LLM methods' model: its name at --generator-url, or without it a "
+            "TuneForge model (catalog id or fine-tune id) the job runs."
+        ),
+    ] = None,
+    generator_key_secret: Annotated[
+        str | None,
+        typer.Option(help="The name of your secret holding the API's key (never the key)."),
+    ] = None,
+    generator_concurrency: Annotated[
+        int | None, typer.Option(min=1, max=32, help="Requests sent to the API at once (4).")
+    ] = None,
+    price: Annotated[
+        float,
+        typer.Option(min=0, max=1000, help="The API's price per 1k tokens, for --preview's cost."),
+    ] = 0.0,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -114,9 +176,21 @@ def augment(
         spec["name"] = name
     if not spec.get("methods"):
         fail("Give at least one method (--method swap, ...) or a spec with --config.")
+    generator = generator_of(
+        generator_url, generator_model, generator_key_secret, generator_concurrency
+    )
+    for method in spec["methods"]:
+        if isinstance(method, dict) and method.get("name") in LLM:
+            if generator is not None:
+                method["generator"] = generator
+            elif "generator" not in method:
+                fail(
+                    f"{method['name']} asks a language model: name it with --generator-url and "
+                    "--generator-model (an API), or --generator-model alone (a TuneForge model)."
+                )
     with api(ctx) as client:
         if preview:
-            shown = client.preview_augmentation(dataset_id, spec, rows)
+            shown = client.preview_augmentation(dataset_id, spec, rows, price)
             if as_json:
                 echo_json(shown.model_dump(mode="json"))
             else:
