@@ -1,6 +1,7 @@
-"""The Augmentation section of a processed dataset's page: the methods with their settings, a
-preview of the first train rows beside their variants (with rows, tokens and cost), and the
-button that starts the `dataset_augment` job."""
+"""The Augmentation section of a processed dataset's page: the methods with their settings (the
+LLM methods with their prompts and the model that rewrites), a preview of the first train rows
+beside their variants (with rows, tokens and cost), and the button that starts the
+`dataset_augment` job."""
 
 from __future__ import annotations
 
@@ -10,13 +11,22 @@ from nicegui import ui
 from pydantic import BaseModel, ValidationError
 
 from tuneforge.data.augment import spec as specs
-from tuneforge.data.augment.spec import IMAGE_METHODS, AugmentSpec
+from tuneforge.data.augment.spec import IMAGE_METHODS, LLM_METHODS, AugmentSpec
 from tuneforge.db.tables import Dataset, User
 from tuneforge.schemas.augmentation import AugmentPreview
 from tuneforge.services import augmentation as service
 from tuneforge.ui.backend import call, read, reported, state
-from tuneforge.ui.dataset_fields import blank, default, number, problems, select, text
+from tuneforge.ui.dataset_fields import (
+    blank,
+    default,
+    description,
+    number,
+    problems,
+    select,
+    text,
+)
 from tuneforge.ui.dataset_preview import CSS, RENDERED, highlighted
+from tuneforge.ui.generator_fields import GeneratorFields
 
 SECTION = "text-subtitle2 text-grey-9"
 METHODS: dict[str, type[BaseModel]] = {
@@ -24,16 +34,27 @@ METHODS: dict[str, type[BaseModel]] = {
     "insert": specs.InsertMethod,
     "swap": specs.SwapMethod,
     "delete": specs.DeleteMethod,
+    "paraphrase": specs.ParaphraseMethod,
+    "back_translation": specs.BackTranslationMethod,
     "flip": specs.FlipMethod,
     "crop": specs.CropMethod,
     "rotate": specs.RotateMethod,
     "color": specs.ColorMethod,
 }
 #: Each method's one setting.
-SETTING = {"flip": "direction", "rotate": "degrees"}
+SETTING = {
+    "flip": "direction",
+    "rotate": "degrees",
+    "paraphrase": "probability",
+    "back_translation": "probability",
+}
+#: The LLM methods' further settings: text fields, then prompts.
+WORDS = {"back_translation": ("language", "source_language")}
+PROMPTS = {"paraphrase": ("prompt",), "back_translation": ("prompt", "back_prompt")}
 EXPLANATION = (
     "Adds variants of the train rows to a new dataset; the test split is copied unchanged and "
-    "each new row names its source row and methods. Synonym and insert use WordNet on the server."
+    "each new row names its source row and methods. Synonym and insert use WordNet on the "
+    "server; paraphrase and back-translation ask the language model chosen below."
 )
 
 
@@ -52,12 +73,34 @@ class _MethodRow:
                 else:
                     self.value = number(model, setting, default(model, setting), integer=False)
                 self.value.bind_visibility_from(self.on, "value")
+                self.more: dict[str, Any] = {}
+                for field in WORDS.get(name, ()):
+                    self.more[field] = text(model, field, default(model, field))
+                for widget in self.more.values():
+                    widget.bind_visibility_from(self.on, "value")
+                if name in PROMPTS:
+                    with ui.expansion("Prompts").classes("w-full") as prompts:
+                        for field in PROMPTS[name]:
+                            self.more[field] = (
+                                ui.textarea(
+                                    field.replace("_", " ").capitalize(),
+                                    value=default(model, field),
+                                )
+                                .props("outlined dense autogrow")
+                                .classes(f"w-full augment-{name}-{field}")
+                            )
+                            ui.markdown(description(model, field)).classes("field-help text-grey-7")
+                    prompts.bind_visibility_from(self.on, "value")
         self.setting = setting
 
-    def method(self) -> dict[str, Any] | None:
+    def method(self, generator: dict[str, Any]) -> dict[str, Any] | None:
         if not self.on.value:
             return None
-        return {"name": self.name, self.setting: self.value.value}
+        chosen = {"name": self.name, self.setting: self.value.value}
+        chosen |= {field: widget.value for field, widget in self.more.items()}
+        if self.name in LLM_METHODS:
+            chosen["generator"] = generator
+        return chosen
 
 
 class AugmentForm(ui.column):
@@ -75,6 +118,20 @@ class AugmentForm(ui.column):
             ui.label(EXPLANATION).classes("text-body2 text-grey-7 -mt-3")
             ui.label("Methods").classes(SECTION)
             self.rows = [_MethodRow(name) for name in names]
+            with ui.column().classes("w-full gap-2 augment-generator") as self.llm:
+                ui.label("Language model (paraphrase, back-translation)").classes(SECTION)
+                self.generator = GeneratorFields()
+                self.price = (
+                    ui.number(
+                        "Price per 1k tokens (for the cost estimate)", value=0, min=0, max=1000
+                    )
+                    .props("outlined dense")
+                    .classes("w-64 augment-price")
+                )
+            self.llm.set_visibility(False)
+            for row in self.rows:
+                if row.name in LLM_METHODS:
+                    row.on.on_value_change(self._show_generator)
             ui.label("Variants").classes(SECTION)
             with ui.grid().classes("w-full gap-4 grid-cols-1 md:grid-cols-4"):
                 self.copies = number(AugmentSpec, "copies", default(AugmentSpec, "copies"))
@@ -90,9 +147,13 @@ class AugmentForm(ui.column):
                 self.start.props("unelevated").classes("augment-start")
             self.shown = ui.column().classes("w-full gap-3 augment-preview")
 
+    def _show_generator(self) -> None:
+        self.llm.set_visibility(any(r.on.value for r in self.rows if r.name in LLM_METHODS))
+
     def spec(self) -> AugmentSpec:
         """The form as a spec; raises pydantic's ValidationError when it does not fit."""
-        methods = [m for m in (row.method() for row in self.rows) if m is not None]
+        generator = self.generator.value()
+        methods = [m for m in (row.method(generator) for row in self.rows) if m is not None]
         return AugmentSpec.model_validate(
             {
                 "name": blank(self.name.value),
@@ -126,6 +187,7 @@ class AugmentForm(ui.column):
                     self.source_id,
                     spec,
                     3,
+                    float(self.price.value or 0),
                 )
                 self._show(shown)
         finally:
@@ -142,6 +204,13 @@ class AugmentForm(ui.column):
                 f"about {shown.cost.seconds:g} s"
             ).classes("text-body2 text-weight-medium augment-counts")
             ui.label(shown.cost.note).classes("text-caption text-grey-7")
+            if shown.llm is not None:
+                ui.label(
+                    f"LLM: about {shown.llm.requests:,} requests, {shown.llm.prompt_tokens:,} "
+                    f"prompt + {shown.llm.completion_tokens:,} reply tokens"
+                ).classes("text-body2 augment-llm")
+            for problem in shown.problems:
+                ui.label(problem).classes("text-caption text-orange-9 augment-problem")
             for example in shown.examples:
                 with ui.row().classes("w-full no-wrap gap-3 items-start augment-example"):
                     with ui.column().classes("col gap-1"):
