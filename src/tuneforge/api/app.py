@@ -25,6 +25,7 @@ from tuneforge.api.routes import (
     models,
     openai,
     secrets,
+    synthesis,
     trainings,
 )
 from tuneforge.db.session import make_engine, make_sessionmaker, migrate, transaction
@@ -39,7 +40,9 @@ from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore
 
 API_PREFIX = "/api/v1"
-UPLOAD_PATHS = frozenset({API_PREFIX + datasets.UPLOAD_PATH})
+UPLOAD_PATHS = frozenset(
+    API_PREFIX + path for path in (datasets.UPLOAD_PATH, synthesis.UPLOAD_PATH)
+)
 # NiceGUI posts the files of each upload widget to a route of its own (see `ui/datasets.py`).
 UI_UPLOAD_PATTERNS = (re.compile(r"/_nicegui/client/[0-9a-f-]+/upload/[0-9]+"),)
 #: Chat requests carry their images inside (base64): `max_chat_request_bytes`.
@@ -97,7 +100,7 @@ def create_app(settings: Settings | None = None, *, ui: bool = True) -> FastAPI:
     errors.install(app)
     routers = (
         *(health, auth, jobs, datasets, models, exports, trainings, graders, evaluations),
-        *(chat, secrets),
+        *(chat, secrets, synthesis),
     )
     for module in routers:
         app.include_router(module.router, prefix=API_PREFIX)

@@ -72,6 +72,10 @@ class Sample(BaseModel):
         description="The prompt's images as small JPEG `data:` URLs "
         "(`tuneforge.data.images.thumbnail`), in order; None: a text prompt.",
     )
+    source: str | None = Field(
+        default=None,
+        description="Synthesis: where the pair comes from (document, pages, section, chunk).",
+    )
 
 
 class SamplesEvent(_Event):

@@ -26,7 +26,9 @@ class DatasetPublic(BaseModel):
         description="For a processed dataset: its raw source (an augmented one: the processed "
         "dataset it augments)."
     )
-    origin: str = Field(description="upload, huggingface, server_path, processing or augmentation.")
+    origin: str = Field(
+        description="upload, huggingface, server_path, processing, augmentation or synthesis."
+    )
     origin_ref: str = Field(description="The file name, dataset id or path it came from.")
     format: str | None = Field(description="The recognised format (messages, alpaca, ...).")
     status: Literal["ready", "processing", "failed"] = Field(description="Whether it is usable.")

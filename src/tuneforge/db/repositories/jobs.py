@@ -33,6 +33,11 @@ class JobRepository(OwnedRepository[Job]):
             statement = statement.where(JobEvent.type.in_(sorted(types)))
         return list(self.session.scalars(statement.order_by(JobEvent.id).limit(limit)))
 
+    def last_event(self, job: Job, type_: str) -> JobEvent | None:
+        """The newest event of `type_` the job reported (its latest metrics, say)."""
+        statement = select(JobEvent).where(JobEvent.job_id == job.id, JobEvent.type == type_)
+        return self.session.scalars(statement.order_by(JobEvent.id.desc()).limit(1)).first()
+
     def status_moves(self, jobs: list[Job]) -> dict[str, list[JobEvent]]:
         """The status events of each of `jobs` (read through this repository), oldest first, in
         one query: what a resumed job's total running time is summed from."""
