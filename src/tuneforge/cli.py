@@ -21,6 +21,7 @@ import typer
 from tuneforge import (
     __version__,
     cli_augment,  # noqa: F401  (adds `augment` to the datasets group)
+    cli_synthesis,  # noqa: F401  (adds `synthesize` to the datasets group)
 )
 from tuneforge.cli_common import (
     JsonFlag,

@@ -23,8 +23,8 @@ Failures the server reports raise `ApiError`; a server that cannot be reached ra
 underlying `httpx.TransportError`. The client speaks HTTP only: it never imports the server.
 
 `Client` is one connection (`base.py`) with one part per resource: the account, jobs,
-datasets, training runs, reward graders, models, chat, evaluations, exports and secrets, each in
-its module.
+datasets, synthesis from documents, training runs, reward graders, models, chat, evaluations,
+exports and secrets, each in its module.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from tuneforge.client.graders import GradersClient
 from tuneforge.client.jobs import END_EVENT
 from tuneforge.client.models import ModelsClient
 from tuneforge.client.secrets import SecretsClient
+from tuneforge.client.synthesis import SynthesisClient
 from tuneforge.client.training import TrainingClient
 
 __all__ = ["API_PREFIX", "DEFAULT_URL", "END_EVENT", "WORK_TIMEOUT", "ApiError", "Client"]
@@ -54,6 +55,7 @@ class Client(
     EvaluationsClient,
     ExportsClient,
     SecretsClient,
+    SynthesisClient,
 ):
     """One connection pool to one server, authenticated by an API token (or not, in `none` mode),
     with the methods of every resource."""
