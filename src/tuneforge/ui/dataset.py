@@ -19,6 +19,7 @@ from tuneforge.ui.dataset_processing import ProcessingForm
 from tuneforge.ui.dataset_report import report_view
 from tuneforge.ui.dataset_stats import stats_view
 from tuneforge.ui.dataset_summary import card, processed_summary, raw_summary
+from tuneforge.ui.dataset_synthesis import SynthesisView  # its page before `/datasets/{id}`
 from tuneforge.ui.dataset_table import Page, RowsTable
 from tuneforge.ui.datasets import STATUS_COLORS
 from tuneforge.ui.layout import EmptyState, confirm, heading, page
@@ -65,6 +66,10 @@ class DatasetView:
         self.timer.active = dataset.status == "processing"
         with self.body:
             _title(self.user, dataset)
+            if dataset.origin == "synthesis":
+                await SynthesisView(self.user, dataset).refresh()
+                if dataset.status != "ready":
+                    return
             if dataset.kind == "raw":
                 await _raw(self.user, dataset)
             elif dataset.status == "processing":

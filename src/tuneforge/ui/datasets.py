@@ -146,11 +146,17 @@ def _upload_card(user: User) -> None:
                 ui.label(f"{', '.join(FORMAT_NAMES.values())}; up to {size_text(limit)}.").classes(
                     "text-body2 text-grey-7"
                 )
-            name = (
-                ui.input("Name (optional)", placeholder="the file's name")
-                .props("outlined dense maxlength=200")
-                .classes("w-72 dataset-name")
-            )
+            with ui.row().classes("items-end gap-3"):
+                ui.button(
+                    "From documents",
+                    icon="auto_awesome",
+                    on_click=lambda: ui.navigate.to("/datasets/synthesize"),
+                ).props("outline").classes("dataset-from-documents")
+                name = (
+                    ui.input("Name (optional)", placeholder="the file's name")
+                    .props("outlined dense maxlength=200")
+                    .classes("w-72 dataset-name")
+                )
         ui.add_css(UPLOAD_CSS)
         uploader = (
             ui.upload(auto_upload=True, max_file_size=limit)
