@@ -146,3 +146,34 @@ def test_a_private_endpoint_is_refused_to_a_non_administrator(make_client, setti
         assert server.requests == []
     listed = client.get("/api/v1/datasets", headers=alice).json()
     assert len(listed["items"]) == 2  # the raw and processed ones: no augmented dataset made
+
+
+def test_a_local_model_is_previewed_without_loading_it(make_client, settings) -> None:
+    client = make_client(auth="local")
+    alice = bearer(add_user(settings, "alice"))
+    source = _processed(client, alice)
+    spec = {
+        "methods": [
+            {"name": "back_translation", "generator": {"kind": "local", "model": "gemma-3-270m"}}
+        ],
+        "copies": 2,
+    }
+    shown = client.post(
+        f"/api/v1/datasets/{source['id']}/augment/preview?count=2&price_per_1k_tokens=5",
+        headers=alice,
+        json=spec,
+    )
+    assert shown.status_code == 200, shown.text
+    preview = shown.json()
+    assert all(example["variants"] == [] for example in preview["examples"])
+    assert "loaded only by the job" in preview["problems"][0]
+    llm = preview["llm"]
+    assert llm["requests"] == 6 * 2 * 2  # rows, copies, two requests each
+    assert llm["prompt_tokens"] > llm["completion_tokens"] > 0
+    assert llm["money"] == 0 and preview["cost"]["money"] == 0
+    assert preview["rows_out"] == 6 + 12 and preview["cost"]["seconds"] > 5
+    unknown = dict(
+        spec, methods=[dict(spec["methods"][0], generator={"kind": "local", "model": "nope"})]
+    )
+    refused = client.post(f"/api/v1/datasets/{source['id']}/augment", headers=alice, json=unknown)
+    assert refused.status_code == 404 and "No model 'nope'" in refused.text

@@ -3,6 +3,8 @@ naming its source row and its methods (see `docs/augmentation.md`).
 
 - `spec`: `AugmentSpec`, the methods and their settings;
 - `text_ops`: word swap, deletion, synonym replacement and insertion;
+- `llm`: paraphrase and back-translation: the texts to rewrite planned, then sent to the model
+  concurrently;
 - `synonyms`: a reader of a local WordNet (no network);
 - `images`: flips, crops, rotation and colour jitter with Pillow;
 - `records`: `augment_records(records, spec)`, the variants with their lineage;
