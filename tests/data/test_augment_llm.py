@@ -237,3 +237,34 @@ def test_a_stored_dataset_keeps_its_test_split_and_names_the_method(
     assert any("requests to the model" in w for w in fields["warnings"])
     test_texts = {t for r in _rows(3) for t in _texts(r, "user")}
     assert not any("~" in t for t in test_texts)
+
+
+@pytest.mark.slow
+def test_a_local_model_is_asked_for_every_text(library_settings: Settings, tiny_model) -> None:
+    """The tiny random model never ends a reply within 4 tokens: every reply is cut, so every
+    variant is left out, counted, and the run fails saying why; all requests were answered by
+    the model loaded in this process, several decoded together."""
+    spec = AugmentSpec.model_validate(
+        {
+            "methods": [
+                {
+                    "name": "paraphrase",
+                    "generator": {
+                        "kind": "local",
+                        "model": "tiny-random-gemma3",
+                        "max_tokens": 4,
+                        "temperature": 0,
+                    },
+                }
+            ]
+        }
+    )
+    generators = open_generators(spec.llm_methods(), {}, library_settings)
+    try:
+        rewriter = Rewriter(generators)
+        with pytest.raises(GenerationFailed, match="cut at max_tokens"):
+            augment_records(_rows(5), spec, rewriter=rewriter)
+    finally:
+        close_all(generators)
+    assert rewriter.requests == 5 and rewriter.completion_tokens == 5 * 4
+    assert rewriter.prompt_tokens > 5 * 20  # the whole prompt, template and text
