@@ -146,6 +146,20 @@ def test_a_failed_request_leaves_its_variant_out_counted(server) -> None:
     assert "HTTP 500" in " ".join(rewriter.summary())
 
 
+def test_a_model_that_stops_answering_fails_the_run(server) -> None:
+    spec = _spec(server, [{"name": "paraphrase"}])
+    generators = open_generators(spec.llm_methods(), {}, Settings(), delays=())
+    rewriter = Rewriter(generators)
+    try:
+        assert len(augment_records(_rows(4), spec, rewriter=rewriter)) == 8
+        server.failures = [503] * 100  # the endpoint goes down
+        with pytest.raises(GenerationFailed, match=r"stopped answering after 4 useful replies"):
+            augment_records(_rows(60), spec, rewriter=rewriter)
+    finally:
+        close_all(generators)
+    assert 4 + 32 <= len(server.requests) < 4 + 60
+
+
 def test_a_reply_cut_at_max_tokens_is_left_out(server) -> None:
     spec = _spec(server, [{"name": "paraphrase", "generator": _generator(server, max_tokens=3)}])
     with pytest.raises(GenerationFailed, match="cut at max_tokens"):

@@ -12,7 +12,9 @@ the generator allows, and `records.finish_variants` puts the answers in place of
 A request that fails (after the generator's own retries), an empty reply, or a reply cut at
 `max_tokens` does not fail the job: the variant that needed it is left out, and the reason is
 counted in the dataset's warnings. The job fails, naming the first reason, when the model
-answers nothing at all: every request of the job failed, or the first `HOPELESS` requests did.
+answers nothing at all (every request of the job failed, or the first `HOPELESS` requests did)
+or stops answering (the last `STOPPED_ANSWERING` requests in a row failed, say an endpoint that
+went down halfway): going on would only leave out every variant, slowly.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ if TYPE_CHECKING:
 
 #: Requests that fail, with none succeeding, before the job gives up on the model.
 HOPELESS = 8
+#: Requests in a row that fail, after some succeeded, before the job gives up on the model.
+STOPPED_ANSWERING = 32
 _MARK = "\x00tuneforge-rewrite:{}\x00"
 _MARKED = re.compile("\x00tuneforge-rewrite:(\\d+)\x00")
 Messages = list[dict[str, str]]
@@ -155,9 +159,12 @@ class Rewriter:
         self.seconds = 0.0
         self.reasons: Counter[str] = Counter()
         self.skipped_variants = 0
+        self.failing = 0  # requests failed in a row
+        self.last_reason = ""
 
     def _hopeless(self) -> bool:
-        return self.succeeded == 0 and self.requests - self.succeeded >= HOPELESS
+        never = self.succeeded == 0 and self.requests - self.succeeded >= HOPELESS
+        return never or self.failing >= STOPPED_ANSWERING
 
     def run(self, rewrites: Sequence[Rewrite]) -> None:
         """Fill in each rewrite's `result` (or its `failure`)."""
@@ -207,9 +214,12 @@ class Rewriter:
                 else:
                     current[i] = text
                     self.succeeded += 1
+                    self.failing = 0
             if reason is not None:
                 rewrites[i].failure = reason
                 self.reasons[reason] += 1
+                self.failing += 1
+                self.last_reason = reason
             if self.on_request is not None:
                 self.on_request()
 
@@ -230,6 +240,11 @@ class Rewriter:
             reason = self.reasons.most_common(1)[0][0]
             raise GenerationFailed(
                 f"The model answered none of the first {failed:,} requests usefully: {reason}"
+            )
+        if self.failing >= STOPPED_ANSWERING:
+            raise GenerationFailed(
+                f"The model stopped answering after {self.succeeded:,} useful replies: the "
+                f"last {self.failing:,} requests failed ({self.last_reason})"
             )
 
     def summary(self) -> list[str]:
