@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -177,3 +178,28 @@ def test_a_local_model_is_previewed_without_loading_it(make_client, settings) ->
     )
     refused = client.post(f"/api/v1/datasets/{source['id']}/augment", headers=alice, json=unknown)
     assert refused.status_code == 404 and "No model 'nope'" in refused.text
+
+
+def test_a_cancel_stops_sending_requests(make_client, settings) -> None:
+    client = make_client(auth="local", run_jobs=True, trusted_endpoint_hosts=LOOPBACK)
+    alice = bearer(add_user(settings, "alice"))
+    source = _processed(client, alice)
+    with LlmServer(reply=reworded, delay=0.5) as server:
+        spec = _spec(server, None)
+        spec["methods"][0]["generator"]["concurrency"] = 1
+        spec["copies"] = 10
+        spec["methods"].append(dict(spec["methods"][0], name="back_translation"))
+        made = client.post(
+            f"/api/v1/datasets/{source['id']}/augment", headers=alice, json=spec
+        ).json()
+        deadline = time.monotonic() + 60
+        while len(server.requests) < 2:  # 120 requests of 0.5 s one at a time: a minute
+            assert time.monotonic() < deadline, "no request came"
+            time.sleep(0.05)
+        cancelled = client.post(f"/api/v1/jobs/{made['job_id']}/cancel", headers=alice)
+        assert cancelled.status_code == 200, cancelled.text
+        dataset = _wait(client, alice, made["id"])
+        sent = len(server.requests)
+    job = client.get(f"/api/v1/jobs/{made['job_id']}", headers=alice).json()
+    assert job["status"] == "cancelled" and dataset["status"] == "failed"
+    assert sent < 30
