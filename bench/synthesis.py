@@ -1,6 +1,7 @@
 """Benchmark: making training data from documents, TuneForge against a baseline.
 
     python bench/synthesis.py [--pages 300] [--models-dir DIR] [--repeats 3] [--profile]
+                              [--slots 4] [--delay 0.05] [--gen-chunks N] [--skip-extraction]
 
 Part 1, extraction and chunking: a generated PDF (deterministic English-like prose, `--pages`
 pages, each starting "page N" and holding a few paragraphs) is turned into chunks of about 512
@@ -16,29 +17,50 @@ Gemma tokens with 64 tokens of overlap, in the same run and from the page cache 
 
 Both must cover every page (asserted: each "page N" marker is in some chunk); the best of
 `--repeats` runs of each is reported as chunks/s, pages/s and their ratio. PDF generation is not
-timed. Part 2, the share of generation time the model is kept busy, belongs to the synthesis job
-and is added to this file with it, as another section after `extraction_section`.
+timed.
+
+Part 2, generation: how busy the pipeline keeps the model. The same PDF's chunks go through
+the whole pipeline (`chunk_requests`, `complete_all`, `rows_of_chunk` with curation, `finish`)
+against the loopback OpenAI-compatible server of the tests, standing in for a model that
+decodes `--slots` requests at once and takes `--delay` seconds for each (its other requests
+wait in a queue). **Busy share** = the time the server's slots spent answering (measured in
+the server) / (the wall time of the generation x the slots): 100% means the model never waited
+for the pipeline. The baseline is the loop a knowledgeable user writes first, one request
+after another (`concurrency` 1); TuneForge's default sends `concurrency` 4 at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import json
 import pstats
 import re
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pypdf import PdfReader, PdfWriter
 from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
 
 from tuneforge.data.documents import ChunkSettings, chunk_documents, extract, gemma_counter
-from tuneforge.data.documents.chunking import TokenCounter
+from tuneforge.data.documents.chunking import Chunk, TokenCounter
+from tuneforge.data.synthesis.curate import Drop
+from tuneforge.data.synthesis.generator import (
+    Completion,
+    EndpointGenerator,
+    GenerationFailed,
+    complete_all,
+    open_generator,
+)
+from tuneforge.data.synthesis.pipeline import chunk_requests, finish, rows_of_chunk
+from tuneforge.data.synthesis.spec import SynthesisSpec
 from tuneforge.settings import Settings
 
 WORDS = """
@@ -145,12 +167,106 @@ def extraction_section(path: Path, pages: int, counter: TokenCounter, repeats: i
     print(f"     ratio: {theirs.seconds / ours.seconds:.2f}x (pages/s, TuneForge over baseline)")
 
 
+_PASSAGE = re.compile(r"<<<\n(.*)\n>>>", re.DOTALL)
+_SENTENCE = re.compile(r"[^.]{30,}?\.")
+
+
+def grounded_pairs(body: dict[str, Any]) -> str:
+    """A deterministic model: one question/answer pair per long sentence of the passage (as
+    many as the request asks for), in the JSON the default template asks for."""
+    prompt = body["messages"][-1]["content"]
+    passage = _PASSAGE.search(prompt)
+    count = int(m.group(1)) if (m := re.search(r"Write (\d+)", prompt)) else 3
+    sentences = _SENTENCE.findall(passage.group(1) if passage else "")[:count]
+    pairs = [
+        {
+            "question": f"What does the manual say about {' '.join(s.split()[1:4]).lower()}?",
+            "answer": " ".join(s.split()),
+        }
+        for s in sentences
+    ]
+    return json.dumps(pairs)
+
+
+@dataclass
+class GenerationRun:
+    concurrency: int
+    wall: float
+    busy: float
+    peak: int
+    kept: int
+    dropped: Counter[str]
+    finish_seconds: float
+
+
+def generate_rows(chunks: list[Chunk], concurrency: int, slots: int, delay: float) -> GenerationRun:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.llm_server import LlmServer  # the loopback model of the tests
+
+    with LlmServer(reply=grounded_pairs, delay=delay, slots=slots) as server:
+        spec = SynthesisSpec(
+            generator=EndpointGenerator(base_url=server.url, model="bench", concurrency=concurrency)
+        )
+        generator = open_generator(spec.generator, api_key=None, settings=Settings())
+        rows: list[dict[str, Any]] = []
+        drops: list[Drop] = []
+
+        def on_done(index: int, result: Completion | GenerationFailed) -> None:
+            assert isinstance(result, Completion), result
+            made, dropped = rows_of_chunk(chunks[index], result, spec)
+            rows.extend(made)
+            drops.extend(dropped)
+
+        start = time.perf_counter()
+        complete_all(generator, chunk_requests(chunks, spec), on_done)
+        wall = time.perf_counter() - start
+        generator.close()
+        start = time.perf_counter()
+        kept, duplicates = finish(sorted(rows, key=lambda row: row["chunk_index"]), spec)
+        finish_seconds = time.perf_counter() - start
+        assert len(server.requests) == len(chunks)
+        return GenerationRun(
+            concurrency,
+            wall,
+            server.busy_seconds,
+            server.peak,
+            len(kept),
+            Counter(drop.reason for drop in drops + duplicates),
+            finish_seconds,
+        )
+
+
+def generation_section(path: Path, counter: TokenCounter, args: argparse.Namespace) -> None:
+    chunks = chunk_documents(extract(path, path.name), SETTINGS, counter)
+    if args.gen_chunks:
+        chunks = chunks[: args.gen_chunks]
+    print(
+        f"\nGeneration: {len(chunks)} chunks through the pipeline, against a model with "
+        f"{args.slots} slots taking {args.delay * 1000:.0f} ms per request"
+    )
+    for concurrency in sorted(
+        {1, EndpointGenerator.model_fields["concurrency"].default, args.slots * 2}
+    ):
+        run = generate_rows(chunks, concurrency, args.slots, args.delay)
+        share = run.busy / (run.wall * args.slots)
+        dropped = ", ".join(f"{n} {reason}" for reason, n in run.dropped.most_common())
+        print(
+            f"concurrency {concurrency:>2}: {run.wall:6.2f} s  {len(chunks) / run.wall:7.1f} "
+            f"chunks/s  busy share {share:6.1%}  (peak {run.peak} at once; kept {run.kept:,}, "
+            f"dropped {dropped or 'none'}; finish {run.finish_seconds * 1000:.0f} ms)"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--models-dir", type=Path, help="default: the settings' models_dir")
     parser.add_argument("--profile", action="store_true", help="cProfile TuneForge's path")
+    parser.add_argument("--slots", type=int, default=4, help="requests the model serves at once")
+    parser.add_argument("--delay", type=float, default=0.05, help="seconds per request")
+    parser.add_argument("--gen-chunks", type=int, default=0, help="chunks generated (0: all)")
+    parser.add_argument("--skip-extraction", action="store_true", help="generation only")
     args = parser.parse_args(argv)
     counter = gemma_counter(args.models_dir or Settings().models_dir)
     counter(["Warm up the tokenizer."])
@@ -163,7 +279,9 @@ def main(argv: list[str] | None = None) -> None:
             profiler.runcall(tuneforge_chunks, path, counter)
             pstats.Stats(profiler).sort_stats("cumtime").print_stats(30)
             return
-        extraction_section(path, args.pages, counter, args.repeats)
+        if not args.skip_extraction:
+            extraction_section(path, args.pages, counter, args.repeats)
+        generation_section(path, counter, args)
 
 
 if __name__ == "__main__":

@@ -184,7 +184,7 @@ def test_an_exception_in_on_done_stops_the_run_and_is_raised() -> None:
         with pytest.raises(RuntimeError, match="cancelled"):
             complete_all(generator, [_chat(str(i)) for i in range(20)], on_done)
         generator.close()
-    assert len(server.requests) <= 2
+    assert len(server.requests) <= 4  # the first two, and the two sent as they finished
 
 
 def test_complete_all_with_no_requests_sends_nothing() -> None:

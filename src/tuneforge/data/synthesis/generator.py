@@ -427,21 +427,28 @@ def complete_all(
 
     `on_done(index, result)` hears each request as it finishes, in the calling thread, one at a
     time: the completion, or the `GenerationFailed` saying why there is none (the caller
-    decides whether one failure ends the run). `should_stop()` is asked before each request is
-    sent: once it says so, no more are sent, and the ones in flight are awaited and reported.
-    An exception from `on_done` stops the sending too, and is raised once those in flight end.
+    decides whether one failure ends the run). The requests that take the finished ones'
+    places are sent before `on_done` is called, so the model never waits for it.
+    `should_stop()` is asked before each request is sent: once it says so, no more are sent,
+    and the ones in flight are awaited and reported. An exception from `on_done` stops the
+    sending too, and is raised once those in flight end.
     """
     width = max(1, min(generator.concurrency, len(requests)))
     running: dict[Future[Completion | GenerationFailed], int] = {}
     sent = 0
     with ThreadPoolExecutor(max_workers=width, thread_name_prefix="generate") as pool:
-        while True:
+
+        def refill() -> None:
+            nonlocal sent
             while len(running) < width and sent < len(requests) and not should_stop():
                 running[pool.submit(_attempt, generator, requests[sent])] = sent
                 sent += 1
-            if not running:
-                return
+
+        refill()
+        while running:
             done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in sorted(done, key=lambda f: running[f]):
-                index = running.pop(future)
+            finished = sorted((running.pop(future), future) for future in done)
+            refill()  # the model gets its next requests before the results are handled
+            for index, future in finished:
                 on_done(index, future.result())
+                refill()  # on_done may have asked to stop
