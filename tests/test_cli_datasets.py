@@ -96,18 +96,19 @@ def test_upload_list_show_rows_and_process(cli: tuple[Invoke, str], tmp_path: Pa
     as_json = json.loads(invoke("rows", chat["id"], "--limit", "1", "--json").stdout)
     assert as_json["total"] == 2 and as_json["rows"][0]["messages"][0]["role"] == "user"
 
-    # The proposed mapping by default; the report counts the duplicate and the empty prompt.
+    # The proposed mapping by default; the report counts the duplicate (kept) and the empty
+    # prompt (dropped).
     processed = invoke("process", raw_id, "--test-size", "6", "--name", "sums").stdout.splitlines()
     processed_id = processed[0].split()[1]
     assert processed == [
-        f"Dataset {processed_id} (sums) is ready with 30 rows: train 24, test 6.",
-        "rows in 32, out 30, dropped 2 (policy: drop)",
+        f"Dataset {processed_id} (sums) is ready with 31 rows: train 25, test 6.",
+        "rows in 32, out 31, dropped 1 (policy: drop)",
         "  duplicate    1  An exact duplicate of an earlier example.",
         "  empty_field  1  A field is empty or only whitespace.",
     ]
     shown = invoke("show", processed_id, "--limit", "2").stdout
     assert fields(shown)["kind"] == "processed" and fields(shown)["source"] == raw_id
-    assert "rows in 32, out 30, dropped 2 (policy: drop)" in shown
+    assert "rows in 32, out 31, dropped 1 (policy: drop)" in shown
     first = shown.splitlines()[-3]
     assert first.startswith("0  user: What is ") and " | assistant: " in first
     assert invoke("rows", processed_id, "--split", "test").stdout.endswith("of 6 (test)\n")
@@ -121,6 +122,7 @@ def test_upload_list_show_rows_and_process(cli: tuple[Invoke, str], tmp_path: Pa
         "  assistant: {column: answer}\n"
         "split: {mode: none}\n"
         "on_problem: fail\n"
+        "drop_duplicates: true\n"
     )
     refused = invoke("process", raw_id, "--config", str(config), code=1).stdout.splitlines()
     assert refused[0].endswith("is failed.")

@@ -105,7 +105,9 @@ def test_upload_page_preview_process_and_report(
 
         # Small data is processed at once (201); the report counts the two bad rows.
         proposed = MappingSpec.model_validate(raw.mapping)
-        config = ProcessingConfig(name="sums", mapping=proposed, split=SplitSpec(test_size=6))
+        config = ProcessingConfig(
+            name="sums", mapping=proposed, split=SplitSpec(test_size=6), drop_duplicates=True
+        )
         processed = tf.process_dataset(raw.id, config)
         assert (processed.kind, processed.status, processed.job_id) == ("processed", "ready", None)
         assert processed.source_id == raw.id and processed.name == "sums"
@@ -122,9 +124,10 @@ def test_upload_page_preview_process_and_report(
         assert question["role"] == "user" and answer["role"] == "assistant"
         assert dict(QA)[question["content"][0]["text"]] == answer["content"][0]["text"]
 
-        # A dict config; the fail policy refuses the data (still 201, status failed).
+        # A dict config; the fail policy refuses the data (still 201, status failed): the
+        # empty prompt, not the duplicate, which is kept by default.
         refused = tf.process_dataset(raw.id, {"mapping": raw.mapping, "on_problem": "fail"})
-        assert refused.status == "failed" and "2 of 32 rows" in (refused.error or "")
+        assert refused.status == "failed" and "1 of 32 rows" in (refused.error or "")
         assert tf.list_datasets(kind="processed").total == 2
 
         with pytest.raises(ApiError) as no_report:

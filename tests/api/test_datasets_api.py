@@ -155,6 +155,7 @@ def test_process_page_report_and_stats(api) -> None:
     config = {
         "mapping": dataset["mapping"],
         "split": {"test_size": 0.25, "seed": 1},
+        "drop_duplicates": True,
         "name": "sums",
     }
     response = client.post(f"/api/v1/datasets/{dataset['id']}/process", json=config, headers=alice)

@@ -129,7 +129,11 @@ def both(
 
 CONVERSATION = {"user": {"column": "question"}, "assistant": {"column": "answer"}}
 CASES: dict[str, tuple[dict[str, Any], dict[str, Any], set[str]]] = {
-    "conversation": (CONVERSATION, {}, {"empty_assistant", "duplicate_normalised", "too_long"}),
+    "conversation, duplicates dropped": (
+        CONVERSATION,
+        {"drop_duplicates": True},
+        {"empty_assistant", "duplicate_normalised", "too_long"},
+    ),
     "system column, template over numbers, stratified": (
         {
             "system": {"column": "system"},
@@ -149,9 +153,9 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], set[str]]] = {
         {"split": {"sample_size": 150, "test_size": 20}},
         {"missing_field", "empty_assistant"},
     ),
-    "float answers, keep duplicates": (
+    "float answers, duplicates kept (the default)": (
         {"user": {"template": "a {{constant}} prompt"}, "assistant": {"column": "score"}},
-        {"drop_duplicates": False},
+        {},
         {"missing_field", "duplicate"},
     ),
     "prompt only, extras kept": (
@@ -208,6 +212,25 @@ def test_batches_and_source_splits_change_nothing(
     assert {"duplicate", "duplicate_normalised", "too_long"} <= {
         p.code for p in small.report.problems
     }
+
+
+def test_repeated_examples_are_kept_on_one_side_of_the_split(counter: Counter) -> None:
+    questions = [f"Question {i}?" for i in range(40)] * 3 + [f"Once {i}?" for i in range(40)]
+    table = pa.table({"question": questions, "answer": ["Yes."] * len(questions)})
+    for seed in range(5):
+        options = {"split": {"test_size": 0.2, "seed": seed}, "label_column": None}
+        result = process({"train": table}, config(CONVERSATION, **options), counter)
+        assert result.report.rows_out == 160  # the repeats are counted, and kept
+        assert {p.code: p.count for p in result.report.problems} == {"duplicate": 80}
+        asked = {
+            name: {turns[0]["content"][0]["text"] for turns in split["messages"].to_pylist()}
+            for name, split in result.splits.items()
+        }
+        assert result.splits["test"].num_rows == 32
+        assert asked["train"].isdisjoint(asked["test"])
+    options = {"drop_duplicates": True, "label_column": None}
+    dropped = process({"train": table}, config(CONVERSATION, **options), counter)
+    assert dropped.report.rows_out == 80
 
 
 def test_a_csv_read_by_arrow(

@@ -36,6 +36,23 @@ def test_stratified_split_keeps_proportions() -> None:
     assert Counter(labels[i] for i in parts["test"]) == {"pos": 20, "neg": 5}
 
 
+def test_repeats_of_an_example_land_in_one_split() -> None:
+    # 100 rows: 30 distinct examples repeated 3 times (rows 0..89), then 10 single rows.
+    groups = [f"example {i % 30}" for i in range(90)] + [f"single {i}" for i in range(10)]
+    for seed in range(20):
+        spec = SplitSpec(test_size=0.1, seed=seed)
+        parts = split_indices(spec, 100, groups=groups)
+        assert len(parts["test"]) == 10  # exactly the size asked for
+        assert {groups[i] for i in parts["train"]}.isdisjoint(groups[i] for i in parts["test"])
+        assert parts == split_indices(spec, 100, groups=groups)
+    labels = ["pos" if i % 2 else "neg" for i in range(30)] * 3 + ["pos"] * 10
+    parts = split_indices(SplitSpec(test_size=0.2, stratify_by="label"), 100, labels, groups)
+    assert {groups[i] for i in parts["train"]}.isdisjoint(groups[i] for i in parts["test"])
+    # Without repeats, the groups change nothing.
+    spec = SplitSpec(test_size=0.2, seed=7)
+    assert split_indices(spec, 50, groups=list(range(50))) == split_indices(spec, 50)
+
+
 def test_report_counts_every_problem_and_keeps_examples() -> None:
     builder = ReportBuilder("drop", drop_duplicates=True)
     rows = [{"q": "a"}, {"q": "a"}, {"q": "A "}, {"q": "b"}]

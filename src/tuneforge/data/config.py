@@ -54,7 +54,12 @@ class ProcessingConfig(BaseModel):
         default="drop",
         description="`drop`: leave out rows with problems and report them; `fail`: refuse.",
     )
-    drop_duplicates: bool = Field(default=True, description="Leave out repeated examples.")
+    drop_duplicates: bool = Field(
+        default=False,
+        description="Leave out rows that repeat an earlier one (exactly, or but for case and "
+        "spaces). Repeats are kept by default and counted in the report; a repeated example "
+        "always lands in one split, so none is both trained on and tested.",
+    )
     label_column: str | None = Field(
         default=None, description="A label column to chart the label distribution of."
     )

@@ -254,7 +254,8 @@ def process(
         everything = kept.pop("all")
         strata = everything.strata if config.split.stratify_by else None
         spec = config.split.model_copy(update={"sample_size": None})
-        for name, indices in split_indices(spec, len(everything), strata).items():
+        parts = split_indices(spec, len(everything), strata, groups=everything.texts)
+        for name, indices in parts.items():
             kept[name] = everything.select(indices)
     splits = {name: path.table(rows.records) for name, rows in kept.items() if rows}
     return Processed(splits, report.finish(), _stats(config, kept, splits))

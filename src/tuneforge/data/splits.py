@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -54,9 +54,14 @@ def _test_count(size: float, total: int) -> int:
 
 
 def split_indices(
-    spec: SplitSpec, count: int, labels: Sequence[object] | None = None
+    spec: SplitSpec,
+    count: int,
+    labels: Sequence[object] | None = None,
+    groups: Sequence[Hashable] | None = None,
 ) -> dict[str, list[int]]:
-    """Row indices per split for a manual split (or `train` only for `none`), reproducibly."""
+    """Row indices per split for a manual split (or `train` only for `none`), reproducibly.
+    Rows with equal `groups` keys (repeats of one example) land in the same split, so that no
+    example is both trained on and tested."""
     rng = random.Random(spec.seed)  # noqa: S311 (reproducible shuffling, not secrets)
     indices = list(range(count))
     if spec.sample_size is not None and spec.sample_size < count:
@@ -67,20 +72,37 @@ def split_indices(
         raise ValueError("source splits are taken as they are")
     test_total = _test_count(spec.test_size, len(indices))
     if spec.stratify_by is None:
-        rng.shuffle(indices)
-        return {"train": sorted(indices[test_total:]), "test": sorted(indices[:test_total])}
+        train, test = _hold_out(indices, test_total, rng, groups)
+        return {"train": sorted(train), "test": sorted(test)}
     if labels is None:
         raise InvalidInput(f"Cannot stratify: there is no column {spec.stratify_by!r}.")
-    groups: dict[object, list[int]] = defaultdict(list)
+    strata: dict[object, list[int]] = defaultdict(list)
     for index in indices:
-        groups[labels[index]].append(index)
+        strata[labels[index]].append(index)
+    train, test = [], []
+    share = test_total / len(indices) if indices else 0
+    for key in sorted(strata, key=str):
+        members = strata[key]
+        kept, held = _hold_out(members, round(len(members) * share), rng, groups)
+        test += held
+        train += kept
+    return {"train": sorted(train), "test": sorted(test)}
+
+
+def _hold_out(
+    indices: list[int], count: int, rng: random.Random, groups: Sequence[Hashable] | None
+) -> tuple[list[int], list[int]]:
+    """Shuffle `indices` and hold `count` of them out for testing: (train, test). The rows of a
+    group go together, in the shuffled order of their first row; a group that would overfill the
+    test split trains, so the test split has exactly `count` rows while single rows can fill it."""
+    rng.shuffle(indices)
+    if groups is None:
+        return indices[count:], indices[:count]
+    together: dict[Hashable, list[int]] = defaultdict(list)
+    for index in indices:
+        together[groups[index]].append(index)
     train: list[int] = []
     test: list[int] = []
-    share = test_total / len(indices) if indices else 0
-    for key in sorted(groups, key=str):
-        members = groups[key]
-        rng.shuffle(members)
-        take = round(len(members) * share)
-        test += members[:take]
-        train += members[take:]
-    return {"train": sorted(train), "test": sorted(test)}
+    for members in together.values():
+        (test if len(test) + len(members) <= count else train).extend(members)
+    return train, test
