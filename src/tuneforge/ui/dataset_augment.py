@@ -64,7 +64,11 @@ class _MethodRow:
         self.name = name
         setting = SETTING.get(name, "rate")
         with ui.row().classes("w-full items-start no-wrap gap-4"):
-            self.on = ui.checkbox(name, value=name == "swap").props("dense").classes("w-24 q-mt-sm")
+            self.on = (
+                ui.checkbox(name.replace("_", " "), value=name == "swap")
+                .props("dense")
+                .classes("w-36 q-mt-sm")
+            )
             self.on.classes(f"augment-method-{name}")
             with ui.column().classes("col"):
                 ui.markdown(model.__doc__ or "").classes("text-body2 text-grey-8")
