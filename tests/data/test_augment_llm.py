@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from tests.llm_server import LlmServer
 from tuneforge.data import parquet
-from tuneforge.data.augment.llm import Rewriter, close_all, open_generators
+from tuneforge.data.augment.llm import Rewriter, cleaned, close_all, open_generators
 from tuneforge.data.augment.records import augment_records
 from tuneforge.data.augment.spec import LLM_METHODS, AugmentSpec
 from tuneforge.data.augment.stored import augment_stored
@@ -282,3 +282,23 @@ def test_a_local_model_is_asked_for_every_text(library_settings: Settings, tiny_
         close_all(generators)
     assert rewriter.requests == 5 and rewriter.completion_tokens == 5 * 4
     assert rewriter.prompt_tokens > 5 * 20  # the whole prompt, template and text
+
+
+def test_what_models_add_around_a_rewrite_is_taken_off() -> None:
+    source = "How do I water ferns?"
+    assert cleaned("Here is the paraphrase:\nHow should ferns be watered?", source) == (
+        "How should ferns be watered?"
+    )
+    assert cleaned('  "How should ferns be watered?"\n', source) == "How should ferns be watered?"
+    assert cleaned("```\nHow should ferns be watered?\n```", source) == (
+        "How should ferns be watered?"
+    )
+    assert cleaned("\u201cWatering ferns: how?\u201d", source) == "Watering ferns: how?"
+    # What the source itself has stays.
+    quoted = '"Hello" is what she said.'
+    assert cleaned('"Hi" is what she said."', quoted) == '"Hi" is what she said."'
+    code = "```\nprint(1)\n```"
+    assert cleaned(code, code) == code
+    assert cleaned("Here is what I think of it: fine.", source) == (
+        "Here is what I think of it: fine."
+    )

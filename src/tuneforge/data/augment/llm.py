@@ -117,6 +117,30 @@ class Planner:
         return edit
 
 
+_QUOTES = {'"': '"', "'": "'", "\u201c": "\u201d", "\u00ab": "\u00bb"}
+_FENCED = re.compile(r"\A```[\w-]*\n(.*?)\n?```\Z", re.S)
+_LEAD_IN = re.compile(
+    r"\A(?:sure[,!.]?\s*)?(?:here(?: is|'s)|this is)[^\n]{0,80}"
+    r"(?:paraphrase|rewrit|translat|version)[^\n]{0,40}:\s*\n",
+    re.I,
+)
+
+
+def cleaned(reply: str, source: str) -> str:
+    """The model's reply without what models add around the text asked for, unless the source
+    had it too: a lead-in line ("Here is the paraphrase:"), a code fence, enclosing quotes."""
+    text = reply.strip()
+    if not _LEAD_IN.match(source):
+        text = _LEAD_IN.sub("", text, count=1).strip()
+    fenced = _FENCED.match(text)
+    if fenced and not source.lstrip().startswith("```"):
+        text = fenced[1].strip()
+    close = _QUOTES.get(text[:1])
+    if close and len(text) > 1 and text.endswith(close) and not source.strip().startswith(text[0]):
+        text = text[1:-1].strip()
+    return text
+
+
 def rewritable_text(text: str) -> bool:
     return any(ch.isalpha() for ch in text)
 
@@ -206,7 +230,7 @@ class Rewriter:
             else:
                 self.prompt_tokens += result.prompt_tokens
                 self.completion_tokens += result.completion_tokens
-                text = result.text.strip()
+                text = cleaned(result.text, current[i])
                 if not text:
                     reason = "the model's reply was empty"
                 elif result.completion_tokens >= step.max_tokens:
