@@ -67,7 +67,7 @@ class DatasetView:
         with self.body:
             _title(self.user, dataset)
             if dataset.origin == "synthesis":
-                await SynthesisView(self.user, dataset).refresh()
+                await SynthesisView.build(self.user, dataset)
                 if dataset.status != "ready":
                     return
             if dataset.kind == "raw":

@@ -27,6 +27,7 @@ from tuneforge.data.synthesis.generator import EndpointGenerator, LocalGenerator
 from tuneforge.data.synthesis.spec import SynthesisSpec
 from tuneforge.data.synthesis.templates import SHAPES, TASKS
 from tuneforge.db.tables import Dataset, User
+from tuneforge.errors import NotFound
 from tuneforge.jobs.inputs import usable_models
 from tuneforge.schemas.synthesis import SynthesisProgress
 from tuneforge.services import jobs as job_service
@@ -97,7 +98,7 @@ class _Documents:
             lambda: ui.notify(f"Files can be at most {size_text(limit)}.", type="warning")
         )
         self.listed = ui.row().classes("w-full gap-2 synthesis-files")
-        ui.context.client.on_disconnect(self.discard)
+        ui.context.client.on_delete(self.discard)  # the page is left for good
 
     async def received(self, event: UploadEventArguments) -> None:
         file: FileUpload = event.file
@@ -150,21 +151,22 @@ class SynthesisForm(ui.column):
                 {"endpoint": "An OpenAI-compatible API", "local": "A TuneForge model"},
                 value="endpoint",
             ).classes("synthesis-kind")
-            with ui.row().classes("w-full gap-4 items-start") as self.endpoint_fields:
+            grid = "w-full gap-4 items-start grid-cols-1 md:grid-cols-2"
+            with ui.grid().classes(grid) as self.endpoint_fields:
                 self.url = ui.input("API URL", placeholder="http://localhost:11434/v1").classes(
-                    "col-grow synthesis-url"
+                    "w-full synthesis-url"
                 )
                 self.model = ui.input("Model", placeholder="gemma3:4b").classes(
-                    "col-grow synthesis-model"
+                    "w-full synthesis-model"
                 )
                 self.key = ui.select(
                     {"": "(no key)", **{name: name for name in secrets}},
                     value="",
                     label="API key secret",
-                ).classes("col-grow synthesis-key")
+                ).classes("w-full synthesis-key")
                 self.concurrency = number(
                     EndpointGenerator, "concurrency", default(EndpointGenerator, "concurrency")
-                ).classes("col-grow")
+                )
             self.endpoint_fields.bind_visibility_from(self.kind, "value", value="endpoint")
             with ui.column().classes("w-full") as self.local_fields:
                 self.local_model = ui.select(
@@ -358,8 +360,21 @@ class SynthesisView:
                     )
             ui.label("Latest pairs kept").classes(SECTION)
             self.samples = ui.column().classes("w-full gap-2 synthesis-samples")
+        self.cancel.set_visibility(False)
+        self.resume.set_visibility(False)
         self.shown: list[dict[str, Any]] = []
         self.timer = ui.timer(REFRESH_SECONDS, self.refresh, active=dataset.status == "processing")
+
+    @classmethod
+    async def build(cls, user: User, dataset: Dataset) -> SynthesisView | None:
+        """The card, showing where the synthesis is (none when its job was deleted)."""
+        try:
+            shown = await read(service.progress, user, dataset.id)
+        except NotFound:
+            return None
+        view = cls(user, dataset)
+        view.show(shown)
+        return view
 
     async def refresh(self) -> None:
         with reported():
@@ -370,7 +385,11 @@ class SynthesisView:
         self.timer.active = running
         self.bar.set_value(shown.progress)
         self.percent.set_text(f"{shown.progress:.0%}")
-        self.message.set_text(shown.error or shown.message or f"The job is {shown.status}.")
+        if shown.status == "succeeded":
+            message = f"Done: {shown.rows:,} rows made from {shown.chunks_total:,} chunks."
+        else:
+            message = shown.error or shown.message or f"The job is {shown.status}."
+        self.message.set_text(message)
         self.counts.set_text(
             f"{shown.chunks_done:,} of {shown.chunks_total:,} chunks · {shown.kept:,} pairs kept"
             f" · tokens {shown.prompt_tokens:,} in, {shown.completion_tokens:,} out"
