@@ -32,8 +32,8 @@ def test_make_a_dataset_from_a_manual(studio: Studio, page: Page, tmp_path: Path
     form.locator(".synthesis-upload input[type=file]").set_input_files(pdf)
     expect(form.locator(".synthesis-file")).to_contain_text("manual.pdf")
     with LlmServer(reply=reply, delay=1.0) as model:
-        form.locator(".synthesis-url input").fill(model.url)
-        form.locator(".synthesis-model input").fill("writer")
+        form.locator(".generator-url input").fill(model.url)
+        form.locator(".generator-model input").fill("writer")
         form.get_by_label("Pairs per chunk").fill("1")
         form.locator(".synthesis-name input").fill("Pump manual pairs")
         form.get_by_text("Chunking").click()

@@ -23,12 +23,10 @@ from pydantic import BaseModel, ValidationError
 
 from tuneforge.data.documents import ChunkSettings
 from tuneforge.data.limits import size_text
-from tuneforge.data.synthesis.generator import EndpointGenerator, LocalGenerator
 from tuneforge.data.synthesis.spec import SynthesisSpec
 from tuneforge.data.synthesis.templates import SHAPES, TASKS
 from tuneforge.db.tables import Dataset, User
 from tuneforge.errors import NotFound
-from tuneforge.jobs.inputs import usable_models
 from tuneforge.schemas.synthesis import SynthesisProgress
 from tuneforge.services import jobs as job_service
 from tuneforge.services import secrets as secret_service
@@ -36,6 +34,7 @@ from tuneforge.services import synthesis as service
 from tuneforge.ui.backend import call, read, reported, state
 from tuneforge.ui.dataset_fields import blank, checkbox, default, number, problems, select
 from tuneforge.ui.dataset_summary import card
+from tuneforge.ui.generator_fields import GeneratorFields
 from tuneforge.ui.layout import heading, page
 
 log = logging.getLogger(__name__)
@@ -133,7 +132,7 @@ class _Documents:
 class SynthesisForm(ui.column):
     """Documents, model, task, template, pairs per chunk, chunking and curation; Start."""
 
-    def __init__(self, user: User, secrets: list[str], models: list[tuple[str, str]]) -> None:
+    def __init__(self, user: User, secrets: list[str]) -> None:
         super().__init__()
         self.user = user
         self.classes("w-full gap-4 synthesis-form")
@@ -147,45 +146,7 @@ class SynthesisForm(ui.column):
                 .classes("w-full md:w-1/2 synthesis-name")
             )
             ui.label("The model that writes").classes(SECTION)
-            self.kind = ui.toggle(
-                {"endpoint": "An OpenAI-compatible API", "local": "A TuneForge model"},
-                value="endpoint",
-            ).classes("synthesis-kind")
-            grid = "w-full gap-4 items-start grid-cols-1 md:grid-cols-2"
-            with ui.grid().classes(grid) as self.endpoint_fields:
-                self.url = ui.input("API URL", placeholder="http://localhost:11434/v1").classes(
-                    "w-full synthesis-url"
-                )
-                self.model = ui.input("Model", placeholder="gemma3:4b").classes(
-                    "w-full synthesis-model"
-                )
-                self.key = ui.select(
-                    {"": "(no key)", **{name: name for name in secrets}},
-                    value="",
-                    label="API key secret",
-                ).classes("w-full synthesis-key")
-                self.concurrency = number(
-                    EndpointGenerator, "concurrency", default(EndpointGenerator, "concurrency")
-                )
-            self.endpoint_fields.bind_visibility_from(self.kind, "value", value="endpoint")
-            with ui.column().classes("w-full") as self.local_fields:
-                self.local_model = ui.select(
-                    dict(models),
-                    value=models[0][0] if models else None,
-                    label="Model",
-                ).classes("w-full md:w-1/2 synthesis-local-model")
-                ui.label(LocalGenerator.__doc__ or "").classes("text-caption text-grey-7")
-            self.local_fields.bind_visibility_from(self.kind, "value", value="local")
-            with ui.grid().classes("w-full gap-4 grid-cols-1 md:grid-cols-2"):
-                self.temperature = number(
-                    EndpointGenerator,
-                    "temperature",
-                    default(EndpointGenerator, "temperature"),
-                    integer=False,
-                )
-                self.max_tokens = number(
-                    EndpointGenerator, "max_tokens", default(EndpointGenerator, "max_tokens")
-                )
+            self.generator = GeneratorFields()
             ui.label("What to write").classes(SECTION)
             with ui.grid().classes("w-full gap-4 grid-cols-1 md:grid-cols-3"):
                 self.task = ui.select(
@@ -247,21 +208,10 @@ class SynthesisForm(ui.column):
 
     def spec(self) -> SynthesisSpec:
         """The form as a spec; raises pydantic's ValidationError when it does not fit."""
-        common = {"temperature": self.temperature.value, "max_tokens": self.max_tokens.value}
-        if self.kind.value == "local":
-            generator: dict[str, Any] = {"kind": "local", "model": self.local_model.value}
-        else:
-            generator = {
-                "kind": "endpoint",
-                "base_url": (self.url.value or "").strip(),
-                "model": (self.model.value or "").strip(),
-                "api_key_secret": self.key.value or None,
-                "concurrency": self.concurrency.value,
-            }
         template = self.template.value or ""
         return SynthesisSpec.model_validate(
             {
-                "generator": generator | common,
+                "generator": self.generator.value(),
                 "task": self.task.value,
                 "template": None
                 if template.strip() == SHAPES[self.task.value].template.strip()
@@ -323,9 +273,8 @@ async def synthesize_page(user: User) -> None:
         "No examples yet, only a manual? Let a model write questions and answers from it.",
     )
     secrets = [s.name for s in await read(secret_service.list_secrets, user)]
-    models = [(m.id, m.name) for m in await read(usable_models, user, state().settings)]
     with ui.card().classes("w-full q-pa-lg"):
-        SynthesisForm(user, secrets, models)
+        SynthesisForm(user, secrets)
 
 
 class SynthesisView:
