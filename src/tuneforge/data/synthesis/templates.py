@@ -65,7 +65,9 @@ SUMMARIES = (
     "Passage:\n<<<\n{text}\n>>>\n\n"
     "Write {count} requests to summarise what this document says about a topic of the passage "
     "(the whole passage, or one part of it), each with a faithful summary of two to five "
-    "sentences in your own words. " + _RULES.replace("{prompt}", "request") + '[{"instruction": '
+    "sentences that keeps the document's own terms, names and numbers. "
+    + _RULES.replace("{prompt}", "request")
+    + '[{"instruction": '
     '"Summarise what ... says about ...", "summary": "..."}]'
 )
 REASONING = (
