@@ -3,10 +3,11 @@
 The new train split is the source's train rows, in their order and at their positions, then
 their variants, each naming its source row's position (`augmented_from`) and its methods
 (`augmentation`); it is read and written a batch at a time, so memory holds one batch and its
-variants. With an LLM method a batch is `LLM_BATCH_ROWS` rows, whose requests go to the model
-together (`llm.Rewriter`). Every other split (the test split) is copied byte for byte, and the
-copy is checked against its source before the dataset is called ready: nothing made from
-training rows can reach it.
+variants. With an LLM method a batch is the rows of `LLM_BATCH_VARIANTS` variants (64 rows
+with one copy each, 6 with ten), whose requests go to the model together (`llm.Rewriter`), so
+progress moves every few dozen requests. Every other split (the test split) is copied byte
+for byte, and the copy is checked against its source before the dataset is called ready:
+nothing made from training rows can reach it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore
 
 BATCH_ROWS = 256
-LLM_BATCH_ROWS = 32  # rows whose LLM requests are sent together (progress comes per batch)
+LLM_BATCH_VARIANTS = 64  # variants whose LLM requests are sent together (progress per batch)
 IMAGE_BATCH_ROWS = 16  # source rows read at a time when they have images
 FLUSH_BYTES = 32 << 20  # variants' image bytes held before they are written
 TRAIN = "train"
@@ -85,7 +86,7 @@ def _train(
         size = IMAGE_BATCH_ROWS if "images" in schema.names else BATCH_ROWS
         together = bool(spec.llm_methods())  # the batch's rows asked together, else row by row
         if together:
-            size = min(size, LLM_BATCH_ROWS)
+            size = min(size, max(1, LLM_BATCH_VARIANTS // spec.copies))
         total, done, made = reader.metadata.num_rows, 0, 0
         with pq.ParquetWriter(out, schema, compression="zstd") as writer:
             with pq.ParquetWriter(side, schema, compression="zstd") as parked:
