@@ -38,6 +38,9 @@ ROUTES: dict[tuple[str, str], dict[str, object] | None] = {
     ("GET", "/api/v1/datasets/{dataset_id}/stats"): None,
     ("POST", "/api/v1/datasets/{dataset_id}/augment/preview"): {"methods": [{"name": "swap"}]},
     ("POST", "/api/v1/datasets/{dataset_id}/augment"): {"methods": [{"name": "swap"}]},
+    ("POST", "/api/v1/datasets/synthesize"): None,  # multipart, see UPLOADS
+    ("GET", "/api/v1/datasets/{dataset_id}/synthesis"): None,
+    ("POST", "/api/v1/datasets/{dataset_id}/synthesis/resume"): None,
     ("POST", "/api/v1/jobs/{job_id}/resume"): None,
     ("GET", "/api/v1/jobs/{job_id}/metrics"): None,
     ("GET", "/api/v1/models"): None,
@@ -77,7 +80,7 @@ ROUTES: dict[tuple[str, str], dict[str, object] | None] = {
 # Routes with an id of something nobody owns (the same for everyone), and setting a secret: every
 # user has their own secret names, so Bob's PUT makes Bob's secret (see `test_lists_show_...`).
 SHARED = {("GET", "/api/v1/trainings/presets/{preset_id}"), ("PUT", "/api/v1/secrets/{name}")}
-UPLOADS = {("POST", "/api/v1/datasets")}
+UPLOADS = {("POST", "/api/v1/datasets"), ("POST", "/api/v1/datasets/synthesize")}
 CSV = b"question,answer\nWhat is 2+2?,4\nCapital of France?,Paris\n"
 
 
