@@ -147,7 +147,7 @@ def _usage(
     steps = [(r.text, step) for r in planner.rewrites for step in r.steps]
     if rewriter is not None and rewriter.succeeded and rewriter.prompt_tokens:
         prompt, completion = rewriter.prompt_tokens, rewriter.completion_tokens
-        per = max(rewriter.requests, 1)
+        per = max(rewriter.answered, 1)  # a failed request has no usage
         prompt, completion = round(prompt / per * len(steps)), round(completion / per * len(steps))
         how = "as the endpoint counted the preview's requests"
     else:

@@ -178,6 +178,7 @@ class Rewriter:
         self.on_request = on_request
         self.requests = 0
         self.succeeded = 0
+        self.answered = 0  # requests the model answered (usefully or not)
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.seconds = 0.0
@@ -228,6 +229,7 @@ class Rewriter:
             if isinstance(result, GenerationFailed):
                 reason = str(result)[:300] or "the request failed"
             else:
+                self.answered += 1
                 self.prompt_tokens += result.prompt_tokens
                 self.completion_tokens += result.completion_tokens
                 text = cleaned(result.text, current[i])
