@@ -184,7 +184,8 @@ def test_finish_drops_near_duplicates_across_chunks_deterministically() -> None:
     rows = [
         {"question": question, "answer": "At 2 bar.", "chunk_index": 0},
         {"question": "How often is the red valve checked?", "answer": "Monthly.", "chunk_index": 0},
-        {"question": question.replace("system", "plant"), "answer": "2 bar", "chunk_index": 1},
+        # one word changed: 19 of their 21 shingles are shared (Jaccard 0.9)
+        {"question": question.replace("At", "Under"), "answer": "At 2 bar.", "chunk_index": 1},
     ]
     kept, drops = finish(rows, spec)
     assert kept == rows[:2]

@@ -24,7 +24,7 @@ A paraphrase keeps most of its nouns, numbers and names; an answer from outside 
 not.
 
 **Near-duplicates** are found with MinHash over 3-word shingles of a pair's prompt and answer
-(64 seeded hash functions, pure Python, deterministic), an LSH of 16 bands of 4 values to find
+(64 seeded hash functions, deterministic), an LSH of 16 bands of 4 values to find
 candidates, and the share of equal signature values (an estimate of their Jaccard similarity)
 to confirm them: a pair at least `near_duplicate_similarity` like an earlier one is dropped.
 """
@@ -39,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Self
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tuneforge.evaluation.judge import Judge, JudgeSpec, Verdict
@@ -49,7 +50,7 @@ PERMUTATIONS = 64
 BANDS = 16
 SHINGLE_WORDS = 3
 STEM_CHARS = 6
-_MERSENNE = (1 << 61) - 1
+_PRIME = (1 << 31) - 1  # a Mersenne prime: hash values and coefficients stay below it
 _SUFFIXES = ("ations", "ation", "ings", "ing", "edly", "ed", "es", "s", "ly")
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _STOP_WORDS = """a about above after again against all also am an and any are as at be because been
@@ -234,24 +235,30 @@ def judge_spec(spec: JudgeSpec) -> JudgeSpec:
 
 
 class MinHash:
-    """MinHash signatures of texts' word shingles, with `permutations` hash functions drawn
-    from `seed` (the same seed, the same signatures)."""
+    """MinHash signatures of texts' word shingles, with `permutations` hash functions
+    (a * h + b) mod p drawn from `seed` (the same seed, the same signatures); numpy computes
+    all of a text's values at once."""
 
     def __init__(self, permutations: int = PERMUTATIONS, seed: int = 0) -> None:
         draw = random.Random(seed)  # noqa: S311 (hash functions for similarity, not secrets)
-        self._ab = [
-            (draw.randrange(1, _MERSENNE), draw.randrange(0, _MERSENNE))
-            for _ in range(permutations)
-        ]
+        self._a = np.array([draw.randrange(1, _PRIME) for _ in range(permutations)], np.int64)
+        self._b = np.array([draw.randrange(0, _PRIME) for _ in range(permutations)], np.int64)
 
     def signature(self, text: str) -> tuple[int, ...]:
-        hashes = [
-            int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "big")
-            for s in shingles(text)
-        ]
-        if not hashes:
-            return tuple(_MERSENNE for _ in self._ab)
-        return tuple(min((a * h + b) % _MERSENNE for h in hashes) for a, b in self._ab)
+        found = shingles(text)
+        if not found:
+            return (_PRIME,) * len(self._a)
+        hashes = np.fromiter(
+            (
+                int.from_bytes(hashlib.blake2b(s.encode(), digest_size=4).digest(), "big") % _PRIME
+                for s in sorted(found)
+            ),
+            np.int64,
+            len(found),
+        )
+        # a, h < 2^31, so a * h + b < 2^63: no overflow in int64
+        values = (self._a[:, None] * hashes[None, :] + self._b[:, None]) % _PRIME
+        return tuple(int(v) for v in values.min(axis=1))
 
 
 def shingles(text: str) -> set[str]:
