@@ -62,6 +62,30 @@ def test_each_heuristic_has_its_reason(prompt: str, answer: str, reason: str) ->
     assert drop.prompt == prompt and drop.answer == answer
 
 
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "What does the passage say about the X200?",
+        "What voltage is named in the text?",
+        "According to the text, what voltage does it need?",
+        "Based on the text above, how far from the wall is it installed?",
+    ],
+)
+def test_prompts_that_need_the_passage_are_not_standalone(prompt: str) -> None:
+    assert _reason(prompt, "At most 5 bar and 230 V, 30 cm from the wall.") == "not_standalone"
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "What slows the passage of water through the X200 filter?",
+        "Which font is used in the text editor of the X200 panel?",
+    ],
+)
+def test_prompts_about_other_passages_and_texts_are_kept(prompt: str) -> None:
+    assert _reason(prompt, "The filter, cleaned every 200 hours.", grounded_threshold=0) is None
+
+
 def test_the_heuristics_follow_their_settings() -> None:
     assert _reason("State the X200's pressure", "At most 5 bar.", asks=False) is None
     assert _reason("State the X200's pressure", "5 bar", require_question_mark=False) is None

@@ -7,6 +7,7 @@ import threading
 import time
 from typing import Any
 
+import httpx
 import pytest
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import select
@@ -14,11 +15,13 @@ from sqlalchemy import select
 from tests.conftest import add_user
 from tests.llm_server import LlmServer
 from tuneforge.data.synthesis.generator import (
+    MAX_RETRY_AFTER,
     Completion,
     EndpointGenerator,
     GenerationFailed,
     GeneratorSpec,
     LocalGenerator,
+    _retry_after,
     complete_all,
     open_generator,
 )
@@ -116,6 +119,16 @@ def test_retry_after_is_honoured() -> None:
         assert generator.complete(_chat("hi")).text == "ok"
         assert time.perf_counter() - start >= 0.3
         generator.close()
+
+
+def test_retry_after_is_bounded_and_a_date_is_not_waited_for() -> None:
+    def asked(value: str) -> float:
+        return _retry_after(httpx.Response(429, headers={"Retry-After": value}))
+
+    assert asked("2.5") == 2.5
+    assert asked("3600") == MAX_RETRY_AFTER
+    assert asked("-4") == 0.0
+    assert asked("Wed, 21 Oct 2026 07:28:00 GMT") == 0.0
 
 
 def test_a_lost_connection_is_retried_and_then_named() -> None:

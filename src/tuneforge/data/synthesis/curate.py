@@ -72,9 +72,13 @@ _REFUSALS = re.compile(
     r"(?:passage|text|document|context|excerpt)\b",
     re.IGNORECASE,
 )
+# "the passage" as the text shown, not "the passage of water"; "in the text" at the end of a
+# clause, not "in the text editor"
 _NOT_STANDALONE = re.compile(
-    r"\b(?:the|this|that|above|given) (?:passage|excerpt|text above|above text|provided text)\b"
-    r"|\baccording to the (?:text|passage)\b|\bin the (?:text|passage)\b",
+    r"\b(?:the|this|that|above|given) (?:passage|excerpt)\b(?! of\b)"
+    r"|\b(?:the )?(?:text above|above text|provided text)\b"
+    r"|\baccording to the (?:text|passage|excerpt)\b"
+    r"|\bin the (?:text|passage|excerpt)\b(?!\s+[a-z])",
     re.IGNORECASE,
 )
 GROUNDING_RUBRIC = (
