@@ -6,10 +6,13 @@ policy, hostile uploads, and another user's synthesis answering 404."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import time
+import zipfile
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -246,3 +249,61 @@ def test_the_bundled_local_model_runs_the_pipeline(api, tmp_path: Path) -> None:
     else:  # or none survived curation: the job says so
         assert "No pair was kept from 2 chunks" in ended["error"]
         assert sum(shown["dropped"].values()) >= 2
+
+
+def test_several_documents_and_a_zip_keep_their_names(api, tmp_path: Path) -> None:
+    client, alice, _ = api
+    pdf = manual(tmp_path / "manual.pdf", 2)
+    notes = tmp_path / "notes.pdf"  # Markdown, whatever its name says
+    notes.write_text(f"# Notes\n\n{fact(7)}\n")
+    bundle = tmp_path / "more.zip"
+    with zipfile.ZipFile(bundle, "w") as archive:
+        archive.writestr("guide/faq.md", f"# FAQ\n\n{fact(8)}\n")
+    with LlmServer(reply=reply) as server, ExitStack() as files:
+        parts = [
+            ("files", (path.name, files.enter_context(path.open("rb"))))
+            for path in (pdf, notes, bundle)
+        ]
+        made = client.post(
+            "/api/v1/datasets/synthesize",
+            headers=alice,
+            files=parts,
+            data={"spec": json.dumps(spec(server.url))},
+        )
+        assert made.status_code == 202, made.text
+        done = wait_dataset(client, alice, made.json()["id"])
+    assert done["status"] == "ready", done["error"]
+    assert done["name"] == "Synthesised from manual.pdf and 2 more"
+    sources = {
+        fact_of(r): (r["document"], list(r["pages"])) for r in rows(client, alice, done["id"])
+    }
+    assert sources == {
+        1: ("manual.pdf", [1]),
+        2: ("manual.pdf", [2]),
+        7: ("notes.pdf", []),
+        8: ("more.zip/guide/faq.md", []),
+    }
+    assert any("notes.pdf" in w and "Markdown" in w for w in done["warnings"])
+    assert [d["name"] for d in done["config"]["synthesis"]["documents"]] == [
+        "manual.pdf",
+        "notes.pdf",
+        "more.zip",
+    ]
+
+
+def test_a_zip_inside_a_zip_fails_the_job(api, tmp_path: Path) -> None:
+    client, alice, _ = api
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as archive:
+        archive.writestr("a.md", "# A\n\ntext")
+    middle = io.BytesIO()
+    with zipfile.ZipFile(middle, "w") as archive:
+        archive.writestr("inner.zip", inner.getvalue())
+    nested = tmp_path / "nested.zip"
+    with zipfile.ZipFile(nested, "w") as archive:
+        archive.writestr("middle.zip", middle.getvalue())
+    with LlmServer(reply=reply) as server:
+        dataset = launch(client, alice, nested, spec(server.url)).json()
+        failed = wait_dataset(client, alice, dataset["id"])
+    assert failed["status"] == "failed" and "a ZIP inside a ZIP" in failed["error"]
+    assert server.requests == []
