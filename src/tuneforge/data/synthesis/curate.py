@@ -45,7 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tuneforge.evaluation.judge import Judge, JudgeSpec, Verdict
 
 DropReason = str
-MAX_JUDGE_THREADS = 8
+MAX_JUDGE_THREADS = 4  # the judge client's connections (more would wait for one)
 PERMUTATIONS = 64
 BANDS = 16
 SHINGLE_WORDS = 3
