@@ -307,3 +307,21 @@ def test_a_zip_inside_a_zip_fails_the_job(api, tmp_path: Path) -> None:
         failed = wait_dataset(client, alice, dataset["id"])
     assert failed["status"] == "failed" and "a ZIP inside a ZIP" in failed["error"]
     assert server.requests == []
+
+
+def test_the_worker_reads_the_key_again(make_client, settings, tmp_path: Path) -> None:
+    """The key secret is checked at the launch and read by the worker: one deleted in between
+    fails the job, saying so, before any request."""
+    queued = make_client(auth="local", run_jobs=False, trusted_endpoint_hosts=["127.0.0.1"])
+    alice = bearer(add_user(settings, "alice"))
+    queued.put("/api/v1/secrets/WRITER_KEY", headers=alice, json={"value": KEY})
+    pdf = manual(tmp_path / "manual.pdf", 2)
+    with LlmServer(reply=reply, api_key=KEY) as server:
+        body = spec(server.url, generator={"api_key_secret": "WRITER_KEY"})
+        dataset = launch(queued, alice, pdf, body).json()
+        assert queued.delete("/api/v1/secrets/WRITER_KEY", headers=alice).status_code == 204
+        runner = make_client(auth="local", run_jobs=True, trusted_endpoint_hosts=["127.0.0.1"])
+        failed = wait_dataset(runner, alice, dataset["id"])
+    assert failed["status"] == "failed"
+    assert failed["error"] == "The generator's key secret WRITER_KEY was deleted; set it again."
+    assert server.requests == []
