@@ -230,19 +230,21 @@ class _Reporter:
         self.ctx = ctx
         self.tally = tally
         self.last = 0.0
+        self.reported: dict[str, float] = {}
         self.samples_shown: list[dict[str, str]] = []
 
     def __call__(self, force: bool = False) -> None:
         now = time.monotonic()
-        if not force and now - self.last < REPORT_SECONDS:
-            return
-        self.last = now
         tally = self.tally
+        values = tally.values()
+        if values == self.reported or (not force and now - self.last < REPORT_SECONDS):
+            return
+        self.last, self.reported = now, values
         self.ctx.progress(
             tally.done / max(tally.total, 1),
             f"{tally.done:,} of {tally.total:,} chunks, {tally.kept:,} pairs kept",
         )
-        self.ctx.metrics(tally.values(), step=tally.done)
+        self.ctx.metrics(values, step=tally.done)
         samples = list(tally.samples)
         if samples and samples != self.samples_shown:
             self.ctx.samples(tally.done, samples)
