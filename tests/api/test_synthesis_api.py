@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import time
 import zipfile
@@ -171,9 +172,9 @@ def test_resume_after_kill_9_does_not_generate_finished_chunks(
     assert f"resumed with {len(finished)} chunks already finished" in logs
 
 
-def test_cancel_stops_sending_requests(api, tmp_path: Path) -> None:
+def test_cancel_stops_sending_and_another_machine_resumes(api, settings, tmp_path: Path) -> None:
     client, alice, _ = api
-    pdf = manual(tmp_path / "manual.pdf", 20)
+    pdf = manual(tmp_path / "manual.pdf", 16)
     with LlmServer(reply=reply, delay=0.3) as server:
         dataset = launch(client, alice, pdf, spec(server.url, generator={"concurrency": 1})).json()
         wait_chunks(client, alice, dataset["id"], 1)
@@ -182,10 +183,21 @@ def test_cancel_stops_sending_requests(api, tmp_path: Path) -> None:
         ended = wait_dataset(client, alice, dataset["id"])
         sent = len(server.requests)
         time.sleep(1.0)
-        assert len(server.requests) == sent < 20  # nothing more was sent
-    assert ended["status"] == "failed"
-    job = client.get(f"/api/v1/jobs/{dataset['job_id']}", headers=alice).json()
-    assert job["status"] == "cancelled"
+        assert len(server.requests) == sent < 16  # nothing more was sent
+        assert ended["status"] == "failed"
+        job = client.get(f"/api/v1/jobs/{dataset['job_id']}", headers=alice).json()
+        assert job["status"] == "cancelled"
+        asked_before = {n for body in server.requests for n in facts_in(body)}
+        # Resumed by a worker on another machine: the job's working directory is not there,
+        # the checkpoint's copy in the artifact store is.
+        shutil.rmtree(settings.data_dir / "work" / dataset["job_id"])
+        resumed = client.post(f"/api/v1/datasets/{dataset['id']}/synthesis/resume", headers=alice)
+        assert resumed.status_code == 200, resumed.text
+        done = wait_dataset(client, alice, dataset["id"])
+        asked_after = [n for body in server.requests[sent:] for n in facts_in(body)]
+    assert done["status"] == "ready", done["error"]
+    assert sorted(asked_after) == sorted(set(range(1, 17)) - asked_before)
+    assert sorted(fact_of(row) for row in rows(client, alice, dataset["id"])) == list(range(1, 17))
 
 
 def test_refusals_at_launch(make_client, settings, tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """The synthesis job's checkpoint: finished chunks survive a worker killed mid-write (the line
-it was writing is dropped, the ones before kept), and how a pair is shown in the live view."""
+it was writing is dropped, the ones before kept) and a resume on another machine (through the
+artifact store), and how a pair is shown in the live view."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ import json
 from pathlib import Path
 
 from tuneforge.data.documents import Chunk
-from tuneforge.jobs.workers.synthesis import Checkpoint, Finished, sample, source_of
+from tuneforge.jobs.workers.synthesis import (
+    Checkpoint,
+    Finished,
+    _finished_in,
+    sample,
+    source_of,
+)
+from tuneforge.storage import ArtifactStore
 
 
 def test_checkpoint_keeps_whole_lines_and_drops_a_torn_one(tmp_path: Path) -> None:
@@ -54,3 +62,25 @@ def test_a_sample_names_its_chunk() -> None:
     }
     single = Chunk("id", "notes.md", 0, (), (), "text", 3)
     assert source_of(single) == "notes.md, chunk 1"
+
+
+def test_a_checkpoint_in_the_store_is_read_on_another_machine(tmp_path: Path) -> None:
+    store = ArtifactStore(f"file://{tmp_path / 'store'}")
+    key = "owner/dataset_synthesis/job/chunks.jsonl"
+    first = Checkpoint(tmp_path / "machine-a" / "chunks.jsonl", store, key)
+    first.append(Finished("c1", [], {}, 1, 1))
+    first.sync()  # not yet: at most every SYNC_SECONDS
+    assert not store.exists(key)
+    first.append(Finished("c2", [], {}, 1, 1))
+    first.sync(force=True)
+    # Resumed on another machine: no file there, the store's copy is read.
+    second = Checkpoint(tmp_path / "machine-b" / "chunks.jsonl", store, key)
+    assert list(second.read()) == ["c1", "c2"]
+    second.append(Finished("c3", [], {}, 1, 1))
+    second.sync(force=True)
+    # Back on the first machine: its own file and what the other one finished, merged.
+    again = Checkpoint(first.path, store, key)
+    assert sorted(again.read()) == ["c1", "c2", "c3"]
+    assert sorted(_finished_in(first.path, cut=False)) == ["c1", "c2", "c3"]
+    again.discard()
+    assert not store.exists(key) and not first.path.exists()

@@ -45,8 +45,10 @@ from tuneforge.jobs.inputs import usable_model
 from tuneforge.jobs.kinds.dataset import DatasetJobSpec
 from tuneforge.jobs.kinds.synthesis import SynthesisResult
 from tuneforge.jobs.workers.dataset_process import dataset_of, saved
+from tuneforge.storage import ArtifactStore, artifact_prefix
 
 CHECKPOINT = "chunks.jsonl"
+SYNC_SECONDS = 30.0  # the checkpoint is copied to the artifact store at most this often
 REPORT_SECONDS = 0.5  # progress, metrics and samples are reported at most this often
 SAMPLES_KEPT = 8  # the last pairs kept that the live view shows
 FAILURES_IN_A_ROW = 3  # chunks the model failed to answer one after the other end the job
@@ -69,32 +71,33 @@ class Finished:
 class Checkpoint:
     """The chunks finished so far, one JSON line each, appended and fsync'd as they finish.
     A line cut short by a killed worker is dropped when read (and the file cut back to the
-    lines before it), so its chunk is simply generated again."""
+    lines before it), so its chunk is simply generated again.
 
-    def __init__(self, path: Path) -> None:
+    With a `store` and `key`, the file is also copied to the artifact store (`sync`, every
+    SYNC_SECONDS and when the generation ends), and `read` takes the chunks of both copies:
+    a job resumed by a worker on another machine skips what the first one finished."""
+
+    def __init__(
+        self, path: Path, store: ArtifactStore | None = None, key: str | None = None
+    ) -> None:
         self.path = path
+        self.store = store
+        self.key = key
+        self.synced = time.monotonic()
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def read(self) -> dict[str, Finished]:
-        done: dict[str, Finished] = {}
-        if not self.path.exists():
+        done = _finished_in(self.path, cut=True)
+        if self.store is None or self.key is None or not self.store.exists(self.key):
             return done
-        good = 0
-        with self.path.open("rb") as file:
-            for line in file:
-                try:
-                    if not line.endswith(b"\n"):
-                        raise ValueError("cut short")
-                    data = json.loads(line)
-                    finished = Finished(**data)
-                except (ValueError, TypeError):
-                    break
-                done[finished.chunk_id] = finished
-                good += len(line)
-        if good != self.path.stat().st_size:
-            with self.path.open("r+b") as file:
-                file.truncate(good)
-        return done
+        stored = self.path.with_name(self.path.name + ".stored")
+        with self.store.open(self.key) as source, stored.open("wb") as out:
+            shutil.copyfileobj(source, out, 1 << 20)
+        elsewhere = {k: v for k, v in _finished_in(stored, cut=False).items() if k not in done}
+        stored.unlink()
+        for finished in elsewhere.values():
+            self.append(finished)
+        return done | elsewhere
 
     def append(self, finished: Finished) -> None:
         line = json.dumps(finished.__dict__, ensure_ascii=False, separators=(",", ":")) + "\n"
@@ -102,6 +105,42 @@ class Checkpoint:
             file.write(line.encode())
             file.flush()
             os.fsync(file.fileno())
+
+    def sync(self, force: bool = False) -> None:
+        """Copy the file to the artifact store (at most every SYNC_SECONDS unless `force`)."""
+        if self.store is None or self.key is None or not self.path.exists():
+            return
+        if force or time.monotonic() - self.synced >= SYNC_SECONDS:
+            self.store.put_file(self.key, self.path)
+            self.synced = time.monotonic()
+
+    def discard(self) -> None:
+        shutil.rmtree(self.path.parent, ignore_errors=True)
+        if self.store is not None and self.key is not None:
+            self.store.delete(self.key)
+
+
+def _finished_in(path: Path, *, cut: bool) -> dict[str, Finished]:
+    """The chunks in a checkpoint file, up to its first line that is not one (with `cut`, the
+    file is cut back to the lines before it)."""
+    done: dict[str, Finished] = {}
+    if not path.exists():
+        return done
+    good = 0
+    with path.open("rb") as file:
+        for line in file:
+            try:
+                if not line.endswith(b"\n"):
+                    raise ValueError("cut short")
+                finished = Finished(**json.loads(line))
+            except (ValueError, TypeError):
+                break
+            done[finished.chunk_id] = finished
+            good += len(line)
+    if cut and good != path.stat().st_size:
+        with path.open("r+b") as file:
+            file.truncate(good)
+    return done
 
 
 @dataclass
@@ -290,11 +329,15 @@ def generate(
             result.completion_tokens,
         )
         checkpoint.append(finished)
+        checkpoint.sync()
         made[chunk.id] = finished
         tally.add(finished, chunk)
         report()
 
-    complete_all(generator, chunk_requests(list(todo), spec), on_done, stop)
+    try:
+        complete_all(generator, chunk_requests(list(todo), spec), on_done, stop)
+    finally:
+        checkpoint.sync(force=True)
     report(force=True)
     ctx.check_cancelled()
     if in_a_row >= FAILURES_IN_A_ROW:
@@ -329,7 +372,8 @@ def run(spec: DatasetJobSpec, ctx: JobContext) -> SynthesisResult:
             "The documents hold no text to generate from"
             + (f": {documents[0].warnings[0]}" if documents and documents[0].warnings else ".")
         )
-    checkpoint = Checkpoint(workdir / CHECKPOINT)
+    stored = f"{artifact_prefix(ctx.owner_id, ctx.kind, ctx.job_id)}/{CHECKPOINT}"
+    checkpoint = Checkpoint(workdir / CHECKPOINT, ctx.store, stored)
     ids = {chunk.id for chunk in chunks}
     done = {key: value for key, value in checkpoint.read().items() if key in ids}
     tally = Tally(total=len(chunks))
@@ -386,7 +430,7 @@ def run(spec: DatasetJobSpec, ctx: JobContext) -> SynthesisResult:
     }
     ctx.log(f"kept {tally.kept:,} pairs from {len(chunks):,} chunks; {_dropped_text(tally)}")
     result = saved(ctx, target)
-    shutil.rmtree(workdir, ignore_errors=True)
+    checkpoint.discard()
     return SynthesisResult(**result.model_dump(), **_summary(tally))
 
 
