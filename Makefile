@@ -31,10 +31,11 @@ run: $(VENV)/.installed-run  ## Set up and start the studio on http://127.0.0.1:
 	$(BIN)/tuneforge serve
 
 # `make test` runs the suite in TEST_WORKERS processes (pytest-xdist), a test file at a time in
-# each, so a file's shared fixtures (a trained model, an export) are built once.
+# each, so a file's shared fixtures (a trained model, an export) are built once; files are
+# handed out in the order tests/conftest.py gives them (the long ones first).
 TEST_WORKERS ?= 2
 test: $(VENV)/.installed-dev  ## Set up and run the whole test suite
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench

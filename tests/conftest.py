@@ -42,6 +42,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for images and exports: the same records as the lighter API tests) or `surface` (the CLI and
     the Python client against a server: the API's database work, which its own tests check).
     CLI commands that open the database themselves (`admin`, `worker`) stay in both passes."""
+    _longest_files_first(items)
     if not PG_URL:
         return
     skip = pytest.mark.skip(reason="uses no database: it runs in the SQLite pass")
@@ -55,6 +56,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(sqlite_only)
         elif not fixtures & DATABASE_FIXTURES and not item.nodeid.startswith("tests/db/"):
             item.add_marker(skip)
+
+
+def _longest_files_first(items: list[pytest.Item]) -> None:
+    """Order the files so the long ones start first: the learning tests of tests/slow, then
+    files with training runs, exports, browsers or other slow tests, then the rest, each group
+    in its usual order. `make test` hands whole files to its processes in this order, so no long
+    file is left running alone at the end."""
+    long_marks = {"slow", "trains", "heavy", "browser"}
+    rank: dict[str, int] = {}
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        marked = long_marks & {mark.name for mark in item.iter_markers()}
+        own = 0 if path.startswith("tests/slow/") else 1 if marked else 2
+        rank[path] = min(rank.get(path, 2), own)
+    items.sort(key=lambda item: rank[item.nodeid.split("::")[0]])
 
 
 def _admin_engine() -> Any:

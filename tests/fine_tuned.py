@@ -5,10 +5,12 @@ base), and a full fine-tune that learnt one tool-calling conversation (it calls 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+from filelock import FileLock
 from sqlalchemy import select
 
 from tuneforge.data.conversation import message
@@ -72,26 +74,35 @@ def _record() -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def tool_calling_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Full fine-tuning of the tiny model on one tool-calling conversation (it learns it)."""
+    """Full fine-tuning of the tiny model on one tool-calling conversation (it learns it),
+    trained once for all the test processes of a run."""
     from tests.training.conftest import Recorder
     from tuneforge.training.recipes.sft import train_sft
     from tuneforge.training.spec import SFTSpec
 
-    spec = SFTSpec(
-        base_model="tiny-random-gemma3",
-        dataset_id="d",
-        method="full",
-        learning_rate=3e-3,
-        batch_size=4,
-        max_steps=60,
-        eval_every=0,
-    )
-    recorder = Recorder()
-    out = tmp_path_factory.mktemp("tool-model")
-    outcome = train_sft(spec, tiny_model, [_record()] * 4, [], recorder, out)
-    losses = recorder.series("loss")
-    assert outcome.steps == 60 and losses[-1] < 0.1 * losses[0]
-    return outcome.output
+    # Under pytest-xdist every process has a base temp of its own, in a directory they share.
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    made = shared / "tool-model"
+    with FileLock(shared / "tool-model.lock"):
+        if (made / "done").exists():
+            return Path((made / "done").read_text())
+        spec = SFTSpec(
+            base_model="tiny-random-gemma3",
+            dataset_id="d",
+            method="full",
+            learning_rate=3e-3,
+            batch_size=1,
+            max_steps=60,
+            eval_every=0,
+        )
+        recorder = Recorder()
+        outcome = train_sft(spec, tiny_model, [_record()], [], recorder, made)
+        losses = recorder.series("loss")
+        assert outcome.steps == 60 and losses[-1] < 0.1 * losses[0]
+        (made / "done").write_text(str(outcome.output))
+        return outcome.output
 
 
 def add_fine_tuned(
