@@ -26,7 +26,8 @@ decodes `--slots` requests at once and takes `--delay` seconds for each (its oth
 wait in a queue). **Busy share** = the time the server's slots spent answering (measured in
 the server) / (the wall time of the generation x the slots): 100% means the model never waited
 for the pipeline. The baseline is the loop a knowledgeable user writes first, one request
-after another (`concurrency` 1); TuneForge's default sends `concurrency` 4 at once.
+after another (`concurrency` 1); TuneForge's default sends `concurrency` 8 at once (twice the
+slots of a typical server, so a request always waits in its queue).
 """
 
 from __future__ import annotations
@@ -245,7 +246,7 @@ def generation_section(path: Path, counter: TokenCounter, args: argparse.Namespa
         f"{args.slots} slots taking {args.delay * 1000:.0f} ms per request"
     )
     for concurrency in sorted(
-        {1, EndpointGenerator.model_fields["concurrency"].default, args.slots * 2}
+        {1, args.slots, EndpointGenerator.model_fields["concurrency"].default, args.slots * 2}
     ):
         run = generate_rows(chunks, concurrency, args.slots, args.delay)
         share = run.busy / (run.wall * args.slots)

@@ -127,7 +127,7 @@ def augment(
         typer.Option(help="The name of your secret holding the API's key (never the key)."),
     ] = None,
     generator_concurrency: Annotated[
-        int | None, typer.Option(min=1, max=32, help="Requests sent to the API at once (4).")
+        int | None, typer.Option(min=1, max=32, help="Requests sent to the API at once (8).")
     ] = None,
     price: Annotated[
         float,

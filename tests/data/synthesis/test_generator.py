@@ -50,7 +50,7 @@ def test_spec_is_a_discriminated_union_with_bounds() -> None:
         {"kind": "endpoint", "base_url": "http://x.example/v1/", "model": "m"}
     )
     assert isinstance(endpoint, EndpointGenerator)
-    assert endpoint.base_url == "http://x.example/v1" and endpoint.concurrency == 4
+    assert endpoint.base_url == "http://x.example/v1" and endpoint.concurrency == 8
     local = adapter.validate_python({"kind": "local", "model": "gemma-3-270m"})
     assert isinstance(local, LocalGenerator) and local.max_tokens == 512
     for bad in (

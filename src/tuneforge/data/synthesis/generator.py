@@ -37,6 +37,7 @@ GENERATION_TIMEOUT = 300.0  # seconds per generation request (a long answer from
 RETRY_DELAYS = (1.0, 4.0, 10.0)  # seconds before each retry of a 429, a 5xx or a lost connection
 MAX_RETRY_AFTER = 60.0  # the longest wait a `Retry-After` header may ask for
 LOCAL_BATCH = 8  # prompts a local model decodes together, at most
+GATHER = 0.05  # seconds a local model waits for more requests to decode with the first
 SECRET_NAME = r"^[A-Z][A-Z0-9_]{0,63}$"  # noqa: S105 (a pattern for the names of secrets)
 
 
@@ -79,7 +80,7 @@ class EndpointGenerator(BaseModel):
     )
     api_key_secret: str | None = api_key_secret_field("GENERATOR_API_KEY")
     concurrency: int = Field(
-        default=4,
+        default=8,
         ge=1,
         le=32,
         description="Requests sent at once. A server that answers several requests together "
@@ -349,6 +350,14 @@ class LocalModel:
             with self._wake:
                 while not self._waiting and not self._closed:
                     self._wake.wait()
+                # Requests sent together (complete_all fills every slot at once) arrive a few
+                # microseconds apart: wait briefly for them, to decode them in one batch.
+                gathered = time.monotonic() + GATHER
+                while len(self._waiting) < LOCAL_BATCH and not self._closed:
+                    remaining = gathered - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._wake.wait(remaining)
                 if self._closed:
                     for left in self._waiting:
                         left.future.set_exception(GenerationFailed("The local model was closed."))
