@@ -5,6 +5,8 @@ when the job fails or is cancelled (a lost worker included)."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
@@ -27,7 +29,7 @@ class DatasetResult(BaseModel):
 
 class _DatasetKind(JobKind[DatasetJobSpec, DatasetResult]):
     spec = DatasetJobSpec
-    result = DatasetResult
+    result: ClassVar[type[BaseModel]] = DatasetResult  # a kind may report more
     public = False
 
     def on_queued(self, session: Session, user: User, job: Job, spec: DatasetJobSpec) -> None:

@@ -26,7 +26,7 @@ class DatasetSynthesisKind(_DatasetKind):
     name = "dataset_synthesis"
     description = "Makes a raw dataset from documents with a model writing examples per chunk."
     worker = "tuneforge.jobs.workers.synthesis:run"
-    result = SynthesisResult  # type: ignore[assignment]  # a DatasetResult with counts
+    result = SynthesisResult
 
 
 register(DatasetSynthesisKind())
