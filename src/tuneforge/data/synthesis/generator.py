@@ -70,7 +70,9 @@ class EndpointGenerator(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["endpoint"] = "endpoint"
+    kind: Literal["endpoint"] = Field(
+        default="endpoint", description="`endpoint`: a model behind an OpenAI-compatible API."
+    )
     base_url: str = base_url_field(
         "The generator's OpenAI-compatible API, up to its version: `https://api.openai.com/v1`, "
         "`http://localhost:11434/v1` (Ollama), or another TuneForge's `http://host:7860/v1`.",
@@ -111,7 +113,9 @@ class LocalGenerator(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["local"] = "local"
+    kind: Literal["local"] = Field(
+        default="local", description="`local`: a TuneForge model run by the job's worker."
+    )
     model: str = Field(
         min_length=1,
         max_length=200,
