@@ -41,7 +41,9 @@ def _prefix(dataset: Dataset) -> str:
     return dataset_prefix(dataset.owner_id, dataset.id)
 
 
-def _suffix(filename: str) -> str:
+def file_suffix(filename: str) -> str:
+    """`filename`'s extension (`.csv`: up to 8 letters or digits), lower-cased, or "": what a
+    stored copy keeps of the client's name."""
     match = SUFFIX.search(filename)
     return match.group(0).lower() if match else ""
 
@@ -60,7 +62,7 @@ def upload(
     scratch = settings.data_dir / "tmp"
     scratch.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=scratch) as tmp:
-        path = Path(tmp) / f"upload{_suffix(filename)}"  # never the client's path
+        path = Path(tmp) / f"upload{file_suffix(filename)}"  # never the client's path
         with path.open("wb") as out:
             shutil.copyfileobj(stream, out, 1 << 20)
         result = read_table(path, filename, ParseLimits())
@@ -78,7 +80,7 @@ def upload(
         session.add(dataset)
         session.flush()
         prefix = _prefix(dataset)
-        store.put_file(f"{prefix}/source/original{_suffix(filename)}", path)
+        store.put_file(f"{prefix}/source/original{file_suffix(filename)}", path)
         dataset.fill(store_raw(store, prefix, {"train": table}, result.warnings))
         dataset.size_bytes += path.stat().st_size
     return dataset

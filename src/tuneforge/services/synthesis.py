@@ -33,7 +33,7 @@ from tuneforge.jobs.lifecycle import create_job
 from tuneforge.jobs.states import InvalidTransition, transition
 from tuneforge.jobs.status import JobStatus
 from tuneforge.schemas.synthesis import SynthesisProgress
-from tuneforge.services.datasets import get_dataset
+from tuneforge.services.datasets import file_suffix, get_dataset
 from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore
 
@@ -42,7 +42,6 @@ CONFIG_KEY = "synthesis"
 #: Where its documents are stored, under the dataset's prefix.
 DOCUMENTS = "documents"
 NAME_CHARS = 200
-SUFFIX_CHARS = 8
 #: The live view shows this many of the last pairs kept.
 SAMPLES_SHOWN = 8
 
@@ -61,11 +60,6 @@ def document_name(filename: str, index: int) -> str:
     base = posixpath.basename(filename.replace("\\", "/")).strip()
     base = "".join(ch for ch in base if ch.isprintable())
     return base[-NAME_CHARS:] if base else f"document-{index + 1}"
-
-
-def _suffix(name: str) -> str:
-    suffix = posixpath.splitext(name)[1].lower()
-    return suffix if 1 < len(suffix) <= SUFFIX_CHARS and suffix[1:].isalnum() else ""
 
 
 def _copy_bounded(stream: BinaryIO, path: Path, name: str, limits: DocumentLimits) -> int:
@@ -134,7 +128,7 @@ def synthesize(
     try:
         with tempfile.TemporaryDirectory(dir=scratch) as tmp:
             for index, (upload, document) in enumerate(zip(uploads, names, strict=True)):
-                path = Path(tmp) / f"{index}{_suffix(document)}"  # never the client's path
+                path = Path(tmp) / f"{index}{file_suffix(document)}"  # never the client's path
                 size = _copy_bounded(upload.stream, path, document, limits)
                 key = f"{prefix}/{DOCUMENTS}/{path.name}"
                 store.put_file(key, path)
