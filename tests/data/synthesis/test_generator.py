@@ -177,7 +177,9 @@ def test_complete_all_reports_failures_and_stops_when_asked() -> None:
             should_stop=lambda: len(results) >= 5,
         )
         generator.close()
-        assert 5 <= len(results) <= 7  # those in flight when it stopped are reported too
+        # Those in flight when it stopped are reported too: at most two sent when the fourth and
+        # fifth results came together (sending comes before on_done), and two more after that.
+        assert 5 <= len(results) <= 8
         assert len(server.requests) == len(results)
 
         failing = _open(server.url, model="nobody", concurrency=3)
