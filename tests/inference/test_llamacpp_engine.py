@@ -11,6 +11,7 @@ import pytest
 from tuneforge.errors import EngineUnavailable
 from tuneforge.inference import loaders
 from tuneforge.inference.engine import Delta, Finished
+from tuneforge.inference.fast_path import Verdict
 from tuneforge.inference.params import GenerationParams, ModelRef
 from tuneforge.models.catalog import catalog
 from tuneforge.models.chat_template import render
@@ -24,17 +25,27 @@ def entry(model_id: str):  # type: ignore[no-untyped-def]
     return found
 
 
-def test_auto_picks_llama_cpp_for_the_bundled_gguf_and_transformers_for_fine_tunes() -> None:
+def test_auto_picks_llama_cpp_for_the_bundled_gguf_and_for_checked_fine_tunes() -> None:
     gguf = entry("gemma-3-270m")
-    fast = "llama.cpp" if loaders.installed("llama_cpp") else "transformers"
+    installed = loaders.installed("llama_cpp")
+    fast = "llama.cpp" if installed else "transformers"
     assert loaders.choose(ModelRef(base="gemma-3-270m"), gguf) == fast
     tuned = ModelRef(base="gemma-3-270m", artifact_key="k", kind="adapter")
+    # A LoRA fine-tune: transformers until its fast path is checked, then llama.cpp if it passed.
     assert loaders.choose(tuned, gguf) == "transformers"
+    assert loaders.choose(tuned, gguf, Verdict(True)) == fast
+    assert loaders.choose(tuned, gguf, Verdict(False, "its answers differ")) == "transformers"
     assert loaders.choose(ModelRef(base="tiny-random-gemma3"), entry("tiny-random-gemma3")) == (
         "transformers"
     )
-    with pytest.raises(EngineUnavailable, match="GGUF"):
-        loaders.choose(tuned.model_copy(update={"engine": "llama.cpp"}), gguf)
+    by_name = tuned.model_copy(update={"engine": "llama.cpp"})
+    with pytest.raises(EngineUnavailable, match="its answers differ"):
+        loaders.choose(by_name, gguf, Verdict(False, "its answers differ"))
+    if installed:  # not checked yet: loading it makes and checks the fast path
+        assert loaders.choose(by_name, gguf) == "llama.cpp"
+    else:
+        with pytest.raises(EngineUnavailable, match="GGUF"):
+            loaders.choose(by_name, gguf)
     with pytest.raises(EngineUnavailable, match="CUDA"):
         loaders.choose(ModelRef(base="gemma-3-270m", engine="vllm"), gguf)
 

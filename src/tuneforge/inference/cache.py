@@ -36,6 +36,9 @@ class Key:
 class Loaded:
     engine: Engine
     adapter: str | None  # the adapter to select for this request, if any
+    #: Why the model is not served by the engine that would be fastest (a fine-tune whose
+    #: llama.cpp fast path is off), to show with its answers.
+    note: str | None = None
 
 
 class ModelCache:
@@ -45,9 +48,14 @@ class ModelCache:
         choose: Callable[[ModelRef], str],
         load: Callable[[str, ModelRef, Report | None], Engine],
         attach: Callable[[Engine, ModelRef], str],
+        prepare: Callable[[ModelRef, Report | None], str | None] | None = None,
     ) -> None:
+        """`prepare(ref, report)` runs before the engine is chosen: slow first-time work that
+        the choice depends on (a fine-tune's llama.cpp fast path), returning why the fastest
+        engine is not used (None: it is)."""
         self.budget_bytes = budget_bytes
         self._choose, self._load, self._attach = choose, load, attach
+        self._prepare = prepare
         self._engines: OrderedDict[Key, Engine] = OrderedDict()
         self._locks: dict[Key, threading.Lock] = {}
         self._lock = threading.Lock()
@@ -63,6 +71,7 @@ class ModelCache:
         the loader does) when it is not loaded yet, or "queued" while another request loads it
         (None: the loader reports its slow work on stderr)."""
         say = report or _silent
+        note = self._prepare(ref, report) if self._prepare is not None else None
         name = self._choose(ref)
         key = Key(name, ref.base, ref.weights(name))
         with self._lock:
@@ -87,7 +96,7 @@ class ModelCache:
                 self._evict(keep=key)
         finally:
             lock.release()
-        return Loaded(engine, adapter)
+        return Loaded(engine, adapter, note)
 
     def _evict(self, keep: Key) -> None:
         """Drop least recently used engines until the rest fit the budget. Call under the lock."""

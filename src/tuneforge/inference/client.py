@@ -105,6 +105,7 @@ class InferenceClient:
                         done["prompt_tokens"],
                         done["completion_tokens"],
                         done.get("engine", ""),
+                        done.get("note"),
                     )
                 else:
                     raise _error(item.get("error", {}))

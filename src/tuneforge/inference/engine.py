@@ -40,6 +40,8 @@ class Finished:
     prompt_tokens: int
     completion_tokens: int
     engine: str = ""
+    #: Why a faster engine did not answer (a fine-tune whose llama.cpp fast path is off).
+    note: str | None = None
 
 
 Event = Delta | Finished

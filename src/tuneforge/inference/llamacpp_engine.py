@@ -3,6 +3,11 @@
 llama.cpp keeps one KV cache per loaded model, so one generation runs at a time per model; the
 model is small and fast enough that taking turns per request is the right trade here.
 
+LoRA fine-tunes of the loaded base share its weights: each one's GGUF adapter (made by
+`fast_path`) is loaded once (`add_adapter`, a few MB) and the request's own adapter, or none for
+the base, is set on the context before its prompt is evaluated, under the lock, so one request
+never runs with another's adapter.
+
 A GGUF exported with its image projector (`mmproj*.gguf`) reads images through llama.cpp's
 multimodal library (mtmd), opened by llama-cpp-python's `MTMDChatHandler`: the prompt is split
 into text and image chunks (each image placeholder of our text becomes mtmd's media marker,
@@ -19,6 +24,7 @@ from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
 
+from tuneforge.errors import EngineUnavailable
 from tuneforge.inference.engine import Delta, Event, Finished, StopScanner, no_images
 from tuneforge.inference.params import GenerationParams
 from tuneforge.models.chat_template import GEMMA_3, GEMMA_4
@@ -51,6 +57,36 @@ class LlamaCppEngine:
         self.lock = threading.Lock()
         #: Held for a whole answer: the server says "queued" to a request that finds it taken.
         self.exclusive_lock = self.lock
+        #: GGUF LoRA adapters loaded on the base, by name (freed with the model).
+        self.adapters: dict[str, Any] = {}
+
+    def add_adapter(self, name: str, path: Path) -> None:
+        """Load the GGUF LoRA adapter at `path` under `name`, once."""
+        from llama_cpp import llama_cpp
+
+        with self.lock:
+            if name in self.adapters:
+                return
+            adapter = llama_cpp.llama_adapter_lora_init(self.llm.model, str(path).encode())
+            if not adapter:
+                raise EngineUnavailable(f"llama.cpp could not load the LoRA adapter {path.name}.")
+            self.adapters[name] = adapter
+            self.memory_bytes += path.stat().st_size
+
+    def _select(self, adapter: str | None) -> None:
+        """Run the next evaluation with `adapter` alone, or with none (call under the lock)."""
+        from llama_cpp import llama_cpp
+
+        if adapter is None:
+            chosen = llama_cpp.llama_set_adapters_lora(self.llm.ctx, None, 0, None)
+        else:
+            if adapter not in self.adapters:
+                raise KeyError(f"the adapter {adapter} is not loaded")
+            adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self.adapters[adapter])
+            scales = (ctypes.c_float * 1)(1.0)
+            chosen = llama_cpp.llama_set_adapters_lora(self.llm.ctx, adapters, 1, scales)
+        if chosen != 0:
+            raise EngineUnavailable("llama.cpp could not set the fine-tune's LoRA adapter.")
 
     def stream(
         self,
@@ -60,11 +96,10 @@ class LlamaCppEngine:
         adapter: str | None = None,
         images: Sequence[bytes] = (),
     ) -> Generator[Event, None, None]:
-        if adapter is not None:
-            raise KeyError("the llama.cpp engine serves base models only")
         if images and self.vision is None:
             raise no_images("This GGUF model (exported without its image projector)")
         with self.lock:
+            self._select(adapter)
             if images:
                 prompt = self._evaluate_with_images(text, images)
             else:

@@ -2,29 +2,33 @@
 
 `auto` picks the fastest engine that can serve the model here: vLLM on CUDA when it is installed;
 llama.cpp, when the `gguf` extra is installed, for a model that has a GGUF file (the bundled
-Gemma 3 270M, and a fine-tune with a verified GGUF export); transformers otherwise (every model,
-every fine-tune). A request with images goes to llama.cpp only when the GGUF was exported with
-its image projector (`ModelRef.mmproj`), and never to vLLM here. An engine asked for by name that
-cannot run here is refused with the reason.
+Gemma 3 270M, a fine-tune with a verified GGUF export) and for a LoRA fine-tune whose fast path
+passed its check (`fast_path`: the base's GGUF with the adapter as a GGUF LoRA adapter);
+transformers otherwise (every model, every fine-tune). A request with images goes to llama.cpp
+only when the GGUF was exported with its image projector (`ModelRef.mmproj`), and never to vLLM
+here. An engine asked for by name that cannot run here is refused with the reason.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
+import logging
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from tuneforge.errors import EngineUnavailable, NotFound
+from tuneforge.inference import fast_path
 from tuneforge.inference.engine import Engine
-from tuneforge.inference.params import EngineName, ModelRef
+from tuneforge.inference.fast_path import Verdict
+from tuneforge.inference.params import EngineName, ModelRef, adapter_name
 from tuneforge.models.catalog import CatalogEntry, load_catalog
-from tuneforge.models.tokenizer import ensure_gguf
 from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore
 
 Progress = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 def installed(package: str) -> bool:
@@ -37,14 +41,17 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def choose(ref: ModelRef, entry: CatalogEntry) -> str:
-    """The engine for `ref` (resolving `auto`), or `EngineUnavailable` with what is missing."""
+def choose(ref: ModelRef, entry: CatalogEntry, fast: Verdict | None = None) -> str:
+    """The engine for `ref` (resolving `auto`), or `EngineUnavailable` with what is missing.
+    `fast` is the verdict of the fine-tune's llama.cpp fast path, if it has been checked."""
     engine: EngineName = ref.engine
+    if fast is not None and not fast_path.candidate(ref, entry):
+        fast = None
     if engine == "auto":
         # vLLM first: asking for CUDA imports torch, seconds that llama.cpp does not need.
         if ref.kind != "adapter" and not ref.images and installed("vllm") and cuda_available():
             return "vllm"
-        if _has_gguf(ref, entry) and installed("llama_cpp"):
+        if (_has_gguf(ref, entry) or (fast and fast.ok)) and installed("llama_cpp"):
             return "llama.cpp"
         return "transformers"
     if engine == "vllm":
@@ -67,7 +74,9 @@ def choose(ref: ModelRef, entry: CatalogEntry) -> str:
                 "This model's GGUF export has no image projector (mmproj), so llama.cpp cannot "
                 "read images with it: use the transformers engine, or export the GGUF again."
             )
-        if not _has_gguf(ref, entry):
+        if fast is not None and not fast.ok:
+            raise EngineUnavailable(f"llama.cpp does not serve this fine-tune: {fast.reason}.")
+        if not _has_gguf(ref, entry) and not fast_path.candidate(ref, entry):
             raise EngineUnavailable(
                 f"llama.cpp runs GGUF files, and {ref.base!r}"
                 + (" with a fine-tune" if ref.kind != "base" else "")
@@ -99,8 +108,8 @@ def load(engine: str, ref: ModelRef, settings: Settings, report: Progress | None
         entry = load_catalog(settings.catalog_file).get(ref.base)
         if entry is None:
             raise NotFound(f"There is no model {ref.base!r} in the catalog.")
-        if ref.gguf is None:
-            gguf = ensure_gguf(settings.models_dir)
+        if ref.gguf is None:  # the base (a LoRA fine-tune's adapter is attached to it)
+            gguf = fast_path.base_gguf(entry, settings.models_dir, report)
         else:
             key, _, name = ref.gguf.rpartition("/")
             gguf = fetch(key, settings) / name
@@ -124,25 +133,58 @@ def load(engine: str, ref: ModelRef, settings: Settings, report: Progress | None
 
 
 def attach(engine: Engine, ref: ModelRef, settings: Settings) -> str:
-    """Attach `ref`'s LoRA adapter to `engine` (a transformers engine) once; its name."""
+    """Attach `ref`'s LoRA adapter to `engine` once (transformers: the PEFT files; llama.cpp:
+    the GGUF adapter the fast path made); its name."""
     from tuneforge.inference.hf_engine import TransformersEngine
+    from tuneforge.inference.llamacpp_engine import LlamaCppEngine
 
-    if not isinstance(engine, TransformersEngine) or ref.artifact_key is None:
+    if ref.artifact_key is None:
         raise EngineUnavailable(f"The {engine.name} engine cannot serve a LoRA adapter.")
     name = adapter_name(ref.artifact_key)
-    engine.add_adapter(name, fetch(ref.artifact_key, settings))
+    if isinstance(engine, LlamaCppEngine):
+        engine.add_adapter(name, fast_path.adapter_gguf(ref.artifact_key, settings.data_dir))
+    elif isinstance(engine, TransformersEngine):
+        engine.add_adapter(name, fetch(ref.artifact_key, settings))
+    else:
+        raise EngineUnavailable(f"The {engine.name} engine cannot serve a LoRA adapter.")
     return name
 
 
-def adapter_name(artifact_key: str) -> str:
-    """A PEFT adapter name for an artifact key (keys hold characters PEFT names may not)."""
-    return "a" + hashlib.sha256(artifact_key.encode()).hexdigest()[:16]
+def prepare(ref: ModelRef, settings: Settings, report: Progress | None = None) -> str | None:
+    """Make and check the llama.cpp fast path of a LoRA fine-tune the first time it is asked
+    for (nothing for other models); why llama.cpp does not serve it (None: it does, or the
+    model is no candidate)."""
+    entry = load_catalog(settings.catalog_file).get(ref.base)
+    if entry is None or ref.artifact_key is None or not fast_path.candidate(ref, entry):
+        return None
+    found = fast_path.verdict(ref.artifact_key, settings.data_dir)
+    if found is None:
+        try:
+            found = fast_path.prepare(
+                ref,
+                entry,
+                fetch(ref.artifact_key, settings),
+                settings.models_dir,
+                settings.data_dir,
+                report,
+            )
+        except Exception as exc:  # kept unjudged: the next request tries again
+            log.exception("the llama.cpp fast path could not be prepared")
+            return f"preparing llama.cpp for it failed ({type(exc).__name__}: {exc})"
+    return None if found.ok else found.reason
+
+
+def verdict(ref: ModelRef, settings: Settings) -> Verdict | None:
+    """The kept verdict of `ref`'s fast path (cheap: a small file), if it has been checked."""
+    return (
+        None if ref.artifact_key is None else fast_path.verdict(ref.artifact_key, settings.data_dir)
+    )
 
 
 def fetch(artifact_key: str, settings: Settings) -> Path:
     """The fine-tuned files under `artifact_key`, copied once from the artifact store into a
     local cache (artifacts are immutable once complete, so the copy never goes stale)."""
-    local = settings.data_dir.expanduser() / "cache" / "inference" / adapter_name(artifact_key)
+    local = _local_copy(artifact_key, settings.data_dir)
     done = local / ".complete"
     if not done.exists():
         store = ArtifactStore(settings.resolved_storage_url, settings.storage_options)
@@ -151,3 +193,14 @@ def fetch(artifact_key: str, settings: Settings) -> Path:
         store.get_dir(artifact_key, local)
         done.touch()
     return local
+
+
+def _local_copy(artifact_key: str, data_dir: Path) -> Path:
+    return data_dir.expanduser() / "cache" / "inference" / adapter_name(artifact_key)
+
+
+def forget(artifact_key: str, data_dir: Path) -> None:
+    """Delete this machine's copies of a deleted fine-tune: its files fetched from the artifact
+    store, and its fast path's GGUF adapter and verdict."""
+    shutil.rmtree(_local_copy(artifact_key, data_dir), ignore_errors=True)
+    fast_path.forget(artifact_key, data_dir)

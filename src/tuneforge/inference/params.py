@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from typing import Annotated, Any, Literal
 
@@ -211,6 +212,12 @@ class ModelRef(BaseModel):
     def needs_adapter(self, engine: str) -> bool:
         """Whether `engine` attaches the LoRA adapter (a GGUF export has it merged in)."""
         return self.kind == "adapter" and self.weights(engine) is None
+
+
+def adapter_name(artifact_key: str) -> str:
+    """A name for a fine-tune's files (a PEFT adapter name, a cache folder): artifact keys hold
+    characters PEFT names may not."""
+    return "a" + hashlib.sha256(artifact_key.encode()).hexdigest()[:16]
 
 
 class Generate(BaseModel):

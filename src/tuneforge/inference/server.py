@@ -51,13 +51,14 @@ def build_cache(settings: Settings) -> ModelCache:
         entry = load_catalog(settings.catalog_file).get(ref.base)
         if entry is None:
             raise NotFound(f"There is no model {ref.base!r} in the catalog.")
-        return loaders.choose(ref, entry)
+        return loaders.choose(ref, entry, loaders.verdict(ref, settings))
 
     return ModelCache(
         settings.inference_budget_bytes,
         choose,
         lambda name, ref, report: loaders.load(name, ref, settings, report),
         lambda engine, ref: loaders.attach(engine, ref, settings),
+        lambda ref, report: loaders.prepare(ref, settings, report),
     )
 
 
@@ -221,6 +222,7 @@ def _stream(
                     "prompt_tokens": event.prompt_tokens,
                     "completion_tokens": event.completion_tokens,
                     "engine": loaded.engine.name,
+                    "note": loaded.note,
                 }
                 emit({"finished": finished})
                 return True

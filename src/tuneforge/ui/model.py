@@ -191,7 +191,9 @@ def _delete_button(user: User, model: Model) -> None:
         ):
             return
         with reported():
-            await call(service.delete_model, state().store, user, model.id)
+            await call(
+                service.delete_model, state().store, user, model.id, state().settings.data_dir
+            )
             ui.navigate.to("/models")
 
     ui.button("Delete", icon="delete", on_click=delete).props("flat color=grey-8")

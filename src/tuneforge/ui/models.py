@@ -121,7 +121,9 @@ async def models_page(user: User) -> None:
         ):
             return
         with reported():
-            await call(service.delete_model, state().store, user, row["id"])
+            await call(
+                service.delete_model, state().store, user, row["id"], state().settings.data_dir
+            )
             ui.notify("Model deleted.")
         await refresh()
 

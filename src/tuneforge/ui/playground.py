@@ -388,10 +388,13 @@ def _base_note(chosen: SamplingDefaults | None) -> None:
 
 
 def _stats(done: Finished, first: float | None, last: float) -> str:
-    """ "llama.cpp · 128 tokens · 71 tokens/s": the engine, and the speed after the first token."""
+    """ "llama.cpp · 128 tokens · 71 tokens/s": the engine, the speed after the first token, and
+    why llama.cpp did not answer for a fine-tune whose fast path is off."""
     stats = f"{done.engine} · {done.completion_tokens} tokens"
     if first is not None and last > first and done.completion_tokens > 1:
         stats += f" · {(done.completion_tokens - 1) / (last - first):.0f} tokens/s"
+    if done.note:
+        stats += f" · not llama.cpp: {done.note}"
     return stats
 
 

@@ -95,6 +95,7 @@ async def chat(
             finish_reason="tool_calls" if calls else done.reason,
             usage=Usage(prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens),
             engine=done.engine,
+            engine_note=done.note,
         )
     events = inference.events(generate)
     # Until the inference server accepts the request (past a `starting` status), a model that
@@ -154,5 +155,6 @@ def _sse(event: Delta | Finished | Status) -> str:
             "completion_tokens": event.completion_tokens,
         },
         "engine": event.engine,
+        "engine_note": event.note,
     }
     return f"event: done\ndata: {json.dumps(done)}\n\n"

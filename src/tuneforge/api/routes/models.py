@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from tuneforge.api.deps import CurrentUser, SessionDep, StoreDep
+from tuneforge.api.deps import CurrentUser, SessionDep, SettingsDep, StoreDep
 from tuneforge.schemas.models import ModelList, ModelPublic
 from tuneforge.services import models as service
 
@@ -30,5 +30,7 @@ def get_model(model_id: str, session: SessionDep, user: CurrentUser) -> ModelPub
 
 
 @router.delete("/{model_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_model(model_id: str, session: SessionDep, store: StoreDep, user: CurrentUser) -> None:
-    service.delete_model(session, store, user, model_id)
+def delete_model(
+    model_id: str, session: SessionDep, store: StoreDep, user: CurrentUser, settings: SettingsDep
+) -> None:
+    service.delete_model(session, store, user, model_id, settings.data_dir)

@@ -144,6 +144,7 @@ async def _answer(
             **head,
             "choices": [{**choice, "finish_reason": reason}],
             "usage": _usage(done),
+            "system_fingerprint": _fingerprint(done),
         }
     events = inference.stream(generate)
     first = await anext(events)  # a model that cannot load answers with an HTTP error
@@ -196,6 +197,7 @@ async def _answer(
                     if found:
                         yield chunk(None, None, openai_tool_calls(found))
                         reason = "tool_calls"
+                head["system_fingerprint"] = _fingerprint(event)
                 yield chunk(None, reason)
                 if body.include_usage:
                     yield f"data: {json.dumps({**head, 'choices': [], 'usage': _usage(event)})}\n\n"
@@ -212,6 +214,12 @@ async def _chain(
     yield first
     async for event in rest:
         yield event
+
+
+def _fingerprint(done: Finished) -> str:
+    """OpenAI's `system_fingerprint` (the backend configuration that answered): the engine,
+    such as `tuneforge-llama.cpp`."""
+    return f"tuneforge-{done.engine}"
 
 
 def _usage(done: Finished) -> dict[str, int]:
