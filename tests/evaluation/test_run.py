@@ -22,7 +22,7 @@ from tuneforge.evaluation.embedding import load_embedder
 from tuneforge.evaluation.metrics.classification import classification
 from tuneforge.evaluation.metrics.overlap import conversation as metrics_conversation
 from tuneforge.evaluation.report import csv_table
-from tuneforge.evaluation.run import difference, run_evaluation
+from tuneforge.evaluation.run import Outcome, difference, run_evaluation
 from tuneforge.evaluation.samples import select_samples, to_sample, usable
 from tuneforge.evaluation.spec import EvaluationSpec
 from tuneforge.inference.params import ModelRef
@@ -258,6 +258,36 @@ def test_perplexity_is_exp_of_the_mean_nll_over_the_answers_tokens(
         name: outcome.metrics[1][name] - outcome.metrics[0][name] for name in outcome.metrics[0]
     }
     assert all(row["answers"] == {} for row in outcome.rows)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_fine_tune_and_its_base_answer_through_llamacpp_as_through_transformers(
+    settings: Settings, tiny_adapter: Path
+) -> None:
+    """With the fine-tune's fast path checked, both models answer through llama.cpp (the base
+    through the same GGUF), with the answers transformers gives."""
+    pytest.importorskip("llama_cpp", reason="the gguf extra is not installed")
+    key = "owner/train/fixture/model"
+    ArtifactStore(settings.resolved_storage_url).put_dir(key, tiny_adapter)
+    refs = [ModelRef(base=TINY, artifact_key=key, kind="adapter"), ModelRef(base=TINY)]
+    records = [qa(i) for i in range(6)]
+
+    def evaluated(engine: str) -> Outcome:
+        return run_evaluation(
+            spec(model="tuned", compare_with=TINY),
+            [ref.model_copy(update={"engine": engine}) for ref in refs],
+            records,
+            settings,
+            lambda *_: None,
+            threading.Event(),
+        )
+
+    fast, slow = evaluated("auto"), evaluated("transformers")
+    assert (fast.engine, fast.engine_note) == ("llama.cpp", None)
+    assert slow.engine == "transformers"
+    assert [row["answers"] for row in fast.rows] == [row["answers"] for row in slow.rows]
+    assert any(row["answers"]["A"] != row["answers"]["B"] for row in fast.rows)
 
 
 @pytest.mark.timeout(180)

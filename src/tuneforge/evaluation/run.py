@@ -1,12 +1,14 @@
 """An evaluation from a split's rows to its results, in the worker process (no database here).
 
 The samples are drawn (`select_samples`); each model answers every sample's prompt (rendered in
-its chat format with the row's tools) with the transformers engine (greedy by default), the
-prompts decoded in batches, an answer that calls tools stopping where the model would wait for
-their results, and the suite scores the answers against the references. Both models run on the
-same engine with the same numerics, so a difference in the results is the models' own: a
-fine-tune and its base load the base once, with the adapter attached (`ModelCache`). The
-perplexity and preference suites generate nothing: they score the dataset's own answers. The
+its chat format with the row's tools), greedy by default, an answer that calls tools stopping
+where the model would wait for their results, and the suite scores the answers against the
+references. Both models run on the same engine with the same numerics, so a difference in the
+results is the models' own: a fine-tune and its base load the base once, with the adapter
+attached (`ModelCache`). The engine is llama.cpp when it serves every model of the evaluation
+(a LoRA fine-tune through its checked fast path, its base through the same GGUF; one answer
+after another), transformers otherwise (prompts decoded in batches). The perplexity and
+preference suites generate nothing: they score the dataset's own answers with transformers. The
 rewards suite's graders may call judges, with the owner's `secrets`.
 """
 
@@ -36,14 +38,16 @@ from tuneforge.evaluation.sight import refuse_text_only
 from tuneforge.evaluation.spec import NO_ANSWERS, EvaluationSpec
 from tuneforge.inference import loaders
 from tuneforge.inference.cache import ModelCache
+from tuneforge.inference.engine import Delta, Engine
 from tuneforge.inference.hf_engine import Answer, TransformersEngine
 from tuneforge.inference.params import GenerationParams, ModelRef
-from tuneforge.models.catalog import load_catalog
+from tuneforge.models.catalog import Catalog, load_catalog
 from tuneforge.models.chat_template import GEMMA_3, ChatFormat, format_of
 from tuneforge.settings import Settings
 from tuneforge.training.rewards.grade import GraderSet
 
 ENGINE = "transformers"  # serves every model and fine-tune, and gives perplexity its logits
+FAST = "llama.cpp"
 NEEDS = {
     "perplexity": "an answer (or a plain text) to score",
     "vibe": "a user prompt",
@@ -62,17 +66,20 @@ It may raise to stop the evaluation (a cancelled job)."""
 class Outcome:
     """The results: per model (in `LABELS` order) its `metrics` and `details`; the difference
     B - A of each metric both have (None for one model); one row per sample (see `report`);
-    how many rows of the split could not be used."""
+    how many rows of the split could not be used; the engine that answered, and why a
+    fine-tune's llama.cpp fast path was not used (None: it was, or there is none)."""
 
     metrics: list[dict[str, float]]
     details: list[dict[str, Any]]
     difference: dict[str, float] | None
     rows: list[dict[str, Any]]
     skipped: int
+    engine: str = ENGINE
+    engine_note: str | None = None
 
 
 def answers_of(
-    engine: TransformersEngine,
+    engine: Engine,
     adapter: str | None,
     samples: Sequence[Sample],
     params: GenerationParams,
@@ -81,10 +88,19 @@ def answers_of(
     chat: ChatFormat = GEMMA_3,
 ) -> list[str]:
     """The model's answers to the samples' prompts (with their images), rendered in the model's
-    chat format `chat` (`prompt_text`), decoded in batches (`generate_many`), each sample with
-    its own seed and stop strings (`sample_params`); `progress(done)` after each answer
-    completes."""
+    chat format `chat` (`prompt_text`), each sample with its own seed and stop strings
+    (`sample_params`): decoded in batches by transformers (`generate_many`), one after another
+    by another engine; `progress(done)` after each answer completes."""
     texts = [prompt_text(sample, chat) for sample in samples]
+    if not isinstance(engine, TransformersEngine):
+        answers = []
+        for number, (text, sample) in enumerate(zip(texts, samples, strict=True)):
+            events = engine.stream(
+                text, sample_params(params, sample, chat), cancelled, adapter, sample.images
+            )
+            answers.append("".join(e.text for e in events if isinstance(e, Delta)).strip())
+            progress(number + 1)
+        return answers
     done = 0
 
     def answered(index: int, reply: Answer) -> None:
@@ -204,9 +220,12 @@ def run_evaluation(
     params = GenerationParams(
         temperature=spec.temperature, max_new_tokens=spec.max_new_tokens, seed=spec.seed
     )
+    engine, note = ENGINE, None
+    if spec.suite not in NO_ANSWERS and not any(sample.images for sample in samples):
+        engine, note = answering_engine(refs, catalog, settings)
     cache = ModelCache(
         settings.inference_budget_bytes,
-        lambda ref: ENGINE,
+        lambda ref: engine,
         lambda name, ref, report: loaders.load(name, ref, settings, report),
         lambda engine, ref: loaders.attach(engine, ref, settings),
     )
@@ -235,7 +254,6 @@ def run_evaluation(
                     progress,
                 )
             continue
-        assert isinstance(loaded.engine, TransformersEngine)
         chat = format_of(catalog.get(ref.base))  # a fine-tune speaks its base's format
         answers[label] = answers_of(
             loaded.engine, loaded.adapter, samples, params, cancelled, progress, chat
@@ -249,4 +267,32 @@ def run_evaluation(
         difference=difference(metrics),
         rows=[_row(number, sample, answers, results) for number, sample in enumerate(samples)],
         skipped=skipped,
+        engine=engine,
+        engine_note=note,
     )
+
+
+def answering_engine(
+    refs: Sequence[ModelRef], catalog: Catalog, settings: Settings
+) -> tuple[str, str | None]:
+    """The engine that answers for every model of an evaluation, and why it is not llama.cpp
+    when a fine-tune's fast path is off. llama.cpp only when it serves them all: a LoRA
+    fine-tune through its fast path (made and checked here the first time), a base of one of
+    them through the same GGUF, any other model as the inference server would serve it."""
+    notes = [loaders.prepare(ref, settings) for ref in refs]
+    note = next((n for n in notes if n is not None), None)
+    fast_bases = set()
+    for ref in refs:
+        found = loaders.verdict(ref, settings)
+        if ref.kind == "adapter" and found is not None and found.ok:
+            fast_bases.add(ref.base)
+
+    def fast(ref: ModelRef) -> bool:
+        entry = catalog.get(ref.base)
+        if entry is None or ref.engine not in ("auto", FAST):
+            return False
+        if ref.kind == "base" and ref.base in fast_bases:
+            return True
+        return loaders.choose(ref, entry, loaders.verdict(ref, settings)) == FAST
+
+    return (FAST, None) if all(fast(ref) for ref in refs) else (ENGINE, note)

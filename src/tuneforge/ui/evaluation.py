@@ -107,6 +107,12 @@ async def _results(user: User, job_id: str) -> None:
                 f"The judge could not grade the answers: {result['judge_error']} The metrics "
                 "and samples below are without its grades."
             ).classes("text-body2 text-negative evaluation-judge-error")
+        if result.get("engine"):
+            note = result.get("engine_note")
+            ui.label(
+                f"Answers made by {result['engine']}"
+                + (f" (llama.cpp is off for a fine-tune: {note})." if note else ".")
+            ).classes("text-caption text-grey-7 evaluation-engine")
         if result["skipped"]:
             ui.label(
                 f"{result['skipped']} rows of the split could not be used by this suite."

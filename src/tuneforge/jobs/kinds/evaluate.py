@@ -66,6 +66,16 @@ class EvaluationScores(BaseModel):
         description="Why the judge could not grade the answers (the metrics and samples are "
         "then kept without its grades); null without a judge or when it graded them.",
     )
+    engine: str | None = Field(
+        default=None,
+        description="The engine that made the answers: `llama.cpp` (it serves every model "
+        "evaluated, LoRA fine-tunes through their checked fast path) or `transformers`.",
+    )
+    engine_note: str | None = Field(
+        default=None,
+        description="Why the answers are not llama.cpp's: a fine-tune whose fast path is off, "
+        "and why.",
+    )
 
 
 class EvaluateResult(EvaluationScores):

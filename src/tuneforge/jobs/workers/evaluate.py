@@ -97,6 +97,14 @@ def run(spec: EvaluationSpec, ctx: JobContext) -> EvaluateResult:
         keys,
         names=[m.name for m in models],
     )
+    ctx.log(
+        f"answers made by {outcome.engine}"
+        + (
+            f" (llama.cpp is off for a fine-tune: {outcome.engine_note})"
+            if outcome.engine_note
+            else ""
+        )
+    )
     judge_error = None
     if spec.judge is not None:
         try:
@@ -126,4 +134,6 @@ def run(spec: EvaluationSpec, ctx: JobContext) -> EvaluateResult:
         samples_key=samples_key,
         csv_key=csv_key,
         judge_error=judge_error,
+        engine=outcome.engine,
+        engine_note=outcome.engine_note,
     )
