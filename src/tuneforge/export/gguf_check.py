@@ -59,15 +59,20 @@ def prompt_ids(model_dir: Path, prompts: Sequence[str] | None = None) -> list[li
 
 
 def greedy_reference(
-    model_dir: Path, prompt_ids: list[list[int]], n: int
+    model_dir: Path, prompt_ids: list[list[int]], n: int, adapter: Path | None = None
 ) -> tuple[list[list[int]], list[list[float]]]:
-    """The first `n` greedy tokens after each prompt, from transformers in float32, and at each
-    step the gap between the best and the second-best logit (small: a near tie)."""
+    """The first `n` greedy tokens after each prompt, from transformers in float32 (with the
+    PEFT `adapter` directory attached, if given), and at each step the gap between the best and
+    the second-best logit (small: a near tie)."""
     import torch
 
     from tuneforge.models.loading import load_causal_lm
 
     model: Any = load_causal_lm(model_dir, torch.float32)
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter).eval()
     answers, gaps = [], []
     with torch.inference_mode():
         for ids in prompt_ids:
@@ -96,13 +101,19 @@ def greedy_tokens_hf(model_dir: Path, prompt_ids: list[list[int]], n: int) -> li
 
 
 def greedy_tokens_llamacpp(
-    gguf: Path, prompt_ids: list[list[int]], n: int, threads: int | None = None
+    gguf: Path,
+    prompt_ids: list[list[int]],
+    n: int,
+    threads: int | None = None,
+    adapter: Path | None = None,
 ) -> list[list[int]]:
-    """The first `n` greedy tokens after each prompt, from llama.cpp (fresh context each)."""
+    """The first `n` greedy tokens after each prompt, from llama.cpp (fresh context each), with
+    the GGUF LoRA `adapter` file on `gguf`, if given."""
     llm = open_gguf(
         gguf,
         n_ctx=max(CONTEXT, max(len(ids) for ids in prompt_ids) + n),
         n_threads=threads or _cores(),
+        **_lora(adapter),
     )
     answers = []
     try:
@@ -120,6 +131,11 @@ def greedy_tokens_llamacpp(
     finally:
         llm.close()
     return answers
+
+
+def _lora(adapter: Path | None) -> dict[str, Any]:
+    """`Llama`'s options that load the GGUF LoRA `adapter` at its own scale (none: none)."""
+    return {} if adapter is None else {"lora_path": str(adapter), "lora_scale": 1.0}
 
 
 def _cores() -> int:
@@ -146,16 +162,24 @@ def compare(gguf: Path, model_dir: Path, n: int = 16, threads: int | None = None
 
 
 def forced_choices_llamacpp(
-    gguf: Path, prompt_ids: list[list[int]], answers: list[list[int]], threads: int | None = None
+    gguf: Path,
+    prompt_ids: list[list[int]],
+    answers: list[list[int]],
+    threads: int | None = None,
+    adapter: Path | None = None,
 ) -> list[list[int]]:
     """llama.cpp's best next token at every step of `answers` (transformers' own greedy
     answers), each step seeing transformers' tokens before it: one early difference does not
-    change the steps after it."""
+    change the steps after it. `adapter`: a GGUF LoRA adapter file on `gguf`."""
     import numpy as np
 
     longest = max(len(p) + len(a) for p, a in zip(prompt_ids, answers, strict=True))
     llm = open_gguf(
-        gguf, n_ctx=max(CONTEXT, longest), n_threads=threads or _cores(), logits_all=True
+        gguf,
+        n_ctx=max(CONTEXT, longest),
+        n_threads=threads or _cores(),
+        logits_all=True,
+        **_lora(adapter),
     )
     choices = []
     try:
@@ -187,10 +211,37 @@ class Check:
 
 
 def check(gguf: Path, model_dir: Path, n: int = 16, threads: int | None = None) -> Check:
+    """The GGUF export `gguf` of the transformers model in `model_dir`, on the fixed prompts."""
+    return _check(gguf, model_dir, n, threads)
+
+
+def check_adapter(
+    base_gguf: Path,
+    adapter_gguf: Path,
+    base_dir: Path,
+    adapter_dir: Path,
+    n: int = 16,
+    threads: int | None = None,
+) -> Check:
+    """Greedy tokens of llama.cpp (base_gguf + adapter_gguf) against transformers fp32 with the
+    PEFT adapter attached (base_dir + adapter_dir), near ties excused, as `check` does for
+    exports."""
+    return _check(base_gguf, base_dir, n, threads, (adapter_gguf, adapter_dir))
+
+
+def _check(
+    gguf: Path,
+    model_dir: Path,
+    n: int,
+    threads: int | None,
+    adapters: tuple[Path, Path] | None = None,
+) -> Check:
+    """`check`, with `adapters` (the GGUF LoRA file, the PEFT directory) on both sides."""
+    gguf_adapter, peft_adapter = adapters or (None, None)
     ids = prompt_ids(model_dir)
-    expected, gaps = greedy_reference(model_dir, ids, n)
-    found = greedy_tokens_llamacpp(gguf, ids, n, threads)
-    forced = forced_choices_llamacpp(gguf, ids, expected, threads)
+    expected, gaps = greedy_reference(model_dir, ids, n, peft_adapter)
+    found = greedy_tokens_llamacpp(gguf, ids, n, threads, gguf_adapter)
+    forced = forced_choices_llamacpp(gguf, ids, expected, threads, gguf_adapter)
     agreed, ties = [], 0
     for want, got, gap in zip(expected, forced, gaps, strict=True):
         same = [a == b for a, b in zip(want, got, strict=True)]
