@@ -299,7 +299,7 @@ def test_an_adapter_of_gemma_4_answers_in_llama_cpp_as_in_transformers_with_peft
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)  # measured: 452 s on 2 busy cores (load 9.5)
 def test_an_adapter_of_gemma_270m_on_the_bundled_q4_k_m_passes_its_check(
     models_dir: Path, vocab_gguf: Path, tmp_path: Path
 ) -> None:
