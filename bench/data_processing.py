@@ -1,19 +1,27 @@
-"""Benchmark: processing a prompt/response CSV into a dataset, TuneForge against a baseline.
+"""Benchmark: a prompt/response CSV made into training examples, TuneForge against baselines.
 
-    python bench/data_processing.py [--rows 100000] [--models-dir DIR] [--profile]
+    python bench/data_processing.py [--rows 100000] [--num-proc N] [--models-dir DIR] [--profile]
 
-Generates a CSV of English-like prompts and responses with a category (deterministic), then, in
-the same run and with the same real Gemma 3 tokenizer already loaded and warmed up for both, turns
-it into conversations checked for blanks, duplicates (exact and but for case and spaces) and
-length, holds out a seeded 10% test split, builds the split tables and measures token statistics:
+Generates a CSV of English-like prompts and responses with a category (deterministic; not timed),
+then, in one run and with the same real Gemma 3 tokenizer loaded and warmed up for every side,
+makes each row a Gemma 3 chat example, drops blank rows, duplicates (exact, and but for case and
+spaces) and rows over `MAX_LENGTH` tokens, holds out a seeded 10% test split, measures token
+statistics and gives every kept row its token ids and labels (the loss on the answer only):
 
-* TuneForge: pyarrow reads the CSV; `tuneforge.data.process.process` does the rest, exactly as a
-  processing job does (the `fields` mapping prompt → user, response → assistant).
-* Baseline: pandas `read_csv`, `iterrows`, a dict per row, the checks in plain Python, the same
-  chat template, one `tokenizer.encode` per prompt and per answer, a seeded shuffle, pyarrow
-  tables from the kept records, and the statistics in pure Python.
+* TuneForge: pyarrow reads the CSV and `tuneforge.data.process.process` does what a processing job
+  does (the `fields` mapping prompt → user, response → assistant: the checks, the split, the
+  statistics, the split tables); then each split's records become token ids and labels exactly as
+  training makes them (`encode_record`, loss on the answers). Both phases are timed and shown.
+* datasets: what a user who knows Hugging Face `datasets` writes for the same output:
+  `Dataset.from_csv`, a batched `filter` for blanks and duplicates (one process: it remembers what
+  it saw), a batched `map` over `--num-proc` processes that renders Gemma's chat template and
+  calls the fast tokenizer (transformers' `PreTrainedTokenizerFast`) on the batch's prompts and
+  on its answers and masks the prompts in the labels, a batched `filter` on length, `select` for
+  the split, and the statistics from the length columns.
+* naive: pandas `iterrows`, the checks in plain Python, one `encode` per prompt and per answer.
 
-Both keep the same rows and give the same statistics (asserted); CSV generation is not timed.
+Every side keeps the same rows in the same splits with the same token ids and labels, row for
+row, and the same statistics (asserted after the timing), so the ratios compare equal work.
 """
 
 from __future__ import annotations
@@ -22,30 +30,31 @@ import argparse
 import cProfile
 import csv
 import math
+import os
 import pstats
 import random
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.csv as pacsv
 from tokenizers import Tokenizer
 
 from tuneforge.data.config import ProcessingConfig
-from tuneforge.data.conversation import Message, message
 from tuneforge.data.mapping import FieldSource, MappingSpec
 from tuneforge.data.process import process
 from tuneforge.data.splits import SplitSpec
-from tuneforge.data.stats import PERCENTILES, TOP_LABELS, DatasetStats, histogram_width
-from tuneforge.models.chat_template import prompt_and_answer
-from tuneforge.models.tokenizer import count_tokens, gemma_tokenizer
+from tuneforge.data.stats import PERCENTILES, TOP_LABELS, histogram_width
+from tuneforge.models.tokenizer import count_tokens, ensure_tokenizer_dir, gemma_tokenizer
 from tuneforge.settings import Settings
+from tuneforge.training.components.tokenize import IGNORE_INDEX, Example, encode_record
 
 COMMON_WORDS = """
 the of and to a in is it you that he was for on are with as I his they be at one have this from
@@ -90,6 +99,10 @@ POOL = 250_000
 MAX_LENGTH = 1024  # drops the longest rows of the long tail
 TEST_SIZE = 0.1
 SEED = 42
+# Gemma 3's chat template as format strings, as a user writes it for speed (`apply_chat_template`
+# renders each row through Jinja); the baselines' ids, equal to TuneForge's, check it.
+PROMPT_TEXT = "<bos><start_of_turn>user\n{}<end_of_turn>\n<start_of_turn>model\n"
+ANSWER_TEXT = "{}<end_of_turn>\n"  # the newline after the turn carries no loss
 
 
 def _word_pool(rng: np.random.Generator) -> np.ndarray:
@@ -142,6 +155,21 @@ def generate_csv(path: Path, rows: int, seed: int = 1234) -> int:
     return sum(len(text.split()) for text in prompts + responses)
 
 
+@dataclass
+class Side:
+    """What one way of processing makes of the CSV: per split, the kept rows' token ids and
+    labels (in the form its trainer reads: `id_rows` lists them), the statistics (as
+    `DatasetStats.model_dump()` gives them) and the seconds of each timed phase."""
+
+    examples: dict[str, Any]
+    stats: dict[str, Any]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def total(self) -> float:
+        return sum(self.seconds.values())
+
+
 def _config(test_size: float | None) -> ProcessingConfig:
     return ProcessingConfig(
         mapping=MappingSpec(
@@ -156,19 +184,187 @@ def _config(test_size: float | None) -> ProcessingConfig:
     )
 
 
-def tuneforge_stats(
+class _Clock:
+    """Seconds per phase: `with clock("name"):` adds the block's time to that phase."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._phase = ""
+
+    def __call__(self, phase: str) -> _Clock:
+        self._phase = phase
+        return self
+
+    def __enter__(self) -> None:
+        self._start = time.perf_counter()
+
+    def __exit__(self, *_: object) -> None:
+        elapsed = time.perf_counter() - self._start
+        self.seconds[self._phase] = self.seconds.get(self._phase, 0.0) + elapsed
+
+
+def tuneforge_side(
     path: Path, tokenizer: Tokenizer, batch_rows: int | None = None, test_size: float | None = None
-) -> DatasetStats:
-    """TuneForge's path: pyarrow reads the CSV, `process` does the rest (and builds the split
-    tables, which the baseline builds too)."""
-    table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(newlines_in_values=True))
-    result = process(
-        {"train": table},
-        _config(test_size),
-        lambda texts: count_tokens(texts, tokenizer),
-        batch_rows=batch_rows,
+) -> Side:
+    """TuneForge's path: pyarrow reads the CSV and `process` does what a processing job does;
+    then training's tokenization (`encode_record`) gives each kept record its ids and labels."""
+    clock = _Clock()
+    with clock("processing"):
+        table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(newlines_in_values=True))
+        result = process(
+            {"train": table},
+            _config(test_size),
+            lambda texts: count_tokens(texts, tokenizer),
+            batch_rows=batch_rows,
+        )
+    with clock("tokenization"):
+        examples = {
+            name: [
+                encode_record(record, tokenizer, MAX_LENGTH, assistant_only=True)
+                for record in split.to_pylist()
+            ]
+            for name, split in result.splits.items()
+        }
+    return Side(examples, result.stats.model_dump(), clock.seconds)
+
+
+def _normalized(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def _first_time() -> Callable[[list[str], list[str]], list[bool]]:
+    """A batch filter that keeps the rows with a prompt and a response that no earlier row had,
+    exactly or but for case and spaces (it remembers them, so it runs in one process)."""
+    seen: set[tuple[str, str]] = set()
+    seen_normalized: set[tuple[str, str]] = set()
+
+    def keep(prompts: list[str], responses: list[str]) -> list[bool]:
+        kept = []
+        for prompt, response in zip(prompts, responses, strict=True):
+            exact = (prompt, response)
+            loose = (_normalized(prompt), _normalized(response))
+            new = bool(prompt.strip() and response.strip()) and exact not in seen
+            if new:
+                seen.add(exact)
+                new = loose not in seen_normalized
+                seen_normalized.add(loose)
+            kept.append(new)
+        return kept
+
+    return keep
+
+
+def _held_out(count: int, test_size: float | None) -> dict[str, list[int]]:
+    """The split TuneForge makes of `count` distinct kept rows: a seeded shuffle whose first
+    `test_size` share is the test split; both splits keep the rows' order."""
+    if test_size is None:
+        return {"train": list(range(count))}
+    order = list(range(count))
+    random.Random(SEED).shuffle(order)  # noqa: S311 (a reproducible split, not secrets)
+    held = round(count * test_size)
+    return {"train": sorted(order[held:]), "test": sorted(order[:held])}
+
+
+#: The datasets side's tokenizer, a global as in a user's script: `map`'s worker processes
+#: inherit it when they fork instead of unpickling a copy each (which costs seconds).
+_fast_tokenizer: Any = None
+
+
+def _encode_chats(prompts: list[str], responses: list[str]) -> dict[str, list[Any]]:
+    """The datasets side's `map`: a batch of rows rendered in the chat template, tokenized
+    with one call for the prompts and one for the answers, the prompts masked in the labels."""
+    prompt_texts = [PROMPT_TEXT.format(prompt.strip()) for prompt in prompts]
+    answer_texts = [ANSWER_TEXT.format(response.strip()) for response in responses]
+    prompt_ids = _fast_tokenizer(prompt_texts, add_special_tokens=False)["input_ids"]
+    answer_ids = _fast_tokenizer(answer_texts, add_special_tokens=False)["input_ids"]
+    pairs = list(zip(prompt_ids, answer_ids, strict=True))
+    return {
+        "input_ids": [p + a for p, a in pairs],
+        "labels": [[IGNORE_INDEX] * len(p) + a[:-1] + [IGNORE_INDEX] for p, a in pairs],
+        "prompt_tokens": [len(p) for p in prompt_ids],
+        "answer_tokens": [len(a) for a in answer_ids],
+        "text": [p + a for p, a in zip(prompt_texts, answer_texts, strict=True)],
+    }
+
+
+def datasets_side(
+    path: Path, tokenizer: Any, num_proc: int | None, cache_dir: Path, test_size: float | None
+) -> Side:
+    """Hugging Face `datasets` used well: batched filters and a batched `map` over `num_proc`
+    processes, the fast tokenizer called once per batch of prompts and once per batch of answers."""
+    from datasets import Dataset
+
+    global _fast_tokenizer
+    _fast_tokenizer = tokenizer
+    clock = _Clock()
+    with clock("processing"):
+        data = Dataset.from_csv(str(path), cache_dir=str(cache_dir), keep_default_na=False)
+        data = data.filter(_first_time(), batched=True, input_columns=["prompt", "response"])
+        data = data.map(
+            _encode_chats,
+            batched=True,
+            input_columns=["prompt", "response"],
+            remove_columns=["prompt", "response"],
+            num_proc=num_proc,
+            new_fingerprint="gemma-3-chat-tokens",  # spares hashing the tokenizer: 10 s or more
+        )
+        data = data.filter(
+            lambda input_ids: [len(ids) <= MAX_LENGTH for ids in input_ids],
+            batched=True,
+            input_columns=["input_ids"],
+            num_proc=num_proc,
+        )
+        splits = {name: data.select(rows) for name, rows in _held_out(len(data), test_size).items()}
+        stats = _stats(
+            {name: split.num_rows for name, split in splits.items()},
+            data["prompt_tokens"][:],
+            data["answer_tokens"][:],
+            data["text"][:],
+            [label for split in splits.values() for label in split["category"][:]],
+        )
+    return Side(
+        {name: split.select_columns(["input_ids", "labels"]) for name, split in splits.items()},
+        stats,
+        clock.seconds,
     )
-    return result.stats
+
+
+def naive_side(path: Path, tokenizer: Tokenizer, test_size: float | None = None) -> Side:
+    """The straightforward way: pandas reads the CSV; for each row (`iterrows`) a dict, the
+    checks in plain Python, one `encode` per prompt and per answer; a seeded shuffle splits what
+    is kept, and the statistics are pure Python."""
+    clock = _Clock()
+    with clock("processing"):
+        frame = pd.read_csv(path, keep_default_na=False)
+        first_time = _first_time()
+        kept: list[tuple[list[int], list[int], str, str]] = []
+        for _, row in frame.iterrows():
+            record = {k: row[k] for k in ("prompt", "response", "category")}
+            question, response = str(record["prompt"]), str(record["response"])
+            if not first_time([question], [response])[0]:
+                continue
+            prompt = PROMPT_TEXT.format(question.strip())
+            answer = ANSWER_TEXT.format(response.strip())
+            prompt_ids = tokenizer.encode(prompt, add_special_tokens=False).ids
+            answer_ids = tokenizer.encode(answer, add_special_tokens=False).ids
+            if len(prompt_ids) + len(answer_ids) <= MAX_LENGTH:
+                kept.append((prompt_ids, answer_ids, prompt + answer, str(record["category"])))
+        splits = _held_out(len(kept), test_size)
+        examples = {
+            name: [
+                (p + a, [IGNORE_INDEX] * len(p) + a[:-1] + [IGNORE_INDEX])
+                for p, a, _, _ in (kept[i] for i in rows)
+            ]
+            for name, rows in splits.items()
+        }
+        stats = _stats(
+            {name: len(rows) for name, rows in splits.items()},
+            [len(k[0]) for k in kept],
+            [len(k[1]) for k in kept],
+            [k[2] for k in kept],
+            [kept[i][3] for rows in splits.values() for i in rows],
+        )
+    return Side(examples, stats, clock.seconds)
 
 
 def _summary(values: list[int]) -> dict[str, Any]:
@@ -191,70 +387,34 @@ def _summary(values: list[int]) -> dict[str, Any]:
     }
 
 
-def baseline_stats(
-    path: Path, tokenizer: Tokenizer, test_size: float | None = None
+def _stats(
+    rows: dict[str, int],
+    prompt_lengths: list[int],
+    answer_lengths: list[int],
+    texts: list[str],
+    categories: list[str],
 ) -> dict[str, Any]:
-    """The straightforward way: pandas reads the CSV; for each row (`iterrows`) a dict, the
-    checks in plain Python, one `encode` per prompt and per answer; a seeded shuffle splits what
-    is kept, pyarrow makes the split tables, and the statistics are pure Python."""
-    frame = pd.read_csv(path, keep_default_na=False)
-    kept: list[tuple[list[Message], int, int, str, str]] = []
-    seen: set[tuple[str, str]] = set()
-    seen_normalized: set[tuple[str, str]] = set()
-    for _, row in frame.iterrows():
-        record = {"prompt": row["prompt"], "response": row["response"], "category": row["category"]}
-        question, response = str(record["prompt"]), str(record["response"])
-        if not question.strip() or not response.strip():
-            continue
-        exact = (question, response)
-        loose = (" ".join(question.lower().split()), " ".join(response.lower().split()))
-        if exact in seen:
-            continue
-        seen.add(exact)
-        if loose in seen_normalized:
-            continue
-        seen_normalized.add(loose)
-        conversation = [message("user", question), message("assistant", response)]
-        prompt, answer = prompt_and_answer(conversation)
-        prompt_length = len(tokenizer.encode(prompt, add_special_tokens=False).ids)
-        answer_length = len(tokenizer.encode(answer, add_special_tokens=False).ids)
-        if prompt_length + answer_length > MAX_LENGTH:
-            continue
-        kept.append(
-            (conversation, prompt_length, answer_length, prompt + answer, record["category"])
-        )
-    order = list(range(len(kept)))
-    random.Random(SEED).shuffle(order)  # noqa: S311 (a reproducible split, not secrets)
-    held_out = set(order[: round(len(kept) * test_size)] if test_size else [])
-    splits = {"train": [i for i in range(len(kept)) if i not in held_out]}
-    if test_size is not None:
-        splits["test"] = sorted(held_out)
-    tables = {
-        name: pa.Table.from_pylist([{"messages": kept[i][0]} for i in indices])
-        for name, indices in splits.items()
-    }
-    prompt_lengths = [k[1] for k in kept]
-    answer_lengths = [k[2] for k in kept]
-    labels = Counter(str(kept[i][4]) for indices in splits.values() for i in indices)
-    texts = [k[3] for k in kept]
+    """The statistics of the kept rows (lengths and texts in their order, categories split by
+    split, as TuneForge counts them), as `DatasetStats.model_dump()` has them."""
+    labels = Counter(categories)
     top = labels.most_common(TOP_LABELS)
     return {
-        "rows": {name: table.num_rows for name, table in tables.items()},
+        "rows": rows,
         "prompt_tokens": _summary(prompt_lengths),
         "answer_tokens": _summary(answer_lengths),
         "total_tokens": _summary(
             [p + a for p, a in zip(prompt_lengths, answer_lengths, strict=True)]
         ),
-        "turns": {2: len(kept)},
+        "turns": {2: len(texts)},
         "labels": {
             "column": "category",
             "distinct": len(labels),
             "top": [{"label": label, "count": count} for label, count in top],
-            "other": len(kept) - sum(count for _, count in top),
+            "other": len(texts) - sum(count for _, count in top),
         },
         "duplicates": {
             "exact": len(texts) - len(set(texts)),
-            "normalized": len(texts) - len({" ".join(t.lower().split()) for t in texts}),
+            "normalized": len(texts) - len({_normalized(t) for t in texts}),
         },
         "pairs": None,  # conversations: no preference pairs, feedback or reference columns
         "feedback": None,
@@ -262,56 +422,105 @@ def baseline_stats(
     }
 
 
-def assert_same(tuneforge: DatasetStats, baseline: dict[str, Any]) -> None:
-    ours = tuneforge.model_dump()
+def id_rows(examples: Any) -> Iterator[tuple[list[int], list[int]]]:
+    """A split's rows as (token ids, labels), whatever form the side keeps them in."""
+    if hasattr(examples, "column_names"):  # a `datasets.Dataset`
+        for batch in examples.iter(batch_size=1_000):
+            yield from zip(batch["input_ids"], batch["labels"], strict=True)
+        return
+    for example in examples:
+        yield (example.input_ids, example.labels) if isinstance(example, Example) else example
+
+
+def assert_same(ours: Side, theirs: Side) -> None:
+    """The same splits, the same token ids and labels row for row, the same statistics."""
+    assert ours.examples.keys() == theirs.examples.keys(), "the splits differ"
+    for name, split in ours.examples.items():
+        for number, (mine, other) in enumerate(
+            zip(id_rows(split), id_rows(theirs.examples[name]), strict=True)
+        ):
+            assert mine == other, f"{name} row {number}: the token ids or labels differ"
+    mine_stats, other_stats = dict(ours.stats), dict(theirs.stats)
     for lengths in ("prompt_tokens", "answer_tokens", "total_tokens"):
-        assert math.isclose(ours[lengths].pop("mean"), baseline[lengths].pop("mean"))
-    assert ours == baseline, "TuneForge and the baseline disagree"
+        mine_stats[lengths], other_stats[lengths] = (
+            dict(mine_stats[lengths]),
+            dict(other_stats[lengths]),
+        )
+        assert math.isclose(mine_stats[lengths].pop("mean"), other_stats[lengths].pop("mean"))
+    assert mine_stats == other_stats, "the statistics disagree"
 
 
-def _timed(function: Any, *args: Any) -> tuple[Any, float]:
-    start = time.perf_counter()
-    result = function(*args)
-    return result, time.perf_counter() - start
+def _load_average() -> str:
+    return f"{os.getloadavg()[0]:.1f}"
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument(
+        "--num-proc",
+        type=int,
+        default=os.cpu_count(),
+        help="processes for the datasets side's map and length filter (default: one per CPU)",
+    )
     parser.add_argument("--models-dir", type=Path, help="default: the settings' models_dir")
     parser.add_argument("--profile", action="store_true", help="cProfile TuneForge's path")
     args = parser.parse_args(argv)
-    tokenizer = gemma_tokenizer(args.models_dir or Settings().models_dir)
+    from transformers import AutoTokenizer
+
+    models_dir = args.models_dir or Settings().models_dir
+    tokenizer = gemma_tokenizer(models_dir)
+    fast = AutoTokenizer.from_pretrained(ensure_tokenizer_dir(models_dir))
     count_tokens(["Warm up the tokenizer."], tokenizer)
     tokenizer.encode("Warm up the tokenizer.")
+    fast(["Warm up the tokenizer."])
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "data.csv"
         words = generate_csv(path, args.rows)
         size = path.stat().st_size
-        path.read_bytes()  # both read it from the page cache
+        path.read_bytes()  # every side reads it from the page cache
         if args.profile:
             profiler = cProfile.Profile()
-            profiler.runcall(tuneforge_stats, path, tokenizer, None, TEST_SIZE)
+            profiler.runcall(tuneforge_side, path, tokenizer, None, TEST_SIZE)
             pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
             return
-        ours, ours_seconds = _timed(tuneforge_stats, path, tokenizer, None, TEST_SIZE)
-        theirs, their_seconds = _timed(baseline_stats, path, tokenizer, TEST_SIZE)
-    total = ours.total_tokens
+        loads = [_load_average()]
+        ours = tuneforge_side(path, tokenizer, None, TEST_SIZE)
+        loads.append(_load_average())
+        theirs = datasets_side(path, fast, args.num_proc, Path(tmp) / "hf", TEST_SIZE)
+        loads.append(_load_average())
+        naive = naive_side(path, tokenizer, TEST_SIZE)
+        loads.append(_load_average())
+        assert_same(ours, theirs)
+        assert_same(ours, naive)
+    total = ours.stats["total_tokens"]
     print(
-        f"{args.rows:,} rows, {size / 1e6:.1f} MB of CSV, {total.mean:.0f} Gemma tokens per row "
-        f"on average ({total.mean * total.count / words:.2f} tokens per word); kept "
-        f"{', '.join(f'{n:,} {split}' for split, n in ours.rows.items())}"
+        f"{args.rows:,} rows, {size / 1e6:.1f} MB of CSV, {total['mean']:.0f} Gemma tokens per "
+        f"row on average ({total['mean'] * total['count'] / words:.2f} tokens per word); kept "
+        f"{', '.join(f'{n:,} {split}' for split, n in ours.stats['rows'].items())}"
     )
-    for name, seconds in (("TuneForge", ours_seconds), ("baseline", their_seconds)):
-        print(f"{name:>10}: {seconds:6.2f} s  {args.rows / seconds:9,.0f} rows/s")
-    print(f"     ratio: {their_seconds / ours_seconds:.1f}x")
+    setups = {
+        "TuneForge": "processing job, then training's encode_record per record",
+        "datasets": f"Dataset.map(batched=True), num_proc={args.num_proc}, fast tokenizer",
+        "naive": "pandas iterrows, one encode per prompt and per answer",
+    }
+    for name, side in (("TuneForge", ours), ("datasets", theirs), ("naive", naive)):
+        phases = ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in side.seconds.items())
+        print(
+            f"{name:>10}: {side.total:6.1f} s {args.rows / side.total:8,.0f} rows/s  "
+            f"({phases}; {setups[name]})"
+        )
     print(
-        f"p95 total tokens: {ours.total_tokens.p95} (TuneForge), "
-        f"{theirs['total_tokens']['p95']} (baseline)"
+        f"load average (1 min) before and after each side: {' / '.join(loads)} "
+        f"on {os.cpu_count()} CPUs"
     )
-    assert ours.total_tokens.p95 == theirs["total_tokens"]["p95"]
-    assert_same(ours, theirs)
-    print("All statistics agree.")
+    print("Same rows, splits, token ids, labels and statistics on every side: yes")
+    print(f"ratio against datasets.map: {theirs.total / ours.total:.2f}x (target >= 3)")
+    print(f"ratio against naive: {naive.total / ours.total:.2f}x")
+    print(
+        "TuneForge's processing job alone (token counts, no ids): "
+        f"{ours.seconds['processing']:.1f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from tokenizers import Tokenizer
 from tests.models import models_cache_dir
 from tuneforge.data.conversation import message
 from tuneforge.data.stats import StatsBuilder, compute_stats, histogram_width
-from tuneforge.models.tokenizer import gemma_tokenizer
+from tuneforge.models.tokenizer import ensure_tokenizer_dir, gemma_tokenizer
 
 BENCH = Path(__file__).parents[2] / "bench" / "data_processing.py"
 
@@ -102,11 +102,19 @@ def test_builder_checks_labels_and_handles_no_rows(tokenizer: Tokenizer):
     assert stats.rows == {} and stats.total_tokens.count == 0 and stats.total_tokens.histogram == []
 
 
+@pytest.mark.slow  # three sides, one of them through transformers and datasets
 def test_the_benchmark_paths_agree(tokenizer: Tokenizer, tmp_path: Path):
+    """The benchmark's three sides keep the same rows in the same splits, with the same token
+    ids, labels and statistics (its ratios compare equal work)."""
+    from transformers import AutoTokenizer
+
     bench = runpy.run_path(str(BENCH))
     path = tmp_path / "data.csv"
-    bench["generate_csv"](path, 2000)
-    ours = bench["tuneforge_stats"](path, tokenizer, 500)
-    theirs = bench["baseline_stats"](path, tokenizer)
-    assert ours.rows == {"train": 2000}
+    bench["generate_csv"](path, 1000)
+    ours = bench["tuneforge_side"](path, tokenizer, 300, 0.1)
+    fast = AutoTokenizer.from_pretrained(ensure_tokenizer_dir(models_cache_dir()))
+    theirs = bench["datasets_side"](path, fast, None, tmp_path / "hf", 0.1)
+    naive = bench["naive_side"](path, tokenizer, 0.1)
+    assert ours.stats["rows"] == {"train": 900, "test": 100}
     bench["assert_same"](ours, theirs)
+    bench["assert_same"](ours, naive)
