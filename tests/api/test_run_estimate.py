@@ -57,7 +57,7 @@ def test_the_forecast_counts_every_phase_and_learns_them_from_a_run(api) -> None
     assert first["duration_seconds"] == pytest.approx(sum(phases.values()), abs=0.5)
     assert phases["loading"] >= 10 and phases["saving"] >= 1  # a worker starts, the model saved
     assert phases["evaluating"] > 0 and phases["sampling"] > 0  # 3 evaluations, 3 prompts each
-    assert first["duration_seconds"] > 10 * first["training_seconds"]  # the steps are the least
+    assert first["duration_seconds"] > 5 * first["training_seconds"]  # the steps are the least
 
     estimated, took, events = train(client, alice, dataset["id"])
     assert estimated == pytest.approx(first["duration_seconds"], rel=0.01)  # what the form said

@@ -16,14 +16,21 @@ from tuneforge.hardware import GPU, Hardware, detect_hardware, parse_nvidia_smi
 from tuneforge.models.catalog import CatalogEntry, catalog
 from tuneforge.training.estimate import (
     CalibrationCache,
+    Corrections,
+    Measured,
+    MeasuredRun,
     Timings,
+    calibration_key,
     decoder_linear_parameters,
     device_for,
     embedding_parameters,
     estimate,
+    fit,
     lora_parameters,
+    measured_run,
     resolve_precision,
 )
+from tuneforge.training.estimate.correction import LIMIT
 from tuneforge.training.estimate.memory import LOGITS_CHUNK
 from tuneforge.training.estimate.throughput import REFERENCE_TOKENS_PER_SECOND
 from tuneforge.training.spec import SFTSpec
@@ -316,11 +323,18 @@ def test_the_cpu_speed_is_scaled_to_the_measurement() -> None:
         "total_tokens": {"count": 100, "mean": 256, "p50": 256, "p90": 256, "p95": 256, "max": 256},
         "answer_tokens": {"mean": 64},
     }
+
+    def flops_speed(hardware: Hardware, run: SFTSpec = reference) -> float:
+        """The speed of a step's tokens, its fixed cost aside."""
+        step = estimate(run, entry, lengths, 100, hardware).step
+        return step.tokens / step.varying_seconds
+
+    assert flops_speed(cpu()) == pytest.approx(REFERENCE_TOKENS_PER_SECOND, rel=0.02)
+    assert flops_speed(cpu(cores=8)) > 600
+    assert flops_speed(cpu(), reference.model_copy(update={"precision": "fp32"})) < 100
+    # the whole step, its fixed cost included, is a little slower
     result = estimate(reference, entry, lengths, 100, cpu())
-    assert result.tokens_per_second == pytest.approx(REFERENCE_TOKENS_PER_SECOND, rel=0.02)
-    assert estimate(reference, entry, lengths, 100, cpu(cores=8)).tokens_per_second > 600
-    fp32 = reference.model_copy(update={"precision": "fp32"})
-    assert estimate(fp32, entry, lengths, 100, cpu()).tokens_per_second < 100
+    assert 0.8 * REFERENCE_TOKENS_PER_SECOND < result.tokens_per_second < flops_speed(cpu())
 
 
 def test_logit_chunk_matches_the_loss_component() -> None:
@@ -331,50 +345,65 @@ def test_logit_chunk_matches_the_loss_component() -> None:
 # -- calibration ---------------------------------------------------------------------------------
 
 
+def measured(shape: str, fixed: float, varying: float, value: float) -> Measured:
+    return Measured(shape=shape, fixed=fixed, varying=varying, measured=value)
+
+
+def run_of(peak_bytes: float, step_seconds: float, shape: str = "b4") -> MeasuredRun:
+    """A measured run whose model said 1 GB + 1 GB and 0.5 s + 1.5 s a step."""
+    return MeasuredRun(
+        memory=measured(shape, GB, GB, peak_bytes),
+        step_seconds=measured(shape, 0.5, 1.5, step_seconds),
+    )
+
+
 def test_calibration_cache_round_trip(tmp_path: Path) -> None:
     cache = CalibrationCache(tmp_path / "calibration.json")
     key = cache.key("abc", "gemma-3-270m", "lora", "bf16", False, True)
-    assert cache.get(key) is None
-    cache.record(key, 100.0, 3 * GB)
-    cache.record(key, 200.0, None)
-    got = cache.get(key)
-    assert got is not None
-    assert (got.tokens_per_second, got.peak_memory_bytes, got.samples) == (150.0, 3 * GB, 2)
-    for speed in range(1, 11):
-        cache.record(key, float(speed))
-    got = cache.get(key)
-    assert got is not None and got.samples == CalibrationCache.KEEP
-    assert (
-        got.tokens_per_second == sum(range(11 - CalibrationCache.KEEP, 11)) / CalibrationCache.KEEP
-    )
+    assert cache.runs(key) == [] and cache.corrections(key) == Corrections()
+    cache.record(key, run_of(3 * GB, 4.0))
+    cache.record(key, None, Timings(load_seconds=5.0))  # an attempt that took no step
+    assert cache.runs(key) == [run_of(3 * GB, 4.0)]
+    corrections = cache.corrections(key)
+    assert corrections.memory is not None and corrections.step_seconds is not None
+    assert corrections.memory.apply(GB, GB) == pytest.approx(3 * GB)
+    assert corrections.step_seconds.apply(0.5, 1.5) == pytest.approx(4.0)
+    for step in range(1, 21):
+        cache.record(key, run_of(2 * GB, float(step)))
+    assert len(cache.runs(key)) == CalibrationCache.KEEP_RUNS
+    assert cache.runs(key)[-1] == run_of(2 * GB, 20.0)
     other = cache.key("abc", "gemma-3-270m", "lora", "bf16", True, True)
-    assert other != key and cache.get(other) is None
+    assert other != key and cache.runs(other) == []
     # Each trainer has its own measurements; SFT's keep the key they had before trainers.
     assert cache.key("abc", "gemma-3-270m", "lora", "bf16", False, True, "sft") == key
     dpo = cache.key("abc", "gemma-3-270m", "lora", "bf16", False, True, "dpo")
-    assert dpo != key and cache.get(dpo) is None
-    assert CalibrationCache(tmp_path / "calibration.json").get(key) == got  # it is on disk
-    with pytest.raises(ValueError):
-        cache.record(key, 0.0)
+    assert dpo != key and cache.runs(dpo) == []
+    assert CalibrationCache(tmp_path / "calibration.json").runs(key) == cache.runs(key)
 
 
-def test_a_broken_cache_file_reads_as_empty(tmp_path: Path) -> None:
+def test_a_broken_cache_file_or_an_old_entry_reads_as_no_runs(tmp_path: Path) -> None:
     path = tmp_path / "calibration.json"
     path.write_text("{not json")
     cache = CalibrationCache(path)
     key = cache.key("abc", "m", "lora", "bf16", False, True)
-    assert cache.get(key) is None
-    cache.record(key, 5.0)
-    assert json.loads(path.read_text())["entries"][key]["tokens_per_second"] == [5.0]
+    assert cache.runs(key) == []
+    cache.record(key, run_of(GB, 1.0))
+    assert len(json.loads(path.read_text())["entries"][key]["runs"]) == 1
+    # an entry written before runs were kept beside the model's figures: speeds alone
+    old = {"tokens_per_second": [100.0], "peak_memory_bytes": [GB], "timings": {}}
+    path.write_text(json.dumps({"version": 1, "entries": {key: old}}))
+    assert cache.runs(key) == [] and cache.corrections(key) == Corrections()
 
 
 WRITER = """
 import sys
-from tuneforge.training.estimate import CalibrationCache
+from tuneforge.training.estimate import CalibrationCache, Measured, MeasuredRun
 cache = CalibrationCache(sys.argv[1])
 for i in range(int(sys.argv[3])):
-    cache.record(cache.key("fp", f"model-{sys.argv[2]}", "lora", "bf16", False, True), 1.0 + i)
-    cache.record(cache.key("fp", "shared", "lora", "bf16", False, True), 1.0 + i, 10 + i)
+    figure = Measured(shape="s", fixed=1.0, varying=1.0, measured=1.0 + i)
+    run = MeasuredRun(memory=figure, step_seconds=figure)
+    cache.record(cache.key("fp", f"model-{sys.argv[2]}", "lora", "bf16", False, True), run)
+    cache.record(cache.key("fp", "shared", "lora", "bf16", False, True), run)
 """
 
 
@@ -387,28 +416,98 @@ def test_concurrent_writers_lose_nothing_and_never_corrupt(tmp_path: Path) -> No
     entries = json.loads(path.read_text())["entries"]
     cache = CalibrationCache(path)
     for w in range(4):
-        got = cache.get(cache.key("fp", f"model-{w}", "lora", "bf16", False, True))
-        assert got is not None and got.samples == CalibrationCache.KEEP, "a measurement was lost"
-    shared = cache.get(cache.key("fp", "shared", "lora", "bf16", False, True))
-    assert shared is not None and shared.samples == CalibrationCache.KEEP
+        runs = cache.runs(cache.key("fp", f"model-{w}", "lora", "bf16", False, True))
+        assert len(runs) == 8, "a measurement was lost"
+    shared = cache.runs(cache.key("fp", "shared", "lora", "bf16", False, True))
+    assert len(shared) == CalibrationCache.KEEP_RUNS
     assert len(entries) == 5
     assert not list(tmp_path.glob("*.tmp")), "a temporary file was left behind"
 
 
-def test_a_measured_speed_replaces_the_guess(tmp_path: Path) -> None:
+# -- correction ----------------------------------------------------------------------------------
+
+
+def test_one_shape_measured_scales_both_parts_alike() -> None:
+    correction = fit([measured("a", 2.0, 1.0, 4.5)])
+    assert correction is not None and correction.runs == 1
+    assert correction.fixed == pytest.approx(1.5) and correction.varying == pytest.approx(1.5)
+    assert fit([]) is None
+
+
+def test_two_shapes_tell_the_parts_apart_and_carry_to_a_third() -> None:
+    """Runs made by factors 1.3 (fixed) and 0.6 (varying) of the model: two shapes recover
+    them, and a shape not measured is predicted from them."""
+
+    def truth(fixed: float, varying: float) -> float:
+        return 1.3 * fixed + 0.6 * varying
+
+    shapes = [("small", 2.0, 0.5), ("large", 2.0, 4.0)]
+    correction = fit([measured(s, f, v, truth(f, v)) for s, f, v in shapes])
+    assert correction is not None
+    assert correction.fixed == pytest.approx(1.3, rel=0.05)
+    assert correction.varying == pytest.approx(0.6, rel=0.05)
+    assert correction.apply(2.0, 8.0) == pytest.approx(truth(2.0, 8.0), rel=0.03)
+    single = fit([measured("small", 2.0, 0.5, truth(2.0, 0.5))])
+    assert single is not None  # one shape alone would be 1.2x off at the third
+    assert single.apply(2.0, 8.0) > 1.15 * truth(2.0, 8.0)
+
+
+def test_a_slow_run_among_several_of_its_shape_moves_nothing() -> None:
+    runs = [measured("a", 1.0, 1.0, 2.0), measured("a", 1.0, 1.0, 2.1), measured("a", 1.0, 1.0, 9)]
+    correction = fit(runs)
+    assert correction is not None and correction.runs == 3
+    assert correction.apply(1.0, 1.0) == pytest.approx(2.1)
+
+
+def test_noisy_close_shapes_cannot_send_a_factor_far_off() -> None:
+    runs = [measured("a", 1.0, 1.0, 2.0), measured("b", 1.0, 1.02, 1.8)]
+    correction = fit(runs)
+    assert correction is not None
+    for factor in (correction.fixed, correction.varying):
+        assert 0 < factor <= LIMIT * 1.0 + 1e-9
+    assert correction.apply(1.0, 1.01) == pytest.approx(1.9, rel=0.1)
+
+
+# -- corrected estimates -------------------------------------------------------------------------
+
+
+def test_measured_runs_correct_the_speed_and_the_peak(tmp_path: Path) -> None:
     cache = CalibrationCache(tmp_path / "calibration.json")
     entry, hardware, run = model("gemma-3-270m"), cpu(), spec()
     guess = estimate(run, entry, stats(), 900, hardware, cache)
-    assert not guess.calibrated
-    key = cache.key(hardware.fingerprint, entry.id, "lora", "bf16", False, True)
-    cache.record(key, 1000.0, 5 * GB)
-    measured = estimate(run, entry, stats(), 900, hardware, cache)
-    assert measured.calibrated and measured.tokens_per_second == 1000.0
-    assert measured.training_seconds == pytest.approx(measured.tokens / 1000.0, rel=1e-3)
-    assert measured.measured_peak_memory_bytes == 5 * GB
-    assert not any("rough guess" in m for m in measured.messages)
+    assert not guess.calibrated and guess.measured_runs == 0
+    assert guess.peak_memory_bytes == guess.memory.total_bytes
+    key = calibration_key(run, entry, hardware, guess.precision)
+    step_tokens = guess.step.tokens
+    cache.record(key, measured_run(run, guess, int(1.5 * guess.memory.total_bytes), 1000.0))
+    corrected = estimate(run, entry, stats(), 900, hardware, cache)
+    assert corrected.calibrated and corrected.measured_runs == 1
+    assert corrected.tokens_per_second == pytest.approx(1000.0, rel=1e-3)
+    assert corrected.training_seconds == pytest.approx(corrected.tokens / 1000.0, rel=1e-3)
+    assert corrected.step.tokens == step_tokens  # the model's figures stay the model's
+    assert corrected.peak_memory_bytes == pytest.approx(1.5 * guess.memory.total_bytes, rel=1e-3)
+    assert corrected.memory == guess.memory
+    assert not any("rough guess" in m for m in corrected.messages)
     elsewhere = estimate(run, entry, stats(), 900, cpu(cores=8), cache)
     assert not elsewhere.calibrated, "another machine's measurement must not be used"
+    # another batch size and length of the same setup is corrected too
+    other = spec(batch_size=1, max_length=512)
+    assert estimate(other, entry, stats(), 900, hardware, cache).measured_runs == 1
+
+
+def test_fit_and_refusal_use_the_corrected_peak(tmp_path: Path) -> None:
+    cache = CalibrationCache(tmp_path / "calibration.json")
+    entry, run = model("gemma-3-270m"), spec()
+    modelled = estimate(run, entry, stats(), 900, cpu(), cache)
+    roomy = cpu(available=1.3 * modelled.memory.total_bytes / GB)
+    assert estimate(run, entry, stats(), 900, roomy, cache).fits
+    key = calibration_key(run, entry, roomy, modelled.precision)
+    cache.record(key, measured_run(run, modelled, 2 * modelled.memory.total_bytes, 100.0))
+    corrected = estimate(run, entry, stats(), 900, roomy, cache)
+    assert not corrected.fits and corrected.refusal is not None
+    assert corrected.refusal.startswith(f"Needs about {corrected.peak_memory_bytes / GB:.1f} GB")
+    # the advice weighs each change with the measured correction: a smaller batch is enough
+    assert "lower the batch size" in corrected.refusal
 
 
 def test_measured_phase_timings_replace_the_first_run_constants(tmp_path: Path) -> None:
@@ -421,7 +520,7 @@ def test_measured_phase_timings_replace_the_first_run_constants(tmp_path: Path) 
     assert guess.phases.evaluating > 0 and guess.phases.sampling > 0
     assert guess.phases.checkpoints > 0  # at steps 10 and 20
     assert guess.duration_seconds == pytest.approx(guess.phases.total, abs=0.5)
-    key = cache.key(hardware.fingerprint, entry.id, "lora", "bf16", False, True)
+    key = calibration_key(run, entry, hardware, guess.precision)
     timings = Timings(
         load_seconds=20.0,
         eval_seconds_per_token=0.001,
@@ -429,8 +528,8 @@ def test_measured_phase_timings_replace_the_first_run_constants(tmp_path: Path) 
         checkpoint_seconds=2.0,
         save_seconds=4.0,
     )
-    cache.record(key, 500.0, None, timings)
-    cache.record(key, 500.0, None, timings.model_copy(update={"load_seconds": 30.0}))
+    cache.record(key, measured_run(run, guess, GB, 500.0), timings)
+    cache.record(key, None, timings.model_copy(update={"load_seconds": 30.0}))
     assert cache.timings(key).load_seconds == 25.0  # the mean of the measurements
     measured = estimate(run, entry, stats(), 40, hardware, cache, test_rows=10)
     assert measured.phases.loading == 25.0
@@ -438,6 +537,7 @@ def test_measured_phase_timings_replace_the_first_run_constants(tmp_path: Path) 
     assert measured.phases.saving == 4.0
     # 4 evaluations (before, 10, 20, the end) of 3 sample prompts x 32 new tokens
     assert measured.phases.sampling == pytest.approx(4 * 3 * run.sample_max_new_tokens * 0.05, 0.01)
+    assert measured.phases.training == pytest.approx(measured.tokens / 500.0, abs=0.1)
     assert measured.duration_seconds == pytest.approx(measured.phases.total, abs=0.5)
 
 

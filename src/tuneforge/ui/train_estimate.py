@@ -45,13 +45,16 @@ class EstimatePanel(ui.column):
         if estimate.calibrated:
             self.kind.set_text("measured here")
             self.kind.props("color=positive")
-            self.kind_help.set_text("Measured in runs like this one on this machine.")
+            self.kind_help.set_text(
+                f"Corrected by {_runs(estimate.measured_runs)} measured on this machine with "
+                "this model, method and setup (any batch size and max length)."
+            )
         else:
             self.kind.set_text("rough")
             self.kind.props("color=grey-7")
             self.kind_help.set_text(
                 "Worked out from the model's size. After a first run on this machine, "
-                "estimates use the speed and memory measured there."
+                "estimates are corrected by the speed and memory measured there."
             )
         self.body.clear()
         with self.body:
@@ -93,6 +96,15 @@ class EstimatePanel(ui.column):
                 ui.label("More than is free on this machine now.").classes(
                     "text-caption text-negative"
                 )
+            if estimate.measured_runs:
+                ui.label(
+                    f"Corrected by {_runs(estimate.measured_runs)} measured here; the memory "
+                    f"model alone says {size_text(estimate.memory.total_bytes)}."
+                ).classes("text-caption text-grey-7 estimate-memory-corrected")
+
+
+def _runs(count: int) -> str:
+    return "1 run" if count == 1 else f"{count} runs"
 
 
 def _duration(seconds: float) -> str:

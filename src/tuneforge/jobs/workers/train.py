@@ -29,7 +29,7 @@ from tuneforge.jobs.kinds.train import TrainResult, training_dataset
 from tuneforge.jobs.workers.train_phases import (
     TRAINING_SHARE,
     attempt_started,
-    record_timings,
+    record_run,
     report_estimate,
     store_model,
     timed,
@@ -184,7 +184,7 @@ def run(spec: TrainingBase, ctx: JobContext) -> TrainResult:
         if (workdir / "tensorboard").is_dir():
             ctx.store.put_dir(f"{prefix}/tensorboard", workdir / "tensorboard")
         shutil.rmtree(workdir, ignore_errors=True)
-    record_timings(ctx, spec, entry, outcome, start_seconds, store_seconds)
+    record_run(ctx, spec, entry, dataset, outcome, start_seconds, store_seconds)
     with ctx.transaction() as session:
         model = Model(
             owner_id=ctx.owner_id,

@@ -1,6 +1,6 @@
 """The train worker's phases as the run page shows them: what the run was expected to take (on
-its first attempt), the model stored file by file with progress, and the timings of each phase
-kept for the next estimate."""
+its first attempt), the model stored file by file with progress, and what the run measured
+(peak memory, speed, the timings of each phase) kept for the next estimates."""
 
 from __future__ import annotations
 
@@ -14,10 +14,15 @@ from tuneforge.db.tables import Dataset, Job, utcnow
 from tuneforge.hardware import detect_hardware
 from tuneforge.jobs.context import JobContext
 from tuneforge.models.catalog import CatalogEntry
-from tuneforge.training.estimate import CalibrationCache, Timings, estimate
+from tuneforge.training.estimate import (
+    CalibrationCache,
+    Timings,
+    calibration_key,
+    estimate,
+    measured_run,
+)
 from tuneforge.training.estimate.phases import ESTIMATE_METRIC
 from tuneforge.training.recipe import Outcome
-from tuneforge.training.registry import recipe_for
 from tuneforge.training.spec import TrainingBase
 
 #: The share of the progress bar the steps fill; storing the model fills the rest.
@@ -26,18 +31,6 @@ TRAINING_SHARE = 0.9
 
 def calibration(ctx: JobContext) -> CalibrationCache:
     return CalibrationCache(ctx.settings.data_dir / "calibration.json")
-
-
-def calibration_key(spec: TrainingBase, entry: CatalogEntry, precision: str) -> str:
-    return CalibrationCache.key(
-        detect_hardware().fingerprint,
-        entry.id,
-        spec.method,
-        precision,
-        spec.gradient_checkpointing,
-        recipe_for(spec).batching(spec).packed,
-        spec.trainer,
-    )
 
 
 def attempt_started(ctx: JobContext) -> datetime:
@@ -91,15 +84,17 @@ def timed() -> Iterator[Callable[[], float]]:
     yield lambda: time.perf_counter() - started
 
 
-def record_timings(
+def record_run(
     ctx: JobContext,
     spec: TrainingBase,
     entry: CatalogEntry,
+    dataset: Dataset,
     outcome: Outcome,
     start_seconds: float,
     store_seconds: float,
 ) -> None:
-    """Keep this run's speed, memory and phase timings for the next estimates here."""
+    """Keep this run's peak memory and speed, beside the models' figures for this run, and its
+    phase timings for the next estimates here."""
     phases = outcome.phases
 
     def per(seconds: str, amount: str) -> float | None:
@@ -112,9 +107,20 @@ def record_timings(
         checkpoint_seconds=per("checkpoint_seconds", "checkpoints"),
         save_seconds=phases.get("save_seconds", 0.0) + store_seconds,
     )
+    hardware = detect_hardware()
+    modelled = estimate(  # the models alone: no measured run corrects them
+        spec,
+        entry,
+        dataset.stats,
+        dataset.splits.get("train", 0),
+        hardware,
+        test_rows=dataset.splits.get("test", 0),
+    )
+    measured = outcome.tokens_per_second > 0  # an attempt resumed at its last step took none
     calibration(ctx).record(
-        calibration_key(spec, entry, outcome.precision),
-        outcome.tokens_per_second,
-        outcome.peak_rss_bytes,
+        calibration_key(spec, entry, hardware, outcome.precision),
+        measured_run(spec, modelled, outcome.peak_rss_bytes, outcome.tokens_per_second)
+        if measured
+        else None,
         timings,
     )

@@ -1,30 +1,23 @@
 """What to change when a run does not fit: the single changes that lower its peak memory (the
 method, gradient checkpointing, the batch size, the max length), tried mildest first; else the
-mildest combination that fits; else a smaller model or a bigger machine."""
+mildest combination that fits; else a smaller model or a bigger machine. The peaks of the
+settings it tries come from the estimate (`PeakOf`: the memory model, corrected by the runs
+measured here)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from tuneforge.hardware import Hardware
 from tuneforge.models.catalog import CatalogEntry
-from tuneforge.training.estimate.batches import Lengths, micro_batches
-from tuneforge.training.estimate.memory import (
-    device_for,
-    in_gb,
-    memory_breakdown,
-    resolve_precision,
-)
+from tuneforge.training.estimate.batches import Lengths
+from tuneforge.training.estimate.memory import in_gb
 from tuneforge.training.spec import TrainingBase
 
-
-def _peak(
-    spec: TrainingBase, entry: CatalogEntry, lengths: Lengths | None, hardware: Hardware
-) -> int:
-    precision = resolve_precision(spec.precision, hardware, spec.method)
-    batch = micro_batches(spec, lengths)[1]
-    return memory_breakdown(spec, entry, precision, batch, device_for(hardware)).total_bytes
+#: The peak memory of a run of these settings on this model here.
+PeakOf = Callable[[TrainingBase, CatalogEntry], int]
 
 
 def _with(spec: TrainingBase, **update: Any) -> TrainingBase:
@@ -37,6 +30,7 @@ def _levers(
     lengths: Lengths | None,
     hardware: Hardware,
     budget: int,
+    peak_of: PeakOf,
 ) -> list[tuple[str, TrainingBase]]:
     """Single changes that lower the peak, mildest first: the method, checkpointing, then the
     batch size and the max length at the largest value that fits (or their floor)."""
@@ -50,11 +44,7 @@ def _levers(
 
     def largest_fitting(field: str, values: list[int]) -> int | None:
         values = sorted({v for v in values if v < getattr(spec, field)}, reverse=True)
-        fitting = (
-            v
-            for v in values
-            if _peak(_with(spec, **{field: v}), entry, lengths, hardware) <= budget
-        )
+        fitting = (v for v in values if peak_of(_with(spec, **{field: v}), entry) <= budget)
         return next(fitting, values[-1] if values else None)
 
     size = largest_fitting("batch_size", [max(1, spec.batch_size >> i) for i in range(1, 11)])
@@ -85,11 +75,7 @@ def _round64(value: int) -> int:
 
 
 def _smaller_model(
-    spec: TrainingBase,
-    entry: CatalogEntry,
-    lengths: Lengths | None,
-    hardware: Hardware,
-    budget: int,
+    spec: TrainingBase, entry: CatalogEntry, budget: int, peak_of: PeakOf
 ) -> CatalogEntry | None:
     from tuneforge.models.catalog import catalog
 
@@ -98,7 +84,7 @@ def _smaller_model(
         for other in catalog().models
         if other.parameters < entry.parameters
         and not other.test_only
-        and _peak(spec, other, lengths, hardware) <= budget
+        and peak_of(spec, other) <= budget
     ]
     return max(fitting, key=lambda m: m.parameters, default=None)
 
@@ -110,16 +96,17 @@ def what_to_change(
     hardware: Hardware,
     peak: int,
     budget: int,
+    peak_of: PeakOf,
 ) -> str:
     """What to change, concretely: the single changes that are enough on their own, in order
     of effect; else the mildest combination that is; else a smaller model or machine."""
     where = "this GPU has" if hardware.has_cuda else "this machine has"
     head = f"Needs about {in_gb(peak)}, {where} {in_gb(budget)} free"
-    model = _smaller_model(spec, entry, lengths, hardware, budget)
+    model = _smaller_model(spec, entry, budget, peak_of)
     smaller = f"pick a smaller model such as {model.name}" if model else ""
     levers = [
-        (_peak(s, entry, lengths, hardware), text, s)
-        for text, s in _levers(spec, entry, lengths, hardware, budget)
+        (peak_of(s, entry), text, s)
+        for text, s in _levers(spec, entry, lengths, hardware, budget, peak_of)
     ]
     alone = [
         text
@@ -132,13 +119,13 @@ def what_to_change(
     while levers:  # combine, mildest first, until it fits
         _, text, current = levers[0]
         steps.append(text)
-        if _peak(current, entry, lengths, hardware) <= budget:
+        if peak_of(current, entry) <= budget:
             return f"{head}, and no single change is enough: {', and '.join(steps)}" + (
                 f"; or {smaller}." if smaller else "."
             )
-        levers = [(0, t, s) for t, s in _levers(current, entry, lengths, hardware, budget)]
-    lightest = in_gb(_peak(current, entry, lengths, hardware))
-    model = _smaller_model(current, entry, lengths, hardware, budget)
+        levers = [(0, t, s) for t, s in _levers(current, entry, lengths, hardware, budget, peak_of)]
+    lightest = in_gb(peak_of(current, entry))
+    model = _smaller_model(current, entry, budget, peak_of)
     changes = f"Even if you {_and(steps)}, it" if steps else "It"
     instead = f"pick a smaller model such as {model.name}" if model else "pick a smaller model"
     device = "GPU memory" if hardware.has_cuda else "memory"

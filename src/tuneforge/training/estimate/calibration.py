@@ -1,6 +1,7 @@
-"""Measured training speed, peak memory and phase timings (starting, evaluating, sampling,
-checkpoints, saving), kept per machine and setup: the training worker records each run's at its
-end, and the estimate prefers them to its guesses."""
+"""What runs measured on this machine, kept per machine and setup: each run's peak memory and
+step time beside the model's figures for it (which `correction.fit` turns into factors for the
+next estimates, of any shape), and the timings of the phases around the steps (starting,
+evaluating, sampling, checkpoints, saving). The training worker records each run at its end."""
 
 from __future__ import annotations
 
@@ -14,28 +15,38 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ValidationError
 
+from tuneforge.training.estimate.correction import Correction, Measured, fit
 from tuneforge.training.estimate.phases import Timings
 
 #: The trainer of every measurement made before the key named one.
 FIRST_TRAINER = "sft"
 
 
-class Throughput(BaseModel):
-    """Speed measured by earlier runs with the same machine, model, method and settings."""
+class MeasuredRun(BaseModel):
+    """One finished run's figures: its peak memory and its step time, each beside the model's."""
 
-    tokens_per_second: float = Field(description="Mean of the last few measurements.")
-    peak_memory_bytes: int | None = Field(description="Mean measured peak memory, if recorded.")
-    samples: int = Field(description="How many measurements the mean covers.")
+    memory: Measured
+    step_seconds: Measured
+
+
+class Corrections(BaseModel):
+    """The factors measured runs put on the model's memory and step time (None: no runs)."""
+
+    memory: Correction | None = None
+    step_seconds: Correction | None = None
 
 
 class CalibrationCache:
-    """Measured training speed per (machine, model, method, precision, checkpointing, packing),
+    """Measured runs per (machine, model, method, precision, checkpointing, packing, trainer),
     in a JSON file shared by processes: writes take a file lock and replace the file
     atomically, so readers never see half a file and concurrent writers lose nothing."""
 
+    #: Phase timings kept per key (their mean is used).
     KEEP = 5
+    #: Runs kept per key: enough for several shapes with a few runs each.
+    KEEP_RUNS = 12
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -72,16 +83,23 @@ class CalibrationCache:
         entries = data.get("entries") if isinstance(data, dict) else None
         return entries if isinstance(entries, dict) else {}
 
-    def get(self, key: str) -> Throughput | None:
+    def runs(self, key: str) -> list[MeasuredRun]:
+        """The runs measured with `key`, oldest first (an entry written before runs were kept
+        beside the model's figures has none)."""
         entry = self._read().get(key)
-        if not isinstance(entry, dict) or not entry.get("tokens_per_second"):
-            return None
-        speeds = [float(v) for v in entry["tokens_per_second"]]
-        peaks = [int(v) for v in entry.get("peak_memory_bytes") or []]
-        return Throughput(
-            tokens_per_second=sum(speeds) / len(speeds),
-            peak_memory_bytes=sum(peaks) // len(peaks) if peaks else None,
-            samples=len(speeds),
+        found = entry.get("runs") if isinstance(entry, dict) else None
+        runs = []
+        for run in found if isinstance(found, list) else []:
+            with contextlib.suppress(ValidationError):
+                runs.append(MeasuredRun.model_validate(run))
+        return runs
+
+    def corrections(self, key: str) -> Corrections:
+        """The factors fitted to the runs measured with `key`."""
+        runs = self.runs(key)
+        return Corrections(
+            memory=fit([run.memory for run in runs]),
+            step_seconds=fit([run.step_seconds for run in runs]),
         )
 
     def timings(self, key: str) -> Timings:
@@ -95,40 +113,30 @@ class CalibrationCache:
                 means[name] = sum(float(v) for v in values) / len(values)
         return Timings.model_validate(means)
 
-    def record(
-        self,
-        key: str,
-        tokens_per_second: float,
-        peak_memory_bytes: int | None = None,
-        timings: Timings | None = None,
-    ) -> Throughput:
-        """Add a measurement (keeping the last `KEEP`) and return the new mean."""
-        if not tokens_per_second > 0:
-            raise ValueError("tokens_per_second must be positive")
+    def record(self, key: str, run: MeasuredRun | None, timings: Timings | None = None) -> None:
+        """Add a run's figures, if it measured them (keeping the last `KEEP_RUNS`), and its
+        phase timings (the last `KEEP` of each)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.lock:
             entries = self._read()
             found = entries.get(key)
             entry: dict[str, Any] = found if isinstance(found, dict) else {}
-            speeds = [*entry.get("tokens_per_second", []), float(tokens_per_second)]
-            peaks = list(entry.get("peak_memory_bytes", []))
-            if peak_memory_bytes is not None:
-                peaks.append(int(peak_memory_bytes))
+            kept_runs = entry.get("runs")
+            runs = [
+                *(kept_runs if isinstance(kept_runs, list) else []),
+                *([run.model_dump()] if run is not None else []),
+            ]
             kept = entry.get("timings")
             phases: dict[str, list[float]] = kept if isinstance(kept, dict) else {}
             for name, value in (timings or Timings()).model_dump(exclude_none=True).items():
                 phases[name] = [*phases.get(name, []), float(value)][-self.KEEP :]
             entries[key] = {
-                "tokens_per_second": speeds[-self.KEEP :],
-                "peak_memory_bytes": peaks[-self.KEEP :],
+                "runs": runs[-self.KEEP_RUNS :],
                 "timings": phases,
                 "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
             }
             with _atomic(self.path) as handle:
-                json.dump({"version": 1, "entries": entries}, handle, indent=1, sort_keys=True)
-        result = self.get(key)
-        assert result is not None
-        return result
+                json.dump({"version": 2, "entries": entries}, handle, indent=1, sort_keys=True)
 
 
 @contextlib.contextmanager

@@ -1,6 +1,7 @@
 """Before a run: will it fit in memory, and how long will it take? `estimate()` puts the memory
-model, the speed (measured here, or guessed from FLOPs) and the refusal advice together, with
-the warnings worth reading. Torch-free: the web process calls it for every form change."""
+model and the speed model, both corrected by the runs measured here (`correction`), the phases
+around the steps and the refusal advice together, with the warnings worth reading. Torch-free:
+the web process calls it for every form change."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from pydantic import BaseModel, Field
 
 from tuneforge.hardware import Hardware
 from tuneforge.models.catalog import CatalogEntry
-from tuneforge.training.estimate.advice import what_to_change
+from tuneforge.training.estimate.advice import PeakOf, what_to_change
 from tuneforge.training.estimate.architecture import LINEAR_MODULES, lora_parameters, lora_targets
-from tuneforge.training.estimate.batches import dataset_lengths, micro_batches
-from tuneforge.training.estimate.calibration import CalibrationCache
+from tuneforge.training.estimate.batches import Lengths, dataset_lengths, micro_batches
+from tuneforge.training.estimate.calibration import CalibrationCache, Corrections, MeasuredRun
+from tuneforge.training.estimate.correction import Correction, Measured
 from tuneforge.training.estimate.images import (
     image_memory_bytes,
     image_seconds,
@@ -34,12 +36,20 @@ from tuneforge.training.estimate.memory import (
     resolve_precision,
 )
 from tuneforge.training.estimate.phases import Phases, Timings, phases
-from tuneforge.training.estimate.throughput import flops_per_token, hardware_flops
+from tuneforge.training.estimate.throughput import STEP_SECONDS, flops_per_token, hardware_flops
 from tuneforge.training.recipe import Batching
 from tuneforge.training.registry import recipe_for
 from tuneforge.training.spec import TrainingBase
 
 TIGHT_FRACTION = 0.85
+
+
+class StepModel(BaseModel):
+    """The speed model's figures for a step of the run, before measured runs correct them."""
+
+    fixed_seconds: float = Field(description="A step's fixed cost.")
+    varying_seconds: float = Field(description="A step's tokens at the modelled FLOP/s.")
+    tokens: float = Field(description="Tokens a step trains on.")
 
 
 class Estimate(BaseModel):
@@ -57,7 +67,9 @@ class Estimate(BaseModel):
     total_parameters: int = Field(description="Parameters of the whole model.")
     steps: int = Field(description="Optimizer steps of the run.")
     tokens: int = Field(description="Tokens the run trains on (all epochs).")
-    tokens_per_second: float = Field(description="Expected training speed.")
+    tokens_per_second: float = Field(
+        description="Expected training speed: tokens over the steps' time, fixed costs included."
+    )
     duration_seconds: float = Field(
         description="Expected time of the whole run: starting and loading the model, the "
         "steps, evaluations, sample answers, checkpoints and saving the model."
@@ -65,15 +77,19 @@ class Estimate(BaseModel):
     training_seconds: float = Field(description="Expected time of the optimizer steps alone.")
     phases: Phases = Field(description="Expected seconds of each phase of the run.")
     calibrated: bool = Field(
-        description="The speed comes from runs measured on this machine; otherwise it is a rough "
-        "guess from a FLOPs model."
+        description="Runs measured on this machine corrected the speed and the peak memory; "
+        "otherwise they are the models' rough guesses."
     )
-    measured_peak_memory_bytes: int | None = Field(
-        default=None,
-        description="Peak memory measured by earlier runs with this model, method and precision "
-        "here (their batch size and length may differ).",
+    measured_runs: int = Field(
+        default=0,
+        description="How many runs measured here, with this model, method and setup (any batch "
+        "size and length), corrected the speed and the peak memory.",
     )
-    memory: MemoryBreakdown = Field(description="Where the peak memory goes.")
+    memory: MemoryBreakdown = Field(
+        description="Where the peak memory goes, as the memory model has it (its total before "
+        "measured runs correct it)."
+    )
+    step: StepModel = Field(description="The speed model's step, before measured runs correct it.")
     messages: list[str] = Field(default_factory=list, description="Warnings worth reading.")
     refusal: str | None = Field(
         default=None,
@@ -140,68 +156,64 @@ def estimate(
     else:
         tokens_computed = tokens
 
-    # -- how fast --------------------------------------------------------------------------------
-    measured = None
-    timings = Timings()
-    if cache is not None:
-        key = cache.key(
-            hardware.fingerprint,
-            entry.id,
-            spec.method,
-            precision,
-            spec.gradient_checkpointing,
-            batching.packed,
-            spec.trainer,
-        )
-        measured = cache.get(key)
-        timings = cache.timings(key)
-    if measured is not None:
-        speed = measured.tokens_per_second
-    else:
-        fraction = typical.loss_tokens / typical.tokens
-        work = flops_per_token(
-            arch,
-            spec.method,
-            trainable,
-            fraction,
-            typical.row_tokens if typical.masked else typical.row_tokens / 2,
-            spec.gradient_checkpointing,
-        )
-        speed = hardware_flops(hardware, precision, spec.method) / work
-        # Passes without gradients (a reference's) cost about a third of a trained one's.
-        speed /= 1 + batching.reference_passes / (3 * batching.sequences)
-        speed *= tokens / tokens_computed if tokens_computed else 1.0
-    duration = tokens / speed if speed > 0 else 0.0
-    if mean_images and measured is None:  # a measured speed has the image side in it
+    # -- how fast: a step's fixed cost and its tokens' FLOPs -------------------------------------
+    fraction = typical.loss_tokens / typical.tokens
+    work = flops_per_token(
+        arch,
+        spec.method,
+        trainable,
+        fraction,
+        typical.row_tokens if typical.masked else typical.row_tokens / 2,
+        spec.gradient_checkpointing,
+    )
+    speed = hardware_flops(hardware, precision, spec.method) / work
+    # Passes without gradients (a reference's) cost about a third of a trained one's.
+    speed /= 1 + batching.reference_passes / (3 * batching.sequences)
+    speed *= tokens / tokens_computed if tokens_computed else 1.0
+    varying = tokens / speed if speed > 0 else 0.0
+    if mean_images:
         examples = spec.max_steps * spec.effective_batch if spec.max_steps else rows * spec.epochs
-        duration += image_seconds(
+        varying += image_seconds(
             spec,
             entry,
             hardware_flops(hardware, precision, spec.method),
             examples * mean_images,
             distinct_images,
         )
+    step = StepModel(
+        fixed_seconds=STEP_SECONDS,
+        varying_seconds=varying / steps if steps else 0.0,
+        tokens=tokens / steps if steps else 0.0,
+    )
+
+    # -- corrected by the runs measured here -----------------------------------------------------
+    corrections, timings = Corrections(), Timings()
+    if cache is not None:
+        key = calibration_key(spec, entry, hardware, precision)
+        corrections, timings = cache.corrections(key), cache.timings(key)
+    training = _corrected(corrections.step_seconds, steps * STEP_SECONDS, varying)
+    peak = round(_corrected(corrections.memory, memory.fixed_bytes, memory.varying_bytes))
+    measured_runs = corrections.step_seconds.runs if corrections.step_seconds else 0
     expected = phases(
         spec,
         entry,
         steps,
-        duration,
-        speed,
+        training,
+        tokens / training if training > 0 else 0.0,
         per_example * batching.sequences,
         rows // 9 if test_rows is None else max(0, test_rows),
         trainable,
         timings,
-        speed_measured=measured is not None,
     )
 
     # -- warnings and refusals -------------------------------------------------------------------
     available = _available(hardware)
-    peak = memory.total_bytes
     refusal = None
     if spec.method == "qlora" and not hardware.has_cuda:
         refusal = "QLoRA needs a CUDA GPU with bitsandbytes; this machine has none: choose LoRA."
     elif peak > available:
-        refusal = what_to_change(spec, entry, lengths, hardware, peak, available)
+        peak_of = _peak_of(lengths, hardware, cache)
+        refusal = what_to_change(spec, entry, lengths, hardware, peak, available, peak_of)
     elif peak > TIGHT_FRACTION * available:
         messages.append(
             f"Memory is tight: about {in_gb(peak)} of {in_gb(available)} free. Other programs "
@@ -267,7 +279,7 @@ def estimate(
             f"More than 5% of the examples are longer than max length {spec.max_length} and "
             f"will be cut (95% are at most {lengths.p95} tokens)."
         )
-    if measured is None:
+    if not measured_runs:
         messages.append(
             "The duration is a rough guess until a run on this machine measures the real speed."
         )
@@ -282,13 +294,80 @@ def estimate(
         total_parameters=entry.parameters,
         steps=steps,
         tokens=int(tokens),
-        tokens_per_second=round(speed, 2),
+        tokens_per_second=round(tokens / training, 2) if training > 0 else 0.0,
         duration_seconds=round(expected.total, 1),
-        training_seconds=round(duration, 1),
+        training_seconds=round(training, 1),
         phases=Phases.model_validate({k: round(v, 1) for k, v in expected}),
-        calibrated=measured is not None,
-        measured_peak_memory_bytes=measured.peak_memory_bytes if measured else None,
+        calibrated=measured_runs > 0,
+        measured_runs=measured_runs,
         memory=memory,
+        step=step,
         messages=messages,
         refusal=refusal,
     )
+
+
+def calibration_key(
+    spec: TrainingBase, entry: CatalogEntry, hardware: Hardware, precision: str
+) -> str:
+    """The calibration key of a run of `spec` on `entry` here, in `precision`."""
+    return CalibrationCache.key(
+        hardware.fingerprint,
+        entry.id,
+        spec.method,
+        precision,
+        spec.gradient_checkpointing,
+        recipe_for(spec).batching(spec).packed,
+        spec.trainer,
+    )
+
+
+def run_shape(spec: TrainingBase) -> str:
+    """What a run's figures depend on beyond its calibration key: its runs count as one shape."""
+    lora = "" if spec.method == "full" else f", LoRA r={spec.lora_r}"
+    return (
+        f"batch {spec.batch_size} x {spec.gradient_accumulation}, max length "
+        f"{spec.max_length}{lora}"
+    )
+
+
+def measured_run(
+    spec: TrainingBase, modelled: Estimate, peak_bytes: int, tokens_per_second: float
+) -> MeasuredRun:
+    """A finished run's measured peak memory and speed, beside the model's figures for it
+    (`modelled`: the estimate made without measured runs)."""
+    return MeasuredRun(
+        memory=Measured(
+            shape=run_shape(spec),
+            fixed=modelled.memory.fixed_bytes,
+            varying=modelled.memory.varying_bytes,
+            measured=peak_bytes,
+        ),
+        step_seconds=Measured(
+            shape=run_shape(spec),
+            fixed=modelled.step.fixed_seconds,
+            varying=modelled.step.varying_seconds,
+            measured=modelled.step.tokens / tokens_per_second,
+        ),
+    )
+
+
+def _corrected(correction: Correction | None, fixed: float, varying: float) -> float:
+    return correction.apply(fixed, varying) if correction else fixed + varying
+
+
+def _peak_of(lengths: Lengths | None, hardware: Hardware, cache: CalibrationCache | None) -> PeakOf:
+    """The peak memory of other settings (the refusal's advice tries them), each corrected by
+    the runs measured with its own calibration key."""
+    corrections: dict[str, Correction | None] = {}
+
+    def peak(spec: TrainingBase, entry: CatalogEntry) -> int:
+        precision = resolve_precision(spec.precision, hardware, spec.method)
+        batch = micro_batches(spec, lengths)[1]
+        memory = memory_breakdown(spec, entry, precision, batch, device_for(hardware))
+        key = calibration_key(spec, entry, hardware, precision)
+        if cache is not None and key not in corrections:
+            corrections[key] = cache.corrections(key).memory
+        return round(_corrected(corrections.get(key), memory.fixed_bytes, memory.varying_bytes))
+
+    return peak

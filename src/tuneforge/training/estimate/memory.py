@@ -147,16 +147,18 @@ class MemoryBreakdown(BaseModel):
     )
 
     @property
+    def fixed_bytes(self) -> int:
+        """The part a run's shape (batch size, max length) does not change."""
+        return self.weights_bytes + self.trainable_state_bytes + self.runtime_bytes
+
+    @property
+    def varying_bytes(self) -> int:
+        """The part that grows with the micro-batch (and, for images, with the dataset)."""
+        return self.images_bytes + self.activations_bytes + self.logits_bytes + self.allocator_bytes
+
+    @property
     def total_bytes(self) -> int:
-        return (
-            self.images_bytes
-            + self.weights_bytes
-            + self.trainable_state_bytes
-            + self.activations_bytes
-            + self.logits_bytes
-            + self.allocator_bytes
-            + self.runtime_bytes
-        )
+        return self.fixed_bytes + self.varying_bytes
 
 
 def memory_breakdown(

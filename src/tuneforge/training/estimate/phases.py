@@ -20,7 +20,6 @@ ESTIMATE_METRIC = "estimate/duration_seconds"
 # -- first-run constants (this machine: 2 cores, AVX-512) ---------------------------------------
 START_SECONDS = 12.0  # a worker process: python, torch, transformers, the tokenizer, the data
 LOAD_BYTES_PER_SECOND = 250e6  # reading and preparing the base model's weights
-STEP_SECONDS = 0.5  # an optimizer step's fixed cost (python, the optimizer, LoRA's hooks)
 GENERATE_SECONDS_PER_TOKEN = 0.1  # a generated token's fixed cost (transformers' generate)
 GENERATE_BYTES_PER_SECOND = 8e9  # ... plus reading every weight once per token
 EVAL_PASS_SECONDS = 2.0  # an evaluation pass's fixed cost (batches, switching modes)
@@ -83,11 +82,9 @@ def phases(
     test_rows: int,
     trainable_parameters: int,
     measured: Timings | None = None,
-    speed_measured: bool = False,
 ) -> Phases:
     """The seconds of each phase of `steps` steps taking `training_seconds`, at
-    `tokens_per_second`, with examples `example_tokens` long and `test_rows` test examples;
-    a speed worked out from FLOPs (not `speed_measured`) leaves out each step's fixed cost."""
+    `tokens_per_second`, with examples `example_tokens` long and `test_rows` test examples."""
     measured = measured or Timings()
     weight_bytes = entry.parameters * 2  # bf16 or fp16 on disk
     count = evaluations(spec, steps, test_rows)
@@ -105,7 +102,7 @@ def phases(
     model_bytes = weight_bytes if spec.method == "full" else trainable_parameters * 4
     return Phases(
         loading=measured.load_seconds or START_SECONDS + weight_bytes / LOAD_BYTES_PER_SECOND,
-        training=training_seconds + (0.0 if speed_measured else steps * STEP_SECONDS),
+        training=training_seconds,
         evaluating=count * eval_tokens * eval_per_token
         + (0 if measured.eval_seconds_per_token or not eval_tokens else count * EVAL_PASS_SECONDS),
         sampling=count * prompts * spec.sample_max_new_tokens * sample_per_token,

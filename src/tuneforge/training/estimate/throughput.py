@@ -1,7 +1,7 @@
-"""How fast will a run train? A FLOPs model (`flops_per_token`) divided by an assumed effective
-FLOP/s (`hardware_flops`), scaled so that Gemma 3 270M + LoRA r=16 in bf16 on a 2-core
-AVX-512-BF16 CPU gives the 165 tokens/s we measured. Runs measured on this machine replace the
-guess (`calibration.CalibrationCache`).
+"""How fast will a run train? A step takes a fixed time (`STEP_SECONDS`) plus its tokens' FLOPs
+(`flops_per_token`) at an assumed effective FLOP/s (`hardware_flops`), scaled so that Gemma 3
+270M + LoRA r=16 in bf16 on a 2-core AVX-512-BF16 CPU gives the 165 tokens/s we measured. Runs
+measured on this machine correct both parts (`correction`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from tuneforge.training.estimate.architecture import (
 from tuneforge.training.estimate.memory import ResolvedPrecision
 from tuneforge.training.spec import Method
 
+STEP_SECONDS = 0.5  # an optimizer step's fixed cost (python, the optimizer, LoRA's hooks)
 #: The measurement the CPU model is scaled to: Gemma 3 270M, LoRA r=16 on all linear layers,
 #: bf16 on 2 cores with a bf16 matrix unit, or fp32 on 2 AVX-512 cores without one, packed
 #: micro-batches of 4 x 256 tokens with a quarter of the tokens carrying loss.
