@@ -88,8 +88,13 @@ def test_fine_tuned_models_answer_their_owner_only(api, settings, tiny_adapter) 
     completion = {"model": tuned, "messages": HELLO}
     assert client.post("/v1/chat/completions", json=completion, headers=bob).status_code == 404
     assert client.post("/v1/chat/completions", json=completion, headers=alice).status_code == 200
-    refused = chat(client, alice, model=tuned, engine="llama.cpp")
-    assert refused.status_code == 409 and "GGUF" in refused.json()["error"]["message"]
+    # Without an export, llama.cpp serves the LoRA fine-tune through its fast path; vLLM needs
+    # a GPU.
+    served = chat(client, alice, model=tuned, engine="llama.cpp", stream=False, max_new_tokens=10)
+    assert served.status_code == 200, served.text
+    assert served.json()["engine"] == "llama.cpp"
+    refused = chat(client, alice, model=tuned, engine="vllm")
+    assert refused.status_code == 409 and "CUDA" in refused.json()["error"]["message"]
 
 
 def test_no_database_lock_is_held_while_a_model_answers(api, settings, monkeypatch) -> None:

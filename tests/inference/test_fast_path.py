@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tuneforge.inference import fast_path, loaders
+from tuneforge.inference import fast_path, loaders, server
 from tuneforge.inference.engine import Delta, Finished
 from tuneforge.inference.params import GenerationParams, ModelRef
 from tuneforge.inference.server import build_cache
@@ -56,16 +56,22 @@ def answer(cache, ref: ModelRef, prompt: str) -> tuple[str, str]:
 
 
 def test_a_lora_fine_tune_answers_through_llamacpp_as_transformers_does(
-    library_settings: Settings, tiny_model: Path, tiny_adapter: Path
+    library_settings: Settings, tiny_adapter: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = library_settings
     tuned = stored(settings, tiny_adapter, "one")
     cache = build_cache(settings)
+    # The first request does not wait (here) for the fast path: transformers answers it, saying
+    # why, while llama.cpp is made and checked in the background.
+    monkeypatch.setattr(server, "PREPARE_WAIT_SECONDS", 0.0)
     said: list[str] = []
-    loaded = cache.get(tuned, said.append)
-    assert loaded.engine.name == "llama.cpp" and loaded.note is None
-    assert "Preparing llama.cpp for this fine-tune (once)…" in said
+    first = cache.get(tuned, said.append)
+    assert first.engine.name == "transformers" and first.note == loaders.STILL_PREPARING
+    assert said[0] == loaders.PREPARING
+    assert loaders.prepare(tuned, settings) is None  # waits for that work (not a second one)
     assert fast_path.verdict(tuned.artifact_key or "", settings.data_dir) == fast_path.Verdict(True)
+    loaded = cache.get(tuned)
+    assert loaded.engine.name == "llama.cpp" and loaded.note is None
     slow = tuned.model_copy(update={"engine": "transformers"})
     base = ModelRef(base=BASE, engine="transformers")
     for prompt in PROMPTS:
@@ -75,7 +81,7 @@ def test_a_lora_fine_tune_answers_through_llamacpp_as_transformers_does(
     # Made once: a second cache (a restarted server) finds the verdict and the files.
     again: list[str] = []
     assert build_cache(settings).get(tuned, again.append).engine.name == "llama.cpp"
-    assert not any("once" in message for message in again)
+    assert loaders.PREPARING not in again
     # Deleted with the model.
     folder = fast_path.folder(tuned.artifact_key or "", settings.data_dir)
     assert (folder / "adapter.gguf").is_file()
@@ -92,6 +98,7 @@ def test_two_fine_tunes_of_one_base_share_it_and_keep_their_own_adapters(
     cache = build_cache(settings)
     expected = {}
     for ref in (first, second):
+        assert loaders.prepare(ref, settings) is None  # made and checked (waiting for it)
         slow = ref.model_copy(update={"engine": "transformers"})
         expected[ref.artifact_key] = answer(cache, slow, PROMPTS[0])[0]
     assert expected[first.artifact_key] != expected[second.artifact_key]
@@ -107,6 +114,7 @@ def test_an_adapter_llamacpp_cannot_load_is_served_by_transformers_saying_why(
     settings = library_settings
     dora = stored(settings, adapter(tiny_model, tmp_path / "dora", seed=3, use_dora=True), "d")
     cache = build_cache(settings)
+    loaders.prepare(dora, settings)  # made and judged (waiting for it)
     loaded = cache.get(dora)
     assert loaded.engine.name == "transformers"
     assert loaded.note is not None and "DoRA" in loaded.note
@@ -129,6 +137,6 @@ def test_a_check_whose_answers_differ_turns_the_fast_path_off() -> None:
     failed = fast_path._judge(Check(greedy=[16, 2], forced=[16, 10], near_ties=0, n=16))
     assert not failed.ok
     assert failed.reason == (
-        "its llama.cpp answers differ from transformers + PEFT (the same token at 26 of 32 "
-        "checked steps; 90% needed)"
+        "Its llama.cpp answers differ from transformers + PEFT (the same token at 26 of 32 "
+        "checked steps; 90% needed)."
     )

@@ -50,7 +50,7 @@ Report = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Verdict:
-    """Whether llama.cpp serves the fine-tune, and if not, why (a sentence for its answers)."""
+    """Whether llama.cpp serves the fine-tune, and if not, why (sentences for its answers)."""
 
     ok: bool
     reason: str = ""
@@ -129,7 +129,6 @@ def prepare(
     adapter_dir: Path,
     models_dir: Path,
     data_dir: Path,
-    report: Report | None = None,
 ) -> Verdict:
     """The verdict for `ref`'s fine-tune (its PEFT files in `adapter_dir`), making the GGUF
     files and running the check the first time (see the module docstring)."""
@@ -138,23 +137,20 @@ def prepare(
     from tuneforge.models.loading import model_dir
 
     assert ref.artifact_key is not None
-    say = report or (lambda message: None)
     place = folder(ref.artifact_key, data_dir)
     place.mkdir(parents=True, exist_ok=True)
     with FileLock(place / ".lock"):
         found = verdict(ref.artifact_key, data_dir)
         if found is not None:
             return found
-        say("Preparing llama.cpp for this fine-tune (once)…")
-        base = base_gguf(entry, models_dir, report)
-        base_dir = model_dir(entry, models_dir, progress=report)
+        base = base_gguf(entry, models_dir)
+        base_dir = model_dir(entry, models_dir)
         adapter = place / "adapter.gguf"
         try:
             convert_adapter(adapter_dir, base_dir, adapter)
         except GgufConversionError as exc:
-            found = Verdict(False, f"llama.cpp cannot load this adapter: {exc}")
+            found = Verdict(False, str(exc))
         else:
-            say("Checking llama.cpp's answers against transformers (once)…")
             found = _judge(check_adapter(base, adapter, base_dir, adapter_dir, n=CHECK_TOKENS))
         _write(place / VERDICT, found)
     return found
@@ -167,8 +163,8 @@ def _judge(check: Check) -> Verdict:
         return Verdict(True)
     return Verdict(
         False,
-        f"its llama.cpp answers differ from transformers + PEFT (the same token at {agreed} of "
-        f"{steps} checked steps; {MIN_AGREEMENT:.0%} needed)",
+        f"Its llama.cpp answers differ from transformers + PEFT (the same token at {agreed} of "
+        f"{steps} checked steps; {MIN_AGREEMENT:.0%} needed).",
     )
 
 

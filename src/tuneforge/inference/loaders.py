@@ -15,7 +15,9 @@ import importlib.util
 import logging
 import os
 import shutil
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from tuneforge.errors import EngineUnavailable, NotFound
@@ -75,7 +77,7 @@ def choose(ref: ModelRef, entry: CatalogEntry, fast: Verdict | None = None) -> s
                 "read images with it: use the transformers engine, or export the GGUF again."
             )
         if fast is not None and not fast.ok:
-            raise EngineUnavailable(f"llama.cpp does not serve this fine-tune: {fast.reason}.")
+            raise EngineUnavailable(f"llama.cpp does not serve this fine-tune. {fast.reason}")
         if not _has_gguf(ref, entry) and not fast_path.candidate(ref, entry):
             raise EngineUnavailable(
                 f"llama.cpp runs GGUF files, and {ref.base!r}"
@@ -150,27 +152,61 @@ def attach(engine: Engine, ref: ModelRef, settings: Settings) -> str:
     return name
 
 
-def prepare(ref: ModelRef, settings: Settings, report: Progress | None = None) -> str | None:
+def prepare(
+    ref: ModelRef, settings: Settings, report: Progress | None = None, wait: float | None = None
+) -> str | None:
     """Make and check the llama.cpp fast path of a LoRA fine-tune the first time it is asked
     for (nothing for other models); why llama.cpp does not serve it (None: it does, or the
-    model is no candidate)."""
+    model is no candidate).
+
+    The work runs in a background thread, once per fine-tune however many ask; this call waits
+    for it up to `wait` seconds (None: until it is done). When it is not done by then, the
+    answer is that llama.cpp is still being prepared: the caller serves this request with
+    transformers, and a later one finds the verdict."""
     entry = load_catalog(settings.catalog_file).get(ref.base)
     if entry is None or ref.artifact_key is None or not fast_path.candidate(ref, entry):
         return None
     found = fast_path.verdict(ref.artifact_key, settings.data_dir)
-    if found is None:
-        try:
-            found = fast_path.prepare(
-                ref,
-                entry,
-                fetch(ref.artifact_key, settings),
-                settings.models_dir,
-                settings.data_dir,
-                report,
-            )
-        except Exception as exc:  # kept unjudged: the next request tries again
-            log.exception("the llama.cpp fast path could not be prepared")
-            return f"preparing llama.cpp for it failed ({type(exc).__name__}: {exc})"
+    if found is not None:
+        return None if found.ok else found.reason
+    if report is not None:
+        report(PREPARING)
+    with _preparing_lock:
+        future = _preparing.get(ref.artifact_key)
+        if future is None:
+            future = _preparer.submit(_prepare, ref, entry, settings)
+            _preparing[ref.artifact_key] = future
+    try:
+        return future.result(timeout=wait)
+    except TimeoutError:
+        return STILL_PREPARING
+
+
+#: What a request hears while the fast path is made and checked.
+PREPARING = "Preparing llama.cpp for this fine-tune (once)…"
+#: Why transformers answers while it is not ready.
+STILL_PREPARING = (
+    "llama.cpp is still being prepared for this fine-tune (once, about a minute on a CPU): "
+    "transformers answers until it is ready."
+)
+_preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fast-path")
+_preparing: dict[str, Future[str | None]] = {}
+_preparing_lock = threading.Lock()
+
+
+def _prepare(ref: ModelRef, entry: CatalogEntry, settings: Settings) -> str | None:
+    """`prepare`'s work, in the background thread."""
+    assert ref.artifact_key is not None
+    try:
+        found = fast_path.prepare(
+            ref, entry, fetch(ref.artifact_key, settings), settings.models_dir, settings.data_dir
+        )
+    except Exception as exc:  # kept unjudged: a later request tries again
+        log.exception("the llama.cpp fast path could not be prepared")
+        return f"Preparing llama.cpp for this fine-tune failed ({type(exc).__name__}: {exc})."
+    finally:
+        with _preparing_lock:
+            _preparing.pop(ref.artifact_key, None)
     return None if found.ok else found.reason
 
 

@@ -44,6 +44,9 @@ from tuneforge.settings import SETTINGS_ENV, Settings
 log = logging.getLogger(__name__)
 PARENT_POLL_SECONDS = 2.0
 STATUS = {"not_found": 404, "engine_unavailable": 409, "model_unavailable": 503}
+#: How long a first request waits for a fine-tune's llama.cpp fast path to be made and checked
+#: before transformers answers it (the work goes on; later requests find it done).
+PREPARE_WAIT_SECONDS = 20.0
 
 
 def build_cache(settings: Settings) -> ModelCache:
@@ -58,8 +61,15 @@ def build_cache(settings: Settings) -> ModelCache:
         choose,
         lambda name, ref, report: loaders.load(name, ref, settings, report),
         lambda engine, ref: loaders.attach(engine, ref, settings),
-        lambda ref, report: loaders.prepare(ref, settings, report),
+        lambda ref, report: loaders.prepare(ref, settings, report, wait=_prepare_wait(ref)),
     )
+
+
+def _prepare_wait(ref: ModelRef) -> float | None:
+    """How long a request waits for a fine-tune's fast path: `PREPARE_WAIT_SECONDS` under
+    `auto` (transformers answers if it is not ready), until it is ready when llama.cpp is
+    asked for by name."""
+    return None if ref.engine == "llama.cpp" else PREPARE_WAIT_SECONDS
 
 
 class Counters:

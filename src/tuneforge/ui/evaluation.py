@@ -109,10 +109,9 @@ async def _results(user: User, job_id: str) -> None:
             ).classes("text-body2 text-negative evaluation-judge-error")
         if result.get("engine"):
             note = result.get("engine_note")
-            ui.label(
-                f"Answers made by {result['engine']}"
-                + (f" (llama.cpp is off for a fine-tune: {note})." if note else ".")
-            ).classes("text-caption text-grey-7 evaluation-engine")
+            ui.label(f"Answers made by {result['engine']}." + (f" {note}" if note else "")).classes(
+                "text-caption text-grey-7 evaluation-engine"
+            )
         if result["skipped"]:
             ui.label(
                 f"{result['skipped']} rows of the split could not be used by this suite."

@@ -394,7 +394,7 @@ def _stats(done: Finished, first: float | None, last: float) -> str:
     if first is not None and last > first and done.completion_tokens > 1:
         stats += f" · {(done.completion_tokens - 1) / (last - first):.0f} tokens/s"
     if done.note:
-        stats += f" · not llama.cpp: {done.note}"
+        stats += f" · {done.note}"
     return stats
 
 

@@ -97,14 +97,7 @@ def run(spec: EvaluationSpec, ctx: JobContext) -> EvaluateResult:
         keys,
         names=[m.name for m in models],
     )
-    ctx.log(
-        f"answers made by {outcome.engine}"
-        + (
-            f" (llama.cpp is off for a fine-tune: {outcome.engine_note})"
-            if outcome.engine_note
-            else ""
-        )
-    )
+    ctx.log(f"answers made by {outcome.engine}. {outcome.engine_note or ''}".strip())
     judge_error = None
     if spec.judge is not None:
         try:
