@@ -11,7 +11,7 @@ statistics and gives every kept row its token ids and labels (the loss on the an
 * TuneForge: pyarrow reads the CSV and `tuneforge.data.process.process` does what a processing job
   does (the `fields` mapping prompt → user, response → assistant: the checks, the split, the
   statistics, the split tables); then each split's records become token ids and labels exactly as
-  training makes them (`encode_record`, loss on the answers). Both phases are timed and shown.
+  training makes them (`encode_records`, loss on the answers). Both phases are timed and shown.
 * datasets: what a user who knows Hugging Face `datasets` writes for the same output:
   `Dataset.from_csv`, a batched `filter` for blanks and duplicates (one process: it remembers what
   it saw), a batched `map` over `--num-proc` processes that renders Gemma's chat template and
@@ -54,7 +54,7 @@ from tuneforge.data.splits import SplitSpec
 from tuneforge.data.stats import PERCENTILES, TOP_LABELS, histogram_width
 from tuneforge.models.tokenizer import count_tokens, ensure_tokenizer_dir, gemma_tokenizer
 from tuneforge.settings import Settings
-from tuneforge.training.components.tokenize import IGNORE_INDEX, Example, encode_record
+from tuneforge.training.components.tokenize import IGNORE_INDEX, Example, encode_records
 
 COMMON_WORDS = """
 the of and to a in is it you that he was for on are with as I his they be at one have this from
@@ -207,7 +207,8 @@ def tuneforge_side(
     path: Path, tokenizer: Tokenizer, batch_rows: int | None = None, test_size: float | None = None
 ) -> Side:
     """TuneForge's path: pyarrow reads the CSV and `process` does what a processing job does;
-    then training's tokenization (`encode_record`) gives each kept record its ids and labels."""
+    then training's tokenization (`encode_records`, as the SFT recipe's `encode_all` calls it)
+    gives each kept record its ids and labels."""
     clock = _Clock()
     with clock("processing"):
         table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(newlines_in_values=True))
@@ -219,10 +220,7 @@ def tuneforge_side(
         )
     with clock("tokenization"):
         examples = {
-            name: [
-                encode_record(record, tokenizer, MAX_LENGTH, assistant_only=True)
-                for record in split.to_pylist()
-            ]
+            name: encode_records(split.to_pylist(), tokenizer, MAX_LENGTH, assistant_only=True)
             for name, split in result.splits.items()
         }
     return Side(examples, result.stats.model_dump(), clock.seconds)
@@ -500,7 +498,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{', '.join(f'{n:,} {split}' for split, n in ours.stats['rows'].items())}"
     )
     setups = {
-        "TuneForge": "processing job, then training's encode_record per record",
+        "TuneForge": "processing job, then training's encode_records",
         "datasets": f"Dataset.map(batched=True), num_proc={args.num_proc}, fast tokenizer",
         "naive": "pandas iterrows, one encode per prompt and per answer",
     }

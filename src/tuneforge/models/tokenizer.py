@@ -13,16 +13,17 @@ of Gemma 3's markers and unused tokens (`GEMMA4_CONTROL_TOKENS`: `<|turn>` at 10
 has `<start_of_turn>`, ...). `ensure_gemma4_tokenizer_dir` builds that tokenizer from Gemma 3's,
 with Gemma 4's chat template, for the tiny random Gemma 4.
 
-`count_tokens` gives the same counts as encoding every text, faster: Gemma's tokenizer maps spaces
-to `▁` and no token in its vocabulary joins a word to the space after it, so a text's token count
-is the sum of the counts of its space-separated words, each word counted once and remembered. Texts
-where that does not hold (double spaces, a literal `▁`, or a vocabulary entry that does join, like
-`>▁</`) are encoded whole.
+`count_tokens` and `token_ids` give the same counts and ids as encoding every text, faster:
+Gemma's tokenizer maps spaces to `▁` and no token in its vocabulary joins a word to the space after
+it, so a text's ids are the ids of its first word followed by those of each space-and-word after
+it, each word encoded once and remembered. Texts where that does not hold (double spaces, a
+literal `▁`, or a vocabulary entry that does join, like `>▁</`) are encoded whole.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import os
 import re
@@ -62,7 +63,7 @@ GEMMA4_CONTROL_TOKENS: dict[str, int] = {
     "<|video|>": 258884,
 }
 BATCH = 16_384
-MEMO_LIMIT = 500_000  # remembered word counts per tokenizer (tens of MB)
+MEMO_LIMIT = 500_000  # remembered word ids per tokenizer (under 100 MB)
 SPACE_NORMALIZER = {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}
 NO_OP_PRE_TOKENIZERS = (
     None,  # after the normaliser there are no spaces left for this split to find:
@@ -218,8 +219,12 @@ def gemma_tokenizer(cache_dir: Path) -> Tokenizer:
         return _loaded[key]
 
 
-def _encoded_lengths(tokenizer: Tokenizer, texts: list[str]) -> list[int]:
-    return [len(e) for e in tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
+def _encoded_ids(tokenizer: Tokenizer, texts: list[str]) -> list[list[int]]:
+    return [e.ids for e in tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
+
+
+def _lengths(ids: list[tuple[int, ...]]) -> Counts:
+    return np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
 
 
 def _state(component: Any) -> Any:
@@ -227,11 +232,11 @@ def _state(component: Any) -> Any:
 
 
 class _WordCounter:
-    """Token counts of texts from the remembered counts of their space-separated words."""
+    """Token ids and counts of texts from the remembered ids of their space-separated words."""
 
     def __init__(self, tokenizer: Tokenizer) -> None:
         self.tokenizer = tokenizer
-        self.memo: dict[str, int] = {}
+        self.memo: dict[str, tuple[int, ...]] = {}
         self.unsplittable = self._unsplittable() if self._splits_at_spaces() else None
 
     def _splits_at_spaces(self) -> bool:
@@ -256,40 +261,78 @@ class _WordCounter:
         }
         return "|".join(re.escape(span) for span in ["  ", "\u2581", *sorted(spans)])
 
+    def _whole(self, array: pa.Array) -> npt.NDArray[np.bool_]:
+        """Which texts must be encoded whole (all of them without the space property)."""
+        if self.unsplittable is None:
+            return np.ones(len(array), dtype=bool)
+        matches = pc.match_substring_regex(array, self.unsplittable)
+        return matches.to_numpy(zero_copy_only=False)  # type: ignore[no-any-return]
+
     def count(self, texts: list[str]) -> Counts:
         counts = np.zeros(len(texts), dtype=np.int64)
-        whole = np.ones(len(texts), dtype=bool)
-        if self.unsplittable is not None:
-            array = pa.array(texts, type=pa.large_string())
-            whole = pc.match_substring_regex(array, self.unsplittable).to_numpy(
-                zero_copy_only=False
-            )
-            split = np.flatnonzero(~whole)
-            if split.size:
-                counts[split] = self._count_by_words(array.take(pa.array(split)))
+        array = pa.array(texts, type=pa.large_string())
+        whole = self._whole(array)
+        split = np.flatnonzero(~whole)
+        if split.size:
+            counts[split] = self._count_by_words(array.take(pa.array(split)))
         rows = np.flatnonzero(whole)
-        counts[rows] = _encoded_lengths(self.tokenizer, [texts[i] for i in rows])
+        counts[rows] = [len(ids) for ids in _encoded_ids(self.tokenizer, [texts[i] for i in rows])]
         return counts
 
-    def _count_by_words(self, array: pa.Array) -> Counts:
-        """Each text is its first word, then a space and a word at a time."""
+    def ids(self, texts: list[str]) -> list[list[int]]:
+        result: list[list[int]] = [[] for _ in texts]
+        array = pa.array(texts, type=pa.large_string())
+        whole = self._whole(array)
+        split = np.flatnonzero(~whole).tolist()
+        rows = np.flatnonzero(whole).tolist()
+        by_words = self._ids_by_words(array.take(pa.array(split))) if split else []
+        encoded = _encoded_ids(self.tokenizer, [texts[i] for i in rows])
+        for index, ids in zip(split + rows, by_words + encoded, strict=True):
+            result[index] = ids
+        return result
+
+    def _words(
+        self, array: pa.Array
+    ) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]], Counts, Counts]:
+        """The texts as words: the ids of each distinct word after a space, the ids of each
+        text's first word, every word's code (its index among the distinct words) in order, and
+        where each text's words start."""
         words = pc.split_pattern(array, " ")
         starts = np.concatenate(([0], np.cumsum(pc.list_value_length(words).to_numpy())[:-1]))
         encoded = pc.dictionary_encode(pc.list_flatten(words))
         codes = encoded.indices.to_numpy()
         vocabulary = encoded.dictionary.to_pylist()
-        per_word = self._memoised([" " + word for word in vocabulary])[codes]
-        per_word[starts] = self._memoised([vocabulary[code] for code in codes[starts]])
+        spaced = self._memoised([" " + word for word in vocabulary])
+        firsts = self._memoised([vocabulary[code] for code in codes[starts]])
+        return spaced, firsts, codes, starts
+
+    def _count_by_words(self, array: pa.Array) -> Counts:
+        spaced, firsts, codes, starts = self._words(array)
+        per_word = _lengths(spaced)[codes]
+        per_word[starts] = _lengths(firsts)
         return np.add.reduceat(per_word, starts)
 
-    def _memoised(self, texts: list[str]) -> Counts:
+    def _ids_by_words(self, array: pa.Array) -> list[list[int]]:
+        spaced, firsts, codes, starts = self._words(array)
+        pieces = [spaced[code] for code in codes.tolist()]
+        for start, ids in zip(starts.tolist(), firsts, strict=True):
+            pieces[start] = ids
+        bounds = [*starts.tolist(), len(pieces)]
+        return [
+            list(itertools.chain.from_iterable(pieces[first:end]))
+            for first, end in itertools.pairwise(bounds)
+        ]
+
+    def _memoised(self, texts: list[str]) -> list[tuple[int, ...]]:
         memo = self.memo
         missing = list(dict.fromkeys(text for text in texts if text not in memo))
+        if len(memo) + len(missing) > MEMO_LIMIT:  # start afresh with only these texts
+            memo = self.memo = {}
+            missing = list(dict.fromkeys(texts))
         if missing:
-            if len(memo) + len(missing) > MEMO_LIMIT:
-                memo = self.memo = {}
-            memo.update(zip(missing, _encoded_lengths(self.tokenizer, missing), strict=True))
-        return np.fromiter(map(memo.__getitem__, texts), dtype=np.int64, count=len(texts))
+            encoded = _encoded_ids(self.tokenizer, missing)
+            memo.update(zip(missing, map(tuple, encoded), strict=True))
+        return list(map(memo.__getitem__, texts))
 
 
 @functools.lru_cache(maxsize=8)
@@ -305,3 +348,12 @@ def count_tokens(texts: Sequence[str], tokenizer: Tokenizer) -> list[int]:
     return [
         n for i in range(0, len(texts), BATCH) for n in counter.count(texts[i : i + BATCH]).tolist()
     ]
+
+
+def token_ids(texts: Sequence[str], tokenizer: Tokenizer) -> list[list[int]]:
+    """The token ids of each text, without special tokens added: exactly
+    `tokenizer.encode(text, add_special_tokens=False).ids`, from the same remembered words as
+    `count_tokens` (a tokenizer without Gemma's space property encodes every text whole)."""
+    counter = _counter(tokenizer)
+    texts = list(texts)
+    return [ids for i in range(0, len(texts), BATCH) for ids in counter.ids(texts[i : i + BATCH])]

@@ -63,23 +63,20 @@ def encode_all(
     """The records as examples (`vision`: a vision model's); those left with nothing
     to learn are skipped, and those whose images `max_length` would cut are left out with a
     warning to `reporter` saying how many."""
-    from tuneforge.training.components.tokenize import ImageDoesNotFit, encode_record
+    from tuneforge.training.components.tokenize import ImageDoesNotFit, encode_records
 
     examples = []
     cut = 0
-    for number, record in enumerate(records, start=1):
-        try:
-            example = encode_record(
-                record, tokenizer, spec.max_length, spec.assistant_only_loss, vision
-            )
-        except ImageDoesNotFit:
+    encoded = encode_records(records, tokenizer, spec.max_length, spec.assistant_only_loss, vision)
+    for number, (record, example) in enumerate(zip(records, encoded, strict=True), start=1):
+        if isinstance(example, ImageDoesNotFit):
             cut += 1
             continue
-        except ValueError as exc:  # a record this model cannot train on
+        if isinstance(example, ValueError):  # a record this model cannot train on
             fields = ["base_model", "dataset_id"] if record.get("images") else ["dataset_id"]
             raise InvalidInput(
-                f"{split.capitalize()} example {number}: {exc}", {"fields": fields}
-            ) from exc
+                f"{split.capitalize()} example {number}: {example}", {"fields": fields}
+            ) from example
         if example is not None:
             examples.append(example)
     if cut and reporter is not None:
