@@ -39,6 +39,7 @@ from tuneforge.evaluation.spec import NO_ANSWERS, EvaluationSpec
 from tuneforge.inference import loaders
 from tuneforge.inference.cache import ModelCache
 from tuneforge.inference.engine import Delta, Engine
+from tuneforge.inference.fast_path import Verdict
 from tuneforge.inference.hf_engine import Answer, TransformersEngine
 from tuneforge.inference.params import GenerationParams, ModelRef
 from tuneforge.models.catalog import Catalog, load_catalog
@@ -281,18 +282,21 @@ def answering_engine(
     them through the same GGUF, any other model as the inference server would serve it."""
     notes = [loaders.prepare(ref, settings) for ref in refs]
     note = next((n for n in notes if n is not None), None)
-    fast_bases = set()
-    for ref in refs:
-        found = loaders.verdict(ref, settings)
-        if ref.kind == "adapter" and found is not None and found.ok:
-            fast_bases.add(ref.base)
+    verdicts = [loaders.verdict(ref, settings) for ref in refs]
+    fast_bases = {
+        ref.base
+        for ref, found in zip(refs, verdicts, strict=True)
+        if ref.kind == "adapter" and found is not None and found.ok
+    }
 
-    def fast(ref: ModelRef) -> bool:
+    def fast(ref: ModelRef, found: Verdict | None) -> bool:
         entry = catalog.get(ref.base)
         if entry is None or ref.engine not in ("auto", FAST):
             return False
         if ref.kind == "base" and ref.base in fast_bases:
             return True
-        return loaders.choose(ref, entry, loaders.verdict(ref, settings)) == FAST
+        return loaders.choose(ref, entry, found) == FAST
 
-    return (FAST, None) if all(fast(ref) for ref in refs) else (ENGINE, note)
+    if all(fast(ref, found) for ref, found in zip(refs, verdicts, strict=True)):
+        return FAST, None
+    return ENGINE, note
