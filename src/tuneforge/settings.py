@@ -122,6 +122,13 @@ class Settings(BaseSettings):
         "judge and S3 endpoints may reach, such as a local vLLM or MinIO. Other private, "
         "loopback and link-local addresses are for administrators' endpoints only.",
     )
+    tracking_server_credentials: bool = Field(
+        default=False,
+        description="Whether training runs of users who stored no `WANDB_API_KEY` / "
+        "`MLFLOW_TRACKING_URI` secret of their own report to Weights & Biases or MLflow with "
+        "this server's (the `WANDB_*` / `MLFLOW_*` variables of its environment, which job "
+        "workers receive only then). Off: such runs are refused at launch.",
+    )
     export_directories: list[Path] = Field(
         default_factory=list,
         description="Server directories administrators may export models into (and below); "
@@ -145,6 +152,13 @@ class Settings(BaseSettings):
         default=None,
         description="In `header` mode, a shared secret the gateway sends in `X-TuneForge-Proxy-"
         "Secret`; when set, requests from any address are trusted if they carry it.",
+    )
+    auth_trust_loopback: bool | None = Field(
+        default=None,
+        description="In `header` mode, whether requests from this machine (loopback addresses "
+        "in `trusted_proxies`) may set the user header without the proxy secret. Default "
+        "(unset): yes when no `proxy_secret` is set (a gateway on this machine), no when one is "
+        "(then every request, the local gateway's too, must carry the secret).",
     )
     host: str = Field(default="127.0.0.1", description="Address the server binds to.")
     port: int = Field(default=7860, ge=1, le=65535, description="Port the server listens on.")
@@ -209,6 +223,14 @@ class Settings(BaseSettings):
         if self.auth == "auto":
             return "none" if is_loopback(self.host) else "local"
         return self.auth
+
+    @property
+    def trusts_loopback(self) -> bool:
+        """In `header` mode, whether loopback addresses may set the user header without the
+        proxy secret (`auth_trust_loopback`, by default only when no secret is set)."""
+        if self.auth_trust_loopback is not None:
+            return self.auth_trust_loopback
+        return not self.proxy_secret
 
     @property
     def inference_budget_bytes(self) -> int:

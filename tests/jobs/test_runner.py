@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import psutil
 import pytest
@@ -20,6 +21,7 @@ from tuneforge.db.tables import Job, JobEvent, User, utcnow
 from tuneforge.jobs.kinds.diagnostic import DiagnosticSpec
 from tuneforge.jobs.queue import claim_next
 from tuneforge.jobs.runner import LocalRunner
+from tuneforge.jobs.worker_env import SETTINGS_FILE_ENV
 from tuneforge.services import accounts
 from tuneforge.services import jobs as service
 from tuneforge.settings import Settings
@@ -301,3 +303,18 @@ def test_concurrent_claims_never_share_a_job(factory, admin) -> None:
         t.join()
     everything = [i for c in claimed for i in c]
     assert sorted(everything) == sorted(ids)
+
+
+def test_a_worker_runs_without_the_servers_secrets(
+    factory, admin, runners, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TUNEFORGE_SECRET_KEY", "server-secret")
+    monkeypatch.setenv("HF_TOKEN", "hf_server")
+    runners(secret_key="k" * 40)
+    job_id = submit(factory, admin, seconds=2)
+    job = wait_until_working(factory, job_id)
+    env = psutil.Process(job.worker_pid).environ()
+    assert "TUNEFORGE_SECRET_KEY" not in env and "HF_TOKEN" not in env
+    assert env["PATH"] and SETTINGS_FILE_ENV in env
+    assert not Path(env[SETTINGS_FILE_ENV]).exists()  # read, then removed
+    assert wait_for(factory, job_id, lambda j: j.status == "succeeded").result["ticks"] >= 1

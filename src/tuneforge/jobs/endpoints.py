@@ -5,13 +5,14 @@ database, a cloud metadata service, another internal host). So an endpoint a non
 names must resolve to public addresses only, unless an administrator trusts its host in
 `trusted_endpoint_hosts` (a vLLM judge or a MinIO on the local network, say). Administrators,
 and the one user of `auth: none`, may name any endpoint. The check runs when the job is
-launched and again in the worker just before the endpoint is used.
+launched and again in the worker just before the endpoint is used; the addresses it approves are
+pinned (`tuneforge.pinned`), so the worker's connections go there and nowhere a second
+resolution would point. Clients that cannot be pinned are confirmed (`confirm_endpoint`) just
+before they call.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
@@ -22,12 +23,11 @@ from tuneforge.db.repositories.secrets import has_secret
 from tuneforge.db.tables import User
 from tuneforge.errors import InvalidInput
 from tuneforge.jobs.inputs import usable_model
+from tuneforge.pinned import changed_addresses, pin, resolve
 from tuneforge.settings import Settings
 
 if TYPE_CHECKING:
     from tuneforge.data.synthesis.generator import EndpointGenerator, LocalGenerator
-
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class CalledEndpoint(Protocol):
@@ -42,7 +42,7 @@ class CalledEndpoint(Protocol):
 
 def check_endpoint(url: str, user: User, settings: Settings, what: str) -> None:
     """Refuse `url` (described as `what`, such as "The judge's base_url") when `user` may not
-    make the server call it."""
+    make the server call it; else pin its host to the addresses approved."""
     if user.is_admin:
         return
     host = urlsplit(url).hostname
@@ -50,13 +50,31 @@ def check_endpoint(url: str, user: User, settings: Settings, what: str) -> None:
         raise InvalidInput(f"{what} {url} names no host.")
     if host.lower() in {trusted.lower() for trusted in settings.trusted_endpoint_hosts}:
         return
-    for address in _addresses(host):
+    addresses = resolve(host)
+    for address in addresses:
         if not address.is_global:
             raise InvalidInput(
                 f"{what} {url} reaches {address}, a private or local address of this server's "
                 "network, which only administrators may use; an administrator can trust the "
                 "host in trusted_endpoint_hosts (TUNEFORGE_TRUSTED_ENDPOINT_HOSTS)."
             )
+    pin(host, addresses)
+
+
+def confirm_endpoint(url: str, what: str) -> None:
+    """Just before a client that cannot be pinned (MLflow, an S3 client) calls `url`, checked
+    by `check_endpoint` in this process: refuse it when its host now resolves to an address the
+    check did not approve."""
+    host = urlsplit(url).hostname
+    changed = changed_addresses(host) if host else set()
+    if changed:
+        shown = ", ".join(sorted(str(address) for address in changed))
+        raise InvalidInput(
+            f"{what} {url} now resolves to {shown}, which it did not when it was checked; "
+            "TuneForge does not call a host whose address changes between its check and the "
+            "call. An administrator can trust the host in trusted_endpoint_hosts "
+            "(TUNEFORGE_TRUSTED_ENDPOINT_HOSTS)."
+        )
 
 
 def check_judges(
@@ -76,20 +94,6 @@ def check_judges(
                 f"{what} key secret {key} is not set: set it under Settings, Secrets (or "
                 f"with `tuneforge secrets set {key}`), or leave api_key_secret empty."
             )
-
-
-def _addresses(host: str) -> set[Address]:
-    """The addresses `host` stands for: itself when it is one, else what it resolves to (none
-    when it does not resolve: calling it then fails on its own, saying so)."""
-    try:
-        return {ipaddress.ip_address(host)}
-    except ValueError:
-        pass
-    try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError):
-        return set()
-    return {ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos}
 
 
 def check_generator(

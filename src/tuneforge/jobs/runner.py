@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
 import socket
 import subprocess
@@ -33,7 +32,8 @@ from tuneforge.db.tables import Job, utcnow
 from tuneforge.jobs.queue import claim_next
 from tuneforge.jobs.states import StaleTransition, transition
 from tuneforge.jobs.status import JobStatus
-from tuneforge.settings import SETTINGS_ENV, Settings
+from tuneforge.jobs.worker_env import settings_file, worker_environment, write_worker_settings
+from tuneforge.settings import Settings
 
 log = logging.getLogger(__name__)
 WORKER_MODULE = "tuneforge.jobs"
@@ -112,16 +112,20 @@ class LocalRunner:
     def _spawn(self, job_id: str) -> subprocess.Popen[bytes]:
         logs = self.settings.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, SETTINGS_ENV: self.settings.model_dump_json()}
-        with open(logs / f"job-{job_id}.log", "ab") as out:
-            return subprocess.Popen(
-                [sys.executable, "-m", WORKER_MODULE, job_id],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        path = write_worker_settings(self.settings, job_id)
+        try:
+            with open(logs / f"job-{job_id}.log", "ab") as out:
+                return subprocess.Popen(
+                    [sys.executable, "-m", WORKER_MODULE, job_id],
+                    env=worker_environment(self.settings, path),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+        except OSError:
+            path.unlink(missing_ok=True)
+            raise
 
     # -- the three duties ----------------------------------------------------------------------
     def sweep(self) -> None:
@@ -143,6 +147,7 @@ class LocalRunner:
             if proc.poll() is not None:
                 del self._procs[job_id]
                 self._signalled.discard(job_id)
+                settings_file(self.settings, job_id).unlink(missing_ok=True)  # if never read
 
     def _settle(self, session: Session, job: Job, reason: str) -> None:
         target = JobStatus.CANCELLED if job.status == JobStatus.CANCELLING else JobStatus.FAILED

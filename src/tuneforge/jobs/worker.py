@@ -8,7 +8,6 @@ into a cancel request, and settles the job's final status itself.
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 import threading
 import traceback
@@ -23,7 +22,8 @@ from tuneforge.jobs.failure import failure_fields
 from tuneforge.jobs.kind import kind_of
 from tuneforge.jobs.states import StaleTransition, transition
 from tuneforge.jobs.status import JobStatus
-from tuneforge.settings import SETTINGS_ENV, Settings
+from tuneforge.jobs.worker_env import read_worker_settings
+from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore
 
 
@@ -93,5 +93,5 @@ def run(job_id: str, settings: Settings, terminate: threading.Event) -> JobStatu
 
 def main(job_id: str, terminate: threading.Event) -> int:
     """Run the job with the runner's settings; the exit code says whether it succeeded."""
-    settings = Settings.model_validate_json(os.environ[SETTINGS_ENV])
+    settings = read_worker_settings()
     return 0 if run(job_id, settings, terminate) is JobStatus.SUCCEEDED else 1

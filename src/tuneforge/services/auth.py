@@ -82,6 +82,9 @@ def login(
 
 
 def _trusted_proxy(settings: Settings, address: str | None, secret: str | None) -> bool:
+    """Whether a request may set the user header: it carries the proxy secret (when one is
+    set), or comes from an address in `trusted_proxies`; loopback addresses count only while
+    `trusts_loopback` (by default, only when no proxy secret is set)."""
     if settings.proxy_secret and secret:
         return hmac.compare_digest(settings.proxy_secret.encode(), secret.encode())
     if address is None:
@@ -89,6 +92,10 @@ def _trusted_proxy(settings: Settings, address: str | None, secret: str | None) 
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    if ip.is_loopback and not settings.trusts_loopback:
         return False
     return any(ip in ipaddress.ip_network(net, strict=False) for net in settings.trusted_proxies)
 

@@ -27,6 +27,7 @@ from tuneforge.db.tables import User
 from tuneforge.errors import InvalidInput
 from tuneforge.inference.params import MAX_IMAGES, ImagePart, Part, TextPart, Turn
 from tuneforge.jobs.endpoints import check_endpoint
+from tuneforge.pinned import pinned_transport
 from tuneforge.schemas.chat import ChatImagePart, ChatTurn
 from tuneforge.settings import Settings
 
@@ -143,7 +144,9 @@ def _fetch(url: str, user: User, settings: Settings, what: str) -> bytes:
     data = bytearray()
     try:
         with (
-            httpx.Client(timeout=FETCH_SECONDS, follow_redirects=False) as client,
+            httpx.Client(
+                timeout=FETCH_SECONDS, follow_redirects=False, transport=pinned_transport()
+            ) as client,
             client.stream("GET", url, headers={"Accept": "image/*"}) as response,
         ):
             if response.status_code != 200:

@@ -1,8 +1,10 @@
 """Where a recipe reports: the job context in a worker, the console for `tuneforge train`.
 
 `Tracked` mirrors every metric into TensorBoard (always, in the run's directory) and, when the
-spec asks, into Weights & Biases or MLflow; it can map the recipe's progress (its steps) into a
-share of the whole job, so saving and storing the model have room after the last step.
+spec asks, into Weights & Biases or MLflow (with the keys it is given, or this process's
+environment's when it is given none, as in `tuneforge train`); it can map the recipe's progress
+(its steps) into a share of the whole job, so saving and storing the model have room after the
+last step.
 `system_stats` samples CPU, memory and GPU use.
 """
 
@@ -14,6 +16,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -95,7 +98,7 @@ class Tracked:
         spec: TrainingBase,
         directory: Path,
         run_name: str,
-        secrets: dict[str, str] | None = None,
+        secrets: Mapping[str, str] | None = None,
         share: float = 1.0,
     ) -> None:
         from tensorboardX import SummaryWriter
@@ -105,18 +108,18 @@ class Tracked:
         self.writer = SummaryWriter(str(directory))
         self._wandb: Any = None
         self._mlflow: Any = None
-        secrets = secrets or {}
+        keys: Mapping[str, str] = os.environ if secrets is None else secrets
         config = spec.model_dump(mode="json")
         if "wandb" in spec.tracking:
             wandb = _optional("wandb", "Weights & Biases")
-            key = secrets.get("WANDB_API_KEY") or os.environ.get("WANDB_API_KEY")
+            key = keys.get("WANDB_API_KEY")
             if not key:
                 raise InvalidInput("Weights & Biases tracking needs a WANDB_API_KEY secret.")
             wandb.login(key=key, relogin=True)
             self._wandb = wandb.init(project="tuneforge", name=run_name, config=config)
         if "mlflow" in spec.tracking:
             mlflow = _optional("mlflow", "MLflow")
-            uri = secrets.get("MLFLOW_TRACKING_URI") or os.environ.get("MLFLOW_TRACKING_URI")
+            uri = keys.get("MLFLOW_TRACKING_URI")
             if uri:
                 mlflow.set_tracking_uri(uri)
             mlflow.start_run(run_name=run_name)

@@ -26,6 +26,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tuneforge.errors import DomainError
+from tuneforge.pinned import pinned_transport
 
 if TYPE_CHECKING:
     from tuneforge.inference.hf_engine import Answer
@@ -171,8 +172,8 @@ class ChatEndpoint:
         self.delays = delays
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-        self._http = httpx.Client(
-            base_url=base_url, headers=headers, timeout=timeout, limits=limits
+        self._http = httpx.Client(  # to the address its check approved (`tuneforge.pinned`)
+            base_url=base_url, headers=headers, timeout=timeout, transport=pinned_transport(limits)
         )
 
     def close(self) -> None:

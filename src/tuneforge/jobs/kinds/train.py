@@ -25,6 +25,7 @@ from tuneforge.jobs.inputs import (
     starting_model,
 )
 from tuneforge.jobs.kind import JobKind, register
+from tuneforge.jobs.tracking import tracking_secrets
 from tuneforge.settings import Settings
 from tuneforge.training.estimate import CalibrationCache, Estimate, estimate
 from tuneforge.training.registry import TrainingSpec, recipe_for
@@ -81,6 +82,7 @@ class TrainKind(JobKind[TrainingBase, TrainResult]):
         runnable_entry(settings, spec.base_model)
         judges = recipe_for(spec).judges
         check_judges(judges(spec) if judges else [], user, settings, session)
+        tracking_secrets(session, user, settings, spec)
         starting_model(session, user, spec)
         dataset = training_dataset(session, user, spec.dataset_id)
         entry = catalog_entry(settings, spec.base_model)

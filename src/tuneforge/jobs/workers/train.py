@@ -26,6 +26,7 @@ from tuneforge.jobs.context import JobContext
 from tuneforge.jobs.endpoints import check_judges
 from tuneforge.jobs.inputs import starting_model
 from tuneforge.jobs.kinds.train import TrainResult, training_dataset
+from tuneforge.jobs.tracking import prepare_tracking
 from tuneforge.jobs.workers.train_phases import (
     TRAINING_SHARE,
     attempt_started,
@@ -153,11 +154,11 @@ def run(spec: TrainingBase, ctx: JobContext) -> TrainResult:
     if latest is None:  # a first attempt: what the whole run should take
         report_estimate(ctx, spec, entry, dataset)
     name = spec.name or f"{entry.id} on {dataset.name}"
-    wanted = {"wandb": "WANDB_API_KEY", "mlflow": "MLFLOW_TRACKING_URI"}
     with ctx.transaction() as session:
-        tracking = secret_values(
-            session, settings, ctx.owner_id, [wanted[t] for t in spec.tracking]
-        )
+        owner = session.get(User, ctx.owner_id)
+        if owner is None:
+            raise InvalidInput("The run's owner no longer exists.")
+        tracking = prepare_tracking(session, owner, settings, spec)
     reporter = Tracked(
         ctx, spec, workdir / "tensorboard", name, secrets=tracking, share=TRAINING_SHARE
     )
