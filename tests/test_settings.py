@@ -50,8 +50,24 @@ def test_unsafe_configurations_are_refused(
         Settings(data_dir=tmp_path, **overrides).check_safe()
 
 
-def test_a_public_server_with_a_key_starts(tmp_path: Path) -> None:
-    Settings(data_dir=tmp_path, host="0.0.0.0", auth="local", secret_key="k" * 40).check_safe()
+@pytest.mark.parametrize(
+    ("overrides", "mode"),
+    [
+        ({"host": "0.0.0.0", "auth": "local"}, "local"),
+        ({"host": "0.0.0.0"}, "local"),  # auto: accounts on a public address
+        ({"host": "10.0.0.5", "auth": "header", "trusted_proxies": ["10.0.0.1"]}, "header"),
+        ({"host": "0.0.0.0", "auth": "header", "proxy_secret": "p" * 40}, "header"),
+    ],
+)
+def test_a_public_server_with_a_key_starts_with_that_key_and_its_auth(
+    tmp_path: Path, overrides: dict[str, object], mode: str
+) -> None:
+    """Accepted means: the server authenticates as configured and signs sessions with the key
+    it was given (no generated key file stands in for it)."""
+    settings = Settings(data_dir=tmp_path, secret_key="k" * 40, **overrides)
+    settings.check_safe()
+    assert settings.auth_mode == mode and settings.session_secret == "k" * 40
+    assert not (tmp_path / "secret_key").exists()
 
 
 def test_the_generated_key_is_private_and_stable(tmp_path: Path) -> None:

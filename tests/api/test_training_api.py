@@ -100,7 +100,8 @@ def test_train_streams_metrics_and_makes_a_model_peft_loads(api, settings) -> No
     assert "adapter_model.safetensors" in model["files"] and model["metrics"]["eval_loss"] > 0
     listed = client.get("/api/v1/models", headers=alice).json()
     assert [m["id"] for m in listed["items"]] == [model_id]
-    # The adapter loads with PEFT over the base model.
+    # The adapter loads with PEFT over the base model and changes its answers: LoRA's B matrices
+    # start at zero, so an adapter that never trained would give the base's logits exactly.
     from peft import PeftModel
 
     from tuneforge.models.loading import load_causal_lm, model_dir
@@ -112,7 +113,12 @@ def test_train_streams_metrics_and_makes_a_model_peft_loads(api, settings) -> No
     base = load_causal_lm(model_dir(entry, settings.models_dir), torch.float32)
     tuned = PeftModel.from_pretrained(base, local)
     ids = torch.tensor([[2, 105, 2364, 107]])
-    assert tuned(ids).logits.shape[-1] == 262144
+    with torch.no_grad():
+        logits = tuned(ids).logits
+        with tuned.disable_adapter():
+            base_logits = tuned(ids).logits
+    assert logits.shape[-1] == 262144
+    assert (logits - base_logits).abs().max().item() > 1e-3
     # Deleting the model removes its files.
     assert client.delete(f"/api/v1/models/{model_id}", headers=alice).status_code == 204
     assert not store.is_complete(model["artifact_key"])

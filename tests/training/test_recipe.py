@@ -32,10 +32,11 @@ def spec(**values: object) -> SFTSpec:
 
 
 def test_lora_learns_and_changes_every_trained_weight(tiny_model: Path, tmp_path: Path) -> None:
-    data = conversations(8)
+    data = conversations(12)
+    train, held_out = data[:8], data[8:]  # numbers 8-11 are never trained on
     recorder = Recorder()
     outcome = train_sft(
-        spec(max_steps=40, eval_every=20), tiny_model, data, data[:4], recorder, tmp_path
+        spec(max_steps=40, eval_every=20), tiny_model, train, held_out, recorder, tmp_path
     )
     losses = recorder.series("loss")
     assert len(losses) == 40 and outcome.steps == 40
@@ -51,7 +52,7 @@ def test_lora_learns_and_changes_every_trained_weight(tiny_model: Path, tmp_path
     )
     assert any("system/cpu_percent" in points for points in [recorder.points])
     assert recorder.sample_sets and recorder.sample_sets[-1][0] == 40
-    assert recorder.sample_sets[-1][1][0]["reference"] == "Number 0 is red."
+    assert recorder.sample_sets[-1][1][0]["reference"] == "Number 8 is rose."
     # Every LoRA matrix moved away from its initial value (the same seed builds the same start).
     adapter = load_file(str(outcome.output / "adapter_model.safetensors"))
     run = spec()
