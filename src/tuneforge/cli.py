@@ -114,16 +114,15 @@ def serve(
         settings.check_safe()
     except UnsafeConfiguration as exc:
         fail(str(exc), code=2)
-    import uvicorn
-
     from tuneforge.api.app import create_app
+    from tuneforge.api.stopping import serve as run_server
 
     shown = f"[{settings.host}]" if ":" in settings.host else settings.host
     typer.echo(
         f"TuneForge {__version__} on http://{shown}:{settings.port} "
         f"({settings.auth_mode} auth); press Ctrl-C to stop."
     )
-    uvicorn.run(
+    run_server(
         create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level
     )
 

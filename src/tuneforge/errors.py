@@ -61,6 +61,12 @@ class InferenceFailed(DomainError):
     code = "inference_failed"
 
 
+class ServerStopping(DomainError):
+    """The server was asked to stop (SIGTERM) while an answer was being streamed."""
+
+    code = "server_stopping"
+
+
 class SecretUnreadable(Conflict):
     """A stored secret no longer decrypts: the server's secret key changed since it was set."""
 

@@ -28,6 +28,7 @@ from tuneforge.api.routes import (
     synthesis,
     trainings,
 )
+from tuneforge.api.stopping import Stopping
 from tuneforge.db.session import make_engine, make_sessionmaker, migrate, transaction
 from tuneforge.errors import NotFound
 from tuneforge.inference.client import InferenceClient
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None, *, ui: bool = True) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.stopping.attach()
         migrate(engine)
         if settings.auth_mode == "none":
             with transaction(app.state.sessions) as session:
@@ -94,6 +96,7 @@ def create_app(settings: Settings | None = None, *, ui: bool = True) -> FastAPI:
     app.state.sessions = make_sessionmaker(engine)
     app.state.store = ArtifactStore(settings.resolved_storage_url, settings.storage_options)
     app.state.runner = None
+    app.state.stopping = Stopping()  # set by SIGTERM under `tuneforge serve`: streams end
     app.state.inference = InferenceClient(InferenceProcess(settings))
     app.state.signer = SessionSigner(settings.session_secret, settings.session_max_age)
     app.state.limiter = LoginLimiter(settings.login_attempts_per_minute)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+T = TypeVar("T")
 
 
 def make_engine(url: str) -> Engine:
@@ -19,7 +22,11 @@ def make_engine(url: str) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        # No request ever waits for a connection (they are cheap here): one that waited while
+        # another request held the write lock could starve that request of its thread.
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, max_overflow=-1
+        )
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -57,6 +64,23 @@ def transaction(factory: sessionmaker[Session], *, read_only: bool = False) -> I
         if read_only:
             session.connection(execution_options={"read_only": True})
         yield session
+
+
+def retrying(factory: sessionmaker[Session], work: Callable[[Session], T], *, seconds: float) -> T:
+    """`work(session)` in a transaction, run again while the database cannot be reached (it
+    restarts, or dropped the connection) for up to `seconds`. A failed try was rolled back, so
+    `work` starts afresh; `pool_pre_ping` gives the next try a live connection."""
+    deadline = time.monotonic() + seconds
+    pause = 0.1
+    while True:
+        try:
+            with transaction(factory) as session:
+                return work(session)
+        except OperationalError:
+            if time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
 
 
 def migrate(engine: Engine, revision: str = "head", *, down: bool = False) -> None:

@@ -28,6 +28,10 @@ from tuneforge.inference.params import Generate, ModelRef
 from tuneforge.inference.supervisor import InferenceProcess
 
 STARTUP_SECONDS = 90.0
+BROKE_OFF = (
+    "The inference server stopped in the middle of the answer; it is being restarted, so "
+    "send the message again in a moment."
+)
 
 
 ERRORS: dict[str, type[DomainError]] = {
@@ -109,6 +113,8 @@ class InferenceClient:
                     )
                 else:
                     raise _error(item.get("error", {}))
+        except httpx.TransportError as exc:  # the server died in the middle of the answer
+            raise InferenceFailed(BROKE_OFF) from exc
         finally:
             await response.aclose()
 
@@ -137,6 +143,8 @@ class InferenceClient:
                         "data directory."
                     ) from exc
                 await asyncio.sleep(0.25)
+            except httpx.TransportError as exc:  # it died while taking the request
+                raise InferenceFailed(BROKE_OFF) from exc
 
 
 def _error(body: dict[str, Any]) -> DomainError:

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from tuneforge.db.session import transaction
+from tuneforge.db.session import retrying, transaction
 from tuneforge.db.tables import Job, JobEvent, utcnow
 from tuneforge.errors import JobCancelled
 from tuneforge.jobs.events import (
@@ -44,10 +44,15 @@ class JobContext:
 
     # -- reporting ---------------------------------------------------------------------------
     def _event(self, event: JobEventData, **job_fields: Any) -> None:
-        with transaction(self._factory) as session:
+        """Record `event`; a database that restarts meanwhile is waited for (as long as the
+        runner waits for a heartbeat), so the job goes on."""
+
+        def write(session: Session) -> None:
             session.add(JobEvent(job_id=self.job_id, type=event.type, data=event.data()))
             if job_fields:
                 session.execute(update(Job).where(Job.id == self.job_id).values(**job_fields))
+
+        retrying(self._factory, write, seconds=self.settings.heartbeat_timeout)
 
     def progress(self, fraction: float, message: str | None = None) -> None:
         """Report how far along the job is (0..1) and, optionally, what it is doing."""

@@ -14,7 +14,9 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from tuneforge.db.session import make_engine, make_sessionmaker, transaction
+from sqlalchemy.orm import Session
+
+from tuneforge.db.session import make_engine, make_sessionmaker, retrying, transaction
 from tuneforge.db.tables import Job
 from tuneforge.errors import DomainError, JobCancelled
 from tuneforge.jobs.context import JobContext
@@ -79,16 +81,21 @@ def run(job_id: str, settings: Settings, terminate: threading.Event) -> JobStatu
         target, fields = JobStatus.FAILED, {"error": f"{type(exc).__name__}: {exc}"}
     finally:
         stop.set()
-    with transaction(factory) as session:
+
+    def settle(session: Session) -> JobStatus:
         row = session.get(Job, job_id, populate_existing=True)
         assert row is not None
+        final = target
         if row.status == JobStatus.CANCELLING and target is JobStatus.SUCCEEDED:
-            target = JobStatus.CANCELLED
+            final = JobStatus.CANCELLED
         try:
-            transition(session, row, target, **fields)
+            transition(session, row, final, **fields)
         except StaleTransition:  # the runner settled it first (e.g. it gave up on us)
             return JobStatus(row.status)
-    return target
+        return final
+
+    # The work is done: a database that restarts meanwhile is waited for, not a lost job.
+    return retrying(factory, settle, seconds=settings.heartbeat_timeout)
 
 
 def main(job_id: str, terminate: threading.Event) -> int:

@@ -10,7 +10,7 @@ import dataclasses
 import json
 from collections.abc import AsyncGenerator
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -75,6 +75,7 @@ async def chat(
     user: CurrentUser,
     settings: SettingsDep,
     inference: InferenceDep,
+    request: Request,
 ) -> ChatAnswer | StreamingResponse:
     """Answer a conversation with one model (Gemma's chat template, stops at `<end_of_turn>`).
     Sampling values left out are the model's defaults: greedy and 128 tokens for a pre-trained
@@ -97,7 +98,7 @@ async def chat(
             engine=done.engine,
             engine_note=done.note,
         )
-    events = inference.events(generate)
+    events = request.app.state.stopping.until(inference.events(generate))
     # Until the inference server accepts the request (past a `starting` status), a model that
     # cannot be served still answers with an HTTP error.
     opening = [await anext(events)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -10,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
+from sqlalchemy.exc import OperationalError
 
 from tuneforge.api.deps import CurrentUser, SessionDep, SettingsDep, StoreDep
 from tuneforge.db.session import transaction
@@ -101,6 +101,7 @@ def job_events(
     service.get_job(session, user, job_id)  # 404 before the stream starts
     factory = request.app.state.sessions
     poll = request.app.state.settings.poll_interval
+    stopping = request.app.state.stopping
 
     def fetch(cursor: int) -> tuple[bool, list[JobEventPublic]]:
         with transaction(factory, read_only=True) as s:
@@ -110,11 +111,15 @@ def job_events(
     async def stream() -> AsyncIterator[str]:
         cursor = max(after, last_event_id or 0)
         quiet = 0.0
-        while not await request.is_disconnected():
+        # A stopping server ends the stream without `end`: the job goes on, and clients
+        # resume from the last event id once the server is back.
+        while not stopping.is_set() and not await request.is_disconnected():
             try:
                 finished, events = await run_in_threadpool(fetch, cursor)
             except NotFound:
                 finished, events = True, []
+            except OperationalError:  # the database restarts: try again at the next poll
+                finished, events = False, []
             for event in events:
                 cursor = event.id
                 yield _sse(event)
@@ -127,7 +132,7 @@ def job_events(
             if quiet >= KEEPALIVE_SECONDS:
                 yield ": keepalive\n\n"
                 quiet = 0.0
-            await asyncio.sleep(poll)
+            await stopping.sleep(poll)
             quiet += poll
 
     return StreamingResponse(

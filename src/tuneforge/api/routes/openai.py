@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -23,7 +23,8 @@ from tuneforge.api.deps import (
     SettingsDep,
     end_transaction,
 )
-from tuneforge.errors import InvalidInput
+from tuneforge.api.stopping import Stopping
+from tuneforge.errors import DomainError, InvalidInput
 from tuneforge.inference.client import InferenceClient
 from tuneforge.inference.engine import Delta, Finished
 from tuneforge.inference.params import Generate, GenerationParams
@@ -59,6 +60,7 @@ async def chat_completions(
     user: CurrentUser,
     settings: SettingsDep,
     inference: InferenceDep,
+    request: Request,
 ) -> dict[str, Any] | StreamingResponse:
     try:
         messages, tools = body.turns(), body.offered_tools()
@@ -78,7 +80,9 @@ async def chat_completions(
     )
     await end_transaction(session)
     markers = service.chat_format(settings, model).tool_markers if tools else None
-    return await _answer(inference, generate, body, chat=True, markers=markers)
+    return await _answer(
+        inference, request.app.state.stopping, generate, body, chat=True, markers=markers
+    )
 
 
 @router.post("/completions", response_model=None)
@@ -88,6 +92,7 @@ async def completions(
     user: CurrentUser,
     settings: SettingsDep,
     inference: InferenceDep,
+    request: Request,
 ) -> dict[str, Any] | StreamingResponse:
     _, generate = await run_in_threadpool(
         service.prepare,
@@ -100,7 +105,7 @@ async def completions(
         body.prompt,
     )
     await end_transaction(session)
-    return await _answer(inference, generate, body, chat=False)
+    return await _answer(inference, request.app.state.stopping, generate, body, chat=False)
 
 
 def _params(body: Sampling, max_new_tokens: int) -> GenerationParams:
@@ -112,6 +117,7 @@ def _params(body: Sampling, max_new_tokens: int) -> GenerationParams:
 
 async def _answer(
     inference: InferenceClient,
+    stopping: Stopping,
     generate: Generate,
     body: Sampling,
     *,
@@ -146,7 +152,7 @@ async def _answer(
             "usage": _usage(done),
             "system_fingerprint": _fingerprint(done),
         }
-    events = inference.stream(generate)
+    events = stopping.until(inference.stream(generate))
     first = await anext(events)  # a model that cannot load answers with an HTTP error
     head["object"] = "chat.completion.chunk" if chat else "text_completion"
 
@@ -166,6 +172,9 @@ async def _answer(
         try:
             async for line in _lines():
                 yield line
+        except DomainError as exc:  # it broke off: OpenAI's error chunk, and no `[DONE]`
+            error = {"message": exc.message, "type": "server_error", "code": exc.code}
+            yield f"data: {json.dumps({'error': error})}\n\n"
         finally:
             await events.aclose()  # the client went away: the inference server stops
 
