@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
+from tuneforge.db.session import transaction
 from tuneforge.db.tables import User
 from tuneforge.inference.client import InferenceClient
 from tuneforge.services.auth import SESSION_COOKIE, resolve_user
@@ -24,8 +25,11 @@ def get_settings(request: Request) -> Settings:
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """One transaction per request: committed when the route returns, rolled back on error."""
-    with request.app.state.sessions() as session, session.begin():
+    """One transaction per request: committed when the route returns, rolled back on error.
+    Reads (GET, HEAD, OPTIONS) write nothing, so on SQLite they take no write lock: they never
+    wait for a writer (a job reporting, an upload), and no writer waits for them."""
+    read_only = request.method in SAFE_METHODS
+    with transaction(request.app.state.sessions, read_only=read_only) as session:
         yield session
 
 

@@ -6,9 +6,12 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from contextlib import suppress
+from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from tuneforge.db.repositories import users
@@ -18,6 +21,10 @@ from tuneforge.errors import Conflict, InvalidInput, NotFound
 LOCAL_USER = "local"
 TOKEN_PREFIX = "tf_"  # noqa: S105 (a prefix, not a secret)
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+#: A token's `last_used_at` is written at most this often: a request reading with a token then
+#: writes nothing (each write would lock the token's row, on SQLite the whole database, until
+#: the request ends, so every client of one token would wait for the others).
+TOKEN_USE_PRECISION = timedelta(minutes=1)
 _hasher = PasswordHasher()
 # Verifying against this keeps a login for an unknown user as slow as one for a known user.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
@@ -101,5 +108,18 @@ def user_for_token(session: Session, secret: str) -> User | None:
     token = users.token_with_hash(session, _digest(secret))
     if token is None:
         return None
-    token.last_used_at = utcnow()
+    now = utcnow()
+    if token.last_used_at is None or now - token.last_used_at >= TOKEN_USE_PRECISION:
+        _record_use(session, token, now)
     return session.get(User, token.owner_id)
+
+
+def _record_use(session: Session, token: ApiToken, now: datetime) -> None:
+    """Note when `token` was used, unless another request is noting it (its row is locked
+    until that request ends: waiting for it would hold this request's thread, and many
+    requests of one client arriving together could wait for each other) or the database is
+    busy (a read-only request on SQLite cannot take the write lock after another writer
+    committed). The token's next request tries again; this one goes on either way."""
+    with suppress(OperationalError), session.begin_nested():
+        if users.lock_token(session, token):
+            token.last_used_at = now

@@ -30,3 +30,10 @@ def find_token(session: Session, owner_id: str, token_id: str) -> ApiToken | Non
 
 def token_with_hash(session: Session, token_hash: str) -> ApiToken | None:
     return session.scalars(select(ApiToken).where(ApiToken.token_hash == token_hash)).first()
+
+
+def lock_token(session: Session, token: ApiToken) -> bool:
+    """Lock `token`'s row for this transaction, unless another one holds it (then False, at
+    once: `SKIP LOCKED` on PostgreSQL; SQLite locks the whole database when it writes)."""
+    statement = select(ApiToken.id).where(ApiToken.id == token.id)
+    return session.scalar(statement.with_for_update(skip_locked=True)) is not None
