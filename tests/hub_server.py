@@ -1,11 +1,14 @@
 """A Hugging Face Hub on loopback: a real HTTP server answering the calls that the installed
-`huggingface_hub` makes to create a model repository, commit files to it and list them back.
+`huggingface_hub` makes to create a model repository, commit files to it and list them back,
+and to read a dataset repository's file sizes and download its files.
 
 Every request needs `Authorization: Bearer <token>` with the configured token (401 otherwise,
 with the Hub's own "Invalid credentials" message). The token's user may create repositories in
 their own namespace only (403 elsewhere). Preupload answers "regular" for every file, so file
 contents arrive base64-encoded inside the commit (no LFS or Xet storage is faked). Only the
-`main` revision exists.
+`main` revision exists. A dataset's file is sent with its length announced, or streamed without
+it when `announce_length` is off (so that only counting the bytes can bound the download); its
+size is always in `X-Linked-Size`, as for the Hub's LFS files.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 import uvicorn
 import yaml
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from tests.server import free_port
 
@@ -49,6 +52,8 @@ class FakeHub:
     private: dict[str, bool] = field(default_factory=dict)
     commits: dict[str, list[str]] = field(default_factory=dict)  # repo id → commit summaries
     card_metadata: list[dict[str, Any]] = field(default_factory=list)  # validated model cards
+    datasets: dict[str, dict[str, bytes]] = field(default_factory=dict)  # repo id → path → bytes
+    announce_length: bool = True
     _server: uvicorn.Server | None = field(default=None, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
 
@@ -198,7 +203,55 @@ class FakeHub:
             recursive = request.query_params.get("recursive", "false").lower() == "true"
             return JSONResponse(self._tree(repo_id, path.strip("/"), recursive))
 
+        @app.get("/api/datasets/{namespace}/{name}")
+        @app.get("/api/datasets/{namespace}/{name}/revision/{revision}")
+        async def dataset_info(
+            namespace: str, name: str, request: Request, revision: str = "main"
+        ) -> JSONResponse:
+            """The files' sizes come only when asked for (`blobs=true`), as on the Hub."""
+            repo_id = f"{namespace}/{name}"
+            if problem := self._missing_dataset(repo_id, revision):
+                return problem
+            blobs = request.query_params.get("blobs", "false").lower() == "true"
+            files = self.datasets[repo_id]
+            siblings = [
+                {"rfilename": path} | ({"size": len(files[path])} if blobs else {})
+                for path in sorted(files)
+            ]
+            return JSONResponse({"id": repo_id, "private": False, "siblings": siblings})
+
+        @app.api_route(
+            "/datasets/{namespace}/{name}/resolve/{revision}/{path:path}", methods=["GET", "HEAD"]
+        )
+        async def resolve(
+            namespace: str, name: str, revision: str, path: str, request: Request
+        ) -> Response:
+            repo_id = f"{namespace}/{name}"
+            if problem := self._missing_dataset(repo_id, revision):
+                return problem
+            content = self.datasets[repo_id].get(path)
+            if content is None:
+                return _error(404, "Entry not found", "EntryNotFound")
+            headers = {
+                "X-Repo-Commit": "0" * 40,
+                "ETag": f'"{_git_oid(content)}"',
+                "X-Linked-Size": str(len(content)),  # as the Hub tells an LFS file's size
+            }
+            head = request.method == "HEAD"
+            if self.announce_length:
+                headers["Content-Length"] = str(len(content))
+                return Response(b"" if head else content, headers=headers)
+            chunks = [] if head else [content[i : i + 8192] for i in range(0, len(content), 8192)]
+            return StreamingResponse(iter(chunks), headers=headers)
+
         return app
+
+    def _missing_dataset(self, repo_id: str, revision: str) -> JSONResponse | None:
+        if repo_id not in self.datasets:
+            return _error(404, "Repository not found", "RepoNotFound")
+        if revision != "main":
+            return _error(404, f"Invalid rev id: {revision}", "RevisionNotFound")
+        return None
 
     def _missing(self, repo_id: str, revision: str) -> JSONResponse | None:
         if repo_id not in self.repos:

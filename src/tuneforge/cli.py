@@ -212,6 +212,82 @@ def token(
     typer.echo(secret)
 
 
+UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+UNITS |= {"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
+
+
+def _limit(text: str | None, current: int | None, *, sized: bool = False) -> int | None:
+    """A limit given on the command line: `current` when not given, None for `default`."""
+    if text is None:
+        return current
+    value = text.strip().lower().replace(" ", "").replace("_", "")
+    if value == "default":
+        return None
+    number = value.rstrip("kmgtib") if sized else value
+    if not number.isdigit() or value[len(number) :] not in UNITS:
+        example = "a byte count such as 500MB or 20GiB" if sized else "a whole number"
+        fail(f"{text!r} is not a limit: give {example}, or `default`.", code=2)
+    return int(number) * UNITS[value[len(number) :]]
+
+
+@admin_app.command()
+def quota(
+    user: Annotated[str, typer.Argument(help="The user whose quota to show or set.")],
+    storage: Annotated[
+        str | None, typer.Option(help="Storage quota in bytes (500MB, 20GiB), or `default`.")
+    ] = None,
+    concurrent_jobs: Annotated[
+        str | None, typer.Option(help="Jobs queued or running at once, or `default`.")
+    ] = None,
+    jobs_per_day: Annotated[
+        str | None, typer.Option(help="Jobs started in 24 hours, or `default`.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show a user's quota beside their usage; with options, set their own limits first (a
+    limit set to `default` follows the server's `TUNEFORGE_QUOTA_*` settings)."""
+    from tuneforge.data.limits import size_text
+    from tuneforge.db.session import transaction
+    from tuneforge.errors import NotFound
+    from tuneforge.schemas.quotas import QuotaSet
+    from tuneforge.services import accounts, quotas
+
+    settings = _load_settings()
+    with _database() as factory, transaction(factory) as session:
+        account = accounts.get_user(session, user)
+        if account is None:
+            raise NotFound(f"There is no user {user!r}.")
+        view = quotas.quota_view(session, account, settings)
+        if (storage, concurrent_jobs, jobs_per_day) != (None, None, None):
+            limits = QuotaSet(
+                storage_bytes=_limit(storage, view.own.storage_bytes, sized=True),
+                concurrent_jobs=_limit(concurrent_jobs, view.own.concurrent_jobs),
+                jobs_per_day=_limit(jobs_per_day, view.own.jobs_per_day),
+            )
+            view = quotas.store_quota(session, settings, account, limits)
+    if as_json:
+        echo_json(view.model_dump(mode="json"))
+        return
+    own = view.own
+    rows = [
+        ("storage", view.storage_bytes_used, view.storage_bytes_limit, own.storage_bytes),
+        ("jobs at once", view.jobs_in_flight, view.concurrent_jobs_limit, own.concurrent_jobs),
+        ("jobs per day", view.jobs_today, view.jobs_per_day_limit, own.jobs_per_day),
+    ]
+    print_table(
+        [
+            [
+                name,
+                size_text(used) if name == "storage" else f"{used:,}",
+                "none" if limit is None else size_text(limit) if name == "storage" else limit,
+                "server default" if set_here is None else "set for this user",
+            ]
+            for name, used, limit, set_here in rows
+        ],
+        ["QUOTA", "USED", "LIMIT", "FROM"],
+    )
+
+
 # -- jobs (through the API) -----------------------------------------------------------------------
 def _job_row(job: JobPublic) -> list[object]:
     return [

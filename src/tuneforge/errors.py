@@ -41,6 +41,18 @@ class RateLimited(DomainError):
     code = "rate_limited"
 
 
+class QuotaExceeded(Conflict):
+    """A user's storage or concurrent-jobs quota is reached (an administrator sets it)."""
+
+    code = "quota_exceeded"
+
+
+class DailyQuotaExceeded(RateLimited):
+    """A user has started as many jobs in the last 24 hours as their quota allows."""
+
+    code = "quota_exceeded"
+
+
 class ModelUnavailable(DomainError):
     """The model's weights cannot be had here: the hub is unreachable, the licence is not
     accepted, or a local directory is missing."""

@@ -208,6 +208,33 @@ class Settings(BaseSettings):
         "`chat_image_max_bytes` and 10 seconds, without following redirects. Empty: only `data:` "
         "URLs. A host on this server's own network must also be in `trusted_endpoint_hosts`.",
     )
+    quota_storage_bytes: int | None = Field(
+        default=None,
+        ge=0,
+        description="Each user's storage quota by default, in bytes: what their datasets, "
+        "models and exports take, and what a Hugging Face import may download. Unset: no "
+        "limit. An administrator sets a user's own quota with `tuneforge admin quota` or "
+        "`PUT /api/v1/admin/users/{username}/quota`; administrators have none by default.",
+    )
+    quota_concurrent_jobs: int | None = Field(
+        default=None,
+        ge=0,
+        description="How many jobs each user may have queued or running at once, by default. "
+        "Unset: no limit.",
+    )
+    quota_jobs_per_day: int | None = Field(
+        default=None,
+        ge=0,
+        description="How many jobs each user may start in 24 hours, by default. Unset: no limit.",
+    )
+    hub_import_max_bytes: int = Field(
+        default=20 << 30,
+        gt=0,
+        description="The most a user's Hugging Face dataset import may download (checked "
+        "against the Hub's file sizes before downloading and counted while downloading); a "
+        "storage quota lowers it to the space the user has left. Administrators' imports are "
+        "bounded only by their own quota, if they have one.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="How much the server logs."
     )

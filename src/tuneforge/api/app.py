@@ -24,6 +24,7 @@ from tuneforge.api.routes import (
     jobs,
     models,
     openai,
+    quotas,
     secrets,
     synthesis,
     trainings,
@@ -103,7 +104,7 @@ def create_app(settings: Settings | None = None, *, ui: bool = True) -> FastAPI:
     errors.install(app)
     routers = (
         *(health, auth, jobs, datasets, models, exports, trainings, graders, evaluations),
-        *(chat, secrets, synthesis),
+        *(chat, secrets, synthesis, quotas),
     )
     for module in routers:
         app.include_router(module.router, prefix=API_PREFIX)

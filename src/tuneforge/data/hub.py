@@ -1,7 +1,8 @@
 """Loading Hugging Face datasets (by Hub id, or a dataset directory on the server).
 
 Runs in a job worker: `datasets` downloads, caches and converts the data. A Hub id is resolved
-from an empty working directory, so an id can never name a folder of the server's own.
+from an empty working directory, so an id can never name a folder of the server's own, and its
+download is bounded (`hub_bounds.py`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 
 from tuneforge.data.config import DatasetImport
+from tuneforge.data.hub_bounds import DownloadCap, hub_size, too_large
 from tuneforge.data.limits import DEFAULT_LIMITS, DataFileError
 
 
@@ -31,11 +33,31 @@ def _nowhere() -> Iterator[None]:
             os.chdir(previous)
 
 
-def load_tables(request: DatasetImport, cache_dir: Path) -> dict[str, pa.Table]:
-    """The dataset's splits as Arrow tables, checked against the upload limits."""
+def load_tables(
+    request: DatasetImport, cache_dir: Path, max_bytes: int | None = None
+) -> dict[str, pa.Table]:
+    """The dataset's splits as Arrow tables, checked against the upload limits. With
+    `max_bytes`, a Hub dataset whose files the Hub says are larger is refused before anything is
+    downloaded, and the download stops once it passes `max_bytes`."""
+    is_dir = request.source == "server_path" or Path(request.path).is_absolute()
+    if max_bytes is None or is_dir:
+        return _load(request, cache_dir, is_dir)
+    size = hub_size(request)
+    if size is not None and size > max_bytes:
+        raise DataFileError(too_large(f"{request.path!r} on the Hub", size, max_bytes))
+    cap = DownloadCap(max_bytes)
+    try:
+        with cap.active():
+            return _load(request, cache_dir, is_dir)
+    except DataFileError as exc:
+        if cap.exceeded:  # the datasets library may wrap the cap's error in its own
+            raise DataFileError(cap.exceeded) from exc
+        raise
+
+
+def _load(request: DatasetImport, cache_dir: Path, is_dir: bool) -> dict[str, pa.Table]:
     from datasets import DatasetDict, load_dataset
 
-    is_dir = request.source == "server_path" or Path(request.path).is_absolute()
     context = contextlib.nullcontext() if is_dir else _nowhere()
     try:
         with context:

@@ -60,9 +60,14 @@ def store_raw(
 
 
 def import_raw(
-    store: ArtifactStore, settings: Settings, prefix: str, request: DatasetImport
+    store: ArtifactStore,
+    settings: Settings,
+    prefix: str,
+    request: DatasetImport,
+    max_bytes: int | None = None,
 ) -> Fields:
-    """Bring in a Hugging Face dataset or a file on the server; the raw record's fields."""
+    """Bring in a Hugging Face dataset or a file on the server; the raw record's fields. A Hub
+    download may take at most `max_bytes` (None: no bound)."""
     path = Path(request.path)
     if request.source == "server_path" and path.is_file():
         result = read_table(path, path.name)
@@ -70,7 +75,7 @@ def import_raw(
             result.images.close()
             store.put_file(f"{prefix}/source/original.zip", path)
         return store_raw(store, prefix, {"train": result.table}, result.warnings)
-    tables = hub.load_tables(request, settings.data_dir / "cache" / "huggingface")
+    tables = hub.load_tables(request, settings.data_dir / "cache" / "huggingface", max_bytes)
     return store_raw(store, prefix, tables, [])
 
 

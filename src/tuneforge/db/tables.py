@@ -223,3 +223,18 @@ class Export(Base):
     reused_from: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class UserQuota(Base):
+    """An administrator's limits for one user; a column left empty takes the server's default
+    (`quota_*` settings)."""
+
+    __tablename__ = "user_quotas"
+
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    storage_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    concurrent_jobs: Mapped[int | None] = mapped_column(Integer)
+    jobs_per_day: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -10,14 +10,15 @@ from tuneforge.db.tables import Job, JobEvent, User
 from tuneforge.errors import InvalidInput, PermissionDenied
 from tuneforge.jobs.events import StatusEvent
 from tuneforge.jobs.kind import all_kinds, kind_of
+from tuneforge.jobs.quotas import check_launch
 from tuneforge.jobs.status import JobStatus
 from tuneforge.settings import Settings
 
 
 def create_job(session: Session, user: User, settings: Settings, kind: str, spec: Any) -> Job:
     """Queue a job of `kind` for `user`: the spec validated, the kind's rules checked (who may
-    run it, whether it can work here), its first status event and its records added. The caller
-    commits."""
+    run it, whether it can work here), the user's quotas checked, its first status event and
+    its records added. The caller commits."""
     try:
         job_kind = kind_of(kind)
     except KeyError:
@@ -27,6 +28,7 @@ def create_job(session: Session, user: User, settings: Settings, kind: str, spec
         raise PermissionDenied(f"Only administrators can run {kind} jobs.")
     typed = job_kind.validate(spec)
     job_kind.check(session, user, settings, typed)
+    check_launch(session, user, settings)
     job = Job(
         owner_id=user.id,
         kind=kind,

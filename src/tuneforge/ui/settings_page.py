@@ -1,4 +1,4 @@
-"""`/settings`: the signed-in account, its API tokens and its secrets."""
+"""`/settings`: the signed-in account, its usage and quota, its API tokens and its secrets."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from tuneforge.services import accounts, secrets
 from tuneforge.ui.backend import call, reported, state
 from tuneforge.ui.formatting import when
 from tuneforge.ui.layout import confirm, heading, page
+from tuneforge.ui.settings_quota import quota_section
 
 SIGN_IN = {
     "none": "None: this studio runs for one person on this machine.",
@@ -73,6 +74,7 @@ async def settings_page(user: User) -> None:
             ):
                 ui.label(name).classes("text-grey-7")
                 ui.label(value)
+    await quota_section(user)
     await _tokens_section(user)
     await _secrets_section(user)
 

@@ -1,0 +1,43 @@
+"""What quotas are measured by: a user's limits as an administrator set them, the storage their
+records take (the sizes the records carry, never a walk of the disk), and their jobs in flight
+and started lately."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from tuneforge.db.tables import Dataset, Export, Job, Model, UserQuota
+
+IN_FLIGHT = ("queued", "running", "cancelling")  # the job statuses that hold a place
+
+
+def quota_of(session: Session, user_id: str) -> UserQuota | None:
+    return session.get(UserQuota, user_id)
+
+
+def storage_used(session: Session, user_id: str) -> int:
+    """Bytes of the user's datasets, models and exports (an export that reuses an identical
+    one's files adds nothing)."""
+    parts = (
+        select(func.coalesce(func.sum(Dataset.size_bytes), 0)).where(Dataset.owner_id == user_id),
+        select(func.coalesce(func.sum(Model.size_bytes), 0)).where(Model.owner_id == user_id),
+        select(func.coalesce(func.sum(Export.size_bytes), 0)).where(
+            Export.owner_id == user_id, Export.reused_from.is_(None)
+        ),
+    )
+    return sum(int(session.scalar(part) or 0) for part in parts)
+
+
+def jobs_in_flight(session: Session, user_id: str) -> int:
+    """The user's jobs queued, running or stopping."""
+    query = select(func.count()).where(Job.owner_id == user_id, Job.status.in_(IN_FLIGHT))
+    return int(session.scalar(query.select_from(Job)) or 0)
+
+
+def jobs_since(session: Session, user_id: str, since: datetime) -> int:
+    """The user's jobs created at or after `since` (deleted ones are not counted)."""
+    query = select(func.count()).where(Job.owner_id == user_id, Job.created_at >= since)
+    return int(session.scalar(query.select_from(Job)) or 0)
