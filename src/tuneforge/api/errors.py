@@ -26,6 +26,7 @@ STATUS: dict[type[errors.DomainError], int] = {
     errors.ModelUnavailable: 503,
     errors.EngineUnavailable: 409,
     errors.InferenceFailed: 503,
+    errors.DiskFull: 507,
     errors.ServerStopping: 503,
 }
 HTTP_CODES = {

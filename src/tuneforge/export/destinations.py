@@ -319,11 +319,15 @@ def _object_store(
             f"{label} export needs the cloud extra: pip install 'tuneforge[cloud]'"
         ) from exc
     if isinstance(dest, S3Destination):
+        from tuneforge.pinned_aiohttp import PinnedResolver  # aiohttp comes with s3fs
+
         client = {"endpoint_url": dest.endpoint_url, "region_name": dest.region}
         options: dict[str, Any] = {
             "key": _secret(secrets, dest.access_key_secret),
             "secret": _secret(secrets, dest.secret_key_secret),
             "client_kwargs": {k: v for k, v in client.items() if v is not None},
+            # to the endpoint's checked addresses (`tuneforge.pinned`)
+            "config_kwargs": {"connector_args": {"resolver": PinnedResolver()}},
         }
     else:
         try:
@@ -347,15 +351,40 @@ def _put_tree(
 
     fs, root = _object_store(dest, secrets)
     done = 0
-    for name, size in sizes.items():
-        with _failing_as(f"could not upload {name} to {dest.url}", secrets.values()):
-            fs.put_file(
-                str(source / name),
-                f"{root}/{name}",
-                callback=Callback(hooks={"progress": _progress_hook(report, done)}),
-                chunksize=max(PART_SIZE, math.ceil(size / _MAX_PARTS / CHUNK_SIZE) * CHUNK_SIZE),
-            )
-        done += size
+    sent: list[str] = []
+    try:
+        for name, size in sizes.items():
+            with _failing_as(f"could not upload {name} to {dest.url}", secrets.values()):
+                fs.put_file(
+                    str(source / name),
+                    f"{root}/{name}",
+                    callback=Callback(hooks={"progress": _progress_hook(report, done)}),
+                    chunksize=max(
+                        PART_SIZE, math.ceil(size / _MAX_PARTS / CHUNK_SIZE) * CHUNK_SIZE
+                    ),
+                )
+            sent.append(name)
+            done += size
+    except BaseException as exc:
+        left = _withdraw(fs, root, sent)
+        if left and isinstance(exc, DeliveryError):
+            raise DeliveryError(
+                f"{exc}. {len(left)} file(s) already uploaded could not be removed from "
+                f"{dest.url} ({', '.join(left[:5])}): delete them there, or export again"
+            ) from exc
+        raise
+
+
+def _withdraw(fs: Any, root: str, sent: list[str]) -> list[str]:
+    """Delete the files of an unfinished delivery, so that no half of an export stays
+    published; the names that could not be deleted (the store is unreachable: the first
+    failure stops the attempt)."""
+    for index, name in enumerate(sent):
+        try:
+            fs.rm_file(f"{root}/{name}")
+        except Exception:
+            return sent[index:]
+    return []
 
 
 def _progress_hook(report: _Report, done: int) -> Callable[..., None]:

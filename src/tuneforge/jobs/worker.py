@@ -27,6 +27,7 @@ from tuneforge.jobs.status import JobStatus
 from tuneforge.jobs.worker_env import read_worker_settings
 from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore
+from tuneforge.storage.disk_full import disk_full
 
 
 def _load(path: str) -> Callable[[Any, JobContext], Any]:
@@ -78,7 +79,11 @@ def run(job_id: str, settings: Settings, terminate: threading.Event) -> JobStatu
         target, fields = JobStatus.FAILED, failure_fields(exc)
     except Exception as exc:
         ctx.log(traceback.format_exc(), level="error")
-        target, fields = JobStatus.FAILED, {"error": f"{type(exc).__name__}: {exc}"}
+        full = disk_full(exc, settings.data_dir)
+        if full is not None:
+            ctx.log(full.message, level="error")
+        reason = full.message if full is not None else f"{type(exc).__name__}: {exc}"
+        target, fields = JobStatus.FAILED, {"error": reason}
     finally:
         stop.set()
 

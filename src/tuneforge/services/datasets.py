@@ -29,6 +29,7 @@ from tuneforge.models.chat_template import render
 from tuneforge.models.tool_format import tools_of
 from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore
+from tuneforge.storage.disk_full import reporting_disk_full
 
 SYNC_ROWS = 20_000  # larger datasets are processed in a job
 NAMED_IMAGES = "_images"  # in a raw ZIP dataset's rows: {column: thumbnails of what it names}
@@ -58,31 +59,38 @@ def upload(
     stream: BinaryIO,
     name: str | None = None,
 ) -> Dataset:
-    """Read an uploaded file (bounded), store it with its rows as Parquet, guess its mapping."""
+    """Read an uploaded file (bounded), store it with its rows as Parquet, guess its mapping.
+    A disk that fills up on the way raises DiskFull and leaves no file of the upload behind
+    (the dataset's row is rolled back with the request)."""
     scratch = settings.data_dir / "tmp"
-    scratch.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=scratch) as tmp:
-        path = Path(tmp) / f"upload{file_suffix(filename)}"  # never the client's path
-        with path.open("wb") as out:
-            shutil.copyfileobj(stream, out, 1 << 20)
-        result = read_table(path, filename, ParseLimits())
-        table = result.table
-        if result.images is not None:
-            result.images.close()  # read again from the stored archive when processing
-        dataset = Dataset(
-            owner_id=user.id,
-            name=(name or filename)[:200],
-            kind="raw",
-            origin="upload",
-            origin_ref=filename[:1000],
-            status="ready",
-        )
-        session.add(dataset)
-        session.flush()
-        prefix = _prefix(dataset)
-        store.put_file(f"{prefix}/source/original{file_suffix(filename)}", path)
-        dataset.fill(store_raw(store, prefix, {"train": table}, result.warnings))
-        dataset.size_bytes += path.stat().st_size
+    with reporting_disk_full(settings.data_dir):
+        scratch.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=scratch) as tmp:
+            path = Path(tmp) / f"upload{file_suffix(filename)}"  # never the client's path
+            with path.open("wb") as out:
+                shutil.copyfileobj(stream, out, 1 << 20)
+            result = read_table(path, filename, ParseLimits())
+            table = result.table
+            if result.images is not None:
+                result.images.close()  # read again from the stored archive when processing
+            dataset = Dataset(
+                owner_id=user.id,
+                name=(name or filename)[:200],
+                kind="raw",
+                origin="upload",
+                origin_ref=filename[:1000],
+                status="ready",
+            )
+            session.add(dataset)
+            session.flush()
+            prefix = _prefix(dataset)
+            try:
+                store.put_file(f"{prefix}/source/original{file_suffix(filename)}", path)
+                dataset.fill(store_raw(store, prefix, {"train": table}, result.warnings))
+            except BaseException:
+                store.delete(prefix)
+                raise
+            dataset.size_bytes += path.stat().st_size
     return dataset
 
 
@@ -276,15 +284,16 @@ def process_dataset(
     session.add(target)
     session.flush()
     if source.rows <= SYNC_ROWS:
-        target.fill(
-            process_raw(
-                store,
-                settings,
-                (_prefix(source), source.splits),
-                _prefix(target),
-                config,
+        with reporting_disk_full(settings.data_dir):
+            target.fill(
+                process_raw(
+                    store,
+                    settings,
+                    (_prefix(source), source.splits),
+                    _prefix(target),
+                    config,
+                )
             )
-        )
         return target
     create_job(session, user, settings, "dataset_process", DatasetJobSpec(dataset_id=target.id))
     return target

@@ -5,6 +5,10 @@ the step restores them. A checkpoint directory is written under a temporary name
 complete; loading reads tensors with `weights_only=True`. A recipe may keep tensors of its own
 with every checkpoint (`kept`: the reference log-probabilities of DPO and KTO, which a resumed
 run must not recompute from a model that has moved).
+
+Loading reads every file before it changes the model, so a checkpoint that turns out unreadable
+(a truncated tensor file, a missing or malformed state) raises `UnreadableCheckpoint` and leaves
+the model and optimizer as they were: the loop then falls back to an older checkpoint.
 """
 
 from __future__ import annotations
@@ -61,7 +65,24 @@ def save_checkpoint(
     tensors, and return it."""
     partial = directory.with_name(directory.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
+    try:
+        partial.mkdir(parents=True)
+        _write(partial, model, optimizer, state, kept)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)  # a full disk leaves no half checkpoint
+        raise
+    shutil.rmtree(directory, ignore_errors=True)
+    partial.rename(directory)
+    return directory
+
+
+def _write(
+    partial: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: LoopState,
+    kept: Mapping[str, torch.Tensor] | None,
+) -> None:
     weights = {name: p.detach().to("cpu").contiguous() for name, p in trainable_parameters(model)}
     save_file(weights, str(partial / WEIGHTS))
     torch.save(optimizer.state_dict(), partial / OPTIMIZER)
@@ -75,31 +96,57 @@ def save_checkpoint(
         save_file(tensors, str(partial / KEPT))
     meta: dict[str, Any] = {"loop": asdict(state), "python_rng": random.getstate()}
     (partial / STATE).write_text(json.dumps(meta), encoding="utf-8")
-    shutil.rmtree(directory, ignore_errors=True)
-    partial.rename(directory)
-    return directory
+
+
+class UnreadableCheckpoint(Exception):
+    """A checkpoint's files are missing, truncated or malformed; the message says which."""
+
+
+@dataclass
+class _Saved:
+    """Everything a checkpoint holds, read from its files and not yet applied."""
+
+    weights: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    rng: dict[str, torch.Tensor]
+    loop: LoopState
+    python_rng: tuple[Any, ...]
+    kept: dict[str, torch.Tensor]
+
+
+def _read(directory: Path) -> _Saved:
+    try:
+        meta = json.loads((directory / STATE).read_text(encoding="utf-8"))
+        version, internal, gauss = meta["python_rng"]
+        return _Saved(
+            weights=load_file(str(directory / WEIGHTS)),
+            optimizer=torch.load(directory / OPTIMIZER, weights_only=True),
+            rng=load_file(str(directory / RNG)),
+            loop=LoopState(**meta["loop"]),
+            python_rng=(version, tuple(internal), gauss),
+            kept=load_file(str(directory / KEPT)) if (directory / KEPT).exists() else {},
+        )
+    except Exception as exc:  # the readers' failures are an open set: each means unreadable
+        raise UnreadableCheckpoint(f"{type(exc).__name__}: {exc}") from exc
 
 
 def load_checkpoint(
     directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer
 ) -> tuple[LoopState, dict[str, torch.Tensor]]:
     """Restore what `save_checkpoint` wrote into `model` and `optimizer`; returns the counters
-    and the recipe's kept tensors."""
-    saved = load_file(str(directory / WEIGHTS))
+    and the recipe's kept tensors. Raises UnreadableCheckpoint, with `model` and `optimizer`
+    untouched, when a file is missing or damaged."""
+    saved = _read(directory)
     parameters = dict(trainable_parameters(model))
-    if set(saved) != set(parameters):
+    if set(saved.weights) != set(parameters):
         raise ValueError("The checkpoint does not match this model's trainable weights.")
     with torch.no_grad():
-        for name, tensor in saved.items():
+        for name, tensor in saved.weights.items():
             parameters[name].copy_(tensor)
-    optimizer.load_state_dict(torch.load(directory / OPTIMIZER, weights_only=True))
-    rng = load_file(str(directory / RNG))
-    torch.set_rng_state(rng["torch"])
-    cuda_states = [rng[k] for k in sorted(k for k in rng if k.startswith("cuda"))]
+    optimizer.load_state_dict(saved.optimizer)
+    torch.set_rng_state(saved.rng["torch"])
+    cuda_states = [saved.rng[k] for k in sorted(k for k in saved.rng if k.startswith("cuda"))]
     if cuda_states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda_states)
-    meta = json.loads((directory / STATE).read_text(encoding="utf-8"))
-    version, internal, gauss = meta["python_rng"]
-    random.setstate((version, tuple(internal), gauss))
-    kept = load_file(str(directory / KEPT)) if (directory / KEPT).exists() else {}
-    return LoopState(**meta["loop"]), kept
+    random.setstate(saved.python_rng)
+    return saved.loop, saved.kept

@@ -13,7 +13,7 @@ when it runs, in the worker process or in `tuneforge train`.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
@@ -52,6 +52,9 @@ class Checkpoints:
 
     latest: Path | None = None  # resume from here
     save: Callable[[Path, int], None] | None = None
+    #: The checkpoints before `latest`, newest first (each may be fetched as the iteration
+    #: reaches it): where resuming falls back when `latest` cannot be read.
+    older: Iterable[Path] = ()
 
 
 @dataclass

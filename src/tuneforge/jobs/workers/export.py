@@ -139,7 +139,12 @@ def _run(spec: ExportSpec, ctx: JobContext) -> ExportResult:
             ctx.log(f"verification: {verification}")
             files, reused = manifest(out), None
             ctx.progress(BUILD_SHARE, "storing the files")
-            ctx.store.put_dir(key, out)
+            try:
+                ctx.store.put_dir(key, out)
+            except BaseException:
+                # Never complete (a full disk, say): its files would only take space.
+                ctx.store.delete(key)
+                raise
         location = None
         if not isinstance(spec.destination, DownloadDestination):
             delivery = _deliver(ctx, spec, out, secrets)

@@ -5,13 +5,15 @@ from the artifact store (an adapter's config then names the local base); the new
 keeps `start_from`, its lineage.
 
 Checkpoints go to the artifact store under the job's prefix (`checkpoints/step-N/`, the newest
-K kept), so a resumed job, wherever it runs, continues from the newest complete one. The finished
+K kept), so a resumed job, wherever it runs, continues from the newest complete one (or, when
+that one cannot be read, from the newest older one that can, saying so in its log). The finished
 model is uploaded under `model/`, the TensorBoard logs under `tensorboard/`.
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,16 +106,20 @@ class StoredCheckpoints:
     def _key(self, step: int) -> str:
         return f"{self.prefix}/{checkpoint_name(step)}"
 
-    def fetch_latest(self, local: Path) -> Path | None:
-        steps = self.steps()
-        if not steps:
-            return None
-        shutil.rmtree(local, ignore_errors=True)
-        self.store.get_dir(self._key(steps[-1]), local)
-        return local
+    def fetched(self, local: Path) -> Iterator[Path]:
+        """The complete checkpoints, newest first, each fetched into `local` (replacing the
+        one before) when the iteration reaches it."""
+        for step in reversed(self.steps()):
+            shutil.rmtree(local, ignore_errors=True)
+            self.store.get_dir(self._key(step), local)
+            yield local
 
     def save(self, path: Path, step: int) -> None:
-        self.store.put_dir(self._key(step), path)
+        try:
+            self.store.put_dir(self._key(step), path)
+        except BaseException:
+            self.store.delete(self._key(step))  # never complete: its files only take space
+            raise
         for old in self.steps()[: -self.keep]:
             self.store.delete(self._key(old))
 
@@ -150,7 +156,8 @@ def run(spec: TrainingBase, ctx: JobContext) -> TrainResult:
     workdir = settings.data_dir / "work" / ctx.job_id
     model_path = _starting_point(ctx, spec, base_path, workdir / "start")
     stored = StoredCheckpoints(ctx.store, prefix, spec.keep_checkpoints)
-    latest = stored.fetch_latest(workdir / "resume")
+    fetched = stored.fetched(workdir / "resume")
+    latest = next(fetched, None)
     if latest is None:  # a first attempt: what the whole run should take
         report_estimate(ctx, spec, entry, dataset)
     name = spec.name or f"{entry.id} on {dataset.name}"
@@ -171,7 +178,7 @@ def run(spec: TrainingBase, ctx: JobContext) -> TrainResult:
             test,
             reporter,
             workdir,
-            Checkpoints(latest=latest, save=stored.save),
+            Checkpoints(latest=latest, save=stored.save, older=fetched),
             secrets=keys,
         )
         with timed() as storing:
@@ -181,10 +188,12 @@ def run(spec: TrainingBase, ctx: JobContext) -> TrainResult:
         files = [p.relative_to(outcome.output).as_posix() for p in paths]
         size = sum(p.stat().st_size for p in paths)
     finally:
-        reporter.close()
-        if (workdir / "tensorboard").is_dir():
-            ctx.store.put_dir(f"{prefix}/tensorboard", workdir / "tensorboard")
-        shutil.rmtree(workdir, ignore_errors=True)
+        try:
+            reporter.close()
+            if (workdir / "tensorboard").is_dir():
+                ctx.store.put_dir(f"{prefix}/tensorboard", workdir / "tensorboard")
+        finally:  # a full disk fails the logs' last write: the work files must go all the same
+            shutil.rmtree(workdir, ignore_errors=True)
     record_run(ctx, spec, entry, dataset, outcome, start_seconds, store_seconds)
     with ctx.transaction() as session:
         model = Model(

@@ -13,6 +13,7 @@ are functions of the step, so a resumed run continues exactly where it stopped.
 
 from __future__ import annotations
 
+import itertools
 import math
 import resource
 import statistics
@@ -27,7 +28,12 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from tuneforge.errors import InvalidInput, JobCancelled
-from tuneforge.training.checkpoint import LoopState, load_checkpoint, save_checkpoint
+from tuneforge.training.checkpoint import (
+    LoopState,
+    UnreadableCheckpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from tuneforge.training.components.saving import save_model
 from tuneforge.training.evaluation import SamplePrompt, generate
 from tuneforge.training.recipe import Checkpoints, Outcome
@@ -96,12 +102,32 @@ class Loop:
         #: Tensors the recipe keeps with every checkpoint (restored on resume).
         self.kept: dict[str, torch.Tensor] = {}
         if self.checkpoints.latest is not None:
-            self.state, self.kept = load_checkpoint(self.checkpoints.latest, model, self.optimizer)
-            reporter.log(f"resumed from step {self.state.step} of {self.plan.total_steps}")
+            self._resume(self.checkpoints.latest)
         #: The evaluation metric early stopping watches, and whether lower or higher is better.
         self.watch: tuple[str, Literal["min", "max"]] = ("eval_loss", "min")
         self._latest_eval: dict[str, float] = {}
         self._evaluation_seconds: list[float] = []
+
+    def _resume(self, latest: Path) -> None:
+        """Load the newest readable checkpoint, saying which ones could not be read."""
+        problems: list[str] = []
+        for path in itertools.chain([latest], self.checkpoints.older):
+            try:
+                self.state, self.kept = load_checkpoint(path, self.model, self.optimizer)
+            except UnreadableCheckpoint as exc:
+                which = "newest checkpoint" if not problems else "checkpoint before it"
+                problems.append(str(exc))
+                self.reporter.log(
+                    f"The {which} cannot be read ({exc}); looking for an older one.",
+                    level="warning",
+                )
+                continue
+            self.reporter.log(f"resumed from step {self.state.step} of {self.plan.total_steps}")
+            return
+        raise InvalidInput(
+            f"None of this run's {len(problems)} checkpoint(s) can be read (the newest: "
+            f"{problems[0]}). Start the run again from the beginning."
+        )
 
     def add(self, phase: str, amount: float) -> None:
         """Count `amount` (seconds, tokens, ...) into one of the outcome's phases."""
