@@ -79,6 +79,13 @@ class ServerStopping(DomainError):
     code = "server_stopping"
 
 
+class DiskFull(DomainError):
+    """A write ran out of space on the disk (or the quota) where TuneForge keeps its data;
+    the message says how much is left (`storage/disk_full.py` makes it)."""
+
+    code = "disk_full"
+
+
 class SecretUnreadable(Conflict):
     """A stored secret no longer decrypts: the server's secret key changed since it was set."""
 

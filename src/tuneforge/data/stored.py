@@ -145,8 +145,12 @@ def process_raw(
             "error": "No row survived validation; see the report.",
         }
     size = 0
-    for split, table in result.splits.items():
-        size += parquet.write_split(store, parquet.split_key(prefix, "processed", split), table)
+    try:
+        for split, table in result.splits.items():
+            size += parquet.write_split(store, parquet.split_key(prefix, "processed", split), table)
+    except BaseException:
+        store.delete(prefix)  # no split of a half-stored dataset stays behind
+        raise
     splits = {name: table.num_rows for name, table in result.splits.items()}
     return {
         "report": report,
