@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -99,9 +100,18 @@ class Follower(threading.Thread):
                 httpx.Client(base_url=self.url, headers=bearer(self.token), timeout=60) as http,
                 http.stream("GET", f"/api/v1/jobs/{self.job_id}/events") as response,
             ):
+                response.raise_for_status()
                 for line in response.iter_lines():
                     self.lines.append(line)
         except Exception as exc:  # an abrupt end: the test says so
             self.error = exc
         finally:
             self.ended.set()
+
+    def wait_streaming(self, timeout: float = 10.0) -> None:
+        """Wait until the stream has carried its first event."""
+        deadline = time.monotonic() + timeout
+        while not any(line.startswith("id: ") for line in self.lines):
+            assert self.error is None, self.error
+            assert time.monotonic() < deadline, "the event stream sent nothing"
+            time.sleep(0.05)
