@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import add_user, bearer
 from tuneforge.cli import app
+from tuneforge.data.limits import size_text
 from tuneforge.settings import Settings
 
 IMPORT = {"source": "huggingface", "path": "tester/rows"}  # queued only: no runner here
@@ -95,6 +96,12 @@ def test_the_storage_quota_counts_the_users_records(
 
     client.put("/api/v1/admin/users/bob/quota", json={"storage_bytes": size + 1}, headers=admin)
     assert _import(client, bob)[0] == 202
+    again = client.post(
+        "/api/v1/datasets", files={"file": ("more.csv", CSV, "text/csv")}, headers=bob
+    )
+    assert again.status_code == 409
+    assert f"and this adds {size_text(len(CSV))}" in again.json()["error"]["message"]
+    assert client.get("/api/v1/quota", headers=bob).json()["storage_bytes_used"] == size
 
 
 def test_only_administrators_read_and_set_quotas(

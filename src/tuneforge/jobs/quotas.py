@@ -107,6 +107,13 @@ def require_storage(session: Session, user: User, limit: int, *, incoming: int) 
         )
 
 
+def check_storage(session: Session, user: User, settings: Settings, incoming: int) -> None:
+    """Refuse `incoming` new bytes (an upload) that would pass the user's storage quota."""
+    limit = limits_for(session, user, settings).storage_bytes
+    if limit is not None:
+        require_storage(session, user, limit, incoming=incoming)
+
+
 def import_budget(session: Session, user: User, settings: Settings) -> int | None:
     """The most a Hugging Face import of the user's may download: the server's cap for users,
     lowered to what is left of their storage quota; None for an administrator without one."""

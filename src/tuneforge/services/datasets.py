@@ -25,6 +25,7 @@ from tuneforge.db.tables import Dataset, User
 from tuneforge.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from tuneforge.jobs.kinds.dataset import DatasetJobSpec
 from tuneforge.jobs.lifecycle import create_job
+from tuneforge.jobs.quotas import check_storage
 from tuneforge.models.chat_template import render
 from tuneforge.models.tool_format import tools_of
 from tuneforge.settings import Settings
@@ -69,6 +70,7 @@ def upload(
             path = Path(tmp) / f"upload{file_suffix(filename)}"  # never the client's path
             with path.open("wb") as out:
                 shutil.copyfileobj(stream, out, 1 << 20)
+            check_storage(session, user, settings, path.stat().st_size)
             result = read_table(path, filename, ParseLimits())
             table = result.table
             if result.images is not None:
