@@ -1,8 +1,9 @@
 """The web process's side of the inference server: send a generation, relay its stream.
 
 It never imports torch. The server is started on first use; while it starts (or restarts after
-a crash) connections are retried for up to `STARTUP_SECONDS`. Leaving a stream early (closing or
-cancelling its iterator) closes the connection, and the server stops that generation.
+a crash) connections are retried for up to `STARTUP_SECONDS`; a crash in the middle of an answer
+ends it with `InferenceFailed`. Leaving a stream early (closing or cancelling its iterator) closes
+the connection, and the server stops that generation.
 """
 
 from __future__ import annotations

@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 MODULE = "tuneforge.inference.server"
 MAX_BACKOFF = 30.0
 STABLE_SECONDS = 60.0  # a process that lived this long was healthy: reset the backoff
+#: How long a stopping server waits for the inference server before killing it: it keeps nothing
+#: worth saving (loaded models are a cache), and a model still loading would hold it for minutes.
+STOP_SECONDS = 3.0
 
 
 class InferenceProcess:
@@ -98,7 +101,7 @@ class InferenceProcess:
         if process is not None and process.poll() is None:
             process.terminate()
             try:
-                process.wait(timeout=10)
+                process.wait(timeout=STOP_SECONDS)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
