@@ -1,0 +1,29 @@
+"""Settings shows the user's usage beside the limits an administrator set."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import Studio
+from tests.browser.test_ui import log_in
+
+pytestmark = pytest.mark.browser
+
+
+def test_settings_shows_usage_beside_the_quota(studio: Studio, page: Page) -> None:
+    with studio.api(studio.admin_token) as admin:
+        limits = {"storage_bytes": 1 << 30, "jobs_per_day": 5}
+        assert admin.put("/admin/users/alice/quota", json=limits).status_code == 200
+    log_in(page, studio, "alice")
+    expect(page).to_have_url(f"{studio.url}/")
+    page.goto(f"{studio.url}/settings#quota")
+    card = page.locator(".quota-card")
+    lines = card.locator(".quota-line")
+    expect(lines).to_have_count(3)
+    expect(lines.nth(0)).to_contain_text("Storage")
+    expect(lines.nth(0)).to_contain_text("0 bytes of 1 GiB")
+    expect(lines.nth(1)).to_contain_text("Jobs queued or running")
+    expect(lines.nth(1)).to_contain_text("0, no limit")
+    expect(lines.nth(2)).to_contain_text("0 of 5")
+    expect(card.locator(".q-linear-progress")).to_have_count(2)  # the limited ones
