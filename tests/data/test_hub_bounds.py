@@ -10,6 +10,7 @@ import pytest
 from huggingface_hub import constants, hf_hub_download
 
 from tests.hub_server import FakeHub
+from tests.server import free_port
 from tuneforge.data.config import DatasetImport
 from tuneforge.data.hub import load_tables
 from tuneforge.data.hub_bounds import DownloadCap, DownloadTooLarge, hub_size
@@ -46,6 +47,11 @@ def test_the_hubs_metadata_gives_the_size_of_the_data_files(hub: FakeHub) -> Non
     assert hub_size(_request("small")) == len(SMALL)
     assert hub_size(_request("elsewhere")) == len(ROWS) + len(SMALL)
     assert hub_size(_request(path="tester/missing")) is None
+
+
+def test_an_unreachable_hub_gives_no_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{free_port()}")
+    assert hub_size(_request()) is None
 
 
 def test_a_dataset_larger_than_the_budget_is_refused_before_downloading(

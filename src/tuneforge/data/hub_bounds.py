@@ -32,8 +32,8 @@ def hub_size(request: DatasetImport) -> int | None:
 
     try:
         info = HfApi().dataset_info(request.path, revision=request.revision, files_metadata=True)
-    except HfHubHTTPError:
-        return None  # a missing or private dataset: the load says so in its own words
+    except (HfHubHTTPError, httpx2.HTTPError):
+        return None  # missing, private or unreachable: the load says so in its own words
     files = [s for s in info.siblings or [] if s.rfilename.lower().endswith(DATA_SUFFIXES)]
     if request.subset:
         files = [
