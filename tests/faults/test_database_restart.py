@@ -74,7 +74,8 @@ def test_jobs_and_streams_survive_a_database_restart(make_settings) -> None:
             with database_down(settings.resolved_database_url) as connections:
                 cut += connections
                 time.sleep(DOWN_SECONDS)
-            assert client.get_job(job.id).status == "running"  # the server reconnects
+            # The server reconnects, and the job was not given up on.
+            assert client.get_job(job.id).status in ("running", "succeeded")
             time.sleep(0.5)
         assert cut >= 3, "there were no connections to cut"
         done = client.wait(job.id, timeout=30)
