@@ -4,11 +4,12 @@ The endpoint check (`jobs/endpoints.py`) resolves a user's host and refuses priv
 If the client then resolved the host again, a name server that answers a public address first
 and a private one a moment later (DNS rebinding) would slip past it. So the check pins the
 addresses it approved (`pin`), and the HTTP clients the server opens towards users' endpoints
-use `pinned_transport()`, whose connections to a pinned host go to those addresses only: the
-request keeps the host's name (its `Host` header, TLS server name and certificate check).
-Hosts nobody pinned (an administrator's endpoint, a trusted host) resolve as usual.
+use `pinned_transport()` (httpx; `pinned_aiohttp.PinnedResolver` for s3fs), whose connections
+to a pinned host go to those addresses only: the request keeps the host's name (its `Host`
+header, TLS server name and certificate check). Hosts nobody pinned (an administrator's
+endpoint, a trusted host) resolve as usual.
 
-Libraries that open their own connections (MLflow, S3 clients) cannot be pinned: for them
+A library that opens its own connections (MLflow's client) cannot be pinned: for it
 `changed_addresses` resolves the host once more, just before use, and names any address the
 check did not approve.
 """

@@ -3,10 +3,14 @@ to the Hugging Face Hub (a fake Hub on loopback), and the listing-back check tha
 
 from __future__ import annotations
 
+import ipaddress
 import random
+import socket
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import huggingface_hub.constants
 import pytest
@@ -30,6 +34,7 @@ from tuneforge.export.destinations import (
     list_files,
     required_secrets,
 )
+from tuneforge.pinned import pin
 
 MIB = 1024 * 1024
 
@@ -343,3 +348,28 @@ def test_hub_offline_mode_is_explained(
             hub_endpoint=hub.url,
         )
     assert hub.repos == {}
+
+
+def test_s3_exports_connect_to_the_pinned_address(
+    bucket: Bucket, export_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The endpoint check's pin holds for s3fs too (DNS rebinding: tests/jobs/
+    test_endpoint_pinning.py): its connections go to the checked address, not to what the
+    name resolves to later."""
+    host = f"s3-{uuid.uuid4().hex[:8]}"  # no dot: moto then reads the bucket from the path
+    real = socket.getaddrinfo
+
+    def getaddrinfo(name: Any, *args: Any, **kwargs: Any) -> Any:
+        if name == host:  # what the name says now: nothing listens there
+            return real("127.0.0.2", *args, **kwargs)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    port = urlsplit(bucket.endpoint).port
+    dest = S3Destination(url=f"s3://{bucket.name}/pinned", endpoint_url=f"http://{host}:{port}")
+    with pytest.raises(DeliveryError):
+        deliver(dest, export_dir, bucket.secrets)
+    pin(host, [ipaddress.ip_address("127.0.0.1")])  # what the check approved
+    deliver(dest, export_dir, bucket.secrets)
+    listed = bucket.client.list_objects_v2(Bucket=bucket.name, Prefix="pinned/")["Contents"]
+    assert {o["Key"] for o in listed} == {f"pinned/{name}" for name in contents(export_dir)}

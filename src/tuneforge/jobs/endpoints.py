@@ -62,7 +62,7 @@ def check_endpoint(url: str, user: User, settings: Settings, what: str) -> None:
 
 
 def confirm_endpoint(url: str, what: str) -> None:
-    """Just before a client that cannot be pinned (MLflow, an S3 client) calls `url`, checked
+    """Just before a client that cannot be pinned (MLflow's) calls `url`, checked
     by `check_endpoint` in this process: refuse it when its host now resolves to an address the
     check did not approve."""
     host = urlsplit(url).hostname

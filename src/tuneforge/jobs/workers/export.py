@@ -27,7 +27,6 @@ from tuneforge.export.card import CardFacts
 from tuneforge.export.destinations import (
     Delivery,
     DownloadDestination,
-    S3Destination,
     deliver,
     describe,
     required_secrets,
@@ -36,7 +35,6 @@ from tuneforge.export.sizes import base_dtype
 from tuneforge.export.spec import ExportSpec
 from tuneforge.inference.loaders import fetch
 from tuneforge.jobs.context import JobContext
-from tuneforge.jobs.endpoints import confirm_endpoint
 from tuneforge.jobs.kinds.export import ExportResult, check_request
 from tuneforge.jobs.status import JobStatus
 from tuneforge.models.loading import resolve
@@ -175,9 +173,6 @@ def _progress(ctx: JobContext, start: float, share: float) -> Callable[[float, s
 
 
 def _deliver(ctx: JobContext, spec: ExportSpec, out: Path, secrets: dict[str, str]) -> Delivery:
-    destination = spec.destination
-    if isinstance(destination, S3Destination) and destination.endpoint_url is not None:
-        confirm_endpoint(destination.endpoint_url, "The S3 endpoint_url")  # s3fs resolves it
     progress = _progress(ctx, BUILD_SHARE, 1 - BUILD_SHARE)
     where = f"delivering to {describe(spec.destination)}"
     return deliver(
