@@ -44,13 +44,14 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 API = "/api/v1"
@@ -99,6 +100,9 @@ class Outcome:
     #: How late the bench's own event loop woke up (seconds): a busy client adds this much to
     #: the latencies it measures.
     client_lags: list[float]
+    #: CPU seconds during the window of the web process and of its children (the job's worker).
+    server_cpu: float
+    worker_cpu: float
     loads: tuple[float, float]
 
 
@@ -305,11 +309,23 @@ async def loop_lags(until: float, lags: list[float], every: float = 0.05) -> Non
         lags.append(loop.time() - woken)
 
 
-async def window(url: str, f: Fixture, args: argparse.Namespace) -> Outcome:
+def cpu_seconds(process: psutil.Process) -> tuple[float, float]:
+    """CPU seconds so far of `process` and of its living children."""
+    own = process.cpu_times()
+    children = 0.0
+    for child in process.children(recursive=True):
+        with suppress(psutil.Error):
+            times = child.cpu_times()
+            children += times.user + times.system
+    return own.user + own.system, children
+
+
+async def window(url: str, f: Fixture, args: argparse.Namespace, server: psutil.Process) -> Outcome:
     stop = asyncio.Event()
     subscribers = [asyncio.create_task(subscriber(url, f, stop)) for _ in range(args.subscribers)]
     loop = asyncio.get_running_loop()
     loads = os.getloadavg()[0]
+    cpu = cpu_seconds(server)
     started = loop.time()
     until = started + args.seconds
     clients = [api_client(url, f, seed, args.think, until) for seed in range(args.clients)]
@@ -321,6 +337,7 @@ async def window(url: str, f: Fixture, args: argparse.Namespace) -> Outcome:
     async with httpx.AsyncClient(base_url=url, headers=f.headers, timeout=30) as client:
         job = expect(await client.get(f"{API}/jobs/{f.job_id}"), 200)
         load = (loads, os.getloadavg()[0])
+        cpu_after = cpu_seconds(server)
         stopped = None if job["status"] == "running" else f"{job['status']}: {job['error']}"
         if stopped is None:
             expect(await client.post(f"{API}/jobs/{f.job_id}/cancel"), 200)
@@ -333,7 +350,17 @@ async def window(url: str, f: Fixture, args: argparse.Namespace) -> Outcome:
             f"{API}/jobs/{f.job_id}/events", params={"follow": "false"}, timeout=60
         )
     events = [int(line[3:]) for line in everything.text.splitlines() if line.startswith("id:")]
-    return Outcome(samples, seconds, subscriptions, events, stopped, load, lags)
+    return Outcome(
+        samples=samples,
+        seconds=seconds,
+        subscriptions=subscriptions,
+        events=events,
+        job_error=stopped,
+        loads=load,
+        client_lags=lags,
+        server_cpu=cpu_after[0] - cpu[0],
+        worker_cpu=cpu_after[1] - cpu[1],
+    )
 
 
 @contextmanager
@@ -375,7 +402,7 @@ def user_token(database_url: str) -> str:
 def run(args: argparse.Namespace) -> Outcome:
     """Start the server, make the user's data and job, and measure one window."""
     sys.path.insert(0, str(ROOT))  # the test server's helpers
-    from tests.server import running_server, server_env
+    from tests.server import server_env, server_process
 
     from tuneforge.settings import Settings
 
@@ -389,10 +416,10 @@ def run(args: argparse.Namespace) -> Outcome:
                 warm_models=[],
             )
             token = user_token(database_url)
-            with running_server(server_env(settings), timeout=120) as url:
+            with server_process(server_env(settings), timeout=120) as (url, process):
                 fixture = prepare(url, token, args.steps)
                 wait_for_training(url, fixture)
-                return asyncio.run(window(url, fixture, args))
+                return asyncio.run(window(url, fixture, args, psutil.Process(process.pid)))
 
 
 # -- the report ----------------------------------------------------------------------------------
@@ -464,6 +491,11 @@ def report(outcome: Outcome, args: argparse.Namespace) -> None:
     start, end = outcome.loads
     lag = percentile([lag * 1000 for lag in outcome.client_lags], 0.99)
     print(f"the bench's own event loop woke up {lag:.0f} ms late (p99): part of every latency")
+    per_request = outcome.server_cpu / max(total, 1) * 1000
+    print(
+        f"CPU in the window: web process {outcome.server_cpu:.1f} s ({per_request:.1f} ms per "
+        f"request, event streams included), the job's worker {outcome.worker_cpu:.1f} s"
+    )
     print(
         f"load average (1 min) at the start and end of the window: {start:.1f} / {end:.1f} "
         f"on {os.cpu_count()} CPUs"

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
+from tuneforge.db.repositories.jobs import lock_job
 from tuneforge.db.session import retrying, transaction
 from tuneforge.db.tables import Job, JobEvent, utcnow
 from tuneforge.errors import JobCancelled
@@ -48,6 +49,7 @@ class JobContext:
         runner waits for a heartbeat), so the job goes on."""
 
         def write(session: Session) -> None:
+            lock_job(session, self.job_id)  # the job's events commit in the order of their ids
             session.add(JobEvent(job_id=self.job_id, type=event.type, data=event.data()))
             if job_fields:
                 session.execute(update(Job).where(Job.id == self.job_id).values(**job_fields))

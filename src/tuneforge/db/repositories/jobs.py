@@ -88,5 +88,14 @@ def oldest_queued(session: Session) -> Job | None:
     ).first()
 
 
+def lock_job(session: Session, job_id: str) -> None:
+    """Hold the job's row until this transaction ends (PostgreSQL; SQLite's writers take the
+    whole database anyway). Whoever adds a job's event locks its row first (a status move
+    updates it), so the job's events commit in the order of their ids: PostgreSQL hands out
+    ids at insert, and a stream that saw a later id would never read an earlier one committed
+    after it."""
+    session.execute(select(Job.id).where(Job.id == job_id).with_for_update())
+
+
 def set_worker_pid(session: Session, job_id: str, pid: int) -> None:
     session.execute(update(Job).where(Job.id == job_id).values(worker_pid=pid))
