@@ -26,7 +26,12 @@ import httpx
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-_pins: dict[str, frozenset[Address]] = {}
+#: Pins are needed only between a check and the connections that follow it in this process: the
+#: oldest are forgotten past this many hosts, so that launches naming ever new hosts cannot
+#: fill the web process's memory.
+MAX_PINS = 4096
+
+_pins: dict[str, frozenset[Address]] = {}  # oldest first
 _lock = threading.Lock()
 
 
@@ -47,7 +52,10 @@ def resolve(host: str) -> set[Address]:
 def pin(host: str, addresses: Iterable[Address]) -> None:
     """From now on, this process connects to `host` only at `addresses` (the checked ones)."""
     with _lock:
+        _pins.pop(host.lower(), None)
         _pins[host.lower()] = frozenset(addresses)
+        while len(_pins) > MAX_PINS:
+            del _pins[next(iter(_pins))]
 
 
 def pinned(host: str) -> frozenset[Address] | None:

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tuneforge import pinned as pinned_module
 from tuneforge.data.synthesis.generator import ChatEndpoint, GenerationFailed
 from tuneforge.db.tables import User
 from tuneforge.errors import InvalidInput
@@ -111,3 +112,12 @@ def test_unpinned_hosts_resolve_as_usual(judge: int) -> None:
     with httpx.Client(transport=pinned_transport()) as client:
         answer = client.post(f"http://localhost:{judge}/v1/chat/completions", json={})
     assert answer.json()["choices"][0]["message"]["content"] == "pinned"
+
+
+def test_the_oldest_pins_are_forgotten_past_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pinned_module, "MAX_PINS", 3)
+    hosts = [f"bound-{n}-{uuid.uuid4().hex[:8]}.example" for n in range(4)]
+    for host in hosts:
+        pin(host, [ipaddress.ip_address("8.8.8.8")])
+    assert pinned(hosts[0]) is None
+    assert all(pinned(host) for host in hosts[1:])
