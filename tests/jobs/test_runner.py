@@ -309,12 +309,12 @@ def test_a_worker_runs_without_the_servers_secrets(
     factory, admin, runners, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TUNEFORGE_SECRET_KEY", "server-secret")
-    monkeypatch.setenv("HF_TOKEN", "hf_server")
+    monkeypatch.setenv("TUNEFORGE_PROXY_SECRET", "gateway")
     runners(secret_key="k" * 40)
     job_id = submit(factory, admin, seconds=2)
     job = wait_until_working(factory, job_id)
     env = psutil.Process(job.worker_pid).environ()
-    assert "TUNEFORGE_SECRET_KEY" not in env and "HF_TOKEN" not in env
+    assert "TUNEFORGE_SECRET_KEY" not in env and "TUNEFORGE_PROXY_SECRET" not in env
     assert env["PATH"] and SETTINGS_FILE_ENV in env
     assert not Path(env[SETTINGS_FILE_ENV]).exists()  # read, then removed
     assert wait_for(factory, job_id, lambda j: j.status == "succeeded").result["ticks"] >= 1

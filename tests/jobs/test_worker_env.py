@@ -26,6 +26,7 @@ SERVER_ENV = {
     "TUNEFORGE_SECRET_KEY": "server-secret",
     "TUNEFORGE_DATABASE_URL": "postgresql+psycopg://tf:pw@db/tf",
     "HF_TOKEN": "hf_server",
+    "HF_API_KEY": "a-key-named-like-a-secret",
     "AWS_SECRET_ACCESS_KEY": "aws-secret",
     "AWS_REGION": "eu-west-1",
     "WANDB_API_KEY": "wandb-server",
@@ -46,6 +47,7 @@ def test_the_environment_keeps_what_jobs_need_and_no_secret(settings: Settings) 
         "HF_HUB_OFFLINE": "1",
         "OMP_NUM_THREADS": "2",
         "CUDA_VISIBLE_DEVICES": "0",
+        "HF_TOKEN": "hf_server",  # the catalog's gated models download in the worker
         "AWS_REGION": "eu-west-1",
     }
 
@@ -54,7 +56,7 @@ def test_storage_and_lent_tracking_credentials_pass_only_when_needed(settings: S
     remote = settings.model_copy(update={"storage_url": "s3://artifacts/tuneforge"})
     env = worker_environment(remote, Path("/x"), SERVER_ENV)
     assert env["AWS_SECRET_ACCESS_KEY"] == "aws-secret"
-    assert "WANDB_API_KEY" not in env and "HF_TOKEN" not in env
+    assert "WANDB_API_KEY" not in env and "HF_API_KEY" not in env
     lending = settings.model_copy(update={"tracking_server_credentials": True})
     env = worker_environment(lending, Path("/x"), SERVER_ENV)
     assert env["WANDB_API_KEY"] == "wandb-server"

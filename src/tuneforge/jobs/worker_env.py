@@ -3,9 +3,10 @@
 A worker runs a user's job, so it gets only what running jobs needs from the server's
 environment: the paths, the locale, the variables of PyTorch, Hugging Face, the BLAS libraries
 and CUDA, proxies and certificates. Variables named like a secret (a token, key, password or
-credential) stay behind, except the storage's own credentials when the artifact store is remote
-(the worker reads and writes it) and the server's tracking keys (`WANDB_*`, `MLFLOW_*`) where an
-administrator lends them (`tracking_server_credentials`).
+credential) stay behind, except the server's Hugging Face token (the worker downloads the
+catalog's models, gated ones too), the storage's own credentials when the artifact store is
+remote (the worker reads and writes it) and the server's tracking keys (`WANDB_*`, `MLFLOW_*`)
+where an administrator lends them (`tracking_server_credentials`).
 
 The settings, which carry the secret key and the database URL, go through a file that only the
 server's user can read (0600, in a 0700 folder of the data directory); the worker reads it and
@@ -35,6 +36,7 @@ _PREFIXES = (
     "LC_", "HF_", "TRANSFORMERS_", "TORCH", "PYTORCH_", "CUDA_", "NVIDIA_", "OMP_", "MKL_",
     "OPENBLAS_", "KMP_", "XDG_", "GGML_", "LLAMA_", "COVERAGE_", "AWS_", "GOOGLE_",
 )  # fmt: skip
+_HUB_TOKENS = frozenset({"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"})  # for the catalog's models
 _STORAGE_PREFIXES = ("AWS_", "GOOGLE_")
 _TRACKING_PREFIXES = ("WANDB_", "MLFLOW_")
 _SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "KEY", "CREDENTIAL", "AUTH")
@@ -50,6 +52,8 @@ def worker_environment(
         upper = name.upper()
         if upper.startswith(_TRACKING_PREFIXES):
             keep = settings.tracking_server_credentials
+        elif upper in _HUB_TOKENS:
+            keep = True
         elif upper in _NAMES or upper.startswith(_PREFIXES):
             secret = any(word in upper for word in _SECRET_WORDS)
             keep = not secret or (remote_storage and upper.startswith(_STORAGE_PREFIXES))
