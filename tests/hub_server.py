@@ -8,7 +8,8 @@ their own namespace only (403 elsewhere). Preupload answers "regular" for every 
 contents arrive base64-encoded inside the commit (no LFS or Xet storage is faked). Only the
 `main` revision exists. A dataset's file is sent with its length announced, or streamed without
 it when `announce_length` is off (so that only counting the bytes can bound the download); its
-size is always in `X-Linked-Size`, as for the Hub's LFS files.
+size is always in `X-Linked-Size`, as for the Hub's LFS files. With `tell_sizes` off, a dataset's
+info leaves out its files' sizes.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from tests.server import free_port
 
 _INVALID_TOKEN = "Invalid credentials in Authorization header"
+DATASET_SHA = "d" * 40  # every dataset's one commit
 
 
 def _error(status: int, message: str, code: str | None = None) -> JSONResponse:
@@ -54,6 +56,7 @@ class FakeHub:
     card_metadata: list[dict[str, Any]] = field(default_factory=list)  # validated model cards
     datasets: dict[str, dict[str, bytes]] = field(default_factory=dict)  # repo id → path → bytes
     announce_length: bool = True
+    tell_sizes: bool = True  # whether a dataset's info gives its files' sizes
     _server: uvicorn.Server | None = field(default=None, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
 
@@ -201,7 +204,7 @@ class FakeHub:
             if problem := self._missing(repo_id, revision):
                 return problem
             recursive = request.query_params.get("recursive", "false").lower() == "true"
-            return JSONResponse(self._tree(repo_id, path.strip("/"), recursive))
+            return JSONResponse(self._tree(self.repos[repo_id], path.strip("/"), recursive))
 
         @app.get("/api/datasets/{namespace}/{name}")
         @app.get("/api/datasets/{namespace}/{name}/revision/{revision}")
@@ -212,13 +215,28 @@ class FakeHub:
             repo_id = f"{namespace}/{name}"
             if problem := self._missing_dataset(repo_id, revision):
                 return problem
-            blobs = request.query_params.get("blobs", "false").lower() == "true"
+            blobs = request.query_params.get("blobs", "false").lower() == "true" and self.tell_sizes
             files = self.datasets[repo_id]
             siblings = [
                 {"rfilename": path} | ({"size": len(files[path])} if blobs else {})
                 for path in sorted(files)
             ]
-            return JSONResponse({"id": repo_id, "private": False, "siblings": siblings})
+            info = {"id": repo_id, "sha": DATASET_SHA, "private": False, "siblings": siblings}
+            return JSONResponse(info)
+
+        @app.get("/api/datasets/{namespace}/{name}/tree/{revision}")
+        @app.get("/api/datasets/{namespace}/{name}/tree/{revision}/{path:path}")
+        async def dataset_tree(
+            namespace: str, name: str, revision: str, request: Request, path: str = ""
+        ) -> JSONResponse:
+            repo_id = f"{namespace}/{name}"
+            if problem := self._missing_dataset(repo_id, revision):
+                return problem
+            recursive = request.query_params.get("recursive", "false").lower() == "true"
+            entries = self._tree(self.datasets[repo_id], path.strip("/"), recursive)
+            if path.strip("/") and not entries:
+                return _error(404, "Entry not found", "EntryNotFound")
+            return JSONResponse(entries)
 
         @app.api_route(
             "/datasets/{namespace}/{name}/resolve/{revision}/{path:path}", methods=["GET", "HEAD"]
@@ -233,7 +251,7 @@ class FakeHub:
             if content is None:
                 return _error(404, "Entry not found", "EntryNotFound")
             headers = {
-                "X-Repo-Commit": "0" * 40,
+                "X-Repo-Commit": DATASET_SHA,
                 "ETag": f'"{_git_oid(content)}"',
                 "X-Linked-Size": str(len(content)),  # as the Hub tells an LFS file's size
             }
@@ -249,7 +267,7 @@ class FakeHub:
     def _missing_dataset(self, repo_id: str, revision: str) -> JSONResponse | None:
         if repo_id not in self.datasets:
             return _error(404, "Repository not found", "RepoNotFound")
-        if revision != "main":
+        if revision not in ("main", DATASET_SHA):
             return _error(404, f"Invalid rev id: {revision}", "RevisionNotFound")
         return None
 
@@ -266,11 +284,11 @@ class FakeHub:
             digest.update(f"{path}\0{_git_oid(content)}\n".encode())
         return digest.hexdigest()
 
-    def _tree(self, repo_id: str, folder: str, recursive: bool) -> list[dict[str, Any]]:
+    def _tree(self, files: dict[str, bytes], folder: str, recursive: bool) -> list[dict[str, Any]]:
         """The files and folders under `folder`: all of them, or its direct children only."""
         prefix = f"{folder}/" if folder else ""
         entries: dict[str, dict[str, Any]] = {}
-        for path, content in sorted(self.repos[repo_id].items()):
+        for path, content in sorted(files.items()):
             if not path.startswith(prefix):
                 continue
             parts = path.split("/")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import datasets.config
 import pytest
 from huggingface_hub import constants, hf_hub_download
 
@@ -21,10 +22,13 @@ SMALL = b'{"text": "a"}\n'
 
 
 @pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
-    """The fake Hub as huggingface_hub's endpoint, with a dataset of a large and a small
-    subset."""
+def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeHub]:
+    """The fake Hub as huggingface_hub's and the datasets library's endpoint (with a cache of
+    this test's own), with a dataset of a large and a small subset."""
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(datasets.config, "HF_ENDPOINT", "")  # set below
     with FakeHub() as fake:
+        monkeypatch.setattr(datasets.config, "HF_ENDPOINT", fake.url)
         fake.datasets["tester/rows"] = {
             "README.md": b"# rows\n" * 100,
             "big/train.jsonl": ROWS,
@@ -73,7 +77,7 @@ def _download(cache: Path) -> str:
 def test_a_download_without_a_length_stops_at_the_cap(hub: FakeHub, tmp_path: Path) -> None:
     hub.announce_length = False
     cap = DownloadCap(20_000)
-    with cap.active(), pytest.raises(DownloadTooLarge, match="took more than"):
+    with cap.active(), pytest.raises(DownloadTooLarge, match="was stopped after"):
         _download(tmp_path)
     assert 20_000 < cap.received < len(ROWS), "stopped soon after the cap, not at the end"
     assert cap.exceeded is not None and "19.5 KiB this import may download" in cap.exceeded
@@ -99,3 +103,17 @@ def test_within_the_cap_a_download_completes_and_the_cap_ends_with_its_block(
     with DownloadCap(1_000).active():
         pass
     assert Path(_download(tmp_path / "second")).read_bytes() == ROWS
+
+
+def test_an_import_loads_within_its_bound_and_stops_past_it(hub: FakeHub, tmp_path: Path) -> None:
+    """Through the datasets library, against a Hub that does not tell the files' sizes and
+    streams them without a length: only counting the bytes bounds the import."""
+    hub.tell_sizes = hub.announce_length = False
+    hub.datasets["tester/one"] = {"train.jsonl": SMALL}
+    hub.datasets["tester/big"] = {"train.jsonl": ROWS}
+    tables = load_tables(_request(path="tester/one"), tmp_path / "loaded", max_bytes=len(ROWS))
+    assert tables["train"].to_pylist() == [{"text": "a"}]
+    with pytest.raises(DataFileError) as refused:
+        load_tables(_request(path="tester/big"), tmp_path / "refused", max_bytes=20_000)
+    assert "Downloading this dataset was stopped after" in str(refused.value)
+    assert "past the 19.5 KiB this import may download" in str(refused.value)

@@ -43,13 +43,16 @@ def hub_size(request: DatasetImport) -> int | None:
     return None if any(size is None for size in sizes) else sum(s or 0 for s in sizes)
 
 
-def too_large(what: str, size: int, limit: int) -> str:
+def _advice(limit: int) -> str:
     return (
-        f"{what} takes {size_text(size)}, more than the {size_text(limit)} this import may "
-        "download (the server's cap on a Hugging Face import, or what is left of your storage "
-        "quota). Choose a subset or a split, delete datasets or models you no longer need, or "
-        "ask an administrator for more."
+        f"the {size_text(limit)} this import may download (the server's cap on a Hugging Face "
+        "import, or what is left of your storage quota). Choose a subset or a split, delete "
+        "datasets or models you no longer need, or ask an administrator for more."
     )
+
+
+def too_large(what: str, size: int, limit: int) -> str:
+    return f"{what} takes {size_text(size)}, more than {_advice(limit)}"
 
 
 class _Counted(httpx2.SyncByteStream):
@@ -83,9 +86,10 @@ class DownloadCap:
         with self._lock:
             self.received += count
             if self.received > self.limit:
-                self.exceeded = too_large(
-                    "Downloading this dataset", self.received, self.limit
-                ).replace(" takes ", " took more than ", 1)
+                self.exceeded = (
+                    f"Downloading this dataset was stopped after {size_text(self.received)}, "
+                    f"past {_advice(self.limit)}"
+                )
                 raise DownloadTooLarge(self.exceeded)
 
     def _on_response(self, response: httpx2.Response) -> None:
