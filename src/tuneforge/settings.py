@@ -119,8 +119,8 @@ class Settings(BaseSettings):
     trusted_endpoint_hosts: list[str] = Field(
         default_factory=list,
         description="Hosts (names or addresses) on this server's own network that every user's "
-        "judge and S3 endpoints may reach, such as a local vLLM or MinIO. Other private, "
-        "loopback and link-local addresses are for administrators' endpoints only.",
+        "judge, S3 and MLflow endpoints may reach, such as a local vLLM, MinIO or MLflow. Other "
+        "private, loopback and link-local addresses are for administrators' endpoints only.",
     )
     tracking_server_credentials: bool = Field(
         default=False,
