@@ -4,11 +4,15 @@ say the limit, the usage and what to do, and the usage shown to the user."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from tests.api.test_dataset_sources import wait_ready
 from tests.conftest import add_user, bearer
+from tests.hub_server import FakeHub
 from tuneforge.cli import app
 from tuneforge.data.limits import size_text
 from tuneforge.settings import Settings
@@ -149,3 +153,34 @@ def test_the_admin_command_shows_and_sets_a_quota(make_settings: Callable[..., S
     assert bad.exit_code == 2 and "is not a limit" in bad.output
     missing = runner.invoke(app, ["admin", "quota", "nobody"], env=env)
     assert missing.exit_code == 1 and "no user 'nobody'" in missing.output
+
+
+@pytest.mark.slow
+def test_a_users_hub_import_job_is_bounded_by_the_storage_left(
+    make_client: Callable[..., TestClient],
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """The import job's worker reads its owner's budget and the Hub's sizes before it
+    downloads (a Hub on loopback, reached through the worker's HF_* environment)."""
+    with FakeHub() as hub:
+        hub.datasets["tester/one"] = {"train.jsonl": b'{"text": "a"}\n'}
+        hub.datasets["tester/big"] = {"train.jsonl": b'{"text": "long"}\n' * 2_000}
+        for name, value in (("ENDPOINT", hub.url), ("TOKEN", hub.token), ("HOME", tmp_path)):
+            monkeypatch.setenv(f"HF_{name}", str(value))
+        client = make_client(auth="local", run_jobs=True, quota_storage_bytes=20_000)
+        gina = bearer(add_user(settings, "gina"))
+        started = {
+            name: client.post(
+                "/api/v1/datasets/import",
+                json={"source": "huggingface", "path": f"tester/{name}"},
+                headers=gina,
+            ).json()
+            for name in ("one", "big")
+        }
+        one = wait_ready(client, gina, started["one"]["id"])
+        big = wait_ready(client, gina, started["big"]["id"])
+    assert one["status"] == "ready" and one["rows"] == 1, one["error"]
+    assert big["status"] == "failed"
+    assert "'tester/big' on the Hub takes 33.2 KiB, more than the 19.5 KiB" in big["error"]
