@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from tuneforge import __version__
-from tuneforge.api import docs, errors
+from tuneforge.api import docs, errors, openapi
 from tuneforge.api.limits import BodyLimit
 from tuneforge.api.routes import (
     auth,
@@ -102,6 +102,7 @@ def create_app(settings: Settings | None = None, *, ui: bool = True) -> FastAPI:
     app.state.signer = SessionSigner(settings.session_secret, settings.session_max_age)
     app.state.limiter = LoginLimiter(settings.login_attempts_per_minute)
     errors.install(app)
+    openapi.install(app)
     routers = (
         *(health, auth, jobs, datasets, models, exports, trainings, graders, evaluations),
         *(chat, secrets, synthesis, quotas),

@@ -17,6 +17,11 @@ from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: The largest `offset` a list accepts: far past any real list, well inside every database's
+#: integers (a larger one overflowed SQLite's).
+MAX_OFFSET = 10**9
+#: The largest event id a stream resumes after: the range of the events' 64-bit key.
+MAX_EVENT_ID = 2**63 - 1
 
 
 def get_settings(request: Request) -> Settings:

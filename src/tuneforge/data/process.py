@@ -206,7 +206,7 @@ def _groups(
     splits (split mode `source`), or all rows, sampled when asked (split after validation)."""
     combined = pa.concat_tables(list(tables.values()), promote_options="permissive")
     for column in (config.split.stratify_by, config.label_column):
-        if column and column not in combined.column_names:
+        if column is not None and column not in combined.column_names:
             raise InvalidInput(f"There is no column {column!r} (for stratifying or labels).")
     if config.split.mode == "source":
         groups, start = {}, 0

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, Field
 
+from tuneforge.errors import NotFound
 from tuneforge.models.catalog import catalog
 from tuneforge.training.recipe import Recipe
 from tuneforge.training.registry import recipes
@@ -29,7 +30,7 @@ COVERAGE = "coverage.yaml"
 VALIDATION_DATASET = "preset-check"
 
 
-class UnknownPreset(LookupError):
+class UnknownPreset(NotFound):
     """No preset has this id."""
 
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from tuneforge.api.deps import CurrentUser, SessionDep, SettingsDep
+from tuneforge.api.openapi import errors
 from tuneforge.errors import Conflict
 from tuneforge.services import accounts
 from tuneforge.services.auth import login as check_login
@@ -50,7 +51,12 @@ class LoginRequest(BaseModel):
     )
 
 
-@router.post("/auth/login", response_model=TokenCreated, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/auth/login",
+    response_model=TokenCreated,
+    status_code=status.HTTP_201_CREATED,
+    responses=errors(401, 409, 429),
+)
 def login(
     body: LoginRequest, request: Request, session: SessionDep, settings: SettingsDep
 ) -> TokenCreated:

@@ -21,6 +21,7 @@ from tuneforge.api.deps import (
     SettingsDep,
     end_transaction,
 )
+from tuneforge.api.openapi import errors
 from tuneforge.errors import DomainError
 from tuneforge.inference.engine import Delta, Finished, Status
 from tuneforge.inference.params import Turn
@@ -66,7 +67,8 @@ def chat_models(session: SessionDep, user: CurrentUser, settings: SettingsDep) -
             "engine}` (finish reason `tool_calls` after calls), or an "
             "`error` if it broke off (a model that fails to load, too). Closing the connection "
             "stops the generation.",
-        }
+        },
+        **errors(404),
     },
 )
 async def chat(

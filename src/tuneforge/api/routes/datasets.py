@@ -6,7 +6,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
 
-from tuneforge.api.deps import CurrentUser, SessionDep, SettingsDep, StoreDep
+from tuneforge.api.deps import MAX_OFFSET, CurrentUser, SessionDep, SettingsDep, StoreDep
+from tuneforge.api.openapi import errors
 from tuneforge.data.augment.spec import AugmentSpec
 from tuneforge.data.config import DatasetImport, ProcessingConfig
 from tuneforge.data.mapping import MappingSpec
@@ -21,7 +22,9 @@ router = APIRouter(prefix="/datasets", tags=["datasets"])
 UPLOAD_PATH = "/datasets"
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetPublic)
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, response_model=DatasetPublic, responses=errors(409)
+)
 def upload_dataset(
     file: Annotated[
         UploadFile,
@@ -48,7 +51,12 @@ def upload_dataset(
     return DatasetPublic.model_validate(dataset)
 
 
-@router.post("/import", status_code=status.HTTP_202_ACCEPTED, response_model=DatasetPublic)
+@router.post(
+    "/import",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=DatasetPublic,
+    responses=errors(403, 409, 429),
+)
 def import_dataset(
     body: DatasetImport, session: SessionDep, settings: SettingsDep, user: CurrentUser
 ) -> DatasetPublic:
@@ -63,7 +71,7 @@ def list_datasets(
     kind: Annotated[
         Literal["raw", "processed"] | None, Query(description="Only this kind.")
     ] = None,
-    offset: Annotated[int, Query(ge=0, description="Skip this many.")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Skip this many.")] = 0,
     limit: Annotated[int, Query(ge=1, le=500, description="Return at most this many.")] = 50,
 ) -> DatasetList:
     rows, total = service.list_datasets(session, user, kind=kind, offset=offset, limit=limit)
@@ -75,14 +83,14 @@ def get_dataset(dataset_id: str, session: SessionDep, user: CurrentUser) -> Data
     return DatasetPublic.model_validate(service.get_dataset(session, user, dataset_id))
 
 
-@router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(409))
 def delete_dataset(
     dataset_id: str, session: SessionDep, store: StoreDep, user: CurrentUser
 ) -> None:
     service.delete_dataset(session, store, user, dataset_id)
 
 
-@router.get("/{dataset_id}/rows", response_model=RowsPage)
+@router.get("/{dataset_id}/rows", response_model=RowsPage, responses=errors(409))
 def dataset_rows(
     dataset_id: str,
     session: SessionDep,
@@ -90,7 +98,7 @@ def dataset_rows(
     settings: SettingsDep,
     user: CurrentUser,
     split: Annotated[str | None, Query(description="The split (default: the first).")] = None,
-    offset: Annotated[int, Query(ge=0, description="The first row to return.")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="The first row to return.")] = 0,
     limit: Annotated[int, Query(ge=1, le=200, description="How many rows.")] = 20,
     thumbnails: Annotated[
         bool,
@@ -116,7 +124,7 @@ def dataset_rows(
     return RowsPage(split=name, offset=offset, total=total, rows=rows)
 
 
-@router.post("/{dataset_id}/preview")
+@router.post("/{dataset_id}/preview", responses=errors(409))
 def preview_mapping(
     dataset_id: str,
     mapping: MappingSpec,
@@ -136,7 +144,10 @@ def preview_mapping(
     "/{dataset_id}/process",
     status_code=status.HTTP_201_CREATED,
     response_model=DatasetPublic,
-    responses={202: {"model": DatasetPublic, "description": "Processing in a job."}},
+    responses={
+        202: {"model": DatasetPublic, "description": "Processing in a job."},
+        **errors(409, 429),
+    },
 )
 def process_dataset(
     dataset_id: str,
@@ -170,7 +181,7 @@ def dataset_stats(dataset_id: str, session: SessionDep, user: CurrentUser) -> di
     return dataset.stats
 
 
-@router.post("/{dataset_id}/augment/preview", response_model=AugmentPreview)
+@router.post("/{dataset_id}/augment/preview", response_model=AugmentPreview, responses=errors(409))
 def preview_augmentation(
     dataset_id: str,
     spec: AugmentSpec,
@@ -195,7 +206,10 @@ def preview_augmentation(
 
 
 @router.post(
-    "/{dataset_id}/augment", status_code=status.HTTP_202_ACCEPTED, response_model=DatasetPublic
+    "/{dataset_id}/augment",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=DatasetPublic,
+    responses=errors(409, 429),
 )
 def augment_dataset(
     dataset_id: str,

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from tuneforge.api.deps import CurrentUser, SessionDep, StoreDep
+from tuneforge.api.deps import MAX_OFFSET, CurrentUser, SessionDep, StoreDep
 from tuneforge.evaluation.report import SampleFilter
 from tuneforge.schemas.evaluations import EvaluationPublic, SamplesPage
 from tuneforge.services import evaluations as service
@@ -29,7 +29,7 @@ def get_samples(
     session: SessionDep,
     store: StoreDep,
     user: CurrentUser,
-    offset: Annotated[int, Query(ge=0, description="Skip this many samples.")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Skip this many samples.")] = 0,
     limit: Annotated[int, Query(ge=1, le=500, description="Return at most this many.")] = 50,
     which: Annotated[
         SampleFilter | None,

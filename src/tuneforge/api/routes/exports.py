@@ -9,6 +9,8 @@ from fastapi import APIRouter, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
 
 from tuneforge.api.deps import CurrentUser, SessionDep, SettingsDep, StoreDep
+from tuneforge.api.errors import error_response
+from tuneforge.api.openapi import errors
 from tuneforge.db.tables import Export
 from tuneforge.export.spec import ExportRequest
 from tuneforge.export.zipstream import RangeNotSatisfiable, parse_range
@@ -32,7 +34,15 @@ def export_choices(
     return ExportChoices.model_validate(service.estimates(session, user, settings, model_id))
 
 
-@router.post("/models/{model_id}/exports", response_model=ExportCreated, status_code=201)
+@router.post(
+    "/models/{model_id}/exports",
+    response_model=ExportCreated,
+    status_code=201,
+    responses={
+        200: {"model": ExportCreated, "description": "An identical export, reused."},
+        **errors(409, 429),
+    },
+)
 def create_export(
     model_id: str,
     body: ExportRequest,
@@ -77,7 +87,7 @@ def delete_export(export_id: str, session: SessionDep, store: StoreDep, user: Cu
     responses={
         200: {"content": {"application/octet-stream": {}}, "description": "The file or ZIP."},
         206: {"description": "The requested byte range."},
-        416: {"description": "The range is outside the file."},
+        416: {"description": "The range is outside the file (`Content-Range` gives its size)."},
     },
 )
 def download(
@@ -101,7 +111,14 @@ def download(
     try:
         wanted = parse_range(range_header, plan.size)
     except RangeNotSatisfiable:
-        return Response(status_code=416, headers={"Content-Range": f"bytes */{plan.size}"})
+        outside = error_response(
+            416,
+            "range_not_satisfiable",
+            f"The requested range is outside the file, which has {plan.size:,} bytes.",
+            {"size": plan.size},
+        )
+        outside.headers["Content-Range"] = f"bytes */{plan.size}"
+        return outside
     start, end = wanted if wanted is not None else (0, plan.size)
     headers["Content-Length"] = str(end - start)
     if wanted is not None:

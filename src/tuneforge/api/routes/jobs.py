@@ -11,7 +11,15 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from sqlalchemy.exc import OperationalError
 
-from tuneforge.api.deps import CurrentUser, SessionDep, SettingsDep, StoreDep
+from tuneforge.api.deps import (
+    MAX_EVENT_ID,
+    MAX_OFFSET,
+    CurrentUser,
+    SessionDep,
+    SettingsDep,
+    StoreDep,
+)
+from tuneforge.api.openapi import errors
 from tuneforge.db.session import transaction
 from tuneforge.errors import NotFound
 from tuneforge.jobs.status import TERMINAL, JobStatus
@@ -24,7 +32,12 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 KEEPALIVE_SECONDS = 15.0
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=JobPublic)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=JobPublic,
+    responses=errors(403, 404, 409, 429),
+)
 def create_job(
     body: JobCreate, session: SessionDep, settings: SettingsDep, user: CurrentUser
 ) -> JobPublic:
@@ -38,7 +51,7 @@ def list_jobs(
     user: CurrentUser,
     status: Annotated[JobStatus | None, Query(description="Only jobs in this status.")] = None,
     kind: Annotated[str | None, Query(description="Only jobs of this kind.")] = None,
-    offset: Annotated[int, Query(ge=0, description="Skip this many jobs.")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Skip this many jobs.")] = 0,
     limit: Annotated[int, Query(ge=1, le=500, description="Return at most this many.")] = 50,
 ) -> JobList:
     rows, total = service.list_jobs(
@@ -52,12 +65,12 @@ def get_job(job_id: str, session: SessionDep, user: CurrentUser) -> JobPublic:
     return JobPublic.model_validate(service.get_job(session, user, job_id))
 
 
-@router.post("/{job_id}/cancel", response_model=JobPublic)
+@router.post("/{job_id}/cancel", response_model=JobPublic, responses=errors(409))
 def cancel_job(job_id: str, session: SessionDep, user: CurrentUser) -> JobPublic:
     return JobPublic.model_validate(service.cancel_job(session, user, job_id))
 
 
-@router.post("/{job_id}/resume", response_model=JobPublic)
+@router.post("/{job_id}/resume", response_model=JobPublic, responses=errors(409, 429))
 def resume_job(job_id: str, session: SessionDep, user: CurrentUser) -> JobPublic:
     """Queue a failed or cancelled training run again, from its newest checkpoint."""
     return JobPublic.model_validate(training.resume(session, user, job_id))
@@ -69,7 +82,7 @@ def job_metrics(job_id: str, session: SessionDep, user: CurrentUser) -> RunMetri
     return RunMetrics.model_validate(training.metrics(session, user, job_id))
 
 
-@router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(409))
 def delete_job(job_id: str, session: SessionDep, store: StoreDep, user: CurrentUser) -> None:
     service.delete_job(session, store, user, job_id)
 
@@ -94,8 +107,12 @@ def job_events(
     request: Request,
     session: SessionDep,
     user: CurrentUser,
-    last_event_id: Annotated[int | None, Header(description="Resume after this event id.")] = None,
-    after: Annotated[int, Query(ge=0, description="Resume after this event id.")] = 0,
+    last_event_id: Annotated[
+        int | None, Header(ge=0, le=MAX_EVENT_ID, description="Resume after this event id.")
+    ] = None,
+    after: Annotated[
+        int, Query(ge=0, le=MAX_EVENT_ID, description="Resume after this event id.")
+    ] = 0,
     follow: Annotated[bool, Query(description="Keep streaming until the job ends.")] = True,
 ) -> StreamingResponse:
     service.get_job(session, user, job_id)  # 404 before the stream starts

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from tuneforge.api.deps import CurrentUser, SessionDep, SettingsDep, StoreDep
+from tuneforge.api.deps import MAX_OFFSET, CurrentUser, SessionDep, SettingsDep, StoreDep
 from tuneforge.schemas.models import ModelList, ModelPublic
 from tuneforge.services import models as service
 
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/models", tags=["models"])
 def list_models(
     session: SessionDep,
     user: CurrentUser,
-    offset: Annotated[int, Query(ge=0, description="Skip this many models.")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Skip this many models.")] = 0,
     limit: Annotated[int, Query(ge=1, le=500, description="Return at most this many.")] = 50,
 ) -> ModelList:
     rows, total = service.list_models(session, user, offset=offset, limit=limit)

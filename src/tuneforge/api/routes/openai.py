@@ -23,6 +23,7 @@ from tuneforge.api.deps import (
     SettingsDep,
     end_transaction,
 )
+from tuneforge.api.openapi import errors
 from tuneforge.api.stopping import Stopping
 from tuneforge.errors import DomainError, InvalidInput
 from tuneforge.inference.client import InferenceClient
@@ -53,7 +54,7 @@ def list_models(session: SessionDep, user: CurrentUser, settings: SettingsDep) -
     }
 
 
-@router.post("/chat/completions", response_model=None)
+@router.post("/chat/completions", response_model=None, responses=errors(404))
 async def chat_completions(
     body: ChatCompletionRequest,
     session: SessionDep,
@@ -85,7 +86,7 @@ async def chat_completions(
     )
 
 
-@router.post("/completions", response_model=None)
+@router.post("/completions", response_model=None, responses=errors(404))
 async def completions(
     body: CompletionRequest,
     session: SessionDep,

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from tuneforge.api.deps import CurrentUser, SessionDep, SettingsDep
+from tuneforge.api.openapi import errors
 from tuneforge.schemas.quotas import QuotaPublic, QuotaSet
 from tuneforge.services import quotas as service
 
@@ -21,7 +22,7 @@ def my_quota(session: SessionDep, settings: SettingsDep, user: CurrentUser) -> Q
     return service.quota_view(session, user, settings)
 
 
-@router.get("/admin/users/{username}/quota", response_model=QuotaPublic)
+@router.get("/admin/users/{username}/quota", response_model=QuotaPublic, responses=errors(403))
 def user_quota(
     username: Username, session: SessionDep, settings: SettingsDep, user: CurrentUser
 ) -> QuotaPublic:
@@ -29,7 +30,7 @@ def user_quota(
     return service.quota_of(session, user, settings, username)
 
 
-@router.put("/admin/users/{username}/quota", response_model=QuotaPublic)
+@router.put("/admin/users/{username}/quota", response_model=QuotaPublic, responses=errors(403))
 def set_user_quota(
     username: Username,
     body: QuotaSet,

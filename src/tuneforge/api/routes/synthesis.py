@@ -9,6 +9,7 @@ from fastapi import APIRouter, File, Form, UploadFile, status
 from pydantic import ValidationError
 
 from tuneforge.api.deps import CurrentUser, SessionDep, SettingsDep, StoreDep
+from tuneforge.api.openapi import errors
 from tuneforge.data.synthesis.spec import SynthesisSpec
 from tuneforge.errors import InvalidInput
 from tuneforge.schemas.datasets import DatasetPublic
@@ -31,7 +32,12 @@ def _spec(text: str) -> SynthesisSpec:
         raise InvalidInput(f"The synthesis spec is not valid: {problems}") from None
 
 
-@router.post("/synthesize", status_code=status.HTTP_202_ACCEPTED, response_model=DatasetPublic)
+@router.post(
+    "/synthesize",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=DatasetPublic,
+    responses=errors(409, 429),
+)
 def synthesize(
     files: Annotated[
         list[UploadFile],
@@ -74,7 +80,9 @@ def synthesis_progress(
     return service.progress(session, user, dataset_id)
 
 
-@router.post("/{dataset_id}/synthesis/resume", response_model=DatasetPublic)
+@router.post(
+    "/{dataset_id}/synthesis/resume", response_model=DatasetPublic, responses=errors(409, 429)
+)
 def resume_synthesis(
     dataset_id: str, session: SessionDep, settings: SettingsDep, user: CurrentUser
 ) -> DatasetPublic:

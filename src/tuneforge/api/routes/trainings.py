@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from tuneforge.api.deps import CurrentUser, SessionDep, SettingsDep
+from tuneforge.api.openapi import errors
 from tuneforge.models.availability import each_availability
 from tuneforge.models.catalog import load_catalog
 from tuneforge.schemas.trainings import (
@@ -35,7 +36,7 @@ def list_catalog(settings: SettingsDep, user: CurrentUser) -> list[CatalogModelP
     ]
 
 
-@router.post("/trainings/estimate", response_model=EstimatePublic)
+@router.post("/trainings/estimate", response_model=EstimatePublic, responses=errors(404))
 def estimate(
     spec: TrainingSpec, session: SessionDep, settings: SettingsDep, user: CurrentUser
 ) -> EstimatePublic:
@@ -51,7 +52,9 @@ def estimate(
     )
 
 
-@router.get("/trainings/recommendations", response_model=list[Recommendation])
+@router.get(
+    "/trainings/recommendations", response_model=list[Recommendation], responses=errors(404)
+)
 def recommendations(
     session: SessionDep,
     settings: SettingsDep,
@@ -65,7 +68,7 @@ def recommendations(
     return service.recommendations(session, user, settings, dataset_id, base_model, trainer)
 
 
-@router.get("/trainings/compare", response_model=Comparison)
+@router.get("/trainings/compare", response_model=Comparison, responses=errors(404))
 def compare(
     session: SessionDep,
     user: CurrentUser,
