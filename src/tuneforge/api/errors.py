@@ -30,6 +30,7 @@ STATUS: dict[type[errors.DomainError], int] = {
     errors.ServerStopping: 503,
 }
 HTTP_CODES = {
+    400: "bad_request",
     401: "unauthenticated",
     403: "forbidden",
     404: "not_found",
