@@ -74,6 +74,7 @@ class Subscription:
     #: Seconds from an event's row to its arrival, for events written after the first connect
     #: (older ones are history, read at once).
     lags: list[float] = field(default_factory=list)
+    slowest: tuple[float, str] = (0.0, "")  # the latest arrival: seconds, and which event
     reconnects: int = 0
     errors: list[str] = field(default_factory=list)
     ended: bool = False
@@ -292,6 +293,8 @@ async def subscriber(url: str, f: Fixture, stop: asyncio.Event) -> Subscription:
                             lag = datetime.now(UTC) - written_at(event)
                             if written_at(event) > connected:
                                 seen.lags.append(lag.total_seconds())
+                                which = f"{event['type']} event {event['id']}"
+                                seen.slowest = max(seen.slowest, (lag.total_seconds(), which))
             except httpx.HTTPError as exc:
                 seen.errors.append(f"{type(exc).__name__}: {exc}")
             if not seen.ended:
@@ -473,6 +476,8 @@ def report(outcome: Outcome, args: argparse.Namespace) -> None:
         f"{percentile(lags, 0.5):.0f} ms (p50) / {percentile(lags, 0.99):.0f} ms (p99) after "
         f"their row was written; {reconnects} reconnects"
     )
+    late, which = max((s.slowest for s in outcome.subscriptions), default=(0.0, "none"))
+    print(f"  the latest arrival: {which}, {late * 1000:.0f} ms after its row was written")
     for subscription in [s for s, good in zip(outcome.subscriptions, ok, strict=True) if not good][
         :3
     ]:

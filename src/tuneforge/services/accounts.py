@@ -6,12 +6,10 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from contextlib import suppress
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from tuneforge.db.repositories import users
@@ -110,16 +108,6 @@ def user_for_token(session: Session, secret: str) -> User | None:
         return None
     now = utcnow()
     if token.last_used_at is None or now - token.last_used_at >= TOKEN_USE_PRECISION:
-        _record_use(session, token, now)
+        # Skipped when it would wait for a lock; the token's next request tries again.
+        users.note_token_use(session, token, now)
     return session.get(User, token.owner_id)
-
-
-def _record_use(session: Session, token: ApiToken, now: datetime) -> None:
-    """Note when `token` was used, unless another request is noting it (its row is locked
-    until that request ends: waiting for it would hold this request's thread, and many
-    requests of one client arriving together could wait for each other) or the database is
-    busy (a read-only request on SQLite cannot take the write lock after another writer
-    committed). The token's next request tries again; this one goes on either way."""
-    with suppress(OperationalError), session.begin_nested():
-        if users.lock_token(session, token):
-            token.last_used_at = now

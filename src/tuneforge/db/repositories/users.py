@@ -3,7 +3,11 @@ their own tokens too) or, to authenticate a request, by the hash of its secret."
 
 from __future__ import annotations
 
+from contextlib import suppress
+from datetime import datetime
+
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from tuneforge.db.tables import ApiToken, User
@@ -32,8 +36,14 @@ def token_with_hash(session: Session, token_hash: str) -> ApiToken | None:
     return session.scalars(select(ApiToken).where(ApiToken.token_hash == token_hash)).first()
 
 
-def lock_token(session: Session, token: ApiToken) -> bool:
-    """Lock `token`'s row for this transaction, unless another one holds it (then False, at
-    once: `SKIP LOCKED` on PostgreSQL; SQLite locks the whole database when it writes)."""
-    statement = select(ApiToken.id).where(ApiToken.id == token.id)
-    return session.scalar(statement.with_for_update(skip_locked=True)) is not None
+def note_token_use(session: Session, token: ApiToken, now: datetime) -> None:
+    """Set `token`'s `last_used_at` to `now` unless that would wait for a lock: another
+    transaction holds the token's row (PostgreSQL, `SKIP LOCKED`) or the database's write lock
+    (SQLite answers a read transaction that would write then at once). A request holds its
+    locks until it ends, and waiting for them would hold its thread, which the holder may need
+    to end."""
+    with suppress(OperationalError), session.begin_nested():
+        statement = select(ApiToken.id).where(ApiToken.id == token.id)
+        if session.scalar(statement.with_for_update(skip_locked=True)) is not None:
+            token.last_used_at = now
+            session.flush()
