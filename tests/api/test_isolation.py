@@ -76,10 +76,19 @@ ROUTES: dict[tuple[str, str], dict[str, object] | None] = {
     ("GET", "/api/v1/exports/{export_id}/download"): None,
     ("PUT", "/api/v1/secrets/{name}"): {"value": "a-secret-value"},
     ("DELETE", "/api/v1/secrets/{name}"): None,
+    ("GET", "/api/v1/quota"): None,
+    ("GET", "/api/v1/admin/users/{username}/quota"): None,
+    ("PUT", "/api/v1/admin/users/{username}/quota"): {"concurrent_jobs": 2},
 }
-# Routes with an id of something nobody owns (the same for everyone), and setting a secret: every
-# user has their own secret names, so Bob's PUT makes Bob's secret (see `test_lists_show_...`).
-SHARED = {("GET", "/api/v1/trainings/presets/{preset_id}"), ("PUT", "/api/v1/secrets/{name}")}
+# Routes with an id of something nobody owns (the same for everyone), setting a secret (every
+# user has their own secret names, so Bob's PUT makes Bob's secret, see `test_lists_show_...`),
+# and the administrators' quota routes (403 for others, see test_quotas).
+SHARED = {
+    ("GET", "/api/v1/trainings/presets/{preset_id}"),
+    ("PUT", "/api/v1/secrets/{name}"),
+    ("GET", "/api/v1/admin/users/{username}/quota"),
+    ("PUT", "/api/v1/admin/users/{username}/quota"),
+}
 UPLOADS = {("POST", "/api/v1/datasets"), ("POST", "/api/v1/datasets/synthesize")}
 CSV = b"question,answer\nWhat is 2+2?,4\nCapital of France?,Paris\n"
 
@@ -92,7 +101,7 @@ def send(
     headers: dict[str, str] | None = None,
 ):
     """Call an endpoint (`route` with its ids filled in) with a valid body for it."""
-    path = route.format(**(ids or {}), preset_id="gemma-3-270m_lora")
+    path = route.format(**(ids or {}), preset_id="gemma-3-270m_lora", username="alice")
     if (method, route) in UPLOADS:
         return client.post(path, files={"file": ("qa.csv", CSV, "text/csv")}, headers=headers)
     return client.request(method, path, json=ROUTES[(method, route)], headers=headers)
