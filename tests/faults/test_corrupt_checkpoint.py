@@ -116,7 +116,7 @@ def test_no_readable_checkpoint_fails_saying_so(tiny_model: Path, tmp_path: Path
         )
 
 
-@pytest.mark.slow
+@pytest.mark.trains
 @pytest.mark.timeout(600)
 def test_a_job_resumes_from_the_checkpoint_before_a_corrupt_newest(make_client, settings) -> None:
     client = make_client(auth="local", run_jobs=True, cancel_timeout=60)

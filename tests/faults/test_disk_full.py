@@ -4,7 +4,9 @@ The data directory is a small tmpfs (the database lives beside it, as a PostgreS
 separate disk would). Each time the request or job fails with the sentence that says the disk is
 full and how much is free, nothing half-written is left looking valid, the server keeps
 serving, and the same action succeeds once space is freed. Mounting needs root (CI has it);
-elsewhere these tests are skipped, saying why.
+elsewhere these tests are skipped, saying why. The training and export cases run in the SQLite
+pass only (`trains`, `heavy`): their database work is the upload and processing cases' and the
+training and export API tests'.
 """
 
 from __future__ import annotations
@@ -170,7 +172,7 @@ def test_a_processing_job_that_fills_the_disk_fails_saying_so(
     assert processed["status"] == "ready" and processed["rows"] == 20_001
 
 
-@pytest.mark.slow
+@pytest.mark.trains
 @pytest.mark.timeout(600)
 def test_a_checkpoint_that_fills_the_disk_is_not_kept_and_the_run_resumes(
     model_disk: Disk, make_client, settings
@@ -196,7 +198,7 @@ def test_a_checkpoint_that_fills_the_disk_is_not_kept_and_the_run_resumes(
     assert done["result"]["steps"] == 20
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.timeout(600)
 def test_an_export_that_fills_the_disk_is_not_marked_done(
     model_disk: Disk, make_client, settings, tiny_adapter: Path

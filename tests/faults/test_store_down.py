@@ -177,7 +177,7 @@ def test_a_store_that_goes_down_mid_upload_names_what_it_kept(
     assert in_bucket(bucket) == {p.name: p.stat().st_size for p in export_dir.iterdir()}
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.timeout(600)
 def test_an_export_to_a_store_that_is_down_fails_with_the_reason(
     make_client,
