@@ -3,10 +3,15 @@ left of their storage quota; nothing but their own quota for an administrator.""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
+from sqlalchemy import select
+
 from tuneforge.db.session import make_engine, make_sessionmaker, transaction
-from tuneforge.db.tables import Dataset, Export, Model
+from tuneforge.db.tables import Dataset, Export, Job, Model, User
+from tuneforge.errors import QuotaExceeded
+from tuneforge.jobs.lifecycle import create_job
 from tuneforge.jobs.quotas import import_budget
 from tuneforge.schemas.quotas import QuotaSet
 from tuneforge.services import accounts, quotas
@@ -61,3 +66,41 @@ def test_the_import_budget_follows_the_cap_and_the_storage_left(
 
         quotas.store_quota(session, settings, admin, QuotaSet(storage_bytes=5_000))
         assert import_budget(session, admin, settings) == 5_000  # an administrator's own quota
+
+
+def test_two_launches_at_once_cannot_both_take_the_last_place(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """The second launch waits for the first to commit, then counts its job: without the hold
+    on PostgreSQL, both would count none in flight and both would be queued."""
+    settings = make_settings()
+    factory = make_sessionmaker(make_engine(settings.resolved_database_url))
+    with transaction(factory) as session:
+        # An administrator (diagnostic jobs are theirs) with one place for jobs.
+        user = accounts.create_user(session, "frank", "password-frank", is_admin=True)
+        quotas.store_quota(session, settings, user, QuotaSet(concurrent_jobs=1))
+        user_id = user.id
+    spec = {"seconds": 1}
+    outcome: list[object] = []
+
+    def second_launch() -> None:
+        try:
+            with transaction(factory) as session:
+                user = session.get(User, user_id)
+                assert user is not None
+                outcome.append(create_job(session, user, settings, "diagnostic", spec).id)
+        except QuotaExceeded as exc:
+            outcome.append(exc)
+
+    with transaction(factory) as session:
+        user = session.get(User, user_id)
+        assert user is not None
+        first = create_job(session, user, settings, "diagnostic", spec)
+        racer = threading.Thread(target=second_launch)
+        racer.start()
+        racer.join(timeout=1.5)
+        assert racer.is_alive(), "the second launch must wait for the first"
+    racer.join(timeout=30)
+    assert len(outcome) == 1 and isinstance(outcome[0], QuotaExceeded), outcome
+    with transaction(factory) as session:
+        assert [job.id for job in session.scalars(select(Job))] == [first.id]

@@ -72,6 +72,8 @@ def check_launch(session: Session, user: User, settings: Settings) -> None:
     """Refuse a new job when the user is at one of their limits, saying which, by how much,
     and what to do."""
     limits = limits_for(session, user, settings)
+    if limits != Limits(None, None, None):
+        quotas.hold_launches(session, user.id)
     if limits.jobs_per_day is not None:
         started = quotas.jobs_since(session, user.id, utcnow() - DAY)
         if started >= limits.jobs_per_day:

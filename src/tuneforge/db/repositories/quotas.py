@@ -9,13 +9,20 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tuneforge.db.tables import Dataset, Export, Job, Model, UserQuota
+from tuneforge.db.tables import Dataset, Export, Job, Model, User, UserQuota
 
 IN_FLIGHT = ("queued", "running", "cancelling")  # the job statuses that hold a place
 
 
 def quota_of(session: Session, user_id: str) -> UserQuota | None:
     return session.get(UserQuota, user_id)
+
+
+def hold_launches(session: Session, user_id: str) -> None:
+    """Make the user's other launches wait until this transaction ends (a row lock on the user
+    on PostgreSQL; SQLite lets one writer in at a time anyway), so two jobs started at the same
+    instant cannot both pass a limit that has room for one."""
+    session.execute(select(User.id).where(User.id == user_id).with_for_update())
 
 
 def storage_used(session: Session, user_id: str) -> int:
