@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from tuneforge import __version__
-from tuneforge.api import docs, errors, openapi
+from tuneforge.api import docs, errors, openapi, unknown
 from tuneforge.api.limits import BodyLimit
 from tuneforge.api.routes import (
     auth,
@@ -31,7 +31,6 @@ from tuneforge.api.routes import (
 )
 from tuneforge.api.stopping import Stopping
 from tuneforge.db.session import make_engine, make_sessionmaker, migrate, transaction
-from tuneforge.errors import NotFound
 from tuneforge.inference.client import InferenceClient
 from tuneforge.inference.supervisor import InferenceProcess
 from tuneforge.inference.warmup import warm
@@ -49,7 +48,6 @@ UPLOAD_PATHS = frozenset(
 UI_UPLOAD_PATTERNS = (re.compile(r"/_nicegui/client/[0-9a-f-]+/upload/[0-9]+"),)
 #: Chat requests carry their images inside (base64): `max_chat_request_bytes`.
 CHAT_PATHS = (API_PREFIX + "/chat", "/v1/chat/completions")
-ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 log = logging.getLogger(__name__)
 
 
@@ -110,13 +108,8 @@ def create_app(settings: Settings | None = None, *, ui: bool = True) -> FastAPI:
     for module in routers:
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(openai.router)
-
-    @app.api_route(
-        f"{API_PREFIX}/{{rest:path}}", methods=list(ALL_METHODS), include_in_schema=False
-    )
-    def unknown_endpoint(rest: str) -> None:
-        """Unknown API paths answer in the API's error shape, not with a UI page."""
-        raise NotFound(f"There is no endpoint {API_PREFIX}/{rest}; see /docs.")
+    for prefix in (API_PREFIX, openai.router.prefix):
+        unknown.install(app, prefix)
 
     app.add_middleware(
         BodyLimit,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from tuneforge.data.mapping import MappingSpec
 from tuneforge.data.splits import SplitSpec
@@ -54,7 +54,7 @@ class ProcessingConfig(BaseModel):
         default="drop",
         description="`drop`: leave out rows with problems and report them; `fail`: refuse.",
     )
-    drop_duplicates: bool = Field(
+    drop_duplicates: StrictBool = Field(
         default=False,
         description="Leave out rows that repeat an earlier one (exactly, or but for case and "
         "spaces). Repeats are kept by default and counted in the report; a repeated example "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 Mode = Literal["conversation", "prompt_only", "preference", "feedback", "language_modeling"]
 Layout = Literal["messages", "sharegpt", "alpaca", "fields"]
@@ -95,7 +95,7 @@ class MappingSpec(BaseModel):
     rejected: FieldSource | None = Field(
         default=None, description="The worse answer (preference), in the same forms as chosen."
     )
-    implicit_prompt: bool = Field(
+    implicit_prompt: StrictBool = Field(
         default=False,
         exclude_if=lambda on: not on,  # stored mappings name it only when it is on
         description=(

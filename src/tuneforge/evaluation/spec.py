@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from tuneforge.evaluation.judge import JudgeSpec
 from tuneforge.training.rewards.spec import Graders
@@ -99,7 +99,7 @@ class EvaluationSpec(BaseModel):
         description="For the `json` suite: a JSON Schema every answer should satisfy (its "
         "`$schema` names the draft; the latest by default).",
     )
-    automatic: bool = Field(
+    automatic: StrictBool = Field(
         default=False,
         description="Queued by TuneForge itself as a finished training run's before/after check "
         "(lists and the model page say so); false for the evaluations people start.",
@@ -117,7 +117,7 @@ class EvaluationSpec(BaseModel):
         "list as a GRPO run's `graders`); they read the row's columns, and in a conversation "
         "dataset the column `answer` holds the conversation's last answer.",
     )
-    length_normalized: bool = Field(
+    length_normalized: StrictBool = Field(
         default=True,
         description="For the `preference` suite: compare the mean log-probability per token of "
         "the chosen and the rejected answer (true: a longer answer is not penalised for its "

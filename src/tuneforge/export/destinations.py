@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
@@ -122,7 +122,7 @@ class HubDestination(_Destination):
         default="hub", description="Upload the files to a Hugging Face Hub model repository."
     )
     repo_id: str = Field(description="The repository, `user/name` or `organization/name`.")
-    private: bool = Field(
+    private: StrictBool = Field(
         default=True,
         description="Create the repository private. An existing public repository is refused "
         "unless this is false.",

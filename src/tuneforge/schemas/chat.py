@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from tuneforge.inference.params import (
     MAX_MESSAGE_CHARS,
@@ -104,7 +104,7 @@ class ChatRequest(GenerationParams):
         description="Tools the model may call (OpenAI's definitions); a call comes back as the "
         "answer's `tool_calls`, and its result goes in a `tool` message.",
     )
-    stream: bool = Field(
+    stream: StrictBool = Field(
         True, description="Stream Server-Sent Events (`delta`, then `done`), or answer once."
     )
     engine: EngineName = Field(

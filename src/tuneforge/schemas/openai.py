@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from tuneforge.inference.params import (
     MAX_MESSAGE_CHARS,
@@ -39,7 +39,7 @@ class Sampling(BaseModel):
     seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Same seed, same answer.")
     stop: str | list[str] | None = Field(None, description="Up to 4 stop strings.")
     n: int = Field(1, ge=1, le=1, description="One choice per request.")
-    stream: bool = Field(False, description="Stream chunks as Server-Sent Events.")
+    stream: StrictBool = Field(False, description="Stream chunks as Server-Sent Events.")
     stream_options: dict[str, Any] | None = Field(
         None, description="`include_usage`: a last chunk with the token counts."
     )
@@ -182,4 +182,4 @@ class ChatCompletionRequest(Sampling):
 class CompletionRequest(Sampling):
     prompt: str = Field(max_length=MAX_MESSAGE_CHARS, description="Text to continue, as is.")
     max_tokens: int = Field(16, ge=1, le=8192, description="OpenAI's default, 16.")
-    echo: bool = Field(False, description="Put the prompt before the answer.")
+    echo: StrictBool = Field(False, description="Put the prompt before the answer.")

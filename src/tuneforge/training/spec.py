@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 Method = Literal["lora", "qlora", "full"]
 METHODS: tuple[Method, ...] = get_args(Method)
@@ -192,7 +192,7 @@ class TrainingBase(BaseModel):
         "head, the best default) or module names such as `q_proj`, `v_proj`.",
         json_schema_extra=_group("lora"),
     )
-    use_rslora: bool = Field(
+    use_rslora: StrictBool = Field(
         default=False,
         description="Rank-stabilised LoRA: scale by alpha / sqrt(rank), which keeps high ranks "
         "learning.",
@@ -207,13 +207,13 @@ class TrainingBase(BaseModel):
         "always stay in fp32.",
         json_schema_extra=_group("hardware"),
     )
-    gradient_checkpointing: bool = Field(
+    gradient_checkpointing: StrictBool = Field(
         default=False,
         description="Recompute activations in the backward pass instead of keeping them: about a "
         "third slower, much less memory for long examples.",
         json_schema_extra=_group("hardware"),
     )
-    use_unsloth: bool = Field(
+    use_unsloth: StrictBool = Field(
         default=True,
         description="On a CUDA GPU with Unsloth installed, use its faster kernels (ignored "
         "elsewhere).",
@@ -320,13 +320,13 @@ class SFTSpec(TrainingBase):
         description="`sft`: supervised fine-tuning on conversations (prompt -> answer).",
         json_schema_extra=_group("run"),
     )
-    packing: bool = Field(
+    packing: StrictBool = Field(
         default=True,
         description="Padding-free batches: no compute is spent on padding (on a GPU the examples "
         "are packed into one sequence, each seeing only itself). The same result, faster.",
         json_schema_extra=_group("optimisation"),
     )
-    assistant_only_loss: bool = Field(
+    assistant_only_loss: StrictBool = Field(
         default=True,
         description="Learn only from the answers (the model's turns), not from the prompts.",
         json_schema_extra=_group("optimisation"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from tuneforge.jobs.kind import JobKind, register
 
@@ -13,11 +13,11 @@ class DiagnosticSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     seconds: float = Field(default=5, ge=0, le=3600, description="How long the job runs.")
-    fail: bool = Field(default=False, description="Fail at the end instead of succeeding.")
+    fail: StrictBool = Field(default=False, description="Fail at the end instead of succeeding.")
     fail_after: float | None = Field(
         default=None, ge=0, le=3600, description="Fail after this many seconds (implies fail)."
     )
-    ignore_cancel: bool = Field(
+    ignore_cancel: StrictBool = Field(
         default=False,
         description="Ignore cancel requests, to check that a stuck worker is killed.",
     )

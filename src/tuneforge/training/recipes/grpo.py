@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, StrictBool, model_validator
 
 from tuneforge.data.conversation import text_of
 from tuneforge.errors import InvalidInput
@@ -145,7 +145,7 @@ class GRPOSpec(TrainingBase):
         "completion length, which does not favour short wrong or long right answers.",
         json_schema_extra=_group("rewards"),
     )
-    scale_rewards: bool = Field(
+    scale_rewards: StrictBool = Field(
         default=True,
         description="Divide each completion's advantage (its reward minus its prompt's mean) "
         "by the standard deviation of its prompt's rewards, so prompts of every difficulty "

@@ -15,7 +15,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, TypeAlias
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    TypeAdapter,
+    model_validator,
+)
 
 from tuneforge.evaluation.judge import JudgeSpec
 
@@ -81,7 +89,7 @@ class ExactMatch(GraderBase):
         default="exact_match", description="The grader: `exact_match`."
     )
     column: str = _reference_column()
-    normalize: bool = Field(
+    normalize: StrictBool = Field(
         default=True,
         description="Compare after trimming, lower-casing and collapsing runs of whitespace.",
     )
@@ -193,7 +201,7 @@ class Regex(GraderBase):
         description="`search`: the pattern occurs anywhere; `fullmatch`: the whole completion "
         "(surrounding whitespace trimmed) matches it.",
     )
-    ignore_case: bool = Field(default=False, description="Match letters in either case.")
+    ignore_case: StrictBool = Field(default=False, description="Match letters in either case.")
     max_chars: int = Field(
         default=MAX_CHARS,
         ge=1,
@@ -214,7 +222,7 @@ class JsonValid(GraderBase):
     type: Literal["json_valid"] = Field(
         default="json_valid", description="The grader: `json_valid`."
     )
-    whole: bool = Field(
+    whole: StrictBool = Field(
         default=False,
         description="Only the whole completion counts (a code fence around it allowed), not "
         "JSON with text around it.",
@@ -267,7 +275,7 @@ class JsonSchema(GraderBase):
         max_length=200,
         description="The dataset column holding each row's own JSON Schema. Give this or `schema`.",
     )
-    whole: bool = Field(
+    whole: StrictBool = Field(
         default=False,
         description="Only the whole completion counts (a code fence around it allowed), not "
         "JSON with text around it.",
@@ -342,7 +350,7 @@ class Phrases(GraderBase):
         max_length=50,
         description="Phrases the completion should not contain.",
     )
-    ignore_case: bool = Field(default=True, description="Find phrases in either case.")
+    ignore_case: StrictBool = Field(default=True, description="Find phrases in either case.")
 
     @model_validator(mode="after")
     def _some_phrase(self) -> Phrases:
