@@ -16,9 +16,6 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 AuthMode = Literal["auto", "none", "local", "header"]
-#: The environment variable that hands a child process (a job worker, the inference server)
-#: the settings of the process that started it, as JSON.
-SETTINGS_ENV = "TUNEFORGE_WORKER_SETTINGS"
 
 
 class UnsafeConfiguration(RuntimeError):

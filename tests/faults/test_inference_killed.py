@@ -10,6 +10,7 @@ import os
 import signal
 
 import httpx
+import psutil
 import pytest
 
 from tests.conftest import add_user, bearer
@@ -30,12 +31,21 @@ def test_a_killed_inference_server_ends_the_answer_with_an_error_and_the_next_on
 ) -> None:
     settings = make_settings()
     alice = bearer(add_user(settings, "alice"))
+    key = "a-server-secret-key-" * 2
     with (
-        server_process(server_env(settings, run_jobs=False), timeout=60) as (url, server),
+        server_process(server_env(settings, run_jobs=False, secret_key=key), timeout=60) as (
+            url,
+            server,
+        ),
         httpx.Client(base_url=url, headers=alice, timeout=60) as http,
     ):
         with live_answer(http, "/api/v1/chat", LONG_ANSWER) as rest:
-            os.kill(inference_pid(server), signal.SIGKILL)
+            # Users' models run there: it has its settings from a file it removed, and no
+            # secret of the server's environment.
+            inference = psutil.Process(inference_pid(server))
+            assert not [v for v in inference.environ().values() if key in v]
+            assert not list((settings.data_dir / "worker-settings").glob("*.json"))
+            os.kill(inference.pid, signal.SIGKILL)
             events = sse_events(list(rest))
         assert events[-1][0] == "error", events[-3:]
         error = json.loads(events[-1][1])

@@ -21,11 +21,11 @@ from tuneforge.db.tables import Job, JobEvent, User, utcnow
 from tuneforge.jobs.kinds.diagnostic import DiagnosticSpec
 from tuneforge.jobs.queue import claim_next
 from tuneforge.jobs.runner import LocalRunner
-from tuneforge.jobs.worker_env import SETTINGS_FILE_ENV
 from tuneforge.services import accounts
 from tuneforge.services import jobs as service
 from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore
+from tuneforge.worker_env import SETTINGS_FILE_ENV
 
 pytestmark = pytest.mark.slow
 

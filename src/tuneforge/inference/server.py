@@ -39,7 +39,8 @@ from tuneforge.inference.params import Generate, ModelRef
 from tuneforge.inference.responses import ClosingStream
 from tuneforge.models.catalog import load_catalog
 from tuneforge.models.chat_template import ChatFormat, format_of
-from tuneforge.settings import SETTINGS_ENV, Settings
+from tuneforge.settings import Settings
+from tuneforge.worker_env import SETTINGS_FILE_ENV, read_worker_settings
 
 log = logging.getLogger(__name__)
 PARENT_POLL_SECONDS = 2.0
@@ -251,8 +252,7 @@ def main() -> None:
     args = parser.parse_args()
     import uvicorn
 
-    raw = os.environ.get(SETTINGS_ENV)
-    settings = Settings.model_validate_json(raw) if raw else Settings()
+    settings = read_worker_settings() if SETTINGS_FILE_ENV in os.environ else Settings()
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -15,7 +15,8 @@ import sys
 import threading
 import time
 
-from tuneforge.settings import SETTINGS_ENV, Settings
+from tuneforge.settings import Settings
+from tuneforge.worker_env import worker_environment, write_worker_settings
 
 log = logging.getLogger(__name__)
 MODULE = "tuneforge.inference.server"
@@ -61,7 +62,7 @@ class InferenceProcess:
         self.socket.unlink(missing_ok=True)
         logs = self.settings.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, SETTINGS_ENV: self.settings.model_dump_json()}
+        env = worker_environment(self.settings, write_worker_settings(self.settings, "inference"))
         with open(logs / "inference.log", "ab") as out:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", MODULE, "--socket", str(self.socket)],

@@ -32,8 +32,8 @@ from tuneforge.db.tables import Job, utcnow
 from tuneforge.jobs.queue import claim_next
 from tuneforge.jobs.states import StaleTransition, transition
 from tuneforge.jobs.status import JobStatus
-from tuneforge.jobs.worker_env import settings_file, worker_environment, write_worker_settings
 from tuneforge.settings import Settings
+from tuneforge.worker_env import settings_file, worker_environment, write_worker_settings
 
 log = logging.getLogger(__name__)
 WORKER_MODULE = "tuneforge.jobs"

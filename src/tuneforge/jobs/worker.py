@@ -24,10 +24,10 @@ from tuneforge.jobs.failure import failure_fields
 from tuneforge.jobs.kind import kind_of
 from tuneforge.jobs.states import StaleTransition, transition
 from tuneforge.jobs.status import JobStatus
-from tuneforge.jobs.worker_env import read_worker_settings
 from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore
 from tuneforge.storage.disk_full import disk_full
+from tuneforge.worker_env import read_worker_settings
 
 
 def _load(path: str) -> Callable[[Any, JobContext], Any]:

@@ -7,13 +7,13 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from tuneforge.jobs.worker_env import (
+from tuneforge.settings import Settings
+from tuneforge.worker_env import (
     SETTINGS_FILE_ENV,
     read_worker_settings,
     worker_environment,
     write_worker_settings,
 )
-from tuneforge.settings import Settings
 
 SERVER_ENV = {
     "PATH": "/usr/bin",

@@ -1,16 +1,18 @@
-"""What a job's worker process inherits: a minimal environment, and its settings through a file.
+"""What the server's child processes inherit (a job's worker, the inference server): a minimal
+environment, and their settings through a file.
 
-A worker runs a user's job, so it gets only what running jobs needs from the server's
-environment: the paths, the locale, the variables of PyTorch, Hugging Face, the BLAS libraries
-and CUDA, proxies and certificates. Variables named like a secret (a token, key, password or
-credential) stay behind, except the server's Hugging Face token (the worker downloads the
-catalog's models, gated ones too), the storage's own credentials when the artifact store is
-remote (the worker reads and writes it) and the server's tracking keys (`WANDB_*`, `MLFLOW_*`)
-where an administrator lends them (`tracking_server_credentials`).
+A worker runs a user's job, and the inference server runs users' models, so they get only what
+running models needs from the server's environment: the paths, the locale, the variables of
+PyTorch, Hugging Face, the BLAS libraries and CUDA, proxies and certificates. Variables named
+like a secret (a token, key, password or credential) stay behind, except the server's Hugging
+Face token (the catalog's models are downloaded, gated ones too), the storage's own credentials
+when the artifact store is remote (models and results are read and written there) and the
+server's tracking keys (`WANDB_*`, `MLFLOW_*`) where an administrator lends them
+(`tracking_server_credentials`).
 
 The settings, which carry the secret key and the database URL, go through a file that only the
-server's user can read (0600, in a 0700 folder of the data directory); the worker reads it and
-removes it at once, and the runner removes any the worker never read.
+server's user can read (0600, in a 0700 folder of the data directory); the child reads it and
+removes it at once, and the job runner removes any a worker never read.
 """
 
 from __future__ import annotations
@@ -64,14 +66,15 @@ def worker_environment(
     return env
 
 
-def settings_file(settings: Settings, job_id: str) -> Path:
-    """Where the worker of job `job_id` finds its settings."""
-    return settings.data_dir / "worker-settings" / f"{job_id}.json"
+def settings_file(settings: Settings, name: str) -> Path:
+    """Where the child process `name` (a job's id, or `inference`) finds its settings."""
+    return settings.data_dir / "worker-settings" / f"{name}.json"
 
 
-def write_worker_settings(settings: Settings, job_id: str) -> Path:
-    """Write the settings a worker needs (not the gateway's proxy secret) to its 0600 file."""
-    path = settings_file(settings, job_id)
+def write_worker_settings(settings: Settings, name: str) -> Path:
+    """Write the settings a child process needs (not the gateway's proxy secret) to its 0600
+    file."""
+    path = settings_file(settings, name)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.parent.chmod(0o700)
     path.unlink(missing_ok=True)
@@ -82,7 +85,8 @@ def write_worker_settings(settings: Settings, job_id: str) -> Path:
 
 
 def read_worker_settings(environ: Mapping[str, str] = os.environ) -> Settings:
-    """In the worker: its settings, read from the file its runner wrote, which is then removed."""
+    """In the child process: its settings, read from the file the server wrote, which is then
+    removed."""
     path = Path(environ[SETTINGS_FILE_ENV])
     try:
         return Settings.model_validate_json(path.read_text())
