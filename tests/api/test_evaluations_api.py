@@ -72,6 +72,7 @@ def right(row: dict, label: str) -> bool:
     return normalize_label(row["answers"][label]) == normalize_label(row["reference"])
 
 
+@pytest.mark.heavy
 @pytest.mark.timeout(900)
 def test_a_fine_tune_against_its_base_matches_scikit_learn(api) -> None:
     client, alice, bob = api

@@ -11,7 +11,7 @@ from tests.conftest import add_user
 from tests.fine_tuned import add_fine_tuned
 from tests.server import server_env, server_process
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.surface, pytest.mark.timeout(300)]
 
 
 def test_the_openai_client_works_unchanged(make_settings, tiny_adapter) -> None:

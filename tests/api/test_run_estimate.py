@@ -47,6 +47,7 @@ def train(client: Any, headers: dict[str, str], dataset_id: str) -> tuple[float,
     return estimated, took, events
 
 
+@pytest.mark.trains
 @pytest.mark.timeout(900)
 def test_the_forecast_counts_every_phase_and_learns_them_from_a_run(api) -> None:  # noqa: F811
     client, alice = api

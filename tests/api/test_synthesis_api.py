@@ -239,6 +239,7 @@ def test_a_hostile_document_fails_the_job_with_the_reason(api, tmp_path: Path) -
     assert server.requests == []
 
 
+@pytest.mark.heavy
 @pytest.mark.timeout(180)
 def test_the_bundled_local_model_runs_the_pipeline(api, tmp_path: Path) -> None:
     """Gemma 3 270M (a base model) in the job's worker, on two chunks with few tokens: the

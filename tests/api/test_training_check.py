@@ -67,6 +67,7 @@ def api(make_client, settings):
     return client, bearer(add_user(settings, "alice")), bearer(add_user(settings, "bob"))
 
 
+@pytest.mark.trains
 @pytest.mark.timeout(900)
 def test_a_finished_run_checks_itself_and_a_full_evaluation_agrees(api) -> None:
     client, alice, bob = api
