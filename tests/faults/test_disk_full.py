@@ -22,12 +22,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from tests.api.test_jobs_api import wait_status
 from tests.api.test_training_api import log_lines, processed_dataset, spec, start_and_reach
 from tests.conftest import add_user, bearer
 from tests.export.test_export_api import export
 from tests.fine_tuned import add_fine_tuned
+from tuneforge.api.app import create_app
+from tuneforge.services import accounts
 from tuneforge.storage.disk_full import disk_full
 from tuneforge.storage.store import COMPLETE_MARKER
 
@@ -109,6 +112,25 @@ def test_a_full_disk_is_recognised_inside_the_errors_that_wrap_it(tmp_path: Path
     assert told is not None and "MB free of" in told.message
     assert disk_full(OSError(errno.EACCES, "Permission denied"), tmp_path) is None
     assert disk_full(ValueError("not a number"), tmp_path) is None
+
+
+def test_any_request_that_fills_the_disk_says_so_with_507(
+    make_settings, settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes that expect a full disk clean up after themselves (below); any other write of the
+    web process still answers with the sentence, not a 500."""
+    app = create_app(make_settings(auth="local"), ui=False)
+    client = TestClient(app, raise_server_exceptions=False)
+    alice = bearer(add_user(settings, "alice"))
+
+    def no_room(*_: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(accounts, "create_token", no_room)
+    answer = client.post("/api/v1/tokens", json={"name": "ci"}, headers=alice)
+    assert answer.status_code == 507
+    assert answer.json()["error"]["code"] == "disk_full"
+    assert answer.json()["error"]["message"].startswith(FULL)
 
 
 def test_an_upload_that_fills_the_disk_leaves_nothing_and_works_after(

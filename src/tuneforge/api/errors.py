@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException
 from tuneforge import errors
 from tuneforge.jobs.states import InvalidTransition
 from tuneforge.storage import StorageError
+from tuneforge.storage.disk_full import disk_full
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,11 @@ def install(app: FastAPI) -> None:
         return response
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        full = disk_full(exc, request.app.state.settings.data_dir)
+        if full is not None:  # any write of the web process, not only the ones that expect it
+            log.error("disk full: %s", exc)
+            return error_response(507, full.code, full.message, full.details)
         log.exception("unhandled error")
         return error_response(
             500, "internal_error", "Something went wrong on the server; the details are in its log."
