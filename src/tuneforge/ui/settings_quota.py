@@ -3,6 +3,8 @@ administrator set."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from nicegui import ui
 
 from tuneforge.data.limits import size_text
@@ -11,11 +13,12 @@ from tuneforge.services import quotas
 from tuneforge.ui.backend import read, state
 
 
-def _line(name: str, used: int, limit: int | None, shown: str, shown_limit: str) -> None:
+def _line(name: str, used: int, limit: int | None, shown: Callable[[int], str]) -> None:
     with ui.column().classes("w-full gap-1 quota-line"):
         with ui.row().classes("w-full justify-between text-body2"):
             ui.label(name)
-            ui.label(f"{shown} of {shown_limit}" if limit is not None else f"{shown}, no limit")
+            of_limit = f" of {shown(limit)}" if limit is not None else ", no limit"
+            ui.label(f"{shown(used)}{of_limit}")
         if limit is not None:
             share = 1.0 if limit == 0 else min(used / limit, 1.0)
             color = "negative" if share >= 1 else "warning" if share >= 0.8 else "primary"
@@ -32,25 +35,13 @@ async def quota_section(user: User) -> None:
             "download only what is left of it. An administrator sets the limits: ask one to "
             "raise them."
         ).classes("text-body2 text-grey-8")
-        storage_limit = view.storage_bytes_limit
+        _line("Storage", view.storage_bytes_used, view.storage_bytes_limit, size_text)
         _line(
-            "Storage",
-            view.storage_bytes_used,
-            storage_limit,
-            size_text(view.storage_bytes_used),
-            size_text(storage_limit) if storage_limit is not None else "",
-        )
-        _line(
-            "Jobs queued or running",
-            view.jobs_in_flight,
-            view.concurrent_jobs_limit,
-            f"{view.jobs_in_flight:,}",
-            f"{view.concurrent_jobs_limit:,}" if view.concurrent_jobs_limit is not None else "",
+            "Jobs queued or running", view.jobs_in_flight, view.concurrent_jobs_limit, "{:,}".format
         )
         _line(
             "Jobs started in the last 24 hours",
             view.jobs_today,
             view.jobs_per_day_limit,
-            f"{view.jobs_today:,}",
-            f"{view.jobs_per_day_limit:,}" if view.jobs_per_day_limit is not None else "",
+            "{:,}".format,
         )
