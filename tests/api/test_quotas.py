@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from tests.api.test_dataset_sources import wait_ready
+from tests.api.test_jobs_api import wait_status
 from tests.conftest import add_user, bearer
 from tests.hub_server import FakeHub
 from tuneforge.cli import app
@@ -94,7 +95,12 @@ def test_the_storage_quota_counts_the_users_records(
     client.put("/api/v1/admin/users/bob/quota", json={"storage_bytes": size}, headers=admin)
     status, body = _import(client, bob)
     assert status == 409
-    assert body["error"]["details"] == {"quota": "storage_bytes", "limit": size, "used": size}
+    assert body["error"]["details"] == {
+        "quota": "storage_bytes",
+        "limit": size,
+        "used": size,
+        "reserved": 0,
+    }
     assert "Delete some of them" in body["error"]["message"]
     assert _import(client, carol)[0] == 202, "another user's storage is not counted"
 
@@ -162,8 +168,9 @@ def test_a_users_hub_import_job_is_bounded_by_the_storage_left(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    """The import job's worker reads its owner's budget and the Hub's sizes before it
-    downloads (a Hub on loopback, reached through the worker's HF_* environment)."""
+    """The import job's worker reads its budget and the Hub's sizes before it downloads (a Hub
+    on loopback, reached through the worker's HF_* environment); each import, started once the
+    one before has ended, may take what that one left."""
     with FakeHub() as hub:
         hub.datasets["tester/one"] = {"train.jsonl": b'{"text": "a"}\n'}
         hub.datasets["tester/big"] = {"train.jsonl": b'{"text": "long"}\n' * 2_000}
@@ -171,16 +178,61 @@ def test_a_users_hub_import_job_is_bounded_by_the_storage_left(
             monkeypatch.setenv(f"HF_{name}", str(value))
         client = make_client(auth="local", run_jobs=True, quota_storage_bytes=20_000)
         gina = bearer(add_user(settings, "gina"))
-        started = {
-            name: client.post(
+        ended = {}
+        for name in ("one", "big"):
+            started = client.post(
                 "/api/v1/datasets/import",
                 json={"source": "huggingface", "path": f"tester/{name}"},
                 headers=gina,
-            ).json()
-            for name in ("one", "big")
-        }
-        one = wait_ready(client, gina, started["one"]["id"])
-        big = wait_ready(client, gina, started["big"]["id"])
+            )
+            assert started.status_code == 202, started.text
+            status = "succeeded" if name == "one" else "failed"
+            wait_status(client, started.json()["job_id"], gina, status, timeout=120)
+            ended[name] = wait_ready(client, gina, started.json()["id"])
+    one, big = ended["one"], ended["big"]
     assert one["status"] == "ready" and one["rows"] == 1, one["error"]
+    left = size_text(20_000 - one["size_bytes"])
     assert big["status"] == "failed"
-    assert "'tester/big' on the Hub takes 33.2 KiB, more than the 19.5 KiB" in big["error"]
+    assert f"'tester/big' on the Hub takes 33.2 KiB, more than the {left}" in big["error"]
+
+
+@pytest.mark.slow
+def test_hub_imports_started_together_share_the_storage_left(
+    make_client: Callable[..., TestClient],
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Each import reserves its budget when it is started, and the quota shows it: the second
+    one, started while the first is under way, may download only what the first left (both
+    together stay within the quota), and the reservations end with the jobs."""
+    small, large = b'{"text": "a"}\n' * 400, b'{"text": "b"}\n' * 700
+    with FakeHub() as hub:
+        hub.datasets["tester/small"] = {"train.jsonl": small}
+        hub.datasets["tester/large"] = {"train.jsonl": large}
+        for name, value in (("ENDPOINT", hub.url), ("TOKEN", hub.token), ("HOME", tmp_path)):
+            monkeypatch.setenv(f"HF_{name}", str(value))
+        client = make_client(
+            auth="local", run_jobs=True, quota_storage_bytes=20_000, hub_import_max_bytes=12_000
+        )
+        hana = bearer(add_user(settings, "hana"))
+        jobs = []
+        for name in ("small", "large"):
+            started = client.post(
+                "/api/v1/datasets/import",
+                json={"source": "huggingface", "path": f"tester/{name}"},
+                headers=hana,
+            )
+            assert started.status_code == 202, started.text
+            job = client.get(f"/api/v1/jobs/{started.json()['job_id']}", headers=hana).json()
+            jobs.append(job)
+        assert [job["spec"]["budget_bytes"] for job in jobs] == [12_000, 8_000]
+        wait_status(client, jobs[0]["id"], hana, "succeeded", timeout=120)
+        failed = wait_status(client, jobs[1]["id"], hana, "failed", timeout=120)
+    assert f"takes {size_text(len(large))}, more than the {size_text(8_000)}" in str(
+        failed["error"]
+    )
+    quota = client.get("/api/v1/quota", headers=hana).json()
+    assert quota["storage_bytes_reserved"] == 0
+    stored = wait_ready(client, hana, jobs[0]["spec"]["dataset_id"])
+    assert stored["rows"] == 400 and quota["storage_bytes_used"] == stored["size_bytes"]

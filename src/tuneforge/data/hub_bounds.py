@@ -46,8 +46,9 @@ def hub_size(request: DatasetImport) -> int | None:
 def _advice(limit: int) -> str:
     return (
         f"the {size_text(limit)} this import may download (the server's cap on a Hugging Face "
-        "import, or what is left of your storage quota). Choose a subset or a split, delete "
-        "datasets or models you no longer need, or ask an administrator for more."
+        "import, or what your storage quota had left when it started, beside your other "
+        "imports in progress). Choose a subset or a split, delete datasets or models you no "
+        "longer need, wait for your other imports to end, or ask an administrator for more."
     )
 
 

@@ -2,8 +2,10 @@
 
 A user's limits are the server's defaults (the `quota_*` settings) with an administrator's
 overrides on top; administrators have no limits but the ones set for them. `create_job` checks
-them before any job is queued, and a Hugging Face import may download only what is left of the
-user's storage (`import_budget`).
+them before any job is queued. A Hugging Face import may download only what is left of the
+user's storage (`import_budget`), and that budget, stored in its job's spec, is reserved from the
+quota until the job ends: imports started together share what is left instead of each taking
+all of it, and storage counts what is being downloaded, not only what is finished.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Limits:
 @dataclass(frozen=True)
 class Usage:
     storage_bytes: int
+    storage_reserved: int
     jobs_in_flight: int
     jobs_today: int
 
@@ -63,6 +66,7 @@ def limits_for(session: Session, user: User, settings: Settings) -> Limits:
 def usage_of(session: Session, user: User) -> Usage:
     return Usage(
         storage_bytes=quotas.storage_used(session, user.id),
+        storage_reserved=quotas.storage_reserved(session, user.id),
         jobs_in_flight=quotas.jobs_in_flight(session, user.id),
         jobs_today=quotas.jobs_since(session, user.id, utcnow() - DAY),
     )
@@ -96,17 +100,28 @@ def check_launch(session: Session, user: User, settings: Settings) -> None:
         require_storage(session, user, limits.storage_bytes, incoming=0)
 
 
-def require_storage(session: Session, user: User, limit: int, *, incoming: int) -> None:
-    """Refuse when the user's storage, with `incoming` more bytes, would pass `limit`."""
+def require_storage(session: Session, user: User, limit: int, *, incoming: int) -> int:
+    """Refuse when the user's storage, with what their jobs in flight have reserved and
+    `incoming` more bytes, would pass `limit` (would reach it, for nothing incoming); the bytes
+    taken (stored and reserved)."""
     used = quotas.storage_used(session, user.id)
-    if used + incoming > limit if incoming else used >= limit:
-        adding = f" and this adds {size_text(incoming)}" if incoming else ""
-        raise QuotaExceeded(
-            f"Your datasets, models and exports take {size_text(used)}{adding}; your storage "
-            f"quota is {size_text(limit)}. Delete some of them, or ask an administrator to "
-            "raise it.",
-            {"quota": "storage_bytes", "limit": limit, "used": used},
+    reserved = quotas.storage_reserved(session, user.id)
+    taken = used + reserved
+    if taken + incoming > limit if incoming else taken >= limit:
+        held = (
+            f", imports in progress have reserved {size_text(reserved)} more until they end"
+            if reserved
+            else ""
         )
+        adding = f" and this adds {size_text(incoming)}" if incoming else ""
+        wait = ", wait for an import to end" if reserved else ""
+        raise QuotaExceeded(
+            f"Your datasets, models and exports take {size_text(used)}{held}{adding}; your "
+            f"storage quota is {size_text(limit)}. Delete some of them{wait}, or ask an "
+            "administrator to raise it.",
+            {"quota": "storage_bytes", "limit": limit, "used": used, "reserved": reserved},
+        )
+    return taken
 
 
 def check_storage(session: Session, user: User, settings: Settings, incoming: int) -> None:
@@ -117,10 +132,14 @@ def check_storage(session: Session, user: User, settings: Settings, incoming: in
 
 
 def import_budget(session: Session, user: User, settings: Settings) -> int | None:
-    """The most a Hugging Face import of the user's may download: the server's cap for users,
-    lowered to what is left of their storage quota; None for an administrator without one."""
+    """The most a Hugging Face import of the user's may download, to be reserved with its job:
+    the server's cap for users, lowered to what is left of their storage quota once their
+    other imports in progress have their reservations (None for an administrator without a
+    quota). Holds the user's launches until the transaction ends, so that two imports started
+    together cannot both count the same room; refuses when there is none."""
     caps = [] if user.is_admin else [settings.hub_import_max_bytes]
     limit = limits_for(session, user, settings).storage_bytes
     if limit is not None:
-        caps.append(max(0, limit - quotas.storage_used(session, user.id)))
+        quotas.hold_launches(session, user.id)
+        caps.append(limit - require_storage(session, user, limit, incoming=0))
     return min(caps) if caps else None

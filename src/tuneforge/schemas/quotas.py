@@ -35,6 +35,10 @@ class QuotaPublic(BaseModel):
     storage_bytes_used: int = Field(
         description="Bytes the user's datasets, models and exports take."
     )
+    storage_bytes_reserved: int = Field(
+        description="Bytes reserved for the user's Hugging Face imports in progress (the most "
+        "each may download): they count against the storage quota until the imports end."
+    )
     concurrent_jobs_limit: int | None = Field(
         description="How many jobs may be queued or running at once; null: no limit."
     )

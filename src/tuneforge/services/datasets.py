@@ -25,7 +25,7 @@ from tuneforge.db.tables import Dataset, User
 from tuneforge.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from tuneforge.jobs.kinds.dataset import DatasetJobSpec
 from tuneforge.jobs.lifecycle import create_job
-from tuneforge.jobs.quotas import check_storage
+from tuneforge.jobs.quotas import check_storage, import_budget
 from tuneforge.models.chat_template import render
 from tuneforge.models.tool_format import tools_of
 from tuneforge.settings import Settings
@@ -120,7 +120,9 @@ def import_dataset(
     )
     session.add(dataset)
     session.flush()
-    create_job(session, user, settings, "dataset_import", DatasetJobSpec(dataset_id=dataset.id))
+    budget = None if is_path else import_budget(session, user, settings)
+    spec = DatasetJobSpec(dataset_id=dataset.id, budget_bytes=budget)
+    create_job(session, user, settings, "dataset_import", spec)
     return dataset
 
 

@@ -23,6 +23,7 @@ def quota_view(session: Session, user: User, settings: Settings) -> QuotaPublic:
         username=user.username,
         storage_bytes_limit=limits.storage_bytes,
         storage_bytes_used=usage.storage_bytes,
+        storage_bytes_reserved=usage.storage_reserved,
         concurrent_jobs_limit=limits.concurrent_jobs,
         jobs_in_flight=usage.jobs_in_flight,
         jobs_per_day_limit=limits.jobs_per_day,

@@ -1,6 +1,6 @@
 """What quotas are measured by: a user's limits as an administrator set them, the storage their
-records take (the sizes the records carry, never a walk of the disk), and their jobs in flight
-and started lately."""
+records take (the sizes the records carry, never a walk of the disk) and their jobs in flight
+have reserved, and their jobs in flight and started lately."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from sqlalchemy.orm import Session
 from tuneforge.db.tables import Dataset, Export, Job, Model, User, UserQuota
 
 IN_FLIGHT = ("queued", "running", "cancelling")  # the job statuses that hold a place
+#: The key of a job's spec that holds the storage the job may write while in flight (a Hugging
+#: Face import's download), reserved from its owner's quota until the job ends.
+RESERVED = "budget_bytes"
 
 
 def quota_of(session: Session, user_id: str) -> UserQuota | None:
@@ -36,6 +39,14 @@ def storage_used(session: Session, user_id: str) -> int:
         ),
     )
     return sum(int(session.scalar(part) or 0) for part in parts)
+
+
+def storage_reserved(session: Session, user_id: str) -> int:
+    """Bytes the user's jobs in flight have reserved (their specs' `budget_bytes`)."""
+    specs = session.scalars(
+        select(Job.spec).where(Job.owner_id == user_id, Job.status.in_(IN_FLIGHT))
+    )
+    return sum(int((spec or {}).get(RESERVED) or 0) for spec in specs)
 
 
 def jobs_in_flight(session: Session, user_id: str) -> int:

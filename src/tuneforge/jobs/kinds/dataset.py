@@ -19,6 +19,12 @@ class DatasetJobSpec(BaseModel):
     """Imports or processes a dataset (jobs the datasets endpoints create)."""
 
     dataset_id: str = Field(description="The dataset the job fills (status `processing`).")
+    budget_bytes: int | None = Field(
+        default=None,
+        ge=0,
+        description="For an import from the Hugging Face Hub: the most it may download, "
+        "reserved from its owner's storage quota until the job ends; null: no bound.",
+    )
 
 
 class DatasetResult(BaseModel):
