@@ -15,6 +15,7 @@ from tests.api.test_jobs_api import wait_status
 from tests.conftest import add_user, bearer
 from tests.hub_server import FakeHub
 from tuneforge.cli import app
+from tuneforge.data.hub import download_slack
 from tuneforge.data.limits import size_text
 from tuneforge.settings import Settings
 
@@ -194,6 +195,34 @@ def test_a_users_hub_import_job_is_bounded_by_the_storage_left(
     left = size_text(20_000 - one["size_bytes"])
     assert big["status"] == "failed"
     assert f"'tester/big' on the Hub takes 33.2 KiB, more than the {left}" in big["error"]
+
+
+@pytest.mark.slow
+def test_an_imports_reservation_is_lowered_to_the_size_the_hub_gives(
+    make_client: Callable[..., TestClient],
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A small dataset does not hold the whole of a large quota for as long as it downloads:
+    once the Hub's metadata gives its size, the job keeps only that (with a margin)."""
+    rows = b'{"text": "a"}\n' * 10
+    with FakeHub() as hub:
+        hub.datasets["tester/small"] = {"train.jsonl": rows}
+        for name, value in (("ENDPOINT", hub.url), ("TOKEN", hub.token), ("HOME", tmp_path)):
+            monkeypatch.setenv(f"HF_{name}", str(value))
+        client = make_client(auth="local", run_jobs=True, quota_storage_bytes=2**30)
+        ivy = bearer(add_user(settings, "ivy"))
+        started = client.post(
+            "/api/v1/datasets/import",
+            json={"source": "huggingface", "path": "tester/small"},
+            headers=ivy,
+        )
+        assert started.status_code == 202, started.text
+        job = wait_status(client, started.json()["job_id"], ivy, "succeeded", timeout=120)
+    assert job["spec"]["budget_bytes"] == len(rows) + download_slack(len(rows))
+    events = client.get(f"/api/v1/jobs/{job['id']}/events", headers=ivy)  # it has ended
+    assert "the Hub gives this dataset's size" in events.text
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ from huggingface_hub import constants, hf_hub_download
 from tests.hub_server import FakeHub
 from tests.server import free_port
 from tuneforge.data.config import DatasetImport
-from tuneforge.data.hub import load_tables
+from tuneforge.data.hub import download_slack, load_tables
 from tuneforge.data.hub_bounds import DownloadCap, DownloadTooLarge, hub_size
 from tuneforge.data.limits import DataFileError, size_text
 
@@ -117,3 +117,19 @@ def test_an_import_loads_within_its_bound_and_stops_past_it(hub: FakeHub, tmp_pa
         load_tables(_request(path="tester/big"), tmp_path / "refused", max_bytes=20_000)
     assert "Downloading this dataset was stopped after" in str(refused.value)
     assert "past the 19.5 KiB this import may download" in str(refused.value)
+
+
+def test_a_budget_larger_than_the_dataset_is_lowered_to_its_size_before_downloading(
+    hub: FakeHub, tmp_path: Path
+) -> None:
+    """What the Hub's metadata says, with a margin, is all the download may take and all the
+    import's reservation keeps; a Hub that does not tell sizes leaves the budget as it was."""
+    hub.datasets["tester/one"] = {"train.jsonl": SMALL}
+    heard: list[int] = []
+    tables = load_tables(_request(path="tester/one"), tmp_path / "told", 2**30, heard.append)
+    assert tables["train"].to_pylist() == [{"text": "a"}]
+    assert heard == [len(SMALL) + download_slack(len(SMALL))]
+    assert download_slack(len(SMALL)) == 8 * 2**20
+    hub.tell_sizes = False
+    load_tables(_request(path="tester/one"), tmp_path / "untold", 2**30, heard.append)
+    assert len(heard) == 1

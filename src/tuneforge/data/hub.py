@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +34,25 @@ def _nowhere() -> Iterator[None]:
 
 
 def load_tables(
-    request: DatasetImport, cache_dir: Path, max_bytes: int | None = None
+    request: DatasetImport,
+    cache_dir: Path,
+    max_bytes: int | None = None,
+    bounded: Callable[[int], None] | None = None,
 ) -> dict[str, pa.Table]:
     """The dataset's splits as Arrow tables, checked against the upload limits. With
     `max_bytes`, a Hub dataset whose files the Hub says are larger is refused before anything is
-    downloaded, and the download stops once it passes `max_bytes`."""
+    downloaded, and the download stops once it passes `max_bytes`, or a little past the size the
+    Hub gives when that is less (then `bounded` hears the lower bound before the download)."""
     is_dir = request.source == "server_path" or Path(request.path).is_absolute()
     if max_bytes is None or is_dir:
         return _load(request, cache_dir, is_dir)
     size = hub_size(request)
     if size is not None and size > max_bytes:
         raise DataFileError(too_large(f"{request.path!r} on the Hub", size, max_bytes))
+    if size is not None and size + download_slack(size) < max_bytes:
+        max_bytes = size + download_slack(size)
+        if bounded is not None:
+            bounded(max_bytes)
     cap = DownloadCap(max_bytes)
     try:
         with cap.active():
@@ -53,6 +61,12 @@ def load_tables(
         if cap.exceeded:  # the datasets library may wrap the cap's error in its own
             raise DataFileError(cap.exceeded) from exc
         raise
+
+
+def download_slack(size: int) -> int:
+    """What a download may take beyond its data files' size: the dataset card, the Hub's
+    answers about the repository, a file changed since the metadata was read."""
+    return 8 * 2**20 + size // 20
 
 
 def _load(request: DatasetImport, cache_dir: Path, is_dir: bool) -> dict[str, pa.Table]:

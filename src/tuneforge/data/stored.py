@@ -65,9 +65,11 @@ def import_raw(
     prefix: str,
     request: DatasetImport,
     max_bytes: int | None = None,
+    bounded: Callable[[int], None] | None = None,
 ) -> Fields:
     """Bring in a Hugging Face dataset or a file on the server; the raw record's fields. A Hub
-    download may take at most `max_bytes` (None: no bound)."""
+    download may take at most `max_bytes` (None: no bound), or less once the Hub tells its size
+    (`bounded` hears it: `hub.load_tables`)."""
     path = Path(request.path)
     if request.source == "server_path" and path.is_file():
         result = read_table(path, path.name)
@@ -75,7 +77,8 @@ def import_raw(
             result.images.close()
             store.put_file(f"{prefix}/source/original.zip", path)
         return store_raw(store, prefix, {"train": result.table}, result.warnings)
-    tables = hub.load_tables(request, settings.data_dir / "cache" / "huggingface", max_bytes)
+    cache = settings.data_dir / "cache" / "huggingface"
+    tables = hub.load_tables(request, cache, max_bytes, bounded)
     return store_raw(store, prefix, tables, [])
 
 

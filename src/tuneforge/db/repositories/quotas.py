@@ -49,6 +49,14 @@ def storage_reserved(session: Session, user_id: str) -> int:
     return sum(int((spec or {}).get(RESERVED) or 0) for spec in specs)
 
 
+def lower_reservation(session: Session, job_id: str, reserved: int) -> None:
+    """Reserve `reserved` bytes for the job from now on, when that is less than it holds (a
+    download whose size became known)."""
+    job = session.get(Job, job_id, with_for_update=True)
+    if job is not None and int((job.spec or {}).get(RESERVED) or 0) > reserved:
+        job.spec = {**job.spec, RESERVED: reserved}
+
+
 def jobs_in_flight(session: Session, user_id: str) -> int:
     """The user's jobs queued, running or stopping."""
     query = select(func.count()).where(Job.owner_id == user_id, Job.status.in_(IN_FLIGHT))
