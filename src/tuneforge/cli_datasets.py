@@ -219,8 +219,10 @@ def _config(path: Path) -> dict[str, Any]:
     if path.suffix.lower() in (".yaml", ".yml"):
         import yaml
 
+        from tuneforge.yaml_numbers import safe_load
+
         try:
-            data = yaml.safe_load(text)
+            data = safe_load(text)
         except yaml.YAMLError as exc:
             fail(f"The processing config {path} is not valid YAML: {exc}")
     else:

@@ -59,10 +59,12 @@ def _spec(config: Path | None, settings: dict[str, Any]) -> dict[str, Any]:
     checked by its trainer's spec."""
     import yaml
 
+    from tuneforge.yaml_numbers import safe_load
+
     values: Any = {}
     if config is not None:
         try:
-            values = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+            values = safe_load(config.read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError) as exc:
             fail(f"Cannot read {config}: {exc}")
         if not isinstance(values, dict):

@@ -28,6 +28,7 @@ from tuneforge.training.recipe import Checkpoints, Outcome
 from tuneforge.training.registry import recipe_for, spec_adapter
 from tuneforge.training.reporting import ConsoleReporter, Tracked
 from tuneforge.training.spec import TrainingBase
+from tuneforge.yaml_numbers import safe_load
 
 LOCAL_DATASET = "local"
 
@@ -35,7 +36,7 @@ LOCAL_DATASET = "local"
 def read_config(path: Path) -> tuple[TrainingBase, Path]:
     """The spec and the data file named by a YAML config (relative paths: from the config)."""
     try:
-        values: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+        values: Any = safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise InvalidInput(f"Cannot read {path}: {exc}") from exc
     if not isinstance(values, dict) or "data" not in values:
