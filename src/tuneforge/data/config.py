@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from tuneforge.data.mapping import MappingSpec
 from tuneforge.data.splits import SplitSpec
+from tuneforge.strict_numbers import Integer
 
 
 class DatasetImport(BaseModel):
@@ -44,7 +45,7 @@ class ProcessingConfig(BaseModel):
     name: str | None = Field(default=None, max_length=200, description="The new dataset's name.")
     mapping: MappingSpec = Field(description="How rows become conversations.")
     split: SplitSpec = Field(default_factory=SplitSpec, description="How to split train/test.")
-    max_length: int = Field(
+    max_length: Integer = Field(
         default=2048,
         ge=16,
         le=131_072,

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tuneforge.errors import InvalidInput
+from tuneforge.strict_numbers import Integer, Number, OptionalInteger
 
 
 class SplitSpec(BaseModel):
@@ -22,19 +23,19 @@ class SplitSpec(BaseModel):
             "`none`: everything is training data."
         ),
     )
-    test_size: float = Field(
+    test_size: Number = Field(
         default=0.1,
         gt=0,
         description=("The test split's size: a fraction below 1 (0.1 = 10%) or a number of rows."),
     )
-    sample_size: int | None = Field(
+    sample_size: OptionalInteger = Field(
         default=None,
         ge=1,
         description=(
             "Use only this many rows (a seeded random sample), e.g. for a quick first run."
         ),
     )
-    seed: int = Field(
+    seed: Integer = Field(
         default=42, description="Seed for shuffling and sampling: same seed, same split."
     )
     stratify_by: str | None = Field(

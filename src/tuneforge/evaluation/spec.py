@@ -11,6 +11,7 @@ from typing import Any, Literal, TypeAlias
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from tuneforge.evaluation.judge import JudgeSpec
+from tuneforge.strict_numbers import Integer, Number
 from tuneforge.training.rewards.spec import Graders
 from tuneforge.training.rewards.spec import Judge as JudgeGrader
 
@@ -71,23 +72,23 @@ class EvaluationSpec(BaseModel):
         "tools: right tools, arguments exact, arguments valid against the tools' schemas, and "
         "no call where the reference answers in words)."
     )
-    max_samples: int = Field(
+    max_samples: Integer = Field(
         default=200,
         ge=1,
         le=5000,
         description="Evaluate at most this many samples, drawn at random (with `seed`) when the "
         "split has more; they keep the split's order.",
     )
-    seed: int = Field(
+    seed: Integer = Field(
         default=0,
         ge=0,
         le=2**32 - 1,
         description="Seeds the choice of samples and, when `temperature` > 0, the sampling.",
     )
-    max_new_tokens: int = Field(
+    max_new_tokens: Integer = Field(
         default=256, ge=1, le=4096, description="Stop each answer after this many tokens."
     )
-    temperature: float = Field(
+    temperature: Number = Field(
         default=0.0,
         ge=0.0,
         le=2.0,

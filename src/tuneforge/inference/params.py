@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tuneforge.models.chat_template import BOS, GEMMA_3, ChatFormat
+from tuneforge.strict_numbers import Integer, Number, OptionalInteger
 
 EngineName = Literal["auto", "transformers", "llama.cpp", "vllm"]
 MAX_STOP_STRINGS = 4
@@ -143,20 +144,20 @@ class GenerationParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    temperature: float = Field(
+    temperature: Number = Field(
         1.0, ge=0.0, le=2.0, description="Randomness: 0 always picks the likeliest token."
     )
-    top_p: float = Field(
+    top_p: Number = Field(
         0.95,
         gt=0.0,
         le=1.0,
         description="Sample from the smallest set of tokens whose probabilities add up to this.",
     )
-    top_k: int = Field(
+    top_k: Integer = Field(
         64, ge=0, le=1000, description="Sample from the k likeliest tokens (0: all)."
     )
-    max_new_tokens: int = Field(512, ge=1, le=8192, description="Stop after this many tokens.")
-    repetition_penalty: float = Field(
+    max_new_tokens: Integer = Field(512, ge=1, le=8192, description="Stop after this many tokens.")
+    repetition_penalty: Number = Field(
         1.0, ge=0.5, le=2.0, description="Above 1 discourages repeating tokens already present."
     )
     stop: list[str] = Field(
@@ -164,7 +165,7 @@ class GenerationParams(BaseModel):
         max_length=MAX_STOP_STRINGS,
         description="Stop before any of these strings (the end of Gemma's turn always stops).",
     )
-    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Same seed, same answer.")
+    seed: OptionalInteger = Field(None, ge=0, le=2**32 - 1, description="Same seed, same answer.")
 
     @field_validator("stop")
     @classmethod

@@ -24,21 +24,22 @@ from tuneforge.inference.params import (
     ToolCall,
 )
 from tuneforge.schemas.chat import ChatImagePart, ChatPart, ChatTurn, ImageUrl
+from tuneforge.strict_numbers import Integer, OptionalInteger, OptionalNumber
 
 
 class Sampling(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str = Field(description="A catalog id or the id of one of your fine-tuned models.")
-    temperature: float | None = Field(None, ge=0.0, le=2.0, description="Default 1.0.")
-    top_p: float | None = Field(None, gt=0.0, le=1.0, description="Default 0.95.")
-    top_k: int | None = Field(None, ge=0, le=1000, description="Extension; default 64.")
-    repetition_penalty: float | None = Field(
+    temperature: OptionalNumber = Field(None, ge=0.0, le=2.0, description="Default 1.0.")
+    top_p: OptionalNumber = Field(None, gt=0.0, le=1.0, description="Default 0.95.")
+    top_k: OptionalInteger = Field(None, ge=0, le=1000, description="Extension; default 64.")
+    repetition_penalty: OptionalNumber = Field(
         None, ge=0.5, le=2.0, description="Extension; default 1.0 (none)."
     )
-    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Same seed, same answer.")
+    seed: OptionalInteger = Field(None, ge=0, le=2**32 - 1, description="Same seed, same answer.")
     stop: str | list[str] | None = Field(None, description="Up to 4 stop strings.")
-    n: int = Field(1, ge=1, le=1, description="One choice per request.")
+    n: Integer = Field(1, ge=1, le=1, description="One choice per request.")
     stream: StrictBool = Field(False, description="Stream chunks as Server-Sent Events.")
     stream_options: dict[str, Any] | None = Field(
         None, description="`include_usage`: a last chunk with the token counts."
@@ -136,8 +137,8 @@ class ChatCompletionRequest(Sampling):
     messages: list[OpenAIMessage] = Field(
         min_length=1, max_length=MAX_MESSAGES, description="The conversation so far."
     )
-    max_tokens: int | None = Field(None, ge=1, le=8192, description="Default 512.")
-    max_completion_tokens: int | None = Field(
+    max_tokens: OptionalInteger = Field(None, ge=1, le=8192, description="Default 512.")
+    max_completion_tokens: OptionalInteger = Field(
         None, ge=1, le=8192, description="Takes precedence over `max_tokens`."
     )
     tools: list[Tool] | None = Field(
@@ -181,5 +182,5 @@ class ChatCompletionRequest(Sampling):
 
 class CompletionRequest(Sampling):
     prompt: str = Field(max_length=MAX_MESSAGE_CHARS, description="Text to continue, as is.")
-    max_tokens: int = Field(16, ge=1, le=8192, description="OpenAI's default, 16.")
+    max_tokens: Integer = Field(16, ge=1, le=8192, description="OpenAI's default, 16.")
     echo: StrictBool = Field(False, description="Put the prompt before the answer.")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tuneforge.strict_numbers import OptionalInteger
+
 
 class QuotaSet(BaseModel):
     """A user's own limits; an empty one takes the server's default (the `quota_*` settings;
@@ -12,16 +14,16 @@ class QuotaSet(BaseModel):
 
     model_config = ConfigDict(extra="forbid", from_attributes=True)
 
-    storage_bytes: int | None = Field(
+    storage_bytes: OptionalInteger = Field(
         default=None,
         ge=0,
         le=1 << 60,
         description="Bytes the user's datasets, models and exports may take.",
     )
-    concurrent_jobs: int | None = Field(
+    concurrent_jobs: OptionalInteger = Field(
         default=None, ge=0, le=1_000_000, description="Jobs the user may have queued or running."
     )
-    jobs_per_day: int | None = Field(
+    jobs_per_day: OptionalInteger = Field(
         default=None,
         ge=0,
         le=1_000_000_000,

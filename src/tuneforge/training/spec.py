@@ -14,6 +14,8 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
+from tuneforge.strict_numbers import Integer, Number, OptionalInteger
+
 Method = Literal["lora", "qlora", "full"]
 METHODS: tuple[Method, ...] = get_args(Method)
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
@@ -78,7 +80,7 @@ class TrainingBase(BaseModel):
     )
 
     # -- optimisation --------------------------------------------------------------------------
-    learning_rate: float = Field(
+    learning_rate: Number = Field(
         default=2e-4,
         gt=0,
         le=1,
@@ -86,7 +88,7 @@ class TrainingBase(BaseModel):
         "fine-tuning 1e-5 to 5e-5. Too high makes the loss jump; too low learns nothing.",
         json_schema_extra=_group("optimisation"),
     )
-    epochs: float = Field(
+    epochs: Number = Field(
         default=3,
         gt=0,
         le=100,
@@ -94,21 +96,21 @@ class TrainingBase(BaseModel):
         "is set.",
         json_schema_extra=_group("optimisation"),
     )
-    max_steps: int | None = Field(
+    max_steps: OptionalInteger = Field(
         default=None,
         ge=1,
         le=10_000_000,
         description="Stop after this many optimizer steps, whatever the epochs say.",
         json_schema_extra=_group("optimisation"),
     )
-    batch_size: int = Field(
+    batch_size: Integer = Field(
         default=4,
         ge=1,
         le=1024,
         description="Examples per forward pass. More uses more memory and is faster per example.",
         json_schema_extra=_group("optimisation"),
     )
-    gradient_accumulation: int = Field(
+    gradient_accumulation: Integer = Field(
         default=1,
         ge=1,
         le=1024,
@@ -116,7 +118,7 @@ class TrainingBase(BaseModel):
         "size x accumulation, at the memory cost of one batch.",
         json_schema_extra=_group("optimisation"),
     )
-    max_length: int = Field(
+    max_length: Integer = Field(
         default=1024,
         ge=16,
         le=131_072,
@@ -130,7 +132,7 @@ class TrainingBase(BaseModel):
         "`linear` decays in a straight line, `constant` stays at the peak.",
         json_schema_extra=_group("optimisation"),
     )
-    warmup_ratio: float = Field(
+    warmup_ratio: Number = Field(
         default=0.03,
         ge=0,
         le=0.5,
@@ -138,21 +140,21 @@ class TrainingBase(BaseModel):
         "peak, which steadies the first updates.",
         json_schema_extra=_group("optimisation"),
     )
-    weight_decay: float = Field(
+    weight_decay: Number = Field(
         default=0.0,
         ge=0,
         le=1,
         description="AdamW weight decay: pulls trained weights towards zero to curb overfitting.",
         json_schema_extra=_group("optimisation"),
     )
-    max_grad_norm: float = Field(
+    max_grad_norm: Number = Field(
         default=1.0,
         ge=0,
         le=1000,
         description="Clip the gradient to this norm before each step (0 turns clipping off).",
         json_schema_extra=_group("optimisation"),
     )
-    seed: int = Field(
+    seed: Integer = Field(
         default=42,
         ge=0,
         le=2**31 - 1,
@@ -161,7 +163,7 @@ class TrainingBase(BaseModel):
     )
 
     # -- LoRA ----------------------------------------------------------------------------------
-    lora_r: int = Field(
+    lora_r: Integer = Field(
         default=16,
         ge=1,
         le=1024,
@@ -169,7 +171,7 @@ class TrainingBase(BaseModel):
         "learns more and costs more.",
         json_schema_extra=_group("lora"),
     )
-    lora_alpha: int = Field(
+    lora_alpha: Integer = Field(
         default=32,
         ge=1,
         le=4096,
@@ -177,7 +179,7 @@ class TrainingBase(BaseModel):
         "with rsLoRA). Twice the rank is a good start.",
         json_schema_extra=_group("lora"),
     )
-    lora_dropout: float = Field(
+    lora_dropout: Number = Field(
         default=0.0,
         ge=0,
         lt=1,
@@ -221,7 +223,7 @@ class TrainingBase(BaseModel):
     )
 
     # -- evaluation and checkpoints ------------------------------------------------------------
-    eval_every: int = Field(
+    eval_every: Integer = Field(
         default=0,
         ge=0,
         le=10_000_000,
@@ -229,14 +231,14 @@ class TrainingBase(BaseModel):
         "Each evaluation reports loss, perplexity, token accuracy and the sample answers.",
         json_schema_extra=_group("evaluation"),
     )
-    eval_max_examples: int = Field(
+    eval_max_examples: Integer = Field(
         default=200,
         ge=1,
         le=100_000,
         description="Evaluate on at most this many test examples (the same ones every time).",
         json_schema_extra=_group("evaluation"),
     )
-    check_examples: int = Field(
+    check_examples: Integer = Field(
         default=12,
         ge=0,
         le=200,
@@ -253,14 +255,14 @@ class TrainingBase(BaseModel):
         "it changes (empty: the first prompts of the test split).",
         json_schema_extra=_group("evaluation"),
     )
-    sample_max_new_tokens: int = Field(
+    sample_max_new_tokens: Integer = Field(
         default=64,
         ge=1,
         le=2048,
         description="Longest sample answer, in tokens.",
         json_schema_extra=_group("evaluation"),
     )
-    early_stopping_patience: int | None = Field(
+    early_stopping_patience: OptionalInteger = Field(
         default=None,
         ge=1,
         le=1000,
@@ -268,7 +270,7 @@ class TrainingBase(BaseModel):
         "(empty: never stop early).",
         json_schema_extra=_group("evaluation"),
     )
-    checkpoint_every: int = Field(
+    checkpoint_every: Integer = Field(
         default=100,
         ge=1,
         le=10_000_000,
@@ -276,7 +278,7 @@ class TrainingBase(BaseModel):
         "you cancel).",
         json_schema_extra=_group("evaluation"),
     )
-    keep_checkpoints: int = Field(
+    keep_checkpoints: Integer = Field(
         default=2,
         ge=1,
         le=100,
@@ -382,8 +384,8 @@ class DPOSpec(TrainingBase):
         "answer to the same prompt.",
         json_schema_extra=_group("run"),
     )
-    learning_rate: float = _preference_learning_rate()
-    beta: float = _beta(
+    learning_rate: Number = _preference_learning_rate()
+    beta: Number = _beta(
         "How far the model may move from where it started (its reference): small values "
         "(0.05-0.1) let the preference win, large ones (0.5) keep it close. For `simpo`, the "
         "reward scale: 2 to 2.5 is usual."
@@ -395,7 +397,7 @@ class DPOSpec(TrainingBase):
         "reference-free and length-normalised (no reference passes; set beta near 2).",
         json_schema_extra=_group("preference"),
     )
-    label_smoothing: float = Field(
+    label_smoothing: Number = Field(
         default=0.0,
         ge=0,
         lt=0.5,
@@ -403,7 +405,7 @@ class DPOSpec(TrainingBase):
         "DPO): 0.1 softens the loss when some preferences are noise. 0: trust every pair.",
         json_schema_extra=_group("preference"),
     )
-    simpo_gamma: float = Field(
+    simpo_gamma: Number = Field(
         default=0.5,
         ge=0,
         le=10,
@@ -422,8 +424,8 @@ class ORPOSpec(TrainingBase):
         "ones less likely, in one stage and without a reference model.",
         json_schema_extra=_group("run"),
     )
-    learning_rate: float = _preference_learning_rate()
-    beta: float = _beta(
+    learning_rate: Number = _preference_learning_rate()
+    beta: Number = _beta(
         "The weight of the preference (odds-ratio) term against the chosen answers' language "
         "loss (lambda in the paper): 0.1 is usual; higher leans harder on the preference."
     )
@@ -438,12 +440,12 @@ class KTOSpec(TrainingBase):
         "thumbs up or down), or from preference pairs split into both.",
         json_schema_extra=_group("run"),
     )
-    learning_rate: float = _preference_learning_rate()
-    beta: float = _beta(
+    learning_rate: Number = _preference_learning_rate()
+    beta: Number = _beta(
         "How far the model may move from where it started (its reference): 0.1 is usual; "
         "larger keeps it closer."
     )
-    desirable_weight: float = Field(
+    desirable_weight: Number = Field(
         default=1.0,
         gt=0,
         le=100,
@@ -451,7 +453,7 @@ class KTOSpec(TrainingBase):
         "desirable examples, raise it so that weight x count is about even (up to 4:3).",
         json_schema_extra=_group("preference"),
     )
-    undesirable_weight: float = Field(
+    undesirable_weight: Number = Field(
         default=1.0,
         gt=0,
         le=100,

@@ -15,8 +15,9 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from tuneforge.data.synthesis.generator import GeneratorSpec
+from tuneforge.strict_numbers import Integer, Number
 
-Rate = Annotated[float, Field(gt=0, le=0.5)]
+Rate = Annotated[Number, Field(gt=0, le=0.5)]
 METHOD_NAME = (
     "The method (text: synonym, insert, swap, delete; LLM: paraphrase, back_translation; "
     "images: flip, crop, rotate, color)."
@@ -83,7 +84,7 @@ class RotateMethod(_Method):
     """Turn the images by a random angle, keeping their size (corners filled with black)."""
 
     name: Literal["rotate"] = Field(default="rotate", description=METHOD_NAME)
-    degrees: float = Field(
+    degrees: Number = Field(
         default=15, gt=0, le=180, description="The largest angle, either way, in degrees."
     )
 
@@ -143,7 +144,7 @@ BACK_PROMPT = (
     "the translation only.\n\nText:\n{text}"
 )
 Probability = Annotated[
-    float,
+    Number,
     Field(
         default=1.0,
         gt=0,
@@ -243,7 +244,7 @@ class AugmentSpec(BaseModel):
         description="The methods, each with its settings, e.g. "
         '`[{"name": "swap", "rate": 0.1}, {"name": "flip"}]`.',
     )
-    copies: int = Field(
+    copies: Integer = Field(
         default=1, ge=1, le=10, description="Variants made of each train row (at most)."
     )
     combine: Literal["one", "all"] = Field(
@@ -258,7 +259,7 @@ class AugmentSpec(BaseModel):
         "(`answers`; plain-text data is all answer), or `both`. System prompts, tool calls "
         "and tool results are never changed.",
     )
-    seed: int = Field(
+    seed: Integer = Field(
         default=0,
         ge=0,
         le=2**31 - 1,

@@ -31,9 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from tuneforge.data.documents.model import SECTION_SEPARATOR, Document
+from tuneforge.strict_numbers import Integer
 
 BLOCK_JOINER = "\n\n"
 CHARS_PER_TOKEN = 4.0
@@ -52,7 +53,7 @@ class ChunkSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    max_tokens: int = Field(
+    max_tokens: Integer = Field(
         default=512,
         ge=32,
         le=32_768,
@@ -60,14 +61,14 @@ class ChunkSettings(BaseModel):
         "questions or instructions: 300-1,000 tokens (a page or two) gives it enough context "
         "without mixing many topics.",
     )
-    overlap_tokens: int = Field(
+    overlap_tokens: Integer = Field(
         default=64,
         ge=0,
         description="Tokens of the previous chunk repeated at the start of the next one in the "
         "same section, so a fact cut at a boundary appears whole in one chunk. At most half "
         "of `max_tokens`.",
     )
-    split_pages: bool = Field(
+    split_pages: StrictBool = Field(
         default=False,
         description="Start a new chunk at every page (PDF) or slide (PPTX), so each chunk names "
         "exactly one page. Off: short pages and slides are packed together and the chunk "

@@ -40,9 +40,10 @@ from dataclasses import dataclass
 from typing import Self
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from tuneforge.evaluation.judge import Judge, JudgeSpec, Verdict
+from tuneforge.strict_numbers import Integer, Number, OptionalNumber
 
 DropReason = str
 MAX_JUDGE_THREADS = 4  # the judge client's connections (more would wait for one)
@@ -94,33 +95,33 @@ class CurationSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    min_prompt_chars: int = Field(
+    min_prompt_chars: Integer = Field(
         default=10, ge=1, le=1000, description="Shortest question or instruction kept."
     )
-    max_prompt_chars: int = Field(
+    max_prompt_chars: Integer = Field(
         default=1000, ge=10, le=20_000, description="Longest question or instruction kept."
     )
-    min_answer_chars: int = Field(default=2, ge=1, le=1000, description="Shortest answer kept.")
-    max_answer_chars: int = Field(
+    min_answer_chars: Integer = Field(default=2, ge=1, le=1000, description="Shortest answer kept.")
+    max_answer_chars: Integer = Field(
         default=4000, ge=10, le=50_000, description="Longest answer kept."
     )
-    require_question_mark: bool = Field(
+    require_question_mark: StrictBool = Field(
         default=True,
         description="For the qa and reasoning tasks: drop prompts that do not end with `?`.",
     )
-    drop_refusals: bool = Field(
+    drop_refusals: StrictBool = Field(
         default=True,
         description='Drop answers that decline or say the text does not tell ("I\'m sorry", '
         '"not mentioned in the passage").',
     )
-    grounded_threshold: float = Field(
+    grounded_threshold: Number = Field(
         default=0.6,
         ge=0.0,
         le=1.0,
         description="Least share of an answer's content words found in its chunk: below it the "
         "answer is taken to come from outside the document and dropped (0 keeps all).",
     )
-    near_duplicate_similarity: float | None = Field(
+    near_duplicate_similarity: OptionalNumber = Field(
         default=0.7,
         ge=0.5,
         le=1.0,
@@ -134,7 +135,7 @@ class CurationSettings(BaseModel):
         "per pair). Without a rubric of its own, it is told to grade correctness and support "
         "by the chunk.",
     )
-    judge_min_score: int = Field(
+    judge_min_score: Integer = Field(
         default=7, ge=1, le=10, description="Least judge score (1-10) a pair needs to be kept."
     )
 

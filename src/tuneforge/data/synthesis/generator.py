@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tuneforge.errors import DomainError
 from tuneforge.pinned import pinned_transport
+from tuneforge.strict_numbers import Integer, Number
 
 if TYPE_CHECKING:
     from tuneforge.inference.hf_engine import Answer
@@ -82,7 +83,7 @@ class EndpointGenerator(BaseModel):
         min_length=1, max_length=200, description="The generating model's name at that API."
     )
     api_key_secret: str | None = api_key_secret_field("GENERATOR_API_KEY")
-    concurrency: int = Field(
+    concurrency: Integer = Field(
         default=8,
         ge=1,
         le=32,
@@ -90,14 +91,14 @@ class EndpointGenerator(BaseModel):
         "(vLLM, OpenAI, llama.cpp with parallel slots) is kept busy by as many as it serves at "
         "once; 1 for a server that answers one at a time.",
     )
-    temperature: float = Field(
+    temperature: Number = Field(
         default=0.7,
         ge=0.0,
         le=2.0,
         description="Randomness of the writing: 0 always picks the likeliest words; 0.7 gives "
         "varied questions that stay on the text.",
     )
-    max_tokens: int = Field(
+    max_tokens: Integer = Field(
         default=512, ge=1, le=4096, description="The longest reply to one chunk, in tokens."
     )
 
@@ -123,10 +124,10 @@ class LocalGenerator(BaseModel):
         description="A catalog model's id (such as `gemma-3-270m`) or the id of one of your "
         "fine-tuned models.",
     )
-    temperature: float = Field(
+    temperature: Number = Field(
         default=0.7, ge=0.0, le=2.0, description="Randomness of the writing (0: greedy)."
     )
-    max_tokens: int = Field(
+    max_tokens: Integer = Field(
         default=512, ge=1, le=4096, description="The longest reply to one chunk, in tokens."
     )
 

@@ -11,6 +11,7 @@ from tuneforge.data.synthesis.curate import CurationSettings
 from tuneforge.data.synthesis.generator import GeneratorSpec
 from tuneforge.data.synthesis.templates import MAX_TEMPLATE_CHARS, Task, check_template
 from tuneforge.errors import InvalidInput
+from tuneforge.strict_numbers import Integer
 
 
 class SynthesisSpec(BaseModel):
@@ -38,7 +39,7 @@ class SynthesisSpec(BaseModel):
         "`{count}` by its source and the number of examples to ask for. Ask for a JSON list "
         "of objects with the task's two fields (such as question and answer).",
     )
-    pairs_per_chunk: int = Field(
+    pairs_per_chunk: Integer = Field(
         default=3,
         ge=1,
         le=20,
@@ -51,14 +52,14 @@ class SynthesisSpec(BaseModel):
     curation: CurationSettings = Field(
         default_factory=CurationSettings, description="Which generated examples are kept."
     )
-    max_chunks: int = Field(
+    max_chunks: Integer = Field(
         default=500,
         ge=1,
         le=20_000,
         description="Most chunks sent to the model (the first ones, in document order): a bound "
         "on time and cost. A page of text is about one chunk of 512 tokens.",
     )
-    seed: int = Field(
+    seed: Integer = Field(
         default=0,
         ge=0,
         le=2**32 - 1,

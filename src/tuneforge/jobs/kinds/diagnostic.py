@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from tuneforge.jobs.kind import JobKind, register
+from tuneforge.strict_numbers import Number, OptionalNumber
 
 
 class DiagnosticSpec(BaseModel):
@@ -12,9 +13,9 @@ class DiagnosticSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    seconds: float = Field(default=5, ge=0, le=3600, description="How long the job runs.")
+    seconds: Number = Field(default=5, ge=0, le=3600, description="How long the job runs.")
     fail: StrictBool = Field(default=False, description="Fail at the end instead of succeeding.")
-    fail_after: float | None = Field(
+    fail_after: OptionalNumber = Field(
         default=None, ge=0, le=3600, description="Fail after this many seconds (implies fail)."
     )
     ignore_cancel: StrictBool = Field(

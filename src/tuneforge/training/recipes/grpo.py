@@ -36,6 +36,7 @@ from pydantic import Field, StrictBool, model_validator
 
 from tuneforge.data.conversation import text_of
 from tuneforge.errors import InvalidInput
+from tuneforge.strict_numbers import Integer, Number
 from tuneforge.training.recipe import Batching, Checkpoints, Outcome, Recipe
 from tuneforge.training.rewards.spec import ANSWER_COLUMN, Graders
 from tuneforge.training.spec import TrainingBase
@@ -75,7 +76,7 @@ class GRPOSpec(TrainingBase):
         "dataset (a conversation dataset's last answer is the `answer` column).",
         json_schema_extra=_group("rewards"),
     )
-    num_generations: int = Field(
+    num_generations: Integer = Field(
         default=4,
         ge=2,
         le=64,
@@ -84,7 +85,7 @@ class GRPOSpec(TrainingBase):
         "proportionally more generation.",
         json_schema_extra=_group("rewards"),
     )
-    max_completion_length: int = Field(
+    max_completion_length: Integer = Field(
         default=64,
         ge=1,
         le=8192,
@@ -93,7 +94,7 @@ class GRPOSpec(TrainingBase):
         "CPU: keep it near what a good answer needs.",
         json_schema_extra=_group("rewards"),
     )
-    temperature: float = Field(
+    temperature: Number = Field(
         default=1.0,
         gt=0,
         le=2,
@@ -101,7 +102,7 @@ class GRPOSpec(TrainingBase):
         "(less to compare), higher more varied.",
         json_schema_extra=_group("rewards"),
     )
-    top_p: float = Field(
+    top_p: Number = Field(
         default=1.0,
         gt=0,
         le=1,
@@ -109,7 +110,7 @@ class GRPOSpec(TrainingBase):
         "this share of the probability (1: from all).",
         json_schema_extra=_group("rewards"),
     )
-    beta: float = Field(
+    beta: Number = Field(
         default=0.0,
         ge=0,
         le=10,
@@ -119,7 +120,7 @@ class GRPOSpec(TrainingBase):
         "drifting far for a reward. Full fine-tuning supports only 0.",
         json_schema_extra=_group("rewards"),
     )
-    epsilon: float = Field(
+    epsilon: Number = Field(
         default=0.2,
         gt=0,
         le=1,
@@ -128,7 +129,7 @@ class GRPOSpec(TrainingBase):
         "further once its probability has changed by this fraction.",
         json_schema_extra=_group("rewards"),
     )
-    updates_per_generation: int = Field(
+    updates_per_generation: Integer = Field(
         default=1,
         ge=1,
         le=8,
@@ -152,7 +153,7 @@ class GRPOSpec(TrainingBase):
         "count alike. Off: raw differences (Dr. GRPO).",
         json_schema_extra=_group("rewards"),
     )
-    learning_rate: float = Field(
+    learning_rate: Number = Field(
         default=5e-5,
         gt=0,
         le=1,
@@ -160,7 +161,7 @@ class GRPOSpec(TrainingBase):
         "than supervised fine-tuning: 2e-5 to 1e-4 with LoRA, 1e-6 to 1e-5 for full weights.",
         json_schema_extra=_group("optimisation"),
     )
-    batch_size: int = Field(
+    batch_size: Integer = Field(
         default=2,
         ge=1,
         le=1024,
@@ -169,7 +170,7 @@ class GRPOSpec(TrainingBase):
         "accumulation prompts.",
         json_schema_extra=_group("optimisation"),
     )
-    eval_max_examples: int = Field(
+    eval_max_examples: Integer = Field(
         default=16,
         ge=1,
         le=100_000,

@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from tuneforge.evaluation.judge import JudgeSpec
+from tuneforge.strict_numbers import Integer, Number, OptionalInteger
 
 MAX_GRADERS = 16
 ANSWER_COLUMN = "answer"
@@ -55,7 +56,7 @@ class GraderBase(BaseModel):
         "a set. Letters, digits, `_`, `.` and `-`. Empty: the grader's type, such as "
         "`numeric_match`.",
     )
-    weight: float = Field(
+    weight: Number = Field(
         default=1.0,
         ge=0.0,
         le=10.0,
@@ -126,12 +127,12 @@ class NumericMatch(GraderBase):
         description="The tag that holds the answer when `extract` is `tag`: `answer` reads "
         "`<answer>42</answer>`.",
     )
-    tolerance: float = Field(
+    tolerance: Number = Field(
         default=0.0,
         ge=0.0,
         description="The largest absolute difference that still matches (0: equal numbers).",
     )
-    relative_tolerance: float = Field(
+    relative_tolerance: Number = Field(
         default=0.0,
         ge=0.0,
         le=1.0,
@@ -202,7 +203,7 @@ class Regex(GraderBase):
         "(surrounding whitespace trimmed) matches it.",
     )
     ignore_case: StrictBool = Field(default=False, description="Match letters in either case.")
-    max_chars: int = Field(
+    max_chars: Integer = Field(
         default=MAX_CHARS,
         ge=1,
         le=100_000,
@@ -305,13 +306,13 @@ class Length(GraderBase):
     unit: Literal["words", "chars"] = Field(
         default="words", description="Count words (separated by whitespace) or characters."
     )
-    minimum: int | None = Field(
+    minimum: OptionalInteger = Field(
         default=None,
         ge=1,
         le=100_000,
         description="The shortest length with full reward; none: no lower bound.",
     )
-    maximum: int | None = Field(
+    maximum: OptionalInteger = Field(
         default=None,
         ge=1,
         le=100_000,
