@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from tuneforge import __version__
 from tuneforge.api import docs, errors, openapi, unknown
+from tuneforge.api.job_feeds import JobFeeds
 from tuneforge.api.limits import BodyLimit
 from tuneforge.api.routes import (
     auth,
@@ -96,6 +97,9 @@ def create_app(settings: Settings | None = None, *, ui: bool = True) -> FastAPI:
     app.state.store = ArtifactStore(settings.resolved_storage_url, settings.storage_options)
     app.state.runner = None
     app.state.stopping = Stopping()  # set by SIGTERM under `tuneforge serve`: streams end
+    app.state.job_feeds = JobFeeds(
+        app.state.sessions, poll=settings.poll_interval, stopping=app.state.stopping
+    )
     app.state.inference = InferenceClient(InferenceProcess(settings))
     app.state.signer = SessionSigner(settings.session_secret, settings.session_max_age)
     app.state.limiter = LoginLimiter(settings.login_attempts_per_minute)

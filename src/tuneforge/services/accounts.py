@@ -103,11 +103,12 @@ def revoke_token(session: Session, user: User, token_id: str) -> None:
 def user_for_token(session: Session, secret: str) -> User | None:
     if not secret.startswith(TOKEN_PREFIX):
         return None
-    token = users.token_with_hash(session, _digest(secret))
-    if token is None:
+    found = users.token_with_hash(session, _digest(secret))
+    if found is None:
         return None
+    token, user = found
     now = utcnow()
     if token.last_used_at is None or now - token.last_used_at >= TOKEN_USE_PRECISION:
         # Skipped when it would wait for a lock; the token's next request tries again.
         users.note_token_use(session, token, now)
-    return session.get(User, token.owner_id)
+    return user

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from tuneforge.db.repositories import jobs as jobs_repository
 from tuneforge.db.repositories.jobs import JobRepository
 from tuneforge.db.tables import Job, JobEvent, User
 from tuneforge.errors import Conflict
@@ -84,3 +85,21 @@ def job_events(
     repository = JobRepository(session, user)
     job = repository.require(job_id)
     return job, repository.events(job, after=after, limit=limit, types=types)
+
+
+# -- the web process's shared poller of a followed job (api/job_feeds.py) -------------------------
+# It reads once for all the job's subscribers, across owners: each one was checked with
+# `get_job` before it joined.
+def latest_event_id(session: Session, job_id: str) -> int:
+    """Where a followed job's feed starts: its newest event's id."""
+    return jobs_repository.latest_event_id(session, job_id)
+
+
+def followed_events(
+    session: Session, job_id: str, *, after: int, limit: int
+) -> tuple[bool, list[JobEvent]]:
+    """Whether a followed job has ended (or is gone), and its events after `after`. The status
+    is read first: once it says ended, the events read next include the job's last ones."""
+    status = jobs_repository.job_status(session, job_id)
+    ended = status is None or status in TERMINAL
+    return ended, jobs_repository.events_after(session, job_id, after=after, limit=limit)

@@ -101,11 +101,11 @@ def metrics(session: Session, user: User, job_id: str) -> dict[str, Any]:
     series: dict[str, dict[int, float]] = {}
     samples: dict[int, list[dict[str, Any]]] = {}
     warnings: list[dict[str, Any]] = []
-    after = 0
+    after, page = 0, 5000
     while True:
-        events = repository.events(job, after=after, limit=5000, types={"metric", "samples", "log"})
-        if not events:
-            break
+        events = repository.reports(
+            job, after=after, limit=page, types={"metric", "samples", "log"}
+        )
         for event in events:
             if event.type == "log":
                 if event.data.get("level") in ("warning", "error"):
@@ -117,6 +117,8 @@ def metrics(session: Session, user: User, job_id: str) -> dict[str, Any]:
                 continue
             for name, value in metric_values(event.data).items():
                 series.setdefault(name, {})[step] = value
+        if len(events) < page:
+            break
         after = events[-1].id
     return {
         "job_id": job.id,

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, status
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
-from sqlalchemy.exc import OperationalError
 
 from tuneforge.api.deps import (
     MAX_EVENT_ID,
@@ -19,17 +15,15 @@ from tuneforge.api.deps import (
     SettingsDep,
     StoreDep,
 )
+from tuneforge.api.job_feeds import JobFeeds
 from tuneforge.api.openapi import errors
-from tuneforge.db.session import transaction
-from tuneforge.errors import NotFound
-from tuneforge.jobs.status import TERMINAL, JobStatus
-from tuneforge.schemas.jobs import JobCreate, JobEventPublic, JobList, JobPublic
+from tuneforge.jobs.status import JobStatus
+from tuneforge.schemas.jobs import JobCreate, JobList, JobPublic
 from tuneforge.schemas.trainings import RunMetrics
 from tuneforge.services import jobs as service
 from tuneforge.services import training
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
-KEEPALIVE_SECONDS = 15.0
 
 
 @router.post(
@@ -87,10 +81,6 @@ def delete_job(job_id: str, session: SessionDep, store: StoreDep, user: CurrentU
     service.delete_job(session, store, user, job_id)
 
 
-def _sse(event: JobEventPublic) -> str:
-    return f"id: {event.id}\nevent: {event.type}\ndata: {event.model_dump_json()}\n\n"
-
-
 @router.get(
     "/{job_id}/events",
     response_class=StreamingResponse,
@@ -116,44 +106,16 @@ def job_events(
     follow: Annotated[bool, Query(description="Keep streaming until the job ends.")] = True,
 ) -> StreamingResponse:
     service.get_job(session, user, job_id)  # 404 before the stream starts
-    factory = request.app.state.sessions
-    poll = request.app.state.settings.poll_interval
-    stopping = request.app.state.stopping
-
-    def fetch(cursor: int) -> tuple[bool, list[JobEventPublic]]:
-        with transaction(factory, read_only=True) as s:
-            job, events = service.job_events(s, user, job_id, after=cursor)
-            return job.status in TERMINAL, [JobEventPublic.model_validate(e) for e in events]
-
-    async def stream() -> AsyncIterator[str]:
-        cursor = max(after, last_event_id or 0)
-        quiet = 0.0
-        # A stopping server ends the stream without `end`: the job goes on, and clients
-        # resume from the last event id once the server is back.
-        while not stopping.is_set() and not await request.is_disconnected():
-            try:
-                finished, events = await run_in_threadpool(fetch, cursor)
-            except NotFound:
-                finished, events = True, []
-            except OperationalError:  # the database restarts: try again at the next poll
-                finished, events = False, []
-            for event in events:
-                cursor = event.id
-                yield _sse(event)
-            if events:
-                quiet = 0.0
-                continue
-            if finished or not follow:
-                yield f"event: end\ndata: {json.dumps({'job_id': job_id})}\n\n"
-                return
-            if quiet >= KEEPALIVE_SECONDS:
-                yield ": keepalive\n\n"
-                quiet = 0.0
-            await stopping.sleep(poll)
-            quiet += poll
-
+    feeds: JobFeeds = request.app.state.job_feeds
+    events = feeds.stream(
+        user,
+        job_id,
+        max(after, last_event_id or 0),
+        follow=follow,
+        disconnected=request.is_disconnected,
+    )
     return StreamingResponse(
-        stream(),
+        events,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
