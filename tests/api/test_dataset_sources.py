@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tests.api.test_jobs_api import wait_status
 from tests.conftest import add_user, bearer
 from tuneforge.services import datasets as dataset_service
 
@@ -177,5 +178,6 @@ def test_large_data_is_processed_in_a_job(api, monkeypatch) -> None:
     job_id = response.json()["job_id"]
     dataset = wait_ready(client, admin, response.json()["id"])
     assert dataset["status"] == "ready" and dataset["splits"] == {"train": 100, "test": 20}
-    job = client.get(f"/api/v1/jobs/{job_id}", headers=admin).json()
-    assert job["status"] == "succeeded" and job["progress"] == 1.0
+    # The dataset is ready a moment before its job's end is recorded.
+    job = wait_status(client, job_id, admin, "succeeded")
+    assert job["progress"] == 1.0

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.api.test_jobs_api import wait_status
 from tests.conftest import add_user, bearer
 from tests.data.test_documents import make_pdf
 from tests.jobs.test_restart import worker_pid
@@ -120,7 +121,9 @@ def test_a_manual_becomes_a_dataset_whose_rows_name_their_pages(api, tmp_path: P
     assert made_by["job_id"] == dataset["job_id"]
     assert [d["name"] for d in made_by["documents"]] == ["manual.pdf"]
     assert made_by["result"]["kept"] == 6 and made_by["result"]["chunks"] == 6
-    # The live view: chunks, pairs, tokens, and the last pairs with their sources.
+    # The live view: chunks, pairs, tokens, and the last pairs with their sources (once the
+    # job's end is recorded, a moment after the dataset is ready).
+    wait_status(client, dataset["job_id"], alice, "succeeded")
     shown = progress(client, alice, dataset["id"])
     assert shown["status"] == "succeeded" and shown["chunks_done"] == shown["chunks_total"] == 6
     assert shown["kept"] == 6 and shown["prompt_tokens"] > 0 and shown["completion_tokens"] > 0
