@@ -41,7 +41,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     runs through the API: the same database work again), `heavy` (models run through the API
     for images and exports: the same records as the lighter API tests) or `surface` (the CLI and
     the Python client against a server: the API's database work, which its own tests check).
-    CLI commands that open the database themselves (`admin`, `worker`) stay in both passes."""
+    CLI commands that open the database themselves (`admin`, `worker`) stay in both passes, and
+    so do the fault tests of tests/faults that use a database, whatever their marks: what a
+    failure leaves behind is the database's to keep."""
     _longest_files_first(items)
     if not PG_URL:
         return
@@ -52,9 +54,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         marked = {"browser", "trains", "heavy", "surface"} & {
             mark.name for mark in item.iter_markers()
         }
+        uses_database = bool(fixtures & DATABASE_FIXTURES)
+        if item.nodeid.startswith("tests/faults/") and uses_database:
+            continue
         if marked or item.nodeid.startswith("tests/slow/"):
             item.add_marker(sqlite_only)
-        elif not fixtures & DATABASE_FIXTURES and not item.nodeid.startswith("tests/db/"):
+        elif not uses_database and not item.nodeid.startswith("tests/db/"):
             item.add_marker(skip)
 
 
