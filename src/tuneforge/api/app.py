@@ -94,6 +94,8 @@ def create_app(settings: Settings | None = None, *, ui: bool = True) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = make_sessionmaker(engine)
+    # Sessions of requests that only read (`api/deps.py`): on SQLite they begin without a lock.
+    app.state.read_sessions = make_sessionmaker(engine.execution_options(read_only=True))
     app.state.store = ArtifactStore(settings.resolved_storage_url, settings.storage_options)
     app.state.runner = None
     app.state.stopping = Stopping()  # set by SIGTERM under `tuneforge serve`: streams end

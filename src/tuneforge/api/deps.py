@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
-from tuneforge.db.session import transaction
 from tuneforge.db.tables import User
 from tuneforge.inference.client import InferenceClient
 from tuneforge.services.auth import SESSION_COOKIE, resolve_user
@@ -24,18 +24,38 @@ MAX_OFFSET = 10**9
 MAX_EVENT_ID = 2**63 - 1
 
 
-def get_settings(request: Request) -> Settings:
+# The dependencies that only read the app's state are `async def`: FastAPI runs a plain `def`
+# dependency on a worker thread, and every hop to a thread and back costs a request time on a
+# busy interpreter.
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_session(request: Request) -> Iterator[Session]:
+async def get_session(request: Request) -> AsyncIterator[Session]:
     """One transaction per request: committed when the route returns, rolled back on error.
     Reads (GET, HEAD, OPTIONS) write nothing, so on SQLite they take no write lock: they never
-    wait for a writer (a job reporting, an upload), and no writer waits for them."""
+    wait for a writer (a job reporting, an upload), and no writer waits for them.
+
+    Opening the session does no I/O (it connects and begins at its first query, on the thread
+    of the dependency or route that makes it), so only its end takes a worker thread."""
     read_only = request.method in SAFE_METHODS
-    with transaction(request.app.state.sessions, read_only=read_only) as session:
+    factory = request.app.state.read_sessions if read_only else request.app.state.sessions
+    session: Session = factory()
+    succeeded = False
+    try:
         yield session
+        succeeded = True
+    finally:
+        with anyio.CancelScope(shield=True):  # a client that went away still ends it
+            await run_in_threadpool(_end, session, succeeded)
+
+
+def _end(session: Session, commit: bool) -> None:
+    """Commit (when the route succeeded) and close: what was not committed is rolled back."""
+    with session:
+        if commit:
+            session.commit()
 
 
 async def end_transaction(session: Session) -> None:
@@ -45,12 +65,12 @@ async def end_transaction(session: Session) -> None:
     await run_in_threadpool(session.commit)
 
 
-def get_store(request: Request) -> ArtifactStore:
+async def get_store(request: Request) -> ArtifactStore:
     store: ArtifactStore = request.app.state.store
     return store
 
 
-def get_inference(request: Request) -> InferenceClient:
+async def get_inference(request: Request) -> InferenceClient:
     client: InferenceClient = request.app.state.inference
     return client
 
