@@ -180,7 +180,7 @@ def test_lora_teaches_gemma_270m_a_task_it_cannot_do(make_client, settings) -> N
         "base_model": "gemma-3-270m",
         "dataset_id": processed.json()["id"],
         # One pass at a high LoRA rate (27 steps) keeps the run to a few minutes on 2 busy
-        # cores; it answers every held-out sentence (two passes at 5e-4 did no better).
+        # cores; measured: every held-out sentence answered exactly, in PyTorch and llama.cpp.
         "epochs": 1,
         "batch_size": 8,
         "learning_rate": 1e-3,
