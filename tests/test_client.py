@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import add_user
 from tests.server import running_server, server_env
 from tuneforge.client import ApiError, Client
+from tuneforge.schemas.quotas import QuotaSet
 from tuneforge.settings import Settings
 
 pytestmark = pytest.mark.surface
@@ -28,6 +29,13 @@ def test_jobs_events_and_resume(server: str) -> None:
     with Client.login(server, "ada", "password-ada") as tf:
         assert tf.health()["status"] == "ok"
         assert tf.me()["username"] == "ada"
+        assert tf.quota().concurrent_jobs_limit is None  # an administrator: no limits by default
+        limited = tf.set_user_quota("ada", QuotaSet(concurrent_jobs=10, jobs_per_day=500))
+        assert limited.concurrent_jobs_limit == 10 and limited.own.jobs_per_day == 500
+        assert tf.user_quota("ada") == tf.quota() == limited
+        with pytest.raises(ApiError) as missing:
+            tf.user_quota("nobody")
+        assert missing.value.status == 404
         job = tf.create_job("diagnostic", {"seconds": 2})
         assert job.kind == "diagnostic"
         assert job.spec["seconds"] == 2

@@ -1,10 +1,12 @@
-"""The server and your account through the client: health, who you are, your API tokens."""
+"""The server and your account through the client: health, who you are, your quota, your API
+tokens (and, for administrators, other users' quotas)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from tuneforge.client.base import ApiError, BaseClient
+from tuneforge.schemas.quotas import QuotaPublic, QuotaSet
 
 
 class AccountClient(BaseClient):
@@ -21,6 +23,22 @@ class AccountClient(BaseClient):
     def me(self) -> dict[str, Any]:
         user: dict[str, Any] = self._call("GET", "/me")
         return user
+
+    def quota(self) -> QuotaPublic:
+        """Your limits (storage, jobs at once, jobs a day) beside what you use."""
+        return QuotaPublic.model_validate(self._call("GET", "/quota"))
+
+    def user_quota(self, username: str) -> QuotaPublic:
+        """Another user's quota (administrators only)."""
+        return QuotaPublic.model_validate(self._call("GET", f"/admin/users/{username}/quota"))
+
+    def set_user_quota(self, username: str, limits: QuotaSet) -> QuotaPublic:
+        """Replace a user's own limits (administrators only); a limit left empty takes the
+        server's default."""
+        body = limits.model_dump(mode="json")
+        return QuotaPublic.model_validate(
+            self._call("PUT", f"/admin/users/{username}/quota", json=body)
+        )
 
     def create_token(self, name: str) -> dict[str, Any]:
         """A new API token; its secret (`token`) is returned only this once."""
