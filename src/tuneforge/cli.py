@@ -269,6 +269,8 @@ def quota(
         echo_json(view.model_dump(mode="json"))
         return
     own = view.own
+    reserved = view.storage_bytes_reserved
+    held = f" (+{size_text(reserved)} reserved by imports)" if reserved else ""
     rows = [
         ("storage", view.storage_bytes_used, view.storage_bytes_limit, own.storage_bytes),
         ("jobs at once", view.jobs_in_flight, view.concurrent_jobs_limit, own.concurrent_jobs),
@@ -278,7 +280,7 @@ def quota(
         [
             [
                 name,
-                size_text(used) if name == "storage" else f"{used:,}",
+                size_text(used) + held if name == "storage" else f"{used:,}",
                 "none" if limit is None else size_text(limit) if name == "storage" else limit,
                 "server default" if set_here is None else "set for this user",
             ]

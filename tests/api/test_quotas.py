@@ -15,8 +15,11 @@ from tests.api.test_jobs_api import wait_status
 from tests.conftest import add_user, bearer
 from tests.hub_server import FakeHub
 from tuneforge.cli import app
+from tuneforge.data.config import DatasetImport
 from tuneforge.data.hub import download_slack
 from tuneforge.data.limits import size_text
+from tuneforge.db.session import make_engine, make_sessionmaker, transaction
+from tuneforge.services import accounts, datasets
 from tuneforge.settings import Settings
 
 IMPORT = {"source": "huggingface", "path": "tester/rows"}  # queued only: no runner here
@@ -148,6 +151,14 @@ def test_the_admin_command_shows_and_sets_a_quota(make_settings: Callable[..., S
     )
     assert set_.exit_code == 0, set_.output
     assert "2 GiB" in set_.stdout and "set for this user" in set_.stdout
+    factory = make_sessionmaker(make_engine(settings.resolved_database_url))
+    with transaction(factory) as session:  # an import in progress reserves its budget
+        erin = accounts.get_user(session, "erin")
+        assert erin is not None
+        request = DatasetImport(source="huggingface", path="tester/rows")
+        datasets.import_dataset(session, erin, settings, request)
+    reserving = runner.invoke(app, ["admin", "quota", "erin"], env=env)
+    assert "(+2 GiB reserved by imports)" in reserving.stdout
 
     kept = runner.invoke(
         app, ["admin", "quota", "erin", "--concurrent-jobs", "default", "--json"], env=env
