@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from tuneforge.db.repositories import users
@@ -58,7 +59,26 @@ def create_user(
 
 
 def ensure_user(session: Session, username: str, *, is_admin: bool = False) -> User:
-    """The user with this name, created on first sight (implicit and gateway users)."""
+    """The user with this name, created on first sight (implicit and gateway users).
+
+    First sight can race: two first requests of one user (the second reads the first's user
+    once its own insert fails), or a request that only reads and on SQLite cannot take the write
+    lock once another writer has committed (a transaction of its own creates the user)."""
+    user = get_user(session, username)
+    if user is not None:
+        return user
+    try:
+        with session.begin_nested():
+            return create_user(session, username, None, is_admin=is_admin)
+    except IntegrityError:
+        pass  # another request created it meanwhile
+    except OperationalError:
+        # A read transaction that could not write: a transaction of its own, which waits for
+        # the write lock, finds or creates the user, and this one takes it as it was stored.
+        writer = session.get_bind().execution_options(read_only=False)
+        with Session(writer, expire_on_commit=False) as own, own.begin():
+            user = get_user(own, username) or create_user(own, username, None, is_admin=is_admin)
+        return session.merge(user, load=False)
     user = get_user(session, username)
     return user if user is not None else create_user(session, username, None, is_admin=is_admin)
 
