@@ -88,7 +88,9 @@ def delete_job(job_id: str, session: SessionDep, store: StoreDep, user: CurrentU
         200: {
             "content": {"text/event-stream": {}},
             "description": "Server-Sent Events: `status`, `progress`, `metric`, `samples`, `log`, "
-            "`artifact`, and a final `end` once the job has finished.",
+            "`artifact`, and a final `end` once the job has finished. A server that stops "
+            "ends the stream without `end` (the job runs on in its worker): reconnect with the "
+            "`Last-Event-ID` header or `after` to go on from the last event received.",
         }
     },
 )
