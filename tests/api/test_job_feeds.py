@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.own_loop import run_in_own_loop
 from tuneforge.api import job_feeds
 from tuneforge.api.job_feeds import JobFeeds
 from tuneforge.api.stopping import Stopping
@@ -133,7 +134,7 @@ def test_subscribers_of_a_job_share_one_poller_and_each_gets_every_event(
         assert feeds.feeds == {}  # the job ended: its feed stopped
         return early, late, resumed_after, polls / (elapsed / POLL), feeds
 
-    early, late, resumed_after, reads_per_poll, _ = asyncio.run(scenario())
+    early, late, resumed_after, reads_per_poll, _ = run_in_own_loop(scenario())
     ids = run.event_ids()
     assert len(ids) == 24  # 23 logs and the move to succeeded
     for subscriber in early:
@@ -164,7 +165,7 @@ def test_the_last_subscriber_to_leave_stops_the_poller(settings: Settings) -> No
         await asyncio.sleep(5 * POLL)
         assert run.reads == []  # nobody follows: nothing polls
 
-    asyncio.run(scenario())
+    run_in_own_loop(scenario())
 
 
 def test_a_subscriber_that_falls_behind_catches_up_from_the_database(
@@ -185,7 +186,7 @@ def test_a_subscriber_that_falls_behind_catches_up_from_the_database(
         await asyncio.wait_for(asyncio.gather(reading, slow.read()), 30)
         return slow, steady
 
-    slow, steady = asyncio.run(scenario())
+    slow, steady = run_in_own_loop(scenario())
     ids = run.event_ids()
     assert slow.ids == ids and slow.ended
     assert steady.ids == ids and steady.ended

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tests.own_loop import run_in_own_loop
 from tuneforge.inference.client import InferenceClient
 from tuneforge.inference.engine import Delta, Finished, Status
 from tuneforge.inference.params import Generate, GenerationParams, ModelRef, Turn
@@ -73,7 +73,4 @@ def test_statuses_then_a_cancelled_generation_stops_and_frees_the_engine(
             await client.close()
             client.process.stop()
 
-    # In a thread of its own: the browser tests' Playwright keeps an event loop running in this
-    # one for the whole session.
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, scenario()).result()
+    run_in_own_loop(scenario())
