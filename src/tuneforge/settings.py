@@ -67,9 +67,23 @@ class Settings(BaseSettings):
         description='Options passed to the storage filesystem, as JSON, e.g. `{"client_kwargs": '
         '{"endpoint_url": "http://127.0.0.1:9000"}}` for an S3-compatible server.',
     )
-    executor: Literal["local"] = Field(
+    executor: Literal["local", "ray"] = Field(
         default="local",
-        description="How jobs run: `local` runs each job in its own OS process on this machine.",
+        description="How jobs run: `local` runs each job in its own OS process on this machine; "
+        "`ray` runs each job on the Ray cluster at `ray_address` (the `ray` extra), with the "
+        "resources it asks for. Ray needs an artifact store every node reaches (`storage_url` "
+        "on S3 or GCS).",
+    )
+    ray_address: str | None = Field(
+        default=None,
+        description="With `executor=ray`: the Ray cluster to join, as `ray.init` takes it "
+        "(`auto` for the cluster this machine's `ray start` joined, `host:6379`, or "
+        "`ray://host:10001` for Ray Client).",
+    )
+    ray_namespace: str = Field(
+        default="tuneforge",
+        description="With `executor=ray`: the Ray namespace this server's job actors live in "
+        "(servers sharing one cluster use one namespace each).",
     )
     run_jobs: bool = Field(
         default=True,

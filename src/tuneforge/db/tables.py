@@ -99,6 +99,13 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     attempt: Mapped[int] = mapped_column(default=0)
+    #: Where the job runs or ran: `local` or `ray` (set when an executor takes it).
+    executor: Mapped[str | None] = mapped_column(String(16))
+    #: What it asked for (`Resources`: CPUs, GPUs, memory, accelerator), set with `executor`.
+    resources: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: Why an executor that took the job has not started it yet (Ray: the resources it waits for).
+    waiting: Mapped[str | None] = mapped_column(Text)
+    #: The node it runs on: this machine's host name, or the Ray node's address.
     worker_host: Mapped[str | None] = mapped_column(String(255))
     worker_pid: Mapped[int | None] = mapped_column()
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
