@@ -107,12 +107,15 @@ def serve(
     ] = None,
 ) -> None:
     """Run the web studio and REST API (and, unless TUNEFORGE_RUN_JOBS=false, the jobs)."""
+    from tuneforge.jobs.executors import ExecutorUnavailable, check_executor
     from tuneforge.settings import UnsafeConfiguration
 
     settings = _load_settings(host=host, port=port)
     try:
         settings.check_safe()
-    except UnsafeConfiguration as exc:
+        if settings.run_jobs:
+            check_executor(settings)
+    except (UnsafeConfiguration, ExecutorUnavailable) as exc:
         fail(str(exc), code=2)
     from tuneforge.api.app import create_app
     from tuneforge.api.stopping import serve as run_server
@@ -131,15 +134,19 @@ def serve(
 def worker() -> None:
     """Run queued jobs without the web server (start several to scale out)."""
     from tuneforge.db.session import make_engine, make_sessionmaker, migrate
-    from tuneforge.jobs.runner import LocalRunner
+    from tuneforge.jobs.executors import ExecutorUnavailable, check_executor, make_runner
 
     settings = _load_settings()
+    try:
+        check_executor(settings)
+    except ExecutorUnavailable as exc:
+        fail(str(exc), code=2)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     engine = make_engine(settings.resolved_database_url)
     migrate(engine)
-    runner = LocalRunner(settings, make_sessionmaker(engine))
+    runner = make_runner(settings, make_sessionmaker(engine))
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -298,7 +305,7 @@ def _job_row(job: JobPublic) -> list[object]:
         job.status,
         f"{job.progress:.0%}",
         when(job.created_at),
-        job.error or job.message or "",
+        job.error or job.waiting or job.message or "",
     ]
 
 
@@ -342,8 +349,10 @@ def show(ctx: typer.Context, job_id: JobId, as_json: JsonFlag = False) -> None:
             ("kind", job.kind),
             ("status", job.status),
             ("progress", f"{job.progress:.0%}"),
-            ("message", job.message or "-"),
+            ("message", job.waiting or job.message or "-"),
             ("error", job.error or "-"),
+            ("runs on", " · ".join(p for p in (job.executor, job.node) if p) or "-"),
+            ("resources", json.dumps(job.resources) if job.resources else "-"),
             ("attempt", job.attempt),
             ("created", when(job.created_at)),
             ("started", when(job.started_at)),

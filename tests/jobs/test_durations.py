@@ -49,7 +49,7 @@ def read(factory: sessionmaker[Session], job_id: str) -> tuple[Job, list[JobEven
 
 @pytest.mark.timeout(60)
 def test_a_resumed_runs_duration_is_the_total_of_its_attempts(
-    factory: sessionmaker[Session],
+    factory: sessionmaker[Session], settings: Settings
 ) -> None:
     with transaction(factory) as session:
         user = accounts.ensure_user(session, "alice")
@@ -77,5 +77,5 @@ def test_a_resumed_runs_duration_is_the_total_of_its_attempts(
     assert last is not None and SPELL <= last < SPELL + 0.9
     assert duration(job, events) == span(total) != duration(job)
     with transaction(factory) as session:  # the Jobs list shows the total too
-        rows, _ = job_rows(session, accounts.ensure_user(session, "alice"), None, 10)
+        rows, _ = job_rows(session, accounts.ensure_user(session, "alice"), settings, None, 10)
     assert [row["duration"] for row in rows] == [span(total)]

@@ -31,7 +31,8 @@ def transition(session: Session, job: Job, target: JobStatus, **fields: Any) -> 
 
     The update is a compare-and-set on the status that was read, so two runners (or a runner and a
     cancel request) racing on the same job cannot both win. Timestamps follow the move; `fields`
-    sets other columns in the same update (error, result, worker, ...). A `status` event records
+    sets other columns in the same update (error, result, worker, ...); a queued job forgets
+    where it ran, and a job that starts or ends no longer waits. A `status` event records
     the move, and the job's kind settles the records that follow the job (an export, a dataset)
     in the same transaction. The caller commits.
     """
@@ -42,18 +43,22 @@ def transition(session: Session, job: Job, target: JobStatus, **fields: Any) -> 
     values: dict[str, Any] = {"status": target.value, **fields}
     if target is JobStatus.RUNNING:
         values.update(started_at=now, heartbeat_at=now, finished_at=None, error=None)
+        values.setdefault("waiting", None)
     elif target is JobStatus.QUEUED:
         values.update(
             attempt=job.attempt + 1,
             finished_at=None,
             worker_pid=None,
             worker_host=None,
+            executor=None,
+            resources=None,
+            waiting=None,
             cancel_requested_at=None,
         )
     elif target is JobStatus.CANCELLING:
         values.setdefault("cancel_requested_at", now)
     elif target in TERMINAL:
-        values["finished_at"] = now
+        values.update(finished_at=now, waiting=None)
         if target is JobStatus.SUCCEEDED:
             values["progress"] = 1.0
     result = session.execute(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, create_model, model_validator
 
 from tuneforge.jobs.events import EventType, JobEventData, parse_event
 from tuneforge.jobs.kind import JobKind, all_kinds
@@ -54,6 +54,21 @@ class JobPublic(BaseModel):
     result: dict[str, Any] | None = Field(description="What the job produced.")
     attempt: int = Field(description="How many times the job was queued again.")
     heartbeat_at: datetime | None = Field(description="The worker's last sign of life.")
+    executor: str | None = Field(
+        description="Where the job runs: `local` (worker processes) or `ray` (a Ray cluster); "
+        "unset until an executor takes it."
+    )
+    node: str | None = Field(
+        validation_alias=AliasChoices("node", "worker_host"),
+        description="The machine it runs on: the worker's host name, or the Ray node's address.",
+    )
+    resources: dict[str, Any] | None = Field(
+        description="What it asked its executor for: `cpus`, `gpus`, `memory_gb`, and an "
+        "`accelerator` type where one is required."
+    )
+    waiting: str | None = Field(
+        default=None, description="Why a queued job has not started yet (null otherwise)."
+    )
     created_at: datetime = Field(description="When the job was created.")
     started_at: datetime | None = Field(description="When the job last started running.")
     finished_at: datetime | None = Field(description="When the job ended.")

@@ -1,8 +1,8 @@
-"""How jobs read on screen: status colours, times, durations."""
+"""How jobs read on screen: status colours, times, durations, where they run."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -45,3 +45,26 @@ def duration(job: Job, events: Iterable[Any] = ()) -> str:
 
 def kind_title(kind: str) -> str:
     return kind.replace("_", " ").capitalize()
+
+
+def resources_text(resources: Mapping[str, Any] | None) -> str:
+    """What a job asked its executor for, in a few words (`1 CPU · 1 GPU (A100) · 24 GB`)."""
+    if not resources:
+        return "—"
+    parts = []
+    cpus = resources.get("cpus")
+    if cpus:
+        parts.append(f"{cpus:g} CPU{'' if cpus == 1 else 's'}")
+    gpus = resources.get("gpus")
+    if gpus:
+        kind = f" ({resources['accelerator']})" if resources.get("accelerator") else ""
+        parts.append(f"{gpus:g} GPU{'' if gpus == 1 else 's'}{kind}")
+    memory = resources.get("memory_gb")
+    if memory:
+        parts.append(f"{memory:g} GB")
+    return " · ".join(parts) or "—"
+
+
+def placement_text(job: Job) -> str:
+    """Where a job runs or ran (`local · host`, `ray · 10.0.0.7`), or a dash before it is taken."""
+    return " · ".join(part for part in (job.executor, job.worker_host) if part) or "—"

@@ -10,32 +10,48 @@ from sqlalchemy.orm import Session
 from tuneforge.db.tables import Job, JobEvent, User
 from tuneforge.errors import NotFound
 from tuneforge.jobs.status import TERMINAL, JobStatus
+from tuneforge.jobs.waiting import waiting_reasons
 from tuneforge.services import jobs as job_service
 from tuneforge.services.names import names_for_jobs
+from tuneforge.settings import Settings
 from tuneforge.ui.backend import call, read, reported, state
-from tuneforge.ui.formatting import clock, duration, status_color, when
+from tuneforge.ui.formatting import (
+    clock,
+    duration,
+    placement_text,
+    resources_text,
+    status_color,
+    when,
+)
 from tuneforge.ui.job_names import JobName, job_name
 from tuneforge.ui.layout import EmptyState, confirm, heading, page
 
 REFRESH_SECONDS = 1.0
 LOG_LINES = 5000
 CANCELLABLE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
-STATUS_HINTS = {
-    JobStatus.QUEUED: "Waiting for a free worker.",
-    JobStatus.CANCELLING: "Asked to stop; waiting for the worker.",
-}
+STATUS_HINTS = {JobStatus.CANCELLING: "Asked to stop; waiting for the worker."}
 
 
-def named_job(session: Session, user: User, job_id: str) -> tuple[Job, list[JobEvent], JobName]:
-    """The job, its log so far, and what it is called."""
-    job, logs = job_service.job_events(session, user, job_id, types={"log"})
-    return job, logs, job_name(job, names_for_jobs(session, user, [job]))
+def live_job(
+    session: Session, user: User, settings: Settings, job_id: str, after: int = 0
+) -> tuple[Job, list[JobEvent], str | None]:
+    """The job, its log after event `after`, and why it waits if it is queued."""
+    job, logs = job_service.job_events(session, user, job_id, after=after, types={"log"})
+    return job, logs, waiting_reasons(session, settings, [job]).get(job.id)
+
+
+def named_job(
+    session: Session, user: User, settings: Settings, job_id: str
+) -> tuple[Job, list[JobEvent], str | None, JobName]:
+    """Like `live_job` from the start, and what the job is called."""
+    job, logs, waiting = live_job(session, user, settings, job_id)
+    return job, logs, waiting, job_name(job, names_for_jobs(session, user, [job]))
 
 
 @page("/jobs/{job_id}", "Job")
 async def job_page(user: User, job_id: str) -> None:
     try:
-        job, logs, name = await read(named_job, user, job_id)
+        job, logs, waiting, name = await read(named_job, user, state().settings, job_id)
     except NotFound:
         ui.status_code(404)
         with EmptyState(
@@ -47,13 +63,15 @@ async def job_page(user: User, job_id: str) -> None:
                 "Back to jobs", icon="arrow_back", on_click=lambda: ui.navigate.to("/jobs")
             ).classes("q-mt-md")
         return
-    JobView(user, job, logs, name)
+    JobView(user, job, logs, waiting, name)
 
 
 class JobView:
     """The elements of a job page, and how each tick brings them up to date."""
 
-    def __init__(self, user: User, job: Job, logs: list[JobEvent], name: JobName) -> None:
+    def __init__(
+        self, user: User, job: Job, logs: list[JobEvent], waiting: str | None, name: JobName
+    ) -> None:
         self.user = user
         self.job_id = job.id
         self.log_cursor = 0
@@ -102,6 +120,8 @@ class JobView:
                             "Duration",
                             "Attempt",
                             "Last heartbeat",
+                            "Runs on",
+                            "Resources",
                         )
                     }
             with ui.card().classes("col-12 col-md q-pa-lg gap-3"):
@@ -113,7 +133,7 @@ class JobView:
             ui.label("Log").classes("text-subtitle1 text-weight-medium")
             self.log = ui.log(max_lines=LOG_LINES).classes("w-full h-64 job-log text-body2")
             self.no_log = ui.label("Nothing logged yet.").classes("text-body2 text-grey-6")
-        self.show(job, logs)
+        self.show(job, logs, waiting)
         self.timer = ui.timer(REFRESH_SECONDS, self.refresh)
 
     @staticmethod
@@ -121,8 +141,9 @@ class JobView:
         ui.label(name).classes("text-grey-7")
         return ui.label()
 
-    def show(self, job: Job, logs: list[JobEvent]) -> None:
-        """Bring every element up to date with `job`, and append the new `logs`."""
+    def show(self, job: Job, logs: list[JobEvent], waiting: str | None) -> None:
+        """Bring every element up to date with `job` (queued: `waiting` says why), and append
+        the new `logs`."""
         status = JobStatus(job.status)
         self.status.set_text(status.value)
         self.status.set_background_color(status_color(status))
@@ -131,7 +152,7 @@ class JobView:
         self.progress.set_value(job.progress)
         self.progress.set_text_color(status_color(status))
         self.percent.set_text(f"{job.progress:.0%}")
-        self.message.set_text(job.message or STATUS_HINTS.get(status, ""))
+        self.message.set_text(waiting or job.message or STATUS_HINTS.get(status, ""))
         self.error.set_text(job.error or "")
         self.error.set_visibility(bool(job.error))
         failed = status is JobStatus.FAILED
@@ -146,6 +167,8 @@ class JobView:
             ("Duration", duration(job)),
             ("Attempt", str(job.attempt + 1)),
             ("Last heartbeat", when(job.heartbeat_at)),
+            ("Runs on", placement_text(job)),
+            ("Resources", resources_text(job.resources)),
         ):
             self.facts[name].set_text(value)
         self.result.set_content(json.dumps(job.result, indent=2) if job.result else "")
@@ -162,17 +185,13 @@ class JobView:
 
     async def refresh(self) -> None:
         try:
-            job, logs = await read(
-                job_service.job_events,
-                self.user,
-                self.job_id,
-                after=self.log_cursor,
-                types={"log"},
+            job, logs, waiting = await read(
+                live_job, self.user, state().settings, self.job_id, self.log_cursor
             )
         except NotFound:
             self._gone()
             return
-        self.show(job, logs)
+        self.show(job, logs, waiting)
 
     async def cancel_job(self) -> None:
         with reported():

@@ -11,10 +11,18 @@ from sqlalchemy.orm import Session
 from tuneforge.db.tables import Job, JobEvent, User
 from tuneforge.jobs.kinds.diagnostic import DiagnosticSpec
 from tuneforge.jobs.status import JobStatus
+from tuneforge.jobs.waiting import waiting_reasons
 from tuneforge.services import jobs as job_service
 from tuneforge.services.names import names_for_jobs
+from tuneforge.settings import Settings
 from tuneforge.ui.backend import call, read, reported, state
-from tuneforge.ui.formatting import duration, status_color, when
+from tuneforge.ui.formatting import (
+    duration,
+    placement_text,
+    resources_text,
+    status_color,
+    when,
+)
 from tuneforge.ui.job_names import JobName, job_name
 from tuneforge.ui.layout import EmptyState, heading, page
 from tuneforge.ui.number_field import Bounds, bounded_number
@@ -26,6 +34,7 @@ COLUMNS = [
     {"name": "kind", "label": "Job", "field": "kind", "align": "left"},
     {"name": "status", "label": "Status", "field": "status", "align": "left"},
     {"name": "progress", "label": "Progress", "field": "progress", "align": "left"},
+    {"name": "where", "label": "Runs on", "field": "where", "align": "left"},
     {"name": "created", "label": "Created", "field": "created", "align": "left"},
     {"name": "duration", "label": "Duration", "field": "duration", "align": "left"},
     {"name": "error", "label": "Error", "field": "error", "align": "left"},
@@ -52,6 +61,12 @@ SLOTS = {
             <span class="text-caption text-grey-8">{{ Math.round(props.value * 100) }}%</span>
           </div>
         </q-td>""",
+    "body-cell-where": """
+        <q-td :props="props">
+          <div class="ellipsis job-where" style="max-width: 220px" :title="props.row.where_title"
+               :class="props.row.status === 'queued' ? 'text-grey-7' : ''">
+            {{ props.value }}</div>
+        </q-td>""",
     "body-cell-error": """
         <q-td :props="props">
           <div class="ellipsis" style="max-width: 260px" :title="props.value"
@@ -70,16 +85,23 @@ FILTERS: dict[str, str] = {"": "All statuses"} | {s.value: s.value.capitalize() 
 
 
 def job_rows(
-    session: Session, user: User, status: JobStatus | None, limit: int
+    session: Session, user: User, settings: Settings, status: JobStatus | None, limit: int
 ) -> tuple[list[dict[str, Any]], int]:
-    """The newest jobs as table rows, named after what they work on."""
+    """The newest jobs as table rows, named after what they work on, with where they run (or
+    why they wait)."""
     jobs, total = job_service.list_jobs(session, user, status=status, limit=limit)
     names = names_for_jobs(session, user, jobs)
     moves = job_service.status_moves(session, user, jobs)
-    return [_row(job, job_name(job, names), moves.get(job.id, [])) for job in jobs], total
+    reasons = waiting_reasons(session, settings, jobs)
+    rows = [
+        _row(job, job_name(job, names), moves.get(job.id, []), reasons.get(job.id)) for job in jobs
+    ]
+    return rows, total
 
 
-def _row(job: Job, name: JobName, moves: list[JobEvent]) -> dict[str, Any]:
+def _row(job: Job, name: JobName, moves: list[JobEvent], waiting: str | None) -> dict[str, Any]:
+    where = placement_text(job)
+    resources = resources_text(job.resources)
     return {
         "id": job.id,
         "href": PAGES.get(job.kind, "/jobs/") + job.id,
@@ -88,6 +110,8 @@ def _row(job: Job, name: JobName, moves: list[JobEvent]) -> dict[str, Any]:
         "status": job.status,
         "color": status_color(job.status),
         "progress": job.progress,
+        "where": waiting or where,
+        "where_title": waiting or f"{where}; asked for {resources}",
         "created": when(job.created_at),
         "duration": duration(job, moves),
         "error": job.error or "",
@@ -123,7 +147,7 @@ async def jobs_page(user: User) -> None:
 
     async def refresh() -> None:
         status = JobStatus(status_filter.value) if status_filter.value else None
-        rows, total = await read(job_rows, user, status, SHOWN)
+        rows, total = await read(job_rows, user, state().settings, status, SHOWN)
         if rows != table.rows:
             table.rows = rows
             table.update()

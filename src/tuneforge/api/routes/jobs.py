@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, status
 from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
 
 from tuneforge.api.deps import (
     MAX_EVENT_ID,
@@ -17,13 +18,25 @@ from tuneforge.api.deps import (
 )
 from tuneforge.api.job_feeds import JobFeeds
 from tuneforge.api.openapi import errors
+from tuneforge.db.tables import Job
 from tuneforge.jobs.status import JobStatus
+from tuneforge.jobs.waiting import waiting_reasons
 from tuneforge.schemas.jobs import JobCreate, JobList, JobPublic
 from tuneforge.schemas.trainings import RunMetrics
 from tuneforge.services import jobs as service
 from tuneforge.services import training
+from tuneforge.settings import Settings
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+
+def _public(session: Session, settings: Settings, jobs: list[Job]) -> list[JobPublic]:
+    """`jobs` as the API shows them, queued ones with why they wait."""
+    reasons = waiting_reasons(session, settings, jobs)
+    return [
+        JobPublic.model_validate(job).model_copy(update={"waiting": reasons.get(job.id)})
+        for job in jobs
+    ]
 
 
 @router.post(
@@ -36,12 +49,13 @@ def create_job(
     body: JobCreate, session: SessionDep, settings: SettingsDep, user: CurrentUser
 ) -> JobPublic:
     job = service.create_job(session, user, settings, body.kind, body.spec)
-    return JobPublic.model_validate(job)
+    return _public(session, settings, [job])[0]
 
 
 @router.get("", response_model=JobList)
 def list_jobs(
     session: SessionDep,
+    settings: SettingsDep,
     user: CurrentUser,
     status: Annotated[JobStatus | None, Query(description="Only jobs in this status.")] = None,
     kind: Annotated[str | None, Query(description="Only jobs of this kind.")] = None,
@@ -51,12 +65,14 @@ def list_jobs(
     rows, total = service.list_jobs(
         session, user, status=status, kind=kind, offset=offset, limit=limit
     )
-    return JobList(items=[JobPublic.model_validate(r) for r in rows], total=total)
+    return JobList(items=_public(session, settings, rows), total=total)
 
 
 @router.get("/{job_id}", response_model=JobPublic)
-def get_job(job_id: str, session: SessionDep, user: CurrentUser) -> JobPublic:
-    return JobPublic.model_validate(service.get_job(session, user, job_id))
+def get_job(
+    job_id: str, session: SessionDep, settings: SettingsDep, user: CurrentUser
+) -> JobPublic:
+    return _public(session, settings, [service.get_job(session, user, job_id)])[0]
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic, responses=errors(409))
@@ -65,9 +81,11 @@ def cancel_job(job_id: str, session: SessionDep, user: CurrentUser) -> JobPublic
 
 
 @router.post("/{job_id}/resume", response_model=JobPublic, responses=errors(409, 429))
-def resume_job(job_id: str, session: SessionDep, user: CurrentUser) -> JobPublic:
+def resume_job(
+    job_id: str, session: SessionDep, settings: SettingsDep, user: CurrentUser
+) -> JobPublic:
     """Queue a failed or cancelled training run again, from its newest checkpoint."""
-    return JobPublic.model_validate(training.resume(session, user, job_id))
+    return _public(session, settings, [training.resume(session, user, job_id)])[0]
 
 
 @router.get("/{job_id}/metrics", response_model=RunMetrics)

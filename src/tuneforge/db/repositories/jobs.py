@@ -119,6 +119,21 @@ def active_count_on(session: Session, host: str) -> int:
     return count or 0
 
 
+def active_count(session: Session) -> int:
+    """How many jobs run (or stop) anywhere."""
+    return session.scalar(select(func.count()).where(Job.status.in_(ACTIVE))) or 0
+
+
+def queued_ahead(session: Session, job: Job) -> int:
+    """How many queued jobs, of any owner, an executor takes before `job` (the same order as
+    `oldest_queued`)."""
+    earlier = (Job.created_at < job.created_at) | (
+        (Job.created_at == job.created_at) & (Job.id < job.id)
+    )
+    count = session.scalar(select(func.count()).where(Job.status == "queued", earlier))
+    return count or 0
+
+
 def oldest_queued(session: Session) -> Job | None:
     """The job waiting longest, locked against other runners where the database can
     (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite ignores it)."""
