@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 
 import httpx
 import pytest
@@ -67,6 +68,7 @@ def test_admin_logs_in_and_watches_a_diagnostic_job_finish_live(studio: Studio, 
     expect(status).to_have_text(re.compile(r"^\s*(queued|running)\s*$"))
     expect(status).to_have_text("succeeded", timeout=LIVE_TIMEOUT)
     expect(row).to_contain_text("100%")
+    expect(row.locator(".job-where")).to_have_text(f"local · {socket.gethostname()}")
     assert page.evaluate("window.__marker") == NOT_RELOADED
 
     with studio.api(studio.admin_token) as api:
@@ -96,6 +98,7 @@ def test_job_page_shows_progress_and_log_live_then_deletes(studio: Studio, page:
     expect(status).to_have_text("succeeded")
     expect(page.get_by_text("100%")).to_be_visible()
     expect(page.get_by_role("button", name="Cancel job")).to_be_hidden()
+    expect(page.get_by_text(f"local · {socket.gethostname()}", exact=True)).to_be_visible()
     assert page.evaluate("window.__marker") == NOT_RELOADED
 
     page.get_by_role("button", name="Delete").click()
