@@ -119,3 +119,14 @@ def test_the_variant_switches_the_image() -> None:
     cuda = manifests.compose(compose_values() | {"IMAGE_VARIANT": "cuda"})["services"]
     assert cuda["studio"]["image"] == "tuneforge:cuda"
     assert cuda["studio"]["build"]["args"]["VARIANT"] == "cuda"
+
+
+def test_the_gpu_file_gives_gpus_to_services_that_run_jobs() -> None:
+    import yaml
+
+    gpu = yaml.safe_load((manifests.DEPLOY / "compose.gpu.yaml").read_text())
+    assert set(gpu["services"]) == {"worker", "ray-node"}
+    for name, service in gpu["services"].items():
+        assert name in SERVICES
+        (device,) = service["deploy"]["resources"]["reservations"]["devices"]
+        assert device == {"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}
