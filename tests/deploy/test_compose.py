@@ -55,7 +55,9 @@ def test_depends_on_names_existing_services_with_valid_conditions() -> None:
                 "service_completed_successfully",
             ), condition
             if condition == "service_healthy":
-                assert "test" in SERVICES[other].get("healthcheck", {}), other
+                # Its own check, or the image's HEALTHCHECK (the studio), not turned off.
+                check = SERVICES[other].get("healthcheck", {})
+                assert "test" in check or ("build" in SERVICES[other] and not check), other
     studio = SERVICES["studio"]["depends_on"]
     assert studio["postgres"]["condition"] == "service_healthy"
     assert studio["create-bucket"]["condition"] == "service_completed_successfully"
@@ -130,3 +132,15 @@ def test_the_gpu_file_gives_gpus_to_services_that_run_jobs() -> None:
         assert name in SERVICES
         (device,) = service["deploy"]["resources"]["reservations"]["devices"]
         assert device == {"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}
+
+
+def test_workers_start_after_the_studio_has_migrated_the_database() -> None:
+    # Every TuneForge process migrates at start; the studio goes first, the rest once it is healthy.
+    for name in ("worker", "ray-head"):
+        depends = SERVICES[name]["depends_on"]
+        assert depends["studio"]["condition"] == "service_healthy", name
+        assert depends["postgres"]["condition"] == "service_healthy", name
+    assert "studio" not in SERVICES["studio"]["depends_on"]
+    # The Ray nodes and the runner wait for the head, which waits for the studio.
+    for name in ("ray-node", "ray-worker"):
+        assert set(SERVICES[name]["depends_on"]) == {"ray-head"}, name

@@ -84,7 +84,7 @@ def test_containers_run_as_non_root(kind: str, name: str) -> None:
         context = pod["securityContext"]
         assert context["runAsNonRoot"] is True
         assert context["runAsUser"] >= 1000 and context["runAsGroup"] >= 1000
-        for container in pod["containers"]:
+        for container in pod["containers"] + pod.get("initContainers", []):
             assert container["securityContext"]["allowPrivilegeEscalation"] is False
             assert container.get("securityContext", {}).get("runAsUser", 1000) != 0
             assert container["image"] == "tuneforge"  # set by the kustomization's `images`
@@ -117,10 +117,19 @@ def test_the_studio_probes_the_health_endpoint_on_its_port() -> None:
     assert {"mountPath": "/data", "name": "data"} in studio["volumeMounts"]
 
 
-def test_the_worker_runs_jobs() -> None:
-    (worker,) = containers(BY_NAME["Deployment", "tuneforge-worker"])
+def test_the_worker_runs_jobs_once_the_studio_is_healthy() -> None:
+    deployment = BY_NAME["Deployment", "tuneforge-worker"]
+    (worker,) = containers(deployment)
     assert worker["command"] == ["tini", "--", "tuneforge", "worker"]
     assert "livenessProbe" not in worker  # it serves no HTTP
+    (wait,) = deployment["spec"]["template"]["spec"]["initContainers"]
+    assert wait["image"] == "tuneforge"
+    assert wait["command"][:2] == ["python", "/opt/tuneforge/healthcheck.py"]
+    service = BY_NAME["Service", "tuneforge-studio"]
+    port = service["spec"]["ports"][0]["port"]
+    host = service["metadata"]["name"] + ("" if port == 80 else f":{port}")
+    assert wait["command"][-1] == f"http://{host}/api/v1/health"
+    assert wait["securityContext"]["allowPrivilegeEscalation"] is False
 
 
 def ray_patches() -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ import pytest
 
 from tests.deploy import manifests
 from tests.deploy.test_env import compose_values, image_env
-from tests.server import server_process
+from tests.server import free_port, server_process
 
 HEALTHCHECK = manifests.DEPLOY / "healthcheck.py"
 
@@ -30,11 +30,12 @@ def healthcheck_module() -> ModuleType:
     return module
 
 
-def run_healthcheck(port: str) -> subprocess.CompletedProcess[str]:
-    """The image's HEALTHCHECK command, as Docker runs it in the container."""
+def run_healthcheck(port: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The image's HEALTHCHECK command, as Docker runs it in the container (`args`: as the
+    Kubernetes worker's wait for the studio runs it)."""
     env = {"PATH": os.environ["PATH"], "TUNEFORGE_PORT": port, "NO_PROXY": "127.0.0.1"}
     return subprocess.run(
-        [sys.executable, str(HEALTHCHECK)],
+        [sys.executable, str(HEALTHCHECK), *args],
         env=env,
         capture_output=True,
         text=True,
@@ -85,10 +86,13 @@ def s3(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> I
 
 def test_the_health_check_fails_when_nothing_listens() -> None:
     check: Callable[[str, float], str | None] = healthcheck_module().check
-    from tests.server import free_port
-
-    port = str(free_port())
-    assert "did not answer" in (check(port, 2.0) or "")  # nothing listens there
+    url = f"http://127.0.0.1:{free_port()}/api/v1/health"
+    assert "did not answer" in (check(url, 2.0) or "")  # nothing listens there
+    assert "not an http(s) URL" in (check("file:///etc/passwd", 2.0) or "")
+    waited = run_healthcheck("7860", "--wait", "1", url)
+    assert waited.returncode == 1 and "did not answer" in waited.stderr
+    refused = run_healthcheck("7860", "ftp://example")
+    assert refused.returncode == 2 and "must start with http://" in refused.stderr
 
 
 def test_the_compose_studio_starts_and_passes_the_image_health_check(
@@ -105,6 +109,9 @@ def test_the_compose_studio_starts_and_passes_the_image_health_check(
         passed = run_healthcheck(port)
         assert passed.returncode == 0, passed.stderr
         assert passed.stdout.strip() == "ok"
+        # As the Kubernetes workers wait for the studio (by its URL).
+        waited = run_healthcheck("1", "--wait", "30", f"{url}/api/v1/health")
+        assert waited.returncode == 0, waited.stderr
 
         # The first administrator, as docs/deployment.md makes it (`docker compose run --rm studio
         # tuneforge admin create-user alice --admin`), with the same settings.
