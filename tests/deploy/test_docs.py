@@ -36,3 +36,12 @@ def test_the_guide_makes_the_first_administrator_with_the_real_command() -> None
     assert "tuneforge admin create-user alice --admin" in DOCS
     usage = CliRunner().invoke(app, ["admin", "create-user", "--help"])
     assert usage.exit_code == 0 and "--admin" in usage.output
+
+
+def test_every_setting_the_guide_names_exists() -> None:
+    from tuneforge.settings import Settings
+
+    settings = {f"TUNEFORGE_{name.upper()}" for name in Settings.model_fields}
+    named = set(re.findall(r"TUNEFORGE_[A-Z_]*[A-Z]", DOCS))
+    assert len(named) >= 20
+    assert named <= settings, named - settings
