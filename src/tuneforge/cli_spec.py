@@ -43,6 +43,8 @@ class SpecOption:
     annotation: Any
     #: Its items are objects (a grader), each given as JSON.
     objects: bool = False
+    #: A whole number or a word (`devices`: 2 or `auto`): given as text, digits become a number.
+    count_or_word: bool = False
 
 
 def _optional(annotation: Any) -> Any:
@@ -51,9 +53,22 @@ def _optional(annotation: Any) -> Any:
     return annotation
 
 
+def _count_or_word(annotation: Any) -> bool:
+    """Whether a field takes a whole number or a literal word (`int | Literal["auto"]`)."""
+    if get_origin(annotation) not in (Union, UnionType):
+        return False
+    kinds = [get_origin(a) or a for a in get_args(annotation) if a is not NoneType]
+    return Literal in kinds and any(
+        kind is int or (kind is Annotated and int in get_args(a))
+        for kind, a in zip(kinds, get_args(annotation), strict=False)
+    )
+
+
 def _option_type(annotation: Any) -> Any:
     """What typer parses for a field's type: the type itself, its literal choices, or a list
     of strings (each item is checked by the spec), always optional (not given: not set)."""
+    if _count_or_word(annotation):
+        return str | None
     annotation = _optional(annotation)
     if get_origin(annotation) is list:
         return list[str] | None
@@ -129,12 +144,17 @@ def spec_options() -> dict[str, SpecOption]:
             show_default=DEFAULT_TRAINER if name == "trainer" else _default(field, dashed),
             rich_help_panel=GROUPS.get(group, GROUPS["run"]),
         )
-        options[name] = SpecOption(name, names, Annotated[_option_type(kind), info], objects)
+        options[name] = SpecOption(
+            name, names, Annotated[_option_type(kind), info], objects, _count_or_word(kind)
+        )
     return options
 
 
 def _parsed(option: SpecOption, value: Any) -> Any:
-    """An option's value as the spec takes it: a list of objects parsed from their JSON."""
+    """An option's value as the spec takes it: a list of objects parsed from their JSON, a
+    number given as the digits of a number-or-word option."""
+    if option.count_or_word and isinstance(value, str) and value.isdigit():
+        return int(value)
     if not option.objects:
         return value
     try:

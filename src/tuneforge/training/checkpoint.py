@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -60,14 +60,16 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     state: LoopState,
     kept: Mapping[str, torch.Tensor] | None = None,
+    optimizer_state: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a checkpoint at `directory` (replaced atomically), with the recipe's `kept`
-    tensors, and return it."""
+    tensors, and return it. `optimizer_state`: the optimizer's state when `optimizer` holds
+    only a shard of it (FSDP's whole state, gathered from every rank)."""
     partial = directory.with_name(directory.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     try:
         partial.mkdir(parents=True)
-        _write(partial, model, optimizer, state, kept)
+        _write(partial, model, optimizer, state, kept, optimizer_state)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)  # a full disk leaves no half checkpoint
         raise
@@ -82,10 +84,12 @@ def _write(
     optimizer: torch.optim.Optimizer,
     state: LoopState,
     kept: Mapping[str, torch.Tensor] | None,
+    optimizer_state: Mapping[str, Any] | None = None,
 ) -> None:
     weights = {name: p.detach().to("cpu").contiguous() for name, p in trainable_parameters(model)}
     save_file(weights, str(partial / WEIGHTS))
-    torch.save(optimizer.state_dict(), partial / OPTIMIZER)
+    whole = optimizer.state_dict() if optimizer_state is None else dict(optimizer_state)
+    torch.save(whole, partial / OPTIMIZER)
     rng = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         for index, cuda_state in enumerate(torch.cuda.get_rng_state_all()):
@@ -131,11 +135,15 @@ def _read(directory: Path) -> _Saved:
 
 
 def load_checkpoint(
-    directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer
+    directory: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    load_optimizer: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[LoopState, dict[str, torch.Tensor]]:
-    """Restore what `save_checkpoint` wrote into `model` and `optimizer`; returns the counters
-    and the recipe's kept tensors. Raises UnreadableCheckpoint, with `model` and `optimizer`
-    untouched, when a file is missing or damaged."""
+    """Restore what `save_checkpoint` wrote into `model` and `optimizer` (or hand the
+    optimizer's state to `load_optimizer`, for an optimizer that holds a shard of it); returns
+    the counters and the recipe's kept tensors. Raises UnreadableCheckpoint, with `model` and
+    `optimizer` untouched, when a file is missing or damaged."""
     saved = _read(directory)
     parameters = dict(trainable_parameters(model))
     if set(saved.weights) != set(parameters):
@@ -143,7 +151,10 @@ def load_checkpoint(
     with torch.no_grad():
         for name, tensor in saved.weights.items():
             parameters[name].copy_(tensor)
-    optimizer.load_state_dict(saved.optimizer)
+    if load_optimizer is not None:
+        load_optimizer(saved.optimizer)
+    else:
+        optimizer.load_state_dict(saved.optimizer)
     torch.set_rng_state(saved.rng["torch"])
     cuda_states = [saved.rng[k] for k in sorted(k for k in saved.rng if k.startswith("cuda"))]
     if cuda_states and torch.cuda.is_available():

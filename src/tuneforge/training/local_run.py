@@ -24,8 +24,9 @@ from tuneforge.errors import InvalidInput
 from tuneforge.models.loading import resolve
 from tuneforge.models.tokenizer import count_tokens, gemma_tokenizer
 from tuneforge.settings import Settings
+from tuneforge.training.distributed import launch
 from tuneforge.training.recipe import Checkpoints, Outcome
-from tuneforge.training.registry import recipe_for, spec_adapter
+from tuneforge.training.registry import spec_adapter
 from tuneforge.training.reporting import ConsoleReporter, Tracked
 from tuneforge.training.spec import TrainingBase
 from tuneforge.yaml_numbers import safe_load
@@ -93,7 +94,7 @@ def run_local(config: Path, output: Path, settings: Settings) -> Outcome:
 
     previous = signal.signal(signal.SIGINT, stop)
     try:
-        return recipe_for(spec).train(
+        return launch(  # in `devices` processes when there are several
             spec,
             model_path,
             train,

@@ -121,6 +121,9 @@ class Recipe(Generic[SpecT]):
     #: How the ids of its presets (`training/presets/<id>.yaml`) are formed from a catalog
     #: model id and a method; ids must be told apart from other recipes' ids.
     presets: str = "{model}_{method}"
+    #: Whether it trains over several processes (`devices` > 1): its step function takes the
+    #: loss denominator over every rank's share (`Loop.total`).
+    distributed: bool = False
 
     def __post_init__(self) -> None:
         declared = self.spec.model_fields["trainer"].default

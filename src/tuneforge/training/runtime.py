@@ -122,7 +122,8 @@ def runtime_for(spec: TrainingBase, per_example: bool | None = None) -> Runtime:
         per_example = bool(getattr(spec, "packing", False))  # per-example passes (`forwards`)
     parallel = 2 if not cuda and per_example and spec.lora_dropout == 0 else 1
     # Two passes at once need two cores, and two threads PyTorch may use (a process that was
-    # given one core's worth by OMP_NUM_THREADS keeps to it).
+    # given one core's worth by OMP_NUM_THREADS keeps to it, as does each of several training
+    # processes on the cores they share).
     if min(detect_hardware().cores, torch.get_num_threads()) < 2:
         parallel = 1
     return Runtime("cuda" if cuda else "cpu", precision, unsloth, parallel)

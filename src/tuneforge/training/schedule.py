@@ -3,6 +3,11 @@
 Everything here is a pure function of the spec and the step number, so a resumed run sees exactly
 the examples and learning rates the uninterrupted run would have seen (the scheduler's state is
 the step itself).
+
+A run over several processes (`world` > 1, see `distributed.py`) plans micro-batches of
+`batch_size x world` examples, of which each rank takes its `share`: the steps and the examples
+each step sees are those of one process with a `world` times larger batch, so a checkpoint
+resumes with any number of processes.
 """
 
 from __future__ import annotations
@@ -19,11 +24,17 @@ from tuneforge.training.spec import TrainingBase
 class Plan:
     spec: TrainingBase
     examples: int
+    world: int = 1  # processes that share each micro-batch
     _orders: dict[int, list[int]] = field(default_factory=dict, compare=False, repr=False)
 
     @cached_property
+    def global_batch(self) -> int:
+        """Examples in a micro-batch of all ranks together."""
+        return self.spec.batch_size * self.world
+
+    @cached_property
     def micro_per_epoch(self) -> int:
-        return math.ceil(self.examples / self.spec.batch_size)
+        return math.ceil(self.examples / self.global_batch)
 
     @cached_property
     def total_steps(self) -> int:
@@ -46,10 +57,17 @@ class Plan:
         return self._orders[epoch]
 
     def micro_batch(self, index: int) -> list[int]:
-        """The example indices of micro-batch `index`, counted from the start of the run."""
+        """The example indices of micro-batch `index` (of every rank), counted from the start
+        of the run."""
         epoch, position = divmod(index, self.micro_per_epoch)
-        start = position * self.spec.batch_size
-        return self.epoch_order(epoch)[start : start + self.spec.batch_size]
+        start = position * self.global_batch
+        return self.epoch_order(epoch)[start : start + self.global_batch]
+
+    def share(self, batch: list[int], rank: int) -> list[int]:
+        """Rank `rank`'s examples of a micro-batch: its `batch_size` consecutive ones (fewer,
+        or none, in an epoch's last micro-batch)."""
+        size = self.spec.batch_size
+        return batch[rank * size : (rank + 1) * size]
 
     def step_batches(self, step: int) -> list[list[int]]:
         """The micro-batches of optimizer step `step` (1-based)."""

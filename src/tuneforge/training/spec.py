@@ -24,6 +24,7 @@ Tracker = Literal["wandb", "mlflow"]
 VisionPart = Literal["projector", "vision_tower"]
 
 MAX_SAMPLE_PROMPTS = 5
+MAX_DEVICES = 64
 MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,99}")
 
 
@@ -215,6 +216,18 @@ class TrainingBase(BaseModel):
         "third slower, much less memory for long examples.",
         json_schema_extra=_group("hardware"),
     )
+    devices: Integer | Literal["auto"] = Field(
+        default=1,
+        description="Processes that train together, data-parallel: each takes its share of "
+        "every step's examples (batch size is per device, so the effective batch is batch size "
+        "x accumulation x devices) and their gradients are summed before each update. On CUDA "
+        "one process per GPU (at most the GPUs there are; full fine-tuning shards the model "
+        "over them with FSDP); `auto` takes every GPU, and 1 on a machine without one. On a "
+        "CPU, more than 1 runs that many processes with the gloo backend: the same result as "
+        "one process with the larger batch, but no faster (they share the cores). SFT only "
+        "so far.",
+        json_schema_extra=_group("hardware"),
+    )
     use_unsloth: StrictBool = Field(
         default=True,
         description="On a CUDA GPU with Unsloth installed, use its faster kernels (ignored "
@@ -308,6 +321,13 @@ class TrainingBase(BaseModel):
             if not MODULE_NAME.fullmatch(target):
                 raise ValueError(f"{target!r} is not a module name")
         return targets
+
+    @field_validator("devices")
+    @classmethod
+    def _devices(cls, devices: int | str) -> int | str:
+        if isinstance(devices, int) and not 1 <= devices <= MAX_DEVICES:
+            raise ValueError(f"devices must be `auto` or a whole number from 1 to {MAX_DEVICES}")
+        return devices
 
     @property
     def effective_batch(self) -> int:

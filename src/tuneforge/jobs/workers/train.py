@@ -8,6 +8,10 @@ Checkpoints go to the artifact store under the job's prefix (`checkpoints/step-N
 K kept), so a resumed job, wherever it runs, continues from the newest complete one (or, when
 that one cannot be read, from the newest older one that can, saying so in its log). The finished
 model is uploaded under `model/`, the TensorBoard logs under `tensorboard/`.
+
+A run over several devices trains in one process per device, which this worker starts and
+supervises (`training/distributed.py`): rank 0 reports through it and its checkpoints are
+stored from here, as a one-process run's are.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from tuneforge.jobs.workers.train_phases import (
 from tuneforge.models.loading import resolve
 from tuneforge.storage import ArtifactStore, artifact_prefix
 from tuneforge.training.checkpoint import checkpoint_name, step_of
+from tuneforge.training.distributed import launch
 from tuneforge.training.recipe import Checkpoints
 from tuneforge.training.registry import recipe_for
 from tuneforge.training.reporting import Tracked
@@ -171,7 +176,7 @@ def run(spec: TrainingBase, ctx: JobContext) -> TrainResult:
     )
     start_seconds = max((utcnow() - began).total_seconds(), 0.0)
     try:
-        outcome = recipe_for(spec).train(
+        outcome = launch(  # in `devices` processes when there are several
             spec,
             model_path,
             train,

@@ -9,6 +9,12 @@ clipping, the metrics every run reports (`loss`, `learning_rate`, `grad_norm`, `
 sample answers, early stopping, cancelling, checkpoints and resuming from them (with tensors a
 recipe keeps beside them), saving the model and the `Outcome`. The data order and learning rate
 are functions of the step, so a resumed run continues exactly where it stopped.
+
+Over several processes (`devices` > 1, `training/distributed.py`) each rank runs this loop on its
+share of every step's examples: the step function sums its loss denominator over the ranks
+(`total`), the gradients are summed over them before each update, so every rank makes the same
+update; rank 0 alone evaluates, reports, writes checkpoints and saves the model, and a cancel
+request or an early stop it sees stops every rank at the same step.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from tuneforge.errors import InvalidInput, JobCancelled
+from tuneforge.training import distributed
 from tuneforge.training.checkpoint import (
     LoopState,
     UnreadableCheckpoint,
@@ -87,6 +94,12 @@ class Loop:
         self.checkpoints = checkpoints or Checkpoints()
         self.started = started
         self.phases: dict[str, float] = {}
+        self.rank, self.world = distributed.position()
+        self.first = self.rank == 0  # the rank that reports, evaluates and saves
+        self.sharded = distributed.is_sharded(model)
+        #: Whether this rank evaluates: rank 0, or every rank of a sharded model (each forward
+        #: pass of which needs them all).
+        self.evaluates = self.first or self.sharded
         self.parameters = [p for _, p in trainable_parameters(model)]
         reporter.log(
             f"training {sum(p.numel() for p in self.parameters):,} of "
@@ -97,23 +110,44 @@ class Loop:
             self.parameters, lr=spec.learning_rate, weight_decay=spec.weight_decay
         )
         self.scaler = torch.amp.GradScaler(runtime.device, enabled=runtime.precision == "fp16")
-        self.plan = Plan(spec, examples)
+        self.plan = Plan(spec, examples, self.world)
         self.state = LoopState()
         #: Tensors the recipe keeps with every checkpoint (restored on resume).
         self.kept: dict[str, torch.Tensor] = {}
-        if self.checkpoints.latest is not None:
-            self._resume(self.checkpoints.latest)
+        # Rank 0 resumes; the others are given what it resumed.
+        latest = self.checkpoints.latest if self.first else None
+        if not self.sharded:
+            if latest is not None:
+                self._resume(latest)
+            if self.world > 1:
+                self.state, self.kept = distributed.share_state(
+                    self.parameters, (self.state, self.kept), self.optimizer
+                )
+        else:
+            saved: list[dict[str, Any]] = []  # the whole optimizer state, on rank 0
+            with distributed.whole(model, True):
+                if latest is not None:
+                    self._resume(latest, saved.append)
+                self.state, self.kept = distributed.share_whole(
+                    self.parameters, (self.state, self.kept)
+                )
+            distributed.load_sharded_optimizer(model, self.optimizer, saved[0] if saved else None)
         #: The evaluation metric early stopping watches, and whether lower or higher is better.
         self.watch: tuple[str, Literal["min", "max"]] = ("eval_loss", "min")
         self._latest_eval: dict[str, float] = {}
         self._evaluation_seconds: list[float] = []
 
-    def _resume(self, latest: Path) -> None:
-        """Load the newest readable checkpoint, saying which ones could not be read."""
+    def _resume(
+        self, latest: Path, load_optimizer: Callable[[dict[str, Any]], None] | None = None
+    ) -> None:
+        """Load the newest readable checkpoint, saying which ones could not be read
+        (`load_optimizer`: takes the optimizer's state instead of the optimizer)."""
         problems: list[str] = []
         for path in itertools.chain([latest], self.checkpoints.older):
             try:
-                self.state, self.kept = load_checkpoint(path, self.model, self.optimizer)
+                self.state, self.kept = load_checkpoint(
+                    path, self.model, self.optimizer, load_optimizer
+                )
             except UnreadableCheckpoint as exc:
                 which = "newest checkpoint" if not problems else "checkpoint before it"
                 problems.append(str(exc))
@@ -135,32 +169,54 @@ class Loop:
 
     def backward(self, loss: torch.Tensor) -> None:
         """The backward pass of a loss (scaled for fp16), its gradients added to the step's."""
+        if self.sharded:  # FSDP averages the ranks' gradients: the loop sums them
+            loss = loss * self.world
         self.scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
+
+    def total(self, value: float) -> float:
+        """`value` (a step's loss tokens, its loss sum) summed over the ranks: a step function
+        divides its losses by the total of the ranks' tokens, so that their gradients add up
+        to the gradient of one process with every rank's examples."""
+        return distributed.total(value) if self.world > 1 else value
 
     def update(self) -> float:
         """One optimizer update from the gradients added so far (unscaled, clipped to
         `max_grad_norm`), which it then clears; returns the gradient norm before clipping.
         `run` updates after each step function; a step function may update before that too
         (several updates on one batch of generated completions)."""
+        if self.world > 1 and not self.sharded:
+            distributed.sum_gradients(self.parameters)
         self.scaler.unscale_(self.optimizer)
         limit = self.spec.max_grad_norm if self.spec.max_grad_norm > 0 else math.inf
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.parameters, limit))
+        if self.sharded:  # the norm of the whole gradient, from every rank's shard
+            grad_norm = float(self.model.clip_grad_norm_(limit))  # type: ignore[operator]
+        else:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.parameters, limit))
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         return grad_norm
 
     def checkpoint(self) -> None:
+        """Write a checkpoint (rank 0; the same files whatever the number of ranks)."""
         started = time.perf_counter()
         step = self.state.step
-        self.reporter.progress(step / self.plan.total_steps, f"saving a checkpoint at step {step}")
-        path = save_checkpoint(
-            self.workdir / "checkpoints" / "latest",
-            self.model,
-            self.optimizer,
-            self.state,
-            self.kept,
-        )
+        optimizer_state = distributed.optimizer_state(self.model, self.optimizer, self.sharded)
+        if self.first:
+            self.reporter.progress(
+                step / self.plan.total_steps, f"saving a checkpoint at step {step}"
+            )
+        with distributed.whole(self.model, self.sharded, writeback=False):
+            if not self.first:
+                return
+            path = save_checkpoint(
+                self.workdir / "checkpoints" / "latest",
+                self.model,
+                self.optimizer,
+                self.state,
+                self.kept,
+                optimizer_state,
+            )
         if self.checkpoints.save is not None:
             self.checkpoints.save(path, step)
         self.add("checkpoint_seconds", time.perf_counter() - started)
@@ -240,7 +296,7 @@ class Loop:
         last_system = 0.0
         last_metrics: dict[str, float] = {}
         stopped_early = False
-        if state.step == 0 and evaluate is not None and spec.eval_every:
+        if state.step == 0 and evaluate is not None and spec.eval_every and self.evaluates:
             self._evaluation(evaluate, eval_tokens, samples)  # where the model starts
         while state.step < plan.total_steps:
             step = state.step + 1
@@ -249,7 +305,10 @@ class Loop:
             for group in self.optimizer.param_groups:
                 group["lr"] = learning_rate
             before = [p.detach().clone() for p in self.watched]
-            work = step_function(plan.step_batches(step))
+            batches = plan.step_batches(step)
+            if self.world > 1:
+                batches = [plan.share(batch, self.rank) for batch in batches]
+            work = step_function(batches)
             grad_norm = self.update()
             elapsed = time.perf_counter() - started
             state.step = step
@@ -283,24 +342,34 @@ class Loop:
                     {"fields": ["learning_rate", "precision"]},
                 )
             if spec.eval_every and step % spec.eval_every == 0 and step < plan.total_steps:
-                stopped_early = self._evaluation(evaluate, eval_tokens, samples)
+                if self.evaluates:
+                    stopped_early = self._evaluation(evaluate, eval_tokens, samples)
+                if self.world > 1:
+                    stopped_early = distributed.any_rank(stopped_early)
                 if stopped_early:
                     reporter.log(
                         f"stopping early: no better {self.watch[0]} for "
                         f"{spec.early_stopping_patience} evaluations"
                     )
                     break
-            if reporter.cancel_requested:
+            cancel = reporter.cancel_requested
+            if self.world > 1:
+                cancel = distributed.any_rank(cancel)
+            if cancel:
                 self.checkpoint()
                 raise JobCancelled(f"cancelled at step {step}; resume continues from there")
             if step % spec.checkpoint_every == 0 and step < plan.total_steps:
                 self.checkpoint()
-        if not stopped_early:
+        if not stopped_early and self.evaluates:
             self._evaluation(evaluate, eval_tokens, samples)
         final = {**last_metrics, **self._latest_eval}
         reporter.progress(1.0, "saving the model: writing its weights")
         saving = time.perf_counter()
-        output = save_model(spec, self.model, self.model_path, self.workdir / "model")
+        output = self.workdir / "model"
+        weights = distributed.whole_state_dict(self.model) if self.sharded else None
+        if self.first:
+            model = distributed.unwrapped(self.model)
+            output = save_model(spec, model, self.model_path, output, weights)
         self.add("save_seconds", time.perf_counter() - saving)
         rates = step_rates[1:] or step_rates  # the first step warms caches up
         return Outcome(

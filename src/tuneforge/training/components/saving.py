@@ -24,12 +24,19 @@ TOKENIZER_FILES = (
 )
 
 
-def save_model(spec: TrainingBase, model: nn.Module, base_path: Path, output: Path) -> Path:
-    """Write the trained model to `output` (replaced), with the tokenizer files of `base_path`."""
+def save_model(
+    spec: TrainingBase,
+    model: nn.Module,
+    base_path: Path,
+    output: Path,
+    weights: dict[str, Any] | None = None,
+) -> Path:
+    """Write the trained model to `output` (replaced), with the tokenizer files of `base_path`.
+    `weights`: a full fine-tune's whole weights when `model` holds only a shard of them."""
     shutil.rmtree(output, ignore_errors=True)
     output.mkdir(parents=True)
     if spec.method == "full":
-        model.save_pretrained(output)  # type: ignore[operator]
+        model.save_pretrained(output, state_dict=weights)  # type: ignore[operator]
     else:
         peft_config: Any = model.peft_config["default"]  # type: ignore[index]
         peft_config.base_model_name_or_path = spec.base_model

@@ -119,6 +119,7 @@ def train_sft(
     loading = time.perf_counter()  # importing torch counts as loading
     from tokenizers import Tokenizer
 
+    from tuneforge.training import distributed
     from tuneforge.training.components.loop import Loop, StepWork
     from tuneforge.training.components.loss import causal_lm_loss
     from tuneforge.training.evaluation import evaluate, sample_prompts
@@ -153,7 +154,7 @@ def train_sft(
         f"{len(train)} training and {len(evals)} evaluation examples; {spec.method} on "
         f"{runtime.device} in {runtime.precision}" + (" with Unsloth" if runtime.unsloth else "")
     )
-    model = prepare_model(spec, model_path, runtime)
+    model = distributed.shard(spec, prepare_model(spec, model_path, runtime), runtime.device)
     images = None
     if vision is not None:
         from tuneforge.training.components.vision import ImageInputs
@@ -185,16 +186,19 @@ def train_sft(
         batches = [
             batch
             for ids in micro_batches
+            if ids  # a rank's share of an epoch's last micro-batch may be empty
             for batch in runtime.forwards([train[i] for i in ids], spec.packing)
         ]
         if images is not None:
             with runtime.autocast():
                 images.warm([i for b in batches for i in b.images], runtime.device)
-        loss_tokens = max(sum(b.loss_tokens for b in batches), 1)
+        # The mean is over the step's tokens on every rank (`total`: the sum over the ranks).
+        loss_tokens = max(round(loop.total(sum(b.loss_tokens for b in batches))), 1)
         loss_sum = sum(
             runtime.each(batches, functools.partial(forward_backward, denominator=loss_tokens))
         )
-        return StepWork(loss=loss_sum / loss_tokens, tokens=sum(b.tokens for b in batches))
+        tokens = round(loop.total(sum(b.tokens for b in batches)))
+        return StepWork(loss=loop.total(loss_sum) / loss_tokens, tokens=tokens)
 
     def evaluation() -> dict[str, float]:
         return evaluate(model, evals, spec.batch_size, spec.packing, runtime, images)
@@ -220,4 +224,5 @@ RECIPE = Recipe(
     spec=SFTSpec,
     train=train_sft,
     batching=_batching,
+    distributed=True,
 )
