@@ -35,7 +35,7 @@ from tuneforge.db.session import make_engine, make_sessionmaker, migrate, transa
 from tuneforge.inference.client import InferenceClient
 from tuneforge.inference.supervisor import InferenceProcess
 from tuneforge.inference.warmup import warm
-from tuneforge.jobs.runner import LocalRunner
+from tuneforge.jobs.executors import check_executor, make_runner
 from tuneforge.services import accounts
 from tuneforge.services.auth import LoginLimiter, SessionSigner
 from tuneforge.settings import Settings
@@ -56,6 +56,8 @@ def create_app(settings: Settings | None = None, *, ui: bool = True) -> FastAPI:
     """Build the app. The database is migrated and the runner started when it starts serving."""
     settings = settings or Settings()
     settings.check_safe()
+    if settings.run_jobs:
+        check_executor(settings)  # refuse now, with the reason, rather than at the first job
     engine = make_engine(settings.resolved_database_url)
 
     @asynccontextmanager
@@ -66,7 +68,7 @@ def create_app(settings: Settings | None = None, *, ui: bool = True) -> FastAPI:
             with transaction(app.state.sessions) as session:
                 accounts.ensure_user(session, accounts.LOCAL_USER, is_admin=True)
         if settings.run_jobs:
-            app.state.runner = LocalRunner(settings, app.state.sessions)
+            app.state.runner = make_runner(settings, app.state.sessions)
             app.state.runner.start()
         log.info("TuneForge %s serving with %s auth", __version__, settings.auth_mode)
         # The bundled model loads in the background, so the first chat answers at once.

@@ -1,0 +1,82 @@
+"""Choosing the executor: the Ray executor refuses, saying why, a configuration it cannot run
+jobs with; what jobs ask of a Ray cluster."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.orm import Session
+from tests.conftest import add_user
+
+from tuneforge.api.app import create_app
+from tuneforge.db.session import make_engine, make_sessionmaker, transaction
+from tuneforge.db.tables import Job, User
+from tuneforge.jobs.executors import ExecutorUnavailable, check_executor, make_runner
+from tuneforge.jobs.resources import Resources, job_resources
+from tuneforge.jobs.runner import LocalRunner
+
+S3 = {"storage_url": "s3://bucket/prefix"}
+
+
+def test_ray_with_a_store_on_this_machine_only_is_refused(make_settings) -> None:
+    settings = make_settings(executor="ray", ray_address="127.0.0.1:6379")
+    with pytest.raises(ExecutorUnavailable) as refused:
+        check_executor(settings)
+    message = str(refused.value)
+    assert settings.resolved_storage_url in message and "every Ray node reaches" in message
+    assert "TUNEFORGE_STORAGE_URL" in message
+    with pytest.raises(ExecutorUnavailable):  # a server that runs jobs does not start
+        create_app(make_settings(executor="ray", ray_address="auto", run_jobs=True), ui=False)
+    create_app(make_settings(executor="ray", ray_address="auto", run_jobs=False), ui=False)
+
+
+def test_ray_without_an_address_is_refused(make_settings) -> None:
+    with pytest.raises(ExecutorUnavailable, match="TUNEFORGE_RAY_ADDRESS"):
+        check_executor(make_settings(executor="ray", **S3))
+
+
+def test_the_local_executor_is_the_default(make_settings) -> None:
+    settings = make_settings()
+    check_executor(settings)
+    runner = make_runner(settings, make_sessionmaker(make_engine(settings.resolved_database_url)))
+    assert isinstance(runner, LocalRunner)
+
+
+def test_resources_in_words_and_as_ray_options() -> None:
+    asked = Resources(cpus=2, gpus=1, memory_gb=24, accelerator="A100")
+    assert asked.describe() == "2 CPUs, 1 A100 GPU, 24.0 GB memory"
+    assert asked.ray_options() == {
+        "num_cpus": 2,
+        "num_gpus": 1,
+        "memory": 24_000_000_000,
+        "accelerator_type": "A100",
+    }
+    assert Resources(cpus=0.5).describe() == "0.5 CPUs"
+    assert Resources(cpus=0.5).ray_options() == {"num_cpus": 0.5, "num_gpus": 0}
+
+
+def _job(session: Session, kind: str, spec: dict[str, object]) -> Job:
+    user = session.query(User).filter_by(username="alice").one()
+    job = Job(owner_id=user.id, kind=kind, spec=spec, status="queued")
+    session.add(job)
+    session.flush()
+    return job
+
+
+def test_what_jobs_ask_for(settings) -> None:
+    add_user(settings, "alice")
+    factory = make_sessionmaker(make_engine(settings.resolved_database_url))
+    train = {"base_model": "tiny-random-gemma3", "dataset_id": "missing"}
+    with transaction(factory) as session:
+        diagnostic = job_resources(session, settings, _job(session, "diagnostic", {}))
+        export = job_resources(session, settings, _job(session, "export", {}))
+        fp16 = job_resources(
+            session, settings, _job(session, "train", {**train, "precision": "fp16"})
+        )
+        qlora = job_resources(
+            session, settings, _job(session, "train", {**train, "method": "qlora", "devices": 2})
+        )
+        cpu = job_resources(session, settings, _job(session, "train", train))
+    assert diagnostic == Resources(cpus=0.5) and export == Resources(cpus=1)
+    assert fp16 == Resources(cpus=1, gpus=1)
+    assert qlora == Resources(cpus=2, gpus=2)
+    assert cpu == Resources(cpus=1)  # its dataset is gone: no estimate of its memory
