@@ -47,6 +47,12 @@ def test_a_job_shows_where_it_runs_and_the_next_one_why_it_waits(make_client, se
     assert waiting["status"] == "queued"
     assert waiting["waiting"] == "Waiting for a free slot: 1 job running, 1 at once on this server."
     assert running["executor"] == "local" and running["node"] == socket.gethostname()
+    assert running["resources"] == {
+        "cpus": 0.5,
+        "gpus": 0.0,
+        "memory_gb": None,
+        "accelerator": None,
+    }
     assert running["waiting"] is None
     done = wait_status(client, second, admin, "succeeded", timeout=60)
     assert done["waiting"] is None and done["executor"] == "local"

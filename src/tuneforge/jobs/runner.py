@@ -30,6 +30,7 @@ from tuneforge.db.repositories.jobs import (
 from tuneforge.db.session import transaction
 from tuneforge.db.tables import Job, utcnow
 from tuneforge.jobs.queue import claim_next
+from tuneforge.jobs.resources import job_resources
 from tuneforge.jobs.states import StaleTransition, transition
 from tuneforge.jobs.status import JobStatus
 from tuneforge.settings import Settings
@@ -186,6 +187,8 @@ class LocalRunner:
                 if active_count_on(session, self.host) >= self.settings.max_concurrent_jobs:
                     return
                 job = claim_next(session, self.host)
+                if job is not None:  # what it asks for, for the Jobs page
+                    job.resources = job_resources(session, self.settings, job).model_dump()
             if job is None:
                 return
             try:

@@ -8,6 +8,7 @@ from typing import Any
 
 from tuneforge.db.tables import Job
 from tuneforge.jobs.durations import run_seconds
+from tuneforge.jobs.resources import Resources
 from tuneforge.jobs.status import JobStatus
 from tuneforge.ui.run_format import span
 
@@ -48,21 +49,8 @@ def kind_title(kind: str) -> str:
 
 
 def resources_text(resources: Mapping[str, Any] | None) -> str:
-    """What a job asked its executor for, in a few words (`1 CPU · 1 GPU (A100) · 24 GB`)."""
-    if not resources:
-        return "—"
-    parts = []
-    cpus = resources.get("cpus")
-    if cpus:
-        parts.append(f"{cpus:g} CPU{'' if cpus == 1 else 's'}")
-    gpus = resources.get("gpus")
-    if gpus:
-        kind = f" ({resources['accelerator']})" if resources.get("accelerator") else ""
-        parts.append(f"{gpus:g} GPU{'' if gpus == 1 else 's'}{kind}")
-    memory = resources.get("memory_gb")
-    if memory:
-        parts.append(f"{memory:g} GB")
-    return " · ".join(parts) or "—"
+    """What a job asked its executor for, in words (`1 CPU, 1 GPU, 24.0 GB memory`)."""
+    return Resources.model_validate(resources).describe() if resources else "—"
 
 
 def placement_text(job: Job) -> str:
