@@ -16,9 +16,10 @@ from pydantic import ValidationError
 from safetensors.torch import load_file
 
 from tests.training.conftest import Recorder, conversations
-from tuneforge.errors import InvalidInput, JobCancelled
+from tuneforge.errors import InvalidInput
 from tuneforge.training.distributed import Rank, launch, shard_model, strategy, world_size
 from tuneforge.training.recipe import Checkpoints
+from tuneforge.training.run_checks import devices_findings
 from tuneforge.training.schedule import Plan
 from tuneforge.training.spec import DPOSpec, SFTSpec
 
@@ -110,9 +111,7 @@ class KillsRank(Recorder):
 
 @pytest.mark.slow
 @pytest.mark.timeout(90)
-def test_a_dead_rank_stops_the_run_and_cancel_stops_every_rank(
-    tiny_model: Path, tmp_path: Path
-) -> None:
+def test_a_dead_rank_stops_every_rank_with_the_reason(tiny_model: Path, tmp_path: Path) -> None:
     train = conversations(8)
     recorder = KillsRank()
     with pytest.raises(
@@ -121,21 +120,8 @@ def test_a_dead_rank_stops_the_run_and_cancel_stops_every_rank(
         launch(
             spec(batch_size=2, devices=2, max_steps=50), tiny_model, train, [], recorder, tmp_path
         )
-    assert max(recorder.points["loss"]) and recorder.last_step < 50
+    assert 1 <= recorder.last_step < 50  # it trained, and stopped at once
     assert not multiprocessing.active_children()  # rank 0 was stopped too
-
-    cancelling = Recorder(cancel_after=1)
-    with pytest.raises(JobCancelled, match="resume continues from there"):
-        launch(
-            spec(batch_size=2, devices=2, max_steps=50),
-            tiny_model,
-            train,
-            [],
-            cancelling,
-            tmp_path / "cancelled",
-        )
-    assert (tmp_path / "cancelled" / "checkpoints" / "latest" / "state.json").is_file()
-    assert cancelling.last_step < 50 and not multiprocessing.active_children()
 
 
 def test_devices_accepts_a_count_or_auto_and_nothing_else() -> None:
@@ -164,6 +150,10 @@ def test_world_size_follows_the_gpus_and_refuses_what_cannot_run() -> None:
     dpo = DPOSpec(base_model="tiny-random-gemma3", dataset_id="d", devices=2)
     with pytest.raises(InvalidInput, match="dpo trainer trains in one process"):
         world_size(dpo, 0)
+    (refusal,) = devices_findings(dpo)  # refused at launch too
+    assert refusal.fields == ("devices",) and refusal.severity == "refusal"
+    assert devices_findings(spec(devices=2)) == []
+    assert world_size(dpo.model_copy(update={"devices": "auto"}), 4) == 1
     assert strategy(spec(devices=2, method="full"), 2, cuda=True) == "fsdp"
     assert strategy(spec(devices=2), 2, cuda=True) == "ddp"
     assert strategy(spec(devices=2), 2, cuda=False) == "ddp"
@@ -202,3 +192,41 @@ def test_the_ranks_shares_make_up_the_doubled_batch() -> None:
             assert two.share(shared, 0) + two.share(shared, 1) == whole
             assert len(two.share(shared, 0)) <= 2
     assert two.epoch_at(3) == one.epoch_at(3)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_train_job_with_two_devices_reports_once_and_cancels_after_a_stored_checkpoint(
+    make_client: Any, settings: Any
+) -> None:
+    from tests.api.test_jobs_api import wait_status
+    from tests.api.test_training_api import log_lines, processed_dataset, start_and_reach
+    from tests.conftest import add_user, bearer
+    from tuneforge.storage import ArtifactStore, artifact_prefix
+
+    client = make_client(auth="local", run_jobs=True, cancel_timeout=60)
+    alice = bearer(add_user(settings, "alice"))
+    dataset = processed_dataset(client, alice, rows=16)
+    run = {
+        "base_model": "tiny-random-gemma3",
+        "dataset_id": dataset["id"],
+        "devices": 2,
+        "batch_size": 2,
+        "max_steps": 200,
+        "check_examples": 0,
+    }
+    refused = client.post(
+        "/api/v1/jobs", json={"kind": "train", "spec": run | {"devices": "2"}}, headers=alice
+    )
+    assert refused.status_code == 422  # a count is a number, as every integer of the API
+    job_id = start_and_reach(client, alice, run, step=2)
+    client.post(f"/api/v1/jobs/{job_id}/cancel", headers=alice)
+    cancelled = wait_status(client, job_id, alice, "cancelled", timeout=60)
+    loss = client.get(f"/api/v1/jobs/{job_id}/metrics", headers=alice).json()["series"]["loss"]
+    steps = [step for step, _ in loss]
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) < 200  # rank 0's, once each
+    assert f"cancelled at step {steps[-1]}" in str(cancelled["error"])
+    assert any("training in 2 processes" in line for line in log_lines(client, job_id, alice))
+    store = ArtifactStore(settings.resolved_storage_url)
+    prefix = artifact_prefix(cancelled["owner_id"], "train", job_id)
+    assert store.is_complete(f"{prefix}/checkpoints/step-{steps[-1]:08d}")

@@ -116,8 +116,9 @@ def world_size(spec: TrainingBase, gpus: int) -> int:
     or full fine-tuning over several devices without CUDA (FSDP needs it)."""
     from tuneforge.training.registry import recipe_for
 
-    if spec.devices == "auto":
-        world = max(gpus, 1)
+    distributed = recipe_for(spec).distributed
+    if spec.devices == "auto":  # every GPU for a trainer that uses several, else one
+        world = max(gpus, 1) if distributed else 1
     else:
         world = spec.devices
         if gpus and world > gpus:
@@ -126,7 +127,7 @@ def world_size(spec: TrainingBase, gpus: int) -> int:
                 f"{'' if gpus == 1 else 's'}: set devices to {gpus} or fewer, or `auto`.",
                 {"fields": ["devices"]},
             )
-    if world > 1 and not recipe_for(spec).distributed:
+    if world > 1 and not distributed:
         raise InvalidInput(
             f"The {spec.trainer} trainer trains in one process so far; set devices to 1 "
             "(several devices work with sft).",

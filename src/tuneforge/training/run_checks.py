@@ -74,7 +74,27 @@ def check_run(
         return [_wrong_data(spec.trainer, recipe.data, facts, dataset.name)]
     own = recipe.check(spec, facts) if recipe.check is not None else []
     images = _images(spec, facts, dataset.name, entry)
-    return [*images, *check_spec(spec, facts.stats, facts.train_rows), *own]
+    return [
+        *images,
+        *check_spec(spec, facts.stats, facts.train_rows),
+        *devices_findings(spec),
+        *own,
+    ]
+
+
+def devices_findings(spec: TrainingBase) -> list[Finding]:
+    """A refusal when the spec asks several processes of a trainer that trains in one (the
+    GPUs a worker has are checked where it runs, `training/distributed.py`)."""
+    if spec.devices == "auto" or spec.devices <= 1 or recipe_for(spec).distributed:
+        return []
+    return [
+        Finding(
+            ("devices",),
+            f"The {spec.trainer} trainer trains in one process so far: set devices to 1 "
+            "(several devices work with sft).",
+            "refusal",
+        )
+    ]
 
 
 def _images(
