@@ -63,9 +63,9 @@ SLOTS = {
         </q-td>""",
     "body-cell-where": """
         <q-td :props="props">
-          <div class="ellipsis job-where" style="max-width: 220px" :title="props.row.where_title"
-               :class="props.row.status === 'queued' ? 'text-grey-7' : ''">
-            {{ props.value }}</div>
+          <div class="tf-wrap job-where" style="max-width: 260px"
+               :class="props.row.status === 'queued' ? 'text-grey-7' : ''">{{ props.value }}</div>
+          <div class="text-caption text-grey-6 job-resources">{{ props.row.resources }}</div>
         </q-td>""",
     "body-cell-error": """
         <q-td :props="props">
@@ -100,8 +100,6 @@ def job_rows(
 
 
 def _row(job: Job, name: JobName, moves: list[JobEvent], waiting: str | None) -> dict[str, Any]:
-    where = placement_text(job)
-    resources = resources_text(job.resources)
     return {
         "id": job.id,
         "href": PAGES.get(job.kind, "/jobs/") + job.id,
@@ -110,8 +108,8 @@ def _row(job: Job, name: JobName, moves: list[JobEvent], waiting: str | None) ->
         "status": job.status,
         "color": status_color(job.status),
         "progress": job.progress,
-        "where": waiting or where,
-        "where_title": waiting or f"{where}; asked for {resources}",
+        "where": waiting or placement_text(job),
+        "resources": "" if waiting or not job.resources else resources_text(job.resources),
         "created": when(job.created_at),
         "duration": duration(job, moves),
         "error": job.error or "",
