@@ -3,14 +3,19 @@ jobs with; what jobs ask of a Ray cluster."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from sqlalchemy.orm import Session
-from tests.conftest import add_user
+from typer.testing import CliRunner
 
+from tests.conftest import add_user
 from tuneforge.api.app import create_app
+from tuneforge.cli import app
 from tuneforge.db.session import make_engine, make_sessionmaker, transaction
 from tuneforge.db.tables import Job, User
 from tuneforge.jobs.executors import ExecutorUnavailable, check_executor, make_runner
+from tuneforge.jobs.ray_runner import import_ray
 from tuneforge.jobs.resources import Resources, job_resources
 from tuneforge.jobs.runner import LocalRunner
 
@@ -80,3 +85,24 @@ def test_what_jobs_ask_for(settings) -> None:
     assert fp16 == Resources(cpus=1, gpus=1)
     assert qlora == Resources(cpus=2, gpus=2)
     assert cpu == Resources(cpus=1)  # its dataset is gone: no estimate of its memory
+
+
+def test_ray_not_installed_is_named(make_settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as without the package
+    settings = make_settings(executor="ray", ray_address="auto", **S3)
+    with pytest.raises(ExecutorUnavailable, match=r"install the `ray` extra"):
+        check_executor(settings)
+    with pytest.raises(ExecutorUnavailable, match=r"install the `ray` extra"):
+        import_ray()
+
+
+def test_the_worker_command_refuses_ray_with_a_local_store(settings) -> None:
+    env = {
+        "TUNEFORGE_DATA_DIR": str(settings.data_dir),
+        "TUNEFORGE_DATABASE_URL": settings.resolved_database_url,
+        "TUNEFORGE_EXECUTOR": "ray",
+        "TUNEFORGE_RAY_ADDRESS": "127.0.0.1:6379",
+    }
+    result = CliRunner().invoke(app, ["worker"], env=env)
+    assert result.exit_code == 2
+    assert "every Ray node reaches" in result.output

@@ -49,6 +49,7 @@ from tuneforge.db.repositories.ray_jobs import (
     release,
     reserve,
     reserved_by,
+    set_waiting,
     taken_by_ray,
 )
 from tuneforge.db.session import make_engine, make_sessionmaker, transaction
@@ -298,6 +299,10 @@ class RayRunner:
                 if over and release(session, job.id, self.tag):
                     log.warning("job %s goes back to the queue: %s", job.id, reason or "not run")
                     self._kill(job.id)
+                elif not over and job.resources is not None:  # what the cluster lacks may change
+                    waiting = self._waiting(Resources.model_validate(job.resources))
+                    if waiting != job.waiting:
+                        set_waiting(session, job.id, self.tag, waiting)
 
     def _settle(self, session: Session, job: Job, reason: str) -> None:
         target = JobStatus.CANCELLED if job.status == JobStatus.CANCELLING else JobStatus.FAILED
