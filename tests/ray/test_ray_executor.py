@@ -16,11 +16,11 @@ from typing import Any
 
 import psutil
 import pytest
+
 from tests.api.test_jobs_api import wait_status
 from tests.api.test_training_api import processed_dataset, spec, start_and_reach
 from tests.conftest import add_user
 from tests.jobs.test_restart import worker_pid
-
 from tuneforge.db.session import make_engine, make_sessionmaker, transaction
 from tuneforge.db.tables import Job, User
 from tuneforge.jobs.ray_runner import RayRunner, actor_name
