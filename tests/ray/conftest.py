@@ -65,6 +65,9 @@ def ray_head() -> Iterator[str]:
         "--num-gpus=0",
         "--object-store-memory=200000000",
         "--include-dashboard=false",
+        # Ports of its own, beside any Ray this machine runs (the defaults are fixed numbers).
+        f"--dashboard-port={_free_port()}",
+        f"--dashboard-agent-listen-port={_free_port()}",
         "--disable-usage-stats",
         f"--temp-dir={temp}",
     ]
