@@ -211,3 +211,32 @@ def test_a_restarted_runner_adopts_a_running_actor(make_settings, settings, on_r
         job = session.get(Job, job_id)
         assert job is not None and job.status == "failed"
         assert job.error is not None and job.error.startswith("worker lost: Ray actor died: ")
+
+
+def test_an_actor_ends_itself_once_its_job_is_settled(make_settings, settings, on_ray) -> None:
+    import ray
+
+    add_user(settings, "alice", admin=True)
+    runner, factory = _runner(make_settings, on_ray)
+    job_id = _queue(factory, "alice", "diagnostic", {"seconds": 1})
+    deadline = time.monotonic() + 60
+    while True:  # until its actor has started it; then no runner looks after it any more
+        runner.tick()
+        with transaction(factory) as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            if job.status != "queued":
+                break
+        assert time.monotonic() < deadline, "the job did not start"
+        time.sleep(0.2)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            ray.get_actor(actor_name(job_id), namespace=on_ray["ray_namespace"])
+        except ValueError:
+            break
+        assert time.monotonic() < deadline, "the actor of a settled job is still there"
+        time.sleep(0.3)
+    with transaction(factory) as session:
+        job = session.get(Job, job_id)
+        assert job is not None and job.status == "succeeded", job.error

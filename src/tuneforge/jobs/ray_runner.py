@@ -18,8 +18,9 @@ One loop does what the local runner's does, every `poll_interval`, for jobs on R
 * **Cancel**: a cancelling job's actor is asked to stop (`cancel()`, which the worker sees as a
   cancel request, as a local worker sees SIGTERM); after `cancel_timeout` the actor is killed.
 
-Actors are detached: they outlive the server, and a restarted server adopts them by name. The
-actors of finished jobs are ended by the runner.
+Actors are detached: they outlive the server, and a restarted server adopts them by name. An
+actor ends itself once its job is settled; the runner ends any that linger (a cancelled job's
+pending actor, say).
 
 What reaches the actor: its job id, the reservation tag, and a reference to the settings (as
 JSON, put in Ray's object store, without the gateway's proxy secret); the settings carry the
@@ -65,6 +66,8 @@ log = logging.getLogger(__name__)
 ACTOR_PREFIX = "tuneforge-job-"
 #: Threads of a job's actor: `run()`, and `cancel()` / `join()` calls beside it.
 ACTOR_THREADS = 4
+#: Seconds a job's actor stays after its job settled (its answer reaches the runner), then ends.
+ACTOR_LINGER = 2.0
 #: Seconds between looks for the actors of finished jobs.
 TIDY_INTERVAL = 2.0
 #: A job's status the actor returns when it never started the job (cancelled meanwhile).
@@ -112,6 +115,13 @@ class JobActor:
             return run(self.job_id, self.settings, self.terminate).value
         finally:
             self.finished.set()
+            # The job is settled: free the node's resources even when no runner is there to
+            # end this actor (after a moment, so the answer reaches the runner first).
+            threading.Timer(ACTOR_LINGER, self._end).start()
+
+    def _end(self) -> None:
+        ray = import_ray()
+        ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
     def _start(self) -> bool:
         """Move the job from reserved to running here, unless it was cancelled meanwhile."""
