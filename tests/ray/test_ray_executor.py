@@ -21,9 +21,10 @@ from tests.api.test_jobs_api import wait_status
 from tests.api.test_training_api import processed_dataset, spec, start_and_reach
 from tests.conftest import add_user
 from tests.jobs.test_restart import worker_pid
+from tuneforge.db.repositories.ray_jobs import reserve
 from tuneforge.db.session import make_engine, make_sessionmaker, transaction
 from tuneforge.db.tables import Job, User
-from tuneforge.jobs.ray_runner import RayRunner, actor_name
+from tuneforge.jobs.ray_runner import MISSING_GRACE, RayRunner, actor_name
 from tuneforge.jobs.states import transition
 from tuneforge.jobs.status import JobStatus
 from tuneforge.storage import ArtifactStore
@@ -240,3 +241,25 @@ def test_an_actor_ends_itself_once_its_job_is_settled(make_settings, settings, o
     with transaction(factory) as session:
         job = session.get(Job, job_id)
         assert job is not None and job.status == "succeeded", job.error
+
+
+def test_a_reserved_job_without_an_actor_goes_back_to_the_queue(
+    make_settings, settings, on_ray
+) -> None:
+    add_user(settings, "alice", admin=True)
+    runner, factory = _runner(make_settings, on_ray)
+    job_id = _queue(factory, "alice", "diagnostic", {"seconds": 0})
+    with transaction(factory) as session:  # a runner reserved it, then stopped before its actor
+        assert reserve(session, job_id, runner.tag, {"cpus": 0.5}, "waiting for the Ray cluster")
+    started = time.monotonic()
+    deadline = started + 90
+    while True:
+        runner.tick()
+        with transaction(factory) as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            if job.status == "succeeded":
+                break
+        assert time.monotonic() < deadline, f"job is still {job.status}: {job.waiting}"
+        time.sleep(0.2)
+    assert time.monotonic() - started >= MISSING_GRACE  # not taken from a runner creating it

@@ -68,6 +68,9 @@ ACTOR_PREFIX = "tuneforge-job-"
 ACTOR_THREADS = 4
 #: Seconds a job's actor stays after its job settled (its answer reaches the runner), then ends.
 ACTOR_LINGER = 2.0
+#: Seconds a reserved job may have no actor before it goes back to the queue (the runner that
+#: reserved it may be creating it).
+MISSING_GRACE = 10.0
 #: Seconds between looks for the actors of finished jobs.
 TIDY_INTERVAL = 2.0
 #: A job's status the actor returns when it never started the job (cancelled meanwhile).
@@ -168,6 +171,7 @@ class RayRunner:
         self._actors: dict[str, Any] = {}  # job id -> actor handle
         self._runs: dict[str, Any] = {}  # job id -> the ref of its run() (or join())
         self._cancelled: set[str] = set()
+        self._missing: dict[str, float] = {}  # reserved job id -> when its actor was first missed
         self._tidied = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -305,6 +309,8 @@ class RayRunner:
                     self._settle(session, job, reason)
                     self._forget(job.id)
             for job in reserved_by(session, self.tag):
+                if self._vanished_lately(job.id):
+                    continue
                 over, reason = self._outcome(job.id)
                 if over and release(session, job.id, self.tag):
                     log.warning("job %s goes back to the queue: %s", job.id, reason or "not run")
@@ -313,6 +319,18 @@ class RayRunner:
                     waiting = self._waiting(Resources.model_validate(job.resources))
                     if waiting != job.waiting:
                         set_waiting(session, job.id, self.tag, waiting)
+
+    def _vanished_lately(self, job_id: str) -> bool:
+        """Whether the reserved job has no actor, for less than `MISSING_GRACE` so far: another
+        runner of this namespace may have reserved it a moment ago and be creating it."""
+        if job_id in self._runs or self._handle(job_id) is not None:
+            self._missing.pop(job_id, None)
+            return False
+        first = self._missing.setdefault(job_id, time.monotonic())
+        if time.monotonic() - first < MISSING_GRACE:
+            return True
+        del self._missing[job_id]
+        return False
 
     def _settle(self, session: Session, job: Job, reason: str) -> None:
         target = JobStatus.CANCELLED if job.status == JobStatus.CANCELLING else JobStatus.FAILED
