@@ -58,6 +58,7 @@ COLLECTIVE_TIMEOUT = timedelta(minutes=30)
 #: Seconds a rank is given to stop after SIGTERM before it is killed.
 STOP_GRACE = 10.0
 Strategy = Literal["single", "ddp", "fsdp"]
+FSDP_PREFIX = "_fsdp_wrapped_module."
 
 
 @dataclass(frozen=True)
@@ -223,6 +224,19 @@ def total(value: float) -> float:
     return float(tensor.item())
 
 
+def most(value: float) -> float:
+    """The largest `value` of any rank."""
+    if position()[1] == 1:
+        return value
+    import torch
+    import torch.distributed as dist
+
+    tensor = torch.tensor([value], dtype=torch.float64, device=_device())
+    with _collective("comparing the ranks' passes"):
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return float(tensor.item())
+
+
 def any_rank(flag: bool) -> bool:
     """Whether `flag` is true on any rank (a cancel request, an early stop)."""
     return total(1.0 if flag else 0.0) > 0
@@ -270,6 +284,22 @@ def share_state(
     return carried[0]
 
 
+def _forward_computes_loss(model: nn.Module) -> None:
+    """Make `model`'s forward compute our loss (`causal_lm_loss`): FSDP gathers the weights
+    outside the decoder layers (the embeddings, which the output head shares, and the final
+    norm) only inside the wrapper's forward, while the loss calls the decoder and the head
+    apart. The parameters keep their names (a checkpoint's layout does not change); the
+    wrapper says so with `computes_loss`, and `causal_lm_loss` then calls it."""
+    import types
+
+    from tuneforge.training.components.loss import causal_lm_loss
+
+    def forward(self: nn.Module, batch: Any, chunk: int) -> Any:
+        return causal_lm_loss(self, batch, chunk)
+
+    model.forward = types.MethodType(forward, model)  # type: ignore[method-assign]
+
+
 def shard_model(model: nn.Module, runtime_device: str) -> nn.Module:
     """Full fine-tuning on several CUDA GPUs: the model wrapped in FSDP, each decoder layer a
     shard unit, the original parameters kept visible (for the optimizer and the checkpoints'
@@ -284,6 +314,7 @@ def shard_model(model: nn.Module, runtime_device: str) -> nn.Module:
             {"fields": ["devices", "method"]},
         )
     layers = {type(m) for m in model.modules() if type(m).__name__.endswith("DecoderLayer")}
+    _forward_computes_loss(model)
     sharded: nn.Module = FullyShardedDataParallel(
         model,
         auto_wrap_policy=ModuleWrapPolicy(layers) if layers else None,
@@ -292,6 +323,7 @@ def shard_model(model: nn.Module, runtime_device: str) -> nn.Module:
         use_orig_params=True,
         sync_module_states=True,
     )
+    sharded.computes_loss = True  # type: ignore[assignment]
     return sharded
 
 
@@ -345,7 +377,8 @@ def share_whole(parameters: Sequence[torch.Tensor], state: Any) -> Any:
 def _parameter_names(model: nn.Module) -> list[str]:
     from tuneforge.training.runtime import trainable_parameters
 
-    return [name for name, _ in trainable_parameters(model)]
+    # Outside `whole`, FSDP names its parameters with its wrappers' prefix.
+    return [name.replace(FSDP_PREFIX, "") for name, _ in trainable_parameters(model)]
 
 
 def optimizer_state(
@@ -356,9 +389,24 @@ def optimizer_state(
     the optimizer is not sharded (its own `state_dict` is whole)."""
     if not sharded:
         return None
-    from torch.distributed.fsdp import FullyShardedDataParallel
+    import torch
+    from torch.distributed.fsdp import (
+        FullOptimStateDictConfig,
+        FullStateDictConfig,
+        FullyShardedDataParallel,
+        StateDictType,
+    )
 
-    with _collective("gathering the optimizer state"):
+    offload = torch.cuda.is_available()  # GPU state gathered into the CPU's memory
+    with (
+        _collective("gathering the optimizer state"),
+        FullyShardedDataParallel.state_dict_type(
+            model,
+            StateDictType.FULL_STATE_DICT,
+            FullStateDictConfig(offload_to_cpu=offload),
+            FullOptimStateDictConfig(offload_to_cpu=offload),
+        ),
+    ):
         named = FullyShardedDataParallel.optim_state_dict(model, optimizer)
     index = {name: i for i, name in enumerate(_parameter_names(model))}
     return {
@@ -400,13 +448,15 @@ def load_sharded_optimizer(
 def whole_state_dict(model: nn.Module) -> dict[str, Any]:
     """A sharded model's whole weights, gathered on rank 0 (every rank must call it; the
     others get an empty dict), for saving the model."""
+    import torch
     from torch.distributed.fsdp import (
         FullStateDictConfig,
         FullyShardedDataParallel,
         StateDictType,
     )
 
-    config = FullStateDictConfig(offload_to_cpu=True, rank0_only=True)
+    offload = torch.cuda.is_available()  # GPU weights gathered into the CPU's memory
+    config = FullStateDictConfig(offload_to_cpu=offload, rank0_only=True)
     with (
         _collective("gathering the weights"),
         FullyShardedDataParallel.state_dict_type(model, StateDictType.FULL_STATE_DICT, config),

@@ -104,6 +104,7 @@ class Loop:
         reporter.log(
             f"training {sum(p.numel() for p in self.parameters):,} of "
             f"{sum(p.numel() for p in model.parameters()):,} parameters"
+            + (f" (this process's shard: 1/{self.world})" if self.sharded else "")
         )
         self.watched = _watched(self.parameters)
         self.optimizer = torch.optim.AdamW(
@@ -172,6 +173,13 @@ class Loop:
         if self.sharded:  # FSDP averages the ranks' gradients: the loop sums them
             loss = loss * self.world
         self.scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
+
+    def idle_passes(self, passes: int) -> int:
+        """How many passes that change nothing this rank must add to its `passes` to run as
+        many as every other rank: a sharded model's passes need every rank (0 otherwise)."""
+        if not self.sharded:
+            return 0
+        return round(distributed.most(float(passes))) - passes
 
     def total(self, value: float) -> float:
         """`value` (a step's loss tokens, its loss sum) summed over the ranks: a step function
@@ -270,6 +278,9 @@ class Loop:
         """Greedy answers to the sample prompts, for `run`; None when there are none.
         `images`: a vision model's image inputs, for prompts with images."""
         if not prompts:
+            return None
+        if self.sharded:  # generating would need every rank in step, token by token
+            self.reporter.log("No sample answers while the model is sharded over several GPUs.")
             return None
         spec = self.spec
 

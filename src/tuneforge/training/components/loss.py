@@ -163,6 +163,9 @@ def causal_lm_loss(model: nn.Module, batch: Batch, chunk: int = CHUNK) -> LossOu
     `batch`, projecting only the positions that carry loss, `chunk` rows at a time."""
     if chunk < 1:
         raise ValueError(f"chunk must be at least 1, not {chunk}.")
+    if getattr(model, "computes_loss", False):  # sharded (FSDP): its forward computes this
+        out: LossOutput = model(batch, chunk)
+        return out
     base = causal_lm(model)
     hidden = base.model(**forward_kwargs(batch)).last_hidden_state
     where = batch.labels != IGNORE_INDEX

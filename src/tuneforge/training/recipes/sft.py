@@ -173,14 +173,15 @@ def train_sft(
         spec, model, model_path, runtime, reporter, workdir, checkpoints, len(train), loading
     )
 
-    def forward_backward(batch: Batch, denominator: int) -> float:
-        """One pass of `batch`, its gradient added (scaled to a mean over the step's tokens)."""
+    def forward_backward(batch: Batch, denominator: int, weight: float = 1.0) -> float:
+        """One pass of `batch`, its gradient added (scaled to a mean over the step's tokens;
+        `weight` 0: a pass that only keeps a sharded model's ranks in step)."""
         with runtime.autocast():
             if images is not None:
                 batch = images.attach(batch)
             out = causal_lm_loss(model, batch)
-        loop.backward(out.loss_sum / denominator)
-        return float(out.loss_sum.detach())
+        loop.backward(out.loss_sum * weight / denominator)
+        return float(out.loss_sum.detach()) * weight
 
     def step(micro_batches: list[list[int]]) -> StepWork:
         batches = [
@@ -189,14 +190,19 @@ def train_sft(
             if ids  # a rank's share of an epoch's last micro-batch may be empty
             for batch in runtime.forwards([train[i] for i in ids], spec.packing)
         ]
+        # A sharded model's passes gather weights from every rank: each rank runs as many as
+        # the busiest one, the extra ones (of its first example) weighing nothing.
+        idle = loop.idle_passes(len(batches))
+        idle_batches = runtime.forwards([train[0]], spec.packing)[:1] * idle if idle else []
         if images is not None:
             with runtime.autocast():
-                images.warm([i for b in batches for i in b.images], runtime.device)
+                warmed = [*batches, *idle_batches[:1]]
+                images.warm([i for b in warmed for i in b.images], runtime.device)
         # The mean is over the step's tokens on every rank (`total`: the sum over the ranks).
         loss_tokens = max(round(loop.total(sum(b.loss_tokens for b in batches))), 1)
         loss_sum = sum(
             runtime.each(batches, functools.partial(forward_backward, denominator=loss_tokens))
-        )
+        ) + sum(forward_backward(batch, loss_tokens, weight=0.0) for batch in idle_batches)
         tokens = round(loop.total(sum(b.tokens for b in batches)))
         return StepWork(loss=loop.total(loss_sum) / loss_tokens, tokens=tokens)
 
