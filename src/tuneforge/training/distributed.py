@@ -540,13 +540,14 @@ def launch(
     gpus: int | None = None,
 ) -> Outcome:
     """Train `spec` on this machine in as many processes as its `devices` say (`gpus`: the
-    CUDA GPUs to count with, default this machine's); one process trains here, in this one."""
+    CUDA GPUs to count with, default those this process may use); one process trains here,
+    in this one."""
     from tuneforge.training.registry import recipe_for
 
-    if gpus is None:
-        from tuneforge.hardware import detect_hardware
+    if gpus is None:  # the GPUs this process may use (CUDA_VISIBLE_DEVICES, as Ray sets it)
+        import torch
 
-        gpus = len(detect_hardware().gpus)
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     world = world_size(spec, gpus)
     if world == 1:
         return recipe_for(spec).train(
