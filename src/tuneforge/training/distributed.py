@@ -579,6 +579,13 @@ def _context() -> Any:
     return context
 
 
+def _launcher() -> tuple[int, float]:
+    """This process's pid and start time, by which its ranks know it is still there."""
+    import psutil
+
+    return os.getpid(), psutil.Process().create_time()
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -636,6 +643,7 @@ class _Supervisor:
                     self.events,
                     self.replies,
                     self.cancel,
+                    _launcher(),
                 ),
                 name=f"tuneforge-rank-{rank}",
                 daemon=True,
@@ -802,12 +810,19 @@ def _relayed_checkpoints(latest: Path | None, events: Any, replies: Any) -> Chec
     return Checkpoints(latest=latest, save=save, older=older())
 
 
-def _orphaned(parent: int) -> None:
-    """End this rank when the process that started it is gone (the launcher killed with
-    SIGKILL, say)."""
+def _orphaned(launcher: int, started: float) -> None:
+    """End this rank when the launcher that started it is gone (killed with SIGKILL, say:
+    it could not stop its ranks); `started`: its start time, so that no later process with
+    its pid is taken for it."""
+    import psutil
+
     while True:
         time.sleep(1.0)
-        if os.getppid() != parent:
+        try:
+            alive = psutil.Process(launcher).create_time() == started
+        except psutil.Error:  # no such process
+            alive = False
+        if not alive:
             os._exit(1)
 
 
@@ -818,11 +833,11 @@ def _rank_process(
     events: Any,
     replies: Any,
     cancel: Any,
+    launcher: tuple[int, float],
 ) -> None:
-    """A rank's process under the local launcher."""
+    """A rank's process under the local launcher (`launcher`: its pid and start time)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the launcher, which stops us
-    # Its parent: the launcher, or the fork server, which ends with the launcher.
-    threading.Thread(target=_orphaned, args=(os.getppid(),), daemon=True).start()
+    threading.Thread(target=_orphaned, args=launcher, daemon=True).start()
     os.environ.update(rank.env())
     os.environ["LOCAL_WORLD_SIZE"] = str(rank.world_size)
     first = rank.rank == 0
