@@ -338,6 +338,8 @@ def list_jobs(
 @jobs_app.command()
 def show(ctx: typer.Context, job_id: JobId, as_json: JsonFlag = False) -> None:
     """Show one job."""
+    from tuneforge.jobs.resources import Resources
+
     with api(ctx) as client:
         job = client.get_job(job_id)
     if as_json:
@@ -352,7 +354,10 @@ def show(ctx: typer.Context, job_id: JobId, as_json: JsonFlag = False) -> None:
             ("message", job.waiting or job.message or "-"),
             ("error", job.error or "-"),
             ("runs on", " · ".join(p for p in (job.executor, job.node) if p) or "-"),
-            ("resources", json.dumps(job.resources) if job.resources else "-"),
+            (
+                "asks for",
+                Resources.model_validate(job.resources).describe() if job.resources else "-",
+            ),
             ("attempt", job.attempt),
             ("created", when(job.created_at)),
             ("started", when(job.started_at)),

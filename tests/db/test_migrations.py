@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import MetaData, inspect
+from sqlalchemy import Engine, MetaData, inspect
 
 from tests.conftest import create_database, drop_database
 from tuneforge.db.session import make_engine, migrate
@@ -140,4 +142,32 @@ def test_records_left_unfinished_by_ended_jobs_are_settled_on_upgrade(tmp_path: 
         assert running == "running"
     finally:
         engine.dispose()
+        drop_database(url)
+
+
+@pytest.mark.timeout(60)  # without the lock, they can also deadlock
+def test_servers_starting_together_on_a_new_database_take_turns_migrating(tmp_path: Path) -> None:
+    """Pods or compose services that start at once each migrate a new database: one does, the
+    others wait for it and find the schema up to date (none fails on a table another made)."""
+    url = create_database(tmp_path)
+    engines = [make_engine(url) for _ in range(3)]
+    failures: list[BaseException] = []
+
+    def start(engine: Engine) -> None:
+        try:
+            migrate(engine)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=start, args=(engine,)) for engine in engines]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert failures == []
+        assert "jobs" in inspect(engines[0]).get_table_names()
+    finally:
+        for engine in engines:
+            engine.dispose()
         drop_database(url)

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -83,13 +83,23 @@ def retrying(factory: sessionmaker[Session], work: Callable[[Session], T], *, se
             pause = min(pause * 2, 2.0)
 
 
+#: The PostgreSQL advisory lock that migrations take (any fixed number: "TFMIGRAT").
+MIGRATION_LOCK = 0x54464D4947524154
+
+
 def migrate(engine: Engine, revision: str = "head", *, down: bool = False) -> None:
-    """Bring the schema to `revision` with Alembic (upgrade runs on every start)."""
+    """Bring the schema to `revision` with Alembic (upgrade runs on every start).
+
+    On PostgreSQL the migration holds an advisory lock until it commits, so servers and workers
+    that start together on a new database (pods, compose services) take turns: the first
+    migrates, the others then find the schema up to date."""
     from alembic import command
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         config.attributes["connection"] = connection
         (command.downgrade if down else command.upgrade)(config, revision)
