@@ -1,5 +1,6 @@
-"""A local Ray head for the Ray executor's tests (one for the whole session, on loopback, with
-two CPUs and no GPU), and the settings that run jobs on it with artifacts in a moto S3 bucket."""
+"""A local Ray head for the Ray executor's tests (on loopback, with two CPUs and no GPU; one per
+test file, stopped after it, so that no idle cluster shares the cores with the tests after it),
+and the settings that run jobs on it with artifacts in a moto S3 bucket."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def _ray_environment() -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_head() -> Iterator[str]:
     """The address of a Ray head started for these tests (and stopped after them); this test
     process is connected to it."""

@@ -81,10 +81,18 @@ def test_what_jobs_ask_for(settings) -> None:
             session, settings, _job(session, "train", {**train, "method": "qlora", "devices": 2})
         )
         cpu = job_resources(session, settings, _job(session, "train", train))
+        gpu = job_resources(
+            session, settings, _job(session, "train", {**train, "devices": 2}), has_gpus=True
+        )
+        export_on_gpus = job_resources(
+            session, settings, _job(session, "export", {}), has_gpus=True
+        )
     assert diagnostic == Resources(cpus=0.5) and export == Resources(cpus=1)
     assert fp16 == Resources(cpus=1, gpus=1)
     assert qlora == Resources(cpus=2, gpus=2)
     assert cpu == Resources(cpus=1)  # its dataset is gone: no estimate of its memory
+    assert gpu == Resources(cpus=2, gpus=2)  # where there are GPUs, a training takes them
+    assert export_on_gpus == export
 
 
 def test_ray_not_installed_is_named(make_settings, monkeypatch: pytest.MonkeyPatch) -> None:

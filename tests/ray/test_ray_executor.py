@@ -176,7 +176,7 @@ def test_a_job_asking_for_a_gpu_waits_for_it_and_is_not_lost(
         assert job is not None and job.status == "queued" and job.executor == "ray"
         assert job.resources == {"cpus": 1.0, "gpus": 1.0, "memory_gb": None, "accelerator": None}
         assert job.waiting == (
-            "waiting for the Ray cluster to start it: 1 CPU, 1 GPU (its nodes have 0 GPUs now)"
+            "Waiting for the Ray cluster to start it: 1 CPU, 1 GPU (its nodes have 0 GPUs now)."
         )
     ray.get_actor(actor_name(job_id), namespace=on_ray["ray_namespace"])  # created, pending
     with transaction(factory) as session:

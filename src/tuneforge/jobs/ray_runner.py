@@ -357,13 +357,20 @@ class RayRunner:
                     reason = f"did not stop within {self.settings.cancel_timeout:g} s; killed"
                     self._settle(session, job, reason)
 
+    def _has_gpus(self) -> bool:
+        """Whether the cluster has GPUs now (trainings then ask for them)."""
+        try:
+            return bool(self.ray.cluster_resources().get("GPU", 0))
+        except Exception:
+            return False
+
     def _waiting(self, resources: Resources) -> str:
         """What a reserved job waits for, and what the cluster lacks, if it lacks it."""
-        text = f"waiting for the Ray cluster to start it: {resources.describe()}"
+        text = f"Waiting for the Ray cluster to start it: {resources.describe()}"
         try:
             total = self.ray.cluster_resources()
         except Exception:
-            return text
+            return f"{text}."
         missing = []
         if resources.gpus > total.get("GPU", 0):
             missing.append(f"{total.get('GPU', 0):g} GPUs")
@@ -373,7 +380,7 @@ class RayRunner:
             missing.append(f"{total.get('memory', 0) / 1e9:.1f} GB memory")
         if missing:
             text += f" (its nodes have {', '.join(missing)} now)"
-        return text
+        return f"{text}."
 
     def claim(self) -> None:
         """Reserve queued jobs and start their actors while this runner holds fewer than
@@ -386,7 +393,7 @@ class RayRunner:
                 if job is None:
                     return
                 job_id, kind = job.id, job.kind
-                resources = job_resources(session, self.settings, job)
+                resources = job_resources(session, self.settings, job, has_gpus=self._has_gpus())
                 waiting = self._waiting(resources)
                 if not reserve(session, job_id, self.tag, resources.model_dump(), waiting):
                     continue

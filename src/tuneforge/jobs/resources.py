@@ -5,8 +5,10 @@ node that has them, or the job waits and says for what); every executor records 
 job (`Job.resources`), so the Jobs page shows what a job asked for.
 
 * A training asks for one CPU per process it trains in (`devices` in its spec, 1 without it),
-  for one GPU per process when its spec needs CUDA (fp16 arithmetic or QLoRA), and for the
-  memory its estimate says its peak takes (on a CPU, where that memory is the node's RAM).
+  for one GPU per process when its spec needs CUDA (fp16 arithmetic or QLoRA) or when the
+  executor has GPUs (a Ray cluster with GPU nodes, a machine with CUDA: training is many times
+  faster there), and otherwise for the memory its estimate says its peak takes (on a CPU, where
+  that memory is the node's RAM).
 * Other jobs ask for one CPU (the diagnostic for half of one) and no GPU.
 """
 
@@ -80,13 +82,16 @@ def needs_cuda(spec: dict[str, Any]) -> bool:
     return spec.get("precision") == "fp16" or spec.get("method") == "qlora"
 
 
-def job_resources(session: Session, settings: Settings, job: Job) -> Resources:
-    """What `job` asks for (see the module docstring)."""
+def job_resources(
+    session: Session, settings: Settings, job: Job, *, has_gpus: bool = False
+) -> Resources:
+    """What `job` asks for of an executor whose nodes have GPUs or not (see the module
+    docstring)."""
     cpus = CPUS.get(job.kind, 1.0)
     if job.kind != "train":
         return Resources(cpus=cpus)
     processes = _processes(job.spec)
-    gpus = float(processes) if needs_cuda(job.spec) else 0.0
+    gpus = float(processes) if has_gpus or needs_cuda(job.spec) else 0.0
     memory = None if gpus else _training_memory_gb(session, settings, job)
     return Resources(cpus=cpus * processes, gpus=gpus, memory_gb=memory)
 

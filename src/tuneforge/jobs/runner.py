@@ -29,6 +29,7 @@ from tuneforge.db.repositories.jobs import (
 )
 from tuneforge.db.session import transaction
 from tuneforge.db.tables import Job, utcnow
+from tuneforge.hardware import detect_hardware
 from tuneforge.jobs.queue import claim_next
 from tuneforge.jobs.resources import job_resources
 from tuneforge.jobs.states import StaleTransition, transition
@@ -188,7 +189,9 @@ class LocalRunner:
                     return
                 job = claim_next(session, self.host)
                 if job is not None:  # what it asks for, for the Jobs page
-                    job.resources = job_resources(session, self.settings, job).model_dump()
+                    gpus = detect_hardware().has_cuda
+                    asks = job_resources(session, self.settings, job, has_gpus=gpus)
+                    job.resources = asks.model_dump()
             if job is None:
                 return
             try:
