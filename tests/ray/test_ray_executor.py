@@ -29,7 +29,8 @@ from tuneforge.jobs.states import transition
 from tuneforge.jobs.status import JobStatus
 from tuneforge.storage import ArtifactStore
 
-pytestmark = pytest.mark.timeout(240)
+# Slow: the file takes about two minutes, so `make test` starts it early; both passes run it.
+pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 NOBODY: dict[str, str] = {}  # auth "none": every request is the local administrator's
 
 
