@@ -57,6 +57,7 @@ from tuneforge.db.session import make_engine, make_sessionmaker, transaction
 from tuneforge.db.tables import Job, utcnow
 from tuneforge.jobs.executors import ExecutorUnavailable, check_executor
 from tuneforge.jobs.resources import Resources, job_resources
+from tuneforge.jobs.runner_loop import RunnerLoop
 from tuneforge.jobs.states import StaleTransition, transition
 from tuneforge.jobs.status import ACTIVE, JobStatus
 from tuneforge.settings import Settings
@@ -160,11 +161,13 @@ class JobActor:
         return os.getpid()
 
 
-class RayRunner:
+class RayRunner(RunnerLoop):
+    thread_name = "tuneforge-ray-runner"
+
     def __init__(self, settings: Settings, factory: sessionmaker[Session]) -> None:
         check_executor(settings)
+        super().__init__(settings)
         self.ray = import_ray()
-        self.settings = settings
         self.factory = factory
         self.namespace = settings.ray_namespace
         self.tag = f"ray:{self.namespace}"
@@ -173,8 +176,6 @@ class RayRunner:
         self._cancelled: set[str] = set()
         self._missing: dict[str, float] = {}  # reserved job id -> when its actor was first missed
         self._tidied = 0.0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def connect(self) -> None:
@@ -189,30 +190,14 @@ class RayRunner:
 
     def start(self) -> None:
         self.connect()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="tuneforge-ray-runner", daemon=True)
-        self._thread.start()
+        super().start()
 
     def stop(self, *, terminate_workers: bool = False) -> None:
         """Stop the loop. Actors keep running (a new runner adopts them) unless told otherwise."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        self.stop_loop()
         if terminate_workers:
             for job_id in list(self._actors):
                 self._kill(job_id)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.tick()
-            except Exception:
-                log.exception("Ray job runner tick failed; trying again")
-            self._stop.wait(self.settings.poll_interval)
 
     def tick(self) -> None:
         self.connect()

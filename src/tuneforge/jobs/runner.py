@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 from datetime import timedelta
 
 import psutil
@@ -32,6 +31,7 @@ from tuneforge.db.tables import Job, utcnow
 from tuneforge.hardware import detect_hardware
 from tuneforge.jobs.queue import claim_next
 from tuneforge.jobs.resources import job_resources
+from tuneforge.jobs.runner_loop import RunnerLoop
 from tuneforge.jobs.states import StaleTransition, transition
 from tuneforge.jobs.status import JobStatus
 from tuneforge.settings import Settings
@@ -41,44 +41,23 @@ log = logging.getLogger(__name__)
 WORKER_MODULE = "tuneforge.jobs"
 
 
-class LocalRunner:
+class LocalRunner(RunnerLoop):
     def __init__(self, settings: Settings, factory: sessionmaker[Session]) -> None:
-        self.settings = settings
+        super().__init__(settings)
         self.factory = factory
         self.host = socket.gethostname()
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._signalled: set[str] = set()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="tuneforge-runner", daemon=True)
-        self._thread.start()
-
     def stop(self, *, terminate_workers: bool = False) -> None:
         """Stop the loop. Workers keep running (a new runner adopts them) unless told otherwise."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        self.stop_loop()
         if terminate_workers:
             for proc in self._procs.values():
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait(timeout=10)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.tick()
-            except Exception:
-                log.exception("job runner tick failed; trying again")
-            self._stop.wait(self.settings.poll_interval)
 
     def tick(self) -> None:
         self.sweep()
