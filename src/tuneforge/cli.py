@@ -107,7 +107,7 @@ def serve(
     ] = None,
 ) -> None:
     """Run the web studio and REST API (and, unless TUNEFORGE_RUN_JOBS=false, the jobs)."""
-    from tuneforge.jobs.executors import ExecutorUnavailable, check_executor
+    from tuneforge.jobs.executor_check import ExecutorUnavailable, check_executor
     from tuneforge.settings import UnsafeConfiguration
 
     settings = _load_settings(host=host, port=port)
@@ -134,7 +134,8 @@ def serve(
 def worker() -> None:
     """Run queued jobs without the web server (start several to scale out)."""
     from tuneforge.db.session import make_engine, make_sessionmaker, migrate
-    from tuneforge.jobs.executors import ExecutorUnavailable, check_executor, make_runner
+    from tuneforge.jobs.executor_check import ExecutorUnavailable, check_executor
+    from tuneforge.jobs.executors import make_runner
 
     settings = _load_settings()
     try:

@@ -14,7 +14,8 @@ from tuneforge.api.app import create_app
 from tuneforge.cli import app
 from tuneforge.db.session import make_engine, make_sessionmaker, transaction
 from tuneforge.db.tables import Job, User
-from tuneforge.jobs.executors import ExecutorUnavailable, check_executor, make_runner
+from tuneforge.jobs.executor_check import ExecutorUnavailable, check_executor
+from tuneforge.jobs.executors import make_runner
 from tuneforge.jobs.ray_runner import import_ray
 from tuneforge.jobs.resources import Resources, job_resources
 from tuneforge.jobs.runner import LocalRunner

@@ -35,7 +35,8 @@ from tuneforge.db.session import make_engine, make_sessionmaker, migrate, transa
 from tuneforge.inference.client import InferenceClient
 from tuneforge.inference.supervisor import InferenceProcess
 from tuneforge.inference.warmup import warm
-from tuneforge.jobs.executors import check_executor, make_runner
+from tuneforge.jobs.executor_check import check_executor
+from tuneforge.jobs.executors import make_runner
 from tuneforge.services import accounts
 from tuneforge.services.auth import LoginLimiter, SessionSigner
 from tuneforge.settings import Settings

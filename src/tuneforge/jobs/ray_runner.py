@@ -55,7 +55,7 @@ from tuneforge.db.repositories.ray_jobs import (
 )
 from tuneforge.db.session import make_engine, make_sessionmaker, transaction
 from tuneforge.db.tables import Job, utcnow
-from tuneforge.jobs.executors import ExecutorUnavailable, check_executor
+from tuneforge.jobs.executor_check import ExecutorUnavailable, check_executor
 from tuneforge.jobs.resources import Resources, job_resources
 from tuneforge.jobs.runner_loop import RunnerLoop
 from tuneforge.jobs.states import StaleTransition, transition
