@@ -569,3 +569,15 @@ def test_a_preference_pair_counts_two_sequences_and_its_reference_passes() -> No
     # ORPO trains the same tokens without a reference; DPO also scores both answers once.
     assert 2 * sft.training_seconds <= orpo.training_seconds < 2.6 * sft.training_seconds
     assert dpo.training_seconds > 1.2 * orpo.training_seconds
+
+
+def test_several_devices_take_that_many_batches_a_step() -> None:
+    """Each device takes a batch of each step: two devices make half the steps, and the advice
+    that lowers the batch size keeps the examples a step sees."""
+    one = spec(batch_size=4, gradient_accumulation=4)
+    two = spec(batch_size=4, gradient_accumulation=4, devices=2)
+    assert (one.effective_batch, two.effective_batch) == (16, 32)
+    assert spec(devices="auto").effective_batch == spec().effective_batch  # decided by the worker
+    entry = model("gemma-3-270m")
+    assert estimate(two, entry, stats(), 900, cpu()).steps == 87  # ceil(900 / 32) x 3
+    assert estimate(one, entry, stats(), 900, cpu()).steps == 171

@@ -330,8 +330,15 @@ class TrainingBase(BaseModel):
         return devices
 
     @property
+    def processes(self) -> int:
+        """The processes the spec trains in as far as it says (`auto` is decided by the worker's
+        hardware: counted as one here)."""
+        return self.devices if isinstance(self.devices, int) else 1
+
+    @property
     def effective_batch(self) -> int:
-        return self.batch_size * self.gradient_accumulation
+        """Examples per optimizer step: batch size x accumulation x devices."""
+        return self.batch_size * self.gradient_accumulation * self.processes
 
 
 class SFTSpec(TrainingBase):

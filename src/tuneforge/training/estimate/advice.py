@@ -49,11 +49,12 @@ def _levers(
 
     size = largest_fitting("batch_size", [max(1, spec.batch_size >> i) for i in range(1, 11)])
     if size is not None:
-        accumulation = math.ceil(spec.effective_batch / size)
+        accumulation = math.ceil(spec.effective_batch / (size * spec.processes))
+        kept = size * accumulation * spec.processes
         levers.append(
             (
                 f"lower the batch size from {spec.batch_size} to {size} (with gradient "
-                f"accumulation {accumulation} to keep {size * accumulation} examples per step)",
+                f"accumulation {accumulation} to keep {kept} examples per step)",
                 _with(spec, batch_size=size, gradient_accumulation=accumulation),
             )
         )
