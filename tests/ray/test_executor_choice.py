@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
-from tests.conftest import add_user
+from tests.api.test_training_api import processed_dataset
+from tests.conftest import add_user, bearer
 from tuneforge.api.app import create_app
 from tuneforge.cli import app
 from tuneforge.db.session import make_engine, make_sessionmaker, transaction
@@ -115,3 +116,21 @@ def test_the_worker_command_refuses_ray_with_a_local_store(settings) -> None:
     result = CliRunner().invoke(app, ["worker"], env=env)
     assert result.exit_code == 2
     assert "every Ray node reaches" in result.output
+
+
+@pytest.mark.timeout(120)
+def test_on_ray_what_this_server_cannot_run_is_a_warning_not_a_refusal(make_client, settings):
+    """QLoRA needs a CUDA GPU: a CPU server refuses it for its own workers, but with the Ray
+    executor the cluster's nodes decide (the job asks for a GPU and waits for one)."""
+    local = make_client(auth="local", run_jobs=True)
+    alice = bearer(add_user(settings, "alice"))
+    dataset = processed_dataset(local, alice)
+    qlora = {"base_model": "tiny-random-gemma3", "dataset_id": dataset["id"], "method": "qlora"}
+    here = local.post("/api/v1/trainings/estimate", json=qlora, headers=alice).json()
+    assert here["estimate"]["refusal"].startswith("QLoRA needs a CUDA GPU")
+    on_ray = make_client(auth="local", executor="ray", ray_address="127.0.0.1:1", **S3)
+    there = on_ray.post("/api/v1/trainings/estimate", json=qlora, headers=alice).json()
+    assert there["estimate"]["refusal"] is None
+    assert f"On this server: {here['estimate']['refusal']} Jobs run on the Ray cluster" in (
+        " ".join(there["estimate"]["messages"])
+    )

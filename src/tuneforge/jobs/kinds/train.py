@@ -57,10 +57,13 @@ def training_dataset(session: Session, user: User, dataset_id: str) -> Dataset:
 
 
 def estimate_run(session: Session, user: User, settings: Settings, spec: TrainingBase) -> Estimate:
-    """Peak memory and duration of `spec` on this machine, and whether it fits."""
+    """Peak memory and duration of `spec` on this machine, and whether it fits. With the Ray
+    executor, this server's hardware does not decide: what it cannot run becomes a warning, and
+    the cluster places the job on a node that has what it asks for (it waits, saying for what,
+    until one has)."""
     dataset = training_dataset(session, user, spec.dataset_id)
     entry = catalog_entry(settings, spec.base_model)
-    return estimate(
+    result = estimate(
         spec,
         entry,
         dataset.stats,
@@ -69,6 +72,13 @@ def estimate_run(session: Session, user: User, settings: Settings, spec: Trainin
         CalibrationCache(settings.data_dir / "calibration.json"),
         test_rows=dataset.splits.get("test", 0),
     )
+    if settings.executor != "ray" or result.refusal is None:
+        return result
+    on_ray = (
+        f"On this server: {result.refusal} Jobs run on the Ray cluster, which starts this one on "
+        "a node that has the GPUs and memory it asks for."
+    )
+    return result.model_copy(update={"refusal": None, "messages": [*result.messages, on_ray]})
 
 
 class TrainKind(JobKind[TrainingBase, TrainResult]):
