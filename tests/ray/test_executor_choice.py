@@ -86,6 +86,9 @@ def test_what_jobs_ask_for(settings) -> None:
         gpu = job_resources(
             session, settings, _job(session, "train", {**train, "devices": 2}), has_gpus=True
         )
+        typed = job_resources(
+            session, settings, _job(session, "train", {**train, "gpu_type": "L4"})
+        )
         export_on_gpus = job_resources(
             session, settings, _job(session, "export", {}), has_gpus=True
         )
@@ -95,6 +98,8 @@ def test_what_jobs_ask_for(settings) -> None:
     assert cpu == Resources(cpus=1)  # its dataset is gone: no estimate of its memory
     assert gpu == Resources(cpus=2, gpus=2)  # where there are GPUs, a training takes them
     assert export_on_gpus == export
+    assert typed == Resources(cpus=1, gpus=1, accelerator="L4")
+    assert typed.ray_options() == {"num_cpus": 1, "num_gpus": 1, "accelerator_type": "L4"}
 
 
 def test_ray_not_installed_is_named(make_settings, monkeypatch: pytest.MonkeyPatch) -> None:

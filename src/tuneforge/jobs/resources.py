@@ -5,10 +5,10 @@ node that has them, or the job waits and says for what); every executor records 
 job (`Job.resources`), so the Jobs page shows what a job asked for.
 
 * A training asks for one CPU per process it trains in (`devices` in its spec, 1 without it),
-  for one GPU per process when its spec needs CUDA (fp16 arithmetic or QLoRA) or when the
-  executor has GPUs (a Ray cluster with GPU nodes, a machine with CUDA: training is many times
-  faster there), and otherwise for the memory its estimate says its peak takes (on a CPU, where
-  that memory is the node's RAM).
+  for one GPU per process (of its `gpu_type`, if it names one) when its spec needs CUDA (fp16
+  arithmetic, QLoRA, a GPU type) or when the executor has GPUs (a Ray cluster with GPU nodes,
+  a machine with CUDA: training is many times faster there), and otherwise for the memory its
+  estimate says its peak takes (on a CPU, where that memory is the node's RAM).
 * Other jobs ask for one CPU (the diagnostic for half of one) and no GPU.
 """
 
@@ -91,9 +91,11 @@ def job_resources(
     if job.kind != "train":
         return Resources(cpus=cpus)
     processes = _processes(job.spec)
-    gpus = float(processes) if has_gpus or needs_cuda(job.spec) else 0.0
+    gpu_type = job.spec.get("gpu_type")
+    gpus = float(processes) if has_gpus or gpu_type or needs_cuda(job.spec) else 0.0
     memory = None if gpus else _training_memory_gb(session, settings, job)
-    return Resources(cpus=cpus * processes, gpus=gpus, memory_gb=memory)
+    accelerator = gpu_type if gpus else None
+    return Resources(cpus=cpus * processes, gpus=gpus, memory_gb=memory, accelerator=accelerator)
 
 
 def _training_memory_gb(session: Session, settings: Settings, job: Job) -> float | None:

@@ -228,6 +228,15 @@ class TrainingBase(BaseModel):
         "so far.",
         json_schema_extra=_group("hardware"),
     )
+    gpu_type: str | None = Field(
+        default=None,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="On a Ray cluster: the GPU type the run needs (Ray's accelerator type, "
+        "such as `A100`, `H100` or `L4`); it then asks for GPUs of that type and waits for a "
+        "node that has them. Unset: any GPU (local workers ignore it).",
+        json_schema_extra=_group("hardware"),
+    )
     use_unsloth: StrictBool = Field(
         default=True,
         description="On a CUDA GPU with Unsloth installed, use its faster kernels (ignored "

@@ -48,6 +48,7 @@ WORDS = {
     "eval": "evaluate",
     "grad": "gradient",
     "unsloth": "Unsloth",
+    "gpu": "GPU",
     "kl": "KL",
     "url": "URL",
     "api": "API",
