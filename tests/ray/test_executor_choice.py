@@ -13,10 +13,12 @@ from tests.api.test_training_api import processed_dataset
 from tests.conftest import add_user, bearer
 from tuneforge.api.app import create_app
 from tuneforge.cli import app
+from tuneforge.db.repositories.ray_jobs import reserve
 from tuneforge.db.session import make_engine, make_sessionmaker, transaction
 from tuneforge.db.tables import Job, User
 from tuneforge.jobs.executor_check import ExecutorUnavailable, check_executor
 from tuneforge.jobs.executors import make_runner
+from tuneforge.jobs.queue import claim_next
 from tuneforge.jobs.ray_runner import import_ray
 from tuneforge.jobs.resources import Resources, job_resources
 from tuneforge.jobs.runner import LocalRunner
@@ -139,3 +141,18 @@ def test_on_ray_what_this_server_cannot_run_is_a_warning_not_a_refusal(make_clie
     assert f"On this server: {here['estimate']['refusal']} Jobs run on the Ray cluster" in (
         " ".join(there["estimate"]["messages"])
     )
+
+
+def test_a_local_worker_leaves_a_job_reserved_for_ray_alone(settings) -> None:
+    add_user(settings, "alice")
+    factory = make_sessionmaker(make_engine(settings.resolved_database_url))
+    with transaction(factory) as session:
+        reserved = _job(session, "diagnostic", {}).id
+        assert reserve(session, reserved, "ray:tuneforge", {"cpus": 0.5}, "Waiting for Ray.")
+        free = _job(session, "diagnostic", {}).id
+    with transaction(factory) as session:
+        taken = claim_next(session, "host")
+        assert taken is not None and taken.id == free and taken.executor == "local"
+        assert claim_next(session, "host") is None
+        job = session.get(Job, reserved)
+        assert job is not None and job.status == "queued" and job.worker_host == "ray:tuneforge"

@@ -43,10 +43,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from tuneforge.db.repositories.jobs import oldest_queued
 from tuneforge.db.repositories.ray_jobs import (
     active_on_ray,
     job_states,
-    oldest_unreserved,
     release,
     reserve,
     reserved_by,
@@ -374,7 +374,7 @@ class RayRunner(RunnerLoop):
             with transaction(self.factory) as session:
                 if taken_by_ray(session, self.tag) >= self.settings.max_concurrent_jobs:
                     return
-                job = oldest_unreserved(session)
+                job = oldest_queued(session)
                 if job is None:
                     return
                 job_id, kind = job.id, job.kind

@@ -135,11 +135,12 @@ def queued_ahead(session: Session, job: Job) -> int:
 
 
 def oldest_queued(session: Session) -> Job | None:
-    """The job waiting longest, locked against other runners where the database can
-    (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite ignores it)."""
+    """The job waiting longest that no runner has reserved (a Ray runner reserves the jobs it
+    waits for resources for: `ray_jobs.reserve`), locked against other runners where the
+    database can (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite ignores it)."""
     return session.scalars(
         select(Job)
-        .where(Job.status == "queued")
+        .where(Job.status == "queued", Job.worker_host.is_(None))
         .order_by(Job.created_at, Job.id)
         .limit(1)
         .with_for_update(skip_locked=True)

@@ -13,22 +13,10 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from tuneforge.db.repositories.jobs import ACTIVE
 from tuneforge.db.tables import Job
 
 EXECUTOR = "ray"
-ACTIVE = ("running", "cancelling")
-
-
-def oldest_unreserved(session: Session) -> Job | None:
-    """The queued job waiting longest that no runner has reserved, locked against other
-    runners where the database can (`FOR UPDATE SKIP LOCKED` on PostgreSQL)."""
-    return session.scalars(
-        select(Job)
-        .where(Job.status == "queued", Job.worker_host.is_(None))
-        .order_by(Job.created_at, Job.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    ).first()
 
 
 def reserve(
