@@ -581,3 +581,5 @@ def test_several_devices_take_that_many_batches_a_step() -> None:
     entry = model("gemma-3-270m")
     assert estimate(two, entry, stats(), 900, cpu()).steps == 87  # ceil(900 / 32) x 3
     assert estimate(one, entry, stats(), 900, cpu()).steps == 171
+    keys = {calibration_key(s, entry, cpu(), "bf16") for s in (one, two, spec(devices="auto"))}
+    assert len(keys) == 2  # a run over two devices is measured apart; auto counts as one

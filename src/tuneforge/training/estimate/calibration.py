@@ -61,8 +61,10 @@ class CalibrationCache:
         gradient_checkpointing: bool,
         packing: bool,
         trainer: str = FIRST_TRAINER,
+        processes: int = 1,
     ) -> str:
-        """The measurements' key; one trainer's speed says nothing of another's."""
+        """The measurements' key; one trainer's speed says nothing of another's, nor a run's in
+        one process of a run's over several devices."""
         parts = [
             hardware_fingerprint,
             model_id,
@@ -73,6 +75,8 @@ class CalibrationCache:
         ]
         if trainer != FIRST_TRAINER:  # keys made before there were other trainers stay valid
             parts.append(f"trainer={trainer}")
+        if processes > 1:  # keys made before runs over several devices stay valid
+            parts.append(f"devices={processes}")
         return "|".join(parts)
 
     def _read(self) -> dict[str, Any]:

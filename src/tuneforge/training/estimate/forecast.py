@@ -319,6 +319,7 @@ def calibration_key(
         spec.gradient_checkpointing,
         recipe_for(spec).batching(spec).packed,
         spec.trainer,
+        spec.processes,
     )
 
 
