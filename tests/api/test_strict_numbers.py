@@ -127,7 +127,9 @@ def _synthesis(body: Any) -> tuple[int, list[dict[str, str]]]:
 
 
 def _reported(problems: list[dict[str, str]], field: str) -> list[str]:
-    return [p["problem"] for p in problems if p["field"].split(".")[-1] == field]
+    """The problems reported of `field` (of a field that takes a number or a word, such as
+    `devices`, the number's problems are named after the field and its `int` member)."""
+    return [p["problem"] for p in problems if field in p["field"].split(".")[-2:]]
 
 
 def test_every_request_number_refuses_booleans_and_text_and_takes_whole_floats(

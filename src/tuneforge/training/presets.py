@@ -25,7 +25,10 @@ from tuneforge.training.registry import recipes
 from tuneforge.training.spec import METHODS, Method
 
 #: Fields a preset leaves to the run.
-RUN_FIELDS = frozenset({"dataset_id", "name", "sample_prompts", "check_examples", "start_from"})
+#: Settings of one run, not of a model's preset: its data and name, and where it runs.
+RUN_FIELDS = frozenset(
+    {"dataset_id", "name", "sample_prompts", "check_examples", "start_from", "devices", "gpu_type"}
+)
 COVERAGE = "coverage.yaml"
 VALIDATION_DATASET = "preset-check"
 
