@@ -317,14 +317,6 @@ class RayRunner(RunnerLoop):
         del self._missing[job_id]
         return False
 
-    def _settle(self, session: Session, job: Job, reason: str) -> None:
-        target = JobStatus.CANCELLED if job.status == JobStatus.CANCELLING else JobStatus.FAILED
-        try:
-            transition(session, job, target, error=reason)
-            log.warning("job %s %s: %s", job.id, target.value, reason)
-        except StaleTransition:
-            pass  # the worker settled it itself in the meantime
-
     def deliver_cancels(self) -> None:
         """Ask a cancelling job's actor to stop once; kill it when it overstays the timeout."""
         grace = timedelta(seconds=self.settings.cancel_timeout)

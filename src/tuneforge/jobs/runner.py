@@ -32,8 +32,6 @@ from tuneforge.hardware import detect_hardware
 from tuneforge.jobs.queue import claim_next
 from tuneforge.jobs.resources import job_resources
 from tuneforge.jobs.runner_loop import RunnerLoop
-from tuneforge.jobs.states import StaleTransition, transition
-from tuneforge.jobs.status import JobStatus
 from tuneforge.settings import Settings
 from tuneforge.worker_env import settings_file, worker_environment, write_worker_settings
 
@@ -129,14 +127,6 @@ class LocalRunner(RunnerLoop):
                 del self._procs[job_id]
                 self._signalled.discard(job_id)
                 settings_file(self.settings, job_id).unlink(missing_ok=True)  # if never read
-
-    def _settle(self, session: Session, job: Job, reason: str) -> None:
-        target = JobStatus.CANCELLED if job.status == JobStatus.CANCELLING else JobStatus.FAILED
-        try:
-            transition(session, job, target, error=reason)
-            log.warning("job %s %s: %s", job.id, target.value, reason)
-        except StaleTransition:
-            pass  # the worker settled it itself in the meantime
 
     def _kill(self, job: Job, sig: signal.Signals) -> None:
         process = self._process(job)

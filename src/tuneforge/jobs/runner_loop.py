@@ -1,17 +1,24 @@
 """The loop every job runner runs: one `tick()` every `poll_interval`, in a thread of its own,
-until `stop_loop()`. A tick that fails is logged and tried again at the next one."""
+until `stop_loop()`. A tick that fails is logged and tried again at the next one. Also how a
+runner settles a job whose worker it lost."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from abc import ABC, abstractmethod
 
+from sqlalchemy.orm import Session
+
+from tuneforge.db.tables import Job
+from tuneforge.jobs.states import StaleTransition, transition
+from tuneforge.jobs.status import JobStatus
 from tuneforge.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-class RunnerLoop:
+class RunnerLoop(ABC):
     #: The loop thread's name (in thread dumps and logs).
     thread_name = "tuneforge-runner"
 
@@ -20,8 +27,9 @@ class RunnerLoop:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @abstractmethod
     def tick(self) -> None:
-        raise NotImplementedError
+        """One round: settle lost jobs, deliver cancels, take queued jobs."""
 
     def start(self) -> None:
         self._stop.clear()
@@ -44,3 +52,12 @@ class RunnerLoop:
             except Exception:
                 log.exception("%s: a tick failed; trying again", self.thread_name)
             self._stop.wait(self.settings.poll_interval)
+
+    def _settle(self, session: Session, job: Job, reason: str) -> None:
+        """Fail (or, if it was stopping, cancel) a job whose worker is lost, with the reason."""
+        target = JobStatus.CANCELLED if job.status == JobStatus.CANCELLING else JobStatus.FAILED
+        try:
+            transition(session, job, target, error=reason)
+            log.warning("job %s %s: %s", job.id, target.value, reason)
+        except StaleTransition:
+            pass  # the worker settled it itself in the meantime
