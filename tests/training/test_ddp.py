@@ -17,7 +17,9 @@ from safetensors.torch import load_file
 
 from tests.training.conftest import Recorder, conversations
 from tuneforge.errors import InvalidInput
-from tuneforge.training.distributed import Rank, launch, shard_model, strategy, world_size
+from tuneforge.training.parallel.launcher import launch
+from tuneforge.training.parallel.ranks import Rank, strategy, world_size
+from tuneforge.training.parallel.sharding import shard_model
 from tuneforge.training.recipe import Checkpoints
 from tuneforge.training.run_checks import devices_findings
 from tuneforge.training.schedule import Plan

@@ -24,7 +24,7 @@ from tuneforge.errors import InvalidInput
 from tuneforge.models.loading import resolve
 from tuneforge.models.tokenizer import count_tokens, gemma_tokenizer
 from tuneforge.settings import Settings
-from tuneforge.training.distributed import launch
+from tuneforge.training.parallel.launcher import launch
 from tuneforge.training.recipe import Checkpoints, Outcome
 from tuneforge.training.registry import spec_adapter
 from tuneforge.training.reporting import ConsoleReporter, Tracked

@@ -84,7 +84,7 @@ def check_run(
 
 def devices_findings(spec: TrainingBase) -> list[Finding]:
     """A refusal when the spec asks several processes of a trainer that trains in one (the
-    GPUs a worker has are checked where it runs, `training/distributed.py`)."""
+    GPUs a worker has are checked where it runs, `training/parallel/ranks.py`)."""
     if spec.devices == "auto" or spec.devices <= 1 or recipe_for(spec).distributed:
         return []
     return [

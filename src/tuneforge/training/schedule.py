@@ -4,7 +4,7 @@ Everything here is a pure function of the spec and the step number, so a resumed
 the examples and learning rates the uninterrupted run would have seen (the scheduler's state is
 the step itself).
 
-A run over several processes (`world` > 1, see `distributed.py`) plans micro-batches of
+A run over several processes (`world` > 1, see `training/parallel/`) plans micro-batches of
 `batch_size x world` examples, of which each rank takes its `share`: the steps and the examples
 each step sees are those of one process with a `world` times larger batch, so a checkpoint
 resumes with any number of processes.

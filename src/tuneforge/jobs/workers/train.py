@@ -10,7 +10,7 @@ that one cannot be read, from the newest older one that can, saying so in its lo
 model is uploaded under `model/`, the TensorBoard logs under `tensorboard/`.
 
 A run over several devices trains in one process per device, which this worker starts and
-supervises (`training/distributed.py`): rank 0 reports through it and its checkpoints are
+supervises (`training/parallel/launcher.py`): rank 0 reports through it and its checkpoints are
 stored from here, as a one-process run's are.
 """
 
@@ -44,7 +44,7 @@ from tuneforge.jobs.workers.train_phases import (
 from tuneforge.models.loading import resolve
 from tuneforge.storage import ArtifactStore, artifact_prefix
 from tuneforge.training.checkpoint import checkpoint_name, step_of
-from tuneforge.training.distributed import launch
+from tuneforge.training.parallel.launcher import launch
 from tuneforge.training.recipe import Checkpoints
 from tuneforge.training.registry import recipe_for
 from tuneforge.training.reporting import Tracked

@@ -10,7 +10,7 @@ sample answers, early stopping, cancelling, checkpoints and resuming from them (
 recipe keeps beside them), saving the model and the `Outcome`. The data order and learning rate
 are functions of the step, so a resumed run continues exactly where it stopped.
 
-Over several processes (`devices` > 1, `training/distributed.py`) each rank runs this loop on its
+Over several processes (`devices` > 1, `training/parallel/`) each rank runs this loop on its
 share of every step's examples: the step function sums its loss denominator over the ranks
 (`total`), the gradients are summed over them before each update, so every rank makes the same
 update; rank 0 alone evaluates, reports, writes checkpoints and saves the model, and a cancel
@@ -34,7 +34,7 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from tuneforge.errors import InvalidInput, JobCancelled
-from tuneforge.training import distributed
+from tuneforge.training.parallel import ranks, sharding
 from tuneforge.training.checkpoint import (
     LoopState,
     UnreadableCheckpoint,
@@ -94,9 +94,9 @@ class Loop:
         self.checkpoints = checkpoints or Checkpoints()
         self.started = started
         self.phases: dict[str, float] = {}
-        self.rank, self.world = distributed.position()
+        self.rank, self.world = ranks.position()
         self.first = self.rank == 0  # the rank that reports, evaluates and saves
-        self.sharded = distributed.is_sharded(model)
+        self.sharded = sharding.is_sharded(model)
         #: Whether this rank evaluates: rank 0, or every rank of a sharded model (each forward
         #: pass of which needs them all).
         self.evaluates = self.first or self.sharded
@@ -121,18 +121,18 @@ class Loop:
             if latest is not None:
                 self._resume(latest)
             if self.world > 1:
-                self.state, self.kept = distributed.share_state(
+                self.state, self.kept = ranks.share_state(
                     self.parameters, (self.state, self.kept), self.optimizer
                 )
         else:
             saved: list[dict[str, Any]] = []  # the whole optimizer state, on rank 0
-            with distributed.whole(model, True):
+            with sharding.whole(model, True):
                 if latest is not None:
                     self._resume(latest, saved.append)
-                self.state, self.kept = distributed.share_whole(
+                self.state, self.kept = sharding.share_whole(
                     self.parameters, (self.state, self.kept)
                 )
-            distributed.load_sharded_optimizer(model, self.optimizer, saved[0] if saved else None)
+            sharding.load_sharded_optimizer(model, self.optimizer, saved[0] if saved else None)
         #: The evaluation metric early stopping watches, and whether lower or higher is better.
         self.watch: tuple[str, Literal["min", "max"]] = ("eval_loss", "min")
         self._latest_eval: dict[str, float] = {}
@@ -179,13 +179,13 @@ class Loop:
         many as every other rank: a sharded model's passes need every rank (0 otherwise)."""
         if not self.sharded:
             return 0
-        return round(distributed.most(float(passes))) - passes
+        return round(ranks.most(float(passes))) - passes
 
     def total(self, value: float) -> float:
         """`value` (a step's loss tokens, its loss sum) summed over the ranks: a step function
         divides its losses by the total of the ranks' tokens, so that their gradients add up
         to the gradient of one process with every rank's examples."""
-        return distributed.total(value) if self.world > 1 else value
+        return ranks.total(value) if self.world > 1 else value
 
     def update(self) -> float:
         """One optimizer update from the gradients added so far (unscaled, clipped to
@@ -193,7 +193,7 @@ class Loop:
         `run` updates after each step function; a step function may update before that too
         (several updates on one batch of generated completions)."""
         if self.world > 1 and not self.sharded:
-            distributed.sum_gradients(self.parameters)
+            ranks.sum_gradients(self.parameters)
         self.scaler.unscale_(self.optimizer)
         limit = self.spec.max_grad_norm if self.spec.max_grad_norm > 0 else math.inf
         if self.sharded:  # the norm of the whole gradient, from every rank's shard
@@ -209,12 +209,12 @@ class Loop:
         """Write a checkpoint (rank 0; the same files whatever the number of ranks)."""
         started = time.perf_counter()
         step = self.state.step
-        optimizer_state = distributed.optimizer_state(self.model, self.optimizer, self.sharded)
+        optimizer_state = sharding.optimizer_state(self.model, self.optimizer, self.sharded)
         if self.first:
             self.reporter.progress(
                 step / self.plan.total_steps, f"saving a checkpoint at step {step}"
             )
-        with distributed.whole(self.model, self.sharded, writeback=False):
+        with sharding.whole(self.model, self.sharded, writeback=False):
             if not self.first:
                 return
             path = save_checkpoint(
@@ -356,7 +356,7 @@ class Loop:
                 if self.evaluates:
                     stopped_early = self._evaluation(evaluate, eval_tokens, samples)
                 if self.world > 1:
-                    stopped_early = distributed.any_rank(stopped_early)
+                    stopped_early = ranks.any_rank(stopped_early)
                 if stopped_early:
                     reporter.log(
                         f"stopping early: no better {self.watch[0]} for "
@@ -365,7 +365,7 @@ class Loop:
                     break
             cancel = reporter.cancel_requested
             if self.world > 1:
-                cancel = distributed.any_rank(cancel)
+                cancel = ranks.any_rank(cancel)
             if cancel:
                 self.checkpoint()
                 raise JobCancelled(f"cancelled at step {step}; resume continues from there")
@@ -377,9 +377,9 @@ class Loop:
         reporter.progress(1.0, "saving the model: writing its weights")
         saving = time.perf_counter()
         output = self.workdir / "model"
-        weights = distributed.whole_state_dict(self.model) if self.sharded else None
+        weights = sharding.whole_state_dict(self.model) if self.sharded else None
         if self.first:
-            model = distributed.unwrapped(self.model)
+            model = sharding.unwrapped(self.model)
             output = save_model(spec, model, self.model_path, output, weights)
         self.add("save_seconds", time.perf_counter() - saving)
         rates = step_rates[1:] or step_rates  # the first step warms caches up

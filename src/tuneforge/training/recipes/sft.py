@@ -119,7 +119,7 @@ def train_sft(
     loading = time.perf_counter()  # importing torch counts as loading
     from tokenizers import Tokenizer
 
-    from tuneforge.training import distributed
+    from tuneforge.training.parallel.sharding import shard
     from tuneforge.training.components.loop import Loop, StepWork
     from tuneforge.training.components.loss import causal_lm_loss
     from tuneforge.training.evaluation import evaluate, sample_prompts
@@ -154,7 +154,7 @@ def train_sft(
         f"{len(train)} training and {len(evals)} evaluation examples; {spec.method} on "
         f"{runtime.device} in {runtime.precision}" + (" with Unsloth" if runtime.unsloth else "")
     )
-    model = distributed.shard(spec, prepare_model(spec, model_path, runtime), runtime.device)
+    model = shard(spec, prepare_model(spec, model_path, runtime), runtime.device)
     images = None
     if vision is not None:
         from tuneforge.training.components.vision import ImageInputs
