@@ -34,7 +34,6 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from tuneforge.errors import InvalidInput, JobCancelled
-from tuneforge.training.parallel import ranks, sharding
 from tuneforge.training.checkpoint import (
     LoopState,
     UnreadableCheckpoint,
@@ -43,6 +42,7 @@ from tuneforge.training.checkpoint import (
 )
 from tuneforge.training.components.saving import save_model
 from tuneforge.training.evaluation import SamplePrompt, generate
+from tuneforge.training.parallel import ranks, sharding
 from tuneforge.training.recipe import Checkpoints, Outcome
 from tuneforge.training.reporting import Reporter, system_stats
 from tuneforge.training.runtime import Runtime, trainable_parameters

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -245,4 +246,3 @@ def share_state(
     if position()[0] != 0:
         optimizer.load_state_dict(carried[1])
     return carried[0]
-

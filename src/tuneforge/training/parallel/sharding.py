@@ -199,4 +199,3 @@ def whole_state_dict(model: nn.Module) -> dict[str, Any]:
     ):
         weights: dict[str, Any] = model.state_dict()
     return weights
-

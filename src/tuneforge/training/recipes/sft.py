@@ -119,10 +119,10 @@ def train_sft(
     loading = time.perf_counter()  # importing torch counts as loading
     from tokenizers import Tokenizer
 
-    from tuneforge.training.parallel.sharding import shard
     from tuneforge.training.components.loop import Loop, StepWork
     from tuneforge.training.components.loss import causal_lm_loss
     from tuneforge.training.evaluation import evaluate, sample_prompts
+    from tuneforge.training.parallel.sharding import shard
     from tuneforge.training.runtime import base_path, prepare_model, runtime_for
 
     runtime = runtime_for(spec)
