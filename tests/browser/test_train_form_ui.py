@@ -210,3 +210,44 @@ def test_the_evaluation_form_says_bounds_and_offers_only_what_runs(
     page.locator(".evaluation-model").click()
     option = page.get_by_role("option", name="Gemma 3 1B IT (base) · unavailable here")
     expect(option).to_have_attribute("aria-disabled", "true")
+
+
+@pytest.mark.timeout(300)
+def test_devices_and_gpu_type_are_chosen_with_the_runs_hardware(studio: Studio, page: Page) -> None:
+    processed_dataset(studio)
+    log_in(page, studio, "admin")
+    page.goto(f"{studio.url}/train")
+    train = page.locator(".train-button")
+    expect(train).to_be_enabled()
+    page.locator(".panel-hardware").get_by_text("Hardware and precision").click()
+    devices, box = page.get_by_label("Devices"), field(page, "devices")
+    expect(devices).to_have_value("1")
+    expect(box).to_contain_text("Any whole number, or auto")
+
+    devices.fill("two")  # the field itself says it
+    expect(box).to_contain_text("two is neither a whole number nor auto")
+    expect(train).to_be_disabled()
+    devices.fill("0")  # the spec says it, under the field
+    expect(box.locator(".field-refusal")).to_contain_text("a whole number from 1 to 64")
+    expect(box).to_have_class(re.compile("field-flagged"))
+    expect(train).to_be_disabled()
+    devices.fill("auto")
+    expect(box.locator(".field-refusal")).to_have_count(0)
+    expect(train).to_be_enabled()
+
+    devices.fill("2")
+    page.get_by_label("GPU type").fill("L4")
+    expect(page.locator(".estimate-memory")).to_be_visible()
+    expect(train).to_be_enabled()
+    train.click()
+    expect(page).to_have_url(re.compile(r"/runs/[0-9a-f]+$"))
+    with studio.api(studio.admin_token) as api:
+        spec = api.get(f"/jobs/{page.url.rsplit('/', 1)[1]}").json()["spec"]
+    assert (spec["trainer"], spec["method"], spec["devices"], spec["gpu_type"]) == (
+        "sft",
+        "lora",
+        2,
+        "L4",
+    )
+    expect(page.locator(".run-changed")).to_contain_text("Devices")
+    expect(page.locator(".run-changed")).to_contain_text("L4")

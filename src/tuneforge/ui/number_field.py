@@ -128,3 +128,54 @@ def bounded_number(text: str, value: float | None, bounds: Bounds, **kwargs: Any
     if not bounds.integer:
         number.props("step=any")
     return number
+
+
+class NumberOrWord(ui.input):
+    """A field that takes a whole number within `bounds` or one of a few `words` (devices: `2`,
+    or `auto`); `parsed()` is the number as an `int`, a word as typed. Anything else is said in
+    words under it and kept as typed."""
+
+    def __init__(self, text: str, value: int | str | None, bounds: Bounds, words: list[str]):
+        self.bounds = bounds
+        self.words = words
+        super().__init__(
+            text,
+            value="" if value is None else str(value),
+            autocomplete=words,
+            validation=self.problem,
+        )
+        self.props(f'hint="{self.hint()}"')
+
+    def hint(self) -> str:
+        """`Bounds.hint()` with the words: "A whole number, 1 to 64, or auto"."""
+        said = " or ".join(self.words)
+        return f"{self.bounds.hint()}, or {said}"
+
+    def parsed(self) -> int | str | None:
+        """The value for the spec: a number, a word, or what was typed (None: nothing)."""
+        return _number_or_word(self.value)
+
+    def problem(self, text: str | None) -> str | None:
+        """What is wrong with `text` (None: nothing)."""
+        value = _number_or_word(text)
+        if value is None:
+            return f"Needs a value: {self.hint()[:1].lower()}{self.hint()[1:]}."
+        if isinstance(value, int):
+            return self.bounds.problem(value)
+        if value in self.words:
+            return None
+        return f"{value} is neither a whole number nor {' or '.join(self.words)}."
+
+    def invalid(self) -> bool:
+        return not self.validate()
+
+
+def _number_or_word(text: str | None) -> int | str | None:
+    """`text` as a whole number when it is one, else as typed (stripped; None when empty)."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return text

@@ -35,7 +35,7 @@ from tuneforge.ui.train_advice import Advice
 from tuneforge.ui.train_editors import TrainEditors
 from tuneforge.ui.train_estimate import EstimatePanel
 from tuneforge.ui.train_fit import first_row, fitting_trainer
-from tuneforge.ui.train_form import GROUPS, Note, SpecForm, label, problems
+from tuneforge.ui.train_form import GROUPS, Note, SpecForm, field_problems, label, problems
 from tuneforge.ui.train_what import WhatToTrain
 
 log = logging.getLogger(__name__)
@@ -327,7 +327,7 @@ class TrainView:
             self._ready(False)
             self.estimate.problem(self._problems(exc))
             self.estimate.busy(False)
-            self._show_checks([])
+            self._show_checks(self._refused_fields(exc))
             return
         try:
             found = await read(service.setting_checks, self.user, state().settings, spec)
@@ -351,12 +351,22 @@ class TrainView:
         self._ready(not estimate.refusal)
 
     def _problems(self, error: ValidationError) -> str:
-        """Why the settings cannot be estimated: the fields that say so themselves, or the
-        spec's own words."""
-        invalid = self.form.invalid()
-        if invalid:
-            return f"Fix the settings marked in red first: {', '.join(map(label, invalid))}."
+        """Why the settings cannot be estimated: the fields marked (by themselves, or by the
+        spec under them), or the spec's own words."""
+        marked = self.form.invalid() + [f.fields[0] for f in self._refused_fields(error)]
+        if marked:
+            return f"Fix the settings marked in red first: {', '.join(map(label, marked))}."
         return problems(error)
+
+    def _refused_fields(self, error: ValidationError) -> list[Finding]:
+        """What the spec says is wrong with the fields on the form that do not say so
+        themselves (a number outside its bounds does), to be said under them."""
+        invalid = set(self.form.invalid())
+        return [
+            Finding((name,), message, "refusal")
+            for name, message in field_problems(error).items()
+            if name in self.form.widgets and name not in invalid
+        ]
 
     def _show_checks(self, found: list[Finding]) -> None:
         """The settings' warnings and refusals (`found`: none when the settings do not validate),

@@ -1,10 +1,12 @@
 """The training settings as a form made from the chosen trainer's spec (its JSON schema): a widget
-per field by its type (numbers within their bounds, choices for literals, switches for flags,
-chips for lists, a JSON box for an object), grouped as the spec groups them, each with its
-description as help. No field is written by hand: a field added to a spec appears here, and so
-does a trainer added to the registry (`trainers()`). A field the types cannot describe well (a
-list of graders, a model id picked among the user's models) gets the editor its page gives
-(`editors`). The grader builder makes one of these forms per grader, from the grader's spec."""
+per field by its type (numbers within their bounds, a number or a word for a field that takes
+either, choices for literals, switches for flags, chips for lists, a JSON box for an object),
+grouped as the spec groups them, each with its description as help, and what the spec says is
+wrong with a field under it (`field_problems`). No field is written by hand: a field added to a
+spec appears here, and so does a trainer added to the registry (`trainers()`). A field the types
+cannot describe well (a list of graders, a model id picked among the user's models) gets the
+editor its page gives (`editors`). The grader builder makes one of these forms per grader, from
+the grader's spec."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from tuneforge.training.registry import recipes
-from tuneforge.ui.number_field import Bounds, bounded_number
+from tuneforge.ui.number_field import Bounds, NumberOrWord, bounded_number
 
 Changed = Callable[[], Any]
 #: Makes a field's editor where it is called, from its label, its JSON schema and its first
@@ -118,10 +120,27 @@ def problems(error: ValidationError) -> str:
     return "; ".join(said) + "."
 
 
+def field_problems(error: ValidationError) -> dict[str, str]:
+    """What the spec says is wrong with each field it names: {field: "message"} (errors of the
+    whole spec are left to `problems`)."""
+    said: dict[str, list[str]] = {}
+    for issue in error.errors():
+        names = [part for part in issue["loc"] if isinstance(part, str)]
+        if names:
+            message = str(issue["msg"]).removeprefix("Value error, ")
+            said.setdefault(names[0], []).append(message[:1].upper() + message[1:])
+    return {name: "; ".join(messages) + "." for name, messages in said.items()}
+
+
 def _choices(schema: dict[str, Any]) -> list[Any] | None:
     if "enum" in schema:
         return list(schema["enum"])
     return None
+
+
+def _words(schema: dict[str, Any]) -> list[str]:
+    """The words a field takes besides a number (`devices`: a number or `auto`)."""
+    return [str(o["const"]) for o in schema.get("anyOf", []) if isinstance(o.get("const"), str)]
 
 
 def _nullable(schema: dict[str, Any]) -> tuple[dict[str, Any], bool]:
@@ -272,6 +291,12 @@ class SpecForm:
             chips = ui.input_chips(text, value=list(value), new_value_mode="add-unique")
             chips.props('hint="Type one, then press Enter."')
             return chips.props("outlined dense hide-bottom-space").classes("w-full")
+        words = _words(schema)
+        if kind == "integer" and words:
+            self.kinds[name] = "number_or_word"
+            bounds = Bounds.of(schema, integer=True, nullable=nullable)
+            field = NumberOrWord(text, value, bounds, words).props("outlined dense")
+            return field.classes("w-full")
         if kind in ("integer", "number"):
             self.kinds[name] = "int" if kind == "integer" else "float"
             bounds = Bounds.of(schema, integer=kind == "integer", nullable=nullable)
@@ -314,6 +339,8 @@ class SpecForm:
                     value = _json(value)
             elif kind == "list":
                 value = list(value or [])
+            elif kind == "number_or_word":
+                value = widget.parsed()
             result[name] = value
         return result
 
@@ -329,6 +356,8 @@ class SpecForm:
                 value = json.dumps(value, indent=2) if isinstance(value, dict | list) else ""
             elif self.kinds[name] == "list":
                 value = list(value or [])
+            elif self.kinds[name] == "number_or_word":
+                value = "" if value is None else str(value)
             widget.set_value(value)
 
     def value(self, name: str) -> Any:
