@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tuneforge.db.tables import Dataset
+from tuneforge.training.parallel.ranks import one_process
 from tuneforge.training.registry import recipe_for, recipes
 from tuneforge.training.spec import TrainingBase
 from tuneforge.training.spec_checks import DatasetFacts, Finding, check_spec, stats_of
@@ -90,8 +91,7 @@ def devices_findings(spec: TrainingBase) -> list[Finding]:
     return [
         Finding(
             ("devices",),
-            f"The {spec.trainer} trainer trains in one process so far: set devices to 1 "
-            "(several devices work with sft).",
+            one_process(spec.trainer),
             "refusal",
         )
     ]

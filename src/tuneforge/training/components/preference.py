@@ -7,10 +7,15 @@ fine-tuning). Its log-probabilities are computed once, before the first step, in
 gradients over the same model, so no second copy is ever in memory; they are kept with every
 checkpoint, and a resumed run reads them there instead of recomputing them from a model that
 has moved since.
+
+Over several processes (`training/parallel/`) each rank computes its share of the reference
+log-probabilities and is given the others'; a step's loss is a mean over every rank's examples
+(its denominator summed over the ranks), and its metrics are those of all of them, gathered.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -32,6 +37,7 @@ from tuneforge.training.components.logprobs import answer_logprobs
 from tuneforge.training.components.loop import EvaluateFunction, Loop, StepFunction, StepWork
 from tuneforge.training.components.preference_loss import PairLosses, Side
 from tuneforge.training.evaluation import sample_prompts
+from tuneforge.training.parallel import ranks
 from tuneforge.training.recipe import Checkpoints, Outcome
 from tuneforge.training.reporting import Reporter
 from tuneforge.training.runtime import Runtime, evaluating, prepare_model, runtime_for
@@ -113,23 +119,23 @@ def reference_sums(
     what: str,
 ) -> torch.Tensor:
     """The summed answer log-probabilities of `completions` under `model` as it is now, without
-    gradients (float32, on the CPU)."""
+    gradients (float32, on the CPU). Over several processes each computes its consecutive
+    share and every rank gets them all."""
+    rank, world = ranks.position()
+    share = math.ceil(len(completions) / world)
+    mine = completions[rank * share : (rank + 1) * share]
     sums: list[torch.Tensor] = []
 
     def run(unit: list[int]) -> torch.Tensor:
         with torch.no_grad(), runtime.autocast():  # no_grad and autocast are per thread
-            out = answer_logprobs(model, [completions[i] for i in unit], runtime.device)
+            out = answer_logprobs(model, [mine[i] for i in unit], runtime.device)
         return out.sums.float().cpu()
 
     with evaluating(model):
-        for index in range(0, len(completions), 16):
-            reporter.progress(
-                0.0, f"reference log-probabilities of {what}: {index}/{len(completions)}"
-            )
-            sums += runtime.each(
-                units(range(index, min(index + 16, len(completions))), runtime, 16), run
-            )
-    return torch.cat(sums) if sums else torch.zeros(0)
+        for index in range(0, len(mine), 16):
+            reporter.progress(0.0, f"reference log-probabilities of {what}: {index}/{len(mine)}")
+            sums += runtime.each(units(range(index, min(index + 16, len(mine))), runtime, 16), run)
+    return torch.cat(ranks.gathered(torch.cat(sums) if sums else torch.zeros(0)))
 
 
 def kept_reference(
@@ -185,6 +191,16 @@ def reference_sides(
 PairLoss = Callable[[str, Sequence[int], Side, Side], PairLosses]
 
 
+def _detached(result: PairLosses) -> PairLosses:
+    """`result` without its graph, on the CPU (to be gathered from the ranks)."""
+    return PairLosses(
+        result.loss.detach().float().cpu(),
+        result.chosen.float().cpu(),
+        result.rejected.float().cpu(),
+        {name: part.float().cpu() for name, part in result.parts.items()},
+    )
+
+
 def _pair_metrics(results: Sequence[PairLosses], prefix: str = "") -> dict[str, float]:
     loss = torch.cat([r.loss.detach().float().cpu() for r in results])
     chosen = torch.cat([r.chosen.float().cpu() for r in results])
@@ -204,26 +220,30 @@ def pair_training(
     losses: PairLoss,
 ) -> tuple[StepFunction, EvaluateFunction | None]:
     """The step and evaluation functions of a pairwise recipe (DPO, ORPO) for `Loop.run`:
-    each step's loss is the mean of its pairs' `losses`; an evaluation reports the same
-    metrics on the test pairs, prefixed `eval_`."""
+    each step's loss is the mean of its pairs' `losses` (over every rank's pairs, whose
+    results rank 0 gathers for the metrics); an evaluation reports the same metrics on the
+    test pairs, prefixed `eval_`."""
     runtime = loop.runtime
 
     def step(micro_batches: list[list[int]]) -> StepWork:
         ids = [i for batch in micro_batches for i in batch]
+        pairs = loop.total(len(ids))  # a rank's share of the step may be empty
 
         def run(unit: list[int]) -> PairLosses:
             with runtime.autocast():  # autocast is per thread
                 chosen, rejected = pair_sides(model, [train[i] for i in unit], runtime)
             result = losses("train", unit, chosen, rejected)
-            loop.backward(result.loss.sum() / len(ids))
-            return result
+            loop.backward(result.loss.sum() / pairs)
+            return _detached(result)
 
         # On a CPU one pair at a time, two pairs at once (`Runtime.each`).
         results = runtime.each(
-            [u for batch in micro_batches for u in units(batch, runtime, len(batch))], run
+            [u for batch in micro_batches if batch for u in units(batch, runtime, len(batch))],
+            run,
         )
-        tokens = sum(train[i].tokens for i in ids)
-        metrics = _pair_metrics(results)
+        everyone = ranks.gathered((results, sum(train[i].tokens for i in ids)))
+        metrics = _pair_metrics([result for part, _ in everyone for result in part])
+        tokens = sum(count for _, count in everyone)
         return StepWork(loss=metrics.pop("loss"), tokens=tokens, metrics=metrics)
 
     def evaluate() -> dict[str, float]:

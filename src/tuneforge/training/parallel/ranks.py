@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from tuneforge.errors import InvalidInput
 from tuneforge.training.spec import TrainingBase
@@ -23,6 +23,7 @@ RANK_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_POR
 #: a checkpoint meanwhile) before it gives up.
 COLLECTIVE_TIMEOUT = timedelta(minutes=30)
 Strategy = Literal["single", "ddp", "fsdp"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -93,11 +94,7 @@ def world_size(spec: TrainingBase, gpus: int) -> int:
                 {"fields": ["devices"]},
             )
     if world > 1 and not distributed:
-        raise InvalidInput(
-            f"The {spec.trainer} trainer trains in one process so far; set devices to 1 "
-            "(several devices work with sft).",
-            {"fields": ["devices", "trainer"]},
-        )
+        raise InvalidInput(one_process(spec.trainer), {"fields": ["devices", "trainer"]})
     if world > 1 and spec.method == "full" and not gpus:
         raise InvalidInput(
             "Full fine-tuning over several devices shards the model with FSDP, which needs "
@@ -106,6 +103,18 @@ def world_size(spec: TrainingBase, gpus: int) -> int:
             {"fields": ["devices", "method"]},
         )
     return world
+
+
+def one_process(trainer: str) -> str:
+    """Why a spec of `trainer` (a one-process trainer) may not ask for several devices."""
+    from tuneforge.training.registry import recipes
+
+    several = [recipe.trainer for recipe in recipes() if recipe.distributed]
+    named = ", ".join(several[:-1]) + (" and " if len(several) > 1 else "") + several[-1]
+    return (
+        f"The {trainer} trainer trains in one process so far: set devices to 1 (several "
+        f"devices work with {named})."
+    )
 
 
 def strategy(spec: TrainingBase, world: int, cuda: bool) -> Strategy:
@@ -199,6 +208,20 @@ def most(value: float) -> float:
     with collective("comparing the ranks' passes"):
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return float(tensor.item())
+
+
+def gathered(part: T) -> list[T]:
+    """Every rank's `part` (any picklable value: a step's per-example results), in rank order
+    (`[part]` in one process)."""
+    world = position()[1]
+    if world == 1:
+        return [part]
+    import torch.distributed as dist
+
+    parts: list[Any] = [None] * world
+    with collective("gathering the ranks' results"):
+        dist.all_gather_object(parts, part)
+    return parts
 
 
 def any_rank(flag: bool) -> bool:

@@ -130,4 +130,5 @@ RECIPE = Recipe(
     data=("preference",),
     check=check_pairs,
     presets="{model}_{method}_dpo",
+    distributed=True,
 )

@@ -6,7 +6,9 @@ how much likelier the model finds it than the reference did, measured against a 
 the KL estimate of the step, from mismatched pairs (each prompt with another example's answer)
 under the policy, without gradients, against the same pairs under the reference. The reference
 log-probabilities of both (the answers and the mismatched pairs) are computed once with the
-starting model and kept with the checkpoints (`components/preference.py`).
+starting model and kept with the checkpoints (`components/preference.py`). Over several
+processes the KL estimate of a step is the mean over every rank's examples, as it is over one
+process's whole batch.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ def train_kto(
     )
     from tuneforge.training.components.preference_loss import kto_kl, kto_loss
     from tuneforge.training.evaluation import sample_prompts
+    from tuneforge.training.parallel import ranks
     from tuneforge.training.runtime import evaluating, prepare_model, runtime_for
 
     runtime = runtime_for(spec)
@@ -111,14 +114,16 @@ def train_kto(
         with runtime.autocast():
             return answer_logprobs(model, [examples[i] for i in ids], runtime.device).sums
 
-    def kl(split: str, ids: Sequence[int]) -> torch.Tensor:
-        """The reference point of these examples: their mismatched pairs' mean log-probability
-        shift, without gradients."""
+    def kl(split: str, ids: Sequence[int], everyone: bool = False) -> torch.Tensor:
+        """The reference point of these examples (`everyone`: and of the other ranks' shares
+        of the step): their mismatched pairs' mean log-probability shift, without gradients."""
         with torch.no_grad():
-            policy = torch.cat(
-                [sums(others[split], u).float().cpu() for u in units(ids, runtime, spec.batch_size)]
-            )
-        return kto_kl(policy, references[split][list(ids), 1])
+            policy = [
+                sums(others[split], u).float().cpu() for u in units(ids, runtime, spec.batch_size)
+            ]
+        mine = (torch.cat(policy) if policy else torch.zeros(0), references[split][list(ids), 1])
+        shares = ranks.gathered(mine) if everyone else [mine]
+        return kto_kl(torch.cat([p for p, _ in shares]), torch.cat([r for _, r in shares]))
 
     def losses(split: str, ids: Sequence[int], point: torch.Tensor) -> Result:
         examples = splits[split]
@@ -135,6 +140,9 @@ def train_kto(
             spec.undesirable_weight,
         )
         return out.loss, out.rewards.float().cpu(), labels.cpu()
+
+    def detached(result: Result) -> Result:
+        return result[0].detach().float().cpu(), result[1], result[2]
 
     def metrics(results: Sequence[Result], point: torch.Tensor, prefix: str) -> dict[str, float]:
         loss = torch.cat([r[0].detach().float().cpu() for r in results])
@@ -154,15 +162,21 @@ def train_kto(
         return values
 
     def step(micro_batches: list[list[int]]) -> StepWork:
+        """The step's loss is a mean over every rank's examples, against the reference point
+        of all of them; its metrics are those of all of them, gathered."""
         ids = [i for batch in micro_batches for i in batch]
-        point = kl("train", ids)
+        point = kl("train", ids, everyone=True)
+        count = loop.total(len(ids))  # a rank's share of the step may be empty
         results = []
-        for unit in [u for batch in micro_batches for u in units(batch, runtime, len(batch))]:
+        for unit in [
+            u for batch in micro_batches if batch for u in units(batch, runtime, len(batch))
+        ]:
             result = losses("train", unit, point)
-            loop.backward(result[0].sum() / len(ids))
-            results.append(result)
-        values = metrics(results, point, "")
-        tokens = sum(train[i].completion.tokens for i in ids)
+            loop.backward(result[0].sum() / count)
+            results.append(detached(result))
+        everyone = ranks.gathered((results, sum(train[i].completion.tokens for i in ids)))
+        values = metrics([result for part, _ in everyone for result in part], point, "")
+        tokens = sum(tokens for _, tokens in everyone)
         return StepWork(loss=values.pop("loss"), tokens=tokens, metrics=values)
 
     def evaluate() -> dict[str, float]:
@@ -199,4 +213,5 @@ RECIPE = Recipe(
     data=("feedback", "preference"),
     check=check_pairs,
     presets="{model}_{method}_kto",
+    distributed=True,
 )

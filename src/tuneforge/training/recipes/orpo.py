@@ -79,4 +79,5 @@ RECIPE = Recipe(
     data=("preference",),
     check=check_pairs,
     presets="{model}_{method}_orpo",
+    distributed=True,
 )
