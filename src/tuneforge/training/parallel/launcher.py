@@ -1,10 +1,14 @@
-"""One rank's entry point, and the local launcher.
+"""One rank's entry point, and the launcher.
 
 `train_rank` is one rank's training, which any launcher calls with the rank contract in the
-environment. The local launcher (`launch`) starts one process per rank on this machine and
+environment. The launcher (`launch`) starts one process per rank on this machine and
 supervises them from the job's worker process: rank 0 reports through it (events, metrics,
 checkpoints to the artifact store), it passes a cancel request on, and when any rank fails or
 dies it stops every rank and says which failed and why.
+
+Given `peers` (a job in a Ray placement group, `ray_ranks.py`), rank 0 is still a process here
+and ranks 1..N-1 are Ray actors in the group's other bundles, on whichever nodes Ray placed
+them; the same supervisor watches them (an actor looks like a process to it).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from tuneforge.training.recipe import Checkpoints, Outcome
 from tuneforge.training.spec import TrainingBase
 
 if TYPE_CHECKING:
+    from tuneforge.training.parallel.ray_ranks import Peers
     from tuneforge.training.reporting import Reporter
 
 #: Seconds a rank is given to stop after SIGTERM before it is killed.
@@ -108,17 +113,18 @@ def launch(
     checkpoints: Checkpoints | None = None,
     secrets: Mapping[str, str] | None = None,
     gpus: int | None = None,
+    peers: Peers | None = None,
 ) -> Outcome:
-    """Train `spec` on this machine in as many processes as its `devices` say (`gpus`: the
-    CUDA GPUs to count with, default those this process may use); one process trains here,
-    in this one."""
+    """Train `spec` in as many processes as its `devices` say (`gpus`: the CUDA GPUs to count
+    with, default those this process may use); one process trains here, in this one. With
+    `peers`, ranks 1..N-1 run in their Ray actors (each with the GPUs this process has)."""
     from tuneforge.training.registry import recipe_for
 
     if gpus is None:  # the GPUs this process may use (CUDA_VISIBLE_DEVICES, as Ray sets it)
         import torch
 
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    world = world_size(spec, gpus)
+    world = world_size(spec, gpus if peers is None else gpus * peers.size)
     if world == 1:
         return recipe_for(spec).train(
             spec, model_path, train_records, test_records, reporter, workdir, checkpoints, secrets
@@ -131,7 +137,7 @@ def launch(
         workdir,
         dict(secrets or {}),
     )
-    return _Supervisor(task, world, reporter, checkpoints or Checkpoints()).run()
+    return _Supervisor(task, world, reporter, checkpoints or Checkpoints(), peers).run()
 
 
 #: What the process that starts the ranks imports once (each rank is forked from it, with
@@ -156,9 +162,10 @@ def _launcher() -> tuple[int, float]:
     return os.getpid(), psutil.Process().create_time()
 
 
-def _free_port() -> int:
+def _free_port(host: str) -> int:
+    """A port that is free on `host` (an address of this machine), or on every interface."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
+        probe.bind((host, 0))
         port: int = probe.getsockname()[1]
         return port
 
@@ -187,9 +194,15 @@ class _Supervisor:
     one fails."""
 
     def __init__(
-        self, task: RankTask, world: int, reporter: Reporter, checkpoints: Checkpoints
+        self,
+        task: RankTask,
+        world: int,
+        reporter: Reporter,
+        checkpoints: Checkpoints,
+        peers: Peers | None,
     ) -> None:
         self.task, self.world, self.reporter, self.checkpoints = task, world, reporter, checkpoints
+        self.peers = peers
         self.context = _context()
         self.events: Any = self.context.Queue()
         self.replies: Any = self.context.Queue()
@@ -201,26 +214,15 @@ class _Supervisor:
         self.stopped: set[int] = set()
 
     def run(self) -> Outcome:
-        port = _free_port()
-        latest = self.checkpoints.latest
-        processes = [
-            self.context.Process(
-                target=_rank_process,
-                args=(
-                    self.task,
-                    Rank(rank, self.world, rank, "127.0.0.1", port),
-                    latest if rank == 0 else None,
-                    self.events,
-                    self.replies,
-                    self.cancel,
-                    _launcher(),
-                ),
-                name=f"tuneforge-rank-{rank}",
-                daemon=True,
+        if self.peers is None:
+            processes = self._local_ranks()
+            self.reporter.log(f"training in {self.world} processes (data-parallel)")
+        else:
+            processes = self._ray_ranks(self.peers)
+            self.reporter.log(
+                f"training in {self.world} processes (data-parallel) on Ray; process 0 of "
+                f"{self.world} on Ray node {self.peers.node} ({self.peers.address})"
             )
-            for rank in range(self.world)
-        ]
-        self.reporter.log(f"training in {self.world} processes (data-parallel)")
         try:
             for process in processes:
                 process.start()
@@ -229,6 +231,40 @@ class _Supervisor:
             self._stop(processes)
         self._drain(0.1)  # what the ranks said before they ended
         return self._result(processes)
+
+    def _process(self, rank: Rank, local_world: int) -> Any:
+        """A local process of `rank`."""
+        return self.context.Process(
+            target=_rank_process,
+            args=(
+                self.task,
+                rank,
+                self.checkpoints.latest if rank.rank == 0 else None,
+                self.events,
+                self.replies,
+                self.cancel,
+                _launcher(),
+                local_world,
+            ),
+            name=f"tuneforge-rank-{rank.rank}",
+            daemon=True,
+        )
+
+    def _local_ranks(self) -> list[Any]:
+        port = _free_port("127.0.0.1")
+        ranks = [Rank(rank, self.world, rank, "127.0.0.1", port) for rank in range(self.world)]
+        return [self._process(rank, self.world) for rank in ranks]
+
+    def _ray_ranks(self, peers: Peers) -> list[Any]:
+        """Rank 0 here, the others in Ray actors: each alone on its GPU (LOCAL_RANK 0)."""
+        from tuneforge.training.parallel.ray_ranks import RayRankProcess
+
+        port = _free_port("")
+        ranks = [Rank(rank, self.world, 0, peers.address, port) for rank in range(self.world)]
+        shared = peers.share(self.task)
+        return [self._process(ranks[0], 1)] + [
+            RayRankProcess(peers, rank, shared, self._handle) for rank in ranks[1:]
+        ]
 
     def _watch(self, processes: list[Any]) -> None:
         """Relay the ranks' messages until every rank has ended; when one fails, the others
@@ -263,9 +299,10 @@ class _Supervisor:
     def _broken(self, processes: list[Any]) -> bool:
         """Whether a rank failed (not a cancel, nor another rank's failure seen from it) or
         ended without saying why."""
+        codes = [p.exitcode for p in processes]  # a Ray rank reports its failure on the way
         reported = {f.rank for f in self.failures}
         died = any(
-            p.exitcode not in (None, 0) and rank not in reported for rank, p in enumerate(processes)
+            code not in (None, 0) and rank not in reported for rank, code in enumerate(codes)
         )
         return died or any(not f.peer and f.kind != "JobCancelled" for f in self.failures)
 
@@ -317,9 +354,9 @@ class _Supervisor:
         for rank, process in enumerate(processes):  # a rank that died without a word
             code = process.exitcode
             if code not in (0, None) and rank not in reported and rank not in self.stopped:
-                how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
                 raise RuntimeError(
-                    f"Training process {rank} of {self.world} ended unexpectedly ({how}); "
+                    f"Training process {rank} of {self.world} ended unexpectedly "
+                    f"({_ending(process, code)}); "
                     "every process of the run was stopped."
                 )
         causes = [f for f in self.failures if not f.peer] or self.failures
@@ -334,6 +371,22 @@ class _Supervisor:
                 f"The {self.world} training processes ended without a result; see the log."
             )
         return self.outcome
+
+
+def _ending(process: Any, code: int) -> str:
+    """How a rank's process ended, in words (a Ray rank's says why its actor ended)."""
+    death = getattr(process, "death", None)
+    if death is not None:
+        return str(death)
+    return f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+
+
+def failure(rank: int, exc: BaseException) -> tuple[Any, ...]:
+    """The message by which a rank tells the supervisor why it failed."""
+    if not isinstance(exc, JobCancelled | DomainError):
+        traceback.print_exc(file=sys.stderr)
+    details = exc.details if isinstance(exc, DomainError) else {}
+    return ("failed", rank, type(exc).__name__, str(exc), details, isinstance(exc, PeerFailed))
 
 
 class _Relay:
@@ -404,12 +457,14 @@ def _rank_process(
     replies: Any,
     cancel: Any,
     launcher: tuple[int, float],
+    local_world: int,
 ) -> None:
-    """A rank's process under the local launcher (`launcher`: its pid and start time)."""
+    """A rank's process under the launcher (`launcher`: its pid and start time; `local_world`:
+    how many ranks share this machine's cores)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the launcher, which stops us
     threading.Thread(target=_orphaned, args=launcher, daemon=True).start()
     os.environ.update(rank.env())
-    os.environ["LOCAL_WORLD_SIZE"] = str(rank.world_size)
+    os.environ["LOCAL_WORLD_SIZE"] = str(local_world)
     first = rank.rank == 0
     reporter: Reporter = _Relay(events, cancel) if first else SilentReporter()
     checkpoints = _relayed_checkpoints(latest, events, replies) if first else None
@@ -419,11 +474,7 @@ def _rank_process(
         if first:
             events.put(("outcome", outcome))
     except BaseException as exc:  # every failure is reported, then this process ends
-        if not isinstance(exc, JobCancelled | DomainError):
-            traceback.print_exc(file=sys.stderr)
-        details = exc.details if isinstance(exc, DomainError) else {}
-        peer = isinstance(exc, PeerFailed)
-        events.put(("failed", rank.rank, type(exc).__name__, str(exc), details, peer))
+        events.put(failure(rank.rank, exc))
         code = 1
     finally:
         events.close()
