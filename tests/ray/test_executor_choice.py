@@ -19,7 +19,8 @@ from tuneforge.db.tables import Job, User
 from tuneforge.jobs.executor_check import ExecutorUnavailable, check_executor
 from tuneforge.jobs.executors import make_runner
 from tuneforge.jobs.queue import claim_next
-from tuneforge.jobs.ray_runner import import_ray
+from tuneforge.jobs.ray_peers import bundle_options
+from tuneforge.jobs.ray_runner import RANK_INFIX, actor_name, import_ray, job_of
 from tuneforge.jobs.resources import Resources, job_resources
 from tuneforge.jobs.runner import LocalRunner
 
@@ -61,6 +62,30 @@ def test_resources_in_words_and_as_ray_options() -> None:
     }
     assert Resources(cpus=0.5).describe() == "0.5 CPUs"
     assert Resources(cpus=0.5).ray_options() == {"num_cpus": 0.5, "num_gpus": 0}
+
+
+def test_a_training_in_several_processes_asks_for_one_bundle_per_process() -> None:
+    asked = Resources(cpus=2, gpus=2, memory_gb=24, accelerator="A100")
+    share = asked.share(2)
+    assert share == Resources(cpus=1, gpus=1, memory_gb=12, accelerator="A100")
+    bundle = share.bundle()
+    assert bundle == {
+        "CPU": 1,
+        "GPU": 1,
+        "memory": 12_000_000_000,
+        "accelerator_type:A100": 0.001,  # what Ray's `accelerator_type` option asks for
+    }
+    # A rank's actor asks for all of its bundle; the group of a job is its actor's name, and
+    # the actors of its ranks are left to the group.
+    assert bundle_options(bundle) == {
+        "num_cpus": 1,
+        "num_gpus": 1,
+        "memory": 12_000_000_000,
+        "resources": {"accelerator_type:A100": 0.001},
+    }
+    assert bundle_options(Resources(cpus=1).bundle()) == {"num_cpus": 1, "num_gpus": 0}
+    assert job_of(actor_name("abc")) == "abc"
+    assert job_of(f"{actor_name('abc')}{RANK_INFIX}1") is None and job_of("other") is None
 
 
 def _job(session: Session, kind: str, spec: dict[str, object]) -> Job:

@@ -8,9 +8,14 @@ One loop does what the local runner's does, every `poll_interval`, for jobs on R
   `resources` and what it waits for in `waiting`) and creates its actor: a detached actor named
   `tuneforge-job-{id}` in `ray_namespace`, asking for the job's `Resources` (CPUs, GPUs, memory,
   GPU type). Ray starts it on a node that has them; until then the job waits and says for what,
-  and no heartbeat is expected of it. The actor moves the job to `running` (with its node's address
-  and process id) and runs the ordinary worker (`jobs/worker.py`) in a thread: heartbeats,
-  events, logs and the final status go to the database exactly as with local workers.
+  and no heartbeat is expected of it. A training in N > 1 processes asks instead for a
+  placement group of N bundles, one per process (each its share of the resources), named as
+  its actor and detached too, with the PACK strategy (Ray fills a node, then spreads over
+  others); its actor takes bundle 0 and starts the other ranks in bundles 1..N-1
+  (`ray_peers.py`), and the job waits while the group is pending. The actor moves the job to
+  `running` (with its node's address and process id) and runs the ordinary worker
+  (`jobs/worker.py`) in a thread: heartbeats, events, logs and the final status go to the
+  database exactly as with local workers.
 * **Settle lost jobs**: a running job whose actor died (`ray.kill`, a killed process, a lost
   node) fails with "worker lost: Ray actor died: ..." as soon as Ray reports it, and one whose
   heartbeat stopped fails after `heartbeat_timeout` (its actor is killed). A reserved job whose
@@ -19,8 +24,9 @@ One loop does what the local runner's does, every `poll_interval`, for jobs on R
   cancel request, as a local worker sees SIGTERM); after `cancel_timeout` the actor is killed.
 
 Actors are detached: they outlive the server, and a restarted server adopts them by name. An
-actor ends itself once its job is settled; the runner ends any that linger (a cancelled job's
-pending actor, say).
+actor ends itself once its job is settled (with its placement group, which takes the ranks'
+actors with it); the runner ends any that linger (a cancelled job's pending actor, say), and
+removes the group of a job whose actor died.
 
 What reaches the actor: its job id, the reservation tag, and a reference to the settings (as
 JSON, put in Ray's object store, without the gateway's proxy secret); the settings carry the
@@ -56,7 +62,7 @@ from tuneforge.db.repositories.ray_jobs import (
 from tuneforge.db.session import make_engine, make_sessionmaker, transaction
 from tuneforge.db.tables import Job, utcnow
 from tuneforge.jobs.executor_check import ExecutorUnavailable, check_executor
-from tuneforge.jobs.resources import Resources, job_resources
+from tuneforge.jobs.resources import Resources, job_processes, job_resources
 from tuneforge.jobs.runner_loop import RunnerLoop
 from tuneforge.jobs.states import StaleTransition, transition
 from tuneforge.jobs.status import ACTIVE, JobStatus
@@ -65,6 +71,8 @@ from tuneforge.settings import Settings
 log = logging.getLogger(__name__)
 
 ACTOR_PREFIX = "tuneforge-job-"
+#: The names of the actors of a training's other ranks: `{actor_name(job)}{RANK_INFIX}{rank}`.
+RANK_INFIX = "-rank-"
 #: Threads of a job's actor: `run()`, and `cancel()` / `join()` calls beside it.
 ACTOR_THREADS = 4
 #: Seconds a job's actor stays after its job settled (its answer reaches the runner), then ends.
@@ -91,6 +99,14 @@ def import_ray() -> Any:
 
 def actor_name(job_id: str) -> str:
     return f"{ACTOR_PREFIX}{job_id}"
+
+
+def job_of(name: str) -> str | None:
+    """The job whose actor or placement group has this name (not a rank's actor's, which
+    ends with its job's group)."""
+    if not name.startswith(ACTOR_PREFIX) or RANK_INFIX in name:
+        return None
+    return name[len(ACTOR_PREFIX) :]
 
 
 def _first_line(exc: BaseException) -> str:
@@ -125,6 +141,9 @@ class JobActor:
 
     def _end(self) -> None:
         ray = import_ray()
+        group = ray.util.get_current_placement_group()
+        if group is not None:  # the job's, with the actors of its other ranks
+            ray.util.remove_placement_group(group)
         ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
     def _start(self) -> bool:
@@ -244,38 +263,65 @@ class RayRunner(RunnerLoop):
                 self.ray.kill(handle, no_restart=True)
             except Exception as exc:  # already gone
                 log.debug("could not kill the actor of job %s: %s", job_id, exc)
+        self._remove_group(job_id)
         self._forget(job_id)
+
+    def _group(self, job_id: str) -> Any | None:
+        """The job's placement group (a training in several processes has one), if any."""
+        try:
+            return self.ray.util.get_placement_group(actor_name(job_id))
+        except ValueError:
+            return None
+
+    def _remove_group(self, job_id: str) -> None:
+        group = self._group(job_id)
+        if group is not None:
+            self.ray.util.remove_placement_group(group)
 
     def _forget(self, job_id: str) -> None:
         self._actors.pop(job_id, None)
         self._runs.pop(job_id, None)
         self._cancelled.discard(job_id)
 
-    def _launch(self, job_id: str, resources: Resources) -> bool:
-        """Create the job's actor and call its `run()`; False when the actor of an earlier
-        attempt still holds the name (it is killed; the job is taken again later)."""
+    def _launch(self, job_id: str, resources: Resources, processes: int) -> bool:
+        """Create the job's actor (in a placement group of `processes` bundles when there are
+        several) and call its `run()`; False when the actor or group of an earlier attempt
+        still holds the name (they are ended; the job is taken again later)."""
         self._forget(job_id)
-        try:
-            old = self.ray.get_actor(actor_name(job_id), namespace=self.namespace)
-        except ValueError:
-            old = None
-        if old is not None:
-            self.ray.kill(old, no_restart=True)
+        if self._group(job_id) is not None or self._handle(job_id) is not None:
+            self._kill(job_id)
             return False
         public = self.settings.model_copy(update={"proxy_secret": None})
         settings_ref = self.ray.put(public.model_dump_json())
+        options = resources.ray_options()
+        if processes > 1:
+            options = self._placed(job_id, resources.share(processes), processes)
         actor = self.ray.remote(JobActor).options(
             name=actor_name(job_id),
             namespace=self.namespace,
             lifetime="detached",
             max_concurrency=ACTOR_THREADS,
             max_restarts=0,
-            **resources.ray_options(),
+            **options,
         )
         handle = actor.remote(job_id, self.tag, [settings_ref])
         self._actors[job_id] = handle
         self._runs[job_id] = handle.run.remote()
         return True
+
+    def _placed(self, job_id: str, share: Resources, processes: int) -> dict[str, Any]:
+        """Create the job's placement group, one bundle of `share` per process; the options
+        of its actor, in bundle 0."""
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        group = self.ray.util.placement_group(
+            [share.bundle() for _ in range(processes)],
+            strategy="PACK",
+            name=actor_name(job_id),
+            lifetime="detached",
+        )
+        placed = PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=0)
+        return {**share.ray_options(), "scheduling_strategy": placed}
 
     # -- the duties --------------------------------------------------------------------------
     def sweep(self) -> None:
@@ -292,6 +338,7 @@ class RayRunner(RunnerLoop):
                     self._kill(job.id)
                 if reason is not None:
                     self._settle(session, job, reason)
+                    self._remove_group(job.id)  # its other ranks' actors end with it
                     self._forget(job.id)
             for job in reserved_by(session, self.tag):
                 if self._vanished_lately(job.id):
@@ -371,12 +418,14 @@ class RayRunner(RunnerLoop):
                     return
                 job_id, kind = job.id, job.kind
                 resources = job_resources(session, self.settings, job, has_gpus=self._has_gpus())
+                processes = job_processes(job)
                 waiting = self._waiting(resources)
                 if not reserve(session, job_id, self.tag, resources.model_dump(), waiting):
                     continue
             try:
-                launched = self._launch(job_id, resources)
+                launched = self._launch(job_id, resources, processes)
             except Exception as exc:
+                self._remove_group(job_id)
                 self._fail_to_start(job_id, f"could not start a Ray actor: {_first_line(exc)}")
                 continue
             if not launched:
@@ -403,12 +452,13 @@ class RayRunner(RunnerLoop):
             return
         self._tidied = time.monotonic()
         names = self.ray.util.list_named_actors(all_namespaces=True)
-        ours = [
-            entry["name"][len(ACTOR_PREFIX) :]
-            for entry in names
-            if entry["namespace"] == self.namespace and entry["name"].startswith(ACTOR_PREFIX)
+        ours = [job_of(entry["name"]) for entry in names if entry["namespace"] == self.namespace]
+        groups = [  # of the actors that died, or were never created
+            job_of(group["name"])
+            for group in self.ray.util.placement_group_table().values()
+            if group["state"] != "REMOVED"
         ]
-        job_ids = sorted(set(ours) | set(self._actors))
+        job_ids = sorted({job for job in ours + groups if job} | set(self._actors))
         with transaction(self.factory) as session:
             states = job_states(session, job_ids)
         for job_id in job_ids:

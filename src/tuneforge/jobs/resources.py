@@ -1,8 +1,9 @@
 """What a job asks of the machine that runs it: CPUs, GPUs, memory, and a GPU type.
 
 The Ray executor turns a job's `Resources` into the options of its actor (Ray places it on a
-node that has them, or the job waits and says for what); every executor records them on the
-job (`Job.resources`), so the Jobs page shows what a job asked for.
+node that has them, or the job waits and says for what), and a training in several processes
+into a placement group of one bundle per process (`bundles`: each its share); every executor
+records them on the job (`Job.resources`), so the Jobs page shows what a job asked for.
 
 * A training asks for one CPU per process it trains in (`devices` in its spec, 1 without it),
   for one GPU per process (of its `gpu_type`, if it names one) when its spec needs CUDA (fp16
@@ -64,13 +65,40 @@ class Resources(BaseModel):
             options["accelerator_type"] = self.accelerator
         return options
 
+    def share(self, processes: int) -> Resources:
+        """What each of `processes` processes that share these resources asks for."""
+        memory = None if self.memory_gb is None else self.memory_gb / processes
+        return self.model_copy(
+            update={
+                "cpus": self.cpus / processes,
+                "gpus": self.gpus / processes,
+                "memory_gb": memory,
+            }
+        )
+
+    def bundle(self) -> dict[str, float]:
+        """These resources as one bundle of a Ray placement group."""
+        bundle = {"CPU": self.cpus}
+        if self.gpus:
+            bundle["GPU"] = self.gpus
+        if self.memory_gb is not None:
+            bundle["memory"] = float(int(self.memory_gb * GB))
+        if self.accelerator:  # what `accelerator_type` asks of an actor
+            bundle[f"accelerator_type:{self.accelerator}"] = 0.001
+        return bundle
+
 
 def _count(value: float, noun: str) -> str:
     shown = f"{value:g}"
     return f"{shown} {noun}{'' if value == 1 else 's'}"
 
 
-def _processes(spec: dict[str, Any]) -> int:
+def job_processes(job: Job) -> int:
+    """How many processes `job` runs in: a training its `processes_of`, any other job one."""
+    return processes_of(job.spec) if job.kind == "train" else 1
+
+
+def processes_of(spec: dict[str, Any]) -> int:
     """How many processes a training spec trains in (`devices`; "auto" counts as one here:
     the node's hardware decides, and Ray is asked for one)."""
     devices = spec.get("devices", 1)
@@ -90,7 +118,7 @@ def job_resources(
     cpus = CPUS.get(job.kind, 1.0)
     if job.kind != "train":
         return Resources(cpus=cpus)
-    processes = _processes(job.spec)
+    processes = processes_of(job.spec)
     gpu_type = job.spec.get("gpu_type")
     gpus = float(processes) if has_gpus or gpu_type or needs_cuda(job.spec) else 0.0
     memory = None if gpus else _training_memory_gb(session, settings, job)
@@ -114,4 +142,4 @@ def _training_memory_gb(session: Session, settings: Settings, job: Job) -> float
         peak = estimate_run(session, user, settings, spec).peak_memory_bytes
     except (DomainError, ValueError):
         return None
-    return math.ceil(peak * _processes(job.spec) / GB * 10) / 10
+    return math.ceil(peak * processes_of(job.spec) / GB * 10) / 10

@@ -11,7 +11,9 @@ model is uploaded under `model/`, the TensorBoard logs under `tensorboard/`.
 
 A run over several devices trains in one process per device, which this worker starts and
 supervises (`training/parallel/launcher.py`): rank 0 reports through it and its checkpoints are
-stored from here, as a one-process run's are.
+stored from here, as a one-process run's are. On Ray, ranks 1..N-1 run in actors of the job's
+placement group, on whichever nodes Ray placed them (`jobs/ray_peers.py`); each gets the
+starting model's files on its node as this worker does (`starting_model.py`).
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from tuneforge.jobs.context import JobContext
 from tuneforge.jobs.endpoints import check_judges
 from tuneforge.jobs.inputs import starting_model
 from tuneforge.jobs.kinds.train import TrainResult, training_dataset
+from tuneforge.jobs.ray_peers import ray_peers
 from tuneforge.jobs.tracking import prepare_tracking
+from tuneforge.jobs.workers.starting_model import Continued, fetch_continued
 from tuneforge.jobs.workers.train_phases import (
     TRAINING_SHARE,
     attempt_started,
@@ -70,27 +74,17 @@ def _dataset(ctx: JobContext, spec: TrainingBase) -> tuple[Dataset, dict[str, st
     return dataset, keys
 
 
-def _starting_point(ctx: JobContext, spec: TrainingBase, base: Path, local: Path) -> Path:
-    """What the run trains from: the base model, or the fine-tune it continues (checked again
-    as the owner's) fetched from the store into `local`."""
+def _continued(ctx: JobContext, spec: TrainingBase) -> Continued | None:
+    """The fine-tune the run continues (checked again as the owner's), if it continues one."""
     if spec.start_from is None:
-        return base
-    from tuneforge.training.runtime import name_base
-
+        return None
     with ctx.transaction() as session:
         owner = session.get(User, ctx.owner_id)
         if owner is None:
             raise InvalidInput("The run's owner no longer exists.")
         model = starting_model(session, owner, spec)
         assert model is not None  # the spec names it
-        key, kind, name = model.artifact_key, model.kind, model.name
-    ctx.progress(0.0, f"fetching {name}, the model this run continues")
-    shutil.rmtree(local, ignore_errors=True)
-    ctx.store.get_dir(key, local)
-    if kind == "adapter":
-        name_base(local, base)
-    ctx.log(f"continuing {name} ({spec.start_from}, {kind})")
-    return local
+        return Continued(model.artifact_key, model.kind, model.name)
 
 
 class StoredCheckpoints:
@@ -159,7 +153,12 @@ def run(spec: TrainingBase, ctx: JobContext) -> TrainResult:
     test = processed_records(ctx.store, data_prefix, dataset.splits, "test")
     prefix = artifact_prefix(ctx.owner_id, ctx.kind, ctx.job_id)
     workdir = settings.data_dir / "work" / ctx.job_id
-    model_path = _starting_point(ctx, spec, base_path, workdir / "start")
+    continued = _continued(ctx, spec)
+    model_path = base_path
+    if continued is not None:
+        ctx.progress(0.0, f"fetching {continued.name}, the model this run continues")
+        model_path = fetch_continued(ctx.store, continued, base_path, workdir / "start")
+        ctx.log(f"continuing {continued.name} ({spec.start_from}, {continued.kind})")
     stored = StoredCheckpoints(ctx.store, prefix, spec.keep_checkpoints)
     fetched = stored.fetched(workdir / "resume")
     latest = next(fetched, None)
@@ -185,6 +184,7 @@ def run(spec: TrainingBase, ctx: JobContext) -> TrainResult:
             workdir,
             Checkpoints(latest=latest, save=stored.save, older=fetched),
             secrets=keys,
+            peers=ray_peers(settings, ctx.job_id, spec.base_model, continued),
         )
         with timed() as storing:
             store_model(ctx, f"{prefix}/model", outcome.output)
