@@ -15,9 +15,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tests.conftest import add_user
+from tests.browser.users import TestUsers
 from tests.server import running_server, server_env
-from tuneforge.db.session import make_engine, make_sessionmaker, transaction
 from tuneforge.db.tables import Export, Job, JobEvent, Model, User
 from tuneforge.jobs.events import JobEventData
 from tuneforge.settings import Settings
@@ -25,36 +24,49 @@ from tuneforge.settings import Settings
 
 @dataclass(frozen=True)
 class QuietStudio:
-    """A server whose jobs stay as the test leaves them (no runner), with `alice` and `bob`."""
+    """A server whose jobs stay as the test leaves them (no runner), as one test sees it: its
+    users by role (`alice`, `bob`: made for the test when it first names them,
+    tests/browser/users.py)."""
 
     url: str
     settings: Settings
-    tokens: dict[str, str]
+    users: TestUsers
 
-    def api(self, username: str) -> httpx.Client:
+    def username(self, role: str) -> str:
+        return self.users.username(role)
+
+    def api(self, role: str) -> httpx.Client:
         return httpx.Client(
             base_url=f"{self.url}/api/v1",
-            headers={"Authorization": f"Bearer {self.tokens[username]}"},
+            headers={"Authorization": f"Bearer {self.users.token(role)}"},
             timeout=30,
         )
 
     @contextmanager
     def db(self) -> Iterator[Session]:
-        factory = make_sessionmaker(make_engine(self.settings.resolved_database_url))
-        with transaction(factory) as session:
+        with self.users.db() as session:
             yield session
 
-    def user_id(self, username: str) -> str:
+    def user_id(self, role: str) -> str:
         with self.db() as session:
-            return session.scalars(select(User.id).where(User.username == username)).one()
+            name = self.username(role)
+            return session.scalars(select(User.id).where(User.username == name)).one()
+
+
+@pytest.fixture(scope="session")
+def quiet_server(shared_settings: Callable[[], Settings]) -> Iterator[tuple[str, Settings]]:
+    """`tuneforge serve` without a job runner, shared by the tests of a process."""
+    settings = shared_settings()
+    with running_server(server_env(settings, run_jobs=False), timeout=60) as url:
+        yield url, settings
 
 
 @pytest.fixture
-def quiet_studio(make_settings: Callable[..., Settings]) -> Iterator[QuietStudio]:
-    settings = make_settings(auth="local")
-    with running_server(server_env(settings, run_jobs=False), timeout=60) as url:
-        tokens = {name: add_user(settings, name) for name in ("alice", "bob")}
-        yield QuietStudio(url, settings, tokens)
+def quiet_studio(quiet_server: tuple[str, Settings]) -> Iterator[QuietStudio]:
+    url, settings = quiet_server
+    users = TestUsers(settings)
+    yield QuietStudio(url, settings, users)
+    users.remove(runner=False)
 
 
 QUESTIONS = [(f"What is the capital of country number {i}?", f"City {i}.") for i in range(12)]
@@ -62,13 +74,13 @@ QUESTIONS = [(f"What is the capital of country number {i}?", f"City {i}.") for i
 
 def upload_dataset(
     studio: QuietStudio,
-    username: str,
+    role: str,
     name: str,
     rows: list[tuple[str, str]] = QUESTIONS,
 ) -> dict[str, Any]:
     """A raw dataset of questions and answers, uploaded as a JSON lines file."""
     lines = "\n".join(json.dumps({"question": q, "answer": a}) for q, a in rows)
-    with studio.api(username) as api:
+    with studio.api(role) as api:
         response = api.post(
             "/datasets", files={"file": ("capitals.jsonl", lines.encode())}, data={"name": name}
         )
@@ -78,11 +90,11 @@ def upload_dataset(
 
 
 def process_dataset(
-    studio: QuietStudio, username: str, raw: dict[str, Any], name: str
+    studio: QuietStudio, role: str, raw: dict[str, Any], name: str
 ) -> dict[str, Any]:
     """The raw dataset processed (at once: it is small) with a test split."""
     config = {"mapping": raw["mapping"], "split": {"test_size": 0.25, "seed": 1}, "name": name}
-    with studio.api(username) as api:
+    with studio.api(role) as api:
         response = api.post(f"/datasets/{raw['id']}/process", json=config)
     assert response.status_code == 201, response.text
     processed: dict[str, Any] = response.json()
@@ -90,11 +102,9 @@ def process_dataset(
     return processed
 
 
-def add_job(
-    studio: QuietStudio, username: str, kind: str, spec: dict[str, Any], **fields: Any
-) -> str:
+def add_job(studio: QuietStudio, role: str, kind: str, spec: dict[str, Any], **fields: Any) -> str:
     with studio.db() as session:
-        job = Job(owner_id=studio.user_id(username), kind=kind, spec=spec, **fields)
+        job = Job(owner_id=studio.user_id(role), kind=kind, spec=spec, **fields)
         session.add(job)
         session.flush()
         return job.id
@@ -115,12 +125,12 @@ def add_event(studio: QuietStudio, job_id: str, event: JobEventData) -> None:
 
 
 def add_model(
-    studio: QuietStudio, username: str, name: str, dataset_id: str, job_id: str | None
+    studio: QuietStudio, role: str, name: str, dataset_id: str, job_id: str | None
 ) -> str:
     """A model row as a finished run leaves it (its files are not needed by these pages)."""
     with studio.db() as session:
         model = Model(
-            owner_id=studio.user_id(username),
+            owner_id=studio.user_id(role),
             name=name,
             base_model="tiny-random-gemma3",
             kind="adapter",
@@ -137,10 +147,10 @@ def add_model(
         return model.id
 
 
-def add_export(studio: QuietStudio, username: str, model_id: str) -> str:
+def add_export(studio: QuietStudio, role: str, model_id: str) -> str:
     with studio.db() as session:
         export = Export(
-            owner_id=studio.user_id(username),
+            owner_id=studio.user_id(role),
             model_id=model_id,
             format="gguf",
             quantization="q8_0",

@@ -16,7 +16,7 @@ from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import Studio
 from tests.browser.test_training_ui import processed_dataset
-from tests.browser.test_ui import NOT_RELOADED, log_in, mark_page, submit_login
+from tests.browser.test_ui import NOT_RELOADED, log_in, mark_page
 from tests.evaluation.judge_server import judge_server
 from tests.fine_tuned import add_fine_tuned
 from tuneforge.evaluation.comparison import delta_text, verdict
@@ -40,7 +40,9 @@ def extraction_on_colours(page: Page, samples: int) -> None:
 
 def test_evaluate_a_fine_tune_against_its_base(studio: Studio, page: Page, tiny_adapter) -> None:
     processed_dataset(studio, rows=20)
-    tuned = add_fine_tuned(studio.settings, "admin", tiny_adapter, name="Colour expert")
+    tuned = add_fine_tuned(
+        studio.settings, studio.username("admin"), tiny_adapter, name="Colour expert"
+    )
     log_in(page, studio, "admin")
     page.goto(f"{studio.url}/models/{tuned}")
     page.locator(".model-evaluate").click()
@@ -196,8 +198,7 @@ def test_a_runs_check_on_its_model_page_agrees_with_a_full_evaluation(
     # Another user's model id prefills nothing.
     other = page.context.browser.new_context()  # type: ignore[union-attr]
     alice = other.new_page()
-    alice.goto(f"{studio.url}/login")
-    submit_login(alice, "alice", "password-alice")
+    log_in(alice, studio, "alice")
     alice.goto(f"{studio.url}/evaluations?model={model_id}")
     expect(alice.locator(".evaluation-form")).to_be_visible()
     expect(alice.locator(".evaluation-prefilled")).to_have_count(0)

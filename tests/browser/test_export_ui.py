@@ -18,7 +18,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 
 
 def test_export_a_fine_tune_from_its_page(studio: Studio, page: Page, tiny_adapter) -> None:
-    tuned = add_fine_tuned(studio.settings, "admin", tiny_adapter, name="Colour expert")
+    tuned = add_fine_tuned(
+        studio.settings, studio.username("admin"), tiny_adapter, name="Colour expert"
+    )
     log_in(page, studio, "admin")
     page.goto(f"{studio.url}/models/{tuned}")
     expect(page.locator(".exports-empty")).to_be_visible()

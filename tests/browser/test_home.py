@@ -17,14 +17,14 @@ from tests.browser.path_data import (
     set_job,
     upload_dataset,
 )
-from tests.browser.test_ui import submit_login
+from tests.browser.test_ui import log_in as log_in_as
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
 
-def log_in(page: Page, studio: QuietStudio, username: str) -> None:
-    page.goto(f"{studio.url}/login")
-    submit_login(page, username, f"password-{username}")
+def log_in(page: Page, studio: QuietStudio, role: str) -> None:
+    """Log in as the test's user `role`, and land on home."""
+    log_in_as(page, studio, role)
     expect(page).to_have_url(f"{studio.url}/")
 
 

@@ -27,12 +27,21 @@ ANSWER_TIMEOUT = 120_000  # ms: the first message starts the inference server an
 VISION = "tiny-random-gemma3-vision"
 
 
+@pytest.fixture
+def studio(own_studio: Studio) -> Studio:
+    """A server per test: its engines, and what they count, are the server's, not a user's
+    (tests/browser/conftest.py)."""
+    return own_studio
+
+
 def answers(page: Page, column: int) -> list[str]:
     return page.locator(f".playground-answers-{column} .playground-answer").all_inner_texts()
 
 
 def test_chat_side_by_side_with_the_base_model(studio: Studio, page: Page, tiny_adapter) -> None:
-    tuned = add_fine_tuned(studio.settings, "alice", tiny_adapter, name="Colour expert")
+    tuned = add_fine_tuned(
+        studio.settings, studio.username("alice"), tiny_adapter, name="Colour expert"
+    )
     log_in(page, studio, "alice")
     page.goto(f"{studio.url}/models/{tuned}")
     page.locator(".model-chat").click()
@@ -78,10 +87,9 @@ def test_chat_side_by_side_with_the_base_model(studio: Studio, page: Page, tiny_
 
 
 def test_another_users_model_is_not_offered(studio: Studio, page: Page, tiny_adapter) -> None:
-    tuned = add_fine_tuned(studio.settings, "alice", tiny_adapter, name="Alice's model")
-    from tests.conftest import add_user
-
-    add_user(studio.settings, "bob")
+    tuned = add_fine_tuned(
+        studio.settings, studio.username("alice"), tiny_adapter, name="Alice's model"
+    )
     log_in(page, studio, "bob")
     page.goto(f"{studio.url}/playground?model={tuned}")
     expect(page.locator(".playground-column")).to_have_count(1)
@@ -106,7 +114,7 @@ def test_a_fine_tune_answers_greedily_by_default_as_the_api_does(
 ) -> None:
     """A fine-tune of a pre-trained base gets greedy, short answers with the reason said, and its
     Playground answer is the API's answer with the model's defaults (nothing set)."""
-    tuned = add_fine_tuned(studio.settings, "admin", tiny_adapter, name="Capitals")
+    tuned = add_fine_tuned(studio.settings, studio.username("admin"), tiny_adapter, name="Capitals")
     context = browser.new_context(
         viewport={"width": 1280, "height": 800}, permissions=["clipboard-read", "clipboard-write"]
     )

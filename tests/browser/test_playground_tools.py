@@ -24,7 +24,11 @@ def test_a_call_is_shown_and_its_typed_result_answered(
     studio: Studio, page: Page, tool_calling_model: Path
 ) -> None:
     tuned = add_fine_tuned(
-        studio.settings, "alice", tool_calling_model, name="Weather caller", kind="full"
+        studio.settings,
+        studio.username("alice"),
+        tool_calling_model,
+        name="Weather caller",
+        kind="full",
     )
     log_in(page, studio, "alice")
     page.goto(f"{studio.url}/playground?model={tuned}")

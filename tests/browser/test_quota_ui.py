@@ -20,7 +20,8 @@ pytestmark = pytest.mark.browser
 def test_settings_shows_usage_beside_the_quota(studio: Studio, page: Page) -> None:
     with studio.api(studio.admin_token) as admin:
         limits = {"storage_bytes": 1 << 30, "jobs_per_day": 5}
-        assert admin.put("/admin/users/alice/quota", json=limits).status_code == 200
+        alice = studio.username("alice")
+        assert admin.put(f"/admin/users/{alice}/quota", json=limits).status_code == 200
     log_in(page, studio, "alice")
     expect(page).to_have_url(f"{studio.url}/")
     page.goto(f"{studio.url}/settings#quota")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+from typing import Protocol
 
 import httpx
 import pytest
@@ -23,9 +24,19 @@ def submit_login(page: Page, username: str, password: str) -> None:
     page.get_by_role("button", name="Log in").click()
 
 
-def log_in(page: Page, studio: Studio, username: str) -> None:
+class Users(Protocol):
+    """A server as a test sees it: its URL, and its users by role (tests/browser/users.py)."""
+
+    url: str
+
+    def username(self, role: str) -> str: ...
+
+
+def log_in(page: Page, studio: Users, role: str) -> None:
+    """Log in as the test's user `role` ("admin", "alice")."""
+    name = studio.username(role)
     page.goto(f"{studio.url}/login")
-    submit_login(page, username, f"password-{username}")
+    submit_login(page, name, f"password-{name}")
 
 
 def mark_page(page: Page) -> None:
@@ -45,11 +56,12 @@ def test_admin_logs_in_and_watches_a_diagnostic_job_finish_live(studio: Studio, 
     page.goto(f"{studio.url}/jobs")
     expect(page).to_have_url(f"{studio.url}/login?next=%2Fjobs")
 
-    submit_login(page, "admin", "not-the-password")
+    admin = studio.username("admin")
+    submit_login(page, admin, "not-the-password")
     expect(page.locator(".login-error")).to_have_text("Wrong user name or password.")
-    expect(page).to_have_url(re.compile(r"/login\?error=unauthenticated&username=admin"))
+    expect(page).to_have_url(re.compile(rf"/login\?error=unauthenticated&username={admin}(&|$)"))
 
-    submit_login(page, "admin", "password-admin")
+    submit_login(page, admin, f"password-{admin}")
     expect(page).to_have_url(f"{studio.url}/jobs")
     expect(page.get_by_text("No jobs yet")).to_be_visible()
     mark_page(page)
@@ -147,7 +159,7 @@ def test_api_token_created_on_settings_page_works_until_revoked(studio: Studio, 
         f"{studio.url}/api/v1/me", headers={"Authorization": f"Bearer {token}"}, timeout=10
     )
     assert me.status_code == 200
-    assert me.json()["username"] == "alice"
+    assert me.json()["username"] == studio.username("alice")
 
     row = page.locator(".tokens-table tbody tr", has_text="notebook")
     expect(row).to_contain_text(token[:10])
@@ -159,7 +171,7 @@ def test_api_token_created_on_settings_page_works_until_revoked(studio: Studio, 
     )
     assert revoked.status_code == 401
 
-    page.locator("header").get_by_role("button", name="alice").click()
+    page.locator("header").get_by_role("button", name=studio.username("alice")).click()
     page.get_by_role("button", name="Log out").click()
     expect(page).to_have_url(f"{studio.url}/login")
     page.goto(f"{studio.url}/settings")
