@@ -47,7 +47,7 @@ def test_the_engine_samples_what_grpo_samples(
     answers = set()
     for seed in range(2):
         trained = complete(
-            engine.model, tokenizer, [ids], 1, Sampling(TOKENS, temperature, top_p), runtime, [seed]
+            engine.model, tokenizer, [ids], 1, Sampling(TOKENS, temperature, top_p), runtime, seed
         ).texts[0]
         # GRPO draws from the whole nucleus: no top-k cut.
         params = GenerationParams(

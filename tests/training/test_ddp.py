@@ -16,12 +16,12 @@ from pydantic import ValidationError
 from safetensors.torch import load_file
 
 from tests.training.conftest import Recorder, conversations
-from tests.training.test_recipe_registry import TOY, ToySpec, registered
 from tuneforge.errors import InvalidInput
 from tuneforge.training.parallel.launcher import launch
 from tuneforge.training.parallel.ranks import Rank, strategy, world_size
 from tuneforge.training.parallel.sharding import shard_model
 from tuneforge.training.recipe import Checkpoints
+from tuneforge.training.recipes.grpo import GRPOSpec
 from tuneforge.training.run_checks import devices_findings
 from tuneforge.training.schedule import Plan
 from tuneforge.training.spec import DPOSpec, SFTSpec
@@ -150,15 +150,19 @@ def test_world_size_follows_the_gpus_and_refuses_what_cannot_run() -> None:
     with pytest.raises(InvalidInput, match="FSDP, which needs CUDA GPUs"):
         world_size(spec(devices=2, method="full"), 0)
     assert world_size(spec(devices=2, method="full"), 2) == 2
-    with registered(TOY):  # a trainer that trains in one process
-        toy = ToySpec(base_model="tiny-random-gemma3", dataset_id="d", devices=2)
-        with pytest.raises(InvalidInput, match="toy trainer trains in one process") as one:
-            world_size(toy, 0)
-        assert "several devices work with dpo, grpo, kto, orpo and sft" in str(one.value)
-        (refusal,) = devices_findings(toy)  # refused at launch too
-        assert refusal.fields == ("devices",) and refusal.severity == "refusal"
-        assert world_size(toy.model_copy(update={"devices": "auto"}), 4) == 1
+    grpo = GRPOSpec(
+        base_model="tiny-random-gemma3",
+        dataset_id="d",
+        devices=2,
+        graders=[{"type": "regex", "name": "format", "pattern": "<answer>"}],
+    )
+    with pytest.raises(InvalidInput, match="grpo trainer trains in one process") as one:
+        world_size(grpo, 0)
+    assert "several devices work with dpo, kto, orpo and sft" in str(one.value)
+    (refusal,) = devices_findings(grpo)  # refused at launch too
+    assert refusal.fields == ("devices",) and refusal.severity == "refusal"
     assert devices_findings(spec(devices=2)) == []
+    assert world_size(grpo.model_copy(update={"devices": "auto"}), 4) == 1
     dpo = DPOSpec(base_model="tiny-random-gemma3", dataset_id="d", devices=2)
     assert world_size(dpo, 0) == 2 and devices_findings(dpo) == []
     assert strategy(spec(devices=2, method="full"), 2, cuda=True) == "fsdp"

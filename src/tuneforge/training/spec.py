@@ -224,7 +224,8 @@ class TrainingBase(BaseModel):
         "one process per GPU (at most the GPUs there are; full fine-tuning shards the model "
         "over them with FSDP); `auto` takes every GPU, and 1 on a machine without one. On a "
         "CPU, more than 1 runs that many processes with the gloo backend: the same result as "
-        "one process with the larger batch, but no faster (they share the cores).",
+        "one process with the larger batch, but no faster (they share the cores). GRPO "
+        "trains in one process so far.",
         json_schema_extra=_group("hardware"),
     )
     gpu_type: str | None = Field(

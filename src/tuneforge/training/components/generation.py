@@ -1,20 +1,18 @@
 """Completions of many prompts at once, for training on what the model itself writes (GRPO).
 
 `complete` left-pads the prompts into one batch and runs transformers' `generate` in eval mode:
-sampled (temperature, nucleus) `generations` times per prompt, or greedy once. Each prompt's
-draws come from a random generator of its own, seeded by the caller (a function of the run's
-seed, the step and the prompt's place in it: `RowSampler`), so a resumed run writes the same
-completions as the uninterrupted one would have, and a prompt's completions do not depend on the
-other prompts of its batch (a run over several processes samples what one process does). A
-completion stops at the end of its turn (`<end_of_turn>`; Gemma 4: `<turn|>`) or `<eos>`; the
-stop token belongs to it (the model learns to end its answer) and what `generate` pads after it
-does not. The batch keeps the token ids and masks that `training/components/policy.py` scores,
-and the decoded texts that the graders read."""
+sampled (temperature, nucleus) `generations` times per prompt, or greedy once. The draw is
+seeded by the caller (a function of the run's seed and step), so a resumed run writes the same
+completions as the uninterrupted one would have. A completion stops at the end of its turn
+(`<end_of_turn>`; Gemma 4: `<turn|>`) or `<eos>`; the stop token belongs to it (the model learns
+to end its answer) and what `generate` pads after it does not. The batch keeps the token ids
+and masks that `training/components/policy.py` scores, and the decoded texts that the graders
+read.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,8 +20,6 @@ from typing import Any
 import torch
 from tokenizers import Tokenizer
 from torch import nn
-from transformers import LogitsProcessor, LogitsProcessorList
-from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
 from tuneforge.models.chat_template import format_of_tokenizer
 from tuneforge.training.runtime import Runtime, evaluating
@@ -114,42 +110,6 @@ def dense_head_input(model: nn.Module) -> Iterator[None]:
         handle.remove()
 
 
-class RowSampler(LogitsProcessor):
-    """Draws each row's next token with temperature and nucleus from the row's own random
-    generator, and leaves only that token in the scores (so greedy decoding takes it): a row's
-    draws depend on its seed and its own logits, not on the other rows of the batch. A row
-    draws as `generate` samples after `torch.manual_seed` with its seed (the same warpers,
-    then `torch.multinomial`), so one completion of one prompt is what the inference engine
-    samples with that seed; per row, `multinomial` costs what it costs on the whole batch."""
-
-    def __init__(self, seeds: Sequence[int], sampling: Sampling, device: str) -> None:
-        self.generators = [torch.Generator(device).manual_seed(seed) for seed in seeds]
-        self.warpers: list[LogitsProcessor] = []
-        if sampling.temperature != 1.0:
-            self.warpers.append(TemperatureLogitsWarper(sampling.temperature))
-        if sampling.top_p < 1.0:
-            self.warpers.append(TopPLogitsWarper(sampling.top_p))
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        warped: torch.Tensor = scores
-        for warper in self.warpers:
-            warped = warper(input_ids, warped)
-        probs = torch.softmax(warped, dim=-1)
-        tokens = torch.cat(
-            [
-                torch.multinomial(probs[row : row + 1], 1, generator=generator)
-                for row, generator in enumerate(self.generators)
-            ]
-        )
-        chosen = torch.full_like(scores, -math.inf)
-        return chosen.scatter_(1, tokens, 0.0)  # type: ignore[return-value]
-
-
-def row_seed(seed: int, generation: int) -> int:
-    """The seed of a prompt's `generation`-th completion (the prompt's own for the first)."""
-    return (seed + generation * 1_000_000_007) % 2**63
-
-
 def complete(
     model: nn.Module,
     tokenizer: Tokenizer,
@@ -157,34 +117,37 @@ def complete(
     generations: int,
     sampling: Sampling,
     runtime: Runtime,
-    seeds: Sequence[int] | None = None,
+    seed: int | None = None,
 ) -> Completions:
     """`generations` completions of every prompt (token ids, as `encode_prompt` makes them),
-    drawn with `sampling`, each prompt's from its seed in `seeds` (greedy decoding needs none)."""
+    drawn with `sampling` after seeding torch with `seed`."""
     if not prompts:
         raise ValueError("complete() needs at least one prompt.")
     if sampling.greedy and generations != 1:
         raise ValueError("Greedy decoding writes one completion per prompt.")
-    processors = LogitsProcessorList()
-    if not sampling.greedy:
-        if seeds is None or len(seeds) != len(prompts):
-            raise ValueError("Sampled completions need a seed for each prompt.")
-        rows = [row_seed(seed, g) for seed in seeds for g in range(generations)]
-        processors.append(RowSampler(rows, sampling, runtime.device))
     stops = stop_ids(tokenizer)
-    # Each prompt once per completion (greedy decoding, which `RowSampler` steers, writes one
-    # sequence per row).
-    ids, mask = left_padded([p for p in prompts for _ in range(generations)], runtime.device)
+    ids, mask = left_padded(prompts, runtime.device)
+    options: dict[str, object] = {"do_sample": False}
+    if not sampling.greedy:
+        # top_k 0: no cut besides the nucleus (a model's generation config may set one).
+        options = {
+            "do_sample": True,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "top_k": 0,
+        }
+    if seed is not None:
+        torch.manual_seed(seed)
     with evaluating(model), runtime.autocast(), dense_head_input(model):
         output = model.generate(  # type: ignore[operator]
             input_ids=ids,
             attention_mask=mask,
             max_new_tokens=sampling.max_new_tokens,
+            num_return_sequences=generations,
             eos_token_id=stops,
             pad_token_id=PAD_ID,
             use_cache=True,
-            do_sample=False,  # the draws are `RowSampler`'s
-            logits_processor=processors,
+            **options,
         )
     new = output[:, ids.shape[1] :]
     is_stop = torch.isin(new, torch.tensor(stops, device=new.device))
@@ -198,8 +161,8 @@ def complete(
         for row, length in zip(rows, lengths, strict=True)
     ]
     return Completions(
-        prompt_ids=ids,
-        prompt_mask=mask,
+        prompt_ids=ids.repeat_interleave(generations, dim=0),
+        prompt_mask=mask.repeat_interleave(generations, dim=0),
         completion_ids=new.masked_fill(completion_mask == 0, PAD_ID),
         completion_mask=completion_mask,
         texts=texts,

@@ -1,17 +1,16 @@
-"""GRPO: the model answers each prompt several times, the graders score the answers, and it learns
-to write more like the answers that scored above their group's mean.
+"""GRPO: the model answers each prompt several times, the graders score the answers, and it
+learns to write more like the answers that scored above their group's mean.
 
 Group relative policy optimisation needs no answers to imitate, only prompts and graders
 (`training/rewards/`: a format regex, a number to match, valid JSON, a judge...). Each step
 takes `batch_size x gradient_accumulation` prompts (the step plan of every recipe: the data
 order and learning rate are functions of the step), samples `num_generations` completions of
-each (`components/generation.py`, each prompt's seeded by the run's seed, the step and the
-prompt's place in it, so a resumed run writes the same completions, and so does a run over
-several processes, each of which completes its share of the prompts), scores them, and makes
-`updates_per_generation` updates with the clipped policy-gradient loss of
-`components/policy.py`, optionally held near a reference by a KL term (`beta`). With LoRA the
-reference is the run's starting point computed with the same weights (the adapters switched off,
-or a continued adapter's starting copy), never a second model in memory.
+each (`components/generation.py`, seeded by the run's seed and the step, so a resumed run
+writes the same completions), scores them, and makes `updates_per_generation` updates with the
+clipped policy-gradient loss of `components/policy.py`, optionally held near a reference by a KL
+term (`beta`). With LoRA the reference is the run's starting point computed with the same
+weights (the adapters switched off, or a continued adapter's starting copy), never a second
+model in memory.
 
 The data: prompt-only datasets (each row's other columns are the references the graders read,
 such as `answer`), or conversations, whose prompt is everything before the last answer and whose
@@ -247,12 +246,6 @@ def generation_seed(seed: int, step: int, batch: int) -> int:
     return (seed * 1_000_003 + step) * 1_024 + batch
 
 
-def prompt_seed(seed: int, step: int, batch: int, position: int) -> int:
-    """The seed of the completions of the prompt at `position` of a step's `batch`-th
-    micro-batch, counted over every rank's share: the same whatever the number of processes."""
-    return (generation_seed(seed, step, batch) * 65_536 + position) % 2**63
-
-
 def _std(values: Sequence[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
@@ -300,11 +293,7 @@ class GRPORun:
         self.graded_samples: list[dict[str, Any]] = []
 
     def _complete(
-        self,
-        prompts: Sequence[Prompt],
-        generations: int,
-        sampling: Sampling,
-        seeds: Sequence[int] | None,
+        self, prompts: Sequence[Prompt], generations: int, sampling: Sampling, seed: int | None
     ) -> tuple[Completions, list[Scores]]:
         from tuneforge.training.components.generation import complete
 
@@ -315,7 +304,7 @@ class GRPORun:
             generations,
             sampling,
             self.runtime,
-            seeds,
+            seed,
         )
         rows = [p.row for p in prompts for _ in range(generations)]
         return batch, self.graders.score(batch.texts, rows)
@@ -323,11 +312,7 @@ class GRPORun:
     def step(self, micro_batches: list[list[int]]) -> StepWork:
         """Sample and grade the completions of every micro-batch (all written by the model as
         it is before this step's updates), then the loss's backward pass on each, for each of
-        the `updates_per_generation` updates (the loop makes the last).
-
-        Over several processes each rank completes its share of the prompts (a prompt's group
-        stays on one rank, so its advantages are those of one process), the loss is normalised
-        by the completions of every rank, and the metrics are those of every rank's."""
+        the `updates_per_generation` updates (the loop makes the last)."""
         import torch
 
         from tuneforge.training.components.loop import StepWork
@@ -336,23 +321,20 @@ class GRPORun:
             policy_loss,
             token_logprobs,
         )
-        from tuneforge.training.parallel import ranks
         from tuneforge.training.runtime import reference_of
 
         assert self.loop is not None
         spec, step = self.spec, self.loop.state.step + 1
-        first = self.loop.rank * spec.batch_size  # this rank's first place in a micro-batch
         rollouts = [
             self._complete(
                 [self.train[i] for i in ids],
                 spec.num_generations,
                 self.sampling,
-                [prompt_seed(spec.seed, step, index, first + j) for j in range(len(ids))],
+                generation_seed(spec.seed, step, index),
             )
             for index, ids in enumerate(micro_batches)
-            if ids  # a rank's share of an epoch's last micro-batch may be empty
         ]
-        completions = round(self.loop.total(sum(len(batch.texts) for batch, _ in rollouts)))
+        completions = sum(len(batch.texts) for batch, _ in rollouts)
         denominator = float(completions)
         if spec.loss_type == "dr_grpo":
             denominator *= spec.max_completion_length
@@ -394,12 +376,7 @@ class GRPORun:
                 clipped, tokens = clipped + out.clipped_tokens, tokens + out.tokens
                 kl_sum += out.kl_sum
                 seen += int(batch.attention_mask.sum())
-        mine = [s for _, batch_scores in rollouts for s in batch_scores]
-        everyone = ranks.gathered((mine, loss, clipped, kl_sum, tokens, seen))
-        scores = [s for part in everyone for s in part[0]]
-        loss = sum(part[1] for part in everyone)
-        clipped, kl_sum = sum(part[2] for part in everyone), sum(part[3] for part in everyone)
-        tokens, seen = sum(part[4] for part in everyone), sum(part[5] for part in everyone)
+        scores = [s for _, batch_scores in rollouts for s in batch_scores]
         metrics = reward_metrics(scores, spec.num_generations, self.names)
         metrics["completion_length"] = tokens / max(completions * spec.updates_per_generation, 1)
         metrics["clip_ratio"] = clipped / max(tokens, 1)
@@ -580,5 +557,4 @@ RECIPE = Recipe(
     check=_check,
     judges=_judges,
     presets="{model}_{method}_grpo",
-    distributed=True,
 )

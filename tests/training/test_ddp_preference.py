@@ -1,8 +1,8 @@
-"""Data-parallel training beyond SFT: for DPO, KTO and GRPO two gloo processes on this CPU train
-as one process with the doubled batch (the same loss curve, reward metrics, KTO's batch-level
-KL estimate, GRPO's completions and rewards, evaluation and adapter), and a DPO checkpoint of
-one process resumes in two. ORPO trains through the same pair passes as DPO
-(`components/preference.py`), with a loss that needs no reference: DPO's run covers it."""
+"""Data-parallel preference training: for DPO and KTO two gloo processes on this CPU train as one
+process with the doubled batch (the same loss curve, reward metrics, KTO's batch-level KL
+estimate, evaluation and adapter), and a DPO checkpoint of one process resumes in two. ORPO
+trains through the same pair passes as DPO (`components/preference.py`), with a loss that needs
+no reference: DPO's run covers it."""
 
 from __future__ import annotations
 
@@ -14,26 +14,15 @@ import torch
 from safetensors.torch import load_file
 
 from tests.training.conftest import Recorder, feedback, preferences
-from tuneforge.data.conversation import message
 from tuneforge.training.parallel.launcher import launch
 from tuneforge.training.recipe import Checkpoints
 from tuneforge.training.registry import recipe
 from tuneforge.training.spec import TrainingBase
 
-#: The metrics besides the loss each trainer's two layouts must agree on (GRPO's rewards and
-#: lengths: the same completions), and the evaluation's.
+#: The metrics besides the loss each trainer's two layouts must agree on.
 AGREEING = {
-    "dpo": (["rewards/margin", "rewards/accuracy", "grad_norm"], "eval_loss"),
-    "kto": (["kl", "rewards/accuracy", "grad_norm"], "eval_loss"),
-    "grpo": (["reward", "reward_std", "completion_length", "grad_norm"], "eval_reward"),
-}
-#: GRPO's settings: a length window no random completion reaches, so each scores in proportion
-#: to its length and a prompt's completions differ.
-GRPO = {
-    "graders": [{"type": "length", "name": "long", "unit": "chars", "minimum": 400}],
-    "num_generations": 4,
-    "max_completion_length": 8,
-    "eval_max_examples": 2,
+    "dpo": ["rewards/margin", "rewards/accuracy", "grad_norm"],
+    "kto": ["kl", "rewards/accuracy", "grad_norm"],
 }
 
 
@@ -49,21 +38,13 @@ def spec(trainer: str, **values: Any) -> TrainingBase:
         "precision": "fp32",
         "warmup_ratio": 0.0,
     }
-    if trainer == "grpo":
-        base |= GRPO
     return recipe(trainer).spec(**(base | values))
 
 
 def records(trainer: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """10 training examples (a step's batch of 4 on one process, of 2 on each of two: the
     third step has 2, all on rank 0, so rank 1's share is empty) and 2 test examples."""
-    if trainer == "grpo":
-        data = [
-            {"prompt": [message("user", f"What is {i} plus {i}?")], "answer": str(2 * i)}
-            for i in range(12)
-        ]
-    else:
-        data = feedback(12) if trainer == "kto" else preferences(12)
+    data = feedback(12) if trainer == "kto" else preferences(12)
     return data[:10], data[10:]
 
 
@@ -77,8 +58,8 @@ def assert_same_adapter(output: Path, expected: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)
-@pytest.mark.parametrize("trainer", ["dpo", "kto", "grpo"])
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("trainer", ["dpo", "kto"])
 def test_two_processes_train_as_one_with_the_doubled_batch(
     trainer: str, tiny_model: Path, tmp_path: Path
 ) -> None:
@@ -89,14 +70,13 @@ def test_two_processes_train_as_one_with_the_doubled_batch(
         spec(trainer, batch_size=2, devices=2), tiny_model, train, test, two, tmp_path / "two"
     )
     expected = one.series("loss")
-    assert len(expected) == 3 and len(set(expected)) == 3  # it learns: the curve is no line
+    assert len(expected) == 3 and expected[1] < expected[0]  # it learns: the curve is no line
     assert two.series("loss") == pytest.approx(expected, rel=1e-4, abs=1e-5)
-    agreeing, evaluation = AGREEING[trainer]
-    for name in agreeing:
+    for name in AGREEING[trainer]:
         assert two.series(name) == pytest.approx(one.series(name), rel=1e-3, abs=1e-5), name
     assert two.series("tokens_per_second") and two.points["loss"].keys() == {1, 2, 3}
-    assert list(two.points[evaluation]) == [3]  # rank 0 evaluates, at the end
-    assert two.points[evaluation][3] == pytest.approx(one.points[evaluation][3], rel=1e-4)
+    assert list(two.points["eval_loss"]) == [3]  # rank 0 evaluates, at the end
+    assert two.points["eval_loss"][3] == pytest.approx(one.points["eval_loss"][3], rel=1e-4)
     assert single.steps == double.steps == 3 and single.tokens == double.tokens
     assert_same_adapter(double.output, single.output)
 
