@@ -56,9 +56,6 @@ class Studio:
     def username(self, role: str) -> str:
         return self.users.username(role)
 
-    def token(self, role: str) -> str:
-        return self.users.token(role)
-
     def api(self, token: str) -> httpx.Client:
         return httpx.Client(
             base_url=f"{self.url}/api/v1",
