@@ -19,7 +19,7 @@ import pytest
 
 from tests.api.test_jobs_api import wait_status
 from tests.api.test_training_api import processed_dataset, spec, start_and_reach
-from tests.conftest import PG_URL, add_user
+from tests.conftest import add_user
 from tests.jobs.test_restart import worker_pid
 from tuneforge.db.repositories.ray_jobs import reserve
 from tuneforge.db.session import make_engine, make_sessionmaker, transaction
@@ -29,17 +29,8 @@ from tuneforge.jobs.states import transition
 from tuneforge.jobs.status import JobStatus
 from tuneforge.storage import ArtifactStore
 
-# About two minutes of a Ray cluster's work: CI runs it once, in its PostgreSQL pass (the
-# database both executors share is where a Ray job's life is kept; the SQLite pass is at its time
-# budget). On SQLite it runs with TUNEFORGE_RAY_TESTS=1.
-pytestmark = [
-    pytest.mark.timeout(240),
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not PG_URL and not os.environ.get("TUNEFORGE_RAY_TESTS"),
-        reason="runs in the PostgreSQL pass (or with TUNEFORGE_RAY_TESTS=1)",
-    ),
-]
+# About two minutes of a Ray cluster's work, on SQLite and on PostgreSQL (CI's two passes).
+pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 NOBODY: dict[str, str] = {}  # auth "none": every request is the local administrator's
 
 

@@ -23,7 +23,9 @@ from tests.ray.conftest import _free_port, _ray_environment
 from tests.ray.test_ray_executor import wait
 from tuneforge.jobs.ray_runner import actor_name
 
-# Ray clusters' work, run as the other Ray tests are (`test_ray_executor.py`).
+# Three minutes of two Ray nodes' work: CI runs it once, in its PostgreSQL pass (the executor's
+# own tests, `test_ray_executor.py`, run in both; CI is at its time budget). On SQLite it runs
+# with TUNEFORGE_RAY_TESTS=1.
 pytestmark = [
     pytest.mark.timeout(240),
     pytest.mark.slow,
