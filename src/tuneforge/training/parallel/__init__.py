@@ -16,7 +16,9 @@ one-process run, so a checkpoint resumes with any number of processes) and saves
 * `sharding`: full fine-tuning over several CUDA GPUs shards the model with FSDP instead of
   keeping a copy of it on every GPU; adapters (LoRA, QLoRA) are small, and every rank keeps
   them whole.
-* `launcher`: one rank's entry point (`train_rank`, which any launcher calls with the rank
-  contract set) and the local launcher (`launch`), which starts one process per rank and
-  supervises them from the job's worker process.
+* `rank_training`: one rank's entry point (`train_rank`, which any launcher calls with the rank
+  contract set) and what every rank trains.
+* `launcher`: the launcher (`launch`), which starts one process per rank and supervises them
+  from the job's worker process; `ray_ranks`: ranks 1..N-1 as Ray actors on other nodes, which
+  the same supervisor watches.
 """

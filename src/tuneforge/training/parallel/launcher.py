@@ -1,7 +1,6 @@
-"""One rank's entry point, and the launcher.
+"""The launcher of a run's ranks.
 
-`train_rank` is one rank's training, which any launcher calls with the rank contract in the
-environment. The launcher (`launch`) starts one process per rank on this machine and
+The launcher (`launch`) starts one process per rank on this machine and
 supervises them from the job's worker process: rank 0 reports through it (events, metrics,
 checkpoints to the artifact store), it passes a cancel request on, and when any rank fails or
 dies it stops every rank and says which failed and why.
@@ -21,14 +20,19 @@ import socket
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuneforge.errors import DomainError, InvalidInput, JobCancelled
-from tuneforge.training.parallel.ranks import PeerFailed, Rank, process_group, world_size
+from tuneforge.errors import InvalidInput, JobCancelled
+from tuneforge.training.parallel.rank_training import (
+    RankTask,
+    SilentReporter,
+    failure,
+    train_rank,
+)
+from tuneforge.training.parallel.ranks import Rank, world_size
 from tuneforge.training.recipe import Checkpoints, Outcome
 from tuneforge.training.spec import TrainingBase
 
@@ -38,69 +42,6 @@ if TYPE_CHECKING:
 
 #: Seconds a rank is given to stop after SIGTERM before it is killed.
 STOP_GRACE = 10.0
-
-
-class SilentReporter:
-    """The reporter of ranks other than 0: rank 0 reports for the run."""
-
-    def progress(self, fraction: float, message: str | None = None) -> None:
-        pass
-
-    def metrics(self, values: dict[str, float], step: int) -> None:
-        pass
-
-    def samples(self, step: int, items: list[dict[str, Any]]) -> None:
-        pass
-
-    def log(self, message: str, level: str = "info") -> None:
-        pass
-
-    @property
-    def cancel_requested(self) -> bool:
-        return False  # rank 0's request reaches every rank through the loop
-
-
-@dataclass(frozen=True)
-class RankTask:
-    """What every rank of a run trains (picklable: it crosses to the rank's process)."""
-
-    spec: TrainingBase
-    model_path: Path
-    train_records: list[dict[str, Any]]
-    test_records: list[dict[str, Any]]
-    workdir: Path
-    secrets: dict[str, str] = field(default_factory=dict)
-
-
-def train_rank(
-    task: RankTask, reporter: Reporter, checkpoints: Checkpoints | None = None
-) -> Outcome:
-    """One rank's training, with the rank contract in the environment (`Rank.from_env`):
-    joins the process group, runs the recipe and leaves the group. Only rank 0 uses
-    `reporter` and `checkpoints`; its outcome is the run's (its `output` the saved model)."""
-    import torch
-
-    from tuneforge.training.registry import recipe_for
-
-    rank = Rank.from_env()
-    cuda = torch.cuda.is_available()
-    if not cuda:  # the ranks on one machine share its cores
-        from tuneforge.hardware import detect_hardware
-
-        local = int(os.environ.get("LOCAL_WORLD_SIZE") or rank.world_size)
-        torch.set_num_threads(max(1, detect_hardware().cores // local))
-    first = rank.rank == 0
-    with process_group(rank, cuda):
-        return recipe_for(task.spec).train(
-            task.spec,
-            task.model_path,
-            task.train_records,
-            task.test_records,
-            reporter if first else SilentReporter(),
-            task.workdir,
-            checkpoints if first else None,
-            secrets=task.secrets,
-        )
 
 
 def launch(
@@ -379,14 +320,6 @@ def _ending(process: Any, code: int) -> str:
     if death is not None:
         return str(death)
     return f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-
-
-def failure(rank: int, exc: BaseException) -> tuple[Any, ...]:
-    """The message by which a rank tells the supervisor why it failed."""
-    if not isinstance(exc, JobCancelled | DomainError):
-        traceback.print_exc(file=sys.stderr)
-    details = exc.details if isinstance(exc, DomainError) else {}
-    return ("failed", rank, type(exc).__name__, str(exc), details, isinstance(exc, PeerFailed))
 
 
 class _Relay:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tuneforge.training.parallel.launcher import RankTask, SilentReporter, failure, train_rank
+from tuneforge.training.parallel.rank_training import RankTask, SilentReporter, failure, train_rank
 from tuneforge.training.parallel.ranks import Rank
 
 #: Seconds a rank's actor may take to start in its (reserved) bundle.
@@ -69,7 +69,7 @@ class RankActor:
     def run(
         self, task: RankTask, rank: Rank, model: Callable[[Path], Path]
     ) -> tuple[Any, ...] | None:
-        """Train as `rank`; None when done, else the failure message (`launcher.failure`)."""
+        """Train as `rank`; None when done, else the failure message (`rank_training.failure`)."""
         os.environ.update(rank.env())
         os.environ["LOCAL_WORLD_SIZE"] = "1"  # the only rank in its bundle's share of the node
         workdir = task.workdir / f"rank-{rank.rank}"
