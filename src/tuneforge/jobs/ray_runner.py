@@ -67,6 +67,7 @@ from tuneforge.jobs.runner_loop import RunnerLoop
 from tuneforge.jobs.states import StaleTransition, transition
 from tuneforge.jobs.status import ACTIVE, JobStatus
 from tuneforge.settings import Settings
+from tuneforge.training.parallel.ray_ranks import first_line, why_actor_ended
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +108,6 @@ def job_of(name: str) -> str | None:
     if not name.startswith(ACTOR_PREFIX) or RANK_INFIX in name:
         return None
     return name[len(ACTOR_PREFIX) :]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0].strip()
 
 
 class JobActor:
@@ -250,10 +246,8 @@ class RayRunner(RunnerLoop):
             return False, None
         try:
             self.ray.get(ref)
-        except self.ray.exceptions.RayActorError as exc:
-            return True, f"Ray actor died: {_first_line(exc)}"
         except Exception as exc:
-            return True, f"Ray actor failed: {type(exc).__name__}: {_first_line(exc)}"
+            return True, why_actor_ended(exc)
         return True, None
 
     def _kill(self, job_id: str) -> None:
@@ -426,7 +420,7 @@ class RayRunner(RunnerLoop):
                 launched = self._launch(job_id, resources, processes)
             except Exception as exc:
                 self._remove_group(job_id)
-                self._fail_to_start(job_id, f"could not start a Ray actor: {_first_line(exc)}")
+                self._fail_to_start(job_id, f"could not start a Ray actor: {first_line(exc)}")
                 continue
             if not launched:
                 with transaction(self.factory) as session:

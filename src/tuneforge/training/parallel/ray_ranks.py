@@ -51,9 +51,19 @@ class Peers:
         return ray.put(task)
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of `exc`'s message (Ray's errors carry whole tracebacks), or its class."""
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0].strip()
+
+
+def why_actor_ended(exc: BaseException) -> str:
+    """Why a Ray actor's call raised `exc`: the actor died (killed, its node lost), or it failed."""
+    import ray
+
+    if isinstance(exc, ray.exceptions.RayActorError):
+        return f"Ray actor died: {first_line(exc)}"
+    return f"Ray actor failed: {type(exc).__name__}: {first_line(exc)}"
 
 
 class RankActor:
@@ -134,16 +144,11 @@ class RayRankProcess:
         )
 
     def _ended(self, exc: BaseException | None) -> None:
-        import ray
-
         if exc is None:
             self._code = 0
             return
         self._code = 1
-        if isinstance(exc, ray.exceptions.RayActorError):
-            self.death = f"Ray actor died: {_first_line(exc)}"
-        else:
-            self.death = f"Ray actor failed: {type(exc).__name__}: {_first_line(exc)}"
+        self.death = why_actor_ended(exc)
 
     @property
     def exitcode(self) -> int | None:
