@@ -6,6 +6,7 @@ never answer with each other's adapters."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,12 @@ def test_two_fine_tunes_of_one_base_share_it_and_keep_their_own_adapters(
         text, engine = answer(cache, ref, PROMPTS[0])
         assert engine == "llama.cpp" and text == expected[ref.artifact_key]
     assert cache.loads[f"llama.cpp:{BASE}"] == 1  # one copy of the base's weights
+    # Each preparation ran in a thread that ended with it: a kept thread keeps llama.cpp's
+    # OpenMP workers, and with more of them than cores every later answer slows down.
+    deadline = time.monotonic() + 10
+    while any(t.name.startswith("fast-path") for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "a preparation's thread is still alive"
+        time.sleep(0.05)
 
 
 def test_an_adapter_llamacpp_cannot_load_is_served_by_transformers_saying_why(

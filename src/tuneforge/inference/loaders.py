@@ -17,7 +17,7 @@ import os
 import shutil
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 
 from tuneforge.errors import EngineUnavailable, NotFound
@@ -174,7 +174,7 @@ def prepare(
     with _preparing_lock:
         future = _preparing.get(ref.artifact_key)
         if future is None:
-            future = _preparer.submit(_prepare, ref, entry, settings)
+            future = _in_thread_of_its_own(ref, entry, settings)
             _preparing[ref.artifact_key] = future
     try:
         return future.result(timeout=wait)
@@ -189,18 +189,45 @@ STILL_PREPARING = (
     "llama.cpp is still being prepared for this fine-tune (once, about a minute on a CPU): "
     "transformers answers until it is ready."
 )
-_preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fast-path")
 _preparing: dict[str, Future[str | None]] = {}
 _preparing_lock = threading.Lock()
+#: One preparation at a time (each converts and checks a model, with all the cores).
+_one_at_a_time = threading.Lock()
+
+
+def _in_thread_of_its_own(
+    ref: ModelRef, entry: CatalogEntry, settings: Settings
+) -> Future[str | None]:
+    """`_prepare` in a background thread that ends with it. Not a long-lived worker thread:
+    llama.cpp's OpenMP keeps a pool of worker threads for every thread that computed with it,
+    for as long as that thread lives, and with more pooled threads than cores every later
+    llama.cpp computation in the process sleeps and wakes at each step (measured: the
+    Playground decoded at 21 instead of 34 tokens/s once a kept thread had run a check)."""
+    future: Future[str | None] = Future()
+
+    def run() -> None:
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(_prepare(ref, entry, settings))
+        except BaseException as exc:  # waiters hear of it rather than wait forever
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="fast-path", daemon=True).start()
+    return future
 
 
 def _prepare(ref: ModelRef, entry: CatalogEntry, settings: Settings) -> str | None:
     """`prepare`'s work, in the background thread."""
     assert ref.artifact_key is not None
     try:
-        found = fast_path.prepare(
-            ref, entry, fetch(ref.artifact_key, settings), settings.models_dir, settings.data_dir
-        )
+        with _one_at_a_time:
+            found = fast_path.prepare(
+                ref,
+                entry,
+                fetch(ref.artifact_key, settings),
+                settings.models_dir,
+                settings.data_dir,
+            )
     except Exception as exc:  # kept unjudged: a later request tries again
         log.exception("the llama.cpp fast path could not be prepared")
         return f"Preparing llama.cpp for this fine-tune failed ({type(exc).__name__}: {exc})."
