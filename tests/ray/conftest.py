@@ -30,6 +30,19 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def stop_group(process: subprocess.Popen[bytes], grace: float) -> None:
+    """Stop a Ray process started in a process group of its own: SIGTERM to the group, SIGKILL
+    after `grace` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
 def _ray_environment() -> dict[str, str]:
     """What the head and its worker processes (the jobs' actors) run with: no usage reports,
     and an S3 client that reads no credentials of this machine's (the settings carry the
@@ -97,14 +110,7 @@ def ray_head() -> Iterator[str]:
     finally:
         with contextlib.suppress(Exception):
             ray.shutdown()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(head.pid, signal.SIGKILL)
-            head.wait(timeout=10)
+        stop_group(head, grace=5)
         shutil.rmtree(temp, ignore_errors=True)
 
 

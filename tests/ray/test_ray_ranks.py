@@ -5,9 +5,7 @@ rank 1 fails the job with the reason, and the job's group goes with it."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +17,7 @@ import pytest
 
 from tests.api.test_training_api import log_lines, processed_dataset, spec, start_and_reach
 from tests.conftest import PG_URL
-from tests.ray.conftest import _free_port, _ray_environment
+from tests.ray.conftest import _free_port, _ray_environment, stop_group
 from tests.ray.test_ray_executor import wait
 from tuneforge.jobs.ray_runner import actor_name
 
@@ -89,14 +87,7 @@ def two_nodes(ray_head: str) -> Iterator[str]:
         yield ray_head
         ray.kill(held)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(node.pid, signal.SIGTERM)
-        try:
-            node.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(node.pid, signal.SIGKILL)
-            node.wait(timeout=10)
+        stop_group(node, grace=10)
 
 
 class Holder:
