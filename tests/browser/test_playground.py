@@ -360,6 +360,11 @@ def test_images_in_a_turn_go_to_both_sides(studio: Studio, page: Page, tmp_path)
     expect(page.locator(".playground-attachment")).to_have_count(3)
     page.locator(".playground-attachment-remove").nth(2).click()  # the pasted one goes again
     expect(page.locator(".playground-attachment")).to_have_count(2)
+    page.locator(".playground-attachment-remove").first.click()
+    expect(page.locator(".playground-attachment")).to_have_count(1)
+    # The same file again: the uploader forgot it once uploaded (it refuses a file it holds).
+    page.locator(".playground-upload input[type=file]").set_input_files(tmp_path / "red.png")
+    expect(page.locator(".playground-attachment")).to_have_count(2)
     page.get_by_text("System prompt and sampling").click()
     page.locator(".playground-max-new-tokens input").fill("6")
     send(page, "Which colour?")

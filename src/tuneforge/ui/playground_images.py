@@ -116,6 +116,10 @@ class ImageTray:
             .props('accept="image/*"')
             .classes("hidden playground-upload")
         )
+        # Emptied in the browser once no upload is under way (so the same image can be attached
+        # again): emptied at each file's arrival, it would abort one dropped right after it.
+        empty = f"() => getElement({self.uploader.id}).$refs.qRef.reset()"
+        self.uploader.on("finish", js_handler=empty)
         self.uploader.on_rejected(
             lambda: ui.notify(
                 f"Only images (PNG, JPEG, WebP, GIF) of at most {size_text(self.limit)} can be "
@@ -152,25 +156,22 @@ class ImageTray:
         return Said(ChatTurn(role="user", content=parts), [image.thumb for image in images])
 
     async def _received(self, event: UploadEventArguments) -> None:
+        if len(self.pending) >= MAX_IMAGES:
+            ui.notify(f"A message takes at most {MAX_IMAGES} images.", type="warning")
+            return
+        if event.file.size() > self.limit:
+            ui.notify(f"Images can be at most {size_text(self.limit)}.", type="warning")
+            return
+        data = await event.file.read()
         try:
-            if len(self.pending) >= MAX_IMAGES:
-                ui.notify(f"A message takes at most {MAX_IMAGES} images.", type="warning")
-                return
-            if event.file.size() > self.limit:
-                ui.notify(f"Images can be at most {size_text(self.limit)}.", type="warning")
-                return
-            data = await event.file.read()
-            try:
-                facts = await asyncio.to_thread(checked, data, self.settings, event.file.name)
-                thumb = await asyncio.to_thread(thumbnail, data, THUMBNAIL_PIXELS)
-            except DomainError as exc:
-                ui.notify(exc.message, type="warning")
-                return
-            url = f"data:image/{facts.format.lower()};base64," + base64.b64encode(data).decode()
-            self.pending.append(Attached(event.file.name, url, thumb))
-            self.show.refresh()
-        finally:
-            self.uploader.reset()
+            facts = await asyncio.to_thread(checked, data, self.settings, event.file.name)
+            thumb = await asyncio.to_thread(thumbnail, data, THUMBNAIL_PIXELS)
+        except DomainError as exc:
+            ui.notify(exc.message, type="warning")
+            return
+        url = f"data:image/{facts.format.lower()};base64," + base64.b64encode(data).decode()
+        self.pending.append(Attached(event.file.name, url, thumb))
+        self.show.refresh()
 
     def _remove(self, item: Attached) -> None:
         self.pending.remove(item)
