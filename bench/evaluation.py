@@ -14,8 +14,8 @@ Both sides answer the same samples (`select_samples` of the classification suite
   fine-tune's llama.cpp fast path (its GGUF adapter, checked against transformers + PEFT); that
   preparation is timed and reported apart, as it happens once per fine-tune. The engine is then
   loaded with the adapter attached (not timed), and `answers_of` answers the samples (timed):
-  on llama.cpp one after another, on transformers (a fine-tune whose fast path is off) in
-  batches.
+  greedy answers decoded together in batches, on llama.cpp or (a fine-tune whose fast path is
+  off) on transformers.
 * Baseline: transformers + PEFT in fp32 (`--threads` torch threads), `model.generate` once per
   sample (greedy, stopping at `<end_of_turn>`), as a user evaluating a fine-tune with
   transformers would write it; model and adapter loading are not timed.

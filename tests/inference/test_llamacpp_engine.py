@@ -50,12 +50,18 @@ def test_auto_picks_llama_cpp_for_the_bundled_gguf_and_for_checked_fine_tunes() 
         loaders.choose(ModelRef(base="gemma-3-270m", engine="vllm"), gguf)
 
 
-def test_llama_cpp_streams_the_bundled_model(models_dir: Path) -> None:
+@pytest.fixture(scope="module")
+def bundled(models_dir: Path):  # type: ignore[no-untyped-def]
+    """The llama.cpp engine of the bundled Gemma 3 270M GGUF."""
     pytest.importorskip("llama_cpp", reason="the gguf extra is not installed")
     from tuneforge.inference.llamacpp_engine import LlamaCppEngine
     from tuneforge.models.tokenizer import ensure_gguf
 
-    engine = LlamaCppEngine(ensure_gguf(models_dir), 2, 2048)
+    return LlamaCppEngine(ensure_gguf(models_dir), 2, 2048)
+
+
+def test_llama_cpp_streams_the_bundled_model(bundled) -> None:  # type: ignore[no-untyped-def]
+    engine = bundled
     # <eos> and <end_of_turn>; Gemma 4's `<turn|>` is three ordinary tokens here, not a stop
     assert engine.stop_ids == {1, 106}
 
@@ -77,3 +83,50 @@ def test_llama_cpp_streams_the_bundled_model(models_dir: Path) -> None:
     with pytest.raises(KeyError):
         answer_with_adapter = engine.stream(PROMPT, greedy, threading.Event(), "adapter")
         next(answer_with_adapter)
+
+
+#: Texts whose continuations the pre-trained model is sure of (no near tie between two tokens).
+OPENINGS = [
+    "<bos>Monday, Tuesday, Wednesday,",
+    "<bos>1, 2, 3, 4, 5, 6, 7,",
+    "<bos>January, February, March, April, May, June, July, August,",
+    "<bos>A, B, C, D, E,",
+    "<bos>one, two, three, four, five, six,",
+]
+
+
+def test_many_greedy_answers_decoded_together_are_those_of_one_at_a_time(
+    bundled,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Greedy answers of several limits and stop strings, decoded in groups (two sequences at
+    most here, so there are several groups), are each the answer the text gets alone; a sampled
+    answer among them is made as a chat's is; a cancelled call ends every answer early."""
+    from tuneforge.inference import llamacpp_batch
+
+    engine = bundled
+    greedy = GenerationParams(temperature=0, max_new_tokens=12)
+    params = [
+        greedy,
+        greedy.model_copy(update={"max_new_tokens": 3}),
+        greedy.model_copy(update={"stop": [" November"]}),
+        GenerationParams(max_new_tokens=8, seed=3),  # sampled: one at a time
+        greedy.model_copy(update={"top_k": 1, "temperature": 0.7}),  # greedy all the same
+    ]
+    alone = []
+    for text, one in zip(OPENINGS, params, strict=True):
+        events = list(engine.stream(text, one, threading.Event()))
+        alone.append(("".join(e.text for e in events if isinstance(e, Delta)), events[-1]))
+    heard: list[int] = []
+    monkeypatch.setattr(llamacpp_batch, "MAX_SEQUENCES", 2)
+    answers = engine.generate_many(
+        OPENINGS, params, threading.Event(), on_answer=lambda i, _: heard.append(i)
+    )
+    assert sorted(heard) == list(range(len(OPENINGS)))
+    assert [(a.text, a.finished) for a in answers] == alone
+    assert answers[1].finished.completion_tokens == 3 and answers[1].finished.reason == "length"
+    assert answers[2].finished.reason == "stop" and answers[2].text == " September, October,"
+    cancelled = threading.Event()
+    cancelled.set()  # ends every answer after its first token
+    cut = engine.generate_many(OPENINGS[:2], params[:2], cancelled)
+    assert [a.finished.completion_tokens for a in cut] == [1, 1]

@@ -38,9 +38,9 @@ from tuneforge.evaluation.sight import refuse_text_only
 from tuneforge.evaluation.spec import NO_ANSWERS, EvaluationSpec
 from tuneforge.inference import loaders
 from tuneforge.inference.cache import ModelCache
-from tuneforge.inference.engine import Delta, Engine
+from tuneforge.inference.engine import Answer, Engine, ManyAtOnce
 from tuneforge.inference.fast_path import Verdict
-from tuneforge.inference.hf_engine import Answer, TransformersEngine
+from tuneforge.inference.hf_engine import TransformersEngine
 from tuneforge.inference.params import GenerationParams, ModelRef
 from tuneforge.models.catalog import Catalog, load_catalog
 from tuneforge.models.chat_template import GEMMA_3, ChatFormat, format_of
@@ -90,18 +90,10 @@ def answers_of(
 ) -> list[str]:
     """The model's answers to the samples' prompts (with their images), rendered in the model's
     chat format `chat` (`prompt_text`), each sample with its own seed and stop strings
-    (`sample_params`): decoded in batches by transformers (`generate_many`), one after another
-    by another engine; `progress(done)` after each answer completes."""
+    (`sample_params`), decoded together (`generate_many`: an evaluation answers on transformers
+    or llama.cpp); `progress(done)` after each answer completes."""
+    assert isinstance(engine, ManyAtOnce), f"{engine.name} does not answer many prompts at once"
     texts = [prompt_text(sample, chat) for sample in samples]
-    if not isinstance(engine, TransformersEngine):
-        answers = []
-        for number, (text, sample) in enumerate(zip(texts, samples, strict=True)):
-            events = engine.stream(
-                text, sample_params(params, sample, chat), cancelled, adapter, sample.images
-            )
-            answers.append("".join(e.text for e in events if isinstance(e, Delta)).strip())
-            progress(number + 1)
-        return answers
     done = 0
 
     def answered(index: int, reply: Answer) -> None:

@@ -12,9 +12,9 @@ text after it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from tuneforge.errors import InvalidInput
 from tuneforge.inference.params import GenerationParams
@@ -47,6 +47,18 @@ class Finished:
 Event = Delta | Finished
 
 
+@dataclass(frozen=True)
+class Answer:
+    """One prompt's whole answer: its text and how it ended."""
+
+    text: str
+    finished: Finished
+
+
+OnAnswer = Callable[[int, Answer], None]
+"""Called with a prompt's position and its answer as soon as that answer is complete."""
+
+
 class Engine(Protocol):
     name: str
     #: Memory the loaded model holds, for the cache's budget.
@@ -60,6 +72,33 @@ class Engine(Protocol):
         adapter: str | None = None,
         images: Sequence[bytes] = (),
     ) -> Generator[Event, None, None]: ...
+
+
+@runtime_checkable
+class ManyAtOnce(Protocol):
+    """An engine that answers many prompts together (for evaluations): `generate_many` returns
+    the answers to `texts` in their order, each with its own `params` (and `images`), and
+    `on_answer` hears each as it completes; a cancelled call ends its answers where they are."""
+
+    def generate_many(
+        self,
+        texts: Sequence[str],
+        params: Sequence[GenerationParams],
+        cancelled: threading.Event,
+        adapter: str | None = None,
+        images: Sequence[Sequence[bytes]] | None = None,
+        on_answer: OnAnswer | None = None,
+    ) -> list[Answer]: ...
+
+
+def check_many(
+    texts: Sequence[str],
+    params: Sequence[GenerationParams],
+    images: Sequence[Sequence[bytes]] | None,
+) -> None:
+    """`generate_many`'s check of its arguments: one set of parameters (and of images) a text."""
+    if len(params) != len(texts) or (images is not None and len(images) != len(texts)):
+        raise ValueError("Give one set of parameters (and of images) per text.")
 
 
 def no_images(model: str) -> InvalidInput:

@@ -25,14 +25,22 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any, Literal, cast
 
 import torch
 
-from tuneforge.inference.engine import Delta, Event, Finished, StopScanner, no_images
+from tuneforge.inference.engine import (
+    Answer,
+    Delta,
+    Event,
+    Finished,
+    OnAnswer,
+    StopScanner,
+    check_many,
+    no_images,
+)
 from tuneforge.inference.params import GenerationParams
 from tuneforge.models.chat_template import format_of_tokenizer
 from tuneforge.models.loading import load_causal_lm, load_tokenizer
@@ -43,18 +51,6 @@ from tuneforge.models.vision import expand_text, vision_info
 MAX_BATCH = 16
 #: Share of the memory available now that one batch's cache and activations may take.
 BATCH_MEMORY_SHARE = 0.25
-
-
-@dataclass(frozen=True)
-class Answer:
-    """One prompt's whole answer: its text and how it ended."""
-
-    text: str
-    finished: Finished
-
-
-OnAnswer = Callable[[int, Answer], None]
-"""Called with a prompt's position and its answer as soon as that answer is complete."""
 
 
 class _Row:
@@ -169,8 +165,7 @@ class TransformersEngine:
         """The answers to `texts`, each with its own `params` (and `images`), decoded in
         batches of prompts of similar length (`batch_size`); `on_answer` hears each answer as
         it completes. A cancelled batch ends its answers where they are."""
-        if len(params) != len(texts) or (images is not None and len(images) != len(texts)):
-            raise ValueError("Give one set of parameters (and of images) per text.")
+        check_many(texts, params, images)
         self._check_adapter(adapter)
         shown = list(images) if images is not None else [()] * len(texts)
         encoded = [self._encode(text, shown[i]) for i, text in enumerate(texts)]

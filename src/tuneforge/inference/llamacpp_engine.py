@@ -25,7 +25,16 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.errors import EngineUnavailable
-from tuneforge.inference.engine import Delta, Event, Finished, StopScanner, no_images
+from tuneforge.inference.engine import (
+    Answer,
+    Delta,
+    Event,
+    Finished,
+    OnAnswer,
+    check_many,
+    no_images,
+)
+from tuneforge.inference.llamacpp_batch import Answering, decode_together, together
 from tuneforge.inference.params import GenerationParams
 from tuneforge.models.chat_template import GEMMA_3, GEMMA_4
 from tuneforge.models.llamacpp import media_text, open_gguf
@@ -73,18 +82,20 @@ class LlamaCppEngine:
             self.adapters[name] = adapter
             self.memory_bytes += path.stat().st_size
 
-    def _select(self, adapter: str | None) -> None:
-        """Run the next evaluation with `adapter` alone, or with none (call under the lock)."""
+    def _select(self, adapter: str | None, ctx: Any = None) -> None:
+        """Run the next evaluation of the context `ctx` (the chat's by default) with `adapter`
+        alone, or with none (call under the lock)."""
         from llama_cpp import llama_cpp
 
+        ctx = ctx or self.llm.ctx
         if adapter is None:
-            chosen = llama_cpp.llama_set_adapters_lora(self.llm.ctx, None, 0, None)
+            chosen = llama_cpp.llama_set_adapters_lora(ctx, None, 0, None)
         else:
             if adapter not in self.adapters:
                 raise KeyError(f"the adapter {adapter} is not loaded")
             adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self.adapters[adapter])
             scales = (ctypes.c_float * 1)(1.0)
-            chosen = llama_cpp.llama_set_adapters_lora(self.llm.ctx, adapters, 1, scales)
+            chosen = llama_cpp.llama_set_adapters_lora(ctx, adapters, 1, scales)
         if chosen != 0:
             raise EngineUnavailable("llama.cpp could not set the fine-tune's LoRA adapter.")
 
@@ -116,9 +127,7 @@ class LlamaCppEngine:
                 )
             if params.seed is not None:
                 self.llm.set_seed(params.seed)
-            scanner = StopScanner(params.stop)
-            pending = b""
-            count = 0
+            answering = Answering(self.llm, params.stop)
             reason = "length"
             for token in self.llm.generate(
                 prompt,
@@ -132,24 +141,62 @@ class LlamaCppEngine:
                 if token in self.stop_ids:
                     reason = "stop"
                     break
-                count += 1
-                pending += self.llm.detokenize([token], special=False)
-                try:
-                    piece = scanner.feed(pending.decode("utf-8"))
-                    pending = b""
-                except UnicodeDecodeError:  # half of a multi-byte character
-                    piece = ""
-                if piece:
+                if piece := answering.add(token):
                     yield Delta(piece)
-                if scanner.stopped:
+                if answering.stopped:
                     reason = "stop"
                     break
-                if cancelled.is_set() or count >= min(params.max_new_tokens, room):
+                if cancelled.is_set() or answering.count >= min(params.max_new_tokens, room):
                     break
-            rest = scanner.flush()
-            if rest:
+            if rest := answering.rest():
                 yield Delta(rest)
-            yield Finished("stop" if reason == "stop" else "length", len(prompt), count)
+            yield Finished("stop" if reason == "stop" else "length", len(prompt), answering.count)
+
+    def generate_many(
+        self,
+        texts: Sequence[str],
+        params: Sequence[GenerationParams],
+        cancelled: threading.Event,
+        adapter: str | None = None,
+        images: Sequence[Sequence[bytes]] | None = None,
+        on_answer: OnAnswer | None = None,
+    ) -> list[Answer]:
+        """The answers to `texts`, each with its own `params` (and `images`); `on_answer` hears
+        each as it completes. Greedy answers to text alone are decoded together
+        (`llamacpp_batch`); the others (sampled, with a repetition penalty or with images) one
+        after another, as a chat's."""
+        check_many(texts, params, images)
+        shown = list(images) if images is not None else [()] * len(texts)
+        answers: dict[int, Answer] = {}
+
+        def answered(index: int, answer: Answer) -> None:
+            answers[index] = answer
+            if on_answer is not None:
+                on_answer(index, answer)
+
+        grouped = [i for i, p in enumerate(params) if together(p) and not shown[i]]
+        if grouped:
+            prompts = [
+                (i, self.llm.tokenize(texts[i].encode(), add_bos=False, special=True), params[i])
+                for i in grouped
+            ]
+            with self.lock:
+                decode_together(
+                    self.llm,
+                    self.stop_ids,
+                    lambda ctx: self._select(adapter, ctx),
+                    prompts,
+                    cancelled,
+                    answered,
+                )
+        for i in sorted(set(range(len(texts))) - set(grouped)):
+            parts: list[str] = []
+            for event in self.stream(texts[i], params[i], cancelled, adapter, shown[i]):
+                if isinstance(event, Delta):
+                    parts.append(event.text)
+                else:
+                    answered(i, Answer("".join(parts), event))
+        return [answers[i] for i in range(len(texts))]
 
     def _evaluate_with_images(self, text: str, images: Sequence[bytes]) -> list[int]:
         """Evaluate the prompt's text and image chunks through mtmd (call under the lock); the

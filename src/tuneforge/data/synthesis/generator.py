@@ -30,7 +30,7 @@ from tuneforge.pinned import pinned_transport
 from tuneforge.strict_numbers import Integer, Number
 
 if TYPE_CHECKING:
-    from tuneforge.inference.hf_engine import Answer
+    from tuneforge.inference.engine import Answer
     from tuneforge.inference.params import ModelRef
     from tuneforge.settings import Settings
 
