@@ -89,9 +89,8 @@ def decode_together(
     heard by `on_answer` as each completes. `select(ctx)` sets the request's adapter on a new
     context; the answers end at a token of `stop_ids`, a stop string or their token limit, and
     where they are once `cancelled` is set."""
-
     cells = llm.n_ctx()
-    groups: list[list[_Sequence]] = [[]]
+    groups: list[list[_Sequence]] = []
     for index, prompt, params in sorted(prompts, key=lambda p: len(p[1])):
         if len(prompt) >= cells:
             raise ValueError(
@@ -104,15 +103,15 @@ def decode_together(
             min(params.max_new_tokens, cells - len(prompt)),
             Answering(llm, params.stop),
         )
-        group = groups[-1]
-        if group and (
-            len(group) == MAX_SEQUENCES or (len(group) + 1) * _cells([*group, sequence]) > cells
+        if (
+            not groups
+            or len(groups[-1]) == MAX_SEQUENCES
+            or (len(groups[-1]) + 1) * _cells([*groups[-1], sequence]) > cells
         ):
-            groups.append(group := [])
-        group.append(sequence)
+            groups.append([])
+        groups[-1].append(sequence)
     for group in groups:
-        if group:
-            _group(llm, stop_ids, select, group, cancelled, on_answer)
+        _group(llm, stop_ids, select, group, cancelled, on_answer)
 
 
 def _cells(group: list[_Sequence]) -> int:
