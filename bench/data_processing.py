@@ -49,7 +49,7 @@ from tokenizers import Tokenizer
 
 from tuneforge.data.config import ProcessingConfig
 from tuneforge.data.mapping import FieldSource, MappingSpec
-from tuneforge.data.process import process
+from tuneforge.data.process import process, split_records
 from tuneforge.data.splits import SplitSpec
 from tuneforge.data.stats import PERCENTILES, TOP_LABELS, histogram_width
 from tuneforge.models.tokenizer import count_tokens, ensure_tokenizer_dir, gemma_tokenizer
@@ -220,7 +220,7 @@ def tuneforge_side(
         )
     with clock("tokenization"):
         examples = {
-            name: encode_records(split.to_pylist(), tokenizer, MAX_LENGTH, assistant_only=True)
+            name: encode_records(split_records(split), tokenizer, MAX_LENGTH, assistant_only=True)
             for name, split in result.splits.items()
         }
     return Side(examples, result.stats.model_dump(), clock.seconds)

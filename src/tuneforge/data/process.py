@@ -21,6 +21,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from tuneforge.bulk import gc_paused
 from tuneforge.data.config import ProcessingConfig
 from tuneforge.data.conversation import Message
 from tuneforge.data.fast_fields import FieldsMapper, Mapped, column_values
@@ -221,6 +222,7 @@ def _groups(
     return combined, {"all": everything["train"]}
 
 
+@gc_paused()
 def process(
     tables: Mapping[str, pa.Table],
     config: ProcessingConfig,
@@ -259,6 +261,13 @@ def process(
             kept[name] = everything.select(indices)
     splits = {name: path.table(rows.records) for name, rows in kept.items() if rows}
     return Processed(splits, report.finish(), _stats(config, kept, splits))
+
+
+@gc_paused()
+def split_records(table: pa.Table) -> list[dict[str, Any]]:
+    """A processed split's rows as records, as training reads them."""
+    rows: list[dict[str, Any]] = table.to_pylist()
+    return rows
 
 
 def _stats(

@@ -18,7 +18,7 @@ from tuneforge.data import hub, parquet
 from tuneforge.data.config import DatasetImport, ProcessingConfig
 from tuneforge.data.formats import guess_mapping
 from tuneforge.data.image_refs import ImageResolver
-from tuneforge.data.process import process, records
+from tuneforge.data.process import process, records, split_records
 from tuneforge.data.readers import read_table
 from tuneforge.settings import Settings
 from tuneforge.storage import ArtifactStore, artifact_prefix
@@ -172,6 +172,4 @@ def processed_records(
     """Every row of a processed dataset's split, as records (empty if it has no such split)."""
     if split not in splits:
         return []
-    table = parquet.read_split(store, parquet.split_key(prefix, "processed", split))
-    rows: list[dict[str, Any]] = table.to_pylist()
-    return rows
+    return split_records(parquet.read_split(store, parquet.split_key(prefix, "processed", split)))

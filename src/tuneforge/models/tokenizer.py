@@ -313,15 +313,20 @@ class _WordCounter:
         return np.add.reduceat(per_word, starts)
 
     def _ids_by_words(self, array: pa.Array) -> list[list[int]]:
+        """Each text's ids, its words' remembered ids end to end, gathered by numpy from one
+        pool (the distinct words' ids after a space, then each text's first word's)."""
         spaced, firsts, codes, starts = self._words(array)
-        pieces = [spaced[code] for code in codes.tolist()]
-        for start, ids in zip(starts.tolist(), firsts, strict=True):
-            pieces[start] = ids
-        bounds = [*starts.tolist(), len(pieces)]
-        return [
-            list(itertools.chain.from_iterable(pieces[first:end]))
-            for first, end in itertools.pairwise(bounds)
-        ]
+        pooled = [*spaced, *firsts]
+        sizes = _lengths(pooled)
+        pool = np.fromiter(itertools.chain.from_iterable(pooled), np.int64, int(sizes.sum()))
+        where = np.cumsum(sizes) - sizes  # each pooled word's first id in `pool`
+        word = codes.astype(np.int64)  # each word of the texts, as an index into `pooled`
+        word[starts] = len(spaced) + np.arange(len(firsts))
+        lengths = sizes[word]
+        begins = np.cumsum(lengths) - lengths  # each word's first id in the result
+        flat = pool[np.repeat(where[word] - begins, lengths) + np.arange(lengths.sum())].tolist()
+        bounds = np.cumsum(np.add.reduceat(lengths, starts)).tolist()
+        return [flat[first:end] for first, end in itertools.pairwise([0, *bounds])]
 
     def _memoised(self, texts: list[str]) -> list[tuple[int, ...]]:
         memo = self.memo

@@ -18,7 +18,7 @@ import yaml
 
 from tuneforge.data.config import ProcessingConfig
 from tuneforge.data.formats import guess_mapping
-from tuneforge.data.process import process, records
+from tuneforge.data.process import process, records, split_records
 from tuneforge.data.readers import read_table
 from tuneforge.errors import InvalidInput
 from tuneforge.models.loading import resolve
@@ -74,7 +74,7 @@ def local_records(
     )
     if result.images is not None:
         result.images.close()
-    split = {name: t.to_pylist() for name, t in processed.splits.items()}
+    split = {name: split_records(t) for name, t in processed.splits.items()}
     return split.get("train", []), split.get("test", [])
 
 

@@ -51,6 +51,7 @@ from typing import Any
 
 from tokenizers import Tokenizer
 
+from tuneforge.bulk import gc_paused
 from tuneforge.models.chat_template import (
     BOS,
     GEMMA_3,
@@ -224,7 +225,7 @@ def _example(
         images = _cut_images(tokenizer, input_ids, labels, images, max_length, vision)
     input_ids, labels = input_ids[:max_length], labels[:max_length]
     labels[0] = IGNORE_INDEX  # nothing predicts the first token
-    if all(label == IGNORE_INDEX for label in labels):
+    if labels.count(IGNORE_INDEX) == len(labels):
         return None
     return Example(input_ids=input_ids, labels=labels, images=images)
 
@@ -256,6 +257,7 @@ def encode_record(
     return _example(encoded, images, tokenizer, max_length, assistant_only, vision)
 
 
+@gc_paused()
 def encode_records(
     records: Sequence[Mapping[str, Any]],
     tokenizer: Tokenizer,
