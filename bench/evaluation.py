@@ -113,7 +113,7 @@ def ours(adapter: Path, samples: Sequence[Any], tokens: int, settings: Settings)
     started = time.perf_counter()
     name, note = answering_engine([ref], catalog, settings)
     preparation = time.perf_counter() - started
-    engine = loaders.load(name, ref, settings)
+    engine = loaders.load(name, ref, settings, batch=True)
     attached = loaders.attach(engine, ref, settings)
     params = GenerationParams(temperature=0.0, max_new_tokens=tokens)
     chat = format_of(catalog.get(MODEL))

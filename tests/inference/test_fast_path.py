@@ -147,3 +147,38 @@ def test_a_check_whose_answers_differ_turns_the_fast_path_off() -> None:
         "Its llama.cpp answers differ from transformers + PEFT (the same token at 26 of 32 "
         "checked steps; 90% needed)."
     )
+
+
+def test_answers_decoded_together_read_the_bundled_base_in_f16(models_dir: Path) -> None:
+    """An evaluation's llama.cpp reads the bundled Gemma 3 270M from an f16 GGUF of its
+    transformers weights (made once), which answers at least as close to transformers as the
+    bundled Q4_K_M file chat uses."""
+    from tuneforge.export.gguf import describe
+    from tuneforge.export.gguf_check import (
+        agreement,
+        greedy_tokens_hf,
+        greedy_tokens_llamacpp,
+        prompt_ids,
+    )
+    from tuneforge.models.catalog import load_catalog
+    from tuneforge.models.loading import model_dir
+    from tuneforge.models.tokenizer import ensure_gguf
+
+    entry = load_catalog(Settings().catalog_file).get("gemma-3-270m")
+    assert entry is not None
+    chat = fast_path.base_gguf(entry, models_dir)
+    batch = fast_path.base_gguf(entry, models_dir, batch=True)
+    assert chat == ensure_gguf(models_dir)
+    assert (describe(chat).file_type, describe(batch).file_type) == ("q4_k_m", "f16")
+    made = batch.stat().st_mtime_ns
+    assert fast_path.base_gguf(entry, models_dir, batch=True) == batch
+    assert batch.stat().st_mtime_ns == made
+    weights = model_dir(entry, models_dir)
+    ids = prompt_ids(weights)
+    expected = greedy_tokens_hf(weights, ids, 16)
+
+    def agreeing(gguf: Path) -> int:
+        found = greedy_tokens_llamacpp(gguf, ids, 16)
+        return sum(agreement(a, b) for a, b in zip(expected, found, strict=True))
+
+    assert agreeing(batch) >= agreeing(chat)

@@ -219,7 +219,7 @@ def run_evaluation(
     cache = ModelCache(
         settings.inference_budget_bytes,
         lambda ref: engine,
-        lambda name, ref, report: loaders.load(name, ref, settings, report),
+        lambda name, ref, report: loaders.load(name, ref, settings, report, batch=True),
         lambda engine, ref: loaders.attach(engine, ref, settings),
     )
     labels = LABELS[: len(refs)]

@@ -98,9 +98,18 @@ def _has_gguf(ref: ModelRef, entry: CatalogEntry) -> bool:
     return ref.gguf is not None or (ref.kind == "base" and entry.source == "gguf-package")
 
 
-def load(engine: str, ref: ModelRef, settings: Settings, report: Progress | None = None) -> Engine:
+def load(
+    engine: str,
+    ref: ModelRef,
+    settings: Settings,
+    report: Progress | None = None,
+    *,
+    batch: bool = False,
+) -> Engine:
     """Load the engine `engine` (as chosen by `choose`) for `ref`'s base or full weights;
-    `report` hears about slow first-time work (converting the bundled GGUF, a download)."""
+    `report` hears about slow first-time work (converting the bundled GGUF, a download);
+    `batch`: the engine decodes answers together (an evaluation's), on llama.cpp from the
+    base GGUF made for that (`fast_path.base_gguf`)."""
     threads = max(1, len(os.sched_getaffinity(0)))
     if engine == "llama.cpp":
         from tuneforge.inference.llamacpp_engine import LlamaCppEngine
@@ -111,7 +120,7 @@ def load(engine: str, ref: ModelRef, settings: Settings, report: Progress | None
         if entry is None:
             raise NotFound(f"There is no model {ref.base!r} in the catalog.")
         if ref.gguf is None:  # the base (a LoRA fine-tune's adapter is attached to it)
-            gguf = fast_path.base_gguf(entry, settings.models_dir, report)
+            gguf = fast_path.base_gguf(entry, settings.models_dir, report, batch=batch)
         else:
             key, _, name = ref.gguf.rpartition("/")
             gguf = fetch(key, settings) / name
