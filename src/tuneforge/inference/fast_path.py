@@ -10,7 +10,7 @@ slower than llama.cpp on a CPU. `prepare` makes what llama.cpp needs, once:
   exactly as transformers' fp32; in f16 above, where f32 would double the memory). Answers
   decoded together (`batch`: evaluations) spend their time reading prompts, which llama.cpp
   does 1.65x faster in f16 than in the bundled file's Q4_K_M on a CPU (measured on an AVX2
-  EPYC; an evaluation of 200 reviews took 19.1 s instead of 27.1): for them the bundled base
+  EPYC; an evaluation of 200 reviews took 16.1 s instead of 27.1): for them the bundled base
   is its transformers weights converted once to f16, which answers at least as close to
   transformers as the Q4_K_M file the check below ran on;
 * the adapter as a GGUF LoRA adapter, and the verdict of the check: llama.cpp's greedy tokens
