@@ -130,3 +130,36 @@ def test_many_greedy_answers_decoded_together_are_those_of_one_at_a_time(
     cancelled.set()  # ends every answer after its first token
     cut = engine.generate_many(OPENINGS[:2], params[:2], cancelled)
     assert [a.finished.completion_tokens for a in cut] == [1, 1]
+
+
+def test_prompts_that_begin_alike_read_their_common_beginning_once(
+    bundled,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An evaluation's prompts often share an instruction: a group of them reads it once, for
+    its first sequence, copies it to the others' caches and reads only the rest of each, and
+    every answer is still the one its text gets alone."""
+    from llama_cpp import llama_cpp
+
+    engine = bundled
+    instruction = "<bos>Go on with this list, one item after another, as far as you can: "
+    texts = [instruction + opening.removeprefix("<bos>") for opening in OPENINGS[:3]]
+    greedy = GenerationParams(temperature=0, max_new_tokens=8)
+    alone = []
+    for text in texts:
+        events = list(engine.stream(text, greedy, threading.Event()))
+        alone.append("".join(e.text for e in events if isinstance(e, Delta)))
+    read: list[int] = []
+    decode = llama_cpp.llama_decode
+
+    def counted(ctx, batch):  # type: ignore[no-untyped-def]
+        read.append(batch.n_tokens)
+        return decode(ctx, batch)
+
+    monkeypatch.setattr(llama_cpp, "llama_decode", counted)
+    answers = engine.generate_many(texts, [greedy] * 3, threading.Event())
+    assert [a.text for a in answers] == alone
+    prompts = [engine.llm.tokenize(t.encode(), add_bos=False, special=True) for t in texts]
+    shared = len(engine.llm.tokenize(instruction.encode(), add_bos=False, special=True))
+    assert read[0] >= shared - 1  # the instruction (its last word may join the next token)
+    assert read[1] == sum(map(len, prompts)) - 3 * read[0]

@@ -158,14 +158,25 @@ def _decode(
     cancelled: threading.Event,
     on_answer: OnAnswer,
 ) -> None:
-    """Read the group's prompts, then decode its sequences a step at a time until each ends."""
+    """Read the group's prompts (their common beginning once), then decode its sequences a
+    step at a time until each ends."""
     import numpy as np
     from llama_cpp import llama_cpp
 
+    shared = _shared([sequence.prompt for sequence in group])
     batch.n_tokens = 0
+    if shared:
+        for pos, token in enumerate(shared):
+            _add(batch, token, pos, 0, last=False)
+        if llama_cpp.llama_decode(ctx, batch) != 0:
+            raise RuntimeError("llama.cpp could not read the prompts' common beginning.")
+        memory = llama_cpp.llama_get_memory(ctx)
+        for seq in range(1, len(group)):
+            llama_cpp.llama_memory_seq_cp(memory, 0, seq, -1, -1)
+        batch.n_tokens = 0
     for seq, sequence in enumerate(group):
-        for pos, token in enumerate(sequence.prompt):
-            _add(batch, token, pos, seq, last=pos == len(sequence.prompt) - 1)
+        for pos in range(len(shared), len(sequence.prompt)):
+            _add(batch, sequence.prompt[pos], pos, seq, last=pos == len(sequence.prompt) - 1)
         sequence.output = batch.n_tokens - 1
     active = list(enumerate(group))
     while active:
@@ -191,6 +202,19 @@ def _decode(
                 sequence.output = batch.n_tokens - 1
                 going.append((seq, sequence))
         active = going
+
+
+def _shared(prompts: list[list[int]]) -> list[int]:
+    """The tokens every prompt of a group (of two or more) begins with, leaving each at least
+    its last token to read on its own (its logits are the first answer token's)."""
+    if len(prompts) < 2:
+        return []
+    limit = min(map(len, prompts)) - 1
+    first, last = min(prompts), max(prompts)  # the common beginning of all is theirs
+    length = 0
+    while length < limit and first[length] == last[length]:
+        length += 1
+    return first[:length]
 
 
 def _add(batch: Any, token: int, pos: int, seq: int, *, last: bool) -> None:
