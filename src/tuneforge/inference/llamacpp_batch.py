@@ -5,8 +5,10 @@ a CPU a decoding step of a small model costs about as much for one sequence as f
 Here the prompts, in order of length, go in groups of up to `MAX_SEQUENCES` whose cache cells
 add up to no more than the chat's context (so a group never needs more memory than the chat
 already has). Each group gets a context of its own, beside the chat's, with a cache of its own
-for each sequence, so each attends to its own cells in the order it has alone. The group's
-prompts are read in one batch; then each step feeds the last token of every unfinished
+for each sequence, so each attends to its own cells in the order it has alone. The beginning
+the group's prompts share (the chat template's opening, an instruction every sample repeats)
+is read once, for the first sequence, and copied into the others' caches; the rest of every
+prompt is read in one batch; then each step feeds the last token of every unfinished
 sequence in one batch and picks each one's likeliest next token, as the one-at-a-time path's
 greedy sampler does. A sequence leaves the batch when it ends (its turn's end, a stop string or
 its token limit). Each answer is the one its prompt gets alone, up to float rounding in a near
