@@ -95,10 +95,12 @@ def check_many(
     texts: Sequence[str],
     params: Sequence[GenerationParams],
     images: Sequence[Sequence[bytes]] | None,
-) -> None:
-    """`generate_many`'s check of its arguments: one set of parameters (and of images) a text."""
+) -> list[Sequence[bytes]]:
+    """`generate_many`'s check of its arguments (one set of parameters, and of images, a
+    text); each text's images (none when `images` is None)."""
     if len(params) != len(texts) or (images is not None and len(images) != len(texts)):
         raise ValueError("Give one set of parameters (and of images) per text.")
+    return list(images) if images is not None else [()] * len(texts)
 
 
 def no_images(model: str) -> InvalidInput:

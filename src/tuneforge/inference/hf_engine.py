@@ -165,9 +165,8 @@ class TransformersEngine:
         """The answers to `texts`, each with its own `params` (and `images`), decoded in
         batches of prompts of similar length (`batch_size`); `on_answer` hears each answer as
         it completes. A cancelled batch ends its answers where they are."""
-        check_many(texts, params, images)
+        shown = check_many(texts, params, images)
         self._check_adapter(adapter)
-        shown = list(images) if images is not None else [()] * len(texts)
         encoded = [self._encode(text, shown[i]) for i, text in enumerate(texts)]
         order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
         answers: dict[int, Answer] = {}

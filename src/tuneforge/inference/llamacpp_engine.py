@@ -165,8 +165,7 @@ class LlamaCppEngine:
         each as it completes. Greedy answers to text alone are decoded together
         (`llamacpp_batch`); the others (sampled, with a repetition penalty or with images) one
         after another, as a chat's."""
-        check_many(texts, params, images)
-        shown = list(images) if images is not None else [()] * len(texts)
+        shown = check_many(texts, params, images)
         answers: dict[int, Answer] = {}
 
         def answered(index: int, answer: Answer) -> None:
