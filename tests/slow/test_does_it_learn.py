@@ -21,7 +21,6 @@ import torch
 from tests.api.test_jobs_api import wait_status
 from tests.conftest import add_user, bearer
 from tuneforge.data.conversation import message
-from tuneforge.models.catalog import catalog
 from tuneforge.storage import ArtifactStore
 
 NAMES = [
@@ -151,11 +150,11 @@ def score(model, tokenizer, prompts: list[tuple[str, str]]) -> float:
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_lora_teaches_gemma_270m_a_task_it_cannot_do(make_client, settings) -> None:
+def test_lora_teaches_gemma_270m_a_task_it_cannot_do(make_client, settings, gemma_270m) -> None:
     from peft import PeftModel
     from tokenizers import Tokenizer
 
-    from tuneforge.models.loading import load_causal_lm, model_dir
+    from tuneforge.models.loading import load_causal_lm
 
     client = make_client(auth="local", run_jobs=True)
     alice = bearer(add_user(settings, "alice"))
@@ -169,10 +168,8 @@ def test_lora_teaches_gemma_270m_a_task_it_cannot_do(make_client, settings) -> N
     processed = client.post(f"/api/v1/datasets/{raw['id']}/process", json=config, headers=alice)
     assert processed.status_code == 201, processed.text
 
-    entry = catalog().get("gemma-3-270m")
-    path = model_dir(entry, settings.models_dir)  # converted once, cached between runs
-    tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
-    base = load_causal_lm(path, torch.float32)  # generates faster than bf16 on CPUs
+    tokenizer = Tokenizer.from_file(str(gemma_270m / "tokenizer.json"))
+    base = load_causal_lm(gemma_270m, torch.float32)  # generates faster than bf16 on CPUs
     before = score(base, tokenizer, held_out)
     assert before < 0.2, f"the base model already does the task ({before:.0%})"
 

@@ -70,7 +70,7 @@ def train(client, headers, spec: dict) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
-def test_grpo_raises_the_held_out_reward_of_gemma_270m(make_client, settings) -> None:
+def test_grpo_raises_the_held_out_reward_of_gemma_270m(make_client, settings, gemma_270m) -> None:
     client = make_client(auth="local", run_jobs=True)
     alice = bearer(add_user(settings, "alice"))
     train_pairs, held_out = sums()
@@ -92,7 +92,7 @@ def test_grpo_raises_the_held_out_reward_of_gemma_270m(make_client, settings) ->
             "batch_size": 4,
             "learning_rate": 5e-4,
             "warmup_ratio": 0,
-            "sample_prompts": [],
+            "sample_max_new_tokens": 8,  # the test reads no samples
             "check_examples": 0,
         },
     )
@@ -116,7 +116,7 @@ def test_grpo_raises_the_held_out_reward_of_gemma_270m(make_client, settings) ->
             "max_completion_length": 12,
             "learning_rate": 1e-4,
             "eval_every": 0,
-            "sample_prompts": [],
+            "sample_max_new_tokens": 8,  # the test reads no samples
             "check_examples": 0,
         },
     )
