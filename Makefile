@@ -30,12 +30,17 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed-run  ## Set up and start the studio on http://127.0.0.1:7860
 	$(BIN)/tuneforge serve
 
-# `make test` runs the suite in TEST_WORKERS processes (pytest-xdist), a test file at a time in
-# each, so a file's shared fixtures (a trained model, an export) are built once; files are
-# handed out in the order tests/conftest.py gives them (the long ones first).
+# `make test` first runs the learning tests (marked `learning`: minutes of training of the real
+# Gemma 3 270M) one at a time, with the machine to themselves, since each has a time budget for
+# one run on this machine. Then the rest, in TEST_WORKERS processes (pytest-xdist), a test file
+# at a time in each, so a file's shared fixtures (a trained model, an export) are built once;
+# files are handed out in the order tests/conftest.py gives them (the long ones first). Exit
+# code 5 is pytest's "nothing selected", as when PYTEST_ARGS names other tests.
 TEST_WORKERS ?= 2
 test: $(VENV)/.installed-dev  ## Set up and run the whole test suite
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+	$(BIN)/pytest -m learning $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m 'not learning' \
+		$(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench

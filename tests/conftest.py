@@ -36,8 +36,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """On PostgreSQL (CI's second pass) run only the tests a database can change; the others
     (model conversion, metrics, engines...) already ran, identically, in the SQLite pass. So do
     the browser tests (the pages call the services that the API tests check on PostgreSQL) and
-    the learning-quality tests of tests/slow (minutes of training whose database work, a job and
-    its metrics, the training API tests check), and the tests marked `trains` (each trainer's
+    the tests marked `learning` (minutes of training whose database work, a job and its
+    metrics, the training API tests check), and the tests marked `trains` (each trainer's
     runs through the API: the same database work again), `heavy` (models run through the API
     for images and exports: the same records as the lighter API tests) or `surface` (the CLI and
     the Python client against a server: the API's database work, which its own tests check).
@@ -57,25 +57,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         uses_database = bool(fixtures & DATABASE_FIXTURES)
         if item.nodeid.startswith("tests/faults/") and uses_database:
             continue
-        if marked or item.nodeid.startswith("tests/slow/"):
+        if marked or item.get_closest_marker("learning"):
             item.add_marker(sqlite_only)
         elif not uses_database and not item.nodeid.startswith("tests/db/"):
             item.add_marker(skip)
 
 
 def _longest_files_first(items: list[pytest.Item]) -> None:
-    """Order the files so the long ones start first: the learning tests of tests/slow, then
-    files with training runs, exports, browsers or other slow tests, then the rest, each group
-    in its usual order. `make test` hands whole files to its processes in this order, so no long
-    file is left running alone at the end."""
+    """Order the files so the long ones start first: files with training runs, exports,
+    browsers or other slow tests, then the rest, each group in its usual order. `make test`
+    hands whole files to its processes in this order, so no long file is left running alone at
+    the end."""
     long_marks = {"slow", "trains", "heavy", "browser"}
-    rank: dict[str, int] = {}
-    for item in items:
-        path = item.nodeid.split("::")[0]
-        marked = long_marks & {mark.name for mark in item.iter_markers()}
-        own = 0 if path.startswith("tests/slow/") else 1 if marked else 2
-        rank[path] = min(rank.get(path, 2), own)
-    items.sort(key=lambda item: rank[item.nodeid.split("::")[0]])
+    long_files = {
+        item.nodeid.split("::")[0]
+        for item in items
+        if long_marks & {mark.name for mark in item.iter_markers()}
+    }
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in long_files)
 
 
 def _admin_engine() -> Any:

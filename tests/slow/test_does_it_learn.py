@@ -149,6 +149,7 @@ def score(model, tokenizer, prompts: list[tuple[str, str]]) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.learning
 @pytest.mark.timeout(1800)
 def test_lora_teaches_gemma_270m_a_task_it_cannot_do(make_client, settings, gemma_270m) -> None:
     from peft import PeftModel

@@ -82,6 +82,7 @@ def evaluation(client, headers, **spec: object) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.learning
 @pytest.mark.timeout(900)
 def test_dpo_teaches_gemma_270m_a_preference_its_base_does_not_have(
     make_client, settings, gemma_270m

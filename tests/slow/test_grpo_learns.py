@@ -69,6 +69,7 @@ def train(client, headers, spec: dict) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.learning
 @pytest.mark.timeout(1200)
 def test_grpo_raises_the_held_out_reward_of_gemma_270m(make_client, settings, gemma_270m) -> None:
     client = make_client(auth="local", run_jobs=True)
