@@ -29,8 +29,11 @@ LONG = "capitals_" + "x" * 150
 
 
 def fits(page: Page) -> None:
-    """No horizontal scroll of the page body (tables may scroll inside themselves)."""
-    page.wait_for_load_state("networkidle")
+    """No horizontal scroll of the page body (tables may scroll inside themselves), once the
+    page is live: its socket connected and greeted, and its fonts loaded. (Waiting for the
+    network to go idle once took over 30 s on a loaded CI machine.)"""
+    page.wait_for_function("window.did_handshake === true", timeout=60_000)
+    page.evaluate("document.fonts.ready.then(() => true)")
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= PHONE["width"], f"{page.url} is {width} px wide"
 
