@@ -82,7 +82,7 @@ def test_fine_tuned_models_answer_their_owner_only(api, settings, tiny_adapter) 
         m["id"] for m in client.get("/api/v1/chat/models", headers=bob).json()["items"]
     ]
     assert chat(client, bob, model=tuned).status_code == 404
-    completion = {"model": tuned, "messages": HELLO}
+    completion = {"model": tuned, "messages": HELLO, "max_tokens": 8}
     assert client.post("/v1/chat/completions", json=completion, headers=bob).status_code == 404
     assert client.post("/v1/chat/completions", json=completion, headers=alice).status_code == 200
     # Without an export, llama.cpp serves the LoRA fine-tune through its fast path; vLLM needs
