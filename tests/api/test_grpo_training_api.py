@@ -160,7 +160,7 @@ def test_a_killed_grpo_worker_resumes_from_its_last_checkpoint(make_client, sett
     client = make_client(auth="local", run_jobs=True)
     alice = bearer(add_user(settings, "alice"))
     dataset = prompt_dataset(client, alice)
-    run = grpo(dataset["id"], max_steps=10, eval_every=0, checkpoint_every=2)
+    run = grpo(dataset["id"], max_steps=10, eval_every=0, checkpoint_every=2, sample_answers=False)
     job_id = start_and_reach(client, alice, run, step=5)
     os.kill(worker_pid(settings, job_id), signal.SIGKILL)  # no chance to checkpoint
     failed = wait_status(client, job_id, alice, "failed", timeout=60)
@@ -171,8 +171,10 @@ def test_a_killed_grpo_worker_resumes_from_its_last_checkpoint(make_client, sett
     assert client.post(f"/api/v1/jobs/{job_id}/resume", headers=alice).status_code == 200
     done = wait_status(client, job_id, alice, "succeeded", timeout=240)
     assert done["attempt"] == 1 and done["result"]["steps"] == 10
-    series = client.get(f"/api/v1/jobs/{job_id}/metrics", headers=alice).json()["series"]
+    metrics = client.get(f"/api/v1/jobs/{job_id}/metrics", headers=alice).json()
+    series = metrics["series"]
     assert [step for step, _ in series["reward"]] == list(range(1, 11))
+    assert series["eval_reward"] and not metrics["samples"]  # evaluated; sample answers off
     resumed = [m for m in log_lines(client, job_id, alice) if m.startswith("resumed from step ")]
     checkpoint = reached - reached % 2
     assert resumed and resumed[0] in {

@@ -539,6 +539,11 @@ def test_measured_phase_timings_replace_the_first_run_constants(tmp_path: Path) 
     assert measured.phases.sampling == pytest.approx(4 * 3 * run.sample_max_new_tokens * 0.05, 0.01)
     assert measured.phases.training == pytest.approx(measured.tokens / 500.0, abs=0.1)
     assert measured.duration_seconds == pytest.approx(measured.phases.total, abs=0.5)
+    # with sample answers off, no evaluation spends time on them
+    quiet = run.model_copy(update={"sample_answers": False})
+    unsampled = estimate(quiet, entry, stats(), 40, hardware, cache, test_rows=10)
+    assert unsampled.phases.sampling == 0
+    assert unsampled.phases.evaluating == measured.phases.evaluating
 
 
 # -- weight --------------------------------------------------------------------------------------

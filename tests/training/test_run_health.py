@@ -69,6 +69,11 @@ def test_samples_say_whether_they_ended_and_phases_are_timed(
     assert phases["sample_tokens"] == 3 * 3 * 4  # 3 evaluations x 3 prompts x 4 tokens
     assert phases["checkpoints"] == 1  # at step 6 (not at the end)
     assert not any("chat template" in line for line in recorder.logs)
+    outcome, recorder, _ = run(
+        tiny_model, tmp_path / "unsampled", conversations(16), max_steps=6, sample_answers=False
+    )
+    assert not recorder.sample_sets and "sample_tokens" not in outcome.phases
+    assert outcome.phases["eval_tokens"] > 0  # evaluated, without sample answers
 
 
 def test_plain_text_inputs_are_flagged_as_missing_the_chat_template(

@@ -270,6 +270,13 @@ class TrainingBase(BaseModel):
         "a dataset without a test split has none.",
         json_schema_extra=_group("evaluation"),
     )
+    sample_answers: bool = Field(
+        default=True,
+        description="Show sample answers at each evaluation: the model answers your sample "
+        "prompts, or the first 3 prompts of the test split. Off: none, and each evaluation is "
+        "quicker.",
+        json_schema_extra=_group("evaluation"),
+    )
     sample_prompts: list[str] = Field(
         default_factory=list,
         max_length=MAX_SAMPLE_PROMPTS,

@@ -275,9 +275,10 @@ class Loop:
         prompts: Sequence[SamplePrompt],
         images: ImageInputs | None = None,
     ) -> Callable[[], list[dict[str, Any]]] | None:
-        """Greedy answers to the sample prompts, for `run`; None when there are none.
-        `images`: a vision model's image inputs, for prompts with images."""
-        if not prompts:
+        """Greedy answers to the sample prompts, for `run`; None when there are none or the
+        spec turns sample answers off. `images`: a vision model's image inputs, for prompts
+        with images."""
+        if not prompts or not self.spec.sample_answers:
             return None
         if self.sharded:  # generating would need every rank in step, token by token
             self.reporter.log("No sample answers while the model is sharded over several GPUs.")

@@ -93,6 +93,8 @@ def phases(
         EVAL_SPEEDUP * max(tokens_per_second, 1e-9)
     )
     prompts = len(spec.sample_prompts) or min(SAMPLES_FROM_TEST, test_rows)
+    if not spec.sample_answers:
+        prompts = 0
     sample_per_token = measured.sample_seconds_per_token or (
         GENERATE_SECONDS_PER_TOKEN + weight_bytes / GENERATE_BYTES_PER_SECOND
     )

@@ -494,7 +494,8 @@ def train_grpo(
         loop.watch = ("eval_reward", "max")  # early stopping: the held-out reward stops rising
         evaluate = run.evaluate if evals else None
         eval_tokens = len(evals) * spec.max_completion_length
-        show = (lambda: run.samples(samples)) if samples or evals else None
+        shown = spec.sample_answers and (samples or evals)
+        show = (lambda: run.samples(samples)) if shown else None
         return loop.run(run.step, evaluate, eval_tokens, show)
 
 
