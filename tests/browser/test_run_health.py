@@ -55,8 +55,11 @@ def test_a_run_with_learning_rate_1_is_flagged_while_it_runs(studio: Studio, pag
 def test_a_healthy_run_raises_no_learning_rate_flag(studio: Studio, page: Page) -> None:
     dataset_id = processed_dataset(studio)
     log_in(page, studio, "admin")
-    job_id = start_run(studio, dataset_id, max_steps=8)
+    job_id = start_run(studio, dataset_id, max_steps=8, sample_answers=False)
     page.goto(f"{studio.url}/runs/{job_id}")
     expect(page.locator(".run-status")).to_have_text("succeeded", timeout=RUN_SECONDS * 1000)
     for code in ("updates_exploding", "loss_exploding", "grad_exploding", "loss_not_finite"):
         expect(page.locator(f".health-{code}")).to_have_count(0)
+    # its settings turned sample answers off: the page says so, and shows none
+    expect(page.locator(".run-samples")).to_contain_text("this run's settings turn them off")
+    expect(page.locator(".run-samples .sample-text")).to_have_count(0)

@@ -133,7 +133,11 @@ class RunView:
         )
         self.charts = RunCharts(waiting, self.trainer)
         with ui.card().classes("w-full q-pa-lg"):
-            self.sample_view = SamplesView("Sample answers appear after each evaluation.")
+            self.sample_view = SamplesView(
+                "Sample answers appear after each evaluation."
+                if job.spec.get("sample_answers", True)
+                else "No sample answers: this run's settings turn them off."
+            )
         with ui.row().classes("w-full gap-6 items-stretch"):
             with ui.card().classes("col-12 col-md q-pa-lg gap-3 min-w-0"):
                 self._about(job, dataset)
