@@ -100,7 +100,7 @@ def test_dpo_teaches_gemma_270m_a_preference_its_base_does_not_have(
         "dataset_id": dataset["id"],
         "epochs": 2,  # the recipe's defaults but for this: the run must fit the test's budget
         "eval_every": 0,
-        "sample_max_new_tokens": 8,  # the test reads no samples
+        "sample_answers": False,  # the test reads none
         "check_examples": 0,  # the test evaluates the model itself
     }
     job = client.post("/api/v1/jobs", json={"kind": "train", "spec": spec}, headers=alice)

@@ -93,7 +93,7 @@ def test_grpo_raises_the_held_out_reward_of_gemma_270m(make_client, settings, ge
             "batch_size": 4,
             "learning_rate": 5e-4,
             "warmup_ratio": 0,
-            "sample_max_new_tokens": 8,  # the test reads no samples
+            "sample_answers": False,  # the test reads none
             "check_examples": 0,
         },
     )
@@ -117,7 +117,7 @@ def test_grpo_raises_the_held_out_reward_of_gemma_270m(make_client, settings, ge
             "max_completion_length": 12,
             "learning_rate": 1e-4,
             "eval_every": 0,
-            "sample_max_new_tokens": 8,  # the test reads no samples
+            "sample_answers": False,  # the test reads none
             "check_examples": 0,
         },
     )
