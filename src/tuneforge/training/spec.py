@@ -270,7 +270,7 @@ class TrainingBase(BaseModel):
         "a dataset without a test split has none.",
         json_schema_extra=_group("evaluation"),
     )
-    sample_answers: bool = Field(
+    sample_answers: StrictBool = Field(
         default=True,
         description="Show sample answers at each evaluation: the model answers your sample "
         "prompts, or the first 3 prompts of the test split. Off: none, and each evaluation is "
