@@ -92,9 +92,8 @@ def phases(
     eval_per_token = measured.eval_seconds_per_token or 1 / (
         EVAL_SPEEDUP * max(tokens_per_second, 1e-9)
     )
-    prompts = len(spec.sample_prompts) or min(SAMPLES_FROM_TEST, test_rows)
-    if not spec.sample_answers:
-        prompts = 0
+    sampled = len(spec.sample_prompts) or min(SAMPLES_FROM_TEST, test_rows)
+    prompts = sampled if spec.sample_answers else 0
     sample_per_token = measured.sample_seconds_per_token or (
         GENERATE_SECONDS_PER_TOKEN + weight_bytes / GENERATE_BYTES_PER_SECOND
     )
