@@ -22,11 +22,10 @@ from tuneforge.training.components.generation import dense_head_input, stop_ids
 from tuneforge.training.components.loss import causal_lm_loss
 from tuneforge.training.components.tokenize import Example, encode_prompt
 from tuneforge.training.runtime import Runtime, evaluating
+from tuneforge.training.spec import SAMPLES_FROM_TEST
 
 if TYPE_CHECKING:
     from tuneforge.training.components.vision import ImageInputs
-
-SAMPLES_FROM_TEST = 3  # sample prompts taken from the test split when the spec names none
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ Tracker = Literal["wandb", "mlflow"]
 VisionPart = Literal["projector", "vision_tower"]
 
 MAX_SAMPLE_PROMPTS = 5
+SAMPLES_FROM_TEST = 3  # sample prompts taken from the test split when a run names none
 MAX_DEVICES = 64
 MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,99}")
 
@@ -273,8 +274,8 @@ class TrainingBase(BaseModel):
     sample_answers: StrictBool = Field(
         default=True,
         description="Show sample answers at each evaluation: the model answers your sample "
-        "prompts, or the first 3 prompts of the test split. Off: none, and each evaluation is "
-        "quicker.",
+        f"prompts, or the first {SAMPLES_FROM_TEST} prompts of the test split. Off: none, and "
+        "each evaluation is quicker.",
         json_schema_extra=_group("evaluation"),
     )
     sample_prompts: list[str] = Field(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from tuneforge.models.catalog import CatalogEntry
-from tuneforge.training.spec import TrainingBase
+from tuneforge.training.spec import SAMPLES_FROM_TEST, TrainingBase
 
 #: The metric a train job reports at step 0: the whole run's expected seconds, as estimated when
 #: it first started (the run page shows it beside the time it took).
@@ -27,7 +27,6 @@ EVAL_SPEEDUP = 2.0  # a forward-only pass over a token takes this much less than
 CHECKPOINT_SECONDS = 0.5  # writing and storing one checkpoint, plus its bytes
 SAVE_SECONDS = 3.0  # writing the model with its tokenizer (33 MB) and storing it, plus its bytes
 WRITE_BYTES_PER_SECOND = 200e6
-SAMPLES_FROM_TEST = 3  # as `training.evaluation`: sample prompts taken from the test split
 
 
 class Timings(BaseModel):

@@ -39,7 +39,7 @@ from tuneforge.errors import InvalidInput
 from tuneforge.strict_numbers import Integer, Number
 from tuneforge.training.recipe import Batching, Checkpoints, Outcome, Recipe
 from tuneforge.training.rewards.spec import ANSWER_COLUMN, Graders
-from tuneforge.training.spec import TrainingBase
+from tuneforge.training.spec import SAMPLES_FROM_TEST, TrainingBase
 from tuneforge.training.spec_checks import DatasetFacts, Finding
 
 if TYPE_CHECKING:
@@ -52,8 +52,6 @@ if TYPE_CHECKING:
     from tuneforge.training.reporting import Reporter
     from tuneforge.training.rewards.grade import GraderSet, Scores
     from tuneforge.training.runtime import Runtime
-
-SAMPLES_FROM_TEST = 3  # graded sample completions shown at each evaluation
 
 
 def _group(name: str) -> dict[str, Any]:
