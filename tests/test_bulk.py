@@ -2,11 +2,20 @@
 
 import gc
 import threading
+import weakref
 from collections.abc import Iterator
 
 import pytest
 
 from tuneforge.bulk import gc_paused
+
+
+class Node:
+    """Something a weak reference can point to, held in a reference cycle."""
+
+    def __init__(self, cycle: list[object]) -> None:
+        self.cycle = cycle
+        cycle.append(self)
 
 
 @pytest.fixture(autouse=True)
@@ -53,3 +62,33 @@ def test_a_collector_switched_off_before_stays_off_and_errors_pass_through() -> 
     with pytest.raises(ValueError, match="bad record"):
         failing()
     assert gc.isenabled()
+
+
+def test_what_the_pause_made_goes_to_the_oldest_generation_and_its_cycles_are_still_freed() -> None:
+    gc.enable()
+    gc.collect()
+    with gc_paused():
+        made = [[number] for number in range(10_000)]
+        cycle: list[object] = []
+        freed = weakref.ref(Node(cycle))
+    oldest = {id(item) for item in gc.get_objects(generation=2)}
+    assert id(made) in oldest and id(made[-1]) in oldest
+    del made, cycle
+    gc.collect()
+    assert freed() is None
+
+
+def test_objects_frozen_before_stay_frozen() -> None:
+    gc.enable()
+    before = [[number] for number in range(1_000)]
+    gc.freeze()
+    try:
+        with gc_paused():
+            made = [[number] for number in range(1_000)]
+        # The frozen stay out of every generation the collector walks (counting them would
+        # not do: anything frozen that another thread lets go of leaves the count).
+        walked = {id(item) for item in gc.get_objects()}
+        assert id(before) not in walked and id(before[-1]) not in walked
+        assert id(made) in walked and id(made[-1]) in walked
+    finally:
+        gc.unfreeze()

@@ -6,6 +6,14 @@ walks every container still alive: the whole dataset, again and again. It finds 
 free there (such data holds no reference cycles; reference counts free it), yet it took 40%
 of training's tokenization of 90,000 rows. `gc_paused` keeps the collector off while such work
 runs, in any thread; it runs as usual once the last of them ends.
+
+Switched on again, the collector would first walk everything made during the pause (all of it
+in its youngest generation, which it collects next), only to find, once more, nothing to free:
+0.6-0.7 s of the 7.2-7.6 s that processing 100,000 rows and tokenizing them for training took.
+So the pause ends by moving what is alive straight into the oldest generation (`gc.freeze`
+then `gc.unfreeze`): nothing is walked then, and any cycle among it is still freed by the next
+full collection. A process that froze objects itself (`gc.get_freeze_count()`) keeps them
+frozen: there the pause ends with the plain switch.
 """
 
 from __future__ import annotations
@@ -35,4 +43,7 @@ def gc_paused() -> Iterator[None]:
         with _lock:
             _running -= 1
             if _running == 0 and _was_enabled:
+                if gc.get_freeze_count() == 0:
+                    gc.freeze()
+                    gc.unfreeze()
                 gc.enable()

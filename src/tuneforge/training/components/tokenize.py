@@ -75,7 +75,7 @@ class ImageDoesNotFit(ValueError):
     """The cut at `max_length` would fall inside one of the record's images."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Example:
     """One tokenised record: `labels[i]` is `input_ids[i]` where the loss applies (the model is
     trained to predict that token from those before it), `IGNORE_INDEX` elsewhere."""
