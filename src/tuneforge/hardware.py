@@ -99,7 +99,8 @@ def _cpu_bf16(cpuinfo: str) -> bool:
     return not BF16_FLAGS.isdisjoint(cpu_flags(cpuinfo))
 
 
-def _cores() -> int:
+def usable_cores() -> int:
+    """The CPU cores this process may use."""
     try:
         return len(os.sched_getaffinity(0)) or 1
     except (AttributeError, OSError):  # not Linux
@@ -169,7 +170,7 @@ def probe_hardware() -> Hardware:
     memory = psutil.virtual_memory()
     return Hardware(
         cpu_model=_cpu_model(cpuinfo),
-        cores=_cores(),
+        cores=usable_cores(),
         memory_total_bytes=memory.total,
         memory_available_bytes=memory.available,
         cpu_bf16=_cpu_bf16(cpuinfo),

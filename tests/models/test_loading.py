@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import torch
 import yaml
 from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError
 from safetensors import safe_open
-from transformers import AutoConfig, AutoModelForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
 
 from tests.models import models_cache_dir
 from tests.models.gemma4_configs import CONFIGS, GEMMA4_TOKEN_IDS
@@ -382,3 +383,33 @@ def test_resolve_finds_built_in_models_and_refuses_unknown_ones(
     assert "no model 'gemma-7b' in the catalog" in error.value.message
     assert "gemma-3-270m, gemma-3-270m-it" in error.value.message
     assert "tiny-random" not in error.value.message
+
+
+def test_a_model_loaded_while_another_is_being_built_gets_every_weight(
+    tiny_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """transformers patches process-wide state while it builds a model (its weight tying off):
+    a load in another thread meanwhile waits its turn instead of coming out with the tied
+    output layer left on the meta device."""
+    building, second_done = threading.Event(), threading.Event()
+    post_init = PreTrainedModel.post_init
+
+    def paused(model: Any) -> None:
+        if threading.current_thread() is first:  # in the middle of the first build
+            building.set()
+            second_done.wait(timeout=5)  # the second load, free to run, would finish first
+        post_init(model)
+
+    monkeypatch.setattr(PreTrainedModel, "post_init", paused)
+    models: list[Any] = []
+    first = threading.Thread(target=lambda: models.append(load_causal_lm(tiny_dir, torch.float32)))
+    first.start()
+    assert building.wait(timeout=60)
+    second = load_causal_lm(tiny_dir, torch.float32)
+    second_done.set()
+    first.join(timeout=60)
+    assert len(models) == 1  # the first load finished too
+    for model in [second, *models]:
+        assert not [name for name, p in model.named_parameters() if p.is_meta]
+        with torch.inference_mode():
+            assert model(torch.tensor([[2, 651, 6037]])).logits.isfinite().all()

@@ -43,6 +43,7 @@ from tuneforge.export.gguf_metadata import (
     read_config,
     vocabulary,
 )
+from tuneforge.hardware import usable_cores
 
 __all__ = [
     "GgufConversionError",
@@ -255,7 +256,7 @@ def quantize(source: Path, out: Path, kind: KQuant, *, threads: int | None = Non
             "f16, bf16 or f32 GGUF file."
         )
     params = llama_cpp.llama_model_quantize_default_params()
-    params.nthread = threads or default_threads()
+    params.nthread = threads or usable_cores()
     params.ftype = getattr(llama_cpp, _K_QUANTS[kind])
     out = Path(out)
     partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
@@ -271,13 +272,6 @@ def quantize(source: Path, out: Path, kind: KQuant, *, threads: int | None = Non
         os.replace(partial, out)
     finally:
         partial.unlink(missing_ok=True)
-
-
-def default_threads() -> int:
-    """The CPU cores this process may use."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def describe(path: Path) -> GgufSummary:

@@ -9,12 +9,12 @@ imported inside the functions: importing this module stays cheap.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tuneforge.hardware import usable_cores
 from tuneforge.models.chat_template import format_of_tokenizer, render
 from tuneforge.models.llamacpp import open_gguf
 
@@ -66,13 +66,14 @@ def greedy_reference(
     the second-best logit (small: a near tie)."""
     import torch
 
-    from tuneforge.models.loading import load_causal_lm
+    from tuneforge.models.loading import load_causal_lm, loading_lock
 
     model: Any = load_causal_lm(model_dir, torch.float32)
     if adapter is not None:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, adapter).eval()
+        with loading_lock:
+            model = PeftModel.from_pretrained(model, adapter).eval()
     answers, gaps = [], []
     with torch.inference_mode():
         for ids in prompt_ids:
@@ -112,7 +113,7 @@ def greedy_tokens_llamacpp(
     llm = open_gguf(
         gguf,
         n_ctx=max(CONTEXT, max(len(ids) for ids in prompt_ids) + n),
-        n_threads=threads or _cores(),
+        n_threads=threads or usable_cores(),
         **_lora(adapter),
     )
     answers = []
@@ -136,10 +137,6 @@ def greedy_tokens_llamacpp(
 def _lora(adapter: Path | None) -> dict[str, Any]:
     """`Llama`'s options that load the GGUF LoRA `adapter` at its own scale (none: none)."""
     return {} if adapter is None else {"lora_path": str(adapter), "lora_scale": 1.0}
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def agreement(a: list[int], b: list[int]) -> int:
@@ -177,7 +174,7 @@ def forced_choices_llamacpp(
     llm = open_gguf(
         gguf,
         n_ctx=max(CONTEXT, longest),
-        n_threads=threads or _cores(),
+        n_threads=threads or usable_cores(),
         logits_all=True,
         **_lora(adapter),
     )

@@ -43,7 +43,7 @@ from tuneforge.inference.engine import (
 )
 from tuneforge.inference.params import GenerationParams
 from tuneforge.models.chat_template import format_of_tokenizer
-from tuneforge.models.loading import load_causal_lm, load_tokenizer
+from tuneforge.models.loading import load_causal_lm, load_tokenizer, loading_lock
 from tuneforge.models.vision import expand_text, vision_info
 
 #: Most prompts decoded together: past this a CPU is compute-bound and a bigger batch only adds
@@ -123,10 +123,11 @@ class TransformersEngine:
         with self.lock:
             if name in self.adapters:
                 return
-            if isinstance(self.model, PeftModel):
-                self.model.load_adapter(path, adapter_name=name)
-            else:
-                self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name)
+            with loading_lock:  # only a real load waits for other models' loads
+                if isinstance(self.model, PeftModel):
+                    self.model.load_adapter(path, adapter_name=name)
+                else:
+                    self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name)
             self.model.eval()
             self.adapters.add(name)
             self.memory_bytes = self._parameter_bytes()

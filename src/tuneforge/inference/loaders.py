@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 import shutil
 import threading
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from tuneforge.errors import EngineUnavailable, NotFound
+from tuneforge.hardware import usable_cores
 from tuneforge.inference import fast_path
 from tuneforge.inference.engine import Engine
 from tuneforge.inference.fast_path import Verdict
@@ -110,7 +110,7 @@ def load(
     `report` hears about slow first-time work (converting the bundled GGUF, a download);
     `batch`: the engine decodes answers together (an evaluation's), on llama.cpp from the
     base GGUF made for that (`fast_path.base_gguf`)."""
-    threads = max(1, len(os.sched_getaffinity(0)))
+    threads = usable_cores()
     if engine == "llama.cpp":
         from tuneforge.inference.llamacpp_engine import LlamaCppEngine
 

@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -133,6 +134,14 @@ def resolve(
     return entry, model_dir(entry, settings.models_dir, progress=progress, token=token)
 
 
+#: Held while transformers or PEFT builds a model in this process. transformers patches
+#: process-wide state while it loads (`PreTrainedModel.tie_weights` made a no-op, the default
+#: dtype), so a model loaded in another thread meanwhile came out with its tied output layer
+#: left on the meta device (the inference server answering while it checked a fine-tune's
+#: llama.cpp fast path: "Cannot copy out of meta tensor").
+loading_lock = threading.Lock()
+
+
 def load_causal_lm(
     path: Path,
     dtype: torch.dtype,
@@ -141,10 +150,12 @@ def load_causal_lm(
     attn_implementation: str = "sdpa",
 ) -> PreTrainedModel:
     """The model in `path` (a `model_dir`), in `dtype` on `device`, in eval mode. Multimodal
-    Gemmas load with their image encoder (transformers' causal-LM class for them)."""
-    model: Any = AutoModelForCausalLM.from_pretrained(
-        path, dtype=dtype, attn_implementation=attn_implementation, device_map=device
-    )
+    Gemmas load with their image encoder (transformers' causal-LM class for them). Loads in
+    one process take turns (`loading_lock`)."""
+    with loading_lock:
+        model: Any = AutoModelForCausalLM.from_pretrained(
+            path, dtype=dtype, attn_implementation=attn_implementation, device_map=device
+        )
     model.eval()
     return model  # type: ignore[no-any-return]
 
@@ -197,9 +208,10 @@ def _converted_gguf(models_dir: Path, report: Progress) -> Path:
 
 def _convert_gguf(gguf: Path, out: Path) -> None:
     """Dequantise the GGUF with transformers and save it as plain safetensors."""
-    model: Any = AutoModelForCausalLM.from_pretrained(
-        gguf.parent, gguf_file=gguf.name, dtype=CONVERTED_DTYPE
-    )
+    with loading_lock:
+        model: Any = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=CONVERTED_DTYPE
+        )
     # Forget the GGUF origin, so `save_pretrained` writes ordinary tensors and a config that
     # later loads read without the GGUF machinery.
     model.hf_quantizer = None

@@ -9,7 +9,6 @@ verification fails, its numbers are recorded here before the job fails.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +32,7 @@ from tuneforge.export.destinations import (
 )
 from tuneforge.export.sizes import base_dtype
 from tuneforge.export.spec import ExportSpec
+from tuneforge.hardware import usable_cores
 from tuneforge.inference.loaders import fetch
 from tuneforge.jobs.context import JobContext
 from tuneforge.jobs.kinds.export import ExportResult, check_request
@@ -92,7 +92,7 @@ def _prepare(
         base_dtype=base_dtype(entry),
         vocab_gguf=ensure_gguf(ctx.settings.models_dir),
         facts=facts,
-        threads=max(1, len(os.sched_getaffinity(0))),
+        threads=usable_cores(),
     )
     return plan, None, secrets, key
 
