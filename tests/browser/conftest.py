@@ -22,13 +22,17 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.browser.path_data import quiet_server, quiet_studio  # noqa: F401  (fixtures)
 from tests.browser.users import TestUsers
 from tests.conftest import create_database, drop_database
 from tests.server import running_server, server_env
 from tuneforge.settings import Settings
+
+# CI runs these tests beside training on two cores, where the server has taken more than 15 s
+# to answer a click; Playwright's 5 s default then fails a page that is only slow.
+expect.set_options(timeout=30_000)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

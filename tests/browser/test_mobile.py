@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.sync_api import Browser, Page, ViewportSize, expect
+from playwright.sync_api import Browser, Locator, Page, ViewportSize, expect
 
 from tests.browser.path_data import (
     QUESTIONS,
@@ -38,15 +38,21 @@ def fits(page: Page) -> None:
     assert width <= PHONE["width"], f"{page.url} is {width} px wide"
 
 
+def follow(page: Page, link: Locator, url: str | re.Pattern[str]) -> None:
+    """Click a link and wait for the page it opens, as long as `fits` waits for a socket: on a
+    loaded CI machine a page has taken over 15 s to answer."""
+    link.click()
+    expect(page).to_have_url(url, timeout=60_000)
+    fits(page)
+
+
 def open_from_menu(page: Page, label: str, path: str) -> None:
     drawer = page.locator(".q-drawer")
     expect(drawer.get_by_text(label, exact=True)).not_to_be_in_viewport()
     page.get_by_role("button", name="Menu").click()
     link = drawer.get_by_text(label, exact=True)
     expect(link).to_be_in_viewport()
-    link.click()
-    expect(page).to_have_url(re.compile(re.escape(path) + r"$"))
-    fits(page)
+    follow(page, link, re.compile(re.escape(path) + r"$"))
 
 
 def test_the_main_path_fits_a_phone(quiet_studio: QuietStudio, browser: Browser) -> None:
@@ -66,16 +72,17 @@ def test_the_main_path_fits_a_phone(quiet_studio: QuietStudio, browser: Browser)
     expect(page.locator(".home-action")).to_be_in_viewport()
 
     open_from_menu(page, "Datasets", "/datasets")
-    page.locator(".datasets-table").get_by_text(LONG, exact=True).click()
-    expect(page).to_have_url(f"{studio.url}/datasets/{raw['id']}")
+    follow(
+        page,
+        page.locator(".datasets-table").get_by_text(LONG, exact=True),
+        f"{studio.url}/datasets/{raw['id']}",
+    )
     expect(page.get_by_text("Mapping", exact=True)).to_be_visible()
-    fits(page)
     expect(page.get_by_text(rows[0][1]).first).to_be_visible()  # in the preview
     fits(page)
     open_from_menu(page, "Train", "/train")
     open_from_menu(page, "Jobs", "/jobs")
-    page.locator(".jobs-table .job-name").first.click()
-    expect(page).to_have_url(f"{studio.url}/runs/{run}")
+    follow(page, page.locator(".jobs-table .job-name").first, f"{studio.url}/runs/{run}")
     expect(page.get_by_text("z" * 300)).to_be_visible()  # a sample answer
     fits(page)
     failed = add_job(
