@@ -70,6 +70,8 @@ def test_sample_prompts_come_from_preference_prompts_with_the_chosen_answer() ->
 
 
 def test_sample_answers_are_the_models_own_greedy_continuation(tiny_model: Path) -> None:
+    """Answered together (left-padded into one batch), prompts of different lengths get the
+    answers each gets alone."""
     import torch
 
     from tuneforge.models.loading import load_causal_lm
@@ -79,10 +81,16 @@ def test_sample_answers_are_the_models_own_greedy_continuation(tiny_model: Path)
 
     tokenizer = Tokenizer.from_file(str(tiny_model / "tokenizer.json"))
     model = load_causal_lm(tiny_model, torch.float32)
-    (sample,) = sample_prompts([], preferences(1))
-    (answer,) = generate(model, tokenizer, [sample], 6, Runtime("cpu", "fp32", False))
-    ids = torch.tensor([encode_prompt(sample.messages, tokenizer)])
-    with torch.no_grad():
-        plain = model.generate(input_ids=ids, max_new_tokens=6, do_sample=False, pad_token_id=0)
-    expected = tokenizer.decode(plain[0, ids.shape[1] :].tolist(), skip_special_tokens=True)
-    assert answer["answer"] == expected.strip()
+    samples = sample_prompts([], preferences(3))
+    samples[1].messages[-1].update(message("user", "A much longer question, " * 8 + "in colour?"))
+    samples[2].messages[-1].update(message("user", "Colour?"))
+    answers = generate(model, tokenizer, samples, 6, Runtime("cpu", "fp32", False))
+    assert len({len(encode_prompt(s.messages, tokenizer)) for s in samples}) == 3
+    for sample, answer in zip(samples, answers, strict=True):
+        ids = torch.tensor([encode_prompt(sample.messages, tokenizer)])
+        with torch.no_grad():
+            plain = model.generate(input_ids=ids, max_new_tokens=6, do_sample=False, pad_token_id=0)
+        new = plain[0, ids.shape[1] :].tolist()
+        expected = tokenizer.decode(new, skip_special_tokens=True).strip()
+        assert answer["answer"] == expected and answer["prompt"] == sample.prompt
+        assert answer["ended"] == (len(new) < 6)

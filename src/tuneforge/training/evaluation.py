@@ -8,7 +8,7 @@ images' thumbnails (`images`: small JPEG `data:` URLs) for the run page to show.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +18,12 @@ from torch import nn
 
 from tuneforge.data.conversation import message, text_of
 from tuneforge.models.tool_format import tools_of
-from tuneforge.training.components.generation import dense_head_input, stop_ids
+from tuneforge.training.components.generation import (
+    Sampling,
+    complete,
+    dense_head_input,
+    stop_ids,
+)
 from tuneforge.training.components.loss import causal_lm_loss
 from tuneforge.training.components.tokenize import Example, encode_prompt
 from tuneforge.training.runtime import Runtime, evaluating
@@ -141,43 +146,64 @@ def generate(
     images: ImageInputs | None = None,
 ) -> list[dict[str, Any]]:
     """Greedy answers to `prompts`, stopping at the end of a turn (`<end_of_turn>`, Gemma 4's
-    `<turn|>`) or `<eos>`; each says whether it `ended`
-    there (False: it ran out of tokens first). A prompt with images needs `images` (a vision
-    model's inputs); its answer carries their thumbnails (`images`)."""
-    stop: list[int | None] = list(stop_ids(tokenizer))
+    `<turn|>`) or `<eos>`; each says whether it `ended` there (False: it ran out of tokens
+    first). The prompts without images are answered together, in one left-padded batch
+    (`complete`): each new token reads the model's weights, its 262,144-word output head above
+    all, once for all of them. A prompt with images needs `images` (a vision model's inputs)
+    and is answered alone; its answer carries their thumbnails (`images`)."""
+    per_image = images.info if images is not None else None
+    encoded = [
+        encode_prompt(sample.messages, tokenizer, per_image, sample.images, sample.tools)
+        for sample in prompts
+    ]
+    alone = [images is not None and bool(sample.images) for sample in prompts]
+    together = [ids for ids, single in zip(encoded, alone, strict=True) if not single]
+    answered: Iterator[tuple[str, bool]] = iter(())
+    if together:
+        greedy = Sampling(max_new_tokens, greedy=True)
+        done = complete(model, tokenizer, together, 1, greedy, runtime)
+        answered = zip(done.texts, done.ended, strict=True)
     answers = []
-    with evaluating(model), runtime.autocast(), dense_head_input(model):
-        for sample in prompts:
-            per_image = images.info if images is not None else None
-            encoded = encode_prompt(
-                sample.messages, tokenizer, per_image, sample.images, sample.tools
+    for sample, ids, single in zip(prompts, encoded, alone, strict=True):
+        if single and images is not None:
+            answer, ended = _answer_with_images(
+                model, tokenizer, ids, sample.images, images, max_new_tokens, runtime
             )
-            ids = torch.tensor([encoded], device=runtime.device)
-            extra: dict[str, Any] = {}
-            if sample.images and images is not None:
-                extra = images.generation_inputs(ids, sample.images)
-            output = model.generate(  # type: ignore[operator]
-                input_ids=ids,
-                attention_mask=torch.ones_like(ids),
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                eos_token_id=[t for t in stop if t is not None],
-                pad_token_id=0,
-                use_cache=True,
-                **extra,
-            )
-            new = output[0, ids.shape[1] :].tolist()
-            answer = tokenizer.decode(new, skip_special_tokens=True)
-            # Ended: it stopped at an end of turn rather than at the token limit.
-            ended = len(new) < max_new_tokens or (bool(new) and new[-1] in stop)
-            item: dict[str, Any] = {
-                "prompt": sample.prompt,
-                "answer": answer.strip(),
-                "ended": ended,
-            }
-            if sample.reference is not None:
-                item["reference"] = sample.reference
-            if sample.thumbnails:
-                item["images"] = list(sample.thumbnails)
-            answers.append(item)
+        else:
+            answer, ended = next(answered)
+        item: dict[str, Any] = {"prompt": sample.prompt, "answer": answer, "ended": ended}
+        if sample.reference is not None:
+            item["reference"] = sample.reference
+        if sample.thumbnails:
+            item["images"] = list(sample.thumbnails)
+        answers.append(item)
     return answers
+
+
+def _answer_with_images(
+    model: nn.Module,
+    tokenizer: Tokenizer,
+    ids: list[int],
+    pictures: Sequence[bytes],
+    images: ImageInputs,
+    max_new_tokens: int,
+    runtime: Runtime,
+) -> tuple[str, bool]:
+    """The greedy answer to the prompt `ids` with its `pictures`, and whether it ended before
+    the token limit."""
+    stop = stop_ids(tokenizer)
+    prompt = torch.tensor([ids], device=runtime.device)
+    with evaluating(model), runtime.autocast(), dense_head_input(model):
+        output = model.generate(  # type: ignore[operator]
+            input_ids=prompt,
+            attention_mask=torch.ones_like(prompt),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            eos_token_id=stop,
+            pad_token_id=0,
+            use_cache=True,
+            **images.generation_inputs(prompt, pictures),
+        )
+    new = output[0, prompt.shape[1] :].tolist()
+    ended = len(new) < max_new_tokens or (bool(new) and new[-1] in stop)
+    return tokenizer.decode(new, skip_special_tokens=True).strip(), ended
