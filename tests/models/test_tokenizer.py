@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import random
 import struct
@@ -23,6 +24,7 @@ from tuneforge.models.tokenizer import (
     ensure_gguf,
     ensure_tokenizer_dir,
     gemma_tokenizer,
+    model_tokenizer,
 )
 
 SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q"}
@@ -162,3 +164,20 @@ def test_importing_never_loads_transformers_or_torch():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_a_models_tokenizer_is_parsed_once_until_its_file_changes(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    source = ensure_tokenizer_dir(models_cache_dir()) / "tokenizer.json"
+    (model / "tokenizer.json").write_bytes(source.read_bytes())
+    first = model_tokenizer(model)
+    assert model_tokenizer(tmp_path / "." / "model") is first
+    assert first.token_to_id("<start_of_turn>") == 105
+    # A new file there (a model replaced in place) is read anew.
+    whole = json.loads(source.read_text(encoding="utf-8"))
+    whole["added_tokens"][-1]["content"] = "<renamed>"
+    whole["model"]["vocab"]["<renamed>"] = whole["added_tokens"][-1]["id"]
+    (model / "tokenizer.json").write_text(json.dumps(whole), encoding="utf-8")
+    second = model_tokenizer(model)
+    assert second is not first and second.token_to_id("<renamed>") is not None

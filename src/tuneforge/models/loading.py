@@ -51,6 +51,7 @@ from tuneforge.models.tokenizer import (
     ensure_gemma4_tokenizer_dir,
     ensure_gguf,
     ensure_tokenizer_dir,
+    model_tokenizer,
     publish_once,
 )
 
@@ -175,7 +176,7 @@ def model_format(path: Path) -> ChatFormat:
     `config.json` names (`gemma4...`), else Gemma 3's."""
     path = Path(path)
     if (path / "tokenizer.json").is_file():
-        return format_of_tokenizer(Tokenizer.from_file(str(path / "tokenizer.json")))
+        return format_of_tokenizer(model_tokenizer(path))
     try:
         data: Any = json.loads((path / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):

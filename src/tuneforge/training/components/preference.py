@@ -26,6 +26,7 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from tuneforge.errors import InvalidInput
+from tuneforge.models.tokenizer import model_tokenizer
 from tuneforge.training.components.completions import (
     Completion,
     Feedback,
@@ -289,7 +290,7 @@ def train_pairs(
     """A pairwise recipe's run (DPO, ORPO): the pairs encoded, the model prepared, the loop run
     with the losses `make_losses` makes; `what` names the loss in the log."""
     runtime = runtime_for(spec, per_example=True)  # a pair's passes are its own
-    tokenizer = Tokenizer.from_file(str(model_path / "tokenizer.json"))
+    tokenizer = model_tokenizer(model_path)
     train = encode_pairs(train_records, tokenizer, spec.max_length, reporter, "train")
     if not train:
         raise InvalidInput("The training split has no preference pairs to learn from.")

@@ -450,15 +450,14 @@ def train_grpo(
     secrets: Mapping[str, str] | None = None,
 ) -> Outcome:
     started = time.perf_counter()  # importing torch counts as loading
-    from tokenizers import Tokenizer
-
     from tuneforge.data.conversation import message
+    from tuneforge.models.tokenizer import model_tokenizer
     from tuneforge.training.components.loop import Loop
     from tuneforge.training.rewards.grade import GraderSet
     from tuneforge.training.runtime import prepare_model, runtime_for
 
     runtime = runtime_for(spec)
-    tokenizer = Tokenizer.from_file(str(model_path / "tokenizer.json"))
+    tokenizer = model_tokenizer(model_path)
     longest = spec.max_length - spec.max_completion_length
     train, skipped = encode_prompts(train_records, tokenizer, longest)
     if not train:

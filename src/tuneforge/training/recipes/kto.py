@@ -62,8 +62,8 @@ def train_kto(
     del secrets  # KTO calls no judge
     loading = time.perf_counter()  # importing torch counts as loading
     import torch
-    from tokenizers import Tokenizer
 
+    from tuneforge.models.tokenizer import model_tokenizer
     from tuneforge.training.components.logprobs import answer_logprobs
     from tuneforge.training.components.loop import Loop, StepWork
     from tuneforge.training.components.preference import (
@@ -77,7 +77,7 @@ def train_kto(
     from tuneforge.training.runtime import evaluating, prepare_model, runtime_for
 
     runtime = runtime_for(spec)
-    tokenizer = Tokenizer.from_file(str(model_path / "tokenizer.json"))
+    tokenizer = model_tokenizer(model_path)
     splits = {
         "train": encode_feedbacks(train_records, tokenizer, spec.max_length, reporter, "train"),
         "test": encode_feedbacks(

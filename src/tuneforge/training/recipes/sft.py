@@ -117,8 +117,7 @@ def train_sft(
 ) -> Outcome:
     del secrets  # SFT calls no judge
     loading = time.perf_counter()  # importing torch counts as loading
-    from tokenizers import Tokenizer
-
+    from tuneforge.models.tokenizer import model_tokenizer
     from tuneforge.training.components.loop import Loop, StepWork
     from tuneforge.training.components.loss import causal_lm_loss
     from tuneforge.training.evaluation import evaluate, sample_prompts
@@ -126,7 +125,7 @@ def train_sft(
     from tuneforge.training.runtime import base_path, prepare_model, runtime_for
 
     runtime = runtime_for(spec)
-    tokenizer = Tokenizer.from_file(str(model_path / "tokenizer.json"))
+    tokenizer = model_tokenizer(model_path)
     vision = vision_info(base_path(model_path))
     if vision is not None and model_type(base_path(model_path)) not in VISION_MODEL_TYPES:
         if any(record.get("images") for record in (*train_records, *test_records)):
