@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.hardware import usable_cores
-from tuneforge.models.chat_template import format_of_tokenizer, render
+from tuneforge.models.chat_template import BOS, format_of_tokenizer, render
 from tuneforge.models.llamacpp import open_gguf
 
 #: Questions whose first 16 greedy tokens on Gemma 3 270M have no near-tie: the top two logits
@@ -42,18 +42,18 @@ NEAR_TIE = 0.5
 def prompt_ids(model_dir: Path, prompts: Sequence[str] | None = None) -> list[list[int]]:
     """`prompts` tokenized by `model_dir`'s tokenizer; each starts with `<bos>` (in the text).
     By default the `QUESTIONS`, in the chat format the tokenizer speaks (Gemma 3's: `PROMPTS`)."""
-    from transformers import AutoTokenizer
+    from tuneforge.models.tokenizer import model_tokenizer
 
-    tokenizer: Any = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = model_tokenizer(model_dir)
     if prompts is None:
         chat = format_of_tokenizer(tokenizer)
         prompts = [
             chat.render([{"role": "user", "content": q}], add_generation_prompt=True)
             for q in QUESTIONS
         ]
-    encoded = [list(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    encoded = [list(tokenizer.encode(p, add_special_tokens=False).ids) for p in prompts]
     for ids in encoded:
-        if not ids or ids[0] != tokenizer.bos_token_id:
+        if not ids or ids[0] != tokenizer.token_to_id(BOS):
             raise ValueError(f"The tokenizer in {model_dir} did not encode <bos> as its bos token.")
     return encoded
 

@@ -382,10 +382,10 @@ def _version(file: Path) -> tuple[int, int]:
 @functools.lru_cache(maxsize=8)
 def _compare(tokenizer_file: str, _v1: Any, reference: str, _v2: Any) -> str | None:
     """What differs between the two vocabularies (None: nothing)."""
-    from tokenizers import Tokenizer
+    from tuneforge.models.tokenizer import model_tokenizer
 
     try:
-        tokenizer = Tokenizer.from_file(tokenizer_file)
+        tokenizer = model_tokenizer(Path(tokenizer_file).parent)
         vocab = tokenizer.get_vocab(with_added_tokens=True)
     except Exception as exc:  # the tokenizers library raises plain Exceptions
         return f"its tokenizer.json cannot be read: {exc}"
@@ -411,11 +411,13 @@ def _compare(tokenizer_file: str, _v1: Any, reference: str, _v2: Any) -> str | N
 
 def _added_after(model_dir: Path, first: int) -> list[tuple[int, str, bool]]:
     """The tokens of `model_dir`'s tokenizer.json from id `first` on: `(id, piece, special)`."""
-    added = _json(model_dir / "tokenizer.json").get("added_tokens") or []
+    from tuneforge.models.tokenizer import model_tokenizer
+
+    added = model_tokenizer(model_dir).get_added_tokens_decoder()
     return sorted(
-        (int(t["id"]), str(t["content"]), bool(t.get("special")))
-        for t in added
-        if isinstance(t, dict) and int(t.get("id", -1)) >= first
+        (token_id, token.content, token.special)
+        for token_id, token in added.items()
+        if token_id >= first
     )
 
 
