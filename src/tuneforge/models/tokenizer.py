@@ -220,15 +220,16 @@ def gemma_tokenizer(cache_dir: Path) -> Tokenizer:
 
 
 def model_tokenizer(model_dir: Path) -> Tokenizer:
-    """The tokenizer of the model in `model_dir` (its `tokenizer.json`), parsed once per process
-    and version of the file: Gemma's is 33 MB, seconds to parse, and a training run reads it
-    for its data and again to save its chat format."""
+    """The tokenizer of the model in `model_dir` (its `tokenizer.json`). The last one read stays
+    in memory (about 300 MB for Gemma's) until another file, or another version of it, is read:
+    Gemma's file is 33 MB, seconds to parse, and a training run reads it for its data and again
+    to save its chat format, an export for its vocabulary and again for its check."""
     path = (Path(model_dir) / "tokenizer.json").resolve()
     stat = path.stat()
     return _parsed(path, stat.st_mtime_ns, stat.st_size)
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=1)
 def _parsed(path: Path, mtime_ns: int, size: int) -> Tokenizer:
     return Tokenizer.from_file(str(path))
 
