@@ -98,11 +98,11 @@ def _gemma4_inputs(model_dir: Path, info: VisionInfo, image: bytes, prompt: str)
     the image's own soft tokens, its patches and their positions, and the token types; equal to
     `Gemma4Processor`'s (`tests/models/test_gemma4_vision.py`)."""
     import torch
-    from tokenizers import Tokenizer
 
+    from tuneforge.models.tokenizer import model_tokenizer
     from tuneforge.models.vision_inputs import pixel_inputs, token_type_inputs
 
-    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tokenizer = model_tokenizer(model_dir)
     text = expand_text(prompt, info, [image])
     ids = torch.tensor([tokenizer.encode(text, add_special_tokens=False).ids])
     return {"input_ids": ids, **pixel_inputs([image], model_dir), **token_type_inputs(ids, info)}
